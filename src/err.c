@@ -72,3 +72,17 @@ int vmb_err_prefix(struct vmb_err *e, const char *fmt, ...)
 		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", old);
 	return -e->code;
 }
+
+void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
+{
+	char buf[VMB_ERR_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (log && log->fn)
+		log->fn(log->arg, buf);
+	else
+		fprintf(stderr, "vmbundlefs: %s\n", buf);
+}

@@ -35,4 +35,16 @@ int vmb_err_sys(struct vmb_err *e, int code, const char *fmt, ...)
 int vmb_err_prefix(struct vmb_err *e, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A sink for messages that have no caller to return to (a map that could not be
+ * persisted when the last handle closed, a file that failed to open while serving
+ * a request). Owned by whoever embeds the library; fn must be thread-safe. */
+struct vmb_log {
+	void (*fn)(void *arg, const char *msg);
+	void *arg;
+};
+
+/* Format and send a message to log (NULL log: stderr). */
+void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 #endif
