@@ -1,4 +1,4 @@
-# libvmbundle: the FUSE-free core. Owned by src/ authors.
+# libvmbundle: the FUSE-free core, and the vmbundlefs command.
 noinst_LIBRARIES += src/libvmbundle.a
 src_libvmbundle_a_CPPFLAGS = $(AM_CPPFLAGS) $(CRYPTO_CFLAGS)
 src_libvmbundle_a_SOURCES = \
@@ -6,7 +6,16 @@ src_libvmbundle_a_SOURCES = \
 	src/crc32c.c src/crc32c.h \
 	src/digest.c src/digest.h \
 	src/blockmap.c src/blockmap.h \
-	src/sidecar.c src/sidecar.h
+	src/sidecar.c src/sidecar.h \
+	src/image.c src/image.h \
+	src/store.c src/store_walk.c src/store.h \
+	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c \
+	src/vfs.h src/vfs_int.h \
+	src/fsck.c src/fsck.h
 
 # What every program linking libvmbundle needs.
 VMB_CORE_LIBS = src/libvmbundle.a $(CRYPTO_LIBS)
+
+bin_PROGRAMS += vmbundlefs
+vmbundlefs_SOURCES = src/cli.h src/cli_main.c src/cli_cmds.c src/cli_mount.c
+vmbundlefs_LDADD = fs/libvmbfs.a $(VMB_CORE_LIBS) $(FUSE_LIBS)

@@ -1,0 +1,275 @@
+/* fuse_mount.c - mount a store, tune the mount, run the multithreaded loop. */
+#define FUSE_USE_VERSION 314
+#include "config.h"
+#include "vmbfs.h"
+#include "vfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+extern const struct fuse_lowlevel_ops vmb_fuse_ops;
+
+#define DEFAULT_READAHEAD_KB 1024
+#define DEFAULT_MAX_THREADS 16
+
+static void log_line(void *arg, const char *msg)
+{
+	struct vmb_fs *fs = arg;
+
+	pthread_mutex_lock(&fs->loglock);
+	if (fs->logfp) {
+		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
+		fflush(fs->logfp);
+	} else if (fs->use_syslog) {
+		syslog(LOG_ERR, "%s", msg);
+	} else {
+		fprintf(stderr, "vmbundlefs: %s\n", msg);
+	}
+	pthread_mutex_unlock(&fs->loglock);
+}
+
+struct own_opts {
+	unsigned readahead_kb;
+	unsigned max_threads;
+	int readonly;
+	char *pass;    /* options for libfuse, comma-separated */
+};
+
+/* Take vmbundlefs' own options out of the -o list; keep the rest for libfuse. */
+static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
+{
+	char *copy, *tok, *save = NULL;
+	size_t used = 0, cap;
+	int r = 0;
+
+	o->readahead_kb = DEFAULT_READAHEAD_KB;
+	o->max_threads = DEFAULT_MAX_THREADS;
+	o->readonly = 0;
+	cap = (in ? strlen(in) : 0) + 1;
+	o->pass = calloc(1, cap);
+	copy = strdup(in ? in : "");
+	if (!o->pass || !copy) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
+			const char *val = strchr(tok, '=') + 1;
+			unsigned long n;
+			errno = 0;
+			n = strtoul(val, &end, 10);
+			if (errno || !*val || *end || n > 1u << 20 ||
+			    (tok[0] == 'm' && (n < 1 || n > 1024))) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			if (tok[0] == 'r')
+				o->readahead_kb = (unsigned)n;
+			else
+				o->max_threads = (unsigned)n;
+			continue;
+		}
+		if (!strcmp(tok, "ro"))
+			o->readonly = 1;
+		used += (size_t)snprintf(o->pass + used, cap - used, "%s%s", used ? "," : "", tok);
+	}
+out:
+	free(copy);
+	return r;
+}
+
+/* Turn "\040" escapes of /proc/self/mountinfo back into characters, in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* Raise the mount's readahead so the kernel sends 1 MiB read requests (FUSE-NOTES:
+ * max_readahead alone does not). The device numbers come from mountinfo: a stat of
+ * the mount point would wait for this very daemon. */
+static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb)
+{
+	char real[PATH_MAX], line[PATH_MAX * 2], dev[64] = "", path[128];
+	FILE *mi;
+	int fd;
+
+	if (kb == 0 || !realpath(mountpoint, real))
+		return;
+	mi = fopen("/proc/self/mountinfo", "re");
+	if (!mi)
+		return;
+	while (fgets(line, sizeof(line), mi)) {
+		char mdev[64], mpoint[PATH_MAX];
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mpoint) != 2)
+			continue;
+		unescape(mpoint);
+		if (!strcmp(mpoint, real))
+			snprintf(dev, sizeof(dev), "%s", mdev);   /* the last one is on top */
+	}
+	fclose(mi);
+	if (!dev[0])
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char val[32];
+		int len = snprintf(val, sizeof(val), "%u\n", kb);
+		if (write(fd, val, (size_t)len) != len)
+			vmb_log_msg(&fs->log, "cannot set the readahead of %s to %u KiB: %s",
+				    mountpoint, kb, strerror(errno));
+		close(fd);
+	}
+}
+
+static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vmb_err *err)
+{
+	pthread_mutex_init(&fs->loglock, NULL);
+	fs->log.fn = log_line;
+	fs->log.arg = fs;
+	if (o->logfile) {
+		fs->logfp = fopen(o->logfile, "ae");
+		if (!fs->logfp)
+			return vmb_err_sys(err, errno, "cannot open log file '%s'", o->logfile);
+		setvbuf(fs->logfp, NULL, _IOLBF, 0);
+	}
+	return 0;
+}
+
+static int check_mountpoint(const char *mp, struct vmb_err *err)
+{
+	struct stat st;
+
+	if (stat(mp, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot mount on '%s'", mp);
+	if (!S_ISDIR(st.st_mode))
+		return vmb_err_set(err, ENOTDIR, "cannot mount on '%s': not a directory", mp);
+	return 0;
+}
+
+int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *cfg = NULL;
+	struct fuse_session *se = NULL;
+	struct vmb_vfs_opts vo = {0};
+	struct own_opts own = {0};
+	struct vmb_fs fs;
+	char *optstr = NULL, *fsname = NULL, *p;
+	int mounted = 0, handlers = 0, r;
+
+	memset(&fs, 0, sizeof(fs));
+	r = open_log(&fs, o, err);
+	if (r < 0)
+		goto out;
+	r = split_opts(o->fuse_opts, &own, err);
+	if (r < 0)
+		goto out;
+	r = check_mountpoint(o->mountpoint, err);
+	if (r < 0)
+		goto out;
+	vo.readonly = own.readonly;
+	vo.log = &fs.log;
+	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
+	if (r < 0)
+		goto out;
+
+	fsname = strdup(o->store);
+	if (!fsname) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (p = fsname; *p; p++)   /* commas would split the option list */
+		if (*p == ',' || *p == '\\')
+			*p = '_';
+	if (asprintf(&optstr, "fsname=%s,subtype=vmbundlefs,default_permissions%s%s", fsname,
+		     own.pass[0] ? "," : "", own.pass) < 0) {
+		optstr = NULL;
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, "vmbundlefs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, optstr) || (o->debug && fuse_opt_add_arg(&args, "-d"))) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	se = fuse_session_new(&args, &vmb_fuse_ops, sizeof(vmb_fuse_ops), &fs);
+	if (!se) {
+		r = vmb_err_set(err, EINVAL, "cannot start a FUSE session (bad mount options "
+				"'%s'?)", own.pass);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		r = vmb_err_set(err, EIO, "cannot install signal handlers");
+		goto out;
+	}
+	handlers = 1;
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		r = vmb_err_set(err, EIO, "cannot mount '%s' on '%s' (is /dev/fuse available, "
+				"and fusermount3 installed?)", o->store, o->mountpoint);
+		goto out;
+	}
+	mounted = 1;
+	set_readahead(&fs, o->mountpoint, own.readahead_kb);
+	if (!o->foreground) {
+		if (!o->logfile) {
+			openlog("vmbundlefs", LOG_PID, LOG_DAEMON);
+			fs.use_syslog = 1;
+		}
+		if (fuse_daemonize(0) != 0) {
+			r = vmb_err_set(err, EIO, "cannot become a daemon");
+			goto out;
+		}
+	}
+	cfg = fuse_loop_cfg_create();
+	if (!cfg) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, own.max_threads);
+	fuse_loop_cfg_set_idle_threads(cfg, own.max_threads / 2 ? own.max_threads / 2 : 1);
+	r = fuse_session_loop_mt(se, cfg);
+	if (r != 0)
+		r = vmb_err_set(err, r < 0 ? -r : EIO, "the FUSE session for '%s' ended with an "
+				"error", o->mountpoint);
+out:
+	if (cfg)
+		fuse_loop_cfg_destroy(cfg);
+	if (mounted)
+		fuse_session_unmount(se);
+	if (handlers)
+		fuse_remove_signal_handlers(se);
+	if (se)
+		fuse_session_destroy(se);
+	vmb_vfs_free(fs.vfs);   /* persists every open file's map */
+	fuse_opt_free_args(&args);
+	free(optstr);
+	free(fsname);
+	free(own.pass);
+	if (fs.logfp)
+		fclose(fs.logfp);
+	if (fs.use_syslog)
+		closelog();
+	pthread_mutex_destroy(&fs.loglock);
+	return r;
+}

@@ -1,0 +1,617 @@
+/* fuse_ops.c - the FUSE low-level operations: unpack the request, call src/vfs,
+ * reply exactly once. No filesystem logic lives here. */
+#define FUSE_USE_VERSION 314
+#include "config.h"
+#include "vmbfs.h"
+#include "vfs.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Attribute lifetimes: regular files change size and allocation with every write, so
+ * their attributes are always asked for; names and directories are cached briefly. */
+#define ENTRY_TIMEOUT 1.0
+#define DIR_ATTR_TIMEOUT 1.0
+
+/* Holes are answered from here: untouched .bss pages, all zeros, never written. */
+static char zero_buf[VMB_FS_MAX_IO];
+
+static struct vmb_vfs *V(fuse_req_t req)
+{
+	return ((struct vmb_fs *)fuse_req_userdata(req))->vfs;
+}
+
+static double attr_timeout(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) ? 0.0 : DIR_ATTR_TIMEOUT;
+}
+
+/* Failures the caller's errno fully explains are not logged; the rest are. */
+static int worth_logging(int code)
+{
+	switch (code) {
+	case ENOENT: case EEXIST: case ENOTEMPTY: case ENOTDIR: case EISDIR:
+	case EACCES: case EPERM: case ENODATA: case ERANGE: case EINVAL:
+	case ENAMETOOLONG: case ENXIO: case EXDEV: case EROFS: case EOPNOTSUPP:
+	case EBADF: case ESTALE: case ENOSPC: case EDQUOT: case EFBIG: case ELOOP:
+	case EMLINK: case EINTR: case EBUSY:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static void reply_err(fuse_req_t req, int r, const struct vmb_err *err)
+{
+	int code = r < 0 ? -r : EIO;
+
+	if (worth_logging(code)) {
+		struct vmb_fs *fs = fuse_req_userdata(req);
+		vmb_log_msg(&fs->log, "%s", err && err->msg[0] ? err->msg : strerror(code));
+	}
+	fuse_reply_err(req, code);
+}
+
+static void ctx_of(fuse_req_t req, struct vmb_ctx *c)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+	c->uid = fc->uid;
+	c->gid = fc->gid;
+	c->pid = fc->pid;
+}
+
+static void reply_entry(fuse_req_t req, const struct vmb_entry *e)
+{
+	struct fuse_entry_param p;
+
+	memset(&p, 0, sizeof(p));
+	p.ino = e->ino;
+	p.generation = e->generation;
+	p.attr = e->attr;
+	p.attr_timeout = attr_timeout(&e->attr);
+	p.entry_timeout = ENTRY_TIMEOUT;
+	if (fuse_reply_entry(req, &p) == -ENOENT)   /* interrupted: give the lookup back */
+		vmb_vfs_forget(V(req), e->ino, 1);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
+				  FUSE_CAP_SPLICE_MOVE);
+	conn->max_write = VMB_FS_MAX_IO;
+	conn->max_readahead = VMB_FS_MAX_IO;
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+static void op_destroy(void *userdata)
+{
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmb_entry e;
+	struct vmb_err err = {0};
+	int r = vmb_vfs_lookup(V(req), parent, name, &e, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	vmb_vfs_forget(V(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		vmb_vfs_forget(V(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct stat st;
+	int r = vmb_vfs_getattr(V(req), ino, &st, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(&st));
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct vmb_ctx ctx;
+	struct stat st;
+	int valid = 0, r;
+
+	ctx_of(req, &ctx);
+	if (to_set & FUSE_SET_ATTR_MODE) valid |= VMB_SET_MODE;
+	if (to_set & FUSE_SET_ATTR_UID) valid |= VMB_SET_UID;
+	if (to_set & FUSE_SET_ATTR_GID) valid |= VMB_SET_GID;
+	if (to_set & FUSE_SET_ATTR_SIZE) valid |= VMB_SET_SIZE;
+	if (to_set & FUSE_SET_ATTR_ATIME) valid |= VMB_SET_ATIME;
+	if (to_set & FUSE_SET_ATTR_MTIME) valid |= VMB_SET_MTIME;
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) valid |= VMB_SET_ATIME_NOW;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) valid |= VMB_SET_MTIME_NOW;
+	r = vmb_vfs_setattr(V(req), &ctx, ino, fi ? (struct vmb_file *)(uintptr_t)fi->fh : NULL,
+			    attr, valid, &st, &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(&st));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	struct vmb_err err = {0};
+	int r = vmb_vfs_readlink(V(req), ino, buf, sizeof(buf), &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct vmb_err err = {0};
+	struct vmb_entry e;
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_mknod(V(req), &ctx, parent, name, mode, rdev, &e, &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		reply_entry(req, &e);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct vmb_err err = {0};
+	struct vmb_entry e;
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_mkdir(V(req), &ctx, parent, name, mode, &e, &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		reply_entry(req, &e);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	struct vmb_err err = {0};
+	struct vmb_entry e;
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_symlink(V(req), &ctx, link, parent, name, &e, &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		reply_entry(req, &e);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct vmb_err err = {0};
+	struct vmb_entry e;
+	int r = vmb_vfs_link(V(req), ino, newparent, newname, &e, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		reply_entry(req, &e);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_unlink(V(req), parent, name, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_rmdir(V(req), parent, name, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_rename(V(req), parent, name, newparent, newname, flags, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct vmb_file *f;
+	int keep, r;
+
+	r = vmb_vfs_open(V(req), ino, fi->flags, &f, &keep, &err);
+	if (r < 0) {
+		reply_err(req, r, &err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->keep_cache = keep;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		vmb_vfs_release(V(req), f);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct fuse_entry_param p;
+	struct vmb_entry e;
+	struct vmb_file *f;
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_create(V(req), &ctx, parent, name, mode, fi->flags, &e, &f, &err);
+	if (r < 0) {
+		reply_err(req, r, &err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)f;
+	memset(&p, 0, sizeof(p));
+	p.ino = e.ino;
+	p.generation = e.generation;
+	p.attr = e.attr;
+	p.attr_timeout = attr_timeout(&e.attr);
+	p.entry_timeout = ENTRY_TIMEOUT;
+	if (fuse_reply_create(req, &p, fi) == -ENOENT) {
+		vmb_vfs_release(V(req), f);
+		vmb_vfs_forget(V(req), e.ino, 1);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct vmb_file *f = (struct vmb_file *)(uintptr_t)fi->fh;
+	struct vmb_err err = {0};
+	int holes_only;
+	ssize_t n;
+	char *buf;
+
+	if (size > VMB_FS_MAX_IO)
+		size = VMB_FS_MAX_IO;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
+	if (n < 0)
+		reply_err(req, (int)n, &err);
+	else
+		fuse_reply_buf(req, holes_only ? zero_buf : buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		     off_t off, struct fuse_file_info *fi)
+{
+	struct vmb_file *f = (struct vmb_file *)(uintptr_t)fi->fh;
+	struct vmb_err err = {0};
+	ssize_t n = vmb_vfs_write(f, buf, size, (uint64_t)off, &err);
+
+	if (n < 0)
+		reply_err(req, (int)n, &err);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	vmb_vfs_release(V(req), (struct vmb_file *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_fsync((struct vmb_file *)(uintptr_t)fi->fh, datasync, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct vmb_dir *d;
+	int r = vmb_vfs_opendir(V(req), ino, &d, &err);
+
+	if (r < 0) {
+		reply_err(req, r, &err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		vmb_vfs_releasedir(V(req), d);
+}
+
+struct dirbuf {
+	fuse_req_t req;
+	char *buf;
+	size_t size, used;
+};
+
+static int fill_dir(void *arg, const char *name, const struct stat *st, uint64_t next)
+{
+	struct dirbuf *b = arg;
+	size_t n = fuse_add_direntry(b->req, b->buf + b->used, b->size - b->used, name, st,
+				     (off_t)next);
+
+	if (n > b->size - b->used)
+		return 1;
+	b->used += n;
+	return 0;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	struct dirbuf b = { .req = req, .size = size };
+	int r;
+
+	b.buf = malloc(size ? size : 1);
+	if (!b.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = vmb_vfs_readdir(V(req), (struct vmb_dir *)(uintptr_t)fi->fh, (uint64_t)off,
+			    fill_dir, &b, &err);
+	if (r < 0 && b.used == 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_buf(req, b.buf, b.used);
+	free(b.buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	vmb_vfs_releasedir(V(req), (struct vmb_dir *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_fsyncdir((struct vmb_dir *)(uintptr_t)fi->fh, datasync, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct vmb_err err = {0};
+	struct statvfs st;
+	int r = vmb_vfs_statfs(V(req), &st, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_setxattr(V(req), ino, name, value, size, flags, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void reply_xattr_data(fuse_req_t req, ssize_t r, size_t size, const char *buf,
+			     const struct vmb_err *err)
+{
+	if (r < 0)
+		reply_err(req, (int)r, err);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)r);
+	else
+		fuse_reply_buf(req, buf, (size_t)r);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct vmb_err err = {0};
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t r;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = vmb_vfs_getxattr(V(req), ino, name, buf, size, &err);
+	reply_xattr_data(req, r, size, buf, &err);
+	free(buf);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct vmb_err err = {0};
+	char *buf = size ? malloc(size) : NULL;
+	ssize_t r;
+
+	if (size && !buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	r = vmb_vfs_listxattr(V(req), ino, buf, size, &err);
+	reply_xattr_data(req, r, size, buf, &err);
+	free(buf);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_removexattr(V(req), ino, name, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	int r;
+
+	if (offset < 0 || length <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = vmb_vfs_fallocate((struct vmb_file *)(uintptr_t)fi->fh, mode, (uint64_t)offset,
+			      (uint64_t)length, &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct vmb_err err = {0};
+	uint64_t res;
+	int r;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	r = vmb_vfs_lseek((struct vmb_file *)(uintptr_t)fi->fh, (uint64_t)off, whence, &res,
+			  &err);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_lseek(req, (off_t)res);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out, size_t len,
+			       int flags)
+{
+	struct vmb_err err = {0};
+	ssize_t n;
+
+	if (flags) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	n = vmb_vfs_copy_range((struct vmb_file *)(uintptr_t)fi_in->fh, (uint64_t)off_in,
+			       (struct vmb_file *)(uintptr_t)fi_out->fh, (uint64_t)off_out,
+			       len, &err);
+	if (n < 0)
+		reply_err(req, (int)n, &err);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+const struct fuse_lowlevel_ops vmb_fuse_ops = {
+	.init = op_init,
+	.destroy = op_destroy,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.symlink = op_symlink,
+	.link = op_link,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.rename = op_rename,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.fallocate = op_fallocate,
+	.lseek = op_lseek,
+	.copy_file_range = op_copy_file_range,
+};

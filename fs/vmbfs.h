@@ -1,0 +1,36 @@
+/* vmbfs.h - the FUSE adapter: mounting a store and serving it (fs/).
+ * Only this directory includes libfuse; the filesystem logic is src/vfs. */
+#ifndef VMB_FS_H
+#define VMB_FS_H
+
+#include <stdio.h>
+#include <pthread.h>
+#include "err.h"
+
+#define VMB_FS_MAX_IO (1u << 20)   /* 1 MiB read and write requests */
+
+struct vmb_vfs;
+
+struct vmb_mount_opts {
+	const char *store;
+	const char *mountpoint;
+	int foreground;
+	int debug;
+	const char *logfile;       /* NULL: stderr in the foreground, syslog as a daemon */
+	const char *fuse_opts;     /* comma-separated -o options, may be NULL */
+};
+
+/* One mounted store (owned by vmb_fs_main for the life of the mount). */
+struct vmb_fs {
+	struct vmb_vfs *vfs;
+	struct vmb_log log;
+	FILE *logfp;               /* owned when opened from logfile */
+	int use_syslog;
+	pthread_mutex_t loglock;
+};
+
+/* Mount and serve until unmounted. Returns 0 (clean unmount) or -errno, with the
+ * message in err. Errors before the mount exists are reported without mounting. */
+int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err);
+
+#endif

@@ -1,0 +1,452 @@
+/* vfs.c - the node table, lookup/forget, attributes (see vfs.h, vfs_int.h). */
+#include "config.h"
+#include "vfs_int.h"
+#include "sidecar.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+size_t vmb_node_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)dev;
+	return (size_t)(h >> (64 - VMB_HASH_BITS));
+}
+
+static void node_init(struct vmb_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->fd = -1;
+	pthread_mutex_init(&n->ilock, NULL);
+}
+
+static void node_free(struct vmb_node *n)
+{
+	if (n->img)   /* cannot happen: images hold a ref; be safe anyway */
+		vmb_image_close(n->img);
+	if (n->fd >= 0)
+		close(n->fd);
+	pthread_mutex_destroy(&n->ilock);
+	free(n);
+}
+
+const struct vmb_log *vmb_vfs_log(struct vmb_vfs *v)
+{
+	return v->log;
+}
+
+int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_opts *o,
+		struct vmb_err *err)
+{
+	struct vmb_vfs *v;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	node_init(&v->root);
+	pthread_mutex_init(&v->tlock, NULL);
+	v->log = o ? o->log : NULL;
+	v->readonly = o ? o->readonly : 0;
+	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
+	if (!v->hash) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = vmb_store_open(&v->store, store, VMB_STORE_SHARED, err);
+	if (r < 0)
+		goto fail;
+	if (v->store.readonly)
+		v->readonly = 1;
+	v->store_real = realpath(store, NULL);
+	if (!v->store_real) {
+		r = vmb_err_sys(err, errno, "cannot resolve store path '%s'", store);
+		goto fail;
+	}
+	v->root.fd = openat(v->store.dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (v->root.fd < 0 || fstat(v->root.fd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot open store '%s'", store);
+		goto fail;
+	}
+	v->root.dev = st.st_dev;
+	v->root.ino = st.st_ino;
+	v->root.type = S_IFDIR;
+	v->root.nlookup = 1;
+	*out = v;
+	return 0;
+fail:
+	vmb_vfs_free(v);
+	return r;
+}
+
+void vmb_vfs_free(struct vmb_vfs *v)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	if (v->hash) {
+		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++) {
+			struct vmb_node *n = v->hash[i], *next;
+			for (; n; n = next) {
+				next = n->hnext;
+				if (n->img) {
+					vmb_image_close(n->img);
+					n->img = NULL;
+				}
+				node_free(n);
+			}
+		}
+		free(v->hash);
+	}
+	if (v->root.fd >= 0)
+		close(v->root.fd);
+	pthread_mutex_destroy(&v->root.ilock);
+	pthread_mutex_destroy(&v->tlock);
+	vmb_store_close(&v->store);
+	free(v->store_real);
+	free(v);
+}
+
+uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n)
+{
+	return n == &v->root ? VMB_ROOT_INO : (uint64_t)(uintptr_t)n;
+}
+
+int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out)
+{
+	struct vmb_node *n;
+
+	if (ino == VMB_ROOT_INO) {
+		*out = &v->root;
+		return 0;
+	}
+	n = (struct vmb_node *)(uintptr_t)ino;
+	if (!n)
+		return -ESTALE;
+	pthread_mutex_lock(&v->tlock);
+	n->refs++;
+	pthread_mutex_unlock(&v->tlock);
+	*out = n;
+	return 0;
+}
+
+static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	struct vmb_node **pp = &v->hash[vmb_node_hash(n->dev, n->ino)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == n) {
+			*pp = n->hnext;
+			v->nodes--;
+			return;
+		}
+	}
+}
+
+/* Drop one ref and/or nlookup references; free the node when both reach zero. */
+static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
+			 uint64_t lookups)
+{
+	int dead = 0;
+
+	if (n == &v->root)
+		return;
+	pthread_mutex_lock(&v->tlock);
+	n->refs -= refs;
+	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
+	if (n->refs == 0 && n->nlookup == 0) {
+		unhash_locked(v, n);
+		dead = 1;
+	}
+	pthread_mutex_unlock(&v->tlock);
+	if (dead)
+		node_free(n);
+}
+
+void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n)
+{
+	node_release(v, n, 1, 0);
+}
+
+void vmb_vfs_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup)
+{
+	if (ino == VMB_ROOT_INO)
+		return;
+	node_release(v, (struct vmb_node *)(uintptr_t)ino, 0, nlookup);
+}
+
+void vmb_node_procpath(const struct vmb_node *n, char buf[64])
+{
+	snprintf(buf, 64, "/proc/self/fd/%d", n->fd);
+}
+
+void vmb_node_relpath(struct vmb_vfs *v, const struct vmb_node *n, char *buf, size_t size)
+{
+	char proc[64], *full;
+	size_t plen;
+	ssize_t len;
+
+	full = malloc(PATH_MAX);
+	if (!full) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	vmb_node_procpath(n, proc);
+	len = readlink(proc, full, PATH_MAX - 1);
+	if (len < 0) {
+		snprintf(buf, size, "?");
+		goto out;
+	}
+	full[len] = '\0';
+	plen = strlen(v->store_real);
+	if (strncmp(full, v->store_real, plen) == 0 && full[plen] == '/') {
+		snprintf(buf, size, "%s", full + plen + 1);
+		goto out;
+	}
+	snprintf(buf, size, "%s", full);
+out:
+	free(full);
+}
+
+int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err)
+{
+	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return vmb_err_sys(err, errno, "cannot stat");
+	if (S_ISREG(st->st_mode)) {
+		pthread_mutex_lock(&n->ilock);
+		if (n->img) {
+			st->st_size = (off_t)vmb_image_size(n->img);
+			st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
+		}
+		pthread_mutex_unlock(&n->ilock);
+	}
+	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
+	return 0;
+}
+
+int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		       int is_dir, struct vmb_err *err)
+{
+	int r = vmb_name_check(name, err);
+
+	if (r < 0)
+		return r;
+	if (v->readonly)
+		return vmb_err_set(err, EROFS, "the store is mounted read-only");
+	if (parent == &v->root) {
+		if (vmb_store_reserved(name))
+			return vmb_err_set(err, EPERM, "'%s' is reserved for the store's metadata",
+					   name);
+		if (!is_dir)
+			return vmb_err_set(err, EPERM, "the top level of a store holds only "
+					   "bundles (directories): cannot create '%s'", name);
+	}
+	return 0;
+}
+
+int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		    struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *n, *fresh = NULL;
+	struct stat st;
+	size_t h;
+	int fd, r;
+
+	r = vmb_name_check(name, err);
+	if (r < 0)
+		return r;
+	if (parent == &v->root && vmb_store_reserved(name))
+		return -ENOENT;
+	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (parent == &v->root && !S_ISDIR(st.st_mode)) {
+		close(fd);   /* the top level shows bundles only */
+		return -ENOENT;
+	}
+	h = vmb_node_hash(st.st_dev, st.st_ino);
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[h]; n; n = n->hnext)
+		if (n->dev == st.st_dev && n->ino == st.st_ino)
+			break;
+	if (!n) {
+		pthread_mutex_unlock(&v->tlock);
+		fresh = malloc(sizeof(*fresh));
+		if (!fresh) {
+			close(fd);
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		}
+		node_init(fresh);
+		fresh->dev = st.st_dev;
+		fresh->ino = st.st_ino;
+		fresh->type = st.st_mode & S_IFMT;
+		fresh->fd = fd;
+		fd = -1;
+		pthread_mutex_lock(&v->tlock);
+		for (n = v->hash[h]; n; n = n->hnext)   /* raced with another lookup? */
+			if (n->dev == st.st_dev && n->ino == st.st_ino)
+				break;
+		if (!n) {
+			n = fresh;
+			fresh = NULL;
+			n->generation = ++v->next_generation;
+			n->hnext = v->hash[h];
+			v->hash[h] = n;
+			v->nodes++;
+		}
+	}
+	n->nlookup++;
+	n->refs++;
+	pthread_mutex_unlock(&v->tlock);
+	if (fd >= 0)
+		close(fd);
+	if (fresh)
+		node_free(fresh);
+	memset(e, 0, sizeof(*e));
+	e->ino = vmb_node_id(v, n);
+	e->generation = n->generation;
+	r = vmb_node_stat(v, n, &e->attr, err);
+	if (r < 0)
+		node_release(v, n, 1, 1);
+	else
+		vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
+		   struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *p;
+	int r;
+
+	r = vmb_node_get(v, parent, &p);
+	if (r < 0)
+		return r;
+	r = vmb_node_lookup(v, p, name, e, err);
+	vmb_node_put(v, p);
+	return r;
+}
+
+int vmb_vfs_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb_err *err)
+{
+	struct vmb_node *n;
+	int r;
+
+	r = vmb_node_get(v, ino, &n);
+	if (r < 0)
+		return r;
+	r = vmb_node_stat(v, n, st, err);
+	vmb_node_put(v, n);
+	return r;
+}
+
+static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
+		     struct vmb_err *err)
+{
+	struct timespec ts[2];
+
+	ts[0].tv_sec = ts[1].tv_sec = 0;
+	ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+	if (valid & VMB_SET_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (valid & VMB_SET_ATIME)
+		ts[0] = attr->st_atim;
+	if (valid & VMB_SET_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (valid & VMB_SET_MTIME)
+		ts[1] = attr->st_mtim;
+	if (utimensat(n->fd, "", ts, AT_EMPTY_PATH) < 0)
+		return vmb_err_sys(err, errno, "cannot set times");
+	return 0;
+}
+
+static int do_setattr(struct vmb_vfs *v, struct vmb_node *n, struct vmb_file *f,
+		      const struct stat *attr, int valid, struct vmb_err *err)
+{
+	char proc[64];
+	int r = 0;
+
+	if (v->readonly)
+		return vmb_err_set(err, EROFS, "the store is mounted read-only");
+	vmb_node_procpath(n, proc);
+	if (valid & VMB_SET_MODE) {
+		if (S_ISLNK(n->type))
+			return -EOPNOTSUPP;
+		if (chmod(proc, attr->st_mode & 07777) < 0)
+			return vmb_err_sys(err, errno, "cannot change mode");
+	}
+	if (valid & (VMB_SET_UID | VMB_SET_GID)) {
+		uid_t uid = (valid & VMB_SET_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & VMB_SET_GID) ? attr->st_gid : (gid_t)-1;
+		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+			return vmb_err_sys(err, errno, "cannot change owner");
+	}
+	if (valid & VMB_SET_SIZE) {
+		struct vmb_image *img;
+		int was_open;
+
+		if (!S_ISREG(n->type))
+			return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
+		if (f) {
+			r = vmb_image_truncate(f->img, (uint64_t)attr->st_size, err);
+		} else {
+			r = vmb_node_image_get(v, n, -1, &img, &was_open, err);
+			if (r < 0)
+				return r;
+			r = vmb_image_truncate(img, (uint64_t)attr->st_size, err);
+			vmb_node_image_put(v, n);
+		}
+		if (r < 0)
+			return r;
+	}
+	if (valid & (VMB_SET_ATIME | VMB_SET_MTIME | VMB_SET_ATIME_NOW | VMB_SET_MTIME_NOW)) {
+		r = set_times(n, attr, valid, err);
+		if (r < 0)
+			return r;
+	}
+	/* The backing file's ctime moved: the map must be saved with the new stamp. */
+	pthread_mutex_lock(&n->ilock);
+	if (n->img)
+		vmb_image_touch(n->img);
+	pthread_mutex_unlock(&n->ilock);
+	return 0;
+}
+
+int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
+		    struct vmb_file *f, const struct stat *attr, int valid, struct stat *out,
+		    struct vmb_err *err)
+{
+	struct vmb_node *n;
+	int r;
+
+	r = vmb_node_get(v, ino, &n);
+	if (r < 0)
+		return r;
+	r = do_setattr(v, n, f, attr, valid, err);
+	if (r == 0)
+		r = vmb_node_stat(v, n, out, err);
+	vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_statfs(struct vmb_vfs *v, struct statvfs *st, struct vmb_err *err)
+{
+	if (fstatvfs(v->store.dirfd, st) < 0)
+		return vmb_err_sys(err, errno, "cannot statfs store '%s'", v->store.path);
+	st->f_namemax = NAME_MAX;
+	return 0;
+}

@@ -1,0 +1,86 @@
+/* vfs_int.h - internals shared by the vfs_*.c files (see vfs.h for the rules). */
+#ifndef VMB_VFS_INT_H
+#define VMB_VFS_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "vfs.h"
+#include "store.h"
+#include "image.h"
+
+struct vmb_node {
+	struct vmb_node *hnext;     /* hash chain (tlock) */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;                /* S_IFMT bits */
+	int fd;                     /* O_PATH|O_NOFOLLOW of the backing inode, owned */
+	uint64_t generation;
+	uint64_t nlookup;           /* kernel references (tlock) */
+	uint64_t refs;              /* in-flight ops, handles (tlock) */
+	pthread_mutex_t ilock;      /* guards img, opens, cache stamp */
+	struct vmb_image *img;
+	unsigned opens;
+	int cache_valid;            /* the kernel's pages match (mtime, size) below */
+	struct timespec cache_mtime;
+	off_t cache_size;
+};
+
+#define VMB_HASH_BITS 12
+
+struct vmb_vfs {
+	struct vmb_store store;
+	char *store_real;           /* realpath of the store, for messages */
+	const struct vmb_log *log;
+	int readonly;
+	pthread_mutex_t tlock;
+	struct vmb_node root;
+	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
+	uint64_t nodes;
+	uint64_t next_generation;
+};
+
+struct vmb_file {
+	struct vmb_node *node;      /* holds a ref */
+	struct vmb_image *img;      /* node->img, counted in node->opens */
+	int flags;
+};
+
+size_t vmb_node_hash(dev_t dev, ino_t ino);
+
+/* Take a reference on the node of id ino (0 or -ESTALE). */
+int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out);
+void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n);
+uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Find or make the node of name in parent and count a lookup; fills e. */
+int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		    struct vmb_entry *e, struct vmb_err *err);
+
+/* stat of a node as the mount shows it. */
+int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err);
+
+/* "/proc/self/fd/N" for n's O_PATH fd. */
+void vmb_node_procpath(const struct vmb_node *n, char buf[64]);
+
+/* The node's path relative to the store, for messages ("?" when unknown). */
+void vmb_node_relpath(struct vmb_vfs *v, const struct vmb_node *n, char *buf, size_t size);
+
+/* Check a name for creating/renaming into parent. */
+int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		       int is_dir, struct vmb_err *err);
+
+/* Open (first handle) or share the node's image; put it back. */
+int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
+		       struct vmb_image **img, int *was_open, struct vmb_err *err);
+void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Give a new entry of parent to the calling user when the daemon runs as root
+ * (group from a set-group-ID parent). */
+void vmb_give_to_caller(struct vmb_node *parent, const char *name,
+			const struct vmb_ctx *ctx);
+
+/* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
+void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
+#endif
