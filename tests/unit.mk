@@ -1,1 +1,20 @@
-# (filled in by its owner)
+# Unit tests of libvmbundle, without FUSE. Owned by the src/ core authors.
+# Each test is a plain C program (exit 0 pass, 1 fail, 77 skip) using tests/unit/harness.h.
+VMB_UNIT_TESTS = \
+	tests/unit/test_blockmap \
+	tests/unit/test_sidecar \
+	tests/unit/test_crc_digest
+
+check_PROGRAMS += $(VMB_UNIT_TESTS)
+TESTS += $(VMB_UNIT_TESTS)
+
+tests_unit_test_blockmap_SOURCES = tests/unit/test_blockmap.c tests/unit/harness.h
+tests_unit_test_blockmap_LDADD = $(VMB_CORE_LIBS)
+# Allocation failures are injected by wrapping malloc and realloc.
+tests_unit_test_blockmap_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=malloc -Wl,--wrap=realloc
+
+tests_unit_test_sidecar_SOURCES = tests/unit/test_sidecar.c tests/unit/harness.h
+tests_unit_test_sidecar_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_crc_digest_SOURCES = tests/unit/test_crc_digest.c tests/unit/harness.h
+tests_unit_test_crc_digest_LDADD = $(VMB_CORE_LIBS)
