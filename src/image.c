@@ -22,10 +22,12 @@ struct vmb_image {
 	char *name;              /* for messages, owned */
 	const struct vmb_log *log;
 	pthread_mutex_t wlock;   /* serialises changes */
-	pthread_mutex_t mlock;   /* guards map, size, dirty */
+	pthread_mutex_t mlock;   /* guards map, size, gen */
 	struct vmb_blockmap map;
 	uint64_t size;
-	int dirty;
+	uint64_t gen;            /* bumped by every change (mlock) */
+	uint64_t saved_gen;      /* gen of the map last saved (wlock) */
+	int on_disk;             /* the sidecar holds this map (wlock) */
 	int locks_ready;
 };
 
@@ -116,7 +118,7 @@ int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *na
 		goto out;
 	fl = fcntl(fd, F_GETFL);
 	img->writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
-	img->dirty = rebuilt && img->writable;
+	img->on_disk = !rebuilt;
 	img->fd = fd;
 	img->mapdir = mapdir_fd;
 	img->log = log;
@@ -135,19 +137,24 @@ static int persist_locked(struct vmb_image *img, struct vmb_err *err)
 	struct vmb_stamp st;
 	int r;
 
-	if (!img->dirty || !img->writable)
+	uint64_t gen;
+
+	pthread_mutex_lock(&img->mlock);
+	gen = img->gen;
+	pthread_mutex_unlock(&img->mlock);
+	if (!img->writable || (img->on_disk && gen == img->saved_gen))
 		return 0;
 	r = vmb_stamp_fd(img->fd, &st, err);
 	if (r < 0)
 		goto fail;
 	vmb_sidecar_name(st.ino, scname);
-	pthread_mutex_lock(&img->mlock);
+	/* wlock keeps the map still; readers only read it. */
 	r = vmb_sidecar_write(img->mapdir, scname, &img->map, &st, 1, err);
-	if (r == 0)
-		img->dirty = 0;
-	pthread_mutex_unlock(&img->mlock);
-	if (r == 0)
+	if (r == 0) {
+		img->saved_gen = gen;
+		img->on_disk = 1;
 		return 0;
+	}
 fail:
 	return vmb_err_prefix(err, "cannot save the map of '%s'", img->name);
 }
@@ -165,8 +172,7 @@ int vmb_image_persist(struct vmb_image *img, struct vmb_err *err)
 void vmb_image_touch(struct vmb_image *img)
 {
 	pthread_mutex_lock(&img->mlock);
-	if (img->writable)
-		img->dirty = 1;
+	img->gen++;
 	pthread_mutex_unlock(&img->mlock);
 }
 
@@ -323,7 +329,7 @@ static int map_set(struct vmb_image *img, uint64_t start, uint64_t len, enum vmb
 	pthread_mutex_lock(&img->mlock);
 	r = vmb_blockmap_set(&img->map, start, len, st);
 	if (r == 0)
-		img->dirty = 1;
+		img->gen++;
 	pthread_mutex_unlock(&img->mlock);
 	if (r < 0)
 		return vmb_err_set(err, -r, "cannot update the map of '%s': %s", img->name,
@@ -341,6 +347,22 @@ static enum vmb_bstate map_get(struct vmb_image *img, uint64_t blk)
 	return st;
 }
 
+/* Before the first change after the map was saved: remove the saved map, so that a
+ * daemon killed before the next save leaves no map that could hide what was written
+ * (a missing map is rebuilt from the backing file). Caller holds wlock. */
+static int begin_change(struct vmb_image *img, struct vmb_err *err)
+{
+	char scname[VMB_SIDECAR_NAME_MAX];
+
+	if (!img->on_disk)
+		return 0;
+	vmb_sidecar_name(img->ino, scname);
+	if (vmb_sidecar_remove(img->mapdir, scname, err) < 0)
+		return vmb_err_prefix(err, "cannot change '%s'", img->name);
+	img->on_disk = 0;
+	return 0;
+}
+
 static int map_has_data(struct vmb_image *img, uint64_t start, uint64_t end)
 {
 	uint64_t found;
@@ -356,7 +378,7 @@ static void set_size(struct vmb_image *img, uint64_t size)
 {
 	pthread_mutex_lock(&img->mlock);
 	img->size = size;
-	img->dirty = 1;
+	img->gen++;
 	pthread_mutex_unlock(&img->mlock);
 }
 
@@ -479,6 +501,9 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
 	old_size = bsize = img->size;
+	r = begin_change(img, err);
+	if (r < 0)
+		goto out;
 	if (end > old_size) {
 		/* The blocks past the old end read as zeros until written; the backing
 		 * file is extended by the data itself, or at the end. */
@@ -540,7 +565,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 			pthread_mutex_lock(&img->mlock);
 			vmb_blockmap_truncate(&img->map, blocks_for(want));
 			img->size = want;
-			img->dirty = 1;
+			img->gen++;
 			pthread_mutex_unlock(&img->mlock);
 		}
 	}
@@ -561,7 +586,11 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 		return vmb_err_set(err, EFBIG, "cannot truncate '%s' to %llu bytes", img->name,
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
-	if (size > img->size) {
+	if (size != img->size)
+		r = begin_change(img, err);
+	if (r < 0) {
+		/* nothing changed */
+	} else if (size > img->size) {
 		r = grow_locked(img, size, err);
 	} else if (size < img->size) {
 		if (ftruncate(img->fd, (off_t)size) < 0) {
@@ -571,7 +600,7 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 			pthread_mutex_lock(&img->mlock);
 			vmb_blockmap_truncate(&img->map, blocks_for(size));
 			img->size = size;
-			img->dirty = 1;
+			img->gen++;
 			pthread_mutex_unlock(&img->mlock);
 		}
 	}
@@ -617,7 +646,12 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 		return vmb_err_set(err, EFBIG, "fallocate on '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
+	r = begin_change(img, err);
+	if (r < 0)
+		mode = -1;   /* skip to the end */
 	switch (mode) {
+	case -1:
+		break;
 	case 0:
 	case FALLOC_FL_KEEP_SIZE:
 		r = reserve_locked(img, mode, off, len, err);
@@ -742,6 +776,9 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
+	r = begin_change(dst, err);
+	if (r < 0)
+		goto out;
 	if (doff + len > dst->size) {
 		r = grow_locked(dst, doff + len, err);
 		if (r < 0)

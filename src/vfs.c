@@ -374,56 +374,58 @@ static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
 	return 0;
 }
 
+#define TIMES (VMB_SET_ATIME | VMB_SET_MTIME | VMB_SET_ATIME_NOW | VMB_SET_MTIME_NOW)
+
 static int do_setattr(struct vmb_vfs *v, struct vmb_node *n, struct vmb_file *f,
 		      const struct stat *attr, int valid, struct vmb_err *err)
 {
+	struct vmb_image *img = f ? f->img : NULL;
 	char proc[64];
-	int r = 0;
+	int got = 0, was_open, r = 0;
 
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "the store is mounted read-only");
+	if ((valid & VMB_SET_SIZE) && !S_ISREG(n->type))
+		return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
+	if ((valid & VMB_SET_MODE) && S_ISLNK(n->type))
+		return -EOPNOTSUPP;
+	/* Size and times of a regular file go with its map: the map is saved with the
+	 * backing file's new mtime, so it stays trusted. */
+	if (S_ISREG(n->type) && !img && (valid & (VMB_SET_SIZE | TIMES))) {
+		r = vmb_node_image_get(v, n, -1, &img, &was_open, err);
+		if (r < 0)
+			return r;
+		got = 1;
+	}
 	vmb_node_procpath(n, proc);
-	if (valid & VMB_SET_MODE) {
-		if (S_ISLNK(n->type))
-			return -EOPNOTSUPP;
-		if (chmod(proc, attr->st_mode & 07777) < 0)
-			return vmb_err_sys(err, errno, "cannot change mode");
+	if ((valid & VMB_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0) {
+		r = vmb_err_sys(err, errno, "cannot change mode");
+		goto out;
 	}
 	if (valid & (VMB_SET_UID | VMB_SET_GID)) {
 		uid_t uid = (valid & VMB_SET_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (valid & VMB_SET_GID) ? attr->st_gid : (gid_t)-1;
-		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-			return vmb_err_sys(err, errno, "cannot change owner");
+		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+			r = vmb_err_sys(err, errno, "cannot change owner");
+			goto out;
+		}
 	}
 	if (valid & VMB_SET_SIZE) {
-		struct vmb_image *img;
-		int was_open;
-
-		if (!S_ISREG(n->type))
-			return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
-		if (f) {
-			r = vmb_image_truncate(f->img, (uint64_t)attr->st_size, err);
-		} else {
-			r = vmb_node_image_get(v, n, -1, &img, &was_open, err);
-			if (r < 0)
-				return r;
-			r = vmb_image_truncate(img, (uint64_t)attr->st_size, err);
-			vmb_node_image_put(v, n);
-		}
+		r = vmb_image_truncate(img, (uint64_t)attr->st_size, err);
 		if (r < 0)
-			return r;
+			goto out;
 	}
-	if (valid & (VMB_SET_ATIME | VMB_SET_MTIME | VMB_SET_ATIME_NOW | VMB_SET_MTIME_NOW)) {
+	if (valid & TIMES) {
 		r = set_times(n, attr, valid, err);
 		if (r < 0)
-			return r;
+			goto out;
 	}
-	/* The backing file's ctime moved: the map must be saved with the new stamp. */
-	pthread_mutex_lock(&n->ilock);
-	if (n->img)
-		vmb_image_touch(n->img);
-	pthread_mutex_unlock(&n->ilock);
-	return 0;
+out:
+	if (img && (valid & TIMES))
+		vmb_image_touch(img);
+	if (got)
+		vmb_node_image_put(v, n);
+	return r;
 }
 
 int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
