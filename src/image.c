@@ -131,7 +131,7 @@ out:
 }
 
 /* Write the map with the backing file's current stamp. Caller holds wlock. */
-static int persist_locked(struct vmb_image *img, struct vmb_err *err)
+static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
 	struct vmb_stamp st;
@@ -149,7 +149,7 @@ static int persist_locked(struct vmb_image *img, struct vmb_err *err)
 		goto fail;
 	vmb_sidecar_name(st.ino, scname);
 	/* wlock keeps the map still; readers only read it. */
-	r = vmb_sidecar_write(img->mapdir, scname, &img->map, &st, 1, err);
+	r = vmb_sidecar_write(img->mapdir, scname, &img->map, &st, durable, err);
 	if (r == 0) {
 		img->saved_gen = gen;
 		img->on_disk = 1;
@@ -164,7 +164,7 @@ int vmb_image_persist(struct vmb_image *img, struct vmb_err *err)
 	int r;
 
 	pthread_mutex_lock(&img->wlock);
-	r = persist_locked(img, err);
+	r = persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }
@@ -190,7 +190,7 @@ void vmb_image_close(struct vmb_image *img)
 			vmb_sidecar_name(img->ino, scname);
 			if (img->writable && vmb_sidecar_remove(img->mapdir, scname, &err) < 0)
 				vmb_log_msg(img->log, "%s", err.msg);
-		} else if (persist_locked(img, &err) < 0) {
+		} else if (persist_locked(img, VMB_SIDECAR_SYNC_FILE, &err) < 0) {
 			vmb_log_msg(img->log, "%s", err.msg);
 		}
 		close(img->fd);
@@ -819,7 +819,7 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err)
 	if ((datasync ? fdatasync(img->fd) : fsync(img->fd)) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", img->name);
 	else
-		r = persist_locked(img, err);
+		r = persist_locked(img, VMB_SIDECAR_SYNC_DIR, err);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }

@@ -37,8 +37,8 @@ enum {
 	H_BLOCK_SIZE = 12,
 	H_INO = 16,
 	H_SIZE = 24,
-	H_CTIME_SEC = 32,
-	H_CTIME_NSEC = 40,
+	H_MTIME_SEC = 32,
+	H_MTIME_NSEC = 40,
 	H_BTIME_NSEC = 44,
 	H_BTIME_SEC = 48,
 	H_COUNT = 56,
@@ -114,8 +114,8 @@ static void stamp_from_stat(const struct stat *st, struct vmb_stamp *s)
 	memset(s, 0, sizeof(*s));
 	s->ino = (uint64_t)st->st_ino;
 	s->size = (uint64_t)st->st_size;
-	s->ctime_sec = (int64_t)st->st_ctim.tv_sec;
-	s->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+	s->mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	s->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
 }
 
 int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err)
@@ -127,8 +127,8 @@ int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err)
 		memset(s, 0, sizeof(*s));
 		s->ino = stx.stx_ino;
 		s->size = stx.stx_size;
-		s->ctime_sec = stx.stx_ctime.tv_sec;
-		s->ctime_nsec = stx.stx_ctime.tv_nsec;
+		s->mtime_sec = stx.stx_mtime.tv_sec;
+		s->mtime_nsec = stx.stx_mtime.tv_nsec;
 		if (stx.stx_mask & STATX_BTIME) {
 			s->btime_sec = stx.stx_btime.tv_sec;
 			s->btime_nsec = stx.stx_btime.tv_nsec;
@@ -147,7 +147,7 @@ int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err)
 int vmb_stamp_equal(const struct vmb_stamp *a, const struct vmb_stamp *b)
 {
 	return a->ino == b->ino && a->size == b->size &&
-	       a->ctime_sec == b->ctime_sec && a->ctime_nsec == b->ctime_nsec &&
+	       a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
 	       a->btime_sec == b->btime_sec && a->btime_nsec == b->btime_nsec;
 }
 
@@ -173,8 +173,8 @@ static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
 	put_u32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
 	put_u64(h + H_INO, s->ino);
 	put_u64(h + H_SIZE, s->size);
-	put_u64(h + H_CTIME_SEC, (uint64_t)s->ctime_sec);
-	put_u32(h + H_CTIME_NSEC, s->ctime_nsec);
+	put_u64(h + H_MTIME_SEC, (uint64_t)s->mtime_sec);
+	put_u32(h + H_MTIME_NSEC, s->mtime_nsec);
 	put_u32(h + H_BTIME_NSEC, s->btime_nsec);
 	put_u64(h + H_BTIME_SEC, (uint64_t)s->btime_sec);
 	put_u64(h + H_COUNT, m->n);
@@ -290,12 +290,12 @@ static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *
 	memset(s, 0, sizeof(*s));
 	s->ino = get_u64(h + H_INO);
 	s->size = get_u64(h + H_SIZE);
-	s->ctime_sec = (int64_t)get_u64(h + H_CTIME_SEC);
-	s->ctime_nsec = get_u32(h + H_CTIME_NSEC);
+	s->mtime_sec = (int64_t)get_u64(h + H_MTIME_SEC);
+	s->mtime_nsec = get_u32(h + H_MTIME_NSEC);
 	s->btime_nsec = get_u32(h + H_BTIME_NSEC);
 	s->btime_sec = (int64_t)get_u64(h + H_BTIME_SEC);
-	if (s->ctime_nsec > NSEC_MAX)
-		return corrupt(err, H_CTIME_NSEC, "bad nanoseconds %" PRIu32, s->ctime_nsec);
+	if (s->mtime_nsec > NSEC_MAX)
+		return corrupt(err, H_MTIME_NSEC, "bad nanoseconds %" PRIu32, s->mtime_nsec);
 	if (s->btime_nsec > NSEC_MAX)
 		return corrupt(err, H_BTIME_NSEC, "bad nanoseconds %" PRIu32, s->btime_nsec);
 	*count = get_u64(h + H_COUNT);
@@ -533,7 +533,7 @@ int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		goto out;
 	}
 	created = 0;
-	if (durable) {
+	if (durable >= VMB_SIDECAR_SYNC_DIR) {
 		rc = fsync_dir(dirfd);
 		if (rc)
 			rc = vmb_err_sys(err, rc, "cannot fsync the directory of sidecar map '%s'",

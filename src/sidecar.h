@@ -2,8 +2,9 @@
  *
  * A sidecar is named after the backing file's inode number and kept in the store's
  * map directory (.vmbundlefs/maps/<16 hex digits of ino>.map). It records the map
- * and a stamp of the backing file (inode, size, ctime, birth time) taken when the
- * map was written. The map is trusted only while the backing file's stamp is the
+ * and a stamp of the backing file (inode, size, mtime, birth time) taken when the
+ * map was written. (mtime, not ctime: chmod, chown, link and xattrs do not touch the
+ * content, and must not make the map look stale.) The map is trusted only while the backing file's stamp is the
  * same; otherwise the file was changed behind the map (a crash between a write and
  * the next persist, or a change made directly in the store) and the map is rebuilt
  * from the backing file's own holes (vmb_sidecar_scan), which is exact for a file
@@ -12,7 +13,7 @@
  * On-disk format (all integers little-endian; see vmbundlefs(5)): pages of 4096
  * bytes, the last 4 bytes of each page the CRC-32C of its first 4092 bytes.
  *   page 0, header:  0 magic "VMBMAP01"   8 u32 version (1)  12 u32 block size (4096)
- *                   16 u64 ino  24 u64 size  32 i64 ctime sec  40 u32 ctime nsec
+ *                   16 u64 ino  24 u64 size  32 i64 mtime sec  40 u32 mtime nsec
  *                   44 u32 btime nsec  48 i64 btime sec  56 u64 extent count
  *                   64 u64 data blocks  72 u64 zero blocks  80 u32 flags (0)
  *                   84 u32 reserved (0); the rest zero.
@@ -37,8 +38,8 @@
 struct vmb_stamp {
 	uint64_t ino;
 	uint64_t size;
-	int64_t ctime_sec;
-	uint32_t ctime_nsec;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
 	uint32_t btime_nsec;   /* 0 when the filesystem has no birth time */
 	int64_t btime_sec;
 };
@@ -62,8 +63,15 @@ int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		       struct vmb_stamp *s, struct vmb_err *err);
 
-/* Atomically write the sidecar `name` in directory dirfd. With durable, the temporary
- * is fsync'ed before the rename and the directory after it. */
+/* How durable vmb_sidecar_write is. */
+#define VMB_SIDECAR_SYNC_NONE 0   /* no fsync */
+#define VMB_SIDECAR_SYNC_FILE 1   /* fsync the temporary before the rename: the name
+				   * then never shows a torn map, though a crash may
+				   * lose the rename (a missing map is rebuilt) */
+#define VMB_SIDECAR_SYNC_DIR  2   /* and fsync the directory after it */
+
+/* Atomically write the sidecar `name` in directory dirfd, as durable as `durable`
+ * (VMB_SIDECAR_SYNC_*; any non-zero value fsyncs the temporary). */
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err);
 

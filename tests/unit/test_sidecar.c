@@ -64,8 +64,8 @@ static void make_map(struct vmb_blockmap *m, size_t n)
 static const struct vmb_stamp sample_stamp = {
 	.ino = 0x1122334455667788ull,
 	.size = 123456789,
-	.ctime_sec = -5,
-	.ctime_nsec = 999999999,
+	.mtime_sec = -5,
+	.mtime_nsec = 999999999,
 	.btime_nsec = 1,
 	.btime_sec = 1700000000,
 };
@@ -152,7 +152,7 @@ static void roundtrip(size_t n)
 	CHECK_EQ(out.data_blocks, m.data_blocks);
 	CHECK_EQ(out.zero_blocks, m.zero_blocks);
 	CHECK(vmb_stamp_equal(&s, &sample_stamp));
-	CHECK_EQ(s.ctime_sec, (uint64_t)-5);
+	CHECK_EQ(s.mtime_sec, (uint64_t)-5);
 	/* the stamp is optional */
 	CHECK_RC(vmb_sidecar_decode(buf, len, &out, NULL, &e), 0);
 	CHECK(vmb_blockmap_equal(&m, &out));
@@ -555,8 +555,8 @@ static void test_stamp(void)
 	CHECK_RC(vmb_stamp_fd(fd, &a, &e), 0);
 	CHECK_EQ(a.ino, st.st_ino);
 	CHECK_EQ(a.size, 0);
-	CHECK_EQ(a.ctime_sec, st.st_ctim.tv_sec);
-	CHECK_EQ(a.ctime_nsec, st.st_ctim.tv_nsec);
+	CHECK_EQ(a.mtime_sec, st.st_mtim.tv_sec);
+	CHECK_EQ(a.mtime_nsec, st.st_mtim.tv_nsec);
 	CHECK(a.btime_nsec < 1000000000u);
 	CHECK_RC(vmb_stamp_fd(fd, &b, &e), 0);
 	CHECK(vmb_stamp_equal(&a, &b));
@@ -569,14 +569,14 @@ static void test_stamp(void)
 	CHECK_EQ(b.btime_sec, a.btime_sec);
 	CHECK_EQ(b.btime_nsec, a.btime_nsec);
 
-	/* same size, later write: the ctime tells */
+	/* same size, later write: the mtime tells */
 	a = b;
 	nanosleep(&ts, NULL);
 	CHECK_EQ(pwrite(fd, "abc", 3, 2), 3);
 	CHECK_RC(vmb_stamp_fd(fd, &b, &e), 0);
 	CHECK_EQ(b.size, 10);
 	CHECK(!vmb_stamp_equal(&a, &b));
-	CHECK(b.ctime_sec != a.ctime_sec || b.ctime_nsec != a.ctime_nsec);
+	CHECK(b.mtime_sec != a.mtime_sec || b.mtime_nsec != a.mtime_nsec);
 	close(fd);
 	CHECK_RC(vmb_stamp_fd(fd, &b, &e), -EBADF);
 	CHECK_RC(unlinkat(dirfd_, "stamped", 0), 0);
