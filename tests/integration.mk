@@ -1,1 +1,18 @@
-# (filled in by its owner)
+# Integration tests that really mount (owned by the integration-test author).
+# Shell tests run with SH_LOG_COMPILER = $(SHELL) and re-exec themselves
+# under bash; they source tests/lib.sh.  C helpers are plain C11.
+
+check_PROGRAMS += tests/helpers/vmbio tests/helpers/modeltest
+tests_helpers_vmbio_SOURCES = tests/helpers/vmbio.c
+tests_helpers_modeltest_SOURCES = tests/helpers/modeltest.c
+
+INTEGRATION_TESTS = \
+	tests/cli.sh \
+	tests/mount-toplevel.sh \
+	tests/mount-posix.sh \
+	tests/mount-sparse.sh \
+	tests/mount-sparse-rsync.sh \
+	tests/model.sh
+
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
