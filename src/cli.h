@@ -11,6 +11,9 @@ int vmb_cli_init(int argc, char **argv);
 int vmb_cli_mount(int argc, char **argv);
 int vmb_cli_ls(int argc, char **argv);
 int vmb_cli_fsck(int argc, char **argv);
+int vmb_cli_import(int argc, char **argv);
+int vmb_cli_export(int argc, char **argv);
+int vmb_cli_deps(int argc, char **argv);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -16,6 +16,9 @@ static const char usage[] =
 	"                                 mount a store (unmount with fusermount3 -u)\n"
 	"  ls [-b] STORE                  list bundles with logical and allocated sizes\n"
 	"  fsck [-n] STORE                check a store and repair what can be repaired\n"
+	"  import STORE ARCHIVE|- [NAME]  make a bundle from an archive (tar, zip, OVA)\n"
+	"  export STORE NAME OUT|-        write a bundle as an archive, holes kept\n"
+	"  deps STORE NAME                list what a bundle depends on outside itself\n"
 	"\n"
 	"  --help, --version              also after any command\n"
 	"See vmbundlefs(1) and vmbundlefs(5).\n";
@@ -65,6 +68,9 @@ int main(int argc, char **argv)
 		{ "mount", vmb_cli_mount },
 		{ "ls", vmb_cli_ls },
 		{ "fsck", vmb_cli_fsck },
+		{ "import", vmb_cli_import },
+		{ "export", vmb_cli_export },
+		{ "deps", vmb_cli_deps },
 	};
 	size_t i;
 

@@ -1,6 +1,6 @@
 # libvmbundle: the FUSE-free core, and the vmbundlefs command.
 noinst_LIBRARIES += src/libvmbundle.a
-src_libvmbundle_a_CPPFLAGS = $(AM_CPPFLAGS) $(CRYPTO_CFLAGS)
+src_libvmbundle_a_CPPFLAGS = $(AM_CPPFLAGS) $(CRYPTO_CFLAGS) $(ARCHIVE_CFLAGS)
 src_libvmbundle_a_SOURCES = \
 	src/err.c src/err.h \
 	src/crc32c.c src/crc32c.h \
@@ -11,10 +11,11 @@ src_libvmbundle_a_SOURCES = \
 	src/store.c src/store_walk.c src/store.h \
 	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c \
 	src/vfs.h src/vfs_int.h \
-	src/fsck.c src/fsck.h
+	src/fsck.c src/fsck.h \
+	src/auxfile.c src/auxfile.h
 
 # What every program linking libvmbundle needs.
-VMB_CORE_LIBS = src/libvmbundle.a $(CRYPTO_LIBS)
+VMB_CORE_LIBS = src/libvmbundle.a $(ARCHIVE_LIBS) $(CRYPTO_LIBS)
 
 bin_PROGRAMS += vmbundlefs
 vmbundlefs_SOURCES = src/cli.h src/cli_main.c src/cli_cmds.c src/cli_mount.c

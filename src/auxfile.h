@@ -1,0 +1,30 @@
+/* auxfile.h - aux-storage files (NVRAM) and whether a bundle is in use.
+ *
+ * A VM runner locks its bundle's aux-storage file while the VM runs. vmbundlefs
+ * recognises aux-storage files by name (glob patterns on the file's base name) and
+ * treats a bundle whose aux-storage file is locked as in use: structural changes to
+ * it (delete, rename, replace, truncating its images) are refused with EBUSY.
+ * Locks taken through a mount are mirrored onto the backing files, so checking the
+ * backing file finds them too.
+ */
+#ifndef VMB_AUXFILE_H
+#define VMB_AUXFILE_H
+
+#include <stddef.h>
+#include "err.h"
+#include "store.h"
+
+/* The default patterns: nvram.bin, AuxiliaryStorage, efi_vars.fd, *.nvram, *VARS*.fd */
+extern const char *const vmb_aux_default_patterns[];
+
+/* 1 if base (a file name without directories) matches one of patterns (a
+ * NULL-terminated list; NULL means the defaults), else 0. */
+int vmb_aux_match(const char *base, const char *const *patterns);
+
+/* Is bundle `name` of store s in use (an aux-storage file locked, through any mount
+ * or directly)? Returns 1 and a description of the holder in who (e.g. "pid 4242
+ * (qemu-system-x86)" or "a lock on 'nvram.bin'"), 0 if not, or -errno. */
+int vmb_bundle_in_use(struct vmb_store *s, const char *name, const char *const *patterns,
+		      char *who, size_t whosz, struct vmb_err *err);
+
+#endif
