@@ -18,7 +18,7 @@
 extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 
 #define DEFAULT_READAHEAD_KB 1024
-#define DEFAULT_MAX_THREADS 16
+#define DEFAULT_MAX_THREADS 64   /* waiting lock calls each hold a worker */
 
 static void log_line(void *arg, const char *msg)
 {
@@ -40,6 +40,7 @@ struct own_opts {
 	unsigned readahead_kb;
 	unsigned max_threads;
 	int readonly;
+	char *aux_patterns;
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
@@ -76,6 +77,15 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				o->readahead_kb = (unsigned)n;
 			else
 				o->max_threads = (unsigned)n;
+			continue;
+		}
+		if (!strncmp(tok, "aux_patterns=", 13)) {
+			free(o->aux_patterns);
+			o->aux_patterns = strdup(tok + 13);
+			if (!o->aux_patterns || !o->aux_patterns[0]) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
 			continue;
 		}
 		if (!strcmp(tok, "ro"))
@@ -155,6 +165,11 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 	return 0;
 }
 
+static void wake_handler(int sig)
+{
+	(void)sig;
+}
+
 static int check_mountpoint(const char *mp, struct vmb_err *err)
 {
 	struct stat st;
@@ -188,6 +203,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	if (r < 0)
 		goto out;
 	vo.readonly = own.readonly;
+	vo.aux_patterns = own.aux_patterns;
 	vo.log = &fs.log;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)
@@ -240,6 +256,14 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			goto out;
 		}
 	}
+	{
+		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = wake_handler;
+		sigemptyset(&sa.sa_mask);
+		sigaction(VMB_FS_WAKE_SIGNAL, &sa, NULL);
+	}
 	cfg = fuse_loop_cfg_create();
 	if (!cfg) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
@@ -266,6 +290,7 @@ out:
 	free(optstr);
 	free(fsname);
 	free(own.pass);
+	free(own.aux_patterns);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)

@@ -10,7 +10,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include "lock.h"
 
 /* Attribute lifetimes. Every change reaches the store through this mount, and the
  * kernel drops its cached size, times and st_blocks itself after a write, fallocate
@@ -40,7 +42,7 @@ static int worth_logging(int code)
 	case EACCES: case EPERM: case ENODATA: case ERANGE: case EINVAL:
 	case ENAMETOOLONG: case ENXIO: case EXDEV: case EROFS: case EOPNOTSUPP:
 	case EBADF: case ESTALE: case ENOSPC: case EDQUOT: case EFBIG: case ELOOP:
-	case EMLINK: case EINTR: case EBUSY:
+	case EMLINK: case EINTR: case EBUSY: case EAGAIN: case EDEADLK: case ENOLCK:
 		return 0;
 	default:
 		return 1;
@@ -89,6 +91,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* Locks come to the daemon, which mirrors them onto the backing files. */
+	if (conn->capable & FUSE_CAP_POSIX_LOCKS)
+		conn->want |= FUSE_CAP_POSIX_LOCKS;
+	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
+		conn->want |= FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				  FUSE_CAP_SPLICE_MOVE);
@@ -239,7 +246,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vmb_err err = {0};
-	int r = vmb_vfs_unlink(V(req), parent, name, &err);
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_unlink(V(req), &ctx, parent, name, &err);
 
 	if (r < 0)
 		reply_err(req, r, &err);
@@ -250,7 +261,11 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct vmb_err err = {0};
-	int r = vmb_vfs_rmdir(V(req), parent, name, &err);
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_rmdir(V(req), &ctx, parent, name, &err);
 
 	if (r < 0)
 		reply_err(req, r, &err);
@@ -262,7 +277,11 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		      fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct vmb_err err = {0};
-	int r = vmb_vfs_rename(V(req), parent, name, newparent, newname, flags, &err);
+	struct vmb_ctx ctx;
+	int r;
+
+	ctx_of(req, &ctx);
+	r = vmb_vfs_rename(V(req), &ctx, parent, name, newparent, newname, flags, &err);
 
 	if (r < 0)
 		reply_err(req, r, &err);
@@ -274,9 +293,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmb_err err = {0};
 	struct vmb_file *f;
+	struct vmb_ctx ctx;
 	int keep, r;
 
-	r = vmb_vfs_open(V(req), ino, fi->flags, &f, &keep, &err);
+	ctx_of(req, &ctx);
+	r = vmb_vfs_open(V(req), &ctx, ino, fi->flags, &f, &keep, &err);
 	if (r < 0) {
 		reply_err(req, r, &err);
 		return;
@@ -355,7 +376,65 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	vmb_vfs_flush(V(req), (struct vmb_file *)(uintptr_t)fi->fh, fi->lock_owner);
 	fuse_reply_err(req, 0);
+}
+
+static void interrupt_waiter(fuse_req_t req, void *data)
+{
+	vmb_lock_interrupt(data);
+}
+
+static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock)
+{
+	struct vmb_err err = {0};
+	int r = vmb_vfs_getlk(V(req), (struct vmb_file *)(uintptr_t)fi->fh, fi->lock_owner,
+			      lock, &err);
+
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_lock(req, lock);
+}
+
+/* A waiting lock call can be interrupted by a signal to its caller: the kernel sends
+ * INTERRUPT, and the waiting worker thread is woken with VMB_FS_WAKE_SIGNAL. */
+static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flock *lock,
+		     int is_flock, int op, int sleep)
+{
+	struct vmb_file *f = (struct vmb_file *)(uintptr_t)fi->fh;
+	pid_t pid = fuse_req_ctx(req)->pid;
+	struct vmb_lock_wait w;
+	struct vmb_err err = {0};
+	int r;
+
+	memset(&w, 0, sizeof(w));
+	w.thread = pthread_self();
+	w.signo = VMB_FS_WAKE_SIGNAL;
+	if (sleep)
+		fuse_req_interrupt_func(req, interrupt_waiter, &w);
+	if (is_flock)
+		r = vmb_vfs_flock(V(req), f, fi->lock_owner, pid, op, sleep ? &w : NULL, &err);
+	else
+		r = vmb_vfs_setlk(V(req), f, fi->lock_owner, pid, lock, sleep ? &w : NULL, &err);
+	if (sleep)
+		fuse_req_interrupt_func(req, NULL, NULL);
+	if (r < 0)
+		reply_err(req, r, &err);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock, int sleep)
+{
+	set_lock(req, fi, lock, 0, 0, sleep);
+}
+
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	set_lock(req, fi, NULL, 1, op & ~LOCK_NB, !(op & LOCK_NB));
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -602,6 +681,9 @@ const struct fuse_lowlevel_ops vmb_fuse_ops = {
 	.read = op_read,
 	.write = op_write,
 	.flush = op_flush,
+	.getlk = op_getlk,
+	.setlk = op_setlk,
+	.flock = op_flock,
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,

@@ -8,6 +8,8 @@
 #include "err.h"
 
 #define VMB_FS_MAX_IO (1u << 20)   /* 1 MiB read and write requests */
+#include <signal.h>
+#define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 
 struct vmb_vfs;
 

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "fsck.h"
 #include "store.h"
+#include "auxfile.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -63,7 +64,9 @@ int vmb_cli_ls(int argc, char **argv)
 	};
 	struct vmb_bundle_info *list = NULL;
 	struct vmb_err err = {0};
+	struct vmb_inuse u;
 	struct vmb_store s;
+	char **aux = NULL;
 	size_t n = 0, i, w = 4;
 	int bytes = 0, c, r, damaged = 0;
 
@@ -84,9 +87,12 @@ int vmb_cli_ls(int argc, char **argv)
 	r = vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err);
 	if (r == 0)
 		r = vmb_store_list(&s, &list, &n, &err);
-	vmb_store_close(&s);
+	if (r == 0)
+		r = vmb_aux_load(&s, &aux, &err);
 	if (r < 0) {
 		vmb_cli_error("%s", err.msg);
+		vmb_store_close(&s);
+		vmb_bundle_list_free(list, n);
 		return VMB_EXIT_ERROR;
 	}
 	for (i = 0; i < n; i++)
@@ -97,10 +103,21 @@ int vmb_cli_ls(int argc, char **argv)
 		char lg[32], al[32];
 		human(lg, sizeof(lg), (unsigned long long)list[i].logical, bytes);
 		human(al, sizeof(al), (unsigned long long)list[i].allocated, bytes);
-		printf("%-*s %15s %15s %7llu%s\n", (int)w, list[i].name, lg, al,
-		       (unsigned long long)list[i].files, list[i].damaged ? "  (damaged)" : "");
+		printf("%-*s %15s %15s %7llu", (int)w, list[i].name, lg, al,
+		       (unsigned long long)list[i].files);
+		if (list[i].damaged)
+			printf("  (damaged)");
+		if (vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err) > 0) {
+			if (u.known)
+				printf("  in use by pid %ld (%s)", (long)u.h.pid, u.h.comm);
+			else
+				printf("  in use ('%s' is locked)", u.path);
+		}
+		printf("\n");
 		damaged |= list[i].damaged;
 	}
+	vmb_aux_free(aux);
+	vmb_store_close(&s);
 	vmb_bundle_list_free(list, n);
 	return damaged ? VMB_EXIT_ERROR : VMB_EXIT_OK;
 }

@@ -12,7 +12,9 @@ src_libvmbundle_a_SOURCES = \
 	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c \
 	src/vfs.h src/vfs_int.h \
 	src/fsck.c src/fsck.h \
-	src/auxfile.c src/auxfile.h
+	src/auxfile.c src/auxfile.h \
+	src/holders.c src/holders.h \
+	src/lock.c src/lock.h src/vfs_lock.c
 
 # What every program linking libvmbundle needs.
 VMB_CORE_LIBS = src/libvmbundle.a $(ARCHIVE_LIBS) $(CRYPTO_LIBS)

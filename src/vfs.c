@@ -2,6 +2,8 @@
 #include "config.h"
 #include "vfs_int.h"
 #include "sidecar.h"
+#include "auxfile.h"
+#include "holders.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +32,10 @@ static void node_free(struct vmb_node *n)
 {
 	if (n->img)   /* cannot happen: images hold a ref; be safe anyway */
 		vmb_image_close(n->img);
+	if (n->locks) {
+		vmb_lockset_destroy(n->locks);
+		free(n->locks);
+	}
 	if (n->fd >= 0)
 		close(n->fd);
 	pthread_mutex_destroy(&n->ilock);
@@ -66,6 +72,11 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		goto fail;
 	if (v->store.readonly)
 		v->readonly = 1;
+	r = o && o->aux_patterns ? vmb_aux_parse(o->aux_patterns, &v->aux_patterns, err)
+				 : vmb_aux_load(&v->store, &v->aux_patterns, err);
+	if (r < 0)
+		goto fail;
+	vmb_holders_sweep(v->store.metafd);
 	v->store_real = realpath(store, NULL);
 	if (!v->store_real) {
 		r = vmb_err_sys(err, errno, "cannot resolve store path '%s'", store);
@@ -112,6 +123,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->root.ilock);
 	pthread_mutex_destroy(&v->tlock);
 	vmb_store_close(&v->store);
+	vmb_aux_free(v->aux_patterns);
 	free(v->store_real);
 	free(v);
 }
@@ -376,8 +388,9 @@ static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
 
 #define TIMES (VMB_SET_ATIME | VMB_SET_MTIME | VMB_SET_ATIME_NOW | VMB_SET_MTIME_NOW)
 
-static int do_setattr(struct vmb_vfs *v, struct vmb_node *n, struct vmb_file *f,
-		      const struct stat *attr, int valid, struct vmb_err *err)
+static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_node *n,
+		      struct vmb_file *f, const struct stat *attr, int valid,
+		      struct vmb_err *err)
 {
 	struct vmb_image *img = f ? f->img : NULL;
 	char proc[64];
@@ -389,6 +402,11 @@ static int do_setattr(struct vmb_vfs *v, struct vmb_node *n, struct vmb_file *f,
 		return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 	if ((valid & VMB_SET_MODE) && S_ISLNK(n->type))
 		return -EOPNOTSUPP;
+	if (valid & VMB_SET_SIZE) {
+		r = vmb_check_node_not_in_use(v, n, ctx, "truncate", err);
+		if (r < 0)
+			return r;
+	}
 	/* Size and times of a regular file go with its map: the map is saved with the
 	 * backing file's new mtime, so it stays trusted. */
 	if (S_ISREG(n->type) && !img && (valid & (VMB_SET_SIZE | TIMES))) {
@@ -438,7 +456,7 @@ int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;
-	r = do_setattr(v, n, f, attr, valid, err);
+	r = do_setattr(v, ctx, n, f, attr, valid, err);
 	if (r == 0)
 		r = vmb_node_stat(v, n, out, err);
 	vmb_node_put(v, n);

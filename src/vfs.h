@@ -50,7 +50,12 @@ struct vmb_entry {
 struct vmb_vfs_opts {
 	int readonly;                 /* serve the store read-only */
 	const struct vmb_log *log;    /* borrowed; must outlive the vfs */
+	const char *aux_patterns;     /* "GLOB:GLOB"; NULL: the store's, or the defaults */
 };
+
+/* Waiting lock calls and their interruption (see lock.h). */
+struct vmb_lock_wait;
+struct flock;
 
 /* setattr's `valid` bits */
 #define VMB_SET_MODE      (1 << 0)
@@ -86,19 +91,24 @@ int vmb_vfs_symlink(struct vmb_vfs *v, const struct vmb_ctx *ctx, const char *ta
 		    uint64_t parent, const char *name, struct vmb_entry *e, struct vmb_err *err);
 int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char *newname,
 		 struct vmb_entry *e, struct vmb_err *err);
-int vmb_vfs_unlink(struct vmb_vfs *v, uint64_t parent, const char *name, struct vmb_err *err);
-int vmb_vfs_rmdir(struct vmb_vfs *v, uint64_t parent, const char *name, struct vmb_err *err);
+/* Removing or renaming anything in a bundle that is in use (its aux-storage file is
+ * locked) fails with -EBUSY unless the caller is the holder. */
+int vmb_vfs_unlink(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		   const char *name, struct vmb_err *err);
+int vmb_vfs_rmdir(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		  const char *name, struct vmb_err *err);
 /* flags: 0, RENAME_NOREPLACE, RENAME_EXCHANGE */
-int vmb_vfs_rename(struct vmb_vfs *v, uint64_t parent, const char *name, uint64_t newparent,
-		   const char *newname, unsigned flags, struct vmb_err *err);
+int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		   const char *name, uint64_t newparent, const char *newname, unsigned flags,
+		   struct vmb_err *err);
 /* Returns the target's length; buf (size bytes) gets the target, NUL-terminated. */
 int vmb_vfs_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
 		     struct vmb_err *err);
 
 /* Regular files. *keep_cache: 1 when the kernel's cached pages of the file are still
  * right (it changed only through this mount since they were read). */
-int vmb_vfs_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_file **f,
-		 int *keep_cache, struct vmb_err *err);
+int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
+		 struct vmb_file **f, int *keep_cache, struct vmb_err *err);
 int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		   const char *name, mode_t mode, int flags, struct vmb_entry *e,
 		   struct vmb_file **f, struct vmb_err *err);
@@ -113,7 +123,19 @@ int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
 		  struct vmb_err *err);
 ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
 			   uint64_t off_out, size_t len, struct vmb_err *err);
+/* Close (FLUSH): drops the POSIX locks of lock owner `owner`. */
+void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner);
+/* Last close (RELEASE): drops every lock taken through f, closes it. */
 void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f);
+
+/* Advisory locks through the mount (POSIX and OFD arrive alike, by owner), mirrored
+ * onto the backing file. wait NULL: never block (-EAGAIN on a conflict). */
+int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct flock *fl,
+		  struct vmb_err *err);
+int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
+		  const struct flock *fl, struct vmb_lock_wait *wait, struct vmb_err *err);
+int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid, int op,
+		  struct vmb_lock_wait *wait, struct vmb_err *err);
 
 /* Directories. fill() gets each entry with the offset of the next one; it returns
  * non-zero when the reply buffer is full (that entry is given again next time). */

@@ -140,8 +140,8 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 	return 0;
 }
 
-int vmb_vfs_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_file **f,
-		 int *keep_cache, struct vmb_err *err)
+int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
+		 struct vmb_file **f, int *keep_cache, struct vmb_err *err)
 {
 	struct vmb_node *n;
 	int r;
@@ -153,6 +153,9 @@ int vmb_vfs_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_file **f
 		r = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
 	else if (v->readonly && (flags & O_ACCMODE) != O_RDONLY)
 		r = -EROFS;
+	else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY &&
+		 (r = vmb_check_node_not_in_use(v, n, ctx, "truncate", err)) < 0)
+		;
 	else
 		r = file_new(v, n, -1, flags, f, keep_cache, err);
 	vmb_node_put(v, n);
@@ -172,6 +175,12 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	r = vmb_check_new_name(v, p, name, 0, err);
 	if (r < 0)
 		goto out;
+	if ((flags & O_TRUNC) && !(flags & O_EXCL) &&
+	    faccessat(p->fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = vmb_check_not_in_use(v, p, name, ctx, "truncate", err);
+		if (r < 0)
+			goto out;
+	}
 	/* O_TRUNC goes through the image (another handle may have it open). */
 	fd = openat(p->fd, name, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW | (flags & O_EXCL),
 		    mode & 07777);
@@ -239,8 +248,15 @@ ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file
 
 void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 {
+	struct vmb_lockset *ls;
+
 	if (!f)
 		return;
+	pthread_mutex_lock(&f->node->ilock);
+	ls = f->node->locks;
+	pthread_mutex_unlock(&f->node->ilock);
+	if (ls)
+		vmb_lock_release(ls, f);
 	vmb_node_image_put(v, f->node);
 	free(f);
 }

@@ -8,6 +8,7 @@
 #include "vfs.h"
 #include "store.h"
 #include "image.h"
+#include "lock.h"
 
 struct vmb_node {
 	struct vmb_node *hnext;     /* hash chain (tlock) */
@@ -21,6 +22,8 @@ struct vmb_node {
 	pthread_mutex_t ilock;      /* guards img, opens, cache stamp */
 	struct vmb_image *img;
 	unsigned opens;
+	struct vmb_lockset *locks;  /* made on the first lock call (ilock), freed with
+				     * the node */
 	int cache_valid;            /* the kernel's pages match (mtime, size) below */
 	struct timespec cache_mtime;
 	off_t cache_size;
@@ -33,6 +36,7 @@ struct vmb_vfs {
 	char *store_real;           /* realpath of the store, for messages */
 	const struct vmb_log *log;
 	int readonly;
+	char **aux_patterns;        /* owned; NULL: the defaults */
 	pthread_mutex_t tlock;
 	struct vmb_node root;
 	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
@@ -79,6 +83,18 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
  * (group from a set-group-ID parent). */
 void vmb_give_to_caller(struct vmb_node *parent, const char *name,
 			const struct vmb_ctx *ctx);
+
+/* Refuse (-EBUSY, logged) a structural change to `name` in parent when its bundle is
+ * in use by a process other than the caller. what: "remove", "rename", ... */
+int vmb_check_not_in_use(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+			 const struct vmb_ctx *ctx, const char *what, struct vmb_err *err);
+
+/* The same for a change to node n itself (truncating it). */
+int vmb_check_node_not_in_use(struct vmb_vfs *v, struct vmb_node *n,
+			      const struct vmb_ctx *ctx, const char *what, struct vmb_err *err);
+
+/* The value of the virtual xattr user.vmbundlefs.lock (-ENODATA when unlocked). */
+ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size);
 
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);

@@ -148,8 +148,8 @@ static void after_unlink(struct vmb_vfs *v, const struct stat *victim)
 		vmb_forget_sidecar(v, victim->st_dev, victim->st_ino);
 }
 
-static int remove_entry(struct vmb_vfs *v, uint64_t parent, const char *name, int is_dir,
-			struct vmb_err *err)
+static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+			const char *name, int is_dir, struct vmb_err *err)
 {
 	struct vmb_node *p;
 	struct stat st;
@@ -173,6 +173,9 @@ static int remove_entry(struct vmb_vfs *v, uint64_t parent, const char *name, in
 		r = -errno;
 		goto out;
 	}
+	r = vmb_check_not_in_use(v, p, name, ctx, "remove", err);
+	if (r < 0)
+		goto out;
 	if (unlinkat(p->fd, name, is_dir ? AT_REMOVEDIR : 0) < 0) {
 		r = -errno;
 		goto out;
@@ -184,18 +187,21 @@ out:
 	return r;
 }
 
-int vmb_vfs_unlink(struct vmb_vfs *v, uint64_t parent, const char *name, struct vmb_err *err)
+int vmb_vfs_unlink(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		   const char *name, struct vmb_err *err)
 {
-	return remove_entry(v, parent, name, 0, err);
+	return remove_entry(v, ctx, parent, name, 0, err);
 }
 
-int vmb_vfs_rmdir(struct vmb_vfs *v, uint64_t parent, const char *name, struct vmb_err *err)
+int vmb_vfs_rmdir(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		  const char *name, struct vmb_err *err)
 {
-	return remove_entry(v, parent, name, 1, err);
+	return remove_entry(v, ctx, parent, name, 1, err);
 }
 
-int vmb_vfs_rename(struct vmb_vfs *v, uint64_t parent, const char *name, uint64_t newparent,
-		   const char *newname, unsigned flags, struct vmb_err *err)
+int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		   const char *name, uint64_t newparent, const char *newname, unsigned flags,
+		   struct vmb_err *err)
 {
 	struct vmb_node *p, *np;
 	struct stat src, dst;
@@ -230,6 +236,11 @@ int vmb_vfs_rename(struct vmb_vfs *v, uint64_t parent, const char *name, uint64_
 	if (r < 0)
 		goto out;
 	have_dst = peek(np->fd, newname, &dst);
+	r = vmb_check_not_in_use(v, p, name, ctx, "rename", err);
+	if (r == 0 && have_dst)
+		r = vmb_check_not_in_use(v, np, newname, ctx, "replace", err);
+	if (r < 0)
+		goto out;
 	if ((flags & RENAME_EXCHANGE) && have_dst && p == &v->root && !S_ISDIR(dst.st_mode)) {
 		r = vmb_err_set(err, EPERM, "the top level of a store holds only bundles");
 		goto out;

@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 
 #define USER_NS "user."
+#define LOCK_XATTR "user.vmbundlefs.lock"   /* virtual: who holds a lock on the file */
 
 static int user_name(const char *name)
 {
@@ -44,6 +45,11 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r == 0 ? -ENODATA : r;
+	if (!strcmp(name, LOCK_XATTR)) {
+		r = vmb_lock_xattr(v, n, buf, size);
+		vmb_node_put(v, n);
+		return r;
+	}
 	r = getxattr(proc, name, buf, size);
 	if (r < 0)
 		r = -errno;
@@ -60,6 +66,8 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 
 	if (v->readonly)
 		return -EROFS;
+	if (!strcmp(name, LOCK_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", LOCK_XATTR);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r;
@@ -135,6 +143,8 @@ int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
 
 	if (v->readonly)
 		return -EROFS;
+	if (!strcmp(name, LOCK_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", LOCK_XATTR);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r == 0 ? -ENODATA : r;

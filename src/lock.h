@@ -1,0 +1,81 @@
+/* lock.h - advisory locks of one file through a mount, mirrored onto its backing file.
+ *
+ * Every lock owner the kernel names (a process for POSIX locks, an open file for OFD
+ * and flock locks) gets its own open file description of the backing file, and its
+ * locks are taken there as OFD locks (flock locks with flock(2)). The kernel's own
+ * lock code on the backing file then decides every conflict: between owners of this
+ * mount, with processes using the backing file directly, and with other mounts of the
+ * store. A shadow list of each owner's ranges names the holder of a conflict (OFD
+ * locks carry no pid) and feeds the holder registry (holders.h).
+ *
+ * Lifetimes: an owner lives until the handle it was first used through is released
+ * (RELEASE drops every OFD and flock lock taken through a handle: the kernel sends no
+ * unlock for those) and no call is waiting on it. FLUSH (every close) drops a POSIX
+ * owner's locks. Locking: ls->mu guards the owner list; it is never held while a call
+ * waits for a lock.
+ */
+#ifndef VMB_LOCK_H
+#define VMB_LOCK_H
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "err.h"
+#include "holders.h"
+
+struct vmb_lock_owner;
+
+struct vmb_lockset {
+	pthread_mutex_t mu;
+	struct vmb_lock_owner *owners;
+	uint64_t ino;      /* backing inode, for the registry */
+	int metafd;        /* borrowed: the store's .vmbundlefs */
+};
+
+/* A call that may wait (F_SETLKW, flock without LOCK_NB). Another thread interrupts
+ * it with vmb_lock_interrupt: the waiter's thread gets signal `signo`, whose handler
+ * must be installed without SA_RESTART (the FUSE adapter does this). */
+struct vmb_lock_wait {
+	pthread_t thread;
+	int signo;
+	volatile sig_atomic_t interrupted;
+	volatile sig_atomic_t waiting;
+};
+
+void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd);
+/* Close every owner (their locks go), remove the registry entry. */
+void vmb_lockset_destroy(struct vmb_lockset *ls);
+
+/* F_GETLK / F_OFD_GETLK: fl in, the conflicting lock out (l_type F_UNLCK if none),
+ * l_pid the holder's pid when known. proc_path opens the backing file. */
+int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
+		 struct flock *fl, struct vmb_err *err);
+
+/* F_SETLK(W): take, change or drop a byte-range lock of owner, taken through handle
+ * `via`. wait NULL: fail at once with -EAGAIN on a conflict; else wait, -EINTR when
+ * interrupted. */
+int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
+		 struct vmb_err *err);
+
+/* flock(2): op LOCK_SH, LOCK_EX or LOCK_UN (LOCK_NB is wait == NULL). */
+int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
+		   struct vmb_err *err);
+
+/* Close: drop owner's POSIX locks. */
+void vmb_lock_flush(struct vmb_lockset *ls, uint64_t owner);
+
+/* Release of handle via: drop every owner first used through it. */
+void vmb_lock_release(struct vmb_lockset *ls, const void *via);
+
+/* 1 if some owner of this mount holds a lock (any kind) on the file; *h (if non-NULL)
+ * gets one of them. */
+int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h);
+
+/* Interrupt a waiting call (from another thread). */
+void vmb_lock_interrupt(struct vmb_lock_wait *w);
+
+#endif
