@@ -10,8 +10,11 @@ INTEGRATION_TESTS = \
 	tests/cli.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
+	tests/mount-persist.sh \
 	tests/mount-sparse.sh \
 	tests/mount-sparse-rsync.sh \
+	tests/mount-fallocate.sh \
+	tests/mount-cfr.sh \
 	tests/model.sh
 
 TESTS += $(INTEGRATION_TESTS)

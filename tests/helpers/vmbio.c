@@ -65,6 +65,7 @@ static void usage(void)
         "  setxattr FILE NAME VALUE | getxattr FILE NAME | removexattr FILE NAME\n"
         "  listxattr FILE\n"
         "  cmpsparse A B                  compare two files using SEEK_DATA to skip common holes\n"
+        "  sum FILE                       hash of the size and the non-zero blocks of data extents\n"
         "  checkholes FILE                read samples of every hole; they must be zero\n"
         "  crashwrite LOG CHUNK STRIDE N FILE...   fsync'ed chunk writer\n"
         "  crashcheck LOG CHUNK STRIDE FILE...     verify after a crash\n"
@@ -533,6 +534,53 @@ static int cmd_cmpsparse(int argc, char **argv)
     return rc;
 }
 
+/* ---- sum: a hash of size + data extents (offsets and bytes) ---- */
+
+struct sumctx { int fd; uint64_t h; unsigned char *buf; };
+
+static void sum_bytes(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) { *h ^= c[i]; *h *= 0x100000001b3ULL; }
+}
+
+static void sum_extent_cb(off_t off, off_t len, void *arg)
+{
+    struct sumctx *c = arg;
+    /* Skip all-zero blocks so that the hash does not depend on how zeros
+     * inside data extents are stored. */
+    while (len > 0) {
+        size_t n = len < (1 << 20) ? (size_t)len : (1 << 20);
+        size_t got = pread_all(c->fd, c->buf, n, off);
+        for (size_t b = 0; b < got; b += 4096) {
+            size_t bn = got - b < 4096 ? got - b : 4096;
+            size_t k = 0;
+            while (k < bn && !c->buf[b + k]) k++;
+            if (k == bn) continue;
+            uint64_t o = (uint64_t)off + b;
+            sum_bytes(&c->h, &o, sizeof o);
+            sum_bytes(&c->h, c->buf + b, bn);
+        }
+        if (got < n) break;
+        off += (off_t)n; len -= (off_t)n;
+    }
+}
+
+static int cmd_sum(int argc, char **argv)
+{
+    if (argc != 1) usage();
+    struct sumctx c = { .fd = xopen(argv[0], O_RDONLY), .h = 0xcbf29ce484222325ULL };
+    c.buf = malloc(1 << 20);
+    if (!c.buf) abort();
+    uint64_t size = (uint64_t)fsize(c.fd);
+    sum_bytes(&c.h, &size, sizeof size);
+    for_each_extent(c.fd, sum_extent_cb, &c);
+    free(c.buf);
+    close(c.fd);
+    printf("%016" PRIx64 "\n", c.h);
+    return 0;
+}
+
 /* ---- checkholes ---- */
 
 static int check_zero(int fd, off_t off, off_t len, unsigned char *buf)
@@ -774,6 +822,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "fsync")) return cmd_fsync(n, a);
     if (!strcmp(c, "read")) return cmd_read(n, a);
     if (!strcmp(c, "cmpsparse")) return cmd_cmpsparse(n, a);
+    if (!strcmp(c, "sum")) return cmd_sum(n, a);
     if (!strcmp(c, "checkholes")) return cmd_checkholes(n, a);
     if (!strcmp(c, "crashwrite")) return cmd_crashwrite(n, a);
     if (!strcmp(c, "crashcheck")) return cmd_crashcheck(n, a);
