@@ -15,6 +15,9 @@ INTEGRATION_TESTS = \
 	tests/mount-sparse-rsync.sh \
 	tests/mount-fallocate.sh \
 	tests/mount-cfr.sh \
+	tests/mount-crash.sh \
+	tests/mount-sidecar.sh \
+	tests/mount-enospc.sh \
 	tests/model.sh
 
 TESTS += $(INTEGRATION_TESTS)

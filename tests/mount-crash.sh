@@ -1,0 +1,79 @@
+#!/bin/sh
+# Crash: a writer fsyncs distinct chunks and logs "fsynced N" after each fsync
+# returns; kill -9 the daemon mid-way, detach, remount.  Every chunk logged as
+# fsynced must read back exactly, no map may claim data never written, and
+# every bundle is present.  Repeated VMB_CRASH_ROUNDS times (default 3).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/lib.sh"
+
+vmb_setup
+mount_store
+ROUNDS=${VMB_CRASH_ROUNDS:-3}
+CHUNK=65536
+STRIDE=196608   # 192 KiB: a 128 KiB hole after every chunk
+N=100000        # more than can finish before the kill
+WRITER_PID=
+on_exit '[ -n "$WRITER_PID" ] && kill -9 $WRITER_PID 2>/dev/null'
+
+count_synced() {   # LOG -> number of "fsynced" lines
+    local n
+    n=$(grep -c '^fsynced' "$1" 2>/dev/null)
+    echo "${n:-0}"
+}
+
+files_of() {   # ROUND -> the round's files
+    echo "$MNT/r$1-a/disk.img $MNT/r$1-a/nvram.bin $MNT/r$1-b/disk.img"
+}
+
+# Metadata made before the crashes must survive them.
+mkdir "$MNT/keep" "$MNT/keep/Data"
+vmbio pwrite "$MNT/keep/config" 0 1000 p40 >/dev/null
+mv "$MNT/keep/config" "$MNT/keep/config.json"
+ln -s config.json "$MNT/keep/link"
+vmbio fsync "$MNT/keep/config.json" >/dev/null
+
+bundles=keep
+for r in $(seq 1 "$ROUNDS"); do
+    mkdir "$MNT/r$r-a" "$MNT/r$r-b" || fail "mkdir round $r bundles"
+    bundles="$bundles r$r-a r$r-b"
+    log=$T/crash$r.log
+    # shellcheck disable=SC2046
+    "$VMBIO" crashwrite "$log" $CHUNK $STRIDE $N $(files_of $r) >"$T/writer$r.out" 2>&1 &
+    WRITER_PID=$!
+    # Wait until some chunks are durable, then a little more (varies by round).
+    for i in $(seq 1 200); do
+        [ "$(count_synced "$log")" -ge 30 ] && break
+        kill -0 $WRITER_PID 2>/dev/null || break
+        sleep 0.05
+    done
+    sleep "0.$((r * 3 % 10))"
+    synced=$(count_synced "$log")
+    say "# round $r: killing the daemon after $synced fsynced chunks"
+    assert_num "round $r: the writer made progress" "$synced" -ge 30
+    kill_daemon
+    wait $WRITER_PID 2>/dev/null
+    WRITER_PID=
+    assert_match "round $r: the writer saw an error when the daemon died" \
+        'E[A-Z]+|Transport endpoint|Software caused' "$(cat "$T/writer$r.out")"
+    mount_store
+    assert_eq "round $r: every bundle is present" "$(printf '%s\n' $bundles | sort)" "$(ls "$MNT" | sort)"
+    for p in $(seq 1 "$r"); do
+        # shellcheck disable=SC2046
+        check "round $r: chunks of round $p: fsynced ones read back, nothing claimed that was not written" \
+            "$VMBIO" crashcheck "$T/crash$p.log" $CHUNK $STRIDE $(files_of $p)
+    done
+    check "round $r: files made before the crashes" vmbio verify "$MNT/keep/config.json" 0 1000 p40
+    assert_eq "round $r: symlink made before the crashes" config.json "$(readlink "$MNT/keep/link")"
+done
+
+# After a clean unmount and remount, everything is still there.
+remount
+for p in $(seq 1 "$ROUNDS"); do
+    # shellcheck disable=SC2046
+    check "after a clean remount: round $p" "$VMBIO" crashcheck "$T/crash$p.log" $CHUNK $STRIDE $(files_of $p)
+done
+unmount_store
+"$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
+rc=$?
+assert_eq "fsck -n after the crashes and a clean remount: $(head -c 300 "$T/fsck.out")" 0 $rc
+finish
