@@ -1,1 +1,23 @@
-# (filled in by its owner)
+# Unit tests of the FUSE-free core (images, store, vfs, fsck), run without a mount.
+# Each test is a plain C program (exit 0 pass, 1 fail, 77 skip) using tests/unit/harness.h.
+VMB_CORE_TESTS = \
+	tests/unit/test_image \
+	tests/unit/test_store \
+	tests/unit/test_vfs \
+	tests/unit/test_image_model
+
+check_PROGRAMS += $(VMB_CORE_TESTS)
+TESTS += $(VMB_CORE_TESTS)
+
+tests_unit_test_image_SOURCES = tests/unit/test_image.c tests/unit/harness.h
+tests_unit_test_image_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_store_SOURCES = tests/unit/test_store.c tests/unit/harness.h
+tests_unit_test_store_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_vfs_SOURCES = tests/unit/test_vfs.c tests/unit/harness.h
+tests_unit_test_vfs_LDADD = $(VMB_CORE_LIBS)
+
+# A random sequence of operations against a byte-array model (VMB_SEED, VMB_OPS).
+tests_unit_test_image_model_SOURCES = tests/unit/test_image_model.c tests/unit/harness.h
+tests_unit_test_image_model_LDADD = $(VMB_CORE_LIBS)
