@@ -73,7 +73,22 @@ for p in $(seq 1 "$ROUNDS"); do
     check "after a clean remount: round $p" "$VMBIO" crashcheck "$T/crash$p.log" $CHUNK $STRIDE $(files_of $p)
 done
 unmount_store
+# A kill -9 during an atomic map update may leave a temporary map behind;
+# fsck may report those (and only those) and must then remove them.
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?
-assert_eq "fsck -n after the crashes and a clean remount: $(head -c 300 "$T/fsck.out")" 0 $rc
+sed 's/^/    | /' "$T/fsck.out"
+other=$(grep -v 'leftover temporary map' "$T/fsck.out" | grep -v 'files checked')
+if [ $rc -eq 0 ] || { [ $rc -eq 4 ] && [ -z "$other" ]; }; then
+    ok "fsck -n after the crashes: clean, or only leftover temporary maps (exit $rc)"
+else
+    notok "fsck -n after the crashes: clean, or only leftover temporary maps" "exit $rc" "$other"
+fi
+"$VMB_BIN" fsck "$STORE" >"$T/fsck.out" 2>&1
+rc=$?
+assert_match "fsck repairs (exit 0 or 1): $(head -c 300 "$T/fsck.out")" '^[01]$' "$rc"
+"$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
+rc=$?
+assert_eq "fsck -n after fsck: clean: $(head -c 300 "$T/fsck.out")" 0 $rc
+check "no temporary maps left" test -z "$(ls -A "$STORE/.vmbundlefs/maps" | grep -v '^[0-9a-f]\{16\}\.map$')"
 finish
