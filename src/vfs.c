@@ -5,7 +5,9 @@
 #include "auxfile.h"
 #include "holders.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -47,6 +49,35 @@ const struct vmb_log *vmb_vfs_log(struct vmb_vfs *v)
 	return v->log;
 }
 
+/* Remove temporary maps left by a daemon that died while saving one
+ * (".tmp.<name>.<pid>.<n>", see sidecar.c). */
+static void sweep_temporaries(int mapfd)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd = openat(mapfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		char name[VMB_SIDECAR_NAME_MAX];
+		long pid;
+		unsigned long seq;
+
+		if (strncmp(de->d_name, ".tmp.", 5) ||
+		    sscanf(de->d_name + 5, "%31[^.].map.%ld.%lu", name, &pid, &seq) != 3)
+			continue;
+		if (pid != (long)getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
 int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_opts *o,
 		struct vmb_err *err)
 {
@@ -77,6 +108,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (r < 0)
 		goto fail;
 	vmb_holders_sweep(v->store.metafd);
+	sweep_temporaries(v->store.mapfd);
 	v->store_real = realpath(store, NULL);
 	if (!v->store_real) {
 		r = vmb_err_sys(err, errno, "cannot resolve store path '%s'", store);
