@@ -1,1 +1,2 @@
-# (filled in by its owner)
+# On-demand benchmark (not run by make check): sudo bench/run.sh [--quick]
+EXTRA_DIST += bench/run.sh
