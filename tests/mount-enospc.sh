@@ -48,6 +48,14 @@ check "after remount: the small file is intact" vmbio verify "$MNT/b/small" 0 $(
 
 # Space comes back after deleting.
 check "delete the big file" rm "$MNT/b/big"
+# Through FUSE the backing file is released asynchronously (RELEASE/FORGET):
+# allow a few seconds for the space to come back.
+freed=0
+for i in $(seq 1 50); do
+    [ "$(df -k --output=avail "$T/tfs" | tail -n 1)" -ge 16384 ] && { freed=1; break; }
+    sleep 0.1
+done
+assert_eq "the space of the deleted file is released within 5 s ($(df -k --output=avail "$T/tfs" | tail -n 1) KiB free)" 1 $freed
 check "writing works again after freeing space" vmbio pwrite "$MNT/b/again" 0 $((8 * M)) p8 sync
 check "... and reads back" vmbio verify "$MNT/b/again" 0 $((8 * M)) p8
 unmount_store
