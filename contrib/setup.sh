@@ -256,8 +256,9 @@ build_and_check() {
 	end=$((t0 + $(stage_timeout "$share")))
 	fresh_dir "$dir"
 	say "stage $label: build in $dir"
-	bootstrap 2>&1 | tee -a "$log"
-	if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+	# (not in a pipeline: bootstrap records that it ran)
+	if ! bootstrap >>"$log" 2>&1; then
+		tail -n 30 "$log"
 		fail "[$label] autoreconf" "$log"
 		STAGE_NOTES+=("$label: autoreconf failed")
 		return 1
