@@ -722,6 +722,8 @@ static void run(unsigned long nops)
 			op_copy(f, d);
 			if (!failed)
 				check_size(d);
+			if (!failed)
+				check_alloc(d);
 		} else if (k < 733) {
 			op_sync(f);
 		} else if (k < 735) {
