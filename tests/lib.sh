@@ -234,6 +234,14 @@ _vmb_set_state() {
     printf '%s\n' "$1" >"$T/daemon.state"
 }
 
+# is_mounted DIR: DIR is a mount point in /proc/self/mounts (true for a FUSE
+# mount whose daemon died, where mountpoint(1) fails with ENOTCONN).
+is_mounted() {
+    local d
+    d=$(printf '%s' "$1" | sed 's/\\/\\134/g; s/ /\\040/g; s/	/\\011/g')
+    awk -v d="$d" '$2 == d { f = 1 } END { exit !f }' /proc/self/mounts
+}
+
 daemon_pid() { cat "$T/daemon.pid" 2>/dev/null; }
 
 daemon_alive() {
@@ -247,7 +255,7 @@ daemon_alive() {
 mount_store() {
     local i
     rm -f "$T/daemon.pid" "$T/daemon.rc"
-    mountpoint -q "$MNT" && fail "mount_store: $MNT is already a mount point"
+    is_mounted "$MNT" && fail "mount_store: $MNT is already a mount point"
     say "# mount $STORE on $MNT"
     (
         sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon.pid" \
@@ -301,12 +309,13 @@ log_clean() {
 _vmb_unmount() {
     local i rc
     _vmb_load_state
-    if mountpoint -q "$MNT"; then
+    case $PWD in "$MNT" | "$MNT"/*) cd / || true ;; esac
+    if is_mounted "$MNT"; then
         for i in 1 2 3 4 5 6 7 8 9 10; do
             fusermount3 -u "$MNT" 2>"$T/umount.err" && break
             sleep 0.3
         done
-        if mountpoint -q "$MNT"; then
+        if is_mounted "$MNT"; then
             say "fusermount3 -u $MNT failed: $(cat "$T/umount.err"); using -uz"
             fusermount3 -uz "$MNT"
         fi
@@ -351,8 +360,8 @@ kill_daemon() {
     kill -9 "$p" 2>/dev/null
     _vmb_wait_daemon 10 || fail "the daemon did not die after kill -9"
     fusermount3 -uz "$MNT" 2>/dev/null
-    for i in $(seq 1 50); do mountpoint -q "$MNT" || break; sleep 0.1; done
-    mountpoint -q "$MNT" && fail "$MNT still mounted after fusermount3 -uz"
+    for i in $(seq 1 50); do is_mounted "$MNT" || break; sleep 0.1; done
+    is_mounted "$MNT" && fail "$MNT still mounted after fusermount3 -uz"
     _vmb_set_state killed
 }
 
@@ -378,9 +387,10 @@ _vmb_cleanup() {
     local rc=$? cmd
     set +e
     trap - EXIT INT TERM HUP
+    cd / || true
     if [ -n "$T" ] && [ -d "$T" ]; then
         _vmb_load_state
-        if [ "$_VMB_DAEMON_STATE" = running ] || mountpoint -q "$MNT" 2>/dev/null; then
+        if [ "$_VMB_DAEMON_STATE" = running ] || is_mounted "$MNT"; then
             if ! _vmb_unmount; then
                 [ $rc -eq 0 ] || [ $rc -eq 77 ] && rc=1
                 say "FAIL: the daemon did not shut down cleanly"
@@ -388,7 +398,7 @@ _vmb_cleanup() {
         elif ! log_clean; then
             rc=1
         fi
-        mountpoint -q "$MNT" 2>/dev/null && fusermount3 -uz "$MNT"
+        is_mounted "$MNT" && fusermount3 -uz "$MNT"
         if daemon_alive; then
             kill -9 "$(daemon_pid)" 2>/dev/null
         fi
