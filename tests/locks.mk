@@ -1,1 +1,15 @@
-# (filled in by its owner)
+# Lock tests (owned by the lock-test author): advisory locks through the mount,
+# mirroring onto the backing files, aux-storage enforcement, the create-then-lock race.
+# The helper tests/helpers/lockhelper takes, tests and holds POSIX, OFD and flock locks.
+# bench/locks.sh (on demand) measures lock latency and SIGKILL-to-wakeup times.
+
+check_PROGRAMS += tests/helpers/lockhelper
+tests_helpers_lockhelper_SOURCES = tests/helpers/lockhelper.c
+tests_helpers_lockhelper_LDADD = -lpthread
+
+LOCK_TESTS = \
+	tests/lock-posix.sh \
+	tests/lock-ofd-flock.sh
+
+TESTS += $(LOCK_TESTS)
+EXTRA_DIST += tests/lock-lib.sh $(LOCK_TESTS)

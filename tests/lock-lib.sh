@@ -1,0 +1,98 @@
+# tests/lock-lib.sh: helpers shared by the lock tests (sourced after tests/lib.sh).
+#
+#   lh ARGS...            run tests/helpers/lockhelper
+#   lhr ARGS...           same, results only (timestamps stripped)
+#   lh_bg NAME ARGS...    start it in the background: output $T/NAME.out, pid $T/NAME.pid
+#   wait_out NAME ERE [S] wait (default 10 s) for a line of NAME's output matching ERE
+#   out_of NAME           NAME's results so far (timestamps stripped)
+#   stamp_of NAME ERE     the timestamp of NAME's first line matching ERE
+#   lh_kill NAME [SIG]    signal it (default KILL) and reap it
+#   lh_cleanup            kill every helper still running (also done at exit)
+
+LH=${VMB_TESTBIN:+$VMB_TESTBIN/helpers/lockhelper}
+_LH_PIDS=
+
+lh() { "$LH" "$@"; }
+lhr() { "$LH" "$@" | sed 's/ t=[0-9.]*$//'; }
+
+lh_bg() {
+    local name=$1
+    shift
+    : >"$T/$name.out"   # here, not in the child: a waiter must not see old output
+    : >"$T/$name.err"
+    "$LH" "$@" >>"$T/$name.out" 2>>"$T/$name.err" &
+    echo $! >"$T/$name.pid"
+    _LH_PIDS="$_LH_PIDS $!"
+}
+
+pid_of() { cat "$T/$1.pid"; }
+
+wait_out() {
+    local n=$(( ${3:-10} * 50 ))
+    while [ $n -gt 0 ]; do
+        grep -Eq -- "$2" "$T/$1.out" 2>/dev/null && return 0
+        sleep 0.02
+        n=$((n - 1))
+    done
+    return 1
+}
+
+out_of() { sed 's/ t=[0-9.]*$//' "$T/$1.out" 2>/dev/null; }
+
+stamp_of() { grep -E -- "$2" "$T/$1.out" | head -n 1 | sed 's/.* t=//'; }
+
+# last result line of NAME
+last_of() { out_of "$1" | tail -n 1; }
+
+lh_kill() {
+    local p
+    p=$(pid_of "$1") || return 0
+    kill -"${2:-KILL}" "$p" 2>/dev/null
+    [ "${2:-KILL}" = KILL ] && wait "$p" 2>/dev/null
+    return 0
+}
+
+# lh_done NAME [S]: wait (default 10 s) for NAME to exit by itself; 1 if it did not.
+lh_done() {
+    local p n=$(( ${2:-10} * 50 ))
+    p=$(pid_of "$1")
+    while [ $n -gt 0 ]; do
+        kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
+        sleep 0.02
+        n=$((n - 1))
+    done
+    return 1
+}
+
+lh_cleanup() {
+    local p
+    for p in $_LH_PIDS; do kill -9 "$p" 2>/dev/null; done
+    for p in $_LH_PIDS; do wait "$p" 2>/dev/null; done
+    _LH_PIDS=
+    return 0
+}
+
+# ms_between T1 T2: milliseconds from T1 to T2 (seconds with decimals)
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d\n", (b - a) * 1000 }'; }
+
+now_s() { date +%s.%N; }
+
+# daemon log lines about a refusal
+log_has() { grep -Fq -- "$1" "$T/log"; }
+
+_lh_prereqs() {
+    [ -n "$LH" ] && [ -x "$LH" ] || hard_error "helper '$LH' is not built"
+}
+_lh_prereqs
+on_exit lh_cleanup
+
+# wait_lines NAME N [S]: wait (default 10 s) until NAME has printed N lines
+wait_lines() {
+    local n=$(( ${3:-10} * 50 ))
+    while [ $n -gt 0 ]; do
+        [ "$(wc -l <"$T/$1.out" 2>/dev/null || echo 0)" -ge "$2" ] && return 0
+        sleep 0.02
+        n=$((n - 1))
+    done
+    return 1
+}
