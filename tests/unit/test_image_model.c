@@ -709,7 +709,7 @@ static void run(unsigned long nops)
 		uint64_t k = below(1000);
 
 		/* sync and reopen fsync the backing file and the map: kept rare */
-		if (k < 420) {
+		if (k < 430) {
 			op_write(f);
 		} else if (k < 460) {
 			op_truncate(f);
@@ -724,9 +724,9 @@ static void run(unsigned long nops)
 				check_size(d);
 			if (!failed)
 				check_alloc(d);
-		} else if (k < 733) {
+		} else if (k < 731) {
 			op_sync(f);
-		} else if (k < 735) {
+		} else if (k < 732) {
 			op_reopen(f);
 		} else if (k < 850) {
 			op_seek(f);
