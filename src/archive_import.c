@@ -42,8 +42,19 @@ struct linkmeta {
 	int min_depth;    /* the highest directory its target reaches (0: the root) */
 };
 
+/* The archive's bytes: our own callbacks, so that a signal interrupts a read that
+ * waits for more input (libarchive's fd reader retries on EINTR). */
+struct source {
+	int fd;
+	int seekable;
+	volatile sig_atomic_t *cancel;
+	void *buf;
+	size_t bufsz;
+};
+
 struct imp {
 	struct vmb_store *s;
+	struct source src;
 	const struct vmb_import_opts *o;
 	struct archive *a;
 	int stagefd, workfd, rootfd;
@@ -762,13 +773,66 @@ static int set_budget(struct imp *m, struct vmb_err *err)
 	return 0;
 }
 
+static la_ssize_t src_read(struct archive *a, void *arg, const void **buf)
+{
+	struct source *src = arg;
+	ssize_t n;
+
+	for (;;) {
+		n = read(src->fd, src->buf, src->bufsz);
+		if (n >= 0) {
+			*buf = src->buf;
+			return n;
+		}
+		if (errno != EINTR) {
+			archive_set_error(a, errno, "cannot read the archive");
+			return -1;
+		}
+		if (src->cancel && *src->cancel) {
+			archive_set_error(a, EINTR, "interrupted");
+			return -1;
+		}
+	}
+}
+
+static la_int64_t src_skip(struct archive *a, void *arg, la_int64_t req)
+{
+	struct source *src = arg;
+
+	(void)a;
+	if (!src->seekable || req <= 0 || lseek(src->fd, (off_t)req, SEEK_CUR) < 0)
+		return 0;   /* libarchive reads instead */
+	return req;
+}
+
+static la_int64_t src_seek(struct archive *a, void *arg, la_int64_t off, int whence)
+{
+	struct source *src = arg;
+	off_t r = lseek(src->fd, (off_t)off, whence);
+
+	if (r < 0) {
+		archive_set_error(a, errno, "cannot seek in the archive");
+		return ARCHIVE_FATAL;
+	}
+	return r;
+}
+
 static int open_archive(struct imp *m, int fd, struct vmb_err *err)
 {
 	struct archive *a = archive_read_new();
+	struct stat st;
 
 	if (!a)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	m->a = a;
+	m->src.fd = fd;
+	m->src.cancel = m->o->cancel;
+	m->src.seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		lseek(fd, 0, SEEK_CUR) >= 0;
+	m->src.bufsz = READ_BLOCK;
+	m->src.buf = malloc(READ_BLOCK);
+	if (!m->src.buf)
+		return vmb_err_set(err, ENOMEM, "out of memory");
 	/* Compression by content; formats by content. Not "all": the mtree format
 	 * reads the files its spec names from the local disk. */
 	if (archive_read_support_filter_all(a) < ARCHIVE_WARN ||
@@ -782,7 +846,12 @@ static int open_archive(struct imp *m, int fd, struct vmb_err *err)
 	    archive_read_support_format_rar(a) != ARCHIVE_OK ||
 	    archive_read_support_format_rar5(a) != ARCHIVE_OK)
 		return vmb_archive_err(err, a, "cannot set up the archive reader");
-	if (archive_read_open_fd(a, fd, READ_BLOCK) != ARCHIVE_OK)
+	archive_read_set_callback_data(a, &m->src);
+	archive_read_set_read_callback(a, src_read);
+	archive_read_set_skip_callback(a, src_skip);
+	if (m->src.seekable)
+		archive_read_set_seek_callback(a, src_seek);
+	if (archive_read_open1(a) != ARCHIVE_OK)
 		return vmb_archive_err(err, a, "cannot read the archive");
 	return 0;
 }
@@ -852,6 +921,8 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 	m->o = opts;
 	m->stagefd = m->workfd = m->rootfd = -1;
 	r = run(m, fd, name_out, err);
+	if (r < 0 && cancelled(m) && r != -EINTR)
+		r = interrupted(err);   /* whatever failed, it failed because of that */
 	if (r < 0)
 		vmb_err_prefix(err, "cannot import '%s'", opts->label);
 	if (m->a)
@@ -877,6 +948,7 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 		free(m->links[i].path);
 	free(m->links);
 	vmb_pathset_free(m->seen);
+	free(m->src.buf);
 	free(m);
 	return r;
 }
