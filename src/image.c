@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define BS ((uint64_t)VMB_BLOCK_SIZE)
+#define MAX_BYTES (VMB_BLOCK_MAX * BS)   /* 2^63: the largest file size */
 
 struct vmb_image {
 	int fd;                  /* backing file, owned */
@@ -496,7 +497,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 		return 0;
 	if (!img->writable)
 		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
-	if (end < off || blocks_for(end) > VMB_BLOCK_MAX)
+	if (end < off || end > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "cannot write '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
@@ -582,7 +583,7 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 
 	if (!img->writable)
 		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
-	if (blocks_for(size) > VMB_BLOCK_MAX)
+	if (size > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "cannot truncate '%s' to %llu bytes", img->name,
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
@@ -640,9 +641,12 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 
 	if (!img->writable)
 		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
-	if (len == 0 || end < off)
+	if (len == 0)
 		return vmb_err_set(err, EINVAL, "fallocate on '%s': bad range", img->name);
-	if (blocks_for(end) > VMB_BLOCK_MAX)
+	if (end < off)
+		return vmb_err_set(err, EFBIG, "fallocate on '%s' past %llu bytes", img->name,
+				   (unsigned long long)MAX_BYTES);
+	if (end > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "fallocate on '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
@@ -771,7 +775,7 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 		return 0;
 	if (len > ssize - soff)
 		len = (size_t)(ssize - soff);
-	if (blocks_for(doff + len) > VMB_BLOCK_MAX)
+	if (doff + len < doff || doff + len > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "cannot copy into '%s' past %llu bytes", dst->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	end = soff + len;

@@ -220,6 +220,8 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err)
 {
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
 	return vmb_image_write(f->img, buf, size, off, err);
 }
 
