@@ -628,7 +628,8 @@ static int apply_dirs(struct imp *m, struct vmb_err *err)
 	size_t i;
 	int fd, r = 0;
 
-	qsort(m->dirs, m->ndirs, sizeof(*m->dirs), by_depth);
+	if (m->ndirs)
+		qsort(m->dirs, m->ndirs, sizeof(*m->dirs), by_depth);
 	for (i = 0; i < m->ndirs && r == 0; i++) {
 		fd = openat(m->rootfd, m->dirs[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 			    O_CLOEXEC);
