@@ -347,7 +347,11 @@ if [ ${#FAILED[@]} -gt 0 ]; then
 		flog=${f#*|}
 		if [ -z "$flog" ] || [ ! -f "$flog" ]; then continue; fi
 		echo
-		echo "--- ${f%%|*}: last lines of $flog"
+		echo "--- ${f%%|*}: $flog"
+		# The failing checks and sanitizer reports first (they may be far from the end).
+		grep -E '^(FAIL|not ok|ERROR)|ERROR: [A-Za-z]*Sanitizer|runtime error:|^SUMMARY: ' \
+			"$flog" 2>/dev/null | head -n 20 | sed 's/^/  > /'
+		echo "  (last lines:)"
 		tail -n 40 "$flog" | sed 's/^/  | /'
 	done
 fi
