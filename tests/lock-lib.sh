@@ -45,12 +45,20 @@ stamp_of() { grep -E -- "$2" "$T/$1.out" | head -n 1 | sed 's/.* t=//'; }
 last_of() { out_of "$1" | tail -n 1; }
 
 lh_kill() {
-    local p
+    local p n=250 st
     p=$(pid_of "$1") || return 0
     kill -"${2:-KILL}" "$p" 2>/dev/null
-    [ "${2:-KILL}" = KILL ] && wait "$p" 2>/dev/null
-    return 0
-}
+    [ "${2:-KILL}" = KILL ] || return 0
+    # reap it, but do not hang on a process stuck in the filesystem (5 s)
+    while [ $n -gt 0 ]; do
+        st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)
+        [ -z "$st" ] || [ "$st" = Z ] && { wait "$p" 2>/dev/null; return 0; }
+        sleep 0.02
+        n=$((n - 1))
+    done
+    say "# process $p ($1) did not die within 5 s of SIGKILL (state $st: stuck in the filesystem?)"
+    return 1
+} 2>/dev/null   # no "Killed" job notices
 
 # lh_done NAME [S]: wait (default 10 s) for NAME to exit by itself; 1 if it did not.
 lh_done() {
@@ -65,12 +73,16 @@ lh_done() {
 }
 
 lh_cleanup() {
-    local p
+    local p st
     for p in $_LH_PIDS; do kill -9 "$p" 2>/dev/null; done
-    for p in $_LH_PIDS; do wait "$p" 2>/dev/null; done
+    for p in $_LH_PIDS; do
+        # reap only what has died: a process stuck in a hung mount would block wait
+        st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)
+        [ -z "$st" ] || [ "$st" = Z ] && wait "$p" 2>/dev/null
+    done
     _LH_PIDS=
     return 0
-}
+} 2>/dev/null
 
 # ms_between T1 T2: milliseconds from T1 to T2 (seconds with decimals)
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d\n", (b - a) * 1000 }'; }

@@ -9,7 +9,10 @@ tests_helpers_lockhelper_LDADD = -lpthread
 
 LOCK_TESTS = \
 	tests/lock-posix.sh \
-	tests/lock-ofd-flock.sh
+	tests/lock-ofd-flock.sh \
+	tests/lock-waiters.sh \
+	tests/lock-backing.sh \
+	tests/lock-inuse.sh
 
 TESTS += $(LOCK_TESTS)
 EXTRA_DIST += tests/lock-lib.sh $(LOCK_TESTS)
