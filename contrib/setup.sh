@@ -174,6 +174,7 @@ final_cleanup() {
 }
 trap 'final_cleanup >/dev/null 2>&1' EXIT
 trap 'exit 130' INT TERM
+cleanup_mounts   # left in the build directories by an earlier, killed run
 
 # Seconds a stage may use: a share of what is left of the budget.
 stage_timeout() {
