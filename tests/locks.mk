@@ -12,7 +12,10 @@ LOCK_TESTS = \
 	tests/lock-ofd-flock.sh \
 	tests/lock-waiters.sh \
 	tests/lock-backing.sh \
-	tests/lock-inuse.sh
+	tests/lock-inuse.sh \
+	tests/lock-qemu.sh \
+	tests/lock-qemu-system.sh \
+	tests/lock-race.sh
 
 TESTS += $(LOCK_TESTS)
-EXTRA_DIST += tests/lock-lib.sh $(LOCK_TESTS)
+EXTRA_DIST += tests/lock-lib.sh $(LOCK_TESTS) bench/locks.sh

@@ -60,7 +60,8 @@ static void usage(void)
 		"      N times: write DIR/PREFIXi/{config.json,disk.img (1 MiB sparse),nvram.bin},\n"
 		"      close them, at once take an exclusive non-blocking lock on nvram.bin,\n"
 		"      release it (close); with rm, then remove the bundle.\n"
-		"      prints 'race KIND N fails F rmfails R secs S'\n"
+		"      prints 'race KIND N setupfails C fails F rmfails R secs S' (setupfails:\n"
+		"      creating or opening failed; fails: the lock failed)\n"
 		"  lockhelper loop FILE ofd|flock|posix N\n"
 		"      N non-blocking exclusive lock/unlock round trips on one fd:\n"
 		"      'loop KIND N fails F us_per_roundtrip U'\n"
@@ -411,7 +412,7 @@ static int write_file(const char *path, const void *buf, size_t len, off_t size)
 static int mode_race(int argc, char **argv)
 {
 	const char *dir, *prefix;
-	long n, i, fails = 0, rmfails = 0;
+	long n, i, fails = 0, rmfails = 0, setupfails = 0;
 	enum kind k;
 	char b[PATH_MAX], p[PATH_MAX + 32], cfg[256], boot[512], nv[4096];
 	int rm;
@@ -435,8 +436,9 @@ static int mode_race(int argc, char **argv)
 
 		snprintf(b, sizeof(b), "%s/%s%06ld", dir, prefix, i);
 		if (mkdir(b, 0755) < 0) {
-			fprintf(stderr, "race %ld: mkdir %s: %s\n", i, b, strerror(errno));
-			fails++;
+			if (setupfails < 20)
+				fprintf(stderr, "race %ld: mkdir %s: %s\n", i, b, strerror(errno));
+			setupfails++;
 			continue;
 		}
 		cl = (size_t)snprintf(cfg, sizeof(cfg),
@@ -453,14 +455,19 @@ static int mode_race(int argc, char **argv)
 			e = write_file(p, nv, sizeof(nv), 0);
 		}
 		if (e) {
-			fprintf(stderr, "race %ld: writing %s: %s\n", i, p, strerror(e));
-			fails++;
+			if (setupfails < 20)
+				fprintf(stderr, "race %ld: writing %s: %s\n", i, p, strerror(e));
+			setupfails++;
 			continue;
 		}
 		/* at once: the VM starts */
 		fd = open(p, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			e = errno;
+			if (setupfails < 20)
+				fprintf(stderr, "race %ld: open %s: %s\n", i, p, strerror(e));
+			setupfails++;
+			continue;
 		} else {
 			e = xlock(fd, k, 0);
 			close(fd);   /* the VM stops: its lock goes */
@@ -490,9 +497,9 @@ static int mode_race(int argc, char **argv)
 			rmfails += bad;
 		}
 	}
-	printf("race %s %ld fails %ld rmfails %ld secs %.2f\n", argv[4], n, fails, rmfails,
-	       mono() - t0);
-	return fails || rmfails ? 1 : 0;
+	printf("race %s %ld setupfails %ld fails %ld rmfails %ld secs %.2f\n", argv[4], n,
+	       setupfails, fails, rmfails, mono() - t0);
+	return fails || rmfails || setupfails ? 1 : 0;
 }
 
 static int mode_loop(int argc, char **argv)
