@@ -373,12 +373,15 @@ write_remount_script() {
     lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh
     {
         echo '#!/bin/bash'
+        # Redirect the whole script: the daemon it starts must not inherit
+        # the caller's stdout (a pipe would never see EOF).
+        printf 'exec </dev/null >>%q 2>&1\n' "$T/remount.out"
         printf 'VMB_BIN=%q VMB_TESTBIN=%q VMB_SRCDIR=%q\n' "$VMB_BIN" "$VMB_TESTBIN" "$VMB_SRCDIR"
         printf '. %q\n' "$lib"
         printf 'vmb_attach %q %q %q\n' "$T" "$STORE" "$MNT"
         printf 'remount'
         [ $# -gt 0 ] && printf ' %q' "$@"
-        printf ' >>%q 2>&1\n' "$T/remount.out"
+        printf '\n'
     } >"$path"
     chmod +x "$path"
 }

@@ -13,7 +13,9 @@
  * preceding operations, and exits 1.
  *
  * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR]
- *                  [--remount-cmd CMD] [--remount-every N] [--verbose]
+ *                  [--remount-cmd CMD] [--remount-every N] [--check-blocks] [--verbose]
+ * --check-blocks: at each seek check, st_blocks * 512 must equal the bytes of
+ * the 4 KiB blocks touched by data extents (true for vmbundlefs, not for ext4).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -55,6 +57,7 @@ static const char *dir = ".";
 static const char *remount_cmd;
 static uint64_t remount_every;
 static int verbose;
+static int check_blocks;
 static char curop[512];
 static char hist[HIST][600];
 static unsigned nhist;
@@ -251,6 +254,7 @@ static void check_seek(struct mfile *f)
     uint64_t size = f->size, pos = 0;
     /* Walk data/hole boundaries. */
     unsigned guard = 0;
+    uint64_t alloc = 0;
     while (pos < size) {
         if (++guard > 10000000) fail("%s: SEEK_DATA/SEEK_HOLE walk does not terminate", f->path);
         off_t d = xseek(f, pos, SEEK_DATA, &err);
@@ -270,7 +274,15 @@ static void check_seek(struct mfile *f)
         if (h < 0) fail("%s: SEEK_HOLE(%jd): %s", f->path, (intmax_t)d, strerror(err));
         if (h <= d || (uint64_t)h > size)
             fail("%s: SEEK_HOLE(%jd) = %jd, size %" PRIu64, f->path, (intmax_t)d, (intmax_t)h, size);
+        alloc += (((uint64_t)h + BLK - 1) & ~(BLK - 1)) - ((uint64_t)d & ~(BLK - 1));
         pos = (uint64_t)h;
+    }
+    if (check_blocks) {
+        struct stat st;
+        if (fstat(f->fd, &st) < 0) fail("fstat: %s", strerror(errno));
+        if ((uint64_t)st.st_blocks * 512 != alloc)
+            fail("%s: st_blocks %jd (%ju bytes) but the data extents cover %" PRIu64 " bytes of blocks",
+                 f->path, (intmax_t)st.st_blocks, (uintmax_t)st.st_blocks * 512, alloc);
     }
     /* Past the end. */
     off_t r = xseek(f, size, SEEK_DATA, &err);
@@ -482,6 +494,7 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verbose")) { verbose = 1; continue; }
+        if (!strcmp(a, "--check-blocks")) { check_blocks = 1; continue; }
         if (!v) { fprintf(stderr, "modeltest: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--ops")) nops = strtoull(v, NULL, 0);
