@@ -41,6 +41,30 @@ check "cp to a local file, cmp" sh -c "cp big \"$T/big.copy\" && cmp big \"$T/bi
 check "open O_TRUNC empties a file" sh -c ': > big'
 assert_eq "size after O_TRUNC" 0 "$(st_size big)"
 
+# ---- shared mmap ----
+truncate -s $((4 * M)) mm
+check "write through a shared mapping" vmbio mmapw mm $((M + 100)) 10000 p11
+check "... reads back with read(2)" vmbio verify mm $((M + 100)) 10000 p11
+check "... rest still zero" vmbio verify mm 0 $((M + 100)) 0
+assert_eq "... map" "$M 12288" "$(vmbio map mm)"
+check "mmap read sees a pwrite" sh -c "$VMBIO pwrite mm 5000 100 p12 >/dev/null && $VMBIO mmapw mm 8192 10 p13 >/dev/null && $VMBIO verify mm 5000 100 p12"
+
+# ---- across bundles ----
+mkdir "$MNT/other"
+vmbio pwrite xb 0 $((2 * M)) p14 >/dev/null
+truncate -s $((64 * M)) xb
+inox=$(st_ino xb)
+check "rename a file into another bundle" mv xb "$MNT/other/xb"
+assert_eq "... same inode" "$inox" "$(st_ino "$MNT/other/xb")"
+check "... content" vmbio verify "$MNT/other/xb" 0 $((2 * M)) p14
+assert_eq "... map" "0 $((2 * M))" "$(vmbio map "$MNT/other/xb")"
+check "hard link across bundles" ln "$MNT/other/xb" "$B/xb-link"
+assert_eq "... st_nlink" 2 "$(stat -c %h "$MNT/other/xb")"
+rm "$MNT/other/xb"
+check "... content through the remaining name" vmbio verify "$B/xb-link" 0 $((2 * M)) p14
+rm "$B/xb-link"
+rmdir "$MNT/other"
+
 # ---- directories ----
 check "mkdir" mkdir d
 check "nested mkdir" mkdir d/e

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/mman.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/falloc.h>
@@ -56,6 +57,7 @@ static void usage(void)
         "  verify FILE OFF LEN FILL       check contents; prints ok or 'mismatch at X'\n"
         "  verify0 FILE OFF LEN FILL      same, but zero bytes are also accepted\n"
         "  truncate PATH SIZE             truncate(2) by path\n"
+        "  mmapw FILE OFF LEN FILL        write through a shared mapping (msync)\n"
         "  fsync FILE\n"
         "  read FILE                      read everything; prints 'ok BYTES' or errno\n"
         "  create FILE | mkdir DIR | rmdir DIR | unlink FILE\n"
@@ -332,6 +334,26 @@ static int cmd_pwrite(int argc, char **argv)
     }
     free(buf);
     if (sync && fsync(fd) < 0) die_errno("fsync");
+    if (close(fd) < 0) die_errno("close");
+    printf("ok\n");
+    return 0;
+}
+
+/* mmapw FILE OFF LEN FILL: write through a MAP_SHARED mapping, msync. The
+ * file must already be at least OFF+LEN long. */
+static int cmd_mmapw(int argc, char **argv)
+{
+    if (argc != 4) usage();
+    uint64_t off = num(argv[1]), len = num(argv[2]);
+    struct fill f = parse_fill(argv[3]);
+    int fd = xopen(argv[0], O_RDWR);
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t moff = off & ~(uint64_t)(pg - 1), mlen = len + (off - moff);
+    unsigned char *p = mmap(NULL, mlen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)moff);
+    if (p == MAP_FAILED) die_errno("mmap");
+    fill_buf(p + (off - moff), len, off, f);
+    if (msync(p, mlen, MS_SYNC) < 0) die_errno("msync");
+    if (munmap(p, mlen) < 0) die_errno("munmap");
     if (close(fd) < 0) die_errno("close");
     printf("ok\n");
     return 0;
@@ -818,6 +840,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "blocks")) return cmd_blocks(n, a);
     if (!strcmp(c, "pwrite")) return cmd_pwrite(n, a);
     if (!strcmp(c, "verify")) return cmd_verify(n, a, 0);
+    if (!strcmp(c, "mmapw")) return cmd_mmapw(n, a);
     if (!strcmp(c, "verify0")) return cmd_verify(n, a, 1);
     if (!strcmp(c, "fsync")) return cmd_fsync(n, a);
     if (!strcmp(c, "read")) return cmd_read(n, a);
