@@ -37,17 +37,32 @@ race_check() {   # race_check DESC OUTPUT
         "$(printf '%s\n' "$out" | grep -E 'unlink|rmdir' | head -n 5)"
 }
 
+# fresh_mount PHASE: unmount (recording whether the daemon exited cleanly) and mount
+# again, so a phase starts with a daemon that knows no inode
+fresh_mount() {
+    say "# unmount $MNT"
+    if _vmb_unmount; then
+        ok "the daemon exited cleanly after phase $1"
+    else
+        notok "the daemon exited cleanly after phase $1" "see the log above"
+        mountpoint -q "$MNT" && fusermount3 -uz "$MNT"
+        : >"$T/log"   # the next phase's log starts empty
+        : >"$T/daemon.out"
+    fi
+    mount_store
+}
+
 mount_store
 t0=$(now_s)
 race_check "1. one process, OFD, $N iterations" "$(lh race "$MNT" "$N" ofd a 2>&1)"
 say "# phase 1 took $(ms_between "$t0" "$(now_s)") ms"
 
-remount
+fresh_mount 1
 t0=$(now_s)
 race_check "2. one process, flock, $N iterations" "$(lh race "$MNT" "$N" flock b 2>&1)"
 say "# phase 2 took $(ms_between "$t0" "$(now_s)") ms"
 
-remount
+fresh_mount 2
 t0=$(now_s)
 lh race "$MNT" "$N" ofd c >"$T/race-c.out" 2>&1 &
 pc=$!
@@ -59,7 +74,7 @@ race_check "3. two processes at once, OFD process, $N iterations" "$(cat "$T/rac
 race_check "3. two processes at once, flock process, $N iterations" "$(cat "$T/race-d.out")"
 say "# phase 3 took $(ms_between "$t0" "$(now_s)") ms"
 
-remount
+fresh_mount 3
 t0=$(now_s)
 race_check "4. one process, OFD, remove after release, $NRM iterations" "$(lh race "$MNT" "$NRM" ofd e rm 2>&1)"
 race_check "4. one process, flock, remove after release, $NRM iterations" "$(lh race "$MNT" "$NRM" flock f rm 2>&1)"
