@@ -147,7 +147,8 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	DIR *d;
 	int fd;
 
-	qsort(c->inos, c->ninos, sizeof(*c->inos), cmp_u64);
+	if (c->ninos)
+		qsort(c->inos, c->ninos, sizeof(*c->inos), cmp_u64);
 	fd = openat(c->s->mapfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		if (fd >= 0)
@@ -168,7 +169,8 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 		} else if (sscanf(de->d_name, "%16llx%7s", &ino, tail) == 2 &&
 			   !strcmp(tail, ".map") && strlen(de->d_name) == 20) {
 			key = ino;
-			if (!bsearch(&key, c->inos, c->ninos, sizeof(*c->inos), cmp_u64))
+			if (!c->ninos ||
+			    !bsearch(&key, c->inos, c->ninos, sizeof(*c->inos), cmp_u64))
 				what = "removed the map of a file that no longer exists";
 		} else {
 			what = "removed a stray file from the map directory";

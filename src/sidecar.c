@@ -690,3 +690,31 @@ out:
 	lseek(fd, saved, SEEK_SET);
 	return rc;
 }
+
+/* ---- peek ---- */
+
+int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t *data_blocks)
+{
+	unsigned char h[VMB_SIDECAR_PAGE];
+	uint64_t count;
+	size_t expected;
+	ssize_t got;
+	int fd, rc;
+
+	if (check_name(name, NULL))
+		return -EINVAL;
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	got = read_all(fd, h, sizeof(h));
+	close(fd);
+	if (got < 0)
+		return (int)got;
+	rc = decode_preamble(h, (size_t)got, NULL);
+	if (rc == 0)
+		rc = decode_header(h, s, &count, &expected, NULL);
+	if (rc < 0)
+		return rc;
+	*data_blocks = get_u64(h + H_DATA);
+	return 0;
+}

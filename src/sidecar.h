@@ -80,6 +80,12 @@ int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_err *err);
 
+/* Read only the header: the stamp and the number of data blocks, for a stat that
+ * need not load the whole map. The header page is checked (magic, version, CRC), the
+ * rest is not: trust the count only while the stamp matches. 0 or -errno. */
+int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s,
+		     uint64_t *data_blocks);
+
 /* Remove a sidecar; a missing one is not an error. */
 int vmb_sidecar_remove(int dirfd, const char *name, struct vmb_err *err);
 

@@ -185,7 +185,8 @@ int vmb_store_list(struct vmb_store *s, struct vmb_bundle_info **out, size_t *n,
 		if (r < 0)
 			goto out;
 	}
-	qsort(list, cnt, sizeof(*list), by_name);
+	if (cnt)
+		qsort(list, cnt, sizeof(*list), by_name);
 out:
 	closedir(d);
 	if (r < 0) {

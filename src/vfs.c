@@ -261,17 +261,39 @@ out:
 	free(full);
 }
 
+/* st_blocks of a file whose image is not open: the data blocks of its saved map,
+ * while the map matches the file (the backing file's own count may include the
+ * filesystem's extent blocks); else the backing file's count. */
+static void saved_blocks(struct vmb_vfs *v, struct vmb_node *n, struct stat *st)
+{
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_stamp now, saved;
+	uint64_t data;
+
+	if (vmb_stamp_fd(n->fd, &now, NULL) < 0)
+		return;
+	vmb_sidecar_name(now.ino, name);
+	if (vmb_sidecar_peek(v->store.mapfd, name, &saved, &data) == 0 &&
+	    vmb_stamp_equal(&now, &saved))
+		st->st_blocks = (blkcnt_t)(data * (VMB_BLOCK_SIZE / 512));
+}
+
 int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err)
 {
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
 		return vmb_err_sys(err, errno, "cannot stat");
 	if (S_ISREG(st->st_mode)) {
+		int have = 0;
+
 		pthread_mutex_lock(&n->ilock);
 		if (n->img) {
 			st->st_size = (off_t)vmb_image_size(n->img);
 			st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
+			have = 1;
 		}
 		pthread_mutex_unlock(&n->ilock);
+		if (!have)
+			saved_blocks(v, n, st);
 	}
 	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
 	return 0;
