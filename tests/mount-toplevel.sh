@@ -71,6 +71,24 @@ check "a bundle moved into another bundle becomes a subdirectory" mv "$MNT/My VM
 assert_eq "remaining bundles" "$(printf 'n%.0s' $(seq 255))" "$(ls "$MNT")"
 remount
 assert_eq "after remount: bundles" "$(printf 'n%.0s' $(seq 255))" "$(ls "$MNT")"
+NB=$MNT/$(printf 'n%.0s' $(seq 255))
+echo hello >"$NB/file"
+
+# Mount options: ro, readahead_kb, max_threads.
+unmount_store
+mount_store -o ro,readahead_kb=256,max_threads=4
+expect_errno "-o ro: mkdir of a bundle -> EROFS" EROFS vmbio mkdir "$MNT/newbundle"
+expect_errno "-o ro: create in a bundle -> EROFS" EROFS vmbio create "$NB/new"
+expect_errno "-o ro: write to a file -> EROFS" EROFS vmbio pwrite "$NB/file" 0 10 p1
+expect_errno "-o ro: unlink -> EROFS" EROFS vmbio unlink "$NB/file"
+expect_errno "-o ro: setxattr -> EROFS" EROFS vmbio setxattr "$NB/file" user.x 1
+assert_eq "-o ro: reads work" hello "$(cat "$NB/file")"
+dev=$(mountpoint -d "$MNT")
+if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
+    assert_eq "-o readahead_kb=256 sets the mount's readahead" 256 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
+fi
+unmount_store
+mount_store
 unmount_store
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?
