@@ -89,6 +89,7 @@ if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
 fi
 unmount_store
 mount_store
+assert_eq "the daemon logged nothing for errors the syscalls already reported (ENOENT, EEXIST, EPERM, ...)" "" "$(cat "$T/log" 2>/dev/null | head -n 5)"
 unmount_store
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?
