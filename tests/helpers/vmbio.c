@@ -68,6 +68,7 @@ static void usage(void)
         "  listxattr FILE\n"
         "  cmpsparse A B                  compare two files using SEEK_DATA to skip common holes\n"
         "  sum FILE                       hash of the size and the non-zero blocks of data extents\n"
+        "  mapcheck FILE                  read it all: every non-zero byte must be in a data extent\n"
         "  checkholes FILE                read samples of every hole; they must be zero\n"
         "  crashwrite LOG CHUNK STRIDE N FILE...   fsync'ed chunk writer\n"
         "  crashcheck LOG CHUNK STRIDE FILE...     verify after a crash\n"
@@ -603,6 +604,45 @@ static int cmd_sum(int argc, char **argv)
     return 0;
 }
 
+/* ---- mapcheck: every non-zero byte lies in a data extent; SEEK answers sane ---- */
+
+static int cmd_mapcheck(int argc, char **argv)
+{
+    if (argc != 1) usage();
+    int fd = xopen(argv[0], O_RDONLY);
+    struct extlist l = {0};
+    for_each_extent(fd, collect_extent, &l);
+    off_t size = fsize(fd);
+    unsigned char *buf = malloc(1 << 20);
+    if (!buf) abort();
+    int rc = 0;
+    size_t e = 0;
+    for (off_t off = 0; off < size && !rc;) {
+        size_t n = size - off < (1 << 20) ? (size_t)(size - off) : (1 << 20);
+        size_t got = pread_all(fd, buf, n, off);
+        if (got < n) { printf("short read at %jd\n", (intmax_t)(off + (off_t)got)); rc = 1; break; }
+        for (size_t i = 0; i < got; i++) {
+            if (!buf[i]) continue;
+            off_t x = off + (off_t)i;
+            while (e < l.n && l.v[e + 1] <= x) e += 2;
+            if (e >= l.n || x < l.v[e]) {
+                printf("non-zero byte at %jd outside the data extents\n", (intmax_t)x);
+                rc = 1;
+                break;
+            }
+        }
+        off += (off_t)n;
+    }
+    if (!rc && l.n && l.v[l.n - 1] > size) {
+        printf("data extent ends at %jd past the size %jd\n", (intmax_t)l.v[l.n - 1], (intmax_t)size);
+        rc = 1;
+    }
+    free(buf); free(l.v);
+    close(fd);
+    if (!rc) printf("ok\n");
+    return rc;
+}
+
 /* ---- checkholes ---- */
 
 static int check_zero(int fd, off_t off, off_t len, unsigned char *buf)
@@ -846,6 +886,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "read")) return cmd_read(n, a);
     if (!strcmp(c, "cmpsparse")) return cmd_cmpsparse(n, a);
     if (!strcmp(c, "sum")) return cmd_sum(n, a);
+    if (!strcmp(c, "mapcheck")) return cmd_mapcheck(n, a);
     if (!strcmp(c, "checkholes")) return cmd_checkholes(n, a);
     if (!strcmp(c, "crashwrite")) return cmd_crashwrite(n, a);
     if (!strcmp(c, "crashcheck")) return cmd_crashcheck(n, a);
