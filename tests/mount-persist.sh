@@ -46,7 +46,7 @@ ln -s /dangling/abs "$MNT/mac14.vm/dangling"
 ln "$MNT/mac14.vm/nvram.bin" "$MNT/mac14.vm/Data/nvram-hardlink"
 chmod 600 "$MNT/mac14.vm/nvram.bin"
 chmod 751 "$MNT/mac14.vm/Data"
-chown 501:20 "$MNT/mac14.vm/config.json"
+[ "$(id -u)" = 0 ] && chown 501:20 "$MNT/mac14.vm/config.json"
 if command -v setfattr >/dev/null 2>&1; then
     setfattr -n user.com.apple.quarantine -v '0083;00000000;Tart;' "$MNT/mac14.vm/disk.img"
     setfattr -n user.note -v 0x0001020304ff "$MNT/mac14.vm/config.json"

@@ -153,8 +153,12 @@ check "chmod 4755" chmod 4755 f
 assert_eq "mode 4755" 4755 "$(stat -c %a f)"
 check "chmod of a directory" chmod 700 x1
 assert_eq "directory mode 700" 700 "$(stat -c %a x1)"
-check "chown 1234:5678" chown 1234:5678 f
-assert_eq "owner" 1234:5678 "$(stat -c %u:%g f)"
+if [ "$(id -u)" = 0 ]; then
+    check "chown 1234:5678" chown 1234:5678 f
+    assert_eq "owner" 1234:5678 "$(stat -c %u:%g f)"
+else
+    say "# not root: chown to other users not tested"
+fi
 check "touch -d sets mtime and atime" touch -d '2001-02-03 04:05:06.123456789 UTC' f
 assert_eq "mtime" 981173106 "$(stat -c %Y f)"
 assert_eq "mtime nanoseconds" "2001-02-03 04:05:06.123456789 +0000" "$(TZ=UTC stat -c %y f)"
