@@ -122,6 +122,12 @@ check "extracted file: content" vmbio cmpsparse "$U" "$R"
 rm -f "$T/a.tar"
 rm -f "$U"
 
+check "cp of the local sparse file into the mount" cp "$R" "$MNT/untar/cp-in.img"
+assert_eq "copied in: holes preserved (map)" "$EXP_MAP" "$(vmbio map "$MNT/untar/cp-in.img")"
+assert_eq "copied in: st_blocks" $((EXP_BYTES / 512)) "$(st_blocks "$MNT/untar/cp-in.img")"
+check "copied in: content" vmbio cmpsparse "$MNT/untar/cp-in.img" "$R"
+rm -f "$MNT/untar/cp-in.img"
+
 # All-zero writes do not allocate.
 b0=$(st_blocks "$F")
 check "write 4 MiB of zeros (1 MiB blocks) into a hole at 10 GiB" \
