@@ -41,7 +41,7 @@ for r in $(seq 1 "$ROUNDS"); do
     "$VMBIO" crashwrite "$log" $CHUNK $STRIDE $N $(files_of $r) >"$T/writer$r.out" 2>&1 &
     WRITER_PID=$!
     # Wait until some chunks are durable, then a little more (varies by round).
-    for i in $(seq 1 200); do
+    for i in $(seq 1 400); do
         [ "$(count_synced "$log")" -ge 30 ] && break
         kill -0 $WRITER_PID 2>/dev/null || break
         sleep 0.05
