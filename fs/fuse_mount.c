@@ -4,6 +4,7 @@
 #include "vmbfs.h"
 #include "vfs.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -154,6 +156,8 @@ static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb
 static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vmb_err *err)
 {
 	pthread_mutex_init(&fs->loglock, NULL);
+	pthread_mutex_init(&fs->wlock, NULL);
+	pthread_cond_init(&fs->wdone, NULL);
 	fs->log.fn = log_line;
 	fs->log.arg = fs;
 	if (o->logfile) {
@@ -163,6 +167,31 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 		setvbuf(fs->logfp, NULL, _IOLBF, 0);
 	}
 	return 0;
+}
+
+/* One descriptor per inode the kernel remembers, and one per lock owner: raise the
+ * limit as far as allowed (the hard limit too, when running as root). */
+static void raise_fd_limit(struct vmb_fs *fs)
+{
+	struct rlimit rl;
+	long nr_open = 1048576;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+
+	if (f) {
+		if (fscanf(f, "%ld", &nr_open) != 1)
+			nr_open = 1048576;
+		fclose(f);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (geteuid() == 0 && rl.rlim_max < (rlim_t)nr_open)
+		rl.rlim_max = (rlim_t)nr_open;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	(void)fs;
 }
 
 static void wake_handler(int sig)
@@ -193,6 +222,11 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	int mounted = 0, handlers = 0, r;
 
 	memset(&fs, 0, sizeof(fs));
+	raise_fd_limit(&fs);
+	/* libfuse cancels its worker threads at unmount, which makes glibc load
+	 * libgcc_s; load it now, while descriptors are plentiful. */
+	if (!dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE))
+		vmb_log_msg(NULL, "note: cannot preload libgcc_s.so.1: %s", dlerror());
 	r = open_log(&fs, o, err);
 	if (r < 0)
 		goto out;
@@ -277,6 +311,8 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		r = vmb_err_set(err, r < 0 ? -r : EIO, "the FUSE session for '%s' ended with an "
 				"error", o->mountpoint);
 out:
+	/* Waiting lock calls end before the session and the files they use go away. */
+	vmb_fs_stop_waiters(&fs);
 	if (cfg)
 		fuse_loop_cfg_destroy(cfg);
 	if (mounted)
@@ -296,5 +332,7 @@ out:
 	if (fs.use_syslog)
 		closelog();
 	pthread_mutex_destroy(&fs.loglock);
+	pthread_cond_destroy(&fs.wdone);
+	pthread_mutex_destroy(&fs.wlock);
 	return r;
 }

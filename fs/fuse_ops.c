@@ -13,6 +13,10 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include "lock.h"
+#include "holders.h"
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 
 /* Attribute lifetimes. Every change reaches the store through this mount, and the
  * kernel drops its cached size, times and st_blocks itself after a write, fallocate
@@ -398,28 +402,137 @@ static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		fuse_reply_lock(req, lock);
 }
 
-/* A waiting lock call can be interrupted by a signal to its caller: the kernel sends
- * INTERRUPT, and the waiting worker thread is woken with VMB_FS_WAKE_SIGNAL. */
+/* A lock call that must wait never holds a libfuse worker: if it cannot be granted
+ * at once, a thread of its own waits and replies, so any number of waiters leave the
+ * mount serving. A signal to the caller makes the kernel send INTERRUPT, and the
+ * waiting thread is woken with VMB_FS_WAKE_SIGNAL. */
+struct lock_job {
+	fuse_req_t req;
+	struct vmb_vfs *vfs;
+	struct vmb_file *f;
+	uint64_t owner;
+	pid_t pid;
+	struct flock fl;
+	int is_flock, op;
+};
+
+static int do_lock(struct lock_job *j, struct vmb_lock_wait *w, struct vmb_err *err)
+{
+	if (j->is_flock)
+		return vmb_vfs_flock(j->vfs, j->f, j->owner, j->pid, j->op, w, err);
+	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, &j->fl, w, err);
+}
+
+struct vmb_fs_waiter {
+	struct vmb_fs_waiter *next;
+	struct vmb_lock_wait w;
+};
+
+static void *lock_waiter(void *arg)
+{
+	struct lock_job *j = arg;
+	struct vmb_fs *fs = fuse_req_userdata(j->req);
+	struct vmb_fs_waiter me, **pp;
+	struct vmb_err err = {0};
+	sigset_t wake;
+	int r;
+
+	sigemptyset(&wake);
+	sigaddset(&wake, VMB_FS_WAKE_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
+	memset(&me, 0, sizeof(me));
+	me.w.thread = pthread_self();
+	me.w.signo = VMB_FS_WAKE_SIGNAL;
+	pthread_mutex_lock(&fs->wlock);
+	me.next = fs->waiters;
+	fs->waiters = &me;
+	fs->nwaiters++;
+	pthread_mutex_unlock(&fs->wlock);
+
+	fuse_req_interrupt_func(j->req, interrupt_waiter, &me.w);
+	r = do_lock(j, &me.w, &err);
+	fuse_req_interrupt_func(j->req, NULL, NULL);
+	if (r < 0)
+		reply_err(j->req, r, &err);
+	else
+		fuse_reply_err(j->req, 0);
+	free(j);
+
+	pthread_mutex_lock(&fs->wlock);
+	for (pp = &fs->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == &me) {
+			*pp = me.next;
+			break;
+		}
+	}
+	if (--fs->nwaiters == 0)
+		pthread_cond_broadcast(&fs->wdone);
+	pthread_mutex_unlock(&fs->wlock);
+	return NULL;
+}
+
+void vmb_fs_stop_waiters(struct vmb_fs *fs)
+{
+	struct vmb_fs_waiter *w;
+
+	pthread_mutex_lock(&fs->wlock);
+	while (fs->nwaiters) {
+		for (w = fs->waiters; w; w = w->next)
+			w->w.interrupted = 1;
+		for (w = fs->waiters; w; w = w->next)
+			if (w->w.waiting)
+				pthread_kill(w->w.thread, w->w.signo);
+		{
+			struct timespec t;
+			clock_gettime(CLOCK_REALTIME, &t);
+			t.tv_nsec += 10 * 1000000L;
+			t.tv_sec += t.tv_nsec / 1000000000L;
+			t.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&fs->wdone, &fs->wlock, &t);
+		}
+	}
+	pthread_mutex_unlock(&fs->wlock);
+}
+
 static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flock *lock,
 		     int is_flock, int op, int sleep)
 {
-	struct vmb_file *f = (struct vmb_file *)(uintptr_t)fi->fh;
-	pid_t pid = fuse_req_ctx(req)->pid;
-	struct vmb_lock_wait w;
 	struct vmb_err err = {0};
+	struct lock_job *j;
+	pthread_attr_t attr;
+	pthread_t t;
 	int r;
 
-	memset(&w, 0, sizeof(w));
-	w.thread = pthread_self();
-	w.signo = VMB_FS_WAKE_SIGNAL;
-	if (sleep)
-		fuse_req_interrupt_func(req, interrupt_waiter, &w);
-	if (is_flock)
-		r = vmb_vfs_flock(V(req), f, fi->lock_owner, pid, op, sleep ? &w : NULL, &err);
-	else
-		r = vmb_vfs_setlk(V(req), f, fi->lock_owner, pid, lock, sleep ? &w : NULL, &err);
-	if (sleep)
-		fuse_req_interrupt_func(req, NULL, NULL);
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	j->req = req;
+	j->vfs = V(req);
+	j->f = (struct vmb_file *)(uintptr_t)fi->fh;
+	j->owner = fi->lock_owner;
+	j->is_flock = is_flock;
+	j->op = op;
+	if (is_flock) {   /* the request carries the calling thread's id */
+		j->pid = vmb_tgid_of(fuse_req_ctx(req)->pid);
+	} else {
+		j->fl = *lock;
+		j->pid = lock->l_pid > 0 ? lock->l_pid : vmb_tgid_of(fuse_req_ctx(req)->pid);
+	}
+	r = do_lock(j, NULL, &err);
+	if (r == -EAGAIN && sleep) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		r = pthread_create(&t, &attr, lock_waiter, j);
+		pthread_attr_destroy(&attr);
+		if (r == 0)
+			return;   /* the waiter replies */
+		lock_waiter(j);   /* no thread to be had: wait here */
+		return;
+	}
+	free(j);
 	if (r < 0)
 		reply_err(req, r, &err);
 	else

@@ -29,7 +29,15 @@ struct vmb_fs {
 	FILE *logfp;               /* owned when opened from logfile */
 	int use_syslog;
 	pthread_mutex_t loglock;
+	/* Threads waiting for locks (fuse_ops.c): interrupted and awaited at unmount. */
+	pthread_mutex_t wlock;
+	pthread_cond_t wdone;
+	struct vmb_fs_waiter *waiters;
+	unsigned nwaiters;
 };
+
+/* Interrupt every waiting lock call and wait until their threads are gone. */
+void vmb_fs_stop_waiters(struct vmb_fs *fs);
 
 /* Mount and serve until unmounted. Returns 0 (clean unmount) or -errno, with the
  * message in err. Errors before the mount exists are reported without mounting. */

@@ -35,6 +35,7 @@ int vmb_aux_parse(const char *spec, char ***out, struct vmb_err *err);
 
 struct vmb_inuse {
 	int known;                 /* h names the holder */
+	uint64_t ino;              /* the locked aux-storage file's inode */
 	struct vmb_holder h;
 	char path[PATH_MAX];       /* the locked aux-storage file, relative to the store */
 };

@@ -13,6 +13,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+pid_t vmb_tgid_of(pid_t tid)
+{
+	char path[64], line[128];
+	long tgid = 0;
+	FILE *f;
+
+	if (tid <= 0)
+		return tid;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return tid;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %ld", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid > 0 ? (pid_t)tgid : tid;
+}
+
 void vmb_comm_of(pid_t pid, char comm[VMB_COMM_MAX])
 {
 	char path[64];

@@ -42,6 +42,9 @@ int vmb_holders_find(int metafd, uint64_t ino, uint64_t start, uint64_t end,
 /* Remove entries of daemons that are no longer running (called at mount). */
 void vmb_holders_sweep(int metafd);
 
+/* The process (thread group) id of thread tid, from /proc; tid itself if unknown. */
+pid_t vmb_tgid_of(pid_t tid);
+
 /* The command name of pid (from /proc), "?" if unknown. */
 void vmb_comm_of(pid_t pid, char comm[VMB_COMM_MAX]);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 struct range {
@@ -26,14 +27,91 @@ struct vmb_lock_owner {
 	char flock_type;        /* 0, 'r' (LOCK_SH) or 'w' (LOCK_EX) */
 	int busy;               /* calls using fd right now */
 	int dead;               /* released: close when no longer busy */
+	int closing;            /* its handle was flushed and may be released soon */
 };
 
-void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd)
+void vmb_waitgraph_init(struct vmb_waitgraph *g)
 {
+	memset(g, 0, sizeof(*g));
+	pthread_mutex_init(&g->mu, NULL);
+}
+
+void vmb_waitgraph_destroy(struct vmb_waitgraph *g)
+{
+	free(g->e);
+	pthread_mutex_destroy(&g->mu);
+}
+
+/* Does following "waits for" edges from `from` reach `to`? Caller holds g->mu. */
+static int reaches(struct vmb_waitgraph *g, uint64_t from, uint64_t to, size_t depth)
+{
+	size_t i;
+
+	if (from == to)
+		return 1;
+	if (depth > g->n)
+		return 0;
+	for (i = 0; i < g->n; i++)
+		if (g->e[i].waiter == from && reaches(g, g->e[i].holder, to, depth + 1))
+			return 1;
+	return 0;
+}
+
+/* Record that waiter waits for holder, unless that closes a cycle (-EDEADLK). */
+static int wait_edge_add(struct vmb_waitgraph *g, uint64_t waiter, uint64_t holder)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&g->mu);
+	if (reaches(g, holder, waiter, 0)) {
+		r = -EDEADLK;
+	} else {
+		if (g->n == g->cap) {
+			size_t nc = g->cap ? g->cap * 2 : 16;
+			struct vmb_wait_edge *ne = realloc(g->e, nc * sizeof(*ne));
+			if (!ne) {
+				pthread_mutex_unlock(&g->mu);
+				return 0;   /* no detection rather than no lock */
+			}
+			g->e = ne;
+			g->cap = nc;
+		}
+		g->e[g->n].waiter = waiter;
+		g->e[g->n].holder = holder;
+		g->n++;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}
+
+static void wait_edge_remove(struct vmb_waitgraph *g, uint64_t waiter, uint64_t holder)
+{
+	size_t i;
+
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < g->n; i++) {
+		if (g->e[i].waiter == waiter && g->e[i].holder == holder) {
+			g->e[i] = g->e[--g->n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd,
+		      struct vmb_waitgraph *wg)
+{
+	pthread_condattr_t ca;
+
 	memset(ls, 0, sizeof(*ls));
 	pthread_mutex_init(&ls->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ls->released, &ca);
+	pthread_condattr_destroy(&ca);
 	ls->ino = ino;
 	ls->metafd = metafd;
+	ls->wg = wg;
 }
 
 static void owner_free(struct vmb_lock_owner *o)
@@ -92,6 +170,7 @@ void vmb_lockset_destroy(struct vmb_lockset *ls)
 	ls->owners = NULL;
 	if (had)
 		vmb_holders_publish(ls->metafd, ls->ino, NULL, 0, NULL);
+	pthread_cond_destroy(&ls->released);
 	pthread_mutex_destroy(&ls->mu);
 }
 
@@ -132,6 +211,7 @@ static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *
 		o->dead = 0;
 		o->via = via;
 	}
+	o->closing = 0;   /* in use again: not on its way out */
 	if (pid > 0 && pid != o->pid) {
 		o->pid = pid;
 		vmb_comm_of(pid, o->comm);
@@ -151,6 +231,7 @@ static void reap(struct vmb_lockset *ls, struct vmb_lock_owner *o)
 		if (*pp == o) {
 			*pp = o->next;
 			owner_free(o);
+			pthread_cond_broadcast(&ls->released);
 			return;
 		}
 	}
@@ -219,6 +300,52 @@ static int shadow_set(struct vmb_lock_owner *o, short type, uint64_t s, uint64_t
 	return 0;
 }
 
+static int any_closing(struct vmb_lockset *ls)
+{
+	struct vmb_lock_owner *o;
+
+	for (o = ls->owners; o; o = o->next)
+		if (o->closing && !o->dead)
+			return 1;
+	return 0;
+}
+
+/* Caller holds mu. */
+static int settle_locked(struct vmb_lockset *ls)
+{
+	struct timespec until;
+	int waited = 0;
+
+	if (!any_closing(ls))
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)VMB_LOCK_SETTLE_MS * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	while (any_closing(ls)) {
+		waited = 1;
+		if (pthread_cond_timedwait(&ls->released, &ls->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	if (any_closing(ls)) {   /* still open after all (a dup'ed descriptor): stop
+				  * waiting for it next time */
+		struct vmb_lock_owner *o;
+		for (o = ls->owners; o; o = o->next)
+			o->closing = 0;
+	}
+	return waited;
+}
+
+int vmb_lock_settle(struct vmb_lockset *ls)
+{
+	int r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = settle_locked(ls);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
 /* Wait in fcntl/flock until done or interrupted. Returns 0 or -errno. */
 static int wait_call(int fd, int use_flock, int op, struct flock *k, struct vmb_lock_wait *w)
 {
@@ -254,6 +381,35 @@ void vmb_lock_interrupt(struct vmb_lock_wait *w)
 	}
 }
 
+/* The owner of this mount holding the lock that conflicts with k for owner self, or
+ * 0 when the conflict is with someone else (or there is none). */
+static uint64_t conflicting_owner(struct vmb_lockset *ls, int fd, const struct flock *want,
+				  uint64_t self)
+{
+	struct vmb_lock_owner *o;
+	struct flock k = *want;
+	uint64_t s, e, found = 0;
+
+	if (fcntl(fd, F_OFD_GETLK, &k) < 0 || k.l_type == F_UNLCK)
+		return 0;
+	s = (uint64_t)k.l_start;
+	e = k.l_len == 0 ? UINT64_MAX : s + (uint64_t)k.l_len - 1;
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o && !found; o = o->next) {
+		size_t i;
+		if (o->owner == self)
+			continue;
+		for (i = 0; i < o->n; i++)
+			if (o->r[i].start <= e && o->r[i].end >= s &&
+			    (o->r[i].type == F_WRLCK || want->l_type == F_WRLCK)) {
+				found = o->owner;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&ls->mu);
+	return found;
+}
+
 int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
 		 struct vmb_err *err)
@@ -284,9 +440,18 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 	k.l_whence = SEEK_SET;
 	k.l_start = fl->l_start;
 	k.l_len = fl->l_len;
-	if (wait && fl->l_type != F_UNLCK)
-		r = wait_call(o->fd, 0, 0, &k, wait);
-	else
+	if (wait && fl->l_type != F_UNLCK) {
+		uint64_t holder = ls->wg ? conflicting_owner(ls, o->fd, &k, owner) : 0;
+
+		r = holder ? wait_edge_add(ls->wg, owner, holder) : 0;
+		if (r == 0)
+			r = wait_call(o->fd, 0, 0, &k, wait);
+		if (holder && r != -EDEADLK)
+			wait_edge_remove(ls->wg, owner, holder);
+	} else {
+		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
+	}
+	if (r == -EAGAIN && vmb_lock_settle(ls))   /* the holder may just have closed */
 		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
 
 	pthread_mutex_lock(&ls->mu);
@@ -331,6 +496,8 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 	if (wait && op != LOCK_UN)
 		r = wait_call(o->fd, 1, op, NULL, wait);
 	else
+		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
+	if (r == -EWOULDBLOCK && vmb_lock_settle(ls))
 		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
 	if (r == -EWOULDBLOCK)
 		r = -EAGAIN;
@@ -378,8 +545,17 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
 	k.l_whence = SEEK_SET;
 	k.l_start = fl->l_start;
 	k.l_len = fl->l_len;
-	if (fcntl(fd, F_OFD_GETLK, &k) < 0)
+	if (fcntl(fd, F_OFD_GETLK, &k) < 0) {
 		r = vmb_err_sys(err, errno, "cannot test a lock");
+	} else if (k.l_type != F_UNLCK && vmb_lock_settle(ls)) {
+		memset(&k, 0, sizeof(k));
+		k.l_type = fl->l_type;
+		k.l_whence = SEEK_SET;
+		k.l_start = fl->l_start;
+		k.l_len = fl->l_len;
+		if (fcntl(fd, F_OFD_GETLK, &k) < 0)
+			r = vmb_err_sys(err, errno, "cannot test a lock");
+	}
 	if (own_fd)
 		close(fd);
 	pthread_mutex_lock(&ls->mu);
@@ -414,12 +590,15 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
 	return r;
 }
 
-void vmb_lock_flush(struct vmb_lockset *ls, uint64_t owner)
+void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner)
 {
 	struct vmb_lock_owner *o;
 	struct flock k;
 
 	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o; o = o->next)
+		if (o->via == via && (o->n || o->flock_type))
+			o->closing = 1;
 	o = find(ls, owner);
 	if (o && o->n) {
 		memset(&k, 0, sizeof(k));
@@ -457,8 +636,10 @@ void vmb_lock_release(struct vmb_lockset *ls, const void *via)
 			o->flock_type = 0;
 		}
 	}
-	if (changed)
+	if (changed) {
 		publish(ls);
+		pthread_cond_broadcast(&ls->released);
+	}
 	pthread_mutex_unlock(&ls->mu);
 }
 

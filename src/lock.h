@@ -27,11 +27,25 @@
 
 struct vmb_lock_owner;
 
+/* Who waits for whom, across every file of a mount: a waiting lock call that would
+ * close a cycle fails with EDEADLK, as POSIX locks do on a local filesystem (the
+ * mirrored OFD locks have no deadlock detection of their own). */
+struct vmb_waitgraph {
+	pthread_mutex_t mu;
+	struct vmb_wait_edge { uint64_t waiter, holder; } *e;
+	size_t n, cap;
+};
+
+void vmb_waitgraph_init(struct vmb_waitgraph *g);
+void vmb_waitgraph_destroy(struct vmb_waitgraph *g);
+
 struct vmb_lockset {
 	pthread_mutex_t mu;
+	pthread_cond_t released;   /* an owner went away */
 	struct vmb_lock_owner *owners;
 	uint64_t ino;      /* backing inode, for the registry */
 	int metafd;        /* borrowed: the store's .vmbundlefs */
+	struct vmb_waitgraph *wg;   /* borrowed: the mount's */
 };
 
 /* A call that may wait (F_SETLKW, flock without LOCK_NB). Another thread interrupts
@@ -44,7 +58,8 @@ struct vmb_lock_wait {
 	volatile sig_atomic_t waiting;
 };
 
-void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd);
+void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd,
+		       struct vmb_waitgraph *wg);
 /* Close every owner (their locks go), remove the registry entry. */
 void vmb_lockset_destroy(struct vmb_lockset *ls);
 
@@ -65,8 +80,17 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
 		   struct vmb_err *err);
 
-/* Close: drop owner's POSIX locks. */
-void vmb_lock_flush(struct vmb_lockset *ls, uint64_t owner);
+/* Close (FLUSH) through handle via by lock owner `owner`: drop owner's POSIX locks,
+ * and note that via may be on its way out. The kernel sends RELEASE, which drops
+ * OFD and flock locks, only after close(2) has returned; a lock call or in-use test
+ * that meets a conflict with such a handle first waits (briefly) for its RELEASE,
+ * so that "close, then lock at once" never fails spuriously. */
+void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner);
+
+/* Wait (at most VMB_LOCK_SETTLE_MS) until no owner of a handle that was closed is
+ * left. Returns 1 if it waited for something, else 0. */
+#define VMB_LOCK_SETTLE_MS 250
+int vmb_lock_settle(struct vmb_lockset *ls);
 
 /* Release of handle via: drop every owner first used through it. */
 void vmb_lock_release(struct vmb_lockset *ls, const void *via);

@@ -91,6 +91,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	node_init(&v->root);
 	pthread_mutex_init(&v->tlock, NULL);
+	vmb_waitgraph_init(&v->waits);
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
@@ -154,6 +155,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 		close(v->root.fd);
 	pthread_mutex_destroy(&v->root.ilock);
 	pthread_mutex_destroy(&v->tlock);
+	vmb_waitgraph_destroy(&v->waits);
 	vmb_store_close(&v->store);
 	vmb_aux_free(v->aux_patterns);
 	free(v->store_real);

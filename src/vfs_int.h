@@ -37,6 +37,7 @@ struct vmb_vfs {
 	const struct vmb_log *log;
 	int readonly;
 	char **aux_patterns;        /* owned; NULL: the defaults */
+	struct vmb_waitgraph waits; /* lock waits, for deadlock detection */
 	pthread_mutex_t tlock;
 	struct vmb_node root;
 	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */

@@ -19,7 +19,7 @@ static struct vmb_lockset *node_locks(struct vmb_vfs *v, struct vmb_node *n)
 	if (!n->locks) {
 		n->locks = malloc(sizeof(*n->locks));
 		if (n->locks)
-			vmb_lockset_init(n->locks, (uint64_t)n->ino, v->store.metafd);
+			vmb_lockset_init(n->locks, (uint64_t)n->ino, v->store.metafd, &v->waits);
 	}
 	ls = n->locks;
 	pthread_mutex_unlock(&n->ilock);
@@ -70,7 +70,7 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 	ls = f->node->locks;
 	pthread_mutex_unlock(&f->node->ilock);
 	if (ls)
-		vmb_lock_flush(ls, owner);
+		vmb_lock_flush(ls, f, owner);
 }
 
 /* The bundle a name in parent belongs to (its first path component). */
@@ -90,6 +90,32 @@ static int bundle_of(struct vmb_vfs *v, struct vmb_node *parent, const char *nam
 	return 0;
 }
 
+/* If this mount holds the lock on inode ino through a handle that was just closed,
+ * wait for its release. 1 if it waited. */
+static int settle_ino(struct vmb_vfs *v, uint64_t ino)
+{
+	struct vmb_lockset *ls = NULL;
+	struct vmb_node *n;
+	int r = 0;
+
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[vmb_node_hash(v->root.dev, (ino_t)ino)]; n; n = n->hnext)
+		if (n->dev == v->root.dev && n->ino == (ino_t)ino)
+			break;
+	if (n)
+		n->refs++;
+	pthread_mutex_unlock(&v->tlock);
+	if (!n)
+		return 0;
+	pthread_mutex_lock(&n->ilock);
+	ls = n->locks;
+	pthread_mutex_unlock(&n->ilock);
+	if (ls)
+		r = vmb_lock_settle(ls);
+	vmb_node_put(v, n);
+	return r;
+}
+
 static int check_bundle(struct vmb_vfs *v, const char *bundle, const char *target,
 			const struct vmb_ctx *ctx, const char *what, struct vmb_err *err)
 {
@@ -98,12 +124,15 @@ static int check_bundle(struct vmb_vfs *v, const char *bundle, const char *targe
 	int r;
 
 	r = vmb_bundle_holder(&v->store, bundle, (const char *const *)v->aux_patterns, &u, err);
+	if (r > 0 && settle_ino(v, u.ino))   /* the holder may just have closed it */
+		r = vmb_bundle_holder(&v->store, bundle, (const char *const *)v->aux_patterns,
+				      &u, err);
 	if (r < 0) {
 		if (r == -ENOENT)
 			return 0;   /* not a bundle (yet): nothing to protect */
 		return r;
 	}
-	if (r == 0 || (u.known && ctx && u.h.pid == ctx->pid))
+	if (r == 0 || (u.known && ctx && u.h.pid == vmb_tgid_of(ctx->pid)))
 		return 0;
 	vmb_inuse_describe(&u, who, sizeof(who));
 	vmb_err_set(err, EBUSY, "refused to %s '%s': bundle '%s' is in use: %s", what, target,
