@@ -288,9 +288,9 @@ one_copy() {
 	[ "$tg" = vmb ] && alive
 	snap "$pid"
 	case $kind in
-	cp) timed "$cap" cp -- "$src" "$DST/out.img" ;;
-	tar) timed "$cap" tar --sparse -cf "$DST/out.tar" -C "${src%/*}" "${src##*/}" ;;
-	rsync) timed "$cap" rsync -S -- "$src" "$DST/" ;;
+	cp) timed "$cap" cp -- "$src" "$DST/out.img" 2>"$W/cmd.err" ;;
+	tar) timed "$cap" tar --sparse -cf "$DST/out.tar" -C "${src%/*}" "${src##*/}" 2>"$W/cmd.err" ;;
+	rsync) timed "$cap" rsync -S -- "$src" "$DST/" 2>"$W/cmd.err" ;;
 	esac
 	rc=$?
 	unsnap "$pid" "$key"
@@ -299,7 +299,7 @@ one_copy() {
 		add "$key" "$cap"
 		log "  $kind $state $tg: timed out after ${cap}s"
 	elif [ $rc != 0 ]; then
-		fail_note "$kind ($state) from $tg failed with status $rc"
+		fail_note "$kind ($state) from $tg failed with status $rc: $(tail -2 "$W/cmd.err" | tr '\n' ' ')"
 		add "$key" "$ELAPSED"
 	else
 		add "$key" "$ELAPSED"
@@ -518,9 +518,9 @@ D=$W/daemon.md
 	for k in cp-cold cp-warm tar-cold rsync-cold read1 read2 write randread randwrite; do
 		printf '| %s | %s | %s | %s | %s |\n' "$k" \
 			"$(v=$(med "$k.vmb.rchar"); [ -n "$v" ] && fmt_num "$v" bytes || echo -)" \
-			"$(v=$(med "$k.vmb.cpu"); [ -n "$v" ] && echo "$v s" || echo -)" \
+			"$(v=$(med "$k.vmb.cpu"); [ -n "$v" ] && printf '%.2f s' "$v" || echo -)" \
 			"$(v=$(med "$k.bindfs.rchar"); [ -n "$v" ] && fmt_num "$v" bytes || echo -)" \
-			"$(v=$(med "$k.bindfs.cpu"); [ -n "$v" ] && echo "$v s" || echo -)"
+			"$(v=$(med "$k.bindfs.cpu"); [ -n "$v" ] && printf '%.2f s' "$v" || echo -)"
 	done
 } >"$D"
 
