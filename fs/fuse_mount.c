@@ -41,6 +41,7 @@ static void log_line(void *arg, const char *msg)
 struct own_opts {
 	unsigned readahead_kb;
 	unsigned max_threads;
+	unsigned idle_fds;
 	int readonly;
 	char *aux_patterns;
 	char *pass;    /* options for libfuse, comma-separated */
@@ -65,6 +66,17 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *end;
+		if (!strncmp(tok, "idle_fds=", 9)) {
+			unsigned long n;
+			errno = 0;
+			n = strtoul(tok + 9, &end, 10);
+			if (errno || !tok[9] || *end || n < 1 || n > 1u << 24) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			o->idle_fds = (unsigned)n;
+			continue;
+		}
 		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
 			const char *val = strchr(tok, '=') + 1;
 			unsigned long n;
@@ -238,6 +250,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
+	vo.idle_fds = own.idle_fds;
 	vo.log = &fs.log;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)

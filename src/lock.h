@@ -89,7 +89,7 @@ void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner);
 
 /* Wait (at most VMB_LOCK_SETTLE_MS) until no owner of a handle that was closed is
  * left. Returns 1 if it waited for something, else 0. */
-#define VMB_LOCK_SETTLE_MS 250
+#define VMB_LOCK_SETTLE_MS 1000
 int vmb_lock_settle(struct vmb_lockset *ls);
 
 /* Release of handle via: drop every owner first used through it. */

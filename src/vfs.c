@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@ static void node_free(struct vmb_node *n)
 	}
 	if (n->fd >= 0)
 		close(n->fd);
+	free(n->fh);
 	pthread_mutex_destroy(&n->ilock);
 	free(n);
 }
@@ -47,6 +49,22 @@ static void node_free(struct vmb_node *n)
 const struct vmb_log *vmb_vfs_log(struct vmb_vfs *v)
 {
 	return v->log;
+}
+
+/* The file handle of fd, to reopen it once parked; NULL when the filesystem has none. */
+static struct file_handle *handle_of(int fd)
+{
+	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+	int mount_id;
+
+	if (!fh)
+		return NULL;
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) < 0) {
+		free(fh);
+		return NULL;
+	}
+	return fh;
 }
 
 /* Remove temporary maps left by a daemon that died while saving one
@@ -122,6 +140,23 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	}
 	v->root.dev = st.st_dev;
 	v->root.ino = st.st_ino;
+	{
+		/* Parking needs file handles that reopen (CAP_DAC_READ_SEARCH). */
+		struct file_handle *fh = handle_of(v->root.fd);
+		struct rlimit rl;
+		int fd = fh ? open_by_handle_at(v->store.dirfd, fh, O_PATH | O_CLOEXEC) : -1;
+
+		v->can_park = fd >= 0;
+		if (fd >= 0)
+			close(fd);
+		free(fh);
+		if (o && o->idle_fds)
+			v->lru_cap = o->idle_fds;
+		else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+			v->lru_cap = rl.rlim_cur / 4 > 64 ? (size_t)(rl.rlim_cur / 4) : 64;
+		else
+			v->lru_cap = 65536;
+	}
 	v->root.type = S_IFDIR;
 	v->root.nlookup = 1;
 	*out = v;
@@ -170,6 +205,7 @@ uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n)
 int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out)
 {
 	struct vmb_node *n;
+	int r;
 
 	if (ino == VMB_ROOT_INO) {
 		*out = &v->root;
@@ -178,11 +214,73 @@ int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out)
 	n = (struct vmb_node *)(uintptr_t)ino;
 	if (!n)
 		return -ESTALE;
-	pthread_mutex_lock(&v->tlock);
-	n->refs++;
-	pthread_mutex_unlock(&v->tlock);
+	r = vmb_node_ref(v, n);
+	if (r < 0)
+		return r;
 	*out = n;
 	return 0;
+}
+
+static void lru_remove_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	if (!n->in_lru)
+		return;
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		v->lru_first = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		v->lru_last = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+	n->in_lru = 0;
+	v->lru_count--;
+}
+
+/* n just became idle: queue it, and park the oldest idle nodes past the cap. */
+static void lru_add_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	if (!v->can_park || !n->fh || n->fd < 0 || n->in_lru)
+		return;
+	n->lru_prev = v->lru_last;
+	n->lru_next = NULL;
+	if (v->lru_last)
+		v->lru_last->lru_next = n;
+	else
+		v->lru_first = n;
+	v->lru_last = n;
+	n->in_lru = 1;
+	v->lru_count++;
+	while (v->lru_count > v->lru_cap) {
+		struct vmb_node *old = v->lru_first;
+		lru_remove_locked(v, old);
+		close(old->fd);
+		old->fd = -1;
+	}
+}
+
+int vmb_node_ref(struct vmb_vfs *v, struct vmb_node *n)
+{
+	int r = 0;
+
+	if (n == &v->root)
+		return 0;
+	pthread_mutex_lock(&v->tlock);
+	if (n->refs == 0)
+		lru_remove_locked(v, n);
+	if (n->fd < 0) {
+		int fd = n->fh ? open_by_handle_at(v->store.dirfd, n->fh, O_PATH | O_CLOEXEC) : -1;
+		if (fd < 0) {
+			r = -ESTALE;   /* gone from the store since it was parked */
+			goto out;
+		}
+		n->fd = fd;
+	}
+	n->refs++;
+out:
+	pthread_mutex_unlock(&v->tlock);
+	return r;
 }
 
 static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
@@ -210,8 +308,11 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 	n->refs -= refs;
 	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
 	if (n->refs == 0 && n->nlookup == 0) {
+		lru_remove_locked(v, n);
 		unhash_locked(v, n);
 		dead = 1;
+	} else if (n->refs == 0) {
+		lru_add_locked(v, n);
 	}
 	pthread_mutex_unlock(&v->tlock);
 	if (dead)
@@ -364,6 +465,8 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 		fresh->type = st.st_mode & S_IFMT;
 		fresh->fd = fd;
 		fd = -1;
+		if (v->can_park)
+			fresh->fh = handle_of(fresh->fd);
 		pthread_mutex_lock(&v->tlock);
 		for (n = v->hash[h]; n; n = n->hnext)   /* raced with another lookup? */
 			if (n->dev == st.st_dev && n->ino == st.st_ino)
@@ -378,6 +481,12 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 		}
 	}
 	n->nlookup++;
+	if (n->refs == 0)
+		lru_remove_locked(v, n);
+	if (n->fd < 0) {   /* parked: this lookup's descriptor brings it back */
+		n->fd = fd;
+		fd = -1;
+	}
 	n->refs++;
 	pthread_mutex_unlock(&v->tlock);
 	if (fd >= 0)

@@ -51,6 +51,8 @@ struct vmb_vfs_opts {
 	int readonly;                 /* serve the store read-only */
 	const struct vmb_log *log;    /* borrowed; must outlive the vfs */
 	const char *aux_patterns;     /* "GLOB:GLOB"; NULL: the store's, or the defaults */
+	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
+				       * the descriptor limit */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */

@@ -195,9 +195,12 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		goto out;
 	}
 	n = (struct vmb_node *)(uintptr_t)e->ino;
-	pthread_mutex_lock(&v->tlock);
-	n->refs++;
-	pthread_mutex_unlock(&v->tlock);
+	r = vmb_node_ref(v, n);
+	if (r < 0) {
+		close(fd);
+		vmb_vfs_forget(v, e->ino, 1);
+		goto out;
+	}
 	r = file_new(v, n, fd, flags, f, NULL, err);
 	vmb_node_put(v, n);
 	if (r < 0) {

@@ -15,7 +15,11 @@ struct vmb_node {
 	dev_t dev;
 	ino_t ino;
 	mode_t type;                /* S_IFMT bits */
-	int fd;                     /* O_PATH|O_NOFOLLOW of the backing inode, owned */
+	int fd;                     /* O_PATH|O_NOFOLLOW of the backing inode, owned;
+				     * -1 while parked (tlock) */
+	struct file_handle *fh;     /* to reopen a parked node; NULL: never parked */
+	struct vmb_node *lru_prev, *lru_next;   /* idle list (tlock) */
+	int in_lru;
 	uint64_t generation;
 	uint64_t nlookup;           /* kernel references (tlock) */
 	uint64_t refs;              /* in-flight ops, handles (tlock) */
@@ -43,6 +47,13 @@ struct vmb_vfs {
 	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
 	uint64_t nodes;
 	uint64_t next_generation;
+	/* Idle nodes (no refs, known to the kernel) keep their descriptor until more
+	 * than lru_cap are idle; then the oldest are parked (descriptor closed, reopened
+	 * from its file handle on next use), so a store of any size fits the daemon's
+	 * descriptor limit. */
+	struct vmb_node *lru_first, *lru_last;
+	size_t lru_count, lru_cap;
+	int can_park;
 };
 
 struct vmb_file {
@@ -52,6 +63,9 @@ struct vmb_file {
 };
 
 size_t vmb_node_hash(dev_t dev, ino_t ino);
+
+/* Take a reference on node n, reopening it if it was parked (0 or -ESTALE). */
+int vmb_node_ref(struct vmb_vfs *v, struct vmb_node *n);
 
 /* Take a reference on the node of id ino (0 or -ESTALE). */
 int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out);

@@ -19,7 +19,8 @@ INTEGRATION_TESTS = \
 	tests/mount-sidecar.sh \
 	tests/mount-enospc.sh \
 	tests/mount-concurrent.sh \
-	tests/model.sh
+	tests/model.sh \
+	tests/mount-parked.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)

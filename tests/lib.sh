@@ -251,7 +251,8 @@ daemon_alive() {
 }
 
 # mount_store [extra mount args...]: start the daemon in the foreground, in the
-# background of this shell; wait up to 10 s for the mount.
+# background of this shell; wait up to 10 s for the mount. VMB_TEST_MOUNT_OPTS adds
+# -o options to every mount (tests/mount-parked.sh runs other tests that way).
 mount_store() {
     local i
     rm -f "$T/daemon.pid" "$T/daemon.rc"
@@ -259,7 +260,8 @@ mount_store() {
     say "# mount $STORE on $MNT"
     (
         sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon.pid" \
-            "$VMB_BIN" mount -f --log="$T/log" "$@" "$STORE" "$MNT"
+            "$VMB_BIN" mount -f --log="$T/log" \
+            ${VMB_TEST_MOUNT_OPTS:+-o "$VMB_TEST_MOUNT_OPTS"} "$@" "$STORE" "$MNT"
         echo $? >"$T/daemon.rc.tmp"
         mv "$T/daemon.rc.tmp" "$T/daemon.rc"
     ) </dev/null >>"$T/daemon.out" 2>&1 &
