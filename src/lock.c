@@ -451,8 +451,10 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 	} else {
 		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
 	}
-	if (r == -EAGAIN && vmb_lock_settle(ls))   /* the holder may just have closed */
+	if (r == -EAGAIN) {   /* the holder may just have closed: wait for its release */
+		vmb_lock_settle(ls);
 		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
+	}
 
 	pthread_mutex_lock(&ls->mu);
 	o->busy--;
@@ -497,8 +499,10 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 		r = wait_call(o->fd, 1, op, NULL, wait);
 	else
 		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
-	if (r == -EWOULDBLOCK && vmb_lock_settle(ls))
+	if (r == -EWOULDBLOCK) {
+		vmb_lock_settle(ls);
 		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
+	}
 	if (r == -EWOULDBLOCK)
 		r = -EAGAIN;
 
@@ -547,7 +551,8 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
 	k.l_len = fl->l_len;
 	if (fcntl(fd, F_OFD_GETLK, &k) < 0) {
 		r = vmb_err_sys(err, errno, "cannot test a lock");
-	} else if (k.l_type != F_UNLCK && vmb_lock_settle(ls)) {
+	} else if (k.l_type != F_UNLCK) {
+		vmb_lock_settle(ls);
 		memset(&k, 0, sizeof(k));
 		k.l_type = fl->l_type;
 		k.l_whence = SEEK_SET;

@@ -124,9 +124,11 @@ static int check_bundle(struct vmb_vfs *v, const char *bundle, const char *targe
 	int r;
 
 	r = vmb_bundle_holder(&v->store, bundle, (const char *const *)v->aux_patterns, &u, err);
-	if (r > 0 && settle_ino(v, u.ino))   /* the holder may just have closed it */
+	if (r > 0) {   /* the holder may just have closed it: wait for its release */
+		settle_ino(v, u.ino);
 		r = vmb_bundle_holder(&v->store, bundle, (const char *const *)v->aux_patterns,
 				      &u, err);
+	}
 	if (r < 0) {
 		if (r == -ENOENT)
 			return 0;   /* not a bundle (yet): nothing to protect */
