@@ -87,6 +87,25 @@ static void reply_entry(fuse_req_t req, const struct vmb_entry *e)
 		vmb_vfs_forget(V(req), e->ino, 1);
 }
 
+/* Reply with an entry, or the error. */
+static void reply_entry_or_err(fuse_req_t req, int r, const struct vmb_entry *e,
+			       const struct vmb_err *err)
+{
+	if (r < 0)
+		reply_err(req, r, err);
+	else
+		reply_entry(req, e);
+}
+
+/* Reply success, or the error. */
+static void reply_status(fuse_req_t req, int r, const struct vmb_err *err)
+{
+	if (r < 0)
+		reply_err(req, r, err);
+	else
+		fuse_reply_err(req, 0);
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -119,10 +138,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct vmb_err err = {0};
 	int r = vmb_vfs_lookup(V(req), parent, name, &e, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		reply_entry(req, &e);
+	reply_entry_or_err(req, r, &e, &err);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -199,10 +215,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 	ctx_of(req, &ctx);
 	r = vmb_vfs_mknod(V(req), &ctx, parent, name, mode, rdev, &e, &err);
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		reply_entry(req, &e);
+	reply_entry_or_err(req, r, &e, &err);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -214,10 +227,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 	ctx_of(req, &ctx);
 	r = vmb_vfs_mkdir(V(req), &ctx, parent, name, mode, &e, &err);
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		reply_entry(req, &e);
+	reply_entry_or_err(req, r, &e, &err);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -229,10 +239,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 	ctx_of(req, &ctx);
 	r = vmb_vfs_symlink(V(req), &ctx, link, parent, name, &e, &err);
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		reply_entry(req, &e);
+	reply_entry_or_err(req, r, &e, &err);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
@@ -241,10 +248,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	struct vmb_entry e;
 	int r = vmb_vfs_link(V(req), ino, newparent, newname, &e, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		reply_entry(req, &e);
+	reply_entry_or_err(req, r, &e, &err);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -256,10 +260,7 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ctx_of(req, &ctx);
 	r = vmb_vfs_unlink(V(req), &ctx, parent, name, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -271,10 +272,7 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	ctx_of(req, &ctx);
 	r = vmb_vfs_rmdir(V(req), &ctx, parent, name, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -287,10 +285,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	ctx_of(req, &ctx);
 	r = vmb_vfs_rename(V(req), &ctx, parent, name, newparent, newname, flags, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -452,10 +447,7 @@ static void *lock_waiter(void *arg)
 	fuse_req_interrupt_func(j->req, interrupt_waiter, &me.w);
 	r = do_lock(j, &me.w, &err);
 	fuse_req_interrupt_func(j->req, NULL, NULL);
-	if (r < 0)
-		reply_err(j->req, r, &err);
-	else
-		fuse_reply_err(j->req, 0);
+	reply_status(j->req, r, &err);
 	free(j);
 
 	pthread_mutex_lock(&fs->wlock);
@@ -533,10 +525,7 @@ static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flo
 		return;
 	}
 	free(j);
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -561,10 +550,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 	struct vmb_err err = {0};
 	int r = vmb_vfs_fsync((struct vmb_file *)(uintptr_t)fi->fh, datasync, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -633,10 +619,7 @@ static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 	struct vmb_err err = {0};
 	int r = vmb_vfs_fsyncdir((struct vmb_dir *)(uintptr_t)fi->fh, datasync, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -657,10 +640,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	struct vmb_err err = {0};
 	int r = vmb_vfs_setxattr(V(req), ino, name, value, size, flags, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void reply_xattr_data(fuse_req_t req, ssize_t r, size_t size, const char *buf,
@@ -709,10 +689,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	struct vmb_err err = {0};
 	int r = vmb_vfs_removexattr(V(req), ino, name, &err);
 
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
@@ -727,10 +704,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	}
 	r = vmb_vfs_fallocate((struct vmb_file *)(uintptr_t)fi->fh, mode, (uint64_t)offset,
 			      (uint64_t)length, &err);
-	if (r < 0)
-		reply_err(req, r, &err);
-	else
-		fuse_reply_err(req, 0);
+	reply_status(req, r, &err);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
