@@ -73,23 +73,6 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 		vmb_lock_flush(ls, f, owner);
 }
 
-/* The bundle a name in parent belongs to (its first path component). */
-static int bundle_of(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
-		     char *bundle, size_t size)
-{
-	char rel[PATH_MAX];
-
-	if (parent == &v->root) {
-		snprintf(bundle, size, "%s", name);
-		return 0;
-	}
-	vmb_node_relpath(v, parent, rel, sizeof(rel));
-	if (rel[0] == '/' || rel[0] == '?')
-		return -1;
-	snprintf(bundle, size, "%.*s", (int)strcspn(rel, "/"), rel);
-	return 0;
-}
-
 /* If this mount holds the lock on inode ino through a handle that was just closed,
  * wait for its release. 1 if it waited. */
 static int settle_ino(struct vmb_vfs *v, uint64_t ino)
@@ -143,32 +126,40 @@ static int check_bundle(struct vmb_vfs *v, const char *bundle, const char *targe
 	return -EBUSY;
 }
 
+/* Check the bundle of rel (a path relative to the store; its first component names
+ * the bundle). Paths outside the store ("/..." or "?") have nothing to protect. */
+static int check_path(struct vmb_vfs *v, const char *rel, const struct vmb_ctx *ctx,
+		      const char *what, struct vmb_err *err)
+{
+	char bundle[NAME_MAX + 1];
+
+	if (rel[0] == '/' || rel[0] == '?')
+		return 0;
+	snprintf(bundle, sizeof(bundle), "%.*s", (int)strcspn(rel, "/"), rel);
+	return check_bundle(v, bundle, rel, ctx, what, err);
+}
+
 int vmb_check_not_in_use(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
 			 const struct vmb_ctx *ctx, const char *what, struct vmb_err *err)
 {
-	char bundle[NAME_MAX + 1], target[PATH_MAX + NAME_MAX + 2], rel[PATH_MAX];
+	char target[PATH_MAX + NAME_MAX + 2], rel[PATH_MAX];
 
-	if (bundle_of(v, parent, name, bundle, sizeof(bundle)) < 0)
+	if (parent == &v->root)
+		return check_path(v, name, ctx, what, err);
+	vmb_node_relpath(v, parent, rel, sizeof(rel));   /* one readlink */
+	if (rel[0] == '/' || rel[0] == '?')
 		return 0;
-	if (parent == &v->root) {
-		snprintf(target, sizeof(target), "%s", name);
-	} else {
-		vmb_node_relpath(v, parent, rel, sizeof(rel));
-		snprintf(target, sizeof(target), "%s/%s", rel, name);
-	}
-	return check_bundle(v, bundle, target, ctx, what, err);
+	snprintf(target, sizeof(target), "%s/%s", rel, name);
+	return check_path(v, target, ctx, what, err);
 }
 
 int vmb_check_node_not_in_use(struct vmb_vfs *v, struct vmb_node *n,
 			      const struct vmb_ctx *ctx, const char *what, struct vmb_err *err)
 {
-	char rel[PATH_MAX], bundle[NAME_MAX + 1];
+	char rel[PATH_MAX];
 
 	vmb_node_relpath(v, n, rel, sizeof(rel));
-	if (rel[0] == '/' || rel[0] == '?')
-		return 0;
-	snprintf(bundle, sizeof(bundle), "%.*s", (int)strcspn(rel, "/"), rel);
-	return check_bundle(v, bundle, rel, ctx, what, err);
+	return check_path(v, rel, ctx, what, err);
 }
 
 ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size)
