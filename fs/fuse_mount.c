@@ -20,7 +20,7 @@
 extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 
 #define DEFAULT_READAHEAD_KB 1024
-#define DEFAULT_MAX_THREADS 64   /* waiting lock calls each hold a worker */
+#define DEFAULT_MAX_THREADS 64
 
 static void log_line(void *arg, const char *msg)
 {
@@ -43,6 +43,7 @@ struct own_opts {
 	unsigned max_threads;
 	unsigned idle_fds;
 	int readonly;
+	int buffered_writes;
 	char *aux_patterns;
 	char *pass;    /* options for libfuse, comma-separated */
 };
@@ -100,6 +101,10 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
 				goto out;
 			}
+			continue;
+		}
+		if (!strcmp(tok, "buffered_writes")) {
+			o->buffered_writes = 1;
 			continue;
 		}
 		if (!strcmp(tok, "ro"))
@@ -251,6 +256,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
 	vo.idle_fds = own.idle_fds;
+	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)

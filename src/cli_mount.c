@@ -18,7 +18,8 @@ static const char mount_usage[] =
 	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
 	"                     readahead_kb=N (default 1024), max_threads=N (default 64),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
-	"                     idle_fds=N (descriptors kept open for idle files)\n";
+	"                     idle_fds=N (descriptors kept open for idle files),\n"
+	"                     buffered_writes (never write the store with O_DIRECT)\n";
 
 /* Join repeated -o arguments with commas. */
 static int add_opts(char **all, const char *more)

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "image.h"
 #include "sidecar.h"
+#include "dio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +31,35 @@ struct vmb_image {
 	uint64_t saved_gen;      /* gen of the map last saved (wlock) */
 	int on_disk;             /* the sidecar holds this map (wlock) */
 	int locks_ready;
+	struct vmb_dio dio;      /* large aligned writes (wlock) */
 };
+
+/* Wait for the writes queued for O_DIRECT (dio.h), so the backing file holds every
+ * accepted byte; a failure among them is kept for fsync, and logged here. */
+static void settle(struct vmb_image *img)
+{
+	vmb_dio_drain(&img->dio, 0, NULL);
+}
+
+/* The same, taking the failure: the error of fsync, or of the last close. */
+static int settle_err(struct vmb_image *img, struct vmb_err *err)
+{
+	uint64_t off = 0;
+	int r = vmb_dio_drain(&img->dio, 1, &off);
+
+	if (r < 0) {
+		vmb_err_sys(err, -r, "an accepted write to '%s' at offset %llu failed", img->name,
+			    (unsigned long long)off);
+		vmb_log_msg(img->log, "%s", err->msg);
+	}
+	return r;
+}
+
+void vmb_image_drain(struct vmb_image *img)
+{
+	if (vmb_dio_busy(&img->dio))
+		settle(img);
+}
 
 static uint64_t blocks_for(uint64_t bytes)
 {
@@ -105,6 +134,7 @@ int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *na
 	if (!img)
 		return vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
 	img->fd = -1;
+	vmb_dio_init(&img->dio, 0);
 	vmb_blockmap_init(&img->map);
 	img->name = strdup(name);
 	if (!img->name) {
@@ -145,6 +175,7 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 	pthread_mutex_unlock(&img->mlock);
 	if (!img->writable || (img->on_disk && gen == img->saved_gen))
 		return 0;
+	settle(img);   /* the stamp is taken after the last write */
 	r = vmb_stamp_fd(img->fd, &st, err);
 	if (r < 0)
 		goto fail;
@@ -186,6 +217,8 @@ void vmb_image_close(struct vmb_image *img)
 		return;
 	if (img->fd >= 0) {
 		vmb_err_clear(&err);
+		if (settle_err(img, &err) < 0)
+			vmb_err_clear(&err);   /* logged */
 		if (fstat(img->fd, &st) == 0 && st.st_nlink == 0) {
 			char scname[VMB_SIDECAR_NAME_MAX];
 			vmb_sidecar_name(img->ino, scname);
@@ -196,6 +229,7 @@ void vmb_image_close(struct vmb_image *img)
 		}
 		close(img->fd);
 	}
+	vmb_dio_destroy(&img->dio);
 	if (img->locks_ready) {
 		pthread_mutex_destroy(&img->wlock);
 		pthread_mutex_destroy(&img->mlock);
@@ -223,6 +257,14 @@ uint64_t vmb_image_alloc_bytes(struct vmb_image *img)
 	b = img->map.data_blocks * BS;
 	pthread_mutex_unlock(&img->mlock);
 	return b;
+}
+
+void vmb_image_set_direct_writes(struct vmb_image *img, int on)
+{
+	pthread_mutex_lock(&img->wlock);
+	vmb_dio_destroy(&img->dio);
+	vmb_dio_init(&img->dio, on && img->writable);
+	pthread_mutex_unlock(&img->wlock);
 }
 
 int vmb_image_fd(const struct vmb_image *img)
@@ -283,6 +325,7 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
 	if (len > size - off)
 		len = (size_t)(size - off);
 	end = off + len;
+	vmb_image_drain(img);
 
 	/* First pass: is there any data at all? (Holes-only reads touch nothing.) */
 	if (holes_only) {
@@ -417,10 +460,26 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off, size_t
 	return 0;
 }
 
+/* Write data: large aligned runs directly (dio.h), the rest through the page cache. */
+static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
+		      size_t *done)
+{
+	size_t more = 0;
+	int r = vmb_dio_pwrite(&img->dio, img->fd, buf, len, off, done);
+
+	if (r != 0)
+		return r < 0 ? r : 0;
+	settle(img);   /* after any queued write that may overlap */
+	r = pwrite_full(img->fd, (const char *)buf + *done, len - *done, off + *done, &more);
+	*done += more;
+	return r;
+}
+
 /* Bytes [a, b) within the size become zeros: whole blocks are punched and marked ZERO,
  * partial edges of DATA blocks get zeros written. */
 static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err)
 {
+	settle(img);
 	uint64_t A, B, edge[2][2];
 	int i, r;
 
@@ -523,7 +582,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 			stop = s2;
 		if (kind == P_DATA) {
 			size_t done;
-			r = pwrite_full(img->fd, p + (pos - off), (size_t)(stop - pos), pos, &done);
+			r = write_data(img, p + (pos - off), (size_t)(stop - pos), pos, &done);
 			if (done > 0) {
 				int r2 = map_set(img, pos / BS, blocks_for(pos + done) - pos / BS,
 						 VMB_DATA, err);
@@ -587,6 +646,7 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 		return vmb_err_set(err, EFBIG, "cannot truncate '%s' to %llu bytes", img->name,
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
+	settle(img);
 	if (size != img->size)
 		r = begin_change(img, err);
 	if (r < 0) {
@@ -650,6 +710,7 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 		return vmb_err_set(err, EFBIG, "fallocate on '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
+	settle(img);
 	r = begin_change(img, err);
 	if (r < 0)
 		mode = -1;   /* skip to the end */
@@ -780,6 +841,9 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
+	settle(dst);
+	if (src != dst)
+		vmb_image_drain(src);
 	r = begin_change(dst, err);
 	if (r < 0)
 		goto out;
@@ -820,7 +884,10 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err)
 	int r = 0;
 
 	pthread_mutex_lock(&img->wlock);
-	if ((datasync ? fdatasync(img->fd) : fsync(img->fd)) < 0)
+	r = settle_err(img, err);
+	if (r < 0)
+		(void)fsync(img->fd);   /* the rest still goes out; the failure is reported */
+	else if ((datasync ? fdatasync(img->fd) : fsync(img->fd)) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", img->name);
 	else
 		r = persist_locked(img, VMB_SIDECAR_SYNC_DIR, err);

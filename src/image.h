@@ -86,6 +86,15 @@ void vmb_image_touch(struct vmb_image *img);
 
 uint64_t vmb_image_size(struct vmb_image *img);
 uint64_t vmb_image_alloc_bytes(struct vmb_image *img);   /* DATA blocks * 4096 */
+
+/* Wait until every write accepted so far is on the backing file (see dio.h); before
+ * looking at the backing file from outside (vmb_image_fd). */
+void vmb_image_drain(struct vmb_image *img);
+
+/* Let large aligned writes bypass the backing file's page cache (dio.h); off by
+ * default. Ignored for a read-only image. */
+void vmb_image_set_direct_writes(struct vmb_image *img, int on);
+
 int vmb_image_fd(const struct vmb_image *img);
 int vmb_image_writable(const struct vmb_image *img);
 

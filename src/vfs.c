@@ -112,6 +112,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	vmb_waitgraph_init(&v->waits);
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
+	v->direct_writes = !(o && o->buffered_writes);
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
 	if (!v->hash) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");

@@ -53,6 +53,7 @@ struct vmb_vfs_opts {
 	const char *aux_patterns;     /* "GLOB:GLOB"; NULL: the store's, or the defaults */
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
+	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */

@@ -40,6 +40,7 @@ struct vmb_vfs {
 	char *store_real;           /* realpath of the store, for messages */
 	const struct vmb_log *log;
 	int readonly;
+	int direct_writes;          /* large aligned writes bypass the backing's cache */
 	char **aux_patterns;        /* owned; NULL: the defaults */
 	struct vmb_waitgraph waits; /* lock waits, for deadlock detection */
 	pthread_mutex_t tlock;

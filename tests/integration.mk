@@ -18,6 +18,7 @@ INTEGRATION_TESTS = \
 	tests/mount-crash.sh \
 	tests/mount-sidecar.sh \
 	tests/mount-enospc.sh \
+	tests/mount-direct.sh \
 	tests/mount-concurrent.sh \
 	tests/model.sh \
 	tests/mount-parked.sh

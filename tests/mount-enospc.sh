@@ -58,6 +58,20 @@ done
 assert_eq "the space of the deleted file is released within 5 s ($(df -k --output=avail "$T/tfs" | tail -n 1) KiB free)" 1 $freed
 check "writing works again after freeing space" vmbio pwrite "$MNT/b/again" 0 $((8 * M)) p8 sync
 check "... and reads back" vmbio verify "$MNT/b/again" 0 $((8 * M)) p8
+
+# The same with 1 MiB writes and no fsync: these take the queued O_DIRECT path
+# (vmbundlefs(5), "Write path"), and ENOSPC must still reach write() itself.
+rm -f "$MNT/b/again"
+vmbio fill "$MNT/b/big2" $M nosync >"$T/fill2.out" 2>&1
+sed 's/^/    | /' "$T/fill2.out"
+CONFIRMED=$(sed -n 's/^confirmed //p' "$T/fill2.out")
+assert_eq "1 MiB writes: write() got ENOSPC" "error ENOSPC" "$(grep '^error' "$T/fill2.out")"
+assert_eq "1 MiB writes: close succeeded" "close ok" "$(grep '^close' "$T/fill2.out")"
+assert_num "1 MiB writes: a plausible amount was written before ENOSPC ($CONFIRMED bytes)" "${CONFIRMED:-0}" -ge $((40 * M))
+remount
+check "1 MiB writes: after remount every accepted byte reads back" vmbio verify "$MNT/b/big2" 0 "$CONFIRMED" p7
+check "1 MiB writes: every non-zero byte is in a data extent of the map" vmbio mapcheck "$MNT/b/big2"
+check "1 MiB writes: the small file is intact" vmbio verify "$MNT/b/small" 0 $((2 * M)) p3
 unmount_store
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?

@@ -72,7 +72,9 @@ static void usage(void)
         "  checkholes FILE                read samples of every hole; they must be zero\n"
         "  crashwrite LOG CHUNK STRIDE N FILE...   fsync'ed chunk writer\n"
         "  crashcheck LOG CHUNK STRIDE FILE...     verify after a crash\n"
-        "  fill FILE CHUNK                write pattern p7 with fsync until an error\n");
+        "  fill FILE CHUNK [nosync]       write pattern p7 (each chunk fsync'ed) until an error\n"
+        "  ops FILE                       apply 'w OFF LEN FILL', 't SIZE', 'r OFF LEN', 's'\n"
+        "                                 lines from stdin through one descriptor\n");
     exit(2);
 }
 
@@ -335,6 +337,42 @@ static int cmd_pwrite(int argc, char **argv)
     }
     free(buf);
     if (sync && fsync(fd) < 0) die_errno("fsync");
+    if (close(fd) < 0) die_errno("close");
+    printf("ok\n");
+    return 0;
+}
+
+/* ops FILE: apply the operations read from stdin to FILE through one descriptor,
+ * back to back: "w OFF LEN FILL" (pwrite), "t SIZE" (ftruncate), "r OFF LEN" (pread),
+ * "s" (fsync). */
+static int cmd_ops(int argc, char **argv)
+{
+    if (argc != 1) usage();
+    int fd = xopen(argv[0], O_RDWR | O_CREAT);
+    char line[256], op[8], fill[32];
+    unsigned long long a, b;
+    size_t cap = 0;
+    unsigned char *buf = NULL;
+    while (fgets(line, sizeof(line), stdin)) {
+        int k = sscanf(line, "%7s %llu %llu %31s", op, &a, &b, fill);
+        if (k < 1) continue;
+        if (!strcmp(op, "w") && k == 4) {
+            if (b > cap) { free(buf); cap = b; buf = malloc(cap); if (!buf) abort(); }
+            fill_buf(buf, b, a, parse_fill(fill));
+            pwrite_all(fd, buf, b, (off_t)a);
+        } else if (!strcmp(op, "t") && k == 2) {
+            if (ftruncate(fd, (off_t)a) < 0) die_errno("ftruncate");
+        } else if (!strcmp(op, "r") && k == 3) {
+            if (b > cap) { free(buf); cap = b; buf = malloc(cap); if (!buf) abort(); }
+            pread_all(fd, buf, b, (off_t)a);
+        } else if (!strcmp(op, "s") && k == 1) {
+            if (fsync(fd) < 0) die_errno("fsync");
+        } else {
+            fprintf(stderr, "vmbio ops: bad line: %s", line);
+            exit(2);
+        }
+    }
+    free(buf);
     if (close(fd) < 0) die_errno("close");
     printf("ok\n");
     return 0;
@@ -834,7 +872,9 @@ static int cmd_crashcheck(int argc, char **argv)
 
 static int cmd_fill(int argc, char **argv)
 {
-    if (argc != 2) usage();
+    if (argc != 2 && argc != 3) usage();
+    int nosync = argc == 3 && !strcmp(argv[2], "nosync");
+    if (argc == 3 && !nosync) usage();
     uint64_t chunk = num(argv[1]);
     int fd = xopen(argv[0], O_RDWR | O_CREAT | O_TRUNC);
     unsigned char *buf = malloc(chunk);
@@ -852,7 +892,7 @@ static int cmd_fill(int argc, char **argv)
             done += (size_t)n;
         }
         if (err) break;
-        if (fsync(fd) < 0) { err = errno; break; }
+        if (!nosync && fsync(fd) < 0) { err = errno; break; }
         off += chunk;
         if (off > (1ULL << 40)) break;
     }
@@ -891,5 +931,6 @@ int main(int argc, char **argv)
     if (!strcmp(c, "crashwrite")) return cmd_crashwrite(n, a);
     if (!strcmp(c, "crashcheck")) return cmd_crashcheck(n, a);
     if (!strcmp(c, "fill")) return cmd_fill(n, a);
+    if (!strcmp(c, "ops")) return cmd_ops(n, a);
     return cmd_simple(c, n, a);
 }

@@ -1,0 +1,242 @@
+/* dio.c - large, aligned writes to the backing file with O_DIRECT (see dio.h). */
+#include "config.h"
+#include "dio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void vmb_dio_init(struct vmb_dio *d, int enabled)
+{
+	memset(d, 0, sizeof(*d));
+	d->fd = -1;
+	d->bfd = -1;
+	d->state = enabled ? 0 : -1;
+	d->mem_align = d->off_align = 4096;
+}
+
+void vmb_dio_destroy(struct vmb_dio *d)
+{
+	unsigned i;
+
+	if (d->thread_up) {
+		vmb_dio_drain(d, 0, NULL);
+		pthread_mutex_lock(&d->lock);
+		d->stop = 1;
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+		pthread_join(d->thread, NULL);
+		d->thread_up = 0;
+	}
+	if (d->lock_ready) {
+		pthread_cond_destroy(&d->cond);
+		pthread_mutex_destroy(&d->lock);
+		d->lock_ready = 0;
+	}
+	for (i = 0; i < VMB_DIO_QUEUE; i++) {
+		free(d->q[i].mem);
+		d->q[i].mem = NULL;
+	}
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
+static int pwrite_all(int fd, const char *p, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Write one queued request: directly, or through the page cache when the direct
+ * write is refused (EINVAL: the alignment is not what was claimed) or comes up
+ * short of an aligned length. */
+static int write_req(struct vmb_dio *d, const struct vmb_dio_req *q)
+{
+	size_t done = 0;
+
+	while (done < q->len) {
+		ssize_t n = pwrite(d->fd, (const char *)q->mem + done, q->len - done,
+				   (off_t)(q->off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EINVAL)
+			return -errno;
+		if (n <= 0 || (size_t)n % d->off_align) {
+			if (n > 0)
+				done += (size_t)n;
+			return pwrite_all(d->bfd, (const char *)q->mem + done, q->len - done,
+					  q->off + done);
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void *writer(void *arg)
+{
+	struct vmb_dio *d = arg;
+
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		struct vmb_dio_req *q;
+		int r;
+
+		while (!d->count && !d->stop)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (!d->count)
+			break;
+		q = &d->q[d->head];
+		pthread_mutex_unlock(&d->lock);
+		if (d->delay_us)
+			usleep(d->delay_us);   /* tests: widen the window of a queued write */
+		r = write_req(d, q);
+		pthread_mutex_lock(&d->lock);
+		if (r < 0 && !d->err) {
+			d->err = r;
+			d->err_off = q->off;
+		}
+		d->head = (d->head + 1) % VMB_DIO_QUEUE;
+		d->count--;
+		d->written++;
+		pthread_cond_broadcast(&d->cond);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+/* Open the O_DIRECT descriptor, learn the alignment, start the thread; on any
+ * failure direct writes are off for this image. */
+static void start(struct vmb_dio *d, int fd)
+{
+	char proc[64];
+	unsigned i;
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN)) {
+		d->mem_align = stx.stx_dio_mem_align;
+		d->off_align = stx.stx_dio_offset_align;
+	}
+#endif
+	d->state = -1;
+	if (!d->mem_align || !d->off_align || d->mem_align > 4096 ||
+	    d->off_align > VMB_DIO_CHUNK)
+		return;   /* no direct I/O on this filesystem, or an odd one */
+	for (i = 0; i < VMB_DIO_QUEUE; i++)
+		if (posix_memalign(&d->q[i].mem, 4096, VMB_DIO_CHUNK) != 0)
+			return;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	d->fd = open(proc, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (d->fd < 0)
+		return;
+	d->bfd = fd;
+	if (getenv("VMB_TEST_DIO_DELAY_US"))
+		d->delay_us = (unsigned)strtoul(getenv("VMB_TEST_DIO_DELAY_US"), NULL, 10);
+	if (pthread_mutex_init(&d->lock, NULL) != 0)
+		return;
+	if (pthread_cond_init(&d->cond, NULL) != 0) {
+		pthread_mutex_destroy(&d->lock);
+		return;
+	}
+	d->lock_ready = 1;
+	if (pthread_create(&d->thread, NULL, writer, d) != 0)
+		return;
+	__atomic_store_n(&d->thread_up, 1, __ATOMIC_RELEASE);
+	d->state = 1;
+}
+
+int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
+		   size_t *done)
+{
+	const char *p = buf;
+
+	*done = 0;
+	if (d->state < 0 || len < VMB_DIO_MIN)
+		return 0;
+	if (d->state == 0)
+		start(d, fd);
+	if (d->state < 0 || off % d->off_align || len % d->off_align)
+		return 0;
+	/* Reserve the space now, so ENOSPC reaches this writer and not a later fsync. */
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0) {
+		if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) {
+			d->state = -1;   /* cannot reserve: write through the page cache */
+			return 0;
+		}
+		return -errno;
+	}
+	pthread_mutex_lock(&d->lock);
+	while (*done < len) {
+		struct vmb_dio_req *q;
+		size_t chunk = len - *done;
+
+		while (d->count == VMB_DIO_QUEUE)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (chunk > VMB_DIO_CHUNK)
+			chunk = VMB_DIO_CHUNK;
+		q = &d->q[(d->head + d->count) % VMB_DIO_QUEUE];
+		/* The slot is free: the writer only touches the head while count > 0. */
+		pthread_mutex_unlock(&d->lock);
+		memcpy(q->mem, p + *done, chunk);
+		q->off = off + *done;
+		q->len = chunk;
+		pthread_mutex_lock(&d->lock);
+		d->count++;
+		d->accepted++;
+		pthread_cond_broadcast(&d->cond);
+		*done += chunk;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return 1;
+}
+
+int vmb_dio_busy(struct vmb_dio *d)
+{
+	int busy;
+
+	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	busy = d->count > 0;
+	pthread_mutex_unlock(&d->lock);
+	return busy;
+}
+
+int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off)
+{
+	uint64_t target;
+	int r = 0;
+
+	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	target = d->accepted;
+	while (d->written < target)
+		pthread_cond_wait(&d->cond, &d->lock);
+	if (take_err && d->err) {
+		r = d->err;
+		if (off)
+			*off = d->err_off;
+		d->err = 0;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return r;
+}

@@ -1,0 +1,81 @@
+/* dio.h - large, aligned writes go to the backing file with O_DIRECT, behind the
+ * writer.
+ *
+ * Data written through the mount is already kept by the kernel in the mount's own
+ * page cache; writing it to the backing file through that file's page cache as well
+ * keeps a second copy of every byte in memory, costs a copy into freshly allocated
+ * pages, and leaves all of it for fsync to write. A run of data of at least
+ * VMB_DIO_MIN bytes whose offset and length meet the backing filesystem's
+ * direct-I/O alignment is therefore copied into one of VMB_DIO_QUEUE buffers and
+ * written with O_DIRECT by a thread of the image's own, while the writer goes on:
+ * the disk works during the transfer instead of at fsync. Everything else (small or
+ * unaligned writes, filesystems without O_DIRECT) stays buffered, and the kernel
+ * keeps the two paths coherent.
+ *
+ * The guarantees of a local filesystem's buffered write hold:
+ *   - ENOSPC and EDQUOT reach the writer: the range is reserved with fallocate
+ *     (KEEP_SIZE) before the write is accepted;
+ *   - an I/O error of a queued write is reported by the next vmb_dio_drain that
+ *     asks for it (fsync), and logged by the image;
+ *   - everything that reads or changes the backing file otherwise drains the queue
+ *     first (image.c), so the backing file is never seen without an accepted write.
+ *
+ * Ownership: a vmb_dio belongs to one image; it owns its descriptor, its buffers and
+ * its thread, all released by vmb_dio_destroy (after draining). Locking: the
+ * public calls are made under the image's wlock; `lock` guards the queue and err
+ * between those calls and the thread, and is taken after wlock (never before). */
+#ifndef VMB_DIO_H
+#define VMB_DIO_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMB_DIO_MIN (128u * 1024)      /* shorter runs stay buffered */
+#define VMB_DIO_CHUNK (1u << 20)       /* one queued write, at most */
+#define VMB_DIO_QUEUE 16               /* queued writes per image */
+
+struct vmb_dio_req {
+	void *mem;                     /* VMB_DIO_CHUNK bytes, aligned; owned */
+	uint64_t off;
+	size_t len;
+};
+
+struct vmb_dio {
+	int fd;                        /* O_DIRECT descriptor, -1 until first used */
+	int bfd;                       /* the backing descriptor (borrowed) */
+	int state;                     /* 0: not tried yet, 1: in use, -1: off */
+	uint32_t mem_align, off_align;
+	int thread_up, lock_ready;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;           /* queue changed (both directions) */
+	struct vmb_dio_req q[VMB_DIO_QUEUE];
+	unsigned head, count;          /* ring of queued writes; head is being written */
+	uint64_t accepted, written;    /* requests queued and done, ever (for drain) */
+	int stop;
+	int err;                       /* first failure of a queued write (-errno), 0 */
+	unsigned delay_us;             /* test hook: VMB_TEST_DIO_DELAY_US, 0 */
+	uint64_t err_off;              /* where it failed */
+};
+
+/* A vmb_dio that is off (enabled = 0) never opens or starts anything. */
+void vmb_dio_init(struct vmb_dio *d, int enabled);
+void vmb_dio_destroy(struct vmb_dio *d);
+
+/* Accept len bytes at off of backing file fd for a direct write. Returns 1 with
+ * *done = len when all of it was queued (or written); 0 when the caller must write
+ * bytes [*done, len) itself, buffered (the run does not qualify, or direct I/O does
+ * not work here); -errno when nothing more could be accepted (ENOSPC from the
+ * reservation, ...), *done bytes having been accepted. */
+int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
+		   size_t *done);
+
+/* Nonzero while writes are queued. */
+int vmb_dio_busy(struct vmb_dio *d);
+
+/* Wait until every write queued before the call is on the backing file. Returns 0, or the first
+ * failure since it was last taken (-errno, *off where) when take_err is set. */
+int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off);
+
+#endif

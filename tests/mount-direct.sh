@@ -1,0 +1,97 @@
+#!/bin/sh
+# The write path of vmbundlefs(5) "Write path": large aligned writes reach the
+# backing file with O_DIRECT, queued behind the writer. Checks that the direct
+# path is really taken (and not with -o buffered_writes), that queued writes and
+# the buffered writes, zero writes, truncates and reads mixed with them keep
+# their order, and that every accepted byte is in the backing file once the
+# file is closed or fsync'ed.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/lib.sh"
+
+vmb_setup
+# Every queued write waits 20 ms before it starts, so the operations that follow
+# it really meet it in the queue (a test hook of src/dio.c).
+export VMB_TEST_DIO_DELAY_US=20000
+mount_store
+M=1048576
+K=4096
+mkdir "$MNT/b"
+F=$MNT/b/disk.img
+B=$STORE/b/disk.img
+R=$T/ref.img
+
+# direct_fds: how many of the daemon's descriptors of the backing file are O_DIRECT.
+direct_fds() {
+    local pid fd n=0 flags
+    pid=$(daemon_pid)
+    for fd in /proc/$pid/fd/*; do
+        [ "$(readlink "$fd")" = "$B" ] || continue
+        flags=$(awk '/^flags:/ { print $2 }' "/proc/$pid/fdinfo/${fd##*/}")
+        [ $(( 0$flags & 040000 )) -ne 0 ] && n=$((n + 1))
+    done
+    echo $n
+}
+
+# 1. A 64 MiB sequential write in 1 MiB requests goes direct.
+: >"$F"
+exec 3<"$F"    # keeps the file open in the daemon
+dd if=/dev/urandom of="$R" bs=1M count=64 status=none
+dd if="$R" of="$F" bs=1M conv=notrunc status=none || fail "dd into the mount"
+assert_eq "a large aligned write is written with O_DIRECT (one O_DIRECT descriptor)" 1 "$(direct_fds)"
+check "the mount reads back what was written (kernel cache)" cmp "$R" "$F"
+echo 3 >/proc/sys/vm/drop_caches
+check "the mount reads back what was written (through the daemon)" cmp "$R" "$F"
+exec 3<&-
+check "after the last close the backing file holds every byte" cmp "$R" "$B"
+
+# 2. Mixed, back to back through one descriptor: queued direct writes and small,
+# unaligned and zero writes that overlap them, truncates, reads and fsyncs.
+rm -f "$F" "$R"
+: >"$F"; : >"$R"
+RANDOM=4242
+lo=0 ll=$((128 * K))   # the last direct write: the next ones often land inside it
+big() { echo $(( (RANDOM * 32768 + RANDOM) % $1 )); }
+for i in $(seq 1 300); do
+    fill=p$((i % 7 + 1)); [ $((RANDOM % 6)) = 4 ] && fill=0
+    inside=$(( lo + RANDOM * 31 % ll ))
+    case $((RANDOM % 8)) in
+    0|1|2) lo=$(( (RANDOM % 48) * 256 * K )); ll=$(( (RANDOM % 8 + 1) * 128 * K ))
+       echo "w $lo $ll $fill" ;;                                               # direct
+    3) echo "w $inside $(( RANDOM % 9000 + 1 )) $fill" ;;                      # small, inside it
+    4) echo "w $(( lo + 100 )) $(( 300 * K )) $fill" ;;                        # unaligned, over it
+    5) echo "w $(( lo / (256 * K) * 256 * K )) $(( 256 * K )) 0" ;;            # zeros, over it
+    6) if [ $((RANDOM % 3)) = 0 ]; then echo "t $(big $((48 * M)))"
+       else echo "r $inside $(( RANDOM % 70000 + 1 ))"; fi ;;
+    7) if [ $((RANDOM % 10)) = 0 ]; then echo s
+       else echo "w $(big $((48 * M))) $(( RANDOM % 70000 + 1 )) $fill"; fi ;;
+    esac
+done >"$T/ops"
+exec 3<"$F"    # the image (and its queue) stays open across the checks
+check "mixed operations through the mount" vmbio ops "$F" <"$T/ops"
+check "mixed operations on the reference" vmbio ops "$R" <"$T/ops"
+assert_eq "mixed: size" "$(st_size "$R")" "$(st_size "$F")"
+check "mixed: identical bytes through the mount (kernel cache)" cmp "$R" "$F"
+echo 3 >/proc/sys/vm/drop_caches
+check "mixed: identical bytes through the daemon" cmp "$R" "$F"
+check "mixed: every non-zero byte is in a data extent of the map" vmbio mapcheck "$F"
+check "mixed: the map's holes read as zeros" vmbio checkholes "$F"
+exec 3<&-
+check "mixed: identical bytes in the backing file after the last close" cmp "$R" "$B"
+
+# 3. fsync waits for the queued writes.
+exec 3<"$F"
+vmbio pwrite "$F" $((8 * M)) $((16 * M)) p9 sync >/dev/null || fail "pwrite+fsync"
+check "after fsync the backing file holds the written range (file still open)" \
+    vmbio verify "$B" $((8 * M)) $((16 * M)) p9
+exec 3<&-
+
+# 4. -o buffered_writes: no O_DIRECT descriptor, same bytes.
+remount -o buffered_writes
+rm -f "$F"; : >"$F"
+exec 3<"$F"
+dd if="$R" of="$F" bs=1M conv=notrunc status=none || fail "dd into the mount"
+assert_eq "with -o buffered_writes no descriptor is O_DIRECT" 0 "$(direct_fds)"
+exec 3<&-
+check "with -o buffered_writes the backing file holds every byte" cmp "$R" "$B"
+
+finish
