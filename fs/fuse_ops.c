@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -27,6 +28,9 @@
 
 /* Holes are answered from here: untouched .bss pages, all zeros, never written. */
 static char zero_buf[VMB_FS_MAX_IO];
+
+/* Data reads are spliced from the backing file (set once, in op_init). */
+static int splice_reads;
 
 static struct vmb_vfs *V(fuse_req_t req)
 {
@@ -106,6 +110,22 @@ static void reply_status(fuse_req_t req, int r, const struct vmb_err *err)
 		fuse_reply_err(req, 0);
 }
 
+/* libfuse splices a reply only when its pipe, which it grows at most to
+ * /proc/sys/fs/pipe-max-size, holds the reply plus four pages; otherwise it falls
+ * back to a fresh buffer per reply, slower than not splicing at all. */
+static int pipes_fit_replies(void)
+{
+	FILE *fp = fopen("/proc/sys/fs/pipe-max-size", "re");
+	unsigned long max = 0;
+
+	if (fp) {
+		if (fscanf(fp, "%lu", &max) != 1)
+			max = 0;
+		fclose(fp);
+	}
+	return max >= VMB_FS_MAX_IO + 5 * 4096ul;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
@@ -120,8 +140,15 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
 		conn->want |= FUSE_CAP_FLOCK_LOCKS;
 	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+	/* Replies to reads of data are spliced from the backing file (op_read): the
+	 * kernel moves page references instead of the daemon copying the bytes out
+	 * and back. Requests are still read into buffers (the data of a write must be
+	 * looked at for zeros). */
 	conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE |
 				  FUSE_CAP_SPLICE_MOVE);
+	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && pipes_fit_replies())
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	splice_reads = !!(conn->want & FUSE_CAP_SPLICE_WRITE);
 	conn->max_write = VMB_FS_MAX_IO;
 	conn->max_readahead = VMB_FS_MAX_IO;
 	conn->max_background = 64;
@@ -377,6 +404,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (size > VMB_FS_MAX_IO)
 		size = VMB_FS_MAX_IO;
+	if (splice_reads && off >= 0) {
+		int fd;
+		size_t len;
+		if (vmb_vfs_read_fd(f, (uint64_t)off, size, &fd, &len)) {
+			struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+			bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			bv.buf[0].fd = fd;
+			bv.buf[0].pos = off;
+			fuse_reply_data(req, &bv, 0);
+			return;
+		}
+	}
 	n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
 	if (n < 0)
 		reply_err(req, (int)n, &err);

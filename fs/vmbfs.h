@@ -7,7 +7,10 @@
 #include <pthread.h>
 #include "err.h"
 
-#define VMB_FS_MAX_IO (1u << 20)   /* 1 MiB read and write requests */
+/* Read and write requests of up to 251 pages (1004 KiB): with the reply header
+ * and libfuse's slack, a spliced read reply then fits the default 1 MiB pipe
+ * (fuse_ops.c, pipes_fit_replies). */
+#define VMB_FS_MAX_IO (251u * 4096)
 #include <signal.h>
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 

@@ -208,6 +208,28 @@ int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint6
 	return 1;
 }
 
+static int overlaps(const struct vmb_dio *d, uint64_t off, uint64_t len)
+{
+	unsigned i;
+
+	for (i = 0; i < d->count; i++) {
+		const struct vmb_dio_req *q = &d->q[(d->head + i) % VMB_DIO_QUEUE];
+		if (q->off < off + len && off < q->off + q->len)
+			return 1;
+	}
+	return 0;
+}
+
+void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len)
+{
+	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&d->lock);
+	while (overlaps(d, off, len))
+		pthread_cond_wait(&d->cond, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+}
+
 int vmb_dio_busy(struct vmb_dio *d)
 {
 	int busy;

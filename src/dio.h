@@ -17,8 +17,9 @@
  *     (KEEP_SIZE) before the write is accepted;
  *   - an I/O error of a queued write is reported by the next vmb_dio_drain that
  *     asks for it (fsync), and logged by the image;
- *   - everything that reads or changes the backing file otherwise drains the queue
- *     first (image.c), so the backing file is never seen without an accepted write.
+ *   - everything else that reads or changes the backing file first waits for the
+ *     queued writes that overlap its range, or for all of them (image.c), so the
+ *     backing file is never seen without an accepted write.
  *
  * Ownership: a vmb_dio belongs to one image; it owns its descriptor, its buffers and
  * its thread, all released by vmb_dio_destroy (after draining). Locking: the
@@ -70,6 +71,10 @@ void vmb_dio_destroy(struct vmb_dio *d);
  * reservation, ...), *done bytes having been accepted. */
 int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
 		   size_t *done);
+
+/* Wait until no queued write overlaps [off, off + len): before a buffered write or a
+ * read of that range. */
+void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len);
 
 /* Nonzero while writes are queued. */
 int vmb_dio_busy(struct vmb_dio *d);

@@ -289,6 +289,26 @@ int vmb_image_map_copy(struct vmb_image *img, struct vmb_blockmap *dst)
 
 /* ---- reading ---- */
 
+int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n)
+{
+	uint64_t run, end;
+	enum vmb_bstate st;
+
+	pthread_mutex_lock(&img->mlock);
+	if (off >= img->size || len == 0) {
+		pthread_mutex_unlock(&img->mlock);
+		return 0;
+	}
+	end = img->size - off < len ? img->size : off + len;
+	st = vmb_blockmap_get(&img->map, off / BS, &run);
+	pthread_mutex_unlock(&img->mlock);
+	if (st != VMB_DATA || (run < VMB_BLOCK_MAX && (off / BS + run) * BS < end))
+		return 0;
+	vmb_dio_wait_range(&img->dio, off, end - off);
+	*n = (size_t)(end - off);
+	return 1;
+}
+
 static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -325,7 +345,7 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
 	if (len > size - off)
 		len = (size_t)(size - off);
 	end = off + len;
-	vmb_image_drain(img);
+	vmb_dio_wait_range(&img->dio, off, len);
 
 	/* First pass: is there any data at all? (Holes-only reads touch nothing.) */
 	if (holes_only) {
@@ -469,7 +489,8 @@ static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64
 
 	if (r != 0)
 		return r < 0 ? r : 0;
-	settle(img);   /* after any queued write that may overlap */
+	/* After the queued writes this one overlaps. */
+	vmb_dio_wait_range(&img->dio, off + *done, len - *done);
 	r = pwrite_full(img->fd, (const char *)buf + *done, len - *done, off + *done, &more);
 	*done += more;
 	return r;
@@ -479,7 +500,7 @@ static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64
  * partial edges of DATA blocks get zeros written. */
 static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err)
 {
-	settle(img);
+	vmb_dio_wait_range(&img->dio, a, b - a);
 	uint64_t A, B, edge[2][2];
 	int i, r;
 

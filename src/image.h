@@ -52,6 +52,11 @@ void vmb_image_close(struct vmb_image *img);
 ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t off,
 		       int *holes_only, struct vmb_err *err);
 
+/* When [off, off + len), clipped to the size, is all DATA: returns 1 with the
+ * clipped length in *n (the bytes can then be read from vmb_image_fd at off, by
+ * splice say); 0 when it is not (use vmb_image_read). */
+int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n);
+
 /* Write len bytes at off; returns bytes written (short only on ENOSPC and the like
  * after some progress) or -errno. */
 ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len,

@@ -117,6 +117,9 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		   struct vmb_file **f, struct vmb_err *err);
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
+/* When the range is all data: 1, with the backing descriptor to read *n bytes from
+ * at off (valid while f is open); else 0 (use vmb_vfs_read). */
+int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err);

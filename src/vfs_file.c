@@ -222,6 +222,14 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 	return vmb_image_read(f->img, buf, size, off, holes_only, err);
 }
 
+int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n)
+{
+	if (!vmb_image_all_data(f->img, off, size, n))
+		return 0;
+	*fd = vmb_image_fd(f->img);
+	return 1;
+}
+
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err)
 {

@@ -72,6 +72,7 @@ remount
 check "1 MiB writes: after remount every accepted byte reads back" vmbio verify "$MNT/b/big2" 0 "$CONFIRMED" p7
 check "1 MiB writes: every non-zero byte is in a data extent of the map" vmbio mapcheck "$MNT/b/big2"
 check "1 MiB writes: the small file is intact" vmbio verify "$MNT/b/small" 0 $((2 * M)) p3
+check "delete it (the full store could not save its map)" rm "$MNT/b/big2"
 unmount_store
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?

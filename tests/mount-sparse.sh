@@ -18,7 +18,7 @@ R=$T/ref.img           # the same writes on the local filesystem
 mkdir "$B" || fail "mkdir $B"
 dev=$(mountpoint -d "$MNT")
 if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
-    assert_eq "the mount's readahead is raised to 1 MiB (bdi $dev)" 1024 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
+    assert_eq "the mount's readahead is raised to one full request, 1004 KiB (bdi $dev)" 1004 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
 fi
 
 # OFF LEN SEED: data extents (non-zero pattern), one unaligned, none adjacent.
