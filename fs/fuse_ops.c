@@ -148,6 +148,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 				  FUSE_CAP_SPLICE_MOVE);
 	if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && pipes_fit_replies())
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	else
+		vmb_log_msg(&((struct vmb_fs *)userdata)->log, "read replies are copied, not "
+			    "spliced: %s", (conn->capable & FUSE_CAP_SPLICE_WRITE) ?
+			    "/proc/sys/fs/pipe-max-size is below 1028 KiB" :
+			    "the kernel cannot splice to FUSE");
 	splice_reads = !!(conn->want & FUSE_CAP_SPLICE_WRITE);
 	conn->max_write = VMB_FS_MAX_IO;
 	conn->max_readahead = VMB_FS_MAX_IO;
