@@ -24,14 +24,15 @@ void vmb_dio_destroy(struct vmb_dio *d)
 {
 	unsigned i;
 
-	if (d->thread_up) {
+	if (d->threads_up) {
 		vmb_dio_drain(d, 0, NULL);
 		pthread_mutex_lock(&d->lock);
 		d->stop = 1;
 		pthread_cond_broadcast(&d->cond);
 		pthread_mutex_unlock(&d->lock);
-		pthread_join(d->thread, NULL);
-		d->thread_up = 0;
+		for (i = 0; i < (unsigned)d->threads_up; i++)
+			pthread_join(d->threads[i], NULL);
+		d->threads_up = 0;
 	}
 	if (d->lock_ready) {
 		pthread_cond_destroy(&d->cond);
@@ -89,6 +90,18 @@ static int write_req(struct vmb_dio *d, const struct vmb_dio_req *q)
 	return 0;
 }
 
+/* The oldest queued request, or NULL. Caller holds lock. */
+static struct vmb_dio_req *oldest_queued(struct vmb_dio *d)
+{
+	struct vmb_dio_req *best = NULL;
+	unsigned i;
+
+	for (i = 0; i < VMB_DIO_QUEUE; i++)
+		if (d->q[i].state == VMB_DIO_QUEUED && (!best || d->q[i].seq < best->seq))
+			best = &d->q[i];
+	return best;
+}
+
 static void *writer(void *arg)
 {
 	struct vmb_dio *d = arg;
@@ -98,30 +111,29 @@ static void *writer(void *arg)
 		struct vmb_dio_req *q;
 		int r;
 
-		while (!d->count && !d->stop)
+		while (!(q = oldest_queued(d)) && !d->stop)
 			pthread_cond_wait(&d->cond, &d->lock);
-		if (!d->count)
+		if (!q)
 			break;
-		q = &d->q[d->head];
+		q->state = VMB_DIO_BUSY;
 		pthread_mutex_unlock(&d->lock);
-		if (d->delay_us)
-			usleep(d->delay_us);   /* tests: widen the window of a queued write */
+		if (d->delay_us)   /* tests: widen the window of a queued write, by 0-100% */
+			usleep((unsigned)(d->delay_us * ((q->seq * 2654435761u) % 101) / 100));
 		r = write_req(d, q);
 		pthread_mutex_lock(&d->lock);
 		if (r < 0 && !d->err) {
 			d->err = r;
 			d->err_off = q->off;
 		}
-		d->head = (d->head + 1) % VMB_DIO_QUEUE;
-		d->count--;
-		d->written++;
+		q->state = VMB_DIO_FREE;
+		d->used--;
 		pthread_cond_broadcast(&d->cond);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return NULL;
 }
 
-/* Open the O_DIRECT descriptor, learn the alignment, start the thread; on any
+/* Open the O_DIRECT descriptor, learn the alignment, start the threads; on any
  * failure direct writes are off for this image. */
 static void start(struct vmb_dio *d, int fd)
 {
@@ -157,10 +169,13 @@ static void start(struct vmb_dio *d, int fd)
 		return;
 	}
 	d->lock_ready = 1;
-	if (pthread_create(&d->thread, NULL, writer, d) != 0)
-		return;
-	__atomic_store_n(&d->thread_up, 1, __ATOMIC_RELEASE);
-	d->state = 1;
+	for (i = 0; i < VMB_DIO_THREADS; i++) {
+		if (pthread_create(&d->threads[i], NULL, writer, d) != 0)
+			break;
+		__atomic_store_n(&d->threads_up, d->threads_up + 1, __ATOMIC_RELEASE);
+	}
+	if (d->threads_up > 0)
+		d->state = 1;
 }
 
 int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
@@ -183,24 +198,30 @@ int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint6
 		}
 		return -errno;
 	}
+	vmb_dio_wait_range(d, off, len);   /* queued writes never overlap */
 	pthread_mutex_lock(&d->lock);
 	while (*done < len) {
-		struct vmb_dio_req *q;
+		struct vmb_dio_req *q = NULL;
 		size_t chunk = len - *done;
+		unsigned i;
 
-		while (d->count == VMB_DIO_QUEUE)
+		while (d->used == VMB_DIO_QUEUE)
 			pthread_cond_wait(&d->cond, &d->lock);
+		for (i = 0; i < VMB_DIO_QUEUE && !q; i++)
+			if (d->q[i].state == VMB_DIO_FREE)
+				q = &d->q[i];
 		if (chunk > VMB_DIO_CHUNK)
 			chunk = VMB_DIO_CHUNK;
-		q = &d->q[(d->head + d->count) % VMB_DIO_QUEUE];
-		/* The slot is free: the writer only touches the head while count > 0. */
+		/* A FREE slot is touched by nobody else: writers take QUEUED ones, and
+		 * there is one producer at a time (the image's wlock). */
 		pthread_mutex_unlock(&d->lock);
 		memcpy(q->mem, p + *done, chunk);
 		q->off = off + *done;
 		q->len = chunk;
 		pthread_mutex_lock(&d->lock);
-		d->count++;
-		d->accepted++;
+		q->seq = ++d->accepted;
+		q->state = VMB_DIO_QUEUED;
+		d->used++;
 		pthread_cond_broadcast(&d->cond);
 		*done += chunk;
 	}
@@ -212,9 +233,9 @@ static int overlaps(const struct vmb_dio *d, uint64_t off, uint64_t len)
 {
 	unsigned i;
 
-	for (i = 0; i < d->count; i++) {
-		const struct vmb_dio_req *q = &d->q[(d->head + i) % VMB_DIO_QUEUE];
-		if (q->off < off + len && off < q->off + q->len)
+	for (i = 0; i < VMB_DIO_QUEUE; i++) {
+		const struct vmb_dio_req *q = &d->q[i];
+		if (q->state != VMB_DIO_FREE && q->off < off + len && off < q->off + q->len)
 			return 1;
 	}
 	return 0;
@@ -222,7 +243,7 @@ static int overlaps(const struct vmb_dio *d, uint64_t off, uint64_t len)
 
 void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len)
 {
-	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&d->threads_up, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&d->lock);
 	while (overlaps(d, off, len))
@@ -234,12 +255,23 @@ int vmb_dio_busy(struct vmb_dio *d)
 {
 	int busy;
 
-	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&d->threads_up, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&d->lock);
-	busy = d->count > 0;
+	busy = d->used > 0;
 	pthread_mutex_unlock(&d->lock);
 	return busy;
+}
+
+/* Is a request accepted up to seq target still queued or being written? */
+static int pending_upto(const struct vmb_dio *d, uint64_t target)
+{
+	unsigned i;
+
+	for (i = 0; i < VMB_DIO_QUEUE; i++)
+		if (d->q[i].state != VMB_DIO_FREE && d->q[i].seq <= target)
+			return 1;
+	return 0;
 }
 
 int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off)
@@ -247,11 +279,11 @@ int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off)
 	uint64_t target;
 	int r = 0;
 
-	if (!__atomic_load_n(&d->thread_up, __ATOMIC_ACQUIRE))
+	if (!__atomic_load_n(&d->threads_up, __ATOMIC_ACQUIRE))
 		return 0;
 	pthread_mutex_lock(&d->lock);
 	target = d->accepted;
-	while (d->written < target)
+	while (pending_upto(d, target))
 		pthread_cond_wait(&d->cond, &d->lock);
 	if (take_err && d->err) {
 		r = d->err;

@@ -7,7 +7,8 @@
  * pages, and leaves all of it for fsync to write. A run of data of at least
  * VMB_DIO_MIN bytes whose offset and length meet the backing filesystem's
  * direct-I/O alignment is therefore copied into one of VMB_DIO_QUEUE buffers and
- * written with O_DIRECT by a thread of the image's own, while the writer goes on:
+ * written with O_DIRECT by VMB_DIO_THREADS threads of the image's own (several
+ * writes in flight, as the page cache's write-back has), while the writer goes on:
  * the disk works during the transfer instead of at fsync. Everything else (small or
  * unaligned writes, filesystems without O_DIRECT) stays buffered, and the kernel
  * keeps the two paths coherent.
@@ -21,8 +22,11 @@
  *     queued writes that overlap its range, or for all of them (image.c), so the
  *     backing file is never seen without an accepted write.
  *
+ * Queued writes never overlap each other (a write waits for the queued ones its
+ * range overlaps before it is queued), so they may land in any order.
+ *
  * Ownership: a vmb_dio belongs to one image; it owns its descriptor, its buffers and
- * its thread, all released by vmb_dio_destroy (after draining). Locking: the
+ * its threads, all released by vmb_dio_destroy (after draining). Locking: the
  * public calls are made under the image's wlock; `lock` guards the queue and err
  * between those calls and the thread, and is taken after wlock (never before). */
 #ifndef VMB_DIO_H
@@ -35,11 +39,16 @@
 #define VMB_DIO_MIN (128u * 1024)      /* shorter runs stay buffered */
 #define VMB_DIO_CHUNK (1u << 20)       /* one queued write, at most */
 #define VMB_DIO_QUEUE 16               /* queued writes per image */
+#define VMB_DIO_THREADS 4              /* writes in flight at once, per image */
+
+enum vmb_dio_slot { VMB_DIO_FREE, VMB_DIO_QUEUED, VMB_DIO_BUSY };
 
 struct vmb_dio_req {
 	void *mem;                     /* VMB_DIO_CHUNK bytes, aligned; owned */
 	uint64_t off;
 	size_t len;
+	uint64_t seq;                  /* order of acceptance */
+	enum vmb_dio_slot state;
 };
 
 struct vmb_dio {
@@ -47,17 +56,17 @@ struct vmb_dio {
 	int bfd;                       /* the backing descriptor (borrowed) */
 	int state;                     /* 0: not tried yet, 1: in use, -1: off */
 	uint32_t mem_align, off_align;
-	int thread_up, lock_ready;
-	pthread_t thread;
+	int threads_up, lock_ready;
+	pthread_t threads[VMB_DIO_THREADS];
 	pthread_mutex_t lock;
-	pthread_cond_t cond;           /* queue changed (both directions) */
+	pthread_cond_t cond;           /* a slot changed state (both directions) */
 	struct vmb_dio_req q[VMB_DIO_QUEUE];
-	unsigned head, count;          /* ring of queued writes; head is being written */
-	uint64_t accepted, written;    /* requests queued and done, ever (for drain) */
+	unsigned used;                 /* slots not FREE */
+	uint64_t accepted;             /* requests ever queued (the last seq) */
 	int stop;
 	int err;                       /* first failure of a queued write (-errno), 0 */
-	unsigned delay_us;             /* test hook: VMB_TEST_DIO_DELAY_US, 0 */
 	uint64_t err_off;              /* where it failed */
+	unsigned delay_us;             /* test hook: VMB_TEST_DIO_DELAY_US, 0 */
 };
 
 /* A vmb_dio that is off (enabled = 0) never opens or starts anything. */

@@ -9,7 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 
 vmb_setup
-# Every queued write waits 20 ms before it starts, so the operations that follow
+# Every queued write waits up to 20 ms (varying) before it starts, so the writes
+# land out of order and the operations that follow
 # it really meet it in the queue (a test hook of src/dio.c).
 export VMB_TEST_DIO_DELAY_US=20000
 mount_store
@@ -54,7 +55,7 @@ big() { echo $(( (RANDOM * 32768 + RANDOM) % $1 )); }
 for i in $(seq 1 300); do
     fill=p$((i % 7 + 1)); [ $((RANDOM % 6)) = 4 ] && fill=0
     inside=$(( lo + RANDOM * 31 % ll ))
-    case $((RANDOM % 8)) in
+    case $((RANDOM % 9)) in
     0|1|2) lo=$(( (RANDOM % 48) * 256 * K )); ll=$(( (RANDOM % 8 + 1) * 128 * K ))
        echo "w $lo $ll $fill" ;;                                               # direct
     3) echo "w $inside $(( RANDOM % 9000 + 1 )) $fill" ;;                      # small, inside it
@@ -62,6 +63,7 @@ for i in $(seq 1 300); do
     5) echo "w $(( lo / (256 * K) * 256 * K )) $(( 256 * K )) 0" ;;            # zeros, over it
     6) if [ $((RANDOM % 3)) = 0 ]; then echo "t $(big $((48 * M)))"
        else echo "r $inside $(( RANDOM % 70000 + 1 ))"; fi ;;
+    8) echo "w $lo $ll $fill" ;;                                             # direct, over it again
     7) if [ $((RANDOM % 10)) = 0 ]; then echo s
        else echo "w $(big $((48 * M))) $(( RANDOM % 70000 + 1 )) $fill"; fi ;;
     esac
