@@ -289,6 +289,15 @@ int vmb_image_map_copy(struct vmb_image *img, struct vmb_blockmap *dst)
 
 /* ---- reading ---- */
 
+/* Bytes of file data read from backing files by this process: pread into a buffer,
+ * or handed out for splicing (vmb_image_all_data). Holes never count. */
+static uint64_t backing_read_bytes;
+
+uint64_t vmb_image_backing_read_bytes(void)
+{
+	return __atomic_load_n(&backing_read_bytes, __ATOMIC_RELAXED);
+}
+
 int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n)
 {
 	uint64_t run, end;
@@ -306,6 +315,7 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 		return 0;
 	vmb_dio_wait_range(&img->dio, off, end - off);
 	*n = (size_t)(end - off);
+	__atomic_add_fetch(&backing_read_bytes, *n, __ATOMIC_RELAXED);
 	return 1;
 }
 
@@ -375,6 +385,7 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
 			if (n < 0)
 				return vmb_err_sys(err, (int)-n, "cannot read '%s' at offset %llu",
 						   img->name, (unsigned long long)pos);
+			__atomic_add_fetch(&backing_read_bytes, stop - pos, __ATOMIC_RELAXED);
 		} else {
 			memset((char *)buf + (pos - off), 0, (size_t)(stop - pos));
 		}

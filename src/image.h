@@ -57,6 +57,10 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
  * splice say); 0 when it is not (use vmb_image_read). */
 int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n);
 
+/* Bytes of file data this process has read from backing files so far (pread, or
+ * handed out for splicing); reads of holes never count. */
+uint64_t vmb_image_backing_read_bytes(void);
+
 /* Write len bytes at off; returns bytes written (short only on ENOSPC and the like
  * after some progress) or -errno. */
 ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len,

@@ -4,12 +4,30 @@
 #include "vfs_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
 
 #define USER_NS "user."
 #define LOCK_XATTR "user.vmbundlefs.lock"   /* virtual: who holds a lock on the file */
+#define STATS_XATTR "user.vmbundlefs.stats" /* virtual, on the root: counters */
+
+/* "backing_read_bytes N\n": for benchmarks and for checking that holes are never
+ * read from the store. */
+static ssize_t stats_xattr(void *buf, size_t size)
+{
+	char text[64];
+	int len = snprintf(text, sizeof(text), "backing_read_bytes %llu\n",
+			   (unsigned long long)vmb_image_backing_read_bytes());
+
+	if (size == 0)
+		return len;
+	if ((size_t)len > size)
+		return -ERANGE;
+	memcpy(buf, text, (size_t)len);
+	return len;
+}
 
 static int user_name(const char *name)
 {
@@ -50,6 +68,10 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 		vmb_node_put(v, n);
 		return r;
 	}
+	if (n == &v->root && !strcmp(name, STATS_XATTR)) {
+		vmb_node_put(v, n);
+		return stats_xattr(buf, size);
+	}
 	r = getxattr(proc, name, buf, size);
 	if (r < 0)
 		r = -errno;
@@ -66,8 +88,8 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR))
-		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", LOCK_XATTR);
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r;
@@ -143,8 +165,8 @@ int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR))
-		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", LOCK_XATTR);
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r == 0 ? -ENODATA : r;

@@ -79,6 +79,17 @@ assert_eq "SEEK_HOLE inside data" $((5 * M)) "$(vmbio seek "$F" $((3 * M + 5)) h
 assert_eq "SEEK_HOLE in a hole returns the offset" $((7 * G)) "$(vmbio seek "$F" $((7 * G)) hole)"
 check "reads of holes return zeros" vmbio checkholes "$F"
 check "content equals the reference (extents + holes)" vmbio cmpsparse "$F" "$R"
+
+# Reading all 16 GiB through the daemon reads only the data from the store.
+backing_read() { getfattr -n user.vmbundlefs.stats --only-values "$MNT" | awk '/^backing_read_bytes / { print $2 }'; }
+echo 3 >/proc/sys/vm/drop_caches
+before=$(backing_read)
+check "the whole file reads (16 GiB, through the daemon)" dd if="$F" of=/dev/null bs=1M status=none
+after=$(backing_read)
+DATA=$(expected_bytes)
+assert_num "reading it all read the data from the store ($((after - before)) bytes)" $((after - before)) -ge "$DATA"
+assert_num "... and no hole: at most 1.1x the data ($DATA bytes)" $((after - before)) -le $((DATA * 11 / 10))
+check_fails "user.vmbundlefs.stats cannot be set" setfattr -n user.vmbundlefs.stats -v 1 "$MNT"
 check "unaligned extent reads back" vmbio verify "$F" $((5 * G + 1234)) 10000 p12
 check "bytes around the unaligned extent are zero" vmbio verify "$F" $((5 * G)) 1234 0
 
