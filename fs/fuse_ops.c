@@ -401,12 +401,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct vmb_err err = {0};
 	int holes_only;
 	ssize_t n;
-	char *buf = read_buf();
+	char *buf;
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	if (size > VMB_FS_MAX_IO)
 		size = VMB_FS_MAX_IO;
 	if (splice_reads && off >= 0) {
@@ -420,6 +416,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_data(req, &bv, 0);
 			return;
 		}
+	}
+	buf = read_buf();
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
 	}
 	n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
 	if (n < 0)

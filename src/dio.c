@@ -251,18 +251,6 @@ void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&d->lock);
 }
 
-int vmb_dio_busy(struct vmb_dio *d)
-{
-	int busy;
-
-	if (!__atomic_load_n(&d->threads_up, __ATOMIC_ACQUIRE))
-		return 0;
-	pthread_mutex_lock(&d->lock);
-	busy = d->used > 0;
-	pthread_mutex_unlock(&d->lock);
-	return busy;
-}
-
 /* Is a request accepted up to seq target still queued or being written? */
 static int pending_upto(const struct vmb_dio *d, uint64_t target)
 {

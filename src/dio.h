@@ -85,9 +85,6 @@ int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint6
  * read of that range. */
 void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len);
 
-/* Nonzero while writes are queued. */
-int vmb_dio_busy(struct vmb_dio *d);
-
 /* Wait until every write queued before the call is on the backing file. Returns 0, or the first
  * failure since it was last taken (-errno, *off where) when take_err is set. */
 int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off);

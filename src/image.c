@@ -35,14 +35,15 @@ struct vmb_image {
 };
 
 /* Wait for the writes queued for O_DIRECT (dio.h), so the backing file holds every
- * accepted byte; a failure among them is kept for fsync, and logged here. */
-static void settle(struct vmb_image *img)
+ * accepted byte; a failure among them is kept for fsync. */
+void vmb_image_drain(struct vmb_image *img)
 {
 	vmb_dio_drain(&img->dio, 0, NULL);
 }
 
-/* The same, taking the failure: the error of fsync, or of the last close. */
-static int settle_err(struct vmb_image *img, struct vmb_err *err)
+/* The same, taking the failure (logged here): the error of fsync, or of the last
+ * close. */
+static int drain_err(struct vmb_image *img, struct vmb_err *err)
 {
 	uint64_t off = 0;
 	int r = vmb_dio_drain(&img->dio, 1, &off);
@@ -53,12 +54,6 @@ static int settle_err(struct vmb_image *img, struct vmb_err *err)
 		vmb_log_msg(img->log, "%s", err->msg);
 	}
 	return r;
-}
-
-void vmb_image_drain(struct vmb_image *img)
-{
-	if (vmb_dio_busy(&img->dio))
-		settle(img);
 }
 
 static uint64_t blocks_for(uint64_t bytes)
@@ -175,7 +170,7 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 	pthread_mutex_unlock(&img->mlock);
 	if (!img->writable || (img->on_disk && gen == img->saved_gen))
 		return 0;
-	settle(img);   /* the stamp is taken after the last write */
+	vmb_image_drain(img);   /* the stamp is taken after the last write */
 	r = vmb_stamp_fd(img->fd, &st, err);
 	if (r < 0)
 		goto fail;
@@ -217,7 +212,7 @@ void vmb_image_close(struct vmb_image *img)
 		return;
 	if (img->fd >= 0) {
 		vmb_err_clear(&err);
-		if (settle_err(img, &err) < 0)
+		if (drain_err(img, &err) < 0)
 			vmb_err_clear(&err);   /* logged */
 		if (fstat(img->fd, &st) == 0 && st.st_nlink == 0) {
 			char scname[VMB_SIDECAR_NAME_MAX];
@@ -511,10 +506,10 @@ static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64
  * partial edges of DATA blocks get zeros written. */
 static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err)
 {
-	vmb_dio_wait_range(&img->dio, a, b - a);
 	uint64_t A, B, edge[2][2];
 	int i, r;
 
+	vmb_dio_wait_range(&img->dio, a, b - a);
 	if (b > img->size)
 		b = img->size;
 	if (a >= b)
@@ -678,7 +673,7 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 		return vmb_err_set(err, EFBIG, "cannot truncate '%s' to %llu bytes", img->name,
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
-	settle(img);
+	vmb_image_drain(img);
 	if (size != img->size)
 		r = begin_change(img, err);
 	if (r < 0) {
@@ -742,7 +737,7 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 		return vmb_err_set(err, EFBIG, "fallocate on '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
-	settle(img);
+	vmb_image_drain(img);
 	r = begin_change(img, err);
 	if (r < 0)
 		mode = -1;   /* skip to the end */
@@ -873,7 +868,7 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
-	settle(dst);
+	vmb_image_drain(dst);
 	if (src != dst)
 		vmb_image_drain(src);
 	r = begin_change(dst, err);
@@ -916,7 +911,7 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err)
 	int r = 0;
 
 	pthread_mutex_lock(&img->wlock);
-	r = settle_err(img, err);
+	r = drain_err(img, err);
 	if (r < 0)
 		(void)fsync(img->fd);   /* the rest still goes out; the failure is reported */
 	else if ((datasync ? fdatasync(img->fd) : fsync(img->fd)) < 0)

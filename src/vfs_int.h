@@ -112,6 +112,10 @@ int vmb_check_node_not_in_use(struct vmb_vfs *v, struct vmb_node *n,
 /* The value of the virtual xattr user.vmbundlefs.lock (-ENODATA when unlocked). */
 ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size);
 
+/* The reply of a virtual xattr whose value is text[0..len): its size when size is 0,
+ * -ERANGE when it does not fit, else len with the bytes in buf (vfs_xattr.c). */
+ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size);
+
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
 

@@ -210,10 +210,5 @@ ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t 
 			       h.comm, h.type == 'w' ? "write" : h.type == 'r' ? "read" : "flock");
 	else
 		len = snprintf(text, sizeof(text), "locked (holder unknown)");
-	if (size == 0)
-		return len;
-	if ((size_t)len > size)
-		return -ERANGE;
-	memcpy(buf, text, (size_t)len);
-	return len;
+	return vmb_xattr_text(text, len, buf, size);
 }

@@ -13,6 +13,16 @@
 #define LOCK_XATTR "user.vmbundlefs.lock"   /* virtual: who holds a lock on the file */
 #define STATS_XATTR "user.vmbundlefs.stats" /* virtual, on the root: counters */
 
+ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size)
+{
+	if (size == 0)
+		return len;
+	if ((size_t)len > size)
+		return -ERANGE;
+	memcpy(buf, text, (size_t)len);
+	return len;
+}
+
 /* "backing_read_bytes N\n": for benchmarks and for checking that holes are never
  * read from the store. */
 static ssize_t stats_xattr(void *buf, size_t size)
@@ -21,12 +31,7 @@ static ssize_t stats_xattr(void *buf, size_t size)
 	int len = snprintf(text, sizeof(text), "backing_read_bytes %llu\n",
 			   (unsigned long long)vmb_image_backing_read_bytes());
 
-	if (size == 0)
-		return len;
-	if ((size_t)len > size)
-		return -ERANGE;
-	memcpy(buf, text, (size_t)len);
-	return len;
+	return vmb_xattr_text(text, len, buf, size);
 }
 
 static int user_name(const char *name)
