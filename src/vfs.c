@@ -384,21 +384,23 @@ static void saved_blocks(struct vmb_vfs *v, struct vmb_node *n, struct stat *st)
 
 int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err)
 {
-	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-		return vmb_err_sys(err, errno, "cannot stat");
-	if (S_ISREG(st->st_mode)) {
-		int have = 0;
+	int have = 0;
 
-		pthread_mutex_lock(&n->ilock);
-		if (n->img) {
-			st->st_size = (off_t)vmb_image_size(n->img);
-			st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
-			have = 1;
-		}
+	/* Under ilock: a last close holds it until the file's queued direct writes have
+	 * landed (dio.h), so the backing file's size is never read in between. */
+	pthread_mutex_lock(&n->ilock);
+	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		pthread_mutex_unlock(&n->ilock);
-		if (!have)
-			saved_blocks(v, n, st);
+		return vmb_err_sys(err, errno, "cannot stat");
 	}
+	if (S_ISREG(st->st_mode) && n->img) {
+		st->st_size = (off_t)vmb_image_size(n->img);
+		st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
+		have = 1;
+	}
+	pthread_mutex_unlock(&n->ilock);
+	if (S_ISREG(st->st_mode) && !have)
+		saved_blocks(v, n, st);
 	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
 	return 0;
 }
