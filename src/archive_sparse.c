@@ -2,6 +2,7 @@
  * archive_int.h). */
 #include "config.h"
 #include "archive_int.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -60,18 +61,9 @@ static int pwrite_all(struct vmb_swriter *w, const unsigned char *p, size_t n,
 
 	if (r < 0)
 		return r;
-	while (n > 0) {
-		ssize_t k = pwrite(w->fd, p, n, (off_t)off);
-
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return vmb_err_sys(err, errno, "cannot write at offset %" PRIu64, off);
-		}
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
+	r = vmb_pwrite_full(w->fd, p, n, off, NULL);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cannot write at offset %" PRIu64, off);
 	return 0;
 }
 

@@ -1,6 +1,7 @@
 /* dio.c - large, aligned writes to the backing file with O_DIRECT (see dio.h). */
 #include "config.h"
 #include "dio.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,23 +49,6 @@ void vmb_dio_destroy(struct vmb_dio *d)
 	d->fd = -1;
 }
 
-static int pwrite_all(int fd, const char *p, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pwrite(fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Write one queued request: directly, or through the page cache when the direct
  * write is refused (EINVAL: the alignment is not what was claimed) or comes up
  * short of an aligned length. */
@@ -82,8 +66,8 @@ static int write_req(struct vmb_dio *d, const struct vmb_dio_req *q)
 		if (n <= 0 || (size_t)n % d->off_align) {
 			if (n > 0)
 				done += (size_t)n;
-			return pwrite_all(d->bfd, (const char *)q->mem + done, q->len - done,
-					  q->off + done);
+			return vmb_pwrite_full(d->bfd, (const char *)q->mem + done,
+					       q->len - done, q->off + done, NULL);
 		}
 		done += (size_t)n;
 	}

@@ -3,6 +3,7 @@
 #include "image.h"
 #include "sidecar.h"
 #include "dio.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -314,26 +315,6 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 	return 1;
 }
 
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0) {   /* shrunk under us: the rest reads as zeros */
-			memset((char *)buf + done, 0, len - done);
-			break;
-		}
-		done += (size_t)n;
-	}
-	return (ssize_t)len;
-}
-
 ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t off,
 		       int *holes_only, struct vmb_err *err)
 {
@@ -375,7 +356,7 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
 		if (run >= VMB_BLOCK_MAX || stop > end)
 			stop = end;
 		if (st == VMB_DATA) {
-			ssize_t n = pread_full(img->fd, (char *)buf + (pos - off),
+			ssize_t n = vmb_pread_full(img->fd, (char *)buf + (pos - off),
 					       (size_t)(stop - pos), pos);
 			if (n < 0)
 				return vmb_err_sys(err, (int)-n, "cannot read '%s' at offset %llu",
@@ -470,22 +451,6 @@ static int grow_locked(struct vmb_image *img, uint64_t new_size, struct vmb_err 
 	return 0;
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off, size_t *done)
-{
-	*done = 0;
-	while (*done < len) {
-		ssize_t n = pwrite(fd, (const char *)buf + *done, len - *done,
-				   (off_t)(off + *done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		*done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Write data: large aligned runs directly (dio.h), the rest through the page cache. */
 static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
 		      size_t *done)
@@ -497,7 +462,7 @@ static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64
 		return r < 0 ? r : 0;
 	/* After the queued writes this one overlaps. */
 	vmb_dio_wait_range(&img->dio, off + *done, len - *done);
-	r = pwrite_full(img->fd, (const char *)buf + *done, len - *done, off + *done, &more);
+	r = vmb_pwrite_full(img->fd, (const char *)buf + *done, len - *done, off + *done, &more);
 	*done += more;
 	return r;
 }
@@ -541,7 +506,7 @@ static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb
 			if (map_get(img, s / BS) == VMB_DATA) {
 				static const unsigned char zeros[VMB_BLOCK_SIZE];
 				size_t done;
-				r = pwrite_full(img->fd, zeros, (size_t)(stop - s), s, &done);
+				r = vmb_pwrite_full(img->fd, zeros, (size_t)(stop - s), s, &done);
 				if (r < 0)
 					return vmb_err_sys(err, -r, "cannot write zeros to '%s' at "
 							   "offset %llu", img->name,
@@ -832,12 +797,12 @@ static int copy_data(struct vmb_image *src, uint64_t so, struct vmb_image *dst, 
 
 		if (!buf && !(buf = malloc(1u << 20)))
 			return vmb_err_set(err, ENOMEM, "cannot copy '%s': out of memory", src->name);
-		rd = pread_full(src->fd, buf, chunk, (uint64_t)in);
+		rd = vmb_pread_full(src->fd, buf, chunk, (uint64_t)in);
 		if (rd < 0) {
 			free(buf);
 			return vmb_err_sys(err, (int)-rd, "cannot read '%s'", src->name);
 		}
-		r = pwrite_full(dst->fd, buf, chunk, (uint64_t)outp, &done);
+		r = vmb_pwrite_full(dst->fd, buf, chunk, (uint64_t)outp, &done);
 		if (r < 0) {
 			free(buf);
 			return vmb_err_sys(err, -r, "cannot write '%s'", dst->name);

@@ -9,6 +9,7 @@ src_libvmbundle_a_SOURCES = \
 	src/sidecar.c src/sidecar.h \
 	src/image.c src/image.h \
 	src/dio.c src/dio.h \
+	src/fdio.c src/fdio.h \
 	src/store.c src/store_walk.c src/store.h \
 	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c \
 	src/vfs.h src/vfs_int.h \

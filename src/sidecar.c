@@ -15,6 +15,7 @@
 #include "config.h"
 #include "sidecar.h"
 #include "crc32c.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -429,48 +430,6 @@ out:
 
 /* ---- files ---- */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	while (len) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (w == 0)
-			return -EIO;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Reads up to len bytes, stopping early only at end of file. Returns the count
- * or -errno. */
-static ssize_t read_all(int fd, void *buf, size_t len)
-{
-	unsigned char *p = buf;
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t r = read(fd, p + got, len - got);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	return (ssize_t)got;
-}
-
 /* fsync a directory given as a dirfd, which may be AT_FDCWD. */
 static int fsync_dir(int dirfd)
 {
@@ -513,7 +472,7 @@ int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		goto out;
 	}
 	created = 1;
-	rc = write_all(fd, buf, len);
+	rc = vmb_write_full(fd, buf, len);
 	if (rc) {
 		rc = vmb_err_sys(err, rc, "cannot write sidecar map '%s'", tmp);
 		goto out;
@@ -580,7 +539,7 @@ int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
 		rc = vmb_err_set(err, ENOMEM, "out of memory reading sidecar map '%s'", name);
 		goto out;
 	}
-	got = read_all(fd, buf, (size_t)st.st_size);
+	got = vmb_read_full(fd, buf, (size_t)st.st_size);
 	if (got < 0) {
 		rc = vmb_err_sys(err, (int)-got, "cannot read sidecar map '%s'", name);
 		goto out;
@@ -706,7 +665,7 @@ int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t 
 	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
-	got = read_all(fd, h, sizeof(h));
+	got = vmb_read_full(fd, h, sizeof(h));
 	close(fd);
 	if (got < 0)
 		return (int)got;

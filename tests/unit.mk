@@ -3,7 +3,8 @@
 VMB_UNIT_TESTS = \
 	tests/unit/test_blockmap \
 	tests/unit/test_sidecar \
-	tests/unit/test_crc_digest
+	tests/unit/test_crc_digest \
+	tests/unit/test_fdio
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -18,3 +19,6 @@ tests_unit_test_sidecar_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_crc_digest_SOURCES = tests/unit/test_crc_digest.c tests/unit/harness.h
 tests_unit_test_crc_digest_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_fdio_SOURCES = tests/unit/test_fdio.c tests/unit/harness.h
+tests_unit_test_fdio_LDADD = $(VMB_CORE_LIBS)

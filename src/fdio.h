@@ -1,0 +1,27 @@
+/* fdio.h - whole-buffer reads and writes on file descriptors, retried across
+ * EINTR and short transfers. One copy of these loops for the whole library.
+ * All return 0 (or a count) or -errno; none keeps a message: the caller knows
+ * what the descriptor is and says so. */
+#ifndef VMB_FDIO_H
+#define VMB_FDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Writes len bytes at off. *done (may be NULL) gets the bytes written, also on
+ * failure. A write of 0 bytes for a non-empty buffer is -EIO. */
+int vmb_pwrite_full(int fd, const void *buf, size_t len, uint64_t off, size_t *done);
+
+/* Reads len bytes at off; what lies past the end of the file reads as zeros (the
+ * file shrank under the caller). Returns len or -errno. */
+ssize_t vmb_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+/* write(2) all of buf at the file position. 0 or -errno (-EIO for a 0 write). */
+int vmb_write_full(int fd, const void *buf, size_t len);
+
+/* read(2) up to len bytes, stopping early only at end of file: the count read,
+ * or -errno. */
+ssize_t vmb_read_full(int fd, void *buf, size_t len);
+
+#endif
