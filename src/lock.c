@@ -28,6 +28,7 @@ struct vmb_lock_owner {
 	int busy;               /* calls using fd right now */
 	int dead;               /* released: close when no longer busy */
 	int closing;            /* its handle was flushed and may be released soon */
+	int settled;            /* a conflict already waited the settle time for it */
 };
 
 void vmb_waitgraph_init(struct vmb_waitgraph *g)
@@ -174,12 +175,20 @@ void vmb_lockset_destroy(struct vmb_lockset *ls)
 	pthread_mutex_destroy(&ls->mu);
 }
 
-static struct vmb_lock_owner *find(struct vmb_lockset *ls, uint64_t owner)
+/* owner's entry for a call through handle via. The kernel's owner ids of OFD and
+ * flock locks are the addresses of open files, and an address is reused as soon as
+ * the file is freed: a new open can lock with the id of one that was closed but
+ * whose RELEASE has not reached the daemon yet. An entry whose handle was flushed
+ * (closing) therefore belongs to a call through another handle only by mistake: it
+ * is skipped, and its locks stand until that RELEASE drops them. (A POSIX owner,
+ * a process, that locks again through another descriptor after a close starts a
+ * new entry too: the close dropped its POSIX locks.) Caller holds mu. */
+static struct vmb_lock_owner *find(struct vmb_lockset *ls, uint64_t owner, const void *via)
 {
 	struct vmb_lock_owner *o;
 
 	for (o = ls->owners; o; o = o->next)
-		if (o->owner == owner)
+		if (o->owner == owner && !(o->closing && !o->dead && o->via != via))
 			return o;
 	return NULL;
 }
@@ -188,7 +197,7 @@ static struct vmb_lock_owner *find(struct vmb_lockset *ls, uint64_t owner)
 static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *via,
 		     uint64_t owner, pid_t pid, struct vmb_lock_owner **out, struct vmb_err *err)
 {
-	struct vmb_lock_owner *o = find(ls, owner);
+	struct vmb_lock_owner *o = find(ls, owner, via);
 
 	if (!o) {
 		o = calloc(1, sizeof(*o));
@@ -212,6 +221,7 @@ static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *
 		o->via = via;
 	}
 	o->closing = 0;   /* in use again: not on its way out */
+	o->settled = 0;
 	if (pid > 0 && pid != o->pid) {
 		o->pid = pid;
 		vmb_comm_of(pid, o->comm);
@@ -305,7 +315,7 @@ static int any_closing(struct vmb_lockset *ls)
 	struct vmb_lock_owner *o;
 
 	for (o = ls->owners; o; o = o->next)
-		if (o->closing && !o->dead)
+		if (o->closing && !o->dead && !o->settled)
 			return 1;
 	return 0;
 }
@@ -328,10 +338,11 @@ static int settle_locked(struct vmb_lockset *ls)
 			break;
 	}
 	if (any_closing(ls)) {   /* still open after all (a dup'ed descriptor): stop
-				  * waiting for it next time */
+				  * waiting for it next time; it stays closing for find() */
 		struct vmb_lock_owner *o;
 		for (o = ls->owners; o; o = o->next)
-			o->closing = 0;
+			if (o->closing)
+				o->settled = 1;
 	}
 	return waited;
 }
@@ -423,7 +434,7 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 	if (fl->l_start < 0 || fl->l_len < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&ls->mu);
-	if (fl->l_type == F_UNLCK && !find(ls, owner)) {
+	if (fl->l_type == F_UNLCK && !find(ls, owner, via)) {
 		pthread_mutex_unlock(&ls->mu);
 		return 0;
 	}
@@ -483,7 +494,7 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 	if (op != LOCK_SH && op != LOCK_EX && op != LOCK_UN)
 		return -EINVAL;
 	pthread_mutex_lock(&ls->mu);
-	if (op == LOCK_UN && !find(ls, owner)) {
+	if (op == LOCK_UN && !find(ls, owner, via)) {
 		pthread_mutex_unlock(&ls->mu);
 		return 0;
 	}
@@ -521,7 +532,7 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 	return r;
 }
 
-int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
+int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via, uint64_t owner,
 		 struct flock *fl, struct vmb_err *err)
 {
 	struct vmb_lock_owner *o, *other;
@@ -533,7 +544,7 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
 	if (fl->l_type != F_RDLCK && fl->l_type != F_WRLCK)
 		return -EINVAL;
 	pthread_mutex_lock(&ls->mu);
-	o = find(ls, owner);
+	o = find(ls, owner, via);
 	if (o)
 		o->busy++;
 	pthread_mutex_unlock(&ls->mu);
@@ -602,10 +613,15 @@ void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner)
 
 	pthread_mutex_lock(&ls->mu);
 	for (o = ls->owners; o; o = o->next)
-		if (o->via == via && (o->n || o->flock_type))
+		if (o->via == via && (o->n || o->flock_type)) {
 			o->closing = 1;
-	o = find(ls, owner);
-	if (o && o->n) {
+			o->settled = 0;
+		}
+	/* POSIX semantics: any close by a process drops all its locks on the file
+	 * (every entry of the owner id, whichever handle it went through). */
+	for (o = ls->owners; o; o = o->next) {
+		if (o->owner != owner || !o->n)
+			continue;
 		memset(&k, 0, sizeof(k));
 		k.l_type = F_UNLCK;
 		k.l_whence = SEEK_SET;

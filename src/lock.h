@@ -11,7 +11,10 @@
  * Lifetimes: an owner lives until the handle it was first used through is released
  * (RELEASE drops every OFD and flock lock taken through a handle: the kernel sends no
  * unlock for those) and no call is waiting on it. FLUSH (every close) drops a POSIX
- * owner's locks. Locking: ls->mu guards the owner list; it is never held while a call
+ * owner's locks, and marks the owners of its handle closing. The kernel's owner id
+ * of an OFD or flock lock is an open file's address, which a new open may reuse
+ * before the old file's RELEASE arrives: an owner is found by id and handle, and a
+ * closing owner is never lent to a call through another handle. Locking: ls->mu guards the owner list; it is never held while a call
  * waits for a lock.
  */
 #ifndef VMB_LOCK_H
@@ -65,8 +68,8 @@ void vmb_lockset_destroy(struct vmb_lockset *ls);
 
 /* F_GETLK / F_OFD_GETLK: fl in, the conflicting lock out (l_type F_UNLCK if none),
  * l_pid the holder's pid when known. proc_path opens the backing file. */
-int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, uint64_t owner,
-		 struct flock *fl, struct vmb_err *err);
+int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		 uint64_t owner, struct flock *fl, struct vmb_err *err);
 
 /* F_SETLK(W): take, change or drop a byte-range lock of owner, taken through handle
  * `via`. wait NULL: fail at once with -EAGAIN on a conflict; else wait, -EINTR when

@@ -113,6 +113,9 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
 	v->direct_writes = !(o && o->buffered_writes);
+	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
+		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
+							NULL, 10);
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
 	if (!v->hash) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");

@@ -267,6 +267,8 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 
 	if (!f)
 		return;
+	if (v->release_delay_ms)
+		usleep(v->release_delay_ms * 1000u);
 	pthread_mutex_lock(&f->node->ilock);
 	ls = f->node->locks;
 	pthread_mutex_unlock(&f->node->ilock);

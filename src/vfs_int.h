@@ -55,6 +55,7 @@ struct vmb_vfs {
 	struct vmb_node *lru_first, *lru_last;
 	size_t lru_count, lru_cap;
 	int can_park;
+	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
 };
 
 struct vmb_file {

@@ -35,7 +35,7 @@ int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	vmb_node_procpath(f->node, proc);
-	return vmb_lock_get(ls, proc, owner, fl, err);
+	return vmb_lock_get(ls, proc, f, owner, fl, err);
 }
 
 int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,

@@ -15,7 +15,8 @@ LOCK_TESTS = \
 	tests/lock-inuse.sh \
 	tests/lock-qemu.sh \
 	tests/lock-qemu-system.sh \
-	tests/lock-race.sh
+	tests/lock-race.sh \
+	tests/lock-late-release.sh
 
 TESTS += $(LOCK_TESTS)
 EXTRA_DIST += tests/lock-lib.sh $(LOCK_TESTS) bench/locks.sh

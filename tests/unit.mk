@@ -4,7 +4,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_blockmap \
 	tests/unit/test_sidecar \
 	tests/unit/test_crc_digest \
-	tests/unit/test_fdio
+	tests/unit/test_fdio \
+	tests/unit/test_lock
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -22,3 +23,6 @@ tests_unit_test_crc_digest_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_fdio_SOURCES = tests/unit/test_fdio.c tests/unit/harness.h
 tests_unit_test_fdio_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_lock_SOURCES = tests/unit/test_lock.c tests/unit/harness.h
+tests_unit_test_lock_LDADD = $(VMB_CORE_LIBS)
