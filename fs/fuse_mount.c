@@ -19,7 +19,7 @@
 
 extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 
-#define DEFAULT_READAHEAD_KB (VMB_FS_MAX_IO / 1024)   /* one full request */
+#define DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)   /* one spliced request */
 #define DEFAULT_MAX_THREADS 64
 
 static void log_line(void *arg, const char *msg)

@@ -123,7 +123,7 @@ static int pipes_fit_replies(void)
 			max = 0;
 		fclose(fp);
 	}
-	return max >= VMB_FS_MAX_IO + 5 * 4096ul;
+	return max >= VMB_FS_MAX_SPLICE + 5 * 4096ul;
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -405,7 +405,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 	if (size > VMB_FS_MAX_IO)
 		size = VMB_FS_MAX_IO;
-	if (splice_reads && off >= 0) {
+	if (splice_reads && off >= 0 && size <= VMB_FS_MAX_SPLICE) {
 		int fd;
 		size_t len;
 		if (vmb_vfs_read_fd(f, (uint64_t)off, size, &fd, &len)) {

@@ -7,10 +7,13 @@
 #include <pthread.h>
 #include "err.h"
 
-/* Read and write requests of up to 251 pages (1004 KiB): with the reply header
- * and libfuse's slack, a spliced read reply then fits the default 1 MiB pipe
- * (fuse_ops.c, pipes_fit_replies). */
-#define VMB_FS_MAX_IO (251u * 4096)
+/* Requests carry up to 1 MiB (256 pages; max_write, from which libfuse derives
+ * the kernel's max_pages), so a program's aligned 1 MiB writes arrive whole. The
+ * readahead is one read of 251 pages (1004 KiB): with the reply header and
+ * libfuse's slack, a spliced reply of that size fits the default 1 MiB pipe
+ * (fuse_ops.c, pipes_fit_replies); larger reads (O_DIRECT ones) are copied. */
+#define VMB_FS_MAX_IO (256u * 4096)
+#define VMB_FS_MAX_SPLICE (251u * 4096)
 #include <signal.h>
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 

@@ -162,26 +162,26 @@ static void start(struct vmb_dio *d, int fd)
 		d->state = 1;
 }
 
-int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
+int vmb_dio_eligible(struct vmb_dio *d, int fd, uint64_t off, size_t len)
+{
+	if (d->state < 0 || len < VMB_DIO_MIN)
+		return 0;
+	if (d->state == 0)
+		start(d, fd);
+	return d->state > 0 && off % d->off_align == 0 && len % d->off_align == 0;
+}
+
+void vmb_dio_disable(struct vmb_dio *d)
+{
+	d->state = -1;   /* threads already up stay for the drains, idle */
+}
+
+int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
 		   size_t *done)
 {
 	const char *p = buf;
 
 	*done = 0;
-	if (d->state < 0 || len < VMB_DIO_MIN)
-		return 0;
-	if (d->state == 0)
-		start(d, fd);
-	if (d->state < 0 || off % d->off_align || len % d->off_align)
-		return 0;
-	/* Reserve the space now, so ENOSPC reaches this writer and not a later fsync. */
-	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) < 0) {
-		if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) {
-			d->state = -1;   /* cannot reserve: write through the page cache */
-			return 0;
-		}
-		return -errno;
-	}
 	vmb_dio_wait_range(d, off, len);   /* queued writes never overlap */
 	pthread_mutex_lock(&d->lock);
 	while (*done < len) {

@@ -14,8 +14,8 @@
  * keeps the two paths coherent.
  *
  * The guarantees of a local filesystem's buffered write hold:
- *   - ENOSPC and EDQUOT reach the writer: the range is reserved with fallocate
- *     (KEEP_SIZE) before the write is accepted;
+ *   - ENOSPC and EDQUOT reach the writer: the caller (image.c) reserves the range
+ *     with fallocate (KEEP_SIZE) before the write is accepted;
  *   - an I/O error of a queued write is reported by the next vmb_dio_drain that
  *     asks for it (fsync), and logged by the image;
  *   - everything else that reads or changes the backing file first waits for the
@@ -73,12 +73,18 @@ struct vmb_dio {
 void vmb_dio_init(struct vmb_dio *d, int enabled);
 void vmb_dio_destroy(struct vmb_dio *d);
 
-/* Accept len bytes at off of backing file fd for a direct write. Returns 1 with
- * *done = len when all of it was queued (or written); 0 when the caller must write
- * bytes [*done, len) itself, buffered (the run does not qualify, or direct I/O does
- * not work here); -errno when nothing more could be accepted (ENOSPC from the
- * reservation, ...), *done bytes having been accepted. */
-int vmb_dio_pwrite(struct vmb_dio *d, int fd, const void *buf, size_t len, uint64_t off,
+/* May a write of len bytes at off of backing file fd go direct? (Starts the
+ * threads on first use; 0 when the run is short or unaligned, or direct I/O does
+ * not work here.) The caller then reserves the range (image.c) and queues it. */
+int vmb_dio_eligible(struct vmb_dio *d, int fd, uint64_t off, size_t len);
+
+/* Direct writes are off for this file from now on (the filesystem cannot reserve
+ * space: its ENOSPC would only show when a queued write fails). */
+void vmb_dio_disable(struct vmb_dio *d);
+
+/* Queue len eligible, reserved bytes at off: waits for a free buffer, copies, and
+ * returns 1 with *done = len. */
+int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
 		   size_t *done);
 
 /* Wait until no queued write overlaps [off, off + len): before a buffered write or a

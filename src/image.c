@@ -33,7 +33,11 @@ struct vmb_image {
 	int on_disk;             /* the sidecar holds this map (wlock) */
 	int locks_ready;
 	struct vmb_dio dio;      /* large aligned writes (wlock) */
+	uint64_t res_next;       /* reserved run: where its next write starts (wlock) */
+	uint64_t res_end;        /* end of the space reserved ahead, 0: none (wlock) */
 };
+
+static void give_back(struct vmb_image *img);
 
 /* Wait for the writes queued for O_DIRECT (dio.h), so the backing file holds every
  * accepted byte; a failure among them is kept for fsync. */
@@ -215,6 +219,8 @@ void vmb_image_close(struct vmb_image *img)
 		vmb_err_clear(&err);
 		if (drain_err(img, &err) < 0)
 			vmb_err_clear(&err);   /* logged */
+		if (img->writable)
+			give_back(img);
 		if (fstat(img->fd, &st) == 0 && st.st_nlink == 0) {
 			char scname[VMB_SIDECAR_NAME_MAX];
 			vmb_sidecar_name(img->ino, scname);
@@ -258,6 +264,7 @@ uint64_t vmb_image_alloc_bytes(struct vmb_image *img)
 void vmb_image_set_direct_writes(struct vmb_image *img, int on)
 {
 	pthread_mutex_lock(&img->wlock);
+	give_back(img);
 	vmb_dio_destroy(&img->dio);
 	vmb_dio_init(&img->dio, on && img->writable);
 	pthread_mutex_unlock(&img->wlock);
@@ -451,19 +458,110 @@ static int grow_locked(struct vmb_image *img, uint64_t new_size, struct vmb_err 
 	return 0;
 }
 
+/* Space for a direct write is reserved before the write is accepted (dio.h), so
+ * ENOSPC reaches the writer. Every fallocate waits for all the direct writes in
+ * flight (ext4, XFS), so a write that extends the file reserves RESERVE_AHEAD more
+ * past its end (beyond EOF, KEEP_SIZE): the writes that continue the run, as a
+ * sequential writer's do, need none. What no data went to is given back by
+ * trim_reserved: when a write leaves the run, and before truncate, fallocate,
+ * copy_file_range and the last close. A crash can leave it reserved past EOF,
+ * where nothing reads it (fsck gives it back). */
+#define RESERVE_AHEAD (64u << 20)
+
+/* Give back the reservation's unused part: past EOF (a truncate to the same size)
+ * and, below it, blocks that hold no data. Caller holds wlock. */
+static int trim_reserved(struct vmb_image *img)
+{
+	uint64_t a = img->res_next, b = img->res_end, lim, blk, run;
+	struct stat st;
+	int r = 0;
+
+	if (!b)
+		return 0;
+	img->res_next = img->res_end = 0;
+	vmb_image_drain(img);   /* every accepted byte is in the file (and its size) */
+	if (fstat(img->fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < b && ftruncate(img->fd, st.st_size) < 0)
+		r = -errno;
+	lim = (uint64_t)st.st_size < b ? (uint64_t)st.st_size : b;
+	pthread_mutex_lock(&img->mlock);
+	for (blk = blocks_for(a); r == 0 && blk * BS < lim; blk += run) {
+		enum vmb_bstate bs = vmb_blockmap_get(&img->map, blk, &run);
+		uint64_t e = (blk + run) * BS < lim ? (blk + run) * BS : lim;
+		if (bs != VMB_DATA && e > blk * BS &&
+		    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(blk * BS), (off_t)(e - blk * BS)) < 0)
+			r = -errno;
+	}
+	img->gen++;   /* the backing file's times changed: save the map again */
+	pthread_mutex_unlock(&img->mlock);
+	return r;
+}
+
+/* trim_reserved, its failure logged. Caller holds wlock. */
+static void give_back(struct vmb_image *img)
+{
+	int r = trim_reserved(img);
+
+	if (r < 0)
+		vmb_log_msg(img->log, "cannot give back space reserved for '%s': %s",
+			    img->name, strerror(-r));
+}
+
+/* Reserve [off, off+len) for a direct write (see RESERVE_AHEAD). 0, or -errno with
+ * nothing reserved (-EOPNOTSUPP: the filesystem cannot). Caller holds wlock. */
+static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old_size)
+{
+	uint64_t end = off + len, from = off, to = end;
+
+	if (img->res_end && off == img->res_next) {
+		if (end <= img->res_end) {
+			img->res_next = end;
+			return 0;
+		}
+		from = img->res_end;   /* the run goes on past its reservation */
+	} else {
+		give_back(img);
+	}
+	if (end > old_size &&
+	    fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from,
+		      (off_t)(end + RESERVE_AHEAD - from)) == 0) {
+		img->res_next = end;
+		img->res_end = end + RESERVE_AHEAD;
+		return 0;
+	}
+	/* Not extending, or too little room for more than this write. */
+	if (fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) < 0)
+		return -errno;
+	if (img->res_end)
+		img->res_next = end;   /* still the run; its reservation ends here now */
+	if (img->res_end && img->res_end < end)
+		img->res_end = end;
+	return 0;
+}
+
 /* Write data: large aligned runs directly (dio.h), the rest through the page cache. */
 static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
-		      size_t *done)
+		      uint64_t old_size, size_t *done)
 {
 	size_t more = 0;
-	int r = vmb_dio_pwrite(&img->dio, img->fd, buf, len, off, done);
+	int r;
 
-	if (r != 0)
-		return r < 0 ? r : 0;
+	*done = 0;
+	if (vmb_dio_eligible(&img->dio, img->fd, off, len)) {
+		r = reserve(img, off, len, old_size);
+		if (r == -EOPNOTSUPP || r == -EINVAL || r == -ENOSYS)
+			vmb_dio_disable(&img->dio);   /* write through the page cache */
+		else if (r < 0)
+			return r;
+		else
+			return vmb_dio_pwrite(&img->dio, buf, len, off, done) < 0 ? -EIO : 0;
+	}
 	/* After the queued writes this one overlaps. */
-	vmb_dio_wait_range(&img->dio, off + *done, len - *done);
-	r = vmb_pwrite_full(img->fd, (const char *)buf + *done, len - *done, off + *done, &more);
-	*done += more;
+	vmb_dio_wait_range(&img->dio, off, len);
+	r = vmb_pwrite_full(img->fd, buf, len, off, &more);
+	*done = more;
 	return r;
 }
 
@@ -574,7 +672,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 			stop = s2;
 		if (kind == P_DATA) {
 			size_t done;
-			r = write_data(img, p + (pos - off), (size_t)(stop - pos), pos, &done);
+			r = write_data(img, p + (pos - off), (size_t)(stop - pos), pos, old_size, &done);
 			if (done > 0) {
 				int r2 = map_set(img, pos / BS, blocks_for(pos + done) - pos / BS,
 						 VMB_DATA, err);
@@ -639,6 +737,7 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
 	vmb_image_drain(img);
+	give_back(img);
 	if (size != img->size)
 		r = begin_change(img, err);
 	if (r < 0) {
@@ -703,6 +802,7 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
 	vmb_image_drain(img);
+	give_back(img);
 	r = begin_change(img, err);
 	if (r < 0)
 		mode = -1;   /* skip to the end */
@@ -834,6 +934,7 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
 	vmb_image_drain(dst);
+	give_back(dst);
 	if (src != dst)
 		vmb_image_drain(src);
 	r = begin_change(dst, err);

@@ -87,7 +87,47 @@ check "after fsync the backing file holds the written range (file still open)" \
     vmbio verify "$B" $((8 * M)) $((16 * M)) p9
 exec 3<&-
 
-# 4. -o buffered_writes: no O_DIRECT descriptor, same bytes.
+# 4. Space reserved ahead of a writer that extends the file (src/image.c,
+# RESERVE_AHEAD) is given back when the run ends and at the last close: the
+# backing file then allocates exactly its data, and its holes are holes.
+alloc_kib() { echo $(( $(stat -c %b "$1") / 2 )); }
+# wait_alloc KIB FILE: FILE allocates KIB (and at most 64 KiB more: ext4 counts its
+# extent tree blocks); the RELEASE of the last close comes after close(2) returns.
+wait_alloc() {
+    local n=100 a
+    while [ $n -gt 0 ]; do
+        a=$(alloc_kib "$2")
+        [ "$a" -ge "$1" ] && [ "$a" -le $(($1 + 64)) ] && return 0
+        sleep 0.05; n=$((n - 1))
+    done
+    echo "backing file allocates $(alloc_kib "$2") KiB, not $1" >&2
+    return 1
+}
+rm -f "$F"
+dd if=/dev/urandom of="$F" bs=1M count=10 status=none || fail "dd into the mount"
+check "sequential 10 MiB: after the last close the backing file allocates 10 MiB" \
+    wait_alloc $((10 * 1024)) "$B"
+rm -f "$F"
+printf 'w 0 %d p1\nw %d %d p2\nw %d %d 0\nw %d %d p3\nw %d 262144 p4\n' \
+    $M $((8 * M)) $M $((9 * M)) $M $((10 * M)) $M $((20 * M)) >"$T/ops"
+check "a run, a jump, a zero run, a run, a jump, through one descriptor" \
+    vmbio ops "$F" <"$T/ops"
+check "after it the backing file allocates the 3.25 MiB of data only" \
+    wait_alloc $((3 * 1024 + 256)) "$B"
+assert_eq "the backing file's extents: data [0,1M) [8M,9M) [10M,11M) [20M,20.25M)" \
+    "$M $((8 * M)) $((9 * M)) $((10 * M)) $((11 * M)) $((20 * M))" \
+    "$(vmbio seek "$B" 0 hole) $(vmbio seek "$B" $M data) $(vmbio seek "$B" $((8 * M)) hole) $(vmbio seek "$B" $((9 * M)) data) $(vmbio seek "$B" $((10 * M)) hole) $(vmbio seek "$B" $((11 * M)) data)"
+check "the zero run reads as zeros" vmbio verify "$F" $((9 * M)) $M 0
+exec 3<"$F"
+dd if=/dev/urandom of="$F" bs=1M count=4 seek=64 conv=notrunc status=none ||
+    fail "dd into the mount"
+check "file still open: its data is there" vmbio verify "$F" 0 $M p1
+truncate -s $((66 * M)) "$F" || fail "truncate"
+check "a truncate gives back what was reserved past the new end" \
+    wait_alloc $((3 * 1024 + 256 + 2 * 1024)) "$B"
+exec 3<&-
+
+# 5. -o buffered_writes: no O_DIRECT descriptor, same bytes.
 remount -o buffered_writes
 rm -f "$F"; : >"$F"
 exec 3<"$F"
