@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +64,42 @@ static int map_hides_data(int fd, const struct vmb_blockmap *map,
 	return 0;
 }
 
+/* 1 if blocks are allocated past the end of the file: space a daemon that was
+ * killed had reserved ahead of a writer (image.c). 0 if none, or if the filesystem
+ * cannot say (no FIEMAP). */
+static int reserved_past_eof(int fd, uint64_t size)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[1];
+	} f;
+
+	memset(&f, 0, sizeof(f));
+	f.fm.fm_start = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE * VMB_BLOCK_SIZE;
+	f.fm.fm_length = FIEMAP_MAX_OFFSET - f.fm.fm_start;
+	f.fm.fm_extent_count = 1;
+	if (ioctl(fd, FS_IOC_FIEMAP, &f.fm) < 0)
+		return 0;
+	return f.fm.fm_mapped_extents > 0;
+}
+
+/* Give it back: a truncate to the file's own size (through a writable descriptor
+ * of the same file). 0 or -errno. */
+static int trim_past_eof(int fd, uint64_t size)
+{
+	char proc[64];
+	int wfd, r = 0;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	wfd = open(proc, O_WRONLY | O_CLOEXEC);
+	if (wfd < 0)
+		return -errno;
+	if (ftruncate(wfd, (off_t)size) < 0)
+		r = -errno;
+	close(wfd);
+	return r;
+}
+
 static void report(struct fsck_ctx *c, const char *path, const char *what, const char *why,
 		   int fixed)
 {
@@ -69,6 +108,41 @@ static void report(struct fsck_ctx *c, const char *path, const char *what, const
 		c->res->repaired++;
 	vmb_log_msg(c->say, "%s: %s%s%s%s", path, what, why ? " (" : "", why ? why : "",
 		    why ? ")" : "");
+}
+
+/* Space reserved past the end of the file: reported, and with repair given back.
+ * The truncate changes the file's times, so a map that was current is saved again
+ * with the new stamp (a stale one is rebuilt by the checks that follow). */
+static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t size)
+{
+	static const char why[] = "a daemon was killed while the file was written";
+	struct vmb_stamp now, saved;
+	struct vmb_blockmap map;
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_err e = {0};
+	int current, r;
+
+	if (!c->repair) {
+		report(c, path, "space reserved past the end of the file", why, 0);
+		return;
+	}
+	vmb_blockmap_init(&map);
+	current = vmb_stamp_fd(fd, &now, &e) == 0;
+	if (current) {
+		vmb_sidecar_name(now.ino, name);
+		current = vmb_sidecar_read(c->s->mapfd, name, &map, &saved, &e) == 0 &&
+			  vmb_stamp_equal(&now, &saved);
+	}
+	r = trim_past_eof(fd, size);
+	if (r < 0) {
+		report(c, path, "cannot give back space reserved past its end", strerror(-r), 0);
+	} else {
+		report(c, path, "gave back space reserved past the end of the file", why, 1);
+		if (current && (vmb_stamp_fd(fd, &now, &e) < 0 ||
+				vmb_sidecar_write(c->s->mapfd, name, &map, &now, 1, &e) < 0))
+			report(c, path, "cannot save map", e.msg, 0);
+	}
+	vmb_blockmap_destroy(&map);
 }
 
 static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
@@ -88,6 +162,8 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 		return -ENOMEM;
 	}
 	why[0] = '\0';
+	if (reserved_past_eof(fd, (uint64_t)st->st_size))
+		fix_past_eof(c, relpath, fd, (uint64_t)st->st_size);
 	r = vmb_stamp_fd(fd, &now, &e);
 	if (r == 0)
 		r = vmb_sidecar_scan(fd, now.size, &scan, &e);

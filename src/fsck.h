@@ -13,7 +13,8 @@ struct vmb_fsck_result {
 /* Check the store at path (which must not be mounted: the store lock is taken
  * exclusively) and, with repair, fix what can be fixed: a missing, stale or corrupt
  * sidecar map is rebuilt from the backing file's holes; a map that claims zeros where
- * the backing file holds data is rebuilt; sidecars of files that no longer exist and
+ * the backing file holds data is rebuilt; space reserved past the end of a file (a
+ * killed daemon's, image.c) is given back; sidecars of files that no longer exist and
  * leftover temporaries are removed. Each problem and repair is reported to say, one
  * line each ("BUNDLE/FILE: rebuilt map (...)"). Returns 0 when the check ran (see
  * res), or -errno when it could not (store missing, mounted, not a store). */

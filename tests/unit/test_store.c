@@ -11,6 +11,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -454,6 +458,107 @@ static int image_intact(struct vmb_store *s, const char *rel, const unsigned cha
 	return ok;
 }
 
+/* 512-byte blocks allocated to the file at rel of store s, or -1. */
+static long long alloc_blocks(const char *rel)
+{
+	struct stat st;
+
+	return stat(P(rel), &st) == 0 ? (long long)st.st_blocks : -1;
+}
+
+/* Space reserved past the end of a file (what a killed daemon leaves of the space
+ * it reserves ahead of a writer): reported, and given back by repair. */
+static void test_fsck_past_eof(void)
+{
+	struct vmb_fsck_result res;
+	struct vmb_store s;
+	struct said *said = calloc(1, sizeof(*said));
+	struct vmb_log log = { say_fn, said };
+	unsigned char *ca = NULL;
+	uint64_t ia;
+	long long before;
+	int fd;
+
+	REQUIRE(said);
+	REQUIRE(vmb_store_init(P("fe"), NULL) == 0);
+	CHECK(mkdir(P("fe/vm"), 0755) == 0);
+	REQUIRE(vmb_store_open(&s, P("fe"), VMB_STORE_SHARED, NULL) == 0);
+	CHECK_RC(make_image_file(&s, "vm/disk.img", 30 * BS, 4, &ca, &ia), 0);
+	before = alloc_blocks("fe/vm/disk.img");
+	fd = openat(s.dirfd, "vm/disk.img", O_WRONLY | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 30 * BS, 256 * BS) < 0 ||
+	    ioctl(fd, FS_IOC_FIEMAP, &(struct fiemap){ .fm_length = 1 }) < 0) {
+		fprintf(stderr, "    (not checked: the test directory's filesystem has no "
+			"fallocate or no FIEMAP)\n");
+		close(fd);
+		vmb_store_close(&s);
+		free(ca);
+		free(said);
+		return;
+	}
+	close(fd);
+	vmb_store_close(&s);
+	CHECK(alloc_blocks("fe/vm/disk.img") >= before + 256 * 8);
+
+	/* The reservation changed the file's times as well: its map is stale too. */
+	CHECK_RC(vmb_fsck(P("fe"), 0, &log, &res, NULL), 0);
+	CHECK_EQ(res.problems, 2);
+	CHECK_EQ(res.repaired, 0);
+	CHECK_STR(said->text, "vm/disk.img: space reserved past the end of the file");
+	CHECK_STR(said->text, "vm/disk.img: map needs rebuilding");
+	memset(said, 0, sizeof(*said));
+	CHECK_RC(vmb_fsck(P("fe"), 1, &log, &res, NULL), 0);
+	CHECK_EQ(res.problems, 2);
+	CHECK_EQ(res.repaired, 2);
+	CHECK_STR(said->text, "vm/disk.img: gave back space reserved past the end");
+	CHECK_EQ(alloc_blocks("fe/vm/disk.img"), before);
+	memset(said, 0, sizeof(*said));
+	CHECK_RC(vmb_fsck(P("fe"), 0, &log, &res, NULL), 0);
+	CHECK_EQ(res.problems, 0);
+
+	/* A map saved after the reservation (an fsync, then the kill) is current: it
+	 * is kept, saved again with the stamp of the truncate, not rebuilt. */
+	{
+		struct vmb_blockmap m, back;
+		struct vmb_stamp st, saved;
+		char name[VMB_SIDECAR_NAME_MAX];
+
+		REQUIRE(vmb_store_open(&s, P("fe"), VMB_STORE_SHARED, NULL) == 0);
+		vmb_sidecar_name(ia, name);
+		vmb_blockmap_init(&m);
+		vmb_blockmap_init(&back);
+		vmb_blockmap_set(&m, 0, 30, VMB_ZERO);
+		for (uint64_t b = 0; b < 30; b += 3)
+			vmb_blockmap_set(&m, b, 1, VMB_DATA);
+		fd = openat(s.dirfd, "vm/disk.img", O_WRONLY | O_CLOEXEC);
+		CHECK(fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 30 * BS, 64 * BS) == 0);
+		CHECK(fd >= 0 && vmb_stamp_fd(fd, &st, NULL) == 0);
+		CHECK_RC(vmb_sidecar_write(s.mapfd, name, &m, &st, 1, NULL), 0);
+		if (fd >= 0)
+			close(fd);
+		vmb_store_close(&s);
+		memset(said, 0, sizeof(*said));
+		CHECK_RC(vmb_fsck(P("fe"), 1, &log, &res, NULL), 0);
+		CHECK_EQ(res.problems, 1);
+		CHECK_EQ(res.repaired, 1);
+		CHECK_EQ(alloc_blocks("fe/vm/disk.img"), before);
+		CHECK_RC(vmb_fsck(P("fe"), 0, &log, &res, NULL), 0);
+		CHECK_EQ(res.problems, 0);
+		REQUIRE(vmb_store_open(&s, P("fe"), VMB_STORE_READ, NULL) == 0);
+		CHECK_RC(vmb_sidecar_read(s.mapfd, name, &back, &saved, NULL), 0);
+		CHECK(vmb_blockmap_equal(&m, &back));   /* its ZERO blocks: kept */
+		vmb_store_close(&s);
+		vmb_blockmap_destroy(&m);
+		vmb_blockmap_destroy(&back);
+	}
+	REQUIRE(vmb_store_open(&s, P("fe"), VMB_STORE_READ, NULL) == 0);
+	CHECK(image_intact(&s, "vm/disk.img", ca, 30 * BS));
+	vmb_store_close(&s);
+	free(ca);
+	free(said);
+}
+
 static void test_fsck(void)
 {
 	struct vmb_fsck_result res;
@@ -612,6 +717,7 @@ int main(void)
 	RUN(test_list);
 	RUN(test_walk);
 	RUN(test_fsck);
+	RUN(test_fsck_past_eof);
 	if (!getenv("VMB_KEEP_TMP"))
 		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return harness_exit("test_store");
