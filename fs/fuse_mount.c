@@ -287,6 +287,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 				"'%s'?)", own.pass);
 		goto out;
 	}
+	fs.se = se;
 	if (fuse_set_signal_handlers(se) != 0) {
 		r = vmb_err_set(err, EIO, "cannot install signal handlers");
 		goto out;

@@ -335,6 +335,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->keep_cache = keep;
+	fi->direct_io = vmb_vfs_uncached_writes(V(req), f);
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		vmb_vfs_release(V(req), f);
 }
@@ -356,6 +357,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->direct_io = vmb_vfs_uncached_writes(V(req), f);
 	memset(&p, 0, sizeof(p));
 	p.ino = e.ino;
 	p.generation = e.generation;
@@ -436,6 +438,12 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct vmb_err err = {0};
 	ssize_t n = vmb_vfs_write(f, buf, size, (uint64_t)off, &err);
 
+	/* A write through an uncached handle: the kernel dropped the range from the
+	 * mount's page cache before sending it, but another handle's reader may have
+	 * read it back in since; drop it again now that the write is in. */
+	if (n > 0 && fi->direct_io && vmb_vfs_shared_open(f))
+		fuse_lowlevel_notify_inval_inode(((struct vmb_fs *)fuse_req_userdata(req))->se,
+						 ino, off, n);
 	if (n < 0)
 		reply_err(req, (int)n, &err);
 	else

@@ -18,6 +18,7 @@
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 
 struct vmb_vfs;
+struct fuse_session;
 
 struct vmb_mount_opts {
 	const char *store;
@@ -31,6 +32,7 @@ struct vmb_mount_opts {
 /* One mounted store (owned by vmb_fs_main for the life of the mount). */
 struct vmb_fs {
 	struct vmb_vfs *vfs;
+	struct fuse_session *se;   /* for notifications; set once the session exists */
 	struct vmb_log log;
 	FILE *logfp;               /* owned when opened from logfile */
 	int use_syslog;

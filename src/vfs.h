@@ -122,6 +122,14 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
+/* 1 when f's writes may bypass the mount's page cache (the kernel's FOPEN_DIRECT_IO):
+ * f is write-only (nothing can read or map through it), direct writes are on, and
+ * the file has no set-user-ID or set-group-ID bit (which a write by an unprivileged
+ * process must clear: only the kernel's cached write path does that). */
+int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f);
+/* 1 when the file is open through another handle too (whose cached pages a write
+ * through an uncached handle must invalidate once it has landed). */
+int vmb_vfs_shared_open(struct vmb_file *f);
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err);
 int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 		      struct vmb_err *err);

@@ -164,6 +164,27 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 	return r;
 }
 
+int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f)
+{
+	struct stat st;
+
+	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly)
+		return 0;
+	if (fstatat(f->node->fd, "", &st, AT_EMPTY_PATH) < 0)
+		return 0;
+	return !(st.st_mode & (S_ISUID | S_ISGID));
+}
+
+int vmb_vfs_shared_open(struct vmb_file *f)
+{
+	int shared;
+
+	pthread_mutex_lock(&f->node->ilock);
+	shared = f->node->opens > 1;
+	pthread_mutex_unlock(&f->node->ilock);
+	return shared;
+}
+
 int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		   const char *name, mode_t mode, int flags, struct vmb_entry *e,
 		   struct vmb_file **f, struct vmb_err *err)

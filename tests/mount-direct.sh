@@ -127,7 +127,42 @@ check "a truncate gives back what was reserved past the new end" \
     wait_alloc $((3 * 1024 + 256 + 2 * 1024)) "$B"
 exec 3<&-
 
-# 5. -o buffered_writes: no O_DIRECT descriptor, same bytes.
+# 5. A write-only descriptor's writes bypass the mount's page cache (the kernel's
+# FOPEN_DIRECT_IO), and the pages other descriptors cached show them at once.
+cached_pages() { fincore -n -o PAGES "$1" | tr -d ' '; }
+rm -f "$F"
+dd if=/dev/urandom of="$F" bs=1M count=8 status=none || fail "dd into the mount"
+assert_eq "a write-only descriptor's writes leave nothing in the mount's page cache" 0 \
+    "$(cached_pages "$F")"
+exec 3<"$F"    # open throughout: the cached pages are kept across opens
+cat "$F" >/dev/null
+assert_eq "a reader caches the file" 2048 "$(cached_pages "$F")"
+for L in K L M; do
+    head -c $((3 * M)) /dev/zero | tr '\0' "$L" >"$T/pat"
+    dd if="$T/pat" of="$F" bs=1M seek=2 conv=notrunc status=none ||
+        fail "dd (write-only) into the mount"
+    check "pattern $L: the cached readers see the write-only descriptor's write at once" \
+        cmp -n $((3 * M)) -i 0:$((2 * M)) "$T/pat" "$F"
+done
+exec 3<&-
+# A set-user-ID file keeps the cached write path, which clears the bit when an
+# unprivileged process writes (here: nobody, so the mount allows other users).
+remount -o allow_other
+rm -f "$F"
+head -c $M /dev/urandom >"$F" || fail "write"
+chmod 4777 "$F" || fail "chmod"
+if command -v setpriv >/dev/null; then
+    chmod 755 "$T" "$MNT" "$MNT/b"   # let nobody reach the file
+    setpriv --reuid=65534 --regid=65534 --clear-groups \
+        dd if=/dev/urandom of="$F" bs=1M count=1 conv=notrunc status=none ||
+        fail "dd as nobody"
+    assert_eq "an unprivileged write-only write clears the set-user-ID bit" 777 \
+        "$(stat -c %a "$F")"
+else
+    skip "an unprivileged write clears the set-user-ID bit" "no setpriv"
+fi
+
+# 6. -o buffered_writes: no O_DIRECT descriptor, same bytes.
 remount -o buffered_writes
 rm -f "$F"; : >"$F"
 exec 3<"$F"
