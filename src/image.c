@@ -509,6 +509,14 @@ static void give_back(struct vmb_image *img)
 			    img->name, strerror(-r));
 }
 
+void vmb_image_settle(struct vmb_image *img)
+{
+	pthread_mutex_lock(&img->wlock);
+	vmb_image_drain(img);
+	give_back(img);
+	pthread_mutex_unlock(&img->wlock);
+}
+
 /* Reserve [off, off+len) for a direct write (see RESERVE_AHEAD). 0, or -errno with
  * nothing reserved (-EOPNOTSUPP: the filesystem cannot). Caller holds wlock. */
 static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old_size)

@@ -100,6 +100,10 @@ uint64_t vmb_image_alloc_bytes(struct vmb_image *img);   /* DATA blocks * 4096 *
  * looking at the backing file from outside (vmb_image_fd). */
 void vmb_image_drain(struct vmb_image *img);
 
+/* The drain of the last close, before the file's state is remembered: also gives
+ * back the space reserved ahead of a writer (its truncate changes the times). */
+void vmb_image_settle(struct vmb_image *img);
+
 /* Let large aligned writes bypass the backing file's page cache (dio.h); off by
  * default. Ignored for a read-only image. */
 void vmb_image_set_direct_writes(struct vmb_image *img, int on);

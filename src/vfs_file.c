@@ -79,7 +79,7 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 		img = n->img;
 		n->img = NULL;
 		/* Remember what the kernel's cached pages correspond to. */
-		vmb_image_drain(img);
+		vmb_image_settle(img);
 		n->cache_valid = fstat(vmb_image_fd(img), &st) == 0;
 		n->cache_mtime = st.st_mtim;
 		n->cache_size = st.st_size;
