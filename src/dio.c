@@ -30,6 +30,8 @@ void vmb_dio_destroy(struct vmb_dio *d)
 		pthread_mutex_lock(&d->lock);
 		d->stop = 1;
 		pthread_cond_broadcast(&d->cond);
+		pthread_cond_broadcast(&d->work);
+		pthread_cond_broadcast(&d->work0);
 		pthread_mutex_unlock(&d->lock);
 		for (i = 0; i < (unsigned)d->threads_up; i++)
 			pthread_join(d->threads[i], NULL);
@@ -37,6 +39,8 @@ void vmb_dio_destroy(struct vmb_dio *d)
 	}
 	if (d->lock_ready) {
 		pthread_cond_destroy(&d->cond);
+		pthread_cond_destroy(&d->work);
+		pthread_cond_destroy(&d->work0);
 		pthread_mutex_destroy(&d->lock);
 		d->lock_ready = 0;
 	}
@@ -74,29 +78,43 @@ static int write_req(struct vmb_dio *d, const struct vmb_dio_req *q)
 	return 0;
 }
 
-/* The oldest queued request, or NULL. Caller holds lock. */
-static struct vmb_dio_req *oldest_queued(struct vmb_dio *d)
+/* The oldest queued request a thread may write, or NULL. Caller holds lock.
+ *
+ * A write past the backing file's end takes the filesystem's inode lock
+ * exclusively and completes before the next one starts (ext4, XFS): several
+ * threads would only spin on that lock, and write the run out of order. So the
+ * first thread writes every request in order, and the others take only the
+ * requests that lie inside the file (size_hint: the file's size as last seen, which
+ * only the writes of this queue and the drains change between two looks), which go
+ * side by side. */
+static struct vmb_dio_req *next_for(struct vmb_dio *d, int ordered)
 {
 	struct vmb_dio_req *best = NULL;
 	unsigned i;
 
-	for (i = 0; i < VMB_DIO_QUEUE; i++)
-		if (d->q[i].state == VMB_DIO_QUEUED && (!best || d->q[i].seq < best->seq))
-			best = &d->q[i];
+	for (i = 0; i < VMB_DIO_QUEUE; i++) {
+		struct vmb_dio_req *q = &d->q[i];
+		if (q->state != VMB_DIO_QUEUED || (best && q->seq > best->seq))
+			continue;
+		if (ordered || q->off + q->len <= d->size_hint)
+			best = q;
+	}
 	return best;
 }
 
 static void *writer(void *arg)
 {
 	struct vmb_dio *d = arg;
+	int ordered;
 
 	pthread_mutex_lock(&d->lock);
+	ordered = d->nstarted++ == 0;
 	for (;;) {
 		struct vmb_dio_req *q;
 		int r;
 
-		while (!(q = oldest_queued(d)) && !d->stop)
-			pthread_cond_wait(&d->cond, &d->lock);
+		while (!(q = next_for(d, ordered)) && !d->stop)
+			pthread_cond_wait(ordered ? &d->work0 : &d->work, &d->lock);
 		if (!q)
 			break;
 		q->state = VMB_DIO_BUSY;
@@ -109,12 +127,23 @@ static void *writer(void *arg)
 			d->err = r;
 			d->err_off = q->off;
 		}
+		if (r == 0 && q->off + q->len > d->size_hint)
+			d->size_hint = q->off + q->len;
 		q->state = VMB_DIO_FREE;
 		d->used--;
 		pthread_cond_broadcast(&d->cond);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return NULL;
+}
+
+/* The file's size as it is now (after a drain: a truncate or a buffered write may
+ * have changed it). Caller holds lock. */
+static void look_at_size(struct vmb_dio *d)
+{
+	struct stat st;
+
+	d->size_hint = fstat(d->bfd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 /* Open the O_DIRECT descriptor, learn the alignment, start the threads; on any
@@ -152,7 +181,20 @@ static void start(struct vmb_dio *d, int fd)
 		pthread_mutex_destroy(&d->lock);
 		return;
 	}
+	if (pthread_cond_init(&d->work, NULL) != 0) {
+		pthread_cond_destroy(&d->cond);
+		pthread_mutex_destroy(&d->lock);
+		return;
+	}
+	if (pthread_cond_init(&d->work0, NULL) != 0) {
+		pthread_cond_destroy(&d->work);
+		pthread_cond_destroy(&d->cond);
+		pthread_mutex_destroy(&d->lock);
+		return;
+	}
+
 	d->lock_ready = 1;
+	look_at_size(d);
 	for (i = 0; i < VMB_DIO_THREADS; i++) {
 		if (pthread_create(&d->threads[i], NULL, writer, d) != 0)
 			break;
@@ -206,7 +248,9 @@ int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
 		q->seq = ++d->accepted;
 		q->state = VMB_DIO_QUEUED;
 		d->used++;
-		pthread_cond_broadcast(&d->cond);
+		pthread_cond_signal(&d->work0);
+		if (q->off + q->len <= d->size_hint)   /* inside the file: a helper too */
+			pthread_cond_signal(&d->work);
 		*done += chunk;
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -257,6 +301,8 @@ int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off)
 	target = d->accepted;
 	while (pending_upto(d, target))
 		pthread_cond_wait(&d->cond, &d->lock);
+	if (!d->used)
+		look_at_size(d);
 	if (take_err && d->err) {
 		r = d->err;
 		if (off)

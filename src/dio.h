@@ -7,9 +7,11 @@
  * pages, and leaves all of it for fsync to write. A run of data of at least
  * VMB_DIO_MIN bytes whose offset and length meet the backing filesystem's
  * direct-I/O alignment is therefore copied into one of VMB_DIO_QUEUE buffers and
- * written with O_DIRECT by VMB_DIO_THREADS threads of the image's own (several
- * writes in flight, as the page cache's write-back has), while the writer goes on:
- * the disk works during the transfer instead of at fsync. Everything else (small or
+ * written with O_DIRECT by VMB_DIO_THREADS threads of the image's own while the
+ * writer goes on: the disk works during the transfer instead of at fsync. The first
+ * thread writes the queue in order; the others take only writes that lie inside the
+ * file, which go side by side (writes past the end are serialised by the
+ * filesystem anyway: dio.c, next_for). Everything else (small or
  * unaligned writes, filesystems without O_DIRECT) stays buffered, and the kernel
  * keeps the two paths coherent.
  *
@@ -59,11 +61,14 @@ struct vmb_dio {
 	int threads_up, lock_ready;
 	pthread_t threads[VMB_DIO_THREADS];
 	pthread_mutex_t lock;
-	pthread_cond_t cond;           /* a slot changed state (both directions) */
+	pthread_cond_t cond;           /* a queued write finished (producer, drains) */
+	pthread_cond_t work0, work;    /* a write was queued (first thread, the others) */
 	struct vmb_dio_req q[VMB_DIO_QUEUE];
 	unsigned used;                 /* slots not FREE */
 	uint64_t accepted;             /* requests ever queued (the last seq) */
 	int stop;
+	unsigned nstarted;             /* threads started (the first writes in order) */
+	uint64_t size_hint;            /* the backing file's size as last seen (lock) */
 	int err;                       /* first failure of a queued write (-errno), 0 */
 	uint64_t err_off;              /* where it failed */
 	unsigned delay_us;             /* test hook: VMB_TEST_DIO_DELAY_US, 0 */

@@ -80,6 +80,18 @@ check "mixed: the map's holes read as zeros" vmbio checkholes "$F"
 exec 3<&-
 check "mixed: identical bytes in the backing file after the last close" cmp "$R" "$B"
 
+# 2b. Direct writes to one range inside the file, back to back: each waits for the
+# queued one it overlaps, so the last one wins whatever their delays.
+rm -f "$F"
+{ echo "w 0 $((4 * M)) p1"; echo s
+  for i in 2 3 4 5 6 7 8 9; do echo "w $M $M p$i"; done
+  for i in 2 3 4 5 6 7 8 9; do echo "w $((2 * M)) $M p$((11 - i))"; done
+} >"$T/ops"
+check "overlapping direct writes inside the file" vmbio ops "$F" <"$T/ops"
+echo 3 >/proc/sys/vm/drop_caches
+check "overlapping direct writes: the last one's bytes [1M, 2M)" vmbio verify "$F" $M $M p9
+check "overlapping direct writes: the last one's bytes [2M, 3M)" vmbio verify "$F" $((2 * M)) $M p2
+
 # 3. fsync waits for the queued writes.
 exec 3<"$F"
 vmbio pwrite "$F" $((8 * M)) $((16 * M)) p9 sync >/dev/null || fail "pwrite+fsync"
