@@ -103,6 +103,11 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "max_read=", 9)) {
+			r = vmb_err_set(err, EINVAL, "mount option '%s': vmbundlefs sets max_read "
+					"itself (%u)", tok, VMB_FS_MAX_SPLICE);
+			goto out;
+		}
 		if (!strcmp(tok, "buffered_writes")) {
 			o->buffered_writes = 1;
 			continue;
@@ -270,8 +275,9 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	for (p = fsname; *p; p++)   /* commas would split the option list */
 		if (*p == ',' || *p == '\\')
 			*p = '_';
-	if (asprintf(&optstr, "fsname=%s,subtype=vmbundlefs,default_permissions%s%s", fsname,
-		     own.pass[0] ? "," : "", own.pass) < 0) {
+	/* max_read keeps read requests spliceable (vmbfs.h); op_init says the same. */
+	if (asprintf(&optstr, "fsname=%s,subtype=vmbundlefs,default_permissions,max_read=%u%s%s",
+		     fsname, VMB_FS_MAX_SPLICE, own.pass[0] ? "," : "", own.pass) < 0) {
 		optstr = NULL;
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;

@@ -155,6 +155,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 			    "the kernel cannot splice to FUSE");
 	splice_reads = !!(conn->want & FUSE_CAP_SPLICE_WRITE);
 	conn->max_write = VMB_FS_MAX_IO;
+	conn->max_read = VMB_FS_MAX_SPLICE;   /* = the max_read mount option */
 	conn->max_readahead = VMB_FS_MAX_IO;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;

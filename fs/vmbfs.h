@@ -11,7 +11,8 @@
  * the kernel's max_pages), so a program's aligned 1 MiB writes arrive whole. The
  * readahead is one read of 251 pages (1004 KiB): with the reply header and
  * libfuse's slack, a spliced reply of that size fits the default 1 MiB pipe
- * (fuse_ops.c, pipes_fit_replies); larger reads (O_DIRECT ones) are copied. */
+ * (fuse_ops.c, pipes_fit_replies), and max_read keeps every read request (a
+ * readahead of a file opened with POSIX_FADV_SEQUENTIAL, an O_DIRECT read) to it. */
 #define VMB_FS_MAX_IO (256u * 4096)
 #define VMB_FS_MAX_SPLICE (251u * 4096)
 #include <signal.h>

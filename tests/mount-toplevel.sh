@@ -87,7 +87,13 @@ dev=$(mountpoint -d "$MNT")
 if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
     assert_eq "-o readahead_kb=256 sets the mount's readahead" 256 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
 fi
+assert_match "the mount's read requests are capped at 1004 KiB (max_read), writes are not" \
+    "max_read=1028096" "$(grep " $MNT " /proc/mounts)"
 unmount_store
+out=$("$VMB_BIN" mount -o max_read=65536 "$STORE" "$MNT" 2>&1)
+rc=$?
+assert_eq "-o max_read is refused: non-zero exit, nothing mounted" "1:$(is_mounted "$MNT" && echo mounted)" "$([ $rc -ne 0 ] && echo 1):"
+assert_match "-o max_read: the message says why" "sets max_read itself" "$out"
 mount_store
 assert_eq "the daemon logged nothing for errors the syscalls already reported (ENOENT, EEXIST, EPERM, ...)" "" "$(cat "$T/log" 2>/dev/null | head -n 5)"
 unmount_store
