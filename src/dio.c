@@ -218,17 +218,16 @@ void vmb_dio_disable(struct vmb_dio *d)
 	d->state = -1;   /* threads already up stay for the drains, idle */
 }
 
-int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
-		   size_t *done)
+void vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
+	size_t done = 0;
 
-	*done = 0;
 	vmb_dio_wait_range(d, off, len);   /* queued writes never overlap */
 	pthread_mutex_lock(&d->lock);
-	while (*done < len) {
+	while (done < len) {
 		struct vmb_dio_req *q = NULL;
-		size_t chunk = len - *done;
+		size_t chunk = len - done;
 		unsigned i;
 
 		while (d->used == VMB_DIO_QUEUE)
@@ -241,8 +240,8 @@ int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
 		/* A FREE slot is touched by nobody else: writers take QUEUED ones, and
 		 * there is one producer at a time (the image's wlock). */
 		pthread_mutex_unlock(&d->lock);
-		memcpy(q->mem, p + *done, chunk);
-		q->off = off + *done;
+		memcpy(q->mem, p + done, chunk);
+		q->off = off + done;
 		q->len = chunk;
 		pthread_mutex_lock(&d->lock);
 		q->seq = ++d->accepted;
@@ -251,10 +250,9 @@ int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
 		pthread_cond_signal(&d->work0);
 		if (q->off + q->len <= d->size_hint)   /* inside the file: a helper too */
 			pthread_cond_signal(&d->work);
-		*done += chunk;
+		done += chunk;
 	}
 	pthread_mutex_unlock(&d->lock);
-	return 1;
 }
 
 static int overlaps(const struct vmb_dio *d, uint64_t off, uint64_t len)

@@ -87,10 +87,9 @@ int vmb_dio_eligible(struct vmb_dio *d, int fd, uint64_t off, size_t len);
  * space: its ENOSPC would only show when a queued write fails). */
 void vmb_dio_disable(struct vmb_dio *d);
 
-/* Queue len eligible, reserved bytes at off: waits for a free buffer, copies, and
- * returns 1 with *done = len. */
-int vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off,
-		   size_t *done);
+/* Queue len eligible, reserved bytes at off: waits for free buffers and copies
+ * into them. All of it is accepted (a failure shows at the next drain). */
+void vmb_dio_pwrite(struct vmb_dio *d, const void *buf, size_t len, uint64_t off);
 
 /* Wait until no queued write overlaps [off, off + len): before a buffered write or a
  * read of that range. */

@@ -474,7 +474,7 @@ static int trim_reserved(struct vmb_image *img)
 {
 	uint64_t a = img->res_next, b = img->res_end, lim, blk, run;
 	struct stat st;
-	int r = 0;
+	int r = 0, changed = 0;
 
 	if (!b)
 		return 0;
@@ -482,19 +482,25 @@ static int trim_reserved(struct vmb_image *img)
 	vmb_image_drain(img);   /* every accepted byte is in the file (and its size) */
 	if (fstat(img->fd, &st) < 0)
 		return -errno;
-	if ((uint64_t)st.st_size < b && ftruncate(img->fd, st.st_size) < 0)
-		r = -errno;
+	if ((uint64_t)st.st_size < b) {
+		if (ftruncate(img->fd, st.st_size) < 0)
+			r = -errno;
+		changed = 1;
+	}
 	lim = (uint64_t)st.st_size < b ? (uint64_t)st.st_size : b;
 	pthread_mutex_lock(&img->mlock);
 	for (blk = blocks_for(a); r == 0 && blk * BS < lim; blk += run) {
 		enum vmb_bstate bs = vmb_blockmap_get(&img->map, blk, &run);
 		uint64_t e = (blk + run) * BS < lim ? (blk + run) * BS : lim;
-		if (bs != VMB_DATA && e > blk * BS &&
-		    fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		if (bs == VMB_DATA || e <= blk * BS)
+			continue;
+		if (fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      (off_t)(blk * BS), (off_t)(e - blk * BS)) < 0)
 			r = -errno;
+		changed = 1;
 	}
-	img->gen++;   /* the backing file's times changed: save the map again */
+	if (changed)
+		img->gen++;   /* the backing file's times changed: save the map again */
 	pthread_mutex_unlock(&img->mlock);
 	return r;
 }
@@ -521,7 +527,7 @@ void vmb_image_settle(struct vmb_image *img)
  * nothing reserved (-EOPNOTSUPP: the filesystem cannot). Caller holds wlock. */
 static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old_size)
 {
-	uint64_t end = off + len, from = off, to = end;
+	uint64_t end = off + len, from = off;
 
 	if (img->res_end && off == img->res_next) {
 		if (end <= img->res_end) {
@@ -540,12 +546,13 @@ static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old
 		return 0;
 	}
 	/* Not extending, or too little room for more than this write. */
-	if (fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) < 0)
+	if (fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(end - from)) < 0)
 		return -errno;
-	if (img->res_end)
-		img->res_next = end;   /* still the run; its reservation ends here now */
-	if (img->res_end && img->res_end < end)
-		img->res_end = end;
+	if (img->res_end) {   /* still the run; its reservation ends here now */
+		img->res_next = end;
+		if (img->res_end < end)
+			img->res_end = end;
+	}
 	return 0;
 }
 
@@ -553,24 +560,23 @@ static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old
 static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
 		      uint64_t old_size, size_t *done)
 {
-	size_t more = 0;
 	int r;
 
 	*done = 0;
 	if (vmb_dio_eligible(&img->dio, img->fd, off, len)) {
 		r = reserve(img, off, len, old_size);
-		if (r == -EOPNOTSUPP || r == -EINVAL || r == -ENOSYS)
-			vmb_dio_disable(&img->dio);   /* write through the page cache */
-		else if (r < 0)
+		if (r == 0) {
+			vmb_dio_pwrite(&img->dio, buf, len, off);
+			*done = len;
+			return 0;
+		}
+		if (r != -EOPNOTSUPP && r != -EINVAL && r != -ENOSYS)
 			return r;
-		else
-			return vmb_dio_pwrite(&img->dio, buf, len, off, done) < 0 ? -EIO : 0;
+		vmb_dio_disable(&img->dio);   /* cannot reserve: through the page cache */
 	}
 	/* After the queued writes this one overlaps. */
 	vmb_dio_wait_range(&img->dio, off, len);
-	r = vmb_pwrite_full(img->fd, buf, len, off, &more);
-	*done = more;
-	return r;
+	return vmb_pwrite_full(img->fd, buf, len, off, done);
 }
 
 /* Bytes [a, b) within the size become zeros: whole blocks are punched and marked ZERO,
