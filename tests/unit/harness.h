@@ -14,6 +14,7 @@
 #ifndef VMB_TEST_HARNESS_H
 #define VMB_TEST_HARNESS_H
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,6 +88,35 @@ static inline int harness_check(int ok, const char *file, int line, const char *
 	fprintf(stderr, "SKIP: %s\n", (why)); \
 	exit(HARNESS_SKIP); \
 } while (0)
+
+/* A fresh directory $TMPDIR/vmb-test-NAME.XXXXXX (/tmp when TMPDIR is unset or
+ * empty), its path in buf. 0, or -1 after saying why. */
+static inline int harness_tmpdir(char *buf, size_t size, const char *name)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(buf, size, "%s/vmb-test-%s.XXXXXX", base && *base ? base : "/tmp", name);
+	if (!mkdtemp(buf)) {
+		perror("mkdtemp");
+		return -1;
+	}
+	return 0;
+}
+
+static inline int harness_rm_one(const char *p, const struct stat *sb, int flag,
+				 struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+/* Remove dir and everything below it, unless VMB_KEEP_TMP is set (to look at it
+ * after a failure). */
+static inline void harness_rmtree(const char *dir)
+{
+	if (!getenv("VMB_KEEP_TMP"))
+		nftw(dir, harness_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static inline int harness_exit(const char *prog)
 {

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1027,21 +1026,11 @@ static void test_damaged_sidecar(void)
 
 /* ---- main ---- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 int main(void)
 {
-	const char *base = getenv("TMPDIR");
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-image.XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "image") < 0)
 		return 99;
-	}
 	tdir = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (tdir < 0 || mkdirat(tdir, "maps", 0700) < 0 ||
 	    (mapfd = openat(tdir, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -1062,7 +1051,6 @@ int main(void)
 	RUN(test_damaged_sidecar);
 	close(mapfd);
 	close(tdir);
-	if (!getenv("VMB_KEEP_TMP"))
-		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(tmpdir);
 	return harness_exit("test_image");
 }

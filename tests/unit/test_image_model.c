@@ -19,7 +19,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -683,12 +682,6 @@ static void op_read(struct mf *f)
 
 /* ---- main ---- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 static void run(unsigned long nops)
 {
 	int i;
@@ -758,7 +751,7 @@ static void run(unsigned long nops)
 
 int main(void)
 {
-	const char *base = getenv("TMPDIR"), *s = getenv("VMB_SEED"), *o = getenv("VMB_OPS");
+	const char *s = getenv("VMB_SEED"), *o = getenv("VMB_OPS");
 	unsigned long nops = o ? strtoul(o, NULL, 0) : 100000;
 	uint64_t data_ops;
 	int i;
@@ -769,11 +762,8 @@ int main(void)
 		rng = 1;
 	fprintf(stderr, "test_image_model: VMB_SEED=%llu VMB_OPS=%lu\n",
 		(unsigned long long)seed, nops);
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-model.XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "model") < 0)
 		return 99;
-	}
 	tdir = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (tdir < 0 || mkdirat(tdir, "maps", 0700) < 0 ||
 	    (mapfd = openat(tdir, "maps", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -798,8 +788,7 @@ int main(void)
 	free(rbuf);
 	close(mapfd);
 	close(tdir);
-	if (!getenv("VMB_KEEP_TMP"))
-		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(tmpdir);
 	if (failed)
 		fprintf(stderr, "test_image_model: reproduce with VMB_SEED=%llu\n",
 			(unsigned long long)seed);

@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -194,21 +193,12 @@ static void test_settle_bound(void)
 	vmb_lockset_destroy(&ls);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 int main(void)
 {
-	const char *base = getenv("TMPDIR");
 	int fd;
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-lock.XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "lock") < 0)
 		return 99;
-	}
 	snprintf(file, sizeof(file), "%s/nvram.bin", tmpdir);
 	fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	metafd = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -224,6 +214,6 @@ int main(void)
 	RUN(test_settle_bound);
 	vmb_waitgraph_destroy(&wg);
 	close(metafd);
-	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(tmpdir);
 	return harness_exit("test_lock");
 }

@@ -693,12 +693,7 @@ static void test_scan(void)
 
 static int make_tmpdir(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	if (!base || !*base)
-		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-sidecar.XXXXXX", base);
-	if (!mkdtemp(tmpdir))
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "sidecar") < 0)
 		return -1;
 	dirfd_ = open(tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return dirfd_ < 0 ? -1 : 0;
@@ -729,7 +724,7 @@ int main(void)
 	RUN(test_bad_header);
 	RUN(test_bad_records);
 	if (make_tmpdir() < 0) {
-		perror("mkdtemp");
+		fprintf(stderr, "cannot set up a temporary directory (%s)\n", tmpdir);
 		return 99;
 	}
 	RUN(test_write_read);

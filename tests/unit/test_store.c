@@ -15,7 +15,6 @@
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -695,21 +694,11 @@ static void test_fsck(void)
 
 /* ---- main ---- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 int main(void)
 {
-	const char *base = getenv("TMPDIR");
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-store.XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "store") < 0)
 		return 99;
-	}
 	RUN(test_init_layout);
 	RUN(test_open_errors);
 	RUN(test_lock);
@@ -718,7 +707,6 @@ int main(void)
 	RUN(test_walk);
 	RUN(test_fsck);
 	RUN(test_fsck_past_eof);
-	if (!getenv("VMB_KEEP_TMP"))
-		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(tmpdir);
 	return harness_exit("test_store");
 }

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -659,25 +658,15 @@ static void test_statfs(void)
 
 /* ---- main ---- */
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
 int main(void)
 {
-	const char *base = getenv("TMPDIR");
 	struct vmb_vfs_opts opts;
 	struct vmb_fsck_result res;
 	struct vmb_err err;
 	int r;
 
-	snprintf(tmpdir, sizeof(tmpdir), "%s/vmb-test-vfs.XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "vfs") < 0)
 		return 99;
-	}
 	snprintf(store, sizeof(store), "%s/store", tmpdir);
 	vmb_err_clear(&err);
 	if (vmb_store_init(store, &err) < 0) {
@@ -716,7 +705,6 @@ int main(void)
 	if (res.problems)
 		fprintf(stderr, "    fsck said:\n%s", logbuf);
 	close(sdir);
-	if (!getenv("VMB_KEEP_TMP"))
-		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	harness_rmtree(tmpdir);
 	return harness_exit("test_vfs");
 }
