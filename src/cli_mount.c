@@ -19,6 +19,7 @@ static const char mount_usage[] =
 	"                     readahead_kb=N (default 1024), max_threads=N (default 64),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
+	"                     open_fds=N (open files that keep their descriptors),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
 
 /* Join repeated -o arguments with commas. */

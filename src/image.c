@@ -275,6 +275,45 @@ int vmb_image_fd(const struct vmb_image *img)
 	return img->fd;
 }
 
+int vmb_image_park(struct vmb_image *img)
+{
+	struct stat st;
+	int direct;
+
+	pthread_mutex_lock(&img->wlock);
+	if (img->fd < 0) {
+		pthread_mutex_unlock(&img->wlock);
+		return 0;
+	}
+	vmb_dio_drain(&img->dio, 0, NULL);
+	/* No links: a file handle would not reopen it. A failed direct write: its
+	 * error waits in the queue for fsync. */
+	if (fstat(img->fd, &st) < 0 || st.st_nlink == 0 || img->dio.err) {
+		pthread_mutex_unlock(&img->wlock);
+		return -EBUSY;
+	}
+	/* The O_DIRECT descriptor, buffers and threads go too; direct writes start
+	 * again with the next large write (unless they were turned off for good). */
+	direct = img->dio.state >= 0;
+	vmb_dio_destroy(&img->dio);
+	vmb_dio_init(&img->dio, direct);
+	close(img->fd);
+	img->fd = -1;
+	pthread_mutex_unlock(&img->wlock);
+	return 0;
+}
+
+void vmb_image_unpark(struct vmb_image *img, int fd)
+{
+	pthread_mutex_lock(&img->wlock);
+	if (img->fd >= 0)
+		close(fd);
+	else
+		img->fd = fd;
+	pthread_mutex_unlock(&img->wlock);
+}
+
+
 int vmb_image_writable(const struct vmb_image *img)
 {
 	return img->writable;

@@ -11,7 +11,7 @@ src_libvmbundle_a_SOURCES = \
 	src/dio.c src/dio.h \
 	src/fdio.c src/fdio.h \
 	src/store.c src/store_walk.c src/store.h \
-	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c \
+	src/vfs.c src/vfs_ns.c src/vfs_file.c src/vfs_dir.c src/vfs_xattr.c src/vfs_fds.c \
 	src/vfs.h src/vfs_int.h \
 	src/fsck.c src/fsck.h \
 	src/auxfile.c src/auxfile.h \

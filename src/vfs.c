@@ -109,6 +109,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	node_init(&v->root);
 	pthread_mutex_init(&v->tlock, NULL);
+	vmb_fds_init(v);
 	vmb_waitgraph_init(&v->waits);
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
@@ -147,20 +148,16 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	{
 		/* Parking needs file handles that reopen (CAP_DAC_READ_SEARCH). */
 		struct file_handle *fh = handle_of(v->root.fd);
-		struct rlimit rl;
 		int fd = fh ? open_by_handle_at(v->store.dirfd, fh, O_PATH | O_CLOEXEC) : -1;
 
 		v->can_park = fd >= 0;
 		if (fd >= 0)
 			close(fd);
 		free(fh);
-		if (o && o->idle_fds)
-			v->lru_cap = o->idle_fds;
-		else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-			v->lru_cap = rl.rlim_cur / 4 > 64 ? (size_t)(rl.rlim_cur / 4) : 64;
-		else
-			v->lru_cap = 65536;
 	}
+	v->idle_fds_opt = o ? o->idle_fds : 0;
+	v->open_fds_opt = o ? o->open_fds : 0;
+	vmb_fds_limits(v);
 	v->root.type = S_IFDIR;
 	v->root.nlookup = 1;
 	*out = v;
@@ -193,6 +190,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	if (v->root.fd >= 0)
 		close(v->root.fd);
 	pthread_mutex_destroy(&v->root.ilock);
+	vmb_fds_destroy(v);
 	pthread_mutex_destroy(&v->tlock);
 	vmb_waitgraph_destroy(&v->waits);
 	vmb_store_close(&v->store);
@@ -258,7 +256,11 @@ static void lru_add_locked(struct vmb_vfs *v, struct vmb_node *n)
 	v->lru_count++;
 	while (v->lru_count > v->lru_cap) {
 		struct vmb_node *old = v->lru_first;
+		struct stat st;
 		lru_remove_locked(v, old);
+		/* An open file with no links left: no file handle would reopen it. */
+		if (old->handles && (fstat(old->fd, &st) < 0 || st.st_nlink == 0))
+			continue;
 		close(old->fd);
 		old->fd = -1;
 	}
@@ -300,9 +302,9 @@ static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
 	}
 }
 
-/* Drop one ref and/or nlookup references; free the node when both reach zero. */
+/* Drop refs, handles and/or nlookup references; free the node when all reach zero. */
 static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
-			 uint64_t lookups)
+			 uint64_t lookups, uint64_t handles)
 {
 	int dead = 0;
 
@@ -310,8 +312,9 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 		return;
 	pthread_mutex_lock(&v->tlock);
 	n->refs -= refs;
+	n->handles -= handles;
 	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
-	if (n->refs == 0 && n->nlookup == 0) {
+	if (n->refs == 0 && n->nlookup == 0 && n->handles == 0) {
 		lru_remove_locked(v, n);
 		unhash_locked(v, n);
 		dead = 1;
@@ -325,14 +328,19 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 
 void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n)
 {
-	node_release(v, n, 1, 0);
+	node_release(v, n, 1, 0, 0);
+}
+
+void vmb_node_unhandle(struct vmb_vfs *v, struct vmb_node *n)
+{
+	node_release(v, n, 0, 0, 1);
 }
 
 void vmb_vfs_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup)
 {
 	if (ino == VMB_ROOT_INO)
 		return;
-	node_release(v, (struct vmb_node *)(uintptr_t)ino, 0, nlookup);
+	node_release(v, (struct vmb_node *)(uintptr_t)ino, 0, nlookup, 0);
 }
 
 void vmb_node_procpath(const struct vmb_node *n, char buf[64])
@@ -504,7 +512,7 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	e->generation = n->generation;
 	r = vmb_node_stat(v, n, &e->attr, err);
 	if (r < 0)
-		node_release(v, n, 1, 1);
+		node_release(v, n, 1, 1, 0);
 	else
 		vmb_node_put(v, n);
 	return r;
@@ -565,7 +573,7 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 {
 	struct vmb_image *img = f ? f->img : NULL;
 	char proc[64];
-	int got = 0, was_open, r = 0;
+	int got = 0, held = 0, was_open, r = 0;
 
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "the store is mounted read-only");
@@ -585,6 +593,12 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 		if (r < 0)
 			return r;
 		got = 1;
+	}
+	if (img && (valid & VMB_SET_SIZE)) {   /* its backing descriptor may be parked */
+		r = vmb_fds_hold(v, n, err);
+		if (r < 0)
+			goto out;
+		held = 1;
 	}
 	vmb_node_procpath(n, proc);
 	if ((valid & VMB_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0) {
@@ -612,6 +626,8 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 out:
 	if (img && (valid & TIMES))
 		vmb_image_touch(img);
+	if (held)
+		vmb_fds_unhold(v, n);
 	if (got)
 		vmb_node_image_put(v, n);
 	return r;

@@ -54,6 +54,8 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 			goto out;
 		}
 		vmb_image_set_direct_writes(n->img, v->direct_writes);
+		vmb_fds_added(v, n, n->img);
+		vmb_fds_limits(v);   /* the limit may have changed (prlimit) */
 	}
 	n->opens++;
 	*img = n->img;
@@ -61,10 +63,12 @@ out:
 	pthread_mutex_unlock(&n->ilock);
 	if (backing_fd >= 0)
 		close(backing_fd);
-	if (r == 0) {   /* the handle's reference; the caller already holds one */
+	if (r == 0) {   /* the handle's reference; the caller already holds a ref */
 		pthread_mutex_lock(&v->tlock);
-		n->refs++;
+		n->handles++;
 		pthread_mutex_unlock(&v->tlock);
+		if (!*was_open)
+			vmb_fds_trim(v);
 	}
 	return r;
 }
@@ -72,21 +76,33 @@ out:
 void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 {
 	struct vmb_image *img = NULL;
+	struct vmb_err err;
+	int held;
 
+	/* The last close saves the map from the backing descriptor: reopen it if
+	 * parked (when that fails, the map is saved at the next open, rebuilt). */
+	vmb_err_clear(&err);
+	held = vmb_fds_hold_alone(v, n, &err) == 0;
 	pthread_mutex_lock(&n->ilock);
 	if (--n->opens == 0) {
 		struct stat st;
 		img = n->img;
 		n->img = NULL;
+		vmb_fds_removed(v, n);
+		held = 0;
 		/* Remember what the kernel's cached pages correspond to. */
 		vmb_image_settle(img);
-		n->cache_valid = fstat(vmb_image_fd(img), &st) == 0;
-		n->cache_mtime = st.st_mtim;
-		n->cache_size = st.st_size;
+		n->cache_valid = vmb_image_fd(img) >= 0 && fstat(vmb_image_fd(img), &st) == 0;
+		if (n->cache_valid) {
+			n->cache_mtime = st.st_mtim;
+			n->cache_size = st.st_size;
+		}
 		vmb_image_close(img);
 	}
 	pthread_mutex_unlock(&n->ilock);
-	vmb_node_put(v, n);
+	if (held)
+		vmb_fds_unhold(v, n);
+	vmb_node_unhandle(v, n);
 }
 
 static int cache_still_valid(struct vmb_node *n)
@@ -121,6 +137,7 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		free(f);
 		return r;
 	}
+	f->vfs = v;
 	f->node = n;
 	f->flags = flags;
 	if ((flags & O_ACCMODE) != O_RDONLY && !vmb_image_writable(f->img)) {
@@ -129,7 +146,11 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		return v->readonly ? -EROFS : -EACCES;
 	}
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
-		r = vmb_image_truncate(f->img, 0, err);
+		r = vmb_fds_hold(v, n, err);
+		if (r == 0) {
+			r = vmb_image_truncate(f->img, 0, err);
+			vmb_fds_unhold(v, n);
+		}
 		if (r < 0) {
 			vmb_node_image_put(v, n);
 			free(f);
@@ -167,12 +188,15 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f)
 {
 	struct stat st;
+	int r;
 
 	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly)
 		return 0;
-	if (fstatat(f->node->fd, "", &st, AT_EMPTY_PATH) < 0)
+	if (vmb_node_ref(v, f->node) < 0)   /* its descriptor may be parked */
 		return 0;
-	return !(st.st_mode & (S_ISUID | S_ISGID));
+	r = fstatat(f->node->fd, "", &st, AT_EMPTY_PATH);
+	vmb_node_put(v, f->node);
+	return r == 0 && !(st.st_mode & (S_ISUID | S_ISGID));
 }
 
 int vmb_vfs_shared_open(struct vmb_file *f)
@@ -237,37 +261,82 @@ out:
 	return r;
 }
 
+/* Every call on an open file's image runs between these two (vfs_fds.c). */
+static int hold(struct vmb_file *f, struct vmb_err *err)
+{
+	return vmb_fds_hold(f->vfs, f->node, err);
+}
+
+static void unhold(struct vmb_file *f)
+{
+	vmb_fds_unhold(f->vfs, f->node);
+}
+
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err)
 {
-	return vmb_image_read(f->img, buf, size, off, holes_only, err);
+	ssize_t r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_read(f->img, buf, size, off, holes_only, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n)
 {
-	if (!vmb_image_all_data(f->img, off, size, n))
+	if (hold(f, NULL) < 0)
+		return 0;   /* vmb_vfs_read reports it */
+	if (!vmb_image_all_data(f->img, off, size, n)) {
+		unhold(f);
 		return 0;
+	}
 	*fd = vmb_image_fd(f->img);
 	return 1;
+}
+
+void vmb_vfs_read_fd_done(struct vmb_file *f)
+{
+	unhold(f);
 }
 
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err)
 {
+	ssize_t r;
+
 	if ((f->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
-	return vmb_image_write(f->img, buf, size, off, err);
+	r = hold(f, err);
+	if (r < 0)
+		return r;
+	r = vmb_image_write(f->img, buf, size, off, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
 {
-	return vmb_image_sync(f->img, datasync, err);
+	int r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_sync(f->img, datasync, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 		      struct vmb_err *err)
 {
-	return vmb_image_fallocate(f->img, mode, off, len, err);
+	int r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_fallocate(f->img, mode, off, len, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
@@ -279,7 +348,17 @@ int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
 ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
 			   uint64_t off_out, size_t len, struct vmb_err *err)
 {
-	return vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
+	ssize_t r = hold(in, err);
+
+	if (r < 0)
+		return r;
+	r = hold(out, err);
+	if (r == 0) {
+		r = vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
+		unhold(out);
+	}
+	unhold(in);
+	return r;
 }
 
 void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)

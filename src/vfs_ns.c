@@ -151,7 +151,7 @@ static void after_unlink(struct vmb_vfs *v, const struct stat *victim)
 static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 			const char *name, int is_dir, struct vmb_err *err)
 {
-	struct vmb_node *p;
+	struct vmb_node *p, *pin = NULL;
 	struct stat st;
 	int r;
 
@@ -176,6 +176,8 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	r = vmb_check_not_in_use(v, p, name, ctx, "remove", err);
 	if (r < 0)
 		goto out;
+	if (!is_dir)   /* an open file keeps its descriptors once unlinked */
+		pin = vmb_fds_pin(v, &st);
 	if (unlinkat(p->fd, name, is_dir ? AT_REMOVEDIR : 0) < 0) {
 		r = -errno;
 		goto out;
@@ -183,6 +185,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	if (!is_dir)
 		after_unlink(v, &st);
 out:
+	vmb_fds_unpin(v, pin);
 	vmb_node_put(v, p);
 	return r;
 }
@@ -203,7 +206,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		   const char *name, uint64_t newparent, const char *newname, unsigned flags,
 		   struct vmb_err *err)
 {
-	struct vmb_node *p, *np;
+	struct vmb_node *p, *np, *pin = NULL;
 	struct stat src, dst;
 	int have_dst, r;
 
@@ -245,6 +248,9 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		r = vmb_err_set(err, EPERM, "the top level of a store holds only bundles");
 		goto out;
 	}
+	if (have_dst && !(flags & RENAME_EXCHANGE) &&
+	    !(dst.st_dev == src.st_dev && dst.st_ino == src.st_ino))
+		pin = vmb_fds_pin(v, &dst);   /* an open file replaced keeps its descriptors */
 	if (renameat2(p->fd, name, np->fd, newname, flags) < 0) {
 		r = -errno;
 		goto out;
@@ -253,6 +259,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	    !(dst.st_dev == src.st_dev && dst.st_ino == src.st_ino))
 		after_unlink(v, &dst);
 out:
+	vmb_fds_unpin(v, pin);
 	vmb_node_put(v, np);
 	vmb_node_put(v, p);
 	return r;
