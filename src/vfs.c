@@ -179,6 +179,11 @@ void vmb_vfs_free(struct vmb_vfs *v)
 			for (; n; n = next) {
 				next = n->hnext;
 				if (n->img) {
+					/* a parked image saves its map too */
+					if (n->oimg) {
+						(void)vmb_fds_hold(v, n, NULL);
+						vmb_fds_removed(v, n);
+					}
 					vmb_image_close(n->img);
 					n->img = NULL;
 				}

@@ -195,11 +195,21 @@ int vmb_fds_hold_alone(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *er
 		return r;
 	pthread_mutex_lock(&v->olock);
 	v->o_waiting++;
-	while (n->o_users > 1)
+	n->o_alone++;
+	/* Other handles' releases hold it too: wait only for everything else. */
+	while (n->o_users > n->o_alone)
 		pthread_cond_wait(&v->ocond, &v->olock);
 	v->o_waiting--;
 	pthread_mutex_unlock(&v->olock);
 	return 0;
+}
+
+void vmb_fds_unhold_alone(struct vmb_vfs *v, struct vmb_node *n)
+{
+	pthread_mutex_lock(&v->olock);
+	n->o_alone--;
+	n->o_users--;
+	pthread_mutex_unlock(&v->olock);
 }
 
 void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n)
@@ -223,6 +233,7 @@ void vmb_fds_removed(struct vmb_vfs *v, struct vmb_node *n)
 	n->oimg = NULL;
 	n->o_live = 0;
 	n->o_users = 0;
+	n->o_alone = 0;
 	pthread_mutex_unlock(&v->olock);
 }
 

@@ -98,10 +98,12 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 			n->cache_size = st.st_size;
 		}
 		vmb_image_close(img);
+	} else if (held) {   /* under ilock: the last close must not meet this hold */
+		vmb_fds_unhold_alone(v, n);
 	}
 	pthread_mutex_unlock(&n->ilock);
 	if (held)
-		vmb_fds_unhold(v, n);
+		vmb_fds_trim(v);
 	vmb_node_unhandle(v, n);
 }
 

@@ -41,6 +41,7 @@ struct vmb_node {
 	int o_live;                 /* its descriptor is open */
 	int o_busy;                 /* being parked or reopened */
 	unsigned o_users;           /* calls using the descriptor now */
+	unsigned o_alone;           /* of them, releases in vmb_fds_hold_alone */
 };
 
 #define VMB_HASH_BITS 12
@@ -107,9 +108,13 @@ void vmb_fds_trim(struct vmb_vfs *v);
  * gone from the store, -EMFILE/-ENFILE when no descriptor is left. */
 int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
 void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n);
-/* The same, then wait until no other call holds it: before a handle goes (a
- * spliced read unholds after its reply, when the handle may already be closing). */
+/* The same, then wait until no call other than handles' releases holds it: before
+ * a handle goes (a spliced read unholds after its reply, when the handle may
+ * already be closing). Its end, vmb_fds_unhold_alone, is called under n->ilock
+ * by a release that is not the last close (the last one calls vmb_fds_removed),
+ * and does not trim: call vmb_fds_trim after ilock. */
 int vmb_fds_hold_alone(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
+void vmb_fds_unhold_alone(struct vmb_vfs *v, struct vmb_node *n);
 /* n's image is being closed; the caller holds it (vmb_fds_hold). */
 void vmb_fds_removed(struct vmb_vfs *v, struct vmb_node *n);
 /* Keep the descriptors of the node of st (an inode about to lose its last link
