@@ -595,9 +595,11 @@ static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb
 	B = (b == img->size) ? blocks_for(b) : b / BS;
 	if (A < B) {
 		if (map_has_data(img, A, B)) {
-			uint64_t pend = B * BS < img->size ? B * BS : img->size;
+			/* To the end of the last block, past the size: a punch that ends
+			 * at an unaligned size only zeroes the last block and leaves it
+			 * allocated (a rebuilt map would call it data). */
 			if (fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      (off_t)(A * BS), (off_t)(pend - A * BS)) < 0)
+				      (off_t)(A * BS), (off_t)((B - A) * BS)) < 0)
 				return vmb_err_sys(err, errno, "cannot punch a hole in '%s' at "
 						   "offset %llu", img->name,
 						   (unsigned long long)(A * BS));
@@ -632,7 +634,33 @@ static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb
 
 enum piece { P_DATA, P_ZERO, P_SKIP };
 
-/* Classify the piece of a write starting at pos (at most to the end of its block). */
+/* Whether the bytes of DATA block blk outside [pos, stop), within the size, read
+ * as zeros in the backing file (the old bytes a zero write into part of the block
+ * keeps). A read error counts as "not zero": the piece is then written as data. */
+static int rest_is_zero(struct vmb_image *img, uint64_t blk, uint64_t pos, uint64_t stop)
+{
+	unsigned char b[VMB_BLOCK_SIZE];
+	uint64_t bstart = blk * BS, bend = bstart + BS, size;
+	ssize_t n;
+
+	pthread_mutex_lock(&img->mlock);
+	size = img->size;
+	pthread_mutex_unlock(&img->mlock);
+	if (bend > size)
+		bend = size;
+	vmb_dio_wait_range(&img->dio, bstart, bend - bstart);
+	/* Past the backing file's end (a write extending the file) reads as zeros. */
+	n = vmb_pread_full(img->fd, b, (size_t)(bend - bstart), bstart);
+	if (n < 0)
+		return 0;
+	memset(b + n, 0, (size_t)(bend - bstart) - (size_t)n);
+	return is_zero(b, (size_t)(pos - bstart)) &&
+	       (stop >= bend || is_zero(b + (stop - bstart), (size_t)(bend - stop)));
+}
+
+/* Classify the piece of a write starting at pos (at most to the end of its block).
+ * P_ZERO: the whole block reads as zeros after the write (the caller widens the
+ * piece to the block, within the size). */
 static enum piece classify(struct vmb_image *img, const unsigned char *p, uint64_t pos,
 			   uint64_t end, uint64_t *stop)
 {
@@ -646,7 +674,11 @@ static enum piece classify(struct vmb_image *img, const unsigned char *p, uint64
 	if (full)
 		return P_ZERO;
 	/* Zeros into part of a block that already reads as zeros change nothing. */
-	return map_get(img, blk) == VMB_DATA ? P_DATA : P_SKIP;
+	if (map_get(img, blk) != VMB_DATA)
+		return P_SKIP;
+	/* Zeros into part of a data block whose other bytes are zeros too: the block
+	 * becomes ZERO (restic's unaligned zero runs after fallocate). */
+	return rest_is_zero(img, blk, pos, *stop) ? P_ZERO : P_DATA;
 }
 
 ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
@@ -703,7 +735,9 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 				break;
 			}
 		} else if (kind == P_ZERO) {
-			r = zero_locked(img, pos, stop, err);
+			/* Whole blocks: a partial block at either end is all zeros. */
+			uint64_t a = pos / BS * BS, b = blocks_for(stop) * BS;
+			r = zero_locked(img, a, b < img->size ? b : img->size, err);
 			if (r < 0)
 				break;
 			written += stop - pos;
