@@ -57,6 +57,8 @@ struct vmb_vfs_opts {
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
 	unsigned open_fds;            /* open files that keep their backing descriptors
 				       * while unused; 0: an eighth of the limit */
+	unsigned lock_fds;            /* lock owners' descriptors per user but root;
+				       * 0: a sixteenth of the limit */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
