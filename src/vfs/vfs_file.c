@@ -55,7 +55,6 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 		}
 		vmb_image_set_direct_writes(n->img, v->direct_writes);
 		vmb_fds_added(v, n, n->img);
-		vmb_fds_limits(v);   /* the limit may have changed (prlimit) */
 	}
 	n->opens++;
 	*img = n->img;
@@ -67,8 +66,10 @@ out:
 		pthread_mutex_lock(&v->tlock);
 		n->handles++;
 		pthread_mutex_unlock(&v->tlock);
-		if (!*was_open)
+		if (!*was_open) {
+			vmb_fds_limits(v);   /* the limit may have changed (prlimit) */
 			vmb_fds_trim(v);
+		}
 	}
 	return r;
 }
