@@ -31,6 +31,10 @@ struct vmb_node {
 	int cache_valid;            /* the kernel's pages match (mtime, size) below */
 	struct timespec cache_mtime;
 	off_t cache_size;
+	int attr_ok;                /* the kernel was last told (attr_mtime, attr_size) of
+				     * this file (vmb_node_stat; ilock) */
+	struct timespec attr_mtime;
+	off_t attr_size;
 };
 
 #define VMB_HASH_BITS 12
@@ -56,6 +60,8 @@ struct vmb_vfs {
 	size_t lru_count, lru_cap;
 	int can_park;
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
+	void *stale_arg;
 };
 
 struct vmb_file {
