@@ -146,8 +146,11 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		pthread_mutex_lock(&n->ilock);
 		*keep_cache = cache_still_valid(n, f->img, was_open, &stale);
 		/* Pages not kept are dropped by the kernel at this open, but not its
-		 * attributes (the size), which may be older than the file. */
-		if (!stale && n->attr_ok && vmb_image_stamp(f->img, &st) == 0)
+		 * attributes (the size), which may be older than the file when it was
+		 * not open here since they were given (after a close here, any change
+		 * by someone else makes the cache stale). */
+		if (!stale && !was_open && !n->cache_valid && n->attr_ok &&
+		    vmb_image_stamp(f->img, &st) == 0)
 			old_attr = st.size != (uint64_t)n->attr_size ||
 				   st.mtime_sec != n->attr_mtime.tv_sec ||
 				   st.mtime_nsec != (uint64_t)n->attr_mtime.tv_nsec;
