@@ -255,10 +255,8 @@ int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err)
 	snprintf(name, sizeof(name), ".timecheck.%ld", (long)getpid());
 	fd = openat(s->metafd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		if (errno == EROFS || errno == EACCES || errno == EPERM)
-			return 0;   /* nobody changes files through this daemon's eyes here */
-		return vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'",
-				   s->path);
+		r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'", s->path);
+		goto unchecked;
 	}
 	for (i = 0; i < 3; i++) {
 		char c = (char)('a' + i);
@@ -266,7 +264,9 @@ int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err)
 		    statx(fd, "", AT_EMPTY_PATH, STATX_MTIME, &stx) < 0) {
 			r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'",
 					s->path);
-			goto out;
+			close(fd);
+			unlinkat(s->metafd, name, 0);
+			goto unchecked;
 		}
 		sec[i] = stx.stx_mtime.tv_sec;
 		nsec[i] = stx.stx_mtime.tv_nsec;
@@ -281,8 +281,14 @@ int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err)
 				"from another mount or directly in the store could go unseen and "
 				"be read as zeros; put the store on a filesystem with fine-grained "
 				"timestamps (ext4 with 256-byte inodes, XFS, Btrfs, tmpfs)", s->path);
-out:
 	close(fd);
 	unlinkat(s->metafd, name, 0);
+	return r;
+unchecked:
+	/* A full or read-only store still mounts (unchecked, said in the log). */
+	if (r == -ENOSPC || r == -EDQUOT || r == -EROFS || r == -EACCES || r == -EPERM) {
+		*coarse = -1;
+		return 0;
+	}
 	return r;
 }

@@ -53,8 +53,9 @@ void vmb_store_close(struct vmb_store *s);
  * at after each write. Returns 0 when the times have sub-second resolution (*coarse
  * set to 1 when two writes in a row still kept one time: a clock tick of some
  * milliseconds, as before Linux 6.13 or on NFS), -EOPNOTSUPP with a message when
- * they are whole seconds (FAT, ext4 with 128-byte inodes, ...), 0 without a probe
- * (*coarse = 0) when the store cannot be written, else -errno. */
+ * they are whole seconds (FAT, ext4 with 128-byte inodes, ...), 0 with *coarse = -1
+ * and the reason in err when the probe cannot be written (a full or read-only
+ * store: not checked), else -errno. */
 int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err);
 
 /* A name usable for a bundle or a file: not "", ".", "..", no '/', at most

@@ -134,7 +134,11 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		r = vmb_store_check_times(&v->store, &coarse, err);
 		if (r < 0)
 			goto fail;
-		if (coarse)
+		if (coarse < 0 && err) {
+			vmb_log_msg(v->log, "note: %s: not checked", err->msg);
+			vmb_err_clear(err);
+		}
+		if (coarse > 0)
 			vmb_log_msg(v->log, "note: the filesystem of store '%s' has coarse "
 				    "timestamps: a change made from outside within a clock tick of "
 				    "this mount's own last change to the same file can go unseen",
