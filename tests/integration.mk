@@ -22,6 +22,7 @@ INTEGRATION_TESTS = \
 	tests/mount-concurrent.sh \
 	tests/model.sh \
 	tests/mount-parked.sh \
+	tests/mount-zero-edges.sh \
 	tests/mount-coherence.sh
 
 TESTS += $(INTEGRATION_TESTS)

@@ -5,8 +5,8 @@
  * it describes the backing file; the image's own changes are not taken for
  * someone else's. */
 #include "config.h"
-#include "image.h"
-#include "sidecar.h"
+#include "image/image.h"
+#include "map/sidecar.h"
 #include "harness.h"
 
 #include <errno.h>

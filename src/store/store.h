@@ -1,0 +1,89 @@
+/* store.h - a store directory: layout version, hidden metadata, names, bundles.
+ *
+ *   STORE/.vmbundlefs/layout  "vmbundlefs-store-layout 1\n"
+ *   STORE/.vmbundlefs/maps/   sidecar block maps (sidecar.h)
+ *   STORE/.vmbundlefs/lock    mounts hold a shared flock on it, fsck an exclusive one
+ *   STORE/BUNDLE/...          one directory per bundle, plain files inside
+ *
+ * A struct vmb_store owns its descriptors and path; vmb_store_close is safe on a
+ * zeroed store, one whose open failed, and one already closed. Read-only after open: any number of threads may use it.
+ */
+#ifndef VMB_STORE_H
+#define VMB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "base/err.h"
+
+#define VMB_META_DIR     ".vmbundlefs"
+#define VMB_LAYOUT_FILE  "layout"
+#define VMB_MAPS_DIR     "maps"
+#define VMB_LOCK_FILE    "lock"
+#define VMB_LAYOUT_VERSION 1
+#define VMB_LAYOUT_MAGIC "vmbundlefs-store-layout"
+
+struct vmb_store {
+	char *path;
+	int dirfd;     /* STORE, O_RDONLY|O_DIRECTORY */
+	int metafd;    /* STORE/.vmbundlefs */
+	int mapfd;     /* STORE/.vmbundlefs/maps */
+	int lockfd;    /* STORE/.vmbundlefs/lock, flock'ed */
+	int readonly;
+};
+
+enum vmb_store_mode {
+	VMB_STORE_SHARED = 0,      /* a mount; other mounts and readers may share */
+	VMB_STORE_EXCLUSIVE = 1,   /* fsck: nobody else */
+	VMB_STORE_READ = 2,        /* ls: takes no lock, changes nothing */
+};
+
+/* Create a new store at path (must not exist, or be an empty directory). */
+int vmb_store_init(const char *path, struct vmb_err *err);
+
+/* Open an existing store. Errors: -ENOENT missing, -ENOTDIR, -EINVAL not a store,
+ * -EPROTONOSUPPORT newer layout, -EBUSY (exclusive while mounted). */
+int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mode,
+		   struct vmb_err *err);
+void vmb_store_close(struct vmb_store *s);
+
+/* Can the store's filesystem show every change of a file in its modification
+ * time, on which a mount relies to find changes made by someone else (image.h)?
+ * A probe file in the metadata directory is written three times, its mtime looked
+ * at after each write. Returns 0 when the times have sub-second resolution (*coarse
+ * set to 1 when two writes in a row still kept one time: a clock tick of some
+ * milliseconds, as before Linux 6.13 or on NFS), -EOPNOTSUPP with a message when
+ * they are whole seconds (FAT, ext4 with 128-byte inodes, ...), 0 with *coarse = -1
+ * and the reason in err when the probe cannot be written (a full or read-only
+ * store: not checked), else -errno. */
+int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err);
+
+/* A name usable for a bundle or a file: not "", ".", "..", no '/', at most
+ * NAME_MAX bytes. 0, -EINVAL or -ENAMETOOLONG with a message. */
+int vmb_name_check(const char *name, struct vmb_err *err);
+
+/* 1 for names the top level of a store reserves (".vmbundlefs"). */
+int vmb_store_reserved(const char *name);
+
+struct vmb_bundle_info {
+	char *name;
+	uint64_t logical;     /* sum of st_size of regular files */
+	uint64_t allocated;   /* bytes of DATA blocks in their maps */
+	uint64_t files;       /* regular files */
+	int damaged;          /* a file's map could not be read */
+};
+
+/* The store's bundles, sorted by name (*out: array the caller frees with
+ * vmb_bundle_list_free). */
+int vmb_store_list(struct vmb_store *s, struct vmb_bundle_info **out, size_t *n,
+		   struct vmb_err *err);
+void vmb_bundle_list_free(struct vmb_bundle_info *list, size_t n);
+
+/* Walk every regular file under the store's bundles (depth first). fn gets the
+ * file's path relative to the store and an fd opened O_RDONLY|O_NOFOLLOW; a non-zero
+ * return stops the walk and is returned. */
+typedef int (*vmb_walk_fn)(void *arg, const char *relpath, int fd, const struct stat *st);
+int vmb_store_walk(struct vmb_store *s, const char *bundle, vmb_walk_fn fn, void *arg,
+		   struct vmb_err *err);
+
+#endif
