@@ -116,6 +116,8 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
+	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
+		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
 	if (!v->hash) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");

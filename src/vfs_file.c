@@ -223,7 +223,7 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	if (r < 0)
 		goto out;
 	fd = openat(p->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
-		    mode & 07777);
+		    mode & 07777 & ~ctx->umask);
 	vmb_as_caller_end(&as);
 	if (fd < 0) {
 		r = -errno;
@@ -254,7 +254,13 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		vmb_vfs_forget(v, e->ino, 1);
 		goto undo;
 	}
-	r = file_new(v, n, fd, flags, f, NULL, err);
+	if (v->create_fail > 0) {   /* test hook: as if the image could not be opened */
+		close(fd);
+		r = vmb_err_set(err, v->create_fail, "cannot create '%s': %s (test hook)", name,
+				strerror(v->create_fail));
+	} else {
+		r = file_new(v, n, fd, flags, f, NULL, err);
+	}
 	vmb_node_put(v, n);
 	if (r < 0) {
 		vmb_vfs_forget(v, e->ino, 1);

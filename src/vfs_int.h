@@ -57,6 +57,8 @@ struct vmb_vfs {
 	size_t lru_count, lru_cap;
 	int can_park;
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
+				     * fails every create once the file is made; 0 */
 };
 
 struct vmb_file {
@@ -106,9 +108,13 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
  * as root, the calling thread makes them with the caller's fsuid and fsgid
  * (setfsuid/setfsgid are per thread), keeping the daemon's capabilities, since the
  * kernel has already checked the caller's permissions (default_permissions). Nothing
- * is ever chowned by name. begin and end bracket the one call that creates; end
- * keeps errno. A no-op when the daemon is not root or the caller is root. */
+ * is ever chowned by name. The thread's umask is 0 meanwhile (each thread that
+ * creates gets its own umask with unshare(CLONE_FS)): the mode given is exact.
+ * begin and end bracket the one call that creates; end keeps errno. The ids stay
+ * when the daemon is not root or the caller is root. */
 struct vmb_as_caller {
+	int umask_set;
+	mode_t old_umask;
 	int switched;
 	struct __user_cap_data_struct caps[2];
 };

@@ -3,6 +3,7 @@
 #include "vfs_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,10 +37,23 @@ static int caps_set(struct __user_cap_data_struct d[2])
 	return (int)syscall(SYS_capset, &h, d);
 }
 
+/* Whether this thread has its own umask (unshare(CLONE_FS)); the umask is otherwise
+ * shared by every thread of the process. */
+static __thread int own_umask;
+
 int vmb_as_caller_begin(const struct vmb_ctx *ctx, struct vmb_as_caller *s,
 			struct vmb_err *err)
 {
 	memset(s, 0, sizeof(*s));
+	/* The mode given is exact (the caller's umask is applied to it once, by the
+	 * caller of this): the daemon's umask must not mask it again. */
+	if (!own_umask) {
+		if (unshare(CLONE_FS) < 0)
+			return vmb_err_sys(err, errno, "cannot give a thread its own umask");
+		own_umask = 1;
+	}
+	s->old_umask = umask(0);
+	s->umask_set = 1;
 	if (geteuid() != 0 || (ctx->uid == 0 && ctx->gid == 0))
 		return 0;
 	if (caps_get(s->caps) < 0)
@@ -66,16 +80,19 @@ void vmb_as_caller_end(struct vmb_as_caller *s)
 {
 	int e = errno;
 
-	if (!s->switched)
-		return;
-	setfsuid(0);
-	setfsgid(0);
-	(void)caps_set(s->caps);
-	s->switched = 0;
+	if (s->umask_set)
+		umask(s->old_umask);
+	s->umask_set = 0;
+	if (s->switched) {
+		setfsuid(0);
+		setfsgid(0);
+		(void)caps_set(s->caps);
+		s->switched = 0;
+	}
 	errno = e;
 }
 
-enum make_kind { MK_DIR, MK_FILE, MK_SYMLINK };
+enum make_kind { MK_DIR, MK_FILE, MK_SYMLINK, MK_SPECIAL };
 
 static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		      const char *name, enum make_kind kind, mode_t mode, const char *target,
@@ -96,15 +113,18 @@ static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t par
 		goto out;
 	switch (kind) {
 	case MK_DIR:
-		r = mkdirat(p->fd, name, mode & 07777);
+		r = mkdirat(p->fd, name, mode & 07777 & ~ctx->umask);
 		break;
 	case MK_FILE:
 		fd = openat(p->fd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
-			    mode & 07777);
+			    mode & 07777 & ~ctx->umask);
 		r = fd < 0 ? -1 : close(fd);
 		break;
 	case MK_SYMLINK:
 		r = symlinkat(target, p->fd, name);
+		break;
+	case MK_SPECIAL:   /* a FIFO or a socket: no data, no map */
+		r = mknodat(p->fd, name, (mode & S_IFMT) | (mode & 07777 & ~ctx->umask), 0);
 		break;
 	}
 	vmb_as_caller_end(&as);
@@ -128,9 +148,12 @@ int vmb_vfs_mknod(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		  const char *name, mode_t mode, dev_t rdev, struct vmb_entry *e,
 		  struct vmb_err *err)
 {
+	(void)rdev;
+	if (S_ISFIFO(mode) || S_ISSOCK(mode))
+		return make_entry(v, ctx, parent, name, MK_SPECIAL, mode, NULL, e, err);
 	if (!S_ISREG(mode))
-		return vmb_err_set(err, EPERM, "a bundle holds no device nodes, FIFOs or "
-				   "sockets: cannot create '%s'", name);
+		return vmb_err_set(err, EPERM, "a bundle holds no device nodes: cannot create "
+				   "'%s'", name);
 	return make_entry(v, ctx, parent, name, MK_FILE, mode, NULL, e, err);
 }
 
