@@ -3,7 +3,8 @@ NS_TESTS = \
 	tests/mount-create-race.sh \
 	tests/mount-create-fail.sh \
 	tests/mount-modes.sh \
-	tests/mount-special.sh
+	tests/mount-special.sh \
+	tests/mount-signal.sh
 
 TESTS += $(NS_TESTS)
 EXTRA_DIST += $(NS_TESTS)
