@@ -4,7 +4,8 @@ NS_TESTS = \
 	tests/mount-create-fail.sh \
 	tests/mount-modes.sh \
 	tests/mount-special.sh \
-	tests/mount-signal.sh
+	tests/mount-signal.sh \
+	tests/mount-unlinked-map.sh
 
 TESTS += $(NS_TESTS)
 EXTRA_DIST += $(NS_TESTS)
