@@ -23,7 +23,7 @@ mkdir "$MNT2"
 ( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" \
       -o allow_other "$STORE" "$MNT2"
   echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
-on_exit 'mountpoint -q "$MNT2" && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'
+on_exit 'grep -q " $MNT2 fuse" /proc/mounts && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null; for _ in $(seq 1 50); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done'
 for _ in $(seq 1 100); do mountpoint -q "$MNT2" && break; sleep 0.1; done
 mountpoint -q "$MNT2" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount did not appear"; }
 

@@ -14,7 +14,7 @@ MNT2=$T/mnt2
 mkdir "$MNT2"
 ( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" "$STORE" "$MNT2"
   echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
-on_exit 'grep -q " $MNT2 fuse" /proc/mounts && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'
+on_exit 'grep -q " $MNT2 fuse" /proc/mounts && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null; for _ in $(seq 1 50); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done'
 for _ in $(seq 1 100); do mountpoint -q "$MNT2" && break; sleep 0.1; done
 mountpoint -q "$MNT2" || fail "the second mount did not appear"
 mkdir "$MNT/b" || fail "mkdir"
@@ -37,31 +37,38 @@ os.close(fd)
 EOF2
 
 sidecar() { printf '%016x.map' "$1"; }
+# no_sidecar INO: the sidecar of INO is gone (waiting up to 10 s for a RELEASE).
+no_sidecar() {
+    for _ in $(seq 1 100); do
+        [ -e "$STORE/.vmbundlefs/maps/$(sidecar "$1")" ] || return 0
+        sleep 0.1
+    done
+    return 1
+}
 new_pair() {
     rm -f "$MNT/b/f" "$MNT/b/g"
     head -c 1M /dev/urandom >"$MNT/b/f"; echo new >"$MNT/b/g"
-    sleep 0.2   # the close of each is in
-    [ -e "$STORE/.vmbundlefs/maps/$(sidecar "$(stat -c %i "$STORE/b/f")")" ] ||
-        fail "no sidecar for a written file"
+    for _ in $(seq 1 100); do   # the close of each is in
+        [ -e "$STORE/.vmbundlefs/maps/$(sidecar "$(stat -c %i "$STORE/b/f")")" ] && return 0
+        sleep 0.1
+    done
+    fail "no sidecar for a written file"
 }
 
 new_pair
 ino=$("$PY" "$T/hold.py" "$MNT/b/f" "mv '$MNT2/b/g' '$MNT2/b/f'" close)
-sleep 0.5
 check "a rename through another mount over an open file, then its close: no sidecar left" \
-    sh -c "! ls '$STORE/.vmbundlefs/maps' | grep -q $(sidecar "$ino")"
+    no_sidecar "$ino"
 
 new_pair
 ino=$("$PY" "$T/hold.py" "$MNT/b/f" "mv '$STORE/b/g' '$STORE/b/f'" close)
-sleep 0.5
 check "a rename in the store over an open file, then its close: no sidecar left" \
-    sh -c "! ls '$STORE/.vmbundlefs/maps' | grep -q $(sidecar "$ino")"
+    no_sidecar "$ino"
 
 new_pair
 ino=$("$PY" "$T/hold.py" "$MNT/b/f" "mv '$STORE/b/g' '$STORE/b/f'" sync)
-sleep 0.5
 check "a rename in the store over an open file, then fsync and close: no sidecar left" \
-    sh -c "! ls '$STORE/.vmbundlefs/maps' | grep -q $(sidecar "$ino")"
+    no_sidecar "$ino"
 
 # The file stays open and synced while its daemon is killed: nothing saved its map.
 new_pair
