@@ -24,6 +24,7 @@ INTEGRATION_TESTS = \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
+	tests/mount-coherence.sh \
 	tests/mount-fds.sh
 
 TESTS += $(INTEGRATION_TESTS)
