@@ -427,7 +427,13 @@ int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
 		  struct vmb_err *err)
 {
-	return vmb_image_seek(f->img, off, whence, res, err);
+	int r = hold(f, err);   /* a seek may look at the backing file */
+
+	if (r < 0)
+		return r;
+	r = vmb_image_seek(f->img, off, whence, res, err);
+	unhold(f);
+	return r;
 }
 
 ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
