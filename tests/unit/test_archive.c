@@ -334,6 +334,17 @@ static void test_formats(void)
 	CHECK_STR(line, "256.0 MiB/s");
 	CHECK_STR(line, "0:02 left");
 	CHECK_STR(line, "[##########..........]");
+	/* No estimate from the first frame (issue #9: "85:32 left" at 64 KiB of 20 GiB),
+	 * before a second has passed, or before 1% (or 8 MiB) is done. */
+	vmb_progress_format(line, sizeof(line), "export vm", 64 << 10, 20ull << 30, 0.001,
+			    200);
+	CHECK(strstr(line, "left") == NULL);
+	vmb_progress_format(line, sizeof(line), "export vm", 512 << 20, 1 << 30, 0.5, 200);
+	CHECK(strstr(line, "left") == NULL);
+	vmb_progress_format(line, sizeof(line), "export vm", 1 << 20, 20ull << 30, 5.0, 200);
+	CHECK(strstr(line, "left") == NULL);
+	vmb_progress_format(line, sizeof(line), "export vm", 16 << 20, 20ull << 30, 1.0, 200);
+	CHECK_STR(line, "left");
 }
 
 int main(void)
