@@ -23,7 +23,8 @@ INTEGRATION_TESTS = \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
-	tests/cli-usage.sh
+	tests/cli-usage.sh \
+	tests/mount-xattr-list.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
