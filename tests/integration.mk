@@ -25,6 +25,8 @@ INTEGRATION_TESTS = \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
 	tests/mount-coherence.sh \
+	tests/cli-usage.sh \
+	tests/mount-xattr-list.sh \
 	tests/mount-fds.sh
 
 TESTS += $(INTEGRATION_TESTS)
