@@ -58,8 +58,6 @@ struct vmb_vfs_opts {
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
 	unsigned open_fds;            /* open files that keep their backing descriptors
 				       * while unused; 0: an eighth of the limit */
-	unsigned lock_fds;            /* lock owners' descriptors per user but root;
-				       * 0: a sixteenth of the limit */
 	/* Called (when set) from vmb_vfs_open when the kernel's cache of node ino is
 	 * stale: pages = 1: its pages and attributes (a change made by someone else
 	 * was found), 0: its attributes only (the file's pages are not kept). Called

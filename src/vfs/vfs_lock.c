@@ -28,10 +28,8 @@ static struct vmb_lockset *node_locks(struct vmb_vfs *v, struct vmb_node *n)
 	pthread_mutex_lock(&n->ilock);
 	if (!n->locks) {
 		n->locks = malloc(sizeof(*n->locks));
-		if (n->locks) {
+		if (n->locks)
 			vmb_lockset_init(n->locks, (uint64_t)n->ino, v->store.metafd, &v->waits);
-			n->locks->budget = &v->lock_budget;
-		}
 	}
 	ls = n->locks;
 	pthread_mutex_unlock(&n->ilock);
