@@ -1,10 +1,10 @@
-/* test_image.c - unit tests of images over sparse backing files (src/image.c),
+/* test_image.c - unit tests of images over sparse backing files (src/image/image.c),
  * without a mount: block maps rebuilt from holes, reads and writes, zero writes,
  * truncate, fallocate, SEEK_DATA/SEEK_HOLE, copy_range, persistence of the map in
  * the sidecar, stale and damaged sidecars. */
 #include "config.h"
-#include "image.h"
-#include "sidecar.h"
+#include "image/image.h"
+#include "map/sidecar.h"
 #include "harness.h"
 
 #include <errno.h>
