@@ -18,6 +18,10 @@ static const char mount_usage[] =
 	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
 	"                     readahead_kb=N (default 1024), max_threads=N (default 64),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
+	"                     in_use=any|aux (a bundle is in use while any of its files\n"
+	"                     is locked (any, the default) or an aux-storage file (aux)),\n"
+	"                     lock_cap=N (locks one process may hold, default 10000;\n"
+	"                     0: no cap),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
 

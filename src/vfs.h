@@ -54,6 +54,9 @@ struct vmb_vfs_opts {
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
+	unsigned long lock_cap;       /* locks per process; 0: the default
+				       * (VMB_LOCK_CAP_DEFAULT); (unsigned long)-1: none */
+	const char *inuse_rule;       /* "any" or "aux"; NULL: the store's setting */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
@@ -146,10 +149,13 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f);
  * onto the backing file. wait NULL: never block (-EAGAIN on a conflict). */
 int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct flock *fl,
 		  struct vmb_err *err);
+/* uid: the caller's; with f's open mode it decides whether the lock makes the
+ * bundle in use (only a caller who could write the file: see lock.h). */
 int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
-		  const struct flock *fl, struct vmb_lock_wait *wait, struct vmb_err *err);
-int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid, int op,
-		  struct vmb_lock_wait *wait, struct vmb_err *err);
+		  uid_t uid, const struct flock *fl, struct vmb_lock_wait *wait,
+		  struct vmb_err *err);
+int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
+		  uid_t uid, int op, struct vmb_lock_wait *wait, struct vmb_err *err);
 
 /* Directories. fill() gets each entry with the offset of the next one; it returns
  * non-zero when the reply buffer is full (that entry is given again next time). */

@@ -56,7 +56,7 @@ static int setlk(struct vmb_lockset *ls, const void *via, uint64_t owner, short 
 	struct flock fl = range(type, start, len);
 	struct vmb_err e = {0};
 
-	return vmb_lock_set(ls, file, via, owner, getpid(), &fl, NULL, &e);
+	return vmb_lock_set(ls, file, via, owner, getpid(), 1, &fl, NULL, &e);
 }
 
 static void lockset_open(struct vmb_lockset *ls)
@@ -130,14 +130,14 @@ static void test_recycled_owner_id_flock(void)
 	pthread_t t;
 
 	lockset_open(&ls);
-	CHECK_RC(vmb_lock_flock(&ls, file, &ha, 7, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &ha, 7, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	vmb_lock_flush(&ls, &ha, 1000);
 	REQUIRE(pthread_create(&t, NULL, late_release, &l) == 0);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hb, 7, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hb, 7, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	pthread_join(t, NULL);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), LOCK_EX, NULL, &e), -EWOULDBLOCK);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), 1, LOCK_EX, NULL, &e), -EWOULDBLOCK);
 	vmb_lock_release(&ls, &hb);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	vmb_lock_release(&ls, &hc);
 	vmb_lockset_destroy(&ls);
 }
