@@ -389,14 +389,14 @@ static struct vmb_node *node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
 
 /* An aux-storage file at the top of the bundle locked by a process that uses the
  * store directly (not through this mount, nor another whose registry names it). */
-static int direct_holder(struct vmb_vfs *v, int bfd, const char *bname, pid_t self,
-			 struct found *f)
+static int direct_holder(struct vmb_vfs *v, struct vmb_node *b, int bfd, const char *bname,
+			 pid_t self, struct found *f)
 {
 	char **names = NULL;
 	size_t i;
 	int hit = 0;
 
-	if (aux_names(v, NULL, bfd, &names) < 0 || !names)
+	if (aux_names(v, b, bfd, &names) < 0 || !names)
 		return 0;
 	for (i = 0; names[i] && !hit; i++) {
 		struct vmb_holder h;
@@ -476,7 +476,7 @@ static int check_bundle(struct vmb_vfs *v, struct vmb_node *b, int bfd, const ch
 		hit = f.h.pid != self;
 	}
 	if (!hit)
-		hit = direct_holder(v, bfd, bname, self, &f);
+		hit = direct_holder(v, b, bfd, bname, self, &f);
 	if (!hit)
 		return 0;
 	found_describe(&f, who, sizeof(who));

@@ -1,9 +1,10 @@
 /* lockmany - many locks from one process, and lock latency (tests of the lock cap).
  *
- *   lockmany hog FILE N [hold]
+ *   lockmany hog FILE N [hold|hammer]
  *       N POSIX write locks (F_SETLK) on distinct one-byte ranges of FILE (offsets
  *       0, 2, 4, ...); prints "hog ok A enolck B other C first_error E"; with hold,
- *       then prints "holding" and waits for a signal.
+ *       then prints "holding" and waits for a signal; with hammer, prints "holding"
+ *       and goes on trying new ranges until killed.
  *   lockmany lat FILE ROUNDS PAIRS
  *       ROUNDS rounds of PAIRS lock/unlock pairs (F_SETLK of byte 0, then F_UNLCK),
  *       each pair timed: prints "round R median_us M" per round, then
@@ -77,6 +78,12 @@ int main(int argc, char **argv)
 			printf("holding\n");
 			fflush(stdout);
 			pause();
+		}
+		if (argc > 4 && !strcmp(argv[4], "hammer")) {
+			printf("holding\n");
+			fflush(stdout);
+			for (;; i++)
+				setlk(fd, F_WRLCK, (off_t)i * 2);
 		}
 		return 0;
 	}
