@@ -48,6 +48,9 @@ busy "... mv of the bundle is refused" mv "$MNT/bios" "$MNT/bios2"
 busy "... truncate of its disk is refused" truncate -s 0 "$MNT/bios/disk.img"
 assert_match "vmbundlefs ls: in use, naming the holder" "^bios .*in use by pid $HP \(lockhelper\)" "$("$VMB_BIN" ls "$STORE" 2>&1)"
 assert_eq "the xattr names the holder" "pid $HP (lockhelper) holds a write lock" "$(vmbio getxattr "$MNT/bios/disk.img" $XA 2>&1)"
+check "export of the bundle in use works" "$VMB_BIN" export "$STORE" bios "$T/bios.tar"
+out=$("$VMB_BIN" import --replace "$STORE" "$T/bios.tar" bios 2>&1)
+assert_match "import --replace is refused, naming the holder" "bundle 'bios' is in use \(pid $HP \(lockhelper\) holds a lock on 'bios/disk.img'\)" "$out"
 lh_kill H
 check "after the holder's SIGKILL: rm -rf works" rm -rf "$MNT/bios"
 
