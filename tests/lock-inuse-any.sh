@@ -70,6 +70,29 @@ else
     say "# qemu-io not installed: the QEMU variant is skipped"
 fi
 
+# ---- renames keep the count right: the holder moves its locked disk, then its bundle ----
+make_legacy "$MNT/ra"
+make_legacy "$MNT/rb"
+lh_bg H "$MNT/ra/disk.img" 'ofd w 100 2' 'hold' "rename $MNT/ra/disk.img $MNT/rb/moved.img" 'hold' \
+    "rename $MNT/rb $MNT/rc" 'hold'
+wait_out H '^holding' || fail "holder did not start"
+busy "before the move: ra is in use" rm "$MNT/ra/config.json"
+check "... rb is not" rm "$MNT/rb/config.json"
+kill -USR1 "$(pid_of H)"
+wait_lines H 4 5
+check "the holder moved its locked disk to rb" test -f "$MNT/rb/moved.img"
+check "after the move: ra is no longer in use" rm "$MNT/ra/logs/serial.log"
+busy "... rb is" rm "$MNT/rb/logs/serial.log"
+assert_match "... and the message names the file where it is now" "bundle 'rb' is in use: pid $(pid_of H) \(lockhelper\) holds a lock on 'rb/moved.img'" "$(grep refused "$T/log" | tail -n 1)"
+assert_match "... ls agrees" "^rb .*in use by pid $(pid_of H)" "$("$VMB_BIN" ls "$STORE" 2>&1)"
+kill -USR1 "$(pid_of H)"
+wait_lines H 6 5
+check "the holder renamed its bundle rb to rc" test -d "$MNT/rc" -a ! -e "$MNT/rb"
+busy "the renamed bundle is still in use" rm -rf "$MNT/rc"
+assert_match "... ls shows it under its new name" "^rc .*in use by pid $(pid_of H)" "$("$VMB_BIN" ls "$STORE" 2>&1)"
+lh_kill H
+check "released: rm -rf of both" rm -rf "$MNT/ra" "$MNT/rc"
+
 # ---- a direct locker (bypassing the mount) of an aux-storage file ----
 make_legacy "$MNT/direct"
 head -c 4096 /dev/zero >"$MNT/direct/nvram.bin"

@@ -233,7 +233,7 @@ int vmb_holders_bundle_set(int metafd, uint64_t bundle_ino, const struct vmb_hol
 			   const char *path, struct vmb_err *err)
 {
 	char dir[64], name[32], tmp[48];
-	int hfd, bfd = -1, fd, r = 0, tries;
+	int hfd, bfd = -1, fd = -1, r = 0, tries;
 	FILE *f = NULL;
 
 	snprintf(dir, sizeof(dir), BUNDLE_PREFIX "%016" PRIx64, bundle_ino);
