@@ -216,13 +216,16 @@ static void sweep_bundle(int hfd, const char *name)
 		return;
 	}
 	while ((de = readdir(d))) {
+		const char *num = de->d_name;
 		long daemon;
 		char *end;
 
-		if (de->d_name[0] == '.')
+		if (!strncmp(num, ".tmp.", 5))   /* left by a daemon killed while writing */
+			num += 5;
+		else if (num[0] == '.')
 			continue;
-		daemon = strtol(de->d_name, &end, 10);
-		if (*end == '\0' && !alive((pid_t)daemon))
+		daemon = strtol(num, &end, 10);
+		if (*num && *end == '\0' && !alive((pid_t)daemon))
 			unlinkat(dirfd(d), de->d_name, 0);
 	}
 	closedir(d);
