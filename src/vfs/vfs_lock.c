@@ -455,35 +455,26 @@ static void found_describe(const struct found *f, char *buf, size_t size)
 		snprintf(buf, size, "'%s' is locked", f->path);
 }
 
-/* Is bundle b (node; bfd its directory, bname its name) in use by anyone but the
- * caller? 0 or -EBUSY with the message logged. target names what was refused. */
-static int check_bundle(struct vmb_vfs *v, struct vmb_node *b, int bfd, const char *bname,
-			const char *target, const struct vmb_ctx *ctx, const char *what,
-			struct vmb_err *err)
+/* Is bundle b (node, may be NULL; bfd its directory, bname its name) in use by
+ * anyone but the caller? 1 with *f, else 0. */
+static int in_use(struct vmb_vfs *v, struct vmb_node *b, int bfd, const char *bname,
+		  const struct vmb_ctx *ctx, struct found *f)
 {
 	pid_t self = ctx ? vmb_tgid_of(ctx->pid) : -1;
-	char who[PATH_MAX + 128];
 	struct stat st;
-	struct found f;
 	int hit;
 
-	memset(&f, 0, sizeof(f));
-	hit = b && local_holder(v, b, self, &f);
+	memset(f, 0, sizeof(*f));
+	hit = b && local_holder(v, b, self, f);
 	if (!hit && fstatat(bfd, "", &st, AT_EMPTY_PATH) == 0 &&
-	    vmb_holders_bundle_find(v->store.metafd, (uint64_t)st.st_ino, 1, &f.h, f.path,
-				    sizeof(f.path))) {
-		f.known = 1;
-		hit = f.h.pid != self;
+	    vmb_holders_bundle_find(v->store.metafd, (uint64_t)st.st_ino, 1, &f->h, f->path,
+				    sizeof(f->path))) {
+		f->known = 1;
+		hit = f->h.pid != self;
 	}
 	if (!hit)
-		hit = direct_holder(v, b, bfd, bname, self, &f);
-	if (!hit)
-		return 0;
-	found_describe(&f, who, sizeof(who));
-	vmb_err_set(err, EBUSY, "refused to %s '%s': bundle '%s' is in use: %s", what, target,
-		    bname, who);
-	vmb_log_msg(v->log, "%s", err ? err->msg : "bundle in use");
-	return -EBUSY;
+		hit = direct_holder(v, b, bfd, bname, self, f);
+	return hit;
 }
 
 /* The bundle of (parent, name) with a reference, and its name; NULL when outside
@@ -514,6 +505,7 @@ static int check_at(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 {
 	char target[PATH_MAX], bname[NAME_MAX + 1];
 	struct vmb_node *b;
+	struct found f;
 	int bfd, own_fd = 0, r;
 
 	if (self) {
@@ -539,17 +531,24 @@ static int check_at(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	} else {
 		return 0;   /* outside every bundle (or its place is unknown) */
 	}
-	if (self) {
-		node_path(v, self, target, sizeof(target));
-	} else if (parent == &v->root) {
-		snprintf(target, sizeof(target), "%s", name);
-	} else {
-		size_t len;
-		node_path(v, parent, target, sizeof(target) - NAME_MAX - 2);
-		len = strlen(target);
-		snprintf(target + len, sizeof(target) - len, "/%s", name);
+	r = in_use(v, b, bfd, bname, ctx, &f) ? -EBUSY : 0;
+	if (r < 0) {   /* the message: the names are only put together now */
+		char who[PATH_MAX + 128];
+		if (self) {
+			node_path(v, self, target, sizeof(target));
+		} else if (parent == &v->root) {
+			snprintf(target, sizeof(target), "%s", name);
+		} else {
+			size_t len;
+			node_path(v, parent, target, sizeof(target) - NAME_MAX - 2);
+			len = strlen(target);
+			snprintf(target + len, sizeof(target) - len, "/%s", name);
+		}
+		found_describe(&f, who, sizeof(who));
+		vmb_err_set(err, EBUSY, "refused to %s '%s': bundle '%s' is in use: %s", what,
+			    target, bname, who);
+		vmb_log_msg(v->log, "%s", err ? err->msg : "bundle in use");
 	}
-	r = check_bundle(v, b, bfd, bname, target, ctx, what, err);
 	if (own_fd)
 		close(bfd);
 	if (b)
