@@ -415,7 +415,6 @@ static int direct_holder(struct vmb_vfs *v, struct vmb_node *b, int bfd, const c
 			close(fd);
 			continue;
 		}
-		close(fd);
 		n = node_find(v, st.st_dev, st.st_ino);
 		if (n) {   /* through this mount: counted above if it makes the bundle in use */
 			struct vmb_lockset *ls;
@@ -425,9 +424,22 @@ static int direct_holder(struct vmb_vfs *v, struct vmb_node *b, int bfd, const c
 			pthread_mutex_unlock(&n->ilock);
 			ours = ls && vmb_lock_any(ls, NULL);
 			vmb_node_put(v, n);
-			if (ours)
+			if (ours) {
+				close(fd);
 				continue;
+			}
+			/* Not (or no longer) ours: it may have been ours and released since
+			 * the test above (a release drops the shadow and the backing lock
+			 * together, under the lockset's mutex). Test again. */
+			memset(&fl, 0, sizeof(fl));
+			fl.l_type = F_WRLCK;
+			fl.l_whence = SEEK_SET;
+			if (fcntl(fd, F_OFD_GETLK, &fl) < 0 || fl.l_type == F_UNLCK) {
+				close(fd);
+				continue;
+			}
 		}
+		close(fd);
 		if (vmb_holders_find(v->store.metafd, (uint64_t)st.st_ino, 1, 0, 1, &h))
 			continue;   /* another mount's: its bundle record says if it counts */
 		memset(f, 0, sizeof(*f));
