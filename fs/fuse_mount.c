@@ -299,6 +299,8 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.idle_fds = own.idle_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
+	vo.stale = vmb_fs_stale;
+	vo.stale_arg = &fs;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)
 		goto out;

@@ -323,6 +323,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_status(req, r, &err);
 }
 
+void vmb_fs_stale(void *arg, uint64_t ino, int pages)
+{
+	struct vmb_fs *fs = arg;
+
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)ino, pages ? 0 : -1, 0);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmb_err err = {0};

@@ -51,6 +51,10 @@ struct vmb_node {
 	unsigned held;
 	struct vmb_node *locked;
 	struct vmb_auxcache *aux;   /* owned (v->auxmu) */
+	int attr_ok;                /* the kernel was last told (attr_mtime, attr_size) of
+				     * this file (vmb_node_stat; ilock) */
+	struct timespec attr_mtime;
+	off_t attr_size;
 };
 
 #define VMB_HASH_BITS 12
@@ -82,6 +86,8 @@ struct vmb_vfs {
 	size_t lru_count, lru_cap;
 	int can_park;
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
+	void *stale_arg;
 	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
 				     * fails every create once the file is made; 0 */
 };
