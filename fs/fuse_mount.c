@@ -19,8 +19,8 @@
 
 extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 
-#define DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)   /* one spliced request */
-#define DEFAULT_MAX_THREADS 64
+#define DEFAULT_READAHEAD_KB VMB_FS_DEFAULT_READAHEAD_KB
+#define DEFAULT_MAX_THREADS VMB_FS_DEFAULT_MAX_THREADS
 
 static void log_line(void *arg, const char *msg)
 {
@@ -146,6 +146,34 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 out:
 	free(copy);
+	return r;
+}
+
+int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct own_opts own = {0};
+	struct fuse_session *se;
+	int r = split_opts(fuse_opts, &own, err);
+
+	if (r == 0 && own.pass[0]) {
+		/* libfuse parses its options when the session is made, before any mount;
+		 * it names an unknown one on stderr itself. */
+		if (fuse_opt_add_arg(&args, "vmbundlefs") || fuse_opt_add_arg(&args, "-o") ||
+		    fuse_opt_add_arg(&args, own.pass)) {
+			r = vmb_err_set(err, ENOMEM, "out of memory");
+		} else {
+			se = fuse_session_new(&args, &vmb_fuse_ops, sizeof(vmb_fuse_ops), NULL);
+			if (se)
+				fuse_session_destroy(se);
+			else
+				r = vmb_err_set(err, EINVAL, "bad mount options '%s' (see "
+						"vmbundlefs(1) and mount.fuse3(8))", own.pass);
+		}
+	}
+	fuse_opt_free_args(&args);
+	free(own.pass);
+	free(own.aux_patterns);
 	return r;
 }
 

@@ -139,7 +139,7 @@ static const char fsck_usage[] =
 	"that no longer exist.\n"
 	"  -n, --no-repair   only check\n"
 	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
-	"8 the check could not run.\n";
+	"8 the check could not run, 2 a usage error.\n";
 
 static void say_line(void *arg, const char *msg)
 {
@@ -163,13 +163,13 @@ int vmb_cli_fsck(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+n", opts, NULL)) != -1) {
 		if (c != 'n') {
 			fputs(fsck_usage, stderr);
-			return 8;
+			return VMB_EXIT_USAGE;
 		}
 		repair = 0;
 	}
 	if (argc - optind != 1) {
 		fputs(fsck_usage, stderr);
-		return 8;
+		return VMB_EXIT_USAGE;
 	}
 	if (vmb_fsck(argv[optind], repair, &say, &res, &err) < 0) {
 		vmb_cli_error("%s", err.msg);
