@@ -46,6 +46,8 @@ struct own_opts {
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
+	char *in_use;
+	unsigned long lock_cap;
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
@@ -103,6 +105,32 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			o->aux_patterns = strdup(tok + 13);
 			if (!o->aux_patterns || !o->aux_patterns[0]) {
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			continue;
+		}
+		if (!strncmp(tok, "lock_cap=", 9)) {
+			unsigned long n;
+			errno = 0;
+			n = strtoul(tok + 9, &end, 10);
+			if (errno || !tok[9] || *end || n > 1ul << 30) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (a "
+						"number of locks per process, 0 for no cap)", tok);
+				goto out;
+			}
+			o->lock_cap = n ? n : (unsigned long)-1;
+			continue;
+		}
+		if (!strncmp(tok, "in_use=", 7)) {
+			if (strcmp(tok + 7, "any") && strcmp(tok + 7, "aux")) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' "
+						"(expected in_use=any or in_use=aux)", tok);
+				goto out;
+			}
+			free(o->in_use);
+			o->in_use = strdup(tok + 7);
+			if (!o->in_use) {
+				r = vmb_err_set(err, ENOMEM, "out of memory");
 				goto out;
 			}
 			continue;
@@ -298,6 +326,8 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	}
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
+	vo.inuse_rule = own.in_use;
+	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
 	vo.open_fds = own.open_fds;
 	vo.buffered_writes = own.buffered_writes;
@@ -399,6 +429,7 @@ out:
 	free(mnt);
 	free(own.pass);
 	free(own.aux_patterns);
+	free(own.in_use);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)
