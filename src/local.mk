@@ -7,6 +7,7 @@ src_libvmbundle_a_SOURCES = \
 	src/digest.c src/digest.h \
 	src/blockmap.c src/blockmap.h \
 	src/sidecar.c src/sidecar.h \
+	src/journal.c src/journal.h \
 	src/image.c src/image.h \
 	src/dio.c src/dio.h \
 	src/fdio.c src/fdio.h \
