@@ -3,10 +3,10 @@
  * map, torn tails, corruption in the middle, stale journals, compaction, a crash at
  * every byte of the last record, and a close that appends instead of rewriting. */
 #include "config.h"
-#include "journal.h"
-#include "sidecar.h"
-#include "image.h"
-#include "crc32c.h"
+#include "map/journal.h"
+#include "map/sidecar.h"
+#include "image/image.h"
+#include "base/crc32c.h"
 #include "harness.h"
 
 #include <errno.h>
