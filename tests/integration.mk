@@ -23,7 +23,9 @@ INTEGRATION_TESTS = \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
-	tests/mount-coherence.sh
+	tests/mount-coherence.sh \
+	tests/cli-usage.sh \
+	tests/mount-xattr-list.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)

@@ -133,9 +133,31 @@ out:
 	return r;
 }
 
+/* The first bytes of text as a quoted C-like string: at most 40 bytes, escaped. */
+static void quote_text(char *out, size_t size, const char *text, size_t len)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len && i < 40 && o + 8 < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '\n')
+			o += (size_t)snprintf(out + o, size - o, "\\n");
+		else if (c == '\\' || c == '\'')
+			o += (size_t)snprintf(out + o, size - o, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	if (i < len && o + 4 < size)
+		snprintf(out + o, size - o, "...");
+}
+
 static int check_layout(struct vmb_store *s, struct vmb_err *err)
 {
-	char buf[128], magic[64];
+	char buf[128], magic[64], shown[200];
+	struct stat st;
 	ssize_t n;
 	int fd, version = 0;
 
@@ -149,15 +171,28 @@ static int check_layout(struct vmb_store *s, struct vmb_err *err)
 				   s->path);
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return vmb_err_sys(err, errno, "cannot read the layout file of store '%s'",
+	if (n < 0 || fstat(fd, &st) < 0) {
+		n = errno;
+		close(fd);
+		return vmb_err_sys(err, (int)n, "cannot read the layout file of store '%s'",
 				   s->path);
+	}
+	close(fd);
 	buf[n] = '\0';
+	/* "MAGIC VERSION\n"; say what was found when it is not that. */
 	if (sscanf(buf, "%63s %d", magic, &version) != 2 || strcmp(magic, VMB_LAYOUT_MAGIC) ||
-	    version < 1)
-		return vmb_err_set(err, EINVAL, "store '%s' has an unreadable layout file "
-				   "(%s/%s)", s->path, VMB_META_DIR, VMB_LAYOUT_FILE);
+	    version < 1) {
+		if (st.st_size == 0)
+			return vmb_err_set(err, EINVAL, "layout file '%s/%s/%s' is empty; "
+					   "expected '%s %d'", s->path,
+					   VMB_META_DIR, VMB_LAYOUT_FILE, VMB_LAYOUT_MAGIC,
+					   VMB_LAYOUT_VERSION);
+		quote_text(shown, sizeof(shown), buf, (size_t)n);
+		return vmb_err_set(err, EINVAL, "layout file '%s/%s/%s' holds '%s' "
+				   "(%lld bytes); expected '%s %d'", s->path,
+				   VMB_META_DIR, VMB_LAYOUT_FILE, shown, (long long)st.st_size,
+				   VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
+	}
 	if (version > VMB_LAYOUT_VERSION)
 		return vmb_err_set(err, EPROTONOSUPPORT, "store '%s' has layout version %d; "
 				   "this vmbundlefs understands up to %d", s->path, version,

@@ -279,7 +279,7 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		close(fd);
 		goto undo;
 	}
-	r = vmb_node_lookup_fd(v, p, pfd, e, err);
+	r = vmb_node_lookup_fd(v, p, pfd, name, e, err);
 	if (r < 0) {
 		close(fd);
 		goto undo;
