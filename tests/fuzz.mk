@@ -4,7 +4,9 @@
 VMB_FUZZ_TARGETS = \
 	tests/fuzz/fuzz_sidecar \
 	tests/fuzz/fuzz_layout \
-	tests/fuzz/fuzz_auxpat
+	tests/fuzz/fuzz_auxpat \
+	tests/fuzz/fuzz_journal \
+	tests/fuzz/fuzz_holders
 
 check_PROGRAMS += $(VMB_FUZZ_TARGETS)
 TESTS += tests/fuzz.sh
@@ -19,3 +21,7 @@ tests_fuzz_fuzz_layout_SOURCES = tests/fuzz/fuzz_layout.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_layout_LDADD = $(VMB_CORE_LIBS)
 tests_fuzz_fuzz_auxpat_SOURCES = tests/fuzz/fuzz_auxpat.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_auxpat_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_journal_SOURCES = tests/fuzz/fuzz_journal.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_journal_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_holders_SOURCES = tests/fuzz/fuzz_holders.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_holders_LDADD = $(VMB_CORE_LIBS)
