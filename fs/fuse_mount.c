@@ -27,6 +27,7 @@ static void log_line(void *arg, const char *msg)
 	struct vmb_fs *fs = arg;
 
 	pthread_mutex_lock(&fs->loglock);
+	vmb_store_log_write(fs->slog, msg);
 	if (fs->logfp) {
 		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
 		fflush(fs->logfp);
@@ -210,6 +211,13 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 	pthread_cond_init(&fs->wdone, NULL);
 	fs->log.fn = log_line;
 	fs->log.arg = fs;
+	{
+		/* The store's own log, wherever else messages go; without one (not a
+		 * store: the open fails and says so; a read-only store) the rest works. */
+		char *mp = realpath(o->mountpoint, NULL);
+		vmb_store_log_open(&fs->slog, o->store, mp ? mp : o->mountpoint, NULL);
+		free(mp);
+	}
 	if (o->logfile) {
 		fs->logfp = fopen(o->logfile, "ae");
 		if (!fs->logfp)
@@ -295,7 +303,9 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	if (r < 0)
 		goto out;
 
-	fsname = strdup(o->store);
+	fsname = realpath(o->store, NULL);   /* absolute: 'vmbundlefs status' finds it */
+	if (!fsname)
+		fsname = strdup(o->store);
 	if (!fsname) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
@@ -344,6 +354,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			goto out;
 		}
 	}
+	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
 	{
 		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */
 		struct sigaction sa;
@@ -363,14 +374,20 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	r = fuse_session_loop_mt(se, cfg);
 	if (r != 0)
 		r = vmb_err_set(err, r < 0 ? -r : EIO, "the FUSE session for '%s' ended with an "
-				"error", o->mountpoint);
+				"error (see %s/%s/%s)", o->mountpoint, o->store, VMB_META_DIR,
+				VMB_STORE_LOG_FILE);
 out:
 	/* Waiting lock calls end before the session and the files they use go away. */
 	vmb_fs_stop_waiters(&fs);
 	if (cfg)
 		fuse_loop_cfg_destroy(cfg);
-	if (mounted)
+	if (mounted) {
 		fuse_session_unmount(se);
+		char line[VMB_ERR_MAX + 64];
+		snprintf(line, sizeof(line), r < 0 ? "unmounted after an error: %s" : "unmounted",
+			 err->msg);
+		vmb_store_log_write(fs.slog, line);
+	}
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se)
@@ -381,6 +398,7 @@ out:
 	free(fsname);
 	free(own.pass);
 	free(own.aux_patterns);
+	vmb_store_log_close(fs.slog);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)

@@ -24,7 +24,8 @@ INTEGRATION_TESTS = \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
 	tests/cli-usage.sh \
-	tests/mount-xattr-list.sh
+	tests/mount-xattr-list.sh \
+	tests/mount-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 #include "base/err.h"
 #include "lock/lock.h"   /* struct vmb_lock_wait, which the FUSE adapter fills */
+#include "store/store_log.h"   /* the store's daemon log, which the FUSE adapter writes */
 
 #define VMB_ROOT_INO 1
 
