@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <pthread.h>
+#include <stdint.h>
 #include "vfs/vfs.h"
 
 /* Requests carry up to 1 MiB (256 pages; max_write, from which libfuse derives
@@ -49,6 +50,10 @@ struct vmb_fs {
 	struct vmb_fs_waiter *waiters;
 	unsigned nwaiters;
 };
+
+/* vmb_vfs_opts.stale: drop the kernel's cached attributes (and pages when pages is
+ * set) of node ino; arg is the struct vmb_fs. Called while an open is answered. */
+void vmb_fs_stale(void *arg, uint64_t ino, int pages);
 
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);

@@ -23,6 +23,7 @@ INTEGRATION_TESTS = \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
+	tests/mount-coherence.sh \
 	tests/cli-usage.sh \
 	tests/mount-xattr-list.sh \
 	tests/mount-log.sh

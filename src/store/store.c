@@ -277,3 +277,53 @@ void vmb_store_close(struct vmb_store *s)
 	free(s->path);
 	memset(s, 0, sizeof(*s));
 }
+
+int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err)
+{
+	char name[64];
+	struct statx stx;
+	int64_t sec[3];
+	uint32_t nsec[3];
+	int fd, i, r = 0, whole = 1;
+
+	*coarse = 0;
+	snprintf(name, sizeof(name), ".timecheck.%ld", (long)getpid());
+	fd = openat(s->metafd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'", s->path);
+		goto unchecked;
+	}
+	for (i = 0; i < 3; i++) {
+		char c = (char)('a' + i);
+		if (pwrite(fd, &c, 1, 0) != 1 ||
+		    statx(fd, "", AT_EMPTY_PATH, STATX_MTIME, &stx) < 0) {
+			r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'",
+					s->path);
+			close(fd);
+			unlinkat(s->metafd, name, 0);
+			goto unchecked;
+		}
+		sec[i] = stx.stx_mtime.tv_sec;
+		nsec[i] = stx.stx_mtime.tv_nsec;
+		if (nsec[i] != 0)
+			whole = 0;
+		if (i > 0 && sec[i] == sec[i - 1] && nsec[i] == nsec[i - 1])
+			*coarse = 1;
+	}
+	if (whole)
+		r = vmb_err_set(err, EOPNOTSUPP, "cannot mount store '%s': its filesystem keeps "
+				"modification times in whole seconds, so a change made to a file "
+				"from another mount or directly in the store could go unseen and "
+				"be read as zeros; put the store on a filesystem with fine-grained "
+				"timestamps (ext4 with 256-byte inodes, XFS, Btrfs, tmpfs)", s->path);
+	close(fd);
+	unlinkat(s->metafd, name, 0);
+	return r;
+unchecked:
+	/* A full or read-only store still mounts (unchecked, said in the log). */
+	if (r == -ENOSPC || r == -EDQUOT || r == -EROFS || r == -EACCES || r == -EPERM) {
+		*coarse = -1;
+		return 0;
+	}
+	return r;
+}

@@ -113,9 +113,13 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
 	v->direct_writes = !(o && o->buffered_writes);
+	v->stale = o ? o->stale : NULL;
+	v->stale_arg = o ? o->stale_arg : NULL;
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
+	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
+		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
 	if (!v->hash) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
@@ -126,6 +130,22 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		goto fail;
 	if (v->store.readonly)
 		v->readonly = 1;
+	{
+		/* Changes made by someone else are found by the backing files' times. */
+		int coarse;
+		r = vmb_store_check_times(&v->store, &coarse, err);
+		if (r < 0)
+			goto fail;
+		if (coarse < 0 && err) {
+			vmb_log_msg(v->log, "note: %s: not checked", err->msg);
+			vmb_err_clear(err);
+		}
+		if (coarse > 0)
+			vmb_log_msg(v->log, "note: the filesystem of store '%s' has coarse "
+				    "timestamps: a change made from outside within a clock tick of "
+				    "this mount's own last change to the same file can go unseen",
+				    store);
+	}
 	r = o && o->aux_patterns ? vmb_aux_parse(o->aux_patterns, &v->aux_patterns, err)
 				 : vmb_aux_load(&v->store, &v->aux_patterns, err);
 	if (r < 0)
@@ -392,6 +412,14 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 	/* Under ilock: a last close holds it until the file's queued direct writes have
 	 * landed (dio.h), so the backing file's size is never read in between. */
 	pthread_mutex_lock(&n->ilock);
+	if (n->img) {
+		/* The backing file may have been changed by someone else. (Not while
+		 * this mount's own change of it is in progress: that stamps it.) */
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_image_revalidate(n->img, 1, &e) < 0)
+			vmb_log_msg(v->log, "%s", e.msg);
+	}
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		pthread_mutex_unlock(&n->ilock);
 		return vmb_err_sys(err, errno, "cannot stat");
@@ -401,6 +429,9 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
 		have = 1;
 	}
+	n->attr_ok = 1;
+	n->attr_mtime = st->st_mtim;
+	n->attr_size = st->st_size;
 	pthread_mutex_unlock(&n->ilock);
 	if (S_ISREG(st->st_mode) && !have)
 		saved_blocks(v, n, st);
@@ -431,9 +462,6 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
 		    struct vmb_entry *e, struct vmb_err *err)
 {
-	struct vmb_node *n, *fresh = NULL;
-	struct stat st;
-	size_t h;
 	int fd, r;
 
 	r = vmb_name_check(name, err);
@@ -444,6 +472,17 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	return vmb_node_lookup_fd(v, parent, fd, e, err);
+}
+
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+		       struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *n, *fresh = NULL;
+	struct stat st;
+	size_t h;
+	int r;
+
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
 		close(fd);
@@ -537,8 +576,8 @@ int vmb_vfs_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb
 	return r;
 }
 
-static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
-		     struct vmb_err *err)
+static int set_times(struct vmb_node *n, struct vmb_image *img, const struct stat *attr,
+		     int valid, struct vmb_err *err)
 {
 	struct timespec ts[2];
 
@@ -552,6 +591,8 @@ static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
 		ts[1].tv_nsec = UTIME_NOW;
 	else if (valid & VMB_SET_MTIME)
 		ts[1] = attr->st_mtim;
+	if (img)   /* a regular file: an own change of its stamp (image.h) */
+		return vmb_image_set_times(img, ts, err);
 	if (utimensat(n->fd, "", ts, AT_EMPTY_PATH) < 0)
 		return vmb_err_sys(err, errno, "cannot set times");
 	return 0;
@@ -605,7 +646,7 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 			goto out;
 	}
 	if (valid & TIMES) {
-		r = set_times(n, attr, valid, err);
+		r = set_times(n, img, attr, valid, err);
 		if (r < 0)
 			goto out;
 	}

@@ -41,6 +41,7 @@ struct vmb_ctx {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
+	mode_t umask;          /* the caller's, applied once to the mode of a new entry */
 };
 
 struct vmb_entry {
@@ -56,6 +57,12 @@ struct vmb_vfs_opts {
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
+	/* Called (when set) from vmb_vfs_open when the kernel's cache of node ino is
+	 * stale: pages = 1: its pages and attributes (a change made by someone else
+	 * was found), 0: its attributes only (the file's pages are not kept). Called
+	 * before the open is answered, never from a read, write or getattr. */
+	void (*stale)(void *arg, uint64_t ino, int pages);
+	void *stale_arg;
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
@@ -110,7 +117,9 @@ int vmb_vfs_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
 		     struct vmb_err *err);
 
 /* Regular files. *keep_cache: 1 when the kernel's cached pages of the file are still
- * right (it changed only through this mount since they were read). */
+ * right (it changed only through this mount since they were read). Every open
+ * checks the backing file for changes made by someone else (image.h), also when
+ * the file is already open here; the kernel's cache is then dropped (opts.stale). */
 int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
 		 struct vmb_file **f, int *keep_cache, struct vmb_err *err);
 int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
