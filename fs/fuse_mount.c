@@ -43,9 +43,12 @@ struct own_opts {
 	unsigned readahead_kb;
 	unsigned max_threads;
 	unsigned idle_fds;
+	unsigned open_fds;
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
+	char *in_use;
+	unsigned long lock_cap;
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
@@ -68,7 +71,7 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *end;
-		if (!strncmp(tok, "idle_fds=", 9)) {
+		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9)) {
 			unsigned long n;
 			errno = 0;
 			n = strtoul(tok + 9, &end, 10);
@@ -76,7 +79,10 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
 				goto out;
 			}
-			o->idle_fds = (unsigned)n;
+			if (tok[0] == 'i')
+				o->idle_fds = (unsigned)n;
+			else
+				o->open_fds = (unsigned)n;
 			continue;
 		}
 		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
@@ -100,6 +106,32 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			o->aux_patterns = strdup(tok + 13);
 			if (!o->aux_patterns || !o->aux_patterns[0]) {
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			continue;
+		}
+		if (!strncmp(tok, "lock_cap=", 9)) {
+			unsigned long n;
+			errno = 0;
+			n = strtoul(tok + 9, &end, 10);
+			if (errno || !tok[9] || *end || n > 1ul << 30) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (a "
+						"number of locks per process, 0 for no cap)", tok);
+				goto out;
+			}
+			o->lock_cap = n ? n : (unsigned long)-1;
+			continue;
+		}
+		if (!strncmp(tok, "in_use=", 7)) {
+			if (strcmp(tok + 7, "any") && strcmp(tok + 7, "aux")) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' "
+						"(expected in_use=any or in_use=aux)", tok);
+				goto out;
+			}
+			free(o->in_use);
+			o->in_use = strdup(tok + 7);
+			if (!o->in_use) {
+				r = vmb_err_set(err, ENOMEM, "out of memory");
 				goto out;
 			}
 			continue;
@@ -227,8 +259,8 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 	return 0;
 }
 
-/* One descriptor per inode the kernel remembers, and one per lock owner: raise the
- * limit as far as allowed (the hard limit too, when running as root). */
+/* The descriptor caps of the vfs are fractions of this limit (vfs_fds.c): raise it
+ * as far as allowed (the hard limit too, when running as root). */
 static void raise_fd_limit(struct vmb_fs *fs)
 {
 	struct rlimit rl;
@@ -302,7 +334,10 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	}
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
+	vo.inuse_rule = own.in_use;
+	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
+	vo.open_fds = own.open_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;
@@ -412,6 +447,7 @@ out:
 	free(own.pass);
 	free(own.aux_patterns);
 	vmb_store_log_close(fs.slog);
+	free(own.in_use);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)

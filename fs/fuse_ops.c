@@ -427,6 +427,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			bv.buf[0].fd = fd;
 			bv.buf[0].pos = off;
 			fuse_reply_data(req, &bv, 0);
+			vmb_vfs_read_fd_done(f);
 			return;
 		}
 	}
@@ -495,6 +496,7 @@ struct lock_job {
 	struct vmb_file *f;
 	uint64_t owner;
 	pid_t pid;
+	uid_t uid;
 	struct flock fl;
 	int is_flock, op;
 };
@@ -502,8 +504,8 @@ struct lock_job {
 static int do_lock(struct lock_job *j, struct vmb_lock_wait *w, struct vmb_err *err)
 {
 	if (j->is_flock)
-		return vmb_vfs_flock(j->vfs, j->f, j->owner, j->pid, j->op, w, err);
-	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, &j->fl, w, err);
+		return vmb_vfs_flock(j->vfs, j->f, j->owner, j->pid, j->uid, j->op, w, err);
+	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, j->uid, &j->fl, w, err);
 }
 
 struct vmb_fs_waiter {
@@ -594,6 +596,7 @@ static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flo
 	j->owner = fi->lock_owner;
 	j->is_flock = is_flock;
 	j->op = op;
+	j->uid = fuse_req_ctx(req)->uid;
 	if (is_flock) {   /* the request carries the calling thread's id */
 		j->pid = vmb_vfs_tgid_of(fuse_req_ctx(req)->pid);
 	} else {

@@ -92,6 +92,10 @@ int vmb_cli_ls(int argc, char **argv)
 		r = vmb_store_list(&s, &list, &n, &err);
 	if (r == 0)
 		r = vmb_aux_load(&s, &aux, &err);
+	if (r == 0) {
+		int aux_only;
+		r = vmb_inuse_rule_load(&s, &aux_only, &err);
+	}
 	if (r < 0) {
 		vmb_cli_error("%s", err.msg);
 		vmb_store_close(&s);
@@ -110,11 +114,17 @@ int vmb_cli_ls(int argc, char **argv)
 		       (unsigned long long)list[i].files);
 		if (list[i].damaged)
 			printf("  (damaged)");
-		if (vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err) > 0) {
+		r = vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err);
+		if (r > 0) {
 			if (u.known)
 				printf("  in use by pid %ld (%s)", (long)u.h.pid, u.h.comm);
 			else
 				printf("  in use ('%s' is locked)", u.path);
+		} else if (r < 0) {
+			printf("  (in use? unknown)");
+			fflush(stdout);
+			vmb_cli_error("cannot tell whether bundle '%s' is in use: %s", list[i].name,
+				      err.msg);
 		}
 		printf("\n");
 		damaged |= list[i].damaged;

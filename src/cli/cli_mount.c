@@ -19,7 +19,12 @@ static const char mount_usage_fmt[] =
 	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
 	"                     readahead_kb=N (default %u), max_threads=N (default %u),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
+	"                     in_use=any|aux (a bundle is in use while any of its files\n"
+	"                     is locked (any, the default) or an aux-storage file (aux)),\n"
+	"                     lock_cap=N (locks one process may hold, default 10000;\n"
+	"                     0: no cap),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
+	"                     open_fds=N (open files that keep their descriptors),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
 
 static char mount_usage[1536];

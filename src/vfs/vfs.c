@@ -42,6 +42,9 @@ static void node_free(struct vmb_node *n)
 	if (n->fd >= 0)
 		close(n->fd);
 	free(n->fh);
+	free(n->name);
+	free(n->lkh);
+	vmb_aux_cache_free(n->aux);
 	pthread_mutex_destroy(&n->ilock);
 	free(n);
 }
@@ -109,7 +112,20 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	node_init(&v->root);
 	pthread_mutex_init(&v->tlock, NULL);
+	vmb_fds_init(v);
+	pthread_mutex_init(&v->inuse_mu, NULL);
+	pthread_mutex_init(&v->auxmu, NULL);
 	vmb_waitgraph_init(&v->waits);
+	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
+				 : VMB_LOCK_CAP_DEFAULT) < 0) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (o && o->lock_cap == (unsigned long)-1)
+		v->lockenv.max = 0;   /* lock_cap=0: no cap */
+	v->lockenv.log = o ? o->log : NULL;
+	v->lockenv.hold = vmb_inuse_hold;
+	v->lockenv.arg = v;
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
 	v->direct_writes = !(o && o->buffered_writes);
@@ -150,6 +166,10 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 				 : vmb_aux_load(&v->store, &v->aux_patterns, err);
 	if (r < 0)
 		goto fail;
+	r = o && o->inuse_rule ? vmb_inuse_rule_parse(o->inuse_rule, &v->aux_only, err)
+			       : vmb_inuse_rule_load(&v->store, &v->aux_only, err);
+	if (r < 0)
+		goto fail;
 	vmb_holders_sweep(v->store.metafd);
 	sweep_temporaries(v->store.mapfd);
 	v->store_real = realpath(store, NULL);
@@ -167,20 +187,16 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	{
 		/* Parking needs file handles that reopen (CAP_DAC_READ_SEARCH). */
 		struct file_handle *fh = handle_of(v->root.fd);
-		struct rlimit rl;
 		int fd = fh ? open_by_handle_at(v->store.dirfd, fh, O_PATH | O_CLOEXEC) : -1;
 
 		v->can_park = fd >= 0;
 		if (fd >= 0)
 			close(fd);
 		free(fh);
-		if (o && o->idle_fds)
-			v->lru_cap = o->idle_fds;
-		else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-			v->lru_cap = rl.rlim_cur / 4 > 64 ? (size_t)(rl.rlim_cur / 4) : 64;
-		else
-			v->lru_cap = 65536;
 	}
+	v->idle_fds_opt = o ? o->idle_fds : 0;
+	v->open_fds_opt = o ? o->open_fds : 0;
+	vmb_fds_limits(v);
 	v->root.type = S_IFDIR;
 	v->root.nlookup = 1;
 	*out = v;
@@ -196,12 +212,23 @@ void vmb_vfs_free(struct vmb_vfs *v)
 
 	if (!v)
 		return;
+	v->lockenv.hold = NULL;   /* nodes go in any order below */
 	if (v->hash) {
+		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++)   /* registry records */
+			for (struct vmb_node *n = v->hash[i]; n; n = n->hnext)
+				if (n->held)
+					vmb_holders_bundle_set(v->store.metafd, (uint64_t)n->ino,
+							       NULL, NULL, NULL);
 		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++) {
 			struct vmb_node *n = v->hash[i], *next;
 			for (; n; n = next) {
 				next = n->hnext;
 				if (n->img) {
+					/* a parked image saves its map too */
+					if (n->oimg) {
+						(void)vmb_fds_hold(v, n, NULL);
+						vmb_fds_removed(v, n);
+					}
 					vmb_image_close(n->img);
 					n->img = NULL;
 				}
@@ -213,8 +240,13 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	if (v->root.fd >= 0)
 		close(v->root.fd);
 	pthread_mutex_destroy(&v->root.ilock);
+	vmb_fds_destroy(v);
 	pthread_mutex_destroy(&v->tlock);
+	pthread_mutex_destroy(&v->inuse_mu);
+	pthread_mutex_destroy(&v->auxmu);
+	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);
+	vmb_lockenv_destroy(&v->lockenv);
 	vmb_store_close(&v->store);
 	vmb_aux_free(v->aux_patterns);
 	free(v->store_real);
@@ -278,7 +310,11 @@ static void lru_add_locked(struct vmb_vfs *v, struct vmb_node *n)
 	v->lru_count++;
 	while (v->lru_count > v->lru_cap) {
 		struct vmb_node *old = v->lru_first;
+		struct stat st;
 		lru_remove_locked(v, old);
+		/* An open file with no links left: no file handle would reopen it. */
+		if (old->handles && (fstat(old->fd, &st) < 0 || st.st_nlink == 0))
+			continue;
 		close(old->fd);
 		old->fd = -1;
 	}
@@ -320,27 +356,131 @@ static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
 	}
 }
 
-/* Drop one ref and/or nlookup references; free the node when both reach zero. */
+/* Drop refs, nlookup and kids references; free the node when none is left, and then
+ * its parent's pin on it (which may free the parent, and so on up). Nodes are freed
+ * without tlock (freeing a lockset calls the in-use callback). */
+static void node_drop_h(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
+			uint64_t lookups, uint64_t kids, uint64_t handles)
+{
+	pthread_mutex_lock(&v->tlock);
+	if (n != &v->root) {
+		n->refs -= refs;
+		n->handles -= handles;
+		n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
+	}
+	n->kids -= kids;
+	while (n != &v->root) {
+		struct vmb_node *p;
+
+		if (n->refs || n->nlookup || n->kids || n->handles) {
+			if (n->refs == 0)
+				lru_add_locked(v, n);
+			break;
+		}
+		lru_remove_locked(v, n);
+		unhash_locked(v, n);
+		p = n->parent;
+		pthread_mutex_unlock(&v->tlock);
+		node_free(n);   /* its parent still pins the chain its lockset may walk */
+		pthread_mutex_lock(&v->tlock);
+		if (!p)
+			break;
+		p->kids--;
+		n = p;
+	}
+	pthread_mutex_unlock(&v->tlock);
+}
+
+static void node_drop(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs, uint64_t lookups,
+		      uint64_t kids)
+{
+	node_drop_h(v, n, refs, lookups, kids, 0);
+}
+
+void vmb_node_unhandle(struct vmb_vfs *v, struct vmb_node *n)
+{
+	node_drop_h(v, n, 0, 0, 0, 1);
+}
+
 static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 			 uint64_t lookups)
 {
-	int dead = 0;
+	if (n != &v->root)
+		node_drop(v, n, refs, lookups, 0);
+}
 
-	if (n == &v->root)
-		return;
+void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,
+		      const char *name)
+{
+	struct vmb_node *n;
+
 	pthread_mutex_lock(&v->tlock);
-	n->refs -= refs;
-	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
-	if (n->refs == 0 && n->nlookup == 0) {
-		lru_remove_locked(v, n);
-		unhash_locked(v, n);
-		dead = 1;
-	} else if (n->refs == 0) {
-		lru_add_locked(v, n);
+	for (n = v->hash[vmb_node_hash(st->st_dev, st->st_ino)]; n; n = n->hnext)
+		if (n->dev == st->st_dev && n->ino == st->st_ino)
+			break;
+	if (n)
+		n->refs++;   /* keeps it (a parked node stays parked: only names change) */
+	pthread_mutex_unlock(&v->tlock);
+	if (!n)
+		return;
+	vmb_node_move(v, n, parent, name);
+	node_release(v, n, 1, 0);
+}
+
+struct vmb_node *vmb_node_bundle_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	uint64_t hops = 0;
+
+	if (!n || n == &v->root)
+		return NULL;
+	while (n->parent && n->parent != &v->root) {
+		n = n->parent;
+		if (++hops > v->nodes + 1)
+			return NULL;   /* a cycle: cannot happen (lookups refuse to make one) */
+	}
+	return n->parent == &v->root ? n : NULL;
+}
+
+/* Would making p the parent of n close a cycle? Caller holds tlock. */
+static int is_ancestor(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *p)
+{
+	uint64_t hops = 0;
+
+	for (; p && p != &v->root; p = p->parent)
+		if (p == n || ++hops > v->nodes + 1)
+			return 1;
+	return 0;
+}
+
+int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent,
+		  const char *name)
+{
+	struct vmb_node *old;
+	char *copy = name ? strdup(name) : NULL, *oldname = NULL;
+	int moved = 0;
+
+	pthread_mutex_lock(&v->tlock);
+	old = n->parent;
+	if (old != parent && !is_ancestor(v, n, parent)) {
+		parent->kids++;
+		n->parent = parent;
+		moved = 1;
+	}
+	if (copy && (!n->name || strcmp(n->name, copy))) {
+		oldname = n->name;
+		n->name = copy;
+		copy = NULL;
 	}
 	pthread_mutex_unlock(&v->tlock);
-	if (dead)
-		node_free(n);
+	free(copy);
+	free(oldname);
+	if (!moved)
+		return 0;
+	if (old) {
+		vmb_inuse_rebundle(v);   /* while the old chain is still pinned */
+		node_drop(v, old, 0, 0, 1);
+	}
+	return 1;
 }
 
 void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n)
@@ -417,8 +557,11 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		 * this mount's own change of it is in progress: that stamps it.) */
 		struct vmb_err e;
 		vmb_err_clear(&e);
-		if (vmb_image_revalidate(n->img, 1, &e) < 0)
-			vmb_log_msg(v->log, "%s", e.msg);
+		if (vmb_fds_hold(v, n, &e) == 0) {   /* its descriptor may be parked */
+			if (vmb_image_revalidate(n->img, 1, &e) < 0)
+				vmb_log_msg(v->log, "%s", e.msg);
+			vmb_fds_unhold(v, n);
+		}
 	}
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		pthread_mutex_unlock(&n->ilock);
@@ -472,10 +615,10 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return vmb_node_lookup_fd(v, parent, fd, e, err);
+	return vmb_node_lookup_fd(v, parent, fd, name, e, err);
 }
 
-int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const char *name,
 		       struct vmb_entry *e, struct vmb_err *err)
 {
 	struct vmb_node *n, *fresh = NULL;
@@ -538,6 +681,7 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
 		close(fd);
 	if (fresh)
 		node_free(fresh);
+	vmb_node_move(v, n, parent, name);
 	memset(e, 0, sizeof(*e));
 	e->ino = vmb_node_id(v, n);
 	e->generation = n->generation;
@@ -606,7 +750,7 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 {
 	struct vmb_image *img = f ? f->img : NULL;
 	char proc[64];
-	int got = 0, was_open, r = 0;
+	int got = 0, held = 0, was_open, r = 0;
 
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "the store is mounted read-only");
@@ -626,6 +770,12 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 		if (r < 0)
 			return r;
 		got = 1;
+	}
+	if (img && (valid & (VMB_SET_SIZE | TIMES))) {   /* its descriptor may be parked */
+		r = vmb_fds_hold(v, n, err);
+		if (r < 0)
+			goto out;
+		held = 1;
 	}
 	vmb_node_procpath(n, proc);
 	if ((valid & VMB_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0) {
@@ -653,6 +803,8 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 out:
 	if (img && (valid & TIMES))
 		vmb_image_touch(img);
+	if (held)
+		vmb_fds_unhold(v, n);
 	if (got)
 		vmb_node_image_put(v, n);
 	return r;

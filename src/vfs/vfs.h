@@ -57,6 +57,11 @@ struct vmb_vfs_opts {
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
+	unsigned open_fds;            /* open files that keep their backing descriptors
+				       * while unused; 0: an eighth of the limit */
+	unsigned long lock_cap;       /* locks per process; 0: the default
+				       * (VMB_LOCK_CAP_DEFAULT); (unsigned long)-1: none */
+	const char *inuse_rule;       /* "any" or "aux"; NULL: the store's setting */
 	/* Called (when set) from vmb_vfs_open when the kernel's cache of node ino is
 	 * stale: pages = 1: its pages and attributes (a change made by someone else
 	 * was found), 0: its attributes only (the file's pages are not kept). Called
@@ -128,8 +133,10 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
 /* When the range is all data: 1, with the backing descriptor to read *n bytes from
- * at off (valid while f is open); else 0 (use vmb_vfs_read). */
+ * at off, valid until vmb_vfs_read_fd_done (which must follow: the descriptor is not
+ * parked meanwhile); else 0 (use vmb_vfs_read). */
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
+void vmb_vfs_read_fd_done(struct vmb_file *f);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
 /* 1 when f's writes may bypass the mount's page cache (the kernel's FOPEN_DIRECT_IO):
@@ -156,10 +163,13 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f);
  * onto the backing file. wait NULL: never block (-EAGAIN on a conflict). */
 int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct flock *fl,
 		  struct vmb_err *err);
+/* uid: the caller's; with f's open mode it decides whether the lock makes the
+ * bundle in use (only a caller who could write the file: see lock.h). */
 int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
-		  const struct flock *fl, struct vmb_lock_wait *wait, struct vmb_err *err);
-int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid, int op,
-		  struct vmb_lock_wait *wait, struct vmb_err *err);
+		  uid_t uid, const struct flock *fl, struct vmb_lock_wait *wait,
+		  struct vmb_err *err);
+int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
+		  uid_t uid, int op, struct vmb_lock_wait *wait, struct vmb_err *err);
 /* Interrupt a waiting setlk/flock call from another thread (vmb_lock_interrupt). */
 void vmb_vfs_lock_interrupt(struct vmb_lock_wait *w);
 /* The process (thread group) id of thread tid, from /proc; tid itself if unknown
