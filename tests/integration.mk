@@ -21,7 +21,8 @@ INTEGRATION_TESTS = \
 	tests/mount-direct.sh \
 	tests/mount-concurrent.sh \
 	tests/model.sh \
-	tests/mount-parked.sh
+	tests/mount-parked.sh \
+	tests/store-deep.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
