@@ -145,6 +145,56 @@ static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t 
 	vmb_blockmap_destroy(&map);
 }
 
+/* ---- the metadata's modes --------------------------------------------------------- */
+
+/* What an import stages (VMB_STAGING_DIR, vmb_archive.h) carries the archive's own
+ * modes; the staging directory itself is checked, not what is in it. */
+static const char staging_dir[] = "staging";
+
+static void fix_mode(struct fsck_ctx *c, int dfd, const char *name, const char *path,
+		     const struct stat *st)
+{
+	mode_t want = S_ISDIR(st->st_mode) ? VMB_META_DIR_MODE : VMB_META_FILE_MODE;
+	char why[96];
+
+	if (!(st->st_mode & 077))
+		return;
+	snprintf(why, sizeof(why), "mode %04o lets other users in; metadata is the "
+		 "owner's alone", (unsigned)(st->st_mode & 07777));
+	if (!c->repair)
+		report(c, path, "mode needs fixing", why, 0);
+	else if ((dfd < 0 ? fchmod(c->s->metafd, want) : fchmodat(dfd, name, want, 0)) < 0)
+		report(c, path, "cannot fix mode", strerror(errno), 0);
+	else
+		report(c, path, want == VMB_META_DIR_MODE ? "set mode 0700" : "set mode 0600",
+		       why, 1);
+}
+
+static int meta_mode(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		     struct vmb_err *err)
+{
+	(void)err;
+	if (ev == VMB_TREE_DIR_POST || S_ISLNK(e->st->st_mode))
+		return 0;
+	fix_mode(arg, e->dfd, e->name, e->msgpath, e->st);
+	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, staging_dir))
+		return VMB_TREE_SKIP;
+	return 0;
+}
+
+/* .vmbundlefs and everything in it: no access for group or others. */
+static int check_meta_modes(struct fsck_ctx *c, struct vmb_err *err)
+{
+	struct stat st;
+
+	if (fstat(c->s->metafd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat '%s/%s'", c->s->path, VMB_META_DIR);
+	fix_mode(c, -1, NULL, VMB_META_DIR, &st);
+	return vmb_tree_walk(c->s->metafd, VMB_META_DIR, meta_mode, c, err);
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
 static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
 {
 	struct fsck_ctx *c = arg;
@@ -284,6 +334,9 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	c.repair = repair;
 	c.say = say;
 	c.res = res;
+	r = check_meta_modes(&c, err);
+	if (r < 0)
+		goto out;
 	fd = openat(s.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		r = vmb_err_sys(err, errno, "cannot read store '%s'", path);

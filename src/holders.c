@@ -66,7 +66,7 @@ static int open_dir(int metafd, int create)
 	int fd = openat(metafd, VMB_HOLDERS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0 && errno == ENOENT && create) {
-		if (mkdirat(metafd, VMB_HOLDERS_DIR, 0755) < 0 && errno != EEXIST)
+		if (mkdirat(metafd, VMB_HOLDERS_DIR, 0700) < 0 && errno != EEXIST)
 			return -1;
 		fd = openat(metafd, VMB_HOLDERS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
@@ -94,7 +94,7 @@ int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list,
 		goto out;
 	}
 	snprintf(tmp, sizeof(tmp), ".tmp.%s", name);
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || !(f = fdopen(fd, "w"))) {
 		r = vmb_err_sys(err, errno, "cannot write lock holder entry '%s'", name);
 		if (fd >= 0)

@@ -466,7 +466,7 @@ int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 	if (rc)
 		return rc;
 
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = vmb_err_sys(err, errno, "cannot create sidecar map '%s'", tmp);
 		goto out;

@@ -22,7 +22,8 @@ INTEGRATION_TESTS = \
 	tests/mount-concurrent.sh \
 	tests/model.sh \
 	tests/mount-parked.sh \
-	tests/store-deep.sh
+	tests/store-deep.sh \
+	tests/store-modes.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
