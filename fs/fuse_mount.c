@@ -1,8 +1,8 @@
 /* fuse_mount.c - mount a store, tune the mount, run the multithreaded loop. */
 #define FUSE_USE_VERSION 314
 #include "config.h"
-#include "vmbfs.h"
-#include "vfs.h"
+#include "fs/vmbfs.h"
+#include "vfs/vfs.h"
 
 #include <dlfcn.h>
 #include <errno.h>

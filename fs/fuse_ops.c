@@ -2,8 +2,8 @@
  * reply exactly once. No filesystem logic lives here. */
 #define FUSE_USE_VERSION 314
 #include "config.h"
-#include "vmbfs.h"
-#include "vfs.h"
+#include "fs/vmbfs.h"
+#include "vfs/vfs.h"
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include "lock.h"
-#include "holders.h"
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -459,7 +457,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void interrupt_waiter(fuse_req_t req, void *data)
 {
-	vmb_lock_interrupt(data);
+	vmb_vfs_lock_interrupt(data);
 }
 
 static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
@@ -585,10 +583,10 @@ static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flo
 	j->is_flock = is_flock;
 	j->op = op;
 	if (is_flock) {   /* the request carries the calling thread's id */
-		j->pid = vmb_tgid_of(fuse_req_ctx(req)->pid);
+		j->pid = vmb_vfs_tgid_of(fuse_req_ctx(req)->pid);
 	} else {
 		j->fl = *lock;
-		j->pid = lock->l_pid > 0 ? lock->l_pid : vmb_tgid_of(fuse_req_ctx(req)->pid);
+		j->pid = lock->l_pid > 0 ? lock->l_pid : vmb_vfs_tgid_of(fuse_req_ctx(req)->pid);
 	}
 	r = do_lock(j, NULL, &err);
 	if (r == -EAGAIN && sleep) {

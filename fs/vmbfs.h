@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 #include <pthread.h>
-#include "err.h"
+#include "vfs/vfs.h"
 
 /* Requests carry up to 1 MiB (256 pages; max_write, from which libfuse derives
  * the kernel's max_pages), so a program's aligned 1 MiB writes arrive whole. The

@@ -22,6 +22,7 @@ INTEGRATION_TESTS = \
 	tests/mount-concurrent.sh \
 	tests/model.sh \
 	tests/mount-parked.sh \
+	tests/mount-zero-edges.sh \
 	tests/store-deep.sh \
 	tests/store-modes.sh
 

@@ -11,7 +11,7 @@
 vmb_setup
 # Every queued write waits up to 20 ms (varying) before it starts, so the writes
 # land out of order and the operations that follow
-# it really meet it in the queue (a test hook of src/dio.c).
+# it really meet it in the queue (a test hook of src/image/dio.c).
 export VMB_TEST_DIO_DELAY_US=20000
 mount_store
 M=1048576
@@ -99,7 +99,7 @@ check "after fsync the backing file holds the written range (file still open)" \
     vmbio verify "$B" $((8 * M)) $((16 * M)) p9
 exec 3<&-
 
-# 4. Space reserved ahead of a writer that extends the file (src/image.c,
+# 4. Space reserved ahead of a writer that extends the file (src/image/image.c,
 # RESERVE_AHEAD) is given back when the run ends and at the last close: the
 # backing file then allocates exactly its data, and its holes are holes.
 alloc_kib() { echo $(( $(stat -c %b "$1") / 2 )); }

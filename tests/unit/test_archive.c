@@ -3,11 +3,11 @@
  * entries, sidecars, names, the progress text). */
 #include "config.h"
 #include "harness.h"
-#include "vmb_archive.h"
-#include "archive_int.h"
-#include "image.h"
-#include "progress.h"
-#include "sidecar.h"
+#include "archive/vmb_archive.h"
+#include "archive/archive_int.h"
+#include "image/image.h"
+#include "cli/progress.h"
+#include "map/sidecar.h"
 
 #include <archive.h>
 #include <archive_entry.h>

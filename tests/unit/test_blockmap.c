@@ -1,10 +1,10 @@
-/* test_blockmap.c - unit tests of the extent map (src/blockmap.c).
+/* test_blockmap.c - unit tests of the extent map (src/map/blockmap.c).
  *
  * Linked with -Wl,--wrap=malloc -Wl,--wrap=realloc so that allocation failures can
  * be injected (see test_enomem). VMB_SEED=<n> picks the seed of the randomized test.
  */
 #include "config.h"
-#include "blockmap.h"
+#include "map/blockmap.h"
 #include "harness.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* test_crc_digest.c - CRC-32C and SHA-256 against published vectors. */
 #include "config.h"
-#include "crc32c.h"
-#include "digest.h"
+#include "base/crc32c.h"
+#include "base/digest.h"
 #include "harness.h"
 
 /* ---- CRC-32C ---- */

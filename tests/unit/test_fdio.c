@@ -1,6 +1,6 @@
-/* test_fdio.c - the whole-buffer read and write loops (src/fdio.c). */
+/* test_fdio.c - the whole-buffer read and write loops (src/base/fdio.c). */
 #include "config.h"
-#include "fdio.h"
+#include "base/fdio.h"
 #include "harness.h"
 
 #include <errno.h>

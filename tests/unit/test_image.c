@@ -1,10 +1,10 @@
-/* test_image.c - unit tests of images over sparse backing files (src/image.c),
+/* test_image.c - unit tests of images over sparse backing files (src/image/image.c),
  * without a mount: block maps rebuilt from holes, reads and writes, zero writes,
  * truncate, fallocate, SEEK_DATA/SEEK_HOLE, copy_range, persistence of the map in
  * the sidecar, stale and damaged sidecars. */
 #include "config.h"
-#include "image.h"
-#include "sidecar.h"
+#include "image/image.h"
+#include "map/sidecar.h"
 #include "harness.h"
 
 #include <errno.h>
@@ -629,6 +629,104 @@ out:
 	free(buf);
 }
 
+/* Zeros written into part of a data block make the block ZERO when its other bytes
+ * (the old ones, read from the backing) are zeros too: restic writes zero runs at
+ * unaligned offsets into a file it fallocated, and each run's edge blocks must not
+ * stay allocated. */
+static void test_zero_edges(void)
+{
+	const uint64_t size = 16 * BS + 300;
+	unsigned char *model = calloc(1, 32 * BS), *buf = malloc(4 * BS), *zeros = calloc(1, 4 * BS);
+	struct vmb_image *img = img_new("zedge.img", 0);
+	uint64_t b0;
+	int fd;
+
+	if (!CHECK(model && buf && zeros && img))
+		goto out;
+	fd = vmb_image_fd(img);
+	/* fallocate: every block DATA, all zeros in the backing */
+	CHECK_RC(FA(img, 0, 0, size), 0);
+	CHECK_EQ(vmb_image_alloc_bytes(img), 17 * BS);
+
+	/* unaligned zeros over blocks 0..3: the edge blocks 0 and 3 become ZERO too */
+	CHECK_EQ(wr(img, zeros, 3 * BS + 100, 100), 3 * BS + 100);
+	CHECK_EQ(bstate(img, 0), VMB_ZERO);
+	CHECK_EQ(bstate(img, 1), VMB_ZERO);
+	CHECK_EQ(bstate(img, 3), VMB_ZERO);
+	CHECK_EQ(bstate(img, 4), VMB_DATA);
+	CHECK_EQ(vmb_image_alloc_bytes(img), 13 * BS);
+
+	/* zeros next to data: the block with data stays DATA, the other edge goes */
+	fill(buf, 100, 5 * BS, 11);
+	CHECK_EQ(wr(img, buf, 100, 5 * BS), 100);
+	memcpy(model + 5 * BS, buf, 100);
+	CHECK_EQ(wr(img, zeros, BS - 50, 5 * BS + 100), BS - 50);
+	CHECK_EQ(bstate(img, 5), VMB_DATA);
+	CHECK_EQ(bstate(img, 6), VMB_ZERO);
+
+	/* zeros over the only data of a block (old bytes replaced): ZERO */
+	fill(buf, 1000, 7 * BS + 1000, 12);
+	CHECK_EQ(wr(img, buf, 1000, 7 * BS + 1000), 1000);
+	CHECK_EQ(bstate(img, 7), VMB_DATA);
+	CHECK_EQ(wr(img, zeros, 1000, 7 * BS + 1000), 1000);
+	CHECK_EQ(bstate(img, 7), VMB_ZERO);
+
+	/* data in the block's rest, past the new bytes: stays DATA, bytes exact */
+	fill(buf, 10, 8 * BS + 4000, 13);
+	CHECK_EQ(wr(img, buf, 10, 8 * BS + 4000), 10);
+	memcpy(model + 8 * BS + 4000, buf, 10);
+	CHECK_EQ(wr(img, zeros, 3000, 8 * BS + 500), 3000);
+	CHECK_EQ(bstate(img, 8), VMB_DATA);
+
+	/* the last, partial block, extended by the write: ZERO, size right */
+	CHECK_EQ(wr(img, zeros, 400, 16 * BS + 100), 400);
+	CHECK_EQ(vmb_image_size(img), 16 * BS + 500);
+	CHECK_EQ(backing_size(img), 16 * BS + 500);
+	CHECK_EQ(bstate(img, 16), VMB_ZERO);
+	CHECK(map_within(img, 17));
+	/* the last block again, data then zeros ending at the size: freed in the
+	 * backing too (a punch ending at an unaligned size only zeroes) */
+	fill(buf, 10, 16 * BS + 200, 14);
+	CHECK_EQ(wr(img, buf, 10, 16 * BS + 200), 10);
+	CHECK_EQ(bstate(img, 16), VMB_DATA);
+	CHECK(fsync(fd) == 0);
+	CHECK_EQ(wr(img, zeros, 350, 16 * BS + 150), 350);
+	CHECK_EQ(bstate(img, 16), VMB_ZERO);
+
+	CHECK_EQ(vmb_image_alloc_bytes(img), (17 - 7) * BS);
+	CHECK(same_content(img, model, 16 * BS + 500));
+	CHECK(fsync(fd) == 0);
+	b0 = st_blocks(img);
+	CHECK(b0 <= (17 - 7 + 1) * BS / 512);   /* + one block of ext4's extent tree */
+	vmb_image_close(img);
+
+	/* the holes are in the backing file: a rebuilt map agrees */
+	{
+		char scname[VMB_SIDECAR_NAME_MAX];
+		int bfd = openat(tdir, "zedge.img", O_RDWR | O_CLOEXEC);
+		if (!CHECK(bfd >= 0)) {
+			img = NULL;
+			goto out;
+		}
+		vmb_sidecar_name(ino_of(bfd), scname);
+		close(bfd);
+		unlinkat(mapfd, scname, 0);
+	}
+	img = img_reopen("zedge.img", O_RDWR);
+	if (!CHECK(img))
+		goto out;
+	CHECK_EQ(bstate(img, 0), VMB_ZERO);
+	CHECK_EQ(bstate(img, 3), VMB_ZERO);
+	CHECK_EQ(bstate(img, 7), VMB_ZERO);
+	CHECK_EQ(bstate(img, 16), VMB_ZERO);
+	CHECK(same_content(img, model, 16 * BS + 500));
+out:
+	vmb_image_close(img);
+	free(model);
+	free(buf);
+	free(zeros);
+}
+
 static void test_seek(void)
 {
 	/* data in blocks 2-3 and 10; size 20 blocks + 100 bytes */
@@ -1040,6 +1138,7 @@ int main(void)
 	RUN(test_open_fresh_sparse);
 	RUN(test_unaligned_rw);
 	RUN(test_zero_writes);
+	RUN(test_zero_edges);
 	RUN(test_holes_only);
 	RUN(test_truncate);
 	RUN(test_fallocate);

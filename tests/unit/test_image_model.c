@@ -1,4 +1,4 @@
-/* test_image_model.c - images (src/image.c) against a byte-array model.
+/* test_image_model.c - images (src/image/image.c) against a byte-array model.
  *
  * A random sequence of operations on NF images: writes (1 B .. 1 MiB, unaligned and
  * block-aligned, all-zero, mixed), truncate, fallocate PUNCH_HOLE and ZERO_RANGE
@@ -13,8 +13,8 @@
  * the seed, the operation number and the last operations.
  */
 #include "config.h"
-#include "image.h"
-#include "sidecar.h"
+#include "image/image.h"
+#include "map/sidecar.h"
 #include "harness.h"
 
 #include <errno.h>

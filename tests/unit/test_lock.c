@@ -1,10 +1,10 @@
-/* test_lock.c - lock owners of one file (src/lock.c), without a mount: the kernel's
+/* test_lock.c - lock owners of one file (src/lock/lock.c), without a mount: the kernel's
  * owner ids of OFD and flock locks are addresses of open files and come back as soon
  * as a file is freed, before its RELEASE reaches the daemon; a close drops every
  * POSIX lock of its process; a conflict with a file that was just closed waits for
  * that file's RELEASE, at most VMB_LOCK_SETTLE_MS. */
 #include "config.h"
-#include "lock.h"
+#include "lock/lock.h"
 #include "harness.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
-/* test_sidecar.c - unit tests of the sidecar map format and files (src/sidecar.c). */
+/* test_sidecar.c - unit tests of the sidecar map format and files (src/map/sidecar.c). */
 #include "config.h"
-#include "sidecar.h"
-#include "crc32c.h"
+#include "map/sidecar.h"
+#include "base/crc32c.h"
 #include "harness.h"
 
 #include <dirent.h>

@@ -1,12 +1,12 @@
-/* test_store.c - unit tests of store directories (src/store.c, src/store_walk.c)
- * and of fsck (src/fsck.c), without a mount: init and its layout, open and its
+/* test_store.c - unit tests of store directories (src/store/store.c, src/store/store_walk.c)
+ * and of fsck (src/store/fsck.c), without a mount: init and its layout, open and its
  * refusals, the store lock, names, bundle listing with sizes, the walk, and fsck's
  * check and repair of sidecar maps. */
 #include "config.h"
-#include "store.h"
-#include "image.h"
-#include "sidecar.h"
-#include "fsck.h"
+#include "store/store.h"
+#include "image/image.h"
+#include "map/sidecar.h"
+#include "store/fsck.h"
 #include "harness.h"
 
 #include <errno.h>

@@ -5,11 +5,11 @@
  * name limits, and lookup/forget accounting (every node freed when the kernel's
  * references are given back). */
 #include "config.h"
-#include "vfs.h"
-#include "vfs_int.h"   /* white box: the node count */
-#include "sidecar.h"
-#include "store.h"
-#include "fsck.h"
+#include "vfs/vfs.h"
+#include "vfs/vfs_int.h"   /* white box: the node count */
+#include "map/sidecar.h"
+#include "store/store.h"
+#include "store/fsck.h"
 #include "harness.h"
 
 #include <errno.h>

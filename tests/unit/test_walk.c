@@ -3,8 +3,8 @@
  * mount (bundle listing, fsck): no depth limit, bounded descriptors, whole paths
  * for archives, shortened ones for messages, a directory moved during the walk. */
 #include "config.h"
-#include "store.h"
-#include "fsck.h"
+#include "store/store.h"
+#include "store/fsck.h"
 #include "harness.h"
 
 #include <dirent.h>

@@ -1,0 +1,230 @@
+/* archive_path.c - safe paths for archive entries (see vmb_archive.h).
+ *
+ * What counts as hostile, lexically: an absolute path, a ".." component anywhere, a
+ * symlink whose target is absolute or climbs above the root of the tree it is in.
+ * What the import checks on disk (archive_import.c): no entry is written through a
+ * symlink (every component is opened with O_NOFOLLOW), no entry replaces an earlier
+ * one (duplicates, kept in a vmb_pathset), hard links name an earlier regular file.
+ */
+#include "config.h"
+#include "archive/vmb_archive.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vmb_apath_normalize(char *path, struct vmb_err *err)
+{
+	char *r = path, *w = path;
+
+	/* No limit on the whole path: entries are made one name at a time (*at
+	 * calls), as deep as a bundle can be made through the mount. */
+	if (path[0] == '/')
+		return vmb_err_set(err, EPERM, "entry '%s' has an absolute path", path);
+	while (*r) {
+		char *end = strchr(r, '/');
+		size_t n = end ? (size_t)(end - r) : strlen(r);
+
+		if (n == 0 || (n == 1 && r[0] == '.')) {
+			/* empty or "." component: drop */
+		} else if (n == 2 && r[0] == '.' && r[1] == '.') {
+			return vmb_err_set(err, EPERM, "entry '%s' has a '..' component",
+					   path);
+		} else if (n > NAME_MAX) {
+			return vmb_err_set(err, ENAMETOOLONG, "entry '%s' has a name of %zu "
+					   "bytes (at most %d)", path, n, NAME_MAX);
+		} else {
+			if (w != path)
+				*w++ = '/';
+			memmove(w, r, n);
+			w += n;
+		}
+		r += n;
+		if (*r == '/')
+			r++;
+	}
+	*w = '\0';
+	return 0;
+}
+
+int vmb_apath_link_target(const char *linkpath, const char *target, char *resolved,
+			  size_t resolvedsz, int *min_depth, struct vmb_err *err)
+{
+	const char *r, *p;
+	size_t len, dlen;
+	int depth = 0, descended = 0;
+	char *slash;
+
+	if (!*target)
+		return vmb_err_set(err, EPERM, "symlink '%s' has an empty target", linkpath);
+	if (target[0] == '/')
+		return vmb_err_set(err, EPERM, "symlink '%s' points to the absolute path "
+				   "'%s', outside the bundle", linkpath, target);
+	if (resolvedsz < PATH_MAX || resolvedsz < strlen(linkpath) + strlen(target) + 2)
+		return vmb_err_set(err, EINVAL, "buffer too small");
+	/* Start from the link's directory (real directories only: no entry is
+	 * written through a symlink). */
+	slash = strrchr(linkpath, '/');
+	dlen = slash ? (size_t)(slash - linkpath) : 0;
+	memcpy(resolved, linkpath, dlen);
+	len = dlen;
+	resolved[len] = '\0';
+	for (p = resolved; dlen && *p; p++)
+		depth += *p == '/';
+	depth += dlen > 0;
+	*min_depth = depth;
+	for (r = target; *r;) {
+		const char *end = strchr(r, '/');
+		size_t n = end ? (size_t)(end - r) : strlen(r);
+
+		if (n == 0 || (n == 1 && r[0] == '.')) {
+			/* nothing */
+		} else if (n == 2 && r[0] == '.' && r[1] == '.') {
+			/* ".." is only resolved lexically where that is what the
+			 * kernel does: before any name, which might be a symlink. */
+			if (descended)
+				return vmb_err_set(err, EPERM, "symlink '%s' points to '%s': "
+						   "'..' after a name is not allowed",
+						   linkpath, target);
+			if (depth == 0)
+				return vmb_err_set(err, EPERM, "symlink '%s' points to '%s', "
+						   "outside the bundle", linkpath, target);
+			slash = memrchr(resolved, '/', len);
+			len = slash ? (size_t)(slash - resolved) : 0;
+			resolved[len] = '\0';
+			depth--;
+			*min_depth = depth;
+		} else {
+			if (len + 1 + n >= resolvedsz)
+				return vmb_err_set(err, ENAMETOOLONG, "symlink '%s': target "
+						   "'%s' is too long", linkpath, target);
+			if (len)
+				resolved[len++] = '/';
+			memcpy(resolved + len, r, n);
+			len += n;
+			resolved[len] = '\0';
+			depth++;
+			descended = 1;
+		}
+		r += n;
+		if (*r == '/')
+			r++;
+	}
+	return 0;
+}
+
+/* ---- a set of paths: open addressing, FNV-1a, grows at 1/2 load ---------------- */
+
+struct pentry {
+	char *path;
+	unsigned type;
+};
+
+struct vmb_pathset {
+	struct pentry *tab;
+	size_t cap;     /* power of two */
+	size_t n;
+};
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * UINT64_C(1099511628211);
+	return h;
+}
+
+int vmb_pathset_new(struct vmb_pathset **out)
+{
+	struct vmb_pathset *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	s->cap = 64;
+	s->tab = calloc(s->cap, sizeof(*s->tab));
+	if (!s->tab) {
+		free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void vmb_pathset_free(struct vmb_pathset *s)
+{
+	size_t i;
+
+	if (!s)
+		return;
+	for (i = 0; s->tab && i < s->cap; i++)
+		free(s->tab[i].path);
+	free(s->tab);
+	free(s);
+}
+
+static struct pentry *slot(const struct vmb_pathset *s, const char *path)
+{
+	size_t i = (size_t)hash(path) & (s->cap - 1);
+
+	while (s->tab[i].path && strcmp(s->tab[i].path, path))
+		i = (i + 1) & (s->cap - 1);
+	return &s->tab[i];
+}
+
+static int grow(struct vmb_pathset *s)
+{
+	struct vmb_pathset n = { NULL, s->cap * 2, s->n };
+	size_t i;
+
+	n.tab = calloc(n.cap, sizeof(*n.tab));
+	if (!n.tab)
+		return -ENOMEM;
+	for (i = 0; i < s->cap; i++)
+		if (s->tab[i].path)
+			*slot(&n, s->tab[i].path) = s->tab[i];
+	free(s->tab);
+	*s = n;
+	return 0;
+}
+
+int vmb_pathset_add(struct vmb_pathset *s, const char *path, unsigned type,
+		    unsigned *old_type)
+{
+	struct pentry *e;
+
+	if ((s->n + 1) * 2 > s->cap && grow(s) < 0)
+		return -ENOMEM;
+	e = slot(s, path);
+	if (e->path) {
+		if (old_type)
+			*old_type = e->type;
+		return -EEXIST;
+	}
+	e->path = strdup(path);
+	if (!e->path)
+		return -ENOMEM;
+	e->type = type;
+	s->n++;
+	return 0;
+}
+
+int vmb_pathset_set(struct vmb_pathset *s, const char *path, unsigned type)
+{
+	unsigned old;
+	int r = vmb_pathset_add(s, path, type, &old);
+
+	if (r == -EEXIST) {
+		slot(s, path)->type = type;
+		r = 0;
+	}
+	return r;
+}
+
+unsigned vmb_pathset_get(const struct vmb_pathset *s, const char *path)
+{
+	return slot(s, path)->type;
+}

@@ -1,0 +1,88 @@
+/* err.c - error messages kept for the user (see err.h). */
+#include "config.h"
+#include "base/err.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+void vmb_err_clear(struct vmb_err *e)
+{
+	if (!e)
+		return;
+	e->code = 0;
+	e->msg[0] = '\0';
+}
+
+static void vformat(struct vmb_err *e, const char *fmt, va_list ap)
+{
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+}
+
+int vmb_err_set(struct vmb_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (code < 0)
+		code = -code;
+	if (!e)
+		return -code;
+	e->code = code;
+	va_start(ap, fmt);
+	vformat(e, fmt, ap);
+	va_end(ap);
+	return -code;
+}
+
+int vmb_err_sys(struct vmb_err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	if (code < 0)
+		code = -code;
+	if (!e)
+		return -code;
+	e->code = code;
+	va_start(ap, fmt);
+	vformat(e, fmt, ap);
+	va_end(ap);
+	n = strlen(e->msg);
+	if (n < sizeof(e->msg))
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(code));
+	return -code;
+}
+
+int vmb_err_prefix(struct vmb_err *e, const char *fmt, ...)
+{
+	char old[VMB_ERR_MAX];
+	va_list ap;
+	size_t n;
+
+	if (!e)
+		return -EIO;
+	if (!e->code)
+		e->code = EIO;
+	memcpy(old, e->msg, sizeof(old));
+	va_start(ap, fmt);
+	vformat(e, fmt, ap);
+	va_end(ap);
+	n = strlen(e->msg);
+	if (old[0] && n < sizeof(e->msg))
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", old);
+	return -e->code;
+}
+
+void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
+{
+	char buf[VMB_ERR_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (log && log->fn)
+		log->fn(log->arg, buf);
+	else
+		fprintf(stderr, "vmbundlefs: %s\n", buf);
+}

@@ -1,0 +1,173 @@
+/* cli_cmds.c - vmbundlefs init, ls and fsck. */
+#include "config.h"
+#include "cli/cli.h"
+#include "store/fsck.h"
+#include "store/store.h"
+#include "lock/auxfile.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char init_usage[] =
+	"Usage: vmbundlefs init STORE\n"
+	"Create a new, empty store in STORE (a new or empty directory).\n";
+
+int vmb_cli_init(int argc, char **argv)
+{
+	struct vmb_err err = {0};
+
+	if (vmb_cli_common(argc, argv, init_usage))
+		return VMB_EXIT_OK;
+	if (argc != 2 || argv[1][0] == '-') {
+		fputs(init_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	if (vmb_store_init(argv[1], &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		return VMB_EXIT_ERROR;
+	}
+	return VMB_EXIT_OK;
+}
+
+static const char ls_usage[] =
+	"Usage: vmbundlefs ls [-b|--bytes] STORE\n"
+	"List the bundles of STORE: logical size (sum of file sizes), allocated size\n"
+	"(data blocks in the maps) and number of files.\n"
+	"  -b, --bytes   print sizes in bytes\n";
+
+static void human(char *buf, size_t size, unsigned long long v, int bytes)
+{
+	static const char units[] = "BKMGTPE";
+	double d = (double)v;
+	int u = 0;
+
+	if (bytes) {
+		snprintf(buf, size, "%llu", v);
+		return;
+	}
+	while (d >= 1024 && u < 6) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%lluB", v);
+	else
+		snprintf(buf, size, "%.1f%c", d, units[u]);
+}
+
+int vmb_cli_ls(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "bytes", no_argument, NULL, 'b' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmb_bundle_info *list = NULL;
+	struct vmb_err err = {0};
+	struct vmb_inuse u;
+	struct vmb_store s;
+	char **aux = NULL;
+	size_t n = 0, i, w = 4;
+	int bytes = 0, c, r, damaged = 0;
+
+	if (vmb_cli_common(argc, argv, ls_usage))
+		return VMB_EXIT_OK;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+b", opts, NULL)) != -1) {
+		if (c != 'b') {
+			fputs(ls_usage, stderr);
+			return VMB_EXIT_USAGE;
+		}
+		bytes = 1;
+	}
+	if (argc - optind != 1) {
+		fputs(ls_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	r = vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err);
+	if (r == 0)
+		r = vmb_store_list(&s, &list, &n, &err);
+	if (r == 0)
+		r = vmb_aux_load(&s, &aux, &err);
+	if (r < 0) {
+		vmb_cli_error("%s", err.msg);
+		vmb_store_close(&s);
+		vmb_bundle_list_free(list, n);
+		return VMB_EXIT_ERROR;
+	}
+	for (i = 0; i < n; i++)
+		if (strlen(list[i].name) > w)
+			w = strlen(list[i].name);
+	printf("%-*s %15s %15s %7s\n", (int)w, "NAME", "LOGICAL", "ALLOCATED", "FILES");
+	for (i = 0; i < n; i++) {
+		char lg[32], al[32];
+		human(lg, sizeof(lg), (unsigned long long)list[i].logical, bytes);
+		human(al, sizeof(al), (unsigned long long)list[i].allocated, bytes);
+		printf("%-*s %15s %15s %7llu", (int)w, list[i].name, lg, al,
+		       (unsigned long long)list[i].files);
+		if (list[i].damaged)
+			printf("  (damaged)");
+		if (vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err) > 0) {
+			if (u.known)
+				printf("  in use by pid %ld (%s)", (long)u.h.pid, u.h.comm);
+			else
+				printf("  in use ('%s' is locked)", u.path);
+		}
+		printf("\n");
+		damaged |= list[i].damaged;
+	}
+	vmb_aux_free(aux);
+	vmb_store_close(&s);
+	vmb_bundle_list_free(list, n);
+	return damaged ? VMB_EXIT_ERROR : VMB_EXIT_OK;
+}
+
+static const char fsck_usage[] =
+	"Usage: vmbundlefs fsck [-n] STORE\n"
+	"Check STORE (not mounted) and repair what can be repaired: rebuild missing,\n"
+	"stale or corrupt block maps from the backing files, remove maps of files\n"
+	"that no longer exist, make the store's metadata its owner's alone (0700/0600).\n"
+	"  -n, --no-repair   only check\n"
+	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
+	"8 the check could not run.\n";
+
+static void say_line(void *arg, const char *msg)
+{
+	printf("%s\n", msg);
+}
+
+int vmb_cli_fsck(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "no-repair", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmb_log say = { say_line, NULL };
+	struct vmb_fsck_result res;
+	struct vmb_err err = {0};
+	int repair = 1, c;
+
+	if (vmb_cli_common(argc, argv, fsck_usage))
+		return VMB_EXIT_OK;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+n", opts, NULL)) != -1) {
+		if (c != 'n') {
+			fputs(fsck_usage, stderr);
+			return 8;
+		}
+		repair = 0;
+	}
+	if (argc - optind != 1) {
+		fputs(fsck_usage, stderr);
+		return 8;
+	}
+	if (vmb_fsck(argv[optind], repair, &say, &res, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		return 8;
+	}
+	printf("%s: %u files checked, %u problems, %u repaired\n", argv[optind], res.files,
+	       res.problems, res.repaired);
+	if (res.problems == 0)
+		return 0;
+	return res.repaired == res.problems ? 1 : 4;
+}

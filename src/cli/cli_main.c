@@ -1,0 +1,96 @@
+/* cli_main.c - the vmbundlefs command: dispatch to a subcommand. */
+#include "config.h"
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+	"Usage: vmbundlefs COMMAND [OPTIONS] ...\n"
+	"Mount a store of virtual-machine bundles whose images are sparse block maps.\n"
+	"\n"
+	"Commands:\n"
+	"  init STORE                     create a new, empty store\n"
+	"  mount [-f] [-d] [--log=FILE] [-o OPTS] STORE MOUNTPOINT\n"
+	"                                 mount a store (unmount with fusermount3 -u)\n"
+	"  ls [-b] STORE                  list bundles with logical and allocated sizes\n"
+	"  fsck [-n] STORE                check a store and repair what can be repaired\n"
+	"  import [--replace] [--max-size=BYTES] STORE ARCHIVE|- [NAME]\n"
+	"                                 make a bundle from an archive (tar, zip, OVA)\n"
+	"  export [--format=FMT] STORE NAME OUT|-\n"
+	"                                 write a bundle as an archive, holes kept\n"
+	"  deps STORE NAME                list what a bundle depends on outside itself\n"
+	"\n"
+	"  --help, --version              also after any command\n"
+	"See vmbundlefs(1) and vmbundlefs(5).\n";
+
+void vmb_cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("vmbundlefs: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void vmb_cli_version(void)
+{
+	printf("vmbundlefs %s\n", PACKAGE_VERSION);
+}
+
+int vmb_cli_common(int argc, char **argv, const char *text)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(text, stdout);
+			return 1;
+		}
+		if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			vmb_cli_version();
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{ "init", vmb_cli_init },
+		{ "mount", vmb_cli_mount },
+		{ "ls", vmb_cli_ls },
+		{ "fsck", vmb_cli_fsck },
+		{ "import", vmb_cli_import },
+		{ "export", vmb_cli_export },
+		{ "deps", vmb_cli_deps },
+	};
+	size_t i;
+
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		fputs(usage, stdout);
+		return VMB_EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		vmb_cli_version();
+		return VMB_EXIT_OK;
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	vmb_cli_error("unknown command '%s' (try 'vmbundlefs --help')", argv[1]);
+	return VMB_EXIT_USAGE;
+}

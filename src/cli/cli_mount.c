@@ -1,0 +1,96 @@
+/* cli_mount.c - vmbundlefs mount: parse the command line, hand over to fs/. */
+#include "config.h"
+#include "cli/cli.h"
+#include "fs/vmbfs.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char mount_usage[] =
+	"Usage: vmbundlefs mount [-f] [-d] [--log=FILE] [-o OPT[,OPT...]] STORE MOUNTPOINT\n"
+	"Mount STORE on MOUNTPOINT; unmount with 'fusermount3 -u MOUNTPOINT'.\n"
+	"  -f, --foreground   stay in the foreground\n"
+	"  -d, --debug        print FUSE requests (implies -f)\n"
+	"  --log=FILE         append the daemon's messages to FILE\n"
+	"                     (default: stderr in the foreground, syslog otherwise)\n"
+	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
+	"                     readahead_kb=N (default 1024), max_threads=N (default 64),\n"
+	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
+	"                     idle_fds=N (descriptors kept open for idle files),\n"
+	"                     buffered_writes (never write the store with O_DIRECT)\n";
+
+/* Join repeated -o arguments with commas. */
+static int add_opts(char **all, const char *more)
+{
+	size_t a = *all ? strlen(*all) : 0, m = strlen(more);
+	char *n = realloc(*all, a + m + 2);
+
+	if (!n)
+		return -1;
+	if (a)
+		n[a++] = ',';
+	memcpy(n + a, more, m + 1);
+	*all = n;
+	return 0;
+}
+
+int vmb_cli_mount(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "options", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmb_mount_opts mo;
+	struct vmb_err err = {0};
+	char *fopts = NULL;
+	int c, r, rc = VMB_EXIT_OK;
+
+	if (vmb_cli_common(argc, argv, mount_usage))
+		return VMB_EXIT_OK;
+	memset(&mo, 0, sizeof(mo));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+fdo:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			mo.foreground = 1;
+			break;
+		case 'd':
+			mo.debug = mo.foreground = 1;
+			break;
+		case 'L':
+			mo.logfile = optarg;
+			break;
+		case 'o':
+			if (add_opts(&fopts, optarg) < 0) {
+				vmb_cli_error("out of memory");
+				free(fopts);
+				return VMB_EXIT_ERROR;
+			}
+			break;
+		default:
+			fputs(mount_usage, stderr);
+			free(fopts);
+			return VMB_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		fputs(mount_usage, stderr);
+		free(fopts);
+		return VMB_EXIT_USAGE;
+	}
+	mo.store = argv[optind];
+	mo.mountpoint = argv[optind + 1];
+	mo.fuse_opts = fopts;
+	r = vmb_fs_main(&mo, &err);
+	if (r < 0) {
+		vmb_cli_error("%s", err.msg);
+		rc = VMB_EXIT_ERROR;
+	}
+	free(fopts);
+	return rc;
+}

@@ -1,0 +1,122 @@
+/* image.h - one sparse file: its backing file plus its block map.
+ *
+ * The backing file holds exactly the file's logical content, with holes where the
+ * file reads as zeros, so a store is usable without vmbundlefs. The block map says,
+ * per 4 KiB block, DATA (read the backing), ZERO (reads as zeros; the backing has a
+ * hole there) or ABSENT (this layer has nothing: the base, or zeros when there is
+ * no base, as for every file today). Invariants, kept by every operation:
+ *   - the backing file's size is the logical size;
+ *   - no map extent reaches past ceil(size / 4096);
+ *   - a DATA block is never claimed for bytes that were not written.
+ * Whole blocks written as zeros, PUNCH_HOLE and ZERO_RANGE become ZERO extents and
+ * holes in the backing; reads of ZERO/ABSENT blocks never touch the backing.
+ *
+ * Ownership: an image owns its backing fd (closed by vmb_image_close) and its map;
+ * it borrows mapdir_fd and log, which must outlive it. One image per backing inode:
+ * the caller (vfs) shares it between every handle of that inode.
+ *
+ * Locking: wlock serialises every change (write, truncate, fallocate, copy into,
+ * sync/persist); mlock guards map, size and dirty, held only briefly. Order:
+ * wlock before mlock; when copying between two images, only the destination's
+ * wlock is taken (the source is read like any reader, under its mlock).
+ */
+#ifndef VMB_IMAGE_H
+#define VMB_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "map/blockmap.h"
+#include "base/err.h"
+
+struct vmb_image;
+
+/* Open an image over backing file fd (O_RDWR, or O_RDONLY for a read-only image).
+ * The map comes from the sidecar in mapdir_fd when its stamp matches the backing
+ * file; a missing or stale sidecar is rebuilt from the backing file's holes; a corrupt
+ * one fails with -EIO ("cannot open 'NAME': sidecar map is corrupt (...)").
+ * name (copied) names the file in messages. On success the image owns fd; on failure
+ * the caller still does. */
+int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
+		   const struct vmb_log *log, struct vmb_err *err);
+
+/* Persist the map if it changed (durably), remove the sidecar instead when the backing
+ * file has no links left, close the backing file, free. Failures go to the log.
+ * NULL-safe. */
+void vmb_image_close(struct vmb_image *img);
+
+/* Read up to len bytes at off; returns bytes read (0 at or past EOF) or -errno.
+ * When every byte of the range is a hole, buf is left untouched and *holes_only is
+ * set to 1 (the caller can answer from a shared zero buffer); else *holes_only = 0
+ * and buf holds the bytes. holes_only may be NULL (then buf is always filled). */
+ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t off,
+		       int *holes_only, struct vmb_err *err);
+
+/* When [off, off + len), clipped to the size, is all DATA: returns 1 with the
+ * clipped length in *n (the bytes can then be read from vmb_image_fd at off, by
+ * splice say); 0 when it is not (use vmb_image_read). */
+int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n);
+
+/* Bytes of file data this process has read from backing files so far (pread, or
+ * handed out for splicing); reads of holes never count. */
+uint64_t vmb_image_backing_read_bytes(void);
+
+/* Write len bytes at off; returns bytes written (short only on ENOSPC and the like
+ * after some progress) or -errno. */
+ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len,
+			uint64_t off, struct vmb_err *err);
+
+int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err);
+
+/* mode: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE,
+ * FALLOC_FL_ZERO_RANGE (| FALLOC_FL_KEEP_SIZE). Others: -EOPNOTSUPP. */
+int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t len,
+			struct vmb_err *err);
+
+/* SEEK_DATA / SEEK_HOLE from the map. -ENXIO at or past EOF, and for SEEK_DATA
+ * past the last data. */
+int vmb_image_seek(struct vmb_image *img, uint64_t off, int whence, uint64_t *res,
+		   struct vmb_err *err);
+
+/* Copy len bytes from src at soff to dst at doff: data extents in the kernel
+ * (copy_file_range on the backing files), holes as holes. Returns bytes copied. */
+ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_image *dst,
+			     uint64_t doff, size_t len, struct vmb_err *err);
+
+/* fsync/fdatasync the backing file, then persist the map durably. */
+int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err);
+
+/* Persist the map now if it changed. */
+int vmb_image_persist(struct vmb_image *img, struct vmb_err *err);
+
+/* Mark the map for persisting at close (after a metadata change such as chmod, which
+ * changes the backing file's ctime and so the stamp). */
+void vmb_image_touch(struct vmb_image *img);
+
+uint64_t vmb_image_size(struct vmb_image *img);
+uint64_t vmb_image_alloc_bytes(struct vmb_image *img);   /* DATA blocks * 4096 */
+
+/* Wait until every write accepted so far is on the backing file (see dio.h); before
+ * looking at the backing file from outside (vmb_image_fd). */
+void vmb_image_drain(struct vmb_image *img);
+
+/* The drain of the last close, before the file's state is remembered: also gives
+ * back the space reserved ahead of a writer (its truncate changes the times). */
+void vmb_image_settle(struct vmb_image *img);
+
+/* Let large aligned writes bypass the backing file's page cache (dio.h); off by
+ * default. Ignored for a read-only image. */
+void vmb_image_set_direct_writes(struct vmb_image *img, int on);
+
+int vmb_image_fd(const struct vmb_image *img);
+int vmb_image_writable(const struct vmb_image *img);
+
+/* A copy of the current map (for tests and tools). dst must be initialised. */
+int vmb_image_map_copy(struct vmb_image *img, struct vmb_blockmap *dst);
+
+/* Load a file's map without keeping an image open (vmbundlefs ls, fsck):
+ * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale. */
+int vmb_image_load_map(int fd, int mapdir_fd, const char *name, struct vmb_blockmap *m,
+		       uint64_t *size, int *rebuilt, struct vmb_err *err);
+
+#endif

@@ -1,0 +1,4 @@
+# image: one file, a delta over its base, and its direct-I/O path.
+src_libvmbundle_a_SOURCES += \
+	src/image/image.c src/image/image.h \
+	src/image/dio.c src/image/dio.h

@@ -1,0 +1,693 @@
+/* lock.c - advisory locks mirrored onto backing files (see lock.h). */
+#include "config.h"
+#include "lock/lock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+struct range {
+	uint64_t start, end;    /* inclusive; UINT64_MAX = to EOF and beyond */
+	short type;             /* F_RDLCK or F_WRLCK */
+};
+
+struct vmb_lock_owner {
+	struct vmb_lock_owner *next;
+	uint64_t owner;         /* the kernel's lock owner id */
+	const void *via;        /* the handle it was first used through */
+	int fd;                 /* its own open file description of the backing file */
+	pid_t pid;              /* last process that locked through it */
+	char comm[VMB_COMM_MAX];
+	struct range *r;        /* shadow of its byte-range locks */
+	size_t n, cap;
+	char flock_type;        /* 0, 'r' (LOCK_SH) or 'w' (LOCK_EX) */
+	int busy;               /* calls using fd right now */
+	int dead;               /* released: close when no longer busy */
+	int closing;            /* its handle was flushed and may be released soon */
+	int settled;            /* a conflict already waited the settle time for it */
+};
+
+void vmb_waitgraph_init(struct vmb_waitgraph *g)
+{
+	memset(g, 0, sizeof(*g));
+	pthread_mutex_init(&g->mu, NULL);
+}
+
+void vmb_waitgraph_destroy(struct vmb_waitgraph *g)
+{
+	free(g->e);
+	pthread_mutex_destroy(&g->mu);
+}
+
+/* Does following "waits for" edges from `from` reach `to`? Caller holds g->mu. */
+static int reaches(struct vmb_waitgraph *g, uint64_t from, uint64_t to, size_t depth)
+{
+	size_t i;
+
+	if (from == to)
+		return 1;
+	if (depth > g->n)
+		return 0;
+	for (i = 0; i < g->n; i++)
+		if (g->e[i].waiter == from && reaches(g, g->e[i].holder, to, depth + 1))
+			return 1;
+	return 0;
+}
+
+/* Record that waiter waits for holder, unless that closes a cycle (-EDEADLK). */
+static int wait_edge_add(struct vmb_waitgraph *g, uint64_t waiter, uint64_t holder)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&g->mu);
+	if (reaches(g, holder, waiter, 0)) {
+		r = -EDEADLK;
+	} else {
+		if (g->n == g->cap) {
+			size_t nc = g->cap ? g->cap * 2 : 16;
+			struct vmb_wait_edge *ne = realloc(g->e, nc * sizeof(*ne));
+			if (!ne) {
+				pthread_mutex_unlock(&g->mu);
+				return 0;   /* no detection rather than no lock */
+			}
+			g->e = ne;
+			g->cap = nc;
+		}
+		g->e[g->n].waiter = waiter;
+		g->e[g->n].holder = holder;
+		g->n++;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return r;
+}
+
+static void wait_edge_remove(struct vmb_waitgraph *g, uint64_t waiter, uint64_t holder)
+{
+	size_t i;
+
+	pthread_mutex_lock(&g->mu);
+	for (i = 0; i < g->n; i++) {
+		if (g->e[i].waiter == waiter && g->e[i].holder == holder) {
+			g->e[i] = g->e[--g->n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd,
+		      struct vmb_waitgraph *wg)
+{
+	pthread_condattr_t ca;
+
+	memset(ls, 0, sizeof(*ls));
+	pthread_mutex_init(&ls->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ls->released, &ca);
+	pthread_condattr_destroy(&ca);
+	ls->ino = ino;
+	ls->metafd = metafd;
+	ls->wg = wg;
+}
+
+static void owner_free(struct vmb_lock_owner *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);   /* the kernel drops its OFD and flock locks */
+	free(o->r);
+	free(o);
+}
+
+/* Tell the registry what this mount holds on the file now. Caller holds mu. */
+static void publish(struct vmb_lockset *ls)
+{
+	struct vmb_holder *list = NULL, *h;
+	struct vmb_lock_owner *o;
+	size_t n = 0, i;
+
+	for (o = ls->owners; o; o = o->next)
+		n += o->n + (o->flock_type != 0);
+	if (n) {
+		list = calloc(n, sizeof(*list));
+		if (!list)
+			return;   /* the registry only names holders; the locks stand */
+	}
+	h = list;
+	for (o = ls->owners; o; o = o->next) {
+		for (i = 0; i < o->n; i++, h++) {
+			h->pid = o->pid;
+			h->type = o->r[i].type == F_WRLCK ? 'w' : 'r';
+			h->start = o->r[i].start;
+			h->end = o->r[i].end;
+			memcpy(h->comm, o->comm, sizeof(h->comm));
+		}
+		if (o->flock_type) {
+			h->pid = o->pid;
+			h->type = 'f';
+			h->start = 0;
+			h->end = UINT64_MAX;
+			memcpy(h->comm, o->comm, sizeof(h->comm));
+			h++;
+		}
+	}
+	vmb_holders_publish(ls->metafd, ls->ino, list, n, NULL);
+	free(list);
+}
+
+void vmb_lockset_destroy(struct vmb_lockset *ls)
+{
+	struct vmb_lock_owner *o, *next;
+	int had = ls->owners != NULL;
+
+	for (o = ls->owners; o; o = next) {
+		next = o->next;
+		owner_free(o);
+	}
+	ls->owners = NULL;
+	if (had)
+		vmb_holders_publish(ls->metafd, ls->ino, NULL, 0, NULL);
+	pthread_cond_destroy(&ls->released);
+	pthread_mutex_destroy(&ls->mu);
+}
+
+/* owner's entry for a call through handle via. The kernel's owner ids of OFD and
+ * flock locks are the addresses of open files, and an address is reused as soon as
+ * the file is freed: a new open can lock with the id of one that was closed but
+ * whose RELEASE has not reached the daemon yet. An entry whose handle was flushed
+ * (closing) therefore belongs to a call through another handle only by mistake: it
+ * is skipped, and its locks stand until that RELEASE drops them. (A POSIX owner,
+ * a process, that locks again through another descriptor after a close starts a
+ * new entry too: the close dropped its POSIX locks.) Caller holds mu. */
+static struct vmb_lock_owner *find(struct vmb_lockset *ls, uint64_t owner, const void *via)
+{
+	struct vmb_lock_owner *o;
+
+	for (o = ls->owners; o; o = o->next)
+		if (o->owner == owner && !(o->closing && !o->dead && o->via != via))
+			return o;
+	return NULL;
+}
+
+/* Find or make owner's entry. Caller holds mu. */
+static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		     uint64_t owner, pid_t pid, struct vmb_lock_owner **out, struct vmb_err *err)
+{
+	struct vmb_lock_owner *o = find(ls, owner, via);
+
+	if (!o) {
+		o = calloc(1, sizeof(*o));
+		if (!o)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		o->fd = open(proc_path, O_RDWR | O_CLOEXEC);
+		if (o->fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+			o->fd = open(proc_path, O_RDONLY | O_CLOEXEC);
+		if (o->fd < 0) {
+			int e = errno;
+			free(o);
+			return vmb_err_sys(err, e, "cannot open the backing file to lock it");
+		}
+		o->owner = owner;
+		o->via = via;
+		o->next = ls->owners;
+		ls->owners = o;
+	}
+	if (o->dead) {   /* a waiter of a released owner got its lock: keep it */
+		o->dead = 0;
+		o->via = via;
+	}
+	o->closing = 0;   /* in use again: not on its way out */
+	o->settled = 0;
+	if (pid > 0 && pid != o->pid) {
+		o->pid = pid;
+		vmb_comm_of(pid, o->comm);
+	}
+	*out = o;
+	return 0;
+}
+
+/* Unlink and free o if it is dead and idle. Caller holds mu. */
+static void reap(struct vmb_lockset *ls, struct vmb_lock_owner *o)
+{
+	struct vmb_lock_owner **pp;
+
+	if (!o->dead || o->busy)
+		return;
+	for (pp = &ls->owners; *pp; pp = &(*pp)->next) {
+		if (*pp == o) {
+			*pp = o->next;
+			owner_free(o);
+			pthread_cond_broadcast(&ls->released);
+			return;
+		}
+	}
+}
+
+static uint64_t end_of(const struct flock *fl)
+{
+	if (fl->l_len == 0)
+		return UINT64_MAX;
+	return (uint64_t)fl->l_start + (uint64_t)fl->l_len - 1;
+}
+
+/* Record in the shadow that o now holds type on [s, e] (F_UNLCK: nothing there). */
+static int shadow_set(struct vmb_lock_owner *o, short type, uint64_t s, uint64_t e)
+{
+	size_t i, j;
+
+	/* Each existing range loses [s, e]: it may keep a head and a tail. */
+	for (i = 0; i < o->n;) {
+		struct range *r = &o->r[i];
+		if (r->end < s || r->start > e) {
+			i++;
+			continue;
+		}
+		if (r->start < s && r->end > e) {   /* split in two */
+			if (o->n == o->cap) {
+				size_t nc = o->cap ? o->cap * 2 : 4;
+				struct range *nr = realloc(o->r, nc * sizeof(*nr));
+				if (!nr)
+					return -ENOMEM;
+				o->r = nr;
+				o->cap = nc;
+				r = &o->r[i];
+			}
+			o->r[o->n] = *r;
+			o->r[o->n].start = e + 1;
+			o->n++;
+			r->end = s - 1;
+			i++;
+		} else if (r->start < s) {
+			r->end = s - 1;
+			i++;
+		} else if (r->end > e) {
+			r->start = e + 1;
+			i++;
+		} else {
+			for (j = i; j + 1 < o->n; j++)
+				o->r[j] = o->r[j + 1];
+			o->n--;
+		}
+	}
+	if (type == F_UNLCK)
+		return 0;
+	if (o->n == o->cap) {
+		size_t nc = o->cap ? o->cap * 2 : 4;
+		struct range *nr = realloc(o->r, nc * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		o->r = nr;
+		o->cap = nc;
+	}
+	o->r[o->n].start = s;
+	o->r[o->n].end = e;
+	o->r[o->n].type = type;
+	o->n++;
+	return 0;
+}
+
+static int any_closing(struct vmb_lockset *ls)
+{
+	struct vmb_lock_owner *o;
+
+	for (o = ls->owners; o; o = o->next)
+		if (o->closing && !o->dead && !o->settled)
+			return 1;
+	return 0;
+}
+
+/* Caller holds mu. */
+static int settle_locked(struct vmb_lockset *ls)
+{
+	struct timespec until;
+	int waited = 0;
+
+	if (!any_closing(ls))
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)VMB_LOCK_SETTLE_MS * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	while (any_closing(ls)) {
+		waited = 1;
+		if (pthread_cond_timedwait(&ls->released, &ls->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	if (any_closing(ls)) {   /* still open after all (a dup'ed descriptor): stop
+				  * waiting for it next time; it stays closing for find() */
+		struct vmb_lock_owner *o;
+		for (o = ls->owners; o; o = o->next)
+			if (o->closing)
+				o->settled = 1;
+	}
+	return waited;
+}
+
+int vmb_lock_settle(struct vmb_lockset *ls)
+{
+	int r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = settle_locked(ls);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
+/* Wait in fcntl/flock until done or interrupted. Returns 0 or -errno. */
+static int wait_call(int fd, int use_flock, int op, struct flock *k, struct vmb_lock_wait *w)
+{
+	int r = 0;
+
+	w->waiting = 1;
+	for (;;) {
+		if (w->interrupted) {
+			r = -EINTR;
+			break;
+		}
+		if ((use_flock ? flock(fd, op) : fcntl(fd, F_OFD_SETLKW, k)) == 0)
+			break;
+		if (errno != EINTR) {
+			r = -errno;
+			break;
+		}
+	}
+	w->waiting = 0;
+	return r;
+}
+
+void vmb_lock_interrupt(struct vmb_lock_wait *w)
+{
+	int i;
+
+	w->interrupted = 1;
+	/* The signal may land just before the waiter enters the system call: repeat it
+	 * until the waiter has left (bounded: a second). */
+	for (i = 0; i < 1000 && w->waiting; i++) {
+		pthread_kill(w->thread, w->signo);
+		usleep(1000);
+	}
+}
+
+/* The owner of this mount holding the lock that conflicts with k for owner self, or
+ * 0 when the conflict is with someone else (or there is none). */
+static uint64_t conflicting_owner(struct vmb_lockset *ls, int fd, const struct flock *want,
+				  uint64_t self)
+{
+	struct vmb_lock_owner *o;
+	struct flock k = *want;
+	uint64_t s, e, found = 0;
+
+	if (fcntl(fd, F_OFD_GETLK, &k) < 0 || k.l_type == F_UNLCK)
+		return 0;
+	s = (uint64_t)k.l_start;
+	e = k.l_len == 0 ? UINT64_MAX : s + (uint64_t)k.l_len - 1;
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o && !found; o = o->next) {
+		size_t i;
+		if (o->owner == self)
+			continue;
+		for (i = 0; i < o->n; i++)
+			if (o->r[i].start <= e && o->r[i].end >= s &&
+			    (o->r[i].type == F_WRLCK || want->l_type == F_WRLCK)) {
+				found = o->owner;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&ls->mu);
+	return found;
+}
+
+int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
+		 struct vmb_err *err)
+{
+	struct vmb_lock_owner *o;
+	struct flock k;
+	int r;
+
+	if (fl->l_type != F_RDLCK && fl->l_type != F_WRLCK && fl->l_type != F_UNLCK)
+		return -EINVAL;
+	if (fl->l_start < 0 || fl->l_len < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&ls->mu);
+	if (fl->l_type == F_UNLCK && !find(ls, owner, via)) {
+		pthread_mutex_unlock(&ls->mu);
+		return 0;
+	}
+	r = get_owner(ls, proc_path, via, owner, pid, &o, err);
+	if (r < 0) {
+		pthread_mutex_unlock(&ls->mu);
+		return r;
+	}
+	o->busy++;
+	pthread_mutex_unlock(&ls->mu);
+
+	memset(&k, 0, sizeof(k));
+	k.l_type = fl->l_type;
+	k.l_whence = SEEK_SET;
+	k.l_start = fl->l_start;
+	k.l_len = fl->l_len;
+	if (wait && fl->l_type != F_UNLCK) {
+		uint64_t holder = ls->wg ? conflicting_owner(ls, o->fd, &k, owner) : 0;
+
+		r = holder ? wait_edge_add(ls->wg, owner, holder) : 0;
+		if (r == 0)
+			r = wait_call(o->fd, 0, 0, &k, wait);
+		if (holder && r != -EDEADLK)
+			wait_edge_remove(ls->wg, owner, holder);
+	} else {
+		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
+	}
+	if (r == -EAGAIN) {   /* the holder may just have closed: wait for its release */
+		vmb_lock_settle(ls);
+		r = fcntl(o->fd, F_OFD_SETLK, &k) == 0 ? 0 : -errno;
+	}
+
+	pthread_mutex_lock(&ls->mu);
+	o->busy--;
+	if (r == 0 && o->dead && fl->l_type != F_UNLCK) {
+		o->dead = 0;   /* released while it waited, but the lock is now held */
+		o->via = via;
+	}
+	if (r == 0) {
+		if (shadow_set(o, fl->l_type, (uint64_t)fl->l_start, end_of(fl)) < 0)
+			o->n = 0;   /* out of memory: forget the shadow, keep the lock */
+		publish(ls);
+	}
+	reap(ls, o);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
+int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
+		   struct vmb_err *err)
+{
+	struct vmb_lock_owner *o;
+	int r;
+
+	op &= ~LOCK_NB;
+	if (op != LOCK_SH && op != LOCK_EX && op != LOCK_UN)
+		return -EINVAL;
+	pthread_mutex_lock(&ls->mu);
+	if (op == LOCK_UN && !find(ls, owner, via)) {
+		pthread_mutex_unlock(&ls->mu);
+		return 0;
+	}
+	r = get_owner(ls, proc_path, via, owner, pid, &o, err);
+	if (r < 0) {
+		pthread_mutex_unlock(&ls->mu);
+		return r;
+	}
+	o->busy++;
+	pthread_mutex_unlock(&ls->mu);
+
+	if (wait && op != LOCK_UN)
+		r = wait_call(o->fd, 1, op, NULL, wait);
+	else
+		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
+	if (r == -EWOULDBLOCK) {
+		vmb_lock_settle(ls);
+		r = flock(o->fd, op | LOCK_NB) == 0 ? 0 : -errno;
+	}
+	if (r == -EWOULDBLOCK)
+		r = -EAGAIN;
+
+	pthread_mutex_lock(&ls->mu);
+	o->busy--;
+	if (r == 0 && o->dead && op != LOCK_UN) {
+		o->dead = 0;
+		o->via = via;
+	}
+	if (r == 0) {
+		o->flock_type = op == LOCK_UN ? 0 : op == LOCK_EX ? 'w' : 'r';
+		publish(ls);
+	}
+	reap(ls, o);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
+int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via, uint64_t owner,
+		 struct flock *fl, struct vmb_err *err)
+{
+	struct vmb_lock_owner *o, *other;
+	struct vmb_holder h;
+	struct flock k;
+	int fd, own_fd = 0, r = 0;
+	uint64_t s, e;
+
+	if (fl->l_type != F_RDLCK && fl->l_type != F_WRLCK)
+		return -EINVAL;
+	pthread_mutex_lock(&ls->mu);
+	o = find(ls, owner, via);
+	if (o)
+		o->busy++;
+	pthread_mutex_unlock(&ls->mu);
+	fd = o ? o->fd : -1;
+	if (fd < 0) {
+		fd = open(proc_path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return vmb_err_sys(err, errno, "cannot open the backing file to test a lock");
+		own_fd = 1;
+	}
+	memset(&k, 0, sizeof(k));
+	k.l_type = fl->l_type;
+	k.l_whence = SEEK_SET;
+	k.l_start = fl->l_start;
+	k.l_len = fl->l_len;
+	if (fcntl(fd, F_OFD_GETLK, &k) < 0) {
+		r = vmb_err_sys(err, errno, "cannot test a lock");
+	} else if (k.l_type != F_UNLCK) {
+		vmb_lock_settle(ls);
+		memset(&k, 0, sizeof(k));
+		k.l_type = fl->l_type;
+		k.l_whence = SEEK_SET;
+		k.l_start = fl->l_start;
+		k.l_len = fl->l_len;
+		if (fcntl(fd, F_OFD_GETLK, &k) < 0)
+			r = vmb_err_sys(err, errno, "cannot test a lock");
+	}
+	if (own_fd)
+		close(fd);
+	pthread_mutex_lock(&ls->mu);
+	if (o) {
+		o->busy--;
+		reap(ls, o);
+	}
+	if (r == 0 && k.l_type != F_UNLCK) {
+		/* Name the holder: an owner of this mount, another mount, or the kernel's
+		 * own answer (a POSIX lock taken directly on the backing file). */
+		s = (uint64_t)k.l_start;
+		e = k.l_len == 0 ? UINT64_MAX : s + (uint64_t)k.l_len - 1;
+		for (other = ls->owners; other; other = other->next) {
+			size_t i;
+			if (other == o)
+				continue;
+			for (i = 0; i < other->n; i++)
+				if (other->r[i].start <= e && other->r[i].end >= s &&
+				    (other->r[i].type == F_WRLCK || fl->l_type == F_WRLCK))
+					break;
+			if (i < other->n)
+				break;
+		}
+		if (other)
+			k.l_pid = other->pid;
+		else if (k.l_pid <= 0 && vmb_holders_find(ls->metafd, ls->ino, s, e, 1, &h))
+			k.l_pid = h.pid;
+	}
+	pthread_mutex_unlock(&ls->mu);
+	if (r == 0)
+		*fl = k;
+	return r;
+}
+
+void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner)
+{
+	struct vmb_lock_owner *o;
+	struct flock k;
+
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o; o = o->next)
+		if (o->via == via && (o->n || o->flock_type)) {
+			o->closing = 1;
+			o->settled = 0;
+		}
+	/* POSIX semantics: any close by a process drops all its locks on the file
+	 * (every entry of the owner id, whichever handle it went through). */
+	for (o = ls->owners; o; o = o->next) {
+		if (o->owner != owner || !o->n)
+			continue;
+		memset(&k, 0, sizeof(k));
+		k.l_type = F_UNLCK;
+		k.l_whence = SEEK_SET;
+		fcntl(o->fd, F_OFD_SETLK, &k);
+		o->n = 0;
+		publish(ls);
+	}
+	pthread_mutex_unlock(&ls->mu);
+}
+
+void vmb_lock_release(struct vmb_lockset *ls, const void *via)
+{
+	struct vmb_lock_owner *o, *next;
+	int changed = 0;
+
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o; o = next) {
+		next = o->next;
+		if (o->via != via)
+			continue;
+		o->dead = 1;
+		changed = 1;
+		if (!o->busy) {
+			reap(ls, o);
+		} else {   /* a waiter still uses the fd: drop what it holds now */
+			struct flock k;
+			memset(&k, 0, sizeof(k));
+			k.l_type = F_UNLCK;
+			k.l_whence = SEEK_SET;
+			fcntl(o->fd, F_OFD_SETLK, &k);
+			flock(o->fd, LOCK_UN);
+			o->n = 0;
+			o->flock_type = 0;
+		}
+	}
+	if (changed) {
+		publish(ls);
+		pthread_cond_broadcast(&ls->released);
+	}
+	pthread_mutex_unlock(&ls->mu);
+}
+
+int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h)
+{
+	struct vmb_lock_owner *o;
+	int found = 0;
+
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o && !found; o = o->next) {
+		if (!o->n && !o->flock_type)
+			continue;
+		found = 1;
+		if (h) {
+			memset(h, 0, sizeof(*h));
+			h->pid = o->pid;
+			memcpy(h->comm, o->comm, sizeof(h->comm));
+			if (o->n) {
+				h->type = o->r[0].type == F_WRLCK ? 'w' : 'r';
+				h->start = o->r[0].start;
+				h->end = o->r[0].end;
+			} else {
+				h->type = 'f';
+				h->end = UINT64_MAX;
+			}
+		}
+	}
+	pthread_mutex_unlock(&ls->mu);
+	return found;
+}

@@ -1,0 +1,108 @@
+/* lock.h - advisory locks of one file through a mount, mirrored onto its backing file.
+ *
+ * Every lock owner the kernel names (a process for POSIX locks, an open file for OFD
+ * and flock locks) gets its own open file description of the backing file, and its
+ * locks are taken there as OFD locks (flock locks with flock(2)). The kernel's own
+ * lock code on the backing file then decides every conflict: between owners of this
+ * mount, with processes using the backing file directly, and with other mounts of the
+ * store. A shadow list of each owner's ranges names the holder of a conflict (OFD
+ * locks carry no pid) and feeds the holder registry (holders.h).
+ *
+ * Lifetimes: an owner lives until the handle it was first used through is released
+ * (RELEASE drops every OFD and flock lock taken through a handle: the kernel sends no
+ * unlock for those) and no call is waiting on it. FLUSH (every close) drops a POSIX
+ * owner's locks, and marks the owners of its handle closing. The kernel's owner id
+ * of an OFD or flock lock is an open file's address, which a new open may reuse
+ * before the old file's RELEASE arrives: an owner is found by id and handle, and a
+ * closing owner is never lent to a call through another handle. Locking: ls->mu guards the owner list; it is never held while a call
+ * waits for a lock.
+ */
+#ifndef VMB_LOCK_H
+#define VMB_LOCK_H
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "base/err.h"
+#include "lock/holders.h"
+
+struct vmb_lock_owner;
+
+/* Who waits for whom, across every file of a mount: a waiting lock call that would
+ * close a cycle fails with EDEADLK, as POSIX locks do on a local filesystem (the
+ * mirrored OFD locks have no deadlock detection of their own). */
+struct vmb_waitgraph {
+	pthread_mutex_t mu;
+	struct vmb_wait_edge { uint64_t waiter, holder; } *e;
+	size_t n, cap;
+};
+
+void vmb_waitgraph_init(struct vmb_waitgraph *g);
+void vmb_waitgraph_destroy(struct vmb_waitgraph *g);
+
+struct vmb_lockset {
+	pthread_mutex_t mu;
+	pthread_cond_t released;   /* an owner went away */
+	struct vmb_lock_owner *owners;
+	uint64_t ino;      /* backing inode, for the registry */
+	int metafd;        /* borrowed: the store's .vmbundlefs */
+	struct vmb_waitgraph *wg;   /* borrowed: the mount's */
+};
+
+/* A call that may wait (F_SETLKW, flock without LOCK_NB). Another thread interrupts
+ * it with vmb_lock_interrupt: the waiter's thread gets signal `signo`, whose handler
+ * must be installed without SA_RESTART (the FUSE adapter does this). */
+struct vmb_lock_wait {
+	pthread_t thread;
+	int signo;
+	volatile sig_atomic_t interrupted;
+	volatile sig_atomic_t waiting;
+};
+
+void vmb_lockset_init(struct vmb_lockset *ls, uint64_t ino, int metafd,
+		       struct vmb_waitgraph *wg);
+/* Close every owner (their locks go), remove the registry entry. */
+void vmb_lockset_destroy(struct vmb_lockset *ls);
+
+/* F_GETLK / F_OFD_GETLK: fl in, the conflicting lock out (l_type F_UNLCK if none),
+ * l_pid the holder's pid when known. proc_path opens the backing file. */
+int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		 uint64_t owner, struct flock *fl, struct vmb_err *err);
+
+/* F_SETLK(W): take, change or drop a byte-range lock of owner, taken through handle
+ * `via`. wait NULL: fail at once with -EAGAIN on a conflict; else wait, -EINTR when
+ * interrupted. */
+int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
+		 struct vmb_err *err);
+
+/* flock(2): op LOCK_SH, LOCK_EX or LOCK_UN (LOCK_NB is wait == NULL). */
+int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *via,
+		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
+		   struct vmb_err *err);
+
+/* Close (FLUSH) through handle via by lock owner `owner`: drop owner's POSIX locks,
+ * and note that via may be on its way out. The kernel sends RELEASE, which drops
+ * OFD and flock locks, only after close(2) has returned; a lock call or in-use test
+ * that meets a conflict with such a handle first waits (briefly) for its RELEASE,
+ * so that "close, then lock at once" never fails spuriously. */
+void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner);
+
+/* Wait (at most VMB_LOCK_SETTLE_MS) until no owner of a handle that was closed is
+ * left. Returns 1 if it waited for something, else 0. */
+#define VMB_LOCK_SETTLE_MS 1000
+int vmb_lock_settle(struct vmb_lockset *ls);
+
+/* Release of handle via: drop every owner first used through it. */
+void vmb_lock_release(struct vmb_lockset *ls, const void *via);
+
+/* 1 if some owner of this mount holds a lock (any kind) on the file; *h (if non-NULL)
+ * gets one of them. */
+int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h);
+
+/* Interrupt a waiting call (from another thread). */
+void vmb_lock_interrupt(struct vmb_lock_wait *w);
+
+#endif

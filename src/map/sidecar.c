@@ -1,0 +1,679 @@
+/* sidecar.c - persistence of a file's block map in the store's hidden sidecar
+ * (see sidecar.h for the format and vmbundlefs(5)).
+ *
+ * Decisions beyond the header:
+ *  - decode checks, in order: length >= one page, magic, version (newer ->
+ *    -EPROTONOSUPPORT before anything else, since a newer layout may differ in
+ *    every later field), header checksum, header fields, exact file length, then
+ *    each record page's checksum and records. Every -EBADMSG message names the
+ *    offset of the offending field or page.
+ *  - decode and read accept s == NULL (the stamp is then not returned).
+ *  - names passed to write/read/remove must be plain file names (no '/', not
+ *    "." or ".."): -EINVAL otherwise.
+ *  - scan saves and restores the fd's file offset, which SEEK_DATA/SEEK_HOLE move.
+ */
+#include "config.h"
+#include "map/sidecar.h"
+#include "base/crc32c.h"
+#include "base/fdio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char sidecar_magic[8] = { 'V', 'M', 'B', 'M', 'A', 'P', '0', '1' };
+
+/* Header field offsets. */
+enum {
+	H_MAGIC = 0,
+	H_VERSION = 8,
+	H_BLOCK_SIZE = 12,
+	H_INO = 16,
+	H_SIZE = 24,
+	H_MTIME_SEC = 32,
+	H_MTIME_NSEC = 40,
+	H_BTIME_NSEC = 44,
+	H_BTIME_SEC = 48,
+	H_COUNT = 56,
+	H_DATA = 64,
+	H_ZERO = 72,
+	H_FLAGS = 80,
+	H_RESERVED = 84,
+	H_END = 88,
+};
+
+#define REC_SIZE 24u
+#define PAGE_BODY (VMB_SIDECAR_PAGE - 4u)   /* bytes covered by a page's CRC */
+#define NSEC_MAX 999999999u
+
+_Static_assert(VMB_SIDECAR_PER_PAGE * REC_SIZE <= PAGE_BODY, "records fit a page");
+
+/* Sequence number of temporaries: unique within the process, the pid makes it
+ * unique across processes. */
+static atomic_ulong tmp_seq;
+
+/* ---- little-endian fields ---- */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t page_crc(const unsigned char *page)
+{
+	return vmb_crc32c(0, page, PAGE_BODY);
+}
+
+/* Pages needed for count records, plus the header page; 0 when the file size
+ * would not fit a size_t. */
+static size_t sidecar_pages(uint64_t count)
+{
+	uint64_t pages = count / VMB_SIDECAR_PER_PAGE + (count % VMB_SIDECAR_PER_PAGE != 0);
+
+	if (pages >= SIZE_MAX / VMB_SIDECAR_PAGE)
+		return 0;
+	return (size_t)pages + 1;
+}
+
+/* ---- stamps and names ---- */
+
+static void stamp_from_stat(const struct stat *st, struct vmb_stamp *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ino = (uint64_t)st->st_ino;
+	s->size = (uint64_t)st->st_size;
+	s->mtime_sec = (int64_t)st->st_mtim.tv_sec;
+	s->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err)
+{
+	struct statx stx;
+	struct stat st;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_BTIME, &stx) == 0) {
+		memset(s, 0, sizeof(*s));
+		s->ino = stx.stx_ino;
+		s->size = stx.stx_size;
+		s->mtime_sec = stx.stx_mtime.tv_sec;
+		s->mtime_nsec = stx.stx_mtime.tv_nsec;
+		if (stx.stx_mask & STATX_BTIME) {
+			s->btime_sec = stx.stx_btime.tv_sec;
+			s->btime_nsec = stx.stx_btime.tv_nsec;
+		}
+		return 0;
+	}
+	if (errno != ENOSYS)
+		return vmb_err_sys(err, errno, "cannot stat the backing file");
+	/* statx filtered out (old seccomp profiles): no birth time then */
+	if (fstat(fd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat the backing file");
+	stamp_from_stat(&st, s);
+	return 0;
+}
+
+int vmb_stamp_equal(const struct vmb_stamp *a, const struct vmb_stamp *b)
+{
+	return a->ino == b->ino && a->size == b->size &&
+	       a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec &&
+	       a->btime_sec == b->btime_sec && a->btime_nsec == b->btime_nsec;
+}
+
+void vmb_sidecar_name(uint64_t ino, char name[VMB_SIDECAR_NAME_MAX])
+{
+	snprintf(name, VMB_SIDECAR_NAME_MAX, "%016" PRIx64 ".map", ino);
+}
+
+static int check_name(const char *name, struct vmb_err *err)
+{
+	if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+		return vmb_err_set(err, EINVAL, "invalid sidecar map name '%s'", name);
+	return 0;
+}
+
+/* ---- encode ---- */
+
+static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
+			  const struct vmb_stamp *s)
+{
+	memcpy(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic));
+	put_u32(h + H_VERSION, VMB_SIDECAR_VERSION);
+	put_u32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
+	put_u64(h + H_INO, s->ino);
+	put_u64(h + H_SIZE, s->size);
+	put_u64(h + H_MTIME_SEC, (uint64_t)s->mtime_sec);
+	put_u32(h + H_MTIME_NSEC, s->mtime_nsec);
+	put_u32(h + H_BTIME_NSEC, s->btime_nsec);
+	put_u64(h + H_BTIME_SEC, (uint64_t)s->btime_sec);
+	put_u64(h + H_COUNT, m->n);
+	put_u64(h + H_DATA, m->data_blocks);
+	put_u64(h + H_ZERO, m->zero_blocks);
+	/* flags, reserved and the rest stay zero (the buffer is calloc'ed) */
+}
+
+int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+		       void **buf, size_t *len, struct vmb_err *err)
+{
+	size_t pages = sidecar_pages(m->n), i;
+	unsigned char *b;
+
+	*buf = NULL;
+	*len = 0;
+	b = pages ? calloc(pages, VMB_SIDECAR_PAGE) : NULL;
+	if (!b)
+		return vmb_err_set(err, ENOMEM,
+				   "out of memory encoding a sidecar map of %zu extents", m->n);
+	encode_header(b, m, s);
+	for (i = 0; i < m->n; i++) {
+		size_t page = 1 + i / VMB_SIDECAR_PER_PAGE;
+		unsigned char *r = b + page * VMB_SIDECAR_PAGE +
+				   (i % VMB_SIDECAR_PER_PAGE) * REC_SIZE;
+
+		put_u64(r, m->ext[i].start);
+		put_u64(r + 8, m->ext[i].len);
+		put_u32(r + 16, m->ext[i].state);
+		/* r + 20: reserved, zero */
+	}
+	for (i = 0; i < pages; i++) {
+		unsigned char *p = b + i * VMB_SIDECAR_PAGE;
+
+		put_u32(p + PAGE_BODY, page_crc(p));
+	}
+	*buf = b;
+	*len = pages * VMB_SIDECAR_PAGE;
+	return 0;
+}
+
+/* ---- decode ---- */
+
+static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* -EBADMSG, "sidecar map is corrupt (<what> at offset <off>)". */
+static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
+{
+	char what[VMB_ERR_MAX / 2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return vmb_err_set(err, EBADMSG, "sidecar map is corrupt (%s at offset %" PRIu64 ")",
+			   what, off);
+}
+
+static int truncated(struct vmb_err *err, size_t len, size_t expected)
+{
+	return vmb_err_set(err, EBADMSG, "sidecar map is truncated (%zu bytes, expected %zu)",
+			   len, expected);
+}
+
+/* -EBADMSG unless bytes [from, to) of b are zero. */
+static int check_zero(const unsigned char *b, size_t from, size_t to, struct vmb_err *err)
+{
+	for (size_t i = from; i < to; i++)
+		if (b[i])
+			return corrupt(err, i, "non-zero padding");
+	return 0;
+}
+
+static int check_page_crc(const unsigned char *b, size_t page, struct vmb_err *err)
+{
+	const unsigned char *p = b + page * VMB_SIDECAR_PAGE;
+
+	if (get_u32(p + PAGE_BODY) != page_crc(p))
+		return corrupt(err, (uint64_t)page * VMB_SIDECAR_PAGE, "bad checksum");
+	return 0;
+}
+
+/* Magic, version and checksum of page 0. */
+static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *err)
+{
+	uint32_t version;
+
+	if (len < VMB_SIDECAR_PAGE)
+		return truncated(err, len, VMB_SIDECAR_PAGE);
+	if (memcmp(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic)))
+		return corrupt(err, H_MAGIC, "bad magic");
+	version = get_u32(h + H_VERSION);
+	if (version > VMB_SIDECAR_VERSION)
+		return vmb_err_set(err, EPROTONOSUPPORT,
+				   "sidecar map version %" PRIu32 " is newer than this "
+				   "vmbundlefs understands (%u)", version, VMB_SIDECAR_VERSION);
+	if (version == 0)
+		return corrupt(err, H_VERSION, "bad version 0");
+	return check_page_crc(h, 0, err);
+}
+
+/* The header's own fields (its checksum is already verified); the stamp goes to s,
+ * the extent count to *count and the file length it implies to *expected. */
+static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
+			 size_t *expected, struct vmb_err *err)
+{
+	uint32_t bs = get_u32(h + H_BLOCK_SIZE), flags = get_u32(h + H_FLAGS);
+	size_t pages;
+
+	if (bs != VMB_BLOCK_SIZE)
+		return corrupt(err, H_BLOCK_SIZE, "unsupported block size %" PRIu32, bs);
+	memset(s, 0, sizeof(*s));
+	s->ino = get_u64(h + H_INO);
+	s->size = get_u64(h + H_SIZE);
+	s->mtime_sec = (int64_t)get_u64(h + H_MTIME_SEC);
+	s->mtime_nsec = get_u32(h + H_MTIME_NSEC);
+	s->btime_nsec = get_u32(h + H_BTIME_NSEC);
+	s->btime_sec = (int64_t)get_u64(h + H_BTIME_SEC);
+	if (s->mtime_nsec > NSEC_MAX)
+		return corrupt(err, H_MTIME_NSEC, "bad nanoseconds %" PRIu32, s->mtime_nsec);
+	if (s->btime_nsec > NSEC_MAX)
+		return corrupt(err, H_BTIME_NSEC, "bad nanoseconds %" PRIu32, s->btime_nsec);
+	*count = get_u64(h + H_COUNT);
+	pages = *count <= VMB_BLOCK_MAX ? sidecar_pages(*count) : 0;
+	if (!pages)
+		return corrupt(err, H_COUNT, "impossible extent count %" PRIu64, *count);
+	*expected = pages * VMB_SIDECAR_PAGE;
+	if (flags)
+		return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
+	if (get_u32(h + H_RESERVED))
+		return corrupt(err, H_RESERVED, "non-zero reserved field");
+	return check_zero(h, H_END, PAGE_BODY, err);
+}
+
+/* Record i (at file offset off) into *e, checked against its predecessor prev
+ * (NULL for the first). */
+static int decode_record(const unsigned char *r, size_t off, const struct vmb_extent *prev,
+			 struct vmb_extent *e, struct vmb_err *err)
+{
+	e->start = get_u64(r);
+	e->len = get_u64(r + 8);
+	e->state = get_u32(r + 16);
+	if (e->state != VMB_DATA && e->state != VMB_ZERO)
+		return corrupt(err, off + 16, "bad extent state %" PRIu32, e->state);
+	if (get_u32(r + 20))
+		return corrupt(err, off + 20, "non-zero reserved field");
+	if (e->len == 0)
+		return corrupt(err, off + 8, "empty extent");
+	if (e->start >= VMB_BLOCK_MAX || e->len > VMB_BLOCK_MAX - e->start)
+		return corrupt(err, off, "extent beyond the largest block");
+	if (prev && prev->start + prev->len > e->start)
+		return corrupt(err, off, "extents out of order or overlapping");
+	if (prev && prev->start + prev->len == e->start && prev->state == e->state)
+		return corrupt(err, off, "unmerged extents");
+	return 0;
+}
+
+/* Every record page: checksum, records, padding. Fills ext[0, count) and the
+ * block counters. */
+static int decode_records(const unsigned char *b, uint64_t count, struct vmb_extent *ext,
+			  uint64_t *data, uint64_t *zero, struct vmb_err *err)
+{
+	size_t i = 0, page = 1;
+	int rc;
+
+	*data = *zero = 0;
+	while (i < count) {
+		const unsigned char *p = b + page * VMB_SIDECAR_PAGE;
+		size_t k, in_page = count - i < VMB_SIDECAR_PER_PAGE ?
+				    (size_t)(count - i) : VMB_SIDECAR_PER_PAGE;
+
+		rc = check_page_crc(b, page, err);
+		if (rc)
+			return rc;
+		for (k = 0; k < in_page; k++, i++) {
+			rc = decode_record(p + k * REC_SIZE, page * VMB_SIDECAR_PAGE + k * REC_SIZE,
+					   i ? &ext[i - 1] : NULL, &ext[i], err);
+			if (rc)
+				return rc;
+			if (ext[i].state == VMB_DATA)
+				*data += ext[i].len;
+			else
+				*zero += ext[i].len;
+		}
+		rc = check_zero(b, page * VMB_SIDECAR_PAGE + in_page * REC_SIZE,
+				page * VMB_SIDECAR_PAGE + PAGE_BODY, err);
+		if (rc)
+			return rc;
+		page++;
+	}
+	return 0;
+}
+
+int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
+		       struct vmb_stamp *s, struct vmb_err *err)
+{
+	const unsigned char *b = buf;
+	struct vmb_extent *ext = NULL;
+	struct vmb_stamp stamp;
+	uint64_t count = 0, data, zero;
+	size_t expected = 0;
+	int rc;
+
+	rc = decode_preamble(b, len, err);
+	if (rc)
+		goto out;
+	rc = decode_header(b, &stamp, &count, &expected, err);
+	if (rc)
+		goto out;
+	if (len < expected) {
+		rc = truncated(err, len, expected);
+		goto out;
+	}
+	if (len > expected) {
+		rc = corrupt(err, expected, "unexpected data after the last page");
+		goto out;
+	}
+	if (count) {
+		ext = malloc((size_t)count * sizeof(*ext));   /* count * 24 < len */
+		if (!ext) {
+			rc = vmb_err_set(err, ENOMEM, "out of memory decoding a sidecar map "
+					 "of %" PRIu64 " extents", count);
+			goto out;
+		}
+	}
+	rc = decode_records(b, count, ext, &data, &zero, err);
+	if (rc)
+		goto out;
+	if (data != get_u64(b + H_DATA)) {
+		rc = corrupt(err, H_DATA, "data block count %" PRIu64 " not matching the "
+			     "extents (%" PRIu64 ")", get_u64(b + H_DATA), data);
+		goto out;
+	}
+	if (zero != get_u64(b + H_ZERO)) {
+		rc = corrupt(err, H_ZERO, "zero block count %" PRIu64 " not matching the "
+			     "extents (%" PRIu64 ")", get_u64(b + H_ZERO), zero);
+		goto out;
+	}
+	free(m->ext);
+	m->ext = ext;
+	m->n = m->cap = (size_t)count;
+	m->data_blocks = data;
+	m->zero_blocks = zero;
+	ext = NULL;
+	if (s)
+		*s = stamp;
+out:
+	free(ext);
+	return rc;
+}
+
+/* ---- files ---- */
+
+/* fsync a directory given as a dirfd, which may be AT_FDCWD. */
+static int fsync_dir(int dirfd)
+{
+	int fd = dirfd, rc = 0;
+
+	if (dirfd == AT_FDCWD) {
+		fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	}
+	if (fsync(fd) < 0)
+		rc = -errno;
+	if (fd != dirfd)
+		close(fd);
+	return rc;
+}
+
+int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_stamp *s, int durable, struct vmb_err *err)
+{
+	char tmp[NAME_MAX + 1];
+	void *buf = NULL;
+	size_t len;
+	int fd = -1, created = 0, rc, n;
+
+	rc = check_name(name, err);
+	if (rc)
+		return rc;
+	n = snprintf(tmp, sizeof(tmp), ".tmp.%s.%ld.%lu", name, (long)getpid(),
+		     atomic_fetch_add(&tmp_seq, 1));
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
+	rc = vmb_sidecar_encode(m, s, &buf, &len, err);
+	if (rc)
+		return rc;
+
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = vmb_err_sys(err, errno, "cannot create sidecar map '%s'", tmp);
+		goto out;
+	}
+	created = 1;
+	rc = vmb_write_full(fd, buf, len);
+	if (rc) {
+		rc = vmb_err_sys(err, rc, "cannot write sidecar map '%s'", tmp);
+		goto out;
+	}
+	if (durable && fsync(fd) < 0) {
+		rc = vmb_err_sys(err, errno, "cannot fsync sidecar map '%s'", tmp);
+		goto out;
+	}
+	rc = close(fd);
+	fd = -1;
+	if (rc < 0) {
+		rc = vmb_err_sys(err, errno, "cannot write sidecar map '%s'", tmp);
+		goto out;
+	}
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		rc = vmb_err_sys(err, errno, "cannot rename sidecar map '%s' to '%s'", tmp, name);
+		goto out;
+	}
+	created = 0;
+	if (durable >= VMB_SIDECAR_SYNC_DIR) {
+		rc = fsync_dir(dirfd);
+		if (rc)
+			rc = vmb_err_sys(err, rc, "cannot fsync the directory of sidecar map '%s'",
+					 name);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (created)
+		unlinkat(dirfd, tmp, 0);
+	free(buf);
+	return rc;
+}
+
+int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
+		     struct vmb_stamp *s, struct vmb_err *err)
+{
+	struct stat st;
+	void *buf = NULL;
+	ssize_t got;
+	int fd, rc;
+
+	rc = check_name(name, err);
+	if (rc)
+		return rc;
+	/* O_NONBLOCK: never hang on a FIFO someone left there */
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open sidecar map '%s'", name);
+	if (fstat(fd, &st) < 0) {
+		rc = vmb_err_sys(err, errno, "cannot stat sidecar map '%s'", name);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = vmb_err_set(err, EINVAL, "sidecar map '%s' is not a regular file", name);
+		goto out;
+	}
+	if ((uint64_t)st.st_size >= SIZE_MAX) {
+		rc = vmb_err_set(err, EFBIG, "sidecar map '%s' is too large", name);
+		goto out;
+	}
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory reading sidecar map '%s'", name);
+		goto out;
+	}
+	got = vmb_read_full(fd, buf, (size_t)st.st_size);
+	if (got < 0) {
+		rc = vmb_err_sys(err, (int)-got, "cannot read sidecar map '%s'", name);
+		goto out;
+	}
+	rc = vmb_sidecar_decode(buf, (size_t)got, m, s, err);
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+int vmb_sidecar_remove(int dirfd, const char *name, struct vmb_err *err)
+{
+	int rc = check_name(name, err);
+
+	if (rc)
+		return rc;
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+		return vmb_err_sys(err, errno, "cannot remove sidecar map '%s'", name);
+	return 0;
+}
+
+/* ---- scan ---- */
+
+static int no_hole_support(int e)
+{
+	return e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP;
+}
+
+/* Overlay the data ranges reported by SEEK_DATA/SEEK_HOLE below size onto m
+ * (already ZERO over the whole file). *nosupport is set when the very first
+ * SEEK_DATA says the filesystem cannot tell. */
+static int scan_data(int fd, off_t size, struct vmb_blockmap *m, int *nosupport,
+		     struct vmb_err *err)
+{
+	off_t pos = 0, data, hole;
+	int rc, first = 1;
+
+	*nosupport = 0;
+	while (pos < size) {
+		data = lseek(fd, pos, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				return 0;   /* no data past pos */
+			if (first && no_hole_support(errno)) {
+				*nosupport = 1;
+				return 0;
+			}
+			return vmb_err_sys(err, errno, "cannot scan the backing file (SEEK_DATA)");
+		}
+		if (data >= size)
+			return 0;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			if (errno == ENXIO)
+				return 0;   /* the file shrank under us */
+			return vmb_err_sys(err, errno, "cannot scan the backing file (SEEK_HOLE)");
+		}
+		if (hole > size || hole <= data)
+			hole = size;   /* past the size asked for, or nonsense: clamp */
+		/* round out to whole blocks */
+		rc = vmb_blockmap_set(m, (uint64_t)data / VMB_BLOCK_SIZE,
+				      ((uint64_t)hole + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE -
+				      (uint64_t)data / VMB_BLOCK_SIZE, VMB_DATA);
+		if (rc)
+			return vmb_err_set(err, rc, "out of memory scanning the backing file");
+		pos = hole;
+		first = 0;
+	}
+	return 0;
+}
+
+int vmb_sidecar_scan(int fd, uint64_t size, struct vmb_blockmap *m, struct vmb_err *err)
+{
+	struct vmb_blockmap tmp;
+	uint64_t nblocks = size / VMB_BLOCK_SIZE + (size % VMB_BLOCK_SIZE != 0);
+	off_t saved;
+	int rc, nosupport = 0;
+
+	vmb_blockmap_init(&tmp);
+	if (size > (uint64_t)INT64_MAX)
+		return vmb_err_set(err, EFBIG, "cannot scan a file of %" PRIu64 " bytes", size);
+	saved = lseek(fd, 0, SEEK_CUR);
+	if (saved < 0)
+		return vmb_err_sys(err, errno, "cannot scan the backing file");
+
+	rc = vmb_blockmap_set(&tmp, 0, nblocks, VMB_ZERO);
+	if (rc) {
+		rc = vmb_err_set(err, rc, "out of memory scanning the backing file");
+		goto out;
+	}
+	rc = scan_data(fd, (off_t)size, &tmp, &nosupport, err);
+	if (rc)
+		goto out;
+	if (nosupport) {
+		rc = vmb_blockmap_set(&tmp, 0, nblocks, VMB_DATA);
+		if (rc) {
+			rc = vmb_err_set(err, rc, "out of memory scanning the backing file");
+			goto out;
+		}
+	}
+	vmb_blockmap_destroy(m);
+	*m = tmp;
+	vmb_blockmap_init(&tmp);
+out:
+	vmb_blockmap_destroy(&tmp);
+	lseek(fd, saved, SEEK_SET);
+	return rc;
+}
+
+/* ---- peek ---- */
+
+int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t *data_blocks)
+{
+	unsigned char h[VMB_SIDECAR_PAGE];
+	uint64_t count;
+	size_t expected;
+	ssize_t got;
+	int fd, rc;
+
+	if (check_name(name, NULL))
+		return -EINVAL;
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	got = vmb_read_full(fd, h, sizeof(h));
+	close(fd);
+	if (got < 0)
+		return (int)got;
+	rc = decode_preamble(h, (size_t)got, NULL);
+	if (rc == 0)
+		rc = decode_header(h, s, &count, &expected, NULL);
+	if (rc < 0)
+		return rc;
+	*data_blocks = get_u64(h + H_DATA);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/* sidecar.h - persistence of a file's block map in the store's hidden sidecar.
+ *
+ * A sidecar is named after the backing file's inode number and kept in the store's
+ * map directory (.vmbundlefs/maps/<16 hex digits of ino>.map). It records the map
+ * and a stamp of the backing file (inode, size, mtime, birth time) taken when the
+ * map was written. (mtime, not ctime: chmod, chown, link and xattrs do not touch the
+ * content, and must not make the map look stale.) The map is trusted only while the backing file's stamp is the
+ * same; otherwise the file was changed behind the map (a crash between a write and
+ * the next persist, or a change made directly in the store) and the map is rebuilt
+ * from the backing file's own holes (vmb_sidecar_scan), which is exact for a file
+ * with no base layer, since its backing file holds its logical content.
+ *
+ * On-disk format (all integers little-endian; see vmbundlefs(5)): pages of 4096
+ * bytes, the last 4 bytes of each page the CRC-32C of its first 4092 bytes.
+ *   page 0, header:  0 magic "VMBMAP01"   8 u32 version (1)  12 u32 block size (4096)
+ *                   16 u64 ino  24 u64 size  32 i64 mtime sec  40 u32 mtime nsec
+ *                   44 u32 btime nsec  48 i64 btime sec  56 u64 extent count
+ *                   64 u64 data blocks  72 u64 zero blocks  80 u32 flags (0)
+ *                   84 u32 reserved (0); the rest zero.
+ *   pages 1..:     170 records of 24 bytes each: u64 start, u64 len, u32 state
+ *                  (1 data, 2 zero), u32 reserved (0); the rest of the page zero.
+ * The file is exactly 4096 * (1 + ceil(count / 170)) bytes.
+ * Writes are atomic: a temporary in the same directory, fsync, rename, fsync dir.
+ */
+#ifndef VMB_SIDECAR_H
+#define VMB_SIDECAR_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "map/blockmap.h"
+#include "base/err.h"
+
+#define VMB_SIDECAR_PAGE 4096u
+#define VMB_SIDECAR_VERSION 1u
+#define VMB_SIDECAR_PER_PAGE 170u
+#define VMB_SIDECAR_NAME_MAX 32
+
+struct vmb_stamp {
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint32_t btime_nsec;   /* 0 when the filesystem has no birth time */
+	int64_t btime_sec;
+};
+
+/* Stamp of an open file (statx). */
+int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err);
+/* 1 if equal in every field, else 0. */
+int vmb_stamp_equal(const struct vmb_stamp *a, const struct vmb_stamp *b);
+
+/* "<016 hex of ino>.map" into name (VMB_SIDECAR_NAME_MAX bytes). */
+void vmb_sidecar_name(uint64_t ino, char name[VMB_SIDECAR_NAME_MAX]);
+
+/* Serialise into a malloc'ed buffer (*buf, caller frees). 0 or -ENOMEM. */
+int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+		       void **buf, size_t *len, struct vmb_err *err);
+
+/* Parse a buffer into m (initialised, replaced on success, unchanged on failure)
+ * and s. Errors: -EBADMSG for a corrupt or truncated sidecar, with a message such as
+ * "sidecar map is corrupt (bad checksum at offset 4096)" or "sidecar map is truncated
+ * (5000 bytes, expected 8192)"; -EPROTONOSUPPORT for a newer version. */
+int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
+		       struct vmb_stamp *s, struct vmb_err *err);
+
+/* How durable vmb_sidecar_write is. */
+#define VMB_SIDECAR_SYNC_NONE 0   /* no fsync */
+#define VMB_SIDECAR_SYNC_FILE 1   /* fsync the temporary before the rename: the name
+				   * then never shows a torn map, though a crash may
+				   * lose the rename (a missing map is rebuilt) */
+#define VMB_SIDECAR_SYNC_DIR  2   /* and fsync the directory after it */
+
+/* Atomically write the sidecar `name` in directory dirfd, as durable as `durable`
+ * (VMB_SIDECAR_SYNC_*; any non-zero value fsyncs the temporary). */
+int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_stamp *s, int durable, struct vmb_err *err);
+
+/* Read and decode; -ENOENT when there is none, else as vmb_sidecar_decode, or -errno
+ * for an I/O error. */
+int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
+		     struct vmb_stamp *s, struct vmb_err *err);
+
+/* Read only the header: the stamp and the number of data blocks, for a stat that
+ * need not load the whole map. The header page is checked (magic, version, CRC), the
+ * rest is not: trust the count only while the stamp matches. 0 or -errno. */
+int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s,
+		     uint64_t *data_blocks);
+
+/* Remove a sidecar; a missing one is not an error. */
+int vmb_sidecar_remove(int dirfd, const char *name, struct vmb_err *err);
+
+/* Rebuild a map from a backing file's holes: every byte range SEEK_DATA reports is
+ * VMB_DATA (rounded out to whole blocks), every other block below
+ * ceil(size / VMB_BLOCK_SIZE) is VMB_ZERO. m is replaced on success. A filesystem
+ * without SEEK_DATA makes the whole file VMB_DATA. */
+int vmb_sidecar_scan(int fd, uint64_t size, struct vmb_blockmap *m, struct vmb_err *err);
+
+#endif

@@ -1,0 +1,370 @@
+/* fsck.c - check and repair a store (see fsck.h). */
+#include "config.h"
+#include "store/fsck.h"
+#include "store/store.h"
+#include "map/sidecar.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fsck_ctx {
+	struct vmb_store *s;
+	int repair;
+	const struct vmb_log *say;
+	struct vmb_fsck_result *res;
+	uint64_t *inos;          /* inode numbers of the files seen */
+	size_t ninos, cap;
+	int nomem;
+};
+
+static int remember_ino(struct fsck_ctx *c, uint64_t ino)
+{
+	if (c->ninos == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 256;
+		uint64_t *n = realloc(c->inos, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		c->inos = n;
+		c->cap = ncap;
+	}
+	c->inos[c->ninos++] = ino;
+	return 0;
+}
+
+/* 1 if the backing file holds a non-zero byte in any block the map calls ZERO. */
+static int map_hides_data(int fd, const struct vmb_blockmap *map,
+			  const struct vmb_blockmap *scan, uint64_t size)
+{
+	static const unsigned char zeros[VMB_BLOCK_SIZE];
+	unsigned char buf[VMB_BLOCK_SIZE];
+	uint64_t blk = 0, nblocks = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE, run;
+
+	while (blk < nblocks) {
+		if (vmb_blockmap_next(scan, blk, VMB_M_DATA, &blk) < 0 || blk >= nblocks)
+			return 0;
+		vmb_blockmap_get(scan, blk, &run);
+		for (; run > 0 && blk < nblocks; run--, blk++) {
+			ssize_t n;
+			if (vmb_blockmap_get(map, blk, NULL) == VMB_DATA)
+				continue;
+			n = pread(fd, buf, sizeof(buf), (off_t)(blk * VMB_BLOCK_SIZE));
+			if (n > 0 && memcmp(buf, zeros, (size_t)n) != 0)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/* 1 if blocks are allocated past the end of the file: space a daemon that was
+ * killed had reserved ahead of a writer (image.c). 0 if none, or if the filesystem
+ * cannot say (no FIEMAP). */
+static int reserved_past_eof(int fd, uint64_t size)
+{
+	struct {
+		struct fiemap fm;
+		struct fiemap_extent fe[1];
+	} f;
+
+	memset(&f, 0, sizeof(f));
+	f.fm.fm_start = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE * VMB_BLOCK_SIZE;
+	f.fm.fm_length = FIEMAP_MAX_OFFSET - f.fm.fm_start;
+	f.fm.fm_extent_count = 1;
+	if (ioctl(fd, FS_IOC_FIEMAP, &f.fm) < 0)
+		return 0;
+	return f.fm.fm_mapped_extents > 0;
+}
+
+/* Give it back: a truncate to the file's own size (through a writable descriptor
+ * of the same file). 0 or -errno. */
+static int trim_past_eof(int fd, uint64_t size)
+{
+	char proc[64];
+	int wfd, r = 0;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	wfd = open(proc, O_WRONLY | O_CLOEXEC);
+	if (wfd < 0)
+		return -errno;
+	if (ftruncate(wfd, (off_t)size) < 0)
+		r = -errno;
+	close(wfd);
+	return r;
+}
+
+static void report(struct fsck_ctx *c, const char *path, const char *what, const char *why,
+		   int fixed)
+{
+	c->res->problems++;
+	if (fixed)
+		c->res->repaired++;
+	vmb_log_msg(c->say, "%s: %s%s%s%s", path, what, why ? " (" : "", why ? why : "",
+		    why ? ")" : "");
+}
+
+/* Space reserved past the end of the file: reported, and with repair given back.
+ * The truncate changes the file's times, so a map that was current is saved again
+ * with the new stamp (a stale one is rebuilt by the checks that follow). */
+static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t size)
+{
+	static const char why[] = "a daemon was killed while the file was written";
+	struct vmb_stamp now, saved;
+	struct vmb_blockmap map;
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_err e = {0};
+	int current, r;
+
+	if (!c->repair) {
+		report(c, path, "space reserved past the end of the file", why, 0);
+		return;
+	}
+	vmb_blockmap_init(&map);
+	current = vmb_stamp_fd(fd, &now, &e) == 0;
+	if (current) {
+		vmb_sidecar_name(now.ino, name);
+		current = vmb_sidecar_read(c->s->mapfd, name, &map, &saved, &e) == 0 &&
+			  vmb_stamp_equal(&now, &saved);
+	}
+	r = trim_past_eof(fd, size);
+	if (r < 0) {
+		report(c, path, "cannot give back space reserved past its end", strerror(-r), 0);
+	} else {
+		report(c, path, "gave back space reserved past the end of the file", why, 1);
+		if (current && (vmb_stamp_fd(fd, &now, &e) < 0 ||
+				vmb_sidecar_write(c->s->mapfd, name, &map, &now, 1, &e) < 0))
+			report(c, path, "cannot save map", e.msg, 0);
+	}
+	vmb_blockmap_destroy(&map);
+}
+
+/* ---- the metadata's modes --------------------------------------------------------- */
+
+/* What an import stages (VMB_STAGING_DIR, vmb_archive.h) carries the archive's own
+ * modes; the staging directory itself is checked, not what is in it. */
+static const char staging_dir[] = "staging";
+
+static void fix_mode(struct fsck_ctx *c, int dfd, const char *name, const char *path,
+		     const struct stat *st)
+{
+	mode_t want = S_ISDIR(st->st_mode) ? VMB_META_DIR_MODE : VMB_META_FILE_MODE;
+	char why[96];
+
+	if (!(st->st_mode & 077))
+		return;
+	snprintf(why, sizeof(why), "mode %04o lets other users in; metadata is the "
+		 "owner's alone", (unsigned)(st->st_mode & 07777));
+	if (!c->repair)
+		report(c, path, "mode needs fixing", why, 0);
+	else if ((dfd < 0 ? fchmod(c->s->metafd, want) : fchmodat(dfd, name, want, 0)) < 0)
+		report(c, path, "cannot fix mode", strerror(errno), 0);
+	else
+		report(c, path, want == VMB_META_DIR_MODE ? "set mode 0700" : "set mode 0600",
+		       why, 1);
+}
+
+static int meta_mode(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		     struct vmb_err *err)
+{
+	(void)err;
+	if (ev == VMB_TREE_DIR_POST || S_ISLNK(e->st->st_mode))
+		return 0;
+	fix_mode(arg, e->dfd, e->name, e->msgpath, e->st);
+	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, staging_dir))
+		return VMB_TREE_SKIP;
+	return 0;
+}
+
+/* .vmbundlefs and everything in it: no access for group or others. */
+static int check_meta_modes(struct fsck_ctx *c, struct vmb_err *err)
+{
+	struct stat st;
+
+	if (fstat(c->s->metafd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat '%s/%s'", c->s->path, VMB_META_DIR);
+	fix_mode(c, -1, NULL, VMB_META_DIR, &st);
+	return vmb_tree_walk(c->s->metafd, VMB_META_DIR, meta_mode, c, err);
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
+{
+	struct fsck_ctx *c = arg;
+	struct vmb_blockmap map, scan;
+	struct vmb_stamp now, saved;
+	char name[VMB_SIDECAR_NAME_MAX], why[VMB_ERR_MAX];
+	struct vmb_err e = {0};
+	int r, bad = 0, unfixable = 0;
+
+	c->res->files++;
+	vmb_blockmap_init(&map);
+	vmb_blockmap_init(&scan);
+	if (remember_ino(c, (uint64_t)st->st_ino) < 0) {
+		c->nomem = 1;
+		return -ENOMEM;
+	}
+	why[0] = '\0';
+	if (reserved_past_eof(fd, (uint64_t)st->st_size))
+		fix_past_eof(c, relpath, fd, (uint64_t)st->st_size);
+	r = vmb_stamp_fd(fd, &now, &e);
+	if (r == 0)
+		r = vmb_sidecar_scan(fd, now.size, &scan, &e);
+	if (r < 0) {
+		report(c, relpath, "cannot be checked", e.msg, 0);
+		goto out;
+	}
+	vmb_sidecar_name(now.ino, name);
+	r = vmb_sidecar_read(c->s->mapfd, name, &map, &saved, &e);
+	if (r == -ENOENT) {
+		bad = 1;
+		snprintf(why, sizeof(why), "it had no map");
+	} else if (r == -EPROTONOSUPPORT) {
+		unfixable = 1;
+		snprintf(why, sizeof(why), "%s", e.msg);
+	} else if (r < 0) {
+		bad = 1;
+		snprintf(why, sizeof(why), "%s", e.msg);
+	} else if (!vmb_stamp_equal(&now, &saved)) {
+		bad = 1;
+		snprintf(why, sizeof(why), "the map was older than the file");
+	} else if (map_hides_data(fd, &map, &scan, now.size)) {
+		bad = 1;
+		snprintf(why, sizeof(why), "the map called blocks zero that hold data");
+	}
+	if (unfixable) {
+		report(c, relpath, "map left alone", why, 0);
+		goto out;
+	}
+	if (!bad)
+		goto out;
+	if (!c->repair) {
+		report(c, relpath, "map needs rebuilding", why, 0);
+		goto out;
+	}
+	r = vmb_sidecar_write(c->s->mapfd, name, &scan, &now, 1, &e);
+	if (r < 0)
+		report(c, relpath, "cannot rebuild map", e.msg, 0);
+	else
+		report(c, relpath, "rebuilt map", why, 1);
+out:
+	vmb_blockmap_destroy(&map);
+	vmb_blockmap_destroy(&scan);
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Remove sidecars of files that no longer exist, and leftover temporaries. */
+static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	if (c->ninos)
+		qsort(c->inos, c->ninos, sizeof(*c->inos), cmp_u64);
+	fd = openat(c->s->mapfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return vmb_err_sys(err, errno, "cannot read the map directory of '%s'",
+				   c->s->path);
+	}
+	while ((de = readdir(d))) {
+		unsigned long long ino;
+		char tail[8];
+		const char *what = NULL;
+		uint64_t key;
+
+		if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
+			continue;
+		if (!strncmp(de->d_name, ".tmp.", 5)) {
+			what = "removed a leftover temporary map";
+		} else if (sscanf(de->d_name, "%16llx%7s", &ino, tail) == 2 &&
+			   !strcmp(tail, ".map") && strlen(de->d_name) == 20) {
+			key = ino;
+			if (!c->ninos ||
+			    !bsearch(&key, c->inos, c->ninos, sizeof(*c->inos), cmp_u64))
+				what = "removed the map of a file that no longer exists";
+		} else {
+			what = "removed a stray file from the map directory";
+		}
+		if (!what)
+			continue;
+		if (!c->repair) {
+			report(c, de->d_name, "needs removing", what + 8, 0);
+			continue;
+		}
+		if (unlinkat(c->s->mapfd, de->d_name, 0) < 0)
+			report(c, de->d_name, "cannot be removed", strerror(errno), 0);
+		else
+			report(c, de->d_name, what, NULL, 1);
+	}
+	closedir(d);
+	return 0;
+}
+
+int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
+	     struct vmb_fsck_result *res, struct vmb_err *err)
+{
+	struct vmb_store s;
+	struct fsck_ctx c;
+	struct dirent *de;
+	DIR *d = NULL;
+	int fd, r;
+
+	memset(res, 0, sizeof(*res));
+	memset(&c, 0, sizeof(c));
+	r = vmb_store_open(&s, path, VMB_STORE_EXCLUSIVE, err);
+	if (r < 0)
+		return r;
+	c.s = &s;
+	c.repair = repair;
+	c.say = say;
+	c.res = res;
+	r = check_meta_modes(&c, err);
+	if (r < 0)
+		goto out;
+	fd = openat(s.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		r = vmb_err_sys(err, errno, "cannot read store '%s'", path);
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
+			continue;
+		if (vmb_store_reserved(de->d_name) ||
+		    fstatat(s.dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISDIR(st.st_mode))
+			continue;
+		r = vmb_store_walk(&s, de->d_name, check_file, &c, err);
+		if (r < 0) {
+			if (c.nomem)
+				r = vmb_err_set(err, ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	r = sweep_maps(&c, err);
+out:
+	if (d)
+		closedir(d);
+	free(c.inos);
+	vmb_store_close(&s);
+	return r;
+}

@@ -1,0 +1,4 @@
+# store: store directories, walking them, fsck.
+src_libvmbundle_a_SOURCES += \
+	src/store/store.c src/store/store_walk.c src/store/store.h \
+	src/store/fsck.c src/store/fsck.h

@@ -1,0 +1,252 @@
+/* store.c - store directories: init, open, layout version, names (see store.h). */
+#include "config.h"
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int vmb_name_check(const char *name, struct vmb_err *err)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return vmb_err_set(err, EINVAL, "empty name");
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return vmb_err_set(err, EINVAL, "'%s' is not a usable name", name);
+	if (strchr(name, '/'))
+		return vmb_err_set(err, EINVAL, "name '%s' contains '/'", name);
+	if (n > NAME_MAX)
+		return vmb_err_set(err, ENAMETOOLONG, "name '%.32s...' is %zu bytes long "
+				   "(at most %d)", name, n, NAME_MAX);
+	return 0;
+}
+
+int vmb_store_reserved(const char *name)
+{
+	return strcmp(name, VMB_META_DIR) == 0;
+}
+
+static int write_file_atomic(int dirfd, const char *name, const char *text,
+			     struct vmb_err *err)
+{
+	char tmp[64];
+	size_t len = strlen(text);
+	int fd, r = 0;
+
+	snprintf(tmp, sizeof(tmp), ".tmp.%s.%ld", name, (long)getpid());
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, VMB_META_FILE_MODE);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot create '%s'", name);
+	if (fchmod(fd, VMB_META_FILE_MODE) < 0 || write(fd, text, len) != (ssize_t)len ||
+	    fsync(fd) < 0)
+		r = vmb_err_sys(err, errno ? errno : EIO, "cannot write '%s'", name);
+	close(fd);
+	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = vmb_err_sys(err, errno, "cannot rename '%s'", name);
+	if (r < 0)
+		unlinkat(dirfd, tmp, 0);
+	else if (fsync(dirfd) < 0)
+		r = vmb_err_sys(err, errno, "cannot sync the directory of '%s'", name);
+	return r;
+}
+
+static int dir_is_empty(int fd)
+{
+	struct dirent *de;
+	DIR *d;
+	int dup_fd = dup(fd), empty = 1;
+
+	if (dup_fd < 0)
+		return -errno;
+	d = fdopendir(dup_fd);
+	if (!d) {
+		close(dup_fd);
+		return -errno;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return empty;
+}
+
+int vmb_store_init(const char *path, struct vmb_err *err)
+{
+	char text[64];
+	int dfd = -1, mfd = -1, lfd, r;
+
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return vmb_err_sys(err, errno, "cannot create store '%s'", path);
+	dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return vmb_err_sys(err, errno, "cannot open '%s'", path);
+	if (faccessat(dfd, VMB_META_DIR, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = vmb_err_set(err, EEXIST, "'%s' is already a vmbundlefs store", path);
+		goto out;
+	}
+	r = dir_is_empty(dfd);
+	if (r < 0) {
+		r = vmb_err_sys(err, -r, "cannot read '%s'", path);
+		goto out;
+	}
+	if (!r) {
+		r = vmb_err_set(err, ENOTEMPTY, "cannot make a store in '%s': the directory "
+				"is not empty", path);
+		goto out;
+	}
+	/* Metadata is the owner's alone (store.h), whatever the umask: set, not
+	 * masked. The store's root keeps the mode mkdir gave it. */
+	if (mkdirat(dfd, VMB_META_DIR, VMB_META_DIR_MODE) < 0) {
+		r = vmb_err_sys(err, errno, "cannot create '%s/%s'", path, VMB_META_DIR);
+		goto out;
+	}
+	mfd = openat(dfd, VMB_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (mfd < 0 || fchmod(mfd, VMB_META_DIR_MODE) < 0 ||
+	    mkdirat(mfd, VMB_MAPS_DIR, VMB_META_DIR_MODE) < 0 ||
+	    fchmodat(mfd, VMB_MAPS_DIR, VMB_META_DIR_MODE, 0) < 0) {
+		r = vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", path, VMB_META_DIR,
+				VMB_MAPS_DIR);
+		goto out;
+	}
+	lfd = openat(mfd, VMB_LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, VMB_META_FILE_MODE);
+	if (lfd < 0 || fchmod(lfd, VMB_META_FILE_MODE) < 0) {
+		r = vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", path, VMB_META_DIR,
+				VMB_LOCK_FILE);
+		if (lfd >= 0)
+			close(lfd);
+		goto out;
+	}
+	close(lfd);
+	/* The layout file last: a store is a store once it exists. */
+	snprintf(text, sizeof(text), "%s %d\n", VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
+	r = write_file_atomic(mfd, VMB_LAYOUT_FILE, text, err);
+	if (r == 0 && fsync(dfd) < 0)
+		r = vmb_err_sys(err, errno, "cannot sync '%s'", path);
+out:
+	if (mfd >= 0)
+		close(mfd);
+	close(dfd);
+	return r;
+}
+
+static int check_layout(struct vmb_store *s, struct vmb_err *err)
+{
+	char buf[128], magic[64];
+	ssize_t n;
+	int fd, version = 0;
+
+	fd = openat(s->metafd, VMB_LAYOUT_FILE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return vmb_err_set(err, EINVAL, "'%s' is not a vmbundlefs store (no %s/%s); "
+					   "create one with 'vmbundlefs init'", s->path,
+					   VMB_META_DIR, VMB_LAYOUT_FILE);
+		return vmb_err_sys(err, errno, "cannot open the layout file of store '%s'",
+				   s->path);
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return vmb_err_sys(err, errno, "cannot read the layout file of store '%s'",
+				   s->path);
+	buf[n] = '\0';
+	if (sscanf(buf, "%63s %d", magic, &version) != 2 || strcmp(magic, VMB_LAYOUT_MAGIC) ||
+	    version < 1)
+		return vmb_err_set(err, EINVAL, "store '%s' has an unreadable layout file "
+				   "(%s/%s)", s->path, VMB_META_DIR, VMB_LAYOUT_FILE);
+	if (version > VMB_LAYOUT_VERSION)
+		return vmb_err_set(err, EPROTONOSUPPORT, "store '%s' has layout version %d; "
+				   "this vmbundlefs understands up to %d", s->path, version,
+				   VMB_LAYOUT_VERSION);
+	return 0;
+}
+
+int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mode,
+		   struct vmb_err *err)
+{
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->dirfd = s->metafd = s->mapfd = s->lockfd = -1;
+	s->path = strdup(path);
+	if (!s->path)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot open store '%s'", path);
+		goto fail;
+	}
+	s->metafd = openat(s->dirfd, VMB_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			   O_CLOEXEC);
+	if (s->metafd < 0) {
+		if (errno == ENOENT)
+			r = vmb_err_set(err, EINVAL, "'%s' is not a vmbundlefs store (no %s/%s); "
+					"create one with 'vmbundlefs init'", path, VMB_META_DIR,
+					VMB_LAYOUT_FILE);
+		else
+			r = vmb_err_sys(err, errno, "cannot open '%s/%s'", path, VMB_META_DIR);
+		goto fail;
+	}
+	r = check_layout(s, err);
+	if (r < 0)
+		goto fail;
+	s->mapfd = openat(s->metafd, VMB_MAPS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			  O_CLOEXEC);
+	if (s->mapfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot open '%s/%s/%s'", path, VMB_META_DIR,
+				VMB_MAPS_DIR);
+		goto fail;
+	}
+	s->readonly = faccessat(s->mapfd, ".", W_OK, AT_EACCESS) < 0;
+	if (mode == VMB_STORE_READ)
+		return 0;
+	s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			   VMB_META_FILE_MODE);
+	if (s->lockfd < 0)
+		s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->lockfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot open the lock file of store '%s'", path);
+		goto fail;
+	}
+	if (flock(s->lockfd, (mode == VMB_STORE_EXCLUSIVE ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			r = vmb_err_set(err, EBUSY, mode == VMB_STORE_EXCLUSIVE ?
+					"store '%s' is mounted or in use; unmount it first" :
+					"store '%s' is being checked (fsck); try again when it "
+					"has finished", path);
+		else
+			r = vmb_err_sys(err, errno, "cannot lock store '%s'", path);
+		goto fail;
+	}
+	return 0;
+fail:
+	vmb_store_close(s);
+	return r;
+}
+
+void vmb_store_close(struct vmb_store *s)
+{
+	if (!s->path)   /* zeroed, or already closed */
+		return;
+	if (s->lockfd >= 0)
+		close(s->lockfd);
+	if (s->mapfd >= 0)
+		close(s->mapfd);
+	if (s->metafd >= 0)
+		close(s->metafd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	free(s->path);
+	memset(s, 0, sizeof(*s));
+}

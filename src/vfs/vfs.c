@@ -1,0 +1,643 @@
+/* vfs.c - the node table, lookup/forget, attributes (see vfs.h, vfs_int.h). */
+#include "config.h"
+#include "vfs/vfs_int.h"
+#include "map/sidecar.h"
+#include "lock/auxfile.h"
+#include "lock/holders.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+size_t vmb_node_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)dev;
+	return (size_t)(h >> (64 - VMB_HASH_BITS));
+}
+
+static void node_init(struct vmb_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->fd = -1;
+	pthread_mutex_init(&n->ilock, NULL);
+}
+
+static void node_free(struct vmb_node *n)
+{
+	if (n->img)   /* cannot happen: images hold a ref; be safe anyway */
+		vmb_image_close(n->img);
+	if (n->locks) {
+		vmb_lockset_destroy(n->locks);
+		free(n->locks);
+	}
+	if (n->fd >= 0)
+		close(n->fd);
+	free(n->fh);
+	pthread_mutex_destroy(&n->ilock);
+	free(n);
+}
+
+const struct vmb_log *vmb_vfs_log(struct vmb_vfs *v)
+{
+	return v->log;
+}
+
+/* The file handle of fd, to reopen it once parked; NULL when the filesystem has none. */
+static struct file_handle *handle_of(int fd)
+{
+	struct file_handle *fh = malloc(sizeof(*fh) + MAX_HANDLE_SZ);
+	int mount_id;
+
+	if (!fh)
+		return NULL;
+	fh->handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) < 0) {
+		free(fh);
+		return NULL;
+	}
+	return fh;
+}
+
+/* Remove temporary maps left by a daemon that died while saving one
+ * (".tmp.<name>.<pid>.<n>", see sidecar.c). */
+static void sweep_temporaries(int mapfd)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd = openat(mapfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		char name[VMB_SIDECAR_NAME_MAX];
+		long pid;
+		unsigned long seq;
+
+		if (strncmp(de->d_name, ".tmp.", 5) ||
+		    sscanf(de->d_name + 5, "%31[^.].map.%ld.%lu", name, &pid, &seq) != 3)
+			continue;
+		if (pid != (long)getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+}
+
+int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_opts *o,
+		struct vmb_err *err)
+{
+	struct vmb_vfs *v;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	node_init(&v->root);
+	pthread_mutex_init(&v->tlock, NULL);
+	vmb_waitgraph_init(&v->waits);
+	v->log = o ? o->log : NULL;
+	v->readonly = o ? o->readonly : 0;
+	v->direct_writes = !(o && o->buffered_writes);
+	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
+		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
+							NULL, 10);
+	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
+	if (!v->hash) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = vmb_store_open(&v->store, store, VMB_STORE_SHARED, err);
+	if (r < 0)
+		goto fail;
+	if (v->store.readonly)
+		v->readonly = 1;
+	r = o && o->aux_patterns ? vmb_aux_parse(o->aux_patterns, &v->aux_patterns, err)
+				 : vmb_aux_load(&v->store, &v->aux_patterns, err);
+	if (r < 0)
+		goto fail;
+	vmb_holders_sweep(v->store.metafd);
+	sweep_temporaries(v->store.mapfd);
+	v->store_real = realpath(store, NULL);
+	if (!v->store_real) {
+		r = vmb_err_sys(err, errno, "cannot resolve store path '%s'", store);
+		goto fail;
+	}
+	v->root.fd = openat(v->store.dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (v->root.fd < 0 || fstat(v->root.fd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot open store '%s'", store);
+		goto fail;
+	}
+	v->root.dev = st.st_dev;
+	v->root.ino = st.st_ino;
+	{
+		/* Parking needs file handles that reopen (CAP_DAC_READ_SEARCH). */
+		struct file_handle *fh = handle_of(v->root.fd);
+		struct rlimit rl;
+		int fd = fh ? open_by_handle_at(v->store.dirfd, fh, O_PATH | O_CLOEXEC) : -1;
+
+		v->can_park = fd >= 0;
+		if (fd >= 0)
+			close(fd);
+		free(fh);
+		if (o && o->idle_fds)
+			v->lru_cap = o->idle_fds;
+		else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+			v->lru_cap = rl.rlim_cur / 4 > 64 ? (size_t)(rl.rlim_cur / 4) : 64;
+		else
+			v->lru_cap = 65536;
+	}
+	v->root.type = S_IFDIR;
+	v->root.nlookup = 1;
+	*out = v;
+	return 0;
+fail:
+	vmb_vfs_free(v);
+	return r;
+}
+
+void vmb_vfs_free(struct vmb_vfs *v)
+{
+	size_t i;
+
+	if (!v)
+		return;
+	if (v->hash) {
+		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++) {
+			struct vmb_node *n = v->hash[i], *next;
+			for (; n; n = next) {
+				next = n->hnext;
+				if (n->img) {
+					vmb_image_close(n->img);
+					n->img = NULL;
+				}
+				node_free(n);
+			}
+		}
+		free(v->hash);
+	}
+	if (v->root.fd >= 0)
+		close(v->root.fd);
+	pthread_mutex_destroy(&v->root.ilock);
+	pthread_mutex_destroy(&v->tlock);
+	vmb_waitgraph_destroy(&v->waits);
+	vmb_store_close(&v->store);
+	vmb_aux_free(v->aux_patterns);
+	free(v->store_real);
+	free(v);
+}
+
+uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n)
+{
+	return n == &v->root ? VMB_ROOT_INO : (uint64_t)(uintptr_t)n;
+}
+
+int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out)
+{
+	struct vmb_node *n;
+	int r;
+
+	if (ino == VMB_ROOT_INO) {
+		*out = &v->root;
+		return 0;
+	}
+	n = (struct vmb_node *)(uintptr_t)ino;
+	if (!n)
+		return -ESTALE;
+	r = vmb_node_ref(v, n);
+	if (r < 0)
+		return r;
+	*out = n;
+	return 0;
+}
+
+static void lru_remove_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	if (!n->in_lru)
+		return;
+	if (n->lru_prev)
+		n->lru_prev->lru_next = n->lru_next;
+	else
+		v->lru_first = n->lru_next;
+	if (n->lru_next)
+		n->lru_next->lru_prev = n->lru_prev;
+	else
+		v->lru_last = n->lru_prev;
+	n->lru_prev = n->lru_next = NULL;
+	n->in_lru = 0;
+	v->lru_count--;
+}
+
+/* n just became idle: queue it, and park the oldest idle nodes past the cap. */
+static void lru_add_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	if (!v->can_park || !n->fh || n->fd < 0 || n->in_lru)
+		return;
+	n->lru_prev = v->lru_last;
+	n->lru_next = NULL;
+	if (v->lru_last)
+		v->lru_last->lru_next = n;
+	else
+		v->lru_first = n;
+	v->lru_last = n;
+	n->in_lru = 1;
+	v->lru_count++;
+	while (v->lru_count > v->lru_cap) {
+		struct vmb_node *old = v->lru_first;
+		lru_remove_locked(v, old);
+		close(old->fd);
+		old->fd = -1;
+	}
+}
+
+int vmb_node_ref(struct vmb_vfs *v, struct vmb_node *n)
+{
+	int r = 0;
+
+	if (n == &v->root)
+		return 0;
+	pthread_mutex_lock(&v->tlock);
+	if (n->refs == 0)
+		lru_remove_locked(v, n);
+	if (n->fd < 0) {
+		int fd = n->fh ? open_by_handle_at(v->store.dirfd, n->fh, O_PATH | O_CLOEXEC) : -1;
+		if (fd < 0) {
+			r = -ESTALE;   /* gone from the store since it was parked */
+			goto out;
+		}
+		n->fd = fd;
+	}
+	n->refs++;
+out:
+	pthread_mutex_unlock(&v->tlock);
+	return r;
+}
+
+static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	struct vmb_node **pp = &v->hash[vmb_node_hash(n->dev, n->ino)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == n) {
+			*pp = n->hnext;
+			v->nodes--;
+			return;
+		}
+	}
+}
+
+/* Drop one ref and/or nlookup references; free the node when both reach zero. */
+static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
+			 uint64_t lookups)
+{
+	int dead = 0;
+
+	if (n == &v->root)
+		return;
+	pthread_mutex_lock(&v->tlock);
+	n->refs -= refs;
+	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
+	if (n->refs == 0 && n->nlookup == 0) {
+		lru_remove_locked(v, n);
+		unhash_locked(v, n);
+		dead = 1;
+	} else if (n->refs == 0) {
+		lru_add_locked(v, n);
+	}
+	pthread_mutex_unlock(&v->tlock);
+	if (dead)
+		node_free(n);
+}
+
+void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n)
+{
+	node_release(v, n, 1, 0);
+}
+
+void vmb_vfs_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup)
+{
+	if (ino == VMB_ROOT_INO)
+		return;
+	node_release(v, (struct vmb_node *)(uintptr_t)ino, 0, nlookup);
+}
+
+void vmb_node_procpath(const struct vmb_node *n, char buf[64])
+{
+	snprintf(buf, 64, "/proc/self/fd/%d", n->fd);
+}
+
+void vmb_node_relpath(struct vmb_vfs *v, const struct vmb_node *n, char *buf, size_t size)
+{
+	char proc[64], *full;
+	size_t plen;
+	ssize_t len;
+
+	full = malloc(PATH_MAX);
+	if (!full) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	vmb_node_procpath(n, proc);
+	len = readlink(proc, full, PATH_MAX - 1);
+	if (len < 0) {
+		snprintf(buf, size, "?");
+		goto out;
+	}
+	full[len] = '\0';
+	plen = strlen(v->store_real);
+	if (strncmp(full, v->store_real, plen) == 0 && full[plen] == '/') {
+		snprintf(buf, size, "%s", full + plen + 1);
+		goto out;
+	}
+	snprintf(buf, size, "%s", full);
+out:
+	free(full);
+}
+
+/* st_blocks of a file whose image is not open: the data blocks of its saved map,
+ * while the map matches the file (the backing file's own count may include the
+ * filesystem's extent blocks); else the backing file's count. */
+static void saved_blocks(struct vmb_vfs *v, struct vmb_node *n, struct stat *st)
+{
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_stamp now, saved;
+	uint64_t data;
+
+	if (vmb_stamp_fd(n->fd, &now, NULL) < 0)
+		return;
+	vmb_sidecar_name(now.ino, name);
+	if (vmb_sidecar_peek(v->store.mapfd, name, &saved, &data) == 0 &&
+	    vmb_stamp_equal(&now, &saved))
+		st->st_blocks = (blkcnt_t)(data * (VMB_BLOCK_SIZE / 512));
+}
+
+int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err)
+{
+	int have = 0;
+
+	/* Under ilock: a last close holds it until the file's queued direct writes have
+	 * landed (dio.h), so the backing file's size is never read in between. */
+	pthread_mutex_lock(&n->ilock);
+	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		pthread_mutex_unlock(&n->ilock);
+		return vmb_err_sys(err, errno, "cannot stat");
+	}
+	if (S_ISREG(st->st_mode) && n->img) {
+		st->st_size = (off_t)vmb_image_size(n->img);
+		st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
+		have = 1;
+	}
+	pthread_mutex_unlock(&n->ilock);
+	if (S_ISREG(st->st_mode) && !have)
+		saved_blocks(v, n, st);
+	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
+	return 0;
+}
+
+int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		       int is_dir, struct vmb_err *err)
+{
+	int r = vmb_name_check(name, err);
+
+	if (r < 0)
+		return r;
+	if (v->readonly)
+		return vmb_err_set(err, EROFS, "the store is mounted read-only");
+	if (parent == &v->root) {
+		if (vmb_store_reserved(name))
+			return vmb_err_set(err, EPERM, "'%s' is reserved for the store's metadata",
+					   name);
+		if (!is_dir)
+			return vmb_err_set(err, EPERM, "the top level of a store holds only "
+					   "bundles (directories): cannot create '%s'", name);
+	}
+	return 0;
+}
+
+int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		    struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *n, *fresh = NULL;
+	struct stat st;
+	size_t h;
+	int fd, r;
+
+	r = vmb_name_check(name, err);
+	if (r < 0)
+		return r;
+	if (parent == &v->root && vmb_store_reserved(name))
+		return -ENOENT;
+	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (parent == &v->root && !S_ISDIR(st.st_mode)) {
+		close(fd);   /* the top level shows bundles only */
+		return -ENOENT;
+	}
+	h = vmb_node_hash(st.st_dev, st.st_ino);
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[h]; n; n = n->hnext)
+		if (n->dev == st.st_dev && n->ino == st.st_ino)
+			break;
+	if (!n) {
+		pthread_mutex_unlock(&v->tlock);
+		fresh = malloc(sizeof(*fresh));
+		if (!fresh) {
+			close(fd);
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		}
+		node_init(fresh);
+		fresh->dev = st.st_dev;
+		fresh->ino = st.st_ino;
+		fresh->type = st.st_mode & S_IFMT;
+		fresh->fd = fd;
+		fd = -1;
+		if (v->can_park)
+			fresh->fh = handle_of(fresh->fd);
+		pthread_mutex_lock(&v->tlock);
+		for (n = v->hash[h]; n; n = n->hnext)   /* raced with another lookup? */
+			if (n->dev == st.st_dev && n->ino == st.st_ino)
+				break;
+		if (!n) {
+			n = fresh;
+			fresh = NULL;
+			n->generation = ++v->next_generation;
+			n->hnext = v->hash[h];
+			v->hash[h] = n;
+			v->nodes++;
+		}
+	}
+	n->nlookup++;
+	if (n->refs == 0)
+		lru_remove_locked(v, n);
+	if (n->fd < 0) {   /* parked: this lookup's descriptor brings it back */
+		n->fd = fd;
+		fd = -1;
+	}
+	n->refs++;
+	pthread_mutex_unlock(&v->tlock);
+	if (fd >= 0)
+		close(fd);
+	if (fresh)
+		node_free(fresh);
+	memset(e, 0, sizeof(*e));
+	e->ino = vmb_node_id(v, n);
+	e->generation = n->generation;
+	r = vmb_node_stat(v, n, &e->attr, err);
+	if (r < 0)
+		node_release(v, n, 1, 1);
+	else
+		vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
+		   struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *p;
+	int r;
+
+	r = vmb_node_get(v, parent, &p);
+	if (r < 0)
+		return r;
+	r = vmb_node_lookup(v, p, name, e, err);
+	vmb_node_put(v, p);
+	return r;
+}
+
+int vmb_vfs_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb_err *err)
+{
+	struct vmb_node *n;
+	int r;
+
+	r = vmb_node_get(v, ino, &n);
+	if (r < 0)
+		return r;
+	r = vmb_node_stat(v, n, st, err);
+	vmb_node_put(v, n);
+	return r;
+}
+
+static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
+		     struct vmb_err *err)
+{
+	struct timespec ts[2];
+
+	ts[0].tv_sec = ts[1].tv_sec = 0;
+	ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+	if (valid & VMB_SET_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (valid & VMB_SET_ATIME)
+		ts[0] = attr->st_atim;
+	if (valid & VMB_SET_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (valid & VMB_SET_MTIME)
+		ts[1] = attr->st_mtim;
+	if (utimensat(n->fd, "", ts, AT_EMPTY_PATH) < 0)
+		return vmb_err_sys(err, errno, "cannot set times");
+	return 0;
+}
+
+#define TIMES (VMB_SET_ATIME | VMB_SET_MTIME | VMB_SET_ATIME_NOW | VMB_SET_MTIME_NOW)
+
+static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_node *n,
+		      struct vmb_file *f, const struct stat *attr, int valid,
+		      struct vmb_err *err)
+{
+	struct vmb_image *img = f ? f->img : NULL;
+	char proc[64];
+	int got = 0, was_open, r = 0;
+
+	if (v->readonly)
+		return vmb_err_set(err, EROFS, "the store is mounted read-only");
+	if ((valid & VMB_SET_SIZE) && !S_ISREG(n->type))
+		return S_ISDIR(n->type) ? -EISDIR : -EINVAL;
+	if ((valid & VMB_SET_MODE) && S_ISLNK(n->type))
+		return -EOPNOTSUPP;
+	if (valid & VMB_SET_SIZE) {
+		r = vmb_check_node_not_in_use(v, n, ctx, "truncate", err);
+		if (r < 0)
+			return r;
+	}
+	/* Size and times of a regular file go with its map: the map is saved with the
+	 * backing file's new mtime, so it stays trusted. */
+	if (S_ISREG(n->type) && !img && (valid & (VMB_SET_SIZE | TIMES))) {
+		r = vmb_node_image_get(v, n, -1, &img, &was_open, err);
+		if (r < 0)
+			return r;
+		got = 1;
+	}
+	vmb_node_procpath(n, proc);
+	if ((valid & VMB_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0) {
+		r = vmb_err_sys(err, errno, "cannot change mode");
+		goto out;
+	}
+	if (valid & (VMB_SET_UID | VMB_SET_GID)) {
+		uid_t uid = (valid & VMB_SET_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & VMB_SET_GID) ? attr->st_gid : (gid_t)-1;
+		if (fchownat(n->fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
+			r = vmb_err_sys(err, errno, "cannot change owner");
+			goto out;
+		}
+	}
+	if (valid & VMB_SET_SIZE) {
+		r = vmb_image_truncate(img, (uint64_t)attr->st_size, err);
+		if (r < 0)
+			goto out;
+	}
+	if (valid & TIMES) {
+		r = set_times(n, attr, valid, err);
+		if (r < 0)
+			goto out;
+	}
+out:
+	if (img && (valid & TIMES))
+		vmb_image_touch(img);
+	if (got)
+		vmb_node_image_put(v, n);
+	return r;
+}
+
+int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
+		    struct vmb_file *f, const struct stat *attr, int valid, struct stat *out,
+		    struct vmb_err *err)
+{
+	struct vmb_node *n;
+	int r;
+
+	r = vmb_node_get(v, ino, &n);
+	if (r < 0)
+		return r;
+	r = do_setattr(v, ctx, n, f, attr, valid, err);
+	if (r == 0)
+		r = vmb_node_stat(v, n, out, err);
+	vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_statfs(struct vmb_vfs *v, struct statvfs *st, struct vmb_err *err)
+{
+	if (fstatvfs(v->store.dirfd, st) < 0)
+		return vmb_err_sys(err, errno, "cannot statfs store '%s'", v->store.path);
+	st->f_namemax = NAME_MAX;
+	return 0;
+}

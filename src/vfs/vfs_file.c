@@ -1,0 +1,326 @@
+/* vfs_file.c - open regular files: images shared per inode (see vfs.h). */
+#include "config.h"
+#include "vfs/vfs_int.h"
+#include "map/sidecar.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Open the backing file for an image: read-write unless the store is read-only or
+ * the file cannot be opened for writing. */
+static int open_backing(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
+{
+	char proc[64];
+	int fd;
+
+	vmb_node_procpath(n, proc);
+	if (!v->readonly) {
+		fd = open(proc, O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno != EACCES && errno != EROFS && errno != EPERM)
+			return vmb_err_sys(err, errno, "cannot open backing file");
+	}
+	fd = open(proc, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open backing file");
+	return fd;
+}
+
+int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
+		       struct vmb_image **img, int *was_open, struct vmb_err *err)
+{
+	char rel[PATH_MAX];
+	int r = 0;
+
+	pthread_mutex_lock(&n->ilock);
+	*was_open = n->img != NULL;
+	if (!n->img) {
+		int fd = backing_fd >= 0 ? backing_fd : open_backing(v, n, err);
+		if (fd < 0) {
+			r = fd;
+			goto out;
+		}
+		backing_fd = -1;
+		vmb_node_relpath(v, n, rel, sizeof(rel));
+		r = vmb_image_open(&n->img, fd, v->store.mapfd, rel, v->log, err);
+		if (r < 0) {
+			close(fd);
+			goto out;
+		}
+		vmb_image_set_direct_writes(n->img, v->direct_writes);
+	}
+	n->opens++;
+	*img = n->img;
+out:
+	pthread_mutex_unlock(&n->ilock);
+	if (backing_fd >= 0)
+		close(backing_fd);
+	if (r == 0) {   /* the handle's reference; the caller already holds one */
+		pthread_mutex_lock(&v->tlock);
+		n->refs++;
+		pthread_mutex_unlock(&v->tlock);
+	}
+	return r;
+}
+
+void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
+{
+	struct vmb_image *img = NULL;
+
+	pthread_mutex_lock(&n->ilock);
+	if (--n->opens == 0) {
+		struct stat st;
+		img = n->img;
+		n->img = NULL;
+		/* Remember what the kernel's cached pages correspond to. */
+		vmb_image_settle(img);
+		n->cache_valid = fstat(vmb_image_fd(img), &st) == 0;
+		n->cache_mtime = st.st_mtim;
+		n->cache_size = st.st_size;
+		vmb_image_close(img);
+	}
+	pthread_mutex_unlock(&n->ilock);
+	vmb_node_put(v, n);
+}
+
+static int cache_still_valid(struct vmb_node *n)
+{
+	struct stat st;
+
+	if (!n->cache_valid || fstatat(n->fd, "", &st, AT_EMPTY_PATH) < 0)
+		return 0;
+	return st.st_mtim.tv_sec == n->cache_mtime.tv_sec &&
+	       st.st_mtim.tv_nsec == n->cache_mtime.tv_nsec && st.st_size == n->cache_size;
+}
+
+static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int flags,
+		    struct vmb_file **out, int *keep_cache, struct vmb_err *err)
+{
+	struct vmb_file *f;
+	int was_open, r;
+
+	*out = NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		if (backing_fd >= 0)
+			close(backing_fd);
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
+	pthread_mutex_lock(&n->ilock);
+	if (keep_cache)
+		*keep_cache = n->img != NULL || cache_still_valid(n);
+	pthread_mutex_unlock(&n->ilock);
+	r = vmb_node_image_get(v, n, backing_fd, &f->img, &was_open, err);
+	if (r < 0) {
+		free(f);
+		return r;
+	}
+	f->node = n;
+	f->flags = flags;
+	if ((flags & O_ACCMODE) != O_RDONLY && !vmb_image_writable(f->img)) {
+		vmb_node_image_put(v, n);
+		free(f);
+		return v->readonly ? -EROFS : -EACCES;
+	}
+	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+		r = vmb_image_truncate(f->img, 0, err);
+		if (r < 0) {
+			vmb_node_image_put(v, n);
+			free(f);
+			return r;
+		}
+		if (keep_cache)
+			*keep_cache = 0;
+	}
+	*out = f;
+	return 0;
+}
+
+int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
+		 struct vmb_file **f, int *keep_cache, struct vmb_err *err)
+{
+	struct vmb_node *n;
+	int r;
+
+	r = vmb_node_get(v, ino, &n);
+	if (r < 0)
+		return r;
+	if (!S_ISREG(n->type))
+		r = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
+	else if (v->readonly && (flags & O_ACCMODE) != O_RDONLY)
+		r = -EROFS;
+	else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY &&
+		 (r = vmb_check_node_not_in_use(v, n, ctx, "truncate", err)) < 0)
+		;
+	else
+		r = file_new(v, n, -1, flags, f, keep_cache, err);
+	vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f)
+{
+	struct stat st;
+
+	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly)
+		return 0;
+	if (fstatat(f->node->fd, "", &st, AT_EMPTY_PATH) < 0)
+		return 0;
+	return !(st.st_mode & (S_ISUID | S_ISGID));
+}
+
+int vmb_vfs_shared_open(struct vmb_file *f)
+{
+	int shared;
+
+	pthread_mutex_lock(&f->node->ilock);
+	shared = f->node->opens > 1;
+	pthread_mutex_unlock(&f->node->ilock);
+	return shared;
+}
+
+int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
+		   const char *name, mode_t mode, int flags, struct vmb_entry *e,
+		   struct vmb_file **f, struct vmb_err *err)
+{
+	struct vmb_node *p, *n = NULL;
+	int fd, r;
+
+	r = vmb_node_get(v, parent, &p);
+	if (r < 0)
+		return r;
+	r = vmb_check_new_name(v, p, name, 0, err);
+	if (r < 0)
+		goto out;
+	if ((flags & O_TRUNC) && !(flags & O_EXCL) &&
+	    faccessat(p->fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		r = vmb_check_not_in_use(v, p, name, ctx, "truncate", err);
+		if (r < 0)
+			goto out;
+	}
+	/* O_TRUNC goes through the image (another handle may have it open). */
+	fd = openat(p->fd, name, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW | (flags & O_EXCL),
+		    mode & 07777);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	vmb_give_to_caller(p, name, ctx);
+	r = vmb_node_lookup(v, p, name, e, err);
+	if (r < 0) {
+		close(fd);
+		goto out;
+	}
+	n = (struct vmb_node *)(uintptr_t)e->ino;
+	r = vmb_node_ref(v, n);
+	if (r < 0) {
+		close(fd);
+		vmb_vfs_forget(v, e->ino, 1);
+		goto out;
+	}
+	r = file_new(v, n, fd, flags, f, NULL, err);
+	vmb_node_put(v, n);
+	if (r < 0) {
+		vmb_vfs_forget(v, e->ino, 1);
+		goto out;
+	}
+	/* The entry's attributes must show the image's view. */
+	vmb_node_stat(v, n, &e->attr, NULL);
+out:
+	vmb_node_put(v, p);
+	return r;
+}
+
+ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
+		     int *holes_only, struct vmb_err *err)
+{
+	return vmb_image_read(f->img, buf, size, off, holes_only, err);
+}
+
+int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n)
+{
+	if (!vmb_image_all_data(f->img, off, size, n))
+		return 0;
+	*fd = vmb_image_fd(f->img);
+	return 1;
+}
+
+ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
+		      struct vmb_err *err)
+{
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return -EBADF;
+	return vmb_image_write(f->img, buf, size, off, err);
+}
+
+int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
+{
+	return vmb_image_sync(f->img, datasync, err);
+}
+
+int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
+		      struct vmb_err *err)
+{
+	return vmb_image_fallocate(f->img, mode, off, len, err);
+}
+
+int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
+		  struct vmb_err *err)
+{
+	return vmb_image_seek(f->img, off, whence, res, err);
+}
+
+ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
+			   uint64_t off_out, size_t len, struct vmb_err *err)
+{
+	return vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
+}
+
+void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
+{
+	struct vmb_lockset *ls;
+
+	if (!f)
+		return;
+	if (v->release_delay_ms)
+		usleep(v->release_delay_ms * 1000u);
+	pthread_mutex_lock(&f->node->ilock);
+	ls = f->node->locks;
+	pthread_mutex_unlock(&f->node->ilock);
+	if (ls)
+		vmb_lock_release(ls, f);
+	vmb_node_image_put(v, f->node);
+	free(f);
+}
+
+void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino)
+{
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_err err;
+	struct vmb_node *n;
+	int open_now = 0;
+
+	/* An open image removes its own sidecar when it closes with no links left. */
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[vmb_node_hash(dev, ino)]; n; n = n->hnext) {
+		if (n->dev == dev && n->ino == ino) {
+			pthread_mutex_lock(&n->ilock);
+			open_now = n->img != NULL;
+			pthread_mutex_unlock(&n->ilock);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&v->tlock);
+	if (open_now)
+		return;
+	vmb_sidecar_name((uint64_t)ino, name);
+	vmb_err_clear(&err);
+	if (vmb_sidecar_remove(v->store.mapfd, name, &err) < 0)
+		vmb_log_msg(v->log, "%s", err.msg);
+}

@@ -1,0 +1,123 @@
+/* vfs_int.h - internals shared by the vfs_*.c files (see vfs.h for the rules). */
+#ifndef VMB_VFS_INT_H
+#define VMB_VFS_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include "vfs/vfs.h"
+#include "store/store.h"
+#include "image/image.h"
+#include "lock/lock.h"
+
+struct vmb_node {
+	struct vmb_node *hnext;     /* hash chain (tlock) */
+	dev_t dev;
+	ino_t ino;
+	mode_t type;                /* S_IFMT bits */
+	int fd;                     /* O_PATH|O_NOFOLLOW of the backing inode, owned;
+				     * -1 while parked (tlock) */
+	struct file_handle *fh;     /* to reopen a parked node; NULL: never parked */
+	struct vmb_node *lru_prev, *lru_next;   /* idle list (tlock) */
+	int in_lru;
+	uint64_t generation;
+	uint64_t nlookup;           /* kernel references (tlock) */
+	uint64_t refs;              /* in-flight ops, handles (tlock) */
+	pthread_mutex_t ilock;      /* guards img, opens, cache stamp */
+	struct vmb_image *img;
+	unsigned opens;
+	struct vmb_lockset *locks;  /* made on the first lock call (ilock), freed with
+				     * the node */
+	int cache_valid;            /* the kernel's pages match (mtime, size) below */
+	struct timespec cache_mtime;
+	off_t cache_size;
+};
+
+#define VMB_HASH_BITS 12
+
+struct vmb_vfs {
+	struct vmb_store store;
+	char *store_real;           /* realpath of the store, for messages */
+	const struct vmb_log *log;
+	int readonly;
+	int direct_writes;          /* large aligned writes bypass the backing's cache */
+	char **aux_patterns;        /* owned; NULL: the defaults */
+	struct vmb_waitgraph waits; /* lock waits, for deadlock detection */
+	pthread_mutex_t tlock;
+	struct vmb_node root;
+	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
+	uint64_t nodes;
+	uint64_t next_generation;
+	/* Idle nodes (no refs, known to the kernel) keep their descriptor until more
+	 * than lru_cap are idle; then the oldest are parked (descriptor closed, reopened
+	 * from its file handle on next use), so a store of any size fits the daemon's
+	 * descriptor limit. */
+	struct vmb_node *lru_first, *lru_last;
+	size_t lru_count, lru_cap;
+	int can_park;
+	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+};
+
+struct vmb_file {
+	struct vmb_node *node;      /* holds a ref */
+	struct vmb_image *img;      /* node->img, counted in node->opens */
+	int flags;
+};
+
+size_t vmb_node_hash(dev_t dev, ino_t ino);
+
+/* Take a reference on node n, reopening it if it was parked (0 or -ESTALE). */
+int vmb_node_ref(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Take a reference on the node of id ino (0 or -ESTALE). */
+int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out);
+void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n);
+uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Find or make the node of name in parent and count a lookup; fills e. */
+int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		    struct vmb_entry *e, struct vmb_err *err);
+
+/* stat of a node as the mount shows it. */
+int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err);
+
+/* "/proc/self/fd/N" for n's O_PATH fd. */
+void vmb_node_procpath(const struct vmb_node *n, char buf[64]);
+
+/* The node's path relative to the store, for messages ("?" when unknown). */
+void vmb_node_relpath(struct vmb_vfs *v, const struct vmb_node *n, char *buf, size_t size);
+
+/* Check a name for creating/renaming into parent. */
+int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+		       int is_dir, struct vmb_err *err);
+
+/* Open (first handle) or share the node's image; put it back. */
+int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
+		       struct vmb_image **img, int *was_open, struct vmb_err *err);
+void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Give a new entry of parent to the calling user when the daemon runs as root
+ * (group from a set-group-ID parent). */
+void vmb_give_to_caller(struct vmb_node *parent, const char *name,
+			const struct vmb_ctx *ctx);
+
+/* Refuse (-EBUSY, logged) a structural change to `name` in parent when its bundle is
+ * in use by a process other than the caller. what: "remove", "rename", ... */
+int vmb_check_not_in_use(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
+			 const struct vmb_ctx *ctx, const char *what, struct vmb_err *err);
+
+/* The same for a change to node n itself (truncating it). */
+int vmb_check_node_not_in_use(struct vmb_vfs *v, struct vmb_node *n,
+			      const struct vmb_ctx *ctx, const char *what, struct vmb_err *err);
+
+/* The value of the virtual xattr user.vmbundlefs.lock (-ENODATA when unlocked). */
+ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size);
+
+/* The reply of a virtual xattr whose value is text[0..len): its size when size is 0,
+ * -ERANGE when it does not fit, else len with the bytes in buf (vfs_xattr.c). */
+ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size);
+
+/* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
+void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
+#endif

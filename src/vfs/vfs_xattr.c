@@ -1,0 +1,181 @@
+/* vfs_xattr.c - extended attributes: the user.* namespace, stored on the backing
+ * files (see vfs.h). Other namespaces are refused with EOPNOTSUPP. */
+#include "config.h"
+#include "vfs/vfs_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#define USER_NS "user."
+#define LOCK_XATTR "user.vmbundlefs.lock"   /* virtual: who holds a lock on the file */
+#define STATS_XATTR "user.vmbundlefs.stats" /* virtual, on the root: counters */
+
+ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size)
+{
+	if (size == 0)
+		return len;
+	if ((size_t)len > size)
+		return -ERANGE;
+	memcpy(buf, text, (size_t)len);
+	return len;
+}
+
+/* "backing_read_bytes N\n": for benchmarks and for checking that holes are never
+ * read from the store. */
+static ssize_t stats_xattr(void *buf, size_t size)
+{
+	char text[64];
+	int len = snprintf(text, sizeof(text), "backing_read_bytes %llu\n",
+			   (unsigned long long)vmb_image_backing_read_bytes());
+
+	return vmb_xattr_text(text, len, buf, size);
+}
+
+static int user_name(const char *name)
+{
+	return strncmp(name, USER_NS, strlen(USER_NS)) == 0 && name[strlen(USER_NS)];
+}
+
+/* Resolve the node for an xattr call; symlinks carry no user xattrs on Linux. */
+static int xattr_node(struct vmb_vfs *v, uint64_t ino, const char *name,
+		      struct vmb_node **n, char proc[64])
+{
+	int r;
+
+	if (name && !user_name(name))
+		return -EOPNOTSUPP;
+	r = vmb_node_get(v, ino, n);
+	if (r < 0)
+		return r;
+	if (S_ISLNK((*n)->type)) {
+		vmb_node_put(v, *n);
+		return name ? -EPERM : 0;
+	}
+	vmb_node_procpath(*n, proc);
+	return 1;
+}
+
+ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void *buf,
+			 size_t size, struct vmb_err *err)
+{
+	struct vmb_node *n;
+	char proc[64];
+	ssize_t r;
+
+	r = xattr_node(v, ino, name, &n, proc);
+	if (r <= 0)
+		return r == 0 ? -ENODATA : r;
+	if (!strcmp(name, LOCK_XATTR)) {
+		r = vmb_lock_xattr(v, n, buf, size);
+		vmb_node_put(v, n);
+		return r;
+	}
+	if (n == &v->root && !strcmp(name, STATS_XATTR)) {
+		vmb_node_put(v, n);
+		return stats_xattr(buf, size);
+	}
+	r = getxattr(proc, name, buf, size);
+	if (r < 0)
+		r = -errno;
+	vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const void *value,
+		     size_t size, int flags, struct vmb_err *err)
+{
+	struct vmb_node *n;
+	char proc[64];
+	int r;
+
+	if (v->readonly)
+		return -EROFS;
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
+	r = xattr_node(v, ino, name, &n, proc);
+	if (r <= 0)
+		return r;
+	r = setxattr(proc, name, value, size, flags) < 0 ? -errno : 0;
+	if (r == 0) {   /* ctime moved: the map's stamp must follow */
+		pthread_mutex_lock(&n->ilock);
+		if (n->img)
+			vmb_image_touch(n->img);
+		pthread_mutex_unlock(&n->ilock);
+	}
+	vmb_node_put(v, n);
+	return r;
+}
+
+ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
+			  struct vmb_err *err)
+{
+	struct vmb_node *n;
+	char proc[64], *all = NULL;
+	ssize_t len, r, out = 0;
+	size_t i;
+
+	r = xattr_node(v, ino, NULL, &n, proc);
+	if (r <= 0)
+		return r;
+	for (;;) {   /* list everything, then keep the user.* names */
+		len = listxattr(proc, NULL, 0);
+		if (len < 0) {
+			r = -errno;
+			goto out;
+		}
+		free(all);
+		all = malloc((size_t)len + 1);
+		if (!all) {
+			r = vmb_err_set(err, ENOMEM, "out of memory");
+			goto out;
+		}
+		len = listxattr(proc, all, (size_t)len);
+		if (len >= 0)
+			break;
+		if (errno != ERANGE) {
+			r = -errno;
+			goto out;
+		}
+	}
+	for (i = 0; i < (size_t)len;) {
+		size_t nlen = strlen(all + i) + 1;
+		if (user_name(all + i)) {
+			if (size) {
+				if ((size_t)out + nlen > size) {
+					r = -ERANGE;
+					goto out;
+				}
+				memcpy(buf + out, all + i, nlen);
+			}
+			out += (ssize_t)nlen;
+		}
+		i += nlen;
+	}
+	r = out;
+out:
+	free(all);
+	vmb_node_put(v, n);
+	return r;
+}
+
+int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
+			struct vmb_err *err)
+{
+	struct vmb_node *n;
+	char proc[64];
+	int r;
+
+	if (v->readonly)
+		return -EROFS;
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
+	r = xattr_node(v, ino, name, &n, proc);
+	if (r <= 0)
+		return r == 0 ? -ENODATA : r;
+	r = removexattr(proc, name) < 0 ? -errno : 0;
+	vmb_node_put(v, n);
+	return r;
+}
