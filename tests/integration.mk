@@ -24,7 +24,8 @@ INTEGRATION_TESTS = \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
 	tests/store-deep.sh \
-	tests/store-modes.sh
+	tests/store-modes.sh \
+	tests/mount-prealloc.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
