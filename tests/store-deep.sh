@@ -108,4 +108,17 @@ assert_eq "... no staging left behind" "" "$(ls -A "$S2/.vmbundlefs/staging" 2>/
 "$VMB_BIN" fsck -n "$S2" >"$T/fsck2" 2>&1
 assert_eq "fsck -n of the imported store: clean (maps of the replaced bundle gone)" 0 $? || cat "$T/fsck2"
 
+# In the mount: removing and renaming in bundles with deep directories (the in-use
+# check walks the bundle).
+if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null 2>&1; then
+    mount_store
+    echo x >"$MNT/deep/top" || fail "write in the deep bundle"
+    check "mount: unlink in the 5,000-byte-deep bundle" rm "$MNT/deep/top"
+    check "mount: rename of the 65-level bundle" mv "$MNT/d65" "$MNT/d65b"
+    check "mount: rm -rf of the 65-level bundle" rm -rf "$MNT/d65b"
+    check "mount: rm -rf of the long-name bundle" rm -rf "$MNT/long"
+    assert_eq "... they are gone" "deep plain" "$(ls "$MNT" | tr '\n' ' ' | sed 's/ $//')"
+    unmount_store
+fi
+
 finish
