@@ -240,7 +240,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	struct vmb_vfs_opts vo = {0};
 	struct own_opts own = {0};
 	struct vmb_fs fs;
-	char *optstr = NULL, *fsname = NULL, *p;
+	char *optstr = NULL, *fsname = NULL, *p, *mnt = NULL;
 	int mounted = 0, handlers = 0, r;
 
 	memset(&fs, 0, sizeof(fs));
@@ -258,6 +258,12 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	r = check_mountpoint(o->mountpoint, err);
 	if (r < 0)
 		goto out;
+	/* Absolute: a daemon works from / and must unmount what it mounted. */
+	mnt = realpath(o->mountpoint, NULL);
+	if (!mnt) {
+		r = vmb_err_sys(err, errno, "cannot mount on '%s'", o->mountpoint);
+		goto out;
+	}
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
 	vo.idle_fds = own.idle_fds;
@@ -299,13 +305,13 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	}
 	handlers = 1;
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
+	if (fuse_session_mount(se, mnt) != 0) {
 		r = vmb_err_set(err, EIO, "cannot mount '%s' on '%s' (is /dev/fuse available, "
 				"and fusermount3 installed?)", o->store, o->mountpoint);
 		goto out;
 	}
 	mounted = 1;
-	set_readahead(&fs, o->mountpoint, own.readahead_kb);
+	set_readahead(&fs, mnt, own.readahead_kb);
 	if (!o->foreground) {
 		if (!o->logfile) {
 			openlog("vmbundlefs", LOG_PID, LOG_DAEMON);
@@ -333,9 +339,13 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	fuse_loop_cfg_set_max_threads(cfg, own.max_threads);
 	fuse_loop_cfg_set_idle_threads(cfg, own.max_threads / 2 ? own.max_threads / 2 : 1);
 	r = fuse_session_loop_mt(se, cfg);
-	if (r != 0)
-		r = vmb_err_set(err, r < 0 ? -r : EIO, "the FUSE session for '%s' ended with an "
-				"error", o->mountpoint);
+	if (r > 0) {   /* SIGTERM, SIGINT, SIGHUP: a requested stop, unmounted below */
+		vmb_log_msg(&fs.log, "stopping on signal %d (%s): unmounting '%s'", r,
+			    strsignal(r), mnt);
+		r = 0;
+	} else if (r != 0) {
+		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error", mnt);
+	}
 out:
 	/* Waiting lock calls end before the session and the files they use go away. */
 	vmb_fs_stop_waiters(&fs);
@@ -351,6 +361,7 @@ out:
 	fuse_opt_free_args(&args);
 	free(optstr);
 	free(fsname);
+	free(mnt);
 	free(own.pass);
 	free(own.aux_patterns);
 	if (fs.logfp)

@@ -73,6 +73,7 @@ static void ctx_of(fuse_req_t req, struct vmb_ctx *c)
 	c->uid = fc->uid;
 	c->gid = fc->gid;
 	c->pid = fc->pid;
+	c->umask = fc->umask;   /* FUSE_CAP_DONT_MASK: the daemon applies it, once */
 }
 
 static void reply_entry(fuse_req_t req, const struct vmb_entry *e)
@@ -130,6 +131,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ASYNC_READ;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* The caller's umask comes with each request (ctx_of) and is applied once. */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	/* Locks come to the daemon, which mirrors them onto the backing files. */

@@ -163,11 +163,14 @@ out:
 	return r;
 }
 
-/* Write the map with the backing file's current stamp. Caller holds wlock. */
+/* Write the map with the backing file's current stamp; the map of a file with no
+ * links left (unlinked or renamed over, through any mount or in the store) is
+ * removed instead, never saved. Caller holds wlock. */
 static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
 	struct vmb_stamp st;
+	struct stat fst;
 	int r;
 
 	uint64_t gen;
@@ -178,6 +181,15 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 	if (!img->writable || (img->on_disk && gen == img->saved_gen))
 		return 0;
 	vmb_image_drain(img);   /* the stamp is taken after the last write */
+	if (fstat(img->fd, &fst) == 0 && fst.st_nlink == 0) {
+		vmb_sidecar_name(img->ino, scname);
+		r = vmb_sidecar_remove(img->mapdir, scname, err);
+		if (r < 0)
+			goto fail;
+		img->saved_gen = gen;
+		img->on_disk = 0;
+		return 0;
+	}
 	r = vmb_stamp_fd(img->fd, &st, err);
 	if (r < 0)
 		goto fail;

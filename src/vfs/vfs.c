@@ -116,6 +116,8 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
+	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
+		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
 	if (!v->hash) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
@@ -431,9 +433,6 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
 		    struct vmb_entry *e, struct vmb_err *err)
 {
-	struct vmb_node *n, *fresh = NULL;
-	struct stat st;
-	size_t h;
 	int fd, r;
 
 	r = vmb_name_check(name, err);
@@ -444,6 +443,17 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	return vmb_node_lookup_fd(v, parent, fd, e, err);
+}
+
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+		       struct vmb_entry *e, struct vmb_err *err)
+{
+	struct vmb_node *n, *fresh = NULL;
+	struct stat st;
+	size_t h;
+	int r;
+
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		r = -errno;
 		close(fd);

@@ -40,6 +40,7 @@ struct vmb_ctx {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
+	mode_t umask;          /* the caller's, applied once to the mode of a new entry */
 };
 
 struct vmb_entry {

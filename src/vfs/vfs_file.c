@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -185,53 +186,91 @@ int vmb_vfs_shared_open(struct vmb_file *f)
 	return shared;
 }
 
+/* Undo a create that failed after the file was made: remove the name, unless it no
+ * longer names the file made (someone renamed another file over it since). */
+static void unmake(struct vmb_vfs *v, struct vmb_node *p, const char *name,
+		   const struct stat *made)
+{
+	struct stat st;
+
+	if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == made->st_dev && st.st_ino == made->st_ino &&
+	    unlinkat(p->fd, name, 0) < 0)
+		vmb_log_msg(v->log, "cannot remove '%s' after a failed create: %s", name,
+			    strerror(errno));
+}
+
 int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		   const char *name, mode_t mode, int flags, struct vmb_entry *e,
 		   struct vmb_file **f, struct vmb_err *err)
 {
+	struct vmb_as_caller as;
 	struct vmb_node *p, *n = NULL;
-	int fd, r;
+	struct stat made;
+	char proc[64];
+	int fd, pfd, r;
 
+	*f = NULL;
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
 	r = vmb_check_new_name(v, p, name, 0, err);
 	if (r < 0)
 		goto out;
-	if ((flags & O_TRUNC) && !(flags & O_EXCL) &&
-	    faccessat(p->fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-		r = vmb_check_not_in_use(v, p, name, ctx, "truncate", err);
-		if (r < 0)
-			goto out;
-	}
-	/* O_TRUNC goes through the image (another handle may have it open). */
-	fd = openat(p->fd, name, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW | (flags & O_EXCL),
-		    mode & 07777);
+	/* Always O_EXCL: a name that exists now (made through another mount or in the
+	 * store since the kernel's lookup) is EEXIST, never opened for the caller. */
+	r = vmb_as_caller_begin(ctx, &as, err);
+	if (r < 0)
+		goto out;
+	fd = openat(p->fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW,
+		    mode & 07777 & ~ctx->umask);
+	vmb_as_caller_end(&as);
 	if (fd < 0) {
 		r = -errno;
 		goto out;
 	}
-	vmb_give_to_caller(p, name, ctx);
-	r = vmb_node_lookup(v, p, name, e, err);
-	if (r < 0) {
+	if (fstat(fd, &made) < 0) {
+		r = vmb_err_sys(err, errno, "cannot stat new file '%s'", name);
 		close(fd);
 		goto out;
+	}
+	/* Every later step works on the file made, through its descriptor. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	pfd = open(proc, O_PATH | O_CLOEXEC);
+	if (pfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot create '%s'", name);
+		close(fd);
+		goto undo;
+	}
+	r = vmb_node_lookup_fd(v, p, pfd, e, err);
+	if (r < 0) {
+		close(fd);
+		goto undo;
 	}
 	n = (struct vmb_node *)(uintptr_t)e->ino;
 	r = vmb_node_ref(v, n);
 	if (r < 0) {
 		close(fd);
 		vmb_vfs_forget(v, e->ino, 1);
-		goto out;
+		goto undo;
 	}
-	r = file_new(v, n, fd, flags, f, NULL, err);
+	if (v->create_fail > 0) {   /* test hook: as if the image could not be opened */
+		close(fd);
+		r = vmb_err_set(err, v->create_fail, "cannot create '%s': %s (test hook)", name,
+				strerror(v->create_fail));
+	} else {
+		r = file_new(v, n, fd, flags, f, NULL, err);
+	}
 	vmb_node_put(v, n);
 	if (r < 0) {
 		vmb_vfs_forget(v, e->ino, 1);
-		goto out;
+		goto undo;
 	}
 	/* The entry's attributes must show the image's view. */
 	vmb_node_stat(v, n, &e->attr, NULL);
+	goto out;
+undo:
+	unmake(v, p, name, &made);
 out:
 	vmb_node_put(v, p);
 	return r;

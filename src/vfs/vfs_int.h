@@ -2,6 +2,7 @@
 #ifndef VMB_VFS_INT_H
 #define VMB_VFS_INT_H
 
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -56,6 +57,8 @@ struct vmb_vfs {
 	size_t lru_count, lru_cap;
 	int can_park;
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
+				     * fails every create once the file is made; 0 */
 };
 
 struct vmb_file {
@@ -78,6 +81,11 @@ uint64_t vmb_node_id(struct vmb_vfs *v, struct vmb_node *n);
 int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name,
 		    struct vmb_entry *e, struct vmb_err *err);
 
+/* The same for the inode of fd, an O_PATH descriptor the call takes over (closed on
+ * every path): a node for what the daemon itself just made, never for a name. */
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+		       struct vmb_entry *e, struct vmb_err *err);
+
 /* stat of a node as the mount shows it. */
 int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct vmb_err *err);
 
@@ -96,10 +104,23 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 		       struct vmb_image **img, int *was_open, struct vmb_err *err);
 void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
 
-/* Give a new entry of parent to the calling user when the daemon runs as root
- * (group from a set-group-ID parent). */
-void vmb_give_to_caller(struct vmb_node *parent, const char *name,
-			const struct vmb_ctx *ctx);
+/* New entries belong to the caller from their first instant: when the daemon runs
+ * as root, the calling thread makes them with the caller's fsuid and fsgid
+ * (setfsuid/setfsgid are per thread), keeping the daemon's capabilities, since the
+ * kernel has already checked the caller's permissions (default_permissions). Nothing
+ * is ever chowned by name. The thread's umask is 0 meanwhile (each thread that
+ * creates gets its own umask with unshare(CLONE_FS)): the mode given is exact.
+ * begin and end bracket the one call that creates; end keeps errno. The ids stay
+ * when the daemon is not root or the caller is root. */
+struct vmb_as_caller {
+	int umask_set;
+	mode_t old_umask;
+	int switched;
+	struct __user_cap_data_struct caps[2];
+};
+int vmb_as_caller_begin(const struct vmb_ctx *ctx, struct vmb_as_caller *s,
+			struct vmb_err *err);
+void vmb_as_caller_end(struct vmb_as_caller *s);
 
 /* Refuse (-EBUSY, logged) a structural change to `name` in parent when its bundle is
  * in use by a process other than the caller. what: "remove", "rename", ... */

@@ -3,10 +3,14 @@
 #include "vfs/vfs_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #ifndef RENAME_NOREPLACE
@@ -16,27 +20,85 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-void vmb_give_to_caller(struct vmb_node *parent, const char *name,
-			   const struct vmb_ctx *ctx)
+/* The thread's effective capabilities (the first 64), to give back after setfsuid,
+ * which drops the filesystem ones when the fsuid leaves 0. Per thread, unlike
+ * glibc's setuid family. */
+static int caps_get(struct __user_cap_data_struct d[2])
 {
-	struct stat pst;
-	gid_t gid = ctx->gid;
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 
-	if (geteuid() != 0)
-		return;
-	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
-		gid = pst.st_gid;
-	if (ctx->uid == 0 && gid == 0)
-		return;
-	(void)!fchownat(parent->fd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW);
+	return (int)syscall(SYS_capget, &h, d);
 }
 
-enum make_kind { MK_DIR, MK_FILE, MK_SYMLINK };
+static int caps_set(struct __user_cap_data_struct d[2])
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/* Whether this thread has its own umask (unshare(CLONE_FS)); the umask is otherwise
+ * shared by every thread of the process. */
+static __thread int own_umask;
+
+int vmb_as_caller_begin(const struct vmb_ctx *ctx, struct vmb_as_caller *s,
+			struct vmb_err *err)
+{
+	memset(s, 0, sizeof(*s));
+	/* The mode given is exact (the caller's umask is applied to it once, by the
+	 * caller of this): the daemon's umask must not mask it again. */
+	if (!own_umask) {
+		if (unshare(CLONE_FS) < 0)
+			return vmb_err_sys(err, errno, "cannot give a thread its own umask");
+		own_umask = 1;
+	}
+	s->old_umask = umask(0);
+	s->umask_set = 1;
+	if (geteuid() != 0 || (ctx->uid == 0 && ctx->gid == 0))
+		return 0;
+	if (caps_get(s->caps) < 0)
+		return vmb_err_sys(err, errno, "cannot read the daemon's capabilities");
+	s->switched = 1;
+	setfsgid(ctx->gid);
+	setfsuid(ctx->uid);
+	if ((uid_t)setfsuid((uid_t)-1) != ctx->uid || (gid_t)setfsgid((gid_t)-1) != ctx->gid) {
+		vmb_as_caller_end(s);
+		return vmb_err_set(err, EPERM, "cannot act as uid %u gid %u",
+				   (unsigned)ctx->uid, (unsigned)ctx->gid);
+	}
+	/* The kernel has checked the caller's permissions (default_permissions): keep
+	 * the daemon's, so only the new entry's owner changes. */
+	if (caps_set(s->caps) < 0) {
+		int e = errno;
+		vmb_as_caller_end(s);
+		return vmb_err_sys(err, e, "cannot keep the daemon's capabilities");
+	}
+	return 0;
+}
+
+void vmb_as_caller_end(struct vmb_as_caller *s)
+{
+	int e = errno;
+
+	if (s->umask_set)
+		umask(s->old_umask);
+	s->umask_set = 0;
+	if (s->switched) {
+		setfsuid(0);
+		setfsgid(0);
+		(void)caps_set(s->caps);
+		s->switched = 0;
+	}
+	errno = e;
+}
+
+enum make_kind { MK_DIR, MK_FILE, MK_SYMLINK, MK_SPECIAL };
 
 static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		      const char *name, enum make_kind kind, mode_t mode, const char *target,
 		      struct vmb_entry *e, struct vmb_err *err)
 {
+	struct vmb_as_caller as;
 	struct vmb_node *p;
 	int fd, r;
 
@@ -46,24 +108,30 @@ static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t par
 	r = vmb_check_new_name(v, p, name, kind == MK_DIR, err);
 	if (r < 0)
 		goto out;
+	r = vmb_as_caller_begin(ctx, &as, err);
+	if (r < 0)
+		goto out;
 	switch (kind) {
 	case MK_DIR:
-		r = mkdirat(p->fd, name, mode & 07777);
+		r = mkdirat(p->fd, name, mode & 07777 & ~ctx->umask);
 		break;
 	case MK_FILE:
 		fd = openat(p->fd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW,
-			    mode & 07777);
+			    mode & 07777 & ~ctx->umask);
 		r = fd < 0 ? -1 : close(fd);
 		break;
 	case MK_SYMLINK:
 		r = symlinkat(target, p->fd, name);
 		break;
+	case MK_SPECIAL:   /* a FIFO or a socket: no data, no map */
+		r = mknodat(p->fd, name, (mode & S_IFMT) | (mode & 07777 & ~ctx->umask), 0);
+		break;
 	}
+	vmb_as_caller_end(&as);
 	if (r < 0) {
 		r = -errno;
 		goto out;
 	}
-	vmb_give_to_caller(p, name, ctx);
 	r = vmb_node_lookup(v, p, name, e, err);
 out:
 	vmb_node_put(v, p);
@@ -80,9 +148,12 @@ int vmb_vfs_mknod(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		  const char *name, mode_t mode, dev_t rdev, struct vmb_entry *e,
 		  struct vmb_err *err)
 {
+	(void)rdev;
+	if (S_ISFIFO(mode) || S_ISSOCK(mode))
+		return make_entry(v, ctx, parent, name, MK_SPECIAL, mode, NULL, e, err);
 	if (!S_ISREG(mode))
-		return vmb_err_set(err, EPERM, "a bundle holds no device nodes, FIFOs or "
-				   "sockets: cannot create '%s'", name);
+		return vmb_err_set(err, EPERM, "a bundle holds no device nodes: cannot create "
+				   "'%s'", name);
 	return make_entry(v, ctx, parent, name, MK_FILE, mode, NULL, e, err);
 }
 
@@ -142,10 +213,27 @@ static int peek(int dirfd, const char *name, struct stat *st)
 	return fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-static void after_unlink(struct vmb_vfs *v, const struct stat *victim)
+/* The inode under name, held across its unlink (-1 when none or not a regular file):
+ * the sidecar forgotten afterwards is the one of the inode that lost its last link,
+ * whatever was renamed under the name meanwhile. */
+static int hold_victim(int dirfd, const char *name)
 {
-	if (S_ISREG(victim->st_mode) && victim->st_nlink <= 1)
-		vmb_forget_sidecar(v, victim->st_dev, victim->st_ino);
+	int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void after_unlink(struct vmb_vfs *v, int victim)
+{
+	struct stat st;
+
+	if (victim >= 0 && fstat(victim, &st) == 0 && st.st_nlink == 0)
+		vmb_forget_sidecar(v, st.st_dev, st.st_ino);
 }
 
 static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
@@ -153,7 +241,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 {
 	struct vmb_node *p;
 	struct stat st;
-	int r;
+	int victim = -1, r;
 
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
@@ -176,13 +264,16 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	r = vmb_check_not_in_use(v, p, name, ctx, "remove", err);
 	if (r < 0)
 		goto out;
+	if (!is_dir)
+		victim = hold_victim(p->fd, name);
 	if (unlinkat(p->fd, name, is_dir ? AT_REMOVEDIR : 0) < 0) {
 		r = -errno;
 		goto out;
 	}
-	if (!is_dir)
-		after_unlink(v, &st);
+	after_unlink(v, victim);
 out:
+	if (victim >= 0)
+		close(victim);
 	vmb_node_put(v, p);
 	return r;
 }
@@ -205,7 +296,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 {
 	struct vmb_node *p, *np;
 	struct stat src, dst;
-	int have_dst, r;
+	int have_dst, victim = -1, r;
 
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
 		return vmb_err_set(err, EINVAL, "unsupported rename flags 0x%x", flags);
@@ -245,14 +336,16 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		r = vmb_err_set(err, EPERM, "the top level of a store holds only bundles");
 		goto out;
 	}
+	if (have_dst && !(flags & RENAME_EXCHANGE))
+		victim = hold_victim(np->fd, newname);
 	if (renameat2(p->fd, name, np->fd, newname, flags) < 0) {
 		r = -errno;
 		goto out;
 	}
-	if (have_dst && !(flags & RENAME_EXCHANGE) &&
-	    !(dst.st_dev == src.st_dev && dst.st_ino == src.st_ino))
-		after_unlink(v, &dst);
+	after_unlink(v, victim);
 out:
+	if (victim >= 0)
+		close(victim);
 	vmb_node_put(v, np);
 	vmb_node_put(v, p);
 	return r;

@@ -357,7 +357,9 @@ static void test_file_io(void)
 	}
 	CHECK_RC(vmb_vfs_open(v, &ctx, b.ino, O_RDONLY, &f, NULL, NULL), -EISDIR);
 
-	/* create over an existing file: O_EXCL refuses, O_TRUNC empties */
+	/* create over an existing file: refused with or without O_EXCL (the kernel
+	 * creates only names it found absent; one that appeared since is never opened,
+	 * let alone truncated, by the create path) */
 	CHECK_RC(vmb_vfs_open(v, &ctx, e.ino, O_RDWR, &f, NULL, NULL), 0);
 	if (f) {
 		CHECK_EQ(vmb_vfs_write(f, "abc", 3, 0, NULL), 3);
@@ -369,15 +371,9 @@ static void test_file_io(void)
 	CHECK(f == NULL);
 	CHECK(content_is(b.ino, "disk.img", "abc"));
 	CHECK_RC(vmb_vfs_create(v, &ctx, b.ino, "disk.img", 0644, O_RDWR | O_CREAT | O_TRUNC,
-				&e2, &f, NULL), 0);
-	if (CHECK(f != NULL)) {
-		CHECK_EQ(e2.ino, e.ino);
-		CHECK_EQ(e2.attr.st_size, 0);
-		vmb_vfs_release(v, f);
-		f = NULL;
-		vmb_vfs_forget(v, e2.ino, 1);
-	}
-	CHECK(content_is(b.ino, "disk.img", ""));
+				&e2, &f, NULL), -EEXIST);
+	CHECK(f == NULL);
+	CHECK(content_is(b.ino, "disk.img", "abc"));
 
 	/* lookup of the same name gives the same node */
 	CHECK_RC(vmb_vfs_lookup(v, b.ino, "disk.img", &e2, NULL), 0);

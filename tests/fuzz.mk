@@ -1,0 +1,21 @@
+# Parser fuzzers of the on-disk formats the daemon reads (tests/fuzz/fuzz.h). Here
+# they link with a plain driver: make check replays their seeds and a deterministic
+# mutation run (tests/fuzz.sh); tests/fuzz/libfuzzer.sh builds them with libFuzzer.
+VMB_FUZZ_TARGETS = \
+	tests/fuzz/fuzz_sidecar \
+	tests/fuzz/fuzz_layout \
+	tests/fuzz/fuzz_auxpat
+
+check_PROGRAMS += $(VMB_FUZZ_TARGETS)
+TESTS += tests/fuzz.sh
+EXTRA_DIST += tests/fuzz.sh tests/fuzz/libfuzzer.sh
+
+VMB_FUZZ_COMMON = tests/fuzz/driver.c tests/fuzz/fuzz_store.c tests/fuzz/fuzz.h \
+	tests/unit/harness.h
+
+tests_fuzz_fuzz_sidecar_SOURCES = tests/fuzz/fuzz_sidecar.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_sidecar_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_layout_SOURCES = tests/fuzz/fuzz_layout.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_layout_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_auxpat_SOURCES = tests/fuzz/fuzz_auxpat.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_auxpat_LDADD = $(VMB_CORE_LIBS)
