@@ -19,8 +19,8 @@
 
 extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 
-#define DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)   /* one spliced request */
-#define DEFAULT_MAX_THREADS 64
+#define DEFAULT_READAHEAD_KB VMB_FS_DEFAULT_READAHEAD_KB
+#define DEFAULT_MAX_THREADS VMB_FS_DEFAULT_MAX_THREADS
 
 static void log_line(void *arg, const char *msg)
 {
@@ -45,6 +45,8 @@ struct own_opts {
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
+	char *in_use;
+	unsigned long lock_cap;
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
@@ -103,6 +105,32 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "lock_cap=", 9)) {
+			unsigned long n;
+			errno = 0;
+			n = strtoul(tok + 9, &end, 10);
+			if (errno || !tok[9] || *end || n > 1ul << 30) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (a "
+						"number of locks per process, 0 for no cap)", tok);
+				goto out;
+			}
+			o->lock_cap = n ? n : (unsigned long)-1;
+			continue;
+		}
+		if (!strncmp(tok, "in_use=", 7)) {
+			if (strcmp(tok + 7, "any") && strcmp(tok + 7, "aux")) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' "
+						"(expected in_use=any or in_use=aux)", tok);
+				goto out;
+			}
+			free(o->in_use);
+			o->in_use = strdup(tok + 7);
+			if (!o->in_use) {
+				r = vmb_err_set(err, ENOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
 		if (!strncmp(tok, "max_read=", 9)) {
 			r = vmb_err_set(err, EINVAL, "mount option '%s': vmbundlefs sets max_read "
 					"itself (%u)", tok, VMB_FS_MAX_SPLICE);
@@ -118,6 +146,34 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 out:
 	free(copy);
+	return r;
+}
+
+int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct own_opts own = {0};
+	struct fuse_session *se;
+	int r = split_opts(fuse_opts, &own, err);
+
+	if (r == 0 && own.pass[0]) {
+		/* libfuse parses its options when the session is made, before any mount;
+		 * it names an unknown one on stderr itself. */
+		if (fuse_opt_add_arg(&args, "vmbundlefs") || fuse_opt_add_arg(&args, "-o") ||
+		    fuse_opt_add_arg(&args, own.pass)) {
+			r = vmb_err_set(err, ENOMEM, "out of memory");
+		} else {
+			se = fuse_session_new(&args, &vmb_fuse_ops, sizeof(vmb_fuse_ops), NULL);
+			if (se)
+				fuse_session_destroy(se);
+			else
+				r = vmb_err_set(err, EINVAL, "bad mount options '%s' (see "
+						"vmbundlefs(1) and mount.fuse3(8))", own.pass);
+		}
+	}
+	fuse_opt_free_args(&args);
+	free(own.pass);
+	free(own.aux_patterns);
 	return r;
 }
 
@@ -266,9 +322,13 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	}
 	vo.readonly = own.readonly;
 	vo.aux_patterns = own.aux_patterns;
+	vo.inuse_rule = own.in_use;
+	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
+	vo.stale = vmb_fs_stale;
+	vo.stale_arg = &fs;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)
 		goto out;
@@ -364,6 +424,7 @@ out:
 	free(mnt);
 	free(own.pass);
 	free(own.aux_patterns);
+	free(own.in_use);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)

@@ -323,6 +323,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	reply_status(req, r, &err);
 }
 
+void vmb_fs_stale(void *arg, uint64_t ino, int pages)
+{
+	struct vmb_fs *fs = arg;
+
+	if (fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)ino, pages ? 0 : -1, 0);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmb_err err = {0};
@@ -487,6 +495,7 @@ struct lock_job {
 	struct vmb_file *f;
 	uint64_t owner;
 	pid_t pid;
+	uid_t uid;
 	struct flock fl;
 	int is_flock, op;
 };
@@ -494,8 +503,8 @@ struct lock_job {
 static int do_lock(struct lock_job *j, struct vmb_lock_wait *w, struct vmb_err *err)
 {
 	if (j->is_flock)
-		return vmb_vfs_flock(j->vfs, j->f, j->owner, j->pid, j->op, w, err);
-	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, &j->fl, w, err);
+		return vmb_vfs_flock(j->vfs, j->f, j->owner, j->pid, j->uid, j->op, w, err);
+	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, j->uid, &j->fl, w, err);
 }
 
 struct vmb_fs_waiter {
@@ -586,6 +595,7 @@ static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flo
 	j->owner = fi->lock_owner;
 	j->is_flock = is_flock;
 	j->op = op;
+	j->uid = fuse_req_ctx(req)->uid;
 	if (is_flock) {   /* the request carries the calling thread's id */
 		j->pid = vmb_vfs_tgid_of(fuse_req_ctx(req)->pid);
 	} else {

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <pthread.h>
+#include <stdint.h>
 #include "vfs/vfs.h"
 
 /* Requests carry up to 1 MiB (256 pages; max_write, from which libfuse derives
@@ -15,6 +16,9 @@
  * readahead of a file opened with POSIX_FADV_SEQUENTIAL, an O_DIRECT read) to it. */
 #define VMB_FS_MAX_IO (256u * 4096)
 #define VMB_FS_MAX_SPLICE (251u * 4096)
+/* Defaults of the -o options readahead_kb (one spliced request) and max_threads. */
+#define VMB_FS_DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)
+#define VMB_FS_DEFAULT_MAX_THREADS 64
 #include <signal.h>
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 
@@ -45,8 +49,16 @@ struct vmb_fs {
 	unsigned nwaiters;
 };
 
+/* vmb_vfs_opts.stale: drop the kernel's cached attributes (and pages when pages is
+ * set) of node ino; arg is the struct vmb_fs. Called while an open is answered. */
+void vmb_fs_stale(void *arg, uint64_t ino, int pages);
+
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);
+
+/* Check a -o option list (vmbundlefs' own options and libfuse's) without mounting:
+ * 0, or -EINVAL with a message naming the bad option. */
+int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err);
 
 /* Mount and serve until unmounted. Returns 0 (clean unmount) or -errno, with the
  * message in err. Errors before the mount exists are reported without mounting. */

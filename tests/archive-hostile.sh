@@ -43,11 +43,8 @@ F = lambda n, d=b"x\n": {"name": n, "data": d}
 tar("absolute.tar", [D("vm"), F("vm/a"), F(esc + "/abs")])
 tar("dotdot.tar", [D("vm"), F("vm/a"), F("vm/../../../../../../escape-dotdot")])
 tar("dotdot-inner.tar", [D("vm"), F("vm/sub/../../escape-inner")])
-tar("symlink-out.tar", [D("vm"), {"name": "vm/evil", "type": tarfile.SYMTYPE, "link": "../../../../../.."}])
-tar("symlink-abs.tar", [D("vm"), {"name": "vm/evil", "type": tarfile.SYMTYPE, "link": esc}])
-tar("symlink-dotdot-after-name.tar", [D("vm"), D("vm/d"),
-    {"name": "vm/evil", "type": tarfile.SYMTYPE, "link": "d/../../x"}])
-tar("symlink-above-top.tar", [D("vm"), {"name": "vm/evil", "type": tarfile.SYMTYPE, "link": "../other"}])
+# Symlinks that point out of the bundle are imported as the inert links they are;
+# entries that go through them are refused (tests/archive-symlinks.sh).
 tar("through-symlink.tar", [D("vm"), D("vm/d"),
     {"name": "vm/l", "type": tarfile.SYMTYPE, "link": "d"}, F("vm/l/x")])
 tar("hardlink-out.tar", [D("vm"), {"name": "vm/h", "type": tarfile.LNKTYPE, "link": "../../../../../etc/passwd"}])
@@ -115,10 +112,6 @@ refused() {
 refused "absolute path" "absolute path" "$A/absolute.tar"
 refused "'..' component" "'\.\.' component" "$A/dotdot.tar"
 refused "inner '..' component" "'\.\.' component" "$A/dotdot-inner.tar"
-refused "symlink pointing outside" "outside the bundle" "$A/symlink-out.tar"
-refused "symlink to an absolute path" "absolute path" "$A/symlink-abs.tar"
-refused "symlink with '..' after a name" "'\.\.' after a name" "$A/symlink-dotdot-after-name.tar"
-refused "symlink above the bundle's directory" "points outside 'vm'" "$A/symlink-above-top.tar"
 refused "entry through a symlink" "goes through 'vm/l', which is a symlink" "$A/through-symlink.tar"
 refused "hard link outside" "hard link 'vm/h' points outside" "$A/hardlink-out.tar"
 refused "hard link to an absolute path" "absolute path" "$A/hardlink-abs.tar"

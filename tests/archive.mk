@@ -10,8 +10,9 @@ ARCHIVE_TESTS = \
 	tests/archive-roundtrip.sh \
 	tests/archive-import.sh \
 	tests/archive-hostile.sh \
-	tests/archive-mount.sh
+	tests/archive-mount.sh \
+	tests/archive-symlinks.sh
 
 TESTS += $(ARCHIVE_TESTS)
 EXTRA_DIST += tests/archive-lib.sh tests/archive-roundtrip.sh tests/archive-import.sh \
-	tests/archive-hostile.sh tests/archive-mount.sh bench/archive.sh
+	tests/archive-hostile.sh tests/archive-mount.sh tests/archive-symlinks.sh bench/archive.sh

@@ -23,6 +23,9 @@ INTEGRATION_TESTS = \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
+	tests/mount-coherence.sh \
+	tests/cli-usage.sh \
+	tests/mount-xattr-list.sh \
 	tests/store-deep.sh \
 	tests/store-modes.sh \
 	tests/mount-prealloc.sh

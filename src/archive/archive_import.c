@@ -37,11 +37,6 @@ struct dirmeta {
 	int has_mtime;
 };
 
-struct linkmeta {
-	char *path;
-	int min_depth;    /* the highest directory its target reaches (0: the root) */
-};
-
 /* The archive's bytes: our own callbacks, so that a signal interrupts a read that
  * waits for more input (libarchive's fd reader retries on EINTR). */
 struct source {
@@ -62,8 +57,6 @@ struct imp {
 	struct vmb_pathset *seen;
 	struct dirmeta *dirs;
 	size_t ndirs, capdirs;
-	struct linkmeta *links;
-	size_t nlinks, caplinks;
 	struct dirmeta rootmeta;
 	int have_rootmeta;
 	struct vmb_budget budget;
@@ -295,28 +288,6 @@ static int push_dir(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 	return 0;
 }
 
-static int push_link(struct imp *m, int min_depth, struct vmb_err *err)
-{
-	struct linkmeta *l;
-
-	if (m->nlinks == m->caplinks) {
-		size_t ncap = m->caplinks ? m->caplinks * 2 : 16;
-		struct linkmeta *nl = realloc(m->links, ncap * sizeof(*nl));
-
-		if (!nl)
-			return vmb_err_set(err, ENOMEM, "out of memory");
-		m->links = nl;
-		m->caplinks = ncap;
-	}
-	l = &m->links[m->nlinks];
-	l->path = strdup(m->path);
-	if (!l->path)
-		return vmb_err_set(err, ENOMEM, "out of memory");
-	l->min_depth = min_depth;
-	m->nlinks++;
-	return 0;
-}
-
 /* ---- entries --------------------------------------------------------------------- */
 
 static int do_dir(struct imp *m, struct archive_entry *e, struct vmb_err *err)
@@ -515,30 +486,27 @@ out:
 	return r;
 }
 
+/* A symlink is stored as it is, wherever it points (an absolute link to a shared
+ * ISO is common in VM bundles, and export stores such links): it is inert text. The
+ * import never follows one (every path component is opened with O_NOFOLLOW, owner
+ * and times are set with AT_SYMLINK_NOFOLLOW, hard links name earlier regular-file
+ * entries, which never lie below a symlink), so no entry is written through it. */
 static int do_symlink(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 {
 	const char *target = archive_entry_symlink(e), *base;
 	struct timespec ts[2] = { { 0, UTIME_OMIT }, { 0, 0 } };
-	char *resolved;
-	size_t rsz;
-	int pfd, r, depth = 0;
+	int pfd, r;
 
 	if (!target)
 		target = archive_entry_symlink_utf8(e);
 	if (!target)
 		return vmb_err_set(err, EBADMSG, "symlink '%s' has no target", m->path);
-	rsz = strlen(m->path) + strlen(target) + 2;
-	if (rsz < PATH_MAX)
-		rsz = PATH_MAX;
-	resolved = malloc(rsz);
-	if (!resolved)
-		return vmb_err_set(err, ENOMEM, "out of memory");
-	r = vmb_apath_link_target(m->path, target, resolved, rsz, &depth, err);
-	if (r == 0)
-		r = claim(m, S_IFLNK, err);
-	if (r == 0)
-		r = push_link(m, depth, err);
-	free(resolved);
+	if (!*target)
+		return vmb_err_set(err, EPERM, "symlink '%s' has an empty target", m->path);
+	if (strlen(target) >= PATH_MAX)
+		return vmb_err_set(err, ENAMETOOLONG, "symlink '%s': its target is %zu bytes "
+				   "long (at most %d)", m->path, strlen(target), PATH_MAX - 1);
+	r = claim(m, S_IFLNK, err);
 	if (r < 0)
 		return r;
 	pfd = open_parent(m, &base, err);
@@ -782,7 +750,6 @@ static int finish(struct imp *m, char *name_out, struct vmb_err *err)
 	char name[NAME_MAX + 1];
 	const char *srcname = ROOT;
 	int strip, srcdir = m->workfd, r;
-	size_t i;
 
 	if (cancelled(m))
 		return interrupted(err);
@@ -791,12 +758,6 @@ static int finish(struct imp *m, char *name_out, struct vmb_err *err)
 	/* One top-level directory holding everything: that directory is the bundle. */
 	strip = m->entries > 0 && !m->ntop_multi && m->top_is_dir;
 	if (strip) {
-		for (i = 0; i < m->nlinks; i++) {
-			if (m->links[i].min_depth < 1)
-				return vmb_err_set(err, EPERM, "symlink '%s' points outside "
-						   "'%s', the bundle's directory",
-						   m->links[i].path, m->top);
-		}
 		srcdir = m->rootfd;
 		srcname = m->top;
 	}
@@ -1045,9 +1006,6 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 	for (i = 0; i < m->ndirs; i++)
 		free(m->dirs[i].path);
 	free(m->dirs);
-	for (i = 0; i < m->nlinks; i++)
-		free(m->links[i].path);
-	free(m->links);
 	vmb_pathset_free(m->seen);
 	free(m->path);
 	free(m->tmp);

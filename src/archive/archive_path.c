@@ -1,7 +1,8 @@
 /* archive_path.c - safe paths for archive entries (see vmb_archive.h).
  *
- * What counts as hostile, lexically: an absolute path, a ".." component anywhere, a
- * symlink whose target is absolute or climbs above the root of the tree it is in.
+ * What counts as hostile, lexically: an absolute path, a ".." component anywhere.
+ * A symlink's target is never resolved: the import stores it as it is and never
+ * follows it.
  * What the import checks on disk (archive_import.c): no entry is written through a
  * symlink (every component is opened with O_NOFOLLOW), no entry replaces an earlier
  * one (duplicates, kept in a vmb_pathset), hard links name an earlier regular file.
@@ -46,72 +47,6 @@ int vmb_apath_normalize(char *path, struct vmb_err *err)
 			r++;
 	}
 	*w = '\0';
-	return 0;
-}
-
-int vmb_apath_link_target(const char *linkpath, const char *target, char *resolved,
-			  size_t resolvedsz, int *min_depth, struct vmb_err *err)
-{
-	const char *r, *p;
-	size_t len, dlen;
-	int depth = 0, descended = 0;
-	char *slash;
-
-	if (!*target)
-		return vmb_err_set(err, EPERM, "symlink '%s' has an empty target", linkpath);
-	if (target[0] == '/')
-		return vmb_err_set(err, EPERM, "symlink '%s' points to the absolute path "
-				   "'%s', outside the bundle", linkpath, target);
-	if (resolvedsz < PATH_MAX || resolvedsz < strlen(linkpath) + strlen(target) + 2)
-		return vmb_err_set(err, EINVAL, "buffer too small");
-	/* Start from the link's directory (real directories only: no entry is
-	 * written through a symlink). */
-	slash = strrchr(linkpath, '/');
-	dlen = slash ? (size_t)(slash - linkpath) : 0;
-	memcpy(resolved, linkpath, dlen);
-	len = dlen;
-	resolved[len] = '\0';
-	for (p = resolved; dlen && *p; p++)
-		depth += *p == '/';
-	depth += dlen > 0;
-	*min_depth = depth;
-	for (r = target; *r;) {
-		const char *end = strchr(r, '/');
-		size_t n = end ? (size_t)(end - r) : strlen(r);
-
-		if (n == 0 || (n == 1 && r[0] == '.')) {
-			/* nothing */
-		} else if (n == 2 && r[0] == '.' && r[1] == '.') {
-			/* ".." is only resolved lexically where that is what the
-			 * kernel does: before any name, which might be a symlink. */
-			if (descended)
-				return vmb_err_set(err, EPERM, "symlink '%s' points to '%s': "
-						   "'..' after a name is not allowed",
-						   linkpath, target);
-			if (depth == 0)
-				return vmb_err_set(err, EPERM, "symlink '%s' points to '%s', "
-						   "outside the bundle", linkpath, target);
-			slash = memrchr(resolved, '/', len);
-			len = slash ? (size_t)(slash - resolved) : 0;
-			resolved[len] = '\0';
-			depth--;
-			*min_depth = depth;
-		} else {
-			if (len + 1 + n >= resolvedsz)
-				return vmb_err_set(err, ENAMETOOLONG, "symlink '%s': target "
-						   "'%s' is too long", linkpath, target);
-			if (len)
-				resolved[len++] = '/';
-			memcpy(resolved + len, r, n);
-			len += n;
-			resolved[len] = '\0';
-			depth++;
-			descended = 1;
-		}
-		r += n;
-		if (*r == '/')
-			r++;
-	}
 	return 0;
 }
 

@@ -52,19 +52,9 @@ int vmb_archive_err(struct vmb_err *err, struct archive *a, const char *fmt, ...
 /* Normalise an entry's path in place: drop leading "./", empty and "." components,
  * and trailing '/'. Refuses (-EPERM, with a message naming the entry) an absolute
  * path and any ".." component; -ENAMETOOLONG for a component over NAME_MAX (the whole
- * path may have any length). An empty result (the archive's root, "./") is allowed: *path = "". */
+ * path may have any length). An empty result (the archive's root, "./") is allowed:
+ * *path = "". */
 int vmb_apath_normalize(char *path, struct vmb_err *err);
-
-/* Does a symlink at normalised path `linkpath` with target `target` stay within the
- * tree it is in? The target must be relative; ".." components may only lead it (a
- * ".." after a name is refused: the name might be a symlink, and then the kernel's
- * ".." is not the lexical one) and must not climb above the root of the tree. On
- * success the resolved path (relative to the root, "" for the root itself) is
- * stored in resolved (at least PATH_MAX bytes and strlen(linkpath) + strlen(target)
- * + 2), and *min_depth gets the depth of the highest
- * directory the resolution reaches (0: the root). -EPERM otherwise. */
-int vmb_apath_link_target(const char *linkpath, const char *target, char *resolved,
-			  size_t resolvedsz, int *min_depth, struct vmb_err *err);
 
 /* A set of entry paths with their types (for duplicates and hard links). */
 struct vmb_pathset;

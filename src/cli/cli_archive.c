@@ -68,6 +68,22 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A NAME argument that cannot name a bundle is a usage error: 1 when it is bad. */
+static int bad_name(const char *name)
+{
+	struct vmb_err err = { 0 };
+
+	if (vmb_name_check(name, &err) < 0) {
+		vmb_cli_error("cannot use '%s' as a bundle name: %s", name, err.msg);
+		return 1;
+	}
+	if (vmb_store_reserved(name)) {
+		vmb_cli_error("'%s' is reserved by the store and cannot name a bundle", name);
+		return 1;
+	}
+	return 0;
+}
+
 static const char import_usage[] =
 	"Usage: vmbundlefs import [OPTIONS] STORE ARCHIVE|- [NAME]\n"
 	"Make a new bundle in STORE from an archive: tar (pax, GNU, ustar, with sparse\n"
@@ -131,6 +147,8 @@ int vmb_cli_import(int argc, char **argv)
 	arch = argv[optind + 1];
 	o.label = arch;
 	o.name = argc - optind == 3 ? argv[optind + 2] : NULL;
+	if (o.name && bad_name(o.name))
+		return VMB_EXIT_USAGE;
 	if (!strcmp(arch, "-")) {
 		fd = STDIN_FILENO;
 	} else {
@@ -223,6 +241,8 @@ int vmb_cli_export(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	out = argv[optind + 2];
+	if (bad_name(argv[optind + 1]))
+		return VMB_EXIT_USAGE;
 	if (!strcmp(out, "-")) {
 		if (!have_format) {
 			vmb_cli_error("export to standard output needs --format");
@@ -230,7 +250,7 @@ int vmb_cli_export(int argc, char **argv)
 		}
 		if (isatty(STDOUT_FILENO)) {
 			vmb_cli_error("refusing to write an archive to a terminal");
-			return VMB_EXIT_ERROR;
+			return VMB_EXIT_USAGE;
 		}
 	} else if (!have_format) {
 		vmb_archive_format_from_name(out, &o.format);
@@ -279,6 +299,8 @@ int vmb_cli_deps(int argc, char **argv)
 		fputs(deps_usage, stderr);
 		return VMB_EXIT_USAGE;
 	}
+	if (bad_name(argv[2]))
+		return VMB_EXIT_USAGE;
 	if (vmb_store_open(&s, argv[1], VMB_STORE_READ, &err) < 0 ||
 	    vmb_bundle_deps(&s, argv[2], &list, &n, &err) < 0) {
 		vmb_cli_error("%s", err.msg);

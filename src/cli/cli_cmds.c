@@ -89,6 +89,10 @@ int vmb_cli_ls(int argc, char **argv)
 		r = vmb_store_list(&s, &list, &n, &err);
 	if (r == 0)
 		r = vmb_aux_load(&s, &aux, &err);
+	if (r == 0) {
+		int aux_only;
+		r = vmb_inuse_rule_load(&s, &aux_only, &err);
+	}
 	if (r < 0) {
 		vmb_cli_error("%s", err.msg);
 		vmb_store_close(&s);
@@ -107,11 +111,17 @@ int vmb_cli_ls(int argc, char **argv)
 		       (unsigned long long)list[i].files);
 		if (list[i].damaged)
 			printf("  (damaged)");
-		if (vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err) > 0) {
+		r = vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err);
+		if (r > 0) {
 			if (u.known)
 				printf("  in use by pid %ld (%s)", (long)u.h.pid, u.h.comm);
 			else
 				printf("  in use ('%s' is locked)", u.path);
+		} else if (r < 0) {
+			printf("  (in use? unknown)");
+			fflush(stdout);
+			vmb_cli_error("cannot tell whether bundle '%s' is in use: %s", list[i].name,
+				      err.msg);
 		}
 		printf("\n");
 		damaged |= list[i].damaged;
@@ -129,7 +139,7 @@ static const char fsck_usage[] =
 	"that no longer exist, make the store's metadata its owner's alone (0700/0600).\n"
 	"  -n, --no-repair   only check\n"
 	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
-	"8 the check could not run.\n";
+	"8 the check could not run, 2 a usage error.\n";
 
 static void say_line(void *arg, const char *msg)
 {
@@ -153,13 +163,13 @@ int vmb_cli_fsck(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+n", opts, NULL)) != -1) {
 		if (c != 'n') {
 			fputs(fsck_usage, stderr);
-			return 8;
+			return VMB_EXIT_USAGE;
 		}
 		repair = 0;
 	}
 	if (argc - optind != 1) {
 		fputs(fsck_usage, stderr);
-		return 8;
+		return VMB_EXIT_USAGE;
 	}
 	if (vmb_fsck(argv[optind], repair, &say, &res, &err) < 0) {
 		vmb_cli_error("%s", err.msg);

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char mount_usage[] =
+/* A format: the defaults come from fs/vmbfs.h. */
+static const char mount_usage_fmt[] =
 	"Usage: vmbundlefs mount [-f] [-d] [--log=FILE] [-o OPT[,OPT...]] STORE MOUNTPOINT\n"
 	"Mount STORE on MOUNTPOINT; unmount with 'fusermount3 -u MOUNTPOINT'.\n"
 	"  -f, --foreground   stay in the foreground\n"
@@ -16,10 +17,22 @@ static const char mount_usage[] =
 	"  --log=FILE         append the daemon's messages to FILE\n"
 	"                     (default: stderr in the foreground, syslog otherwise)\n"
 	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
-	"                     readahead_kb=N (default 1024), max_threads=N (default 64),\n"
+	"                     readahead_kb=N (default %u), max_threads=N (default %u),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
+	"                     in_use=any|aux (a bundle is in use while any of its files\n"
+	"                     is locked (any, the default) or an aux-storage file (aux)),\n"
+	"                     lock_cap=N (locks one process may hold, default 10000;\n"
+	"                     0: no cap),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
+
+static char mount_usage[1536];
+
+static void make_usage(void)
+{
+	snprintf(mount_usage, sizeof(mount_usage), mount_usage_fmt,
+		 (unsigned)VMB_FS_DEFAULT_READAHEAD_KB, (unsigned)VMB_FS_DEFAULT_MAX_THREADS);
+}
 
 /* Join repeated -o arguments with commas. */
 static int add_opts(char **all, const char *more)
@@ -50,6 +63,7 @@ int vmb_cli_mount(int argc, char **argv)
 	char *fopts = NULL;
 	int c, r, rc = VMB_EXIT_OK;
 
+	make_usage();
 	if (vmb_cli_common(argc, argv, mount_usage))
 		return VMB_EXIT_OK;
 	memset(&mo, 0, sizeof(mo));
@@ -86,6 +100,12 @@ int vmb_cli_mount(int argc, char **argv)
 	mo.store = argv[optind];
 	mo.mountpoint = argv[optind + 1];
 	mo.fuse_opts = fopts;
+	/* A bad -o option is a usage error (exit 2), found before anything is mounted. */
+	if (vmb_fs_check_opts(fopts, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		free(fopts);
+		return VMB_EXIT_USAGE;
+	}
 	r = vmb_fs_main(&mo, &err);
 	if (r < 0) {
 		vmb_cli_error("%s", err.msg);

@@ -7,6 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PROGRESS_ESTIMATE_AFTER_S 1.0
+#define PROGRESS_ESTIMATE_AFTER_BYTES (8u << 20)
+
 static double now(void)
 {
 	struct timespec ts;
@@ -44,7 +47,11 @@ void vmb_progress_format(char *buf, size_t size, const char *label, uint64_t don
 		double frac = done >= total ? 1.0 : (double)done / (double)total;
 		vmb_progress_bytes(t, sizeof(t), total);
 		fill = (int)(frac * w);
-		if (r > 0 && done < total) {
+		/* A rate from the first few blocks (a cached header, a burst into the
+		 * page cache) says nothing: estimate once a second has passed and 1% or
+		 * 8 MiB of the work is done. */
+		if (r > 0 && done < total && elapsed >= PROGRESS_ESTIMATE_AFTER_S &&
+		    (done >= total / 100 || done >= PROGRESS_ESTIMATE_AFTER_BYTES)) {
 			unsigned long s = (unsigned long)((double)(total - done) / r);
 			snprintf(left, sizeof(left), "  %lu:%02lu left", s / 60, s % 60);
 		}

@@ -2,7 +2,8 @@
  *
  *   import vm.tar  [#########.......]  1.2 GiB / 2.0 GiB  310 MiB/s  0:03 left
  *
- * Drawn only when the stream is a terminal, redrawn at most 10 times a second, and
+ * Drawn only when the stream is a terminal, the time left shown only after a second
+ * and 1% (or 8 MiB) of the work, redrawn at most 10 times a second, and
  * erased by vmb_progress_end. Not thread-safe; one bar per struct.
  */
 #ifndef VMB_PROGRESS_H

@@ -310,3 +310,15 @@ int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off)
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }
+
+int vmb_dio_idle(struct vmb_dio *d)
+{
+	int idle;
+
+	if (!__atomic_load_n(&d->threads_up, __ATOMIC_ACQUIRE))
+		return 1;
+	pthread_mutex_lock(&d->lock);
+	idle = d->used == 0;
+	pthread_mutex_unlock(&d->lock);
+	return idle;
+}

@@ -99,4 +99,8 @@ void vmb_dio_wait_range(struct vmb_dio *d, uint64_t off, uint64_t len);
  * failure since it was last taken (-errno, *off where) when take_err is set. */
 int vmb_dio_drain(struct vmb_dio *d, int take_err, uint64_t *off);
 
+/* 1 when no accepted write is still queued or being written (the backing file holds
+ * every accepted byte), else 0. Never waits. */
+int vmb_dio_idle(struct vmb_dio *d);
+
 #endif

@@ -37,9 +37,18 @@ struct vmb_image {
 	uint64_t res_next;       /* reserved run: where its next write starts (wlock) */
 	uint64_t res_end;        /* end of the space reserved ahead, 0: none (wlock) */
 	int res_recorded;        /* its record is on the backing file (resrec.h) (wlock) */
+	/* Revalidation (image.h, vmb_image_revalidate): the backing file's stamp after
+	 * this image's own last change, which the map describes. known_ok is 0 while
+	 * an own change is not stamped yet (direct writes still queued). (wlock) */
+	struct vmb_stamp known;
+	int known_ok;
+	int foreign;             /* a change by someone else was found and not yet
+				  * taken by vmb_image_take_foreign (atomic) */
 };
 
 static void give_back(struct vmb_image *img);
+static int revalidate_locked(struct vmb_image *img, struct vmb_err *err);
+static void refresh_known(struct vmb_image *img);
 
 /* Wait for the writes queued for O_DIRECT (dio.h), so the backing file holds every
  * accepted byte; a failure among them is kept for fsync. */
@@ -79,7 +88,7 @@ static int is_zero(const unsigned char *p, size_t n)
 
 /* Load the map of backing file fd: sidecar if its stamp matches, else a scan. */
 static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m,
-		    uint64_t *ino, uint64_t *size, int *rebuilt, struct vmb_err *err)
+		    struct vmb_stamp *stamp, int *rebuilt, struct vmb_err *err)
 {
 	struct vmb_stamp now, saved;
 	char scname[VMB_SIDECAR_NAME_MAX];
@@ -89,8 +98,7 @@ static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m
 	r = vmb_stamp_fd(fd, &now, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot open '%s'", name);
-	*ino = now.ino;
-	*size = now.size;
+	*stamp = now;
 	vmb_sidecar_name(now.ino, scname);
 	r = vmb_sidecar_read(mapdir, scname, m, &saved, err);
 	if (r == 0 && vmb_stamp_equal(&now, &saved)) {
@@ -120,9 +128,12 @@ static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m
 int vmb_image_load_map(int fd, int mapdir_fd, const char *name, struct vmb_blockmap *m,
 		       uint64_t *size, int *rebuilt, struct vmb_err *err)
 {
-	uint64_t ino;
+	struct vmb_stamp st;
+	int r = load_map(fd, mapdir_fd, name, m, &st, rebuilt, err);
 
-	return load_map(fd, mapdir_fd, name, m, &ino, size, rebuilt, err);
+	if (r == 0)
+		*size = st.size;
+	return r;
 }
 
 int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
@@ -146,9 +157,12 @@ int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *na
 	pthread_mutex_init(&img->wlock, NULL);
 	pthread_mutex_init(&img->mlock, NULL);
 	img->locks_ready = 1;
-	r = load_map(fd, mapdir_fd, name, &img->map, &img->ino, &img->size, &rebuilt, err);
+	r = load_map(fd, mapdir_fd, name, &img->map, &img->known, &rebuilt, err);
 	if (r < 0)
 		goto out;
+	img->ino = img->known.ino;
+	img->size = img->known.size;
+	img->known_ok = 1;
 	fl = fcntl(fd, F_GETFL);
 	img->writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 	img->on_disk = !rebuilt;
@@ -163,9 +177,9 @@ out:
 	return r;
 }
 
-/* Write the map with the backing file's current stamp; the map of a file with no
- * links left (unlinked or renamed over, through any mount or in the store) is
- * removed instead, never saved. Caller holds wlock. */
+/* Write the map under the stamp it was checked against (revalidate_locked); the
+ * map of a file with no links left (unlinked or renamed over, through any mount or
+ * in the store) is removed instead, never saved. Caller holds wlock. */
 static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
@@ -190,9 +204,21 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 		img->on_disk = 0;
 		return 0;
 	}
-	r = vmb_stamp_fd(img->fd, &st, err);
+	/* Never save a map that does not describe the backing file as it is now: a
+	 * change made by someone else is found here and the map rebuilt first. The
+	 * stamp saved is the one the map was checked against, so a change that comes
+	 * in after the check makes the saved map stale, never wrong. */
+	r = revalidate_locked(img, err);
 	if (r < 0)
 		goto fail;
+	if (!img->known_ok) {
+		r = vmb_err_set(err, EIO, "cannot stat the backing file");
+		goto fail;
+	}
+	st = img->known;
+	pthread_mutex_lock(&img->mlock);
+	gen = img->gen;
+	pthread_mutex_unlock(&img->mlock);
 	vmb_sidecar_name(st.ino, scname);
 	/* wlock keeps the map still; readers only read it. */
 	r = vmb_sidecar_write(img->mapdir, scname, &img->map, &st, durable, err);
@@ -233,6 +259,10 @@ void vmb_image_close(struct vmb_image *img)
 		vmb_err_clear(&err);
 		if (drain_err(img, &err) < 0)
 			vmb_err_clear(&err);   /* logged */
+		if (revalidate_locked(img, &err) < 0) {   /* before give_back punches */
+			vmb_log_msg(img->log, "%s", err.msg);
+			vmb_err_clear(&err);
+		}
 		if (img->writable)
 			give_back(img);
 		if (fstat(img->fd, &st) == 0 && st.st_nlink == 0) {
@@ -336,6 +366,20 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 	return 1;
 }
 
+/* [off, off + len) lies within the size and is all DATA. */
+static int covered_by_data(struct vmb_image *img, uint64_t off, size_t len)
+{
+	uint64_t run;
+	int r;
+
+	pthread_mutex_lock(&img->mlock);
+	r = off < img->size && len <= img->size - off &&
+	    vmb_blockmap_get(&img->map, off / BS, &run) == VMB_DATA &&
+	    (run >= VMB_BLOCK_MAX || (off / BS + run) * BS >= off + len);
+	pthread_mutex_unlock(&img->mlock);
+	return r;
+}
+
 ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t off,
 		       int *holes_only, struct vmb_err *err)
 {
@@ -344,10 +388,19 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
 
 	if (holes_only)
 		*holes_only = 0;
+	if (len == 0)
+		return 0;
+	/* A range the map does not call all data (or past its end) may have been
+	 * written by someone else: one statx finds out, no data is read. */
+	if (!covered_by_data(img, off, len)) {
+		int r = vmb_image_revalidate(img, 1, err);
+		if (r < 0)
+			return r;
+	}
 	pthread_mutex_lock(&img->mlock);
 	size = img->size;
 	pthread_mutex_unlock(&img->mlock);
-	if (off >= size || len == 0)
+	if (off >= size)
 		return 0;
 	if (len > size - off)
 		len = (size_t)(size - off);
@@ -526,6 +579,8 @@ static int trim_reserved(struct vmb_image *img)
 	if (changed)
 		img->gen++;   /* the backing file's times changed: save the map again */
 	pthread_mutex_unlock(&img->mlock);
+	if (changed)
+		refresh_known(img);
 	return r;
 }
 
@@ -541,8 +596,13 @@ static void give_back(struct vmb_image *img)
 
 void vmb_image_settle(struct vmb_image *img)
 {
+	struct vmb_err err;
+
+	vmb_err_clear(&err);
 	pthread_mutex_lock(&img->wlock);
 	vmb_image_drain(img);
+	if (revalidate_locked(img, &err) < 0)
+		vmb_log_msg(img->log, "%s", err.msg);
 	give_back(img);
 	pthread_mutex_unlock(&img->wlock);
 }
@@ -562,6 +622,118 @@ static int reserve_ahead_ok(struct vmb_image *img, uint64_t old_size, uint64_t n
 		return 0;
 	img->res_recorded = 1;
 	return 1;
+}
+
+/* ---- revalidation (see image.h) ---- */
+
+/* The backing file's stamp after an own change. Caller holds wlock. While direct
+ * writes are still queued the change is not complete: the stamp stays unknown
+ * until a later call finds the queue empty. */
+static void refresh_known(struct vmb_image *img)
+{
+	if (!vmb_dio_idle(&img->dio)) {
+		img->known_ok = 0;
+		return;
+	}
+	img->known_ok = vmb_stamp_fd(img->fd, &img->known, NULL) == 0;
+}
+
+/* Caller holds wlock. 1: the backing file was changed by someone else since this
+ * image's own last change (the map is rebuilt from it); 0: it was not, or that
+ * cannot be told (own direct writes in flight); -errno. */
+static int revalidate_locked(struct vmb_image *img, struct vmb_err *err)
+{
+	struct vmb_blockmap m, old;
+	struct vmb_stamp now;
+	int r;
+
+	if (!img->known_ok) {
+		refresh_known(img);
+		return 0;
+	}
+	r = vmb_stamp_fd(img->fd, &now, err);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot check '%s' for changes", img->name);
+	if (vmb_stamp_equal(&now, &img->known))
+		return 0;
+	vmb_blockmap_init(&m);
+	r = vmb_sidecar_scan(img->fd, now.size, &m, err);
+	if (r < 0) {
+		vmb_blockmap_destroy(&m);
+		return vmb_err_prefix(err, "'%s' was changed outside this mount and its map "
+				      "cannot be rebuilt", img->name);
+	}
+	pthread_mutex_lock(&img->mlock);
+	old = img->map;
+	img->map = m;
+	img->size = now.size;
+	img->gen++;   /* saved at the next persist, under the stamp it was built from */
+	pthread_mutex_unlock(&img->mlock);
+	vmb_blockmap_destroy(&old);
+	img->known = now;
+	/* The reservation's blocks may hold the other writer's data now: never punch
+	 * them (fsck gives back what is left past the end). */
+	img->res_next = img->res_end = 0;
+	/* A sidecar may exist (the other writer's): removed before our next change. */
+	img->on_disk = 1;
+	__atomic_store_n(&img->foreign, 1, __ATOMIC_RELEASE);
+	vmb_log_msg(img->log, "'%s' was changed outside this mount: its map was rebuilt "
+		    "from the backing file", img->name);
+	return 1;
+}
+
+int vmb_image_revalidate(struct vmb_image *img, int try, struct vmb_err *err)
+{
+	int r;
+
+	if (try) {
+		if (pthread_mutex_trylock(&img->wlock) != 0)
+			return 0;   /* an own change is in progress: it stamps the file */
+	} else {
+		pthread_mutex_lock(&img->wlock);
+	}
+	r = revalidate_locked(img, err);
+	pthread_mutex_unlock(&img->wlock);
+	return r;
+}
+
+int vmb_image_take_foreign(struct vmb_image *img)
+{
+	return __atomic_exchange_n(&img->foreign, 0, __ATOMIC_ACQ_REL);
+}
+
+int vmb_image_stamp(struct vmb_image *img, struct vmb_stamp *s)
+{
+	int ok;
+
+	pthread_mutex_lock(&img->wlock);
+	if (!img->known_ok)
+		refresh_known(img);
+	ok = img->known_ok;
+	if (ok)
+		*s = img->known;
+	pthread_mutex_unlock(&img->wlock);
+	return ok ? 0 : -EAGAIN;
+}
+
+int vmb_image_set_times(struct vmb_image *img, const struct timespec ts[2],
+			struct vmb_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&img->wlock);
+	r = revalidate_locked(img, err);
+	if (r >= 0) {
+		r = 0;
+		if (futimens(img->fd, ts) < 0)
+			r = vmb_err_sys(err, errno, "cannot set times");
+		refresh_known(img);
+		pthread_mutex_lock(&img->mlock);
+		img->gen++;   /* the stamp changed: save the map under the new one */
+		pthread_mutex_unlock(&img->mlock);
+	}
+	pthread_mutex_unlock(&img->wlock);
+	return r;
 }
 
 /* Reserve [off, off+len) for a direct write (see RESERVE_AHEAD). 0, or -errno with
@@ -814,6 +986,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 		}
 	}
 out:
+	refresh_known(img);   /* one statx; none while direct writes are queued */
 	pthread_mutex_unlock(&img->wlock);
 	if (r < 0 && written == 0)
 		return r;
@@ -831,6 +1004,10 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 				   (unsigned long long)size);
 	pthread_mutex_lock(&img->wlock);
 	vmb_image_drain(img);
+	r = revalidate_locked(img, err);
+	if (r < 0)
+		goto out;
+	r = 0;
 	give_back(img);
 	if (size != img->size)
 		r = begin_change(img, err);
@@ -850,6 +1027,8 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 			pthread_mutex_unlock(&img->mlock);
 		}
 	}
+	refresh_known(img);
+out:
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }
@@ -900,8 +1079,11 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	pthread_mutex_lock(&img->wlock);
 	vmb_image_drain(img);
-	give_back(img);
-	r = begin_change(img, err);
+	r = revalidate_locked(img, err);
+	if (r >= 0) {
+		give_back(img);
+		r = begin_change(img, err);
+	}
 	if (r < 0)
 		mode = -1;   /* skip to the end */
 	switch (mode) {
@@ -924,6 +1106,7 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 		r = vmb_err_set(err, EOPNOTSUPP, "fallocate mode 0x%x is not supported on '%s'",
 				mode, img->name);
 	}
+	refresh_known(img);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }
@@ -937,6 +1120,10 @@ int vmb_image_seek(struct vmb_image *img, uint64_t off, int whence, uint64_t *re
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return vmb_err_set(err, EINVAL, "lseek on '%s': bad whence %d", img->name, whence);
+	r = vmb_image_revalidate(img, 1, err);
+	if (r < 0)
+		return r;
+	r = 0;
 	pthread_mutex_lock(&img->mlock);
 	size = img->size;
 	if (off >= size) {
@@ -1032,9 +1219,18 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
 	vmb_image_drain(dst);
+	r = revalidate_locked(dst, err);
+	if (r < 0)
+		goto out;
 	give_back(dst);
-	if (src != dst)
+	if (src != dst) {
 		vmb_image_drain(src);
+		/* The source is read by its map: check it (unless its own change is in
+		 * progress, which stamps it). */
+		r = vmb_image_revalidate(src, 1, err);
+		if (r < 0)
+			goto out;
+	}
 	r = begin_change(dst, err);
 	if (r < 0)
 		goto out;
@@ -1066,6 +1262,7 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 		pos = stop;
 	}
 out:
+	refresh_known(dst);
 	pthread_mutex_unlock(&dst->wlock);
 	return r < 0 ? r : (ssize_t)len;
 }

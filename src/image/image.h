@@ -26,10 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include "map/blockmap.h"
 #include "base/err.h"
 
 struct vmb_image;
+struct vmb_stamp;
 
 /* Open an image over backing file fd (O_RDWR, or O_RDONLY for a read-only image).
  * The map comes from the sidecar in mapdir_fd when its stamp matches the backing
@@ -113,6 +115,43 @@ int vmb_image_writable(const struct vmb_image *img);
 
 /* A copy of the current map (for tests and tools). dst must be initialised. */
 int vmb_image_map_copy(struct vmb_image *img, struct vmb_blockmap *dst);
+
+/* ---- Changes made by someone else (another mount, a writer in the store) ----
+ * An image remembers `known`, the backing file's stamp (sidecar.h: inode, size,
+ * mtime, birth time) after its own last change: every synchronous change (write,
+ * truncate, fallocate, copy into, giving back a reservation, set_times) takes it
+ * with one statx under wlock right after the change. Direct writes still queued
+ * (dio.h) leave it unknown; the first check that finds the queue empty takes it
+ * then (a change by someone else in that window is taken for this image's own:
+ * two writers of one file at once is not supported). A check compares the backing
+ * file with `known`; when they differ, someone else changed it: the map is rebuilt
+ * from the backing file (vmb_sidecar_scan, exact for a file with no base), the
+ * reservation ahead of a writer is forgotten (never punched), the map is marked
+ * for saving under the stamp it was rebuilt from, and the change is remembered for
+ * vmb_image_take_foreign.
+ * Checks are made: by persist, sync and close before the map is saved (a map is
+ * never saved unless it matches the backing file; the stamp saved is the one it
+ * was checked against); before truncate, fallocate and copy into; by seek; by a
+ * read whose range is not all DATA (no data is read: one statx); by settle; and
+ * by the callers on every open and getattr (vmb_image_revalidate).
+ * A write does not check first (one statx per write, after it). */
+
+/* Check now. try: return 0 at once when an own change holds wlock (it stamps the
+ * file when done). Returns 1 when a change by someone else was found (the map was
+ * rebuilt), 0 when not, or -errno (the statx or the rebuild failed). */
+int vmb_image_revalidate(struct vmb_image *img, int try, struct vmb_err *err);
+
+/* 1 once (then 0) after a check found a change made by someone else: pages of the
+ * file cached from before it (the kernel's) are stale. */
+int vmb_image_take_foreign(struct vmb_image *img);
+
+/* The stamp the map describes (`known`); -EAGAIN while it is unknown. */
+int vmb_image_stamp(struct vmb_image *img, struct vmb_stamp *s);
+
+/* Set the backing file's times (futimens: ts as for utimensat) as an own change:
+ * checked before, stamped after, the map saved under the new stamp at close. */
+int vmb_image_set_times(struct vmb_image *img, const struct timespec ts[2],
+			struct vmb_err *err);
 
 /* Load a file's map without keeping an image open (vmbundlefs ls, fsck):
  * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale. */

@@ -29,43 +29,67 @@ int vmb_aux_match(const char *base, const char *const *patterns)
 
 struct inuse_ctx {
 	const char *const *patterns;
+	int aux_only;
 	struct vmb_store *s;
 	struct vmb_inuse *u;
+	struct flocked { dev_t dev; ino_t ino; } *fl;   /* flock locks in /proc/locks */
+	size_t nfl;
 };
 
 /* flock locks are separate from fcntl ones and F_OFD_GETLK does not see them; the
  * kernel's list in /proc/locks does (testing by taking one could make a VM's own
  * non-blocking flock fail). Lines: "N: FLOCK  ADVISORY  WRITE pid MAJ:MIN:INO 0 EOF",
- * with MAJ and MIN in hex. */
-static int flock_held(const struct stat *st)
+ * with MAJ and MIN in hex. Read once per bundle. */
+static void load_flocks(struct inuse_ctx *c)
 {
 	char line[256], kind[16];
 	unsigned int maj, min;
 	unsigned long long ino;
-	int found = 0;
+	size_t cap = 0;
 	FILE *f = fopen("/proc/locks", "re");
 
 	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		struct flocked *nf;
 		if (sscanf(line, "%*s %15s %*s %*s %*s %x:%x:%llu", kind, &maj, &min, &ino) != 4 &&
 		    sscanf(line, "%*s %*s %15s %*s %*s %*s %x:%x:%llu", kind, &maj, &min, &ino) != 4)
 			continue;
-		found = !strcmp(kind, "FLOCK") && ino == (unsigned long long)st->st_ino &&
-			maj == major(st->st_dev) && min == minor(st->st_dev);
+		if (strcmp(kind, "FLOCK"))
+			continue;
+		if (c->nfl == cap) {
+			cap = cap ? cap * 2 : 16;
+			nf = realloc(c->fl, cap * sizeof(*nf));
+			if (!nf)
+				break;
+			c->fl = nf;
+		}
+		c->fl[c->nfl].dev = makedev(maj, min);
+		c->fl[c->nfl].ino = (ino_t)ino;
+		c->nfl++;
 	}
 	fclose(f);
-	return found;
+}
+
+static int flock_held(const struct inuse_ctx *c, const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < c->nfl; i++)
+		if (c->fl[i].ino == st->st_ino && c->fl[i].dev == st->st_dev)
+			return 1;
+	return 0;
 }
 
 static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
 {
 	struct inuse_ctx *c = arg;
 	const char *base = strrchr(relpath, '/');
+	struct vmb_holder h;
 	struct flock fl;
 
 	base = base ? base + 1 : relpath;
-	if (!vmb_aux_match(base, c->patterns))
+	if (c->aux_only && !vmb_aux_match(base, c->patterns))
 		return 0;
 	/* Would an exclusive lock of the whole file conflict with anyone's? */
 	memset(&fl, 0, sizeof(fl));
@@ -73,7 +97,12 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 	fl.l_whence = SEEK_SET;
 	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
 		return -errno;
-	if (fl.l_type == F_UNLCK && !flock_held(st))
+	if (fl.l_type == F_UNLCK && !flock_held(c, st))
+		return 0;
+	/* A lock a mount took names its holder in the registry; it makes the bundle in
+	 * use only if that mount says so (the bundle's record, checked before). */
+	if (!(fl.l_type != F_UNLCK && fl.l_pid > 0) &&
+	    vmb_holders_find(c->s->metafd, (uint64_t)st->st_ino, 1, 0, 0, &h))
 		return 0;
 	memset(c->u, 0, sizeof(*c->u));
 	c->u->ino = (uint64_t)st->st_ino;
@@ -83,9 +112,6 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 		c->u->h.pid = fl.l_pid;
 		c->u->h.type = fl.l_type == F_WRLCK ? 'w' : 'r';
 		vmb_comm_of(fl.l_pid, c->u->h.comm);
-	} else {
-		c->u->known = vmb_holders_find(c->s->metafd, (uint64_t)st->st_ino, 1, 0, 0,
-					       &c->u->h);
 	}
 	return 1;   /* stop the walk */
 }
@@ -99,17 +125,92 @@ void vmb_inuse_describe(const struct vmb_inuse *u, char *buf, size_t size)
 		snprintf(buf, size, "'%s' is locked", u->path);
 }
 
+int vmb_inuse_rule_parse(const char *word, int *aux_only, struct vmb_err *err)
+{
+	if (!strcmp(word, "any"))
+		*aux_only = 0;
+	else if (!strcmp(word, "aux"))
+		*aux_only = 1;
+	else
+		return vmb_err_set(err, EINVAL, "unknown in-use rule '%s' (expected 'any': any "
+				   "lock in a bundle, or 'aux': locks on aux-storage files)", word);
+	return 0;
+}
+
+int vmb_inuse_rule_load(struct vmb_store *s, int *aux_only, struct vmb_err *err)
+{
+	char buf[256], word[32], *line, *save = NULL;
+	int fd, found = 0, r;
+	ssize_t n;
+
+	*aux_only = 0;
+	fd = openat(s->metafd, VMB_INUSE_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : vmb_err_sys(err, errno, "cannot read %s/%s of "
+							 "store '%s'", VMB_META_DIR,
+							 VMB_INUSE_FILE, s->path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return vmb_err_sys(err, errno, "cannot read %s/%s", VMB_META_DIR, VMB_INUSE_FILE);
+	buf[n] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char extra[2];
+		while (*line == ' ' || *line == '\t')
+			line++;
+		if (!*line || *line == '#')
+			continue;
+		if (sscanf(line, "rule %31s %1s", word, extra) != 1 || found)
+			return vmb_err_set(err, EINVAL, "store '%s': %s/%s: expected one line "
+					   "'rule any' or 'rule aux', found '%.64s'", s->path,
+					   VMB_META_DIR, VMB_INUSE_FILE, line);
+		r = vmb_inuse_rule_parse(word, aux_only, err);
+		if (r < 0)
+			return vmb_err_prefix(err, "store '%s': %s/%s", s->path, VMB_META_DIR,
+					      VMB_INUSE_FILE);
+		found = 1;
+	}
+	if (!found)
+		return vmb_err_set(err, EINVAL, "store '%s': %s/%s is empty: expected one line "
+				   "'rule any' or 'rule aux'", s->path, VMB_META_DIR,
+				   VMB_INUSE_FILE);
+	return 0;
+}
+
 int vmb_bundle_holder(struct vmb_store *s, const char *name, const char *const *patterns,
 		      struct vmb_inuse *u, struct vmb_err *err)
 {
-	struct inuse_ctx c = { patterns, s, u };
+	struct inuse_ctx c = { patterns, 0, s, u, NULL, 0 };
+	char **own = NULL;
+	struct stat st;
 	int r;
 
 	memset(u, 0, sizeof(*u));
+	r = vmb_inuse_rule_load(s, &c.aux_only, err);
+	if (r < 0)
+		return r;
+	if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return vmb_err_sys(err, errno, "cannot open bundle '%s'", name);
+	if (!S_ISDIR(st.st_mode))
+		return vmb_err_set(err, ENOENT, "'%s' is not a bundle", name);
+	/* in use through a mount: its record, one small directory */
+	if (vmb_holders_bundle_find(s->metafd, (uint64_t)st.st_ino, 0, &u->h, u->path,
+				    sizeof(u->path))) {
+		u->known = 1;
+		return 1;
+	}
+	if (!patterns) {
+		r = vmb_aux_load(s, &own, err);
+		if (r < 0)
+			return r;
+		c.patterns = (const char *const *)own;
+	}
+	load_flocks(&c);
 	r = vmb_store_walk(s, name, check_file, &c, err);
+	free(c.fl);
+	vmb_aux_free(own);
 	return r < 0 ? r : r > 0;
 }
-
 int vmb_bundle_in_use(struct vmb_store *s, const char *name, const char *const *patterns,
 		      char *who, size_t whosz, struct vmb_err *err)
 {

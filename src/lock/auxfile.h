@@ -1,11 +1,15 @@
-/* auxfile.h - aux-storage files (NVRAM) and whether a bundle is in use.
+/* auxfile.h - aux-storage files (NVRAM), the in-use rule, and whether a bundle is in
+ * use as the commands (ls, import) see it.
  *
- * A VM runner locks its bundle's aux-storage file while the VM runs. vmbundlefs
- * recognises aux-storage files by name (glob patterns on the file's base name) and
- * treats a bundle whose aux-storage file is locked as in use: structural changes to
- * it (delete, rename, replace, truncating its images) are refused with EBUSY.
- * Locks taken through a mount are mirrored onto the backing files, so checking the
- * backing file finds them too.
+ * A bundle is in use while a VM holds locks in it: under the default rule ("any"),
+ * any advisory lock on any of its files (QEMU's image locks included); under the
+ * narrower rule a store can choose ("aux": STORE/.vmbundlefs/in-use holds the line
+ * "rule aux"), a lock on an aux-storage file, recognised by name (glob patterns on
+ * the base name). Structural changes to a bundle in use (delete, rename, replace,
+ * truncating its images) are refused with EBUSY. Locks through a mount count only
+ * when their taker could also write the file (lock.h). The mount decides with
+ * counters (vfs_lock.c); the commands here read the holder registry (holders.h)
+ * and walk the bundle's backing files once.
  */
 #ifndef VMB_AUXFILE_H
 #define VMB_AUXFILE_H
@@ -17,6 +21,13 @@
 #include "store/store.h"
 
 #define VMB_AUX_FILE "aux-patterns"   /* STORE/.vmbundlefs/aux-patterns: one glob a line */
+#define VMB_INUSE_FILE "in-use"       /* STORE/.vmbundlefs/in-use: "rule any|aux" */
+
+/* The store's in-use rule: *aux_only 0 (any lock, the default when the file is
+ * missing) or 1 (aux-storage locks only). A malformed file is an error. */
+int vmb_inuse_rule_load(struct vmb_store *s, int *aux_only, struct vmb_err *err);
+/* "any" or "aux" (the in_use mount option). */
+int vmb_inuse_rule_parse(const char *word, int *aux_only, struct vmb_err *err);
 
 /* The default patterns: nvram.bin, AuxiliaryStorage, efi_vars.fd, *.nvram, *VARS*.fd */
 extern const char *const vmb_aux_default_patterns[];
@@ -40,7 +51,9 @@ struct vmb_inuse {
 	char path[PATH_MAX];       /* the locked aux-storage file, relative to the store */
 };
 
-/* Is bundle `name` in use? 1 with *u filled, 0, or -errno. */
+/* Is bundle `name` in use (store's rule; patterns NULL: the store's aux patterns or
+ * the defaults)? 1 with *u filled, 0, or -errno. Reads the registry, then walks the
+ * bundle's files once (commands only; the mount never walks). */
 int vmb_bundle_holder(struct vmb_store *s, const char *name, const char *const *patterns,
 		      struct vmb_inuse *u, struct vmb_err *err);
 

@@ -73,6 +73,16 @@ static int open_dir(int metafd, int create)
 	return fd;
 }
 
+static void put_line(FILE *f, const struct vmb_holder *h)
+{
+	if (h->end == UINT64_MAX)
+		fprintf(f, "%ld %c %" PRIu64 " eof %s\n", (long)h->pid, h->type, h->start,
+			h->comm);
+	else
+		fprintf(f, "%ld %c %" PRIu64 " %" PRIu64 " %s\n", (long)h->pid, h->type,
+			h->start, h->end, h->comm);
+}
+
 int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list, size_t n,
 			struct vmb_err *err)
 {
@@ -94,21 +104,15 @@ int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list,
 		goto out;
 	}
 	snprintf(tmp, sizeof(tmp), ".tmp.%s", name);
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || !(f = fdopen(fd, "w"))) {
 		r = vmb_err_sys(err, errno, "cannot write lock holder entry '%s'", name);
 		if (fd >= 0)
 			close(fd);
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		if (list[i].end == UINT64_MAX)
-			fprintf(f, "%ld %c %" PRIu64 " eof %s\n", (long)list[i].pid, list[i].type,
-				list[i].start, list[i].comm);
-		else
-			fprintf(f, "%ld %c %" PRIu64 " %" PRIu64 " %s\n", (long)list[i].pid,
-				list[i].type, list[i].start, list[i].end, list[i].comm);
-	}
+	for (i = 0; i < n; i++)
+		put_line(f, &list[i]);
 	if (fclose(f) != 0) {
 		r = vmb_err_sys(err, errno, "cannot write lock holder entry '%s'", name);
 		unlinkat(dfd, tmp, 0);
@@ -128,8 +132,7 @@ static int alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-/* Parse one registry line. */
-static int parse_line(const char *line, struct vmb_holder *h)
+int vmb_holders_parse(const char *line, struct vmb_holder *h)
 {
 	char endtok[32];
 	long pid;
@@ -182,13 +185,154 @@ int vmb_holders_find(int metafd, uint64_t ino, uint64_t start, uint64_t end,
 		}
 		while (fgets(line, sizeof(line), f)) {
 			struct vmb_holder cand;
-			if (parse_line(line, &cand) < 0)
+			if (vmb_holders_parse(line, &cand) < 0)
 				continue;
 			if (end >= start && (cand.end < start || cand.start > end))
 				continue;
 			*h = cand;
 			found = 1;
 			break;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+#define BUNDLE_PREFIX "bundle."
+
+/* Remove the entries of dead daemons from one bundle's directory (and it, if empty). */
+static void sweep_bundle(int hfd, const char *name)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd = openat(hfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		const char *num = de->d_name;
+		long daemon;
+		char *end;
+
+		if (!strncmp(num, ".tmp.", 5))   /* left by a daemon killed while writing */
+			num += 5;
+		else if (num[0] == '.')
+			continue;
+		daemon = strtol(num, &end, 10);
+		if (*num && *end == '\0' && !alive((pid_t)daemon))
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+	unlinkat(hfd, name, AT_REMOVEDIR);   /* fails (ENOTEMPTY) while in use: fine */
+}
+
+int vmb_holders_bundle_set(int metafd, uint64_t bundle_ino, const struct vmb_holder *h,
+			   const char *path, struct vmb_err *err)
+{
+	char dir[64], name[32], tmp[48];
+	int hfd, bfd = -1, fd = -1, r = 0, tries;
+	FILE *f = NULL;
+
+	snprintf(dir, sizeof(dir), BUNDLE_PREFIX "%016" PRIx64, bundle_ino);
+	snprintf(name, sizeof(name), "%ld", (long)getpid());
+	hfd = open_dir(metafd, h != NULL);
+	if (hfd < 0) {
+		if (!h && errno == ENOENT)
+			return 0;
+		return vmb_err_sys(err, errno, "cannot open the lock holder registry");
+	}
+	if (!h) {
+		bfd = openat(hfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (bfd >= 0) {
+			if (unlinkat(bfd, name, 0) < 0 && errno != ENOENT)
+				r = vmb_err_sys(err, errno, "cannot remove lock holder entry "
+						"'%s/%s'", dir, name);
+			unlinkat(hfd, dir, AT_REMOVEDIR);   /* another daemon's entry: stays */
+		}
+		goto out;
+	}
+	/* Another daemon may remove the (empty) directory between mkdir and create. */
+	for (tries = 0; tries < 3; tries++) {
+		if (mkdirat(hfd, dir, 0700) < 0 && errno != EEXIST)
+			break;
+		bfd = openat(hfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (bfd < 0)
+			continue;
+		snprintf(tmp, sizeof(tmp), ".tmp.%s", name);
+		fd = openat(bfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			break;
+		close(bfd);
+		bfd = -1;
+	}
+	if (bfd < 0 || fd < 0 || !(f = fdopen(fd, "w"))) {
+		r = vmb_err_sys(err, errno ? errno : EIO, "cannot write lock holder entry '%s'",
+				dir);
+		if (bfd >= 0 && fd >= 0)
+			close(fd);
+		goto out;
+	}
+	put_line(f, h);
+	fprintf(f, "%s\n", path ? path : "?");
+	if (fclose(f) != 0 || renameat(bfd, tmp, bfd, name) < 0) {
+		r = vmb_err_sys(err, errno, "cannot write lock holder entry '%s/%s'", dir, name);
+		unlinkat(bfd, tmp, 0);
+	}
+out:
+	if (bfd >= 0)
+		close(bfd);
+	close(hfd);
+	return r;
+}
+
+int vmb_holders_bundle_find(int metafd, uint64_t bundle_ino, int exclude_self,
+			    struct vmb_holder *h, char *path, size_t pathsz)
+{
+	char dir[64], line[256], pline[4096 + 2];
+	struct dirent *de;
+	int hfd, fd, found = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/" BUNDLE_PREFIX "%016" PRIx64, VMB_HOLDERS_DIR,
+		 bundle_ino);
+	hfd = openat(metafd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (hfd < 0)
+		return 0;
+	d = fdopendir(hfd);
+	if (!d) {
+		close(hfd);
+		return 0;
+	}
+	while (!found && (de = readdir(d))) {
+		long daemon;
+		char *end;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		daemon = strtol(de->d_name, &end, 10);
+		if (*end || (exclude_self && daemon == (long)getpid()) || !alive((pid_t)daemon))
+			continue;
+		fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || !(f = fdopen(fd, "r"))) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		if (fgets(line, sizeof(line), f) && vmb_holders_parse(line, h) == 0) {
+			found = 1;
+			if (path && pathsz) {
+				if (!fgets(pline, sizeof(pline), f))
+					snprintf(pline, sizeof(pline), "?");
+				pline[strcspn(pline, "\n")] = '\0';
+				snprintf(path, pathsz, "%s", pline);
+			}
 		}
 		fclose(f);
 	}
@@ -214,6 +358,10 @@ void vmb_holders_sweep(int metafd)
 		const char *dot = strrchr(de->d_name, '.');
 		long daemon;
 
+		if (!strncmp(de->d_name, BUNDLE_PREFIX, strlen(BUNDLE_PREFIX))) {
+			sweep_bundle(dirfd(d), de->d_name);
+			continue;
+		}
 		if (de->d_name[0] == '.' || !dot || sscanf(dot + 1, "%ld", &daemon) != 1)
 			continue;
 		if (!alive((pid_t)daemon))

@@ -2,13 +2,24 @@
  * store publishes, so that other mounts, `vmbundlefs ls` and import can name the
  * holder of a lock they only see as "locked" (OFD locks carry no pid).
  *
- * STORE/.vmbundlefs/holders/<016x ino>.<daemon pid> holds one line per lock owner of
- * that backing file through that mount:
+ * STORE/.vmbundlefs/holders/<016x ino>.<daemon pid> names one holder of a lock on
+ * that backing file through that mount, in one line:
  *     <holder pid> <type r|w|f> <start> <end|eof> <command>
- * A file is rewritten (temporary + rename, not fsync'ed: it describes running
- * processes) on every change and removed when the mount holds no lock on the file.
- * Readers trust an entry only while its daemon pid is alive; a lock that exists on
- * the backing file but appears in no live entry is reported without a holder.
+ * It is written when the file starts being locked through the mount, rewritten only
+ * when the holder it names stops holding while others still hold, and removed when
+ * the mount holds no lock on the file: O(1) I/O, and none for most lock changes.
+ *
+ * STORE/.vmbundlefs/holders/bundle.<016x bundle dir ino>/<daemon pid> says that
+ * bundle is in use through that mount: the holder line above, then a line with the
+ * locked file's path relative to the store (or its name). It is written when the
+ * bundle goes from not in use to in use through the mount, rewritten only when the
+ * holder it names stops, and removed when the bundle is no longer in use there, so
+ * a check of one bundle reads one small directory.
+ *
+ * Files are written as temporary + rename, not fsync'ed (they describe running
+ * processes). Readers trust an entry only while its daemon pid is alive; a lock that
+ * exists on the backing file but appears in no live entry is reported without a
+ * holder. Unknown or malformed entries are ignored.
  */
 #ifndef VMB_HOLDERS_H
 #define VMB_HOLDERS_H
@@ -38,6 +49,19 @@ int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list,
  * process's own entries. */
 int vmb_holders_find(int metafd, uint64_t ino, uint64_t start, uint64_t end,
 		     int exclude_self, struct vmb_holder *h);
+
+/* Record (h non-NULL) or remove (h NULL) that bundle directory inode bundle_ino is
+ * in use through this process; path names the locked file for messages. */
+int vmb_holders_bundle_set(int metafd, uint64_t bundle_ino, const struct vmb_holder *h,
+			   const char *path, struct vmb_err *err);
+
+/* A live daemon's record of bundle_ino (other than this process's when exclude_self):
+ * 1 with *h and path (may be NULL), else 0. Reads one small directory. */
+int vmb_holders_bundle_find(int metafd, uint64_t bundle_ino, int exclude_self,
+			    struct vmb_holder *h, char *path, size_t pathsz);
+
+/* Parse one registry line ("<pid> <type> <start> <end|eof> <command>"): 0 or -1. */
+int vmb_holders_parse(const char *line, struct vmb_holder *h);
 
 /* Remove entries of daemons that are no longer running (called at mount). */
 void vmb_holders_sweep(int metafd);

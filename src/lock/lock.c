@@ -29,7 +29,132 @@ struct vmb_lock_owner {
 	int dead;               /* released: close when no longer busy */
 	int closing;            /* its handle was flushed and may be released soon */
 	int settled;            /* a conflict already waited the settle time for it */
+	int strong;             /* taken by a caller who could write the file */
+	int in_strong;          /* counted in ls->strong */
+	unsigned long charged;  /* locks counted against charged_pid's cap */
+	pid_t charged_pid;
 };
+
+/* ---- per-process counts (the cap) ---------------------------------------------- */
+
+#define PROC_BUCKETS 256
+
+struct vmb_lock_proc {
+	struct vmb_lock_proc *next;
+	pid_t pid;
+	unsigned long n;
+	int warned;             /* its refusal was logged */
+};
+
+int vmb_lockenv_init(struct vmb_lockenv *env, unsigned long max)
+{
+	memset(env, 0, sizeof(*env));
+	env->procs = calloc(PROC_BUCKETS, sizeof(*env->procs));
+	if (!env->procs)
+		return -ENOMEM;
+	pthread_mutex_init(&env->mu, NULL);
+	env->max = max;
+	return 0;
+}
+
+void vmb_lockenv_destroy(struct vmb_lockenv *env)
+{
+	size_t i;
+
+	if (!env->procs)
+		return;
+	for (i = 0; i < PROC_BUCKETS; i++) {
+		struct vmb_lock_proc *p, *next;
+		for (p = env->procs[i]; p; p = next) {
+			next = p->next;
+			free(p);
+		}
+	}
+	free(env->procs);
+	env->procs = NULL;
+	pthread_mutex_destroy(&env->mu);
+}
+
+/* pid's entry (made when create). Caller holds env->mu. */
+static struct vmb_lock_proc *proc_get(struct vmb_lockenv *env, pid_t pid, int create)
+{
+	struct vmb_lock_proc **pp = &env->procs[(unsigned)pid % PROC_BUCKETS], *p;
+
+	for (p = *pp; p; p = p->next)
+		if (p->pid == pid)
+			return p;
+	if (!create || !(p = calloc(1, sizeof(*p))))
+		return NULL;
+	p->pid = pid;
+	p->next = *pp;
+	*pp = p;
+	return p;
+}
+
+static void proc_add(struct vmb_lockenv *env, pid_t pid, long delta)
+{
+	struct vmb_lock_proc **pp, *p;
+
+	if (!env || !env->procs || !delta)
+		return;
+	pthread_mutex_lock(&env->mu);
+	p = proc_get(env, pid, delta > 0);
+	if (p) {
+		p->n = delta < 0 && (unsigned long)-delta > p->n ? 0 : p->n + (unsigned long)delta;
+		if (p->n == 0) {
+			for (pp = &env->procs[(unsigned)pid % PROC_BUCKETS]; *pp != p;
+			     pp = &(*pp)->next)
+				;
+			*pp = p->next;
+			free(p);
+		}
+	}
+	pthread_mutex_unlock(&env->mu);
+}
+
+unsigned long vmb_lockenv_count(struct vmb_lockenv *env, pid_t pid)
+{
+	struct vmb_lock_proc *p;
+	unsigned long n = 0;
+
+	if (!env || !env->procs)
+		return 0;
+	pthread_mutex_lock(&env->mu);
+	p = proc_get(env, pid, 0);
+	if (p)
+		n = p->n;
+	pthread_mutex_unlock(&env->mu);
+	return n;
+}
+
+/* -ENOLCK (with a message, logged once per process) when pid already holds the cap. */
+static int cap_check(struct vmb_lockenv *env, pid_t pid, const char *comm,
+		     struct vmb_err *err)
+{
+	struct vmb_lock_proc *p;
+	int over = 0, log = 0;
+
+	if (!env || !env->procs || !env->max)
+		return 0;
+	pthread_mutex_lock(&env->mu);
+	p = proc_get(env, pid, 0);
+	if (p && p->n >= env->max) {
+		over = 1;
+		log = !p->warned;
+		p->warned = 1;
+	}
+	pthread_mutex_unlock(&env->mu);
+	if (!over)
+		return 0;
+	vmb_err_set(err, ENOLCK, "pid %ld (%s) holds %lu locks through this mount, the most "
+		    "one process may hold (mount option lock_cap)", (long)pid, comm, env->max);
+	if (log)
+		vmb_log_msg(env->log, "refused a lock: pid %ld (%s) holds %lu locks through this "
+			    "mount, the most one process may hold (mount option lock_cap); "
+			    "further refusals of this process are not logged", (long)pid, comm,
+			    env->max);
+	return -ENOLCK;
+}
 
 void vmb_waitgraph_init(struct vmb_waitgraph *g)
 {
@@ -123,54 +248,100 @@ static void owner_free(struct vmb_lock_owner *o)
 	free(o);
 }
 
-/* Tell the registry what this mount holds on the file now. Caller holds mu. */
+static int holding(const struct vmb_lock_owner *o)
+{
+	return o->n || o->flock_type;
+}
+
+static void describe(const struct vmb_lock_owner *o, struct vmb_holder *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->pid = o->pid;
+	memcpy(h->comm, o->comm, sizeof(h->comm));
+	if (o->n) {
+		h->type = o->r[0].type == F_WRLCK ? 'w' : 'r';
+		h->start = o->r[0].start;
+		h->end = o->r[0].end;
+	} else {
+		h->type = 'f';
+		h->end = UINT64_MAX;
+	}
+}
+
+/* Tell the registry who holds a lock on the file through this mount: I/O only when
+ * the file starts or stops being locked, or the owner named stops. Caller holds mu. */
 static void publish(struct vmb_lockset *ls)
 {
-	struct vmb_holder *list = NULL, *h;
 	struct vmb_lock_owner *o;
-	size_t n = 0, i;
+	struct vmb_holder h;
 
-	for (o = ls->owners; o; o = o->next)
-		n += o->n + (o->flock_type != 0);
-	if (n) {
-		list = calloc(n, sizeof(*list));
-		if (!list)
-			return;   /* the registry only names holders; the locks stand */
+	if (ls->published && holding(ls->published))
+		return;
+	for (o = ls->owners; o && !holding(o); o = o->next)
+		;
+	ls->published = o;
+	if (!o) {
+		if (ls->has_record)
+			vmb_holders_publish(ls->metafd, ls->ino, NULL, 0, NULL);
+		ls->has_record = 0;
+		return;
 	}
-	h = list;
-	for (o = ls->owners; o; o = o->next) {
-		for (i = 0; i < o->n; i++, h++) {
-			h->pid = o->pid;
-			h->type = o->r[i].type == F_WRLCK ? 'w' : 'r';
-			h->start = o->r[i].start;
-			h->end = o->r[i].end;
-			memcpy(h->comm, o->comm, sizeof(h->comm));
-		}
-		if (o->flock_type) {
-			h->pid = o->pid;
-			h->type = 'f';
-			h->start = 0;
-			h->end = UINT64_MAX;
-			memcpy(h->comm, o->comm, sizeof(h->comm));
-			h++;
+	describe(o, &h);
+	/* the registry only names holders; the locks stand if it cannot be written */
+	ls->has_record = vmb_holders_publish(ls->metafd, ls->ino, &h, 1, NULL) == 0;
+}
+
+/* After o's locks changed: keep the in-use count and o's charge against the cap
+ * right. Caller holds mu. */
+static void account(struct vmb_lockset *ls, struct vmb_lock_owner *o)
+{
+	int counts = holding(o) && o->strong;
+	unsigned long charge = o->n + (o->flock_type != 0);
+
+	if (counts != o->in_strong) {
+		o->in_strong = counts;
+		if (counts)
+			ls->strong++;
+		else
+			ls->strong--;
+		if (ls->env && ls->env->hold) {
+			struct vmb_holder h;
+			describe(o, &h);
+			ls->env->hold(ls->env->arg, ls, &h, counts ? 1 : -1);
 		}
 	}
-	vmb_holders_publish(ls->metafd, ls->ino, list, n, NULL);
-	free(list);
+	if (o->charged_pid != o->pid || o->charged != charge) {
+		if (o->charged)
+			proc_add(ls->env, o->charged_pid, -(long)o->charged);
+		if (charge)
+			proc_add(ls->env, o->pid, (long)charge);
+		o->charged = charge;
+		o->charged_pid = o->pid;
+	}
+}
+
+/* o holds nothing any more (its descriptor is closing or its locks were dropped). */
+static void drop_all(struct vmb_lockset *ls, struct vmb_lock_owner *o)
+{
+	o->n = 0;
+	o->flock_type = 0;
+	account(ls, o);
 }
 
 void vmb_lockset_destroy(struct vmb_lockset *ls)
 {
 	struct vmb_lock_owner *o, *next;
-	int had = ls->owners != NULL;
 
 	for (o = ls->owners; o; o = next) {
 		next = o->next;
+		drop_all(ls, o);
 		owner_free(o);
 	}
 	ls->owners = NULL;
-	if (had)
+	ls->published = NULL;
+	if (ls->has_record)
 		vmb_holders_publish(ls->metafd, ls->ino, NULL, 0, NULL);
+	ls->has_record = 0;
 	pthread_cond_destroy(&ls->released);
 	pthread_mutex_destroy(&ls->mu);
 }
@@ -195,7 +366,8 @@ static struct vmb_lock_owner *find(struct vmb_lockset *ls, uint64_t owner, const
 
 /* Find or make owner's entry. Caller holds mu. */
 static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *via,
-		     uint64_t owner, pid_t pid, struct vmb_lock_owner **out, struct vmb_err *err)
+		     uint64_t owner, pid_t pid, int strong, struct vmb_lock_owner **out,
+		     struct vmb_err *err)
 {
 	struct vmb_lock_owner *o = find(ls, owner, via);
 
@@ -226,6 +398,10 @@ static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *
 		o->pid = pid;
 		vmb_comm_of(pid, o->comm);
 	}
+	if (strong && !o->strong) {
+		o->strong = 1;
+		account(ls, o);
+	}
 	*out = o;
 	return 0;
 }
@@ -240,10 +416,24 @@ static void reap(struct vmb_lockset *ls, struct vmb_lock_owner *o)
 	for (pp = &ls->owners; *pp; pp = &(*pp)->next) {
 		if (*pp == o) {
 			*pp = o->next;
+			drop_all(ls, o);
+			if (ls->published == o)
+				ls->published = NULL;
 			owner_free(o);
+			publish(ls);
 			pthread_cond_broadcast(&ls->released);
 			return;
 		}
+	}
+}
+
+/* A call failed before it used o: forget o if that call made it and it holds
+ * nothing (an owner with no locks and no waiter is only kept while it holds). */
+static void reap_if_empty(struct vmb_lockset *ls, struct vmb_lock_owner *o, int r)
+{
+	if (r < 0 && o && !holding(o) && !o->busy) {
+		o->dead = 1;
+		reap(ls, o);
 	}
 }
 
@@ -422,8 +612,8 @@ static uint64_t conflicting_owner(struct vmb_lockset *ls, int fd, const struct f
 }
 
 int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
-		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
-		 struct vmb_err *err)
+		 uint64_t owner, pid_t pid, int strong, const struct flock *fl,
+		 struct vmb_lock_wait *wait, struct vmb_err *err)
 {
 	struct vmb_lock_owner *o;
 	struct flock k;
@@ -438,8 +628,11 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 		pthread_mutex_unlock(&ls->mu);
 		return 0;
 	}
-	r = get_owner(ls, proc_path, via, owner, pid, &o, err);
+	r = get_owner(ls, proc_path, via, owner, pid, strong, &o, err);
+	if (r == 0 && fl->l_type != F_UNLCK)   /* at the cap only unlocks pass */
+		r = cap_check(ls->env, o->pid, o->comm, err);
 	if (r < 0) {
+		reap_if_empty(ls, o, r);
 		pthread_mutex_unlock(&ls->mu);
 		return r;
 	}
@@ -476,6 +669,7 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 	if (r == 0) {
 		if (shadow_set(o, fl->l_type, (uint64_t)fl->l_start, end_of(fl)) < 0)
 			o->n = 0;   /* out of memory: forget the shadow, keep the lock */
+		account(ls, o);
 		publish(ls);
 	}
 	reap(ls, o);
@@ -484,7 +678,7 @@ int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
 }
 
 int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *via,
-		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
+		   uint64_t owner, pid_t pid, int strong, int op, struct vmb_lock_wait *wait,
 		   struct vmb_err *err)
 {
 	struct vmb_lock_owner *o;
@@ -498,8 +692,11 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 		pthread_mutex_unlock(&ls->mu);
 		return 0;
 	}
-	r = get_owner(ls, proc_path, via, owner, pid, &o, err);
+	r = get_owner(ls, proc_path, via, owner, pid, strong, &o, err);
+	if (r == 0 && op != LOCK_UN && !o->flock_type)
+		r = cap_check(ls->env, o->pid, o->comm, err);
 	if (r < 0) {
+		reap_if_empty(ls, o, r);
 		pthread_mutex_unlock(&ls->mu);
 		return r;
 	}
@@ -525,6 +722,7 @@ int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *vi
 	}
 	if (r == 0) {
 		o->flock_type = op == LOCK_UN ? 0 : op == LOCK_EX ? 'w' : 'r';
+		account(ls, o);
 		publish(ls);
 	}
 	reap(ls, o);
@@ -597,7 +795,8 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via,
 		}
 		if (other)
 			k.l_pid = other->pid;
-		else if (k.l_pid <= 0 && vmb_holders_find(ls->metafd, ls->ino, s, e, 1, &h))
+		else if (k.l_pid <= 0 && (vmb_holders_find(ls->metafd, ls->ino, s, e, 1, &h) ||
+					   vmb_holders_find(ls->metafd, ls->ino, 1, 0, 1, &h)))
 			k.l_pid = h.pid;
 	}
 	pthread_mutex_unlock(&ls->mu);
@@ -627,6 +826,7 @@ void vmb_lock_flush(struct vmb_lockset *ls, const void *via, uint64_t owner)
 		k.l_whence = SEEK_SET;
 		fcntl(o->fd, F_OFD_SETLK, &k);
 		o->n = 0;
+		account(ls, o);
 		publish(ls);
 	}
 	pthread_mutex_unlock(&ls->mu);
@@ -653,8 +853,7 @@ void vmb_lock_release(struct vmb_lockset *ls, const void *via)
 			k.l_whence = SEEK_SET;
 			fcntl(o->fd, F_OFD_SETLK, &k);
 			flock(o->fd, LOCK_UN);
-			o->n = 0;
-			o->flock_type = 0;
+			drop_all(ls, o);
 		}
 	}
 	if (changed) {
@@ -664,30 +863,46 @@ void vmb_lock_release(struct vmb_lockset *ls, const void *via)
 	pthread_mutex_unlock(&ls->mu);
 }
 
-int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h)
+static int any(struct vmb_lockset *ls, struct vmb_holder *h, int strong_only)
 {
 	struct vmb_lock_owner *o;
 	int found = 0;
 
 	pthread_mutex_lock(&ls->mu);
 	for (o = ls->owners; o && !found; o = o->next) {
-		if (!o->n && !o->flock_type)
+		if (!holding(o) || (strong_only && !o->strong))
 			continue;
 		found = 1;
-		if (h) {
-			memset(h, 0, sizeof(*h));
-			h->pid = o->pid;
-			memcpy(h->comm, o->comm, sizeof(h->comm));
-			if (o->n) {
-				h->type = o->r[0].type == F_WRLCK ? 'w' : 'r';
-				h->start = o->r[0].start;
-				h->end = o->r[0].end;
-			} else {
-				h->type = 'f';
-				h->end = UINT64_MAX;
-			}
-		}
+		if (h)
+			describe(o, h);
 	}
 	pthread_mutex_unlock(&ls->mu);
 	return found;
+}
+
+int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h)
+{
+	return any(ls, h, 0);
+}
+
+int vmb_lock_any_strong(struct vmb_lockset *ls, struct vmb_holder *h)
+{
+	return any(ls, h, 1);
+}
+
+int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder *h)
+{
+	struct vmb_lock_owner *o;
+	int only = 1;
+
+	pthread_mutex_lock(&ls->mu);
+	for (o = ls->owners; o && only; o = o->next) {
+		if (!holding(o) || !o->strong || o->pid == pid)
+			continue;
+		only = 0;
+		if (h)
+			describe(o, h);
+	}
+	pthread_mutex_unlock(&ls->mu);
+	return only;
 }

@@ -16,6 +16,20 @@
  * before the old file's RELEASE arrives: an owner is found by id and handle, and a
  * closing owner is never lent to a call through another handle. Locking: ls->mu guards the owner list; it is never held while a call
  * waits for a lock.
+ *
+ * In use: an owner whose lock was taken by a caller who could also have written the
+ * file (a handle opened for writing, the file's owner, or root: `strong`) makes the
+ * file's bundle in use while it holds any lock; the environment's `hold` callback
+ * hears every such owner start (+1) and stop (-1) holding, with ls->mu held, so the
+ * mount keeps an O(1) counter per bundle. Other locks are ordinary advisory locks.
+ *
+ * Registry I/O: a lock change costs at most one write to the holder registry, and
+ * only when the file starts or stops being locked through this mount, or when the
+ * owner its entry names stops holding (holders.h); none otherwise.
+ *
+ * Cap: one process (by the pid the kernel gives) holds at most env->max locks (byte
+ * ranges plus flock locks) through the mount; a lock call beyond that fails with
+ * ENOLCK and a message naming the process (env->mu, never held with ls->mu waiting).
  */
 #ifndef VMB_LOCK_H
 #define VMB_LOCK_H
@@ -42,6 +56,29 @@ struct vmb_waitgraph {
 void vmb_waitgraph_init(struct vmb_waitgraph *g);
 void vmb_waitgraph_destroy(struct vmb_waitgraph *g);
 
+/* One per mount, shared by every lockset: the per-process lock counts behind the cap
+ * and the in-use callback. */
+#define VMB_LOCK_CAP_DEFAULT 10000
+struct vmb_lockset;
+struct vmb_lock_proc;
+struct vmb_lockenv {
+	pthread_mutex_t mu;                 /* guards procs */
+	struct vmb_lock_proc **procs;       /* hash of per-process counts */
+	unsigned long max;                  /* locks per process; 0: no cap */
+	const struct vmb_log *log;          /* borrowed, may be NULL: cap refusals */
+	/* An owner of ls that makes its bundle in use started (+1) or stopped (-1)
+	 * holding a lock; h describes it. Called with ls->mu held; must not call back
+	 * into ls. */
+	void (*hold)(void *arg, struct vmb_lockset *ls, const struct vmb_holder *h,
+		     int delta);
+	void *arg;
+};
+
+int vmb_lockenv_init(struct vmb_lockenv *env, unsigned long max);
+void vmb_lockenv_destroy(struct vmb_lockenv *env);
+/* Locks pid holds through the mount now (for tests and messages). */
+unsigned long vmb_lockenv_count(struct vmb_lockenv *env, pid_t pid);
+
 struct vmb_lockset {
 	pthread_mutex_t mu;
 	pthread_cond_t released;   /* an owner went away */
@@ -49,6 +86,11 @@ struct vmb_lockset {
 	uint64_t ino;      /* backing inode, for the registry */
 	int metafd;        /* borrowed: the store's .vmbundlefs */
 	struct vmb_waitgraph *wg;   /* borrowed: the mount's */
+	struct vmb_lockenv *env;    /* borrowed, may be NULL: set after init */
+	void *cookie;               /* the caller's (the vfs node) */
+	unsigned strong;            /* owners that make the bundle in use and hold locks */
+	const struct vmb_lock_owner *published;   /* owner the registry entry names */
+	int has_record;             /* the registry has an entry of this file */
 };
 
 /* A call that may wait (F_SETLKW, flock without LOCK_NB). Another thread interrupts
@@ -73,14 +115,15 @@ int vmb_lock_get(struct vmb_lockset *ls, const char *proc_path, const void *via,
 
 /* F_SETLK(W): take, change or drop a byte-range lock of owner, taken through handle
  * `via`. wait NULL: fail at once with -EAGAIN on a conflict; else wait, -EINTR when
- * interrupted. */
+ * interrupted. strong: the caller could write the file (see "In use" above); -ENOLCK
+ * past the per-process cap. */
 int vmb_lock_set(struct vmb_lockset *ls, const char *proc_path, const void *via,
-		 uint64_t owner, pid_t pid, const struct flock *fl, struct vmb_lock_wait *wait,
-		 struct vmb_err *err);
+		 uint64_t owner, pid_t pid, int strong, const struct flock *fl,
+		 struct vmb_lock_wait *wait, struct vmb_err *err);
 
 /* flock(2): op LOCK_SH, LOCK_EX or LOCK_UN (LOCK_NB is wait == NULL). */
 int vmb_lock_flock(struct vmb_lockset *ls, const char *proc_path, const void *via,
-		   uint64_t owner, pid_t pid, int op, struct vmb_lock_wait *wait,
+		   uint64_t owner, pid_t pid, int strong, int op, struct vmb_lock_wait *wait,
 		   struct vmb_err *err);
 
 /* Close (FLUSH) through handle via by lock owner `owner`: drop owner's POSIX locks,
@@ -99,8 +142,13 @@ int vmb_lock_settle(struct vmb_lockset *ls);
 void vmb_lock_release(struct vmb_lockset *ls, const void *via);
 
 /* 1 if some owner of this mount holds a lock (any kind) on the file; *h (if non-NULL)
- * gets one of them. */
+ * gets one of them. _strong: only owners that make the bundle in use. */
 int vmb_lock_any(struct vmb_lockset *ls, struct vmb_holder *h);
+int vmb_lock_any_strong(struct vmb_lockset *ls, struct vmb_holder *h);
+
+/* 1 if every strong owner holding a lock on the file is process pid (or there is
+ * none), else 0 and *h names one that is not. */
+int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder *h);
 
 /* Interrupt a waiting call (from another thread). */
 void vmb_lock_interrupt(struct vmb_lock_wait *w);

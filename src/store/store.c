@@ -140,9 +140,31 @@ out:
 	return r;
 }
 
+/* The first bytes of text as a quoted C-like string: at most 40 bytes, escaped. */
+static void quote_text(char *out, size_t size, const char *text, size_t len)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len && i < 40 && o + 8 < size; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '\n')
+			o += (size_t)snprintf(out + o, size - o, "\\n");
+		else if (c == '\\' || c == '\'')
+			o += (size_t)snprintf(out + o, size - o, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			o += (size_t)snprintf(out + o, size - o, "\\x%02x", c);
+		else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	if (i < len && o + 4 < size)
+		snprintf(out + o, size - o, "...");
+}
+
 static int check_layout(struct vmb_store *s, struct vmb_err *err)
 {
-	char buf[128], magic[64];
+	char buf[128], magic[64], shown[200];
+	struct stat st;
 	ssize_t n;
 	int fd, version = 0;
 
@@ -156,15 +178,28 @@ static int check_layout(struct vmb_store *s, struct vmb_err *err)
 				   s->path);
 	}
 	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return vmb_err_sys(err, errno, "cannot read the layout file of store '%s'",
+	if (n < 0 || fstat(fd, &st) < 0) {
+		n = errno;
+		close(fd);
+		return vmb_err_sys(err, (int)n, "cannot read the layout file of store '%s'",
 				   s->path);
+	}
+	close(fd);
 	buf[n] = '\0';
+	/* "MAGIC VERSION\n"; say what was found when it is not that. */
 	if (sscanf(buf, "%63s %d", magic, &version) != 2 || strcmp(magic, VMB_LAYOUT_MAGIC) ||
-	    version < 1)
-		return vmb_err_set(err, EINVAL, "store '%s' has an unreadable layout file "
-				   "(%s/%s)", s->path, VMB_META_DIR, VMB_LAYOUT_FILE);
+	    version < 1) {
+		if (st.st_size == 0)
+			return vmb_err_set(err, EINVAL, "layout file '%s/%s/%s' is empty; "
+					   "expected '%s %d'", s->path,
+					   VMB_META_DIR, VMB_LAYOUT_FILE, VMB_LAYOUT_MAGIC,
+					   VMB_LAYOUT_VERSION);
+		quote_text(shown, sizeof(shown), buf, (size_t)n);
+		return vmb_err_set(err, EINVAL, "layout file '%s/%s/%s' holds '%s' "
+				   "(%lld bytes); expected '%s %d'", s->path,
+				   VMB_META_DIR, VMB_LAYOUT_FILE, shown, (long long)st.st_size,
+				   VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
+	}
 	if (version > VMB_LAYOUT_VERSION)
 		return vmb_err_set(err, EPROTONOSUPPORT, "store '%s' has layout version %d; "
 				   "this vmbundlefs understands up to %d", s->path, version,
@@ -249,4 +284,54 @@ void vmb_store_close(struct vmb_store *s)
 		close(s->dirfd);
 	free(s->path);
 	memset(s, 0, sizeof(*s));
+}
+
+int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err)
+{
+	char name[64];
+	struct statx stx;
+	int64_t sec[3];
+	uint32_t nsec[3];
+	int fd, i, r = 0, whole = 1;
+
+	*coarse = 0;
+	snprintf(name, sizeof(name), ".timecheck.%ld", (long)getpid());
+	fd = openat(s->metafd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'", s->path);
+		goto unchecked;
+	}
+	for (i = 0; i < 3; i++) {
+		char c = (char)('a' + i);
+		if (pwrite(fd, &c, 1, 0) != 1 ||
+		    statx(fd, "", AT_EMPTY_PATH, STATX_MTIME, &stx) < 0) {
+			r = vmb_err_sys(err, errno, "cannot check the timestamps of store '%s'",
+					s->path);
+			close(fd);
+			unlinkat(s->metafd, name, 0);
+			goto unchecked;
+		}
+		sec[i] = stx.stx_mtime.tv_sec;
+		nsec[i] = stx.stx_mtime.tv_nsec;
+		if (nsec[i] != 0)
+			whole = 0;
+		if (i > 0 && sec[i] == sec[i - 1] && nsec[i] == nsec[i - 1])
+			*coarse = 1;
+	}
+	if (whole)
+		r = vmb_err_set(err, EOPNOTSUPP, "cannot mount store '%s': its filesystem keeps "
+				"modification times in whole seconds, so a change made to a file "
+				"from another mount or directly in the store could go unseen and "
+				"be read as zeros; put the store on a filesystem with fine-grained "
+				"timestamps (ext4 with 256-byte inodes, XFS, Btrfs, tmpfs)", s->path);
+	close(fd);
+	unlinkat(s->metafd, name, 0);
+	return r;
+unchecked:
+	/* A full or read-only store still mounts (unchecked, said in the log). */
+	if (r == -ENOSPC || r == -EDQUOT || r == -EROFS || r == -EACCES || r == -EPERM) {
+		*coarse = -1;
+		return 0;
+	}
+	return r;
 }

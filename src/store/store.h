@@ -56,6 +56,17 @@ int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mo
 		   struct vmb_err *err);
 void vmb_store_close(struct vmb_store *s);
 
+/* Can the store's filesystem show every change of a file in its modification
+ * time, on which a mount relies to find changes made by someone else (image.h)?
+ * A probe file in the metadata directory is written three times, its mtime looked
+ * at after each write. Returns 0 when the times have sub-second resolution (*coarse
+ * set to 1 when two writes in a row still kept one time: a clock tick of some
+ * milliseconds, as before Linux 6.13 or on NFS), -EOPNOTSUPP with a message when
+ * they are whole seconds (FAT, ext4 with 128-byte inodes, ...), 0 with *coarse = -1
+ * and the reason in err when the probe cannot be written (a full or read-only
+ * store: not checked), else -errno. */
+int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err);
+
 /* A name usable for a bundle or a file: not "", ".", "..", no '/', at most
  * NAME_MAX bytes. 0, -EINVAL or -ENAMETOOLONG with a message. */
 int vmb_name_check(const char *name, struct vmb_err *err);

@@ -42,6 +42,9 @@ static void node_free(struct vmb_node *n)
 	if (n->fd >= 0)
 		close(n->fd);
 	free(n->fh);
+	free(n->name);
+	free(n->lkh);
+	vmb_aux_cache_free(n->aux);
 	pthread_mutex_destroy(&n->ilock);
 	free(n);
 }
@@ -109,10 +112,24 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	node_init(&v->root);
 	pthread_mutex_init(&v->tlock, NULL);
+	pthread_mutex_init(&v->inuse_mu, NULL);
+	pthread_mutex_init(&v->auxmu, NULL);
 	vmb_waitgraph_init(&v->waits);
+	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
+				 : VMB_LOCK_CAP_DEFAULT) < 0) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	if (o && o->lock_cap == (unsigned long)-1)
+		v->lockenv.max = 0;   /* lock_cap=0: no cap */
+	v->lockenv.log = o ? o->log : NULL;
+	v->lockenv.hold = vmb_inuse_hold;
+	v->lockenv.arg = v;
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
 	v->direct_writes = !(o && o->buffered_writes);
+	v->stale = o ? o->stale : NULL;
+	v->stale_arg = o ? o->stale_arg : NULL;
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
@@ -128,8 +145,28 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		goto fail;
 	if (v->store.readonly)
 		v->readonly = 1;
+	{
+		/* Changes made by someone else are found by the backing files' times. */
+		int coarse;
+		r = vmb_store_check_times(&v->store, &coarse, err);
+		if (r < 0)
+			goto fail;
+		if (coarse < 0 && err) {
+			vmb_log_msg(v->log, "note: %s: not checked", err->msg);
+			vmb_err_clear(err);
+		}
+		if (coarse > 0)
+			vmb_log_msg(v->log, "note: the filesystem of store '%s' has coarse "
+				    "timestamps: a change made from outside within a clock tick of "
+				    "this mount's own last change to the same file can go unseen",
+				    store);
+	}
 	r = o && o->aux_patterns ? vmb_aux_parse(o->aux_patterns, &v->aux_patterns, err)
 				 : vmb_aux_load(&v->store, &v->aux_patterns, err);
+	if (r < 0)
+		goto fail;
+	r = o && o->inuse_rule ? vmb_inuse_rule_parse(o->inuse_rule, &v->aux_only, err)
+			       : vmb_inuse_rule_load(&v->store, &v->aux_only, err);
 	if (r < 0)
 		goto fail;
 	vmb_holders_sweep(v->store.metafd);
@@ -178,7 +215,13 @@ void vmb_vfs_free(struct vmb_vfs *v)
 
 	if (!v)
 		return;
+	v->lockenv.hold = NULL;   /* nodes go in any order below */
 	if (v->hash) {
+		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++)   /* registry records */
+			for (struct vmb_node *n = v->hash[i]; n; n = n->hnext)
+				if (n->held)
+					vmb_holders_bundle_set(v->store.metafd, (uint64_t)n->ino,
+							       NULL, NULL, NULL);
 		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++) {
 			struct vmb_node *n = v->hash[i], *next;
 			for (; n; n = next) {
@@ -196,7 +239,11 @@ void vmb_vfs_free(struct vmb_vfs *v)
 		close(v->root.fd);
 	pthread_mutex_destroy(&v->root.ilock);
 	pthread_mutex_destroy(&v->tlock);
+	pthread_mutex_destroy(&v->inuse_mu);
+	pthread_mutex_destroy(&v->auxmu);
+	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);
+	vmb_lockenv_destroy(&v->lockenv);
 	vmb_store_close(&v->store);
 	vmb_aux_free(v->aux_patterns);
 	free(v->store_real);
@@ -302,27 +349,119 @@ static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
 	}
 }
 
-/* Drop one ref and/or nlookup references; free the node when both reach zero. */
+/* Drop refs, nlookup and kids references; free the node when none is left, and then
+ * its parent's pin on it (which may free the parent, and so on up). Nodes are freed
+ * without tlock (freeing a lockset calls the in-use callback). */
+static void node_drop(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs, uint64_t lookups,
+		      uint64_t kids)
+{
+	pthread_mutex_lock(&v->tlock);
+	if (n != &v->root) {
+		n->refs -= refs;
+		n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
+	}
+	n->kids -= kids;
+	while (n != &v->root) {
+		struct vmb_node *p;
+
+		if (n->refs || n->nlookup || n->kids) {
+			if (n->refs == 0)
+				lru_add_locked(v, n);
+			break;
+		}
+		lru_remove_locked(v, n);
+		unhash_locked(v, n);
+		p = n->parent;
+		pthread_mutex_unlock(&v->tlock);
+		node_free(n);   /* its parent still pins the chain its lockset may walk */
+		pthread_mutex_lock(&v->tlock);
+		if (!p)
+			break;
+		p->kids--;
+		n = p;
+	}
+	pthread_mutex_unlock(&v->tlock);
+}
+
 static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 			 uint64_t lookups)
 {
-	int dead = 0;
+	if (n != &v->root)
+		node_drop(v, n, refs, lookups, 0);
+}
 
-	if (n == &v->root)
-		return;
+void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,
+		      const char *name)
+{
+	struct vmb_node *n;
+
 	pthread_mutex_lock(&v->tlock);
-	n->refs -= refs;
-	n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
-	if (n->refs == 0 && n->nlookup == 0) {
-		lru_remove_locked(v, n);
-		unhash_locked(v, n);
-		dead = 1;
-	} else if (n->refs == 0) {
-		lru_add_locked(v, n);
+	for (n = v->hash[vmb_node_hash(st->st_dev, st->st_ino)]; n; n = n->hnext)
+		if (n->dev == st->st_dev && n->ino == st->st_ino)
+			break;
+	if (n)
+		n->refs++;   /* keeps it (a parked node stays parked: only names change) */
+	pthread_mutex_unlock(&v->tlock);
+	if (!n)
+		return;
+	vmb_node_move(v, n, parent, name);
+	node_release(v, n, 1, 0);
+}
+
+struct vmb_node *vmb_node_bundle_locked(struct vmb_vfs *v, struct vmb_node *n)
+{
+	uint64_t hops = 0;
+
+	if (!n || n == &v->root)
+		return NULL;
+	while (n->parent && n->parent != &v->root) {
+		n = n->parent;
+		if (++hops > v->nodes + 1)
+			return NULL;   /* a cycle: cannot happen (lookups refuse to make one) */
+	}
+	return n->parent == &v->root ? n : NULL;
+}
+
+/* Would making p the parent of n close a cycle? Caller holds tlock. */
+static int is_ancestor(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *p)
+{
+	uint64_t hops = 0;
+
+	for (; p && p != &v->root; p = p->parent)
+		if (p == n || ++hops > v->nodes + 1)
+			return 1;
+	return 0;
+}
+
+int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent,
+		  const char *name)
+{
+	struct vmb_node *old;
+	char *copy = name ? strdup(name) : NULL, *oldname = NULL;
+	int moved = 0;
+
+	pthread_mutex_lock(&v->tlock);
+	old = n->parent;
+	if (old != parent && !is_ancestor(v, n, parent)) {
+		parent->kids++;
+		n->parent = parent;
+		moved = 1;
+	}
+	if (copy && (!n->name || strcmp(n->name, copy))) {
+		oldname = n->name;
+		n->name = copy;
+		copy = NULL;
 	}
 	pthread_mutex_unlock(&v->tlock);
-	if (dead)
-		node_free(n);
+	free(copy);
+	free(oldname);
+	if (!moved)
+		return 0;
+	if (old) {
+		vmb_inuse_rebundle(v);   /* while the old chain is still pinned */
+		node_drop(v, old, 0, 0, 1);
+	}
+	return 1;
 }
 
 void vmb_node_put(struct vmb_vfs *v, struct vmb_node *n)
@@ -394,6 +533,14 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 	/* Under ilock: a last close holds it until the file's queued direct writes have
 	 * landed (dio.h), so the backing file's size is never read in between. */
 	pthread_mutex_lock(&n->ilock);
+	if (n->img) {
+		/* The backing file may have been changed by someone else. (Not while
+		 * this mount's own change of it is in progress: that stamps it.) */
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_image_revalidate(n->img, 1, &e) < 0)
+			vmb_log_msg(v->log, "%s", e.msg);
+	}
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		pthread_mutex_unlock(&n->ilock);
 		return vmb_err_sys(err, errno, "cannot stat");
@@ -403,6 +550,9 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
 		have = 1;
 	}
+	n->attr_ok = 1;
+	n->attr_mtime = st->st_mtim;
+	n->attr_size = st->st_size;
 	pthread_mutex_unlock(&n->ilock);
 	if (S_ISREG(st->st_mode) && !have)
 		saved_blocks(v, n, st);
@@ -443,10 +593,10 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return vmb_node_lookup_fd(v, parent, fd, e, err);
+	return vmb_node_lookup_fd(v, parent, fd, name, e, err);
 }
 
-int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const char *name,
 		       struct vmb_entry *e, struct vmb_err *err)
 {
 	struct vmb_node *n, *fresh = NULL;
@@ -509,6 +659,7 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
 		close(fd);
 	if (fresh)
 		node_free(fresh);
+	vmb_node_move(v, n, parent, name);
 	memset(e, 0, sizeof(*e));
 	e->ino = vmb_node_id(v, n);
 	e->generation = n->generation;
@@ -547,8 +698,8 @@ int vmb_vfs_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb
 	return r;
 }
 
-static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
-		     struct vmb_err *err)
+static int set_times(struct vmb_node *n, struct vmb_image *img, const struct stat *attr,
+		     int valid, struct vmb_err *err)
 {
 	struct timespec ts[2];
 
@@ -562,6 +713,8 @@ static int set_times(struct vmb_node *n, const struct stat *attr, int valid,
 		ts[1].tv_nsec = UTIME_NOW;
 	else if (valid & VMB_SET_MTIME)
 		ts[1] = attr->st_mtim;
+	if (img)   /* a regular file: an own change of its stamp (image.h) */
+		return vmb_image_set_times(img, ts, err);
 	if (utimensat(n->fd, "", ts, AT_EMPTY_PATH) < 0)
 		return vmb_err_sys(err, errno, "cannot set times");
 	return 0;
@@ -615,7 +768,7 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 			goto out;
 	}
 	if (valid & TIMES) {
-		r = set_times(n, attr, valid, err);
+		r = set_times(n, img, attr, valid, err);
 		if (r < 0)
 			goto out;
 	}

@@ -56,6 +56,15 @@ struct vmb_vfs_opts {
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
+	unsigned long lock_cap;       /* locks per process; 0: the default
+				       * (VMB_LOCK_CAP_DEFAULT); (unsigned long)-1: none */
+	const char *inuse_rule;       /* "any" or "aux"; NULL: the store's setting */
+	/* Called (when set) from vmb_vfs_open when the kernel's cache of node ino is
+	 * stale: pages = 1: its pages and attributes (a change made by someone else
+	 * was found), 0: its attributes only (the file's pages are not kept). Called
+	 * before the open is answered, never from a read, write or getattr. */
+	void (*stale)(void *arg, uint64_t ino, int pages);
+	void *stale_arg;
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
@@ -110,7 +119,9 @@ int vmb_vfs_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
 		     struct vmb_err *err);
 
 /* Regular files. *keep_cache: 1 when the kernel's cached pages of the file are still
- * right (it changed only through this mount since they were read). */
+ * right (it changed only through this mount since they were read). Every open
+ * checks the backing file for changes made by someone else (image.h), also when
+ * the file is already open here; the kernel's cache is then dropped (opts.stale). */
 int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
 		 struct vmb_file **f, int *keep_cache, struct vmb_err *err);
 int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
@@ -147,10 +158,13 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f);
  * onto the backing file. wait NULL: never block (-EAGAIN on a conflict). */
 int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct flock *fl,
 		  struct vmb_err *err);
+/* uid: the caller's; with f's open mode it decides whether the lock makes the
+ * bundle in use (only a caller who could write the file: see lock.h). */
 int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
-		  const struct flock *fl, struct vmb_lock_wait *wait, struct vmb_err *err);
-int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid, int op,
-		  struct vmb_lock_wait *wait, struct vmb_err *err);
+		  uid_t uid, const struct flock *fl, struct vmb_lock_wait *wait,
+		  struct vmb_err *err);
+int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
+		  uid_t uid, int op, struct vmb_lock_wait *wait, struct vmb_err *err);
 /* Interrupt a waiting setlk/flock call from another thread (vmb_lock_interrupt). */
 void vmb_vfs_lock_interrupt(struct vmb_lock_wait *w);
 /* The process (thread group) id of thread tid, from /proc; tid itself if unknown

@@ -55,6 +55,13 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 			goto out;
 		}
 		vmb_image_set_direct_writes(n->img, v->direct_writes);
+	} else {
+		/* Open already: the backing file may have been changed by someone else
+		 * since (another mount, a writer in the store). */
+		r = vmb_image_revalidate(n->img, 0, err);
+		if (r < 0)
+			goto out;
+		r = 0;
 	}
 	n->opens++;
 	*img = n->img;
@@ -76,28 +83,44 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 
 	pthread_mutex_lock(&n->ilock);
 	if (--n->opens == 0) {
-		struct stat st;
+		struct vmb_stamp st;
 		img = n->img;
 		n->img = NULL;
-		/* Remember what the kernel's cached pages correspond to. */
+		/* Remember what the kernel's cached pages correspond to: the stamp the
+		 * map was last checked against, unless a change by someone else was found
+		 * since the pages were read. */
 		vmb_image_settle(img);
-		n->cache_valid = fstat(vmb_image_fd(img), &st) == 0;
-		n->cache_mtime = st.st_mtim;
-		n->cache_size = st.st_size;
+		n->cache_valid = !vmb_image_take_foreign(img) && vmb_image_stamp(img, &st) == 0;
+		if (n->cache_valid) {
+			n->cache_mtime.tv_sec = (time_t)st.mtime_sec;
+			n->cache_mtime.tv_nsec = (long)st.mtime_nsec;
+			n->cache_size = (off_t)st.size;
+		}
 		vmb_image_close(img);
 	}
 	pthread_mutex_unlock(&n->ilock);
 	vmb_node_put(v, n);
 }
 
-static int cache_still_valid(struct vmb_node *n)
+/* May the kernel keep the pages it cached of n, for a handle just opened on img?
+ * Sets *stale when they are known to be out of date. Caller holds n->ilock. */
+static int cache_still_valid(struct vmb_node *n, struct vmb_image *img, int was_open,
+			     int *stale)
 {
-	struct stat st;
+	struct vmb_stamp st;
 
-	if (!n->cache_valid || fstatat(n->fd, "", &st, AT_EMPTY_PATH) < 0)
+	*stale = 0;
+	if (was_open) {   /* the pages follow this image's own changes */
+		*stale = vmb_image_take_foreign(img);
+		return !*stale;
+	}
+	if (!n->cache_valid)
 		return 0;
-	return st.st_mtim.tv_sec == n->cache_mtime.tv_sec &&
-	       st.st_mtim.tv_nsec == n->cache_mtime.tv_nsec && st.st_size == n->cache_size;
+	if (vmb_image_stamp(img, &st) == 0 && st.mtime_sec == n->cache_mtime.tv_sec &&
+	    st.mtime_nsec == (uint64_t)n->cache_mtime.tv_nsec && st.size == (uint64_t)n->cache_size)
+		return 1;
+	*stale = 1;   /* changed since the last close here */
+	return 0;
 }
 
 static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int flags,
@@ -113,14 +136,28 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 			close(backing_fd);
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
-	pthread_mutex_lock(&n->ilock);
-	if (keep_cache)
-		*keep_cache = n->img != NULL || cache_still_valid(n);
-	pthread_mutex_unlock(&n->ilock);
 	r = vmb_node_image_get(v, n, backing_fd, &f->img, &was_open, err);
 	if (r < 0) {
 		free(f);
 		return r;
+	}
+	if (keep_cache) {
+		struct vmb_stamp st;
+		int stale, old_attr = 0;
+		pthread_mutex_lock(&n->ilock);
+		*keep_cache = cache_still_valid(n, f->img, was_open, &stale);
+		/* Pages not kept are dropped by the kernel at this open, but not its
+		 * attributes (the size), which may be older than the file when it was
+		 * not open here since they were given (after a close here, any change
+		 * by someone else makes the cache stale). */
+		if (!stale && !was_open && !n->cache_valid && n->attr_ok &&
+		    vmb_image_stamp(f->img, &st) == 0)
+			old_attr = st.size != (uint64_t)n->attr_size ||
+				   st.mtime_sec != n->attr_mtime.tv_sec ||
+				   st.mtime_nsec != (uint64_t)n->attr_mtime.tv_nsec;
+		pthread_mutex_unlock(&n->ilock);
+		if ((stale || old_attr) && v->stale)
+			v->stale(v->stale_arg, vmb_node_id(v, n), stale);
 	}
 	f->node = n;
 	f->flags = flags;
@@ -242,7 +279,7 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		close(fd);
 		goto undo;
 	}
-	r = vmb_node_lookup_fd(v, p, pfd, e, err);
+	r = vmb_node_lookup_fd(v, p, pfd, name, e, err);
 	if (r < 0) {
 		close(fd);
 		goto undo;

@@ -32,6 +32,29 @@ struct vmb_node {
 	int cache_valid;            /* the kernel's pages match (mtime, size) below */
 	struct timespec cache_mtime;
 	off_t cache_size;
+	/* Where it is (tlock): the directory it was last looked up or renamed into and
+	 * that name (owned). A node pins its parent (parent->kids), so the chain up to
+	 * the root is always there: a node's bundle is the ancestor whose parent is the
+	 * root, found in memory without building a path. Renames and lookups through
+	 * this mount keep it right; a rename made directly in the store is seen at the
+	 * next lookup. */
+	struct vmb_node *parent;
+	char *name;
+	uint64_t kids;
+	/* In use (v->inuse_mu). On a locked file: the bundle its strong lock owners
+	 * (lock.h) are counted in, how many, and its place in that bundle's list. On a
+	 * bundle: the count over its files, the list, and its cached aux-storage names. */
+	struct vmb_node *counted_in;
+	unsigned counted;
+	struct vmb_holder *lkh;     /* owned: the last strong holder counted */
+	struct vmb_node *lk_prev, *lk_next;
+	unsigned held;
+	struct vmb_node *locked;
+	struct vmb_auxcache *aux;   /* owned (v->auxmu) */
+	int attr_ok;                /* the kernel was last told (attr_mtime, attr_size) of
+				     * this file (vmb_node_stat; ilock) */
+	struct timespec attr_mtime;
+	off_t attr_size;
 };
 
 #define VMB_HASH_BITS 12
@@ -43,7 +66,13 @@ struct vmb_vfs {
 	int readonly;
 	int direct_writes;          /* large aligned writes bypass the backing's cache */
 	char **aux_patterns;        /* owned; NULL: the defaults */
+	int aux_only;               /* in-use rule: only locks on aux-storage files count */
 	struct vmb_waitgraph waits; /* lock waits, for deadlock detection */
+	struct vmb_lockenv lockenv; /* per-process lock cap, the in-use callback */
+	unsigned long ncounted;     /* files with strong lock owners (inuse_mu) */
+	pthread_mutex_t inuse_mu;   /* the in-use counts; order: a lockset's mu, then
+				     * inuse_mu, then tlock */
+	pthread_mutex_t auxmu;      /* the bundles' aux caches; taken alone */
 	pthread_mutex_t tlock;
 	struct vmb_node root;
 	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
@@ -57,6 +86,8 @@ struct vmb_vfs {
 	size_t lru_count, lru_cap;
 	int can_park;
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
+	void *stale_arg;
 	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
 				     * fails every create once the file is made; 0 */
 };
@@ -82,8 +113,9 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 		    struct vmb_entry *e, struct vmb_err *err);
 
 /* The same for the inode of fd, an O_PATH descriptor the call takes over (closed on
- * every path): a node for what the daemon itself just made, never for a name. */
-int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd,
+ * every path): a node for what the daemon itself just made as name in parent (the
+ * name is recorded for the node's place, never opened). */
+int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const char *name,
 		       struct vmb_entry *e, struct vmb_err *err);
 
 /* stat of a node as the mount shows it. */
@@ -121,6 +153,34 @@ struct vmb_as_caller {
 int vmb_as_caller_begin(const struct vmb_ctx *ctx, struct vmb_as_caller *s,
 			struct vmb_err *err);
 void vmb_as_caller_end(struct vmb_as_caller *s);
+
+/* n was found under name in parent (a lookup) or moved there (a rename through the
+ * mount): record it, recounting in-use locks when its bundle may have changed.
+ * Returns 1 if its parent changed. */
+int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent,
+		  const char *name);
+
+/* The node of st (if known) was renamed to name in parent through the mount. */
+void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,
+		      const char *name);
+
+/* The bundle of n (the ancestor whose parent is the root; n itself for a bundle),
+ * NULL for the root or when unknown. Caller holds tlock. O(depth) in memory. */
+struct vmb_node *vmb_node_bundle_locked(struct vmb_vfs *v, struct vmb_node *n);
+
+/* The in-use callback of the mount's lock environment (arg is the vfs). */
+void vmb_inuse_hold(void *arg, struct vmb_lockset *ls, const struct vmb_holder *h,
+		    int delta);
+
+/* Nodes moved between bundles (a rename or a lookup that reparented one): recount
+ * the strong locks of every locked file in the bundles they are in now. */
+void vmb_inuse_rebundle(struct vmb_vfs *v);
+
+/* A change made through the mount in directory dir, with name gone (or NULL) and
+ * name added (or NULL): keep the bundle's cached aux-storage names valid. */
+void vmb_aux_cache_note(struct vmb_vfs *v, struct vmb_node *dir, const char *gone,
+			const char *added);
+void vmb_aux_cache_free(struct vmb_auxcache *c);
 
 /* Refuse (-EBUSY, logged) a structural change to `name` in parent when its bundle is
  * in use by a process other than the caller. what: "remove", "rename", ... */

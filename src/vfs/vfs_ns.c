@@ -270,6 +270,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 		r = -errno;
 		goto out;
 	}
+	vmb_aux_cache_note(v, p, name, NULL);
 	after_unlink(v, victim);
 out:
 	if (victim >= 0)
@@ -342,6 +343,12 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		r = -errno;
 		goto out;
 	}
+	vmb_aux_cache_note(v, p, name, NULL);
+	vmb_aux_cache_note(v, np, newname, newname);
+	/* the moved nodes' places (and with them the in-use counts of their bundles) */
+	vmb_node_renamed(v, &src, np, newname);
+	if (have_dst && (flags & RENAME_EXCHANGE))
+		vmb_node_renamed(v, &dst, p, name);
 	after_unlink(v, victim);
 out:
 	if (victim >= 0)

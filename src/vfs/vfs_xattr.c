@@ -109,6 +109,25 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 	return r;
 }
 
+static int virtual_name(const char *name)
+{
+	return !strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR);
+}
+
+/* Append name and its NUL to a listxattr reply (size 0: only count). */
+static int list_add(char *buf, size_t size, ssize_t *out, const char *name)
+{
+	size_t nlen = strlen(name) + 1;
+
+	if (size) {
+		if ((size_t)*out + nlen > size)
+			return -ERANGE;
+		memcpy(buf + *out, name, nlen);
+	}
+	*out += (ssize_t)nlen;
+	return 0;
+}
+
 ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
 			  struct vmb_err *err)
 {
@@ -142,17 +161,24 @@ ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 	}
 	for (i = 0; i < (size_t)len;) {
 		size_t nlen = strlen(all + i) + 1;
-		if (user_name(all + i)) {
-			if (size) {
-				if ((size_t)out + nlen > size) {
-					r = -ERANGE;
-					goto out;
-				}
-				memcpy(buf + out, all + i, nlen);
-			}
-			out += (ssize_t)nlen;
+		if (user_name(all + i) && !virtual_name(all + i)) {
+			r = list_add(buf, size, &out, all + i);
+			if (r < 0)
+				goto out;
 		}
 		i += nlen;
+	}
+	/* The virtual attributes are listed where they have a value, as ext4 lists
+	 * only the attributes that exist (getfattr -d -m - shows them). */
+	if (n == &v->root) {
+		r = list_add(buf, size, &out, STATS_XATTR);
+		if (r < 0)
+			goto out;
+	}
+	if (S_ISREG(n->type) && vmb_lock_xattr(v, n, NULL, 0) > 0) {
+		r = list_add(buf, size, &out, LOCK_XATTR);
+		if (r < 0)
+			goto out;
 	}
 	r = out;
 out:

@@ -74,7 +74,8 @@ static void usage(void)
         "  crashcheck LOG CHUNK STRIDE FILE...     verify after a crash\n"
         "  fill FILE CHUNK [nosync]       write pattern p7 (each chunk fsync'ed) until an error\n"
         "  ops FILE                       apply 'w OFF LEN FILL', 't SIZE', 'r OFF LEN', 's'\n"
-        "                                 lines from stdin through one descriptor\n");
+        "                                 lines from stdin through one descriptor\n"
+        "FILE may be fd:N: descriptor N inherited from the caller (its open file)\n");
     exit(2);
 }
 
@@ -133,8 +134,15 @@ static void fill_buf(unsigned char *buf, size_t len, uint64_t off, struct fill f
 
 /* ---- I/O helpers ---- */
 
+/* "fd:N" names descriptor N, inherited from the caller (a shell's exec 7<FILE):
+ * the same open file, so the same handle of a mount; used through a dup. */
 static int xopen(const char *path, int flags)
 {
+    if (!strncmp(path, "fd:", 3)) {
+        int fd = dup((int)num(path + 3));
+        if (fd < 0) die_errno(path);
+        return fd;
+    }
     int fd = open(path, flags, 0644);
     if (fd < 0) die_errno(path);
     return fd;

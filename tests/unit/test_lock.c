@@ -8,6 +8,8 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -56,7 +58,7 @@ static int setlk(struct vmb_lockset *ls, const void *via, uint64_t owner, short 
 	struct flock fl = range(type, start, len);
 	struct vmb_err e = {0};
 
-	return vmb_lock_set(ls, file, via, owner, getpid(), &fl, NULL, &e);
+	return vmb_lock_set(ls, file, via, owner, getpid(), 1, &fl, NULL, &e);
 }
 
 static void lockset_open(struct vmb_lockset *ls)
@@ -130,14 +132,14 @@ static void test_recycled_owner_id_flock(void)
 	pthread_t t;
 
 	lockset_open(&ls);
-	CHECK_RC(vmb_lock_flock(&ls, file, &ha, 7, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &ha, 7, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	vmb_lock_flush(&ls, &ha, 1000);
 	REQUIRE(pthread_create(&t, NULL, late_release, &l) == 0);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hb, 7, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hb, 7, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	pthread_join(t, NULL);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), LOCK_EX, NULL, &e), -EWOULDBLOCK);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), 1, LOCK_EX, NULL, &e), -EWOULDBLOCK);
 	vmb_lock_release(&ls, &hb);
-	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), LOCK_EX, NULL, &e), 0);
+	CHECK_RC(vmb_lock_flock(&ls, file, &hc, 8, getpid(), 1, LOCK_EX, NULL, &e), 0);
 	vmb_lock_release(&ls, &hc);
 	vmb_lockset_destroy(&ls);
 }
@@ -193,6 +195,73 @@ static void test_settle_bound(void)
 	vmb_lockset_destroy(&ls);
 }
 
+static int holds;   /* the in-use callback's count */
+
+static void on_hold(void *arg, struct vmb_lockset *ls, const struct vmb_holder *h, int delta)
+{
+	(void)arg;
+	(void)ls;
+	(void)h;
+	holds += delta;
+}
+
+/* The inode of this file's registry entry (0 when there is none). */
+static ino_t entry_ino(uint64_t ino)
+{
+	char name[96];
+	struct stat st;
+
+	snprintf(name, sizeof(name), "holders/%016llx.%ld", (unsigned long long)ino,
+		 (long)getpid());
+	return fstatat(metafd, name, &st, 0) == 0 ? st.st_ino : 0;
+}
+
+/* Issue 12: a lock change costs O(1) registry I/O (the entry is not rewritten while
+ * the owner it names holds), one process holds at most env.max locks (ENOLCK past
+ * it, unlocks always pass), and only strong owners call the in-use callback. */
+static void test_cap_and_registry(void)
+{
+	struct vmb_lockenv env;
+	struct vmb_lockset ls;
+	struct vmb_err e = {0};
+	struct flock fl;
+	int ha, hb, i;
+	ino_t first;
+
+	CHECK_RC(vmb_lockenv_init(&env, 50), 0);
+	env.hold = on_hold;
+	lockset_open(&ls);
+	ls.env = &env;
+	holds = 0;
+	CHECK_RC(setlk(&ls, &ha, 11, F_WRLCK, 0, 1), 0);
+	CHECK(holds == 1);
+	first = entry_ino(ls.ino);
+	CHECK(first != 0);
+	for (i = 1; i < 50; i++)
+		CHECK_RC(setlk(&ls, &ha, 11, F_WRLCK, (off_t)i * 2, 1), 0);
+	CHECK(entry_ino(ls.ino) == first);   /* 49 lock changes, no rewrite */
+	CHECK(vmb_lockenv_count(&env, getpid()) == 50);
+	CHECK_RC(setlk(&ls, &ha, 11, F_WRLCK, 1000, 1), -ENOLCK);
+	CHECK_RC(setlk(&ls, &ha, 11, F_UNLCK, 0, 1), 0);   /* unlock passes at the cap */
+	CHECK(vmb_lockenv_count(&env, getpid()) == 49);
+	CHECK_RC(setlk(&ls, &ha, 11, F_WRLCK, 1000, 1), 0);
+	/* a weak owner (a read-only taker) holds without making the bundle in use */
+	fl = range(F_RDLCK, 5000, 1);
+	CHECK_RC(vmb_lock_set(&ls, file, &hb, 12, getpid(), 0, &fl, NULL, &e), -ENOLCK);
+	CHECK(holds == 1);
+	vmb_lock_release(&ls, &ha);
+	CHECK(holds == 0);
+	CHECK(vmb_lockenv_count(&env, getpid()) == 0);
+	CHECK(entry_ino(ls.ino) == 0);
+	fl = range(F_RDLCK, 5000, 1);
+	CHECK_RC(vmb_lock_set(&ls, file, &hb, 12, getpid(), 0, &fl, NULL, &e), 0);
+	CHECK(holds == 0);
+	CHECK(vmb_lock_any(&ls, NULL) == 1 && vmb_lock_any_strong(&ls, NULL) == 0);
+	vmb_lock_release(&ls, &hb);
+	vmb_lockset_destroy(&ls);
+	vmb_lockenv_destroy(&env);
+}
+
 int main(void)
 {
 	int fd;
@@ -212,6 +281,7 @@ int main(void)
 	RUN(test_recycled_owner_id_flock);
 	RUN(test_posix_close_drops_all);
 	RUN(test_settle_bound);
+	RUN(test_cap_and_registry);
 	vmb_waitgraph_destroy(&wg);
 	close(metafd);
 	harness_rmtree(tmpdir);
