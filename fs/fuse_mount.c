@@ -42,6 +42,7 @@ struct own_opts {
 	unsigned readahead_kb;
 	unsigned max_threads;
 	unsigned idle_fds;
+	unsigned open_fds;
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
@@ -69,7 +70,7 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *end;
-		if (!strncmp(tok, "idle_fds=", 9)) {
+		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9)) {
 			unsigned long n;
 			errno = 0;
 			n = strtoul(tok + 9, &end, 10);
@@ -77,7 +78,10 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
 				goto out;
 			}
-			o->idle_fds = (unsigned)n;
+			if (tok[0] == 'i')
+				o->idle_fds = (unsigned)n;
+			else
+				o->open_fds = (unsigned)n;
 			continue;
 		}
 		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
@@ -247,8 +251,8 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 	return 0;
 }
 
-/* One descriptor per inode the kernel remembers, and one per lock owner: raise the
- * limit as far as allowed (the hard limit too, when running as root). */
+/* The descriptor caps of the vfs are fractions of this limit (vfs_fds.c): raise it
+ * as far as allowed (the hard limit too, when running as root). */
 static void raise_fd_limit(struct vmb_fs *fs)
 {
 	struct rlimit rl;
@@ -325,6 +329,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.inuse_rule = own.in_use;
 	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
+	vo.open_fds = own.open_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;

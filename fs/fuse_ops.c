@@ -427,6 +427,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			bv.buf[0].fd = fd;
 			bv.buf[0].pos = off;
 			fuse_reply_data(req, &bv, 0);
+			vmb_vfs_read_fd_done(f);
 			return;
 		}
 	}

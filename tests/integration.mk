@@ -2,9 +2,10 @@
 # Shell tests run with SH_LOG_COMPILER = $(SHELL) and re-exec themselves
 # under bash; they source tests/lib.sh.  C helpers are plain C11.
 
-check_PROGRAMS += tests/helpers/vmbio tests/helpers/modeltest
+check_PROGRAMS += tests/helpers/vmbio tests/helpers/modeltest tests/helpers/fdhog
 tests_helpers_vmbio_SOURCES = tests/helpers/vmbio.c
 tests_helpers_modeltest_SOURCES = tests/helpers/modeltest.c
+tests_helpers_fdhog_SOURCES = tests/helpers/fdhog.c
 
 INTEGRATION_TESTS = \
 	tests/cli.sh \
@@ -26,6 +27,7 @@ INTEGRATION_TESTS = \
 	tests/mount-coherence.sh \
 	tests/cli-usage.sh \
 	tests/mount-xattr-list.sh \
+	tests/mount-fds.sh \
 	tests/store-deep.sh \
 	tests/store-modes.sh \
 	tests/mount-prealloc.sh

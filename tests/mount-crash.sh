@@ -132,5 +132,5 @@ assert_match "fsck repairs (exit 0 or 1): $(head -c 300 "$T/fsck.out")" '^[01]$'
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1
 rc=$?
 assert_eq "fsck -n after fsck: clean: $(head -c 300 "$T/fsck.out")" 0 $rc
-check "no temporary maps left" test -z "$(ls -A "$STORE/.vmbundlefs/maps" | grep -v '^[0-9a-f]\{16\}\.map$')"
+check "no temporary maps left" test -z "$(ls -A "$STORE/.vmbundlefs/maps" | grep -v '^[0-9a-f]\{16\}\.\(map\|jnl\)$')"
 finish

@@ -3,6 +3,7 @@
 VMB_UNIT_TESTS = \
 	tests/unit/test_blockmap \
 	tests/unit/test_sidecar \
+	tests/unit/test_journal \
 	tests/unit/test_crc_digest \
 	tests/unit/test_fdio \
 	tests/unit/test_lock
@@ -17,6 +18,9 @@ tests_unit_test_blockmap_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=malloc -Wl,--wrap=re
 
 tests_unit_test_sidecar_SOURCES = tests/unit/test_sidecar.c tests/unit/harness.h
 tests_unit_test_sidecar_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_journal_SOURCES = tests/unit/test_journal.c tests/unit/harness.h
+tests_unit_test_journal_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_crc_digest_SOURCES = tests/unit/test_crc_digest.c tests/unit/harness.h
 tests_unit_test_crc_digest_LDADD = $(VMB_CORE_LIBS)

@@ -24,6 +24,7 @@ static const char mount_usage_fmt[] =
 	"                     lock_cap=N (locks one process may hold, default 10000;\n"
 	"                     0: no cap),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
+	"                     open_fds=N (open files that keep their descriptors),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
 
 static char mount_usage[1536];

@@ -32,6 +32,11 @@ struct vmb_image {
 	uint64_t gen;            /* bumped by every change (mlock) */
 	uint64_t saved_gen;      /* gen of the map last saved (wlock) */
 	int on_disk;             /* the sidecar holds this map (wlock) */
+	/* Blocks changed since the map was last saved or loaded: map.track points here
+	 * while they are known (blockmap.h; a map replaced wholesale has no track, and
+	 * is then saved whole). With pos, a save appends only these to the journal. */
+	struct vmb_blockmap dirty;   /* (mlock) */
+	struct vmb_sidecar_pos pos;  /* the saved map on disk (wlock) */
 	int locks_ready;
 	struct vmb_dio dio;      /* large aligned writes (wlock) */
 	uint64_t res_next;       /* reserved run: where its next write starts (wlock) */
@@ -88,7 +93,8 @@ static int is_zero(const unsigned char *p, size_t n)
 
 /* Load the map of backing file fd: sidecar if its stamp matches, else a scan. */
 static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m,
-		    struct vmb_stamp *stamp, int *rebuilt, struct vmb_err *err)
+		    struct vmb_stamp *stamp, int *rebuilt, struct vmb_sidecar_pos *pos,
+		    struct vmb_err *err)
 {
 	struct vmb_stamp now, saved;
 	char scname[VMB_SIDECAR_NAME_MAX];
@@ -100,7 +106,7 @@ static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m
 		return vmb_err_prefix(err, "cannot open '%s'", name);
 	*stamp = now;
 	vmb_sidecar_name(now.ino, scname);
-	r = vmb_sidecar_read(mapdir, scname, m, &saved, err);
+	r = vmb_sidecar_load(mapdir, scname, m, &saved, pos, err);
 	if (r == 0 && vmb_stamp_equal(&now, &saved)) {
 		uint64_t last;
 		if (vmb_blockmap_next(m, blocks_for(now.size), VMB_M_DATA | VMB_M_ZERO,
@@ -109,7 +115,9 @@ static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m
 					   "corrupt (extent past the end of the file)", name);
 		return 0;
 	}
-	if (r < 0 && r != -ENOENT) {
+	if (pos)
+		pos->valid = 0;   /* the disk does not hold the map used from here */
+	if (r < 0 && r != -ENOENT && r != -ESTALE) {
 		vmb_err_prefix(err, "cannot open '%s'", name);
 		if (r != -EBADMSG && r != -EPROTONOSUPPORT)
 			return r;
@@ -129,7 +137,7 @@ int vmb_image_load_map(int fd, int mapdir_fd, const char *name, struct vmb_block
 		       uint64_t *size, int *rebuilt, struct vmb_err *err)
 {
 	struct vmb_stamp st;
-	int r = load_map(fd, mapdir_fd, name, m, &st, rebuilt, err);
+	int r = load_map(fd, mapdir_fd, name, m, &st, rebuilt, NULL, err);
 
 	if (r == 0)
 		*size = st.size;
@@ -149,6 +157,7 @@ int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *na
 	img->fd = -1;
 	vmb_dio_init(&img->dio, 0);
 	vmb_blockmap_init(&img->map);
+	vmb_blockmap_init(&img->dirty);
 	img->name = strdup(name);
 	if (!img->name) {
 		r = vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
@@ -157,9 +166,10 @@ int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *na
 	pthread_mutex_init(&img->wlock, NULL);
 	pthread_mutex_init(&img->mlock, NULL);
 	img->locks_ready = 1;
-	r = load_map(fd, mapdir_fd, name, &img->map, &img->known, &rebuilt, err);
+	r = load_map(fd, mapdir_fd, name, &img->map, &img->known, &rebuilt, &img->pos, err);
 	if (r < 0)
 		goto out;
+	img->map.track = &img->dirty;
 	img->ino = img->known.ino;
 	img->size = img->known.size;
 	img->known_ok = 1;
@@ -220,9 +230,16 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 	gen = img->gen;
 	pthread_mutex_unlock(&img->mlock);
 	vmb_sidecar_name(st.ino, scname);
-	/* wlock keeps the map still; readers only read it. */
-	r = vmb_sidecar_write(img->mapdir, scname, &img->map, &st, durable, err);
+	/* wlock keeps the map (and dirty) still; readers only read it. Only the changed
+	 * blocks are appended to the journal while they are known. */
+	r = vmb_sidecar_save(img->mapdir, scname, &img->map,
+			     img->map.track == &img->dirty ? &img->dirty : NULL, &st, durable,
+			     &img->pos, err);
 	if (r == 0) {
+		pthread_mutex_lock(&img->mlock);
+		vmb_blockmap_destroy(&img->dirty);
+		img->map.track = &img->dirty;
+		pthread_mutex_unlock(&img->mlock);
 		img->saved_gen = gen;
 		img->on_disk = 1;
 		return 0;
@@ -281,6 +298,7 @@ void vmb_image_close(struct vmb_image *img)
 		pthread_mutex_destroy(&img->mlock);
 	}
 	vmb_blockmap_destroy(&img->map);
+	vmb_blockmap_destroy(&img->dirty);
 	free(img->name);
 	free(img);
 }
@@ -318,6 +336,45 @@ int vmb_image_fd(const struct vmb_image *img)
 {
 	return img->fd;
 }
+
+int vmb_image_park(struct vmb_image *img)
+{
+	struct stat st;
+	int direct;
+
+	pthread_mutex_lock(&img->wlock);
+	if (img->fd < 0) {
+		pthread_mutex_unlock(&img->wlock);
+		return 0;
+	}
+	vmb_dio_drain(&img->dio, 0, NULL);
+	/* No links: a file handle would not reopen it. A failed direct write: its
+	 * error waits in the queue for fsync. */
+	if (fstat(img->fd, &st) < 0 || st.st_nlink == 0 || img->dio.err) {
+		pthread_mutex_unlock(&img->wlock);
+		return -EBUSY;
+	}
+	/* The O_DIRECT descriptor, buffers and threads go too; direct writes start
+	 * again with the next large write (unless they were turned off for good). */
+	direct = img->dio.state >= 0;
+	vmb_dio_destroy(&img->dio);
+	vmb_dio_init(&img->dio, direct);
+	close(img->fd);
+	img->fd = -1;
+	pthread_mutex_unlock(&img->wlock);
+	return 0;
+}
+
+void vmb_image_unpark(struct vmb_image *img, int fd)
+{
+	pthread_mutex_lock(&img->wlock);
+	if (img->fd >= 0)
+		close(fd);
+	else
+		img->fd = fd;
+	pthread_mutex_unlock(&img->wlock);
+}
+
 
 int vmb_image_writable(const struct vmb_image *img)
 {
@@ -472,9 +529,10 @@ static enum vmb_bstate map_get(struct vmb_image *img, uint64_t blk)
 	return st;
 }
 
-/* Before the first change after the map was saved: remove the saved map, so that a
- * daemon killed before the next save leaves no map that could hide what was written
- * (a missing map is rebuilt from the backing file). Caller holds wlock. */
+/* Before the first change after the map was saved: append a BEGIN to its journal,
+ * or remove the saved map when that fails, so that a daemon killed before the next
+ * save leaves no map that could hide what was written (an untrusted or missing map
+ * is rebuilt from the backing file). Caller holds wlock. */
 static int begin_change(struct vmb_image *img, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
@@ -482,6 +540,11 @@ static int begin_change(struct vmb_image *img, struct vmb_err *err)
 	if (!img->on_disk)
 		return 0;
 	vmb_sidecar_name(img->ino, scname);
+	if (img->pos.valid && vmb_sidecar_begin(img->mapdir, scname, &img->pos, NULL) == 0) {
+		img->on_disk = 0;
+		return 0;
+	}
+	img->pos.valid = 0;
 	if (vmb_sidecar_remove(img->mapdir, scname, err) < 0)
 		return vmb_err_prefix(err, "cannot change '%s'", img->name);
 	img->on_disk = 0;
@@ -674,8 +737,10 @@ static int revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	/* The reservation's blocks may hold the other writer's data now: never punch
 	 * them (fsck gives back what is left past the end). */
 	img->res_next = img->res_end = 0;
-	/* A sidecar may exist (the other writer's): removed before our next change. */
+	/* A sidecar may exist (the other writer's): removed before our next change
+	 * (not journalled: our journal position describes no sidecar on disk now). */
 	img->on_disk = 1;
+	img->pos.valid = 0;
 	__atomic_store_n(&img->foreign, 1, __ATOMIC_RELEASE);
 	vmb_log_msg(img->log, "'%s' was changed outside this mount: its map was rebuilt "
 		    "from the backing file", img->name);

@@ -110,7 +110,19 @@ void vmb_image_settle(struct vmb_image *img);
  * default. Ignored for a read-only image. */
 void vmb_image_set_direct_writes(struct vmb_image *img, int on);
 
+/* The backing descriptor; -1 while parked. */
 int vmb_image_fd(const struct vmb_image *img);
+
+/* Parking (the daemon's descriptor budget, vfs_fds.c): close the backing descriptor,
+ * and the O_DIRECT one with its threads and buffers, once every accepted write is on
+ * the file; the map stays in memory. The caller guarantees that no other call on img
+ * runs until it is unparked, and reopens the same inode with the same access mode
+ * (vmb_image_writable) for vmb_image_unpark, which takes that descriptor. A parked
+ * image must be unparked before any other call. -EBUSY when it cannot be parked: the
+ * file has no links left (no file handle would reopen it), or a direct write failed
+ * and its error waits for fsync. */
+int vmb_image_park(struct vmb_image *img);
+void vmb_image_unpark(struct vmb_image *img, int fd);
 int vmb_image_writable(const struct vmb_image *img);
 
 /* A copy of the current map (for tests and tools). dst must be initialised. */

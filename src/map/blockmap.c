@@ -146,6 +146,12 @@ int vmb_blockmap_set(struct vmb_blockmap *m, uint64_t start, uint64_t len,
 	if (start >= VMB_BLOCK_MAX || len > VMB_BLOCK_MAX - start)
 		return -EINVAL;
 	end = start + len;
+	if (m->track) {
+		/* first, so that a failure leaves the map unchanged */
+		rc = vmb_blockmap_set(m->track, start, len, VMB_DATA);
+		if (rc)
+			return rc;
+	}
 
 	lo = start ? first_end_above(m, start - 1) : 0;   /* first with end >= start */
 	hi = first_start_above(m, end);                    /* first with start > end */
@@ -267,6 +273,9 @@ void vmb_blockmap_truncate(struct vmb_blockmap *m, uint64_t nblocks)
 	i = first_end_above(m, nblocks);
 	if (i == m->n)
 		return;
+	if (m->track && vmb_blockmap_set(m->track, nblocks, VMB_BLOCK_MAX - nblocks,
+					 VMB_DATA) < 0)
+		m->track = NULL;   /* the changes are no longer known */
 	if (m->ext[i].start < nblocks) {
 		/* cut the extent that straddles nblocks, keep its head */
 		uint64_t cut = ext_end(&m->ext[i]) - nblocks;
@@ -300,6 +309,7 @@ int vmb_blockmap_copy(struct vmb_blockmap *dst, const struct vmb_blockmap *src)
 	}
 	free(dst->ext);
 	dst->ext = p;
+	dst->track = NULL;
 	dst->n = dst->cap = src->n;
 	dst->data_blocks = src->data_blocks;
 	dst->zero_blocks = src->zero_blocks;
@@ -348,5 +358,89 @@ int vmb_blockmap_check(const struct vmb_blockmap *m)
 	}
 	if (data != m->data_blocks || zero != m->zero_blocks)
 		return -EINVAL;
+	return 0;
+}
+
+/* ---- patch ---- */
+
+/* Append [start, start+len) in state st to the end of m, merging with the last
+ * extent. ABSENT pieces are skipped. */
+static void patch_append(struct vmb_blockmap *m, uint64_t start, uint64_t len,
+			 uint32_t st)
+{
+	struct vmb_extent *last = m->n ? &m->ext[m->n - 1] : NULL;
+
+	if (!len || !state_valid(st))
+		return;
+	if (last && ext_end(last) == start && last->state == st) {
+		last->len += len;
+	} else {
+		m->ext[m->n].start = start;
+		m->ext[m->n].len = len;
+		m->ext[m->n].state = st;
+		m->n++;
+	}
+	if (st == VMB_DATA)
+		m->data_blocks += len;
+	else
+		m->zero_blocks += len;
+}
+
+int vmb_blockmap_patch(struct vmb_blockmap *dst, const struct vmb_blockmap *m,
+		       const struct vmb_blockmap *mask, const struct vmb_blockmap *val)
+{
+	struct vmb_blockmap out;
+	size_t i = 0, k, j, need;
+	uint64_t pos = 0;
+
+	/* each mask extent splits at most one extent of m in two */
+	if (m->n > SIZE_MAX / 2 - mask->n - val->n)
+		return -ENOMEM;
+	need = m->n + 2 * mask->n + val->n + 1;
+	vmb_blockmap_init(&out);
+	if (reserve(&out, need) < 0)
+		return -ENOMEM;
+	for (k = 0; k <= mask->n; k++) {
+		uint64_t a = k < mask->n ? mask->ext[k].start : VMB_BLOCK_MAX;
+		uint64_t b = k < mask->n ? ext_end(&mask->ext[k]) : VMB_BLOCK_MAX;
+
+		/* m's extents (clipped to [pos, a)) before this range */
+		for (; i < m->n && m->ext[i].start < a; i++) {
+			uint64_t s = m->ext[i].start > pos ? m->ext[i].start : pos;
+			uint64_t e = ext_end(&m->ext[i]) < a ? ext_end(&m->ext[i]) : a;
+			size_t to;
+
+			if (s < e)
+				patch_append(&out, s, e - s, m->ext[i].state);
+			if (ext_end(&m->ext[i]) > a)
+				break;   /* its tail may survive past b */
+			/* the whole extents after it that end by a, in one copy: none of
+			 * them merges with its predecessor (m is canonical) */
+			to = first_end_above(m, a);
+			if (to > i + 1) {
+				memcpy(&out.ext[out.n], &m->ext[i + 1], (to - i - 1) * sizeof(*out.ext));
+				for (size_t x = i + 1; x < to; x++)
+					count_extent(&out.data_blocks, &out.zero_blocks, &m->ext[x], +1);
+				out.n += to - i - 1;
+				i = to - 1;
+			}
+		}
+		if (k == mask->n)
+			break;
+		/* val inside [a, b) */
+		for (j = first_end_above(val, a); j < val->n && val->ext[j].start < b; j++) {
+			uint64_t s = val->ext[j].start > a ? val->ext[j].start : a;
+			uint64_t e = ext_end(&val->ext[j]) < b ? ext_end(&val->ext[j]) : b;
+
+			patch_append(&out, s, e - s, val->ext[j].state);
+		}
+		/* m's extents wholly inside [a, b) are replaced */
+		while (i < m->n && ext_end(&m->ext[i]) <= b)
+			i++;
+		pos = b;
+	}
+	vmb_blockmap_destroy(dst);
+	*dst = out;
+	maybe_shrink(dst);
 	return 0;
 }

@@ -47,6 +47,13 @@ struct vmb_blockmap {
 	size_t cap;          /* extents allocated */
 	uint64_t data_blocks;  /* running count of VMB_DATA blocks */
 	uint64_t zero_blocks;  /* running count of VMB_ZERO blocks */
+	/* Change tracking (borrowed, may be NULL): every block that vmb_blockmap_set or
+	 * vmb_blockmap_truncate changes is also set to VMB_DATA in *track (the journal
+	 * saves only those, journal.h). A map replaced wholesale (vmb_blockmap_copy into
+	 * it, a decode, a struct assignment from a fresh map) has track NULL, and so
+	 * does one whose tracking failed (ENOMEM in truncate): the owner then knows the
+	 * changes are unknown. */
+	struct vmb_blockmap *track;
 };
 
 void vmb_blockmap_init(struct vmb_blockmap *m);
@@ -71,9 +78,18 @@ int vmb_blockmap_next(const struct vmb_blockmap *m, uint64_t blk, unsigned mask,
 /* Forget every block >= nblocks (they become ABSENT). */
 void vmb_blockmap_truncate(struct vmb_blockmap *m, uint64_t nblocks);
 
-/* dst = copy of src (dst must be initialised; its old content is freed).
- * Returns 0 or -ENOMEM (dst unchanged). */
+/* dst = copy of src (dst must be initialised; its old content is freed; its track
+ * is dropped). Returns 0 or -ENOMEM (dst unchanged). */
 int vmb_blockmap_copy(struct vmb_blockmap *dst, const struct vmb_blockmap *src);
+
+/* dst = m, except that every block in an extent of mask (any state) has the state
+ * val has there (ABSENT included). One pass, O(m->n + mask->n + val->n), where
+ * applying val's extents one by one with vmb_blockmap_set would move m's array
+ * once per extent (the replay of a map's journal, journal.c). dst must be
+ * initialised and differ from m; its old content is freed. 0 or -ENOMEM (dst
+ * unchanged). */
+int vmb_blockmap_patch(struct vmb_blockmap *dst, const struct vmb_blockmap *m,
+		       const struct vmb_blockmap *mask, const struct vmb_blockmap *val);
 
 /* 1 if the two maps describe the same states, else 0. */
 int vmb_blockmap_equal(const struct vmb_blockmap *a, const struct vmb_blockmap *b);

@@ -1,4 +1,5 @@
 # map: extent maps and their persistence (sidecars).
 src_libvmbundle_a_SOURCES += \
 	src/map/blockmap.c src/map/blockmap.h \
-	src/map/sidecar.c src/map/sidecar.h
+	src/map/sidecar.c src/map/sidecar.h \
+	src/map/journal.c src/map/journal.h

@@ -21,6 +21,15 @@
  *                  (1 data, 2 zero), u32 reserved (0); the rest of the page zero.
  * The file is exactly 4096 * (1 + ceil(count / 170)) bytes.
  * Writes are atomic: a temporary in the same directory, fsync, rename, fsync dir.
+ *
+ * The full map (the "base") may be followed by a journal, "<ino>.jnl" (journal.h):
+ * checksummed records of the changes since the base was written, appended at each
+ * save, so that a save costs O(changes). Reading replays it; the stamp is then the
+ * last COMMIT's, and a journal that ends in a BEGIN (a change was under way when its
+ * writer stopped) makes the map untrusted (-ESTALE). When the journal outgrows a
+ * quarter of the base (at least 64 KiB), the next save writes a new base (which
+ * removes the journal). Readers that know no journal (vmbundlefs before it) see the
+ * base's older stamp, call the map stale and rebuild it: the format stays version 1.
  */
 #ifndef VMB_SIDECAR_H
 #define VMB_SIDECAR_H
@@ -28,12 +37,14 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "map/blockmap.h"
+#include "map/journal.h"
 #include "base/err.h"
 
 #define VMB_SIDECAR_PAGE 4096u
 #define VMB_SIDECAR_VERSION 1u
 #define VMB_SIDECAR_PER_PAGE 170u
 #define VMB_SIDECAR_NAME_MAX 32
+#define VMB_JOURNAL_MIN (64u << 10)   /* a journal may always grow to this */
 
 struct vmb_stamp {
 	uint64_t ino;
@@ -71,22 +82,60 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 #define VMB_SIDECAR_SYNC_DIR  2   /* and fsync the directory after it */
 
 /* Atomically write the sidecar `name` in directory dirfd, as durable as `durable`
- * (VMB_SIDECAR_SYNC_*; any non-zero value fsyncs the temporary). */
+ * (VMB_SIDECAR_SYNC_*; any non-zero value fsyncs the temporary), and remove its
+ * journal (after the rename; one left behind names the old base and is ignored). */
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err);
 
-/* Read and decode; -ENOENT when there is none, else as vmb_sidecar_decode, or -errno
- * for an I/O error. */
+/* Read and decode the base and its journal; -ENOENT when there is no base, -ESTALE
+ * when the journal ends in a BEGIN (the map does not describe the backing file),
+ * else as vmb_sidecar_decode and vmb_journal_decode, or -errno for an I/O error. */
 int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_err *err);
 
-/* Read only the header: the stamp and the number of data blocks, for a stat that
- * need not load the whole map. The header page is checked (magic, version, CRC), the
- * rest is not: trust the count only while the stamp matches. 0 or -errno. */
+/* Where the saved map of one file stands on disk, kept by its owner (the image)
+ * between saves, under the owner's lock. All zero: unknown, the next save writes a
+ * whole new base. */
+struct vmb_sidecar_pos {
+	int valid;                      /* base + journal hold the map last loaded/saved */
+	struct vmb_journal_base base;   /* the base on disk */
+	uint64_t jlen;                  /* bytes of its journal (0: there is none) */
+	uint64_t first_seq, next_seq;   /* the journal's first and next sequence numbers */
+	int dir_dirty;                  /* a journal was created since the dir was synced */
+};
+
+/* vmb_sidecar_read that also fills pos (valid on success; on -ESTALE not). */
+int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
+		     struct vmb_stamp *s, struct vmb_sidecar_pos *pos, struct vmb_err *err);
+
+/* Before the first change after a save: append a BEGIN to the journal (creating it
+ * when there is none), so that a crash before the next save leaves a map that is not
+ * trusted. Needs pos->valid; on failure pos->valid is cleared (the caller then
+ * removes the sidecar instead). Not synced (as the removal it replaces). */
+int vmb_sidecar_begin(int dirfd, const char *name, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err);
+
+/* Save map m with stamp s: when pos->valid and dirty (the blocks changed since the
+ * last save, any state; NULL: unknown) give a record that keeps the journal under
+ * its limit, append one COMMIT record (fdatasync'ed when durable; the directory
+ * synced too with VMB_SIDECAR_SYNC_DIR when the journal is new), else write a whole
+ * new base as vmb_sidecar_write. pos is updated. */
+int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
+		     const struct vmb_blockmap *dirty, const struct vmb_stamp *s, int durable,
+		     struct vmb_sidecar_pos *pos, struct vmb_err *err);
+
+/* The journal's name: name with its ".map" suffix (if any) replaced by ".jnl", or
+ * ".jnl" appended. 0 or -ENAMETOOLONG. */
+int vmb_sidecar_journal_name(const char *name, char *jname, size_t size);
+
+/* Read only the header and the journal: the stamp and the number of data blocks,
+ * for a stat that need not load the whole map. The header page is checked (magic,
+ * version, CRC), the journal's records too (not replayed), the rest is not: trust
+ * the count only while the stamp matches. 0 or -errno (-ESTALE as for read). */
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s,
 		     uint64_t *data_blocks);
 
-/* Remove a sidecar; a missing one is not an error. */
+/* Remove a sidecar and its journal; a missing one is not an error. */
 int vmb_sidecar_remove(int dirfd, const char *name, struct vmb_err *err);
 
 /* Rebuild a map from a backing file's holes: every byte range SEEK_DATA reports is

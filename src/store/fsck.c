@@ -316,7 +316,8 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 		if (!strncmp(de->d_name, ".tmp.", 5)) {
 			what = "removed a leftover temporary map";
 		} else if (sscanf(de->d_name, "%16llx%7s", &ino, tail) == 2 &&
-			   !strcmp(tail, ".map") && strlen(de->d_name) == 20) {
+			   (!strcmp(tail, ".map") || !strcmp(tail, ".jnl")) &&
+			   strlen(de->d_name) == 20) {
 			key = ino;
 			if (!c->ninos ||
 			    !bsearch(&key, c->inos, c->ninos, sizeof(*c->inos), cmp_u64))

@@ -112,6 +112,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	node_init(&v->root);
 	pthread_mutex_init(&v->tlock, NULL);
+	vmb_fds_init(v);
 	pthread_mutex_init(&v->inuse_mu, NULL);
 	pthread_mutex_init(&v->auxmu, NULL);
 	vmb_waitgraph_init(&v->waits);
@@ -186,20 +187,16 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	{
 		/* Parking needs file handles that reopen (CAP_DAC_READ_SEARCH). */
 		struct file_handle *fh = handle_of(v->root.fd);
-		struct rlimit rl;
 		int fd = fh ? open_by_handle_at(v->store.dirfd, fh, O_PATH | O_CLOEXEC) : -1;
 
 		v->can_park = fd >= 0;
 		if (fd >= 0)
 			close(fd);
 		free(fh);
-		if (o && o->idle_fds)
-			v->lru_cap = o->idle_fds;
-		else if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-			v->lru_cap = rl.rlim_cur / 4 > 64 ? (size_t)(rl.rlim_cur / 4) : 64;
-		else
-			v->lru_cap = 65536;
 	}
+	v->idle_fds_opt = o ? o->idle_fds : 0;
+	v->open_fds_opt = o ? o->open_fds : 0;
+	vmb_fds_limits(v);
 	v->root.type = S_IFDIR;
 	v->root.nlookup = 1;
 	*out = v;
@@ -227,6 +224,11 @@ void vmb_vfs_free(struct vmb_vfs *v)
 			for (; n; n = next) {
 				next = n->hnext;
 				if (n->img) {
+					/* a parked image saves its map too */
+					if (n->oimg) {
+						(void)vmb_fds_hold(v, n, NULL);
+						vmb_fds_removed(v, n);
+					}
 					vmb_image_close(n->img);
 					n->img = NULL;
 				}
@@ -238,6 +240,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	if (v->root.fd >= 0)
 		close(v->root.fd);
 	pthread_mutex_destroy(&v->root.ilock);
+	vmb_fds_destroy(v);
 	pthread_mutex_destroy(&v->tlock);
 	pthread_mutex_destroy(&v->inuse_mu);
 	pthread_mutex_destroy(&v->auxmu);
@@ -307,7 +310,11 @@ static void lru_add_locked(struct vmb_vfs *v, struct vmb_node *n)
 	v->lru_count++;
 	while (v->lru_count > v->lru_cap) {
 		struct vmb_node *old = v->lru_first;
+		struct stat st;
 		lru_remove_locked(v, old);
+		/* An open file with no links left: no file handle would reopen it. */
+		if (old->handles && (fstat(old->fd, &st) < 0 || st.st_nlink == 0))
+			continue;
 		close(old->fd);
 		old->fd = -1;
 	}
@@ -352,19 +359,20 @@ static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
 /* Drop refs, nlookup and kids references; free the node when none is left, and then
  * its parent's pin on it (which may free the parent, and so on up). Nodes are freed
  * without tlock (freeing a lockset calls the in-use callback). */
-static void node_drop(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs, uint64_t lookups,
-		      uint64_t kids)
+static void node_drop_h(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
+			uint64_t lookups, uint64_t kids, uint64_t handles)
 {
 	pthread_mutex_lock(&v->tlock);
 	if (n != &v->root) {
 		n->refs -= refs;
+		n->handles -= handles;
 		n->nlookup = lookups > n->nlookup ? 0 : n->nlookup - lookups;
 	}
 	n->kids -= kids;
 	while (n != &v->root) {
 		struct vmb_node *p;
 
-		if (n->refs || n->nlookup || n->kids) {
+		if (n->refs || n->nlookup || n->kids || n->handles) {
 			if (n->refs == 0)
 				lru_add_locked(v, n);
 			break;
@@ -381,6 +389,17 @@ static void node_drop(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs, uint
 		n = p;
 	}
 	pthread_mutex_unlock(&v->tlock);
+}
+
+static void node_drop(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs, uint64_t lookups,
+		      uint64_t kids)
+{
+	node_drop_h(v, n, refs, lookups, kids, 0);
+}
+
+void vmb_node_unhandle(struct vmb_vfs *v, struct vmb_node *n)
+{
+	node_drop_h(v, n, 0, 0, 0, 1);
 }
 
 static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
@@ -538,8 +557,11 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		 * this mount's own change of it is in progress: that stamps it.) */
 		struct vmb_err e;
 		vmb_err_clear(&e);
-		if (vmb_image_revalidate(n->img, 1, &e) < 0)
-			vmb_log_msg(v->log, "%s", e.msg);
+		if (vmb_fds_hold(v, n, &e) == 0) {   /* its descriptor may be parked */
+			if (vmb_image_revalidate(n->img, 1, &e) < 0)
+				vmb_log_msg(v->log, "%s", e.msg);
+			vmb_fds_unhold(v, n);
+		}
 	}
 	if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
 		pthread_mutex_unlock(&n->ilock);
@@ -728,7 +750,7 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 {
 	struct vmb_image *img = f ? f->img : NULL;
 	char proc[64];
-	int got = 0, was_open, r = 0;
+	int got = 0, held = 0, was_open, r = 0;
 
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "the store is mounted read-only");
@@ -748,6 +770,12 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 		if (r < 0)
 			return r;
 		got = 1;
+	}
+	if (img && (valid & (VMB_SET_SIZE | TIMES))) {   /* its descriptor may be parked */
+		r = vmb_fds_hold(v, n, err);
+		if (r < 0)
+			goto out;
+		held = 1;
 	}
 	vmb_node_procpath(n, proc);
 	if ((valid & VMB_SET_MODE) && chmod(proc, attr->st_mode & 07777) < 0) {
@@ -775,6 +803,8 @@ static int do_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, struct vmb_n
 out:
 	if (img && (valid & TIMES))
 		vmb_image_touch(img);
+	if (held)
+		vmb_fds_unhold(v, n);
 	if (got)
 		vmb_node_image_put(v, n);
 	return r;

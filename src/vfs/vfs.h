@@ -56,6 +56,8 @@ struct vmb_vfs_opts {
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of
 				       * the descriptor limit */
 	int buffered_writes;          /* never write the backing with O_DIRECT (dio.h) */
+	unsigned open_fds;            /* open files that keep their backing descriptors
+				       * while unused; 0: an eighth of the limit */
 	unsigned long lock_cap;       /* locks per process; 0: the default
 				       * (VMB_LOCK_CAP_DEFAULT); (unsigned long)-1: none */
 	const char *inuse_rule;       /* "any" or "aux"; NULL: the store's setting */
@@ -130,8 +132,10 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
 /* When the range is all data: 1, with the backing descriptor to read *n bytes from
- * at off (valid while f is open); else 0 (use vmb_vfs_read). */
+ * at off, valid until vmb_vfs_read_fd_done (which must follow: the descriptor is not
+ * parked meanwhile); else 0 (use vmb_vfs_read). */
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
+void vmb_vfs_read_fd_done(struct vmb_file *f);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
 /* 1 when f's writes may bypass the mount's page cache (the kernel's FOPEN_DIRECT_IO):

@@ -55,10 +55,16 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 			goto out;
 		}
 		vmb_image_set_direct_writes(n->img, v->direct_writes);
+		vmb_fds_added(v, n, n->img);
 	} else {
 		/* Open already: the backing file may have been changed by someone else
-		 * since (another mount, a writer in the store). */
+		 * since (another mount, a writer in the store). Its descriptor may be
+		 * parked. */
+		r = vmb_fds_hold(v, n, err);
+		if (r < 0)
+			goto out;
 		r = vmb_image_revalidate(n->img, 0, err);
+		vmb_fds_unhold(v, n);
 		if (r < 0)
 			goto out;
 		r = 0;
@@ -69,10 +75,14 @@ out:
 	pthread_mutex_unlock(&n->ilock);
 	if (backing_fd >= 0)
 		close(backing_fd);
-	if (r == 0) {   /* the handle's reference; the caller already holds one */
+	if (r == 0) {   /* the handle's reference; the caller already holds a ref */
 		pthread_mutex_lock(&v->tlock);
-		n->refs++;
+		n->handles++;
 		pthread_mutex_unlock(&v->tlock);
+		if (!*was_open) {
+			vmb_fds_limits(v);   /* the limit may have changed (prlimit) */
+			vmb_fds_trim(v);
+		}
 	}
 	return r;
 }
@@ -80,12 +90,20 @@ out:
 void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 {
 	struct vmb_image *img = NULL;
+	struct vmb_err err;
+	int held;
 
+	/* The last close saves the map from the backing descriptor: reopen it if
+	 * parked (when that fails, the map is saved at the next open, rebuilt). */
+	vmb_err_clear(&err);
+	held = vmb_fds_hold_alone(v, n, &err) == 0;
 	pthread_mutex_lock(&n->ilock);
 	if (--n->opens == 0) {
 		struct vmb_stamp st;
 		img = n->img;
 		n->img = NULL;
+		vmb_fds_removed(v, n);
+		held = 0;
 		/* Remember what the kernel's cached pages correspond to: the stamp the
 		 * map was last checked against, unless a change by someone else was found
 		 * since the pages were read. */
@@ -97,9 +115,13 @@ void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n)
 			n->cache_size = (off_t)st.size;
 		}
 		vmb_image_close(img);
+	} else if (held) {   /* under ilock: the last close must not meet this hold */
+		vmb_fds_unhold_alone(v, n);
 	}
 	pthread_mutex_unlock(&n->ilock);
-	vmb_node_put(v, n);
+	if (held)
+		vmb_fds_trim(v);
+	vmb_node_unhandle(v, n);
 }
 
 /* May the kernel keep the pages it cached of n, for a handle just opened on img?
@@ -141,7 +163,8 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		free(f);
 		return r;
 	}
-	if (keep_cache) {
+	f->vfs = v;
+	if (keep_cache && vmb_fds_hold(v, n, NULL) == 0) {   /* it may be parked */
 		struct vmb_stamp st;
 		int stale, old_attr = 0;
 		pthread_mutex_lock(&n->ilock);
@@ -156,8 +179,11 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 				   st.mtime_sec != n->attr_mtime.tv_sec ||
 				   st.mtime_nsec != (uint64_t)n->attr_mtime.tv_nsec;
 		pthread_mutex_unlock(&n->ilock);
+		vmb_fds_unhold(v, n);
 		if ((stale || old_attr) && v->stale)
 			v->stale(v->stale_arg, vmb_node_id(v, n), stale);
+	} else if (keep_cache) {
+		*keep_cache = 0;
 	}
 	f->node = n;
 	f->flags = flags;
@@ -167,7 +193,11 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		return v->readonly ? -EROFS : -EACCES;
 	}
 	if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
-		r = vmb_image_truncate(f->img, 0, err);
+		r = vmb_fds_hold(v, n, err);
+		if (r == 0) {
+			r = vmb_image_truncate(f->img, 0, err);
+			vmb_fds_unhold(v, n);
+		}
 		if (r < 0) {
 			vmb_node_image_put(v, n);
 			free(f);
@@ -205,12 +235,15 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f)
 {
 	struct stat st;
+	int r;
 
 	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly)
 		return 0;
-	if (fstatat(f->node->fd, "", &st, AT_EMPTY_PATH) < 0)
+	if (vmb_node_ref(v, f->node) < 0)   /* its descriptor may be parked */
 		return 0;
-	return !(st.st_mode & (S_ISUID | S_ISGID));
+	r = fstatat(f->node->fd, "", &st, AT_EMPTY_PATH);
+	vmb_node_put(v, f->node);
+	return r == 0 && !(st.st_mode & (S_ISUID | S_ISGID));
 }
 
 int vmb_vfs_shared_open(struct vmb_file *f)
@@ -313,49 +346,110 @@ out:
 	return r;
 }
 
+/* Every call on an open file's image runs between these two (vfs_fds.c). */
+static int hold(struct vmb_file *f, struct vmb_err *err)
+{
+	return vmb_fds_hold(f->vfs, f->node, err);
+}
+
+static void unhold(struct vmb_file *f)
+{
+	vmb_fds_unhold(f->vfs, f->node);
+}
+
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err)
 {
-	return vmb_image_read(f->img, buf, size, off, holes_only, err);
+	ssize_t r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_read(f->img, buf, size, off, holes_only, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n)
 {
-	if (!vmb_image_all_data(f->img, off, size, n))
+	if (hold(f, NULL) < 0)
+		return 0;   /* vmb_vfs_read reports it */
+	if (!vmb_image_all_data(f->img, off, size, n)) {
+		unhold(f);
 		return 0;
+	}
 	*fd = vmb_image_fd(f->img);
 	return 1;
+}
+
+void vmb_vfs_read_fd_done(struct vmb_file *f)
+{
+	unhold(f);
 }
 
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err)
 {
+	ssize_t r;
+
 	if ((f->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
-	return vmb_image_write(f->img, buf, size, off, err);
+	r = hold(f, err);
+	if (r < 0)
+		return r;
+	r = vmb_image_write(f->img, buf, size, off, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
 {
-	return vmb_image_sync(f->img, datasync, err);
+	int r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_sync(f->img, datasync, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 		      struct vmb_err *err)
 {
-	return vmb_image_fallocate(f->img, mode, off, len, err);
+	int r = hold(f, err);
+
+	if (r < 0)
+		return r;
+	r = vmb_image_fallocate(f->img, mode, off, len, err);
+	unhold(f);
+	return r;
 }
 
 int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
 		  struct vmb_err *err)
 {
-	return vmb_image_seek(f->img, off, whence, res, err);
+	int r = hold(f, err);   /* a seek may look at the backing file */
+
+	if (r < 0)
+		return r;
+	r = vmb_image_seek(f->img, off, whence, res, err);
+	unhold(f);
+	return r;
 }
 
 ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
 			   uint64_t off_out, size_t len, struct vmb_err *err)
 {
-	return vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
+	ssize_t r = hold(in, err);
+
+	if (r < 0)
+		return r;
+	r = hold(out, err);
+	if (r == 0) {
+		r = vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
+		unhold(out);
+	}
+	unhold(in);
+	return r;
 }
 
 void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)

@@ -23,7 +23,10 @@ struct vmb_node {
 	int in_lru;
 	uint64_t generation;
 	uint64_t nlookup;           /* kernel references (tlock) */
-	uint64_t refs;              /* in-flight ops, handles (tlock) */
+	uint64_t refs;              /* in-flight ops (tlock): they keep fd open */
+	uint64_t handles;           /* open handles (tlock): they keep the node, but
+				     * not fd, which is parked like an idle node's
+				     * (not when the file has no links left) */
 	pthread_mutex_t ilock;      /* guards img, opens, cache stamp */
 	struct vmb_image *img;
 	unsigned opens;
@@ -32,6 +35,14 @@ struct vmb_node {
 	int cache_valid;            /* the kernel's pages match (mtime, size) below */
 	struct timespec cache_mtime;
 	off_t cache_size;
+	/* The open image's backing descriptor (olock, vfs_fds.c). */
+	struct vmb_image *oimg;     /* the open image, or NULL */
+	struct vmb_node *o_prev, *o_next;   /* on the open list: live and parkable */
+	int o_listed;
+	int o_live;                 /* its descriptor is open */
+	int o_busy;                 /* being parked or reopened */
+	unsigned o_users;           /* calls using the descriptor now */
+	unsigned o_alone;           /* of them, releases in vmb_fds_hold_alone */
 	/* Where it is (tlock): the directory it was last looked up or renamed into and
 	 * that name (owned). A node pins its parent (parent->kids), so the chain up to
 	 * the root is always there: a node's bundle is the ancestor whose parent is the
@@ -85,6 +96,16 @@ struct vmb_vfs {
 	struct vmb_node *lru_first, *lru_last;
 	size_t lru_count, lru_cap;
 	int can_park;
+	unsigned idle_fds_opt;      /* -o idle_fds, 0: a quarter of the limit */
+	/* Open images' backing descriptors (vfs_fds.c): at most o_cap stay open while
+	 * no call uses them; beyond that the least recently used are parked (closed,
+	 * reopened from the file handle by the next call that needs them). */
+	pthread_mutex_t olock;      /* after tlock and ilock, never before */
+	pthread_cond_t ocond;       /* a node's o_busy ended */
+	struct vmb_node *o_first, *o_last;
+	size_t o_count, o_cap;
+	unsigned o_waiting;         /* in vmb_fds_hold_alone */
+	unsigned open_fds_opt;      /* -o open_fds, 0: an eighth of the limit */
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
 	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
 	void *stale_arg;
@@ -93,7 +114,8 @@ struct vmb_vfs {
 };
 
 struct vmb_file {
-	struct vmb_node *node;      /* holds a ref */
+	struct vmb_vfs *vfs;
+	struct vmb_node *node;      /* holds a handle reference */
 	struct vmb_image *img;      /* node->img, counted in node->opens */
 	int flags;
 };
@@ -102,6 +124,38 @@ size_t vmb_node_hash(dev_t dev, ino_t ino);
 
 /* Take a reference on node n, reopening it if it was parked (0 or -ESTALE). */
 int vmb_node_ref(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Drop a handle's reference on n (counted by vmb_node_image_get). */
+void vmb_node_unhandle(struct vmb_vfs *v, struct vmb_node *n);
+
+/* The descriptor budget (vfs_fds.c). Limits: the caps follow the soft
+ * RLIMIT_NOFILE as it is now (it may be changed with prlimit while mounted). */
+void vmb_fds_init(struct vmb_vfs *v);
+void vmb_fds_destroy(struct vmb_vfs *v);
+void vmb_fds_limits(struct vmb_vfs *v);
+/* n's image img was just opened with a live descriptor (caller holds n->ilock). */
+void vmb_fds_added(struct vmb_vfs *v, struct vmb_node *n, struct vmb_image *img);
+/* Park what is past the cap (call with no ilock held). */
+void vmb_fds_trim(struct vmb_vfs *v);
+/* Make n's open image's descriptor usable (reopening it if parked) and keep it so
+ * until vmb_fds_unhold: around every call on the image. -ESTALE when the file is
+ * gone from the store, -EMFILE/-ENFILE when no descriptor is left. */
+int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
+void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n);
+/* The same, then wait until no call other than handles' releases holds it: before
+ * a handle goes (a spliced read unholds after its reply, when the handle may
+ * already be closing). Its end, vmb_fds_unhold_alone, is called under n->ilock
+ * by a release that is not the last close (the last one calls vmb_fds_removed),
+ * and does not trim: call vmb_fds_trim after ilock. */
+int vmb_fds_hold_alone(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
+void vmb_fds_unhold_alone(struct vmb_vfs *v, struct vmb_node *n);
+/* n's image is being closed; the caller holds it (vmb_fds_hold). */
+void vmb_fds_removed(struct vmb_vfs *v, struct vmb_node *n);
+/* Keep the descriptors of the node of st (an inode about to lose its last link
+ * through this mount) usable, until vmb_fds_unpin: once the link is gone, no file
+ * handle reopens it. Returns the node to give to vmb_fds_unpin, or NULL. */
+struct vmb_node *vmb_fds_pin(struct vmb_vfs *v, const struct stat *st);
+void vmb_fds_unpin(struct vmb_vfs *v, struct vmb_node *n);
 
 /* Take a reference on the node of id ino (0 or -ESTALE). */
 int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out);

@@ -638,11 +638,17 @@ int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct 
 {
 	struct vmb_lockset *ls = node_locks(v, f->node);
 	char proc[64];
+	int r;
 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
+	r = vmb_node_ref(v, f->node);   /* its O_PATH descriptor may be parked */
+	if (r < 0)
+		return r;
 	vmb_node_procpath(f->node, proc);
-	return vmb_lock_get(ls, proc, f, owner, fl, err);
+	r = vmb_lock_get(ls, proc, f, owner, fl, err);
+	vmb_node_put(v, f->node);
+	return r;
 }
 
 int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
@@ -651,12 +657,18 @@ int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 {
 	struct vmb_lockset *ls = node_locks(v, f->node);
 	char proc[64];
+	int r;
 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
+	r = vmb_node_ref(v, f->node);   /* its O_PATH descriptor may be parked */
+	if (r < 0)
+		return r;
 	vmb_node_procpath(f->node, proc);
-	return vmb_lock_set(ls, proc, f, owner, pid,
-			    fl->l_type != F_UNLCK && strong_lock(v, f, uid), fl, wait, err);
+	r = vmb_lock_set(ls, proc, f, owner, pid,
+			 fl->l_type != F_UNLCK && strong_lock(v, f, uid), fl, wait, err);
+	vmb_node_put(v, f->node);
+	return r;
 }
 
 int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
@@ -664,12 +676,18 @@ int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 {
 	struct vmb_lockset *ls = node_locks(v, f->node);
 	char proc[64];
+	int r;
 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
+	r = vmb_node_ref(v, f->node);   /* its O_PATH descriptor may be parked */
+	if (r < 0)
+		return r;
 	vmb_node_procpath(f->node, proc);
-	return vmb_lock_flock(ls, proc, f, owner, pid,
-			      (op & ~LOCK_NB) != LOCK_UN && strong_lock(v, f, uid), op, wait, err);
+	r = vmb_lock_flock(ls, proc, f, owner, pid,
+			   (op & ~LOCK_NB) != LOCK_UN && strong_lock(v, f, uid), op, wait, err);
+	vmb_node_put(v, f->node);
+	return r;
 }
 
 void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)

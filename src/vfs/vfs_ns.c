@@ -239,7 +239,7 @@ static void after_unlink(struct vmb_vfs *v, int victim)
 static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 			const char *name, int is_dir, struct vmb_err *err)
 {
-	struct vmb_node *p;
+	struct vmb_node *p, *pin = NULL;
 	struct stat st;
 	int victim = -1, r;
 
@@ -264,6 +264,8 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	r = vmb_check_not_in_use(v, p, name, ctx, "remove", err);
 	if (r < 0)
 		goto out;
+	if (!is_dir)   /* an open file keeps its descriptors once unlinked */
+		pin = vmb_fds_pin(v, &st);
 	if (!is_dir)
 		victim = hold_victim(p->fd, name);
 	if (unlinkat(p->fd, name, is_dir ? AT_REMOVEDIR : 0) < 0) {
@@ -273,6 +275,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	vmb_aux_cache_note(v, p, name, NULL);
 	after_unlink(v, victim);
 out:
+	vmb_fds_unpin(v, pin);
 	if (victim >= 0)
 		close(victim);
 	vmb_node_put(v, p);
@@ -295,7 +298,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		   const char *name, uint64_t newparent, const char *newname, unsigned flags,
 		   struct vmb_err *err)
 {
-	struct vmb_node *p, *np;
+	struct vmb_node *p, *np, *pin = NULL;
 	struct stat src, dst;
 	int have_dst, victim = -1, r;
 
@@ -337,6 +340,9 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		r = vmb_err_set(err, EPERM, "the top level of a store holds only bundles");
 		goto out;
 	}
+	if (have_dst && !(flags & RENAME_EXCHANGE) &&
+	    !(dst.st_dev == src.st_dev && dst.st_ino == src.st_ino))
+		pin = vmb_fds_pin(v, &dst);   /* an open file replaced keeps its descriptors */
 	if (have_dst && !(flags & RENAME_EXCHANGE))
 		victim = hold_victim(np->fd, newname);
 	if (renameat2(p->fd, name, np->fd, newname, flags) < 0) {
@@ -351,6 +357,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		vmb_node_renamed(v, &dst, p, name);
 	after_unlink(v, victim);
 out:
+	vmb_fds_unpin(v, pin);
 	if (victim >= 0)
 		close(victim);
 	vmb_node_put(v, np);

@@ -713,6 +713,80 @@ static void test_random(void)
 	vmb_blockmap_destroy(&other);
 }
 
+/* ---- change tracking and patch ---- */
+
+static void test_track_patch(void)
+{
+	struct rnd r = { 0x5eed5eedu };
+	struct vmb_blockmap m, base, dirty, mask, val, naive, out;
+
+	for (int round = 0; round < 200; round++) {
+		vmb_blockmap_init(&m);
+		vmb_blockmap_init(&dirty);
+		vmb_blockmap_init(&mask);
+		vmb_blockmap_init(&val);
+		vmb_blockmap_init(&naive);
+		vmb_blockmap_init(&out);
+		for (int i = 0; i < 60; i++)
+			vmb_blockmap_set(&m, rnd_below(&r, 500), 1 + rnd_below(&r, 9),
+					 (enum vmb_bstate)(1 + rnd_below(&r, 2)));
+		vmb_blockmap_init(&base);
+		vmb_blockmap_copy(&base, &m);
+		/* tracked changes: replaying m's states on the tracked blocks over the
+		 * old map gives m */
+		m.track = &dirty;
+		for (int i = 0; i < 1 + (int)rnd_below(&r, 8); i++) {
+			if (rnd_below(&r, 6) == 0)
+				vmb_blockmap_truncate(&m, rnd_below(&r, 600));
+			else
+				vmb_blockmap_set(&m, rnd_below(&r, 520), 1 + rnd_below(&r, 12),
+						 (enum vmb_bstate)rnd_below(&r, 3));
+		}
+		CHECK(m.track == &dirty);
+		for (size_t i = 0; i < dirty.n; i++) {
+			uint64_t b = dirty.ext[i].start, end = b + dirty.ext[i].len, run;
+
+			while (b < end) {
+				enum vmb_bstate st = vmb_blockmap_get(&m, b, &run);
+
+				if (run > end - b)
+					run = end - b;
+				vmb_blockmap_set(&mask, b, run, VMB_DATA);
+				vmb_blockmap_set(&val, b, run, st);
+				b += run;
+			}
+		}
+		CHECK_RC(vmb_blockmap_patch(&out, &base, &mask, &val), 0);
+		CHECK(vmb_blockmap_equal(&out, &m) && vmb_blockmap_check(&out) == 0);
+		CHECK_EQ(out.data_blocks, m.data_blocks);
+		CHECK_EQ(out.zero_blocks, m.zero_blocks);
+		/* against setting val's extents one by one, with random masks */
+		vmb_blockmap_destroy(&mask);
+		vmb_blockmap_destroy(&val);
+		vmb_blockmap_copy(&naive, &base);
+		for (int i = 0; i < 10; i++) {
+			uint64_t s = rnd_below(&r, 560), l = 1 + rnd_below(&r, 30);
+			enum vmb_bstate st = (enum vmb_bstate)rnd_below(&r, 3);
+
+			vmb_blockmap_set(&mask, s, l, VMB_DATA);
+			vmb_blockmap_set(&val, s, l, st);
+			vmb_blockmap_set(&naive, s, l, st);
+		}
+		CHECK_RC(vmb_blockmap_patch(&out, &base, &mask, &val), 0);
+		CHECK(vmb_blockmap_equal(&out, &naive) && vmb_blockmap_check(&out) == 0);
+		/* a map replaced wholesale forgets its tracker */
+		vmb_blockmap_copy(&m, &base);
+		CHECK(m.track == NULL);
+		vmb_blockmap_destroy(&m);
+		vmb_blockmap_destroy(&base);
+		vmb_blockmap_destroy(&dirty);
+		vmb_blockmap_destroy(&mask);
+		vmb_blockmap_destroy(&val);
+		vmb_blockmap_destroy(&naive);
+		vmb_blockmap_destroy(&out);
+	}
+}
+
 int main(void)
 {
 	RUN(test_empty);
@@ -727,5 +801,6 @@ int main(void)
 	RUN(test_check);
 	RUN(test_enomem);
 	RUN(test_random);
+	RUN(test_track_patch);
 	return harness_exit("test_blockmap");
 }

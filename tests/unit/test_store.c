@@ -684,6 +684,28 @@ static void test_fsck(void)
 	CHECK(image_intact(&s, "vm1/nested/aux.bin", cb, 7 * BS));
 	CHECK(image_intact(&s, "vm2/disk.img", cc, 3 * BS + 1));
 
+	/* a map saved into its journal (a write and a close) is current: fsck keeps
+	 * the journal and finds nothing to do */
+	{
+		static const unsigned char blk[BS] = { 9 };
+		struct vmb_image *img = NULL;
+		char jn[64];
+
+		fd = openat(s.dirfd, "vm1/disk.img", O_RDWR | O_CLOEXEC);
+		CHECK(vmb_image_open(&img, fd, s.mapfd, "vm1/disk.img", NULL, NULL) == 0);
+		CHECK(vmb_image_write(img, blk, BS, 4 * BS, NULL) == BS);
+		memcpy(ca + 4 * BS, blk, BS);
+		vmb_image_close(img);
+		CHECK(vmb_sidecar_journal_name(na, jn, sizeof(jn)) == 0);
+		CHECK(faccessat(s.mapfd, jn, F_OK, 0) == 0);
+		for (i = 0; i < 2; i++) {
+			CHECK_RC(vmb_fsck(P("fs"), i, &log, &res, NULL), 0);
+			CHECK_EQ(res.problems, 0);
+			CHECK(faccessat(s.mapfd, jn, F_OK, 0) == 0);
+		}
+		CHECK(image_intact(&s, "vm1/disk.img", ca, 20 * BS + 123));
+	}
+
 	/* a map that calls data zeros (with the right stamp) is rebuilt too */
 	{
 		struct vmb_blockmap zero;
