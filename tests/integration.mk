@@ -28,6 +28,9 @@ INTEGRATION_TESTS = \
 	tests/cli-usage.sh \
 	tests/mount-xattr-list.sh \
 	tests/mount-fds.sh \
+	tests/store-deep.sh \
+	tests/store-modes.sh \
+	tests/mount-prealloc.sh \
 	tests/mount-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
