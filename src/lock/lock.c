@@ -375,6 +375,7 @@ static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *
 {
 	struct vmb_lock_owner *o = find(ls, owner, via);
 
+	*out = NULL;   /* the callers' failure path looks at it */
 	if (!o) {
 		o = calloc(1, sizeof(*o));
 		if (!o)
