@@ -136,7 +136,7 @@ static const char fsck_usage[] =
 	"Usage: vmbundlefs fsck [-n] STORE\n"
 	"Check STORE (not mounted) and repair what can be repaired: rebuild missing,\n"
 	"stale or corrupt block maps from the backing files, remove maps of files\n"
-	"that no longer exist.\n"
+	"that no longer exist, make the store's metadata its owner's alone (0700/0600).\n"
 	"  -n, --no-repair   only check\n"
 	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
 	"8 the check could not run, 2 a usage error.\n";
