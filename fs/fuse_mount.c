@@ -44,6 +44,7 @@ struct own_opts {
 	unsigned max_threads;
 	unsigned idle_fds;
 	unsigned open_fds;
+	unsigned lock_fds;
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
@@ -71,7 +72,8 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *end;
-		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9)) {
+		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9) ||
+		    !strncmp(tok, "lock_fds=", 9)) {
 			unsigned long n;
 			errno = 0;
 			n = strtoul(tok + 9, &end, 10);
@@ -81,8 +83,10 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			if (tok[0] == 'i')
 				o->idle_fds = (unsigned)n;
-			else
+			else if (tok[0] == 'o')
 				o->open_fds = (unsigned)n;
+			else
+				o->lock_fds = (unsigned)n;
 			continue;
 		}
 		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
@@ -338,6 +342,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
 	vo.open_fds = own.open_fds;
+	vo.lock_fds = own.lock_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;

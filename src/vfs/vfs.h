@@ -68,6 +68,8 @@ struct vmb_vfs_opts {
 	 * before the open is answered, never from a read, write or getattr. */
 	void (*stale)(void *arg, uint64_t ino, int pages);
 	void *stale_arg;
+	unsigned lock_fds;            /* lock owners' descriptors per user but root;
+				       * 0: a sixteenth of the limit */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
