@@ -27,6 +27,7 @@ static void log_line(void *arg, const char *msg)
 	struct vmb_fs *fs = arg;
 
 	pthread_mutex_lock(&fs->loglock);
+	vmb_store_log_write(fs->slog, msg);
 	if (fs->logfp) {
 		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
 		fflush(fs->logfp);
@@ -43,6 +44,7 @@ struct own_opts {
 	unsigned max_threads;
 	unsigned idle_fds;
 	unsigned open_fds;
+	unsigned lock_fds;
 	int readonly;
 	int buffered_writes;
 	char *aux_patterns;
@@ -70,7 +72,8 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *end;
-		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9)) {
+		if (!strncmp(tok, "idle_fds=", 9) || !strncmp(tok, "open_fds=", 9) ||
+		    !strncmp(tok, "lock_fds=", 9)) {
 			unsigned long n;
 			errno = 0;
 			n = strtoul(tok + 9, &end, 10);
@@ -80,8 +83,10 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			if (tok[0] == 'i')
 				o->idle_fds = (unsigned)n;
-			else
+			else if (tok[0] == 'o')
 				o->open_fds = (unsigned)n;
+			else
+				o->lock_fds = (unsigned)n;
 			continue;
 		}
 		if (!strncmp(tok, "readahead_kb=", 13) || !strncmp(tok, "max_threads=", 12)) {
@@ -242,6 +247,13 @@ static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vm
 	pthread_cond_init(&fs->wdone, NULL);
 	fs->log.fn = log_line;
 	fs->log.arg = fs;
+	{
+		/* The store's own log, wherever else messages go; without one (not a
+		 * store: the open fails and says so; a read-only store) the rest works. */
+		char *mp = realpath(o->mountpoint, NULL);
+		vmb_store_log_open(&fs->slog, o->store, mp ? mp : o->mountpoint, NULL);
+		free(mp);
+	}
 	if (o->logfile) {
 		fs->logfp = fopen(o->logfile, "ae");
 		if (!fs->logfp)
@@ -330,6 +342,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.lock_cap = own.lock_cap;
 	vo.idle_fds = own.idle_fds;
 	vo.open_fds = own.open_fds;
+	vo.lock_fds = own.lock_fds;
 	vo.buffered_writes = own.buffered_writes;
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;
@@ -338,7 +351,9 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	if (r < 0)
 		goto out;
 
-	fsname = strdup(o->store);
+	fsname = realpath(o->store, NULL);   /* absolute: 'vmbundlefs status' finds it */
+	if (!fsname)
+		fsname = strdup(o->store);
 	if (!fsname) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
@@ -387,6 +402,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			goto out;
 		}
 	}
+	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
 	{
 		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */
 		struct sigaction sa;
@@ -409,15 +425,21 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			    strsignal(r), mnt);
 		r = 0;
 	} else if (r != 0) {
-		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error", mnt);
+		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error (see "
+				"%s/%s/%s)", mnt, o->store, VMB_META_DIR, VMB_STORE_LOG_FILE);
 	}
 out:
 	/* Waiting lock calls end before the session and the files they use go away. */
 	vmb_fs_stop_waiters(&fs);
 	if (cfg)
 		fuse_loop_cfg_destroy(cfg);
-	if (mounted)
+	if (mounted) {
 		fuse_session_unmount(se);
+		char line[VMB_ERR_MAX + 64];
+		snprintf(line, sizeof(line), r < 0 ? "unmounted after an error: %s" : "unmounted",
+			 err->msg);
+		vmb_store_log_write(fs.slog, line);
+	}
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se)
@@ -429,6 +451,7 @@ out:
 	free(mnt);
 	free(own.pass);
 	free(own.aux_patterns);
+	vmb_store_log_close(fs.slog);
 	free(own.in_use);
 	if (fs.logfp)
 		fclose(fs.logfp);

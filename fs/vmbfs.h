@@ -30,7 +30,8 @@ struct vmb_mount_opts {
 	const char *mountpoint;
 	int foreground;
 	int debug;
-	const char *logfile;       /* NULL: stderr in the foreground, syslog as a daemon */
+	const char *logfile;       /* NULL: stderr in the foreground, syslog as a daemon;
+				    * the store's log (store_log.h) gets every message too */
 	const char *fuse_opts;     /* comma-separated -o options, may be NULL */
 };
 
@@ -41,6 +42,7 @@ struct vmb_fs {
 	struct vmb_log log;
 	FILE *logfp;               /* owned when opened from logfile */
 	int use_syslog;
+	struct vmb_store_log *slog;   /* STORE/.vmbundlefs/log, always written; may be NULL */
 	pthread_mutex_t loglock;
 	/* Threads waiting for locks (fuse_ops.c): interrupted and awaited at unmount. */
 	pthread_mutex_t wlock;

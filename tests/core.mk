@@ -3,6 +3,7 @@
 VMB_CORE_TESTS = \
 	tests/unit/test_image \
 	tests/unit/test_store \
+	tests/unit/test_walk \
 	tests/unit/test_vfs \
 	tests/unit/test_image_model \
 	tests/unit/test_image_reval
@@ -15,6 +16,9 @@ tests_unit_test_image_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_store_SOURCES = tests/unit/test_store.c tests/unit/harness.h
 tests_unit_test_store_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_walk_SOURCES = tests/unit/test_walk.c tests/unit/harness.h
+tests_unit_test_walk_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_vfs_SOURCES = tests/unit/test_vfs.c tests/unit/harness.h
 tests_unit_test_vfs_LDADD = $(VMB_CORE_LIBS)

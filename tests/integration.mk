@@ -27,7 +27,11 @@ INTEGRATION_TESTS = \
 	tests/mount-coherence.sh \
 	tests/cli-usage.sh \
 	tests/mount-xattr-list.sh \
-	tests/mount-fds.sh
+	tests/mount-fds.sh \
+	tests/store-deep.sh \
+	tests/store-modes.sh \
+	tests/mount-prealloc.sh \
+	tests/mount-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)

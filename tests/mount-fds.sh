@@ -6,6 +6,8 @@
 # user are removed and replaced through the mount while parked; then all of them
 # read back through their descriptors (parked ones are reopened, removed ones were
 # kept), and once everything is closed the daemon is back near its base count.
+# Lock owners' descriptors, which cannot be parked, are capped per user: one user
+# locking many files is refused (ENOLCK, logged) while another user and root lock.
 # With VMB_TEST_FDS_FULL=1, also the scenario of issue 12: 10,000 open files under a
 # limit of 20,000 (minutes on a loaded machine, so not by default).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
@@ -99,6 +101,44 @@ hog_run() {
 }
 
 hog_run small 5120 512
+
+# Locks: a lock owner's descriptor carries its locks and is never parked, so each
+# user but root may lock at most L/16 files at once (32 of a limit of 512); more
+# are refused with ENOLCK for that user only, who is named in the log.
+prlimit --pid "$PID" --nofile=512: || fail "prlimit"
+as_hog mkdir "$MNT/hog/locks" || fail "mkdir as 65534"
+loglines=$(wc -l <"$T/log")
+as_hog "$HOG" "$MNT/hog/locks" 100 "$T/f/ready.locks" "$T/f/go.locks" flock >"$T/hog.locks" 2>&1 &
+hogpid=$!
+for i in $(seq 1 600); do
+    [ -e "$T/f/ready.locks" ] && break
+    kill -0 $hogpid 2>/dev/null || break
+    sleep 0.1
+done
+[ -e "$T/f/ready.locks" ] || fail "the lock holder did not start: $(cat "$T/hog.locks")"
+out=$(as_other sh -c '
+    for i in $(seq 1 10); do
+        : >"$1/l.$i" && flock -n -x "$1/l.$i" true || { echo "flock $i failed"; exit 1; }
+    done; echo done' sh "$MNT/other" 2>&1)
+assert_eq "locks: another user locks 10 files while user 65534 is at its cap" done "$out"
+check "locks: root locks a file" flock -n -x "$MNT/root/small" true
+check "locks: root saves a map (fsync)" \
+    dd if=/dev/zero of="$MNT/root/locks" bs=64k count=2 conv=fsync status=none
+touch "$T/f/go.locks"
+wait $hogpid
+assert_eq "locks: user 65534 locks 32 files and is refused the rest (ENOLCK)" \
+    "verified 100, locked 32, refused 68" "$(cat "$T/hog.locks")"
+assert_match "locks: the log names the user refused" \
+    "user 65534 holds locks on 32 files through this mount, the most one user may" \
+    "$(tail -n +$((loglines + 1)) "$T/log")"
+rm -f "$T/f/ready.locks" "$T/f/go.locks"
+as_hog "$HOG" "$MNT/hog/locks" 32 "$T/f/ready.locks" "$T/f/go.locks" flock >"$T/hog.locks" 2>&1 &
+hogpid=$!
+for i in $(seq 1 600); do [ -e "$T/f/ready.locks" ] && break; sleep 0.1; done
+touch "$T/f/go.locks"
+wait $hogpid
+assert_eq "locks: once closed, user 65534 may lock 32 files again" \
+    "verified 32, locked 32, refused 0" "$(cat "$T/hog.locks")"
 if [ "${VMB_TEST_FDS_FULL:-0}" = 1 ]; then
     hog_run issue 10000 20000
 fi

@@ -27,7 +27,6 @@
 #define BS ((uint64_t)VMB_BLOCK_SIZE)
 #define CHUNK (1u << 20)                  /* data read per pread */
 #define ZEROS ((size_t)1 << 30)           /* the zero mapping */
-#define DEPTH_MAX 256
 
 struct hlink {
 	dev_t dev;
@@ -47,8 +46,9 @@ struct exp {
 	struct hlink *links;
 	size_t nlinks, caplinks;
 	uint64_t done, total;
-	char path[PATH_MAX];      /* archive path of the current entry: NAME/... */
-	char rel[PATH_MAX];       /* the same without NAME/ (for the map's messages) */
+	const char *path;         /* archive path of the current entry: NAME/... (whole) */
+	const char *rel;          /* the same without NAME/, for messages (shortened
+				   * past PATH_MAX, store.h) */
 };
 
 static int cancelled(const struct exp *x)
@@ -228,7 +228,7 @@ static int header(struct exp *x, struct vmb_err *err)
 
 	if (r < ARCHIVE_WARN)
 		return vmb_archive_err(err, x->a, "cannot write the entry of '%s'",
-				       x->path);
+				       x->rel);
 	return 0;
 }
 
@@ -357,121 +357,32 @@ static int do_symlink(struct exp *x, int dfd, const char *name, const struct sta
 	return header(x, err);
 }
 
-static int by_name(const void *a, const void *b)
+/* One entry of the bundle (vmb_tree_walk), in the walk's order: a directory's
+ * header before its entries, names in byte order. */
+static int export_ent(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		      struct vmb_err *err)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
+	struct exp *x = arg;
 
-/* Sorted names of directory fd (not consumed). */
-static int list_dir(int fd, char ***out, size_t *n, struct vmb_err *err)
-{
-	char **v = NULL;
-	size_t cnt = 0, cap = 0;
-	struct dirent *de;
-	DIR *d;
-	int dfd = dup(fd), r = 0;
-
-	*out = NULL;
-	*n = 0;
-	if (dfd < 0 || !(d = fdopendir(dfd))) {
-		r = vmb_err_sys(err, errno, "cannot read a directory");
-		if (dfd >= 0)
-			close(dfd);
-		return r;
+	if (ev == VMB_TREE_DIR_POST)
+		return 0;
+	x->path = e->path;
+	/* NAME/ left out, unless the path was shortened (then it may be cut) */
+	x->rel = e->msgpath == e->path ? e->path + strlen(x->name) + 1 : e->msgpath;
+	if (cancelled(x))
+		return vmb_err_set(err, EINTR, "interrupted");
+	if (ev == VMB_TREE_DIR) {
+		entry_meta(x, e->st);
+		archive_entry_set_filetype(x->e, AE_IFDIR);
+		return header(x, err);
 	}
-	rewinddir(d);
-	while ((errno = 0, de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (cnt == cap) {
-			size_t ncap = cap ? cap * 2 : 32;
-			char **nv = realloc(v, ncap * sizeof(*nv));
-
-			if (!nv) {
-				r = vmb_err_set(err, ENOMEM, "out of memory");
-				goto out;
-			}
-			v = nv;
-			cap = ncap;
-		}
-		v[cnt] = strdup(de->d_name);
-		if (!v[cnt]) {
-			r = vmb_err_set(err, ENOMEM, "out of memory");
-			goto out;
-		}
-		cnt++;
-	}
-	if (errno)
-		r = vmb_err_sys(err, errno, "cannot read a directory");
-out:
-	closedir(d);
-	if (r < 0) {
-		while (cnt)
-			free(v[--cnt]);
-		free(v);
-		return r;
-	}
-	if (cnt)
-		qsort(v, cnt, sizeof(*v), by_name);
-	*out = v;
-	*n = cnt;
+	if (S_ISREG(e->st->st_mode))
+		return do_file(x, e->dfd, e->name, err);
+	if (S_ISLNK(e->st->st_mode))
+		return do_symlink(x, e->dfd, e->name, e->st, err);
+	/* Nothing else can be in a bundle; anything put there behind the store's
+	 * back (a FIFO, a socket) is left out. */
 	return 0;
-}
-
-/* Write the entries under directory fd, whose archive path is x->path[0..plen). */
-static int walk(struct exp *x, int fd, size_t plen, int depth, struct vmb_err *err)
-{
-	size_t namelen = strlen(x->name) + 1, i, n = 0;
-	char **names = NULL;
-	int r;
-
-	if (depth > DEPTH_MAX)
-		return vmb_err_set(err, ELOOP, "'%s' is nested too deeply", x->path);
-	r = list_dir(fd, &names, &n, err);
-	if (r < 0)
-		return vmb_err_prefix(err, "'%s'", x->path);
-	for (i = 0; i < n && r == 0; i++) {
-		size_t nl = strlen(names[i]);
-		struct stat st;
-
-		if (plen + 1 + nl + 1 >= sizeof(x->path)) {
-			r = vmb_err_set(err, ENAMETOOLONG, "a path under '%s' is too long",
-					x->path);
-			break;
-		}
-		snprintf(x->path + plen, sizeof(x->path) - plen, "/%s", names[i]);
-		snprintf(x->rel, sizeof(x->rel), "%s", x->path + namelen);
-		if (cancelled(x)) {
-			r = vmb_err_set(err, EINTR, "interrupted");
-		} else if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			r = vmb_err_sys(err, errno, "cannot stat '%s'", x->rel);
-		} else if (S_ISDIR(st.st_mode)) {
-			int cfd = openat(fd, names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					 O_CLOEXEC);
-
-			if (cfd < 0) {
-				r = vmb_err_sys(err, errno, "cannot open '%s'", x->rel);
-			} else {
-				entry_meta(x, &st);
-				archive_entry_set_filetype(x->e, AE_IFDIR);
-				r = header(x, err);
-				if (r == 0)
-					r = walk(x, cfd, plen + 1 + nl, depth + 1, err);
-				close(cfd);
-			}
-		} else if (S_ISREG(st.st_mode)) {
-			r = do_file(x, fd, names[i], err);
-		} else if (S_ISLNK(st.st_mode)) {
-			r = do_symlink(x, fd, names[i], &st, err);
-		}
-		/* Nothing else can be in a bundle; anything put there behind the
-		 * store's back (a FIFO, a socket) is left out. */
-		x->path[plen] = '\0';
-	}
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	return r;
 }
 
 /* Allocated bytes of the bundle (the progress total). */
@@ -529,13 +440,13 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 	r = open_writer(x, fd, err);
 	if (r < 0)
 		goto out;
-	snprintf(x->path, sizeof(x->path), "%s", x->name);
-	snprintf(x->rel, sizeof(x->rel), ".");
+	x->path = x->name;
+	x->rel = ".";
 	entry_meta(x, &st);
 	archive_entry_set_filetype(x->e, AE_IFDIR);
 	r = header(x, err);
 	if (r == 0)
-		r = walk(x, bfd, strlen(x->path), 0, err);
+		r = vmb_tree_walk(bfd, x->name, export_ent, x, err);
 	if (r == 0 && archive_write_close(x->a) != ARCHIVE_OK)
 		r = vmb_archive_err(err, x->a, "cannot finish the archive");
 out:

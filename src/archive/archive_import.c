@@ -65,8 +65,12 @@ struct imp {
 	int ntop_multi;           /* entries with different first components */
 	int top_is_dir;           /* top is a directory (explicit or implied) */
 	uint64_t entries;
-	char path[PATH_MAX];      /* the current entry, normalised */
-	char tmp[PATH_MAX];
+	char *path;               /* the current entry, normalised (any length) */
+	char *tmp;                /* scratch of the same size */
+	size_t pathcap;
+	char *cdir;               /* the last parent directory (open_parent) */
+	size_t cdirlen, cdircap;
+	int cfd;                  /* ... open, or -1 */
 };
 
 static int cancelled(const struct imp *m)
@@ -90,16 +94,30 @@ static const char *entry_path(struct archive_entry *e)
 
 /* Open the parent directory of m->path (relative to rootfd), making missing
  * directories (0777 less the umask, IMPLICIT), never following a symlink. *base
- * points at the last component. Returns the parent's fd (rootfd itself is dup'ed). */
+ * points at the last component. Returns the parent's fd (rootfd itself is dup'ed).
+ * The last parent stays open (m->cfd, path m->cdir): entries come grouped by
+ * directory, so most entries start there and a deep tree costs one open per
+ * entry, not one per level. Nothing an import makes is ever replaced or removed,
+ * so the cached directory is still the one at that path. */
 static int open_parent(struct imp *m, const char **base, struct vmb_err *err)
 {
-	char *p = m->tmp, *slash;
-	int fd = dup(m->rootfd), nfd, r;
+	char *p = m->tmp, *slash, *last;
+	size_t plen;
+	int fd, nfd, r;
 
+	strcpy(m->tmp, m->path);
+	last = strrchr(m->tmp, '/');
+	plen = last ? (size_t)(last - m->tmp) : 0;
+	if (m->cfd >= 0 && m->cdirlen <= plen && !memcmp(m->cdir, m->tmp, m->cdirlen) &&
+	    (m->cdirlen == plen || m->tmp[m->cdirlen] == '/')) {
+		fd = fcntl(m->cfd, F_DUPFD_CLOEXEC, 0);
+		p = m->tmp + m->cdirlen + 1;
+	} else {
+		fd = fcntl(m->rootfd, F_DUPFD_CLOEXEC, 0);
+	}
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "out of file descriptors");
-	snprintf(m->tmp, sizeof(m->tmp), "%s", m->path);
-	while ((slash = strchr(p, '/'))) {
+	while (p <= m->tmp + plen && (slash = strchr(p, '/'))) {
 		*slash = '\0';
 		nfd = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (nfd < 0 && errno == ENOENT) {
@@ -132,11 +150,58 @@ static int open_parent(struct imp *m, const char **base, struct vmb_err *err)
 		*slash = '/';
 		p = slash + 1;
 	}
-	*base = m->path + (p - m->tmp);
+	*base = m->path + plen + (last != NULL);
+	/* Remember this parent (best effort: without it, the next entry starts
+	 * from the root). */
+	if (plen > 0 && (plen != m->cdirlen || m->cfd < 0 || memcmp(m->cdir, m->path, plen))) {
+		if (m->cfd >= 0)
+			close(m->cfd);
+		m->cfd = -1;
+		if (plen + 1 > m->cdircap) {
+			char *nc = realloc(m->cdir, plen + 1);
+
+			if (!nc)
+				return fd;
+			m->cdir = nc;
+			m->cdircap = plen + 1;
+		}
+		memcpy(m->cdir, m->path, plen);
+		m->cdir[plen] = '\0';
+		m->cdirlen = plen;
+		m->cfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
 	return fd;
 fail:
 	close(fd);
 	return r;
+}
+
+/* Open directory `path` (normalised, relative to rootfd; "" is rootfd itself), one
+ * name at a time, never following a symlink. Returns the fd, or -errno. */
+static int open_dir(struct imp *m, const char *path)
+{
+	const char *p = path;
+	char name[NAME_MAX + 1];
+	int fd = fcntl(m->rootfd, F_DUPFD_CLOEXEC, 0), nfd;
+
+	while (fd >= 0 && *p) {
+		const char *slash = strchr(p, '/');
+		size_t n = slash ? (size_t)(slash - p) : strlen(p);
+
+		if (n > NAME_MAX) {
+			close(fd);
+			return -ENAMETOOLONG;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		nfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		fd = nfd;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return fd < 0 ? -errno : fd;
 }
 
 /* Record a new entry path; refuse a duplicate. Directories may follow the
@@ -399,8 +464,22 @@ static int do_hardlink(struct imp *m, struct archive_entry *e, const char *targe
 		r = pfd;
 		goto out;
 	}
-	if (linkat(m->rootfd, t, pfd, base, 0) < 0)
-		r = vmb_err_sys(err, errno, "cannot link '%s' to '%s'", m->path, t);
+	{
+		char *slash = strrchr(t, '/');
+		int tfd;
+
+		if (slash)
+			*slash = '\0';
+		tfd = open_dir(m, slash ? t : "");
+		if (slash)
+			*slash = '/';
+		if (tfd < 0)
+			r = vmb_err_sys(err, -tfd, "cannot link '%s' to '%s'", m->path, t);
+		else if (linkat(tfd, slash ? slash + 1 : t, pfd, base, 0) < 0)
+			r = vmb_err_sys(err, errno, "cannot link '%s' to '%s'", m->path, t);
+		if (tfd >= 0)
+			close(tfd);
+	}
 	close(pfd);
 out:
 	free(t);
@@ -457,10 +536,19 @@ static int do_entry(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 
 	if (!p)
 		return vmb_err_set(err, EBADMSG, "an entry has no usable path");
-	if (strlen(p) >= sizeof(m->path))
-		return vmb_err_set(err, ENAMETOOLONG, "entry '%.64s...' has a path that is "
-				   "too long", p);
-	snprintf(m->path, sizeof(m->path), "%s", p);
+	if (strlen(p) + 1 > m->pathcap) {
+		size_t cap = strlen(p) + 1 > 2 * m->pathcap ? strlen(p) + 1 : 2 * m->pathcap;
+		char *np = realloc(m->path, cap), *nt;
+
+		if (np)
+			m->path = np;
+		nt = np ? realloc(m->tmp, cap) : NULL;
+		if (!nt)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		m->tmp = nt;
+		m->pathcap = cap;
+	}
+	strcpy(m->path, p);
 	r = vmb_apath_normalize(m->path, err);
 	if (r < 0)
 		return r;
@@ -582,38 +670,43 @@ static int check_existing(struct imp *m, const char *name, struct vmb_err *err)
 
 /* ---- finishing ------------------------------------------------------------------- */
 
-static int by_depth(const void *x, const void *y)
+static int by_path(const void *x, const void *y)
 {
-	const struct dirmeta *a = x, *b = y;
-	size_t da = 0, db = 0;
-	const char *p;
-
-	for (p = a->path; *p; p++)
-		da += *p == '/';
-	for (p = b->path; *p; p++)
-		db += *p == '/';
-	return da < db ? 1 : da > db ? -1 : 0;
+	return strcmp(((const struct dirmeta *)x)->path, ((const struct dirmeta *)y)->path);
 }
 
+/* After a directory's entries (vmb_tree_walk post-order: a directory's mode and
+ * mtime are set after everything below it is done), its metadata if the archive
+ * had an entry for it. */
+static int apply_dir(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		     struct vmb_err *err)
+{
+	struct imp *m = arg;
+	struct dirmeta key, *d;
+	int fd, r;
+
+	if (ev != VMB_TREE_DIR_POST)
+		return 0;
+	key.path = (char *)e->path + 1;   /* the walk's top is "" */
+	d = bsearch(&key, m->dirs, m->ndirs, sizeof(*m->dirs), by_path);
+	if (!d)
+		return 0;   /* made for a deeper entry (IMPLICIT): left as made */
+	fd = openat(e->dfd, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open directory '%s'", e->msgpath + 1);
+	r = apply_meta_fd(m, fd, d, err);
+	close(fd);
+	return r;
+}
+
+/* The directories' metadata, deepest first. No fsync of each: finish() syncs the
+ * whole staged bundle with syncfs. */
 static int apply_dirs(struct imp *m, struct vmb_err *err)
 {
-	size_t i;
-	int fd, r = 0;
-
-	if (m->ndirs)
-		qsort(m->dirs, m->ndirs, sizeof(*m->dirs), by_depth);
-	for (i = 0; i < m->ndirs && r == 0; i++) {
-		fd = openat(m->rootfd, m->dirs[i].path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-			    O_CLOEXEC);
-		if (fd < 0)
-			return vmb_err_sys(err, errno, "cannot open directory '%s'",
-					   m->dirs[i].path);
-		r = apply_meta_fd(m, fd, &m->dirs[i], err);
-		if (r == 0 && m->o->sync && fsync(fd) < 0)
-			r = vmb_err_sys(err, errno, "cannot sync '%s'", m->dirs[i].path);
-		close(fd);
-	}
-	return r;
+	if (!m->ndirs)
+		return 0;
+	qsort(m->dirs, m->ndirs, sizeof(*m->dirs), by_path);
+	return vmb_tree_walk(m->rootfd, "", apply_dir, m, err);
 }
 
 /* Move the finished bundle (srcdir/srcname) into the store as `name`. */
@@ -885,7 +978,7 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 				   opts->label);
 	m->s = s;
 	m->o = opts;
-	m->stagefd = m->workfd = m->rootfd = -1;
+	m->stagefd = m->workfd = m->rootfd = m->cfd = -1;
 	r = run(m, fd, name_out, err);
 	if (r < 0 && cancelled(m) && r != -EINTR)
 		r = interrupted(err);   /* whatever failed, it failed because of that */
@@ -895,6 +988,9 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 		archive_read_free(m->a);
 	if (m->rootfd >= 0)
 		close(m->rootfd);
+	if (m->cfd >= 0)
+		close(m->cfd);
+	free(m->cdir);
 	if (m->workfd >= 0) {
 		/* Whatever is left: the whole import on failure, the empty work
 		 * directory (or the old bundle's remains) on success. */
@@ -911,6 +1007,8 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 		free(m->dirs[i].path);
 	free(m->dirs);
 	vmb_pathset_free(m->seen);
+	free(m->path);
+	free(m->tmp);
 	free(m->src.buf);
 	free(m);
 	return r;

@@ -19,11 +19,9 @@
 int vmb_apath_normalize(char *path, struct vmb_err *err)
 {
 	char *r = path, *w = path;
-	size_t total = strlen(path);
 
-	if (total >= PATH_MAX)
-		return vmb_err_set(err, ENAMETOOLONG, "entry '%.64s...' has a path of %zu "
-				   "bytes (at most %d)", path, total, PATH_MAX - 1);
+	/* No limit on the whole path: entries are made one name at a time (*at
+	 * calls), as deep as a bundle can be made through the mount. */
 	if (path[0] == '/')
 		return vmb_err_set(err, EPERM, "entry '%s' has an absolute path", path);
 	while (*r) {

@@ -20,93 +20,91 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TREE_DEPTH_MAX 512
+struct rm {
+	dev_t dev;
+	int mapfd;
+};
 
-static int remove_children(int fd, const char *name, dev_t dev, int mapfd, int depth,
-			   struct vmb_err *err);
-
-/* Remove entry `name` of directory dfd (whose device is dev). */
-static int remove_entry(int dfd, const char *name, dev_t dev, int mapfd, int depth,
-			struct vmb_err *err)
+/* A file (not a directory) `name` of dfd; the last link of a regular file takes
+ * its sidecar map with it. */
+static int remove_file(int dfd, const char *name, const char *msg, const struct stat *st,
+		       int mapfd, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
-	struct stat st;
-	int fd, r;
+	int r;
 
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return vmb_err_sys(err, errno, "cannot remove '%s'", name);
-	}
-	if (S_ISDIR(st.st_mode)) {
-		if (st.st_dev != dev)
-			return vmb_err_set(err, EXDEV, "cannot remove '%s': another "
-					   "filesystem is mounted there", name);
-		if (depth > TREE_DEPTH_MAX)
-			return vmb_err_set(err, ELOOP, "cannot remove '%s': nested too "
-					   "deeply", name);
-		/* A read-only directory (its mode applied at the end of an import)
-		 * must become writable before its entries can go. */
-		if ((st.st_mode & S_IRWXU) != S_IRWXU &&
-		    fchmodat(dfd, name, (st.st_mode & 07777) | S_IRWXU, 0) < 0)
-			return vmb_err_sys(err, errno, "cannot remove '%s'", name);
-		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return vmb_err_sys(err, errno, "cannot remove '%s'", name);
-		r = remove_children(fd, name, dev, mapfd, depth + 1, err);
-		if (r < 0)
-			return r;
-		if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-			return vmb_err_sys(err, errno, "cannot remove '%s'", name);
-		return 0;
-	}
-	/* The last link of a regular file takes its sidecar map with it. */
-	if (S_ISREG(st.st_mode) && st.st_nlink <= 1 && mapfd >= 0) {
-		vmb_sidecar_name((uint64_t)st.st_ino, scname);
+	if (S_ISREG(st->st_mode) && st->st_nlink <= 1 && mapfd >= 0) {
+		vmb_sidecar_name((uint64_t)st->st_ino, scname);
 		r = vmb_sidecar_remove(mapfd, scname, err);
 		if (r < 0)
 			return r;
 	}
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
-		return vmb_err_sys(err, errno, "cannot remove '%s'", name);
+		return vmb_err_sys(err, errno, "cannot remove '%s'", msg);
 	return 0;
 }
 
-/* Remove everything in directory fd (consumed). */
-static int remove_children(int fd, const char *name, dev_t dev, int mapfd, int depth,
-			   struct vmb_err *err)
+/* Before a directory is entered: same filesystem, and writable (a read-only
+ * directory, its mode applied at the end of an import, must become writable
+ * before its entries can go). */
+static int enter_dir(int dfd, const char *name, const char *msg, const struct stat *st,
+		     dev_t dev, struct vmb_err *err)
 {
-	struct dirent *de;
-	DIR *d = fdopendir(fd);
-	int r = 0;
-
-	if (!d) {
-		r = vmb_err_sys(err, errno, "cannot read '%s'", name);
-		close(fd);
-		return r;
-	}
-	while (r == 0 && (errno = 0, de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		r = remove_entry(dirfd(d), de->d_name, dev, mapfd, depth, err);
-		if (r == 0)
-			/* Entries were removed while reading: start over, so that
-			 * none is skipped. */
-			rewinddir(d);
-	}
-	if (r == 0 && errno)
-		r = vmb_err_sys(err, errno, "cannot read '%s'", name);
-	closedir(d);
-	return r;
+	if (st->st_dev != dev)
+		return vmb_err_set(err, EXDEV, "cannot remove '%s': another filesystem is "
+				   "mounted there", msg);
+	if ((st->st_mode & S_IRWXU) != S_IRWXU &&
+	    fchmodat(dfd, name, (st->st_mode & 07777) | S_IRWXU, 0) < 0)
+		return vmb_err_sys(err, errno, "cannot remove '%s'", msg);
+	return 0;
 }
 
+static int rm_ent(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		  struct vmb_err *err)
+{
+	struct rm *c = arg;
+
+	switch (ev) {
+	case VMB_TREE_DIR:
+		return enter_dir(e->dfd, e->name, e->msgpath, e->st, c->dev, err);
+	case VMB_TREE_DIR_POST:
+		if (unlinkat(e->dfd, e->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			return vmb_err_sys(err, errno, "cannot remove '%s'", e->msgpath);
+		return 0;
+	default:
+		return remove_file(e->dfd, e->name, e->msgpath, e->st, c->mapfd, err);
+	}
+}
+
+/* Depth first with vmb_tree_walk: no limit on depth. */
 int vmb_tree_remove(int dirfd, const char *name, int mapfd, struct vmb_err *err)
 {
-	struct stat st;
+	struct stat st, top;
+	struct rm c;
+	int fd, r;
 
 	if (fstat(dirfd, &st) < 0)
 		return vmb_err_sys(err, errno, "cannot remove '%s'", name);
-	return remove_entry(dirfd, name, st.st_dev, mapfd, 0, err);
+	c.dev = st.st_dev;
+	c.mapfd = mapfd;
+	if (fstatat(dirfd, name, &top, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmb_err_sys(err, errno, "cannot remove '%s'", name);
+	}
+	if (!S_ISDIR(top.st_mode))
+		return remove_file(dirfd, name, name, &top, mapfd, err);
+	r = enter_dir(dirfd, name, name, &top, c.dev, err);
+	if (r < 0)
+		return r;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot remove '%s'", name);
+	r = vmb_tree_walk(fd, name, rm_ent, &c, err);
+	close(fd);
+	if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		r = vmb_err_sys(err, errno, "cannot remove '%s'", name);
+	return r;
 }
 
 /* Remove staging directories whose import is gone (nobody holds their lock). */

@@ -51,8 +51,9 @@ int vmb_archive_err(struct vmb_err *err, struct archive *a, const char *fmt, ...
 
 /* Normalise an entry's path in place: drop leading "./", empty and "." components,
  * and trailing '/'. Refuses (-EPERM, with a message naming the entry) an absolute
- * path and any ".." component; -ENAMETOOLONG for a component over NAME_MAX or a path
- * over PATH_MAX. An empty result (the archive's root, "./") is allowed: *path = "". */
+ * path and any ".." component; -ENAMETOOLONG for a component over NAME_MAX (the whole
+ * path may have any length). An empty result (the archive's root, "./") is allowed:
+ * *path = "". */
 int vmb_apath_normalize(char *path, struct vmb_err *err);
 
 /* A set of entry paths with their types (for duplicates and hard links). */

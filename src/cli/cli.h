@@ -14,6 +14,7 @@ int vmb_cli_fsck(int argc, char **argv);
 int vmb_cli_import(int argc, char **argv);
 int vmb_cli_export(int argc, char **argv);
 int vmb_cli_deps(int argc, char **argv);
+int vmb_cli_status(int argc, char **argv);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,7 +3,10 @@
 #include "cli/cli.h"
 #include "store/fsck.h"
 #include "store/store.h"
+#include "store/store_log.h"
 #include "lock/auxfile.h"
+
+#include <errno.h>
 
 #include <getopt.h>
 #include <stdio.h>
@@ -126,6 +129,10 @@ int vmb_cli_ls(int argc, char **argv)
 		printf("\n");
 		damaged |= list[i].damaged;
 	}
+	if (damaged)
+		vmb_cli_error("damaged bundles: 'vmbundlefs fsck -n %s' names the files; the "
+			      "daemons' messages about them are in %s/%s/%s", argv[optind],
+			      argv[optind], VMB_META_DIR, VMB_STORE_LOG_FILE);
 	vmb_aux_free(aux);
 	vmb_store_close(&s);
 	vmb_bundle_list_free(list, n);
@@ -136,7 +143,7 @@ static const char fsck_usage[] =
 	"Usage: vmbundlefs fsck [-n] STORE\n"
 	"Check STORE (not mounted) and repair what can be repaired: rebuild missing,\n"
 	"stale or corrupt block maps from the backing files, remove maps of files\n"
-	"that no longer exist.\n"
+	"that no longer exist, make the store's metadata its owner's alone (0700/0600).\n"
 	"  -n, --no-repair   only check\n"
 	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
 	"8 the check could not run, 2 a usage error.\n";
@@ -172,12 +179,20 @@ int vmb_cli_fsck(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_fsck(argv[optind], repair, &say, &res, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		if (err.code == EBUSY)   /* mounted: say where, and where its messages are */
+			vmb_cli_error("%s ('vmbundlefs status %s' shows its mounts and the "
+				      "daemons' log %s/%s/%s)", err.msg, argv[optind],
+				      argv[optind], VMB_META_DIR, VMB_STORE_LOG_FILE);
+		else
+			vmb_cli_error("%s", err.msg);
 		return 8;
 	}
 	printf("%s: %u files checked, %u problems, %u repaired\n", argv[optind], res.files,
 	       res.problems, res.repaired);
 	if (res.problems == 0)
 		return 0;
+	/* What a mount made of these files (an EIO, and why) is in the daemons' log. */
+	printf("the daemons' messages about them: %s/%s/%s\n", argv[optind], VMB_META_DIR,
+	       VMB_STORE_LOG_FILE);
 	return res.repaired == res.problems ? 1 : 4;
 }

@@ -21,6 +21,8 @@ static const char usage[] =
 	"  export [--format=FMT] STORE NAME OUT|-\n"
 	"                                 write a bundle as an archive, holes kept\n"
 	"  deps STORE NAME                list what a bundle depends on outside itself\n"
+	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"
+	"                                 of the daemons' log (STORE/.vmbundlefs/log)\n"
 	"\n"
 	"  --help, --version              also after any command\n"
 	"See vmbundlefs(1) and vmbundlefs(5).\n";
@@ -73,6 +75,7 @@ int main(int argc, char **argv)
 		{ "import", vmb_cli_import },
 		{ "export", vmb_cli_export },
 		{ "deps", vmb_cli_deps },
+		{ "status", vmb_cli_status },
 	};
 	size_t i;
 

@@ -25,6 +25,7 @@ static const char mount_usage_fmt[] =
 	"                     0: no cap),\n"
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
 	"                     open_fds=N (open files that keep their descriptors),\n"
+	"                     lock_fds=N (files one user may hold locks on),\n"
 	"                     buffered_writes (never write the store with O_DIRECT)\n";
 
 static char mount_usage[1536];

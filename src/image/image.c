@@ -3,6 +3,7 @@
 #include "image/image.h"
 #include "map/sidecar.h"
 #include "image/dio.h"
+#include "image/resrec.h"
 #include "base/fdio.h"
 
 #include <errno.h>
@@ -40,6 +41,7 @@ struct vmb_image {
 	struct vmb_dio dio;      /* large aligned writes (wlock) */
 	uint64_t res_next;       /* reserved run: where its next write starts (wlock) */
 	uint64_t res_end;        /* end of the space reserved ahead, 0: none (wlock) */
+	int res_recorded;        /* its record is on the backing file (resrec.h) (wlock) */
 	/* Revalidation (image.h, vmb_image_revalidate): the backing file's stamp after
 	 * this image's own last change, which the map describes. known_ok is 0 while
 	 * an own change is not stamped yet (direct writes still queued). (wlock) */
@@ -593,7 +595,11 @@ static int grow_locked(struct vmb_image *img, uint64_t new_size, struct vmb_err 
  * sequential writer's do, need none. What no data went to is given back by
  * trim_reserved: when a write leaves the run, and before truncate, fallocate,
  * copy_file_range and the last close. A crash can leave it reserved past EOF,
- * where nothing reads it (fsck gives it back). */
+ * where nothing reads it: the reservation ahead is recorded on the backing file
+ * before it is made (resrec.h), and fsck gives back only recorded space. Someone
+ * else's preallocation past EOF (fallocate --keep-size, through the mount or
+ * directly) is never given back: with one there, no space is reserved ahead, and a
+ * reservation is not truncated away when allocated blocks lie past its end. */
 #define RESERVE_AHEAD (64u << 20)
 
 /* Give back the reservation's unused part: past EOF (a truncate to the same size)
@@ -610,10 +616,16 @@ static int trim_reserved(struct vmb_image *img)
 	vmb_image_drain(img);   /* every accepted byte is in the file (and its size) */
 	if (fstat(img->fd, &st) < 0)
 		return -errno;
-	if ((uint64_t)st.st_size < b) {
+	/* A truncate to the same size frees everything past EOF: not when blocks
+	 * past the reservation are someone else's (then ours stays too). */
+	if ((uint64_t)st.st_size < b && !vmb_allocated_from(img->fd, blocks_for(b) * BS)) {
 		if (ftruncate(img->fd, st.st_size) < 0)
 			r = -errno;
 		changed = 1;
+	}
+	if (img->res_recorded && r == 0) {
+		r = vmb_resrec_clear(img->fd);
+		img->res_recorded = 0;
 	}
 	lim = (uint64_t)st.st_size < b ? (uint64_t)st.st_size : b;
 	pthread_mutex_lock(&img->mlock);
@@ -656,6 +668,23 @@ void vmb_image_settle(struct vmb_image *img)
 		vmb_log_msg(img->log, "%s", err.msg);
 	give_back(img);
 	pthread_mutex_unlock(&img->wlock);
+}
+
+/* May space be reserved ahead up to new_end? Not when blocks are allocated past EOF
+ * beyond what this run reserved (someone's preallocation), nor without a record of
+ * it (set here, before the reservation). Caller holds wlock. */
+static int reserve_ahead_ok(struct vmb_image *img, uint64_t old_size, uint64_t new_end)
+{
+	uint64_t ours = blocks_for(old_size) * BS;
+
+	if (img->res_end && blocks_for(img->res_end) * BS > ours)
+		ours = blocks_for(img->res_end) * BS;
+	if (vmb_allocated_from(img->fd, ours))
+		return 0;
+	if (vmb_resrec_set(img->fd, new_end) < 0)
+		return 0;
+	img->res_recorded = 1;
+	return 1;
 }
 
 /* ---- revalidation (see image.h) ---- */
@@ -787,14 +816,19 @@ static int reserve(struct vmb_image *img, uint64_t off, size_t len, uint64_t old
 	} else {
 		give_back(img);
 	}
-	if (end > old_size &&
+	if (end > old_size && reserve_ahead_ok(img, old_size, end + RESERVE_AHEAD) &&
 	    fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from,
 		      (off_t)(end + RESERVE_AHEAD - from)) == 0) {
 		img->res_next = end;
 		img->res_end = end + RESERVE_AHEAD;
 		return 0;
 	}
-	/* Not extending, or too little room for more than this write. */
+	/* Not extending, too little room for more than this write, someone's space
+	 * past EOF, or no record possible. */
+	if (img->res_recorded && !img->res_end) {   /* recorded, then not reserved */
+		vmb_resrec_clear(img->fd);
+		img->res_recorded = 0;
+	}
 	if (fallocate(img->fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(end - from)) < 0)
 		return -errno;
 	if (img->res_end) {   /* still the run; its reservation ends here now */
@@ -1072,6 +1106,10 @@ static int reserve_locked(struct vmb_image *img, int mode, uint64_t off, uint64_
 	uint64_t end = off + len, lim;
 	int r;
 
+	/* A user's own space past EOF: a record left by a killed daemon must not make
+	 * fsck give it back (give_back has removed this image's own). */
+	if ((mode & FALLOC_FL_KEEP_SIZE) && end > img->size && !img->res_recorded)
+		vmb_resrec_clear(img->fd);
 	if (fallocate(img->fd, mode, (off_t)off, (off_t)len) < 0)
 		return vmb_err_sys(err, errno, "cannot allocate %llu bytes in '%s' at offset %llu",
 				   (unsigned long long)len, img->name, (unsigned long long)off);

@@ -1,4 +1,5 @@
 # image: one file, a delta over its base, and its direct-I/O path.
 src_libvmbundle_a_SOURCES += \
 	src/image/image.c src/image/image.h \
+	src/image/resrec.c src/image/resrec.h \
 	src/image/dio.c src/image/dio.h

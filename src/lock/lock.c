@@ -33,6 +33,8 @@ struct vmb_lock_owner {
 	int in_strong;          /* counted in ls->strong */
 	unsigned long charged;  /* locks counted against charged_pid's cap */
 	pid_t charged_pid;
+	struct vmb_lock_budget *budget;   /* fd taken from it (for uid), or NULL */
+	uid_t uid;
 };
 
 /* ---- per-process counts (the cap) ---------------------------------------------- */
@@ -244,6 +246,8 @@ static void owner_free(struct vmb_lock_owner *o)
 {
 	if (o->fd >= 0)
 		close(o->fd);   /* the kernel drops its OFD and flock locks */
+	if (o->budget)
+		o->budget->give(o->budget->arg, o->uid);
 	free(o->r);
 	free(o);
 }
@@ -371,15 +375,26 @@ static int get_owner(struct vmb_lockset *ls, const char *proc_path, const void *
 {
 	struct vmb_lock_owner *o = find(ls, owner, via);
 
+	*out = NULL;   /* the callers' failure path looks at it */
 	if (!o) {
 		o = calloc(1, sizeof(*o));
 		if (!o)
 			return vmb_err_set(err, ENOMEM, "out of memory");
+		if (ls->budget) {
+			int r = ls->budget->take(ls->budget->arg, pid, &o->uid, err);
+			if (r < 0) {
+				free(o);
+				return r;
+			}
+			o->budget = ls->budget;
+		}
 		o->fd = open(proc_path, O_RDWR | O_CLOEXEC);
 		if (o->fd < 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
 			o->fd = open(proc_path, O_RDONLY | O_CLOEXEC);
 		if (o->fd < 0) {
 			int e = errno;
+			if (o->budget)
+				o->budget->give(o->budget->arg, o->uid);
 			free(o);
 			return vmb_err_sys(err, e, "cannot open the backing file to lock it");
 		}

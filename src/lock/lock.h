@@ -79,7 +79,18 @@ void vmb_lockenv_destroy(struct vmb_lockenv *env);
 /* Locks pid holds through the mount now (for tests and messages). */
 unsigned long vmb_lockenv_count(struct vmb_lockenv *env, pid_t pid);
 
+/* A budget for the owners' descriptors (optional; the mount's, vfs_fds.c): take is
+ * called before an owner opens its descriptor, with the pid that locks (0 or
+ * -errno with err filled: the owner is refused), give when that descriptor is
+ * closed, with the uid take returned. */
+struct vmb_lock_budget {
+	int (*take)(void *arg, pid_t pid, uid_t *uid, struct vmb_err *err);
+	void (*give)(void *arg, uid_t uid);
+	void *arg;
+};
+
 struct vmb_lockset {
+	struct vmb_lock_budget *budget;   /* borrowed, NULL: none (set after init) */
 	pthread_mutex_t mu;
 	pthread_cond_t released;   /* an owner went away */
 	struct vmb_lock_owner *owners;

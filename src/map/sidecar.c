@@ -484,7 +484,7 @@ static int create_atomic(int dirfd, const char *name, const void *buf, size_t le
 	rc = tmp_name(name, tmp, err);
 	if (rc)
 		return rc;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = vmb_err_sys(err, errno, "cannot create sidecar map '%s'", tmp);
 		goto out;

@@ -3,6 +3,7 @@
 #include "store/fsck.h"
 #include "store/store.h"
 #include "map/sidecar.h"
+#include "image/resrec.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,9 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fiemap.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,25 +62,6 @@ static int map_hides_data(int fd, const struct vmb_blockmap *map,
 	return 0;
 }
 
-/* 1 if blocks are allocated past the end of the file: space a daemon that was
- * killed had reserved ahead of a writer (image.c). 0 if none, or if the filesystem
- * cannot say (no FIEMAP). */
-static int reserved_past_eof(int fd, uint64_t size)
-{
-	struct {
-		struct fiemap fm;
-		struct fiemap_extent fe[1];
-	} f;
-
-	memset(&f, 0, sizeof(f));
-	f.fm.fm_start = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE * VMB_BLOCK_SIZE;
-	f.fm.fm_length = FIEMAP_MAX_OFFSET - f.fm.fm_start;
-	f.fm.fm_extent_count = 1;
-	if (ioctl(fd, FS_IOC_FIEMAP, &f.fm) < 0)
-		return 0;
-	return f.fm.fm_mapped_extents > 0;
-}
-
 /* Give it back: a truncate to the file's own size (through a writable descriptor
  * of the same file). 0 or -errno. */
 static int trim_past_eof(int fd, uint64_t size)
@@ -110,9 +89,10 @@ static void report(struct fsck_ctx *c, const char *path, const char *what, const
 		    why ? ")" : "");
 }
 
-/* Space reserved past the end of the file: reported, and with repair given back.
- * The truncate changes the file's times, so a map that was current is saved again
- * with the new stamp (a stale one is rebuilt by the checks that follow). */
+/* Space a daemon reserved past the end of the file and recorded (resrec.h):
+ * reported, and with repair given back, the record removed. The truncate changes the
+ * file's times, so a map that was current is saved again with the new stamp (a
+ * stale one is rebuilt by the checks that follow). */
 static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t size)
 {
 	static const char why[] = "a daemon was killed while the file was written";
@@ -134,6 +114,8 @@ static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t 
 			  vmb_stamp_equal(&now, &saved);
 	}
 	r = trim_past_eof(fd, size);
+	if (r == 0)
+		r = vmb_resrec_clear(fd);
 	if (r < 0) {
 		report(c, path, "cannot give back space reserved past its end", strerror(-r), 0);
 	} else {
@@ -143,6 +125,98 @@ static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t 
 			report(c, path, "cannot save map", e.msg, 0);
 	}
 	vmb_blockmap_destroy(&map);
+}
+
+/* ---- the metadata's modes --------------------------------------------------------- */
+
+/* What an import stages (VMB_STAGING_DIR, vmb_archive.h) carries the archive's own
+ * modes; the staging directory itself is checked, not what is in it. */
+static const char staging_dir[] = "staging";
+
+static void fix_mode(struct fsck_ctx *c, int dfd, const char *name, const char *path,
+		     const struct stat *st)
+{
+	mode_t want = S_ISDIR(st->st_mode) ? VMB_META_DIR_MODE : VMB_META_FILE_MODE;
+	char why[96];
+
+	if (!(st->st_mode & 077))
+		return;
+	snprintf(why, sizeof(why), "mode %04o lets other users in; metadata is the "
+		 "owner's alone", (unsigned)(st->st_mode & 07777));
+	if (!c->repair)
+		report(c, path, "mode needs fixing", why, 0);
+	else if ((dfd < 0 ? fchmod(c->s->metafd, want) : fchmodat(dfd, name, want, 0)) < 0)
+		report(c, path, "cannot fix mode", strerror(errno), 0);
+	else
+		report(c, path, want == VMB_META_DIR_MODE ? "set mode 0700" : "set mode 0600",
+		       why, 1);
+}
+
+static int meta_mode(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+		     struct vmb_err *err)
+{
+	(void)err;
+	if (ev == VMB_TREE_DIR_POST || S_ISLNK(e->st->st_mode))
+		return 0;
+	fix_mode(arg, e->dfd, e->name, e->msgpath, e->st);
+	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, staging_dir))
+		return VMB_TREE_SKIP;
+	return 0;
+}
+
+/* .vmbundlefs and everything in it: no access for group or others. */
+static int check_meta_modes(struct fsck_ctx *c, struct vmb_err *err)
+{
+	struct stat st;
+
+	if (fstat(c->s->metafd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat '%s/%s'", c->s->path, VMB_META_DIR);
+	fix_mode(c, -1, NULL, VMB_META_DIR, &st);
+	return vmb_tree_walk(c->s->metafd, VMB_META_DIR, meta_mode, c, err);
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+/* A reservation record (a daemon was killed while it had space reserved past the
+ * end of the file): the space is given back only when the record covers every
+ * block allocated past the end; blocks past the record's end are someone's own
+ * preallocation (fallocate --keep-size), which is never undone, and then the
+ * record alone goes. Without a record, space past the end is left alone. */
+static void check_reservation(struct fsck_ctx *c, const char *path, int fd, uint64_t size)
+{
+	uint64_t end, eof = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE * VMB_BLOCK_SIZE;
+	const char *what, *why;
+	int r = vmb_resrec_get(fd, &end);
+
+	if (r == 0)
+		return;
+	if (r < 0) {
+		report(c, path, "cannot read its reservation record", strerror(-r), 0);
+		return;
+	}
+	if (!vmb_allocated_from(fd, eof)) {
+		what = c->repair ? "removed a reservation record" : "reservation record needs "
+			"removing";
+		why = "nothing is reserved past the end of the file";
+	} else if (end <= eof || vmb_allocated_from(fd, (end + VMB_BLOCK_SIZE - 1) /
+						    VMB_BLOCK_SIZE * VMB_BLOCK_SIZE)) {
+		what = c->repair ? "kept the space past the end of the file, removed its "
+			"reservation record" : "space past the end of the file is kept; its "
+			"reservation record needs removing";
+		why = "blocks past the reservation are someone's own preallocation";
+	} else {
+		fix_past_eof(c, path, fd, size);
+		return;
+	}
+	if (!c->repair) {
+		report(c, path, what, why, 0);
+		return;
+	}
+	r = vmb_resrec_clear(fd);
+	if (r < 0)
+		report(c, path, "cannot remove its reservation record", strerror(-r), 0);
+	else
+		report(c, path, what, why, 1);
 }
 
 static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
@@ -162,8 +236,7 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 		return -ENOMEM;
 	}
 	why[0] = '\0';
-	if (reserved_past_eof(fd, (uint64_t)st->st_size))
-		fix_past_eof(c, relpath, fd, (uint64_t)st->st_size);
+	check_reservation(c, relpath, fd, (uint64_t)st->st_size);
 	r = vmb_stamp_fd(fd, &now, &e);
 	if (r == 0)
 		r = vmb_sidecar_scan(fd, now.size, &scan, &e);
@@ -285,6 +358,9 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	c.repair = repair;
 	c.say = say;
 	c.res = res;
+	r = check_meta_modes(&c, err);
+	if (r < 0)
+		goto out;
 	fd = openat(s.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		r = vmb_err_sys(err, errno, "cannot read store '%s'", path);

@@ -42,10 +42,11 @@ static int write_file_atomic(int dirfd, const char *name, const char *text,
 	int fd, r = 0;
 
 	snprintf(tmp, sizeof(tmp), ".tmp.%s.%ld", name, (long)getpid());
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, VMB_META_FILE_MODE);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cannot create '%s'", name);
-	if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0)
+	if (fchmod(fd, VMB_META_FILE_MODE) < 0 || write(fd, text, len) != (ssize_t)len ||
+	    fsync(fd) < 0)
 		r = vmb_err_sys(err, errno ? errno : EIO, "cannot write '%s'", name);
 	close(fd);
 	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
@@ -104,20 +105,26 @@ int vmb_store_init(const char *path, struct vmb_err *err)
 				"is not empty", path);
 		goto out;
 	}
-	if (mkdirat(dfd, VMB_META_DIR, 0755) < 0) {
+	/* Metadata is the owner's alone (store.h), whatever the umask: set, not
+	 * masked. The store's root keeps the mode mkdir gave it. */
+	if (mkdirat(dfd, VMB_META_DIR, VMB_META_DIR_MODE) < 0) {
 		r = vmb_err_sys(err, errno, "cannot create '%s/%s'", path, VMB_META_DIR);
 		goto out;
 	}
-	mfd = openat(dfd, VMB_META_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (mfd < 0 || mkdirat(mfd, VMB_MAPS_DIR, 0700) < 0) {
+	mfd = openat(dfd, VMB_META_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (mfd < 0 || fchmod(mfd, VMB_META_DIR_MODE) < 0 ||
+	    mkdirat(mfd, VMB_MAPS_DIR, VMB_META_DIR_MODE) < 0 ||
+	    fchmodat(mfd, VMB_MAPS_DIR, VMB_META_DIR_MODE, 0) < 0) {
 		r = vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", path, VMB_META_DIR,
 				VMB_MAPS_DIR);
 		goto out;
 	}
-	lfd = openat(mfd, VMB_LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-	if (lfd < 0) {
+	lfd = openat(mfd, VMB_LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, VMB_META_FILE_MODE);
+	if (lfd < 0 || fchmod(lfd, VMB_META_FILE_MODE) < 0) {
 		r = vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", path, VMB_META_DIR,
 				VMB_LOCK_FILE);
+		if (lfd >= 0)
+			close(lfd);
 		goto out;
 	}
 	close(lfd);
@@ -239,9 +246,10 @@ int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mo
 	s->readonly = faccessat(s->mapfd, ".", W_OK, AT_EACCESS) < 0;
 	if (mode == VMB_STORE_READ)
 		return 0;
-	s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			   VMB_META_FILE_MODE);
 	if (s->lockfd < 0)
-		s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDONLY | O_CLOEXEC);
+		s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (s->lockfd < 0) {
 		r = vmb_err_sys(err, errno, "cannot open the lock file of store '%s'", path);
 		goto fail;

@@ -5,6 +5,12 @@
  *   STORE/.vmbundlefs/lock    mounts hold a shared flock on it, fsck an exclusive one
  *   STORE/BUNDLE/...          one directory per bundle, plain files inside
  *
+ * Metadata belongs to the store's owner alone: .vmbundlefs and every directory in
+ * it VMB_META_DIR_MODE, every file in it VMB_META_FILE_MODE, whoever creates them
+ * and whatever the umask (another user could otherwise take the store lock, or read
+ * who holds locks); fsck reports and repairs other modes. The store's root keeps
+ * its own mode (traversable, so that bundles can be shared).
+ *
  * A struct vmb_store owns its descriptors and path; vmb_store_close is safe on a
  * zeroed store, one whose open failed, and one already closed. Read-only after open: any number of threads may use it.
  */
@@ -13,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include "base/err.h"
 
@@ -20,6 +27,8 @@
 #define VMB_LAYOUT_FILE  "layout"
 #define VMB_MAPS_DIR     "maps"
 #define VMB_LOCK_FILE    "lock"
+#define VMB_META_DIR_MODE  0700
+#define VMB_META_FILE_MODE 0600
 #define VMB_LAYOUT_VERSION 1
 #define VMB_LAYOUT_MAGIC "vmbundlefs-store-layout"
 
@@ -79,8 +88,42 @@ int vmb_store_list(struct vmb_store *s, struct vmb_bundle_info **out, size_t *n,
 		   struct vmb_err *err);
 void vmb_bundle_list_free(struct vmb_bundle_info *list, size_t n);
 
-/* Walk every regular file under the store's bundles (depth first). fn gets the
- * file's path relative to the store and an fd opened O_RDONLY|O_NOFOLLOW; a non-zero
+/* A walk of the tree under directory dfd (not consumed), depth first, each
+ * directory's names in byte order, with no depth limit (store_walk.c): entries are
+ * reached relative to their parent's descriptor, never by a path, and at most a
+ * fixed number of descriptors are open at once. fn gets every entry: VMB_TREE_DIR
+ * for a directory before its entries (return VMB_TREE_SKIP not to enter it),
+ * VMB_TREE_DIR_POST after them, VMB_TREE_FILE for anything else. Any other non-zero
+ * return stops the walk and is returned (with err filled by fn when negative).
+ * e->dfd is the entry's parent, open for *at calls during the call; e->path is
+ * "top/..." at its full length (any length: for archives), e->msgpath the same for
+ * messages, shortened with "..." in the middle past VMB_PATH_MSG_MAX bytes (the
+ * last name is always whole). Both are valid during the call only. */
+enum vmb_tree_event { VMB_TREE_FILE, VMB_TREE_DIR, VMB_TREE_DIR_POST };
+#define VMB_TREE_SKIP 0x7fffffff
+struct vmb_tree_ent {
+	int dfd;
+	const char *name;
+	const char *path;
+	size_t pathlen;
+	const char *msgpath;
+	const struct stat *st;   /* lstat of the entry (the directory's own for POST) */
+	size_t depth;            /* 1 for the entries of the top */
+};
+typedef int (*vmb_tree_fn)(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
+			   struct vmb_err *err);
+int vmb_tree_walk(int dfd, const char *top, vmb_tree_fn fn, void *arg, struct vmb_err *err);
+
+/* path (len bytes) as it may appear in a message (at most VMB_PATH_MSG_MAX bytes,
+ * so that a message of VMB_ERR_MAX bytes keeps what it says about it): itself when
+ * short enough, else its first 40 bytes, "...", and its end, in buf. The end
+ * always holds the whole last name. */
+#define VMB_PATH_MSG_MAX 320
+const char *vmb_path_msg(const char *path, size_t len, char buf[VMB_PATH_MSG_MAX + 1]);
+
+/* Walk every regular file under a bundle (vmb_tree_walk). fn gets the file's path
+ * relative to the store (as msgpath: for messages and the file's name, whose last
+ * component is always whole) and an fd opened O_RDONLY|O_NOFOLLOW; a non-zero
  * return stops the walk and is returned. */
 typedef int (*vmb_walk_fn)(void *arg, const char *relpath, int fd, const struct stat *st);
 int vmb_store_walk(struct vmb_store *s, const char *bundle, vmb_walk_fn fn, void *arg,

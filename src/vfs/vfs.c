@@ -196,6 +196,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	}
 	v->idle_fds_opt = o ? o->idle_fds : 0;
 	v->open_fds_opt = o ? o->open_fds : 0;
+	v->lock_fds_opt = o ? o->lock_fds : 0;
 	vmb_fds_limits(v);
 	v->root.type = S_IFDIR;
 	v->root.nlookup = 1;

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 #include "base/err.h"
 #include "lock/lock.h"   /* struct vmb_lock_wait, which the FUSE adapter fills */
+#include "store/store_log.h"   /* the store's daemon log, which the FUSE adapter writes */
 
 #define VMB_ROOT_INO 1
 
@@ -67,6 +68,8 @@ struct vmb_vfs_opts {
 	 * before the open is answered, never from a read, write or getattr. */
 	void (*stale)(void *arg, uint64_t ino, int pages);
 	void *stale_arg;
+	unsigned lock_fds;            /* lock owners' descriptors per user but root;
+				       * 0: a sixteenth of the limit */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */

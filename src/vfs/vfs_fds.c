@@ -13,12 +13,14 @@
  * What is never parked: an image in use by a call (o_users), one whose file has no
  * links left (nothing could reopen it: such an image leaves the list and keeps its
  * descriptor until closed), and the lock owners' descriptors (lock.c: closing one
- * would drop its locks).
+ * would drop its locks). Those are counted per user instead (lock_budget): a user
+ * other than root may have at most L/16 (-o lock_fds), all users L/4; past that a
+ * new lock owner is refused with ENOLCK, logged with the user named.
  *
  * Budget, from the soft RLIMIT_NOFILE L as it is now (read again whenever an image
  * is opened): idle nodes L/4 (-o idle_fds), open images L/8 (-o open_fds, each up to
- * two descriptors), the rest for calls in flight, lock owners and the daemon's own
- * work.
+ * two descriptors), lock owners of users but root L/4, the rest for calls in
+ * flight, root's lock owners and the daemon's own work.
  *
  * Locking: olock guards every o_* field of every node and the list; it is taken
  * after tlock and ilock, never before, and never held across a system call that may
@@ -31,18 +33,27 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
+
+static int lockfd_take(void *arg, pid_t pid, uid_t *uid, struct vmb_err *err);
+static void lockfd_give(void *arg, uid_t uid);
 
 void vmb_fds_init(struct vmb_vfs *v)
 {
 	pthread_mutex_init(&v->olock, NULL);
 	pthread_cond_init(&v->ocond, NULL);
+	v->lock_budget.take = lockfd_take;
+	v->lock_budget.give = lockfd_give;
+	v->lock_budget.arg = v;
 	vmb_fds_limits(v);
 }
 
 void vmb_fds_destroy(struct vmb_vfs *v)
 {
+	free(v->lockfd_users);
 	pthread_cond_destroy(&v->ocond);
 	pthread_mutex_destroy(&v->olock);
 }
@@ -61,6 +72,8 @@ void vmb_fds_limits(struct vmb_vfs *v)
 	pthread_mutex_unlock(&v->tlock);
 	pthread_mutex_lock(&v->olock);
 	v->o_cap = open;
+	v->lockfd_user_cap = v->lock_fds_opt ? v->lock_fds_opt : limit / 16 > 16 ? limit / 16 : 16;
+	v->lockfd_total_cap = limit / 4 > v->lockfd_user_cap ? limit / 4 : v->lockfd_user_cap;
 	pthread_mutex_unlock(&v->olock);
 }
 
@@ -272,4 +285,103 @@ void vmb_fds_unpin(struct vmb_vfs *v, struct vmb_node *n)
 	vmb_fds_unhold(v, n);
 	vmb_node_put(v, n);
 	vmb_node_unhandle(v, n);
+}
+
+/* The filesystem user ID of process pid (the one FUSE names callers by); -1 when it
+ * is unknown (gone). */
+static uid_t fsuid_of(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long r, e, s, fs;
+	uid_t uid = (uid_t)-1;
+	FILE *f;
+
+	if (pid <= 0)
+		return uid;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return uid;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Uid: %lu %lu %lu %lu", &r, &e, &s, &fs) == 4) {
+			uid = (uid_t)fs;
+			break;
+		}
+	fclose(f);
+	return uid;
+}
+
+static struct vmb_uidcount *uid_entry(struct vmb_vfs *v, uid_t uid, int make)
+{
+	struct vmb_uidcount *u;
+	size_t i;
+
+	for (i = 0; i < v->lockfd_nusers; i++)
+		if (v->lockfd_users[i].uid == uid)
+			return &v->lockfd_users[i];
+	if (!make)
+		return NULL;
+	u = realloc(v->lockfd_users, (v->lockfd_nusers + 1) * sizeof(*u));
+	if (!u)
+		return NULL;
+	v->lockfd_users = u;
+	u = &u[v->lockfd_nusers++];
+	u->uid = uid;
+	u->n = 0;
+	u->warned = 0;
+	return u;
+}
+
+/* A lock owner of process pid needs a descriptor: root's are not counted; every
+ * other user may have lockfd_user_cap, all of them together lockfd_total_cap. */
+static int lockfd_take(void *arg, pid_t pid, uid_t *uid, struct vmb_err *err)
+{
+	struct vmb_vfs *v = arg;
+	struct vmb_uidcount *u;
+	struct vmb_err local;
+	int r = 0;
+
+	if (!err)
+		err = &local;
+	*uid = fsuid_of(pid);
+	if (*uid == 0)
+		return 0;
+	pthread_mutex_lock(&v->olock);
+	u = uid_entry(v, *uid, 1);
+	if (!u) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+	} else if (u->n >= v->lockfd_user_cap || v->lockfd_total >= v->lockfd_total_cap) {
+		int mine = u->n >= v->lockfd_user_cap;
+		r = vmb_err_set(err, ENOLCK, "user %ld holds locks on %zu files through this "
+				"mount, %s (%zu; lock_fds)", *uid == (uid_t)-1 ? -1L : (long)*uid,
+				u->n, mine ? "the most one user may" : "and all users together hold "
+				"the most the daemon allows", mine ? v->lockfd_user_cap :
+				v->lockfd_total_cap);
+		if (!u->warned)
+			vmb_log_msg(v->log, "%s", err->msg);
+		u->warned = 1;
+	} else {
+		u->n++;
+		v->lockfd_total++;
+	}
+	pthread_mutex_unlock(&v->olock);
+	return r;
+}
+
+static void lockfd_give(void *arg, uid_t uid)
+{
+	struct vmb_vfs *v = arg;
+	struct vmb_uidcount *u;
+
+	if (uid == 0)
+		return;
+	pthread_mutex_lock(&v->olock);
+	u = uid_entry(v, uid, 0);
+	if (u && u->n) {
+		u->n--;
+		v->lockfd_total--;
+		if (u->n + 1 < v->lockfd_user_cap)
+			u->warned = 0;
+	}
+	pthread_mutex_unlock(&v->olock);
 }

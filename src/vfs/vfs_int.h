@@ -106,6 +106,13 @@ struct vmb_vfs {
 	size_t o_count, o_cap;
 	unsigned o_waiting;         /* in vmb_fds_hold_alone */
 	unsigned open_fds_opt;      /* -o open_fds, 0: an eighth of the limit */
+	/* Lock owners' descriptors per user (olock, vfs_fds.c): they carry locks and
+	 * are never parked, so each user other than root may have at most
+	 * lockfd_user_cap of them, and all of them together lockfd_total_cap. */
+	struct vmb_lock_budget lock_budget;
+	struct vmb_uidcount { uid_t uid; size_t n; int warned; } *lockfd_users;
+	size_t lockfd_nusers, lockfd_total, lockfd_user_cap, lockfd_total_cap;
+	unsigned lock_fds_opt;      /* -o lock_fds, 0: a sixteenth of the limit */
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
 	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
 	void *stale_arg;

@@ -605,6 +605,7 @@ static struct vmb_lockset *node_locks(struct vmb_vfs *v, struct vmb_node *n)
 			vmb_lockset_init(n->locks, (uint64_t)n->ino, v->store.metafd, &v->waits);
 			n->locks->env = &v->lockenv;
 			n->locks->cookie = n;
+			n->locks->budget = &v->lock_budget;
 		}
 	}
 	ls = n->locks;

@@ -1,9 +1,11 @@
-/* fdhog DIR N READY GO: create DIR/f00000 .. f(N-1), each with its own content, and
+/* fdhog DIR N READY GO [flock]: create DIR/f00000 .. f(N-1), each with its own content, and
  * keep every one open (O_RDWR); then create the file READY and wait until GO exists;
  * then read every file back through its descriptor, check the content, write one more
  * line through it and read it back, close everything. When an open fails, the
  * files opened so far stay open until GO all the same, and it exits 1. Prints "verified N" and exits 0
- * when all N check out; else names the first failure and exits 1. Used by
+ * when all N check out; else names the first failure and exits 1. With "flock",
+ * each file is also locked (flock LOCK_EX|LOCK_NB) once open; locks refused with
+ * ENOLCK are counted, and the line says "verified N, locked L, refused R". Used by
  * tests/mount-fds.sh to hold many files open through a mount. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,10 +27,13 @@ int main(int argc, char **argv)
 {
 	char path[4096], want[256], got[512];
 	long n, i;
-	int *fds, fd, failed = 0;
+	int *fds, fd, failed = 0, lock = 0;
+	long locked = 0, refused = 0;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: fdhog DIR N READY GO\n");
+	if (argc == 6 && !strcmp(argv[5], "flock"))
+		lock = 1;
+	else if (argc != 5) {
+		fprintf(stderr, "usage: fdhog DIR N READY GO [flock]\n");
 		return 2;
 	}
 	n = strtol(argv[2], NULL, 10);
@@ -48,6 +54,16 @@ int main(int argc, char **argv)
 		if (pwrite(fds[i], want, (size_t)len, 0) != len) {
 			printf("write %s: %s\n", path, strerror(errno));
 			return 1;
+		}
+		if (lock && flock(fds[i], LOCK_EX | LOCK_NB) == 0) {
+			locked++;
+		} else if (lock && errno == ENOLCK) {
+			refused++;
+		} else if (lock) {
+			printf("flock %s: %s\n", path, strerror(errno));
+			failed = 1;
+			n = i + 1;
+			break;
 		}
 	}
 	fd = open(argv[3], O_WRONLY | O_CREAT, 0644);
@@ -84,7 +100,10 @@ int main(int argc, char **argv)
 			printf("close of file %ld: %s\n", i, strerror(errno));
 			return 1;
 		}
-	printf("verified %ld\n", n);
+	if (lock)
+		printf("verified %ld, locked %ld, refused %ld\n", n, locked, refused);
+	else
+		printf("verified %ld\n", n);
 	free(fds);
 	return 0;
 }

@@ -1,0 +1,167 @@
+/* cli_status.c - vmbundlefs status: the mounts of a store, their daemons, and the
+ * last lines of the daemons' log (store/store_log.h). */
+#include "config.h"
+#include "cli/cli.h"
+#include "store/store.h"
+#include "store/store_log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char status_usage[] =
+	"Usage: vmbundlefs status [-n LINES] STORE\n"
+	"Show where STORE is mounted, the pid of each mount's daemon, and the last\n"
+	"lines of the daemons' log (STORE/.vmbundlefs/log, readable by root only).\n"
+	"  -n, --lines=N   how many log lines to show (default 10, 0: none)\n";
+
+/* "\040" escapes of /proc/self/mountinfo, in place. */
+static void unescape(char *s)
+{
+	char *w = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*w++ = *s;
+		}
+	}
+	*w = '\0';
+}
+
+/* The daemon of mount point mp: the last "mounted" line of the log that names it
+ * (every line carries "vmbundlefs[PID] MOUNTPOINT: "). 0 when unknown. */
+static long daemon_of(char **all, const char *mp)
+{
+	size_t i, mlen = strlen(mp);
+	long pid = 0;
+
+	for (i = 0; all && all[i]; i++) {
+		const char *p = strstr(all[i], " vmbundlefs[");
+		char *end;
+		long v;
+
+		if (!p)
+			continue;
+		v = strtol(p + 12, &end, 10);
+		if (end[0] != ']' || end[1] != ' ' || strncmp(end + 2, mp, mlen) ||
+		    strcmp(end + 2 + mlen, ": mounted"))
+			continue;
+		pid = v;
+	}
+	return pid;
+}
+
+int vmb_cli_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "lines", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char line[PATH_MAX * 2 + 256], *real = NULL, **tail = NULL, **all = NULL, *end;
+	struct vmb_err err = { 0 };
+	struct vmb_store s = { 0 };
+	size_t ntail = 0, nall = 0, i, mounts = 0;
+	unsigned long nlines = 10;
+	int c, rc = VMB_EXIT_ERROR;
+	FILE *mi;
+
+	if (vmb_cli_common(argc, argv, status_usage))
+		return VMB_EXIT_OK;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+n:", opts, NULL)) != -1) {
+		if (c != 'n') {
+			fputs(status_usage, stderr);
+			return VMB_EXIT_USAGE;
+		}
+		errno = 0;
+		nlines = strtoul(optarg, &end, 10);
+		if (errno || !*optarg || *end || optarg[0] == '-' || nlines > 100000) {
+			vmb_cli_error("--lines: '%s' is not a number of lines", optarg);
+			return VMB_EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fputs(status_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	if (vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		return VMB_EXIT_ERROR;
+	}
+	real = realpath(argv[optind], NULL);
+	if (!real) {
+		vmb_cli_error("cannot resolve '%s': %s", argv[optind], strerror(errno));
+		goto out;
+	}
+	for (end = real; *end; end++)   /* as the mount's fsname spells it */
+		if (*end == ',' || *end == '\\')
+			*end = '_';
+	printf("store %s\n", argv[optind]);
+	/* The whole log (all generations) names the daemons; the mounts come from the
+	 * kernel. An unreadable log (not root) leaves the pids unknown. */
+	if (vmb_store_log_tail(s.metafd, SIZE_MAX, &all, &nall, &err) < 0) {
+		all = NULL;
+		nall = 0;
+	}
+	mi = fopen("/proc/self/mountinfo", "re");
+	while (mi && fgets(line, sizeof(line), mi)) {
+		char mp[PATH_MAX], fstype[64], source[PATH_MAX];
+		const char *sep = strstr(line, " - ");
+		long pid;
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
+		    sscanf(sep + 3, "%63s %4095s", fstype, source) != 2 ||
+		    strcmp(fstype, "fuse.vmbundlefs"))
+			continue;
+		unescape(mp);
+		unescape(source);
+		if (strcmp(source, real))
+			continue;
+		mounts++;
+		pid = daemon_of(all, mp);
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+			printf("mounted on %s (daemon pid %ld)\n", mp, pid);
+		else if (pid > 0)
+			printf("mounted on %s (daemon pid %ld is gone: unmount with "
+			       "'fusermount3 -u %s')\n", mp, pid, mp);
+		else
+			printf("mounted on %s (daemon pid unknown)\n", mp);
+	}
+	if (mi)
+		fclose(mi);
+	if (!mounts)
+		printf("not mounted\n");
+	rc = VMB_EXIT_OK;
+	if (nlines == 0)
+		goto out;
+	if (vmb_store_log_tail(s.metafd, nlines, &tail, &ntail, &err) < 0) {
+		vmb_cli_error("store '%s': %s", argv[optind], err.msg);
+		rc = VMB_EXIT_ERROR;
+		goto out;
+	}
+	if (ntail == 0) {
+		printf("log %s/%s/%s: no messages\n", argv[optind], VMB_META_DIR,
+		       VMB_STORE_LOG_FILE);
+		goto out;
+	}
+	printf("log %s/%s/%s, last %zu lines:\n", argv[optind], VMB_META_DIR,
+	       VMB_STORE_LOG_FILE, ntail);
+	for (i = 0; i < ntail; i++)
+		printf("  %s\n", tail[i]);
+out:
+	if (fflush(stdout) != 0)
+		rc = VMB_EXIT_ERROR;
+	vmb_store_log_free(tail);
+	vmb_store_log_free(all);
+	free(real);
+	vmb_store_close(&s);
+	return rc;
+}
