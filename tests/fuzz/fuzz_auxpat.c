@@ -1,8 +1,10 @@
-/* fuzz_auxpat.c - fuzz the store's aux-storage pattern file
- * (STORE/.vmbundlefs/aux-patterns, lock/auxfile.c), read at every mount.
+/* fuzz_auxpat.c - fuzz the store's in-use policy files, read at every mount
+ * (lock/auxfile.c): the aux-storage pattern file (STORE/.vmbundlefs/aux-patterns)
+ * and the in-use rule file (STORE/.vmbundlefs/in-use); each input is tried as both.
  *
- * Oracle: no crash; an accepted list is non-empty, its patterns are non-empty
- * strings, and matching names against them works. */
+ * Oracle: no crash; an accepted pattern list is non-empty, its patterns are
+ * non-empty strings, and matching names against them works; an accepted rule is
+ * 0 or 1; whatever is refused is refused with a message. */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vmb_err err;
 	char **list = NULL, **p;
+	int aux_only;
 
 	if (!store_open) {
 		if (vmb_store_open(&store, vmb_fuzz_store(), VMB_STORE_READ, &err) < 0) {
@@ -31,6 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		store_open = 1;
 		atexit(close_store);
+	}
+	vmb_fuzz_put_meta(VMB_INUSE_FILE, data, size);
+	vmb_err_clear(&err);
+	aux_only = -1;
+	if (vmb_inuse_rule_load(&store, &aux_only, &err) < 0) {
+		if (!err.msg[0]) {
+			fprintf(stderr, "fuzz_auxpat: in-use rule refused without a message\n");
+			abort();
+		}
+	} else if (aux_only != 0 && aux_only != 1) {
+		fprintf(stderr, "fuzz_auxpat: in-use rule accepted as %d\n", aux_only);
+		abort();
 	}
 	vmb_fuzz_put_meta(VMB_AUX_FILE, data, size);
 	vmb_err_clear(&err);
@@ -62,7 +77,7 @@ int vmb_fuzz_seed(unsigned i, uint8_t **out, size_t *len)
 {
 	static const char *const seeds[] = {
 		"nvram.bin\n", "# comment\n*.nvram\n  efi_vars.fd\n*VARS*.fd\n", "[a-z]*\\*\n",
-		"\n\n#\n",
+		"\n\n#\n", "rule aux\n", "rule any\n",
 	};
 
 	if (i >= sizeof(seeds) / sizeof(seeds[0]))
