@@ -17,6 +17,7 @@
 #include "map/journal.h"
 #include "map/sidecar.h"
 #include "base/crc32c.h"
+#include "base/le.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -58,35 +59,6 @@ enum {
 #define NSEC_MAX 999999999u
 #define REC_MAX UINT32_MAX
 
-/* memcpy and byte order: one load or store each (the byte loops were not always
- * recognised, and decoding a 65,000-extent map reads 200,000 fields). */
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
 
 /* ---- identity, encoding ---- */
 
@@ -101,7 +73,7 @@ void vmb_journal_base_of(const void *sidecar, size_t len, struct vmb_journal_bas
 		all = vmb_crc32c(all, b + off + VMB_SIDECAR_PAGE - 4, 4);
 	id->all_crc = all;
 	if (len >= VMB_SIDECAR_PAGE)
-		id->hdr_crc = get_u32(b + VMB_SIDECAR_PAGE - 4);
+		id->hdr_crc = vmb_get_le32(b + VMB_SIDECAR_PAGE - 4);
 }
 
 void vmb_journal_encode_header(unsigned char hdr[VMB_JOURNAL_HDR],
@@ -109,22 +81,22 @@ void vmb_journal_encode_header(unsigned char hdr[VMB_JOURNAL_HDR],
 {
 	memset(hdr, 0, VMB_JOURNAL_HDR);
 	memcpy(hdr + J_MAGIC, journal_magic, sizeof(journal_magic));
-	put_u32(hdr + J_VERSION, VMB_JOURNAL_VERSION);
-	put_u32(hdr + J_HDR_SIZE, VMB_JOURNAL_HDR);
-	put_u64(hdr + J_BASE_LEN, base->len);
-	put_u32(hdr + J_BASE_HCRC, base->hdr_crc);
-	put_u32(hdr + J_BASE_ACRC, base->all_crc);
-	put_u64(hdr + J_SEQ, seq);
-	put_u32(hdr + J_CRC, vmb_crc32c(0, hdr, J_CRC));
+	vmb_put_le32(hdr + J_VERSION, VMB_JOURNAL_VERSION);
+	vmb_put_le32(hdr + J_HDR_SIZE, VMB_JOURNAL_HDR);
+	vmb_put_le64(hdr + J_BASE_LEN, base->len);
+	vmb_put_le32(hdr + J_BASE_HCRC, base->hdr_crc);
+	vmb_put_le32(hdr + J_BASE_ACRC, base->all_crc);
+	vmb_put_le64(hdr + J_SEQ, seq);
+	vmb_put_le32(hdr + J_CRC, vmb_crc32c(0, hdr, J_CRC));
 }
 
 static void seal(unsigned char *rec, uint32_t len, uint64_t seq, uint32_t type, uint32_t k)
 {
-	put_u32(rec + R_LEN, len);
-	put_u64(rec + R_SEQ, seq);
-	put_u32(rec + R_TYPE, type);
-	put_u32(rec + R_COUNT, k);
-	put_u32(rec + R_CRC, vmb_crc32c(0, rec + 4, len - 4));
+	vmb_put_le32(rec + R_LEN, len);
+	vmb_put_le64(rec + R_SEQ, seq);
+	vmb_put_le32(rec + R_TYPE, type);
+	vmb_put_le32(rec + R_COUNT, k);
+	vmb_put_le32(rec + R_CRC, vmb_crc32c(0, rec + 4, len - 4));
 }
 
 void vmb_journal_encode_begin(unsigned char rec[24], uint64_t seq)
@@ -151,10 +123,10 @@ static uint64_t walk_dirty(const struct vmb_blockmap *m, const struct vmb_blockm
 			if (out) {
 				unsigned char *e = out + k * ENTRY_SIZE;
 
-				put_u64(e, blk);
-				put_u64(e + 8, run);
-				put_u32(e + 16, (uint32_t)st);
-				put_u32(e + 20, 0);
+				vmb_put_le64(e, blk);
+				vmb_put_le64(e + 8, run);
+				vmb_put_le32(e + 16, (uint32_t)st);
+				vmb_put_le32(e + 20, 0);
 			}
 			k++;
 			blk += run;
@@ -186,15 +158,15 @@ int vmb_journal_encode_commit(const struct vmb_blockmap *m, const struct vmb_blo
 	if (!b)
 		return vmb_err_set(err, ENOMEM, "out of memory encoding a journal record of "
 				   "%zu changed ranges", dirty->n);
-	put_u64(b + R_STAMP, s->ino);
-	put_u64(b + R_STAMP + 8, s->size);
-	put_u64(b + R_STAMP + 16, (uint64_t)s->mtime_sec);
-	put_u32(b + R_STAMP + 24, s->mtime_nsec);
-	put_u32(b + R_STAMP + 28, s->btime_nsec);
-	put_u64(b + R_STAMP + 32, (uint64_t)s->btime_sec);
-	put_u64(b + R_EXTENTS, m->n);
-	put_u64(b + R_DATA, m->data_blocks);
-	put_u64(b + R_ZERO, m->zero_blocks);
+	vmb_put_le64(b + R_STAMP, s->ino);
+	vmb_put_le64(b + R_STAMP + 8, s->size);
+	vmb_put_le64(b + R_STAMP + 16, (uint64_t)s->mtime_sec);
+	vmb_put_le32(b + R_STAMP + 24, s->mtime_nsec);
+	vmb_put_le32(b + R_STAMP + 28, s->btime_nsec);
+	vmb_put_le64(b + R_STAMP + 32, (uint64_t)s->btime_sec);
+	vmb_put_le64(b + R_EXTENTS, m->n);
+	vmb_put_le64(b + R_DATA, m->data_blocks);
+	vmb_put_le64(b + R_ZERO, m->zero_blocks);
 	k = walk_dirty(m, dirty, b + R_ENTRIES);
 	seal(b, (uint32_t)size, seq, VMB_JOURNAL_COMMIT, (uint32_t)k);
 	*buf = b;
@@ -238,24 +210,24 @@ static int decode_header(const unsigned char *b, size_t len, struct vmb_journal_
 				   "expected at least %u)", len, VMB_JOURNAL_HDR);
 	if (memcmp(b + J_MAGIC, journal_magic, sizeof(journal_magic)))
 		return corrupt(err, J_MAGIC, "bad magic");
-	version = get_u32(b + J_VERSION);
+	version = vmb_get_le32(b + J_VERSION);
 	if (version > VMB_JOURNAL_VERSION)
 		return vmb_err_set(err, EPROTONOSUPPORT,
 				   "sidecar journal version %" PRIu32 " is newer than this "
 				   "vmbundlefs understands (%u)", version, VMB_JOURNAL_VERSION);
 	if (version == 0)
 		return corrupt(err, J_VERSION, "bad version 0");
-	if (get_u32(b + J_CRC) != vmb_crc32c(0, b, J_CRC))
+	if (vmb_get_le32(b + J_CRC) != vmb_crc32c(0, b, J_CRC))
 		return corrupt(err, J_CRC, "bad header checksum");
-	if (get_u32(b + J_HDR_SIZE) != VMB_JOURNAL_HDR)
+	if (vmb_get_le32(b + J_HDR_SIZE) != VMB_JOURNAL_HDR)
 		return corrupt(err, J_HDR_SIZE, "bad header size %" PRIu32,
-			       get_u32(b + J_HDR_SIZE));
+			       vmb_get_le32(b + J_HDR_SIZE));
 	if (!all_zero(b, J_RESERVED, J_CRC))
 		return corrupt(err, J_RESERVED, "non-zero reserved field");
-	id->len = get_u64(b + J_BASE_LEN);
-	id->hdr_crc = get_u32(b + J_BASE_HCRC);
-	id->all_crc = get_u32(b + J_BASE_ACRC);
-	*seq = get_u64(b + J_SEQ);
+	id->len = vmb_get_le64(b + J_BASE_LEN);
+	id->hdr_crc = vmb_get_le32(b + J_BASE_HCRC);
+	id->all_crc = vmb_get_le32(b + J_BASE_ACRC);
+	*seq = vmb_get_le64(b + J_SEQ);
 	return 0;
 }
 
@@ -271,7 +243,7 @@ struct replay {
 static int decode_commit(const unsigned char *b, uint64_t off, uint32_t len,
 			 struct replay *rp, int apply, struct vmb_err *err)
 {
-	uint32_t k = get_u32(b + R_COUNT);
+	uint32_t k = vmb_get_le32(b + R_COUNT);
 	struct vmb_stamp s;
 	uint64_t prev_end = 0;
 
@@ -280,12 +252,12 @@ static int decode_commit(const unsigned char *b, uint64_t off, uint32_t len,
 		return corrupt(err, off + R_COUNT, "record length %" PRIu32 " not matching "
 			       "%" PRIu32 " entries", len, k);
 	memset(&s, 0, sizeof(s));
-	s.ino = get_u64(b + R_STAMP);
-	s.size = get_u64(b + R_STAMP + 8);
-	s.mtime_sec = (int64_t)get_u64(b + R_STAMP + 16);
-	s.mtime_nsec = get_u32(b + R_STAMP + 24);
-	s.btime_nsec = get_u32(b + R_STAMP + 28);
-	s.btime_sec = (int64_t)get_u64(b + R_STAMP + 32);
+	s.ino = vmb_get_le64(b + R_STAMP);
+	s.size = vmb_get_le64(b + R_STAMP + 8);
+	s.mtime_sec = (int64_t)vmb_get_le64(b + R_STAMP + 16);
+	s.mtime_nsec = vmb_get_le32(b + R_STAMP + 24);
+	s.btime_nsec = vmb_get_le32(b + R_STAMP + 28);
+	s.btime_sec = (int64_t)vmb_get_le64(b + R_STAMP + 32);
 	if (s.mtime_nsec > NSEC_MAX)
 		return corrupt(err, off + R_STAMP + 24, "bad nanoseconds %" PRIu32, s.mtime_nsec);
 	if (s.btime_nsec > NSEC_MAX)
@@ -293,13 +265,13 @@ static int decode_commit(const unsigned char *b, uint64_t off, uint32_t len,
 	for (uint32_t i = 0; i < k; i++) {
 		const unsigned char *e = b + R_ENTRIES + (size_t)i * ENTRY_SIZE;
 		uint64_t eoff = off + R_ENTRIES + (uint64_t)i * ENTRY_SIZE;
-		uint64_t start = get_u64(e), n = get_u64(e + 8);
-		uint32_t st = get_u32(e + 16);
+		uint64_t start = vmb_get_le64(e), n = vmb_get_le64(e + 8);
+		uint32_t st = vmb_get_le32(e + 16);
 		int r;
 
 		if (st != VMB_ABSENT && st != VMB_DATA && st != VMB_ZERO)
 			return corrupt(err, eoff + 16, "bad extent state %" PRIu32, st);
-		if (get_u32(e + 20))
+		if (vmb_get_le32(e + 20))
 			return corrupt(err, eoff + 20, "non-zero reserved field");
 		if (n == 0)
 			return corrupt(err, eoff + 8, "empty extent");
@@ -317,9 +289,9 @@ static int decode_commit(const unsigned char *b, uint64_t off, uint32_t len,
 			return vmb_err_set(err, -r, "out of memory replaying a sidecar journal");
 	}
 	rp->stamp = s;
-	rp->n = get_u64(b + R_EXTENTS);
-	rp->data = get_u64(b + R_DATA);
-	rp->zero = get_u64(b + R_ZERO);
+	rp->n = vmb_get_le64(b + R_EXTENTS);
+	rp->data = vmb_get_le64(b + R_DATA);
+	rp->zero = vmb_get_le64(b + R_ZERO);
 	rp->commit_off = off;
 	return 0;
 }
@@ -359,7 +331,7 @@ int vmb_journal_decode(const void *buf, size_t len, const struct vmb_journal_bas
 
 		if (rest < R_HEAD)
 			break;   /* torn: shorter than a record header */
-		rlen = get_u32(b + off + R_LEN);
+		rlen = vmb_get_le32(b + off + R_LEN);
 		if (rlen < R_HEAD || rlen % 8) {
 			if (all_zero(b, off, len))
 				break;   /* torn: zeros where the record should be */
@@ -368,20 +340,20 @@ int vmb_journal_decode(const void *buf, size_t len, const struct vmb_journal_bas
 		}
 		if (rlen > rest)
 			break;   /* torn: runs past the end */
-		if (get_u32(b + off + R_CRC) != vmb_crc32c(0, b + off + 4, rlen - 4)) {
+		if (vmb_get_le32(b + off + R_CRC) != vmb_crc32c(0, b + off + 4, rlen - 4)) {
 			if (rlen == rest)
 				break;   /* torn: the last record, never acknowledged */
 			r = corrupt(err, off, "bad checksum");
 			goto out;
 		}
-		if (get_u64(b + off + R_SEQ) != seq) {
+		if (vmb_get_le64(b + off + R_SEQ) != seq) {
 			r = corrupt(err, off + R_SEQ, "sequence number %" PRIu64 ", expected %"
-				    PRIu64, get_u64(b + off + R_SEQ), seq);
+				    PRIu64, vmb_get_le64(b + off + R_SEQ), seq);
 			goto out;
 		}
-		type = get_u32(b + off + R_TYPE);
+		type = vmb_get_le32(b + off + R_TYPE);
 		if (type == VMB_JOURNAL_BEGIN) {
-			if (rlen != R_HEAD || get_u32(b + off + R_COUNT)) {
+			if (rlen != R_HEAD || vmb_get_le32(b + off + R_COUNT)) {
 				r = corrupt(err, off + R_LEN, "bad begin record");
 				goto out;
 			}

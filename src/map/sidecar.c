@@ -16,6 +16,7 @@
 #include "map/sidecar.h"
 #include "map/journal.h"
 #include "base/crc32c.h"
+#include "base/le.h"
 #include "base/fdio.h"
 
 #include <endian.h>
@@ -61,38 +62,6 @@ _Static_assert(VMB_SIDECAR_PER_PAGE * REC_SIZE <= PAGE_BODY, "records fit a page
 /* Sequence number of temporaries: unique within the process, the pid makes it
  * unique across processes. */
 static atomic_ulong tmp_seq;
-
-/* ---- little-endian fields ---- */
-
-/* memcpy and byte order: one load or store each (the byte loops were not always
- * recognised, and decoding a 65,000-extent map reads 200,000 fields). */
-static void put_u32(unsigned char *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint32_t get_u32(const unsigned char *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static uint64_t get_u64(const unsigned char *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
 
 static uint32_t page_crc(const unsigned char *page)
 {
@@ -172,17 +141,17 @@ static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
 			  const struct vmb_stamp *s)
 {
 	memcpy(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic));
-	put_u32(h + H_VERSION, VMB_SIDECAR_VERSION);
-	put_u32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
-	put_u64(h + H_INO, s->ino);
-	put_u64(h + H_SIZE, s->size);
-	put_u64(h + H_MTIME_SEC, (uint64_t)s->mtime_sec);
-	put_u32(h + H_MTIME_NSEC, s->mtime_nsec);
-	put_u32(h + H_BTIME_NSEC, s->btime_nsec);
-	put_u64(h + H_BTIME_SEC, (uint64_t)s->btime_sec);
-	put_u64(h + H_COUNT, m->n);
-	put_u64(h + H_DATA, m->data_blocks);
-	put_u64(h + H_ZERO, m->zero_blocks);
+	vmb_put_le32(h + H_VERSION, VMB_SIDECAR_VERSION);
+	vmb_put_le32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
+	vmb_put_le64(h + H_INO, s->ino);
+	vmb_put_le64(h + H_SIZE, s->size);
+	vmb_put_le64(h + H_MTIME_SEC, (uint64_t)s->mtime_sec);
+	vmb_put_le32(h + H_MTIME_NSEC, s->mtime_nsec);
+	vmb_put_le32(h + H_BTIME_NSEC, s->btime_nsec);
+	vmb_put_le64(h + H_BTIME_SEC, (uint64_t)s->btime_sec);
+	vmb_put_le64(h + H_COUNT, m->n);
+	vmb_put_le64(h + H_DATA, m->data_blocks);
+	vmb_put_le64(h + H_ZERO, m->zero_blocks);
 	/* flags, reserved and the rest stay zero (the buffer is calloc'ed) */
 }
 
@@ -204,15 +173,15 @@ int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 		unsigned char *r = b + page * VMB_SIDECAR_PAGE +
 				   (i % VMB_SIDECAR_PER_PAGE) * REC_SIZE;
 
-		put_u64(r, m->ext[i].start);
-		put_u64(r + 8, m->ext[i].len);
-		put_u32(r + 16, m->ext[i].state);
+		vmb_put_le64(r, m->ext[i].start);
+		vmb_put_le64(r + 8, m->ext[i].len);
+		vmb_put_le32(r + 16, m->ext[i].state);
 		/* r + 20: reserved, zero */
 	}
 	for (i = 0; i < pages; i++) {
 		unsigned char *p = b + i * VMB_SIDECAR_PAGE;
 
-		put_u32(p + PAGE_BODY, page_crc(p));
+		vmb_put_le32(p + PAGE_BODY, page_crc(p));
 	}
 	*buf = b;
 	*len = pages * VMB_SIDECAR_PAGE;
@@ -256,7 +225,7 @@ static int check_page_crc(const unsigned char *b, size_t page, struct vmb_err *e
 {
 	const unsigned char *p = b + page * VMB_SIDECAR_PAGE;
 
-	if (get_u32(p + PAGE_BODY) != page_crc(p))
+	if (vmb_get_le32(p + PAGE_BODY) != page_crc(p))
 		return corrupt(err, (uint64_t)page * VMB_SIDECAR_PAGE, "bad checksum");
 	return 0;
 }
@@ -270,7 +239,7 @@ static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *e
 		return truncated(err, len, VMB_SIDECAR_PAGE);
 	if (memcmp(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic)))
 		return corrupt(err, H_MAGIC, "bad magic");
-	version = get_u32(h + H_VERSION);
+	version = vmb_get_le32(h + H_VERSION);
 	if (version > VMB_SIDECAR_VERSION)
 		return vmb_err_set(err, EPROTONOSUPPORT,
 				   "sidecar map version %" PRIu32 " is newer than this "
@@ -285,30 +254,30 @@ static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *e
 static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
 			 size_t *expected, struct vmb_err *err)
 {
-	uint32_t bs = get_u32(h + H_BLOCK_SIZE), flags = get_u32(h + H_FLAGS);
+	uint32_t bs = vmb_get_le32(h + H_BLOCK_SIZE), flags = vmb_get_le32(h + H_FLAGS);
 	size_t pages;
 
 	if (bs != VMB_BLOCK_SIZE)
 		return corrupt(err, H_BLOCK_SIZE, "unsupported block size %" PRIu32, bs);
 	memset(s, 0, sizeof(*s));
-	s->ino = get_u64(h + H_INO);
-	s->size = get_u64(h + H_SIZE);
-	s->mtime_sec = (int64_t)get_u64(h + H_MTIME_SEC);
-	s->mtime_nsec = get_u32(h + H_MTIME_NSEC);
-	s->btime_nsec = get_u32(h + H_BTIME_NSEC);
-	s->btime_sec = (int64_t)get_u64(h + H_BTIME_SEC);
+	s->ino = vmb_get_le64(h + H_INO);
+	s->size = vmb_get_le64(h + H_SIZE);
+	s->mtime_sec = (int64_t)vmb_get_le64(h + H_MTIME_SEC);
+	s->mtime_nsec = vmb_get_le32(h + H_MTIME_NSEC);
+	s->btime_nsec = vmb_get_le32(h + H_BTIME_NSEC);
+	s->btime_sec = (int64_t)vmb_get_le64(h + H_BTIME_SEC);
 	if (s->mtime_nsec > NSEC_MAX)
 		return corrupt(err, H_MTIME_NSEC, "bad nanoseconds %" PRIu32, s->mtime_nsec);
 	if (s->btime_nsec > NSEC_MAX)
 		return corrupt(err, H_BTIME_NSEC, "bad nanoseconds %" PRIu32, s->btime_nsec);
-	*count = get_u64(h + H_COUNT);
+	*count = vmb_get_le64(h + H_COUNT);
 	pages = *count <= VMB_BLOCK_MAX ? sidecar_pages(*count) : 0;
 	if (!pages)
 		return corrupt(err, H_COUNT, "impossible extent count %" PRIu64, *count);
 	*expected = pages * VMB_SIDECAR_PAGE;
 	if (flags)
 		return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
-	if (get_u32(h + H_RESERVED))
+	if (vmb_get_le32(h + H_RESERVED))
 		return corrupt(err, H_RESERVED, "non-zero reserved field");
 	return check_zero(h, H_END, PAGE_BODY, err);
 }
@@ -318,12 +287,12 @@ static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *
 static int decode_record(const unsigned char *r, size_t off, const struct vmb_extent *prev,
 			 struct vmb_extent *e, struct vmb_err *err)
 {
-	e->start = get_u64(r);
-	e->len = get_u64(r + 8);
-	e->state = get_u32(r + 16);
+	e->start = vmb_get_le64(r);
+	e->len = vmb_get_le64(r + 8);
+	e->state = vmb_get_le32(r + 16);
 	if (e->state != VMB_DATA && e->state != VMB_ZERO)
 		return corrupt(err, off + 16, "bad extent state %" PRIu32, e->state);
-	if (get_u32(r + 20))
+	if (vmb_get_le32(r + 20))
 		return corrupt(err, off + 20, "non-zero reserved field");
 	if (e->len == 0)
 		return corrupt(err, off + 8, "empty extent");
@@ -407,14 +376,14 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 	rc = decode_records(b, count, ext, &data, &zero, err);
 	if (rc)
 		goto out;
-	if (data != get_u64(b + H_DATA)) {
+	if (data != vmb_get_le64(b + H_DATA)) {
 		rc = corrupt(err, H_DATA, "data block count %" PRIu64 " not matching the "
-			     "extents (%" PRIu64 ")", get_u64(b + H_DATA), data);
+			     "extents (%" PRIu64 ")", vmb_get_le64(b + H_DATA), data);
 		goto out;
 	}
-	if (zero != get_u64(b + H_ZERO)) {
+	if (zero != vmb_get_le64(b + H_ZERO)) {
 		rc = corrupt(err, H_ZERO, "zero block count %" PRIu64 " not matching the "
-			     "extents (%" PRIu64 ")", get_u64(b + H_ZERO), zero);
+			     "extents (%" PRIu64 ")", vmb_get_le64(b + H_ZERO), zero);
 		goto out;
 	}
 	free(m->ext);
@@ -958,11 +927,11 @@ int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t 
 		rc = decode_header(h, s, &count, &expected, NULL);
 	if (rc < 0)
 		return rc;
-	*data_blocks = get_u64(h + H_DATA);
+	*data_blocks = vmb_get_le64(h + H_DATA);
 	/* the journal's records, not replayed: its last COMMIT has the stamp and count */
 	memset(&id, 0, sizeof(id));
 	id.len = (uint64_t)st.st_size;
-	id.hdr_crc = get_u32(h + PAGE_BODY);
+	id.hdr_crc = vmb_get_le32(h + PAGE_BODY);
 	id.no_all_crc = 1;
 	rc = load_journal(dirfd, jname, &id, NULL, s, &info, &present, NULL);
 	if (rc < 0)
