@@ -53,6 +53,14 @@ struct own_opts {
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
+/* Free what split_opts allocated (safe on a zeroed or half-filled struct). */
+static void own_opts_free(struct own_opts *o)
+{
+	free(o->pass);
+	free(o->aux_patterns);
+	free(o->in_use);
+}
+
 /* Take vmbundlefs' own options out of the -o list; keep the rest for libfuse. */
 static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 {
@@ -181,8 +189,7 @@ int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err)
 		}
 	}
 	fuse_opt_free_args(&args);
-	free(own.pass);
-	free(own.aux_patterns);
+	own_opts_free(&own);
 	return r;
 }
 
@@ -449,10 +456,8 @@ out:
 	free(optstr);
 	free(fsname);
 	free(mnt);
-	free(own.pass);
-	free(own.aux_patterns);
+	own_opts_free(&own);
 	vmb_store_log_close(fs.slog);
-	free(own.in_use);
 	if (fs.logfp)
 		fclose(fs.logfp);
 	if (fs.use_syslog)
