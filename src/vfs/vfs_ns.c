@@ -168,7 +168,7 @@ int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char
 {
 	struct vmb_node *n, *p;
 	char proc[64];
-	int r;
+	int fd, r;
 
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
@@ -195,7 +195,10 @@ int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char
 		r = -errno;
 		goto out;
 	}
-	r = vmb_node_lookup(v, p, newname, e, err);
+	/* The new name is n's inode: build the entry from n's own descriptor, not by
+	 * looking the name up again (it could be renamed over in between). */
+	fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0);
+	r = fd < 0 ? -errno : vmb_node_lookup_fd(v, p, fd, newname, e, err);
 	/* The backing file's ctime moved: save the map with the new stamp. */
 	pthread_mutex_lock(&n->ilock);
 	if (n->img)
