@@ -176,21 +176,7 @@ int vmb_journal_encode_commit(const struct vmb_blockmap *m, const struct vmb_blo
 
 /* ---- decode ---- */
 
-static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* -EBADMSG, "sidecar journal is corrupt (<what> at offset <off>)". */
-static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
-{
-	char what[VMB_ERR_MAX / 2];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	return vmb_err_set(err, EBADMSG, "sidecar journal is corrupt (%s at offset %" PRIu64 ")",
-			   what, off);
-}
+#define corrupt(err, off, ...) vmb_corrupt_at(err, "sidecar journal", off, __VA_ARGS__)
 
 static int all_zero(const unsigned char *b, size_t from, size_t to)
 {

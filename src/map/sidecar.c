@@ -190,11 +190,7 @@ int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 
 /* ---- decode ---- */
 
-static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* -EBADMSG, "sidecar map is corrupt (<what> at offset <off>)". */
-static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
+int vmb_corrupt_at(struct vmb_err *err, const char *file, uint64_t off, const char *fmt, ...)
 {
 	char what[VMB_ERR_MAX / 2];
 	va_list ap;
@@ -202,9 +198,11 @@ static int corrupt(struct vmb_err *err, uint64_t off, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return vmb_err_set(err, EBADMSG, "sidecar map is corrupt (%s at offset %" PRIu64 ")",
+	return vmb_err_set(err, EBADMSG, "%s is corrupt (%s at offset %" PRIu64 ")", file,
 			   what, off);
 }
+
+#define corrupt(err, off, ...) vmb_corrupt_at(err, "sidecar map", off, __VA_ARGS__)
 
 static int truncated(struct vmb_err *err, size_t len, size_t expected)
 {

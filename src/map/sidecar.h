@@ -135,6 +135,11 @@ int vmb_sidecar_journal_name(const char *name, char *jname, size_t size);
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s,
 		     uint64_t *data_blocks);
 
+/* -EBADMSG with the message "<file> is corrupt (<what> at offset <off>)", file
+ * naming the format ("sidecar map", "sidecar journal"). */
+int vmb_corrupt_at(struct vmb_err *err, const char *file, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Remove a sidecar and its journal; a missing one is not an error. */
 int vmb_sidecar_remove(int dirfd, const char *name, struct vmb_err *err);
 
