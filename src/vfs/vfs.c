@@ -115,6 +115,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	vmb_fds_init(v);
 	pthread_mutex_init(&v->inuse_mu, NULL);
 	pthread_mutex_init(&v->auxmu, NULL);
+	vmb_barrier_init(v);
 	vmb_waitgraph_init(&v->waits);
 	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
 				 : VMB_LOCK_CAP_DEFAULT) < 0) {
@@ -134,6 +135,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
+	v->ctl_test_hooks = getenv("VMB_TEST_CTL_HOOKS") != NULL;
 	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
 		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
@@ -245,6 +247,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->tlock);
 	pthread_mutex_destroy(&v->inuse_mu);
 	pthread_mutex_destroy(&v->auxmu);
+	vmb_barrier_destroy(v);
 	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);
 	vmb_lockenv_destroy(&v->lockenv);
@@ -821,7 +824,9 @@ int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;
+	vmb_change_begin(v, n, NULL);
 	r = do_setattr(v, ctx, n, f, attr, valid, err);
+	vmb_change_end(v, n);
 	if (r == 0)
 		r = vmb_node_stat(v, n, out, err);
 	vmb_node_put(v, n);

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 struct vmb_ctl {
@@ -250,9 +251,20 @@ static void *serve(void *arg)
 	};
 
 	for (;;) {
-		int fd;
+		int fd, wait = -1;
 
-		if (poll(p, 2, -1) < 0) {
+		if (c->v->ctl_resume_at) {   /* a test's barrier: let it down in time */
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if ((long long)now.tv_sec >= c->v->ctl_resume_at) {
+				c->v->ctl_resume_at = 0;
+				vmb_barrier_resume(c->v);
+				vmb_log_msg(c->v->log, "test barrier let down after its time");
+			} else {
+				wait = (int)(c->v->ctl_resume_at - now.tv_sec) * 1000;
+			}
+		}
+		if (poll(p, 2, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			vmb_log_msg(c->v->log, "control channel stopped: poll: %s",
@@ -333,6 +345,8 @@ void vmb_ctl_stop(struct vmb_ctl *c)
 			vmb_log_msg(c->v->log, "cannot stop the control channel: %s",
 				    strerror(errno));
 		pthread_join(c->thread, NULL);
+		c->v->ctl_resume_at = 0;
+		vmb_barrier_resume(c->v);   /* no barrier outlives the channel */
 	}
 	if (c->sock >= 0) {
 		close(c->sock);

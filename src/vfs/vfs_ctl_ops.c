@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int in_group(const struct vmb_ctl_caller *w, gid_t gid)
@@ -141,6 +142,37 @@ static int check_clone(struct vmb_vfs *v, const struct vmb_ctl_caller *w, const 
 	return r;
 }
 
+/* Test hooks (VMB_TEST_CTL_HOOKS): the barrier alone, held for at most a given
+ * time (the channel's thread lets it down then: a test that dies leaves no mount
+ * stuck). */
+static int test_hook(struct vmb_vfs *v, const struct vmb_ctl_caller *who, char **argv,
+		     int argc, char **msg, struct vmb_err *err)
+{
+	struct timespec now;
+	int r;
+
+	if (who->uid != 0)
+		return vmb_err_set(err, EACCES, "test hooks are for root");
+	if (!strcmp(argv[0], "test-resume") && argc == 1) {
+		v->ctl_resume_at = 0;
+		vmb_barrier_resume(v);
+		return 0;
+	}
+	if (strcmp(argv[0], "test-pause") || argc != 3 || atoi(argv[2]) <= 0)
+		return vmb_err_set(err, EINVAL, "test hooks: test-pause BUNDLE SECONDS, "
+				   "test-resume");
+	r = check_bundle_name(argv[1], err);
+	if (r < 0)
+		return r;
+	r = vmb_barrier_pause(v, argv[1], err);
+	if (r < 0)
+		return r;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	v->ctl_resume_at = (long long)now.tv_sec + atoi(argv[2]);
+	*msg = strdup("paused");
+	return 0;
+}
+
 static int not_yet(const char *op, struct vmb_err *err)
 {
 	return vmb_err_set(err, ENOSYS, "'%s' is not carried out by the daemon of this "
@@ -165,6 +197,8 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		}
 		return 0;
 	}
+	if (v->ctl_test_hooks && !strncmp(op, "test-", 5))
+		return test_hook(v, who, argv, argc, msg, err);
 	if (strcmp(op, "snapshot") && strcmp(op, "snapshot-delete") && strcmp(op, "clone") &&
 	    strcmp(op, "flatten") && strcmp(op, "gc"))
 		return vmb_err_set(err, EOPNOTSUPP, "unknown request '%.64s'", op);
