@@ -2,7 +2,8 @@
 # channel, the write barrier, node rebinding, the .snapshots view.
 CTL_TESTS = \
 	tests/ctl.sh \
-	tests/ctl-barrier.sh
+	tests/ctl-barrier.sh \
+	tests/ctl-rebind.sh
 
 TESTS += $(CTL_TESTS)
 EXTRA_DIST += $(CTL_TESTS)

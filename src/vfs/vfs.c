@@ -41,6 +41,9 @@ static void node_free(struct vmb_node *n)
 	}
 	if (n->fd >= 0)
 		close(n->fd);
+	while (n->n_old_fds)
+		close(n->old_fds[--n->n_old_fds]);
+	free(n->old_fds);
 	free(n->fh);
 	free(n->name);
 	free(n->lkh);
@@ -376,6 +379,9 @@ static void node_drop_h(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 	while (n != &v->root) {
 		struct vmb_node *p;
 
+		if (n->refs == 0)   /* descriptors a rebind left to calls then in flight */
+			while (n->n_old_fds)
+				close(n->old_fds[--n->n_old_fds]);
 		if (n->refs || n->nlookup || n->kids || n->handles) {
 			if (n->refs == 0)
 				lru_add_locked(v, n);
@@ -411,6 +417,71 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 {
 	if (n != &v->root)
 		node_drop(v, n, refs, lookups, 0);
+}
+
+struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
+{
+	struct vmb_node *n;
+
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[vmb_node_hash(dev, ino)]; n; n = n->hnext)
+		if (n->dev == dev && n->ino == ino)
+			break;
+	pthread_mutex_unlock(&v->tlock);
+	if (n && vmb_node_ref(v, n) < 0)
+		n = NULL;   /* parked, and gone from the store */
+	return n;
+}
+
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, struct vmb_err *err)
+{
+	struct vmb_lockset *ls;
+	struct file_handle *fh;
+	struct stat st;
+	char proc[64];
+	size_t h;
+	int r;
+
+	if (fstatat(newfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return vmb_err_sys(err, errno, "cannot stat the new backing file");
+	if ((st.st_mode & S_IFMT) != n->type)
+		return vmb_err_set(err, EINVAL, "the new backing file is of another type");
+	pthread_mutex_lock(&n->ilock);
+	ls = n->locks;   /* freed with the node only: our reference keeps it */
+	pthread_mutex_unlock(&n->ilock);
+	if (ls) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", newfd);
+		r = vmb_lockset_rebind(ls, proc, (uint64_t)st.st_ino, err);
+		if (r < 0)
+			return r;
+	}
+	fh = v->can_park ? handle_of(newfd) : NULL;
+	pthread_mutex_lock(&v->tlock);
+	unhash_locked(v, n);
+	n->dev = st.st_dev;
+	n->ino = st.st_ino;
+	h = vmb_node_hash(n->dev, n->ino);
+	n->hnext = v->hash[h];
+	v->hash[h] = n;
+	v->nodes++;
+	if (n->fd >= 0) {
+		int *grown;
+		if (n->refs <= 1) {   /* ours alone: nobody uses it */
+			close(n->fd);
+		} else if ((grown = realloc(n->old_fds, (n->n_old_fds + 1) * sizeof(*grown)))) {
+			n->old_fds = grown;
+			n->old_fds[n->n_old_fds++] = n->fd;
+		}
+		/* else: out of memory, leak the descriptor rather than close it under a
+		 * call that uses it */
+	}
+	n->fd = newfd;
+	free(n->fh);
+	n->fh = fh;
+	pthread_mutex_unlock(&v->tlock);
+	if (v->stale)   /* st_ino changed */
+		v->stale(v->stale_arg, vmb_node_id(v, n), 0);
+	return 0;
 }
 
 void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,

@@ -142,6 +142,119 @@ static int check_clone(struct vmb_vfs *v, const struct vmb_ctl_caller *w, const 
 	return r;
 }
 
+/* The directory of relpath (inside the store: "bundle/.../name"), opened one name at
+ * a time, never through a symlink; *name points into relpath. */
+static int open_parent(struct vmb_vfs *v, const char *relpath, int *dirfd, const char **name,
+		       struct vmb_err *err)
+{
+	const char *p = relpath, *slash;
+	int fd = openat(v->store.dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	while (fd >= 0 && (slash = strchr(p, '/'))) {
+		char part[NAME_MAX + 1];
+		int next;
+		if ((size_t)(slash - p) > NAME_MAX || slash == p) {
+			close(fd);
+			return vmb_err_set(err, EINVAL, "bad path '%s'", relpath);
+		}
+		memcpy(part, p, (size_t)(slash - p));
+		part[slash - p] = '\0';
+		next = !strcmp(part, "..") || !strcmp(part, ".") ? -1 :
+		       openat(fd, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && !errno)
+			errno = EINVAL;
+		close(fd);
+		fd = next;
+		p = slash + 1;
+	}
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open the directory of '%s'", relpath);
+	*dirfd = fd;
+	*name = p;
+	return 0;
+}
+
+/* test-rebind REL NEWNAME: NEWNAME (a copy of REL made by the test, in the same
+ * directory) takes REL's place, and the node of REL follows it as after a freeze:
+ * under the bundle's barrier, its open image moved to the new inode, its locks taken
+ * on it before the rename. */
+static int test_rebind(struct vmb_vfs *v, const char *rel, const char *newname,
+		       struct vmb_err *err)
+{
+	char bundle[NAME_MAX + 1], proc[64];
+	const char *name = NULL, *slash = strchr(rel, '/');
+	struct vmb_image *img = NULL;
+	struct vmb_node *n = NULL;
+	struct stat st;
+	int dfd = -1, pfd = -1, locked = 0, r;
+
+	if (!slash || (size_t)(slash - rel) > NAME_MAX || strchr(newname, '/'))
+		return vmb_err_set(err, EINVAL, "test-rebind BUNDLE/.../NAME NEWNAME");
+	memcpy(bundle, rel, (size_t)(slash - rel));
+	bundle[slash - rel] = '\0';
+	r = vmb_barrier_pause(v, bundle, err);
+	if (r < 0)
+		return r;
+	r = open_parent(v, rel, &dfd, &name, err);
+	if (r < 0)
+		goto out;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = vmb_err_sys(err, errno, "cannot stat '%s'", rel);
+		goto out;
+	}
+	pfd = openat(dfd, newname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot open '%s'", newname);
+		goto out;
+	}
+	n = vmb_node_find(v, st.st_dev, st.st_ino);
+	if (n) {
+		r = vmb_fds_lock(v, n, &img, err);
+		if (r < 0)
+			goto out;
+		locked = r;
+		if (img && (r = vmb_image_park(img)) < 0) {
+			vmb_err_set(err, -r, "cannot park the image of '%s'", rel);
+			goto out;
+		}
+		r = vmb_node_rebind(v, n, pfd, err);
+		if (r < 0) {
+			if (img) {   /* back on the old inode */
+				int fd = openat(dfd, name, (vmb_image_writable(img) ? O_RDWR :
+							    O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+				if (fd >= 0)
+					vmb_image_unpark(img, fd);
+			}
+			goto out;
+		}
+		pfd = -1;   /* the node's now */
+	}
+	if (renameat(dfd, newname, dfd, name) < 0)
+		r = vmb_err_sys(err, errno, "cannot rename '%s' over '%s'", newname, rel);
+	if (img) {
+		int fd;
+		vmb_node_procpath(n, proc);
+		fd = open(proc, (vmb_image_writable(img) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		if (fd < 0) {
+			r = vmb_err_sys(err, errno, "cannot open the new backing file of '%s'",
+					rel);
+			fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);   /* keep it usable */
+		}
+		vmb_image_unpark(img, fd);
+	}
+out:
+	if (locked)
+		vmb_fds_unlock(v, n);
+	if (n)
+		vmb_node_put(v, n);
+	if (pfd >= 0)
+		close(pfd);
+	if (dfd >= 0)
+		close(dfd);
+	vmb_barrier_resume(v);
+	return r;
+}
+
 /* Test hooks (VMB_TEST_CTL_HOOKS): the barrier alone, held for at most a given
  * time (the channel's thread lets it down then: a test that dies leaves no mount
  * stuck). */
@@ -153,6 +266,8 @@ static int test_hook(struct vmb_vfs *v, const struct vmb_ctl_caller *who, char *
 
 	if (who->uid != 0)
 		return vmb_err_set(err, EACCES, "test hooks are for root");
+	if (!strcmp(argv[0], "test-rebind") && argc == 3)
+		return test_rebind(v, argv[1], argv[2], err);
 	if (!strcmp(argv[0], "test-resume") && argc == 1) {
 		v->ctl_resume_at = 0;
 		vmb_barrier_resume(v);
@@ -160,7 +275,7 @@ static int test_hook(struct vmb_vfs *v, const struct vmb_ctl_caller *who, char *
 	}
 	if (strcmp(argv[0], "test-pause") || argc != 3 || atoi(argv[2]) <= 0)
 		return vmb_err_set(err, EINVAL, "test hooks: test-pause BUNDLE SECONDS, "
-				   "test-resume");
+				   "test-resume, test-rebind REL NEWNAME");
 	r = check_bundle_name(argv[1], err);
 	if (r < 0)
 		return r;

@@ -68,6 +68,10 @@ struct vmb_node {
 	struct timespec attr_mtime;
 	off_t attr_size;
 	atomic_uint changing;       /* changes in flight on it (vfs_barrier.c) */
+	/* O_PATH descriptors of inodes it was bound to before a rebind, still in use
+	 * by calls in flight then: closed when refs reaches 0 (tlock). */
+	int *old_fds;
+	size_t n_old_fds;
 };
 
 #define VMB_HASH_BITS 12
@@ -291,6 +295,27 @@ void vmb_change_end2(struct vmb_vfs *v, struct vmb_node *a, struct vmb_node *b);
  * vmb_barrier_resume. -EBUSY when a bundle is paused already. */
 int vmb_barrier_pause(struct vmb_vfs *v, const char *bundle, struct vmb_err *err);
 void vmb_barrier_resume(struct vmb_vfs *v);
+
+/* n's file is now the inode of newfd (an O_PATH descriptor the call takes over on
+ * success; the caller closes it on failure): a freeze or flatten made a new inode
+ * and renamed it (or is about to rename it) over n's name. Its lock owners' locks
+ * are taken on the new inode before the old ones go (vmb_lockset_rebind), its
+ * holder record moves, then the node's (dev, ino) hash entry, O_PATH descriptor
+ * and file handle; the kernel's cached attributes are dropped (st_ino changed).
+ * The caller holds a reference on n and, when n's image is open, the image alone
+ * (vmb_fds_lock), whose own descriptor it moves (vmb_image_freeze does). */
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, struct vmb_err *err);
+
+/* The node of (dev, ino) with a reference, or NULL. */
+struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
+/* n's open image alone: wait until no call uses it, keep every other user out
+ * (o_busy) and its descriptor live until vmb_fds_unlock. 1 when it is open (*img
+ * set), 0 when it is not (nothing held), -errno when it cannot be made live. Call
+ * with no ilock held. */
+int vmb_fds_lock(struct vmb_vfs *v, struct vmb_node *n, struct vmb_image **img,
+		 struct vmb_err *err);
+void vmb_fds_unlock(struct vmb_vfs *v, struct vmb_node *n);
 
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
