@@ -101,7 +101,7 @@ static int check_clone(struct vmb_vfs *v, const struct vmb_ctl_caller *w, const 
 {
 	struct readable rd = { w, src };
 	struct stat st;
-	const char *at = strchr(src, '@');
+	const char *at = strrchr(src, '@');
 	int r, fd;
 
 	r = check_bundle_name(dst, err);
@@ -112,7 +112,7 @@ static int check_clone(struct vmb_vfs *v, const struct vmb_ctl_caller *w, const 
 	if (!may(w, &st, W_OK | X_OK))
 		return vmb_err_set(err, EACCES, "cannot clone into '%s': uid %u may not create "
 				   "bundles in the store", dst, (unsigned)w->uid);
-	if (at) {   /* a snapshot: as its bundle's owner */
+	if (at) {   /* a snapshot BUNDLE@NAME (NAME has no '@'): as its bundle's owner */
 		char bundle[NAME_MAX + 1];
 		if (at == src || (size_t)(at - src) > NAME_MAX)
 			return vmb_err_set(err, EINVAL, "'%s' is not a snapshot (BUNDLE@NAME)",
@@ -330,7 +330,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 	}
 	if (!strcmp(op, "snapshot-delete")) {
 		char bundle[NAME_MAX + 1];
-		const char *at = argc == 2 ? strchr(argv[1], '@') : NULL;
+		const char *at = argc == 2 ? strrchr(argv[1], '@') : NULL;
 		if (!at || at == argv[1] || (size_t)(at - argv[1]) > NAME_MAX)
 			return vmb_err_set(err, EINVAL, "snapshot-delete takes BUNDLE@NAME");
 		memcpy(bundle, argv[1], (size_t)(at - argv[1]));
