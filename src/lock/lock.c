@@ -954,15 +954,12 @@ static int retake(const struct vmb_lock_owner *o, int nfd)
 	return 0;
 }
 
-int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
-		       struct vmb_err *err)
+/* Wait (1 s at most) until no call uses an owner's descriptor. Caller holds mu. */
+static int wait_idle(struct vmb_lockset *ls, struct vmb_err *err)
 {
 	struct vmb_lock_owner *o;
-	uint64_t old_ino;
-	size_t n = 0, i;
-	int *nfd = NULL, had, tries, r = 0;
+	int tries;
 
-	pthread_mutex_lock(&ls->mu);
 	/* A call using an owner's descriptor ends soon, unless it waits for a lock. */
 	for (tries = 0; busy_owner(ls) && tries < 1000; tries++) {
 		pthread_mutex_unlock(&ls->mu);
@@ -970,11 +967,34 @@ int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t n
 		pthread_mutex_lock(&ls->mu);
 	}
 	o = busy_owner(ls);
-	if (o) {
-		r = vmb_err_set(err, EBUSY, "a lock call of process %ld (%s) is waiting on it",
-				(long)o->pid, o->comm);
+	if (o)
+		return vmb_err_set(err, EBUSY, "a lock call of process %ld (%s) is waiting on it",
+				   (long)o->pid, o->comm);
+	return 0;
+}
+
+int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = wait_idle(ls, err);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
+int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+		       struct vmb_err *err)
+{
+	struct vmb_lock_owner *o;
+	uint64_t old_ino;
+	size_t n = 0, i;
+	int *nfd = NULL, had, r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = wait_idle(ls, err);
+	if (r < 0)
 		goto out;
-	}
 	for (o = ls->owners; o; o = o->next)
 		n++;
 	nfd = malloc((n ? n : 1) * sizeof(*nfd));

@@ -170,6 +170,9 @@ int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder
  * there by someone else): then nothing changed. */
 int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
 		       struct vmb_err *err);
+/* The same wait alone, before a change that cannot be undone: 0 when no call is
+ * using an owner's descriptor (a lock call may start again right after). */
+int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err);
 
 /* Interrupt a waiting call (from another thread). */
 void vmb_lock_interrupt(struct vmb_lock_wait *w);

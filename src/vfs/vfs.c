@@ -433,7 +433,8 @@ struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
 	return n;
 }
 
-int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, struct vmb_err *err)
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
+		    struct vmb_err *err)
 {
 	struct vmb_lockset *ls;
 	struct file_handle *fh;
@@ -452,8 +453,16 @@ int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, struct vmb
 	if (ls) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", newfd);
 		r = vmb_lockset_rebind(ls, proc, (uint64_t)st.st_ino, err);
-		if (r < 0)
+		if (r < 0 && !force)
 			return r;
+		if (r < 0) {
+			char rel[PATH_MAX];
+			vmb_node_relpath(v, n, rel, sizeof(rel));
+			vmb_log_msg(v->log, "the locks on '%s' stay on its old inode %llu, which "
+				    "is no longer its file: %s", rel,
+				    (unsigned long long)n->ino, err ? err->msg : strerror(-r));
+			vmb_err_clear(err);
+		}
 	}
 	fh = v->can_park ? handle_of(newfd) : NULL;
 	pthread_mutex_lock(&v->tlock);

@@ -217,7 +217,7 @@ static int test_rebind(struct vmb_vfs *v, const char *rel, const char *newname,
 			vmb_err_set(err, -r, "cannot park the image of '%s'", rel);
 			goto out;
 		}
-		r = vmb_node_rebind(v, n, pfd, err);
+		r = vmb_node_rebind(v, n, pfd, 0, err);
 		if (r < 0) {
 			if (img) {   /* back on the old inode */
 				int fd = openat(dfd, name, (vmb_image_writable(img) ? O_RDWR :

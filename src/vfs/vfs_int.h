@@ -303,8 +303,12 @@ void vmb_barrier_resume(struct vmb_vfs *v);
  * holder record moves, then the node's (dev, ino) hash entry, O_PATH descriptor
  * and file handle; the kernel's cached attributes are dropped (st_ino changed).
  * The caller holds a reference on n and, when n's image is open, the image alone
- * (vmb_fds_lock), whose own descriptor it moves (vmb_image_freeze does). */
-int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, struct vmb_err *err);
+ * (vmb_fds_lock), whose own descriptor it moves (vmb_image_freeze does). When the
+ * locks cannot be taken on the new inode: -errno and nothing changed, or with
+ * force (the name already names the new inode: there is no going back) the failure
+ * logged, naming the file, and the node moved all the same. */
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
+		    struct vmb_err *err);
 
 /* The node of (dev, ino) with a reference, or NULL. */
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
