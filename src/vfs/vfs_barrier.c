@@ -151,7 +151,7 @@ static void drain_bundle(struct vmb_vfs *v)
 				list = grown;
 				cap = cap ? cap * 2 : 16;
 			}
-			x->refs++;   /* keeps it (handles keep it too; cheap to be sure) */
+			x->handles++;   /* keeps it (its descriptors are not used here) */
 			list[n++] = x;
 		}
 	pthread_mutex_unlock(&v->tlock);
@@ -163,7 +163,7 @@ static void drain_bundle(struct vmb_vfs *v)
 			vmb_fds_unhold(v, x);
 		}
 		pthread_mutex_unlock(&x->ilock);
-		vmb_node_put(v, x);
+		vmb_node_unhandle(v, x);
 	}
 	free(list);
 }
