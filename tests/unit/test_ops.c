@@ -547,6 +547,96 @@ static void test_flatten(void)
 	CHECK_EQ(fsck_problems(0), 0);
 }
 
+/* fsck of layers: a lost map, a corrupt and a missing layer (named, the other
+ * bundles still checked), an orphan .data. */
+static struct vmb_log fsck_say;
+static char fsck_out[65536];
+static void say_fn(void *arg, const char *msg)
+{
+	(void)arg;
+	strncat(fsck_out, msg, sizeof(fsck_out) - strlen(fsck_out) - 2);
+	strcat(fsck_out, "\n");
+}
+
+static int fsck_run(int repair, struct vmb_fsck_result *res)
+{
+	struct vmb_err err;
+	int r;
+
+	fsck_out[0] = '\0';
+	fsck_say.fn = say_fn;
+	close_store();
+	r = vmb_fsck(spath, repair, &fsck_say, res, &err);
+	open_store();
+	return r;
+}
+
+static void test_fsck_layers(void)
+{
+	struct vmb_fsck_result res;
+	struct vmb_err err;
+	char id[VMB_BASE_ID_LEN + 1], v[128], name[VMB_BASE_ID_LEN + 8], sc[64];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	char saved[65536];
+	ssize_t savedlen;
+
+	/* fk and fk2 on a layer of their own (vm's content and a write). */
+	CHECK_RC(vmb_op_clone(&C, "vm", "fk", &err), 0);
+	write_image("fk/disk.img", "FK", 2, 3 * MB);
+	CHECK_RC(vmb_op_clone(&C, "fk", "fk2", &err), 0);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_EQ(res.problems, 0);
+	/* A lost map: reported, rebuilt. */
+	REQUIRE(stat(P("fk/disk.img"), &st) == 0);
+	snprintf(sc, sizeof(sc), "maps/%016llx.map", (unsigned long long)st.st_ino);
+	CHECK(unlinkat(S.metafd, sc, 0) == 0);
+	CHECK_RC(fsck_run(1, &res), 0);
+	CHECK_STR(fsck_out, "fk/disk.img");
+	CHECK_STR(fsck_out, "map of a layered file was lost");
+	CHECK(res.problems >= 1 && res.repaired == res.problems);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_EQ(res.problems, 0);
+	/* fk's layer made missing: named, the file reported, the check goes on. */
+	n = getxattr(P("fk/disk.img"), VMB_BASE_XATTR, v, sizeof(v) - 1);
+	REQUIRE(n > VMB_BASE_ID_LEN);
+	memcpy(id, v, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	snprintf(name, sizeof(name), "%s.map", id);
+	fd = openat(vmb_layers_dirfd(C.layers), name, O_RDONLY);
+	savedlen = fd >= 0 ? read(fd, saved, sizeof(saved)) : -1;
+	close(fd);
+	REQUIRE(savedlen > 0 && savedlen < (ssize_t)sizeof(saved));
+	CHECK(unlinkat(vmb_layers_dirfd(C.layers), name, 0) == 0);
+	CHECK_RC(fsck_run(1, &res), 0);
+	CHECK_STR(fsck_out, id);
+	CHECK_STR(fsck_out, "fk/disk.img");
+	CHECK_STR(fsck_out, "fk2/disk.img");
+	CHECK(res.problems > res.repaired);
+	CHECK(vmb_op_gc(&C, &(struct vmb_gc_result){ 0 }, &err) < 0);   /* removes nothing */
+	CHECK_STR(err.msg, id);
+	/* Corrupt instead: also named. */
+	fd = openat(vmb_layers_dirfd(C.layers), name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0 && write(fd, saved, (size_t)savedlen) == savedlen);
+	CHECK(pwrite(fd, "XX", 2, 100) == 2);
+	close(fd);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_STR(fsck_out, id);
+	CHECK_STR(fsck_out, "corrupt");
+	CHECK(res.problems >= 1);
+	CHECK(same_as_disk0("vm/disk.img"));   /* vm does not need that layer */
+	/* Sound again: the layer restored, the clones removed, gc takes the layer. */
+	fd = openat(vmb_layers_dirfd(C.layers), name, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0 && write(fd, saved, (size_t)savedlen) == savedlen);
+	close(fd);
+	CHECK(rmrf("fk") == 0 && rmrf("fk2") == 0);
+	CHECK_RC(vmb_op_gc(&C, &(struct vmb_gc_result){ 0 }, &err), 0);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_EQ(res.problems, 0);
+}
+
 /* Run op in a child killed after step `step`; 1 when it was killed there. */
 static int killed_at(const char *op, unsigned step, int (*fn)(void))
 {
@@ -665,6 +755,7 @@ int main(int argc, char **argv)
 	RUN(test_gc);
 	RUN(test_hooks);
 	RUN(test_flatten);
+	RUN(test_fsck_layers);
 	RUN(test_crash);
 	close_store();
 	free(disk0);
