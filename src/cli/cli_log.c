@@ -42,54 +42,21 @@ static int is_store(const char *dir)
 	return lstat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* The source (a store's absolute path) of the vmbundlefs mount that holds the
- * absolute path real: the longest mount point that is real or one of its parents. */
-static char *mounted_store_of(const char *real)
+char *vmb_cli_store_of(const char *where)
 {
-	char line[PATH_MAX * 2 + 256], *best = NULL;
-	size_t bestlen = 0;
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	struct vmb_ctl_target t;
+	char *s = NULL;
 
-	while (mi && fgets(line, sizeof(line), mi)) {
-		char mp[PATH_MAX], fstype[64], source[PATH_MAX];
-		const char *sep = strstr(line, " - ");
-		size_t l;
-
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %4095s", fstype, source) != 2 ||
-		    strcmp(fstype, "fuse.vmbundlefs"))
-			continue;
-		vmb_cli_unescape(mp);
-		vmb_cli_unescape(source);
-		l = strlen(mp);
-		if (strcmp(mp, "/") && (strncmp(real, mp, l) || (real[l] && real[l] != '/')))
-			continue;
-		if (best && l < bestlen)
-			continue;
-		free(best);
-		best = strdup(source);
-		bestlen = l;
-	}
-	if (mi)
-		fclose(mi);
-	return best;
-}
-
-char *vmb_cli_store_of(const char *arg)
-{
-	char *real, *s;
-
-	if (is_store(arg))
-		return strdup(arg);
-	real = realpath(arg, NULL);
-	if (!real)
+	if (is_store(where))
+		return strdup(where);
+	/* a path inside a mount: the mount's store (cli_ctl.c reads mountinfo) */
+	if (vmb_cli_ctl_find(where, &t, NULL) < 0)
 		return NULL;
-	s = mounted_store_of(real);
-	free(real);
-	if (s && !is_store(s)) {
-		free(s);
-		s = NULL;
+	if (is_store(t.store)) {
+		s = t.store;
+		t.store = NULL;
 	}
+	vmb_cli_ctl_target_free(&t);
 	return s;
 }
 
