@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,28 +55,108 @@ int vmb_ops_bundle_check(struct vmb_opctx *c, const char *bundle, struct vmb_err
 	return 0;
 }
 
+/* The freeze of a file no daemon serves (LAYERS.md "Freeze"): its backing inode
+ * becomes a layer (or, when its delta is empty, its base is the layer), and its
+ * name gets a fresh empty delta over that layer: made under a temporary name in
+ * the same directory with the file's owner, mode, times and user.* xattrs, renamed
+ * over the name, the directory synced; the old inode's sidecar removed. A crash
+ * before the rename leaves the file as it was (its inode also linked as a layer
+ * nothing references, which gc removes); after it, the new state. */
+static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const char *relpath,
+		       char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	struct vmb_base_resolver res = vmb_layers_resolver(c->layers);
+	struct vmb_image_baseinfo bi;
+	struct vmb_base *nb = NULL;
+	struct vmb_blockmap m;
+	struct stat st;
+	char tmp[NAME_MAX + 1], sc[VMB_SIDECAR_NAME_MAX];
+	uint64_t size, nblk, found;
+	int fd, nfd = -1, rebuilt, r, made = 0;
+
+	vmb_blockmap_init(&m);
+	memset(&bi, 0, sizeof(bi));
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open '%s'", relpath);
+	if (fstat(fd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot stat '%s'", relpath);
+		goto out;
+	}
+	r = vmb_image_load_map2(fd, c->store->mapfd, relpath, &res, &m, &size, &rebuilt, &bi,
+				err);
+	if (r < 0)
+		goto out;
+	nblk = (size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE;
+	/* An empty delta over its whole base: the base is the frozen content. */
+	if (bi.base && size == bi.base->size && bi.limit == nblk &&
+	    (vmb_blockmap_next(&m, 0, VMB_M_DATA | VMB_M_ZERO, &found) < 0 || found >= nblk)) {
+		memcpy(id, bi.id, VMB_BASE_ID_LEN + 1);
+		goto out;
+	}
+	r = vmb_layers_create(c->layers, fd, &m, size, bi.base, bi.limit, id, err);
+	if (r < 0)
+		goto out;
+	vmb_op_step("freeze", 1);
+	r = vmb_layers_get(c->layers, id, &nb, err);
+	if (r < 0)
+		goto out;
+	snprintf(tmp, sizeof(tmp), ".vmb-frz.%ld.%.200s", (long)getpid(), name);
+	unlinkat(dirfd, tmp, 0);
+	r = vmb_image_create_delta(dirfd, tmp, nb, size, &st, c->store->mapfd, err);
+	if (r < 0)
+		goto out;
+	made = 1;
+	nfd = openat(dirfd, tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (nfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot open the new delta of '%s'", relpath);
+		goto out;
+	}
+	r = vmb_ops_copy_xattrs(fd, nfd, relpath, err);
+	if (r == 0) {
+		struct timespec ts[2] = { st.st_atim, st.st_mtim };
+		if (futimens(nfd, ts) < 0 || fsync(nfd) < 0)
+			r = vmb_err_sys(err, errno, "cannot finish the new delta of '%s'", relpath);
+	}
+	if (r < 0)
+		goto out;
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
+		r = vmb_err_sys(err, errno, "cannot put the new delta of '%s' in place", relpath);
+		goto out;
+	}
+	made = 0;
+	if (fsync(dirfd) < 0)
+		vmb_log_msg(c->log, "freeze of '%s': cannot sync its directory: %s", relpath,
+			    strerror(errno));
+	vmb_sidecar_name((uint64_t)st.st_ino, sc);
+	if (vmb_sidecar_remove(c->store->mapfd, sc, NULL) < 0)
+		vmb_log_msg(c->log, "freeze of '%s': cannot remove the old map %s (fsck removes "
+			    "it)", relpath, sc);
+out:
+	if (made) {
+		/* The new delta's own map goes with it. */
+		struct stat nst;
+		if (fstatat(dirfd, tmp, &nst, AT_SYMLINK_NOFOLLOW) == 0) {
+			vmb_sidecar_name((uint64_t)nst.st_ino, sc);
+			vmb_sidecar_remove(c->store->mapfd, sc, NULL);
+		}
+		unlinkat(dirfd, tmp, 0);
+	}
+	if (nfd >= 0)
+		close(nfd);
+	vmb_base_put(nb);
+	vmb_base_put(bi.base);
+	vmb_blockmap_destroy(&m);
+	close(fd);
+	return r;
+}
+
 int vmb_ops_freeze(struct vmb_opctx *c, int dirfd, const char *name, const char *relpath,
 		   char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
 {
-	struct vmb_base_resolver res;
-	struct vmb_image *img = NULL;
-	uint64_t ino = 0;
-	int fd, r;
-
 	if (c->freeze)
 		return c->freeze(c->arg, dirfd, name, relpath, id, err);
-	fd = openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return vmb_err_sys(err, errno, "cannot open '%s'", relpath);
-	res = vmb_layers_resolver(c->layers);
-	r = vmb_image_open2(&img, fd, c->store->mapfd, relpath, c->log, &res, err);
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	r = vmb_image_freeze(img, c->layers, dirfd, name, id, &ino, err);
-	vmb_image_close(img);
-	return r;
+	return freeze_here(c, dirfd, name, relpath, id, err);
 }
 
 int vmb_ops_flatten_file(struct vmb_opctx *c, int dirfd, const char *name,

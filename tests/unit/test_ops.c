@@ -702,6 +702,17 @@ static void test_crash(void)
 		CHECK_EQ(fsck_problems(0), 0);
 		vmb_op_snapshot_delete(&C, "vm@ks", &err);
 	}
+	/* Killed inside a freeze, after its layer is made, before the new delta is
+	 * in place: the file reads as before, the layer is nobody's. */
+	write_image("vm/disk.img", disk0 + 42, 1, 42);   /* a delta to freeze */
+	CHECK(killed_at("freeze", 1, do_clone));
+	CHECK(!exists("kc"));
+	CHECK(same_as_disk0("vm/disk.img"));
+	CHECK_EQ(fsck_problems(1) >= 1000, 0);
+	CHECK_RC(vmb_op_gc(&C, &res, &err), 0);
+	CHECK(res.layers_removed >= 1);
+	CHECK_EQ(fsck_problems(0), 0);
+	CHECK(same_as_disk0("vm/disk.img"));
 	CHECK_RC(vmb_op_clone(&C, "vm", "kf", &err), 0);
 	for (step = 1; step <= 2; step++) {
 		CHECK(killed_at("flatten", step, do_flatten));
