@@ -50,8 +50,13 @@ enum {
 	H_ZERO = 72,
 	H_FLAGS = 80,
 	H_RESERVED = 84,
-	H_END = 88,
+	H_END = 88,          /* version 1: zero from here */
+	H_BASE_ID = 88,      /* version 2: the base's id, 32 hex digits */
+	H_LIMIT = 120,       /* version 2: u64 base limit */
+	H_END2 = 128,        /* version 2: zero from here */
 };
+
+#define FLAG_HAS_BASE 1u
 
 #define REC_SIZE 24u
 #define PAGE_BODY (VMB_SIDECAR_PAGE - 4u)   /* bytes covered by a page's CRC */
@@ -79,7 +84,29 @@ static size_t sidecar_pages(uint64_t count)
 	return (size_t)pages + 1;
 }
 
-/* ---- stamps and names ---- */
+/* ---- bases, stamps and names ---- */
+
+static int has_base(const struct vmb_baseref *b)
+{
+	return b && b->id[0];
+}
+
+int vmb_baseref_equal(const struct vmb_baseref *a, const struct vmb_baseref *b)
+{
+	if (!has_base(a) || !has_base(b))
+		return has_base(a) == has_base(b);
+	return !strcmp(a->id, b->id) && a->limit == b->limit;
+}
+
+int vmb_base_id_valid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < VMB_BASE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return id[i] == '\0';
+}
 
 static void stamp_from_stat(const struct stat *st, struct vmb_stamp *s)
 {
@@ -138,10 +165,10 @@ static int check_name(const char *name, struct vmb_err *err)
 /* ---- encode ---- */
 
 static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
-			  const struct vmb_stamp *s)
+			  const struct vmb_stamp *s, const struct vmb_baseref *b)
 {
 	memcpy(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic));
-	vmb_put_le32(h + H_VERSION, VMB_SIDECAR_VERSION);
+	vmb_put_le32(h + H_VERSION, has_base(b) ? 2 : 1);
 	vmb_put_le32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
 	vmb_put_le64(h + H_INO, s->ino);
 	vmb_put_le64(h + H_SIZE, s->size);
@@ -152,11 +179,23 @@ static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
 	vmb_put_le64(h + H_COUNT, m->n);
 	vmb_put_le64(h + H_DATA, m->data_blocks);
 	vmb_put_le64(h + H_ZERO, m->zero_blocks);
-	/* flags, reserved and the rest stay zero (the buffer is calloc'ed) */
+	if (has_base(b)) {
+		vmb_put_le32(h + H_FLAGS, FLAG_HAS_BASE);
+		memcpy(h + H_BASE_ID, b->id, VMB_BASE_ID_LEN);
+		vmb_put_le64(h + H_LIMIT, b->limit);
+	}
+	/* reserved and the rest stay zero (the buffer is calloc'ed) */
 }
 
 int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 		       void **buf, size_t *len, struct vmb_err *err)
+{
+	return vmb_sidecar_encode2(m, s, NULL, buf, len, err);
+}
+
+int vmb_sidecar_encode2(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+			const struct vmb_baseref *base, void **buf, size_t *len,
+			struct vmb_err *err)
 {
 	size_t pages = sidecar_pages(m->n), i;
 	unsigned char *b;
@@ -167,7 +206,7 @@ int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 	if (!b)
 		return vmb_err_set(err, ENOMEM,
 				   "out of memory encoding a sidecar map of %zu extents", m->n);
-	encode_header(b, m, s);
+	encode_header(b, m, s, base);
 	for (i = 0; i < m->n; i++) {
 		size_t page = 1 + i / VMB_SIDECAR_PER_PAGE;
 		unsigned char *r = b + page * VMB_SIDECAR_PAGE +
@@ -247,12 +286,48 @@ static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *e
 	return check_page_crc(h, 0, err);
 }
 
-/* The header's own fields (its checksum is already verified); the stamp goes to s,
- * the extent count to *count and the file length it implies to *expected. */
-static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
-			 size_t *expected, struct vmb_err *err)
+/* Version 2's base fields into *b (may be NULL); version 1 has none. */
+static int decode_base(const unsigned char *h, struct vmb_baseref *b, struct vmb_err *err)
 {
-	uint32_t bs = vmb_get_le32(h + H_BLOCK_SIZE), flags = vmb_get_le32(h + H_FLAGS);
+	uint32_t version = vmb_get_le32(h + H_VERSION), flags = vmb_get_le32(h + H_FLAGS);
+	char id[VMB_BASE_ID_LEN + 1];
+	uint64_t limit;
+
+	if (b)
+		memset(b, 0, sizeof(*b));
+	if (version == 1) {
+		if (flags)
+			return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
+		if (vmb_get_le32(h + H_RESERVED))
+			return corrupt(err, H_RESERVED, "non-zero reserved field");
+		return check_zero(h, H_END, PAGE_BODY, err);
+	}
+	if (flags != FLAG_HAS_BASE)
+		return corrupt(err, H_FLAGS, "flags 0x%" PRIx32 " in a version 2 map (it "
+			       "must have a base)", flags);
+	if (vmb_get_le32(h + H_RESERVED))
+		return corrupt(err, H_RESERVED, "non-zero reserved field");
+	memcpy(id, h + H_BASE_ID, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (!vmb_base_id_valid(id))
+		return corrupt(err, H_BASE_ID, "bad base id");
+	limit = vmb_get_le64(h + H_LIMIT);
+	if (limit > VMB_BLOCK_MAX)
+		return corrupt(err, H_LIMIT, "impossible base limit %" PRIu64, limit);
+	if (b) {
+		memcpy(b->id, id, sizeof(id));
+		b->limit = limit;
+	}
+	return check_zero(h, H_END2, PAGE_BODY, err);
+}
+
+/* The header's own fields (its checksum is already verified); the stamp goes to s,
+ * the extent count to *count, the file length it implies to *expected, the base to
+ * *b (may be NULL). */
+static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
+			 size_t *expected, struct vmb_baseref *b, struct vmb_err *err)
+{
+	uint32_t bs = vmb_get_le32(h + H_BLOCK_SIZE);
 	size_t pages;
 
 	if (bs != VMB_BLOCK_SIZE)
@@ -273,11 +348,7 @@ static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *
 	if (!pages)
 		return corrupt(err, H_COUNT, "impossible extent count %" PRIu64, *count);
 	*expected = pages * VMB_SIDECAR_PAGE;
-	if (flags)
-		return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
-	if (vmb_get_le32(h + H_RESERVED))
-		return corrupt(err, H_RESERVED, "non-zero reserved field");
-	return check_zero(h, H_END, PAGE_BODY, err);
+	return decode_base(h, b, err);
 }
 
 /* Record i (at file offset off) into *e, checked against its predecessor prev
@@ -339,10 +410,41 @@ static int decode_records(const unsigned char *b, uint64_t count, struct vmb_ext
 	return 0;
 }
 
+/* A version 2 map for a reader that does not ask for its base. */
+static int refuse_v2(struct vmb_err *err)
+{
+	return vmb_err_set(err, EPROTONOSUPPORT, "sidecar map version 2 (the map of a file "
+			   "over a base layer) needs a reader that knows its base");
+}
+
 int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		       struct vmb_stamp *s, struct vmb_err *err)
 {
+	struct vmb_baseref b;
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_decode2(buf, len, &tmp, &st, &b, err);
+	if (rc == 0 && has_base(&b))
+		rc = refuse_v2(err);
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_decode2(const void *buf, size_t len, struct vmb_blockmap *m,
+			struct vmb_stamp *s, struct vmb_baseref *base, struct vmb_err *err)
+{
 	const unsigned char *b = buf;
+	struct vmb_baseref under;
 	struct vmb_extent *ext = NULL;
 	struct vmb_stamp stamp;
 	uint64_t count = 0, data, zero;
@@ -352,7 +454,7 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 	rc = decode_preamble(b, len, err);
 	if (rc)
 		goto out;
-	rc = decode_header(b, &stamp, &count, &expected, err);
+	rc = decode_header(b, &stamp, &count, &expected, &under, err);
 	if (rc)
 		goto out;
 	if (len < expected) {
@@ -393,6 +495,8 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 	ext = NULL;
 	if (s)
 		*s = stamp;
+	if (base)
+		*base = under;
 out:
 	free(ext);
 	return rc;
@@ -487,8 +591,8 @@ out:
 
 /* A whole new base; its journal removed; pos (may be NULL) describes it. */
 static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
-		      const struct vmb_stamp *s, int durable, struct vmb_sidecar_pos *pos,
-		      struct vmb_err *err)
+		      const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		      struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
 	char jname[NAME_MAX + 1];
 	void *buf = NULL;
@@ -502,7 +606,7 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		return rc;
 	if (vmb_sidecar_journal_name(name, jname, sizeof(jname)) < 0)
 		return vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
-	rc = vmb_sidecar_encode(m, s, &buf, &len, err);
+	rc = vmb_sidecar_encode2(m, s, b, &buf, &len, err);
 	if (rc)
 		return rc;
 	rc = create_atomic(dirfd, name, buf, len, durable, err);
@@ -526,6 +630,8 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		memset(pos, 0, sizeof(*pos));
 		vmb_journal_base_of(buf, len, &pos->base);
 		pos->first_seq = pos->next_seq = 1;
+		if (has_base(b))
+			pos->under = *b;
 		pos->valid = 1;
 	}
 out:
@@ -536,7 +642,14 @@ out:
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err)
 {
-	return write_full(dirfd, name, m, s, durable, NULL, err);
+	return write_full(dirfd, name, m, s, NULL, durable, NULL, err);
+}
+
+int vmb_sidecar_write2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		       const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		       struct vmb_err *err)
+{
+	return write_full(dirfd, name, m, s, b, durable, NULL, err);
 }
 
 /* The whole of regular file `name` into a malloc'ed *buf (caller frees). -ENOENT
@@ -615,7 +728,35 @@ static int load_journal(int dirfd, const char *jname, const struct vmb_journal_b
 int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	struct vmb_baseref b;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_load2(dirfd, name, &tmp, &st, &b, pos, err);
+	if (rc == 0 && has_base(&b)) {
+		rc = refuse_v2(err);
+		if (pos)
+			memset(pos, 0, sizeof(*pos));
+	}
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
+		      struct vmb_stamp *s, struct vmb_baseref *b, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	char jname[NAME_MAX + 1];
+	struct vmb_baseref under;
 	struct vmb_journal_info info;
 	struct vmb_journal_base id;
 	struct vmb_blockmap map;
@@ -635,7 +776,7 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	rc = read_whole(dirfd, name, "sidecar map", &buf, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = vmb_sidecar_decode(buf, len, &map, &stamp, err);
+	rc = vmb_sidecar_decode2(buf, len, &map, &stamp, &under, err);
 	if (rc < 0)
 		goto out;
 	vmb_journal_base_of(buf, len, &id);
@@ -645,9 +786,9 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	if (info.open) {
 		rc = vmb_err_set(err, ESTALE, "sidecar map '%s' was being changed when its "
 				 "writer stopped", name);
-		goto out;
-	}
-	if (pos) {
+		/* the last committed map, for the rebuild of a delta with a base */
+	} else if (pos) {
+		pos->under = under;
 		pos->base = id;
 		if (present && !info.stale) {
 			pos->jlen = info.len;
@@ -664,6 +805,8 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	vmb_blockmap_init(&map);
 	if (s)
 		*s = stamp;
+	if (b)
+		*b = under;
 out:
 	vmb_blockmap_destroy(&map);
 	free(buf);
@@ -762,6 +905,14 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 		     const struct vmb_blockmap *dirty, const struct vmb_stamp *s, int durable,
 		     struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	return vmb_sidecar_save2(dirfd, name, m, dirty, s, NULL, durable, pos, err);
+}
+
+int vmb_sidecar_save2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_blockmap *dirty, const struct vmb_stamp *s,
+		      const struct vmb_baseref *b, int durable, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	uint64_t limit = pos->base.len / 4, size;
 	void *rec = NULL;
 	size_t rlen;
@@ -769,16 +920,18 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 
 	if (limit < VMB_JOURNAL_MIN)
 		limit = VMB_JOURNAL_MIN;
-	size = pos->valid && dirty ? vmb_journal_commit_size(m, dirty) : 0;
+	/* the journal cannot change the base the base sidecar names */
+	size = pos->valid && dirty && vmb_baseref_equal(&pos->under, b) ?
+	       vmb_journal_commit_size(m, dirty) : 0;
 	if (!size || (pos->jlen ? pos->jlen : VMB_JOURNAL_HDR) + size > limit)
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	rc = vmb_journal_encode_commit(m, dirty, s, pos->next_seq, &rec, &rlen, err);
 	if (rc < 0)
 		return rc;
 	rc = journal_append(dirfd, name, rec, rlen, durable, pos, err);
 	free(rec);
 	if (rc < 0)   /* the journal cannot take it: a whole new base */
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	pos->next_seq++;
 	if (durable >= VMB_SIDECAR_SYNC_DIR && pos->dir_dirty) {
 		rc = fsync_dir(dirfd);
@@ -898,6 +1051,15 @@ out:
 
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t *data_blocks)
 {
+	struct vmb_baseref b;
+	int rc = vmb_sidecar_peek2(dirfd, name, s, data_blocks, &b);
+
+	return rc == 0 && has_base(&b) ? -EPROTONOSUPPORT : rc;
+}
+
+int vmb_sidecar_peek2(int dirfd, const char *name, struct vmb_stamp *s,
+		      uint64_t *data_blocks, struct vmb_baseref *b)
+{
 	unsigned char h[VMB_SIDECAR_PAGE];
 	char jname[NAME_MAX + 1];
 	struct vmb_journal_info info;
@@ -922,7 +1084,7 @@ int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t 
 		return rc;
 	rc = decode_preamble(h, (size_t)got, NULL);
 	if (rc == 0)
-		rc = decode_header(h, s, &count, &expected, NULL);
+		rc = decode_header(h, s, &count, &expected, b, NULL);
 	if (rc < 0)
 		return rc;
 	*data_blocks = vmb_get_le64(h + H_DATA);
