@@ -38,84 +38,70 @@ static int drain_err(struct vmb_image *img, struct vmb_err *err)
 
 
 
-/* Load the map of backing file fd: sidecar if its stamp matches, else a scan. */
-static int load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m,
-		    struct vmb_stamp *stamp, int *rebuilt, struct vmb_sidecar_pos *pos,
-		    struct vmb_err *err)
-{
-	struct vmb_stamp now, saved;
-	char scname[VMB_SIDECAR_NAME_MAX];
-	int r;
-
-	*rebuilt = 0;
-	r = vmb_stamp_fd(fd, &now, err);
-	if (r < 0)
-		return vmb_err_prefix(err, "cannot open '%s'", name);
-	*stamp = now;
-	vmb_sidecar_name(now.ino, scname);
-	r = vmb_sidecar_load(mapdir, scname, m, &saved, pos, err);
-	if (r == 0 && vmb_stamp_equal(&now, &saved)) {
-		uint64_t last;
-		if (vmb_blockmap_next(m, blocks_for(now.size), VMB_M_DATA | VMB_M_ZERO,
-				      &last) == 0)
-			return vmb_err_set(err, EIO, "cannot open '%s': sidecar map is "
-					   "corrupt (extent past the end of the file)", name);
-		return 0;
-	}
-	if (pos)
-		pos->valid = 0;   /* the disk does not hold the map used from here */
-	if (r < 0 && r != -ENOENT && r != -ESTALE) {
-		vmb_err_prefix(err, "cannot open '%s'", name);
-		if (r != -EBADMSG && r != -EPROTONOSUPPORT)
-			return r;
-		if (err)
-			err->code = EIO;   /* a damaged map is an I/O error to the reader */
-		return -EIO;
-	}
-	/* Missing, or stale (changed behind the map): the backing file is the truth. */
-	*rebuilt = 1;
-	r = vmb_sidecar_scan(fd, now.size, m, err);
-	if (r < 0)
-		return vmb_err_prefix(err, "cannot open '%s': cannot rebuild its map", name);
-	return 0;
-}
-
-int vmb_image_load_map(int fd, int mapdir_fd, const char *name, struct vmb_blockmap *m,
-		       uint64_t *size, int *rebuilt, struct vmb_err *err)
-{
-	struct vmb_stamp st;
-	int r = load_map(fd, mapdir_fd, name, m, &st, rebuilt, NULL, err);
-
-	if (r == 0)
-		*size = st.size;
-	return r;
-}
-
 int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
 		   const struct vmb_log *log, struct vmb_err *err)
 {
-	struct vmb_image *img;
-	int rebuilt, fl, r;
+	return vmb_image_open2(out, fd, mapdir_fd, name, log, NULL, err);
+}
 
-	*out = NULL;
-	img = calloc(1, sizeof(*img));
-	if (!img)
-		return vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
-	img->fd = -1;
+struct vmb_image *vmb_img_alloc(const char *name, struct vmb_err *err)
+{
+	struct vmb_image *img = calloc(1, sizeof(*img));
+
+	if (!img) {
+		vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
+		return NULL;
+	}
+	img->fd = img->old_fd = -1;
 	vmb_dio_init(&img->dio, 0);
 	vmb_blockmap_init(&img->map);
 	vmb_blockmap_init(&img->dirty);
 	img->name = strdup(name);
 	if (!img->name) {
-		r = vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
-		goto out;
+		vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", name);
+		vmb_image_close(img);
+		return NULL;
 	}
 	pthread_mutex_init(&img->wlock, NULL);
 	pthread_mutex_init(&img->mlock, NULL);
 	img->locks_ready = 1;
-	r = load_map(fd, mapdir_fd, name, &img->map, &img->known, &rebuilt, &img->pos, err);
+	return img;
+}
+
+int vmb_image_open2(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
+		    const struct vmb_log *log, const struct vmb_base_resolver *res,
+		    struct vmb_err *err)
+{
+	struct vmb_image *img;
+	struct vmb_baseref ref;
+	int rebuilt, lost, fl, r;
+
+	*out = NULL;
+	img = vmb_img_alloc(name, err);
+	if (!img)
+		return -ENOMEM;
+	r = vmb_img_load_map(fd, mapdir_fd, name, &img->map, &img->known, &rebuilt, &img->pos,
+			     &ref, &lost, err);
 	if (r < 0)
 		goto out;
+	if (ref.id[0]) {
+		if (!res) {
+			r = vmb_err_set(err, EIO, "cannot open '%s': it has a base (layer '%s') "
+					"but no layers were given", name, ref.id);
+			goto out;
+		}
+		r = res->open(res->arg, ref.id, &img->base, err);
+		if (r < 0) {
+			img->base = NULL;
+			vmb_err_prefix(err, "cannot open '%s'", name);
+			goto out;
+		}
+		img->limit = ref.limit;
+		if (lost)
+			vmb_log_msg(log, "the map of '%s' (a file over layer '%s') was lost: "
+				    "blocks zeroed since its last snapshot read their base again",
+				    name, ref.id);
+	}
 	img->map.track = &img->dirty;
 	img->ino = img->known.ino;
 	img->size = img->known.size;
@@ -137,9 +123,10 @@ out:
 /* Write the map under the stamp it was checked against (revalidate_locked); the
  * map of a file with no links left (unlinked or renamed over, through any mount or
  * in the store) is removed instead, never saved. Caller holds wlock. */
-static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *err)
+int vmb_img_persist_locked(struct vmb_image *img, int durable, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
+	struct vmb_baseref ref;
 	struct vmb_stamp st;
 	struct stat fst;
 	int r;
@@ -179,9 +166,10 @@ static int persist_locked(struct vmb_image *img, int durable, struct vmb_err *er
 	vmb_sidecar_name(st.ino, scname);
 	/* wlock keeps the map (and dirty) still; readers only read it. Only the changed
 	 * blocks are appended to the journal while they are known. */
-	r = vmb_sidecar_save(img->mapdir, scname, &img->map,
-			     img->map.track == &img->dirty ? &img->dirty : NULL, &st, durable,
-			     &img->pos, err);
+	vmb_img_baseref(img, &ref);
+	r = vmb_sidecar_save2(img->mapdir, scname, &img->map,
+			      img->map.track == &img->dirty ? &img->dirty : NULL, &st, &ref,
+			      durable, &img->pos, err);
 	if (r == 0) {
 		pthread_mutex_lock(&img->mlock);
 		vmb_blockmap_destroy(&img->dirty);
@@ -200,7 +188,7 @@ int vmb_image_persist(struct vmb_image *img, struct vmb_err *err)
 	int r;
 
 	pthread_mutex_lock(&img->wlock);
-	r = persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
+	r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }
@@ -234,11 +222,15 @@ void vmb_image_close(struct vmb_image *img)
 			vmb_sidecar_name(img->ino, scname);
 			if (img->writable && vmb_sidecar_remove(img->mapdir, scname, &err) < 0)
 				vmb_log_msg(img->log, "%s", err.msg);
-		} else if (persist_locked(img, VMB_SIDECAR_SYNC_FILE, &err) < 0) {
+		} else if (vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, &err) < 0) {
 			vmb_log_msg(img->log, "%s", err.msg);
 		}
 		close(img->fd);
 	}
+	if (img->old_fd >= 0)
+		close(img->old_fd);
+	vmb_base_put(img->base);
+	vmb_base_put(img->old_base);
 	vmb_dio_destroy(&img->dio);
 	if (img->locks_ready) {
 		pthread_mutex_destroy(&img->wlock);
@@ -250,6 +242,36 @@ void vmb_image_close(struct vmb_image *img)
 	free(img);
 }
 
+void vmb_img_baseref(struct vmb_image *img, struct vmb_baseref *ref)
+{
+	memset(ref, 0, sizeof(*ref));
+	if (img->base) {
+		memcpy(ref->id, img->base->id, sizeof(ref->id));
+		ref->limit = img->limit;
+	}
+}
+
+struct vmb_base *vmb_image_base(struct vmb_image *img, uint64_t *limit)
+{
+	struct vmb_base *b;
+
+	pthread_mutex_lock(&img->mlock);
+	b = img->base;
+	if (limit)
+		*limit = img->limit;
+	pthread_mutex_unlock(&img->mlock);
+	return b;
+}
+
+int vmb_img_check_writable(struct vmb_image *img, struct vmb_err *err)
+{
+	if (img->frozen)
+		return vmb_err_set(err, EROFS, "'%s' is a read-only snapshot", img->name);
+	if (!img->writable)
+		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
+	return 0;
+}
+
 uint64_t vmb_image_size(struct vmb_image *img)
 {
 	uint64_t s;
@@ -258,16 +280,6 @@ uint64_t vmb_image_size(struct vmb_image *img)
 	s = img->size;
 	pthread_mutex_unlock(&img->mlock);
 	return s;
-}
-
-uint64_t vmb_image_alloc_bytes(struct vmb_image *img)
-{
-	uint64_t b;
-
-	pthread_mutex_lock(&img->mlock);
-	b = img->map.data_blocks * BS;
-	pthread_mutex_unlock(&img->mlock);
-	return b;
 }
 
 void vmb_image_set_direct_writes(struct vmb_image *img, int on)
@@ -289,6 +301,8 @@ int vmb_image_park(struct vmb_image *img)
 	struct stat st;
 	int direct;
 
+	if (img->frozen)
+		return -EBUSY;   /* no descriptor of its own */
 	pthread_mutex_lock(&img->wlock);
 	if (img->fd < 0) {
 		pthread_mutex_unlock(&img->wlock);
@@ -382,6 +396,32 @@ int vmb_img_begin_change(struct vmb_image *img, struct vmb_err *err)
 		return 0;
 	}
 	img->pos.valid = 0;
+	if (img->base) {
+		/* A delta's saved map is never removed (its holes cannot tell ZERO from
+		 * ABSENT: the rebuild needs the last committed map): saved whole, the map
+		 * as it is (it describes the file: nothing changed since the check), then
+		 * the BEGIN. */
+		struct vmb_baseref ref;
+		int r = -EIO;
+
+		vmb_img_baseref(img, &ref);
+		if (img->known_ok)
+			r = vmb_sidecar_save2(img->mapdir, scname, &img->map, NULL, &img->known,
+					      &ref, VMB_SIDECAR_SYNC_FILE, &img->pos, err);
+		if (r == 0)
+			r = vmb_sidecar_begin(img->mapdir, scname, &img->pos, err);
+		if (r < 0) {
+			img->pos.valid = 0;
+			return vmb_err_prefix(err, "cannot change '%s': its map cannot be "
+					      "journalled", img->name);
+		}
+		pthread_mutex_lock(&img->mlock);
+		vmb_blockmap_destroy(&img->dirty);
+		img->map.track = &img->dirty;
+		pthread_mutex_unlock(&img->mlock);
+		img->on_disk = 0;
+		return 0;
+	}
 	if (vmb_sidecar_remove(img->mapdir, scname, err) < 0)
 		return vmb_err_prefix(err, "cannot change '%s'", img->name);
 	img->on_disk = 0;
@@ -446,8 +486,11 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 {
 	struct vmb_blockmap m, old;
 	struct vmb_stamp now;
+	uint64_t limit = img->limit;
 	int r;
 
+	if (img->frozen)
+		return 0;
 	if (!img->known_ok) {
 		vmb_img_refresh_known(img);
 		return 0;
@@ -458,16 +501,21 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	if (vmb_stamp_equal(&now, &img->known))
 		return 0;
 	vmb_blockmap_init(&m);
-	r = vmb_sidecar_scan(img->fd, now.size, &m, err);
+	/* A delta: from the map as this image left it (wlock keeps it still). */
+	r = img->base ? vmb_img_reconcile(img->fd, now.size, &img->map, &m, err) :
+			vmb_sidecar_scan(img->fd, now.size, &m, err);
 	if (r < 0) {
 		vmb_blockmap_destroy(&m);
 		return vmb_err_prefix(err, "'%s' was changed outside this mount and its map "
 				      "cannot be rebuilt", img->name);
 	}
+	if (img->base && now.size < img->size)
+		limit = vmb_img_lower_limit(img, now.size);
 	pthread_mutex_lock(&img->mlock);
 	old = img->map;
 	img->map = m;
 	img->size = now.size;
+	img->limit = limit;
 	img->gen++;   /* saved at the next persist, under the stamp it was built from */
 	pthread_mutex_unlock(&img->mlock);
 	vmb_blockmap_destroy(&old);
@@ -476,8 +524,9 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	 * them (fsck gives back what is left past the end). */
 	img->res_next = img->res_end = 0;
 	/* A sidecar may exist (the other writer's): removed before our next change
-	 * (not journalled: our journal position describes no sidecar on disk now). */
-	img->on_disk = 1;
+	 * (not journalled: our journal position describes no sidecar on disk now).
+	 * A delta's is left for our next save (never removed before a change). */
+	img->on_disk = !img->base;
 	img->pos.valid = 0;
 	__atomic_store_n(&img->foreign, 1, __ATOMIC_RELEASE);
 	vmb_log_msg(img->log, "'%s' was changed outside this mount: its map was rebuilt "
@@ -524,6 +573,8 @@ int vmb_image_set_times(struct vmb_image *img, const struct timespec ts[2],
 {
 	int r;
 
+	if (img->frozen)
+		return vmb_img_check_writable(img, err);
 	pthread_mutex_lock(&img->wlock);
 	r = vmb_img_revalidate_locked(img, err);
 	if (r >= 0) {
@@ -544,6 +595,8 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err)
 {
 	int r = 0;
 
+	if (img->frozen)
+		return 0;   /* nothing of its own to write */
 	pthread_mutex_lock(&img->wlock);
 	r = drain_err(img, err);
 	if (r < 0)
@@ -551,7 +604,7 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err)
 	else if ((datasync ? fdatasync(img->fd) : fsync(img->fd)) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", img->name);
 	else
-		r = persist_locked(img, VMB_SIDECAR_SYNC_DIR, err);
+		r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_DIR, err);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }

@@ -57,6 +57,11 @@ struct vmb_image {
 	 * and alloc_ok (mlock). */
 	uint64_t alloc_blocks, alloc_gen;
 	int alloc_ok;
+	/* What the last freeze moved the image off (image_freeze.c): a reader that
+	 * looked up the old descriptor or base before it still reads the frozen
+	 * content through them. Released at the next freeze or at close. */
+	int old_fd;
+	struct vmb_base *old_base;
 };
 
 static inline uint64_t blocks_for(uint64_t bytes)
@@ -84,6 +89,49 @@ int vmb_img_begin_change(struct vmb_image *img, struct vmb_err *err);
 /* image.c: revalidation (caller holds wlock). */
 void vmb_img_refresh_known(struct vmb_image *img);
 int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err);
+/* image.c: save the map if it changed (wlock). */
+int vmb_img_persist_locked(struct vmb_image *img, int durable, struct vmb_err *err);
+/* image.c: a new image with nothing open (fd -1), or NULL with err set. */
+struct vmb_image *vmb_img_alloc(const char *name, struct vmb_err *err);
+/* The image's base and limit as a sidecar names them (mlock or wlock held). */
+void vmb_img_baseref(struct vmb_image *img, struct vmb_baseref *ref);
+/* -EROFS for a frozen image, -EBADF for a read-only one, else 0. */
+int vmb_img_check_writable(struct vmb_image *img, struct vmb_err *err);
+
+/* image_load.c */
+int vmb_img_load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m,
+		     struct vmb_stamp *stamp, int *rebuilt, struct vmb_sidecar_pos *pos,
+		     struct vmb_baseref *ref, int *lost, struct vmb_err *err);
+/* The rebuild of a delta's map (LAYERS.md (4)) from committed (NULL: none) and the
+ * backing file's data and holes, into out. */
+int vmb_img_reconcile(int fd, uint64_t size, const struct vmb_blockmap *committed,
+		      struct vmb_blockmap *out, struct vmb_err *err);
+
+/* image_base.c: the chain (caller holds mlock for chain_get). */
+enum vmb_src { VMB_SRC_ZERO, VMB_SRC_DELTA, VMB_SRC_BASE };
+/* Where block blk reads from, and for how many blocks from blk on (*run). */
+enum vmb_src vmb_img_chain_get(struct vmb_image *img, uint64_t blk, uint64_t *run, int *bfd);
+/* The same, taking mlock; no run. */
+enum vmb_src vmb_img_src(struct vmb_image *img, uint64_t blk);
+/* Read [off, off + len) of the base into buf (past the base's size: zeros). */
+int vmb_img_base_read(struct vmb_image *img, void *buf, size_t len, uint64_t off,
+		      struct vmb_err *err);
+/* Block blk's content through the chain into b (VMB_BLOCK_SIZE bytes), bytes at or
+ * past file offset end zeroed. */
+int vmb_img_block_content(struct vmb_image *img, uint64_t blk, unsigned char *b,
+			  uint64_t end, struct vmb_err *err);
+/* A delta shrinking to size: the base limit it gets, and its base xattr rewritten
+ * when it is lower (failure logged). Caller holds wlock. */
+uint64_t vmb_img_lower_limit(struct vmb_image *img, uint64_t size);
+
+/* image_write.c: bytes [a, b) within the size become zeros (wlock). */
+int vmb_img_zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err);
+/* Block pos / 4096 written whole: its content through the chain up to cover (the
+ * size that counts; zeros past it), with [pos, stop) replaced by p (NULL: zeros);
+ * ZERO when the result is all zeros, else DATA. *wend (may be NULL): where the
+ * write ended. Caller holds wlock. */
+int vmb_img_write_merged(struct vmb_image *img, const void *p, uint64_t pos, uint64_t stop,
+			 uint64_t cover, uint64_t *wend, struct vmb_err *err);
 /* image_write.c: give back the space reserved ahead of a writer (wlock). */
 void vmb_img_give_back(struct vmb_image *img);
 

@@ -174,9 +174,40 @@ static int write_data(struct vmb_image *img, const void *buf, size_t len, uint64
 	return vmb_pwrite_full(img->fd, buf, len, off, done);
 }
 
+int vmb_img_write_merged(struct vmb_image *img, const void *p, uint64_t pos, uint64_t stop,
+			 uint64_t cover, uint64_t *wend, struct vmb_err *err)
+{
+	unsigned char b[VMB_BLOCK_SIZE];
+	uint64_t blk = pos / BS, start = blk * BS, end = start + BS;
+	size_t done;
+	int r;
+
+	if (cover < end)
+		end = cover > stop ? cover : stop;
+	r = vmb_img_block_content(img, blk, b, end, err);
+	if (r < 0)
+		return r;
+	if (p)
+		memcpy(b + (pos - start), p, (size_t)(stop - pos));
+	else
+		memset(b + (pos - start), 0, (size_t)(stop - pos));
+	if (wend)
+		*wend = end;
+	if (is_zero(b, (size_t)(end - start)))   /* hides the base's block */
+		return vmb_img_map_set(img, blk, 1, VMB_ZERO, err);
+	vmb_dio_wait_range(&img->dio, start, end - start);
+	r = vmb_pwrite_full(img->fd, b, (size_t)(end - start), start, &done);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cannot write '%s' at offset %llu", img->name,
+				   (unsigned long long)start);
+	return vmb_img_map_set(img, blk, 1, VMB_DATA, err);
+}
+
 /* Bytes [a, b) within the size become zeros: whole blocks are punched and marked ZERO,
- * partial edges of DATA blocks get zeros written. */
-static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err)
+ * partial edges of DATA blocks get zeros written; a partial edge of a block that
+ * reads from the base becomes DATA with the base's other bytes, or ZERO when they
+ * are zeros too. */
+int vmb_img_zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err)
 {
 	uint64_t A, B, edge[2][2];
 	int i, r;
@@ -220,6 +251,10 @@ static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb
 					return vmb_err_sys(err, -r, "cannot write zeros to '%s' at "
 							   "offset %llu", img->name,
 							   (unsigned long long)s);
+			} else if (img->base && vmb_img_src(img, s / BS) == VMB_SRC_BASE) {
+				r = vmb_img_write_merged(img, NULL, s, stop, img->size, NULL, err);
+				if (r < 0)
+					return r;
 			}
 			s = stop;
 		}
@@ -229,10 +264,12 @@ static int zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb
 
 enum piece { P_DATA, P_ZERO, P_SKIP };
 
-/* Whether the bytes of DATA block blk outside [pos, stop), within the size, read
- * as zeros in the backing file (the old bytes a zero write into part of the block
- * keeps). A read error counts as "not zero": the piece is then written as data. */
-static int rest_is_zero(struct vmb_image *img, uint64_t blk, uint64_t pos, uint64_t stop)
+/* Whether the bytes of block blk outside [pos, stop), within the size, read as
+ * zeros (the old bytes a zero write into part of the block keeps): from the backing
+ * file for a DATA block, from the base for one that reads it. A read error counts
+ * as "not zero": the piece is then written as data. */
+static int rest_is_zero(struct vmb_image *img, uint64_t blk, uint64_t pos, uint64_t stop,
+			enum vmb_src src)
 {
 	unsigned char b[VMB_BLOCK_SIZE];
 	uint64_t bstart = blk * BS, bend = bstart + BS, size;
@@ -243,6 +280,12 @@ static int rest_is_zero(struct vmb_image *img, uint64_t blk, uint64_t pos, uint6
 	pthread_mutex_unlock(&img->mlock);
 	if (bend > size)
 		bend = size;
+	if (src == VMB_SRC_BASE) {   /* the base's bytes (a delta's ABSENT block) */
+		if (vmb_img_block_content(img, blk, b, bend, NULL) < 0)
+			return 0;
+		return is_zero(b, (size_t)(pos - bstart)) &&
+		       (stop >= bend || is_zero(b + (stop - bstart), (size_t)(bend - stop)));
+	}
 	vmb_dio_wait_range(&img->dio, bstart, bend - bstart);
 	/* Past the backing file's end (a write extending the file) reads as zeros. */
 	n = vmb_pread_full(img->fd, b, (size_t)(bend - bstart), bstart);
@@ -260,6 +303,7 @@ static enum piece classify(struct vmb_image *img, const unsigned char *p, uint64
 			   uint64_t end, uint64_t *stop)
 {
 	uint64_t blk = pos / BS, blk_end = (blk + 1) * BS;
+	enum vmb_src src;
 	int full;
 
 	*stop = end < blk_end ? end : blk_end;
@@ -269,11 +313,83 @@ static enum piece classify(struct vmb_image *img, const unsigned char *p, uint64
 	if (full)
 		return P_ZERO;
 	/* Zeros into part of a block that already reads as zeros change nothing. */
-	if (vmb_img_map_get(img, blk) != VMB_DATA)
+	src = vmb_img_src(img, blk);
+	if (src == VMB_SRC_ZERO)
 		return P_SKIP;
 	/* Zeros into part of a data block whose other bytes are zeros too: the block
 	 * becomes ZERO (restic's unaligned zero runs after fallocate). */
-	return rest_is_zero(img, blk, pos, *stop) ? P_ZERO : P_DATA;
+	return rest_is_zero(img, blk, pos, *stop, src) ? P_ZERO : P_DATA;
+}
+
+/* A data piece whose first or last block reads from the base and is covered only
+ * in part (within old_size: past it the block reads zeros): that block written
+ * whole (vmb_img_write_merged). Caller holds wlock. 1 when done (*n bytes of the
+ * piece from pos), 0 when the block needs no merging, -errno. */
+static int merge_edge(struct vmb_image *img, const unsigned char *p, uint64_t pos,
+		      uint64_t stop, uint64_t old_size, uint64_t *bsize, size_t *n,
+		      struct vmb_err *err)
+{
+	uint64_t start = pos / BS * BS, end = start + BS, cover, wend;
+	int r;
+
+	if (stop > end)
+		stop = end;
+	cover = end < old_size ? end : old_size;
+	if ((pos == start && stop >= cover) || vmb_img_src(img, pos / BS) != VMB_SRC_BASE)
+		return 0;
+	r = vmb_img_write_merged(img, p, pos, stop, cover, &wend, err);
+	if (r < 0)
+		return r;
+	if (wend > *bsize)
+		*bsize = wend;
+	*n = (size_t)(stop - pos);
+	return 1;
+}
+
+/* Write the data piece [pos, stop) and mark it DATA; *done bytes of it written. A
+ * partial block at either end that reads from the base is merged with the base's
+ * bytes (merge_edge). Caller holds wlock. */
+static int put_data(struct vmb_image *img, const unsigned char *p, uint64_t pos,
+		    uint64_t stop, uint64_t old_size, uint64_t *bsize, size_t *done,
+		    struct vmb_err *err)
+{
+	uint64_t a = pos, b = stop;   /* what goes through write_data */
+	size_t n, mid = 0;
+	int r;
+
+	*done = 0;
+	if (img->base) {
+		if (b % BS && b / BS * BS > a) {   /* the last block, when not the first */
+			uint64_t last = b / BS * BS;
+			r = merge_edge(img, p + (last - pos), last, b, old_size, bsize, &n, err);
+			if (r < 0)
+				return r;
+			if (r > 0)
+				b = last;
+		}
+		r = merge_edge(img, p, a, b, old_size, bsize, &n, err);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			a += n;
+	}
+	if (a < b) {
+		r = write_data(img, p + (a - pos), (size_t)(b - a), a, old_size, &mid);
+		if (mid > 0) {
+			int r2 = vmb_img_map_set(img, a / BS, blocks_for(a + mid) - a / BS,
+						 VMB_DATA, err);
+			if (a + mid > *bsize)
+				*bsize = a + mid;
+			if (r2 < 0 && r == 0)
+				r = r2;
+		}
+		if (r < 0 || mid < b - a) {
+			*done = (size_t)(a - pos) + mid;
+			return r;
+		}
+	}
+	*done = (size_t)(stop - pos);
+	return 0;
 }
 
 ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint64_t off,
@@ -285,8 +401,9 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 
 	if (len == 0)
 		return 0;
-	if (!img->writable)
-		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
+	r = vmb_img_check_writable(img, err);
+	if (r < 0)
+		return r;
 	if (end < off || end > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "cannot write '%s' past %llu bytes", img->name,
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
@@ -313,15 +430,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 			stop = s2;
 		if (kind == P_DATA) {
 			size_t done;
-			r = write_data(img, p + (pos - off), (size_t)(stop - pos), pos, old_size, &done);
-			if (done > 0) {
-				int r2 = vmb_img_map_set(img, pos / BS, blocks_for(pos + done) - pos / BS,
-						 VMB_DATA, err);
-				if (pos + done > bsize)
-					bsize = pos + done;
-				if (r2 < 0 && r == 0)
-					r = r2;
-			}
+			r = put_data(img, p + (pos - off), pos, stop, old_size, &bsize, &done, err);
 			written += done;
 			if (r < 0) {
 				if (!err || err->code == 0)
@@ -332,7 +441,7 @@ ssize_t vmb_image_write(struct vmb_image *img, const void *buf, size_t len, uint
 		} else if (kind == P_ZERO) {
 			/* Whole blocks: a partial block at either end is all zeros. */
 			uint64_t a = pos / BS * BS, b = blocks_for(stop) * BS;
-			r = zero_locked(img, a, b < img->size ? b : img->size, err);
+			r = vmb_img_zero_locked(img, a, b < img->size ? b : img->size, err);
 			if (r < 0)
 				break;
 			written += stop - pos;
@@ -370,12 +479,40 @@ out:
 	return (ssize_t)written;
 }
 
+/* The limit rule of a delta shrinking to size (LAYERS.md): when size is not block
+ * aligned and its block reads from the base, that block is copied into the delta
+ * first (the base's bytes, zeros past size; ZERO when that is all zeros); then the
+ * limit goes down to min(limit, floor(size / 4096)), the base xattr first. So a
+ * shrink-then-extend reads zeros, as on ext4. Caller holds wlock. */
+static int shrink_delta(struct vmb_image *img, uint64_t size, struct vmb_err *err)
+{
+	uint64_t blk = size / BS;
+	int r;
+
+	if (size % BS && vmb_img_src(img, blk) == VMB_SRC_BASE) {
+		r = vmb_img_write_merged(img, NULL, size, size, size, NULL, err);
+		if (r < 0)
+			return r;
+	}
+	if (blk >= img->limit)
+		return 0;
+	r = vmb_image_set_base_xattr(img->fd, img->name, img->base->id, blk, err);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot truncate '%s'", img->name);
+	pthread_mutex_lock(&img->mlock);
+	img->limit = blk;
+	img->gen++;
+	pthread_mutex_unlock(&img->mlock);
+	return 0;
+}
+
 int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err)
 {
 	int r = 0;
 
-	if (!img->writable)
-		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
+	r = vmb_img_check_writable(img, err);
+	if (r < 0)
+		return r;
 	if (size > MAX_BYTES)
 		return vmb_err_set(err, EFBIG, "cannot truncate '%s' to %llu bytes", img->name,
 				   (unsigned long long)size);
@@ -393,7 +530,11 @@ int vmb_image_truncate(struct vmb_image *img, uint64_t size, struct vmb_err *err
 	} else if (size > img->size) {
 		r = vmb_img_grow_locked(img, size, err);
 	} else if (size < img->size) {
-		if (ftruncate(img->fd, (off_t)size) < 0) {
+		if (img->base)
+			r = shrink_delta(img, size, err);
+		if (r < 0) {
+			/* the limit stays; the partial block, if copied, reads the same */
+		} else if (ftruncate(img->fd, (off_t)size) < 0) {
 			r = vmb_err_sys(err, errno, "cannot truncate '%s' to %llu bytes",
 					img->name, (unsigned long long)size);
 		} else {
@@ -410,6 +551,58 @@ out:
 	return r;
 }
 
+/* reserve_locked of a delta: blocks that read from the base are left alone (their
+ * bytes are the base's: reserving them would need copying them, and an allocated
+ * block under an ABSENT one would read as data after a rebuild), the rest as for a
+ * file without a base, run by run. */
+static int reserve_delta(struct vmb_image *img, int mode, uint64_t off, uint64_t len,
+			 struct vmb_err *err)
+{
+	uint64_t end = off + len, pos, size = img->size;
+	int pass, r;
+
+	for (pass = 0; pass < 2; pass++) {   /* allocate, then mark (size known) */
+		for (pos = off; pos < end;) {
+			uint64_t run, stop, blk = pos / BS;
+			enum vmb_src s;
+
+			pthread_mutex_lock(&img->mlock);
+			s = pos < size ? vmb_img_chain_get(img, blk, &run, NULL) : VMB_SRC_ZERO;
+			pthread_mutex_unlock(&img->mlock);
+			if (pos >= size || run >= VMB_BLOCK_MAX - blk || (blk + run) * BS >= end)
+				stop = end;
+			else
+				stop = (blk + run) * BS;
+			if (s == VMB_SRC_BASE) {
+				pos = stop;
+				continue;
+			}
+			if (pass == 0 && fallocate(img->fd, mode, (off_t)pos,
+						   (off_t)(stop - pos)) < 0)
+				return vmb_err_sys(err, errno, "cannot allocate %llu bytes in '%s' "
+						   "at offset %llu", (unsigned long long)(stop - pos),
+						   img->name, (unsigned long long)pos);
+			if (pass == 1 && pos < size) {
+				uint64_t lim = stop < size ? stop : size;
+				r = vmb_img_map_set(img, pos / BS, blocks_for(lim) - pos / BS,
+						    VMB_DATA, err);
+				if (r < 0)
+					return r;
+			}
+			pos = stop;
+		}
+		if (pass == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+			r = vmb_img_map_set(img, blocks_for(size), blocks_for(end) - blocks_for(size),
+					    VMB_ZERO, err);
+			if (r < 0)
+				return r;
+			vmb_img_set_size(img, end);
+			size = end;
+		}
+	}
+	return 0;
+}
+
 /* fallocate mode 0 / KEEP_SIZE: reserve space in the backing file; the reserved
  * blocks become DATA (they are allocated and read as zeros from the backing). */
 static int reserve_locked(struct vmb_image *img, int mode, uint64_t off, uint64_t len,
@@ -422,6 +615,8 @@ static int reserve_locked(struct vmb_image *img, int mode, uint64_t off, uint64_
 	 * fsck give it back (give_back has removed this image's own). */
 	if ((mode & FALLOC_FL_KEEP_SIZE) && end > img->size && !img->res_recorded)
 		vmb_resrec_clear(img->fd);
+	if (img->base)
+		return reserve_delta(img, mode, off, len, err);
 	if (fallocate(img->fd, mode, (off_t)off, (off_t)len) < 0)
 		return vmb_err_sys(err, errno, "cannot allocate %llu bytes in '%s' at offset %llu",
 				   (unsigned long long)len, img->name, (unsigned long long)off);
@@ -444,8 +639,9 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 	uint64_t end = off + len;
 	int r = 0;
 
-	if (!img->writable)
-		return vmb_err_set(err, EBADF, "'%s' is open read-only", img->name);
+	r = vmb_img_check_writable(img, err);
+	if (r < 0)
+		return r;
 	if (len == 0)
 		return vmb_err_set(err, EINVAL, "fallocate on '%s': bad range", img->name);
 	if (end < off)
@@ -471,11 +667,11 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 		r = reserve_locked(img, mode, off, len, err);
 		break;
 	case FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE:
-		r = zero_locked(img, off, end, err);
+		r = vmb_img_zero_locked(img, off, end, err);
 		break;
 	case FALLOC_FL_ZERO_RANGE:
 	case FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE:
-		r = zero_locked(img, off, end, err);
+		r = vmb_img_zero_locked(img, off, end, err);
 		if (r == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > img->size)
 			r = vmb_img_grow_locked(img, end, err);
 		break;
@@ -486,117 +682,4 @@ int vmb_image_fallocate(struct vmb_image *img, int mode, uint64_t off, uint64_t 
 	vmb_img_refresh_known(img);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
-}
-
-static int copy_data(struct vmb_image *src, uint64_t so, struct vmb_image *dst, uint64_t dof,
-		     uint64_t n, struct vmb_err *err)
-{
-	char *buf = NULL;
-	loff_t in = (loff_t)so, outp = (loff_t)dof;
-	uint64_t left = n;
-
-	while (left > 0) {
-		ssize_t c = copy_file_range(src->fd, &in, dst->fd, &outp, (size_t)left, 0);
-		if (c < 0 && errno == EINTR)
-			continue;
-		if (c < 0 && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS ||
-			      errno == EINVAL))
-			break;
-		if (c < 0)
-			return vmb_err_sys(err, errno, "cannot copy '%s' to '%s'", src->name,
-					   dst->name);
-		if (c == 0)   /* source shrank: the rest reads as zeros */
-			return zero_locked(dst, (uint64_t)outp, (uint64_t)outp + left, err);
-		left -= (uint64_t)c;
-	}
-	while (left > 0) {
-		size_t chunk = left > (1u << 20) ? (1u << 20) : (size_t)left, done;
-		ssize_t rd;
-		int r;
-
-		if (!buf && !(buf = malloc(1u << 20)))
-			return vmb_err_set(err, ENOMEM, "cannot copy '%s': out of memory", src->name);
-		rd = vmb_pread_full(src->fd, buf, chunk, (uint64_t)in);
-		if (rd < 0) {
-			free(buf);
-			return vmb_err_sys(err, (int)-rd, "cannot read '%s'", src->name);
-		}
-		r = vmb_pwrite_full(dst->fd, buf, chunk, (uint64_t)outp, &done);
-		if (r < 0) {
-			free(buf);
-			return vmb_err_sys(err, -r, "cannot write '%s'", dst->name);
-		}
-		in += (loff_t)chunk;
-		outp += (loff_t)chunk;
-		left -= chunk;
-	}
-	free(buf);
-	return 0;
-}
-
-ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_image *dst,
-			     uint64_t doff, size_t len, struct vmb_err *err)
-{
-	uint64_t ssize, pos, end;
-	int r = 0;
-
-	if (!dst->writable)
-		return vmb_err_set(err, EBADF, "'%s' is open read-only", dst->name);
-	ssize = vmb_image_size(src);
-	if (soff >= ssize || len == 0)
-		return 0;
-	if (len > ssize - soff)
-		len = (size_t)(ssize - soff);
-	if (doff + len < doff || doff + len > MAX_BYTES)
-		return vmb_err_set(err, EFBIG, "cannot copy into '%s' past %llu bytes", dst->name,
-				   (unsigned long long)(VMB_BLOCK_MAX * BS));
-	end = soff + len;
-	pthread_mutex_lock(&dst->wlock);
-	vmb_image_drain(dst);
-	r = vmb_img_revalidate_locked(dst, err);
-	if (r < 0)
-		goto out;
-	vmb_img_give_back(dst);
-	if (src != dst) {
-		vmb_image_drain(src);
-		/* The source is read by its map: check it (unless its own change is in
-		 * progress, which stamps it). */
-		r = vmb_image_revalidate(src, 1, err);
-		if (r < 0)
-			goto out;
-	}
-	r = vmb_img_begin_change(dst, err);
-	if (r < 0)
-		goto out;
-	if (doff + len > dst->size) {
-		r = vmb_img_grow_locked(dst, doff + len, err);
-		if (r < 0)
-			goto out;
-	}
-	for (pos = soff; pos < end;) {
-		uint64_t run, stop, d = doff + (pos - soff);
-		enum vmb_bstate st;
-
-		pthread_mutex_lock(&src->mlock);
-		st = vmb_blockmap_get(&src->map, pos / BS, &run);
-		pthread_mutex_unlock(&src->mlock);
-		stop = (pos / BS + run) * BS;
-		if (run >= VMB_BLOCK_MAX || stop > end)
-			stop = end;
-		if (st == VMB_DATA) {
-			r = copy_data(src, pos, dst, d, stop - pos, err);
-			if (r == 0)
-				r = vmb_img_map_set(dst, d / BS, blocks_for(d + (stop - pos)) - d / BS,
-					    VMB_DATA, err);
-		} else {
-			r = zero_locked(dst, d, d + (stop - pos), err);
-		}
-		if (r < 0)
-			goto out;
-		pos = stop;
-	}
-out:
-	vmb_img_refresh_known(dst);
-	pthread_mutex_unlock(&dst->wlock);
-	return r < 0 ? r : (ssize_t)len;
 }
