@@ -122,20 +122,18 @@ static int new_backing(int dirfd, const char *name, mode_t mode, char *tmp, size
 	return fd;
 }
 
-/* Owner, mode and user.* xattrs of from onto to (the times are set last, by the
- * caller, after the content). */
-static int copy_attrs(int from, int to, const char *name, struct vmb_err *err)
+/* Owner and mode of st and the user.* xattrs of from onto to (the times are set
+ * last, by the caller, after the content). */
+static int copy_attrs(int from, const struct stat *st, int to, const char *name,
+		      struct vmb_err *err)
 {
 	char *names = NULL, *val = NULL, *p;
-	struct stat st;
 	ssize_t n, v;
 	int r = 0;
 
-	if (fstat(from, &st) < 0)
-		return vmb_err_sys(err, errno, "cannot stat '%s'", name);
-	if (fchown(to, st.st_uid, st.st_gid) < 0)
+	if (fchown(to, st->st_uid, st->st_gid) < 0)
 		return vmb_err_sys(err, errno, "cannot set the owner of '%s'", name);
-	if (fchmod(to, st.st_mode & 07777) < 0)
+	if (fchmod(to, st->st_mode & 07777) < 0)
 		return vmb_err_sys(err, errno, "cannot set the mode of '%s'", name);
 	n = flistxattr(from, NULL, 0);
 	if (n <= 0)
@@ -163,9 +161,10 @@ out:
 }
 
 /* Link the new file fd (O_TMPFILE, or named tmp) over dirfd/name, the directory
- * synced. */
+ * synced. Once the rename is done this succeeds: a failed sync of the directory
+ * is logged (the name is on the new file either way). */
 static int install(int dirfd, const char *name, int fd, char *tmp, size_t tsize,
-		   struct vmb_err *err)
+		   const struct vmb_log *log, struct vmb_err *err)
 {
 	char path[64];
 	int dfd;
@@ -187,7 +186,7 @@ static int install(int dirfd, const char *name, int fd, char *tmp, size_t tsize,
 	tmp[0] = '\0';
 	dfd = dirfd;
 	if (fsync(dfd) < 0)
-		return vmb_err_sys(err, errno, "cannot sync the directory of '%s'", name);
+		vmb_log_msg(log, "cannot sync the directory of '%s': %s", name, strerror(errno));
 	return 0;
 }
 
@@ -299,7 +298,7 @@ int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct
 	fd = r = new_backing(dirfd, name, st.st_mode, tmp, sizeof(tmp), err);
 	if (r < 0)
 		goto out;
-	r = copy_attrs(img->fd, fd, img->name, err);
+	r = copy_attrs(img->fd, &st, fd, img->name, err);
 	if (r == 0 && ftruncate(fd, (off_t)size) < 0)
 		r = vmb_err_sys(err, errno, "cannot size a copy of '%s'", img->name);
 	if (r == 0 && size > 0)
@@ -331,7 +330,7 @@ int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct
 	if (r == 0 && fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync a copy of '%s'", img->name);
 	if (r == 0)
-		r = install(dirfd, name, fd, tmp, sizeof(tmp), err);
+		r = install(dirfd, name, fd, tmp, sizeof(tmp), img->log, err);
 	if (r < 0)
 		goto out;
 	r = switch_backing(img, fd, &m, NULL, 0, err);
