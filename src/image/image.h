@@ -89,6 +89,12 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
  * splice say); 0 when it is not (use vmb_image_read). */
 int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n);
 
+/* The same through the base: returns 1 when [off, off + len), clipped to the size,
+ * reads from one descriptor at the same offsets (the backing file's DATA, or one run
+ * of the base's, vmb_base_ops.lookup) with *fd and the clipped length in *n; the
+ * descriptor stays valid while img is open. 0: use vmb_image_read. */
+int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n);
+
 /* Bytes of file data this process has read from backing files so far (pread, or
  * handed out for splicing); reads of holes never count. */
 uint64_t vmb_image_backing_read_bytes(void);

@@ -189,6 +189,31 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 	return 1;
 }
 
+int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n)
+{
+	uint64_t run, end, stop;
+	enum vmb_src st;
+	int bfd = -1;
+
+	pthread_mutex_lock(&img->mlock);
+	if (off >= img->size || len == 0) {
+		pthread_mutex_unlock(&img->mlock);
+		return 0;
+	}
+	end = img->size - off < len ? img->size : off + len;
+	st = vmb_img_chain_get(img, off / BS, &run, &bfd);
+	pthread_mutex_unlock(&img->mlock);
+	stop = run >= VMB_BLOCK_MAX - off / BS ? end : (off / BS + run) * BS;
+	if (st == VMB_SRC_DELTA)
+		return vmb_image_all_data(img, off, len, n) ? (*fd = img->fd, 1) : 0;
+	/* from the base: one descriptor, and bytes it holds (not past its end) */
+	if (st != VMB_SRC_BASE || bfd < 0 || stop < end || end > img->base->size)
+		return 0;
+	*fd = bfd;
+	*n = (size_t)(end - off);
+	return 1;
+}
+
 /* [off, off + len) lies within the size and is all DATA. */
 static int covered_by_data(struct vmb_image *img, uint64_t off, size_t len)
 {

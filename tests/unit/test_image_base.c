@@ -156,6 +156,16 @@ static void test_read_through(void)
 	CHECK_EQ(seek(img, 41 * BS + 3, SEEK_HOLE), BSIZE);
 	CHECK_EQ(seek(img, BSIZE, SEEK_DATA), (uint64_t)-ENXIO);
 	CHECK(!vmb_image_all_data(img, 0, BS, &n));
+	/* a range of one base run: its descriptor, for splicing */
+	{
+		int bfd = -2;
+		CHECK_EQ(vmb_image_read_fd(img, 100, 3 * BS, &bfd, &n), 1);
+		CHECK_EQ(bfd, bases[0]->fd);
+		CHECK_EQ(n, 3 * BS);
+		CHECK(pread(bfd, buf, 3 * BS, 100) == 3 * BS && !memcmp(buf, bdata + 100, 3 * BS));
+		CHECK_EQ(vmb_image_read_fd(img, 9 * BS, 2 * BS, &bfd, &n), 0);   /* a hole */
+		CHECK_EQ(vmb_image_read_fd(img, 12 * BS, BS, &bfd, &n), 0);
+	}
 	/* a range of holes in the base is a holes-only read */
 	CHECK_EQ(vmb_image_read(img, buf, 2 * BS, 12 * BS, &holes, NULL), 2 * BS);
 	CHECK_EQ(holes, 1);
