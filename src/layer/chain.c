@@ -278,6 +278,10 @@ static int open_data(struct vmb_layers *ls, struct vmb_chain *c,
 	if (!S_ISREG(st.st_mode))
 		return vmb_err_set(err, EIO, "layer '%s' is damaged: %s is not a regular file",
 				   c->base.id, c->data_path);
+	/* O_NONBLOCK only kept a FIFO from hanging the open: not for the callers */
+	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		return vmb_err_sys(err, errno, "cannot open layer '%s' (%s)", c->base.id,
+				   c->data_path);
 	if ((uint64_t)st.st_size != h->stamp.size)
 		return vmb_err_set(err, EIO, "layer '%s' was changed: %s has %" PRIu64
 				   " bytes, its map says %" PRIu64, c->base.id, c->data_path,
