@@ -6,7 +6,8 @@ VMB_CORE_TESTS = \
 	tests/unit/test_walk \
 	tests/unit/test_vfs \
 	tests/unit/test_image_model \
-	tests/unit/test_image_reval
+	tests/unit/test_image_reval \
+	tests/unit/test_manifest
 
 check_PROGRAMS += $(VMB_CORE_TESTS)
 TESTS += $(VMB_CORE_TESTS)
@@ -29,3 +30,6 @@ tests_unit_test_image_model_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_image_reval_SOURCES = tests/unit/test_image_reval.c tests/unit/harness.h
 tests_unit_test_image_reval_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c tests/unit/harness.h
+tests_unit_test_manifest_LDADD = $(VMB_CORE_LIBS)
