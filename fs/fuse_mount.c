@@ -463,8 +463,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			    strsignal(r), mnt);
 		r = 0;
 	} else if (r != 0) {
-		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error (see "
-				"%s/%s/%s)", mnt, o->store, VMB_META_DIR, VMB_STORE_LOG_FILE);
+		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error", mnt);
 	}
 out:
 	/* No structural command from now on (one being carried out finishes). */
@@ -478,6 +477,12 @@ out:
 		char line[VMB_ERR_MAX + 64];
 		snprintf(line, sizeof(line), r < 0 ? "unmounted after an error: %s" : "unmounted",
 			 err->msg);
+		vmb_store_log_write(fs.slog, line);
+	} else if (r < 0) {
+		/* A mount that failed (started by a boot script, its error lost, say) is
+		 * in the store's log too, where the CLI's message sends the user. */
+		char line[VMB_ERR_MAX + 64];
+		snprintf(line, sizeof(line), "cannot mount: %s", err->msg);
 		vmb_store_log_write(fs.slog, line);
 	}
 	if (handlers)

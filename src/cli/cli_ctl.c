@@ -17,23 +17,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* "\040" escapes of /proc/self/mountinfo, in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*w++ = *s;
-		}
-	}
-	*w = '\0';
-}
-
 /* As the mount's fsname spells a store's path (fuse_mount.c). */
 static void as_fsname(char *s)
 {
@@ -69,8 +52,8 @@ static int read_mounts(struct minfo **out, size_t *n, struct vmb_err *err)
 		    sscanf(sep + 3, "%63s %4095s", fstype, m.source) != 2 ||
 		    strcmp(fstype, "fuse.vmbundlefs"))
 			continue;
-		unescape(m.mp);
-		unescape(m.source);
+		vmb_cli_unescape(m.mp);
+		vmb_cli_unescape(m.source);
 		grown = realloc(all, (cnt + 1) * sizeof(*all));
 		if (!grown) {
 			free(all);
@@ -286,11 +269,11 @@ int vmb_cli_ping(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_cli_ctl_find(argv[1], &t, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 		return VMB_EXIT_ERROR;
 	}
 	if (vmb_cli_ctl_call(&t, req, 1, &msg, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 	} else {
 		printf("%s\n", msg);
 		rc = fflush(stdout) == 0 ? VMB_EXIT_OK : VMB_EXIT_ERROR;
