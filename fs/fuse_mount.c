@@ -3,6 +3,7 @@
 #include "config.h"
 #include "fs/vmbfs.h"
 #include "vfs/vfs.h"
+#include "vfs/ctl.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -210,30 +211,40 @@ static void unescape(char *s)
 	*w = '\0';
 }
 
-/* Raise the mount's readahead so the kernel sends 1 MiB read requests (FUSE-NOTES:
- * max_readahead alone does not). The device numbers come from mountinfo: a stat of
- * the mount point would wait for this very daemon. */
-static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb)
+/* The device number ("MAJOR:MINOR") of the mount on mountpoint (the last one is on
+ * top), from mountinfo: a stat of the mount point would wait for this very daemon.
+ * 0, or -1 when not found. */
+static int mount_dev(const char *mountpoint, char *dev, size_t size)
 {
-	char real[PATH_MAX], line[PATH_MAX * 2], dev[64] = "", path[128];
+	char real[PATH_MAX], line[PATH_MAX * 2];
 	FILE *mi;
-	int fd;
 
-	if (kb == 0 || !realpath(mountpoint, real))
-		return;
+	dev[0] = '\0';
+	if (!realpath(mountpoint, real))
+		return -1;
 	mi = fopen("/proc/self/mountinfo", "re");
 	if (!mi)
-		return;
+		return -1;
 	while (fgets(line, sizeof(line), mi)) {
 		char mdev[64], mpoint[PATH_MAX];
 		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mpoint) != 2)
 			continue;
 		unescape(mpoint);
 		if (!strcmp(mpoint, real))
-			snprintf(dev, sizeof(dev), "%s", mdev);   /* the last one is on top */
+			snprintf(dev, size, "%s", mdev);
 	}
 	fclose(mi);
-	if (!dev[0])
+	return dev[0] ? 0 : -1;
+}
+
+/* Raise the mount's readahead so the kernel sends 1 MiB read requests (FUSE-NOTES:
+ * max_readahead alone does not). */
+static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb)
+{
+	char dev[64] = "", path[128];
+	int fd;
+
+	if (kb == 0 || mount_dev(mountpoint, dev, sizeof(dev)) < 0)
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -245,6 +256,24 @@ static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb
 				    mountpoint, kb, strerror(errno));
 		close(fd);
 	}
+}
+
+/* The control channel (vfs/ctl.h), once the daemon is what it will stay (after
+ * fuse_daemonize's fork: threads do not survive it). Without it the mount still
+ * serves; structural commands then say that its daemon does not answer. */
+static struct vmb_ctl *start_ctl(struct vmb_fs *fs, const char *mnt)
+{
+	struct vmb_ctl *c = NULL;
+	struct vmb_err e = {0};
+	char dev[64];
+
+	if (mount_dev(mnt, dev, sizeof(dev)) < 0)
+		vmb_log_msg(&fs->log, "no control channel: the mount on '%s' is not in "
+			    "/proc/self/mountinfo", mnt);
+	else if (vmb_ctl_start(&c, fs->vfs, mnt, dev, &e) < 0)
+		vmb_log_msg(&fs->log, "no control channel (structural commands cannot reach "
+			    "this mount): %s", e.msg);
+	return c;
 }
 
 static int open_log(struct vmb_fs *fs, const struct vmb_mount_opts *o, struct vmb_err *err)
@@ -318,6 +347,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	struct fuse_session *se = NULL;
 	struct vmb_vfs_opts vo = {0};
 	struct own_opts own = {0};
+	struct vmb_ctl *ctl = NULL;
 	struct vmb_fs fs;
 	char *optstr = NULL, *fsname = NULL, *p, *mnt = NULL;
 	int mounted = 0, handlers = 0, r;
@@ -410,6 +440,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		}
 	}
 	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
+	ctl = start_ctl(&fs, mnt);
 	{
 		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */
 		struct sigaction sa;
@@ -432,10 +463,11 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 			    strsignal(r), mnt);
 		r = 0;
 	} else if (r != 0) {
-		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error (see "
-				"%s/%s/%s)", mnt, o->store, VMB_META_DIR, VMB_STORE_LOG_FILE);
+		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error", mnt);
 	}
 out:
+	/* No structural command from now on (one being carried out finishes). */
+	vmb_ctl_stop(ctl);
 	/* Waiting lock calls end before the session and the files they use go away. */
 	vmb_fs_stop_waiters(&fs);
 	if (cfg)
@@ -445,6 +477,12 @@ out:
 		char line[VMB_ERR_MAX + 64];
 		snprintf(line, sizeof(line), r < 0 ? "unmounted after an error: %s" : "unmounted",
 			 err->msg);
+		vmb_store_log_write(fs.slog, line);
+	} else if (r < 0) {
+		/* A mount that failed (started by a boot script, its error lost, say) is
+		 * in the store's log too, where the CLI's message sends the user. */
+		char line[VMB_ERR_MAX + 64];
+		snprintf(line, sizeof(line), "cannot mount: %s", err->msg);
 		vmb_store_log_write(fs.slog, line);
 	}
 	if (handlers)

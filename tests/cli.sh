@@ -94,6 +94,7 @@ if [ $fuse_ok = 1 ]; then
         ok "mount without -f: mounted when it returns"
         check "mount without -f: usable" mkdir "$MNT/bundle"
         check "unmount of the daemonized mount" fusermount3 -u "$MNT"
+        check "its daemon ends" wait_store_free "$T/store"
         check "the bundle is in the store" test -d "$T/store/bundle"
         rmdir "$T/store/bundle"
     else

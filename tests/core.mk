@@ -7,7 +7,8 @@ VMB_CORE_TESTS = \
 	tests/unit/test_vfs \
 	tests/unit/test_image_model \
 	tests/unit/test_image_reval \
-	tests/unit/test_image_base
+	tests/unit/test_image_base \
+	tests/unit/test_manifest
 
 check_PROGRAMS += $(VMB_CORE_TESTS)
 TESTS += $(VMB_CORE_TESTS)
@@ -36,3 +37,6 @@ tests_unit_test_image_reval_LDADD = $(VMB_CORE_LIBS)
 tests_unit_test_image_base_SOURCES = tests/unit/test_image_base.c tests/unit/harness.h \
 	tests/unit/testbase.h
 tests_unit_test_image_base_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c tests/unit/harness.h
+tests_unit_test_manifest_LDADD = $(VMB_CORE_LIBS)

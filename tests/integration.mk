@@ -31,7 +31,8 @@ INTEGRATION_TESTS = \
 	tests/store-deep.sh \
 	tests/store-modes.sh \
 	tests/mount-prealloc.sh \
-	tests/mount-log.sh
+	tests/mount-log.sh \
+	tests/cli-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)

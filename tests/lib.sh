@@ -243,6 +243,9 @@ is_mounted() {
 }
 
 daemon_pid() { cat "$T/daemon.pid" 2>/dev/null; }
+# wait_store_free STORE: wait (up to 20 s) until no daemon uses STORE: fusermount3 -u
+# returns before the daemon has saved its maps and written its last log line.
+wait_store_free() { flock -x -w 20 "$1/.vmbundlefs/lock" true; }
 
 daemon_alive() {
     local p

@@ -3,6 +3,8 @@
 #ifndef VMB_CLI_H
 #define VMB_CLI_H
 
+#include <stddef.h>
+
 #define VMB_EXIT_OK 0
 #define VMB_EXIT_ERROR 1
 #define VMB_EXIT_USAGE 2
@@ -15,9 +17,54 @@ int vmb_cli_import(int argc, char **argv);
 int vmb_cli_export(int argc, char **argv);
 int vmb_cli_deps(int argc, char **argv);
 int vmb_cli_status(int argc, char **argv);
+int vmb_cli_ping(int argc, char **argv);
+
+/* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural
+ * commands given STORE or a path inside a mount call vmb_cli_ctl_find: when
+ * t->mountpoint is set the store is mounted (once) and the request goes to its
+ * daemon with vmb_cli_ctl_call; when it is NULL they work on t->store directly.
+ * A store with more than one mount is refused (-EBUSY, with a message naming them). */
+#include "base/err.h"
+struct vmb_ctl_target {
+	char *store;        /* the store's path (realpath, or the mount's fsname) */
+	char *mountpoint;   /* its one mount, or NULL */
+	char dev[64];       /* the mount's device, "MAJOR:MINOR" */
+	char *rel;          /* the target inside the mount ("" for its root), or NULL */
+};
+int vmb_cli_ctl_find(const char *target, struct vmb_ctl_target *t, struct vmb_err *err);
+void vmb_cli_ctl_target_free(struct vmb_ctl_target *t);
+/* Send argv (argv[0]: the op) and wait for the reply: 0 with *msg (malloc'ed: what
+ * to print), or -errno with the daemon's message in err. */
+int vmb_cli_ctl_call(const struct vmb_ctl_target *t, const char *const *argv, int argc,
+		     char **msg, struct vmb_err *err);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Errors about a store (src/cli/cli_log.c). where is a STORE argument or a path
+ * inside a mount of one; code the errno of the failure (err.code).
+ * vmb_cli_store_error prints "vmbundlefs: <message>" and, when a daemon's messages
+ * may explain code (vmb_cli_log_explains: EIO, EBUSY, a daemon gone, ...) and where
+ * leads to a store, a second line naming the store's log and `vmbundlefs status`
+ * (vmb_cli_log_hint). Usage errors use vmb_cli_error and stay short. */
+void vmb_cli_store_error(const char *where, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int vmb_cli_log_explains(int code);
+void vmb_cli_log_hint(const char *where);
+/* The store that where names: where itself when it holds a store's metadata
+ * directory, else the source of the vmbundlefs mount that holds where (from
+ * /proc/self/mountinfo). malloc'd; NULL when none. */
+char *vmb_cli_store_of(const char *where);
+/* STORE/.vmbundlefs/log into buf; -ENAMETOOLONG when it does not fit. */
+int vmb_cli_log_path(const char *store, char *buf, size_t size);
+/* ls: on stderr, the last up to show lines of the store's log of the last window
+ * seconds that are not routine (mounted, unmounted, stopping on signal, note: ...),
+ * with their count and a pointer to `vmbundlefs status`; nothing when there are
+ * none or the log cannot be read. */
+#define VMB_CLI_LS_LOG_LINES 3
+#define VMB_CLI_LS_LOG_WINDOW (24 * 3600)
+void vmb_cli_log_recent(const char *store, int metafd, size_t show, long window);
+/* "\040" escapes of /proc/self/mountinfo, in place. */
+void vmb_cli_unescape(char *s);
 /* Print the version line. */
 void vmb_cli_version(void);
 /* 1 when argv holds --help or --version for this subcommand (and prints it). */

@@ -161,7 +161,7 @@ int vmb_cli_import(int argc, char **argv)
 			o.archive_size = (uint64_t)st.st_size;
 	}
 	if (vmb_store_open(&s, argv[optind], VMB_STORE_SHARED, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto out;
 	}
 	catch_signals();
@@ -176,7 +176,7 @@ int vmb_cli_import(int argc, char **argv)
 		if (r == -EINTR)
 			vmb_cli_error("%s; the store is unchanged", err.msg);
 		else
-			vmb_cli_error("%s", err.msg);
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto out;
 	}
 	rc = VMB_EXIT_OK;
@@ -256,7 +256,7 @@ int vmb_cli_export(int argc, char **argv)
 		vmb_archive_format_from_name(out, &o.format);
 	}
 	if (vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto done;
 	}
 	catch_signals();
@@ -271,7 +271,7 @@ int vmb_cli_export(int argc, char **argv)
 		r = vmb_archive_export_file(&s, argv[optind + 1], out, &o, &err);
 	vmb_progress_end(&bar);
 	if (r < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto done;
 	}
 	rc = VMB_EXIT_OK;
@@ -303,7 +303,7 @@ int vmb_cli_deps(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	if (vmb_store_open(&s, argv[1], VMB_STORE_READ, &err) < 0 ||
 	    vmb_bundle_deps(&s, argv[2], &list, &n, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 		goto out;
 	}
 	for (i = 0; i < n; i++)

@@ -9,6 +9,7 @@
 #include <errno.h>
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@ int vmb_cli_init(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_store_init(argv[1], &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 		return VMB_EXIT_ERROR;
 	}
 	return VMB_EXIT_OK;
@@ -97,7 +98,7 @@ int vmb_cli_ls(int argc, char **argv)
 		r = vmb_inuse_rule_load(&s, &aux_only, &err);
 	}
 	if (r < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		vmb_store_close(&s);
 		vmb_bundle_list_free(list, n);
 		return VMB_EXIT_ERROR;
@@ -123,16 +124,19 @@ int vmb_cli_ls(int argc, char **argv)
 		} else if (r < 0) {
 			printf("  (in use? unknown)");
 			fflush(stdout);
-			vmb_cli_error("cannot tell whether bundle '%s' is in use: %s", list[i].name,
-				      err.msg);
+			vmb_cli_store_error(argv[optind], err.code,
+					    "cannot tell whether bundle '%s' is in use: %s",
+					    list[i].name, err.msg);
 		}
 		printf("\n");
 		damaged |= list[i].damaged;
 	}
 	if (damaged)
-		vmb_cli_error("damaged bundles: 'vmbundlefs fsck -n %s' names the files; the "
-			      "daemons' messages about them are in %s/%s/%s", argv[optind],
-			      argv[optind], VMB_META_DIR, VMB_STORE_LOG_FILE);
+		vmb_cli_store_error(argv[optind], EIO, "damaged bundles: 'vmbundlefs fsck -n %s' "
+				    "names the files", argv[optind]);
+	/* What went wrong lately in the mounts, where a user looks first. */
+	vmb_cli_log_recent(argv[optind], s.metafd, VMB_CLI_LS_LOG_LINES,
+			   VMB_CLI_LS_LOG_WINDOW);
 	vmb_aux_free(aux);
 	vmb_store_close(&s);
 	vmb_bundle_list_free(list, n);
@@ -162,6 +166,7 @@ int vmb_cli_fsck(int argc, char **argv)
 	struct vmb_log say = { say_line, NULL };
 	struct vmb_fsck_result res;
 	struct vmb_err err = {0};
+	char log[PATH_MAX];
 	int repair = 1, c;
 
 	if (vmb_cli_common(argc, argv, fsck_usage))
@@ -179,12 +184,8 @@ int vmb_cli_fsck(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_fsck(argv[optind], repair, &say, &res, &err) < 0) {
-		if (err.code == EBUSY)   /* mounted: say where, and where its messages are */
-			vmb_cli_error("%s ('vmbundlefs status %s' shows its mounts and the "
-				      "daemons' log %s/%s/%s)", err.msg, argv[optind],
-				      argv[optind], VMB_META_DIR, VMB_STORE_LOG_FILE);
-		else
-			vmb_cli_error("%s", err.msg);
+		/* mounted (EBUSY): status says where, and the log what happened */
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		return 8;
 	}
 	printf("%s: %u files checked, %u problems, %u repaired\n", argv[optind], res.files,
@@ -192,7 +193,7 @@ int vmb_cli_fsck(int argc, char **argv)
 	if (res.problems == 0)
 		return 0;
 	/* What a mount made of these files (an EIO, and why) is in the daemons' log. */
-	printf("the daemons' messages about them: %s/%s/%s\n", argv[optind], VMB_META_DIR,
-	       VMB_STORE_LOG_FILE);
+	if (vmb_cli_log_path(argv[optind], log, sizeof(log)) == 0)
+		printf("the daemons' messages about them: %s\n", log);
 	return res.repaired == res.problems ? 1 : 4;
 }

@@ -23,6 +23,8 @@ static const char usage[] =
 	"  deps STORE NAME                list what a bundle depends on outside itself\n"
 	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"
 	"                                 of the daemons' log (STORE/.vmbundlefs/log)\n"
+	"  ping STORE|PATH                ask the mount's daemon whether it answers on its\n"
+	"                                 control channel\n"
 	"\n"
 	"  --help, --version              also after any command\n"
 	"See vmbundlefs(1) and vmbundlefs(5).\n";
@@ -76,6 +78,7 @@ int main(int argc, char **argv)
 		{ "export", vmb_cli_export },
 		{ "deps", vmb_cli_deps },
 		{ "status", vmb_cli_status },
+		{ "ping", vmb_cli_ping },
 	};
 	size_t i;
 

@@ -111,7 +111,8 @@ int vmb_cli_mount(int argc, char **argv)
 	}
 	r = vmb_fs_main(&mo, &err);
 	if (r < 0) {
-		vmb_cli_error("%s", err.msg);
+		/* A failed mount is in the store's log too (fs/fuse_mount.c). */
+		vmb_cli_store_error(mo.store, err.code, "%s", err.msg);
 		rc = VMB_EXIT_ERROR;
 	}
 	free(fopts);

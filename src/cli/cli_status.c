@@ -19,23 +19,6 @@ static const char status_usage[] =
 	"lines of the daemons' log (STORE/.vmbundlefs/log, readable by root only).\n"
 	"  -n, --lines=N   how many log lines to show (default 10, 0: none)\n";
 
-/* "\040" escapes of /proc/self/mountinfo, in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*w++ = *s;
-		}
-	}
-	*w = '\0';
-}
-
 /* The daemon of mount point mp: the last "mounted" line of the log that names it
  * (every line carries "vmbundlefs[PID] MOUNTPOINT: "). 0 when unknown. */
 static long daemon_of(char **all, const char *mp)
@@ -93,7 +76,7 @@ int vmb_cli_status(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		return VMB_EXIT_ERROR;
 	}
 	real = realpath(argv[optind], NULL);
@@ -121,8 +104,8 @@ int vmb_cli_status(int argc, char **argv)
 		    sscanf(sep + 3, "%63s %4095s", fstype, source) != 2 ||
 		    strcmp(fstype, "fuse.vmbundlefs"))
 			continue;
-		unescape(mp);
-		unescape(source);
+		vmb_cli_unescape(mp);
+		vmb_cli_unescape(source);
 		if (strcmp(source, real))
 			continue;
 		mounts++;

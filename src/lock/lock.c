@@ -921,3 +921,125 @@ int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder
 	pthread_mutex_unlock(&ls->mu);
 	return only;
 }
+
+/* ---- the file moved to a new inode (a freeze or flatten, issue 10) --------------- */
+
+/* Every owner idle (no call using its descriptor)? Caller holds mu. */
+static struct vmb_lock_owner *busy_owner(struct vmb_lockset *ls)
+{
+	struct vmb_lock_owner *o;
+
+	for (o = ls->owners; o && !o->busy; o = o->next)
+		;
+	return o;
+}
+
+/* Take o's locks (its shadow) on nfd. 0 or -errno. */
+static int retake(const struct vmb_lock_owner *o, int nfd)
+{
+	size_t i;
+
+	for (i = 0; i < o->n; i++) {
+		struct flock k;
+		memset(&k, 0, sizeof(k));
+		k.l_type = o->r[i].type;
+		k.l_whence = SEEK_SET;
+		k.l_start = (off_t)o->r[i].start;
+		k.l_len = o->r[i].end == UINT64_MAX ? 0 : (off_t)(o->r[i].end - o->r[i].start + 1);
+		if (fcntl(nfd, F_OFD_SETLK, &k) < 0)
+			return -errno;
+	}
+	if (o->flock_type && flock(nfd, (o->flock_type == 'w' ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Wait (1 s at most) until no call uses an owner's descriptor. Caller holds mu. */
+static int wait_idle(struct vmb_lockset *ls, struct vmb_err *err)
+{
+	struct vmb_lock_owner *o;
+	int tries;
+
+	/* A call using an owner's descriptor ends soon, unless it waits for a lock. */
+	for (tries = 0; busy_owner(ls) && tries < 1000; tries++) {
+		pthread_mutex_unlock(&ls->mu);
+		usleep(1000);
+		pthread_mutex_lock(&ls->mu);
+	}
+	o = busy_owner(ls);
+	if (o)
+		return vmb_err_set(err, EBUSY, "a lock call of process %ld (%s) is waiting on it",
+				   (long)o->pid, o->comm);
+	return 0;
+}
+
+int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = wait_idle(ls, err);
+	pthread_mutex_unlock(&ls->mu);
+	return r;
+}
+
+int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+		       struct vmb_err *err)
+{
+	struct vmb_lock_owner *o;
+	uint64_t old_ino;
+	size_t n = 0, i;
+	int *nfd = NULL, had, r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = wait_idle(ls, err);
+	if (r < 0)
+		goto out;
+	for (o = ls->owners; o; o = o->next)
+		n++;
+	nfd = malloc((n ? n : 1) * sizeof(*nfd));
+	if (!nfd) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Every lock taken on the new inode before any goes from the old one: a process
+	 * using the store directly, or another mount, never sees the file unlocked. */
+	for (i = 0, o = ls->owners; o; o = o->next, i++) {
+		int mode = fcntl(o->fd, F_GETFL);
+		nfd[i] = open(proc_path, (mode >= 0 && (mode & O_ACCMODE) == O_RDWR ? O_RDWR :
+					  O_RDONLY) | O_CLOEXEC);
+		if (nfd[i] < 0) {
+			r = vmb_err_sys(err, errno, "cannot open the new backing file to take its "
+					"locks again");
+			break;
+		}
+		r = retake(o, nfd[i]);
+		if (r < 0) {
+			vmb_err_sys(err, -r, "cannot take the locks of process %ld (%s) again on "
+				    "the new backing file", (long)o->pid, o->comm);
+			close(nfd[i]);
+			break;
+		}
+	}
+	if (r < 0) {
+		while (i-- > 0)
+			close(nfd[i]);   /* the new inode's locks go; the old ones stand */
+		goto out;
+	}
+	old_ino = ls->ino;
+	had = ls->has_record;
+	ls->ino = new_ino;
+	ls->has_record = 0;
+	ls->published = NULL;
+	publish(ls);   /* the registry names the holder under the new inode first */
+	if (had)
+		vmb_holders_publish(ls->metafd, old_ino, NULL, 0, NULL);
+	for (i = 0, o = ls->owners; o; o = o->next, i++) {
+		close(o->fd);   /* the old inode's locks go */
+		o->fd = nfd[i];
+	}
+out:
+	pthread_mutex_unlock(&ls->mu);
+	free(nfd);
+	return r;
+}

@@ -161,6 +161,19 @@ int vmb_lock_any_strong(struct vmb_lockset *ls, struct vmb_holder *h);
  * none), else 0 and *h names one that is not. */
 int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder *h);
 
+/* The file moved to a new inode (its name now names a copy of it: a freeze or a
+ * flatten, issue 10), which proc_path opens: every owner's locks are taken on the
+ * new inode before its descriptor of the old one is closed, the registry entry
+ * moves to new_ino (written before the old one is removed). Waits (1 s at most) for
+ * calls using the owners' descriptors; -EBUSY naming the process when one is still
+ * waiting for a lock; -errno when a lock cannot be taken on the new inode (held
+ * there by someone else): then nothing changed. */
+int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+		       struct vmb_err *err);
+/* The same wait alone, before a change that cannot be undone: 0 when no call is
+ * using an owner's descriptor (a lock call may start again right after). */
+int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err);
+
 /* Interrupt a waiting call (from another thread). */
 void vmb_lock_interrupt(struct vmb_lock_wait *w);
 

@@ -133,13 +133,17 @@ static void fix_past_eof(struct fsck_ctx *c, const char *path, int fd, uint64_t 
  * modes; the staging directory itself is checked, not what is in it. */
 static const char staging_dir[] = "staging";
 
+/* The control channel's sockets (vfs/ctl.h) are reached by name through
+ * .vmbundlefs and run/, which a mount gives o+x (0711), and only that. */
+static const char run_dir[] = "run";
+
 static void fix_mode(struct fsck_ctx *c, int dfd, const char *name, const char *path,
-		     const struct stat *st)
+		     const struct stat *st, mode_t allowed)
 {
 	mode_t want = S_ISDIR(st->st_mode) ? VMB_META_DIR_MODE : VMB_META_FILE_MODE;
 	char why[96];
 
-	if (!(st->st_mode & 077))
+	if (!(st->st_mode & 077 & ~allowed))
 		return;
 	snprintf(why, sizeof(why), "mode %04o lets other users in; metadata is the "
 		 "owner's alone", (unsigned)(st->st_mode & 07777));
@@ -158,7 +162,11 @@ static int meta_mode(void *arg, enum vmb_tree_event ev, const struct vmb_tree_en
 	(void)err;
 	if (ev == VMB_TREE_DIR_POST || S_ISLNK(e->st->st_mode))
 		return 0;
-	fix_mode(arg, e->dfd, e->name, e->msgpath, e->st);
+	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, run_dir)) {
+		fix_mode(arg, e->dfd, e->name, e->msgpath, e->st, 011);
+		return VMB_TREE_SKIP;   /* sockets, 0666 */
+	}
+	fix_mode(arg, e->dfd, e->name, e->msgpath, e->st, 0);
 	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, staging_dir))
 		return VMB_TREE_SKIP;
 	return 0;
@@ -171,7 +179,7 @@ static int check_meta_modes(struct fsck_ctx *c, struct vmb_err *err)
 
 	if (fstat(c->s->metafd, &st) < 0)
 		return vmb_err_sys(err, errno, "cannot stat '%s/%s'", c->s->path, VMB_META_DIR);
-	fix_mode(c, -1, NULL, VMB_META_DIR, &st);
+	fix_mode(c, -1, NULL, VMB_META_DIR, &st, 011);
 	return vmb_tree_walk(c->s->metafd, VMB_META_DIR, meta_mode, c, err);
 }
 

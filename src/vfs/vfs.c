@@ -41,6 +41,9 @@ static void node_free(struct vmb_node *n)
 	}
 	if (n->fd >= 0)
 		close(n->fd);
+	while (n->n_old_fds)
+		close(n->old_fds[--n->n_old_fds]);
+	free(n->old_fds);
 	free(n->fh);
 	free(n->name);
 	free(n->lkh);
@@ -115,6 +118,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	vmb_fds_init(v);
 	pthread_mutex_init(&v->inuse_mu, NULL);
 	pthread_mutex_init(&v->auxmu, NULL);
+	vmb_barrier_init(v);
 	vmb_waitgraph_init(&v->waits);
 	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
 				 : VMB_LOCK_CAP_DEFAULT) < 0) {
@@ -134,6 +138,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
+	v->ctl_test_hooks = getenv("VMB_TEST_CTL_HOOKS") != NULL;
 	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
 		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));
@@ -245,6 +250,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->tlock);
 	pthread_mutex_destroy(&v->inuse_mu);
 	pthread_mutex_destroy(&v->auxmu);
+	vmb_barrier_destroy(v);
 	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);
 	vmb_lockenv_destroy(&v->lockenv);
@@ -373,6 +379,9 @@ static void node_drop_h(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 	while (n != &v->root) {
 		struct vmb_node *p;
 
+		if (n->refs == 0)   /* descriptors a rebind left to calls then in flight */
+			while (n->n_old_fds)
+				close(n->old_fds[--n->n_old_fds]);
 		if (n->refs || n->nlookup || n->kids || n->handles) {
 			if (n->refs == 0)
 				lru_add_locked(v, n);
@@ -408,6 +417,80 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 {
 	if (n != &v->root)
 		node_drop(v, n, refs, lookups, 0);
+}
+
+struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
+{
+	struct vmb_node *n;
+
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[vmb_node_hash(dev, ino)]; n; n = n->hnext)
+		if (n->dev == dev && n->ino == ino)
+			break;
+	pthread_mutex_unlock(&v->tlock);
+	if (n && vmb_node_ref(v, n) < 0)
+		n = NULL;   /* parked, and gone from the store */
+	return n;
+}
+
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
+		    struct vmb_err *err)
+{
+	struct vmb_lockset *ls;
+	struct file_handle *fh;
+	struct stat st;
+	char proc[64];
+	size_t h;
+	int r;
+
+	if (fstatat(newfd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return vmb_err_sys(err, errno, "cannot stat the new backing file");
+	if ((st.st_mode & S_IFMT) != n->type)
+		return vmb_err_set(err, EINVAL, "the new backing file is of another type");
+	pthread_mutex_lock(&n->ilock);
+	ls = n->locks;   /* freed with the node only: our reference keeps it */
+	pthread_mutex_unlock(&n->ilock);
+	if (ls) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", newfd);
+		r = vmb_lockset_rebind(ls, proc, (uint64_t)st.st_ino, err);
+		if (r < 0 && !force)
+			return r;
+		if (r < 0) {
+			char rel[PATH_MAX];
+			vmb_node_relpath(v, n, rel, sizeof(rel));
+			vmb_log_msg(v->log, "the locks on '%s' stay on its old inode %llu, which "
+				    "is no longer its file: %s", rel,
+				    (unsigned long long)n->ino, err ? err->msg : strerror(-r));
+			vmb_err_clear(err);
+		}
+	}
+	fh = v->can_park ? handle_of(newfd) : NULL;
+	pthread_mutex_lock(&v->tlock);
+	unhash_locked(v, n);
+	n->dev = st.st_dev;
+	n->ino = st.st_ino;
+	h = vmb_node_hash(n->dev, n->ino);
+	n->hnext = v->hash[h];
+	v->hash[h] = n;
+	v->nodes++;
+	if (n->fd >= 0) {
+		int *grown;
+		if (n->refs <= 1) {   /* ours alone: nobody uses it */
+			close(n->fd);
+		} else if ((grown = realloc(n->old_fds, (n->n_old_fds + 1) * sizeof(*grown)))) {
+			n->old_fds = grown;
+			n->old_fds[n->n_old_fds++] = n->fd;
+		}
+		/* else: out of memory, leak the descriptor rather than close it under a
+		 * call that uses it */
+	}
+	n->fd = newfd;
+	free(n->fh);
+	n->fh = fh;
+	pthread_mutex_unlock(&v->tlock);
+	if (v->stale)   /* st_ino changed */
+		v->stale(v->stale_arg, vmb_node_id(v, n), 0);
+	return 0;
 }
 
 void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,
@@ -821,7 +904,9 @@ int vmb_vfs_setattr(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;
+	vmb_change_begin(v, n, NULL);
 	r = do_setattr(v, ctx, n, f, attr, valid, err);
+	vmb_change_end(v, n);
 	if (r == 0)
 		r = vmb_node_stat(v, n, out, err);
 	vmb_node_put(v, n);

@@ -222,6 +222,8 @@ void vmb_fds_unhold_alone(struct vmb_vfs *v, struct vmb_node *n)
 	pthread_mutex_lock(&v->olock);
 	n->o_alone--;
 	n->o_users--;
+	if (v->o_waiting)   /* vmb_fds_lock may wait for it */
+		pthread_cond_broadcast(&v->ocond);
 	pthread_mutex_unlock(&v->olock);
 }
 
@@ -237,6 +239,59 @@ void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n)
 	pthread_mutex_unlock(&v->olock);
 	if (over)
 		vmb_fds_trim(v);
+}
+
+int vmb_fds_lock(struct vmb_vfs *v, struct vmb_node *n, struct vmb_image **img,
+		 struct vmb_err *err)
+{
+	int fd, e;
+
+	*img = NULL;
+	pthread_mutex_lock(&v->olock);
+	while (n->o_busy)
+		pthread_cond_wait(&v->ocond, &v->olock);
+	if (!n->oimg) {
+		pthread_mutex_unlock(&v->olock);
+		return 0;
+	}
+	n->o_busy = 1;   /* new holders wait */
+	v->o_waiting++;
+	while (n->o_users)
+		pthread_cond_wait(&v->ocond, &v->olock);
+	v->o_waiting--;
+	if (n->o_live) {
+		*img = n->oimg;
+		pthread_mutex_unlock(&v->olock);
+		return 1;
+	}
+	pthread_mutex_unlock(&v->olock);
+	fd = open_by_handle_at(v->store.dirfd, n->fh,
+			       (vmb_image_writable(n->oimg) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	e = errno;
+	if (fd >= 0)
+		vmb_image_unpark(n->oimg, fd);
+	pthread_mutex_lock(&v->olock);
+	if (fd < 0) {
+		n->o_busy = 0;
+		pthread_cond_broadcast(&v->ocond);
+		pthread_mutex_unlock(&v->olock);
+		return vmb_err_sys(err, e, "cannot reopen the backing file");
+	}
+	n->o_live = 1;
+	if (v->can_park && n->fh)
+		list_last(v, n);
+	*img = n->oimg;
+	pthread_mutex_unlock(&v->olock);
+	return 1;
+}
+
+void vmb_fds_unlock(struct vmb_vfs *v, struct vmb_node *n)
+{
+	pthread_mutex_lock(&v->olock);
+	n->o_busy = 0;
+	pthread_cond_broadcast(&v->ocond);
+	pthread_mutex_unlock(&v->olock);
+	vmb_fds_trim(v);
 }
 
 void vmb_fds_removed(struct vmb_vfs *v, struct vmb_node *n)

@@ -226,7 +226,11 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 	else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY &&
 		 (r = vmb_check_node_not_in_use(v, n, ctx, "truncate", err)) < 0)
 		;
-	else
+	else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
+		vmb_change_begin(v, n, NULL);   /* a truncate */
+		r = file_new(v, n, -1, flags, f, keep_cache, err);
+		vmb_change_end(v, n);
+	} else
 		r = file_new(v, n, -1, flags, f, keep_cache, err);
 	vmb_node_put(v, n);
 	return r;
@@ -284,6 +288,7 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
+	vmb_change_begin(v, p, name);
 	r = vmb_check_new_name(v, p, name, 0, err);
 	if (r < 0)
 		goto out;
@@ -342,6 +347,7 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 undo:
 	unmake(v, p, name, &made);
 out:
+	vmb_change_end(v, p);
 	vmb_node_put(v, p);
 	return r;
 }
@@ -393,11 +399,13 @@ ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t
 
 	if ((f->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
+	vmb_change_begin(f->vfs, f->node, NULL);
 	r = hold(f, err);
-	if (r < 0)
-		return r;
-	r = vmb_image_write(f->img, buf, size, off, err);
-	unhold(f);
+	if (r == 0) {
+		r = vmb_image_write(f->img, buf, size, off, err);
+		unhold(f);
+	}
+	vmb_change_end(f->vfs, f->node);
 	return r;
 }
 
@@ -415,12 +423,15 @@ int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
 int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 		      struct vmb_err *err)
 {
-	int r = hold(f, err);
+	int r;
 
-	if (r < 0)
-		return r;
-	r = vmb_image_fallocate(f->img, mode, off, len, err);
-	unhold(f);
+	vmb_change_begin(f->vfs, f->node, NULL);
+	r = hold(f, err);
+	if (r == 0) {
+		r = vmb_image_fallocate(f->img, mode, off, len, err);
+		unhold(f);
+	}
+	vmb_change_end(f->vfs, f->node);
 	return r;
 }
 
@@ -439,16 +450,20 @@ int vmb_vfs_lseek(struct vmb_file *f, uint64_t off, int whence, uint64_t *res,
 ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
 			   uint64_t off_out, size_t len, struct vmb_err *err)
 {
-	ssize_t r = hold(in, err);
+	ssize_t r;
 
+	vmb_change_begin(out->vfs, out->node, NULL);
+	r = hold(in, err);
 	if (r < 0)
-		return r;
+		goto out;
 	r = hold(out, err);
 	if (r == 0) {
 		r = vmb_image_copy_range(in->img, off_in, out->img, off_out, len, err);
 		unhold(out);
 	}
 	unhold(in);
+out:
+	vmb_change_end(out->vfs, out->node);
 	return r;
 }
 

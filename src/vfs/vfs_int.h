@@ -4,6 +4,7 @@
 
 #include <linux/capability.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include "vfs/vfs.h"
@@ -66,6 +67,11 @@ struct vmb_node {
 				     * this file (vmb_node_stat; ilock) */
 	struct timespec attr_mtime;
 	off_t attr_size;
+	atomic_uint changing;       /* changes in flight on it (vfs_barrier.c) */
+	/* O_PATH descriptors of inodes it was bound to before a rebind, still in use
+	 * by calls in flight then: closed when refs reaches 0 (tlock). */
+	int *old_fds;
+	size_t n_old_fds;
 };
 
 #define VMB_HASH_BITS 12
@@ -118,6 +124,19 @@ struct vmb_vfs {
 	void *stale_arg;
 	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
 				     * fails every create once the file is made; 0 */
+	/* The write barrier (vfs_barrier.c): bundles paused now (read by every change,
+	 * without a lock), and the one paused (barmu). */
+	atomic_uint barriers;
+	pthread_mutex_t barmu;      /* before tlock and any ilock */
+	pthread_cond_t barcond;     /* a change ended, or a barrier went down */
+	int paused;
+	dev_t paused_dev;
+	ino_t paused_ino;
+	/* Test hooks of the control channel (VMB_TEST_CTL_HOOKS in the daemon's
+	 * environment): test-pause raises a barrier until test-resume or this time
+	 * (CLOCK_MONOTONIC seconds; 0: none), which the channel's thread watches. */
+	int ctl_test_hooks;
+	long long ctl_resume_at;
 };
 
 struct vmb_file {
@@ -258,6 +277,49 @@ ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t 
 /* The reply of a virtual xattr whose value is text[0..len): its size when size is 0,
  * -ERANGE when it does not fit, else len with the bytes in buf (vfs_xattr.c). */
 ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size);
+
+/* The write barrier (vfs_barrier.c). Every change through the mount runs between
+ * begin and end on the node it changes (a directory for its entries; name: the
+ * entry, which names a bundle when n is the root). begin2/end2: two nodes at once
+ * (a rename; b may be NULL), never one after the other (a pause between the two
+ * would wait for the first while the second waits for the pause). */
+void vmb_barrier_init(struct vmb_vfs *v);
+void vmb_barrier_destroy(struct vmb_vfs *v);
+void vmb_change_begin(struct vmb_vfs *v, struct vmb_node *n, const char *name);
+void vmb_change_end(struct vmb_vfs *v, struct vmb_node *n);
+void vmb_change_begin2(struct vmb_vfs *v, struct vmb_node *a, const char *aname,
+		       struct vmb_node *b, const char *bname);
+void vmb_change_end2(struct vmb_vfs *v, struct vmb_node *a, struct vmb_node *b);
+/* Raise the barrier of bundle (a top-level name): returns once the changes in
+ * flight in it have ended and its open images are drained; new ones wait until
+ * vmb_barrier_resume. -EBUSY when a bundle is paused already. */
+int vmb_barrier_pause(struct vmb_vfs *v, const char *bundle, struct vmb_err *err);
+void vmb_barrier_resume(struct vmb_vfs *v);
+
+/* n's file is now the inode of newfd (an O_PATH descriptor the call takes over on
+ * success; the caller closes it on failure): a freeze or flatten made a new inode
+ * and renamed it (or is about to rename it) over n's name. Its lock owners' locks
+ * are taken on the new inode before the old ones go (vmb_lockset_rebind), its
+ * holder record moves, then the node's (dev, ino) hash entry, O_PATH descriptor
+ * and file handle; the kernel's cached attributes are dropped (st_ino changed).
+ * The caller holds a reference on n and, when n's image is open, the image alone
+ * (vmb_fds_lock), whose own descriptor it moves (vmb_image_freeze does). When the
+ * locks cannot be taken on the new inode: -errno and nothing changed, or with
+ * force (the name already names the new inode: there is no going back) the failure
+ * logged, naming the file, and the node moved all the same. */
+int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
+		    struct vmb_err *err);
+
+/* The node of (dev, ino) with a reference, or NULL. */
+struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
+/* n's open image alone: wait until no call uses it, keep every other user out
+ * (o_busy) and its descriptor live until vmb_fds_unlock. 1 when it is open (*img
+ * set), 0 when it is not (nothing held), -errno when it cannot be made live. Call
+ * with no ilock held. */
+int vmb_fds_lock(struct vmb_vfs *v, struct vmb_node *n, struct vmb_image **img,
+		 struct vmb_err *err);
+void vmb_fds_unlock(struct vmb_vfs *v, struct vmb_node *n);
 
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);

@@ -105,6 +105,7 @@ static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t par
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
+	vmb_change_begin(v, p, name);
 	r = vmb_check_new_name(v, p, name, kind == MK_DIR, err);
 	if (r < 0)
 		goto out;
@@ -134,6 +135,7 @@ static int make_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t par
 	}
 	r = vmb_node_lookup(v, p, name, e, err);
 out:
+	vmb_change_end(v, p);
 	vmb_node_put(v, p);
 	return r;
 }
@@ -178,6 +180,7 @@ int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char
 		vmb_node_put(v, n);
 		return r;
 	}
+	vmb_change_begin(v, p, newname);
 	r = vmb_check_new_name(v, p, newname, S_ISDIR(n->type), err);
 	if (r < 0)
 		goto out;
@@ -205,6 +208,7 @@ int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char
 		vmb_image_touch(n->img);
 	pthread_mutex_unlock(&n->ilock);
 out:
+	vmb_change_end(v, p);
 	vmb_node_put(v, p);
 	vmb_node_put(v, n);
 	return r;
@@ -249,6 +253,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
+	vmb_change_begin(v, p, name);
 	if (v->readonly) {
 		r = -EROFS;
 		goto out;
@@ -281,6 +286,7 @@ out:
 	vmb_fds_unpin(v, pin);
 	if (victim >= 0)
 		close(victim);
+	vmb_change_end(v, p);
 	vmb_node_put(v, p);
 	return r;
 }
@@ -315,6 +321,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		vmb_node_put(v, p);
 		return r;
 	}
+	vmb_change_begin2(v, p, name, np, newname);
 	if (v->readonly) {
 		r = -EROFS;
 		goto out;
@@ -363,6 +370,7 @@ out:
 	vmb_fds_unpin(v, pin);
 	if (victim >= 0)
 		close(victim);
+	vmb_change_end2(v, p, np);
 	vmb_node_put(v, np);
 	vmb_node_put(v, p);
 	return r;

@@ -98,6 +98,7 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r;
+	vmb_change_begin(v, n, NULL);
 	r = setxattr(proc, name, value, size, flags) < 0 ? -errno : 0;
 	if (r == 0) {   /* ctime moved: the map's stamp must follow */
 		pthread_mutex_lock(&n->ilock);
@@ -105,6 +106,7 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 			vmb_image_touch(n->img);
 		pthread_mutex_unlock(&n->ilock);
 	}
+	vmb_change_end(v, n);
 	vmb_node_put(v, n);
 	return r;
 }
@@ -201,7 +203,9 @@ int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r == 0 ? -ENODATA : r;
+	vmb_change_begin(v, n, NULL);
 	r = removexattr(proc, name) < 0 ? -errno : 0;
+	vmb_change_end(v, n);
 	vmb_node_put(v, n);
 	return r;
 }

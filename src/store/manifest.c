@@ -1,0 +1,773 @@
+/* manifest.c - encode, decode, read and write snapshot manifests (see manifest.h). */
+#include "config.h"
+#include "store/manifest.h"
+#include "store/store.h"
+#include "base/crc32c.h"
+#include "base/fdio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void vmb_manifest_free(struct vmb_manifest *m)
+{
+	size_t i, j;
+
+	for (i = 0; i < m->n; i++) {
+		for (j = 0; j < m->ents[i].nxattrs; j++) {
+			free(m->ents[i].xattrs[j].name);
+			free(m->ents[i].xattrs[j].value);
+		}
+		free(m->ents[i].xattrs);
+		free(m->ents[i].path);
+		free(m->ents[i].target);
+	}
+	free(m->ents);
+	free(m->bundle);
+	memset(m, 0, sizeof(*m));
+}
+
+int vmb_manifest_add(struct vmb_manifest *m, const struct vmb_mf_ent *e)
+{
+	struct vmb_mf_ent *n;
+
+	if (m->n == m->cap) {
+		size_t ncap = m->cap ? m->cap * 2 : 16;
+		n = realloc(m->ents, ncap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		m->ents = n;
+		m->cap = ncap;
+	}
+	n = &m->ents[m->n];
+	*n = *e;
+	n->xattrs = NULL;
+	n->nxattrs = 0;
+	n->path = strdup(e->path ? e->path : "");
+	n->target = e->target ? strdup(e->target) : NULL;
+	if (!n->path || (e->target && !n->target)) {
+		free(n->path);
+		free(n->target);
+		return -ENOMEM;
+	}
+	m->n++;
+	return 0;
+}
+
+int vmb_manifest_add_xattr(struct vmb_manifest *m, const char *name, const void *value,
+			   size_t len)
+{
+	struct vmb_mf_ent *e;
+	struct vmb_mf_xattr *x;
+
+	if (!m->n)
+		return -EINVAL;
+	e = &m->ents[m->n - 1];
+	x = realloc(e->xattrs, (e->nxattrs + 1) * sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	e->xattrs = x;
+	x = &e->xattrs[e->nxattrs];
+	x->name = strdup(name);
+	x->value = malloc(len + 1);
+	if (!x->name || !x->value) {
+		free(x->name);
+		free(x->value);
+		return -ENOMEM;
+	}
+	memcpy(x->value, value, len);
+	x->value[len] = '\0';
+	x->len = len;
+	e->nxattrs++;
+	return 0;
+}
+
+/* ---- checks shared by encode and decode ---- */
+
+static int id_ok(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < VMB_BASE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return id[i] == '\0';
+}
+
+/* "." or names joined by '/', each a valid name. */
+static int path_ok(const char *p)
+{
+	const char *c = p, *slash;
+
+	if (!strcmp(p, "."))
+		return 1;
+	for (;;) {
+		size_t len;
+
+		slash = strchr(c, '/');
+		len = slash ? (size_t)(slash - c) : strlen(c);
+		if (len == 0 || len > NAME_MAX || (len == 1 && c[0] == '.') ||
+		    (len == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+		if (!slash)
+			return 1;
+		c = slash + 1;
+	}
+}
+
+static int by_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Paths unique, "." first, every parent an earlier 'd'. */
+static int tree_ok(const struct vmb_manifest *m, struct vmb_err *err)
+{
+	char **dirs = NULL, **all = NULL;
+	size_t i, nd = 0;
+	int r = 0;
+
+	if (m->n == 0 || m->ents[0].kind != 'd' || strcmp(m->ents[0].path, "."))
+		return vmb_err_set(err, EINVAL, "its first record is not the bundle's "
+				   "directory '.'");
+	dirs = malloc(m->n * sizeof(*dirs));
+	all = malloc(m->n * sizeof(*all));
+	if (!dirs || !all) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < m->n; i++) {
+		const struct vmb_mf_ent *e = &m->ents[i];
+		const char *slash = strrchr(e->path, '/');
+
+		all[i] = e->path;
+		if (i > 0 && !strcmp(e->path, ".")) {
+			r = vmb_err_set(err, EINVAL, "record %zu: '.' twice", i + 1);
+			goto out;
+		}
+		if (i > 0) {
+			/* The parent must be an earlier directory: sorted search in the
+			 * directories seen so far (kept sorted by insertion). */
+			char *parent;
+			size_t plen = slash ? (size_t)(slash - e->path) : 1;
+			size_t lo = 0, hi = nd;
+			int found = 0;
+
+			parent = slash ? strndup(e->path, plen) : strdup(".");
+			if (!parent) {
+				r = vmb_err_set(err, ENOMEM, "out of memory");
+				goto out;
+			}
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				int c = strcmp(dirs[mid], parent);
+				if (c == 0) {
+					found = 1;
+					break;
+				}
+				if (c < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			free(parent);
+			if (!found) {
+				r = vmb_err_set(err, EINVAL, "record %zu: the directory of '%s' "
+						"is not listed before it", i + 1, e->path);
+				goto out;
+			}
+		}
+		if (e->kind == 'd') {
+			/* insert sorted */
+			size_t lo = 0, hi = nd;
+			while (lo < hi) {
+				size_t mid = (lo + hi) / 2;
+				if (strcmp(dirs[mid], e->path) < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			memmove(dirs + lo + 1, dirs + lo, (nd - lo) * sizeof(*dirs));
+			dirs[lo] = e->path;
+			nd++;
+		}
+	}
+	qsort(all, m->n, sizeof(*all), by_str);
+	for (i = 1; i < m->n; i++)
+		if (!strcmp(all[i - 1], all[i])) {
+			r = vmb_err_set(err, EINVAL, "'%s' is listed twice", all[i]);
+			goto out;
+		}
+out:
+	free(dirs);
+	free(all);
+	return r;
+}
+
+static int ent_ok(const struct vmb_mf_ent *e, size_t line, struct vmb_err *err)
+{
+	size_t j;
+
+	if (e->kind != 'd' && e->kind != 'f' && e->kind != 'l')
+		return vmb_err_set(err, EINVAL, "line %zu: unknown record", line);
+	if (!path_ok(e->path))
+		return vmb_err_set(err, EINVAL, "line %zu: bad path", line);
+	if (e->mode > 07777 || e->mtime_nsec >= 1000000000u)
+		return vmb_err_set(err, EINVAL, "line %zu: bad mode or time", line);
+	if (e->kind == 'f' && (!id_ok(e->id) || e->size > (uint64_t)INT64_MAX))
+		return vmb_err_set(err, EINVAL, "line %zu: bad layer id or size", line);
+	if (e->kind == 'l' && (!e->target || !e->target[0] || strlen(e->target) >= PATH_MAX))
+		return vmb_err_set(err, EINVAL, "line %zu: bad symlink target", line);
+	if (e->kind != 'd' && !strcmp(e->path, "."))
+		return vmb_err_set(err, EINVAL, "line %zu: '.' is not a directory", line);
+	for (j = 0; j < e->nxattrs; j++)
+		if (strncmp(e->xattrs[j].name, "user.", 5) || !e->xattrs[j].name[5] ||
+		    strlen(e->xattrs[j].name) > 255 || e->xattrs[j].len > 65536)
+			return vmb_err_set(err, EINVAL, "line %zu: bad extended attribute",
+					   line);
+	return 0;
+}
+
+/* ---- encode ---- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int nomem;
+};
+
+static void put(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->nomem)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t ncap = b->cap ? b->cap : 4096;
+		char *np;
+		while (ncap < b->len + n + 1)
+			ncap *= 2;
+		np = realloc(b->p, ncap);
+		if (!np) {
+			b->nomem = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void putf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void put_esc(struct sbuf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c == '%' || c >= 0x7f) {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			put(b, e, 3);
+		} else {
+			put(b, (const char *)&s[i], 1);
+		}
+	}
+}
+
+int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
+			struct vmb_err *err)
+{
+	struct sbuf b = { 0 };
+	size_t i, j;
+	int r;
+
+	*out = NULL;
+	*len = 0;
+	if (!m->bundle || vmb_name_check(m->bundle, NULL) < 0)
+		return vmb_err_set(err, EINVAL, "cannot write a manifest: bad bundle name");
+	for (i = 0; i < m->n; i++) {
+		r = ent_ok(&m->ents[i], i + 1, err);
+		if (r < 0)
+			return vmb_err_prefix(err, "cannot write a manifest");
+	}
+	r = tree_ok(m, err);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot write a manifest");
+	putf(&b, "%s %d\nbundle ", VMB_MANIFEST_MAGIC, VMB_MANIFEST_VERSION);
+	put_esc(&b, m->bundle, strlen(m->bundle));
+	putf(&b, "\ncreated %" PRId64 "\n", m->created);
+	for (i = 0; i < m->n; i++) {
+		const struct vmb_mf_ent *e = &m->ents[i];
+
+		if (e->kind == 'l')
+			putf(&b, "l %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32 " ",
+			     e->uid, e->gid, e->mtime_sec, e->mtime_nsec);
+		else
+			putf(&b, "%c %04" PRIo32 " %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32
+			     " ", e->kind, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec);
+		if (e->kind == 'f')
+			putf(&b, "%" PRIu64 " %s ", e->size, e->id);
+		put_esc(&b, e->path, strlen(e->path));
+		if (e->kind == 'l') {
+			put(&b, " ", 1);
+			put_esc(&b, e->target, strlen(e->target));
+		}
+		put(&b, "\n", 1);
+		for (j = 0; j < e->nxattrs; j++) {
+			put(&b, "x ", 2);
+			put_esc(&b, e->xattrs[j].name, strlen(e->xattrs[j].name));
+			put(&b, " ", 1);
+			put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
+			put(&b, "\n", 1);
+		}
+	}
+	if (!b.nomem)
+		putf(&b, "end %08" PRIx32 "\n", vmb_crc32c(0, b.p, b.len));
+	if (b.nomem) {
+		free(b.p);
+		return vmb_err_set(err, ENOMEM, "cannot write a manifest: out of memory");
+	}
+	*out = b.p;
+	*len = b.len;
+	return 0;
+}
+
+/* ---- decode ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Unescape the token [s, s+n) into a malloc'ed string (*len bytes, NUL after).
+ * nul_ok: whether %00 may appear (xattr values). NULL on a bad escape, a raw byte
+ * that should have been escaped, or no memory (*nomem set). */
+static char *unesc(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
+{
+	char *o = malloc(n + 1);
+	size_t i, w = 0;
+
+	if (!o) {
+		*nomem = 1;
+		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= n)
+				goto bad;
+			hi = hexval(s[i + 1]);
+			lo = hexval(s[i + 2]);
+			if (hi < 0 || lo < 0 || (!nul_ok && hi == 0 && lo == 0))
+				goto bad;
+			o[w++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else if (c <= 0x20 || c >= 0x7f) {
+			goto bad;
+		} else {
+			o[w++] = (char)c;
+		}
+	}
+	o[w] = '\0';
+	if (len)
+		*len = w;
+	return o;
+bad:
+	free(o);
+	return NULL;
+}
+
+/* Split a line into at most max space-separated tokens (no empty ones). */
+static size_t tokens(const char *s, size_t n, const char **tok, size_t *tlen, size_t max)
+{
+	size_t k = 0, i = 0;
+
+	while (i < n) {
+		size_t st = i;
+		while (i < n && s[i] != ' ')
+			i++;
+		if (i == st || k == max)
+			return max + 1;   /* empty token or too many */
+		tok[k] = s + st;
+		tlen[k] = i - st;
+		k++;
+		if (i < n) {
+			i++;
+			if (i == n)
+				return max + 1;   /* trailing space */
+		}
+	}
+	return k;
+}
+
+static int num_u(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	if (n == 0 || n > 20)
+		return 0;
+	for (i = 0; i < n; i++) {
+		int d = hexval(s[i]);
+		if (d < 0 || d >= base || (s[i] >= 'A' && s[i] <= 'F'))
+			return 0;
+		if (x > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+			return 0;
+		x = x * (uint64_t)base + (uint64_t)d;
+	}
+	if (x > max)
+		return 0;
+	*v = x;
+	return 1;
+}
+
+static int num_time(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
+{
+	const char *dot = memchr(s, '.', n);
+	uint64_t a, b;
+	int neg = 0;
+
+	if (!dot || (size_t)(s + n - dot - 1) != 9)
+		return 0;
+	if (n && s[0] == '-') {
+		neg = 1;
+		s++;
+		n--;
+	}
+	if (!num_u(s, (size_t)(dot - s), 10, (uint64_t)INT64_MAX, &a) ||
+	    !num_u(dot + 1, 9, 10, 999999999, &b))
+		return 0;
+	*sec = neg ? -(int64_t)a : (int64_t)a;
+	*nsec = (uint32_t)b;
+	return 1;
+}
+
+static int num_s(const char *s, size_t n, int64_t *v)
+{
+	uint64_t a;
+	int neg = n && s[0] == '-';
+
+	if (!num_u(s + neg, n - (size_t)neg, 10, (uint64_t)INT64_MAX, &a))
+		return 0;
+	*v = neg ? -(int64_t)a : (int64_t)a;
+	return 1;
+}
+
+static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t line,
+		       struct vmb_err *err)
+{
+	const char *tok[9];
+	size_t tl[9], k = tokens(s, n, tok, tl, 8);
+	struct vmb_mf_ent e;
+	uint64_t v;
+	int nomem = 0, r;
+	size_t pi, vlen;
+
+	memset(&e, 0, sizeof(e));
+	if (k == 0 || k > 8 || tl[0] != 1)
+		return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
+	if (tok[0][0] == 'x') {
+		char *name, *val;
+		if (k != 3 || !m->n)
+			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
+		name = unesc(tok[1], tl[1], 0, NULL, &nomem);
+		val = unesc(tok[2], tl[2], 1, &vlen, &nomem);
+		r = 0;
+		if (!name || !val)
+			r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
+				vmb_err_set(err, EINVAL, "line %zu: bad escape", line);
+		else if (vmb_manifest_add_xattr(m, name, val, vlen) < 0)
+			r = vmb_err_set(err, ENOMEM, "out of memory");
+		free(name);
+		free(val);
+		return r;
+	}
+	e.kind = tok[0][0];
+	pi = 0;
+	switch (e.kind) {
+	case 'd':
+	case 'f':
+		if (k != (e.kind == 'd' ? 6u : 8u) || tl[1] > 5 ||
+		    !num_u(tok[1], tl[1], 8, 07777, &v))
+			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
+		e.mode = (uint32_t)v;
+		pi = 2;
+		break;
+	case 'l':
+		if (k != 6)
+			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
+		pi = 1;
+		break;
+	default:
+		return vmb_err_set(err, EINVAL, "line %zu: unknown record", line);
+	}
+	if (!num_u(tok[pi], tl[pi], 10, UINT32_MAX, &v))
+		return vmb_err_set(err, EINVAL, "line %zu: bad owner", line);
+	e.uid = (uint32_t)v;
+	if (!num_u(tok[pi + 1], tl[pi + 1], 10, UINT32_MAX, &v))
+		return vmb_err_set(err, EINVAL, "line %zu: bad group", line);
+	e.gid = (uint32_t)v;
+	if (!num_time(tok[pi + 2], tl[pi + 2], &e.mtime_sec, &e.mtime_nsec))
+		return vmb_err_set(err, EINVAL, "line %zu: bad time", line);
+	pi += 3;
+	if (e.kind == 'f') {
+		if (!num_u(tok[pi], tl[pi], 10, (uint64_t)INT64_MAX, &e.size) ||
+		    tl[pi + 1] != VMB_BASE_ID_LEN)
+			return vmb_err_set(err, EINVAL, "line %zu: bad size or layer id", line);
+		memcpy(e.id, tok[pi + 1], VMB_BASE_ID_LEN);
+		e.id[VMB_BASE_ID_LEN] = '\0';
+		pi += 2;
+	}
+	e.path = unesc(tok[pi], tl[pi], 0, NULL, &nomem);
+	if (e.kind == 'l' && e.path)
+		e.target = unesc(tok[pi + 1], tl[pi + 1], 0, NULL, &nomem);
+	r = 0;
+	if (!e.path || (e.kind == 'l' && !e.target))
+		r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
+			vmb_err_set(err, EINVAL, "line %zu: bad escape", line);
+	if (r == 0)
+		r = ent_ok(&e, line, err);
+	if (r == 0 && vmb_manifest_add(m, &e) < 0)
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+	free(e.path);
+	free(e.target);
+	return r;
+}
+
+int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
+			struct vmb_err *err)
+{
+	const char *p = buf, *end = buf + len, *nl, *last;
+	size_t line = 0, j;
+	uint64_t crc;
+	int r = 0, nomem = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (len == 0 || buf[len - 1] != '\n')
+		return vmb_err_set(err, EINVAL, "truncated (no final newline)");
+	/* The last line is "end <crc>": find its start. */
+	last = buf + len - 1;
+	while (last > buf && last[-1] != '\n')
+		last--;
+	if ((size_t)(end - last) != 13 || memcmp(last, "end ", 4) ||
+	    !num_u(last + 4, 8, 16, UINT32_MAX, &crc))
+		return vmb_err_set(err, EINVAL, "truncated (no 'end' line)");
+	if ((uint32_t)crc != vmb_crc32c(0, buf, (size_t)(last - buf)))
+		return vmb_err_set(err, EINVAL, "bad checksum");
+	for (p = buf; p < last; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(last - p));
+		line++;
+		if (line == 1) {
+			char hdr[64];
+			int hl = snprintf(hdr, sizeof(hdr), "%s %d", VMB_MANIFEST_MAGIC,
+					  VMB_MANIFEST_VERSION);
+			if ((size_t)(nl - p) != (size_t)hl || memcmp(p, hdr, (size_t)hl)) {
+				size_t ml = strlen(VMB_MANIFEST_MAGIC);
+				if ((size_t)(nl - p) > ml + 1 && !memcmp(p, VMB_MANIFEST_MAGIC " ", ml + 1))
+					r = vmb_err_set(err, EPROTONOSUPPORT, "its version '%.*s' is "
+							"not supported (newer vmbundlefs?)",
+							(int)((size_t)(nl - p) - ml - 1 > 16 ? 16 :
+							      (size_t)(nl - p) - ml - 1), p + ml + 1);
+				else
+					r = vmb_err_set(err, EINVAL, "not a snapshot manifest");
+				goto out;
+			}
+		} else if (line == 2) {
+			if (nl - p < 8 || memcmp(p, "bundle ", 7)) {
+				r = vmb_err_set(err, EINVAL, "line 2: no bundle name");
+				goto out;
+			}
+			m->bundle = unesc(p + 7, (size_t)(nl - p - 7), 0, NULL, &nomem);
+			if (!m->bundle || vmb_name_check(m->bundle, NULL) < 0) {
+				r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
+					vmb_err_set(err, EINVAL, "line 2: bad bundle name");
+				goto out;
+			}
+		} else if (line == 3) {
+			if (nl - p < 9 || memcmp(p, "created ", 8) ||
+			    !num_s(p + 8, (size_t)(nl - p - 8), &m->created)) {
+				r = vmb_err_set(err, EINVAL, "line 3: no creation time");
+				goto out;
+			}
+		} else {
+			r = decode_line(m, p, (size_t)(nl - p), line, err);
+			if (r < 0)
+				goto out;
+		}
+	}
+	if (line < 3) {
+		r = vmb_err_set(err, EINVAL, "truncated (no header)");
+		goto out;
+	}
+	for (j = 0; j < m->n; j++) {
+		r = ent_ok(&m->ents[j], j + 4, err);
+		if (r < 0)
+			goto out;
+	}
+	r = tree_ok(m, err);
+out:
+	if (r < 0)
+		vmb_manifest_free(m);
+	return r;
+}
+
+/* ---- names ---- */
+
+int vmb_snapshot_name_check(const char *bundle, const char *name, struct vmb_err *err)
+{
+	int r = vmb_name_check(name, err);
+
+	if (r < 0)
+		return vmb_err_prefix(err, "bad snapshot name");
+	if (name[0] == '.' || strchr(name, '@'))
+		return vmb_err_set(err, EINVAL, "bad snapshot name '%s': it may not start "
+				   "with '.' nor hold '@'", name);
+	if (bundle && strlen(bundle) + 1 + strlen(name) > NAME_MAX)
+		return vmb_err_set(err, ENAMETOOLONG, "snapshot name '%s@%s' is longer than "
+				   "%d bytes", bundle, name, NAME_MAX);
+	return 0;
+}
+
+int vmb_snapshot_split(const char *spec, char **bundle, char **name, struct vmb_err *err)
+{
+	const char *at = strrchr(spec, '@');
+	int r;
+
+	*bundle = *name = NULL;
+	if (!at)
+		return vmb_err_set(err, EINVAL, "'%s' is not BUNDLE@NAME", spec);
+	*bundle = strndup(spec, (size_t)(at - spec));
+	*name = strdup(at + 1);
+	if (!*bundle || !*name) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = vmb_name_check(*bundle, err);
+	if (r < 0) {
+		vmb_err_prefix(err, "'%s' is not BUNDLE@NAME", spec);
+		goto fail;
+	}
+	r = vmb_snapshot_name_check(*bundle, *name, err);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	free(*bundle);
+	free(*name);
+	*bundle = *name = NULL;
+	return r;
+}
+
+/* ---- files ---- */
+
+int vmb_manifest_write(int snapdir, const char *file, const struct vmb_manifest *m,
+		       struct vmb_err *err)
+{
+	char tmp[NAME_MAX + 32], *buf = NULL;
+	size_t len;
+	int fd = -1, r;
+
+	r = vmb_manifest_encode(m, &buf, &len, err);
+	if (r < 0)
+		return r;
+	snprintf(tmp, sizeof(tmp), ".tmp.%ld.%s", (long)getpid(), file);
+	tmp[NAME_MAX] = '\0';
+	unlinkat(snapdir, tmp, 0);
+	fd = openat(snapdir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    VMB_META_FILE_MODE);
+	if (fd < 0) {
+		r = vmb_err_sys(err, errno, "cannot create snapshot manifest '%s'", file);
+		goto out;
+	}
+	if ((r = vmb_write_full(fd, buf, len)) < 0 || fsync(fd) < 0) {
+		r = vmb_err_sys(err, r < 0 ? -r : errno, "cannot write snapshot manifest '%s'",
+				file);
+		goto out;
+	}
+	/* No replace: a snapshot name is taken once. */
+	if (renameat2(snapdir, tmp, snapdir, file, RENAME_NOREPLACE) < 0) {
+		r = errno == EEXIST ?
+			vmb_err_set(err, EEXIST, "snapshot '%s' exists", file) :
+			vmb_err_sys(err, errno, "cannot write snapshot manifest '%s'", file);
+		goto out;
+	}
+	tmp[0] = '\0';
+	if (fsync(snapdir) < 0)
+		r = vmb_err_sys(err, errno, "cannot write snapshot manifest '%s'", file);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp[0])
+		unlinkat(snapdir, tmp, 0);
+	free(buf);
+	return r;
+}
+
+int vmb_manifest_read(int snapdir, const char *file, struct vmb_manifest *m,
+		      struct vmb_err *err)
+{
+	struct stat st;
+	char *buf = NULL;
+	ssize_t got;
+	int fd, r;
+
+	memset(m, 0, sizeof(*m));
+	fd = openat(snapdir, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? vmb_err_set(err, ENOENT, "no snapshot '%s'", file) :
+			vmb_err_sys(err, errno, "cannot open snapshot manifest '%s'", file);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = vmb_err_set(err, EINVAL, "snapshot manifest '%s' is not a file", file);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > VMB_MANIFEST_MAX) {
+		r = vmb_err_set(err, EINVAL, "snapshot manifest '%s' is corrupt (too large)",
+				file);
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	got = vmb_read_full(fd, buf, (size_t)st.st_size);
+	if (got < 0) {
+		r = vmb_err_sys(err, (int)-got, "cannot read snapshot manifest '%s'", file);
+		goto out;
+	}
+	r = vmb_manifest_decode(buf, (size_t)got, m, err);
+	if (r < 0)
+		vmb_err_prefix(err, "snapshot manifest '%s' is corrupt", file);
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
