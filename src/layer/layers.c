@@ -549,12 +549,14 @@ int vmb_layers_list(struct vmb_layers *ls, struct vmb_layer_list *out, struct vm
 		rc = vmb_err_set(err, ENOMEM, "out of memory listing '%s'", ls->path);
 	if (rc)
 		goto out;
-	qsort(out->ids, out->n, sizeof(*out->ids), cmp_id);
-	qsort(cand, ncand, sizeof(*cand), cmp_id);
+	if (out->n)
+		qsort(out->ids, out->n, sizeof(*out->ids), cmp_id);
+	if (ncand)
+		qsort(cand, ncand, sizeof(*cand), cmp_id);
 	for (i = 0; i < ncand && !rc; i++) {
 		if (i && !strcmp(cand[i], cand[i - 1]))
 			continue;
-		if (!bsearch(cand[i], out->ids, out->n, sizeof(*out->ids), cmp_id))
+		if (!out->n || !bsearch(cand[i], out->ids, out->n, sizeof(*out->ids), cmp_id))
 			rc = push_id(&out->orphans, &out->norphans, &caporph, cand[i]);
 	}
 	if (rc)

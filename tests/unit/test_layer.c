@@ -924,6 +924,86 @@ static void test_past_depth(void)
 	vmb_layers_close(ls);
 }
 
+/* Bad input leaves nothing behind: a file on another filesystem (the frozen inode
+ * cannot be linked), a base of another store, an invalid id. Modes whatever the
+ * umask: layers/ 0700, .map 0600, .data 0400. */
+static void test_bad_input(void)
+{
+	struct vmb_layers *ls = open_layers(), *other = NULL;
+	struct vmb_layer_list list;
+	struct vmb_blockmap m;
+	struct vmb_base *b = NULL, *ob = NULL;
+	struct vmb_err err;
+	struct stat st;
+	char id[33], oid[33], path[4200], name[64], keep[4200];
+	mode_t old = umask(0);
+	int fd, d;
+
+	if (!CHECK(ls))
+		return;
+	vmb_blockmap_init(&m);
+	vmb_blockmap_set(&m, 0, 1, VMB_DATA);
+	/* another filesystem */
+	snprintf(path, sizeof(path), "/dev/shm/vmb-test-layer.%d", (int)getpid());
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) {
+		struct stat a, b2;
+
+		CHECK(write(fd, "x", 1) == 1);
+		CHECK(fstat(fd, &a) == 0 && stat(tmpdir, &b2) == 0);
+		if (a.st_dev != b2.st_dev) {
+			CHECK_RC(vmb_layers_create(ls, fd, &m, 1, NULL, 0, id, &err), -EXDEV);
+			CHECK_STR(err.msg, "layers must be on the store's filesystem");
+			CHECK(id[0] == '\0');
+			CHECK(fstat(fd, &a) == 0 && (a.st_mode & 07777) == 0644);
+		}
+		close(fd);
+		unlink(path);
+	}
+	CHECK_RC(vmb_layers_list(ls, &list, &err), 0);
+	CHECK_EQ(list.n + list.norphans + list.nstray, 0);
+	vmb_layer_list_free(&list);
+	/* a base of another store's layers */
+	snprintf(keep, sizeof(keep), "%s", metapath);
+	REQUIRE(new_store() == 0);
+	other = open_layers();
+	REQUIRE(other);
+	snprintf(path, sizeof(path), "%s/bad0", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(write(fd, "y", 1) == 1);
+	CHECK_RC(vmb_layers_create(other, fd, &m, 1, NULL, 0, oid, &err), 0);
+	close(fd);
+	unlink(path);
+	CHECK_RC(vmb_layers_get(other, oid, &ob, &err), 0);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(write(fd, "z", 1) == 1);
+	CHECK_RC(vmb_layers_create(ls, fd, &m, 1, ob, 1, id, &err), -EINVAL);
+	CHECK_STR(err.msg, "not a layer of this store");
+	/* a good one: modes with umask 0 */
+	CHECK_RC(vmb_layers_create(ls, fd, &m, 1, NULL, 0, id, &err), 0);
+	close(fd);
+	unlink(path);
+	CHECK(fstatat(metafd, VMB_LAYERS_DIR, &st, 0) == 0 && (st.st_mode & 07777) == 0700);
+	fd = open(keep, O_RDONLY | O_DIRECTORY);
+	d = openat(fd, VMB_LAYERS_DIR, O_RDONLY | O_DIRECTORY);
+	close(fd);
+	snprintf(name, sizeof(name), "%s.map", id);
+	CHECK(fstatat(d, name, &st, 0) == 0 && (st.st_mode & 07777) == 0600);
+	snprintf(name, sizeof(name), "%s.data", id);
+	CHECK(fstatat(d, name, &st, 0) == 0 && (st.st_mode & 07777) == 0400);
+	close(d);
+	CHECK_RC(vmb_layers_get(ls, "0123", &b, &err), -EINVAL);
+	CHECK_RC(vmb_layers_get(ls, "0123456789abcdef0123456789abcdeF", &b, &err), -EINVAL);
+	CHECK(b == NULL);
+	CHECK_RC(vmb_layers_get(ls, "0123456789abcdef0123456789abcdef", &b, &err), -EIO);
+	CHECK_STR(err.msg, "is missing");
+	umask(old);
+	vmb_base_put(ob);
+	vmb_layers_close(other);
+	vmb_blockmap_destroy(&m);
+	vmb_layers_close(ls);
+}
+
 #define TEST(fn) do { \
 	if (new_store()) { \
 		perror(metapath); \
@@ -951,6 +1031,7 @@ int main(int argc, char **argv)
 	TEST(test_cache_list_remove);
 	TEST(test_create_copy);
 	TEST(test_threads);
+	TEST(test_bad_input);
 	close(metafd);
 	harness_rmtree(tmpdir);
 	return harness_exit(argv[0]);
