@@ -7,7 +7,8 @@ VMB_FUZZ_TARGETS = \
 	tests/fuzz/fuzz_auxpat \
 	tests/fuzz/fuzz_journal \
 	tests/fuzz/fuzz_holders \
-	tests/fuzz/fuzz_manifest
+	tests/fuzz/fuzz_manifest \
+	tests/fuzz/fuzz_layermap
 
 check_PROGRAMS += $(VMB_FUZZ_TARGETS)
 TESTS += tests/fuzz.sh
@@ -28,3 +29,5 @@ tests_fuzz_fuzz_holders_SOURCES = tests/fuzz/fuzz_holders.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_holders_LDADD = $(VMB_CORE_LIBS)
 tests_fuzz_fuzz_manifest_SOURCES = tests/fuzz/fuzz_manifest.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_manifest_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_layermap_SOURCES = tests/fuzz/fuzz_layermap.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_layermap_LDADD = $(VMB_CORE_LIBS)

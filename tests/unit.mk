@@ -6,7 +6,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_journal \
 	tests/unit/test_crc_digest \
 	tests/unit/test_fdio \
-	tests/unit/test_lock
+	tests/unit/test_lock \
+	tests/unit/test_layer
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -30,3 +31,6 @@ tests_unit_test_fdio_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_lock_SOURCES = tests/unit/test_lock.c tests/unit/harness.h
 tests_unit_test_lock_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_layer_SOURCES = tests/unit/test_layer.c tests/unit/harness.h
+tests_unit_test_layer_LDADD = $(VMB_CORE_LIBS)

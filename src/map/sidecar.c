@@ -15,6 +15,7 @@
 #include "config.h"
 #include "map/sidecar.h"
 #include "map/journal.h"
+#include "map/pages.h"
 #include "base/crc32c.h"
 #include "base/le.h"
 #include "base/fdio.h"
@@ -34,52 +35,49 @@
 
 static const char sidecar_magic[8] = { 'V', 'M', 'B', 'M', 'A', 'P', '0', '1' };
 
-/* Header field offsets. */
+/* Header field offsets (the common ones are pages.h's). */
 enum {
-	H_MAGIC = 0,
-	H_VERSION = 8,
-	H_BLOCK_SIZE = 12,
-	H_INO = 16,
-	H_SIZE = 24,
-	H_MTIME_SEC = 32,
-	H_MTIME_NSEC = 40,
-	H_BTIME_NSEC = 44,
-	H_BTIME_SEC = 48,
-	H_COUNT = 56,
-	H_DATA = 64,
-	H_ZERO = 72,
+	H_DATA = VMB_PH_DATA,
 	H_FLAGS = 80,
 	H_RESERVED = 84,
-	H_END = 88,
+	H_END = 88,          /* version 1: zero from here */
+	H_BASE_ID = 88,      /* version 2: the base's id, 32 hex digits */
+	H_LIMIT = 120,       /* version 2: u64 base limit */
+	H_END2 = 128,        /* version 2: zero from here */
 };
 
-#define REC_SIZE 24u
-#define PAGE_BODY (VMB_SIDECAR_PAGE - 4u)   /* bytes covered by a page's CRC */
-#define NSEC_MAX 999999999u
+#define FLAG_HAS_BASE 1u
 
-_Static_assert(VMB_SIDECAR_PER_PAGE * REC_SIZE <= PAGE_BODY, "records fit a page");
+#define PAGE_BODY VMB_PAGES_BODY   /* bytes covered by a page's CRC */
+#define FILE_NAME "sidecar map"    /* how messages name the format */
 
 /* Sequence number of temporaries: unique within the process, the pid makes it
  * unique across processes. */
 static atomic_ulong tmp_seq;
 
-static uint32_t page_crc(const unsigned char *page)
+/* ---- bases, stamps and names ---- */
+
+static int has_base(const struct vmb_baseref *b)
 {
-	return vmb_crc32c(0, page, PAGE_BODY);
+	return b && b->id[0];
 }
 
-/* Pages needed for count records, plus the header page; 0 when the file size
- * would not fit a size_t. */
-static size_t sidecar_pages(uint64_t count)
+int vmb_baseref_equal(const struct vmb_baseref *a, const struct vmb_baseref *b)
 {
-	uint64_t pages = count / VMB_SIDECAR_PER_PAGE + (count % VMB_SIDECAR_PER_PAGE != 0);
-
-	if (pages >= SIZE_MAX / VMB_SIDECAR_PAGE)
-		return 0;
-	return (size_t)pages + 1;
+	if (!has_base(a) || !has_base(b))
+		return has_base(a) == has_base(b);
+	return !strcmp(a->id, b->id) && a->limit == b->limit;
 }
 
-/* ---- stamps and names ---- */
+int vmb_base_id_valid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < VMB_BASE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return id[i] == '\0';
+}
 
 static void stamp_from_stat(const struct stat *st, struct vmb_stamp *s)
 {
@@ -137,54 +135,33 @@ static int check_name(const char *name, struct vmb_err *err)
 
 /* ---- encode ---- */
 
-static void encode_header(unsigned char *h, const struct vmb_blockmap *m,
-			  const struct vmb_stamp *s)
-{
-	memcpy(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic));
-	vmb_put_le32(h + H_VERSION, VMB_SIDECAR_VERSION);
-	vmb_put_le32(h + H_BLOCK_SIZE, VMB_BLOCK_SIZE);
-	vmb_put_le64(h + H_INO, s->ino);
-	vmb_put_le64(h + H_SIZE, s->size);
-	vmb_put_le64(h + H_MTIME_SEC, (uint64_t)s->mtime_sec);
-	vmb_put_le32(h + H_MTIME_NSEC, s->mtime_nsec);
-	vmb_put_le32(h + H_BTIME_NSEC, s->btime_nsec);
-	vmb_put_le64(h + H_BTIME_SEC, (uint64_t)s->btime_sec);
-	vmb_put_le64(h + H_COUNT, m->n);
-	vmb_put_le64(h + H_DATA, m->data_blocks);
-	vmb_put_le64(h + H_ZERO, m->zero_blocks);
-	/* flags, reserved and the rest stay zero (the buffer is calloc'ed) */
-}
-
 int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 		       void **buf, size_t *len, struct vmb_err *err)
 {
-	size_t pages = sidecar_pages(m->n), i;
+	return vmb_sidecar_encode2(m, s, NULL, buf, len, err);
+}
+
+int vmb_sidecar_encode2(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+			const struct vmb_baseref *base, void **buf, size_t *len,
+			struct vmb_err *err)
+{
 	unsigned char *b;
+	int rc;
 
-	*buf = NULL;
-	*len = 0;
-	b = pages ? calloc(pages, VMB_SIDECAR_PAGE) : NULL;
-	if (!b)
-		return vmb_err_set(err, ENOMEM,
-				   "out of memory encoding a sidecar map of %zu extents", m->n);
-	encode_header(b, m, s);
-	for (i = 0; i < m->n; i++) {
-		size_t page = 1 + i / VMB_SIDECAR_PER_PAGE;
-		unsigned char *r = b + page * VMB_SIDECAR_PAGE +
-				   (i % VMB_SIDECAR_PER_PAGE) * REC_SIZE;
-
-		vmb_put_le64(r, m->ext[i].start);
-		vmb_put_le64(r + 8, m->ext[i].len);
-		vmb_put_le32(r + 16, m->ext[i].state);
-		/* r + 20: reserved, zero */
+	/* version 1: flags, reserved and the rest stay zero */
+	rc = vmb_pages_encode(m, s, sidecar_magic, has_base(base) ? 2 : 1, &b, len,
+			      FILE_NAME, err);
+	if (rc) {
+		*buf = NULL;
+		return rc;
 	}
-	for (i = 0; i < pages; i++) {
-		unsigned char *p = b + i * VMB_SIDECAR_PAGE;
-
-		vmb_put_le32(p + PAGE_BODY, page_crc(p));
+	if (has_base(base)) {
+		vmb_put_le32(b + H_FLAGS, FLAG_HAS_BASE);
+		memcpy(b + H_BASE_ID, base->id, VMB_BASE_ID_LEN);
+		vmb_put_le64(b + H_LIMIT, base->limit);
 	}
+	vmb_pages_seal(b, *len);
 	*buf = b;
-	*len = pages * VMB_SIDECAR_PAGE;
 	return 0;
 }
 
@@ -202,200 +179,120 @@ int vmb_corrupt_at(struct vmb_err *err, const char *file, uint64_t off, const ch
 			   what, off);
 }
 
-#define corrupt(err, off, ...) vmb_corrupt_at(err, "sidecar map", off, __VA_ARGS__)
-
-static int truncated(struct vmb_err *err, size_t len, size_t expected)
-{
-	return vmb_err_set(err, EBADMSG, "sidecar map is truncated (%zu bytes, expected %zu)",
-			   len, expected);
-}
-
-/* -EBADMSG unless bytes [from, to) of b are zero. */
-static int check_zero(const unsigned char *b, size_t from, size_t to, struct vmb_err *err)
-{
-	for (size_t i = from; i < to; i++)
-		if (b[i])
-			return corrupt(err, i, "non-zero padding");
-	return 0;
-}
-
-static int check_page_crc(const unsigned char *b, size_t page, struct vmb_err *err)
-{
-	const unsigned char *p = b + page * VMB_SIDECAR_PAGE;
-
-	if (vmb_get_le32(p + PAGE_BODY) != page_crc(p))
-		return corrupt(err, (uint64_t)page * VMB_SIDECAR_PAGE, "bad checksum");
-	return 0;
-}
+#define corrupt(err, off, ...) vmb_corrupt_at(err, FILE_NAME, off, __VA_ARGS__)
 
 /* Magic, version and checksum of page 0. */
 static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *err)
 {
 	uint32_t version;
 
-	if (len < VMB_SIDECAR_PAGE)
-		return truncated(err, len, VMB_SIDECAR_PAGE);
-	if (memcmp(h + H_MAGIC, sidecar_magic, sizeof(sidecar_magic)))
-		return corrupt(err, H_MAGIC, "bad magic");
-	version = vmb_get_le32(h + H_VERSION);
-	if (version > VMB_SIDECAR_VERSION)
-		return vmb_err_set(err, EPROTONOSUPPORT,
-				   "sidecar map version %" PRIu32 " is newer than this "
-				   "vmbundlefs understands (%u)", version, VMB_SIDECAR_VERSION);
-	if (version == 0)
-		return corrupt(err, H_VERSION, "bad version 0");
-	return check_page_crc(h, 0, err);
+	return vmb_pages_preamble(h, len, sidecar_magic, VMB_SIDECAR_VERSION, &version,
+				  FILE_NAME, err);
+}
+
+/* Version 2's base fields into *b (may be NULL); version 1 has none. */
+static int decode_base(const unsigned char *h, struct vmb_baseref *b, struct vmb_err *err)
+{
+	uint32_t version = vmb_get_le32(h + VMB_PH_VERSION), flags = vmb_get_le32(h + H_FLAGS);
+	char id[VMB_BASE_ID_LEN + 1];
+	uint64_t limit;
+
+	if (b)
+		memset(b, 0, sizeof(*b));
+	if (version == 1) {
+		if (flags)
+			return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
+		if (vmb_get_le32(h + H_RESERVED))
+			return corrupt(err, H_RESERVED, "non-zero reserved field");
+		return vmb_pages_zero(h, H_END, PAGE_BODY, FILE_NAME, err);
+	}
+	if (flags != FLAG_HAS_BASE)
+		return corrupt(err, H_FLAGS, "flags 0x%" PRIx32 " in a version 2 map (it "
+			       "must have a base)", flags);
+	if (vmb_get_le32(h + H_RESERVED))
+		return corrupt(err, H_RESERVED, "non-zero reserved field");
+	memcpy(id, h + H_BASE_ID, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (!vmb_base_id_valid(id))
+		return corrupt(err, H_BASE_ID, "bad base id");
+	limit = vmb_get_le64(h + H_LIMIT);
+	if (limit > VMB_BLOCK_MAX)
+		return corrupt(err, H_LIMIT, "impossible base limit %" PRIu64, limit);
+	if (b) {
+		memcpy(b->id, id, sizeof(id));
+		b->limit = limit;
+	}
+	return vmb_pages_zero(h, H_END2, PAGE_BODY, FILE_NAME, err);
 }
 
 /* The header's own fields (its checksum is already verified); the stamp goes to s,
- * the extent count to *count and the file length it implies to *expected. */
+ * the extent count to *count, the file length it implies to *expected, the base to
+ * *b (may be NULL). */
 static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
-			 size_t *expected, struct vmb_err *err)
+			 size_t *expected, struct vmb_baseref *b, struct vmb_err *err)
 {
-	uint32_t bs = vmb_get_le32(h + H_BLOCK_SIZE), flags = vmb_get_le32(h + H_FLAGS);
-	size_t pages;
-
-	if (bs != VMB_BLOCK_SIZE)
-		return corrupt(err, H_BLOCK_SIZE, "unsupported block size %" PRIu32, bs);
-	memset(s, 0, sizeof(*s));
-	s->ino = vmb_get_le64(h + H_INO);
-	s->size = vmb_get_le64(h + H_SIZE);
-	s->mtime_sec = (int64_t)vmb_get_le64(h + H_MTIME_SEC);
-	s->mtime_nsec = vmb_get_le32(h + H_MTIME_NSEC);
-	s->btime_nsec = vmb_get_le32(h + H_BTIME_NSEC);
-	s->btime_sec = (int64_t)vmb_get_le64(h + H_BTIME_SEC);
-	if (s->mtime_nsec > NSEC_MAX)
-		return corrupt(err, H_MTIME_NSEC, "bad nanoseconds %" PRIu32, s->mtime_nsec);
-	if (s->btime_nsec > NSEC_MAX)
-		return corrupt(err, H_BTIME_NSEC, "bad nanoseconds %" PRIu32, s->btime_nsec);
-	*count = vmb_get_le64(h + H_COUNT);
-	pages = *count <= VMB_BLOCK_MAX ? sidecar_pages(*count) : 0;
-	if (!pages)
-		return corrupt(err, H_COUNT, "impossible extent count %" PRIu64, *count);
-	*expected = pages * VMB_SIDECAR_PAGE;
-	if (flags)
-		return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
-	if (vmb_get_le32(h + H_RESERVED))
-		return corrupt(err, H_RESERVED, "non-zero reserved field");
-	return check_zero(h, H_END, PAGE_BODY, err);
-}
-
-/* Record i (at file offset off) into *e, checked against its predecessor prev
- * (NULL for the first). */
-static int decode_record(const unsigned char *r, size_t off, const struct vmb_extent *prev,
-			 struct vmb_extent *e, struct vmb_err *err)
-{
-	e->start = vmb_get_le64(r);
-	e->len = vmb_get_le64(r + 8);
-	e->state = vmb_get_le32(r + 16);
-	if (e->state != VMB_DATA && e->state != VMB_ZERO)
-		return corrupt(err, off + 16, "bad extent state %" PRIu32, e->state);
-	if (vmb_get_le32(r + 20))
-		return corrupt(err, off + 20, "non-zero reserved field");
-	if (e->len == 0)
-		return corrupt(err, off + 8, "empty extent");
-	if (e->start >= VMB_BLOCK_MAX || e->len > VMB_BLOCK_MAX - e->start)
-		return corrupt(err, off, "extent beyond the largest block");
-	if (prev && prev->start + prev->len > e->start)
-		return corrupt(err, off, "extents out of order or overlapping");
-	if (prev && prev->start + prev->len == e->start && prev->state == e->state)
-		return corrupt(err, off, "unmerged extents");
-	return 0;
-}
-
-/* Every record page: checksum, records, padding. Fills ext[0, count) and the
- * block counters. */
-static int decode_records(const unsigned char *b, uint64_t count, struct vmb_extent *ext,
-			  uint64_t *data, uint64_t *zero, struct vmb_err *err)
-{
-	size_t i = 0, page = 1;
 	int rc;
 
-	*data = *zero = 0;
-	while (i < count) {
-		const unsigned char *p = b + page * VMB_SIDECAR_PAGE;
-		size_t k, in_page = count - i < VMB_SIDECAR_PER_PAGE ?
-				    (size_t)(count - i) : VMB_SIDECAR_PER_PAGE;
+	rc = vmb_pages_header(h, s, count, expected, FILE_NAME, err);
+	if (rc)
+		return rc;
+	return decode_base(h, b, err);
+}
 
-		rc = check_page_crc(b, page, err);
-		if (rc)
-			return rc;
-		for (k = 0; k < in_page; k++, i++) {
-			rc = decode_record(p + k * REC_SIZE, page * VMB_SIDECAR_PAGE + k * REC_SIZE,
-					   i ? &ext[i - 1] : NULL, &ext[i], err);
-			if (rc)
-				return rc;
-			if (ext[i].state == VMB_DATA)
-				*data += ext[i].len;
-			else
-				*zero += ext[i].len;
-		}
-		rc = check_zero(b, page * VMB_SIDECAR_PAGE + in_page * REC_SIZE,
-				page * VMB_SIDECAR_PAGE + PAGE_BODY, err);
-		if (rc)
-			return rc;
-		page++;
-	}
-	return 0;
+/* A version 2 map for a reader that does not ask for its base. */
+static int refuse_v2(struct vmb_err *err)
+{
+	return vmb_err_set(err, EPROTONOSUPPORT, "sidecar map version 2 (the map of a file "
+			   "over a base layer) needs a reader that knows its base");
 }
 
 int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		       struct vmb_stamp *s, struct vmb_err *err)
 {
+	struct vmb_baseref b;
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_decode2(buf, len, &tmp, &st, &b, err);
+	if (rc == 0 && has_base(&b))
+		rc = refuse_v2(err);
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_decode2(const void *buf, size_t len, struct vmb_blockmap *m,
+			struct vmb_stamp *s, struct vmb_baseref *base, struct vmb_err *err)
+{
 	const unsigned char *b = buf;
-	struct vmb_extent *ext = NULL;
+	struct vmb_baseref under;
 	struct vmb_stamp stamp;
-	uint64_t count = 0, data, zero;
+	uint64_t count = 0;
 	size_t expected = 0;
 	int rc;
 
 	rc = decode_preamble(b, len, err);
 	if (rc)
-		goto out;
-	rc = decode_header(b, &stamp, &count, &expected, err);
+		return rc;
+	rc = decode_header(b, &stamp, &count, &expected, &under, err);
 	if (rc)
-		goto out;
-	if (len < expected) {
-		rc = truncated(err, len, expected);
-		goto out;
-	}
-	if (len > expected) {
-		rc = corrupt(err, expected, "unexpected data after the last page");
-		goto out;
-	}
-	if (count) {
-		ext = malloc((size_t)count * sizeof(*ext));   /* count * 24 < len */
-		if (!ext) {
-			rc = vmb_err_set(err, ENOMEM, "out of memory decoding a sidecar map "
-					 "of %" PRIu64 " extents", count);
-			goto out;
-		}
-	}
-	rc = decode_records(b, count, ext, &data, &zero, err);
+		return rc;
+	rc = vmb_pages_decode_map(b, len, count, expected, m, FILE_NAME, err);
 	if (rc)
-		goto out;
-	if (data != vmb_get_le64(b + H_DATA)) {
-		rc = corrupt(err, H_DATA, "data block count %" PRIu64 " not matching the "
-			     "extents (%" PRIu64 ")", vmb_get_le64(b + H_DATA), data);
-		goto out;
-	}
-	if (zero != vmb_get_le64(b + H_ZERO)) {
-		rc = corrupt(err, H_ZERO, "zero block count %" PRIu64 " not matching the "
-			     "extents (%" PRIu64 ")", vmb_get_le64(b + H_ZERO), zero);
-		goto out;
-	}
-	free(m->ext);
-	m->ext = ext;
-	m->track = NULL;   /* replaced wholesale */
-	m->n = m->cap = (size_t)count;
-	m->data_blocks = data;
-	m->zero_blocks = zero;
-	ext = NULL;
+		return rc;
 	if (s)
 		*s = stamp;
-out:
-	free(ext);
-	return rc;
+	if (base)
+		*base = under;
+	return 0;
 }
 
 /* ---- files ---- */
@@ -487,8 +384,8 @@ out:
 
 /* A whole new base; its journal removed; pos (may be NULL) describes it. */
 static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
-		      const struct vmb_stamp *s, int durable, struct vmb_sidecar_pos *pos,
-		      struct vmb_err *err)
+		      const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		      struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
 	char jname[NAME_MAX + 1];
 	void *buf = NULL;
@@ -502,7 +399,7 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		return rc;
 	if (vmb_sidecar_journal_name(name, jname, sizeof(jname)) < 0)
 		return vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
-	rc = vmb_sidecar_encode(m, s, &buf, &len, err);
+	rc = vmb_sidecar_encode2(m, s, b, &buf, &len, err);
 	if (rc)
 		return rc;
 	rc = create_atomic(dirfd, name, buf, len, durable, err);
@@ -526,6 +423,8 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		memset(pos, 0, sizeof(*pos));
 		vmb_journal_base_of(buf, len, &pos->base);
 		pos->first_seq = pos->next_seq = 1;
+		if (has_base(b))
+			pos->under = *b;
 		pos->valid = 1;
 	}
 out:
@@ -536,7 +435,14 @@ out:
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err)
 {
-	return write_full(dirfd, name, m, s, durable, NULL, err);
+	return write_full(dirfd, name, m, s, NULL, durable, NULL, err);
+}
+
+int vmb_sidecar_write2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		       const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		       struct vmb_err *err)
+{
+	return write_full(dirfd, name, m, s, b, durable, NULL, err);
 }
 
 /* The whole of regular file `name` into a malloc'ed *buf (caller frees). -ENOENT
@@ -615,7 +521,35 @@ static int load_journal(int dirfd, const char *jname, const struct vmb_journal_b
 int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	struct vmb_baseref b;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_load2(dirfd, name, &tmp, &st, &b, pos, err);
+	if (rc == 0 && has_base(&b)) {
+		rc = refuse_v2(err);
+		if (pos)
+			memset(pos, 0, sizeof(*pos));
+	}
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
+		      struct vmb_stamp *s, struct vmb_baseref *b, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	char jname[NAME_MAX + 1];
+	struct vmb_baseref under;
 	struct vmb_journal_info info;
 	struct vmb_journal_base id;
 	struct vmb_blockmap map;
@@ -635,7 +569,7 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	rc = read_whole(dirfd, name, "sidecar map", &buf, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = vmb_sidecar_decode(buf, len, &map, &stamp, err);
+	rc = vmb_sidecar_decode2(buf, len, &map, &stamp, &under, err);
 	if (rc < 0)
 		goto out;
 	vmb_journal_base_of(buf, len, &id);
@@ -645,9 +579,9 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	if (info.open) {
 		rc = vmb_err_set(err, ESTALE, "sidecar map '%s' was being changed when its "
 				 "writer stopped", name);
-		goto out;
-	}
-	if (pos) {
+		/* the last committed map, for the rebuild of a delta with a base */
+	} else if (pos) {
+		pos->under = under;
 		pos->base = id;
 		if (present && !info.stale) {
 			pos->jlen = info.len;
@@ -664,6 +598,8 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	vmb_blockmap_init(&map);
 	if (s)
 		*s = stamp;
+	if (b)
+		*b = under;
 out:
 	vmb_blockmap_destroy(&map);
 	free(buf);
@@ -762,6 +698,14 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 		     const struct vmb_blockmap *dirty, const struct vmb_stamp *s, int durable,
 		     struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	return vmb_sidecar_save2(dirfd, name, m, dirty, s, NULL, durable, pos, err);
+}
+
+int vmb_sidecar_save2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_blockmap *dirty, const struct vmb_stamp *s,
+		      const struct vmb_baseref *b, int durable, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	uint64_t limit = pos->base.len / 4, size;
 	void *rec = NULL;
 	size_t rlen;
@@ -769,16 +713,18 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 
 	if (limit < VMB_JOURNAL_MIN)
 		limit = VMB_JOURNAL_MIN;
-	size = pos->valid && dirty ? vmb_journal_commit_size(m, dirty) : 0;
+	/* the journal cannot change the base the base sidecar names */
+	size = pos->valid && dirty && vmb_baseref_equal(&pos->under, b) ?
+	       vmb_journal_commit_size(m, dirty) : 0;
 	if (!size || (pos->jlen ? pos->jlen : VMB_JOURNAL_HDR) + size > limit)
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	rc = vmb_journal_encode_commit(m, dirty, s, pos->next_seq, &rec, &rlen, err);
 	if (rc < 0)
 		return rc;
 	rc = journal_append(dirfd, name, rec, rlen, durable, pos, err);
 	free(rec);
 	if (rc < 0)   /* the journal cannot take it: a whole new base */
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	pos->next_seq++;
 	if (durable >= VMB_SIDECAR_SYNC_DIR && pos->dir_dirty) {
 		rc = fsync_dir(dirfd);
@@ -898,6 +844,15 @@ out:
 
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t *data_blocks)
 {
+	struct vmb_baseref b;
+	int rc = vmb_sidecar_peek2(dirfd, name, s, data_blocks, &b);
+
+	return rc == 0 && has_base(&b) ? -EPROTONOSUPPORT : rc;
+}
+
+int vmb_sidecar_peek2(int dirfd, const char *name, struct vmb_stamp *s,
+		      uint64_t *data_blocks, struct vmb_baseref *b)
+{
 	unsigned char h[VMB_SIDECAR_PAGE];
 	char jname[NAME_MAX + 1];
 	struct vmb_journal_info info;
@@ -922,7 +877,7 @@ int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t 
 		return rc;
 	rc = decode_preamble(h, (size_t)got, NULL);
 	if (rc == 0)
-		rc = decode_header(h, s, &count, &expected, NULL);
+		rc = decode_header(h, s, &count, &expected, b, NULL);
 	if (rc < 0)
 		return rc;
 	*data_blocks = vmb_get_le64(h + H_DATA);
