@@ -7,6 +7,7 @@ VMB_CORE_TESTS = \
 	tests/unit/test_vfs \
 	tests/unit/test_image_model \
 	tests/unit/test_image_reval \
+	tests/unit/test_image_base \
 	tests/unit/test_manifest
 
 check_PROGRAMS += $(VMB_CORE_TESTS)
@@ -25,11 +26,17 @@ tests_unit_test_vfs_SOURCES = tests/unit/test_vfs.c tests/unit/harness.h
 tests_unit_test_vfs_LDADD = $(VMB_CORE_LIBS)
 
 # A random sequence of operations against a byte-array model (VMB_SEED, VMB_OPS).
-tests_unit_test_image_model_SOURCES = tests/unit/test_image_model.c tests/unit/harness.h
+tests_unit_test_image_model_SOURCES = tests/unit/test_image_model.c tests/unit/harness.h \
+	tests/unit/model_chain.c tests/unit/testbase.h
 tests_unit_test_image_model_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_image_reval_SOURCES = tests/unit/test_image_reval.c tests/unit/harness.h
 tests_unit_test_image_reval_LDADD = $(VMB_CORE_LIBS)
+
+# Images over a base (the in-memory double of a layer chain, testbase.h).
+tests_unit_test_image_base_SOURCES = tests/unit/test_image_base.c tests/unit/harness.h \
+	tests/unit/testbase.h
+tests_unit_test_image_base_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c tests/unit/harness.h
 tests_unit_test_manifest_LDADD = $(VMB_CORE_LIBS)

@@ -1,4 +1,5 @@
-/* image.h - one sparse file: its backing file plus its block map.
+/* image.h - one sparse file: its backing file plus its block map, over an optional
+ * base.
  *
  * The backing file holds exactly the file's logical content, with holes where the
  * file reads as zeros, so a store is usable without vmbundlefs. The block map says,
@@ -11,8 +12,19 @@
  * Whole blocks written as zeros, PUNCH_HOLE and ZERO_RANGE become ZERO extents and
  * holes in the backing; reads of ZERO/ABSENT blocks never touch the backing.
  *
- * Ownership: an image owns its backing fd (closed by vmb_image_close) and its map;
- * it borrows mapdir_fd and log, which must outlive it. One image per backing inode:
+ * A file may be a delta over a base (map/base.h, LAYERS.md): its backing file's
+ * xattr VMB_BASE_XATTR ("<ID> <limit>") names the base and the base limit, the
+ * authority for "this file has a base". Its content: DATA blocks from the backing
+ * file, ZERO blocks zeros (hiding the base), ABSENT blocks below the limit from the
+ * base, above it zeros. For such a file the backing file alone is not its content:
+ * its holes cannot tell ZERO from ABSENT, so its map is rebuilt from the last
+ * committed map (vmb_image_open2) and never removed before a change. A truncate to
+ * S lowers the limit to min(limit, floor(S / 4096)) (the partial block at S copied
+ * from the base first), so that a shrink-then-extend reads zeros. A file without a
+ * base is exactly as before (formats included).
+ *
+ * Ownership: an image owns its backing fd (closed by vmb_image_close), its map and
+ * its reference to its base; it borrows mapdir_fd and log, which must outlive it. One image per backing inode:
  * the caller (vfs) shares it between every handle of that inode.
  *
  * Locking: wlock serialises every change (write, truncate, fallocate, copy into,
@@ -25,13 +37,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include "map/blockmap.h"
+#include "map/base.h"
 #include "base/err.h"
 
 struct vmb_image;
 struct vmb_stamp;
+struct vmb_layers;
+
+#define VMB_BASE_XATTR "trusted.vmbundlefs.base"
 
 /* Open an image over backing file fd (O_RDWR, or O_RDONLY for a read-only image).
  * The map comes from the sidecar in mapdir_fd when its stamp matches the backing
@@ -41,6 +58,19 @@ struct vmb_stamp;
  * the caller still does. */
 int vmb_image_open(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
 		   const struct vmb_log *log, struct vmb_err *err);
+
+/* The same for a file that may have a base: its base xattr is read and the base
+ * resolved through res (NULL: a file with a base fails with -EIO "has a base but no
+ * layers were given"; a base that cannot be resolved fails as the resolver says,
+ * -EIO naming the layer). A delta's map comes from a version-2 sidecar whose stamp,
+ * base and limit match; otherwise it is rebuilt from the last committed map (the
+ * sidecar and its journal up to the last COMMIT, when it is this inode's and names
+ * this base): every block that holds data in the backing file becomes DATA, every
+ * committed DATA block that is a hole now ZERO, ABSENT and ZERO holes stay. With no
+ * committed map, holes are ABSENT. vmb_image_open is open2 with res NULL. */
+int vmb_image_open2(struct vmb_image **out, int fd, int mapdir_fd, const char *name,
+		    const struct vmb_log *log, const struct vmb_base_resolver *res,
+		    struct vmb_err *err);
 
 /* Persist the map if it changed (durably), remove the sidecar instead when the backing
  * file has no links left, close the backing file, free. Failures go to the log.
@@ -58,6 +88,12 @@ ssize_t vmb_image_read(struct vmb_image *img, void *buf, size_t len, uint64_t of
  * clipped length in *n (the bytes can then be read from vmb_image_fd at off, by
  * splice say); 0 when it is not (use vmb_image_read). */
 int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *n);
+
+/* The same through the base: returns 1 when [off, off + len), clipped to the size,
+ * reads from one descriptor at the same offsets (the backing file's DATA, or one run
+ * of the base's, vmb_base_ops.lookup) with *fd and the clipped length in *n; the
+ * descriptor stays valid while img is open. 0: use vmb_image_read. */
+int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n);
 
 /* Bytes of file data this process has read from backing files so far (pread, or
  * handed out for splicing); reads of holes never count. */
@@ -96,7 +132,14 @@ int vmb_image_persist(struct vmb_image *img, struct vmb_err *err);
 void vmb_image_touch(struct vmb_image *img);
 
 uint64_t vmb_image_size(struct vmb_image *img);
-uint64_t vmb_image_alloc_bytes(struct vmb_image *img);   /* DATA blocks * 4096 */
+/* Bytes of the blocks that read as data (st_blocks * 512): the delta's DATA blocks
+ * and, below the base limit, its ABSENT blocks that the base holds as data. Kept
+ * from one call to the next while nothing changes. */
+uint64_t vmb_image_alloc_bytes(struct vmb_image *img);
+
+/* The base (a borrowed reference, valid while img is open; NULL for none) and the
+ * base limit in blocks. */
+struct vmb_base *vmb_image_base(struct vmb_image *img, uint64_t *limit);
 
 /* Wait until every write accepted so far is on the backing file (see dio.h); before
  * looking at the backing file from outside (vmb_image_fd). */
@@ -165,9 +208,71 @@ int vmb_image_stamp(struct vmb_image *img, struct vmb_stamp *s);
 int vmb_image_set_times(struct vmb_image *img, const struct timespec ts[2],
 			struct vmb_err *err);
 
+/* ---- Layers (LAYERS.md) ---- */
+
+/* A new empty delta dirfd/name over base (clone's files): created O_EXCL (never
+ * through a symlink), size bytes (>= the base's size; -EINVAL below it), owner,
+ * mode and times from like, its base xattr "<base id> <ceil(base size / 4096)>",
+ * and, when mapdir_fd >= 0, its committed map (empty) saved in mapdir_fd so that a
+ * later rebuild starts from it. Synced (not its directory). On failure nothing is
+ * left. The base is borrowed. */
+int vmb_image_create_delta(int dirfd, const char *name, struct vmb_base *base, uint64_t size,
+			   const struct stat *like, int mapdir_fd, struct vmb_err *err);
+
+/* A read-only image of base alone, size bytes (the `.snapshots` view): reads,
+ * seeks, copy_range from it, alloc_bytes work; every change fails with -EROFS.
+ * It takes its own reference to base. No descriptor: vmb_image_fd is -1, it cannot
+ * be parked (-EBUSY), vmb_image_all_data is always 0. */
+int vmb_image_open_frozen(struct vmb_image **out, struct vmb_base *base, uint64_t size,
+			  const char *name, const struct vmb_log *log, struct vmb_err *err);
+
+/* Make img's file self-contained: a new plain file with its whole content (data
+ * runs copied with copy_file_range from its backing file and its base's
+ * descriptors, holes as holes), owner, mode, times and user.* xattrs, no base
+ * xattr, synced, renamed over dirfd/name (which must name img's file), the
+ * directory synced; the image then on it with no base (vmb_image_fd changes: the
+ * caller rebinds its node to the new inode, vmb_image_stamp). A file without a base
+ * is left alone (0). Under wlock, drained. On failure nothing changed. */
+int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct vmb_err *err);
+
 /* Load a file's map without keeping an image open (vmbundlefs ls, fsck):
- * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale. */
+ * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale.
+ * A file with a base fails with -EIO (its map alone is not its content): see
+ * vmb_image_load_map2. */
 int vmb_image_load_map(int fd, int mapdir_fd, const char *name, struct vmb_blockmap *m,
 		       uint64_t *size, int *rebuilt, struct vmb_err *err);
+
+/* What vmb_image_load_map2 found about the base. */
+struct vmb_image_baseinfo {
+	char id[VMB_BASE_ID_LEN + 1];   /* "" when the file has no base */
+	uint64_t limit;                 /* the base limit, in blocks */
+	int lost;                       /* a delta with a base whose map was rebuilt with
+					 * no committed map: blocks zeroed since it was
+					 * made read their base again (fsck reports it) */
+	struct vmb_base *base;          /* resolved (one reference: vmb_base_put) when
+					 * res was given, else NULL */
+};
+
+/* The same as vmb_image_open2 without an image: the map by the same rules (the
+ * rebuild of a delta included), the base described in *bi (may be NULL). res NULL:
+ * the base is not resolved (the map is still loaded). */
+int vmb_image_load_map2(int fd, int mapdir_fd, const char *name,
+			const struct vmb_base_resolver *res, struct vmb_blockmap *m,
+			uint64_t *size, int *rebuilt, struct vmb_image_baseinfo *bi,
+			struct vmb_err *err);
+
+/* Blocks that read as data in a file of size bytes whose map is m over base (NULL:
+ * none) with the given limit: what vmb_image_alloc_bytes counts, for a map loaded
+ * with vmb_image_load_map2. O(extents of m and of the base below the limit). */
+uint64_t vmb_image_chain_data_blocks(const struct vmb_blockmap *m, struct vmb_base *base,
+				     uint64_t limit, uint64_t size);
+
+/* The base xattr of backing file fd: 1 with id and *limit, 0 when it has none,
+ * -EIO when it is not "<32 hex> <decimal>" (message names the file), -errno. */
+int vmb_image_get_base_xattr(int fd, const char *name, char id[VMB_BASE_ID_LEN + 1],
+			     uint64_t *limit, struct vmb_err *err);
+/* Set it (fsetxattr). 0 or -errno. */
+int vmb_image_set_base_xattr(int fd, const char *name, const char *id, uint64_t limit,
+			     struct vmb_err *err);
 
 #endif

@@ -40,8 +40,13 @@ enum {
 	H_DATA = VMB_PH_DATA,
 	H_FLAGS = 80,
 	H_RESERVED = 84,
-	H_END = 88,
+	H_END = 88,          /* version 1: zero from here */
+	H_BASE_ID = 88,      /* version 2: the base's id, 32 hex digits */
+	H_LIMIT = 120,       /* version 2: u64 base limit */
+	H_END2 = 128,        /* version 2: zero from here */
 };
+
+#define FLAG_HAS_BASE 1u
 
 #define PAGE_BODY VMB_PAGES_BODY   /* bytes covered by a page's CRC */
 #define FILE_NAME "sidecar map"    /* how messages name the format */
@@ -50,7 +55,29 @@ enum {
  * unique across processes. */
 static atomic_ulong tmp_seq;
 
-/* ---- stamps and names ---- */
+/* ---- bases, stamps and names ---- */
+
+static int has_base(const struct vmb_baseref *b)
+{
+	return b && b->id[0];
+}
+
+int vmb_baseref_equal(const struct vmb_baseref *a, const struct vmb_baseref *b)
+{
+	if (!has_base(a) || !has_base(b))
+		return has_base(a) == has_base(b);
+	return !strcmp(a->id, b->id) && a->limit == b->limit;
+}
+
+int vmb_base_id_valid(const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < VMB_BASE_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+			return 0;
+	return id[i] == '\0';
+}
 
 static void stamp_from_stat(const struct stat *st, struct vmb_stamp *s)
 {
@@ -111,15 +138,27 @@ static int check_name(const char *name, struct vmb_err *err)
 int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 		       void **buf, size_t *len, struct vmb_err *err)
 {
+	return vmb_sidecar_encode2(m, s, NULL, buf, len, err);
+}
+
+int vmb_sidecar_encode2(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+			const struct vmb_baseref *base, void **buf, size_t *len,
+			struct vmb_err *err)
+{
 	unsigned char *b;
 	int rc;
 
-	/* flags, reserved and the rest stay zero */
-	rc = vmb_pages_encode(m, s, sidecar_magic, VMB_SIDECAR_VERSION, &b, len, FILE_NAME,
-			      err);
+	/* version 1: flags, reserved and the rest stay zero */
+	rc = vmb_pages_encode(m, s, sidecar_magic, has_base(base) ? 2 : 1, &b, len,
+			      FILE_NAME, err);
 	if (rc) {
 		*buf = NULL;
 		return rc;
+	}
+	if (has_base(base)) {
+		vmb_put_le32(b + H_FLAGS, FLAG_HAS_BASE);
+		memcpy(b + H_BASE_ID, base->id, VMB_BASE_ID_LEN);
+		vmb_put_le64(b + H_LIMIT, base->limit);
 	}
 	vmb_pages_seal(b, *len);
 	*buf = b;
@@ -151,28 +190,90 @@ static int decode_preamble(const unsigned char *h, size_t len, struct vmb_err *e
 				  FILE_NAME, err);
 }
 
-/* The header's own fields (its checksum is already verified); the stamp goes to s,
- * the extent count to *count and the file length it implies to *expected. */
-static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
-			 size_t *expected, struct vmb_err *err)
+/* Version 2's base fields into *b (may be NULL); version 1 has none. */
+static int decode_base(const unsigned char *h, struct vmb_baseref *b, struct vmb_err *err)
 {
-	uint32_t flags = vmb_get_le32(h + H_FLAGS);
+	uint32_t version = vmb_get_le32(h + VMB_PH_VERSION), flags = vmb_get_le32(h + H_FLAGS);
+	char id[VMB_BASE_ID_LEN + 1];
+	uint64_t limit;
+
+	if (b)
+		memset(b, 0, sizeof(*b));
+	if (version == 1) {
+		if (flags)
+			return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
+		if (vmb_get_le32(h + H_RESERVED))
+			return corrupt(err, H_RESERVED, "non-zero reserved field");
+		return vmb_pages_zero(h, H_END, PAGE_BODY, FILE_NAME, err);
+	}
+	if (flags != FLAG_HAS_BASE)
+		return corrupt(err, H_FLAGS, "flags 0x%" PRIx32 " in a version 2 map (it "
+			       "must have a base)", flags);
+	if (vmb_get_le32(h + H_RESERVED))
+		return corrupt(err, H_RESERVED, "non-zero reserved field");
+	memcpy(id, h + H_BASE_ID, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (!vmb_base_id_valid(id))
+		return corrupt(err, H_BASE_ID, "bad base id");
+	limit = vmb_get_le64(h + H_LIMIT);
+	if (limit > VMB_BLOCK_MAX)
+		return corrupt(err, H_LIMIT, "impossible base limit %" PRIu64, limit);
+	if (b) {
+		memcpy(b->id, id, sizeof(id));
+		b->limit = limit;
+	}
+	return vmb_pages_zero(h, H_END2, PAGE_BODY, FILE_NAME, err);
+}
+
+/* The header's own fields (its checksum is already verified); the stamp goes to s,
+ * the extent count to *count, the file length it implies to *expected, the base to
+ * *b (may be NULL). */
+static int decode_header(const unsigned char *h, struct vmb_stamp *s, uint64_t *count,
+			 size_t *expected, struct vmb_baseref *b, struct vmb_err *err)
+{
 	int rc;
 
 	rc = vmb_pages_header(h, s, count, expected, FILE_NAME, err);
 	if (rc)
 		return rc;
-	if (flags)
-		return corrupt(err, H_FLAGS, "unknown flags 0x%" PRIx32, flags);
-	if (vmb_get_le32(h + H_RESERVED))
-		return corrupt(err, H_RESERVED, "non-zero reserved field");
-	return vmb_pages_zero(h, H_END, PAGE_BODY, FILE_NAME, err);
+	return decode_base(h, b, err);
+}
+
+/* A version 2 map for a reader that does not ask for its base. */
+static int refuse_v2(struct vmb_err *err)
+{
+	return vmb_err_set(err, EPROTONOSUPPORT, "sidecar map version 2 (the map of a file "
+			   "over a base layer) needs a reader that knows its base");
 }
 
 int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		       struct vmb_stamp *s, struct vmb_err *err)
 {
+	struct vmb_baseref b;
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_decode2(buf, len, &tmp, &st, &b, err);
+	if (rc == 0 && has_base(&b))
+		rc = refuse_v2(err);
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_decode2(const void *buf, size_t len, struct vmb_blockmap *m,
+			struct vmb_stamp *s, struct vmb_baseref *base, struct vmb_err *err)
+{
 	const unsigned char *b = buf;
+	struct vmb_baseref under;
 	struct vmb_stamp stamp;
 	uint64_t count = 0;
 	size_t expected = 0;
@@ -181,7 +282,7 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 	rc = decode_preamble(b, len, err);
 	if (rc)
 		return rc;
-	rc = decode_header(b, &stamp, &count, &expected, err);
+	rc = decode_header(b, &stamp, &count, &expected, &under, err);
 	if (rc)
 		return rc;
 	rc = vmb_pages_decode_map(b, len, count, expected, m, FILE_NAME, err);
@@ -189,6 +290,8 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		return rc;
 	if (s)
 		*s = stamp;
+	if (base)
+		*base = under;
 	return 0;
 }
 
@@ -281,8 +384,8 @@ out:
 
 /* A whole new base; its journal removed; pos (may be NULL) describes it. */
 static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
-		      const struct vmb_stamp *s, int durable, struct vmb_sidecar_pos *pos,
-		      struct vmb_err *err)
+		      const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		      struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
 	char jname[NAME_MAX + 1];
 	void *buf = NULL;
@@ -296,7 +399,7 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		return rc;
 	if (vmb_sidecar_journal_name(name, jname, sizeof(jname)) < 0)
 		return vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
-	rc = vmb_sidecar_encode(m, s, &buf, &len, err);
+	rc = vmb_sidecar_encode2(m, s, b, &buf, &len, err);
 	if (rc)
 		return rc;
 	rc = create_atomic(dirfd, name, buf, len, durable, err);
@@ -320,6 +423,8 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		memset(pos, 0, sizeof(*pos));
 		vmb_journal_base_of(buf, len, &pos->base);
 		pos->first_seq = pos->next_seq = 1;
+		if (has_base(b))
+			pos->under = *b;
 		pos->valid = 1;
 	}
 out:
@@ -330,7 +435,14 @@ out:
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err)
 {
-	return write_full(dirfd, name, m, s, durable, NULL, err);
+	return write_full(dirfd, name, m, s, NULL, durable, NULL, err);
+}
+
+int vmb_sidecar_write2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		       const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		       struct vmb_err *err)
+{
+	return write_full(dirfd, name, m, s, b, durable, NULL, err);
 }
 
 /* The whole of regular file `name` into a malloc'ed *buf (caller frees). -ENOENT
@@ -409,7 +521,35 @@ static int load_journal(int dirfd, const char *jname, const struct vmb_journal_b
 int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	struct vmb_blockmap tmp;
+	struct vmb_stamp st;
+	struct vmb_baseref b;
+	int rc;
+
+	vmb_blockmap_init(&tmp);
+	rc = vmb_sidecar_load2(dirfd, name, &tmp, &st, &b, pos, err);
+	if (rc == 0 && has_base(&b)) {
+		rc = refuse_v2(err);
+		if (pos)
+			memset(pos, 0, sizeof(*pos));
+	}
+	if (rc == 0) {
+		vmb_blockmap_destroy(m);
+		*m = tmp;
+		vmb_blockmap_init(&tmp);
+		if (s)
+			*s = st;
+	}
+	vmb_blockmap_destroy(&tmp);
+	return rc;
+}
+
+int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
+		      struct vmb_stamp *s, struct vmb_baseref *b, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	char jname[NAME_MAX + 1];
+	struct vmb_baseref under;
 	struct vmb_journal_info info;
 	struct vmb_journal_base id;
 	struct vmb_blockmap map;
@@ -429,7 +569,7 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	rc = read_whole(dirfd, name, "sidecar map", &buf, &len, err);
 	if (rc < 0)
 		return rc;
-	rc = vmb_sidecar_decode(buf, len, &map, &stamp, err);
+	rc = vmb_sidecar_decode2(buf, len, &map, &stamp, &under, err);
 	if (rc < 0)
 		goto out;
 	vmb_journal_base_of(buf, len, &id);
@@ -439,9 +579,9 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	if (info.open) {
 		rc = vmb_err_set(err, ESTALE, "sidecar map '%s' was being changed when its "
 				 "writer stopped", name);
-		goto out;
-	}
-	if (pos) {
+		/* the last committed map, for the rebuild of a delta with a base */
+	} else if (pos) {
+		pos->under = under;
 		pos->base = id;
 		if (present && !info.stale) {
 			pos->jlen = info.len;
@@ -458,6 +598,8 @@ int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 	vmb_blockmap_init(&map);
 	if (s)
 		*s = stamp;
+	if (b)
+		*b = under;
 out:
 	vmb_blockmap_destroy(&map);
 	free(buf);
@@ -556,6 +698,14 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 		     const struct vmb_blockmap *dirty, const struct vmb_stamp *s, int durable,
 		     struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
+	return vmb_sidecar_save2(dirfd, name, m, dirty, s, NULL, durable, pos, err);
+}
+
+int vmb_sidecar_save2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_blockmap *dirty, const struct vmb_stamp *s,
+		      const struct vmb_baseref *b, int durable, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err)
+{
 	uint64_t limit = pos->base.len / 4, size;
 	void *rec = NULL;
 	size_t rlen;
@@ -563,16 +713,18 @@ int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 
 	if (limit < VMB_JOURNAL_MIN)
 		limit = VMB_JOURNAL_MIN;
-	size = pos->valid && dirty ? vmb_journal_commit_size(m, dirty) : 0;
+	/* the journal cannot change the base the base sidecar names */
+	size = pos->valid && dirty && vmb_baseref_equal(&pos->under, b) ?
+	       vmb_journal_commit_size(m, dirty) : 0;
 	if (!size || (pos->jlen ? pos->jlen : VMB_JOURNAL_HDR) + size > limit)
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	rc = vmb_journal_encode_commit(m, dirty, s, pos->next_seq, &rec, &rlen, err);
 	if (rc < 0)
 		return rc;
 	rc = journal_append(dirfd, name, rec, rlen, durable, pos, err);
 	free(rec);
 	if (rc < 0)   /* the journal cannot take it: a whole new base */
-		return write_full(dirfd, name, m, s, durable, pos, err);
+		return write_full(dirfd, name, m, s, b, durable, pos, err);
 	pos->next_seq++;
 	if (durable >= VMB_SIDECAR_SYNC_DIR && pos->dir_dirty) {
 		rc = fsync_dir(dirfd);
@@ -692,6 +844,15 @@ out:
 
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t *data_blocks)
 {
+	struct vmb_baseref b;
+	int rc = vmb_sidecar_peek2(dirfd, name, s, data_blocks, &b);
+
+	return rc == 0 && has_base(&b) ? -EPROTONOSUPPORT : rc;
+}
+
+int vmb_sidecar_peek2(int dirfd, const char *name, struct vmb_stamp *s,
+		      uint64_t *data_blocks, struct vmb_baseref *b)
+{
 	unsigned char h[VMB_SIDECAR_PAGE];
 	char jname[NAME_MAX + 1];
 	struct vmb_journal_info info;
@@ -716,7 +877,7 @@ int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s, uint64_t 
 		return rc;
 	rc = decode_preamble(h, (size_t)got, NULL);
 	if (rc == 0)
-		rc = decode_header(h, s, &count, &expected, NULL);
+		rc = decode_header(h, s, &count, &expected, b, NULL);
 	if (rc < 0)
 		return rc;
 	*data_blocks = vmb_get_le64(h + H_DATA);

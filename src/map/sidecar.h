@@ -38,10 +38,11 @@
 #include <stddef.h>
 #include "map/blockmap.h"
 #include "map/journal.h"
+#include "map/base.h"
 #include "base/err.h"
 
 #define VMB_SIDECAR_PAGE 4096u
-#define VMB_SIDECAR_VERSION 1u
+#define VMB_SIDECAR_VERSION 2u   /* the newest understood; version 1 has no base */
 #define VMB_SIDECAR_PER_PAGE 170u
 #define VMB_SIDECAR_NAME_MAX 32
 #define VMB_JOURNAL_MIN (64u << 10)   /* a journal may always grow to this */
@@ -55,6 +56,18 @@ struct vmb_stamp {
 	int64_t btime_sec;
 };
 
+/* The base a delta's map is over (version 2). id[0] == '\0': none (version 1). */
+struct vmb_baseref {
+	char id[VMB_BASE_ID_LEN + 1];   /* 32 lowercase hex digits, NUL-terminated */
+	uint64_t limit;                 /* blocks >= limit never read the base */
+};
+
+/* 1 if a and b name the same base and limit (NULL and "" mean none). */
+int vmb_baseref_equal(const struct vmb_baseref *a, const struct vmb_baseref *b);
+
+/* 1 if id is 32 lowercase hex digits (NUL-terminated), else 0. */
+int vmb_base_id_valid(const char *id);
+
 /* Stamp of an open file (statx). */
 int vmb_stamp_fd(int fd, struct vmb_stamp *s, struct vmb_err *err);
 /* 1 if equal in every field, else 0. */
@@ -63,16 +76,25 @@ int vmb_stamp_equal(const struct vmb_stamp *a, const struct vmb_stamp *b);
 /* "<016 hex of ino>.map" into name (VMB_SIDECAR_NAME_MAX bytes). */
 void vmb_sidecar_name(uint64_t ino, char name[VMB_SIDECAR_NAME_MAX]);
 
-/* Serialise into a malloc'ed buffer (*buf, caller frees). 0 or -ENOMEM. */
+/* Serialise into a malloc'ed buffer (*buf, caller frees). 0 or -ENOMEM.
+ * encode2 with a base b (not NULL, id not empty) writes version 2. */
 int vmb_sidecar_encode(const struct vmb_blockmap *m, const struct vmb_stamp *s,
 		       void **buf, size_t *len, struct vmb_err *err);
+int vmb_sidecar_encode2(const struct vmb_blockmap *m, const struct vmb_stamp *s,
+			const struct vmb_baseref *b, void **buf, size_t *len,
+			struct vmb_err *err);
 
 /* Parse a buffer into m (initialised, replaced on success, unchanged on failure)
  * and s. Errors: -EBADMSG for a corrupt or truncated sidecar, with a message such as
  * "sidecar map is corrupt (bad checksum at offset 4096)" or "sidecar map is truncated
- * (5000 bytes, expected 8192)"; -EPROTONOSUPPORT for a newer version. */
+ * (5000 bytes, expected 8192)"; -EPROTONOSUPPORT for a newer version.
+ * decode2 also accepts version 2 and fills *b (may be NULL; id "" for version 1);
+ * the readers without b (decode, read, load, peek) refuse a version 2 with
+ * -EPROTONOSUPPORT: its map alone is not the file's content. */
 int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
 		       struct vmb_stamp *s, struct vmb_err *err);
+int vmb_sidecar_decode2(const void *buf, size_t len, struct vmb_blockmap *m,
+			struct vmb_stamp *s, struct vmb_baseref *b, struct vmb_err *err);
 
 /* How durable vmb_sidecar_write is. */
 #define VMB_SIDECAR_SYNC_NONE 0   /* no fsync */
@@ -86,6 +108,9 @@ int vmb_sidecar_decode(const void *buf, size_t len, struct vmb_blockmap *m,
  * journal (after the rename; one left behind names the old base and is ignored). */
 int vmb_sidecar_write(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      const struct vmb_stamp *s, int durable, struct vmb_err *err);
+int vmb_sidecar_write2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		       const struct vmb_stamp *s, const struct vmb_baseref *b, int durable,
+		       struct vmb_err *err);
 
 /* Read and decode the base and its journal; -ENOENT when there is no base, -ESTALE
  * when the journal ends in a BEGIN (the map does not describe the backing file),
@@ -102,11 +127,19 @@ struct vmb_sidecar_pos {
 	uint64_t jlen;                  /* bytes of its journal (0: there is none) */
 	uint64_t first_seq, next_seq;   /* the journal's first and next sequence numbers */
 	int dir_dirty;                  /* a journal was created since the dir was synced */
+	struct vmb_baseref under;       /* the base the base sidecar names ("" none) */
 };
 
 /* vmb_sidecar_read that also fills pos (valid on success; on -ESTALE not). */
 int vmb_sidecar_load(int dirfd, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *s, struct vmb_sidecar_pos *pos, struct vmb_err *err);
+/* The same for any version, the base in *b (may be NULL). On -ESTALE (the journal
+ * ends in a BEGIN) m, s and b still get the last committed map: the map and stamp
+ * of the base and the journal up to its last COMMIT (the rebuild of a delta with a
+ * base starts from it, image.c). */
+int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
+		      struct vmb_stamp *s, struct vmb_baseref *b, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err);
 
 /* Before the first change after a save: append a BEGIN to the journal (creating it
  * when there is none), so that a crash before the next save leaves a map that is not
@@ -123,6 +156,12 @@ int vmb_sidecar_begin(int dirfd, const char *name, struct vmb_sidecar_pos *pos,
 int vmb_sidecar_save(int dirfd, const char *name, const struct vmb_blockmap *m,
 		     const struct vmb_blockmap *dirty, const struct vmb_stamp *s, int durable,
 		     struct vmb_sidecar_pos *pos, struct vmb_err *err);
+/* The same with a base (NULL: none): a base or limit other than the one of the base
+ * sidecar on disk (pos->under) makes it write a whole new base. */
+int vmb_sidecar_save2(int dirfd, const char *name, const struct vmb_blockmap *m,
+		      const struct vmb_blockmap *dirty, const struct vmb_stamp *s,
+		      const struct vmb_baseref *b, int durable, struct vmb_sidecar_pos *pos,
+		      struct vmb_err *err);
 
 /* The journal's name: name with its ".map" suffix (if any) replaced by ".jnl", or
  * ".jnl" appended. 0 or -ENAMETOOLONG. */
@@ -134,6 +173,9 @@ int vmb_sidecar_journal_name(const char *name, char *jname, size_t size);
  * the count only while the stamp matches. 0 or -errno (-ESTALE as for read). */
 int vmb_sidecar_peek(int dirfd, const char *name, struct vmb_stamp *s,
 		     uint64_t *data_blocks);
+/* The same for any version, the base in *b (may be NULL). */
+int vmb_sidecar_peek2(int dirfd, const char *name, struct vmb_stamp *s,
+		      uint64_t *data_blocks, struct vmb_baseref *b);
 
 /* -EBADMSG with the message "<file> is corrupt (<what> at offset <off>)", file
  * naming the format ("sidecar map", "sidecar journal"). */

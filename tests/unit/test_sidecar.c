@@ -256,9 +256,9 @@ static void test_bad_header(void)
 	b[3] = 'X';   /* magic, checked before the checksum */
 	CHECK_DECODE(b, len, -EBADMSG, "sidecar map is corrupt (bad magic at offset 0)");
 	RESET();
-	put32(b + 8, 2);   /* newer version: refused whatever follows */
+	put32(b + 8, 3);   /* newer version: refused whatever follows */
 	CHECK_DECODE(b, len, -EPROTONOSUPPORT,
-		     "sidecar map version 2 is newer than this vmbundlefs understands (1)");
+		     "sidecar map version 3 is newer than this vmbundlefs understands (2)");
 	put32(b + 8, 0xffffffffu);
 	CHECK_DECODE(b, len, -EPROTONOSUPPORT, "version 4294967295 is newer");
 	put32(b + 8, 0);
@@ -699,6 +699,154 @@ static int make_tmpdir(void)
 	return dirfd_ < 0 ? -1 : 0;
 }
 
+/* ---- version 2: the map of a delta over a base ---- */
+
+static const struct vmb_baseref sample_base = {
+	.id = "0123456789abcdef0123456789abcdef", .limit = 77,
+};
+
+/* A version 2 sidecar: the base round-trips, a version 1 reader refuses it, a file
+ * without a base still writes version 1; each bad base field is named. */
+static void test_v2_format(void)
+{
+	struct vmb_blockmap m, out;
+	struct vmb_baseref b;
+	struct vmb_stamp s;
+	struct vmb_err e;
+	unsigned char *p, *orig;
+	void *buf;
+	size_t len;
+
+	make_map(&m, 200);
+	vmb_blockmap_init(&out);
+	REQUIRE(vmb_sidecar_encode2(&m, &sample_stamp, &sample_base, &buf, &len, NULL) == 0);
+	p = buf;
+	CHECK_EQ(get32(p + 8), 2);
+	CHECK_EQ(get32(p + 80), 1);
+	CHECK(!memcmp(p + 88, sample_base.id, 32));
+	CHECK_EQ(get64(p + 120), 77);
+	vmb_err_clear(&e);
+	CHECK_RC(vmb_sidecar_decode2(buf, len, &out, &s, &b, &e), 0);
+	CHECK(vmb_blockmap_equal(&m, &out));
+	CHECK(vmb_stamp_equal(&s, &sample_stamp));
+	CHECK(!strcmp(b.id, sample_base.id));
+	CHECK_EQ(b.limit, 77);
+	CHECK(vmb_baseref_equal(&b, &sample_base));
+	/* a reader that does not ask for the base must not take the map alone */
+	CHECK_DECODE(p, len, -EPROTONOSUPPORT, "needs a reader that knows its base");
+	orig = malloc(len);
+	REQUIRE(orig != NULL);
+	memcpy(orig, p, len);
+	p[88] = 'A';   /* upper case: not an id */
+	recrc(p, 0);
+	CHECK_RC(vmb_sidecar_decode2(p, len, &out, NULL, &b, &e), -EBADMSG);
+	CHECK_STR(e.msg, "bad base id at offset 88");
+	memcpy(p, orig, len);
+	put64(p + 120, VMB_BLOCK_MAX + 1);
+	recrc(p, 0);
+	CHECK_RC(vmb_sidecar_decode2(p, len, &out, NULL, &b, &e), -EBADMSG);
+	CHECK_STR(e.msg, "impossible base limit");
+	memcpy(p, orig, len);
+	put32(p + 80, 0);
+	recrc(p, 0);
+	CHECK_RC(vmb_sidecar_decode2(p, len, &out, NULL, &b, &e), -EBADMSG);
+	CHECK_STR(e.msg, "must have a base) at offset 80");
+	memcpy(p, orig, len);
+	p[130] = 1;
+	recrc(p, 0);
+	CHECK_RC(vmb_sidecar_decode2(p, len, &out, NULL, &b, &e), -EBADMSG);
+	CHECK_STR(e.msg, "non-zero padding at offset 130");
+	/* version 1 with a base field set is corrupt too */
+	free(buf);
+	REQUIRE(vmb_sidecar_encode2(&m, &sample_stamp, NULL, &buf, &len, NULL) == 0);
+	p = buf;
+	CHECK_EQ(get32(p + 8), 1);
+	CHECK_RC(vmb_sidecar_decode2(buf, len, &out, &s, &b, &e), 0);
+	CHECK(b.id[0] == '\0');
+	p[100] = '1';
+	recrc(p, 0);
+	CHECK_RC(vmb_sidecar_decode2(p, len, &out, NULL, &b, &e), -EBADMSG);
+	free(orig);
+	free(buf);
+	vmb_blockmap_destroy(&m);
+	vmb_blockmap_destroy(&out);
+}
+
+/* Files: a save under another limit writes a whole new base (the journal cannot
+ * change the header); load2 gives the last committed map of a journal that ends in a
+ * BEGIN, with -ESTALE; the readers without a base refuse version 2. */
+static void test_v2_files(void)
+{
+	const char *name = "00000000000000aa.map";
+	struct vmb_blockmap m, dirty, back;
+	struct vmb_sidecar_pos pos, p2;
+	struct vmb_baseref b = sample_base, got;
+	struct vmb_stamp s1 = sample_stamp, s2 = sample_stamp, s;
+	struct vmb_err e;
+	uint64_t data;
+	struct stat st;
+
+	vmb_blockmap_init(&m);
+	vmb_blockmap_init(&dirty);
+	vmb_blockmap_init(&back);
+	memset(&pos, 0, sizeof(pos));
+	vmb_err_clear(&e);
+	vmb_blockmap_set(&m, 0, 4, VMB_DATA);
+	REQUIRE(vmb_sidecar_save2(dirfd_, name, &m, NULL, &s1, &b, 1, &pos, &e) == 0);
+	CHECK(pos.valid);
+	CHECK(vmb_baseref_equal(&pos.under, &b));
+	/* a change journalled */
+	vmb_blockmap_set(&m, 10, 2, VMB_ZERO);
+	vmb_blockmap_set(&dirty, 10, 2, VMB_DATA);
+	s2.mtime_sec++;
+	REQUIRE(vmb_sidecar_save2(dirfd_, name, &m, &dirty, &s2, &b, 1, &pos, &e) == 0);
+	CHECK(pos.jlen > 0);
+	CHECK_RC(vmb_sidecar_load2(dirfd_, name, &back, &s, &got, &p2, &e), 0);
+	CHECK(vmb_blockmap_equal(&back, &m));
+	CHECK(vmb_stamp_equal(&s, &s2));
+	CHECK(vmb_baseref_equal(&got, &b));
+	CHECK(p2.valid && vmb_baseref_equal(&p2.under, &b));
+	/* version 1 readers refuse */
+	CHECK_RC(vmb_sidecar_read(dirfd_, name, &back, &s, &e), -EPROTONOSUPPORT);
+	CHECK_RC(vmb_sidecar_peek(dirfd_, name, &s, &data), -EPROTONOSUPPORT);
+	CHECK_RC(vmb_sidecar_peek2(dirfd_, name, &s, &data, &got), 0);
+	CHECK_EQ(data, 4);
+	CHECK(vmb_baseref_equal(&got, &b));
+	/* a lower limit: a whole new base (no journal left) */
+	b.limit = 5;
+	vmb_blockmap_destroy(&dirty);
+	vmb_blockmap_set(&m, 20, 1, VMB_ZERO);
+	vmb_blockmap_set(&dirty, 20, 1, VMB_DATA);
+	REQUIRE(vmb_sidecar_save2(dirfd_, name, &m, &dirty, &s2, &b, 1, &pos, &e) == 0);
+	CHECK_EQ(pos.jlen, 0);
+	CHECK(fstatat(dirfd_, "00000000000000aa.jnl", &st, 0) < 0 && errno == ENOENT);
+	CHECK_RC(vmb_sidecar_load2(dirfd_, name, &back, &s, &got, &p2, &e), 0);
+	CHECK_EQ(got.limit, 5);
+	CHECK(vmb_blockmap_equal(&back, &m));
+	/* a change begun, never committed: -ESTALE, with the committed map */
+	REQUIRE(vmb_sidecar_begin(dirfd_, name, &pos, &e) == 0);
+	vmb_blockmap_destroy(&back);
+	CHECK_RC(vmb_sidecar_load2(dirfd_, name, &back, &s, &got, &p2, &e), -ESTALE);
+	CHECK(vmb_blockmap_equal(&back, &m));
+	CHECK(vmb_stamp_equal(&s, &s2));
+	CHECK_EQ(got.limit, 5);
+	CHECK(!p2.valid);
+	/* the old reader leaves its map alone on -ESTALE */
+	vmb_blockmap_destroy(&back);
+	sentinel(&back);
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &back, &s, NULL, &e), -ESTALE);
+	CHECK(is_sentinel(&back));
+	/* back to no base: version 1 again */
+	vmb_blockmap_destroy(&dirty);
+	REQUIRE(vmb_sidecar_save2(dirfd_, name, &m, &dirty, &s2, NULL, 1, &pos, &e) == 0);
+	CHECK_RC(vmb_sidecar_read(dirfd_, name, &back, &s, &e), 0);
+	CHECK(vmb_blockmap_equal(&back, &m));
+	vmb_sidecar_remove(dirfd_, name, NULL);
+	vmb_blockmap_destroy(&m);
+	vmb_blockmap_destroy(&dirty);
+	vmb_blockmap_destroy(&back);
+}
+
 static void remove_tmpdir(void)
 {
 	int fd = openat(dirfd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -730,6 +878,8 @@ int main(void)
 	RUN(test_write_read);
 	RUN(test_stamp);
 	RUN(test_scan);
+	RUN(test_v2_format);
+	RUN(test_v2_files);
 	remove_tmpdir();
 	return harness_exit("test_sidecar");
 }
