@@ -44,7 +44,7 @@ static void one(const uint8_t *data, size_t size)
 			     (h.stamp.size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE,
 		     "accepted an extent past the layer's size");
 		must(h.depth >= 1 && h.depth <= VMB_LAYER_DEPTH_MAX, "accepted a bad depth");
-		must(h.base[0] ? vmb_layer_id_valid(h.base) && h.depth >= 2 :
+		must(h.base[0] ? vmb_base_id_valid(h.base) && h.depth >= 2 :
 				 h.limit == 0 && h.depth == 1, "accepted a bad base");
 		must(vmb_layer_map_encode(&m, &h, &buf, &len, &err) == 0, "cannot re-encode");
 		must(len == size && !memcmp(buf, data, size), "re-encoding differs");

@@ -523,10 +523,10 @@ static void test_map_format(void)
 	CHECK_RC(vmb_layer_map_encode(&m, &h, &buf, &len, &err), -EINVAL);
 	vmb_blockmap_destroy(&m);
 	vmb_blockmap_destroy(&m2);
-	CHECK(vmb_layer_id_valid(id));
-	CHECK(!vmb_layer_id_valid("0123456789ABCDEF0123456789abcdef"));
-	CHECK(!vmb_layer_id_valid("0123456789abcdef0123456789abcde"));
-	CHECK(!vmb_layer_id_valid("0123456789abcdef0123456789abcdef0"));
+	CHECK(vmb_base_id_valid(id));
+	CHECK(!vmb_base_id_valid("0123456789ABCDEF0123456789abcdef"));
+	CHECK(!vmb_base_id_valid("0123456789abcdef0123456789abcde"));
+	CHECK(!vmb_base_id_valid("0123456789abcdef0123456789abcdef0"));
 }
 
 /* A chain of three; each file of the middle one damaged in turn: a fresh set of
