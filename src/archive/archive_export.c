@@ -15,6 +15,7 @@
 #include "archive/vmb_archive.h"
 #include "image/image.h"
 #include "layer/layer.h"
+#include "store/manifest.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -271,11 +272,12 @@ static int hardlink_of(struct exp *x, const struct stat *st, const char **first,
 
 /* A file with a base, through its image; fd is consumed. The header is written
  * here (after the common fields). */
+static int do_image(struct exp *x, struct vmb_image *img, struct vmb_err *err);
+
 static int do_layered(struct exp *x, int fd, struct vmb_err *err)
 {
 	struct vmb_base_resolver res = vmb_layers_resolver(x->layers);
 	struct vmb_image *img = NULL;
-	uint64_t size, off, data, hole;
 	int r;
 
 	r = vmb_image_open2(&img, fd, x->s->mapfd, x->rel, NULL, &res, err);
@@ -283,10 +285,27 @@ static int do_layered(struct exp *x, int fd, struct vmb_err *err)
 		close(fd);
 		return r;
 	}
+	r = do_image(x, img, err);
+	vmb_image_close(img);
+	return r;
+}
+
+/* The content of img as the current entry (its header written here). */
+static int do_image(struct exp *x, struct vmb_image *img, struct vmb_err *err)
+{
+	uint64_t size, off, data, hole = 0;
+	int r = 0, holes;
+
 	size = vmb_image_size(img);
 	archive_entry_set_size(x->e, (la_int64_t)size);
-	/* Data extents (tar): the runs that read as data through the chain. */
-	for (off = 0; x->tar && off < size; off = hole) {
+	/* Data extents (tar): the runs that read as data through the chain; none
+	 * for a file that is all data (as do_file). */
+	r = vmb_image_seek(img, 0, SEEK_HOLE, &hole, err);
+	if (r < 0 && r != -ENXIO)
+		goto out;
+	r = 0;
+	holes = hole < size;
+	for (off = holes ? 0 : size; x->tar && off < size; off = hole) {
 		r = vmb_image_seek(img, off, SEEK_DATA, &data, err);
 		if (r == -ENXIO)
 			break;
@@ -297,7 +316,7 @@ static int do_layered(struct exp *x, int fd, struct vmb_err *err)
 			goto out;
 		archive_entry_sparse_add_entry(x->e, (la_int64_t)data, (la_int64_t)(hole - data));
 	}
-	if (x->tar && archive_entry_sparse_count(x->e) == 0)
+	if (x->tar && holes && archive_entry_sparse_count(x->e) == 0)
 		archive_entry_sparse_add_entry(x->e, (la_int64_t)size, 0);
 	r = header(x, err);
 	for (off = 0; r == 0 && off < size; off = hole) {
@@ -335,7 +354,6 @@ static int do_layered(struct exp *x, int fd, struct vmb_err *err)
 		}
 	}
 out:
-	vmb_image_close(img);
 	return r;
 }
 
@@ -496,6 +514,159 @@ static int count_file(void *arg, const char *relpath, int fd, const struct stat 
 	return 0;
 }
 
+/* The first size bytes of base b as the current entry (a snapshot's file): data
+ * runs from b's map (lookup), bytes by b's read. */
+static int do_base(struct exp *x, struct vmb_base *b, uint64_t size, struct vmb_err *err)
+{
+	uint64_t nblk = (size + BS - 1) / BS, blk, run, off, len;
+	int r = 0, bfd, holes;
+
+	archive_entry_set_size(x->e, (la_int64_t)size);
+	/* Sparse entries only for a file with holes (as do_file): libarchive's
+	 * sparse map of a file that is all data loses its bytes. */
+	for (blk = 0; blk < nblk; blk += run)
+		if (b->ops->lookup(b, blk, &run, &bfd) != VMB_DATA)
+			break;
+	holes = blk < nblk;
+	for (blk = 0; x->tar && holes && blk < nblk; blk += run) {
+		if (b->ops->lookup(b, blk, &run, &bfd) != VMB_DATA)
+			continue;
+		off = blk * BS;
+		len = (blk + run > nblk ? nblk - blk : run) * BS;
+		if (off + len > size)
+			len = size - off;
+		archive_entry_sparse_add_entry(x->e, (la_int64_t)off, (la_int64_t)len);
+	}
+	/* All holes: one empty extent at the end keeps it sparse. */
+	if (x->tar && holes && archive_entry_sparse_count(x->e) == 0)
+		archive_entry_sparse_add_entry(x->e, (la_int64_t)size, 0);
+	r = header(x, err);
+	for (blk = 0; r == 0 && blk < nblk; blk += run) {
+		enum vmb_bstate st = b->ops->lookup(b, blk, &run, &bfd);
+
+		if (blk + run > nblk)
+			run = nblk - blk;
+		off = blk * BS;
+		len = run * BS;
+		if (off + len > size)
+			len = size - off;
+		if (st != VMB_DATA) {
+			r = put_hole(x, len, err);
+			continue;
+		}
+		while (r == 0 && len > 0) {
+			size_t n = len < CHUNK ? (size_t)len : CHUNK;
+			ssize_t k;
+
+			if (cancelled(x)) {
+				r = vmb_err_set(err, EINTR, "interrupted");
+				break;
+			}
+			k = b->ops->read(b, x->buf, n, off, err);
+			if (k < 0) {
+				r = (int)k;
+				break;
+			}
+			r = put(x, x->buf, (size_t)k, err);
+			progress(x, (uint64_t)k);
+			off += (uint64_t)k;
+			len -= (uint64_t)k;
+		}
+	}
+	return r;
+}
+
+/* A snapshot BUNDLE@NAME (store/manifest.h): its tree from the manifest, each
+ * file's content from its layer (read through the layer's chain); the archive's top
+ * directory is named BUNDLE@NAME. */
+static int run_snapshot(struct exp *x, int fd, struct vmb_err *err)
+{
+	struct vmb_manifest m = { 0 };
+	char *path = NULL;
+	size_t i, nlen = strlen(x->name);
+	void *z;
+	int sfd, r;
+
+	sfd = openat(x->s->metafd, VMB_SNAPSHOTS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		     O_CLOEXEC);
+	if (sfd < 0)
+		return vmb_err_set(err, ENOENT, "no bundle or snapshot '%s' in store '%s'",
+				   x->name, x->s->path);
+	r = vmb_manifest_read(sfd, x->name, &m, err);
+	close(sfd);
+	if (r == -ENOENT)
+		return vmb_err_set(err, ENOENT, "no bundle or snapshot '%s' in store '%s'",
+				   x->name, x->s->path);
+	if (r < 0)
+		return r;
+	x->buf = malloc(CHUNK);
+	x->e = archive_entry_new();
+	z = mmap(NULL, ZEROS, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!x->buf || !x->e || z == MAP_FAILED) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	x->zeros = z;
+	r = vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	if (r == 0)
+		r = open_writer(x, fd, err);
+	for (i = 0; r == 0 && i < m.n; i++) {
+		const struct vmb_mf_ent *me = &m.ents[i];
+		struct stat st;
+
+		if (cancelled(x)) {
+			r = vmb_err_set(err, EINTR, "interrupted");
+			break;
+		}
+		free(path);
+		path = malloc(nlen + strlen(me->path) + 2);
+		if (!path) {
+			r = vmb_err_set(err, ENOMEM, "out of memory");
+			break;
+		}
+		if (i == 0)
+			memcpy(path, x->name, nlen + 1);
+		else
+			sprintf(path, "%s/%s", x->name, me->path);
+		x->path = path;
+		x->rel = i == 0 ? "." : me->path;
+		memset(&st, 0, sizeof(st));
+		st.st_mode = me->mode;
+		st.st_uid = me->uid;
+		st.st_gid = me->gid;
+		st.st_mtim.tv_sec = (time_t)me->mtime_sec;
+		st.st_mtim.tv_nsec = me->mtime_nsec;
+		entry_meta(x, &st);
+		if (me->kind == 'd') {
+			archive_entry_set_filetype(x->e, AE_IFDIR);
+			r = header(x, err);
+		} else if (me->kind == 'l') {
+			archive_entry_set_filetype(x->e, AE_IFLNK);
+			archive_entry_set_symlink(x->e, me->target);
+			r = header(x, err);
+		} else {
+			struct vmb_base *b = NULL;
+
+			archive_entry_set_filetype(x->e, AE_IFREG);
+			r = vmb_layers_get(x->layers, me->id, &b, err);
+			if (r == 0 && b->size < me->size)
+				r = vmb_err_set(err, EIO, "snapshot '%s': layer '%s' of '%s' is "
+						"smaller than the file", x->name, me->id, me->path);
+			if (r == 0)
+				r = do_base(x, b, me->size, err);
+			vmb_base_put(b);
+		}
+	}
+	if (r == 0 && archive_write_close(x->a) != ARCHIVE_OK)
+		r = vmb_archive_err(err, x->a, "cannot finish the archive");
+out:
+	free(path);
+	vmb_layers_close(x->layers);
+	x->layers = NULL;
+	vmb_manifest_free(&m);
+	return r;
+}
+
 static int run(struct exp *x, int fd, struct vmb_err *err)
 {
 	struct stat st;
@@ -509,6 +680,8 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 		return vmb_err_set(err, ENOENT, "no bundle '%s' in store '%s'", x->name,
 				   x->s->path);
 	bfd = openat(x->s->dirfd, x->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (bfd < 0 && errno == ENOENT && strchr(x->name, '@'))
+		return run_snapshot(x, fd, err);
 	if (bfd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return vmb_err_set(err, ENOENT, "no bundle '%s' in store '%s'",
