@@ -81,7 +81,12 @@ static int shared_file(struct cl *k, int srcfd, int ddir, const struct vmb_tree_
 	struct stat st;
 	int fd, r;
 
-	r = vmb_ops_freeze(k->c, e->dfd, e->name, e->path, id, err);
+	/* A plain file with other hard links is copied into a layer (O(data)): a
+	 * freeze would make its other names the layer's data file. */
+	if (e->st->st_nlink > 1 && vmb_ops_base_of(srcfd, e->msgpath, id, err) == 0)
+		r = vmb_layers_create_copy(k->c->layers, srcfd, (uint64_t)e->st->st_size, id, err);
+	else
+		r = vmb_ops_freeze(k->c, e->dfd, e->name, e->path, id, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot clone '%s'", e->msgpath);
 	if (k->files++ == 0)

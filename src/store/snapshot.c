@@ -58,7 +58,9 @@ static int snap_file(struct snap *sn, const struct vmb_tree_ent *e, const char *
 		close(fd);
 		return based;
 	}
-	if (!based && (uint64_t)e->st->st_size <= VMB_CLONE_COPY_MAX)
+	/* A plain file with other hard links is copied into its layer too: a freeze
+	 * would make its other names the layer's data file. */
+	if (!based && ((uint64_t)e->st->st_size <= VMB_CLONE_COPY_MAX || e->st->st_nlink > 1))
 		r = vmb_layers_create_copy(sn->c->layers, fd, (uint64_t)e->st->st_size, id, err);
 	else
 		r = vmb_ops_freeze(sn->c, e->dfd, e->name, e->path, id, err);

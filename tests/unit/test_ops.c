@@ -661,6 +661,45 @@ static int do_snap(void) { struct vmb_err e; char *w; return vmb_op_snapshot(&C,
 static int do_flatten(void) { struct vmb_err e; return vmb_op_flatten(&C, "kf", &e); }
 static int do_gc(void) { struct vmb_gc_result r; struct vmb_err e; return vmb_op_gc(&C, &r, &e); }
 
+/* Hard links: a plain file with two names is copied into its layer, never frozen
+ * (its other name would become the layer's data file). */
+static void test_hardlinks(void)
+{
+	struct vmb_err err;
+	struct stat a, b;
+	char *where;
+	uint64_t size;
+	unsigned char *buf;
+
+	REQUIRE(mkdir(P("hl"), 0755) == 0);
+	put_file("hl/big.img", disk0, 2 * MB, 0);
+	{
+		char first[PATH_MAX * 2];
+		snprintf(first, sizeof(first), "%s", P("hl/big.img"));
+		REQUIRE(link(first, P("hl/other.img")) == 0);
+	}
+	fsck_problems(1);
+	CHECK_RC(vmb_op_snapshot(&C, "hl", "s", &where, &err), 0);
+	free(where);
+	CHECK_RC(vmb_op_clone(&C, "hl", "hl2", &err), 0);
+	CHECK(stat(P("hl/big.img"), &a) == 0 && stat(P("hl/other.img"), &b) == 0);
+	CHECK(a.st_ino == b.st_ino && a.st_nlink == 2 && (a.st_mode & 0777) == 0644);
+	CHECK(!has_base("hl/big.img"));
+	buf = content("hl2/big.img", &size);
+	CHECK(buf && size == 2 * MB && !memcmp(buf, disk0, 2 * MB));
+	free(buf);
+	/* A write through the other name changes neither the clone nor the snapshot's
+	 * layer. */
+	put_file("hl/other.img", "XYZ", 3, 0);
+	buf = content("hl2/big.img", &size);
+	CHECK(buf && !memcmp(buf, disk0, 2 * MB));
+	free(buf);
+	CHECK(rmrf("hl") == 0 && rmrf("hl2") == 0);
+	CHECK_RC(vmb_op_snapshot_delete(&C, "hl@s", &err), 0);
+	CHECK_RC(vmb_op_gc(&C, &(struct vmb_gc_result){ 0 }, &err), 0);
+	CHECK_EQ(fsck_problems(0), 0);
+}
+
 static void test_crash(void)
 {
 	struct vmb_gc_result res;
@@ -767,6 +806,7 @@ int main(int argc, char **argv)
 	RUN(test_hooks);
 	RUN(test_flatten);
 	RUN(test_fsck_layers);
+	RUN(test_hardlinks);
 	RUN(test_crash);
 	close_store();
 	free(disk0);
