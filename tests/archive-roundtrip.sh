@@ -22,7 +22,7 @@ check "every regular file has a trusted sidecar map" \
     _ "$STORE/vm" "$STORE"
 DATA=$(data_bytes "$SRC/disk.img")
 assert_near "imported disk allocation is about its data" "$(alloc_bytes "$STORE/vm/disk.img")" "$DATA" $((64 * K))
-assert_match "vmbundlefs ls shows the allocated size" "^vm +4\.0G +[0-9.]+M +6$" \
+assert_match "vmbundlefs ls shows the allocated size" "^vm +4\.0G +[0-9.]+M +6 +[0-9.]+M +0B$" \
     "$(vmb ls "$STORE" | tail -n 1)"
 
 # Export as pax sparse tar.

@@ -28,7 +28,7 @@ S=$STORE
 mkdir "$T/m"
 
 # ---- unknown options, missing and extra arguments, every subcommand ----
-for sub in init mount ls fsck import export deps; do
+for sub in init mount ls fsck import export deps clone snapshot flatten gc; do
     usage_error "$sub --no-such-option" "$VMB_BIN" $sub --no-such-option "$S"
     usage_error "$sub without arguments" "$VMB_BIN" $sub
 done
@@ -41,6 +41,22 @@ usage_error "import with only a store" "$VMB_BIN" import "$S"
 usage_error "import with four arguments" "$VMB_BIN" import "$S" "$T/a.tar" n extra
 usage_error "export with two arguments" "$VMB_BIN" export "$S" b
 usage_error "deps with one argument" "$VMB_BIN" deps "$S"
+usage_error "clone with two arguments" "$VMB_BIN" clone "$S" a
+usage_error "clone with four arguments" "$VMB_BIN" clone "$S" a b c
+usage_error "clone with an empty name" "$VMB_BIN" clone "$S" a ""
+usage_error "snapshot with only a store" "$VMB_BIN" snapshot "$S"
+usage_error "snapshot with four arguments" "$VMB_BIN" snapshot "$S" a b c
+usage_error "snapshot --delete without a snapshot" "$VMB_BIN" snapshot --delete "$S"
+usage_error "snapshot --delete --list" "$VMB_BIN" snapshot --delete --list "$S" a@b
+usage_error "snapshot --list with three arguments" "$VMB_BIN" snapshot --list "$S" a b
+usage_error "flatten with only a store" "$VMB_BIN" flatten "$S"
+usage_error "flatten with three arguments" "$VMB_BIN" flatten "$S" a b
+usage_error "gc with two stores" "$VMB_BIN" gc "$S" "$S"
+for sub in clone snapshot flatten gc; do
+    run_cmd "$T/u" "$VMB_BIN" $sub --help
+    assert_eq "$sub --help: exit 0" 0 $RC
+    assert_match "$sub --help: usage on stdout" "^Usage: vmbundlefs $sub" "$(head -n 1 "$T/u")"
+done
 
 # ---- bad option values ----
 for o in bogus max_read=4096 readahead_kb=abc readahead_kb= max_threads=0 \

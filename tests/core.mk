@@ -7,8 +7,9 @@ VMB_CORE_TESTS = \
 	tests/unit/test_vfs \
 	tests/unit/test_image_model \
 	tests/unit/test_image_reval \
-	tests/unit/test_image_base \
-	tests/unit/test_manifest
+	tests/unit/test_manifest \
+	tests/unit/test_ops \
+	tests/unit/test_image_base
 
 check_PROGRAMS += $(VMB_CORE_TESTS)
 TESTS += $(VMB_CORE_TESTS)
@@ -40,3 +41,6 @@ tests_unit_test_image_base_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c tests/unit/harness.h
 tests_unit_test_manifest_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_ops_SOURCES = tests/unit/test_ops.c tests/unit/harness.h
+tests_unit_test_ops_LDADD = $(VMB_CORE_LIBS)

@@ -119,6 +119,10 @@ kill "$blocker"; wait "$blocker" 2>/dev/null
 kill "$holder"; wait "$holder" 2>/dev/null
 for i in $(seq 1 50); do flock -n "$STORE/b1/disk" true 2>/dev/null && break; sleep 0.1; done
 check "once the holder is gone, its locks on the new inode go" flock -n "$STORE/b1/disk" true
+for i in $(seq 1 50); do
+    ls "$STORE/.vmbundlefs/holders" | grep -q "^$(printf %016x "$newino")\." || break
+    sleep 0.1
+done
 check "... and its holder record" \
     sh -c "! ls '$STORE/.vmbundlefs/holders' | grep -q '^$(printf %016x "$newino")\\.'"
 finish

@@ -66,9 +66,9 @@ echo hello >"$STORE/plain/config.json"
 
 "$VMB_BIN" ls -b "$STORE" >"$T/ls" 2>"$T/ls.err"
 assert_eq "ls of a store with deep bundles succeeds" 0 $?
-assert_match "ls shows the 5,000-byte-deep bundle with its 2 files" '^deep +8388614 +8192 +2$' "$(cat "$T/ls")"
-assert_match "ls shows the 65-level bundle" '^d65 +8388617 +8192 +2$' "$(cat "$T/ls")"
-assert_match "ls shows the long-name bundle" '^long +8388617 +8192 +2$' "$(cat "$T/ls")"
+assert_match "ls shows the 5,000-byte-deep bundle with its 2 files" '^deep +8388614 +8192 +2 +8192 +0$' "$(cat "$T/ls")"
+assert_match "ls shows the 65-level bundle" '^d65 +8388617 +8192 +2 +8192 +0$' "$(cat "$T/ls")"
+assert_match "ls shows the long-name bundle" '^long +8388617 +8192 +2 +8192 +0$' "$(cat "$T/ls")"
 assert_match "ls shows the plain bundle" '^plain ' "$(cat "$T/ls")"
 
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck" 2>&1

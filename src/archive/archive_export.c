@@ -5,10 +5,16 @@
  * data extents, and only those bytes are read and stored; zip has no sparse entries,
  * so holes are fed to deflate as zeros from a read-only anonymous mapping (the zero
  * page: no memory, no reads of the backing file).
+ *
+ * A file with a base (a delta over layers, LAYERS.md) is read through its image:
+ * its data extents are what reads as data through the chain (SEEK_DATA/SEEK_HOLE
+ * of the image), its bytes come from the delta and the layers. The archive is
+ * self-contained: it holds every file's whole content and no base.
  */
 #include "config.h"
 #include "archive/vmb_archive.h"
 #include "image/image.h"
+#include "layer/layer.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -49,6 +55,7 @@ struct exp {
 	const char *path;         /* archive path of the current entry: NAME/... (whole) */
 	const char *rel;          /* the same without NAME/, for messages (shortened
 				   * past PATH_MAX, store.h) */
+	struct vmb_layers *layers;   /* the store's, for files with a base */
 };
 
 static int cancelled(const struct exp *x)
@@ -262,6 +269,76 @@ static int hardlink_of(struct exp *x, const struct stat *st, const char **first,
 	return 0;
 }
 
+/* A file with a base, through its image; fd is consumed. The header is written
+ * here (after the common fields). */
+static int do_layered(struct exp *x, int fd, struct vmb_err *err)
+{
+	struct vmb_base_resolver res = vmb_layers_resolver(x->layers);
+	struct vmb_image *img = NULL;
+	uint64_t size, off, data, hole;
+	int r;
+
+	r = vmb_image_open2(&img, fd, x->s->mapfd, x->rel, NULL, &res, err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	size = vmb_image_size(img);
+	archive_entry_set_size(x->e, (la_int64_t)size);
+	/* Data extents (tar): the runs that read as data through the chain. */
+	for (off = 0; x->tar && off < size; off = hole) {
+		r = vmb_image_seek(img, off, SEEK_DATA, &data, err);
+		if (r == -ENXIO)
+			break;
+		if (r < 0)
+			goto out;
+		r = vmb_image_seek(img, data, SEEK_HOLE, &hole, err);
+		if (r < 0)
+			goto out;
+		archive_entry_sparse_add_entry(x->e, (la_int64_t)data, (la_int64_t)(hole - data));
+	}
+	if (x->tar && archive_entry_sparse_count(x->e) == 0)
+		archive_entry_sparse_add_entry(x->e, (la_int64_t)size, 0);
+	r = header(x, err);
+	for (off = 0; r == 0 && off < size; off = hole) {
+		r = vmb_image_seek(img, off, SEEK_DATA, &data, err);
+		if (r == -ENXIO) {
+			data = hole = size;
+			r = 0;
+		} else if (r == 0) {
+			r = vmb_image_seek(img, data, SEEK_HOLE, &hole, err);
+		}
+		if (r < 0)
+			break;
+		r = put_hole(x, data - off, err);
+		while (r == 0 && data < hole) {
+			size_t n = hole - data < CHUNK ? (size_t)(hole - data) : CHUNK;
+			ssize_t k;
+
+			if (cancelled(x)) {
+				r = vmb_err_set(err, EINTR, "interrupted");
+				break;
+			}
+			k = vmb_image_read(img, x->buf, n, data, NULL, err);
+			if (k < 0) {
+				r = (int)k;
+				break;
+			}
+			if (k == 0) {
+				r = vmb_err_set(err, EIO, "'%s' shrank while it was being "
+						"exported", x->rel);
+				break;
+			}
+			r = put(x, x->buf, (size_t)k, err);
+			progress(x, (uint64_t)k);
+			data += (uint64_t)k;
+		}
+	}
+out:
+	vmb_image_close(img);
+	return r;
+}
+
 static int do_file(struct exp *x, int dfd, const char *name, struct vmb_err *err)
 {
 	struct vmb_blockmap m;
@@ -289,6 +366,18 @@ static int do_file(struct exp *x, int dfd, const char *name, struct vmb_err *err
 			archive_entry_set_size(x->e, 0);
 			r = header(x, err);
 			goto out;
+		}
+	}
+	{
+		char id[VMB_BASE_ID_LEN + 1];
+		uint64_t limit;
+
+		r = vmb_image_get_base_xattr(fd, x->rel, id, &limit, err);
+		if (r < 0)
+			goto out;
+		if (r > 0) {
+			vmb_blockmap_destroy(&m);
+			return do_layered(x, fd, err);
 		}
 	}
 	r = vmb_image_load_map(fd, x->s->mapfd, x->rel, &m, &size, &rebuilt, err);
@@ -394,9 +483,15 @@ static int count_file(void *arg, const char *relpath, int fd, const struct stat 
 	uint64_t size;
 	int rebuilt;
 
+	struct vmb_base_resolver res = vmb_layers_resolver(x->layers);
+	struct vmb_image_baseinfo bi;
+
 	vmb_blockmap_init(&m);
-	if (vmb_image_load_map(fd, x->s->mapfd, relpath, &m, &size, &rebuilt, &e) == 0)
-		x->total += m.data_blocks * BS;
+	memset(&bi, 0, sizeof(bi));
+	if (vmb_image_load_map2(fd, x->s->mapfd, relpath, &res, &m, &size, &rebuilt, &bi,
+				&e) == 0)
+		x->total += vmb_image_chain_data_blocks(&m, bi.base, bi.limit, size) * BS;
+	vmb_base_put(bi.base);
 	vmb_blockmap_destroy(&m);
 	return 0;
 }
@@ -432,6 +527,9 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 		goto out;
 	}
 	x->zeros = z;
+	r = vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	if (r < 0)
+		goto out;
 	if (x->o->progress) {
 		r = vmb_store_walk(x->s, x->name, count_file, x, err);
 		if (r < 0)
@@ -450,6 +548,8 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 	if (r == 0 && archive_write_close(x->a) != ARCHIVE_OK)
 		r = vmb_archive_err(err, x->a, "cannot finish the archive");
 out:
+	vmb_layers_close(x->layers);
+	x->layers = NULL;
 	close(bfd);
 	return r;
 }

@@ -17,6 +17,10 @@ int vmb_cli_import(int argc, char **argv);
 int vmb_cli_export(int argc, char **argv);
 int vmb_cli_deps(int argc, char **argv);
 int vmb_cli_status(int argc, char **argv);
+int vmb_cli_clone(int argc, char **argv);
+int vmb_cli_snapshot(int argc, char **argv);
+int vmb_cli_flatten(int argc, char **argv);
+int vmb_cli_gc(int argc, char **argv);
 int vmb_cli_ping(int argc, char **argv);
 
 /* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural

@@ -4,6 +4,8 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "store/store.h"
+#include "store/ops.h"
+#include "layer/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -282,15 +284,21 @@ done:
 
 static const char deps_usage[] =
 	"Usage: vmbundlefs deps STORE NAME\n"
-	"List what bundle NAME depends on outside itself (base images, remote objects),\n"
-	"one per line. Prints nothing for a self-contained bundle (today: every bundle).\n";
+	"List the layers bundle NAME (or snapshot NAME = BUNDLE@SNAP) stands on, and\n"
+	"which other bundles and snapshots share them. One line per layer:\n"
+	"  layer ID DATA_BYTES USERS   (USERS: the others using it, comma-separated,\n"
+	"                               or '-')\n"
+	"then one line per file that has a base:\n"
+	"  file SIZE DELTA_BYTES ID[,ID...] PATH   (its chain, top first)\n"
+	"Prints nothing for a self-contained bundle.\n";
 
 int vmb_cli_deps(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
 	struct vmb_store s = { 0 };
-	char **list = NULL;
-	size_t n = 0, i;
+	struct vmb_opctx c = { 0 };
+	struct vmb_deps d = { 0 };
+	size_t i, j;
 	int rc = VMB_EXIT_ERROR;
 
 	if (vmb_cli_common(argc, argv, deps_usage))
@@ -302,15 +310,33 @@ int vmb_cli_deps(int argc, char **argv)
 	if (bad_name(argv[2]))
 		return VMB_EXIT_USAGE;
 	if (vmb_store_open(&s, argv[1], VMB_STORE_READ, &err) < 0 ||
-	    vmb_bundle_deps(&s, argv[2], &list, &n, &err) < 0) {
+	    vmb_layers_open(&c.layers, s.metafd, NULL, &err) < 0) {
 		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 		goto out;
 	}
-	for (i = 0; i < n; i++)
-		printf("%s\n", list[i]);
+	c.store = &s;
+	if (vmb_op_deps(&c, argv[2], &d, &err) < 0) {
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
+		goto out;
+	}
+	for (i = 0; i < d.nlayers; i++) {
+		printf("layer %s %llu ", d.layers[i].id,
+		       (unsigned long long)d.layers[i].data_bytes);
+		for (j = 0; j < d.layers[i].nusers; j++)
+			printf("%s%s", j ? "," : "", d.layers[i].users[j]);
+		printf("%s\n", d.layers[i].nusers ? "" : "-");
+	}
+	for (i = 0; i < d.nfiles; i++) {
+		printf("file %llu %llu ", (unsigned long long)d.files[i].size,
+		       (unsigned long long)d.files[i].delta_bytes);
+		for (j = 0; j < d.files[i].depth; j++)
+			printf("%s%s", j ? "," : "", d.files[i].chain[j]);
+		printf(" %s\n", d.files[i].path);
+	}
 	rc = fflush(stdout) == 0 ? VMB_EXIT_OK : VMB_EXIT_ERROR;
 out:
-	vmb_bundle_deps_free(list, n);
+	vmb_deps_free(&d);
+	vmb_layers_close(c.layers);
 	vmb_store_close(&s);
 	return rc;
 }

@@ -4,6 +4,8 @@
 #include "store/fsck.h"
 #include "store/store.h"
 #include "store/store_log.h"
+#include "store/ops.h"
+#include "layer/layer.h"
 #include "lock/auxfile.h"
 
 #include <errno.h>
@@ -37,7 +39,9 @@ int vmb_cli_init(int argc, char **argv)
 static const char ls_usage[] =
 	"Usage: vmbundlefs ls [-b|--bytes] STORE\n"
 	"List the bundles of STORE: logical size (sum of file sizes), allocated size\n"
-	"(data blocks in the maps) and number of files.\n"
+	"(data blocks in the files' own maps), number of files, own size (allocated\n"
+	"plus the layers only this bundle and its snapshots use: what removing them\n"
+	"frees) and shared size (layers other bundles use too).\n"
 	"  -b, --bytes   print sizes in bytes\n";
 
 static void human(char *buf, size_t size, unsigned long long v, int bytes)
@@ -70,6 +74,10 @@ int vmb_cli_ls(int argc, char **argv)
 	struct vmb_err err = {0};
 	struct vmb_inuse u;
 	struct vmb_store s;
+	struct vmb_opctx oc = { 0 };
+	struct vmb_space *sp = NULL;
+	size_t nsp = 0;
+	int space_ok = 1;
 	char **aux = NULL;
 	size_t n = 0, i, w = 4;
 	int bytes = 0, c, r, damaged = 0;
@@ -91,6 +99,18 @@ int vmb_cli_ls(int argc, char **argv)
 	r = vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err);
 	if (r == 0)
 		r = vmb_store_list(&s, &list, &n, &err);
+	/* Own and shared bytes need the layers: without them (a store whose metadata
+	 * the caller cannot read), those columns say '-'. */
+	if (r == 0) {
+		struct vmb_err e2 = { 0 };
+		oc.store = &s;
+		if (vmb_layers_open(&oc.layers, s.metafd, NULL, &e2) < 0 ||
+		    vmb_op_space(&oc, &sp, &nsp, &e2) < 0) {
+			vmb_cli_store_error(argv[optind], e2.code, "own and shared sizes "
+					    "unknown: %s", e2.msg);
+			space_ok = 0;
+		}
+	}
 	if (r == 0)
 		r = vmb_aux_load(&s, &aux, &err);
 	if (r == 0) {
@@ -99,6 +119,8 @@ int vmb_cli_ls(int argc, char **argv)
 	}
 	if (r < 0) {
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		vmb_space_free(sp, nsp);
+		vmb_layers_close(oc.layers);
 		vmb_store_close(&s);
 		vmb_bundle_list_free(list, n);
 		return VMB_EXIT_ERROR;
@@ -106,13 +128,26 @@ int vmb_cli_ls(int argc, char **argv)
 	for (i = 0; i < n; i++)
 		if (strlen(list[i].name) > w)
 			w = strlen(list[i].name);
-	printf("%-*s %15s %15s %7s\n", (int)w, "NAME", "LOGICAL", "ALLOCATED", "FILES");
+	printf("%-*s %15s %15s %7s %15s %15s\n", (int)w, "NAME", "LOGICAL", "ALLOCATED",
+	       "FILES", "OWN", "SHARED");
 	for (i = 0; i < n; i++) {
-		char lg[32], al[32];
+		char lg[32], al[32], ow[32], sh[32];
+		uint64_t own = list[i].allocated, shared = 0;
+		size_t k;
+
+		for (k = 0; k < nsp; k++)
+			if (!strcmp(sp[k].name, list[i].name)) {
+				own += sp[k].own;
+				shared = sp[k].shared;
+			}
 		human(lg, sizeof(lg), (unsigned long long)list[i].logical, bytes);
 		human(al, sizeof(al), (unsigned long long)list[i].allocated, bytes);
-		printf("%-*s %15s %15s %7llu", (int)w, list[i].name, lg, al,
-		       (unsigned long long)list[i].files);
+		human(ow, sizeof(ow), (unsigned long long)own, bytes);
+		human(sh, sizeof(sh), (unsigned long long)shared, bytes);
+		if (!space_ok)
+			strcpy(ow, "-"), strcpy(sh, "-");
+		printf("%-*s %15s %15s %7llu %15s %15s", (int)w, list[i].name, lg, al,
+		       (unsigned long long)list[i].files, ow, sh);
 		if (list[i].damaged)
 			printf("  (damaged)");
 		r = vmb_bundle_holder(&s, list[i].name, (const char *const *)aux, &u, &err);
@@ -138,6 +173,8 @@ int vmb_cli_ls(int argc, char **argv)
 	vmb_cli_log_recent(argv[optind], s.metafd, VMB_CLI_LS_LOG_LINES,
 			   VMB_CLI_LS_LOG_WINDOW);
 	vmb_aux_free(aux);
+	vmb_space_free(sp, nsp);
+	vmb_layers_close(oc.layers);
 	vmb_store_close(&s);
 	vmb_bundle_list_free(list, n);
 	return damaged ? VMB_EXIT_ERROR : VMB_EXIT_OK;

@@ -20,7 +20,12 @@ static const char usage[] =
 	"                                 make a bundle from an archive (tar, zip, OVA)\n"
 	"  export [--format=FMT] STORE NAME OUT|-\n"
 	"                                 write a bundle as an archive, holes kept\n"
-	"  deps STORE NAME                list what a bundle depends on outside itself\n"
+	"  clone STORE SRC DST            a new bundle sharing the layers of SRC (O(1))\n"
+	"  snapshot STORE BUNDLE [NAME]   a read-only point-in-time copy of a bundle\n"
+	"  snapshot --delete STORE BUNDLE@NAME | --list STORE [BUNDLE]\n"
+	"  flatten STORE BUNDLE           make a bundle's files plain again (no layers)\n"
+	"  gc STORE                       remove layers nothing uses\n"
+	"  deps STORE NAME                list the layers a bundle (or snapshot) stands on\n"
 	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"
 	"                                 of the daemons' log (STORE/.vmbundlefs/log)\n"
 	"  ping STORE|PATH                ask the mount's daemon whether it answers on its\n"
@@ -79,6 +84,10 @@ int main(int argc, char **argv)
 		{ "deps", vmb_cli_deps },
 		{ "status", vmb_cli_status },
 		{ "ping", vmb_cli_ping },
+		{ "clone", vmb_cli_clone },
+		{ "snapshot", vmb_cli_snapshot },
+		{ "flatten", vmb_cli_flatten },
+		{ "gc", vmb_cli_gc },
 	};
 	size_t i;
 

@@ -77,9 +77,6 @@ struct vmb_layer_hdr {
 	uint64_t depth;                    /* 1 .. VMB_LAYER_DEPTH_MAX */
 };
 
-/* 1 when id is 32 lowercase hex digits (and nothing more), else 0. */
-int vmb_layer_id_valid(const char *id);
-
 /* Encode map m (DATA and ZERO extents, all below ceil(h->stamp.size / 4096)) and
  * header h into a malloc'ed buffer (*buf, caller frees). 0, -EINVAL for a header or
  * map the format cannot hold, -ENOMEM. */

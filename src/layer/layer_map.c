@@ -33,16 +33,6 @@ enum {
 
 _Static_assert(sizeof(VMB_LAYER_MAGIC) == 9, "an 8-byte magic");
 
-int vmb_layer_id_valid(const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < VMB_BASE_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-			return 0;
-	return id[i] == '\0';
-}
-
 static uint64_t nblocks(uint64_t size)
 {
 	return size / VMB_BLOCK_SIZE + (size % VMB_BLOCK_SIZE != 0);
@@ -57,7 +47,7 @@ int vmb_layer_map_encode(const struct vmb_blockmap *m, const struct vmb_layer_hd
 
 	*buf = NULL;
 	*len = 0;
-	if (has_base ? !vmb_layer_id_valid(h->base) : h->limit != 0)
+	if (has_base ? !vmb_base_id_valid(h->base) : h->limit != 0)
 		return vmb_err_set(err, EINVAL, "invalid base '%s' of a layer", h->base);
 	if (h->depth < 1 + (uint64_t)has_base || h->depth > VMB_LAYER_DEPTH_MAX ||
 	    (!has_base && h->depth != 1))
@@ -95,7 +85,7 @@ static int decode_own(const unsigned char *b, struct vmb_layer_hdr *h, const cha
 	memset(h->base, 0, sizeof(h->base));
 	if (flags & F_BASE) {
 		memcpy(h->base, b + H_BASE, VMB_BASE_ID_LEN);
-		if (!vmb_layer_id_valid(h->base))
+		if (!vmb_base_id_valid(h->base))
 			return vmb_corrupt_at(err, file, H_BASE, "invalid base id");
 	} else {
 		for (i = H_BASE; i < H_BASE + VMB_BASE_ID_LEN; i++)

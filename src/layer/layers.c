@@ -246,7 +246,7 @@ int vmb_layers_get(struct vmb_layers *ls, const char *id, struct vmb_base **out,
 	int rc;
 
 	*out = NULL;
-	if (!vmb_layer_id_valid(id))
+	if (!vmb_base_id_valid(id))
 		return vmb_err_set(err, EINVAL, "invalid layer id '%.64s'", id);
 	pthread_mutex_lock(&ls->mu);
 	rc = vmb_layers_get_locked(ls, id, VMB_LAYER_DEPTH_MAX, &c, err);
@@ -416,7 +416,7 @@ int vmb_layers_stat(struct vmb_layers *ls, const char *id, struct vmb_layer_info
 	int rc, missing;
 
 	memset(li, 0, sizeof(*li));
-	if (!vmb_layer_id_valid(id))
+	if (!vmb_base_id_valid(id))
 		return vmb_err_set(err, EINVAL, "invalid layer id '%.64s'", id);
 	vmb_blockmap_init(&m);
 	rc = vmb_layers_load_map(ls, id, &m, &h, &missing, err);
@@ -491,7 +491,7 @@ static int id_of(const char *name, const char *suffix, char id[VMB_BASE_ID_LEN +
 		return 0;
 	memcpy(id, name, VMB_BASE_ID_LEN);
 	id[VMB_BASE_ID_LEN] = '\0';
-	return vmb_layer_id_valid(id);
+	return vmb_base_id_valid(id);
 }
 
 int vmb_layers_list(struct vmb_layers *ls, struct vmb_layer_list *out, struct vmb_err *err)
@@ -576,7 +576,7 @@ int vmb_layers_remove(struct vmb_layers *ls, const char *id, struct vmb_err *err
 	size_t i;
 	int found, gone = 0, rc = 0;
 
-	if (!vmb_layer_id_valid(id))
+	if (!vmb_base_id_valid(id))
 		return vmb_err_set(err, EINVAL, "invalid layer id '%.64s'", id);
 	if (ls->dirfd < 0)
 		return vmb_err_set(err, ENOENT, "no layer '%s' (%s/%s.map)", id, ls->path, id);

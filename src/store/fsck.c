@@ -2,8 +2,11 @@
 #include "config.h"
 #include "store/fsck.h"
 #include "store/store.h"
+#include "store/ops_int.h"
 #include "map/sidecar.h"
+#include "image/image.h"
 #include "image/resrec.h"
+#include "layer/layer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,9 +22,11 @@ struct fsck_ctx {
 	int repair;
 	const struct vmb_log *say;
 	struct vmb_fsck_result *res;
+	struct vmb_layers *layers;
 	uint64_t *inos;          /* inode numbers of the files seen */
 	size_t ninos, cap;
 	int nomem;
+	int noswept;             /* a bundle could not be walked: keep every map */
 };
 
 static int remember_ino(struct fsck_ctx *c, uint64_t ino)
@@ -227,6 +232,54 @@ static void check_reservation(struct fsck_ctx *c, const char *path, int fd, uint
 		report(c, path, what, why, 1);
 }
 
+/* A delta with a base (LAYERS.md): its map by the rebuild rule of a layered file;
+ * a base that cannot be opened is named; a map rebuilt without any committed map
+ * ("lost") is reported, and with repair saved as rebuilt (the best there is). */
+static void check_layered(struct fsck_ctx *c, const char *relpath, int fd,
+			  const char *id)
+{
+	struct vmb_base_resolver res = vmb_layers_resolver(c->layers);
+	struct vmb_image_baseinfo bi;
+	struct vmb_blockmap map;
+	struct vmb_baseref ref;
+	struct vmb_stamp now;
+	char name[VMB_SIDECAR_NAME_MAX];
+	struct vmb_err e = {0};
+	uint64_t size;
+	int rebuilt = 0, r;
+	const char *what;
+
+	vmb_blockmap_init(&map);
+	memset(&bi, 0, sizeof(bi));
+	r = vmb_image_load_map2(fd, c->s->mapfd, relpath, &res, &map, &size, &rebuilt, &bi, &e);
+	if (r < 0) {
+		report(c, relpath, "cannot be read", e.msg, 0);
+		goto out;
+	}
+	if (!rebuilt && !bi.lost)
+		goto out;
+	what = bi.lost ? "map of a layered file was lost: blocks zeroed since its last "
+		"snapshot read their base again" : "the map was older than the file";
+	if (!c->repair) {
+		report(c, relpath, "map needs rebuilding", what, 0);
+		goto out;
+	}
+	memcpy(ref.id, id, sizeof(ref.id));
+	ref.limit = bi.limit;
+	r = vmb_stamp_fd(fd, &now, &e);
+	if (r == 0) {
+		vmb_sidecar_name(now.ino, name);
+		r = vmb_sidecar_write2(c->s->mapfd, name, &map, &now, &ref, 1, &e);
+	}
+	if (r < 0)
+		report(c, relpath, "cannot rebuild map", e.msg, 0);
+	else
+		report(c, relpath, "rebuilt map", what, 1);
+out:
+	vmb_base_put(bi.base);
+	vmb_blockmap_destroy(&map);
+}
+
 static int check_file(void *arg, const char *relpath, int fd, const struct stat *st)
 {
 	struct fsck_ctx *c = arg;
@@ -245,6 +298,19 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 	}
 	why[0] = '\0';
 	check_reservation(c, relpath, fd, (uint64_t)st->st_size);
+	{
+		char id[VMB_BASE_ID_LEN + 1];
+
+		r = vmb_ops_base_of(fd, relpath, id, &e);
+		if (r < 0) {
+			report(c, relpath, "cannot be checked", e.msg, 0);
+			goto out;
+		}
+		if (r > 0) {
+			check_layered(c, relpath, fd, id);
+			goto out;
+		}
+	}
 	r = vmb_stamp_fd(fd, &now, &e);
 	if (r == 0)
 		r = vmb_sidecar_scan(fd, now.size, &scan, &e);
@@ -348,6 +414,85 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	return 0;
 }
 
+/* The layers: each one's map readable and its base present; orphans of a crash
+ * removed; snapshot manifests readable and their layers present; staging
+ * directories of dead clones removed. Layers nothing uses are only counted (gc
+ * removes them): they are not a problem. */
+static void check_layers(struct fsck_ctx *c)
+{
+	struct vmb_opctx oc = { .store = c->s, .layers = c->layers, .log = c->say };
+	struct vmb_layer_list ll = { 0 };
+	struct vmb_ops_scan sc;
+	struct vmb_err e = {0};
+	size_t i, unused = 0;
+	char what[VMB_ERR_MAX];
+
+	if (vmb_layers_list(c->layers, &ll, &e) < 0) {
+		report(c, "layers", "cannot be checked", e.msg, 0);
+		return;
+	}
+	for (i = 0; i < ll.n; i++) {
+		struct vmb_layer_info li;
+		struct vmb_base *b;
+
+		snprintf(what, sizeof(what), "layer '%s'", ll.ids[i]);
+		if (vmb_layers_stat(c->layers, ll.ids[i], &li, &e) < 0) {
+			report(c, what, "is damaged", e.msg, 0);
+			continue;
+		}
+		/* The whole chain opens (every base present and sound). */
+		if (li.base[0] && vmb_layers_get(c->layers, ll.ids[i], &b, &e) < 0)
+			report(c, what, "its chain is damaged", e.msg, 0);
+		else if (li.base[0])
+			vmb_base_put(b);
+	}
+	for (i = 0; i < ll.norphans; i++) {
+		snprintf(what, sizeof(what), "layer '%s'", ll.orphans[i]);
+		if (!c->repair)
+			report(c, what, "needs removing", "the leftover of a layer a crash cut "
+			       "short", 0);
+		else if (vmb_layers_remove(c->layers, ll.orphans[i], &e) < 0)
+			report(c, what, "cannot be removed", e.msg, 0);
+		else
+			report(c, what, "removed", "the leftover of a layer a crash cut short", 1);
+	}
+	for (i = 0; i < ll.nstray; i++)
+		report(c, ll.stray[i], "left alone", "a stray file in the layers directory", 0);
+	/* Manifests, and who uses what. */
+	if (vmb_ops_scan(&oc, 0, &sc, &e) == 0) {
+		for (i = 0; i < ll.n; i++)
+			if (!vmb_ops_used(&sc, ll.ids[i], NULL))
+				unused++;
+		/* A snapshot standing on a missing or damaged layer (a bundle's files
+		 * that do are reported file by file above). */
+		for (i = 0; i < sc.n; i++) {
+			const struct vmb_ops_layer *l = vmb_ops_layer_of(&sc, sc.u[i].id);
+
+			if (!l || !l->bad || !sc.u[i].user[sc.u[i].blen])
+				continue;
+			snprintf(what, sizeof(what), "layer '%s' is missing or damaged",
+				 sc.u[i].id);
+			report(c, sc.u[i].user, "snapshot cannot be read", what, 0);
+		}
+		vmb_ops_scan_free(&sc);
+	}
+	{
+		struct vmb_snapshot_info *sl = NULL;
+		size_t n = 0;
+
+		if (vmb_op_snapshot_list(&oc, NULL, &sl, &n, &e) == 0)
+			for (i = 0; i < n; i++)
+				if (sl[i].damaged)
+					report(c, sl[i].spec, "snapshot manifest is damaged",
+					       "'vmbundlefs snapshot --delete' removes it", 0);
+		vmb_snapshot_list_free(sl, n);
+	}
+	if (unused)
+		vmb_log_msg(c->say, "note: %zu layer%s nothing uses ('vmbundlefs gc' removes "
+			    "them)", unused, unused == 1 ? "" : "s");
+	vmb_layer_list_free(&ll);
+}
+
 int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	     struct vmb_fsck_result *res, struct vmb_err *err)
 {
@@ -367,6 +512,8 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	c.say = say;
 	c.res = res;
 	r = check_meta_modes(&c, err);
+	if (r == 0)
+		r = vmb_layers_open(&c.layers, s.metafd, say, err);
 	if (r < 0)
 		goto out;
 	fd = openat(s.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -387,16 +534,24 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 			continue;
 		r = vmb_store_walk(&s, de->d_name, check_file, &c, err);
 		if (r < 0) {
-			if (c.nomem)
+			if (c.nomem) {
 				r = vmb_err_set(err, ENOMEM, "out of memory");
-			goto out;
+				goto out;
+			}
+			/* One bundle that cannot be walked does not stop the check; its
+			 * files' maps must not be swept as orphans either. */
+			report(&c, de->d_name, "cannot be checked", err->msg, 0);
+			c.noswept = 1;
+			r = 0;
 		}
 	}
-	r = sweep_maps(&c, err);
+	check_layers(&c);
+	r = c.noswept ? 0 : sweep_maps(&c, err);
 out:
 	if (d)
 		closedir(d);
 	free(c.inos);
+	vmb_layers_close(c.layers);
 	vmb_store_close(&s);
 	return r;
 }

@@ -400,7 +400,10 @@ static int list_file(void *arg, const char *relpath, int fd, const struct stat *
 	vmb_blockmap_init(&m);
 	a->b->files++;
 	a->b->logical += (uint64_t)st->st_size;
-	if (vmb_image_load_map(fd, a->s->mapfd, relpath, &m, &size, &rebuilt, &e) < 0) {
+	/* A file over layers counts its own delta's data here (its layers are
+	 * counted once per store by vmbundlefs ls: own and shared bytes). */
+	if (vmb_image_load_map2(fd, a->s->mapfd, relpath, NULL, &m, &size, &rebuilt, NULL,
+				&e) < 0) {
 		fprintf(stderr, "vmbundlefs: %s\n", e.msg);
 		a->b->damaged = 1;
 		a->b->allocated += (uint64_t)st->st_blocks * 512;

@@ -4,6 +4,7 @@
 #include "map/sidecar.h"
 #include "lock/auxfile.h"
 #include "lock/holders.h"
+#include "layer/layer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -175,6 +176,14 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 			       : vmb_inuse_rule_load(&v->store, &v->aux_only, err);
 	if (r < 0)
 		goto fail;
+	r = vmb_layers_open(&v->layers, v->store.metafd, v->log, err);
+	if (r < 0)
+		goto fail;
+	v->resolver = vmb_layers_resolver(v->layers);
+	if (vmb_snapview_init(v) < 0) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto fail;
+	}
 	vmb_holders_sweep(v->store.metafd);
 	sweep_temporaries(v->store.mapfd);
 	v->store_real = realpath(store, NULL);
@@ -251,6 +260,8 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->inuse_mu);
 	pthread_mutex_destroy(&v->auxmu);
 	vmb_barrier_destroy(v);
+	vmb_snapview_destroy(v);   /* its images put their bases, */
+	vmb_layers_close(v->layers);   /* then the layers go */
 	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);
 	vmb_lockenv_destroy(&v->lockenv);
@@ -274,6 +285,8 @@ int vmb_node_get(struct vmb_vfs *v, uint64_t ino, struct vmb_node **out)
 		*out = &v->root;
 		return 0;
 	}
+	if (vmb_snapview_is(ino))
+		return -EROFS;   /* the snapshot view: every call that gets here changes */
 	n = (struct vmb_node *)(uintptr_t)ino;
 	if (!n)
 		return -ESTALE;
@@ -576,6 +589,10 @@ void vmb_vfs_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup)
 {
 	if (ino == VMB_ROOT_INO)
 		return;
+	if (vmb_snapview_is(ino)) {
+		vmb_snapview_forget(v, ino, nlookup);
+		return;
+	}
 	node_release(v, (struct vmb_node *)(uintptr_t)ino, 0, nlookup);
 }
 
@@ -682,6 +699,9 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 		if (!is_dir)
 			return vmb_err_set(err, EPERM, "the top level of a store holds only "
 					   "bundles (directories): cannot create '%s'", name);
+		if (vmb_snapview_name(name))
+			return vmb_err_set(err, EPERM, "'%s' is where the mount shows snapshots",
+					   name);
 	}
 	return 0;
 }
@@ -696,6 +716,8 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 		return r;
 	if (parent == &v->root && vmb_store_reserved(name))
 		return -ENOENT;
+	if (parent == &v->root && vmb_snapview_name(name))
+		return vmb_snapview_lookup(v, VMB_ROOT_INO, name, e, err);
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -783,6 +805,8 @@ int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
 	struct vmb_node *p;
 	int r;
 
+	if (vmb_snapview_is(parent))
+		return vmb_snapview_lookup(v, parent, name, e, err);
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
@@ -796,6 +820,8 @@ int vmb_vfs_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb
 	struct vmb_node *n;
 	int r;
 
+	if (vmb_snapview_is(ino))
+		return vmb_snapview_getattr(v, ino, st, err);
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;

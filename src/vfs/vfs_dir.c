@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 struct vmb_dir {
+	struct vmb_svdir *sv;    /* in the snapshot view: all of it */
+	int snap_pending;        /* the root: .snapshots comes next (after ".") */
 	struct vmb_node *node;   /* holds a ref */
 	DIR *dp;
 	uint64_t offset;         /* offset of the next entry readdir() gives */
@@ -24,6 +26,18 @@ int vmb_vfs_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_dir **out,
 	int fd, r;
 
 	*out = NULL;
+	if (vmb_snapview_is(ino)) {
+		d = calloc(1, sizeof(*d));
+		if (!d)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		r = vmb_snapview_opendir(v, ino, &d->sv, err);
+		if (r < 0) {
+			free(d);
+			return r;
+		}
+		*out = d;
+		return 0;
+	}
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;
@@ -64,16 +78,28 @@ static int shown_at_top(struct vmb_dir *d, const struct dirent *de)
 int vmb_vfs_readdir(struct vmb_vfs *v, struct vmb_dir *d, uint64_t off, vmb_fill_fn fill,
 		    void *arg, struct vmb_err *err)
 {
-	int top = d->node == &v->root;
+	int top;
 
+	if (d->sv)
+		return vmb_snapview_readdir(v, d->sv, off, fill, arg, err);
+	top = d->node == &v->root;
 	if (off != d->offset) {
 		seekdir(d->dp, (long)off);
 		d->entry = NULL;
 		d->offset = off;
+		d->snap_pending = 0;
 	}
 	for (;;) {
 		struct stat st;
 
+		if (d->snap_pending) {   /* the snapshot view, listed right after "." */
+			memset(&st, 0, sizeof(st));
+			st.st_mode = S_IFDIR;
+			st.st_ino = (ino_t)vmb_snapview_ino();
+			if (fill(arg, VMB_SNAPVIEW_DIR, &st, d->offset))
+				return 0;
+			d->snap_pending = 0;
+		}
 		if (!d->entry) {
 			errno = 0;
 			d->entry = readdir(d->dp);
@@ -83,7 +109,7 @@ int vmb_vfs_readdir(struct vmb_vfs *v, struct vmb_dir *d, uint64_t off, vmb_fill
 				return 0;
 			}
 		}
-		if (!top || shown_at_top(d, d->entry)) {
+		if (!top || (shown_at_top(d, d->entry) && !vmb_snapview_name(d->entry->d_name))) {
 			memset(&st, 0, sizeof(st));
 			st.st_ino = d->entry->d_ino;
 			st.st_mode = (mode_t)DTTOIF(d->entry->d_type);
@@ -91,14 +117,19 @@ int vmb_vfs_readdir(struct vmb_vfs *v, struct vmb_dir *d, uint64_t off, vmb_fill
 				return 0;   /* full: this entry comes first next time */
 		}
 		d->offset = (uint64_t)d->entry->d_off;
+		if (top && !strcmp(d->entry->d_name, ".") && vmb_snapview_listed(v))
+			d->snap_pending = 1;
 		d->entry = NULL;
 	}
 }
 
 int vmb_vfs_fsyncdir(struct vmb_dir *d, int datasync, struct vmb_err *err)
 {
-	int fd = dirfd(d->dp);
+	int fd;
 
+	if (d->sv)
+		return 0;
+	fd = dirfd(d->dp);
 	if ((datasync ? fdatasync(fd) : fsync(fd)) < 0)
 		return vmb_err_sys(err, errno, "cannot sync a directory");
 	return 0;
@@ -108,6 +139,11 @@ void vmb_vfs_releasedir(struct vmb_vfs *v, struct vmb_dir *d)
 {
 	if (!d)
 		return;
+	if (d->sv) {
+		vmb_snapview_releasedir(v, d->sv, 1);
+		free(d);
+		return;
+	}
 	closedir(d->dp);
 	vmb_node_put(v, d->node);
 	free(d);

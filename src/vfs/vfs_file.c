@@ -49,7 +49,7 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 		}
 		backing_fd = -1;
 		vmb_node_relpath(v, n, rel, sizeof(rel));
-		r = vmb_image_open(&n->img, fd, v->store.mapfd, rel, v->log, err);
+		r = vmb_image_open2(&n->img, fd, v->store.mapfd, rel, v->log, &v->resolver, err);
 		if (r < 0) {
 			close(fd);
 			goto out;
@@ -216,6 +216,24 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 	struct vmb_node *n;
 	int r;
 
+	if (vmb_snapview_is(ino)) {
+		struct vmb_image *img;
+		*f = calloc(1, sizeof(**f));
+		if (!*f)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		r = vmb_snapview_open(v, ino, flags, &img, err);
+		if (r < 0) {
+			free(*f);
+			*f = NULL;
+			return r;
+		}
+		(*f)->vfs = v;
+		(*f)->img = img;
+		(*f)->flags = flags;
+		(*f)->sv = ino;
+		*keep_cache = 1;   /* a snapshot never changes */
+		return 0;
+	}
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;
@@ -241,7 +259,7 @@ int vmb_vfs_uncached_writes(struct vmb_vfs *v, struct vmb_file *f)
 	struct stat st;
 	int r;
 
-	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly)
+	if ((f->flags & O_ACCMODE) != O_WRONLY || !v->direct_writes || v->readonly || f->sv)
 		return 0;
 	if (vmb_node_ref(v, f->node) < 0)   /* its descriptor may be parked */
 		return 0;
@@ -254,6 +272,8 @@ int vmb_vfs_shared_open(struct vmb_file *f)
 {
 	int shared;
 
+	if (f->sv)
+		return 0;
 	pthread_mutex_lock(&f->node->ilock);
 	shared = f->node->opens > 1;
 	pthread_mutex_unlock(&f->node->ilock);
@@ -355,12 +375,13 @@ out:
 /* Every call on an open file's image runs between these two (vfs_fds.c). */
 static int hold(struct vmb_file *f, struct vmb_err *err)
 {
-	return vmb_fds_hold(f->vfs, f->node, err);
+	return f->sv ? 0 : vmb_fds_hold(f->vfs, f->node, err);   /* a snapshot's: no fd */
 }
 
 static void unhold(struct vmb_file *f)
 {
-	vmb_fds_unhold(f->vfs, f->node);
+	if (!f->sv)
+		vmb_fds_unhold(f->vfs, f->node);
 }
 
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
@@ -399,6 +420,8 @@ ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t
 
 	if ((f->flags & O_ACCMODE) == O_RDONLY)
 		return -EBADF;
+	if (f->sv)
+		return -EROFS;
 	vmb_change_begin(f->vfs, f->node, NULL);
 	r = hold(f, err);
 	if (r == 0) {
@@ -411,7 +434,11 @@ ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t
 
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
 {
-	int r = hold(f, err);
+	int r;
+
+	if (f->sv)
+		return 0;   /* a snapshot is durable */
+	r = hold(f, err);
 
 	if (r < 0)
 		return r;
@@ -425,6 +452,8 @@ int vmb_vfs_fallocate(struct vmb_file *f, int mode, uint64_t off, uint64_t len,
 {
 	int r;
 
+	if (f->sv)
+		return -EROFS;
 	vmb_change_begin(f->vfs, f->node, NULL);
 	r = hold(f, err);
 	if (r == 0) {
@@ -452,6 +481,8 @@ ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file
 {
 	ssize_t r;
 
+	if (out->sv)
+		return -EROFS;
 	vmb_change_begin(out->vfs, out->node, NULL);
 	r = hold(in, err);
 	if (r < 0)
@@ -473,6 +504,11 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 
 	if (!f)
 		return;
+	if (f->sv) {
+		vmb_snapview_release(v, f->sv);
+		free(f);
+		return;
+	}
 	if (v->release_delay_ms)
 		usleep(v->release_delay_ms * 1000u);
 	pthread_mutex_lock(&f->node->ilock);

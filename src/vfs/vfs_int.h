@@ -137,14 +137,49 @@ struct vmb_vfs {
 	 * (CLOCK_MONOTONIC seconds; 0: none), which the channel's thread watches. */
 	int ctl_test_hooks;
 	long long ctl_resume_at;
+	struct vmb_layers *layers;   /* the store's layers (layer/layer.h) */
+	struct vmb_base_resolver resolver;
+	struct vmb_snapview *snapview;
 };
 
 struct vmb_file {
 	struct vmb_vfs *vfs;
-	struct vmb_node *node;      /* holds a handle reference */
+	struct vmb_node *node;      /* holds a handle reference; NULL in the snapshot view */
 	struct vmb_image *img;      /* node->img, counted in node->opens */
 	int flags;
+	uint64_t sv;                /* the snapshot view's node id of the file, or 0 */
 };
+
+/* The read-only view of snapshots, MNT/.snapshots (vfs_snapview.c). Its node ids
+ * have the low bit set (vmb_snapview_is); vmb_node_get refuses them with EROFS, so
+ * that every change through them fails so; the read-only calls ask the view. */
+#define VMB_SNAPVIEW_DIR ".snapshots"
+struct vmb_snapview;
+struct vmb_svdir;
+int vmb_snapview_init(struct vmb_vfs *v);
+void vmb_snapview_destroy(struct vmb_vfs *v);
+int vmb_snapview_is(uint64_t ino);
+int vmb_snapview_name(const char *name);     /* ".snapshots" */
+int vmb_snapview_listed(struct vmb_vfs *v);  /* the store has a snapshot */
+uint64_t vmb_snapview_ino(void);             /* st_ino of .snapshots */
+int vmb_snapview_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
+			struct vmb_entry *e, struct vmb_err *err);
+void vmb_snapview_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup);
+int vmb_snapview_getattr(struct vmb_vfs *v, uint64_t ino, struct stat *st, struct vmb_err *err);
+int vmb_snapview_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
+			  struct vmb_err *err);
+int vmb_snapview_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_image **img,
+		      struct vmb_err *err);
+void vmb_snapview_release(struct vmb_vfs *v, uint64_t ino);
+int vmb_snapview_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_svdir **d,
+			 struct vmb_err *err);
+int vmb_snapview_readdir(struct vmb_vfs *v, struct vmb_svdir *d, uint64_t off,
+			 vmb_fill_fn fill, void *arg, struct vmb_err *err);
+void vmb_snapview_releasedir(struct vmb_vfs *v, struct vmb_svdir *d, int counted);
+ssize_t vmb_snapview_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void *buf,
+			      size_t size);
+ssize_t vmb_snapview_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size);
+int vmb_snapview_layer_busy(struct vmb_vfs *v, const char *id);
 
 size_t vmb_node_hash(dev_t dev, ino_t ino);
 

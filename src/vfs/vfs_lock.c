@@ -637,9 +637,15 @@ static int strong_lock(struct vmb_vfs *v, struct vmb_file *f, uid_t uid)
 int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct flock *fl,
 		  struct vmb_err *err)
 {
-	struct vmb_lockset *ls = node_locks(v, f->node);
+	struct vmb_lockset *ls;
 	char proc[64];
 	int r;
+
+	if (f->sv) {   /* nobody locks a snapshot's files */
+		fl->l_type = F_UNLCK;
+		return 0;
+	}
+	ls = node_locks(v, f->node);
 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
@@ -656,10 +662,13 @@ int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 		  uid_t uid, const struct flock *fl, struct vmb_lock_wait *wait,
 		  struct vmb_err *err)
 {
-	struct vmb_lockset *ls = node_locks(v, f->node);
+	struct vmb_lockset *ls;
 	char proc[64];
 	int r;
 
+	if (f->sv)
+		return vmb_err_set(err, ENOLCK, "snapshots cannot be locked");
+	ls = node_locks(v, f->node);
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	r = vmb_node_ref(v, f->node);   /* its O_PATH descriptor may be parked */
@@ -675,9 +684,13 @@ int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t pid,
 		  uid_t uid, int op, struct vmb_lock_wait *wait, struct vmb_err *err)
 {
-	struct vmb_lockset *ls = node_locks(v, f->node);
+	struct vmb_lockset *ls;
 	char proc[64];
 	int r;
+
+	if (f->sv)
+		return vmb_err_set(err, ENOLCK, "snapshots cannot be locked");
+	ls = node_locks(v, f->node);
 
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
@@ -696,6 +709,8 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 	struct vmb_lockset *ls;
 
 	(void)v;
+	if (f->sv)
+		return;
 	pthread_mutex_lock(&f->node->ilock);
 	ls = f->node->locks;
 	pthread_mutex_unlock(&f->node->ilock);

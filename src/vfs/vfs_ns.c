@@ -265,6 +265,10 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 		r = -ENOENT;   /* hidden at the top level */
 		goto out;
 	}
+	if (p == &v->root && vmb_snapview_name(name)) {
+		r = -EROFS;
+		goto out;
+	}
 	if (!peek(p->fd, name, &st)) {
 		r = -errno;
 		goto out;
@@ -329,6 +333,11 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	r = vmb_name_check(name, err);
 	if (r < 0)
 		goto out;
+	if ((p == &v->root && vmb_snapview_name(name)) ||
+	    (np == &v->root && vmb_snapview_name(newname))) {
+		r = -EROFS;
+		goto out;
+	}
 	if ((p == &v->root && vmb_store_reserved(name)) || !peek(p->fd, name, &src)) {
 		r = -ENOENT;
 		goto out;
@@ -383,6 +392,8 @@ int vmb_vfs_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size,
 	ssize_t len;
 	int r;
 
+	if (vmb_snapview_is(ino))
+		return vmb_snapview_readlink(v, ino, buf, size, err);
 	r = vmb_node_get(v, ino, &n);
 	if (r < 0)
 		return r;

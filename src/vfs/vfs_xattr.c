@@ -65,6 +65,9 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 	char proc[64];
 	ssize_t r;
 
+	if (vmb_snapview_is(ino))
+		return user_name(name) ? vmb_snapview_getxattr(v, ino, name, buf, size)
+				       : -EOPNOTSUPP;
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
 		return r == 0 ? -ENODATA : r;
@@ -138,6 +141,8 @@ ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 	ssize_t len, r, out = 0;
 	size_t i;
 
+	if (vmb_snapview_is(ino))
+		return vmb_snapview_listxattr(v, ino, buf, size);
 	r = xattr_node(v, ino, NULL, &n, proc);
 	if (r <= 0)
 		return r;

@@ -5,7 +5,8 @@
  * untouched) or accept without crashing, and what it accepts must be a valid map
  * (vmb_blockmap_check) lying below the layer's size, with a header the encoder
  * accepts (a valid base id or none, a limit within the size, a depth that fits),
- * that encodes back to the very same bytes. */
+ * that encodes back to the very same bytes. Each input also runs with its page
+ * checksums made right. */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "fuzz.h"
 #include "layer/layer.h"
 #include "map/blockmap.h"
+#include "map/pages.h"
 
 #define ID "0123456789abcdef0123456789abcdef"
 
@@ -24,7 +26,7 @@ static void must(int cond, const char *what)
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void one(const uint8_t *data, size_t size)
 {
 	struct vmb_blockmap m, m2;
 	struct vmb_layer_hdr h, h2;
@@ -42,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			     (h.stamp.size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE,
 		     "accepted an extent past the layer's size");
 		must(h.depth >= 1 && h.depth <= VMB_LAYER_DEPTH_MAX, "accepted a bad depth");
-		must(h.base[0] ? vmb_layer_id_valid(h.base) && h.depth >= 2 :
+		must(h.base[0] ? vmb_base_id_valid(h.base) && h.depth >= 2 :
 				 h.limit == 0 && h.depth == 1, "accepted a bad base");
 		must(vmb_layer_map_encode(&m, &h, &buf, &len, &err) == 0, "cannot re-encode");
 		must(len == size && !memcmp(buf, data, size), "re-encoding differs");
@@ -60,6 +62,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	vmb_blockmap_destroy(&m);
 	vmb_blockmap_destroy(&m2);
+}
+
+/* The input as it is, and with its page checksums made right (most mutations
+ * otherwise stop at the first checksum, before the fields they changed). */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t *sealed;
+
+	one(data, size);
+	if (size >= VMB_PAGES_PAGE && size <= (1u << 20) && (sealed = malloc(size))) {
+		memcpy(sealed, data, size);
+		vmb_pages_seal(sealed, size);
+		one(sealed, size);
+		free(sealed);
+	}
 	return 0;
 }
 

@@ -1,0 +1,372 @@
+/* cli_ops.c - vmbundlefs clone, snapshot, flatten and gc: the structural
+ * commands (store/ops.h), run on a store that is not mounted.
+ *
+ * ops_route is the one place that decides where a command runs: given a store
+ * with one mount (or a path inside a mount), the request goes to that mount's
+ * daemon through the control channel (cli_ctl.c), which runs the same
+ * store/ops.h functions with its hooks; a store with two mounts is refused; a
+ * store that is not mounted is opened here with its lock taken exclusively (as
+ * fsck does: EBUSY when a mount or fsck holds it all the same).
+ */
+#include "config.h"
+#include "cli/cli.h"
+#include "store/manifest.h"
+#include "store/ops.h"
+#include "store/store.h"
+#include "store/store_log.h"
+#include "layer/layer.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ops_session {
+	struct vmb_store s;
+	struct vmb_opctx c;
+};
+
+static void log_line(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "vmbundlefs: %s\n", msg);
+}
+
+static const struct vmb_log ops_log = { log_line, NULL };
+
+/* Open the store for a structural command: exclusively, with its layers. */
+static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *err)
+{
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	r = vmb_store_open(&o->s, store, VMB_STORE_EXCLUSIVE, err);
+	if (r == -EBUSY)
+		return vmb_err_set(err, EBUSY, "store '%s' is mounted or being checked: "
+				   "unmount it first", store);   /* the CLI names status */
+	if (r < 0)
+		return r;
+	if (o->s.readonly) {
+		vmb_store_close(&o->s);
+		return vmb_err_set(err, EROFS, "store '%s' is not writable by you", store);
+	}
+	r = vmb_layers_open(&o->c.layers, o->s.metafd, &ops_log, err);
+	if (r < 0) {
+		vmb_store_close(&o->s);
+		return r;
+	}
+	o->c.store = &o->s;
+	o->c.log = &ops_log;
+	return 0;
+}
+
+static void ops_end(struct ops_session *o)
+{
+	vmb_layers_close(o->c.layers);
+	vmb_store_close(&o->s);
+}
+
+/* 1: the mount's daemon did it (its message printed), *rc set; 0: o is open on
+ * the store (not mounted), go on here; -1: failed (message printed), *rc set. */
+static int ops_route(const char *target, const char *const *req, int nreq,
+		     struct ops_session *o, int *rc)
+{
+	struct vmb_ctl_target t;
+	struct vmb_err err = { 0 };
+	char *msg = NULL;
+	int r;
+
+	*rc = VMB_EXIT_ERROR;
+	if (vmb_cli_ctl_find(target, &t, &err) < 0) {
+		vmb_cli_store_error(target, err.code, "%s", err.msg);
+		return -1;
+	}
+	if (t.mountpoint) {
+		r = vmb_cli_ctl_call(&t, req, nreq, &msg, &err);
+		if (r < 0) {
+			vmb_cli_store_error(target, err.code, "%s", err.msg);
+		} else {
+			if (msg && msg[0])
+				printf("%s\n", msg);
+			*rc = fflush(stdout) == 0 ? VMB_EXIT_OK : VMB_EXIT_ERROR;
+		}
+		free(msg);
+		vmb_cli_ctl_target_free(&t);
+		return r < 0 ? -1 : 1;
+	}
+	r = ops_begin(o, target, &err);
+	vmb_cli_ctl_target_free(&t);
+	if (r < 0) {
+		vmb_cli_store_error(target, err.code, "%s", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Arguments after getopt: exactly n, none empty. */
+static int args_ok(int argc, char **argv, int n)
+{
+	int i;
+
+	if (argc - optind != n)
+		return 0;
+	for (i = optind; i < argc; i++)
+		if (!argv[i][0])
+			return 0;
+	return 1;
+}
+
+/* Only --help/--version (handled before) and "--": anything else starting with
+ * '-' is an unknown option. */
+static int no_opts(int argc, char **argv, const char *usage)
+{
+	static const struct option none[] = { { NULL, 0, NULL, 0 } };
+
+	optind = 1;
+	opterr = 1;
+	if (getopt_long(argc, argv, "+", none, NULL) != -1) {
+		fputs(usage, stderr);
+		return 0;
+	}
+	return 1;
+}
+
+static const char clone_usage[] =
+	"Usage: vmbundlefs clone STORE SRC DST\n"
+	"Make a new bundle DST of STORE that shares the images of bundle SRC (or of\n"
+	"snapshot SRC = BUNDLE@NAME): both go on with fresh, empty deltas over the\n"
+	"same frozen layers, so a clone costs O(1) in the size of the images. Files of\n"
+	"at most 1 MiB are copied. Directories, symbolic links, modes, owners, times\n"
+	"and user.* extended attributes are kept; hard links between files are not.\n"
+	"DST must not exist; on failure nothing named DST is left.\n";
+
+int vmb_cli_clone(int argc, char **argv)
+{
+	struct vmb_err err = { 0 };
+	struct ops_session o;
+
+	if (vmb_cli_common(argc, argv, clone_usage))
+		return VMB_EXIT_OK;
+	if (!no_opts(argc, argv, clone_usage))
+		return VMB_EXIT_USAGE;
+	if (!args_ok(argc, argv, 3)) {
+		fputs(clone_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	{
+		const char *req[] = { "clone", argv[optind + 1], argv[optind + 2] };
+		int rc;
+		if (ops_route(argv[optind], req, 3, &o, &rc) != 0)
+			return rc;
+	}
+	if (vmb_op_clone(&o.c, argv[optind + 1], argv[optind + 2], &err) < 0) {
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		ops_end(&o);
+		return VMB_EXIT_ERROR;
+	}
+	ops_end(&o);
+	return VMB_EXIT_OK;
+}
+
+static const char snapshot_usage[] =
+	"Usage: vmbundlefs snapshot STORE BUNDLE [NAME]\n"
+	"       vmbundlefs snapshot --delete STORE BUNDLE@NAME\n"
+	"       vmbundlefs snapshot --list STORE [BUNDLE]\n"
+	"Take a point-in-time, read-only snapshot of every file of BUNDLE, named NAME\n"
+	"(default: the UTC time, YYYYmmddTHHMMSSZ), and print where it is seen: its\n"
+	"manifest STORE/.vmbundlefs/snapshots/BUNDLE@NAME (through a mount:\n"
+	"MNT/.snapshots/BUNDLE@NAME/). A snapshot can be the SRC of clone and export.\n"
+	"  -d, --delete   remove snapshot BUNDLE@NAME (its layers go with gc)\n"
+	"  -l, --list     list the snapshots (of BUNDLE): name, creation time (UTC),\n"
+	"                 files and logical size in bytes\n";
+
+static int snapshot_list(struct ops_session *o, const char *bundle)
+{
+	struct vmb_snapshot_info *l = NULL;
+	struct vmb_err err = { 0 };
+	size_t n = 0, i, w = 8;
+	int damaged = 0;
+
+	if (vmb_op_snapshot_list(&o->c, bundle, &l, &n, &err) < 0) {
+		vmb_cli_store_error(o->s.path, err.code, "%s", err.msg);
+		return VMB_EXIT_ERROR;
+	}
+	for (i = 0; i < n; i++)
+		if (strlen(l[i].spec) > w)
+			w = strlen(l[i].spec);
+	printf("%-*s %-20s %7s %15s\n", (int)w, "SNAPSHOT", "CREATED", "FILES", "LOGICAL");
+	for (i = 0; i < n; i++) {
+		char when[32] = "-";
+		time_t t = (time_t)l[i].created;
+		struct tm tm;
+
+		if (!l[i].damaged && gmtime_r(&t, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		if (l[i].damaged)
+			printf("%-*s %-20s %7s %15s  (damaged)\n", (int)w, l[i].spec, when, "-",
+			       "-");
+		else
+			printf("%-*s %-20s %7llu %15llu\n", (int)w, l[i].spec, when,
+			       (unsigned long long)l[i].files,
+			       (unsigned long long)l[i].logical);
+		damaged |= l[i].damaged;
+	}
+	vmb_snapshot_list_free(l, n);
+	if (fflush(stdout) != 0)
+		return VMB_EXIT_ERROR;
+	return damaged ? VMB_EXIT_ERROR : VMB_EXIT_OK;
+}
+
+int vmb_cli_snapshot(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "delete", no_argument, NULL, 'd' },
+		{ "list", no_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vmb_err err = { 0 };
+	struct ops_session o;
+	char *where = NULL;
+	int del = 0, list = 0, c, rc = VMB_EXIT_ERROR, nargs;
+
+	if (vmb_cli_common(argc, argv, snapshot_usage))
+		return VMB_EXIT_OK;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+dl", opts, NULL)) != -1) {
+		if (c == 'd')
+			del = 1;
+		else if (c == 'l')
+			list = 1;
+		else {
+			fputs(snapshot_usage, stderr);
+			return VMB_EXIT_USAGE;
+		}
+	}
+	nargs = argc - optind;
+	if ((del && list) || (del && !args_ok(argc, argv, 2)) ||
+	    (list && !args_ok(argc, argv, 1) && !args_ok(argc, argv, 2)) ||
+	    (!del && !list && !args_ok(argc, argv, 2) && !args_ok(argc, argv, 3))) {
+		fputs(snapshot_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	if (list) {
+		/* Only reads the manifests: works on a mounted store too. */
+		memset(&o, 0, sizeof(o));
+		if (vmb_store_open(&o.s, argv[optind], VMB_STORE_READ, &err) < 0) {
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+			return VMB_EXIT_ERROR;
+		}
+		o.c.store = &o.s;
+		o.c.log = &ops_log;
+		rc = snapshot_list(&o, nargs == 2 ? argv[optind + 1] : NULL);
+		vmb_store_close(&o.s);
+		return rc;
+	}
+	if (del) {
+		const char *req[] = { "snapshot-delete", argv[optind + 1] };
+		if (ops_route(argv[optind], req, 2, &o, &rc) != 0)
+			return rc;
+	} else {
+		const char *req[] = { "snapshot", argv[optind + 1], argv[optind + 2] };
+		if (ops_route(argv[optind], req, nargs == 3 ? 3 : 2, &o, &rc) != 0)
+			return rc;
+	}
+	rc = VMB_EXIT_ERROR;
+	if (del) {
+		if (vmb_op_snapshot_delete(&o.c, argv[optind + 1], &err) < 0)
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		else
+			rc = VMB_EXIT_OK;
+		ops_end(&o);
+		return rc;
+	}
+	if (vmb_op_snapshot(&o.c, argv[optind + 1], nargs == 3 ? argv[optind + 2] : NULL,
+			    &where, &err) < 0) {
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+	} else {
+		printf("%s/%s/%s/%s\n", argv[optind], VMB_META_DIR, VMB_SNAPSHOTS_DIR,
+		       where);
+		rc = fflush(stdout) == 0 ? VMB_EXIT_OK : VMB_EXIT_ERROR;
+	}
+	free(where);
+	ops_end(&o);
+	return rc;
+}
+
+static const char flatten_usage[] =
+	"Usage: vmbundlefs flatten STORE BUNDLE\n"
+	"Make every file of BUNDLE a plain file again (its whole content in its own\n"
+	"backing file, no base layer), so that the bundle is self-contained and\n"
+	"readable without vmbundlefs. Costs the bundle's data in space and time.\n";
+
+int vmb_cli_flatten(int argc, char **argv)
+{
+	struct vmb_err err = { 0 };
+	struct ops_session o;
+	int rc = VMB_EXIT_OK;
+
+	if (vmb_cli_common(argc, argv, flatten_usage))
+		return VMB_EXIT_OK;
+	if (!no_opts(argc, argv, flatten_usage))
+		return VMB_EXIT_USAGE;
+	if (!args_ok(argc, argv, 2)) {
+		fputs(flatten_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	{
+		const char *req[] = { "flatten", argv[optind + 1] };
+		if (ops_route(argv[optind], req, 2, &o, &rc) != 0)
+			return rc;
+		rc = VMB_EXIT_OK;
+	}
+	if (vmb_op_flatten(&o.c, argv[optind + 1], &err) < 0) {
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		rc = VMB_EXIT_ERROR;
+	}
+	ops_end(&o);
+	return rc;
+}
+
+static const char gc_usage[] =
+	"Usage: vmbundlefs gc STORE\n"
+	"Remove the layers of STORE that nothing references (no file of a bundle, no\n"
+	"snapshot, no other layer), the leftovers of layers and clones a crash\n"
+	"interrupted, and print what was freed.\n";
+
+int vmb_cli_gc(int argc, char **argv)
+{
+	struct vmb_gc_result res = { 0 };
+	struct vmb_err err = { 0 };
+	struct ops_session o;
+	int rc = VMB_EXIT_OK;
+
+	if (vmb_cli_common(argc, argv, gc_usage))
+		return VMB_EXIT_OK;
+	if (!no_opts(argc, argv, gc_usage))
+		return VMB_EXIT_USAGE;
+	if (!args_ok(argc, argv, 1)) {
+		fputs(gc_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	{
+		const char *req[] = { "gc" };
+		if (ops_route(argv[optind], req, 1, &o, &rc) != 0)
+			return rc;
+		rc = VMB_EXIT_OK;
+	}
+	if (vmb_op_gc(&o.c, &res, &err) < 0) {
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		ops_end(&o);
+		return VMB_EXIT_ERROR;
+	}
+	printf("%s: %llu layers removed (%llu bytes), %llu kept, %llu leftovers removed\n",
+	       argv[optind], (unsigned long long)res.layers_removed,
+	       (unsigned long long)res.bytes_freed, (unsigned long long)res.layers_kept,
+	       (unsigned long long)(res.orphans_removed + res.staging_removed));
+	if (fflush(stdout) != 0)
+		rc = VMB_EXIT_ERROR;
+	ops_end(&o);
+	return rc;
+}
