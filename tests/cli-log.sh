@@ -2,7 +2,8 @@
 # What a user sees of the daemons' log without setup (issue #9 §5): every error the
 # CLI prints about a store that a daemon's messages may explain (EIO, EBUSY, a failed
 # mount) names the store's log and `vmbundlefs status` on a second line, the same
-# for every command; usage errors and plain "no such bundle" stay one line; a
+# for every command, the structural ones (clone, snapshot, ...) and a path inside
+# a mount included; usage errors and plain "no such bundle" stay one line; a
 # failed mount is in the log too; `vmbundlefs ls` shows (on stderr) the log's
 # non-routine lines of the last 24 hours, at most 3, with their count and a
 # pointer to `status`, and nothing when there are none.
@@ -85,6 +86,20 @@ run "$VMB_BIN" fsck -n "$STORE"
 assert_eq "fsck of a mounted store: exit 8" 8 $RC
 assert_match "fsck of a mounted store: the error" "^vmbundlefs: store '$STORE' is mounted or in use" "$(cat "$T/e")"
 assert_eq "fsck of a mounted store (EBUSY): names the log and status" 1 "$(hinted)"
+# A path inside the mount whose daemon does not answer on its control channel:
+# the store is found from the mount, and its log named.
+mkdir "$T/sock"
+mv "$STORE"/.vmbundlefs/run/ctl.* "$T/sock/"
+run "$VMB_BIN" ping "$MNT/b"
+assert_eq "ping of a path in a mount whose daemon does not answer: exit 1" 1 $RC
+assert_match "... says so" "does not answer on its control channel" "$(cat "$T/e")"
+assert_eq "... and names the store's log (found from the path in the mount)" 1 "$(hinted)"
+run "$VMB_BIN" snapshot "$MNT/b" b s1
+assert_eq "snapshot through a mount whose daemon does not answer: names the log" 1 "$(hinted)"
+mv "$T/sock"/ctl.* "$STORE/.vmbundlefs/run/"
+run "$VMB_BIN" clone "$MNT" nosuch x
+assert_num "clone of a missing bundle through the mount fails" $RC -ne 0
+assert_eq "... in one line, no pointer to the log" 0 "$(grep -c "daemons' messages" "$T/e")"
 unmount_store
 # fsck holds the store: mount, import fail with EBUSY.
 ( exec 9<>"$STORE/.vmbundlefs/lock"; flock -x 9; exec sleep 30 ) &
@@ -104,6 +119,9 @@ tar -cf "$T/a.tar" -C "$T" m2
 run "$VMB_BIN" import "$STORE" "$T/a.tar" imp
 assert_eq "import into a store being checked: exit 1" 1 $RC
 assert_eq "import into a store being checked (EBUSY): names the log" 1 "$(hinted)"
+run "$VMB_BIN" clone "$STORE" ok ok2
+assert_eq "clone in a store being checked: exit 1" 1 $RC
+assert_eq "clone in a store being checked (EBUSY): names the log" 1 "$(hinted)"
 kill $FL; wait $FL 2>/dev/null
 # ls of a damaged bundle: names the log once.
 flip_byte "$(sidecar_of "$STORE/b/f")" 5000
@@ -116,7 +134,8 @@ assert_eq "ls of a damaged bundle: names the log once" 1 "$(hinted)"
 for cmd in "ls" "ls -x $STORE" "ls $T/nostore" "status $T/nostore" "fsck $T/nostore" \
     "export $STORE nobundle $T/x.tar" "export $STORE ../b $T/x.tar" "deps $STORE nobundle" \
     "import $STORE $T/noarchive.tar" "mount -o bogus $STORE $T/m2" "mount $STORE $T/nodir" \
-    "init $STORE"; do
+    "init $STORE" "clone $STORE nobundle x" "clone $STORE" "snapshot $STORE nobundle" \
+    "snapshot --delete $STORE b@none" "flatten $STORE nobundle"; do
     run "$VMB_BIN" $cmd
     assert_num "'vmbundlefs $cmd' fails" $RC -ne 0
     assert_eq "'vmbundlefs $cmd': no pointer to the log" 0 "$(grep -c "daemons' messages" "$T/e")"

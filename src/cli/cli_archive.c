@@ -316,7 +316,7 @@ int vmb_cli_deps(int argc, char **argv)
 	}
 	c.store = &s;
 	if (vmb_op_deps(&c, argv[2], &d, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[1], err.code, "%s", err.msg);
 		goto out;
 	}
 	for (i = 0; i < d.nlayers; i++) {

@@ -102,11 +102,12 @@ int vmb_cli_ls(int argc, char **argv)
 	/* Own and shared bytes need the layers: without them (a store whose metadata
 	 * the caller cannot read), those columns say '-'. */
 	if (r == 0) {
-		struct vmb_err e2;
+		struct vmb_err e2 = { 0 };
 		oc.store = &s;
 		if (vmb_layers_open(&oc.layers, s.metafd, NULL, &e2) < 0 ||
 		    vmb_op_space(&oc, &sp, &nsp, &e2) < 0) {
-			vmb_cli_error("own and shared sizes unknown: %s", e2.msg);
+			vmb_cli_store_error(argv[optind], e2.code, "own and shared sizes "
+					    "unknown: %s", e2.msg);
 			space_ok = 0;
 		}
 	}

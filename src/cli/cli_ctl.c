@@ -202,9 +202,10 @@ int vmb_cli_ctl_call(const struct vmb_ctl_target *t, const char *const *argv, in
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ECONNREFUSED)
-			r = vmb_err_sys(err, e, "the daemon of the mount at '%s' does not answer "
-					"on its control channel '%s/%s%s' (see 'vmbundlefs status "
-					"%s')", t->mountpoint, path, VMB_CTL_PREFIX, t->dev, t->store);
+			/* ENOTCONN: the CLI's message names status and the log */
+			r = vmb_err_set(err, ENOTCONN, "the daemon of the mount at '%s' does not "
+					"answer on its control channel '%s/%s%s': %s",
+					t->mountpoint, path, VMB_CTL_PREFIX, t->dev, strerror(e));
 		else
 			r = vmb_err_sys(err, e, "cannot reach the daemon of the mount at '%s' "
 					"('%s/%s%s')", t->mountpoint, path, VMB_CTL_PREFIX, t->dev);

@@ -45,8 +45,7 @@ static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *e
 	r = vmb_store_open(&o->s, store, VMB_STORE_EXCLUSIVE, err);
 	if (r == -EBUSY)
 		return vmb_err_set(err, EBUSY, "store '%s' is mounted or being checked: "
-				   "unmount it first ('vmbundlefs status %s' shows its "
-				   "mounts)", store, store);
+				   "unmount it first", store);   /* the CLI names status */
 	if (r < 0)
 		return r;
 	if (o->s.readonly) {
@@ -81,13 +80,13 @@ static int ops_route(const char *target, const char *const *req, int nreq,
 
 	*rc = VMB_EXIT_ERROR;
 	if (vmb_cli_ctl_find(target, &t, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(target, err.code, "%s", err.msg);
 		return -1;
 	}
 	if (t.mountpoint) {
 		r = vmb_cli_ctl_call(&t, req, nreq, &msg, &err);
 		if (r < 0) {
-			vmb_cli_error("%s", err.msg);
+			vmb_cli_store_error(target, err.code, "%s", err.msg);
 		} else {
 			if (msg && msg[0])
 				printf("%s\n", msg);
@@ -100,7 +99,7 @@ static int ops_route(const char *target, const char *const *req, int nreq,
 	r = ops_begin(o, target, &err);
 	vmb_cli_ctl_target_free(&t);
 	if (r < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(target, err.code, "%s", err.msg);
 		return -1;
 	}
 	return 0;
@@ -163,7 +162,7 @@ int vmb_cli_clone(int argc, char **argv)
 			return rc;
 	}
 	if (vmb_op_clone(&o.c, argv[optind + 1], argv[optind + 2], &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		ops_end(&o);
 		return VMB_EXIT_ERROR;
 	}
@@ -191,7 +190,7 @@ static int snapshot_list(struct ops_session *o, const char *bundle)
 	int damaged = 0;
 
 	if (vmb_op_snapshot_list(&o->c, bundle, &l, &n, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(o->s.path, err.code, "%s", err.msg);
 		return VMB_EXIT_ERROR;
 	}
 	for (i = 0; i < n; i++)
@@ -256,7 +255,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 		/* Only reads the manifests: works on a mounted store too. */
 		memset(&o, 0, sizeof(o));
 		if (vmb_store_open(&o.s, argv[optind], VMB_STORE_READ, &err) < 0) {
-			vmb_cli_error("%s", err.msg);
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 			return VMB_EXIT_ERROR;
 		}
 		o.c.store = &o.s;
@@ -277,7 +276,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 	rc = VMB_EXIT_ERROR;
 	if (del) {
 		if (vmb_op_snapshot_delete(&o.c, argv[optind + 1], &err) < 0)
-			vmb_cli_error("%s", err.msg);
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		else
 			rc = VMB_EXIT_OK;
 		ops_end(&o);
@@ -285,7 +284,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 	}
 	if (vmb_op_snapshot(&o.c, argv[optind + 1], nargs == 3 ? argv[optind + 2] : NULL,
 			    &where, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 	} else {
 		printf("%s/%s/%s/%s\n", argv[optind], VMB_META_DIR, VMB_SNAPSHOTS_DIR,
 		       where);
@@ -323,7 +322,7 @@ int vmb_cli_flatten(int argc, char **argv)
 		rc = VMB_EXIT_OK;
 	}
 	if (vmb_op_flatten(&o.c, argv[optind + 1], &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		rc = VMB_EXIT_ERROR;
 	}
 	ops_end(&o);
@@ -358,7 +357,7 @@ int vmb_cli_gc(int argc, char **argv)
 		rc = VMB_EXIT_OK;
 	}
 	if (vmb_op_gc(&o.c, &res, &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		ops_end(&o);
 		return VMB_EXIT_ERROR;
 	}

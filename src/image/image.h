@@ -226,6 +226,33 @@ int vmb_image_create_delta(int dirfd, const char *name, struct vmb_base *base, u
 int vmb_image_open_frozen(struct vmb_image **out, struct vmb_base *base, uint64_t size,
 			  const char *name, const struct vmb_log *log, struct vmb_err *err);
 
+/* Freeze (the primitive behind snapshot and clone, LAYERS.md): img's current
+ * backing inode becomes layer *id of ls (vmb_layers_create: linked into
+ * layers/, its map written; a merged layer when the chain would be deeper than
+ * VMB_LAYER_DEPTH_MAX), and dirfd/name (img's file) gets a fresh empty delta over
+ * it: a new inode (O_TMPFILE in dirfd, else a named temporary) with the old file's
+ * size, owner, mode, times and user.* xattrs, the base xattr "<ID> <ceil(size /
+ * 4096)>" and its committed (empty) map, synced, renamed over the name, the
+ * directory synced. O(1) in the file's size. Under img's wlock, after draining its
+ * writes (a write that failed: -EIO, nothing frozen). The image then is on the new
+ * delta (vmb_image_fd, stamp and inode change; *new_ino = the new inode, for the
+ * caller to rebind its node); the old descriptor and base stay open inside the
+ * image until the next freeze or close, so a read that looked them up just before
+ * still reads the frozen content. A delta that adds nothing to its base (no DATA
+ * or ZERO block, size and limit its base's) is not frozen again: *id = its base's
+ * id, *new_ino = 0, nothing changes. A file with other hard links is refused
+ * (-EMLINK: its other names would keep the inode that becomes the layer). On
+ * failure the file is as it was (a layer made on the way is removed). */
+int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
+		     const char *name, char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino,
+		     struct vmb_err *err);
+
+/* The same for a file no image is open on (offline structural commands): opened
+ * (through ls's resolver), frozen, closed. */
+int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
+			     int mapdir_fd, const struct vmb_log *log,
+			     char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino, struct vmb_err *err);
+
 /* Make img's file self-contained: a new plain file with its whole content (data
  * runs copied with copy_file_range from its backing file and its base's
  * descriptors, holes as holes), owner, mode, times and user.* xattrs, no base

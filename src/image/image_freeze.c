@@ -3,6 +3,7 @@
  * layer, and its flattening into a plain file again. */
 #include "config.h"
 #include "image/image_int.h"
+#include "layer/layer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -346,4 +347,155 @@ out:
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot flatten '%s'", name);
 	return 0;
+}
+
+/* ---- freeze ---- */
+
+/* The delta adds nothing to its base: no DATA or ZERO block, the whole base below
+ * the limit, the base's size. Its content is its base's. Caller holds wlock. */
+static int delta_is_empty(struct vmb_image *img)
+{
+	uint64_t found;
+
+	return img->base && img->size == img->base->size &&
+	       img->limit >= blocks_for(img->base->size) &&
+	       vmb_blockmap_next(&img->map, 0, VMB_M_DATA | VMB_M_ZERO, &found) < 0;
+}
+
+int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
+		     const char *name, char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino,
+		     struct vmb_err *err)
+{
+	struct vmb_blockmap empty;
+	struct vmb_base *nb = NULL;
+	struct vmb_baseref ref;
+	struct timespec ts[2];
+	struct stat st;
+	char tmp[64];
+	int fd = -1, made = 0, r;
+
+	*new_ino = 0;
+	r = vmb_img_check_writable(img, err);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot freeze '%s'", name);
+	vmb_blockmap_init(&empty);
+	tmp[0] = '\0';
+	pthread_mutex_lock(&img->wlock);
+	/* every accepted write is in the backing file, or the freeze fails */
+	r = vmb_dio_drain(&img->dio, 1, NULL);
+	if (r < 0) {
+		r = vmb_err_sys(err, -r, "an accepted write to '%s' failed", img->name);
+		goto out;
+	}
+	r = vmb_img_revalidate_locked(img, err);
+	if (r < 0)
+		goto out;
+	r = 0;
+	vmb_img_give_back(img);
+	if (delta_is_empty(img)) {   /* its content is its base's: not frozen again */
+		memcpy(id, img->base->id, VMB_BASE_ID_LEN + 1);
+		goto out;
+	}
+	if (fstat(img->fd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot stat '%s'", img->name);
+		goto out;
+	}
+	if (st.st_nlink > 1) {
+		/* its other names would keep the inode that becomes the layer */
+		r = vmb_err_set(err, EMLINK, "'%s' has %llu hard links: a file with other "
+				"names cannot be frozen (copy it first)", img->name,
+				(unsigned long long)st.st_nlink);
+		goto out;
+	}
+	r = vmb_layers_create(ls, img->fd, &img->map, img->size, img->base, img->limit, id,
+			      err);
+	if (r < 0)
+		goto out;
+	made = 1;
+	r = vmb_layers_get(ls, id, &nb, err);
+	if (r < 0)
+		goto out;
+	/* the new delta: empty, over the layer, the old file's size, owner, mode,
+	 * xattrs and times */
+	memset(&ref, 0, sizeof(ref));
+	memcpy(ref.id, id, sizeof(ref.id));
+	ref.limit = blocks_for(img->size);
+	fd = r = new_backing(dirfd, name, st.st_mode, tmp, sizeof(tmp), err);
+	if (r < 0)
+		goto out;
+	r = copy_attrs(img->fd, &st, fd, img->name, err);
+	if (r == 0 && ftruncate(fd, (off_t)img->size) < 0)
+		r = vmb_err_sys(err, errno, "cannot size the new delta of '%s'", img->name);
+	if (r == 0)
+		r = vmb_image_set_base_xattr(fd, img->name, ref.id, ref.limit, err);
+	ts[0] = st.st_atim;
+	ts[1] = st.st_mtim;
+	if (r == 0 && futimens(fd, ts) < 0)
+		r = vmb_err_sys(err, errno, "cannot set the times of '%s'", img->name);
+	if (r == 0)
+		r = save_empty_map(fd, img->mapdir, img->name, &ref, err);
+	if (r == 0 && fsync(fd) < 0)
+		r = vmb_err_sys(err, errno, "cannot sync the new delta of '%s'", img->name);
+	if (r == 0)
+		r = install(dirfd, name, fd, tmp, sizeof(tmp), img->log, err);
+	if (r < 0)
+		goto out;
+	made = 0;   /* the name is on the new delta: the layer is the old content */
+	r = switch_backing(img, fd, &empty, nb, ref.limit, err);
+	fd = -1;
+	nb = NULL;
+	*new_ino = img->ino;
+	if (r < 0) {   /* frozen; only the new (empty) map is not saved yet */
+		vmb_log_msg(img->log, "%s", err ? err->msg : "cannot save a map");
+		r = 0;
+	}
+out:
+	if (fd >= 0) {
+		char scname[VMB_SIDECAR_NAME_MAX];
+		struct stat nst;
+		if (fstat(fd, &nst) == 0) {
+			vmb_sidecar_name(nst.st_ino, scname);
+			vmb_sidecar_remove(img->mapdir, scname, NULL);
+		}
+		close(fd);
+	}
+	if (tmp[0])
+		unlinkat(dirfd, tmp, 0);
+	if (made) {
+		/* the file stays as it was: its inode is no layer, its mode its own */
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		vmb_base_put(nb);
+		nb = NULL;
+		if (vmb_layers_remove(ls, id, &e) < 0 || fchmod(img->fd, st.st_mode & 07777) < 0)
+			vmb_log_msg(img->log, "cannot undo the freeze of '%s' (layer '%s'): %s",
+				    img->name, id, e.msg[0] ? e.msg : strerror(errno));
+	}
+	vmb_base_put(nb);
+	vmb_img_refresh_known(img);
+	pthread_mutex_unlock(&img->wlock);
+	vmb_blockmap_destroy(&empty);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot freeze '%s'", name);
+	return 0;
+}
+
+int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
+			     int mapdir_fd, const struct vmb_log *log,
+			     char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino, struct vmb_err *err)
+{
+	struct vmb_base_resolver res = vmb_layers_resolver(ls);
+	struct vmb_image *img = NULL;
+	int fd = openat(dirfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW), r;
+
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open '%s'", name);
+	r = vmb_image_open2(&img, fd, mapdir_fd, name, log, &res, err);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	r = vmb_image_freeze(img, ls, dirfd, name, id, new_ino, err);
+	vmb_image_close(img);
+	return r;
 }

@@ -11,13 +11,16 @@
  *           and the file an empty delta over it),
  *   clone   (another file becomes an empty delta over an existing version),
  *   flatten (the file becomes a plain file with the same content),
- * and checks of every live version through a read-only frozen image. Bases are the
- * in-memory double (testbase.h), half of them with a descriptor (copy_file_range)
- * and half read only by read (a remote base).
+ * and checks of every live version through a read-only frozen image. Run twice:
+ * over the in-memory double of a base (testbase.h; freeze = create_delta over a
+ * copy of the content; half of the bases with a descriptor for copy_file_range,
+ * half read only by read, as a remote base), then over the store's real layers
+ * (layer/: vmb_image_freeze, chains up to the merged layers past depth 16).
  */
 #include "config.h"
 #include "image/image.h"
 #include "map/sidecar.h"
+#include "layer/layer.h"
 #include "testbase.h"
 
 #include <errno.h>
@@ -39,7 +42,8 @@
 #define HISTC 10
 
 struct ver {
-	struct tbase *tb;       /* the base (one reference) */
+	struct vmb_base *b;     /* the base (one reference): a test double, or a chain
+				 * of real layers */
 	unsigned char *data;    /* its bytes (size) */
 	unsigned char *mask;    /* its data blocks */
 	uint64_t size;
@@ -60,13 +64,15 @@ static struct cf cfiles[NC];
 static struct ver *vers[NV];
 static struct tbase *tbl[NV];
 static struct tbase_table ctable = { tbl, NV };
-static const struct vmb_base_resolver cres = { tbase_resolve, &ctable };
+static struct vmb_base_resolver cres = { tbase_resolve, &ctable };
+static struct vmb_layers *cls;   /* real layers (freeze), or NULL: the test double */
 static unsigned next_id = 100;
 static unsigned char *cbuf, *rdbuf;
 static uint64_t crng, cseed;
 static unsigned long cop, cchecks;
 static char chist[HISTC][200];
 static int cfailed;
+static unsigned long nfreeze, nclone, nflatten, maxdepth;   /* what the run did */
 
 static uint64_t crnd(void)
 {
@@ -220,7 +226,7 @@ static void ver_put(struct ver *v)
 			vers[i] = NULL;
 			tbl[i] = NULL;
 		}
-	vmb_base_put(&v->tb->b);
+	vmb_base_put(v->b);   /* NULL-safe */
 	free(v->data);
 	free(v->mask);
 	free(v);
@@ -249,8 +255,15 @@ static struct ver *ver_new(const struct cf *f)
 	memcpy(v->data, f->data, f->size);
 	for (uint64_t b = 0; b < bf(f->size); b++)
 		v->mask[b] = (unsigned char)rad(f, b);
-	v->tb = tbase_new(next_id++, v->data, v->size, v->mask, cbelow(2) ? cdir : -1);
-	if (!v->tb) {
+	if (cls) {
+		v->b = NULL;   /* the caller's: a layer */
+	} else {
+		struct tbase *tb = tbase_new(next_id++, v->data, v->size, v->mask,
+					     cbelow(2) ? cdir : -1);
+		v->b = tb ? &tb->b : NULL;
+		tbl[slot] = tb;
+	}
+	if (!cls && !v->b) {
 		CFAIL("tbase_new");
 		free(v->data);
 		free(v->mask);
@@ -259,7 +272,6 @@ static struct ver *ver_new(const struct cf *f)
 	}
 	v->users = 1;   /* the table's, until it is forgotten to make room */
 	vers[slot] = v;
-	tbl[slot] = v->tb;
 	return v;
 }
 
@@ -277,7 +289,7 @@ static void make_delta(struct cf *f, struct ver *v)
 	like.st_mtim.tv_sec = 1700000000 + (time_t)cop;
 	unlinkat(cdir, "new.tmp", 0);
 	vmb_err_clear(&e);
-	if (vmb_image_create_delta(cdir, "new.tmp", &v->tb->b, v->size, &like, cmap, &e) < 0 ||
+	if (vmb_image_create_delta(cdir, "new.tmp", v->b, v->size, &like, cmap, &e) < 0 ||
 	    renameat(cdir, "new.tmp", cdir, f->name) < 0) {
 		CFAIL("create_delta for %s: %s", f->name, e.msg);
 		return;
@@ -380,11 +392,11 @@ static void check_state(struct cf *f)
 		      (unsigned long long)(vmb_image_alloc_bytes(f->img) / BS),
 		      (unsigned long long)n);
 	base = vmb_image_base(f->img, &limit);
-	if ((base != NULL) != (f->ver != NULL) || (base && (base != &f->ver->tb->b ||
+	if ((base != NULL) != (f->ver != NULL) || (base && (base != f->ver->b ||
 							     limit != f->limit)))
 		CFAIL("%s: base %s limit %llu, model %s limit %llu", f->name,
 		      base ? base->id : "-", (unsigned long long)limit,
-		      f->ver ? f->ver->tb->b.id : "-", (unsigned long long)f->limit);
+		      f->ver ? f->ver->b->id : "-", (unsigned long long)f->limit);
 	vmb_blockmap_init(&m);
 	if (vmb_image_map_copy(f->img, &m) < 0 || vmb_blockmap_check(&m) < 0)
 		CFAIL("%s: map", f->name);
@@ -416,12 +428,12 @@ static void check_version(struct ver *v)
 	struct cf tmp;
 
 	cchecks++;
-	if (vmb_image_open_frozen(&img, &v->tb->b, v->size, "frozen", NULL, NULL) < 0) {
+	if (vmb_image_open_frozen(&img, v->b, v->size, "frozen", NULL, NULL) < 0) {
 		CFAIL("open_frozen");
 		return;
 	}
 	memset(&tmp, 0, sizeof(tmp));
-	snprintf(tmp.name, sizeof(tmp.name), "version %.16s", v->tb->b.id);
+	snprintf(tmp.name, sizeof(tmp.name), "version %.16s", v->b->id);
 	tmp.img = img;
 	tmp.data = calloc(1, MAXC);
 	tmp.st = malloc(MAXCB);
@@ -634,13 +646,48 @@ static void op_ccopy(struct cf *src, struct cf *dst)
 
 static void op_freeze(struct cf *f)
 {
+	char id[VMB_BASE_ID_LEN + 1];
+	struct vmb_err e;
 	struct ver *v;
+	uint64_t ino = 1;
 
 	cnote("freeze %s (size %llu)", f->name, (unsigned long long)f->size);
-	v = ver_new(f);
-	if (!v)
+	if (!cls) {   /* the double: a new delta over a copy of the content */
+		v = ver_new(f);
+		if (v)
+			make_delta(f, v);
+		nfreeze += v != NULL;
 		return;
-	make_delta(f, v);
+	}
+	vmb_err_clear(&e);
+	if (vmb_image_freeze(f->img, cls, cdir, f->name, id, &ino, &e) < 0) {
+		CFAIL("freeze %s: %s", f->name, e.msg);
+		return;
+	}
+	if (f->ver && !strcmp(id, f->ver->b->id)) {   /* nothing new: not frozen again */
+		if (ino != 0)
+			CFAIL("freeze %s: same layer, new inode", f->name);
+		return;
+	}
+	if (ino == 0)
+		CFAIL("freeze %s: a new layer without a new inode", f->name);
+	v = ver_new(f);
+	if (!v) {
+		CFAIL("version table full");
+		return;
+	}
+	if (vmb_layers_get(cls, id, &v->b, &e) < 0) {
+		CFAIL("layers_get %s: %s", id, e.msg);
+		return;
+	}
+	v->users++;
+	ver_put(f->ver);
+	f->ver = v;
+	f->limit = bf(f->size);
+	set_st(f, 0, MAXCB, 'A');
+	nfreeze++;
+	if (v->b->depth > maxdepth)
+		maxdepth = v->b->depth;
 }
 
 static void op_clone(struct cf *g)
@@ -653,8 +700,9 @@ static void op_clone(struct cf *g)
 			v = vers[i];
 	if (!v)
 		return;
-	cnote("clone %s over %s", g->name, v->tb->b.id);
+	cnote("clone %s over %s", g->name, v->b->id);
 	make_delta(g, v);
+	nclone++;
 }
 
 static void op_flatten(struct cf *f)
@@ -669,6 +717,7 @@ static void op_flatten(struct cf *f)
 	}
 	if (!f->ver)
 		return;
+	nflatten++;
 	for (uint64_t b = 0; b < bf(f->size); b++)
 		f->st[b] = rad(f, b) ? 'D' : 'Z';
 	ver_put(f->ver);
@@ -704,19 +753,39 @@ static void op_creopen(struct cf *f)
 }
 
 /* Runs nops operations; returns 0 when every check held. */
-int model_chain(uint64_t seed, unsigned long nops, int dir, unsigned long *checks);
-int model_chain(uint64_t seed, unsigned long nops, int dir, unsigned long *checks)
+int model_chain(uint64_t seed, unsigned long nops, int dir, int real, unsigned long *checks);
+int model_chain(uint64_t seed, unsigned long nops, int dir, int real, unsigned long *checks)
 {
-	int i;
+	struct vmb_err e;
+	int i, metafd = -1;
 
 	cseed = seed;
 	crng = seed * UINT64_C(0x2545f4914f6cdd1d) + 77;
 	if (!crng)
 		crng = 1;
 	cdir = dir;
+	cop = cchecks = 0;
+	nfreeze = nclone = nflatten = maxdepth = 0;
+	cfailed = 0;
+	memset(vers, 0, sizeof(vers));
+	memset(tbl, 0, sizeof(tbl));
+	memset(cfiles, 0, sizeof(cfiles));
 	if (mkdirat(dir, "cmaps", 0700) < 0 ||
 	    (cmap = openat(dir, "cmaps", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -1;
+	cls = NULL;
+	cres.open = tbase_resolve;
+	cres.arg = &ctable;
+	if (real) {
+		vmb_err_clear(&e);
+		if (mkdirat(dir, "cmeta", 0700) < 0 ||
+		    (metafd = openat(dir, "cmeta", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+		    vmb_layers_open(&cls, metafd, NULL, &e) < 0) {
+			fprintf(stderr, "model_chain: cannot open layers: %s\n", e.msg);
+			return -1;
+		}
+		cres = vmb_layers_resolver(cls);
+	}
 	cbuf = malloc(1u << 20);
 	rdbuf = malloc(1u << 20);
 	for (i = 0; i < NC; i++) {
@@ -770,7 +839,7 @@ int model_chain(uint64_t seed, unsigned long nops, int dir, unsigned long *check
 				CFAIL("sync");
 		} else if (k < 885) {
 			struct ver *v = vers[cbelow(NV)];
-			cnote("check version %s", v ? v->tb->b.id : "-");
+			cnote("check version %s", v ? v->b->id : "-");
 			if (v)
 				check_version(v);
 		} else {
@@ -806,8 +875,14 @@ int model_chain(uint64_t seed, unsigned long nops, int dir, unsigned long *check
 	free(cbuf);
 	free(rdbuf);
 	close(cmap);
+	vmb_layers_close(cls);
+	cls = NULL;
+	if (metafd >= 0)
+		close(metafd);
 	*checks = cchecks;
-	fprintf(stderr, "model_chain: %lu operations, %lu checks%s\n", cop, cchecks,
-		cfailed ? ", FAILED" : "");
+	fprintf(stderr, "model_chain (%s): %lu operations (%lu freezes, %lu clones, %lu "
+		"flattens, chains up to %lu layers), %lu checks%s\n",
+		real ? "real layers" : "test double", cop, nfreeze, nclone, nflatten, maxdepth,
+		cchecks, cfailed ? ", FAILED" : "");
 	return cfailed ? 1 : 0;
 }

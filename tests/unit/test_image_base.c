@@ -5,10 +5,11 @@
  * of a layered file, version-2 sidecars (current, stale), the rebuild rule after a
  * daemon killed between a write and the next save, a lost map, a missing or failing
  * layer (-EIO naming it, never zeros), deltas made by create_delta, read-only frozen
- * images, flatten. */
+ * images, flatten; and freeze with the store's real layers (layer/). */
 #include "config.h"
 #include "image/image.h"
 #include "map/sidecar.h"
+#include "layer/layer.h"
 #include "harness.h"
 #include "testbase.h"
 
@@ -518,6 +519,121 @@ static void test_create_flatten(void)
 	free(want);
 }
 
+/* Freeze with real layers: the inode becomes a layer, the name a new empty delta
+ * with the same content, owner, mode, times; later writes never reach the layer;
+ * an empty delta is not frozen again; a second freeze stands on the first; a hard
+ * link is refused; offline freeze; flatten of a two-layer file. */
+static void test_freeze(void)
+{
+	struct vmb_layers *ls = NULL;
+	struct vmb_base_resolver lres;
+	struct vmb_image *img = NULL, *fz = NULL;
+	struct vmb_base *b1 = NULL;
+	unsigned char *v1 = calloc(1, 40 * BS), *v2 = calloc(1, 40 * BS), buf[BS];
+	char id1[VMB_BASE_ID_LEN + 1], id2[VMB_BASE_ID_LEN + 1], id3[VMB_BASE_ID_LEN + 1];
+	char path[128];
+	struct stat before, after, lst;
+	struct vmb_err e;
+	uint64_t ino = 1, limit;
+	int metafd, fd, rebuilt;
+
+	REQUIRE(mkdirat(tdir, "meta", 0700) == 0);
+	metafd = openat(tdir, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	vmb_err_clear(&e);
+	REQUIRE(vmb_layers_open(&ls, metafd, NULL, &e) == 0);
+	lres = vmb_layers_resolver(ls);
+	/* a plain file: data in blocks 0-4 and 10, a hole between, 40 blocks */
+	fd = openat(tdir, "fr.img", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0604);
+	REQUIRE(fd >= 0 && vmb_image_open2(&img, fd, mapfd, "fr.img", NULL, &lres, &e) == 0);
+	for (unsigned i = 0; i < 5 * BS; i++)
+		v1[i] = (unsigned char)(i % 253 + 1);
+	memset(v1 + 10 * BS, 0x10, BS);
+	REQUIRE(vmb_image_write(img, v1, 5 * BS, 0, NULL) == 5 * BS);
+	REQUIRE(vmb_image_write(img, v1 + 10 * BS, BS, 10 * BS, NULL) == BS);
+	REQUIRE(vmb_image_truncate(img, 40 * BS - 10, NULL) == 0);
+	CHECK(fstat(vmb_image_fd(img), &before) == 0);
+	CHECK_RC(vmb_image_freeze(img, ls, tdir, "fr.img", id1, &ino, &e), 0);
+	CHECK(ino != 0 && ino != before.st_ino);
+	CHECK(fstatat(tdir, "fr.img", &after, 0) == 0);
+	CHECK_EQ(after.st_ino, ino);
+	CHECK_EQ(after.st_mode & 07777, 0604);
+	CHECK_EQ(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	CHECK_EQ(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	CHECK_EQ(after.st_blocks, 0);
+	snprintf(path, sizeof(path), "layers/%s.data", id1);
+	CHECK(fstatat(metafd, path, &lst, 0) == 0 && lst.st_ino == before.st_ino);
+	CHECK(vmb_image_base(img, &limit) != NULL && limit == 40);
+	CHECK(same(img, v1, 40 * BS - 10));
+	CHECK_EQ(vmb_image_alloc_bytes(img), 6ull * BS);
+	CHECK_EQ(seek(img, 5 * BS, SEEK_DATA), 10 * BS);
+	/* nothing changed since: the same layer */
+	CHECK_RC(vmb_image_freeze(img, ls, tdir, "fr.img", id2, &ino, &e), 0);
+	CHECK(!strcmp(id1, id2));
+	CHECK_EQ(ino, 0);
+	/* writes after the freeze stay in the delta */
+	memcpy(v2, v1, 40 * BS);
+	memset(buf, 0xee, BS);
+	REQUIRE(vmb_image_write(img, buf, 100, 2 * BS + 50, NULL) == 100);
+	memset(v2 + 2 * BS + 50, 0xee, 100);
+	REQUIRE(vmb_image_fallocate(img, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 10 * BS, BS,
+				    NULL) == 0);
+	memset(v2 + 10 * BS, 0, BS);
+	CHECK(same(img, v2, 40 * BS - 10));
+	REQUIRE(vmb_layers_get(ls, id1, &b1, &e) == 0);
+	REQUIRE(vmb_image_open_frozen(&fz, b1, 40 * BS - 10, "v1", NULL, NULL) == 0);
+	CHECK(same(fz, v1, 40 * BS - 10));
+	vmb_image_close(fz);
+	/* a second freeze stands on the first */
+	CHECK_RC(vmb_image_freeze(img, ls, tdir, "fr.img", id2, &ino, &e), 0);
+	CHECK(strcmp(id1, id2) != 0);
+	CHECK(vmb_image_base(img, NULL) && vmb_image_base(img, NULL)->depth == 2);
+	CHECK(same(img, v2, 40 * BS - 10));
+	CHECK_EQ(vmb_image_alloc_bytes(img), 5ull * BS);
+	vmb_image_close(img);
+	img = NULL;
+	/* reopened: its saved map (version 2) is current */
+	fd = openat(tdir, "fr.img", O_RDWR | O_CLOEXEC);
+	{
+		struct vmb_blockmap m;
+		uint64_t size;
+		vmb_blockmap_init(&m);
+		CHECK_RC(vmb_image_load_map2(fd, mapfd, "fr.img", NULL, &m, &size, &rebuilt, NULL,
+					     &e), 0);
+		CHECK_EQ(rebuilt, 0);
+		vmb_blockmap_destroy(&m);
+	}
+	REQUIRE(vmb_image_open2(&img, fd, mapfd, "fr.img", NULL, &lres, &e) == 0);
+	CHECK(same(img, v2, 40 * BS - 10));
+	/* a hard link: refused, nothing changes */
+	REQUIRE(linkat(tdir, "fr.img", tdir, "fr-link.img", 0) == 0);
+	REQUIRE(vmb_image_write(img, buf, 10, 0, NULL) == 10);
+	memset(v2, 0xee, 10);
+	vmb_err_clear(&e);
+	CHECK_RC(vmb_image_freeze(img, ls, tdir, "fr.img", id3, &ino, &e), -EMLINK);
+	CHECK_STR(e.msg, "hard links");
+	CHECK(same(img, v2, 40 * BS - 10));
+	unlinkat(tdir, "fr-link.img", 0);
+	/* flatten: a plain file again, every layer's bytes in it */
+	CHECK_RC(vmb_image_flatten(img, tdir, "fr.img", &e), 0);
+	CHECK(same(img, v2, 40 * BS - 10));
+	CHECK(vmb_image_base(img, NULL) == NULL);
+	vmb_image_close(img);
+	/* offline: opened, frozen, closed */
+	CHECK_RC(vmb_image_freeze_offline(ls, tdir, "fr.img", mapfd, NULL, id3, &ino, &e), 0);
+	CHECK(ino != 0);
+	fd = openat(tdir, "fr.img", O_RDWR | O_CLOEXEC);
+	img = NULL;
+	REQUIRE(vmb_image_open2(&img, fd, mapfd, "fr.img", NULL, &lres, &e) == 0);
+	CHECK(same(img, v2, 40 * BS - 10));
+	CHECK(!strcmp(vmb_image_base(img, NULL)->id, id3));
+	vmb_image_close(img);
+	vmb_base_put(b1);
+	vmb_layers_close(ls);
+	close(metafd);
+	free(v1);
+	free(v2);
+}
+
 static void remove_tmpdir(void)
 {
 	harness_rmtree(tmpdir);
@@ -544,6 +660,7 @@ int main(void)
 	RUN(test_copy);
 	RUN(test_frozen);
 	RUN(test_create_flatten);
+	RUN(test_freeze);
 	vmb_base_put(&bases[0]->b);
 	vmb_base_put(&bases[1]->b);
 	free(bdata);
