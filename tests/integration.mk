@@ -11,6 +11,9 @@ INTEGRATION_TESTS = \
 	tests/cli.sh \
 	tests/layers-cli.sh \
 	tests/layers-blocks.sh \
+	tests/layers-mount.sh \
+	tests/layers-backup.sh \
+	tests/layers-crash.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
 	tests/mount-persist.sh \
