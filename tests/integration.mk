@@ -10,6 +10,7 @@ tests_helpers_fdhog_SOURCES = tests/helpers/fdhog.c
 INTEGRATION_TESTS = \
 	tests/cli.sh \
 	tests/layers-cli.sh \
+	tests/layers-blocks.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
 	tests/mount-persist.sh \

@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 size_t vmb_node_hash(dev_t dev, ino_t ino)
@@ -629,15 +630,53 @@ out:
 	free(full);
 }
 
+/* st_blocks of a file over layers whose image is not open: every block that reads
+ * as data through its chain (as vmb_image_alloc_bytes counts for an open one), from
+ * its map loaded by the image's rules. 1 when done, 0 when the file has no base,
+ * -errno (st left alone). */
+static int chain_blocks(struct vmb_vfs *v, struct vmb_node *n, struct stat *st)
+{
+	struct vmb_image_baseinfo bi = { .base = NULL };
+	struct vmb_blockmap m;
+	struct vmb_err e = { 0 };
+	char proc[64], rel[PATH_MAX];
+	uint64_t size;
+	int fd, rebuilt, r;
+
+	vmb_node_procpath(n, proc);
+	if (getxattr(proc, VMB_BASE_XATTR, NULL, 0) < 0)
+		return errno == ENODATA || errno == ENOTSUP ? 0 : -errno;
+	fd = open(proc, O_RDONLY | O_CLOEXEC);   /* the magic link: no O_NOFOLLOW */
+	if (fd < 0)
+		return -errno;
+	vmb_node_relpath(v, n, rel, sizeof(rel));
+	vmb_blockmap_init(&m);
+	r = vmb_image_load_map2(fd, v->store.mapfd, rel, &v->resolver, &m, &size, &rebuilt,
+				&bi, &e);
+	if (r == 0 && bi.id[0]) {
+		st->st_blocks = (blkcnt_t)(vmb_image_chain_data_blocks(&m, bi.base, bi.limit,
+								       size) *
+					   (VMB_BLOCK_SIZE / 512));
+		r = 1;
+	}
+	vmb_base_put(bi.base);
+	vmb_blockmap_destroy(&m);
+	close(fd);
+	return r;
+}
+
 /* st_blocks of a file whose image is not open: the data blocks of its saved map,
  * while the map matches the file (the backing file's own count may include the
- * filesystem's extent blocks); else the backing file's count. */
+ * filesystem's extent blocks); else the backing file's count. A file over layers:
+ * through its chain (chain_blocks). */
 static void saved_blocks(struct vmb_vfs *v, struct vmb_node *n, struct stat *st)
 {
 	char name[VMB_SIDECAR_NAME_MAX];
 	struct vmb_stamp now, saved;
 	uint64_t data;
 
+	if (chain_blocks(v, n, st) > 0)
+		return;
 	if (vmb_stamp_fd(n->fd, &now, NULL) < 0)
 		return;
 	vmb_sidecar_name(now.ino, name);
