@@ -20,7 +20,7 @@ mount_store
 # ---- a snapshot under fio --verify ----
 mkdir "$MNT/vm"
 fio --name=w --filename="$MNT/vm/disk.img" --size=32M --rw=randwrite --bs=4k \
-    --ioengine=psync --verify=crc32c --do_verify=0 --time_based --runtime=60 \
+    --ioengine=psync --thread --verify=crc32c --do_verify=0 --time_based --runtime=60 \
     --randrepeat=0 --output="$T/fio.out" >/dev/null 2>&1 &
 fio=$!
 on_exit "kill -9 $fio 2>/dev/null"

@@ -8,7 +8,8 @@ CTL_TESTS = \
 	tests/ctl.sh \
 	tests/ctl-barrier.sh \
 	tests/ctl-rebind.sh \
-	tests/ctl-view.sh
+	tests/ctl-view.sh \
+	tests/ctl-snapshot.sh
 
 TESTS += $(CTL_TESTS)
 EXTRA_DIST += $(CTL_TESTS)

@@ -61,5 +61,9 @@ struct vmb_ctl_caller {
 int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		   const struct vmb_ctl_caller *who, char **argv, int argc, char **msg,
 		   struct vmb_err *err);
+/* The same for a structural request once checked (vfs_ctl_hooks.c): the store
+ * operation (store/ops.h) with the daemon's hooks. */
+int vmb_ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_caller *who,
+		char **argv, int argc, char **msg, struct vmb_err *err);
 
 #endif

@@ -288,12 +288,6 @@ static int test_hook(struct vmb_vfs *v, const struct vmb_ctl_caller *who, char *
 	return 0;
 }
 
-static int not_yet(const char *op, struct vmb_err *err)
-{
-	return vmb_err_set(err, ENOSYS, "'%s' is not carried out by the daemon of this "
-			   "mount yet", op);
-}
-
 int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		   const struct vmb_ctl_caller *who, char **argv, int argc, char **msg,
 		   struct vmb_err *err)
@@ -326,7 +320,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		r = check_owner(v, who, "snapshot", argv[1], err);
 		if (r < 0)
 			return r;
-		return not_yet(op, err);
+		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	}
 	if (!strcmp(op, "snapshot-delete")) {
 		char bundle[NAME_MAX + 1];
@@ -339,7 +333,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		if (r < 0 && !(r == -ENOENT && who->uid == 0))   /* root: its bundle may be gone */
 			return r;
 		vmb_err_clear(err);
-		return not_yet(op, err);
+		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	}
 	if (!strcmp(op, "flatten")) {
 		if (argc != 2)
@@ -347,7 +341,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		r = check_owner(v, who, "flatten", argv[1], err);
 		if (r < 0)
 			return r;
-		return not_yet(op, err);
+		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	}
 	if (!strcmp(op, "clone")) {
 		if (argc != 3)
@@ -355,7 +349,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		r = check_clone(v, who, argv[1], argv[2], err);
 		if (r < 0)
 			return r;
-		return not_yet(op, err);
+		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	}
 	/* gc */
 	if (argc != 1)
@@ -369,5 +363,5 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 					   "(uid %u) may, not uid %u", (unsigned)st.st_uid,
 					   (unsigned)who->uid);
 	}
-	return not_yet(op, err);
+	return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 }
