@@ -71,11 +71,6 @@ unsigned vmb_pathset_get(const struct vmb_pathset *s, const char *path);
 
 /* ---- staging and trees (archive_staging.c) ------------------------------------- */
 
-/* Remove the tree `name` under dirfd (never following symlinks, staying on one
- * filesystem), removing the sidecar map of each regular file whose last link goes
- * (mapfd < 0: none). A missing tree is not an error. */
-int vmb_tree_remove(int dirfd, const char *name, int mapfd, struct vmb_err *err);
-
 /* Create STORE/.vmbundlefs/staging (on demand) and a new, unique, empty directory in
  * it; remove the leftovers of imports whose process is gone. *fd gets the new
  * directory (O_DIRECTORY), name (NAME_MAX + 1 bytes) its name in the staging dir,

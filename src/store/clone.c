@@ -530,7 +530,7 @@ int vmb_op_clone(struct vmb_opctx *c, const char *src, const char *dst, struct v
 fail:
 	{
 		struct vmb_err e2;
-		if (vmb_ops_rmtree(stagefd, cname, c->store->mapfd, &e2) < 0)
+		if (vmb_tree_remove(stagefd, cname, c->store->mapfd, &e2) < 0)
 			vmb_log_msg(c->log, "clone '%s': cannot remove its staging directory: %s "
 				    "(gc removes it)", dst, e2.msg);
 	}

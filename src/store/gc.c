@@ -61,7 +61,7 @@ static uint64_t sweep_staging(struct vmb_opctx *c)
 		if (lfd < 0)
 			continue;
 		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
-			if (vmb_ops_rmtree(sfd, de->d_name, c->store->mapfd, &e) < 0)
+			if (vmb_tree_remove(sfd, de->d_name, c->store->mapfd, &e) < 0)
 				vmb_log_msg(c->log, "gc: %s", e.msg);
 			else
 				n++;

@@ -50,9 +50,6 @@ int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 int vmb_ops_staging_create(struct vmb_store *s, int *stagefd, int *fd,
 			   char name[NAME_MAX + 1], struct vmb_err *err);
 
-/* Remove dirfd/name and everything below it (and the sidecar maps of its files). */
-int vmb_ops_rmtree(int dirfd, const char *name, int mapfd, struct vmb_err *err);
-
 /* STORE/.vmbundlefs/snapshots, created when create says so: an fd, or -errno
  * (-ENOENT when missing and not created). */
 int vmb_ops_snapdir(struct vmb_store *s, int create, struct vmb_err *err);

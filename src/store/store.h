@@ -114,6 +114,11 @@ typedef int (*vmb_tree_fn)(void *arg, enum vmb_tree_event ev, const struct vmb_t
 			   struct vmb_err *err);
 int vmb_tree_walk(int dfd, const char *top, vmb_tree_fn fn, void *arg, struct vmb_err *err);
 
+/* Remove the tree `name` under dirfd (never following symlinks, staying on one
+ * filesystem), removing the sidecar map of each regular file whose last link goes
+ * (mapfd < 0: none). A missing tree is not an error. */
+int vmb_tree_remove(int dirfd, const char *name, int mapfd, struct vmb_err *err);
+
 /* path (len bytes) as it may appear in a message (at most VMB_PATH_MSG_MAX bytes,
  * so that a message of VMB_ERR_MAX bytes keeps what it says about it): itself when
  * short enough, else its first 40 bytes, "...", and its end, in buf. The end

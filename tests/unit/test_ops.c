@@ -184,7 +184,7 @@ static int rmrf(const char *rel)
 {
 	struct vmb_err err;
 
-	return vmb_ops_rmtree(S.dirfd, rel, S.mapfd, &err);
+	return vmb_tree_remove(S.dirfd, rel, S.mapfd, &err);
 }
 
 static int exists(const char *rel)
