@@ -138,6 +138,8 @@ struct vmb_vfs {
 	int ctl_test_hooks;
 	long long ctl_resume_at;
 	struct vmb_layers *layers;   /* the store's layers (layer/layer.h) */
+	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
+					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
 	struct vmb_snapview *snapview;
 };
