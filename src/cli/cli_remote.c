@@ -40,12 +40,23 @@ static void log_line(void *arg, const char *msg)
 
 static const struct vmb_log cli_log = { log_line, NULL };
 
+/* The copies o points into, kept for the life of the process. */
+static char *kept_opts[16];
+
 int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_err *err)
 {
-	char *copy = strdup(opts ? opts : ""), *tok, *save = NULL;   /* kept: o points in */
+	char *copy = strdup(opts ? opts : ""), *tok, *save = NULL;
+	size_t k;
 
 	if (!copy)
 		return vmb_err_set(err, ENOMEM, "out of memory");
+	for (k = 0; k < 16 && kept_opts[k]; k++)
+		;
+	if (k == 16) {
+		free(copy);
+		return vmb_err_set(err, E2BIG, "too many -o options");
+	}
+	kept_opts[k] = copy;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (!strncmp(tok, "cache=", 6) && tok[6])
 			o->cache_dir = tok + 6;
