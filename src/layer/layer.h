@@ -229,8 +229,9 @@ int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
  * every base of ls). */
 void vmb_layers_set_remote(struct vmb_layers *ls, struct vmb_remote *r);
 
-/* Write layers/<ID>.remote for rl (ID from rl->index); an existing one with the
- * same content is kept (-EEXIST when it differs: a corrupt store). 0 or -errno. */
+/* Write layers/<ID>.remote for rl (ID from rl->index); an existing one for the
+ * same index and size is kept, whatever its URL (the same image from a mirror:
+ * -EEXIST when the size differs, a damaged store). 0 or -errno. */
 int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
 			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
 

@@ -206,10 +206,11 @@ int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remot
 	vmb_err_clear(&e);
 	rc = vmb_layers_remote_info(ls, id, &old, &e);
 	if (rc == 0) {
-		if (strcmp(old.url, rl->url) || memcmp(old.index, rl->index, 32) ||
-		    old.size != rl->size)
+		/* the same image (same digest) from another URL (a mirror): the layer
+		 * that exists serves it */
+		if (memcmp(old.index, rl->index, 32) || old.size != rl->size)
 			return vmb_err_set(err, EEXIST, "remote layer '%s' exists with another "
-					   "source (%s)", id, old.url);
+					   "size (%s)", id, old.url);
 		return 0;
 	}
 	if (rc != -ENOENT)

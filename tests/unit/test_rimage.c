@@ -24,12 +24,12 @@
 #define BS 4096u
 #define CS (64u << 10)
 
-static char tmpdir[4096];
-static char pubdir[4200], cachedir[4200], url[4300];
+static char tmpdir[1024];
+static char pubdir[1100], cachedir[1100], url[1200];
 
 static void mkdirs(const char *p)
 {
-	char b[4300];
+	char b[4700];
 
 	snprintf(b, sizeof(b), "mkdir -p '%s'", p);
 	if (system(b) != 0)
@@ -373,6 +373,15 @@ static void test_layers(void)
 	rl.size++;
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), -EEXIST);
 	rl.size--;
+	snprintf(rl.url, sizeof(rl.url), "https://mirror.example/x");
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* a mirror: kept */
+	{
+		struct vmb_layer_remote back;
+
+		CHECK_RC(vmb_layers_remote_info(ls, id, &back, &e), 0);
+		CHECK(!strcmp(back.url, url));
+	}
+	snprintf(rl.url, sizeof(rl.url), "%s", url);
 	/* no remote context: a clear error */
 	CHECK_RC(vmb_layers_get(ls, id, &b, &e), -EIO);
 	CHECK_STR(e.msg, "no remote context");
