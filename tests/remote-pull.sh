@@ -40,6 +40,13 @@ PUB=$T/pub
 URL="file://$PUB"
 chunks() { find "$T/cache/chunks" -type f 2>/dev/null | wc -l; }
 
+# ---- a store with no remote layer never touches a cache ----
+VMB_TEST_MOUNT_OPTS= VMBUNDLEFS_CACHE=$T/nocache mount_store
+mkdir "$MNT/local" && vmbio pwrite "$MNT/local/disk.img" 0 65536 p1 >/dev/null
+check "a local bundle reads" vmbio verify "$MNT/local/disk.img" 0 65536 p1
+unmount_store
+check_fails "no cache directory was made for a store without remote layers" test -e "$T/nocache"
+
 # ---- pull, offline (the store is not mounted) ----
 check "pull URL#vm1 into a store" "$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL#vm1"
 assert_eq "small file written whole" "$(cat "$SRC/config.json")" "$(cat "$STORE/vm1/config.json")"
