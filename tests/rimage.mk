@@ -4,6 +4,10 @@ check_PROGRAMS += tests/helpers/mkpub
 tests_helpers_mkpub_SOURCES = tests/helpers/mkpub.c
 tests_helpers_mkpub_LDADD = $(VMB_CORE_LIBS)
 
-VMB_RIMAGE_TESTS = tests/remote-pull.sh tests/remote-mount.sh
+check_PROGRAMS += tests/unit/test_rimage
+tests_unit_test_rimage_SOURCES = tests/unit/test_rimage.c tests/unit/harness.h
+tests_unit_test_rimage_LDADD = $(VMB_CORE_LIBS)
+
+VMB_RIMAGE_TESTS = tests/unit/test_rimage tests/remote-pull.sh tests/remote-mount.sh
 TESTS += $(VMB_RIMAGE_TESTS)
-EXTRA_DIST += $(VMB_RIMAGE_TESTS)
+EXTRA_DIST += tests/remote-pull.sh tests/remote-mount.sh

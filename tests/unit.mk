@@ -7,8 +7,7 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_crc_digest \
 	tests/unit/test_fdio \
 	tests/unit/test_lock \
-	tests/unit/test_layer \
-	tests/unit/test_rimage
+	tests/unit/test_layer
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -35,6 +34,3 @@ tests_unit_test_lock_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_layer_SOURCES = tests/unit/test_layer.c tests/unit/harness.h
 tests_unit_test_layer_LDADD = $(VMB_CORE_LIBS)
-
-tests_unit_test_rimage_SOURCES = tests/unit/test_rimage.c tests/unit/harness.h
-tests_unit_test_rimage_LDADD = $(VMB_CORE_LIBS)
