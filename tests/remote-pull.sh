@@ -122,6 +122,17 @@ check "offline: holes still read" vmbio verify "$MNT/vm3/disk.img" 0 65536 0
 unmount_store
 mv "$PUB.away" "$PUB"
 
+# ---- a clone and a snapshot of a pulled bundle: local layers over a remote one ----
+check "clone a pulled bundle" "$VMB_BIN" clone "$STORE" vm1 vm1c
+check "snapshot a pulled bundle" "$VMB_BIN" snapshot "$STORE" vm1 s1
+mount_store
+check "the clone reads as the bundle did" cmp "$T/expect.img" "$MNT/vm1c/disk.img"
+vmbio pwrite "$MNT/vm1c/disk.img" 0 4096 p12 >/dev/null
+check "the bundle is not changed by a write to its clone" cmp "$T/expect.img" "$F"
+check "the snapshot reads as the bundle did" cmp "$T/expect.img" "$MNT/.snapshots/vm1@s1/disk.img"
+assert_match "deps of the clone ends in the remote layer" "^remote [0-9a-f]{32} $URL\$" "$("$VMB_BIN" deps "$STORE" vm1c 2>&1)"
+unmount_store
+
 # ---- prefetch, gc, flatten ----
 check "prefetch on the store (not mounted)" "$VMB_BIN" prefetch "$STORE/vm3/disk.img"
 mv "$PUB" "$PUB.away"
