@@ -146,6 +146,9 @@ void vmb_remote_close(struct vmb_remote *r)
 	pthread_mutex_lock(&r->mu);
 	r->stop = 1;
 	pthread_cond_broadcast(&r->cv);
+	/* a worker waiting for the network (hard mode) gives up now */
+	for (i = 0; i < r->nfe; i++)
+		vmb_fetcher_cancel(r->fe[i].f);
 	pthread_mutex_unlock(&r->mu);
 	for (i = 0; i < r->nth; i++)
 		pthread_join(r->th[i], NULL);
