@@ -412,11 +412,20 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);
-	b = malloc(max);
-	if (!b)
-		return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
 	vmb_pub_object_path(digest, opath);
-	n = vmb_fetch_get(f, opath, 0, 0, b, max, err);
+	/* most objects are small: a buffer that grows when the object does not fit */
+	for (size_t cap = max < (1u << 20) ? max : (1u << 20);; cap = cap * 8 < max ? cap * 8 : max) {
+		void *nb = realloc(b, cap);
+
+		if (!nb) {
+			free(b);
+			return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
+		}
+		b = nb;
+		n = vmb_fetch_get(f, opath, 0, 0, b, cap, err);
+		if (n != -EFBIG || cap == max)
+			break;
+	}
 	if (n < 0) {
 		free(b);
 		return (int)n;
