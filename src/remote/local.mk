@@ -5,3 +5,7 @@ src_libvmbundle_a_SOURCES += \
 	src/remote/pubfmt.c src/remote/pubfmt.h \
 	src/remote/pubtext.c src/remote/pubtext.h \
 	src/remote/pubbundle.c src/remote/pubimage.c
+# remote images as bases, and a process's remote context (rimage)
+src_libvmbundle_a_SOURCES += \
+	src/remote/remote.c src/remote/remote.h \
+	src/remote/rimage.c src/remote/rimage.h
