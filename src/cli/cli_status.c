@@ -37,11 +37,11 @@ static unsigned long long stat_of(const char *text, const char *key)
 	return 0;
 }
 
-/* The remote figures of the mount at mp (its root's user.vmbundlefs.stats). */
+/* The remote figures of the mount at mp (its root's user.vmbundlefs.remote). */
 static void remote_status(const char *mp)
 {
 	char text[2048], *dir, *err;
-	ssize_t n = getxattr(mp, "user.vmbundlefs.stats", text, sizeof(text) - 1);
+	ssize_t n = getxattr(mp, "user.vmbundlefs.remote", text, sizeof(text) - 1);
 	unsigned long long reads, hits, secs, bytes;
 
 	if (n <= 0)

@@ -29,20 +29,40 @@ ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size)
 }
 
 /* "backing_read_bytes N\n": for benchmarks and for checking that holes are never
- * read from the store; then the remote images' counters (vmbundlefs status). */
-static ssize_t stats_xattr(struct vmb_vfs *v, void *buf, size_t size)
+ * read from the store. */
+static ssize_t stats_xattr(void *buf, size_t size)
+{
+	char text[64];
+	int len = snprintf(text, sizeof(text), "backing_read_bytes %llu\n",
+			   (unsigned long long)vmb_image_backing_read_bytes());
+
+	return vmb_xattr_text(text, len, buf, size);
+}
+
+/* The root's user.vmbundlefs.remote: the daemon's remote counters (vmbundlefs
+ * status); it has a value once a remote image was read. */
+static int root_remote_used(struct vmb_vfs *v)
+{
+	struct vmb_remote_stats rs;
+
+	vmb_remote_stats(v->remote, &rs);
+	return rs.reads || rs.errors || rs.fetches;
+}
+
+static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
 {
 	struct vmb_remote_stats rs;
 	char text[1024];
 	int len;
 
 	vmb_remote_stats(v->remote, &rs);
-	len = snprintf(text, sizeof(text), "backing_read_bytes %llu\n"
+	if (!rs.reads && !rs.errors && !rs.fetches)
+		return -ENODATA;
+	len = snprintf(text, sizeof(text),
 		       "remote_reads %llu\nremote_hits %llu\nremote_fetches %llu\n"
 		       "remote_fetch_bytes %llu\nremote_errors %llu\nremote_inflight %llu\n"
 		       "remote_readahead %llu\nremote_seconds %llu\ncache_bytes %llu\n"
 		       "cache_chunks %llu\ncache_dir %s\n%s%.255s%s",
-		       (unsigned long long)vmb_image_backing_read_bytes(),
 		       (unsigned long long)rs.reads, (unsigned long long)rs.hits,
 		       (unsigned long long)rs.fetches, (unsigned long long)rs.fetch_bytes,
 		       (unsigned long long)rs.errors, (unsigned long long)rs.inflight,
@@ -150,7 +170,11 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 	}
 	if (n == &v->root && !strcmp(name, STATS_XATTR)) {
 		vmb_node_put(v, n);
-		return stats_xattr(v, buf, size);
+		return stats_xattr(buf, size);
+	}
+	if (n == &v->root && !strcmp(name, REMOTE_XATTR)) {
+		vmb_node_put(v, n);
+		return root_remote_xattr(v, buf, size);
 	}
 	if (!strcmp(name, REMOTE_XATTR)) {
 		r = S_ISREG(n->type) ? remote_xattr(v, proc, buf, size) : -ENODATA;
@@ -259,6 +283,8 @@ ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 	if (n == &v->root) {
 		r = list_add(buf, size, &out, STATS_XATTR);
 		if (r < 0)
+			goto out;
+		if (root_remote_used(v) && (r = list_add(buf, size, &out, REMOTE_XATTR)) < 0)
 			goto out;
 	}
 	if (S_ISREG(n->type)) {
