@@ -118,6 +118,10 @@ assert_eq "publish of an unmounted store, of a snapshot (exit 0, quiet)" "0:" "$
 check "... the snapshot given is left" test -f "$STORE/.vmbundlefs/snapshots/vm@keep"
 assert_eq "... the temporary one is gone" "vm@keep" "$(ls "$STORE/.vmbundlefs/snapshots")"
 assert_match "... both bundles listed" "^generation 4 bundles 2 objects" "$("$PC" "$T/pub")"
+out=$(umask 077; "$VMB_BIN" publish -q "$STORE" small "$T/pub077" 2>&1)
+assert_eq "publish under umask 077 (exit 0)" "0:" "$?:$out"
+assert_eq "... every directory 0755, every file 0644: a web server can serve them" "" \
+    "$(find "$T/pub077" \( -type d ! -perm 0755 \) -o \( -type f ! -perm 0644 \) -printf '%m %p\n')"
 
 # ---- signed ----
 openssl genpkey -algorithm ed25519 -out "$T/key.pem" 2>/dev/null

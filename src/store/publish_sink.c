@@ -96,7 +96,9 @@ static int dir_put(struct vmb_pub_sink *s, const char *path, const void *buf, si
 
 		memcpy(sub, path + 8, 2);
 		sub[2] = '\0';
-		if (mkdirat(d->ofd, sub, 0755) < 0 && errno != EEXIST) {
+		if (mkdirat(d->ofd, sub, 0755) == 0)
+			fchmodat(d->ofd, sub, 0755, 0);   /* whatever the umask */
+		else if (errno != EEXIST) {
 			r = vmb_err_sys(err, errno, "cannot create '%s/objects/%s'", s->where,
 					sub);
 			goto fail;
@@ -233,7 +235,9 @@ static int subdir(int dfd, const char *name, const char *where, struct vmb_err *
 {
 	int fd;
 
-	if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST)
+	if (mkdirat(dfd, name, 0755) == 0)
+		fchmodat(dfd, name, 0755, 0);   /* served to anyone: whatever the umask */
+	else if (errno != EEXIST)
 		return vmb_err_sys(err, errno, "cannot create '%s/%s'", where, name);
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
