@@ -5,6 +5,8 @@ check_PROGRAMS += tests/unit/test_fetch
 TESTS += tests/unit/test_fetch
 tests_unit_test_fetch_SOURCES = tests/unit/test_fetch.c tests/unit/harness.h
 tests_unit_test_fetch_LDADD = $(VMB_CORE_LIBS)
+# it also tests vmb_curl_err, from remote/fetch_int.h (curl/curl.h)
+tests_unit_test_fetch_CPPFLAGS = $(AM_CPPFLAGS) $(CURL_CFLAGS)
 
 check_PROGRAMS += tests/unit/test_s3cred
 TESTS += tests/unit/test_s3cred
@@ -19,3 +21,5 @@ TESTS += tests/fetch-http.sh
 EXTRA_DIST += tests/fetch-http.sh
 TESTS += tests/fetch-s3.sh
 EXTRA_DIST += tests/fetch-s3.sh tests/helpers/s3sigv4.js
+TESTS += tests/fetch-faults.sh
+EXTRA_DIST += tests/fetch-faults.sh tests/helpers/faultsrv.js

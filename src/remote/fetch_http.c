@@ -95,6 +95,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	}
 	memcpy(c->dst + c->got, p, len);
 	c->got += len;
+	if (c->req->len && c->status == 200 && c->got == c->cap)
+		c->complete = 1;   /* a range answered with the whole object: ours is in */
 	return size * n;
 }
 
