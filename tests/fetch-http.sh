@@ -92,6 +92,7 @@ http {
 		ssl_certificate $T/srv.crt;
 		ssl_certificate_key $T/srv.key;
 		root $T/srv;
+		location /close/ { return 444; }
 	}
 }
 EOF
@@ -158,6 +159,9 @@ expect_rc "https: a wrong CA fails verification, not retried" 13 \
 	"TLS: the server's certificate does not verify" "$FT" -v -n 3 -c "$T/wrongca.crt" "$S" get index
 check "https: ... with no retry" grep -q "retries 0 errors 1" "$T/err"
 expect_rc "https: the system CAs do not know the test CA" 13 "does not verify" "$FT" "$S" get index
+head -c 16000000 /dev/zero >"$T/zeros"
+expect_rc "https: a PUT cut off by the server (444, mid-body): an error, the process lives" 5 \
+	"cannot upload 'https://localhost:$P2/close/x'" "$FT" -n 1 -b 10 -c "$T/ca.crt" "https://localhost:$P2/close" put x "$T/zeros"
 expect_rc "https: a missing CA file is an error" 22 "cannot load the CA file" \
 	"$FT" -c "$T/nonexistent.crt" "$S" get index
 : >"$T/access.log"

@@ -14,6 +14,7 @@
 #include "remote/fetch_int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 
 struct xfer {
@@ -109,7 +110,15 @@ static void *engine_main(void *arg)
 	struct xfer *x, **pp;
 	int running, left, stop, cancelled;
 	CURLMsg *m;
+	sigset_t pipe;
 
+	/* Every transfer runs on this thread, with CURLOPT_NOSIGNAL (threads): a write to
+	 * a connection the peer closed must give EPIPE, not kill the process (libcurl
+	 * ignores SIGPIPE itself only without NOSIGNAL). Blocked here, a SIGPIPE raised on
+	 * this thread stays pending and harmless. */
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
 		stop = e->stop;
