@@ -319,6 +319,20 @@ void vmb_fetch_note_error(struct vmb_fetcher *f, const char *a, const char *b)
 	d[n] = '\0';
 }
 
+int vmb_fetcher_object_url(const struct vmb_fetcher *f, const char *path, char **out,
+			   struct vmb_err *err)
+{
+	*out = NULL;
+	if (!path_ok(path))
+		return vmb_err_set(err, EINVAL, "'%s' at '%s': not a plain relative path", path,
+				   f->url);
+	if (asprintf(out, "%s%s", f->base, path) < 0) {
+		*out = NULL;
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 static const char *verb(enum vmb_fetch_op op)
 {
 	return op == VMB_FETCH_PUT ? "upload" : op == VMB_FETCH_HEAD ? "look up" : "fetch";

@@ -70,6 +70,12 @@ void vmb_fetcher_close(struct vmb_fetcher *);
 void vmb_fetcher_cancel(struct vmb_fetcher *);
 /* The base URL as given at open (without a trailing '/'). */
 const char *vmb_fetcher_url(const struct vmb_fetcher *);
+/* Added: the location PATH is really requested at, in *out (caller frees): the file
+ * name for file://, the https URL of the bucket for s3:// (virtual-host style on AWS,
+ * path style under an endpoint or for a bucket name with '.', '_' or capitals).
+ * For messages and status. -EINVAL for a bad path, -ENOMEM. */
+int vmb_fetcher_object_url(const struct vmb_fetcher *, const char *path, char **out,
+			   struct vmb_err *);
 
 /* GET the object at PATH (relative to the URL: "index", "objects/ab/...") whole, or
    bytes [off, off+len) of it when len > 0, into buf (which must hold len or max).

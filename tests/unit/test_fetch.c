@@ -4,6 +4,7 @@
  * checks, and file:// get/head/put. */
 #include "config.h"
 #include "remote/fetch.h"
+#include "remote/fetch_int.h"   /* vmb_curl_err */
 #include "harness.h"
 
 #include <dirent.h>
@@ -491,6 +492,100 @@ static void test_file(void)
 	harness_rmtree(dir);
 }
 
+/* where s3:// objects are requested: virtual-host style on AWS, path style under an
+ * endpoint or for names that cannot be host names; the region from the environment */
+static void test_s3_urls(void)
+{
+	static const struct { const char *url, *endpoint, *region, *want; } t[] = {
+		{ "s3://my-bucket/pub/v1", NULL, NULL,
+		  "https://my-bucket.s3.eu-west-3.amazonaws.com/pub/v1/objects/ab/cd" },
+		{ "s3://my-bucket", NULL, "us-west-2",
+		  "https://my-bucket.s3.us-west-2.amazonaws.com/objects/ab/cd" },
+		{ "s3://my.dotted.bucket/p/", NULL, NULL,
+		  "https://s3.eu-west-3.amazonaws.com/my.dotted.bucket/p/objects/ab/cd" },
+		{ "s3://Old_Bucket/p", NULL, NULL,
+		  "https://s3.eu-west-3.amazonaws.com/Old_Bucket/p/objects/ab/cd" },
+		{ "s3://b12/x/y", "http://127.0.0.1:9000/", NULL,
+		  "http://127.0.0.1:9000/b12/x/y/objects/ab/cd" },
+		{ "s3://b12", "https://minio.example:9000", NULL,
+		  "https://minio.example:9000/b12/objects/ab/cd" },
+		{ "https://h.example/p/", NULL, NULL, "https://h.example/p/objects/ab/cd" },
+		{ NULL, NULL, NULL, NULL }
+	};
+	struct vmb_fetch_opts o;
+	struct vmb_fetcher *f;
+	struct vmb_err err;
+	char dir[256], *u;
+	int i;
+
+	REQUIRE(harness_tmpdir(dir, sizeof(dir), "fetch-s3") == 0);
+	setenv("HOME", dir, 1);
+	setenv("AWS_REGION", "eu-west-3", 1);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_PROFILE");
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_CONFIG_FILE");
+	for (i = 0; t[i].url; i++) {
+		vmb_fetch_opts_default(&o);
+		o.endpoint = t[i].endpoint;
+		o.region = t[i].region;
+		f = NULL;
+		if (vmb_fetcher_open(t[i].url, &o, &f, &err)) {
+			CHECK(!"open failed");
+			fprintf(stderr, "    %s: %s\n", t[i].url, err.msg);
+			continue;
+		}
+		u = NULL;
+		CHECK_RC(vmb_fetcher_object_url(f, "objects/ab/cd", &u, &err), 0);
+		if (u && strcmp(u, t[i].want)) {
+			CHECK(!"object URL");
+			fprintf(stderr, "    %s: got %s, want %s\n", t[i].url, u, t[i].want);
+		}
+		free(u);
+		CHECK_RC(vmb_fetcher_object_url(f, "../x", &u, &err), -EINVAL);
+		vmb_fetcher_close(f);
+	}
+	unsetenv("AWS_REGION");
+	harness_rmtree(dir);
+}
+
+/* the one mapper of libcurl's codes: errno, and which failures may pass */
+static void test_curl_err(void)
+{
+	static const struct { CURLcode code; int e, transient; const char *msg; } t[] = {
+		{ CURLE_COULDNT_CONNECT, ECONNREFUSED, 1, "cannot connect" },
+		{ CURLE_COULDNT_RESOLVE_HOST, EHOSTUNREACH, 1, "cannot resolve" },
+		{ CURLE_OPERATION_TIMEDOUT, ETIMEDOUT, 1, "timed out" },
+		{ CURLE_PARTIAL_FILE, EIO, 1, "truncated body" },
+		{ CURLE_RECV_ERROR, ECONNRESET, 1, "connection lost" },
+		{ CURLE_SEND_ERROR, ECONNRESET, 1, "connection lost" },
+		{ CURLE_GOT_NOTHING, ECONNRESET, 1, "connection lost" },
+		{ CURLE_HTTP2_STREAM, ECONNRESET, 1, "connection lost" },
+		{ CURLE_SSL_CONNECT_ERROR, ECONNRESET, 1, "connection lost" },
+		{ CURLE_PEER_FAILED_VERIFICATION, EACCES, 0, "does not verify" },
+		{ CURLE_SSL_CACERT_BADFILE, EINVAL, 0, "CA file" },
+		{ CURLE_URL_MALFORMAT, EINVAL, 0, "unusable URL" },
+		{ CURLE_TOO_MANY_REDIRECTS, ELOOP, 0, "redirects" },
+		{ CURLE_OUT_OF_MEMORY, ENOMEM, 0, "out of memory" },
+		{ CURLE_ABORTED_BY_CALLBACK, ECANCELED, 0, "cancelled" },
+		{ CURLE_FUNCTION_NOT_FOUND, EIO, 0, "curl 41" },
+	};
+	struct vmb_err err;
+	size_t i;
+	int tr;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		tr = -1;
+		CHECK_RC(vmb_curl_err(t[i].code, "detail", &tr, &err), -t[i].e);
+		CHECK_EQ(tr, t[i].transient);
+		CHECK_STR(err.msg, t[i].msg);
+		CHECK_STR(err.msg, "detail");
+	}
+	/* without curl's error buffer: curl's text for the code */
+	CHECK_RC(vmb_curl_err(CURLE_COULDNT_CONNECT, "", &tr, &err), -ECONNREFUSED);
+	CHECK_STR(err.msg, "(curl 7: ");
+}
+
 int main(void)
 {
 	RUN(test_policy);
@@ -500,5 +595,7 @@ int main(void)
 	RUN(test_threads);
 	RUN(test_checks);
 	RUN(test_file);
+	RUN(test_s3_urls);
+	RUN(test_curl_err);
 	return harness_exit("test_fetch");
 }
