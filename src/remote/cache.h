@@ -96,7 +96,7 @@ typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t l
  * another process tries the fill itself). *hit (may be NULL): 1 when the object was
  * present at the call. A present object of another size than len whose bytes match
  * the digest: -EINVAL (the caller's len is wrong); one whose bytes do not match is
- * removed and filled again. */
+ * removed and filled again. fill NULL: only what is present (else -ENOENT). */
 int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
 /* 1 if present, else 0; one fstatat. */
@@ -143,5 +143,9 @@ struct vmb_cache_stats {
 	uint64_t waits;
 };
 void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
+/* Count the objects present now (a listing of chunks/; also sets the bytes and
+ * chunks counters): for a status command that cannot wait for the first scan. */
+int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
+		    struct vmb_err *err);
 
 #endif

@@ -207,6 +207,26 @@ out:
 	return r;
 }
 
+int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
+		    struct vmb_err *err)
+{
+	struct ent *v = NULL;
+	size_t n = 0;
+	uint64_t total = 0;
+	int r = scan(c, &v, &n, &total, err);
+
+	free(v);
+	if (r < 0)
+		return r;
+	VMB_ATOMIC_STORE(&c->bytes, total);
+	VMB_ATOMIC_STORE(&c->chunks, (uint64_t)n);
+	if (bytes)
+		*bytes = total;
+	if (chunks)
+		*chunks = n;
+	return 0;
+}
+
 int vmb_cache_evict(struct vmb_cache *c, struct vmb_err *err)
 {
 	return run_evict(c, 1, err);
@@ -275,8 +295,10 @@ void vmb_cache_after_fill(struct vmb_cache *c, uint64_t len)
 
 	if (!c->ev_started)
 		return;
-	/* our own count, or others' fills we cannot see: rescan every 5% of max */
-	if (max && (VMB_ATOMIC_LOAD(&c->bytes) > max || since >= max / 20))
+	/* over max by our count (rescanning at most every MiB filled: pins may keep it
+	 * over), or others' fills we cannot see: rescan every 5% of max */
+	if (max && ((VMB_ATOMIC_LOAD(&c->bytes) > max && since >= (1u << 20)) ||
+		    since >= max / 20))
 		vmb_cache_evict_kick(c);
 	else if (c->opts.min_free_bytes && free_bytes(c) < c->opts.min_free_bytes)
 		vmb_cache_evict_kick(c);

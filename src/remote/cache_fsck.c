@@ -234,16 +234,13 @@ static void check_pins_urls(struct fsck *f)
 
 static void check_top(struct fsck *f)
 {
-	static const char *const known[] = {
-		"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", NULL,
-	};
 	struct dirent *e;
 	DIR *d = opendir_at(f->c->dirfd, ".");
 
 	while (d && (e = readdir(d))) {
 		int ok = is_dot(e->d_name) || !strncmp(e->d_name, ".version.", 9);
 
-		for (const char *const *k = known; !ok && *k; k++)
+		for (const char *const *k = vmb_cache_known_top; !ok && *k; k++)
 			ok = !strcmp(e->d_name, *k);
 		if (!ok) {
 			f->stray++;

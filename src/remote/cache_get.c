@@ -66,6 +66,8 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], const char *
 		return fd;
 	VMB_ATOMIC_ADD(&c->fills, 1);
 	r = fill(arg, digest, len, fd, err);
+	if (r == -ENOSPC)
+		vmb_cache_evict_kick(c);
 	if (r < 0) {
 		if (!err || !err->msg[0])
 			vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
@@ -238,6 +240,9 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			VMB_ATOMIC_ADD(&c->misses, 1);
 			counted = 1;
 		}
+		if (!fill)
+			return vmb_err_set(err, ENOENT, "chunk %s is not in cache '%s'", rel + 3,
+					   c->path);
 		pthread_mutex_lock(&c->mu);
 		for (f = c->flights; f; f = f->next)
 			if (!memcmp(f->digest, digest, 32))

@@ -45,6 +45,8 @@ struct vmb_cache {
 	uint64_t since_scan;           /* bytes this process filled since the last scan */
 };
 
+extern const char *const vmb_cache_known_top[];
+
 /* "aa/<64 hex>" of a digest, relative to chunks/ and lock/. */
 #define VMB_CACHE_REL 68
 void vmb_cache_rel(const uint8_t d[32], char rel[VMB_CACHE_REL]);

@@ -15,8 +15,9 @@
 #include <unistd.h>
 #include "base/fdio.h"
 
-static const char *const known_top[] = {
-	"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", NULL,
+/* What a cache's top level may hold (lost+found: a cache on a file system of its own). */
+const char *const vmb_cache_known_top[] = {
+	"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", "lost+found", NULL,
 };
 
 void vmb_cache_opts_default(struct vmb_cache_opts *o)
@@ -234,7 +235,7 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 				int ok = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
 					 !strncmp(e->d_name, ".version.", 9);
 
-				for (const char *const *k = known_top; !ok && *k; k++)
+				for (const char *const *k = vmb_cache_known_top; !ok && *k; k++)
 					ok = !strcmp(e->d_name, *k);
 				if (!ok) {
 					vmb_err_set(err, ENOTEMPTY, "'%s' is not a vmbundlefs cache "
@@ -247,7 +248,8 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 			}
 			closedir(d);
 		}
-		snprintf(tmp, sizeof(tmp), ".version.%ld", (long)getpid());
+		snprintf(tmp, sizeof(tmp), ".version.%ld.%lx", (long)getpid(),
+			 (unsigned long)(uintptr_t)c);
 		fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, c->fmode);
 		if (fd < 0)
 			return vmb_err_sys(err, errno, "cache '%s': cannot create its version file",

@@ -189,6 +189,14 @@ static void test_basic(void)
 	umask(old);
 	REQUIRE(c);
 	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	{
+		struct vmb_err err;
+
+		fd = -1;
+		vmb_err_clear(&err);
+		CHECK_RC(vmb_cache_get(c, o.d, o.len, NULL, NULL, &fd, &hit, &err), -ENOENT);
+		CHECK_STR(err.msg, "is not in cache");
+	}
 	CHECK_RC(get_check(c, &o, &s, &hit), 0);
 	CHECK_EQ(hit, 0);
 	CHECK_EQ(s.calls, 1);
@@ -200,7 +208,7 @@ static void test_basic(void)
 	CHECK_RC(get_check(c, &empty, &s, &hit), 0);
 	vmb_cache_stats(c, &st);
 	CHECK_EQ(st.hits, 1);
-	CHECK_EQ(st.misses, 2);
+	CHECK_EQ(st.misses, 3);   /* the get without a fill too */
 	CHECK_EQ(st.fills, 2);
 	CHECK_EQ(st.fill_bytes, 100000);
 	CHECK_EQ(st.chunks, 2);
@@ -256,6 +264,13 @@ static void test_basic(void)
 	/* persistent: a new open sees it */
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
+	{
+		uint64_t b = 0, n = 0;
+
+		CHECK_RC(vmb_cache_usage(c, &b, &n, NULL), 0);
+		CHECK_EQ(b, 100000);
+		CHECK_EQ(n, 2);
+	}
 	s.calls = 0;
 	CHECK_RC(get_check(c, &o, &s, &hit), 0);
 	CHECK_EQ(hit, 1);
@@ -294,6 +309,18 @@ static void test_open_errors(void)
 	vmb_err_clear(&err);
 	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EINVAL);
 	CHECK_STR(err.msg, "unknown version 'vmbundlefs-cache 2'");
+
+	/* a file system of its own: lost+found is fine */
+	snprintf(dir, sizeof(dir), "%s/fs", root);
+	mkdir(dir, 0755);
+	snprintf(p, sizeof(p), "%s/fs/lost+found", root);
+	mkdir(p, 0700);
+	c = open_cache(dir, 0, 0);
+	CHECK(c != NULL);
+	if (c)
+		CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	c = NULL;
 
 	/* world-writable: refused */
 	snprintf(dir, sizeof(dir), "%s/ww", root);
