@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -352,6 +353,60 @@ static void test_open_errors(void)
 		free(o.data);
 	}
 
+	/* a cache shared by a group: root and a member (uid 65534) both fill it */
+	if (geteuid() == 0) {
+		struct obj x, y;
+		struct fillspec s = { 0 };
+		struct stat sb;
+		int status = 0, hit = -1;
+		pid_t pid;
+
+		chmod(root, 0755);
+		snprintf(dir, sizeof(dir), "%s/grp2", root);
+		mkdir(dir, 0755);
+		CHECK(chown(dir, 0, 65534) == 0);
+		chmod(dir, 02775);
+		obj_make(&x, 4, 7000);
+		obj_make(&y, 5, 9000);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		s.o = &x;
+		CHECK_RC(get_check(c, &x, &s, NULL), 0);
+		vmb_cache_close(c);
+		pid = fork();
+		if (pid == 0) {
+			struct vmb_cache *cc;
+			int h1 = -1, h2 = -1, r1, r2;
+
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(2);
+			cc = open_cache(dir, 0, 0);
+			if (!cc)
+				_exit(3);
+			s.o = &x;
+			r1 = get_check(cc, &x, &s, &h1);
+			s.o = &y;
+			r2 = get_check(cc, &y, &s, &h2);
+			vmb_cache_close(cc);
+			_exit(r1 == 0 && h1 == 1 && r2 == 0 && h2 == 0 ? 0 : 1);
+		}
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		path_of(p, sizeof(p), dir, "chunks", &y);
+		CHECK(stat(p, &sb) == 0 && sb.st_uid == 65534 && sb.st_gid == 65534 &&
+		      (sb.st_mode & 07777) == 0664);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		s.o = &y;
+		CHECK_RC(get_check(c, &y, &s, &hit), 0);
+		CHECK_EQ(hit, 1);
+		CHECK_EQ(vmb_cache_fsck(c, 1, NULL, NULL), 0);
+		vmb_cache_close(c);
+		c = NULL;
+		free(x.data);
+		free(y.data);
+	}
+
 	/* a user who cannot write the cache gets a clear error (no silent no-cache) */
 	if (geteuid() == 0) {
 		int pfd[2], status = 0;
@@ -373,7 +428,7 @@ static void test_open_errors(void)
 			int r;
 
 			close(pfd[0]);
-			if (setgid(65534) < 0 || setuid(65534) < 0)
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
 				_exit(2);
 			vmb_err_clear(&e);
 			r = vmb_cache_open(dir, NULL, &cc, &e);
