@@ -11,7 +11,8 @@
  *   lock/evict              held by the one evicter at a time
  *   pins/<name>             pinned digests (never evicted)
  *   urls/<64 hex>           opaque slots (the last verified top index of a URL)
- *   mnt/                    left to the remote layer (shadow stores of mounts)
+ *   mnt/, meta/             left to the remote layer (shadow stores of mounts,
+ *                           metadata objects kept apart from eviction)
  *
  * Presence: an object is present once it was written to a temporary, fsync'd,
  * checked (size and SHA-256), renamed into chunks/ and the directory fsync'd. A

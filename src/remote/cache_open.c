@@ -17,7 +17,7 @@
 
 /* What a cache's top level may hold (lost+found: a cache on a file system of its own). */
 const char *const vmb_cache_known_top[] = {
-	"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", "lost+found", NULL,
+	"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", "meta", "lost+found", NULL,
 };
 
 void vmb_cache_opts_default(struct vmb_cache_opts *o)
