@@ -1,5 +1,11 @@
-# remote: remote images (issue 11): the published format, the fetchers (libcurl only
-# here), the host's shared verified chunk cache, remote images as bases.
+# remote: published stores (issue 11): the published format (pubfmt), the fetchers,
+# the host's shared verified chunk cache and remote images (REMOTE.md). Sits above
+# map/, below layer/. libcurl and OpenSSL headers may appear here.
+src_libvmbundle_a_SOURCES += \
+	src/remote/pubfmt.c src/remote/pubfmt.h \
+	src/remote/pubtext.c src/remote/pubtext.h \
+	src/remote/pubbundle.c src/remote/pubimage.c
+# the cache (cache.h)
 src_libvmbundle_a_SOURCES += \
 	src/remote/cache.h src/remote/cache_int.h \
 	src/remote/cache_open.c \
