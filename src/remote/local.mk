@@ -1,5 +1,5 @@
 # remote: published stores (issue 11): the published format (pubfmt), the fetchers
-# (libcurl lives only in fetch*.c), and later the shared chunk cache and remote images
+# (libcurl lives only in fetch*.c), the shared chunk cache (cache*.c) and remote images
 # (REMOTE.md). Sits above map/, below layer/. libcurl and OpenSSL headers may appear here.
 src_libvmbundle_a_SOURCES += \
 	src/remote/pubfmt.c src/remote/pubfmt.h \
