@@ -16,13 +16,24 @@
 #   shapeproxy_start HOST:PORT [ARGS...]   tests/helpers/shapeproxy in front of a server:
 #                                    $PROXY_PORT (default args: 10 ms each way, 1 Gbit/s)
 #   shapeproxy_stop
-#   s3_start [BUCKET]                the S3-protocol server from npm (see s3_find):
+#   s3_start [BUCKET]                the S3-protocol server from npm (s3rver):
 #                                    $S3_ENDPOINT, $S3_BUCKET, AWS_* exported; exit 77
 #                                    when it is not installed
 #   s3_stop
 #   log_fetches LOG                  "COUNT PATH" of every 2xx GET of objects/ in LOG,
 #                                    one line per path (range requests counted each)
+#   log_bytes LOG                    body bytes sent for objects/ in LOG
 #   need_tool NAME WHY               exit 77 naming NAME when it is absent
+#
+# The vmbundlefs side (tests/lib.sh's vmb_setup first):
+#   remote_need_cli [CMD...]         exit 77 unless this build has publish, mount URL, CMD...
+#   remote_fixture                   bundle vm (16 MiB disk.img with holes and a repeated
+#                                    chunk, config, nvram) in $SRC, imported into $STORE,
+#                                    published to $PUB; $REF is the reference image
+#   rmount NAME URL [ARGS...]        vmbundlefs mount -f URL $T/NAME (log $T/NAME.log)
+#   rumount NAME, rkill NAME         unmount and check the daemon / kill -9 it
+#   cache_verify DIR                 every chunk file's SHA-256 is its name; prints the count
+#   $RCMP FILE REF                   tests/helpers/rcmp: correct bytes or EIO, per block
 #
 # Every server listens on 127.0.0.1 on a free port and is stopped (by its pid) when
 # the test exits. A tool that is missing makes the test exit 77 saying why.
@@ -319,33 +330,34 @@ shapeproxy_stop() {
 
 # ---------------------------------------------------------------- S3
 
-# s3_find: the S3-protocol server's command (installed from npm by contrib/setup.sh,
-# owned by helper fetch): VMB_S3_SERVER, else s3rver on PATH or in a node_modules/.bin.
-s3_find() {
-    local c
-    for c in "${VMB_S3_SERVER:-}" "$(command -v s3rver 2>/dev/null)" \
-        ${VMB_SRCDIR:+"$VMB_SRCDIR/node_modules/.bin/s3rver"} \
-        /usr/local/lib/node_modules/s3rver/bin/s3rver.js /usr/local/bin/s3rver \
-        /opt/vmbundlefs-test/node_modules/.bin/s3rver; do
-        [ -n "$c" ] && [ -x "$c" ] && { printf '%s\n' "$c"; return 0; }
-    done
-    return 1
-}
+# The S3-protocol server: s3rver from npm, installed by contrib/setup.sh (helper
+# fetch's npm step) into $VMB_NPM_DIR (default /var/tmp/vmbundlefs-npm), run behind
+# tests/helpers/s3sigv4.js (which checks SigV4) when that front is there.
+S3_NPM_DIR=${VMB_NPM_DIR:-/var/tmp/vmbundlefs-npm}
 
-# s3_start [BUCKET]: sets S3_ENDPOINT (http://127.0.0.1:PORT), S3_BUCKET, S3_DIR,
-# and exports the AWS_* variables s3rver accepts (S3RVER/S3RVER).
+# s3_start [BUCKET]: sets S3_ENDPOINT (http://127.0.0.1:PORT), S3_BUCKET, S3_LOG (one
+# line per request with the front), and exports the AWS_* variables it accepts.
 s3_start() {
-    local bucket=${1:-vmbtest} bin d pid try
-    bin=$(s3_find) || skip "no S3-protocol server (npm s3rver; contrib/setup.sh installs it)"
-    need_tool node "s3rver runs on node"
+    local bucket=${1:-vmbtest} d pid try front
+    need_tool node "the S3-protocol server s3rver runs on node (contrib/setup.sh installs nodejs)"
+    [ -f "$S3_NPM_DIR/node_modules/s3rver/package.json" ] ||
+        skip "s3rver is not installed in $S3_NPM_DIR (contrib/setup.sh test installs it with npm)"
+    front=${VMB_SRCDIR:-$(dirname "${BASH_SOURCE[0]}")/..}/tests/helpers/s3sigv4.js
     d=$(_remote_dir)/s3
     mkdir -p "$d/data"
+    S3_LOG=$d/requests.log
     for try in 1 2 3 4 5; do
         S3_PORT=$(random_port)
-        "$bin" --directory "$d/data" --address 127.0.0.1 --port "$S3_PORT" \
-            --configure-bucket "$bucket" --silent </dev/null >>"$d/out" 2>&1 &
+        : >"$d/out"
+        if [ -f "$front" ]; then
+            NODE_PATH=$S3_NPM_DIR/node_modules node "$front" "$d/data" "$S3_PORT" "$bucket" "$S3_LOG" \
+                </dev/null >>"$d/out" 2>&1 &
+        else
+            "$S3_NPM_DIR/node_modules/.bin/s3rver" --directory "$d/data" --address 127.0.0.1 \
+                --port "$S3_PORT" --configure-bucket "$bucket" </dev/null >>"$d/out" 2>&1 &
+        fi
         pid=$!
-        if _wait_port "$S3_PORT" 20 "$pid"; then
+        if _wait_port "$S3_PORT" 30 "$pid"; then
             S3_PID=$pid
             _remote_track "$pid"
             S3_ENDPOINT=http://127.0.0.1:$S3_PORT
@@ -385,4 +397,147 @@ log_fetches() {
 # log_bytes LOG: body bytes the server sent for objects (every request).
 log_bytes() {
     awk '$2 ~ /\/objects\// { b += $5 } END { printf "%d\n", b }' "$1"
+}
+
+# ---------------------------------------------------------------- vmbundlefs remote side
+
+RCMP=${VMB_TESTBIN:+$VMB_TESTBIN/helpers/rcmp}
+K=1024
+M=$((1024 * 1024))
+
+# remote_need_cli [pull] [prefetch]: exit 77 unless this build has publish, the mount
+# of a URL, and the commands named.
+remote_need_cli() {
+    local c
+    "$VMB_BIN" publish --help >/dev/null 2>&1 || [ -x "$VMB_TESTBIN/helpers/mkpub" ] ||
+        skip "this build has no 'vmbundlefs publish' (nor tests/helpers/mkpub) yet (issue 11)"
+    "$VMB_BIN" mount --help 2>&1 | grep -q 'URL' || skip "this build cannot mount a URL yet (issue 11)"
+    for c in "$@"; do
+        "$VMB_BIN" "$c" --help >/dev/null 2>&1 || skip "this build has no 'vmbundlefs $c' yet (issue 11)"
+    done
+}
+
+# remote_fixture [CHUNK_KB]: the source bundle $SRC (= $T/src/vm: disk.img of 16 MiB
+# with data at [0, 4 MiB), [8 MiB, 9 MiB), a copy of its first 256 KiB at 12 MiB (an
+# identical chunk, stored once) and a partial last block; holes between; config and
+# nvram small files), imported into $STORE as bundle "vm" and published to $PUB.
+# $REF = the reference image; $N_OBJ_CHUNKS = the distinct data chunks at 256 KiB.
+remote_fixture() {
+    SRC=$T/src/vm
+    REF=$SRC/disk.img
+    PUB=$T/pub
+    mkdir -p "$SRC"
+    truncate -s $((16 * M)) "$REF"
+    head -c $((4 * M)) /dev/urandom | dd of="$REF" conv=notrunc status=none
+    head -c $((1 * M)) /dev/urandom | dd of="$REF" bs=1M seek=8 conv=notrunc status=none
+    dd if="$REF" of="$REF" bs=256K count=1 seek=48 conv=notrunc status=none
+    head -c 1000 /dev/urandom | dd of="$REF" bs=1 seek=$((16 * M - 1000)) conv=notrunc status=none
+    printf 'memory 4096\ncpus 2\n' >"$SRC/config"
+    head -c 65536 /dev/urandom >"$SRC/nvram"
+    # 16 + 4 distinct data chunks, the copy shares chunk 0, and the last chunk
+    N_OBJ_CHUNKS=21
+    tar -C "$T/src" --sparse -cf - vm | "$VMB_BIN" import "$STORE" - vm >"$T/import.out" 2>&1 ||
+        { cat "$T/import.out"; fail "import of the fixture failed"; }
+    if "$VMB_BIN" publish --help >/dev/null 2>&1; then
+        "$VMB_BIN" publish "$STORE" vm "$PUB" >"$T/publish.out" 2>&1 ||
+            { cat "$T/publish.out"; fail "publish of the fixture failed"; }
+    else   # the published format written by the test helper (before publish existed)
+        "$VMB_TESTBIN/helpers/mkpub" -c 262144 "$PUB" "$SRC" >"$T/publish.out" 2>&1 ||
+            { cat "$T/publish.out"; fail "tests/helpers/mkpub of the fixture failed"; }
+    fi
+}
+
+# cache_verify DIR: every chunk in the cache DIR holds the bytes its name says
+# (SHA-256); prints the number of chunks; fails naming a bad one.
+cache_verify() {
+    local f n=0 want got
+    [ -d "$1/chunks" ] || { echo 0; return 0; }
+    while IFS= read -r f; do
+        want=${f##*/}
+        got=$(sha256sum "$f" | cut -d' ' -f1)
+        if [ "$want" != "$got" ]; then
+            echo "cache chunk $f holds bytes of digest $got"
+            return 1
+        fi
+        n=$((n + 1))
+    done < <(find "$1/chunks" -type f -name '????????????????????????????????????????????????????????????????')
+    echo "$n"
+}
+
+# rmount NAME URL [MOUNT ARGS...]: mount URL on $T/NAME in the background (the
+# daemon's log in $T/NAME.log); waits up to 20 s for the mount.
+rmount() {
+    local name=$1 url=$2 mp i
+    shift 2
+    mp=$T/$name
+    mkdir -p "$mp"
+    rm -f "$T/$name.rc"
+    (
+        sh -c 'echo $$ >"$0"; exec "$@"' "$T/$name.pid" \
+            "$VMB_BIN" mount -f --log="$T/$name.log" "$@" "$url" "$mp"
+        echo $? >"$T/$name.rc"
+    ) </dev/null >>"$T/$name.out" 2>&1 &
+    RMOUNTS="${RMOUNTS:-} $name"
+    if [ -z "${_RMOUNT_TRAP:-}" ]; then
+        _RMOUNT_TRAP=1
+        on_exit rumount_all
+    fi
+    for i in $(seq 1 200); do
+        mountpoint -q "$mp" && return 0
+        if [ -e "$T/$name.rc" ]; then
+            tail -n 20 "$T/$name.out" "$T/$name.log" 2>/dev/null
+            fail "mount of $url on $mp: the daemon exited with status $(cat "$T/$name.rc")"
+        fi
+        sleep 0.1
+    done
+    fail "mount of $url on $mp did not appear within 20 s"
+}
+
+# rumount NAME: unmount, wait for the daemon, check its exit status and its log.
+rumount() {
+    local name=$1 mp=$T/$1 i
+    if is_mounted "$mp"; then
+        for i in 1 2 3 4 5 6 7 8 9 10; do
+            fusermount3 -u "$mp" 2>/dev/null && break
+            sleep 0.3
+        done
+        is_mounted "$mp" && fusermount3 -uz "$mp"
+    fi
+    for i in $(seq 1 300); do [ -e "$T/$name.rc" ] && break; sleep 0.1; done
+    if [ ! -e "$T/$name.rc" ]; then
+        kill -9 "$(cat "$T/$name.pid" 2>/dev/null)" 2>/dev/null
+        say "the daemon of $mp did not exit within 30 s of the unmount"
+        return 1
+    fi
+    if grep -Eq "$_VMB_BAD_LOG" "$T/$name.log" "$T/$name.out" 2>/dev/null; then
+        grep -En -A 30 "$_VMB_BAD_LOG" "$T/$name.log" "$T/$name.out" | head -n 60
+        return 1
+    fi
+    case $(cat "$T/$name.rc") in
+    0 | killed) return 0 ;;
+    *) say "the daemon of $mp exited with status $(cat "$T/$name.rc")"; tail -n 20 "$T/$name.log"; return 1 ;;
+    esac
+}
+
+# rkill NAME: kill -9 the daemon of $T/NAME and detach its mount.
+rkill() {
+    local name=$1 p i
+    p=$(cat "$T/$name.pid" 2>/dev/null)
+    [ -n "$p" ] || fail "rkill: no daemon pid for $name"
+    kill -9 "$p" 2>/dev/null
+    for i in $(seq 1 100); do [ -e "$T/$name.rc" ] && break; sleep 0.1; done
+    echo killed >"$T/$name.rc"
+    fusermount3 -uz "$T/$name" 2>/dev/null
+    for i in $(seq 1 50); do is_mounted "$T/$name" || break; sleep 0.1; done
+}
+
+rumount_all() {
+    local n bad=0
+    for n in ${RMOUNTS:-}; do
+        if is_mounted "$T/$n" || { [ -e "$T/$n.pid" ] && [ ! -e "$T/$n.rc" ]; }; then
+            rumount "$n" || bad=1
+        fi
+    done
+    RMOUNTS=
+    return $bad
 }
