@@ -153,6 +153,7 @@ log "boot pattern: $(wc -l <"$W/boot.list") reads, $((BOOT_BYTES / MiB)) MiB"
 
 # ------------------------------------------------------------------ the store, published
 STORE=$W/store
+HAS_PUB=0   # a published store to mount: by publish, else by tests/helpers/mkpub
 if [ $HAS_PUBLISH = 1 ]; then
 	"$VMB_BIN" init "$STORE" >/dev/null || die "init failed"
 	tar --sparse -C "$W/www/raw" -cf - disk.img | "$VMB_BIN" import "$STORE" - vm >/dev/null ||
@@ -241,7 +242,7 @@ run_net() { # run_net NET URL
 	put seq "$net" curl "$out"
 	rm -f "$W/curl.out"
 	for sys in vmbundlefs $PEERS; do
-		if [ $sys = vmbundlefs ] && [ $HAS_RMOUNT = 0 ] || { [ $sys = vmbundlefs ] && [ $HAS_PUBLISH = 0 ]; }; then
+		if [ $sys = vmbundlefs ] && { [ $HAS_RMOUNT = 0 ] || [ $HAS_PUB = 0 ]; }; then
 			continue
 		fi
 		log "$net: $sys"
@@ -321,6 +322,7 @@ if [ $HAS_PUBLISH = 1 ]; then
 	log "publish"
 	t0=$(now_ns)
 	if "$VMB_BIN" publish "$STORE" vm "$W/www/pub" >"$W/publish.out" 2>&1; then
+		HAS_PUB=1
 		put publish all vmbundlefs "$(secs_since "$t0")"
 		put pubbytes all vmbundlefs "$(du -sb "$W/www/pub" | awk '{ print $1 }')"
 		before=$(du -sb "$W/www/pub" | awk '{ print $1 }')
@@ -348,6 +350,14 @@ if [ $HAS_PUBLISH = 1 ]; then
 	for i in $(seq 1 100); do mountpoint -q "$f" && break; sleep 0.1; done
 	cp --sparse=always "$f/vm/disk.img" "$IMG.new" && mv "$IMG.new" "$IMG"
 	fusermount3 -u "$f"
+fi
+
+if [ $HAS_PUB = 0 ] && [ $HAS_RMOUNT = 1 ] && [ -x "$VMB_TESTBIN/helpers/mkpub" ]; then
+	log "no publish: the published store made by tests/helpers/mkpub"
+	mkdir -p "$W/src/vm"
+	ln "$IMG" "$W/src/vm/disk.img"
+	"$VMB_TESTBIN/helpers/mkpub" -c $((256 * 1024)) "$W/www/pub" "$W/src/vm" >"$W/mkpub.out" 2>&1 &&
+		HAS_PUB=1 || log "mkpub failed: $(tail -n 3 "$W/mkpub.out")"
 fi
 
 run_net loopback "$BASE_URL"
