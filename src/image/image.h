@@ -92,7 +92,11 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 /* The same through the base: returns 1 when [off, off + len), clipped to the size,
  * reads from one descriptor at the same offsets (the backing file's DATA, or one run
  * of the base's, vmb_base_ops.lookup) with *fd and the clipped length in *n; the
- * descriptor stays valid while img is open. 0: use vmb_image_read. */
+ * descriptor stays valid while img is open. 0: use vmb_image_read. As vmb_image_read,
+ * a range that is not all DATA in a delta is checked for changes by someone else
+ * first (one statx); a base descriptor is handed out only when it holds every byte
+ * of the range (one fstat: a splice never ends early). A file without a base: as
+ * vmb_image_all_data. */
 int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n);
 
 /* Bytes of file data this process has read from backing files so far (pread, or
