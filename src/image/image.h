@@ -251,6 +251,24 @@ int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 		     const char *name, char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino,
 		     struct vmb_err *err);
 
+/* What a freeze or flatten tells its caller about the new backing file, so that
+ * what the caller keeps on the file (the daemon: the locks mirrored from the mount,
+ * vmb_lockset_move_begin) is on the new inode before the name names it. All
+ * optional. prepare(arg, fd, err): the new backing file fd is complete, not yet
+ * the name's: 0 to go on, -errno (err set) to give up (nothing changed). finish(arg,
+ * done), after a prepare that returned 0: done = 1 when the name names the new
+ * file now, 0 when the operation gave up. Both are called under img's wlock. */
+struct vmb_image_hooks {
+	int (*prepare)(void *arg, int fd, struct vmb_err *err);
+	void (*finish)(void *arg, int done);
+	void *arg;
+};
+
+/* vmb_image_freeze with hooks (NULL: none). */
+int vmb_image_freeze2(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
+		      const char *name, const struct vmb_image_hooks *h,
+		      char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino, struct vmb_err *err);
+
 /* The same for a file no image is open on (offline structural commands): opened
  * (through ls's resolver), frozen, closed. */
 int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
@@ -265,6 +283,9 @@ int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
  * caller rebinds its node to the new inode, vmb_image_stamp). A file without a base
  * is left alone (0). Under wlock, drained. On failure nothing changed. */
 int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct vmb_err *err);
+/* vmb_image_flatten with hooks (NULL: none). */
+int vmb_image_flatten2(struct vmb_image *img, int dirfd, const char *name,
+		       const struct vmb_image_hooks *h, struct vmb_err *err);
 
 /* Load a file's map without keeping an image open (vmbundlefs ls, fsck):
  * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale.
