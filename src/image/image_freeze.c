@@ -471,6 +471,12 @@ int vmb_image_freeze2(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 	if (r < 0)
 		goto out;
 	made = 0;   /* the name is on the new delta: the layer is the old content */
+	{
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_layers_seal(ls, id, &e) < 0)   /* fsck seals it */
+			vmb_log_msg(img->log, "freeze of '%s': %s", img->name, e.msg);
+	}
 	r = switch_backing(img, fd, &empty, nb, ref.limit, err);
 	fd = -1;
 	nb = NULL;
@@ -492,14 +498,14 @@ out:
 	if (tmp[0])
 		unlinkat(dirfd, tmp, 0);
 	if (made) {
-		/* the file stays as it was: its inode is no layer, its mode its own */
+		/* the file stays as it was: its inode is no layer (its mode never changed) */
 		struct vmb_err e;
 		vmb_err_clear(&e);
 		vmb_base_put(nb);
 		nb = NULL;
-		if (vmb_layers_remove(ls, id, &e) < 0 || fchmod(img->fd, st.st_mode & 07777) < 0)
+		if (vmb_layers_remove(ls, id, &e) < 0)
 			vmb_log_msg(img->log, "cannot undo the freeze of '%s' (layer '%s'): %s",
-				    img->name, id, e.msg[0] ? e.msg : strerror(errno));
+				    img->name, id, e.msg);
 	}
 	vmb_base_put(nb);
 	vmb_img_refresh_known(img);

@@ -128,6 +128,13 @@ static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const c
 	if (fsync(dirfd) < 0)
 		vmb_log_msg(c->log, "freeze of '%s': cannot sync its directory: %s", relpath,
 			    strerror(errno));
+	vmb_op_step("freeze", 2);
+	{
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_layers_seal(c->layers, id, &e) < 0)   /* fsck seals it */
+			vmb_log_msg(c->log, "freeze of '%s': %s", relpath, e.msg);
+	}
 	vmb_sidecar_name((uint64_t)st.st_ino, sc);
 	if (vmb_sidecar_remove(c->store->mapfd, sc, NULL) < 0)
 		vmb_log_msg(c->log, "freeze of '%s': cannot remove the old map %s (fsck removes "

@@ -75,7 +75,8 @@ out:
  * locker of the store's file never finds it unlocked. */
 struct move_locks {
 	struct vmb_vfs *v;
-	struct vmb_lockset *ls;
+	const char *op;           /* VMB_OP_KILL_AT steps: "freeze", "flatten-file" */
+	struct vmb_lockset *ls;   /* NULL: no locks to move */
 	struct vmb_lockmove mv;
 };
 
@@ -85,6 +86,9 @@ static int locks_prepare(void *arg, int fd, struct vmb_err *err)
 	char proc[64];
 	struct stat st;
 
+	vmb_op_step(m->op, 1);   /* tests: killed with the layer made, the name not moved */
+	if (!m->ls)
+		return 0;
 	if (fstat(fd, &st) < 0)
 		return vmb_err_sys(err, errno, "cannot stat the new backing file");
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
@@ -96,6 +100,8 @@ static void locks_finish(void *arg, int done)
 	struct move_locks *m = arg;
 
 	vmb_lockset_move_end(&m->mv, done);
+	if (done)
+		vmb_op_step(m->op, 2);   /* tests: killed right after the rename */
 }
 
 /* Run op (freeze or flatten) on the image of dirfd/name: the node's when the
@@ -107,7 +113,7 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		    const char *relpath, char *id, struct vmb_err *err)
 {
 	struct vmb_base_resolver res = vmb_layers_resolver(v->layers);
-	struct move_locks ml = { .v = v };
+	struct move_locks ml = { .v = v, .op = op == HOOK_FREEZE ? "freeze" : "flatten-file" };
 	struct vmb_image_hooks hk = { locks_prepare, locks_finish, &ml };
 	struct vmb_image *img = NULL;
 	struct vmb_node *n;
@@ -161,10 +167,9 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		}
 	}
 	if (op == HOOK_FREEZE) {
-		r = vmb_image_freeze2(img, v->layers, dirfd, name, ml.ls ? &hk : NULL, id,
-				      &new_ino, err);
+		r = vmb_image_freeze2(img, v->layers, dirfd, name, &hk, id, &new_ino, err);
 	} else {
-		r = vmb_image_flatten2(img, dirfd, name, ml.ls ? &hk : NULL, err);
+		r = vmb_image_flatten2(img, dirfd, name, &hk, err);
 		new_ino = 1;   /* follow() finds out */
 	}
 	if (r == 0 && new_ino && v->freeze_delay_ms)   /* tests: the name moved, not the node */
