@@ -3,7 +3,7 @@
 # or a path inside the mount; who may ask what (SO_PEERCRED, another user refused);
 # bad requests; clients that say nothing hold up no other; a killed daemon's socket
 # is stale and swept by the next mount; the socket goes at unmount; a store with two
-# mounts is refused.
+# mounts is refused; snapshot --list given the mount or a path inside it.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -151,4 +151,12 @@ for i in $(seq 1 50); do [ "$(ls "$RUN" | wc -l)" = 1 ] && break; sleep 0.1; don
 check "after the second unmount, ping works again" "$VMB_BIN" ping "$STORE"
 assert_eq "... and the second daemon removed its socket" 1 "$(ls "$RUN" | wc -l)"
 
+# snapshot --list takes a mount point or a path inside the mount like the others
+want=$("$VMB_BIN" snapshot --list "$STORE" 2>&1)
+assert_match "snapshot --list STORE lists b1's snapshot" "^b1@" "$(echo "$want" | tail -n +2)"
+assert_eq "snapshot --list MNT: the same" "$want" "$("$VMB_BIN" snapshot --list "$MNT" 2>&1)"
+assert_eq "snapshot --list MNT/b1 (a path inside the mount): the same" "$want" \
+    "$("$VMB_BIN" snapshot --list "$MNT/b1" 2>&1)"
+assert_eq "snapshot --list MNT b1: b1's" "$("$VMB_BIN" snapshot --list "$STORE" b1 2>&1)" \
+    "$("$VMB_BIN" snapshot --list "$MNT" b1 2>&1)"
 finish
