@@ -442,6 +442,22 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	return 0;
 }
 
+/* A clone's staging directory nobody holds (vmb_ops_staging_sweep). */
+static void staging_found(void *arg, const char *name, int r, const struct vmb_err *e)
+{
+	static const char why[] = "the staging directory of a clone that died";
+	struct fsck_ctx *c = arg;
+	char path[NAME_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_OPS_STAGING_DIR, name);
+	if (r == 1)
+		report(c, path, "needs removing", why, 0);
+	else if (r < 0)
+		report(c, path, "cannot be removed", e->msg, 0);
+	else
+		report(c, path, "removed", why, 1);
+}
+
 /* The layers: each one's map readable and its base present; orphans of a crash
  * removed; snapshot manifests readable and their layers present; staging
  * directories of dead clones removed. Layers nothing uses are only counted (gc
@@ -486,6 +502,7 @@ static void check_layers(struct fsck_ctx *c)
 	}
 	for (i = 0; i < ll.nstray; i++)
 		report(c, ll.stray[i], "left alone", "a stray file in the layers directory", 0);
+	vmb_ops_staging_sweep(c->s, c->repair, staging_found, c);
 	/* Manifests, and who uses what. */
 	if (vmb_ops_scan(&oc, 0, &sc, &e) == 0) {
 		for (i = 0; i < ll.n; i++) {

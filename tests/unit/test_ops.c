@@ -716,7 +716,14 @@ static void test_crash(void)
 			CHECK(step < 4);
 		}
 		CHECK(same_as_disk0("vm/disk.img"));
+		if (count_dir(".vmbundlefs/staging") > 0) {   /* fsck -n reports it */
+			struct vmb_fsck_result fr;
+			CHECK_RC(fsck_run(0, &fr), 0);
+			CHECK(fr.problems >= 1 && strstr(fsck_out, "staging/cln.") &&
+			      strstr(fsck_out, "needs removing"));
+		}
 		CHECK_EQ(fsck_problems(1) >= 1000, 0);
+		CHECK_EQ(count_dir(".vmbundlefs/staging"), 0);   /* fsck removed it */
 		CHECK_RC(vmb_op_gc(&C, &res, &err), 0);
 		CHECK_EQ(count_dir(".vmbundlefs/staging"), 0);
 		CHECK_EQ(fsck_problems(0), 0);
