@@ -35,6 +35,7 @@ int vmb_cli_mount_url(const char *url, const char *mountpoint, const char *fuse_
  * options are ignored. 0 or -EINVAL with a message. */
 struct vmb_remote_opts;
 int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_err *err);
+int vmb_cli_publish(int argc, char **argv);
 
 /* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural
  * commands given STORE or a path inside a mount call vmb_cli_ctl_find: when

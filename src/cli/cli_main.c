@@ -33,6 +33,10 @@ static const char usage[] =
 	"                                 store, fetched lazily\n"
 	"  prefetch [--rate BYTES/s] PATH...\n"
 	"                                 fetch what is not cached of files' remote images\n"
+	"  publish [-c SIZE] [-s KEY] [-e URL] STORE NAME... DEST\n"
+	"                                 publish bundles as static, content-addressed\n"
+	"                                 files (a directory a web server can serve,\n"
+	"                                 or s3://BUCKET/PREFIX)\n"
 	"  ping STORE|PATH                ask the mount's daemon whether it answers on its\n"
 	"                                 control channel\n"
 	"\n"
@@ -95,6 +99,7 @@ int main(int argc, char **argv)
 		{ "gc", vmb_cli_gc },
 		{ "pull", vmb_cli_pull },
 		{ "prefetch", vmb_cli_prefetch },
+		{ "publish", vmb_cli_publish },
 	};
 	size_t i;
 
