@@ -1,5 +1,5 @@
 # remote: published stores (issue 11): the published format (pubfmt), the fetchers
-# (libcurl lives only in fetch*.c), and later the shared chunk cache and remote images
+# (libcurl lives only in fetch*.c), the shared chunk cache (cache*.c) and remote images
 # (REMOTE.md). Sits above map/, below layer/. libcurl and OpenSSL headers may appear here.
 src_libvmbundle_a_SOURCES += \
 	src/remote/pubfmt.c src/remote/pubfmt.h \
@@ -10,3 +10,13 @@ src_libvmbundle_a_SOURCES += \
 	src/remote/fetch.c src/remote/fetch_retry.c src/remote/fetch_file.c \
 	src/remote/fetch_curl.c src/remote/fetch_http.c src/remote/fetch_s3.c \
 	src/remote/fetch_curlerr.c
+# the cache (cache.h)
+src_libvmbundle_a_SOURCES += \
+	src/remote/cache.h src/remote/cache_int.h \
+	src/remote/cache_open.c \
+	src/remote/cache_lock.c \
+	src/remote/cache_get.c \
+	src/remote/cache_evict.c \
+	src/remote/cache_pin.c \
+	src/remote/cache_fsck.c \
+	src/remote/cache_stats.c
