@@ -6,3 +6,6 @@ TESTS += $(VMB_CACHE_TESTS)
 
 tests_unit_test_cache_SOURCES = tests/unit/test_cache.c tests/unit/harness.h
 tests_unit_test_cache_LDADD = $(VMB_CORE_LIBS)
+
+TESTS += tests/cache-fsck.sh
+EXTRA_DIST += tests/cache-fsck.sh

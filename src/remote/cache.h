@@ -61,7 +61,8 @@ struct vmb_cache;
 struct vmb_cache_opts {
 	uint64_t max_bytes;       /* 0: no limit */
 	uint64_t min_free_bytes;  /* default 1 GiB; 0: no free-space rule */
-	int evict_manual;         /* tests: no background eviction, only vmb_cache_evict */
+	int evict_manual;         /* tests, fsck: no background eviction, only vmb_cache_evict */
+	int no_sweep;             /* fsck -n: leave stale temporaries for the check to report */
 	const struct vmb_log *log; /* background eviction errors (NULL: stderr) */
 };
 
@@ -77,7 +78,8 @@ int vmb_cache_default_dir(char *buf, size_t size, struct vmb_err *err);
 /* Open (creating it and its parents when absent) the cache at dir; opts NULL:
  * defaults. Refuses a directory that holds other things and no version file, an
  * unknown version, a world-writable CACHE, and a CACHE this process cannot write
- * (-EACCES/-EROFS, naming owner, mode and uid). Removes stale temporaries. */
+ * (-EACCES/-EROFS, naming owner, mode and uid). Removes stale temporaries (unless
+ * opts->no_sweep). */
 int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		   struct vmb_cache **out, struct vmb_err *err);
 /* NULL-safe. Stops the background evicter; no call may be running. */
@@ -124,6 +126,13 @@ int vmb_cache_evict(struct vmb_cache *c, struct vmb_err *err);
  * Returns the number of problems found (0: clean), or -errno when it could not run.
  * Objects being filled are skipped. Leftover lock files are removed silently. */
 int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err *err);
+/* The same, with figures: problems found, of which repaired (left: the others). */
+struct vmb_cache_fsck_result {
+	unsigned objects, problems, repaired;
+	uint64_t bytes;
+};
+int vmb_cache_fsck_res(struct vmb_cache *c, int repair, FILE *report,
+		       struct vmb_cache_fsck_result *res, struct vmb_err *err);
 
 /* Opaque slots CACHE/urls/<sha256 of key> (the last verified top index of a URL):
  * save replaces atomically (temp, fsync, rename); load gives a malloc'd copy, or

@@ -17,7 +17,7 @@ struct fsck {
 	struct vmb_cache *c;
 	int repair;
 	FILE *out;
-	unsigned objects, bad, stale, stray, badpins, busy, locks;
+	unsigned objects, bad, stale, stray, badpins, busy, locks, left;
 	uint64_t bytes;
 };
 
@@ -52,6 +52,8 @@ static void stray(struct fsck *f, int dfd, const char *folder, const char *name)
 	int gone = !dir && f->repair && unlinkat(dfd, name, 0) == 0;
 
 	f->stray++;
+	if (!gone)
+		f->left++;
 	if (f->out)
 		fprintf(f->out, "cache '%s': %s%s: a stray %s%s\n", f->c->path, folder, name,
 			dir ? "directory" : "file", dir ? " (left alone)" : gone ? " (removed)" : "");
@@ -87,8 +89,8 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 		if (f->out)
 			fprintf(f->out, "cache '%s': chunks/%s/%s: cannot read it (%s)%s\n", c->path,
 				aa, name, e.msg, f->repair ? " (removed)" : "");
-		if (f->repair)
-			unlinkat(dfd, name, 0);
+		if (!f->repair || unlinkat(dfd, name, 0) < 0)
+			f->left++;
 	} else if (memcmp(got, want, 32) != 0) {
 		f->bad++;
 		VMB_ATOMIC_ADD(&c->verify_failures, 1);
@@ -97,8 +99,8 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 			fprintf(f->out, "cache '%s': chunks/%s/%s: its bytes do not match its name "
 				"(SHA-256 %s, %llu bytes)%s\n", c->path, aa, name, gh,
 				(unsigned long long)size, f->repair ? " (removed)" : "");
-		if (f->repair)
-			unlinkat(dfd, name, 0);
+		if (!f->repair || unlinkat(dfd, name, 0) < 0)
+			f->left++;
 	}
 	vmb_cache_unlock(c, rel, lfd);
 }
@@ -208,6 +210,7 @@ static void check_pins_urls(struct fsck *f)
 		vmb_err_clear(&err);
 		if (vmb_cache_pin_read(c, e->d_name, &v, &n, &cap, &err) < 0) {
 			f->badpins++;
+			f->left++;
 			if (f->out)
 				fprintf(f->out, "%s (left alone: eviction stops until it is "
 					"fixed or removed)\n", err.msg);
@@ -244,6 +247,7 @@ static void check_top(struct fsck *f)
 			ok = !strcmp(e->d_name, *k);
 		if (!ok) {
 			f->stray++;
+			f->left++;
 			if (f->out)
 				fprintf(f->out, "cache '%s': %s: not part of a cache (left alone)\n",
 					f->c->path, e->d_name);
@@ -253,21 +257,24 @@ static void check_top(struct fsck *f)
 		closedir(d);
 }
 
-int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err *err)
+int vmb_cache_fsck_res(struct vmb_cache *c, int repair, FILE *report,
+		       struct vmb_cache_fsck_result *res, struct vmb_err *err)
 {
 	struct fsck f;
-	unsigned problems;
+	unsigned problems, tmpleft = 0;
 	int r;
 
 	memset(&f, 0, sizeof(f));
+	memset(res, 0, sizeof(*res));
 	f.c = c;
 	f.repair = repair;
 	f.out = report;
 	check_top(&f);
 	check_chunks(&f);
-	r = vmb_cache_sweep_tmp(c, repair, report, &f.stale, err);
+	r = vmb_cache_sweep_tmp(c, repair, report, &f.stale, &tmpleft, err);
 	if (r < 0)
 		return r;
+	f.left += tmpleft;
 	check_locks(&f);
 	check_pins_urls(&f);
 	problems = f.bad + f.stale + f.stray + f.badpins;
@@ -277,5 +284,16 @@ int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err
 			c->path, f.objects, (unsigned long long)f.bytes, f.bad, f.stale, f.stray,
 			f.badpins, f.busy, problems == 0 ? "; clean" : "",
 			problems && repair ? "; repaired what could be" : "");
+	res->objects = f.objects;
+	res->bytes = f.bytes;
+	res->problems = problems;
+	res->repaired = problems - f.left;
 	return (int)problems;
+}
+
+int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err *err)
+{
+	struct vmb_cache_fsck_result res;
+
+	return vmb_cache_fsck_res(c, repair, report, &res, err);
 }

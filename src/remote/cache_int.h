@@ -85,10 +85,10 @@ int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err
 /* SHA-256 of the whole file fd; 0 or -errno. */
 int vmb_cache_hash_fd(int fd, uint8_t out[32], uint64_t *size, struct vmb_err *err);
 
-/* Remove stale temporaries of tmp/; counts in *n (may be NULL); with report, one line
- * each. repair 0: only count. */
+/* Remove stale temporaries of tmp/; counts in *n, those not removed in *left (both
+ * may be NULL); with report, one line each. repair 0: only count. */
 int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned *n,
-			struct vmb_err *err);
+			unsigned *left, struct vmb_err *err);
 
 /* Test hook: VMB_CACHE_KILL_AT=<point> kills the process (SIGKILL) at that point of
  * a fill ("filled", "verified", "renamed"). */

@@ -158,7 +158,7 @@ int vmb_cache_hash_fd(int fd, uint8_t out[32], uint64_t *size, struct vmb_err *e
  * filler holds the digest's lock: it is stale when that lock is free. Others (pins,
  * url slots) are renamed within moments: stale after VMB_CACHE_TMP_STALE_SEC. */
 int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned *n,
-			struct vmb_err *err)
+			unsigned *left, struct vmb_err *err)
 {
 	int dfd = openat(c->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct dirent *e;
@@ -186,6 +186,8 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 					c->path, e->d_name);
 			if (n)
 				(*n)++;
+			if (left)
+				(*left)++;
 			continue;
 		}
 		if (strlen(e->d_name) > 65 && e->d_name[64] == '.' &&
@@ -196,15 +198,15 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 			if (fstatat(c->tmpfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 				stale = 1;
 				why = "a temporary of an interrupted fill";
-				if (repair)
-					unlinkat(c->tmpfd, e->d_name, 0);
+				if ((!repair || unlinkat(c->tmpfd, e->d_name, 0) < 0) && left)
+					(*left)++;
 			}
 			vmb_cache_unlock(c, rel, lfd);
 		} else if (st.st_mtime < time(NULL) - VMB_CACHE_TMP_STALE_SEC) {
 			stale = 1;
 			why = "an old temporary";
-			if (repair)
-				unlinkat(c->tmpfd, e->d_name, 0);
+			if ((!repair || unlinkat(c->tmpfd, e->d_name, 0) < 0) && left)
+				(*left)++;
 		}
 		if (stale) {
 			if (report)

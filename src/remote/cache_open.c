@@ -367,9 +367,11 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	    (r = open_sub(c, "pins", &c->pinsfd, err)) < 0 ||
 	    (r = open_sub(c, "urls", &c->urlsfd, err)) < 0)
 		goto fail;
-	r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, err);
-	if (r < 0)
-		goto fail;
+	if (!c->opts.no_sweep) {
+		r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, NULL, err);
+		if (r < 0)
+			goto fail;
+	}
 	if (!c->opts.evict_manual) {
 		r = vmb_cache_evict_start(c);
 		if (r < 0) {
