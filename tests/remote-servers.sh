@@ -102,7 +102,7 @@ t0=$(date +%s%N)
 curl -s -o "$T/got" "$U"
 ms=$((($(date +%s%N) - t0) / 1000000))
 assert_num "slow: 1 MiB at 2 MiB/s takes >= 450 ms ($ms ms)" "$ms" -ge 450
-assert_num "slow: ... and < 2 s" "$ms" -lt 2000
+assert_num "slow: ... and < 6 s (not stuck)" "$ms" -lt 6000
 check "slow: bytes intact" cmp "$T/got" "$OBJ"
 faultsrv_rules "503 every=3"
 codes=$(for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' "$FAULT_URL/index"; done)
@@ -159,12 +159,12 @@ first=${out%% *}
 second=$(echo "$out" | awk '{ print $2 }')
 assert_num "proxy: first request costs handshake + 1 RTT (>= 38 ms: $first)" "$first" -ge 38
 assert_num "proxy: a request on a kept connection costs 1 RTT (>= 19 ms: $second)" "$second" -ge 19
-assert_num "proxy: ... not much more (< 120 ms: $second)" "$second" -lt 120
+assert_num "proxy: ... not stuck (< 1 s: $second)" "$second" -lt 1000
 t0=$(date +%s%N)
 curl -s -o /dev/null "$PU"
 ms=$((($(date +%s%N) - t0) / 1000000))
 assert_num "proxy: 1 MiB at 40 Mbit/s takes >= 200 ms ($ms ms)" "$ms" -ge 200
-assert_num "proxy: ... and < 1.5 s" "$ms" -lt 1500
+assert_num "proxy: ... and < 6 s (not stuck)" "$ms" -lt 6000
 shapeproxy_stop
 faultsrv_stop
 check_fails "faultsrv stopped" curl -sf "$FAULT_URL/index"
