@@ -19,6 +19,7 @@ K=4096
 DENSE=$((256 * M))
 xattr() { getfattr --absolute-names -n trusted.vmbundlefs.base --only-values "$1" 2>/dev/null; }
 layer() { xattr "$1" | cut -d' ' -f1; }
+shares() { local a; a=$(layer "$1"); [ -n "$a" ] && [ "$a" = "$(layer "$2")" ]; }
 kb() { du -sk "$STORE" | cut -f1; }
 ms() { date +%s%3N; }
 
@@ -48,7 +49,7 @@ check "cp of a dense image: the same bytes" cmp "$MNT/vm/dense.img" "$MNT/vm/cop
 check "... including the write just before it" vmbio verify "$MNT/vm/copy.img" $((8 * M)) 100 p11
 assert_num "... stores no copy of its bytes (KiB added)" $((B1 - B0)) -lt 1024
 assert_match "... its backing file names a layer" '^[0-9a-f]{32} [0-9]+$' "$(xattr "$STORE/vm/copy.img")"
-assert_eq "... the source's" "$(layer "$STORE/vm/dense.img")" "$(layer "$STORE/vm/copy.img")"
+check "... the source's" shares "$STORE/vm/dense.img" "$STORE/vm/copy.img"
 assert_eq "... st_blocks the source's" "$(st_blocks "$MNT/vm/dense.img")" "$(st_blocks "$MNT/vm/copy.img")"
 if [ $CP -ge $NATIVE ]; then   # once more, in case the machine was busy just then
     t0=$(ms); cp "$MNT/vm/dense.img" "$MNT/vm/copy2.img"; t1=$(ms); CP=$((t1 - t0))
@@ -71,7 +72,7 @@ B1=$(kb)
 say "# cp -r of the bundle: $((t1 - t0)) ms; store +$((B1 - B0)) KiB"
 check "cp -r: every file the same" diff -r "$MNT/vm" "$MNT/vm2"
 for f in dense.img copy.img sub/deep/two.img; do
-    assert_eq "cp -r: $f shares its source's layer" "$(layer "$STORE/vm/$f")" "$(layer "$STORE/vm2/$f")"
+    check "cp -r: $f shares its source's layer" shares "$STORE/vm/$f" "$STORE/vm2/$f"
 done
 assert_eq "cp -r: a small file is copied, a plain file" "" "$(xattr "$STORE/vm2/nvram.bin")"
 assert_eq "cp -r: the sparse image is copied byte by byte (cp reads and writes it)" "" \
@@ -83,7 +84,7 @@ assert_num "cp -r: stores its sparse image's 48 MiB of data, not the dense image
 # ---- across bundles, from the snapshot view ----
 cp "$MNT/vm/dense.img" "$MNT/other/dense.img"
 check "across bundles: the same bytes" cmp "$MNT/vm/dense.img" "$MNT/other/dense.img"
-assert_eq "... sharing the layer" "$(layer "$STORE/vm/dense.img")" "$(layer "$STORE/other/dense.img")"
+check "... sharing the layer" shares "$STORE/vm/dense.img" "$STORE/other/dense.img"
 "$VMB_BIN" snapshot "$MNT" vm s1 >/dev/null || fail "snapshot"
 vmbio pwrite "$MNT/vm/dense.img" 0 $K p14 >/dev/null
 cp "$MNT/.snapshots/vm@s1/dense.img" "$MNT/other/fromsnap.img"
@@ -129,7 +130,7 @@ done
 for c in notempty unaligned offsets gap; do
     assert_eq "... ($c) copies bytes: no layer" "" "$(xattr "$STORE/vm/t$c")"
 done
-assert_eq "... (partial, aligned) shares the layer" "$(layer "$STORE/vm/copy.img")" "$(layer "$STORE/vm/tpartial")"
+check "... (partial, aligned) shares the layer" shares "$STORE/vm/copy.img" "$STORE/vm/tpartial"
 vmbio pwrite "$STORE/vm/hl.img" 0 $((2 * M)) p5 >/dev/null
 ln "$STORE/vm/hl.img" "$STORE/vm/hl2.img"
 cp "$MNT/vm/hl.img" "$MNT/vm/hlcopy.img"

@@ -116,18 +116,9 @@ ssize_t vmb_image_share_range(struct vmb_image *src, struct vmb_image *dst, uint
 	if (vmb_img_check_writable(dst, NULL) < 0)
 		return 0;   /* the copy says why */
 	pthread_mutex_lock(&dst->wlock);
-	vmb_image_drain(dst);
-	r = vmb_img_revalidate_locked(dst, err);
+	r = vmb_img_copy_prepare(src, dst, err);
 	if (r < 0)
 		goto out;
-	vmb_img_give_back(dst);
-	if (src != dst) {
-		vmb_image_drain(src);
-		r = vmb_image_revalidate(src, 1, err);
-		if (r < 0)
-			goto out;
-	}
-	r = 0;
 	if (!plan(src, dst, off, len, &b, &limit, &end) || !dst->known_ok)
 		goto out;
 	/* 1: the map as it is, saved whole under the new base and limit */
