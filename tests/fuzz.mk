@@ -8,7 +8,10 @@ VMB_FUZZ_TARGETS = \
 	tests/fuzz/fuzz_journal \
 	tests/fuzz/fuzz_holders \
 	tests/fuzz/fuzz_manifest \
-	tests/fuzz/fuzz_layermap
+	tests/fuzz/fuzz_layermap \
+	tests/fuzz/fuzz_pubindex \
+	tests/fuzz/fuzz_pubbundle \
+	tests/fuzz/fuzz_pubimage
 
 check_PROGRAMS += $(VMB_FUZZ_TARGETS)
 TESTS += tests/fuzz.sh
@@ -31,3 +34,9 @@ tests_fuzz_fuzz_manifest_SOURCES = tests/fuzz/fuzz_manifest.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_manifest_LDADD = $(VMB_CORE_LIBS)
 tests_fuzz_fuzz_layermap_SOURCES = tests/fuzz/fuzz_layermap.c $(VMB_FUZZ_COMMON)
 tests_fuzz_fuzz_layermap_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_pubindex_SOURCES = tests/fuzz/fuzz_pubindex.c tests/fuzz/pubseal.h $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_pubindex_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_pubbundle_SOURCES = tests/fuzz/fuzz_pubbundle.c tests/fuzz/pubseal.h $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_pubbundle_LDADD = $(VMB_CORE_LIBS)
+tests_fuzz_fuzz_pubimage_SOURCES = tests/fuzz/fuzz_pubimage.c $(VMB_FUZZ_COMMON)
+tests_fuzz_fuzz_pubimage_LDADD = $(VMB_CORE_LIBS)

@@ -8,7 +8,7 @@
 #     long run on demand is that script with -s SECONDS.
 set -uo pipefail
 : "${VMB_TESTBIN:?run through make check}" "${VMB_SRCDIR:?run through make check}"
-targets=(sidecar journal layout auxpat holders manifest layermap)
+targets=(sidecar journal layout auxpat holders manifest layermap pubindex pubbundle pubimage)
 T=$(mktemp -d "${TMPDIR:-/tmp}/vmb-fuzz.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 fail=0

@@ -11,7 +11,7 @@
 #     that runs the adapter, may include fs/ headers, never FUSE ones);
 #   - fs/ includes a project header other than src/vfs/ ones and its own fs/ ones;
 #   - libcurl, libarchive or OpenSSL headers appear outside src/remote/,
-#     src/archive/ and src/base/digest.[ch].
+#     src/archive/ and src/base/digest.[ch], src/base/sign.[ch].
 # Plain POSIX sh and awk; needs no build and no mount.
 set -eu
 
@@ -63,7 +63,7 @@ FNR == 1 {
 	me = folder(FILENAME)
 	if (!(me in rank) && me != "fs")
 		me = ""
-	digest = (FILENAME ~ /^src\/base\/digest\.[ch]$/)
+	digest = (FILENAME ~ /^src\/base\/(digest|sign)\.[ch]$/)
 }
 /^[ \t]*#[ \t]*include[ \t]*</ {
 	inc = $0; sub(/^[ \t]*#[ \t]*include[ \t]*/, "", inc); sub(/>.*/, ">", inc)
@@ -72,7 +72,7 @@ FNR == 1 {
 		fail("a FUSE header outside fs/")
 	if ((name ~ /^curl\// || name ~ /^archive[^\/]*\.h$/ || name ~ /^openssl\//) &&
 	    me != "remote" && me != "archive" && !digest)
-		fail("libcurl, libarchive and OpenSSL headers belong to src/remote/, src/archive/, src/base/digest")
+		fail("libcurl, libarchive and OpenSSL headers belong to src/remote/, src/archive/, src/base/digest and sign")
 	next
 }
 /^[ \t]*#[ \t]*include[ \t]*"/ {

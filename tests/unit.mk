@@ -7,7 +7,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_crc_digest \
 	tests/unit/test_fdio \
 	tests/unit/test_lock \
-	tests/unit/test_layer
+	tests/unit/test_layer \
+	tests/unit/test_pubfmt
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -34,3 +35,6 @@ tests_unit_test_lock_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_layer_SOURCES = tests/unit/test_layer.c tests/unit/harness.h
 tests_unit_test_layer_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_pubfmt_SOURCES = tests/unit/test_pubfmt.c tests/unit/harness.h
+tests_unit_test_pubfmt_LDADD = $(VMB_CORE_LIBS)

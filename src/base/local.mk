@@ -1,6 +1,7 @@
-# base: errors, whole-buffer I/O, checksums and digests (the ground; includes nothing).
+# base: errors, whole-buffer I/O, checksums, digests and signatures (the ground; includes nothing).
 src_libvmbundle_a_SOURCES += \
 	src/base/err.c src/base/err.h \
 	src/base/crc32c.c src/base/crc32c.h \
 	src/base/digest.c src/base/digest.h \
+	src/base/sign.c src/base/sign.h \
 	src/base/fdio.c src/base/fdio.h src/base/le.h
