@@ -49,7 +49,11 @@ case $SAN_BUILD_DIR in /*) ;; *) SAN_BUILD_DIR=$PWD/$SAN_BUILD_DIR ;; esac
 BUILD_PKGS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 	libarchive-dev libcurl4-openssl-dev libssl-dev)
 TEST_PKGS=(clang libclang-rt-14-dev rsync bindfs fio qemu-utils qemu-system-x86 zip attr libarchive-tools e2fsprogs util-linux
-	procps psmisc restic borgbackup)
+	procps psmisc restic borgbackup nginx-light openssl curl nodejs npm)
+# npm modules of the tests (tests/fetch-s3.sh: the S3 server s3rver), in a directory of
+# their own outside the checkout; the tests look there (VMB_NPM_DIR).
+NPM_PKGS=(s3rver@3.7.1)
+NPM_DIR=${VMB_NPM_DIR:-/var/tmp/vmbundlefs-npm}
 
 say() { printf '\n=== %s\n' "$*"; }
 die() {
@@ -132,6 +136,25 @@ fi
 # ---------------------------------------------------------------- test job
 
 install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+
+install_npm() {
+	local p missing=()
+	for p in "${NPM_PKGS[@]}"; do
+		[ -f "$NPM_DIR/node_modules/${p%@*}/package.json" ] || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "setup.sh: warning: no npm: tests that need ${missing[*]} will skip" >&2
+		return 0
+	fi
+	say "npm install ${missing[*]} (in $NPM_DIR)"
+	mkdir -p "$NPM_DIR" && (cd "$NPM_DIR" &&
+		{ [ -f package.json ] || npm init -y >/dev/null; } &&
+		npm install --no-audit --no-fund "${missing[@]}" </dev/null) ||
+		echo "setup.sh: warning: npm install failed: tests that need ${missing[*]} will skip" >&2
+}
+install_npm
+export VMB_NPM_DIR=$NPM_DIR
 
 STAGES=${VMB_STAGES:-werror san distcheck}
 BUDGET=${VMB_TEST_BUDGET:-5100}

@@ -8,7 +8,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_fdio \
 	tests/unit/test_lock \
 	tests/unit/test_layer \
-	tests/unit/test_pubfmt
+	tests/unit/test_pubfmt \
+	tests/unit/test_publish
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -38,3 +39,6 @@ tests_unit_test_layer_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_pubfmt_SOURCES = tests/unit/test_pubfmt.c tests/unit/harness.h
 tests_unit_test_pubfmt_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_publish_SOURCES = tests/unit/test_publish.c tests/unit/harness.h
+tests_unit_test_publish_LDADD = $(VMB_CORE_LIBS)

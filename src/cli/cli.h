@@ -22,6 +22,7 @@ int vmb_cli_snapshot(int argc, char **argv);
 int vmb_cli_flatten(int argc, char **argv);
 int vmb_cli_gc(int argc, char **argv);
 int vmb_cli_ping(int argc, char **argv);
+int vmb_cli_publish(int argc, char **argv);
 
 /* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural
  * commands given STORE or a path inside a mount call vmb_cli_ctl_find: when

@@ -1,6 +1,7 @@
 /* cli_cmds.c - vmbundlefs init, ls and fsck. */
 #include "config.h"
 #include "cli/cli.h"
+#include "remote/cache.h"
 #include "store/fsck.h"
 #include "store/store.h"
 #include "store/store_log.h"
@@ -14,6 +15,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char init_usage[] =
 	"Usage: vmbundlefs init STORE\n"
@@ -182,9 +184,13 @@ int vmb_cli_ls(int argc, char **argv)
 
 static const char fsck_usage[] =
 	"Usage: vmbundlefs fsck [-n] STORE\n"
+	"       vmbundlefs fsck [-n] --cache[=DIR]\n"
 	"Check STORE (not mounted) and repair what can be repaired: rebuild missing,\n"
 	"stale or corrupt block maps from the backing files, remove maps of files\n"
 	"that no longer exist, make the store's metadata its owner's alone (0700/0600).\n"
+	"With --cache, check the cache of remote chunks instead (DIR, or this user's\n"
+	"default): re-hash every chunk, remove bad ones, stale temporaries and stray\n"
+	"files; it may be in use meanwhile.\n"
 	"  -n, --no-repair   only check\n"
 	"Exit status: 0 clean, 1 problems found and all repaired, 4 problems left,\n"
 	"8 the check could not run, 2 a usage error.\n";
@@ -194,12 +200,56 @@ static void say_line(void *arg, const char *msg)
 	printf("%s\n", msg);
 }
 
+/* vmbundlefs fsck --cache[=DIR] */
+static int fsck_cache(const char *dir, int repair)
+{
+	struct vmb_cache_opts o;
+	struct vmb_cache_fsck_result res;
+	struct vmb_cache *c = NULL;
+	struct vmb_err err = {0};
+	char def[PATH_MAX];
+	struct stat st;
+	int r;
+
+	if (!dir) {
+		if (vmb_cache_default_dir(def, sizeof(def), &err) < 0) {
+			fprintf(stderr, "vmbundlefs: %s\n", err.msg);
+			return 8;
+		}
+		dir = def;
+	}
+	if (stat(dir, &st) < 0) {
+		fprintf(stderr, "vmbundlefs: no cache at '%s': %s\n", dir, strerror(errno));
+		return 8;
+	}
+	vmb_cache_opts_default(&o);
+	o.min_free_bytes = 0;
+	o.evict_manual = 1;   /* a check evicts nothing */
+	o.no_sweep = !repair; /* and -n removes nothing */
+	if (vmb_cache_open(dir, &o, &c, &err) < 0) {
+		fprintf(stderr, "vmbundlefs: %s\n", err.msg);
+		return 8;
+	}
+	r = vmb_cache_fsck_res(c, repair, stdout, &res, &err);
+	vmb_cache_close(c);
+	if (r < 0) {
+		fprintf(stderr, "vmbundlefs: %s\n", err.msg);
+		return 8;
+	}
+	if (res.problems == 0)
+		return 0;
+	return repair && res.repaired == res.problems ? 1 : 4;
+}
+
 int vmb_cli_fsck(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "no-repair", no_argument, NULL, 'n' },
+		{ "cache", optional_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *cache_dir = NULL;
+	int cache = 0;
 	struct vmb_log say = { say_line, NULL };
 	struct vmb_fsck_result res;
 	struct vmb_err err = {0};
@@ -210,13 +260,22 @@ int vmb_cli_fsck(int argc, char **argv)
 		return VMB_EXIT_OK;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+n", opts, NULL)) != -1) {
+		if (c == 'C') {
+			cache = 1;
+			cache_dir = optarg;
+			continue;
+		}
 		if (c != 'n') {
 			fputs(fsck_usage, stderr);
 			return VMB_EXIT_USAGE;
 		}
 		repair = 0;
 	}
-	if (argc - optind != 1) {
+	if (cache && !cache_dir && argc - optind == 1)
+		cache_dir = argv[optind++];   /* --cache DIR */
+	if (cache && argc == optind && (!cache_dir || *cache_dir))
+		return fsck_cache(cache_dir, repair);
+	if (cache || argc - optind != 1) {
 		fputs(fsck_usage, stderr);
 		return VMB_EXIT_USAGE;
 	}

@@ -28,6 +28,9 @@ static const char usage[] =
 	"  deps STORE NAME                list the layers a bundle (or snapshot) stands on\n"
 	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"
 	"                                 of the daemons' log (STORE/.vmbundlefs/log)\n"
+	"  publish [-c SIZE] [-s KEY] STORE NAME... DEST\n"
+	"                                 publish bundles as static, content-addressed\n"
+	"                                 files (a directory a web server can serve)\n"
 	"  ping STORE|PATH                ask the mount's daemon whether it answers on its\n"
 	"                                 control channel\n"
 	"\n"
@@ -88,6 +91,7 @@ int main(int argc, char **argv)
 		{ "snapshot", vmb_cli_snapshot },
 		{ "flatten", vmb_cli_flatten },
 		{ "gc", vmb_cli_gc },
+		{ "publish", vmb_cli_publish },
 	};
 	size_t i;
 

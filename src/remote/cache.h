@@ -1,0 +1,161 @@
+/* cache.h - the host's shared, verified, content-addressed object cache (issue 11 §5,
+ * REMOTE.md §3). It knows digests and bytes only: no images, no URLs beyond the
+ * opaque CACHE/urls/ slots, no curl, no FUSE.
+ *
+ * Layout of CACHE (man/vmbundlefs.5, CACHE):
+ *   version                 "vmbundlefs-cache 1\n"
+ *   chunks/<aa>/<64 hex>    a verified object, named by the SHA-256 of its bytes
+ *   tmp/                    temporaries: <64 hex>.<pid>.<rand> while a fill runs,
+ *                           <kind>.<pid>.<rand> for pins and url slots
+ *   lock/<aa>/<64 hex>      per-digest single-flight lock files (OFD locks)
+ *   lock/evict              held by the one evicter at a time
+ *   pins/<name>             pinned digests (never evicted)
+ *   urls/<64 hex>           opaque slots (the last verified top index of a URL)
+ *   mnt/, meta/             left to the remote layer (shadow stores of mounts,
+ *                           metadata objects kept apart from eviction)
+ *
+ * Presence: an object is present once it was written to a temporary, fsync'd,
+ * checked (size and SHA-256), renamed into chunks/ and the directory fsync'd. A
+ * present object is served without re-hashing it (fsck re-hashes): whoever can
+ * write CACHE is trusted, so a world-writable CACHE is refused.
+ *
+ * Single-flight: in a process, callers of vmb_cache_get for the same absent digest
+ * share one flight (mutex + condition): one runs the fill, the others wait for its
+ * result, errors included. Across processes the filler holds an OFD write lock on
+ * lock/<aa>/<hex> (created on demand, removed by its holder while it still holds it;
+ * whoever locks it checks that the path still names the inode it locked, else
+ * retries). A waiter blocks on that lock; when it gets it, the object is present
+ * (done) or not (the filler failed or died: the waiter fills). A kill -9 at any
+ * point leaves at most a temporary (removed when next swept: open, fsck), never a
+ * visible partial object.
+ *
+ * Modes: CACHE is created 0755 when this code creates it; its subdirectories take
+ * CACHE's own permission bits (so an administrator who makes CACHE 2775 with a group
+ * gets a group-shared cache), files are 0644, 0664 when CACHE is group-writable,
+ * whatever the umask. A process that cannot write CACHE gets a clear error from
+ * vmb_cache_open (never a silent no-cache).
+ *
+ * Eviction: LRU by mtime (a hit touches a file whose mtime is older than 10
+ * minutes). When the cache holds more than max_bytes (st_size of its objects) it is
+ * trimmed, oldest first, to 90% of max_bytes, and while the file system has less than
+ * min_free_bytes free; never a pinned object, never one whose lock is held (being
+ * filled or checked). One evicter at a time per CACHE (lock/evict); readers never
+ * wait for it; an open descriptor of an evicted object stays readable. A background
+ * thread of each vmb_cache runs it after fills (and once at open); vmb_cache_evict
+ * runs it at once.
+ *
+ * Threads: every function is thread-safe. A vmb_cache must not be used in a child
+ * after fork(); open another one there. Lock order: cache->mu, then (only in the
+ * filler) the per-digest lock file; the evicter holds lock/evict, then one per-digest
+ * lock at a time, never cache->mu.
+ */
+#ifndef VMB_CACHE_H
+#define VMB_CACHE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include "base/err.h"
+
+struct vmb_cache;
+
+struct vmb_cache_opts {
+	uint64_t max_bytes;       /* 0: no limit */
+	uint64_t min_free_bytes;  /* default 1 GiB; 0: no free-space rule */
+	int evict_manual;         /* tests, fsck: no background eviction, only vmb_cache_evict */
+	int no_sweep;             /* fsck -n: leave stale temporaries for the check to report */
+	const struct vmb_log *log; /* background eviction errors (NULL: stderr) */
+};
+
+#define VMB_CACHE_MIN_FREE_DEFAULT (1ULL << 30)
+
+/* max_bytes 0, min_free_bytes VMB_CACHE_MIN_FREE_DEFAULT, background eviction. */
+void vmb_cache_opts_default(struct vmb_cache_opts *o);
+
+/* The default CACHE of this process: /var/cache/vmbundlefs for root, else
+ * $XDG_CACHE_HOME/vmbundlefs (when absolute), else $HOME/.cache/vmbundlefs. */
+int vmb_cache_default_dir(char *buf, size_t size, struct vmb_err *err);
+
+/* Open (creating it and its parents when absent) the cache at dir; opts NULL:
+ * defaults. Refuses a directory that holds other things and no version file, an
+ * unknown version, a world-writable CACHE, and a CACHE this process cannot write
+ * (-EACCES/-EROFS, naming owner, mode and uid). Removes stale temporaries (unless
+ * opts->no_sweep). */
+int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
+		   struct vmb_cache **out, struct vmb_err *err);
+/* NULL-safe. Stops the background evicter; no call may be running. */
+void vmb_cache_close(struct vmb_cache *c);
+const char *vmb_cache_path(const struct vmb_cache *c);
+
+/* The fill callback writes exactly len bytes of the object to fd (at offset 0);
+ * returns 0 or -errno with err set. It runs in the thread of one of the callers. */
+typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t len,
+				 int fd, struct vmb_err *err);
+
+/* An O_RDONLY descriptor (the caller closes it) of the verified object DIGEST of LEN
+ * bytes. If absent: single-flight across threads and processes (above); the result
+ * is verified (SHA-256 == digest, size == len); a mismatch is filled once more, then
+ * -EIO ("chunk <hex>: fetched bytes do not match their digest (twice)"). A fill
+ * error is returned as is (in-process waiters get the same error; a waiter in
+ * another process tries the fill itself). *hit (may be NULL): 1 when the object was
+ * present at the call. A present object of another size than len whose bytes match
+ * the digest: -EINVAL (the caller's len is wrong); one whose bytes do not match is
+ * removed and filled again. fill NULL: only what is present (else -ENOENT). */
+int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
+/* 1 if present, else 0; one fstatat. */
+int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32]);
+
+/* Pins: a pinned object is never evicted (a bundle whose source is gone or
+ * unfetchable). A pin is a file CACHE/pins/<name> listing digests ("vmbundlefs-pin
+ * 1" then one hex digest a line), replaced atomically; it survives restarts. name:
+ * 1-200 of [A-Za-z0-9._-], not starting with '.'. vmb_cache_pin waits for a running
+ * eviction: when it returns, no object it names is evicted (absent ones are not
+ * fetched by it). */
+int vmb_cache_pin(struct vmb_cache *c, const char *name, const uint8_t (*digests)[32],
+		  size_t n, struct vmb_err *err);
+int vmb_cache_unpin(struct vmb_cache *c, const char *name, struct vmb_err *err);
+
+/* Run LRU eviction now (waits for a running evicter, then runs). 0 or -errno (a
+ * malformed pin file stops eviction: pins protect what cannot be fetched again). */
+int vmb_cache_evict(struct vmb_cache *c, struct vmb_err *err);
+
+/* Check the cache: re-hash every object, find stale temporaries, stray files in the
+ * cache's own folders, malformed pins; with repair, remove bad objects, stale
+ * temporaries and stray files (never anything at CACHE's top level, never a
+ * directory). One line per problem to report (may be NULL), then a summary line.
+ * Returns the number of problems found (0: clean), or -errno when it could not run.
+ * Objects being filled are skipped. Leftover lock files are removed silently. */
+int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err *err);
+/* The same, with figures: problems found, of which repaired (left: the others). */
+struct vmb_cache_fsck_result {
+	unsigned objects, problems, repaired;
+	uint64_t bytes;
+};
+int vmb_cache_fsck_res(struct vmb_cache *c, int repair, FILE *report,
+		       struct vmb_cache_fsck_result *res, struct vmb_err *err);
+
+/* Opaque slots CACHE/urls/<sha256 of key> (the last verified top index of a URL):
+ * save replaces atomically (temp, fsync, rename); load gives a malloc'd copy, or
+ * -ENOENT when absent. Bytes are not verified by the cache. */
+int vmb_cache_url_save(struct vmb_cache *c, const char *key, const void *buf, size_t len,
+		       struct vmb_err *err);
+int vmb_cache_url_load(struct vmb_cache *c, const char *key, void **buf, size_t *len,
+		       struct vmb_err *err);
+
+/* Counters. bytes and chunks: the objects present, as of the last scan (open or
+ * eviction) plus this process's fills and evictions since; the rest count this
+ * vmb_cache's calls: hits (present at the call), misses (the others), waits (of
+ * those, calls that waited for another caller's fill, in-process or not), fills
+ * (fill callbacks run), fill_bytes, evicted (objects removed by eviction),
+ * verify_failures (fills or present objects that failed their check). */
+struct vmb_cache_stats {
+	uint64_t bytes, chunks, hits, misses, fills, fill_bytes, evicted, verify_failures;
+	uint64_t waits;
+};
+void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
+/* Count the objects present now (a listing of chunks/; also sets the bytes and
+ * chunks counters): for a status command that cannot wait for the first scan. */
+int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
+		    struct vmb_err *err);
+
+#endif

@@ -1,0 +1,299 @@
+/* cache_fsck.c - checking a cache: every object re-hashed, stale temporaries, stray
+ * files, malformed pins, leftover lock files (see cache.h). It may run beside
+ * mounts and commands using the cache: an object is checked and removed under its
+ * digest lock (tried, never waited for: a busy object is skipped and counted). */
+#include "config.h"
+#include "remote/cache_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fsck {
+	struct vmb_cache *c;
+	int repair;
+	FILE *out;
+	unsigned objects, bad, stale, stray, badpins, busy, locks, left;
+	uint64_t bytes;
+};
+
+static DIR *opendir_at(int fd, const char *name)
+{
+	int dfd = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *d;
+
+	if (dfd < 0)
+		return NULL;
+	if (!(d = fdopendir(dfd)))
+		close(dfd);
+	return d;
+}
+
+static int is_dot(const char *n)
+{
+	return !strcmp(n, ".") || !strcmp(n, "..");
+}
+
+static int is_aa(const char *n)
+{
+	return strlen(n) == 2 && strspn(n, "0123456789abcdef") == 2;
+}
+
+/* A name in one of the cache's folders that the cache did not put there: files
+ * go with repair, directories are reported and left alone. */
+static void stray(struct fsck *f, int dfd, const char *folder, const char *name)
+{
+	struct stat st;
+	int dir = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+	int gone = !dir && f->repair && unlinkat(dfd, name, 0) == 0;
+
+	f->stray++;
+	if (!gone)
+		f->left++;
+	if (f->out)
+		fprintf(f->out, "cache '%s': %s%s: a stray %s%s\n", f->c->path, folder, name,
+			dir ? "directory" : "file", dir ? " (left alone)" : gone ? " (removed)" : "");
+}
+
+static void check_object(struct fsck *f, int dfd, const char *aa, const char *name)
+{
+	struct vmb_cache *c = f->c;
+	char rel[VMB_CACHE_REL], gh[VMB_SHA256_HEX];
+	uint8_t want[32], got[32];
+	uint64_t size = 0;
+	struct vmb_err e;
+	int lfd, fd, r;
+
+	vmb_cache_unhex(name, want);
+	vmb_cache_rel(want, rel);
+	if (vmb_cache_lock(c, rel, 0, &lfd, NULL) < 0) {
+		f->busy++;
+		return;
+	}
+	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		vmb_cache_unlock(c, rel, lfd);
+		return;   /* evicted meanwhile */
+	}
+	vmb_err_clear(&e);
+	r = vmb_cache_hash_fd(fd, got, &size, &e);
+	close(fd);
+	f->objects++;
+	f->bytes += size;
+	if (r < 0) {
+		f->bad++;
+		if (f->out)
+			fprintf(f->out, "cache '%s': chunks/%s/%s: cannot read it (%s)%s\n", c->path,
+				aa, name, e.msg, f->repair ? " (removed)" : "");
+		if (!f->repair || unlinkat(dfd, name, 0) < 0)
+			f->left++;
+	} else if (memcmp(got, want, 32) != 0) {
+		f->bad++;
+		VMB_ATOMIC_ADD(&c->verify_failures, 1);
+		vmb_sha256_hex(got, gh);
+		if (f->out)
+			fprintf(f->out, "cache '%s': chunks/%s/%s: its bytes do not match its name "
+				"(SHA-256 %s, %llu bytes)%s\n", c->path, aa, name, gh,
+				(unsigned long long)size, f->repair ? " (removed)" : "");
+		if (!f->repair || unlinkat(dfd, name, 0) < 0)
+			f->left++;
+	}
+	vmb_cache_unlock(c, rel, lfd);
+}
+
+static void check_chunks(struct fsck *f)
+{
+	struct vmb_cache *c = f->c;
+	struct dirent *e, *o;
+	DIR *top = opendir_at(c->chunksfd, "."), *d;
+
+	if (!top)
+		return;
+	while ((e = readdir(top))) {
+		char folder[16];
+		struct stat st;
+
+		if (is_dot(e->d_name))
+			continue;
+		if (!is_aa(e->d_name) || fstatat(c->chunksfd, e->d_name, &st,
+						 AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
+			stray(f, c->chunksfd, "chunks/", e->d_name);
+			continue;
+		}
+		if (!(d = opendir_at(c->chunksfd, e->d_name)))
+			continue;
+		snprintf(folder, sizeof(folder), "chunks/%s/", e->d_name);
+		while ((o = readdir(d))) {
+			uint8_t dg[32];
+
+			if (is_dot(o->d_name))
+				continue;
+			if (strlen(o->d_name) != 64 || strncmp(o->d_name, e->d_name, 2) ||
+			    vmb_cache_unhex(o->d_name, dg) < 0 ||
+			    fstatat(dirfd(d), o->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode)) {
+				stray(f, dirfd(d), folder, o->d_name);
+				continue;
+			}
+			check_object(f, dirfd(d), e->d_name, o->d_name);
+		}
+		closedir(d);
+	}
+	closedir(top);
+}
+
+static void check_locks(struct fsck *f)
+{
+	struct vmb_cache *c = f->c;
+	struct dirent *e, *o;
+	DIR *top = opendir_at(c->lockfd, "."), *d;
+
+	if (!top)
+		return;
+	while ((e = readdir(top))) {
+		char folder[16];
+
+		if (is_dot(e->d_name) || !strcmp(e->d_name, "evict"))
+			continue;
+		if (!is_aa(e->d_name) || !(d = opendir_at(c->lockfd, e->d_name))) {
+			stray(f, c->lockfd, "lock/", e->d_name);
+			continue;
+		}
+		snprintf(folder, sizeof(folder), "lock/%s/", e->d_name);
+		while ((o = readdir(d))) {
+			uint8_t dg[32];
+			char rel[VMB_CACHE_REL];
+			int lfd;
+
+			if (is_dot(o->d_name))
+				continue;
+			if (strlen(o->d_name) != 64 || strncmp(o->d_name, e->d_name, 2) ||
+			    vmb_cache_unhex(o->d_name, dg) < 0) {
+				stray(f, dirfd(d), folder, o->d_name);
+				continue;
+			}
+			/* a lock file nobody holds is a leftover of a killed filler */
+			vmb_cache_rel(dg, rel);
+			if (f->repair && vmb_cache_lock(c, rel, 0, &lfd, NULL) == 0) {
+				vmb_cache_unlock(c, rel, lfd);
+				f->locks++;
+			}
+		}
+		closedir(d);
+	}
+	closedir(top);
+}
+
+static void check_pins_urls(struct fsck *f)
+{
+	struct vmb_cache *c = f->c;
+	struct dirent *e;
+	DIR *d = opendir_at(c->pinsfd, ".");
+
+	while (d && (e = readdir(d))) {
+		uint8_t (*v)[32] = NULL;
+		size_t n = 0, cap = 0;
+		struct vmb_err err;
+		struct stat st;
+
+		if (is_dot(e->d_name))
+			continue;
+		if (fstatat(c->pinsfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode) || e->d_name[0] == '.') {
+			stray(f, c->pinsfd, "pins/", e->d_name);
+			continue;
+		}
+		vmb_err_clear(&err);
+		if (vmb_cache_pin_read(c, e->d_name, &v, &n, &cap, &err) < 0) {
+			f->badpins++;
+			f->left++;
+			if (f->out)
+				fprintf(f->out, "%s (left alone: eviction stops until it is "
+					"fixed or removed)\n", err.msg);
+		}
+		free(v);
+	}
+	if (d)
+		closedir(d);
+	d = opendir_at(c->urlsfd, ".");
+	while (d && (e = readdir(d))) {
+		uint8_t dg[32];
+		struct stat st;
+
+		if (is_dot(e->d_name))
+			continue;
+		if (strlen(e->d_name) != 64 || vmb_cache_unhex(e->d_name, dg) < 0 ||
+		    fstatat(c->urlsfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			stray(f, c->urlsfd, "urls/", e->d_name);
+	}
+	if (d)
+		closedir(d);
+}
+
+static void check_top(struct fsck *f)
+{
+	struct dirent *e;
+	DIR *d = opendir_at(f->c->dirfd, ".");
+
+	while (d && (e = readdir(d))) {
+		int ok = is_dot(e->d_name) || !strncmp(e->d_name, ".version.", 9);
+
+		for (const char *const *k = vmb_cache_known_top; !ok && *k; k++)
+			ok = !strcmp(e->d_name, *k);
+		if (!ok) {
+			f->stray++;
+			f->left++;
+			if (f->out)
+				fprintf(f->out, "cache '%s': %s: not part of a cache (left alone)\n",
+					f->c->path, e->d_name);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+int vmb_cache_fsck_res(struct vmb_cache *c, int repair, FILE *report,
+		       struct vmb_cache_fsck_result *res, struct vmb_err *err)
+{
+	struct fsck f;
+	unsigned problems, tmpleft = 0;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	memset(res, 0, sizeof(*res));
+	f.c = c;
+	f.repair = repair;
+	f.out = report;
+	check_top(&f);
+	check_chunks(&f);
+	r = vmb_cache_sweep_tmp(c, repair, report, &f.stale, &tmpleft, err);
+	if (r < 0)
+		return r;
+	f.left += tmpleft;
+	check_locks(&f);
+	check_pins_urls(&f);
+	problems = f.bad + f.stale + f.stray + f.badpins;
+	if (report)
+		fprintf(report, "cache '%s': %u objects (%llu bytes) checked: %u bad, %u stale "
+			"temporaries, %u stray files, %u malformed pins; %u busy skipped%s%s\n",
+			c->path, f.objects, (unsigned long long)f.bytes, f.bad, f.stale, f.stray,
+			f.badpins, f.busy, problems == 0 ? "; clean" : "",
+			problems && repair ? "; repaired what could be" : "");
+	res->objects = f.objects;
+	res->bytes = f.bytes;
+	res->problems = problems;
+	res->repaired = problems - f.left;
+	return (int)problems;
+}
+
+int vmb_cache_fsck(struct vmb_cache *c, int repair, FILE *report, struct vmb_err *err)
+{
+	struct vmb_cache_fsck_result res;
+
+	return vmb_cache_fsck_res(c, repair, report, &res, err);
+}

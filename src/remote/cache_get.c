@@ -1,0 +1,300 @@
+/* cache_get.c - vmb_cache_get and vmb_cache_has: the fast path (open + fstat), the
+ * in-process flight (mutex + condition), the cross-process fill under the digest's
+ * lock file, and the fill itself: temporary, fsync, verify, rename, fsync the
+ * directory (see cache.h). */
+#include "config.h"
+#include "remote/cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32])
+{
+	char rel[VMB_CACHE_REL];
+	struct stat st;
+
+	vmb_cache_rel(digest, rel);
+	return fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Open the present object: its fd, -ENOENT when absent, -ESTALE when present with
+ * another size than len (*st tells). */
+static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, struct stat *st,
+			struct vmb_err *err)
+{
+	int fd = openat(c->chunksfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return -ENOENT;
+		return vmb_err_sys(err, errno, "cache '%s': cannot open chunks/%s", c->path, rel);
+	}
+	if (fstat(fd, st) < 0) {
+		int r = vmb_err_sys(err, errno, "cache '%s': cannot stat chunks/%s", c->path, rel);
+
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st->st_mode) || (uint64_t)st->st_size != len) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
+/* One fill into a temporary, checked and renamed into place. Returns an O_RDONLY fd
+ * of it, or -errno; *mismatch says the bytes did not match (then err says how). */
+static int fill_once(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+		     uint64_t len, vmb_cache_fill_fn fill, void *arg, int *mismatch,
+		     struct vmb_err *err)
+{
+	char hex[VMB_SHA256_HEX], tmp[128], aa[3] = { rel[0], rel[1], '\0' };
+	uint8_t got[32];
+	uint64_t size = 0;
+	int fd, ro = -1, r;
+
+	*mismatch = 0;
+	vmb_sha256_hex(digest, hex);
+	fd = vmb_cache_tmp_create(c, hex, tmp, err);
+	if (fd < 0)
+		return fd;
+	VMB_ATOMIC_ADD(&c->fills, 1);
+	r = fill(arg, digest, len, fd, err);
+	if (r == -ENOSPC)
+		vmb_cache_evict_kick(c);
+	if (r < 0) {
+		if (!err || !err->msg[0])
+			vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
+		goto out;
+	}
+	vmb_cache_step("filled");
+	if (fsync(fd) < 0) {
+		r = vmb_err_sys(err, errno, "cache '%s': cannot fsync tmp/%s", c->path, tmp);
+		goto out;
+	}
+	r = vmb_cache_hash_fd(fd, got, &size, err);
+	if (r < 0) {
+		vmb_err_prefix(err, "cache '%s': cannot read back tmp/%s", c->path, tmp);
+		goto out;
+	}
+	if (size != len || memcmp(got, digest, 32) != 0) {
+		VMB_ATOMIC_ADD(&c->verify_failures, 1);
+		*mismatch = 1;
+		if (size != len)
+			r = vmb_err_set(err, EIO, "%llu bytes instead of %llu",
+					(unsigned long long)size, (unsigned long long)len);
+		else {
+			char gh[VMB_SHA256_HEX];
+
+			vmb_sha256_hex(got, gh);
+			r = vmb_err_set(err, EIO, "their SHA-256 is %s", gh);
+		}
+		goto out;
+	}
+	vmb_cache_step("verified");
+	ro = openat(c->tmpfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (ro < 0) {
+		r = vmb_err_sys(err, errno, "cache '%s': cannot reopen tmp/%s", c->path, tmp);
+		goto out;
+	}
+	r = vmb_cache_mkdir(c, c->chunksfd, aa);
+	if (r < 0) {
+		vmb_err_sys(err, -r, "cache '%s': cannot create chunks/%s/", c->path, aa);
+		goto out;
+	}
+	if (renameat(c->tmpfd, tmp, c->chunksfd, rel) < 0) {
+		r = vmb_err_sys(err, errno, "cache '%s': cannot rename tmp/%s to chunks/%s",
+				c->path, tmp, rel);
+		goto out;
+	}
+	tmp[0] = '\0';
+	vmb_cache_step("renamed");
+	r = vmb_cache_fsync_dir(c->chunksfd, aa);
+	if (r < 0) {
+		vmb_err_sys(err, -r, "cache '%s': cannot fsync chunks/%s/", c->path, aa);
+		goto out;
+	}
+	VMB_ATOMIC_ADD(&c->fill_bytes, len);
+	VMB_ATOMIC_ADD(&c->bytes, len);
+	VMB_ATOMIC_ADD(&c->chunks, 1);
+out:
+	close(fd);
+	if (tmp[0])
+		unlinkat(c->tmpfd, tmp, 0);
+	if (r < 0) {
+		if (ro >= 0)
+			close(ro);
+		return r;
+	}
+	return ro;
+}
+
+/* A present object of the wrong size (we hold its lock): if its bytes match the
+ * digest, the caller's len is wrong; else it is corrupt and goes. */
+static int wrong_size(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+		      uint64_t len, struct vmb_err *err)
+{
+	char hex[VMB_SHA256_HEX];
+	uint8_t got[32];
+	uint64_t size = 0;
+	int fd = openat(c->chunksfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = -1;
+
+	vmb_sha256_hex(digest, hex);
+	if (fd >= 0) {
+		r = vmb_cache_hash_fd(fd, got, &size, NULL);
+		close(fd);
+	}
+	if (r == 0 && memcmp(got, digest, 32) == 0)
+		return vmb_err_set(err, EINVAL, "chunk %s is %llu bytes, not %llu", hex,
+				   (unsigned long long)size, (unsigned long long)len);
+	VMB_ATOMIC_ADD(&c->verify_failures, 1);
+	if (unlinkat(c->chunksfd, rel, 0) < 0 && errno != ENOENT)
+		return vmb_err_sys(err, errno, "cache '%s': cannot remove corrupt chunks/%s",
+				   c->path, rel);
+	return 0;
+}
+
+/* The leader of a flight: fill across processes. Returns an fd or -errno. */
+static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		       vmb_cache_fill_fn fill, void *arg, struct vmb_err *err)
+{
+	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX];
+	struct stat st;
+	int lfd = -1, fd, r, mismatch = 0;
+
+	vmb_cache_rel(digest, rel);
+	r = vmb_cache_lock(c, rel, 1, &lfd, err);
+	if (r < 0)
+		return r;
+	/* the lock is ours: the object is there (filled while we waited) or we fill it */
+	fd = open_present(c, rel, len, &st, err);
+	if (fd >= 0 || (fd != -ENOENT && fd != -ESTALE)) {
+		if (fd >= 0 && lfd >= 0)
+			VMB_ATOMIC_ADD(&c->waits, 1);
+		goto out;
+	}
+	if (fd == -ESTALE) {
+		fd = wrong_size(c, digest, rel, len, err);
+		if (fd < 0)
+			goto out;
+	}
+	for (int attempt = 0; attempt < 2; attempt++) {
+		fd = fill_once(c, digest, rel, len, fill, arg, &mismatch, err);
+		if (fd >= 0 || !mismatch)
+			break;
+	}
+	if (fd < 0 && mismatch) {
+		char last[VMB_ERR_MAX];
+
+		snprintf(last, sizeof(last), "%s", err ? err->msg : "");
+		vmb_sha256_hex(digest, hex);
+		fd = vmb_err_set(err, EIO, "chunk %s: fetched bytes do not match their digest "
+				 "(twice; last time %s)", hex, last);
+	}
+	if (fd >= 0)
+		vmb_cache_after_fill(c, len);
+out:
+	vmb_cache_unlock(c, rel, lfd);
+	return fd;
+}
+
+static void touch(int fd, const struct stat *st)
+{
+	if (st->st_mtime < time(NULL) - VMB_CACHE_TOUCH_SEC)
+		futimens(fd, NULL);   /* best effort: LRU order only */
+}
+
+int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		  vmb_cache_fill_fn fill, void *arg, int *fdp, int *hit, struct vmb_err *err)
+{
+	char rel[VMB_CACHE_REL];
+	struct vmb_cache_flight *f;
+	struct stat st;
+	int fd, counted = 0;
+
+	*fdp = -1;
+	if (hit)
+		*hit = 0;
+	vmb_cache_rel(digest, rel);
+	for (int round = 0; round < 8; round++) {
+		fd = open_present(c, rel, len, &st, err);
+		if (fd >= 0) {
+			touch(fd, &st);
+			if (!counted) {
+				VMB_ATOMIC_ADD(&c->hits, 1);
+				if (hit)
+					*hit = 1;
+			}
+			*fdp = fd;
+			return 0;
+		}
+		if (fd != -ENOENT && fd != -ESTALE)
+			return fd;
+		if (!counted) {
+			VMB_ATOMIC_ADD(&c->misses, 1);
+			counted = 1;
+		}
+		if (!fill)
+			return vmb_err_set(err, ENOENT, "chunk %s is not in cache '%s'", rel + 3,
+					   c->path);
+		pthread_mutex_lock(&c->mu);
+		for (f = c->flights; f; f = f->next)
+			if (!memcmp(f->digest, digest, 32))
+				break;
+		if (f) {
+			/* someone in this process fills it: wait for the result */
+			f->refs++;
+			VMB_ATOMIC_ADD(&c->waits, 1);
+			while (!f->done)
+				pthread_cond_wait(&c->cv, &c->mu);
+			fd = f->rc;
+			if (fd < 0 && err)
+				*err = f->err;
+			if (--f->refs == 0)
+				free(f);
+			pthread_mutex_unlock(&c->mu);
+			if (fd < 0)
+				return fd;
+			continue;   /* present now: open it */
+		}
+		f = calloc(1, sizeof(*f));
+		if (!f) {
+			pthread_mutex_unlock(&c->mu);
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		}
+		memcpy(f->digest, digest, 32);
+		f->refs = 1;
+		f->next = c->flights;
+		c->flights = f;
+		pthread_mutex_unlock(&c->mu);
+
+		fd = fill_shared(c, digest, len, fill, arg, &f->err);
+
+		pthread_mutex_lock(&c->mu);
+		for (struct vmb_cache_flight **p = &c->flights; *p; p = &(*p)->next)
+			if (*p == f) {
+				*p = f->next;
+				break;
+			}
+		f->done = 1;
+		f->rc = fd < 0 ? fd : 0;
+		if (fd < 0 && err)
+			*err = f->err;
+		if (--f->refs == 0)
+			free(f);
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		if (fd < 0)
+			return fd;
+		*fdp = fd;
+		return 0;
+	}
+	return vmb_err_set(err, EAGAIN, "cache '%s': chunk %s keeps vanishing (evicted as "
+			   "soon as filled?)", c->path, rel + 3);
+}

@@ -1,0 +1,109 @@
+/* cache_int.h - internals shared by the cache_*.c files (see cache.h). */
+#ifndef VMB_CACHE_INT_H
+#define VMB_CACHE_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "base/digest.h"
+#include "base/err.h"
+#include "remote/cache.h"
+
+#define VMB_CACHE_VERSION "vmbundlefs-cache 1\n"
+#define VMB_CACHE_PIN_MAGIC "vmbundlefs-pin 1\n"
+#define VMB_CACHE_TOUCH_SEC 600        /* a hit touches an mtime older than this */
+#define VMB_CACHE_TMP_STALE_SEC 3600   /* a non-object temporary older than this is stale */
+
+/* One in-process flight: the callers of vmb_cache_get for one absent digest. Owned
+ * by the list in vmb_cache while !done, freed by the last of its refs. */
+struct vmb_cache_flight {
+	uint8_t digest[32];
+	int done, rc;
+	unsigned refs;
+	struct vmb_err err;
+	struct vmb_cache_flight *next;
+};
+
+struct vmb_cache {
+	char *path;
+	int dirfd, chunksfd, tmpfd, lockfd, pinsfd, urlsfd;   /* O_DIRECTORY, all owned */
+	mode_t dmode, fmode;
+	struct vmb_cache_opts opts;
+
+	pthread_mutex_t mu;            /* guards flights */
+	pthread_cond_t cv;             /* a flight finished */
+	struct vmb_cache_flight *flights;
+
+	/* background evicter: ev_mu guards ev_kick and ev_stop */
+	pthread_mutex_t ev_mu;
+	pthread_cond_t ev_cv;
+	pthread_t ev_thread;
+	int ev_started, ev_kick, ev_stop;
+
+	/* counters, __atomic */
+	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;
+	uint64_t since_scan;           /* bytes this process filled since the last scan */
+};
+
+extern const char *const vmb_cache_known_top[];
+
+/* "aa/<64 hex>" of a digest, relative to chunks/ and lock/. */
+#define VMB_CACHE_REL 68
+void vmb_cache_rel(const uint8_t d[32], char rel[VMB_CACHE_REL]);
+/* Parse 64 lower-case hex digits (exactly, then NUL or stop). 0 or -1. */
+int vmb_cache_unhex(const char *s, uint8_t d[32]);
+
+/* Create dir (relative to at) with c->dmode if absent; 0 or -errno. */
+int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name);
+/* A unique temporary tmp/<kind>.<pid>.<rand>, O_RDWR, c->fmode; name gets its name. */
+int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
+			 struct vmb_err *err);
+/* fsync the directory (relative to at) or at itself when name is NULL. */
+int vmb_cache_fsync_dir(int at, const char *name);
+/* Write buf to a temporary, fsync it, rename it to name in dirfd dfd, fsync dfd. */
+int vmb_cache_write_atomic(struct vmb_cache *c, const char *kind, int dfd, const char *name,
+			   const void *buf, size_t len, struct vmb_err *err);
+
+/* Read the whole regular file name in dfd into a malloc'd buffer (NUL-terminated). */
+int vmb_cache_read_file(struct vmb_cache *c, int dfd, const char *name, char **buf,
+			size_t *len, struct vmb_err *err);
+
+/* Append the digests of pins/<name> to *v (n used, cap allocated); a malformed pin
+ * is -EINVAL naming it and the line. */
+int vmb_cache_pin_read(struct vmb_cache *c, const char *name, uint8_t (**v)[32], size_t *n,
+		       size_t *cap, struct vmb_err *err);
+
+/* Per-digest lock (lock/<rel>): an OFD write lock on a file that still has that name.
+ * wait: block, else -EAGAIN when held. *lfd gets the descriptor. */
+int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
+		   struct vmb_err *err);
+/* Remove the lock file (while it is still held), then release it. */
+void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd);
+/* lock/evict, never removed. */
+int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err);
+
+/* SHA-256 of the whole file fd; 0 or -errno. */
+int vmb_cache_hash_fd(int fd, uint8_t out[32], uint64_t *size, struct vmb_err *err);
+
+/* Remove stale temporaries of tmp/; counts in *n, those not removed in *left (both
+ * may be NULL); with report, one line each. repair 0: only count. */
+int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned *n,
+			unsigned *left, struct vmb_err *err);
+
+/* Test hook: VMB_CACHE_KILL_AT=<point> kills the process (SIGKILL) at that point of
+ * a fill ("filled", "verified", "renamed"). */
+void vmb_cache_step(const char *point);
+
+/* The background evicter. */
+int vmb_cache_evict_start(struct vmb_cache *c);
+void vmb_cache_evict_stop(struct vmb_cache *c);
+void vmb_cache_evict_kick(struct vmb_cache *c);
+/* After a fill of len bytes: kick the evicter when a limit may be passed. */
+void vmb_cache_after_fill(struct vmb_cache *c, uint64_t len);
+
+#define VMB_ATOMIC_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+#define VMB_ATOMIC_SUB(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_RELAXED)
+#define VMB_ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define VMB_ATOMIC_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,221 @@
+/* cache_lock.c - the cache's lock files (per digest and for the evicter), hashing a
+ * file, sweeping stale temporaries, the kill hook for tests (see cache.h).
+ *
+ * A per-digest lock file lock/<aa>/<hex> exists only while someone holds or wants
+ * its lock: the holder removes it before releasing it. So whoever gets the lock checks
+ * that the path still names the inode it locked (else it locked a removed file, and
+ * tries again with a fresh one). A holder killed by kill -9 leaves the file behind;
+ * the next locker uses it and removes it; fsck removes leftovers that nobody holds.
+ */
+#include "config.h"
+#include "remote/cache_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void vmb_cache_step(const char *point)
+{
+	const char *v = getenv("VMB_CACHE_KILL_AT");
+
+	if (v && !strcmp(v, point))
+		raise(SIGKILL);
+}
+
+static int lock_fd(int fd, int wait)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) < 0) {
+		if (errno == EINTR)
+			continue;
+		return errno == EACCES ? -EAGAIN : -errno;
+	}
+	return 0;
+}
+
+int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
+		   struct vmb_err *err)
+{
+	struct stat a, b;
+	int fd, r, made = 0;
+
+	*lfd = -1;
+	for (;;) {
+		fd = openat(c->lockfd, rel, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, c->fmode);
+		if (fd < 0 && errno == ENOENT && !made) {
+			char aa[3] = { rel[0], rel[1], '\0' };
+
+			made = 1;
+			r = vmb_cache_mkdir(c, c->lockfd, aa);
+			if (r < 0)
+				return vmb_err_sys(err, -r, "cache '%s': cannot create lock/%s/",
+						   c->path, aa);
+			continue;
+		}
+		if (fd < 0)
+			return vmb_err_sys(err, errno, "cache '%s': cannot open lock file lock/%s",
+					   c->path, rel);
+		if (fstat(fd, &a) < 0) {
+			r = vmb_err_sys(err, errno, "cache '%s': cannot stat lock/%s", c->path, rel);
+			close(fd);
+			return r;
+		}
+		/* the umask may have narrowed a file we created: others must open it too */
+		if (a.st_uid == geteuid() && (a.st_mode & 0777) != c->fmode)
+			fchmod(fd, c->fmode);
+		r = lock_fd(fd, wait);
+		if (r < 0) {
+			close(fd);
+			if (r == -EAGAIN)
+				return r;
+			return vmb_err_sys(err, -r, "cache '%s': cannot lock lock/%s", c->path, rel);
+		}
+		if (fstatat(c->lockfd, rel, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+			*lfd = fd;
+			return 0;
+		}
+		/* its holder removed it while we waited: lock the new one */
+		close(fd);
+	}
+}
+
+void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd)
+{
+	if (lfd < 0)
+		return;
+	unlinkat(c->lockfd, rel, 0);
+	close(lfd);
+}
+
+int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err)
+{
+	struct stat st;
+	int fd = openat(c->lockfd, "evict", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			c->fmode), r;
+
+	*lfd = -1;
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/evict", c->path);
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
+		fchmod(fd, c->fmode);
+	r = lock_fd(fd, wait);
+	if (r < 0) {
+		close(fd);
+		if (r == -EAGAIN)
+			return r;
+		return vmb_err_sys(err, -r, "cache '%s': cannot lock lock/evict", c->path);
+	}
+	*lfd = fd;
+	return 0;
+}
+
+int vmb_cache_hash_fd(int fd, uint8_t out[32], uint64_t *size, struct vmb_err *err)
+{
+	enum { BUF = 1 << 20 };
+	struct vmb_sha256 *h = NULL;
+	uint8_t *buf = malloc(BUF);
+	uint64_t off = 0;
+	int r;
+
+	if (!buf)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	r = vmb_sha256_new(&h, err);
+	while (r == 0) {
+		ssize_t n = pread(fd, buf, BUF, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = vmb_err_sys(err, errno, "read error");
+			break;
+		}
+		if (n == 0)
+			break;
+		r = vmb_sha256_update(h, buf, (size_t)n, err);
+		off += (uint64_t)n;
+	}
+	if (r == 0)
+		r = vmb_sha256_final(h, out, err);
+	vmb_sha256_free(h);
+	free(buf);
+	if (size)
+		*size = off;
+	return r;
+}
+
+/* A temporary of a fill is named <64 hex>.<pid>.<rand> and exists only while its
+ * filler holds the digest's lock: it is stale when that lock is free. Others (pins,
+ * url slots) are renamed within moments: stale after VMB_CACHE_TMP_STALE_SEC. */
+int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned *n,
+			unsigned *left, struct vmb_err *err)
+{
+	int dfd = openat(c->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+
+	if (dfd < 0 || !(d = fdopendir(dfd))) {
+		if (dfd >= 0)
+			close(dfd);
+		return vmb_err_sys(err, errno, "cache '%s': cannot list tmp/", c->path);
+	}
+	while ((e = readdir(d))) {
+		uint8_t dg[32];
+		char rel[VMB_CACHE_REL];
+		struct stat st;
+		int lfd, stale = 0;
+		const char *why = "";
+
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (fstatat(c->tmpfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (report)
+				fprintf(report, "cache '%s': tmp/%s: a stray directory (left alone)\n",
+					c->path, e->d_name);
+			if (n)
+				(*n)++;
+			if (left)
+				(*left)++;
+			continue;
+		}
+		if (strlen(e->d_name) > 65 && e->d_name[64] == '.' &&
+		    vmb_cache_unhex(e->d_name, dg) == 0) {
+			vmb_cache_rel(dg, rel);
+			if (vmb_cache_lock(c, rel, 0, &lfd, NULL) < 0)
+				continue;   /* its fill is running (or we cannot tell) */
+			if (fstatat(c->tmpfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+				stale = 1;
+				why = "a temporary of an interrupted fill";
+				if ((!repair || unlinkat(c->tmpfd, e->d_name, 0) < 0) && left)
+					(*left)++;
+			}
+			vmb_cache_unlock(c, rel, lfd);
+		} else if (st.st_mtime < time(NULL) - VMB_CACHE_TMP_STALE_SEC) {
+			stale = 1;
+			why = "an old temporary";
+			if ((!repair || unlinkat(c->tmpfd, e->d_name, 0) < 0) && left)
+				(*left)++;
+		}
+		if (stale) {
+			if (report)
+				fprintf(report, "cache '%s': tmp/%s: %s%s\n", c->path, e->d_name,
+					why, repair ? " (removed)" : "");
+			if (n)
+				(*n)++;
+		}
+	}
+	closedir(d);
+	return 0;
+}

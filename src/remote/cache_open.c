@@ -1,0 +1,405 @@
+/* cache_open.c - the cache's layout: default directory, open (create, version,
+ * modes, writability), close, small file helpers (see cache.h). */
+#include "config.h"
+#include "remote/cache_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "base/fdio.h"
+
+/* What a cache's top level may hold (lost+found: a cache on a file system of its own). */
+const char *const vmb_cache_known_top[] = {
+	"version", "chunks", "tmp", "lock", "pins", "urls", "mnt", "meta", "lost+found", NULL,
+};
+
+void vmb_cache_opts_default(struct vmb_cache_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->min_free_bytes = VMB_CACHE_MIN_FREE_DEFAULT;
+}
+
+int vmb_cache_default_dir(char *buf, size_t size, struct vmb_err *err)
+{
+	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	int n;
+
+	if (geteuid() == 0)
+		n = snprintf(buf, size, "/var/cache/vmbundlefs");
+	else if (x && x[0] == '/')
+		n = snprintf(buf, size, "%s/vmbundlefs", x);
+	else {
+		if (!home || home[0] != '/') {
+			struct passwd *pw = getpwuid(geteuid());
+
+			if (!pw || !pw->pw_dir || pw->pw_dir[0] != '/')
+				return vmb_err_set(err, ENOENT, "no default cache directory: "
+						   "HOME is not set (use -o cache=DIR)");
+			home = pw->pw_dir;
+		}
+		n = snprintf(buf, size, "%s/.cache/vmbundlefs", home);
+	}
+	if (n < 0 || (size_t)n >= size)
+		return vmb_err_set(err, ENAMETOOLONG, "default cache directory: path too long");
+	return 0;
+}
+
+const char *vmb_cache_path(const struct vmb_cache *c)
+{
+	return c->path;
+}
+
+void vmb_cache_rel(const uint8_t d[32], char rel[VMB_CACHE_REL])
+{
+	char hex[65];
+
+	vmb_sha256_hex(d, hex);
+	snprintf(rel, VMB_CACHE_REL, "%.2s/%s", hex, hex);
+}
+
+int vmb_cache_unhex(const char *s, uint8_t d[32])
+{
+	for (int i = 0; i < 64; i++) {
+		int v;
+
+		if (s[i] >= '0' && s[i] <= '9')
+			v = s[i] - '0';
+		else if (s[i] >= 'a' && s[i] <= 'f')
+			v = s[i] - 'a' + 10;
+		else
+			return -1;
+		if (i & 1)
+			d[i / 2] |= (uint8_t)v;
+		else
+			d[i / 2] = (uint8_t)(v << 4);
+	}
+	return 0;
+}
+
+int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name)
+{
+	if (mkdirat(at, name, c->dmode) == 0) {
+		/* the umask may have taken bits: set them (and setgid) as decided */
+		if (fchmodat(at, name, c->dmode, 0) < 0)
+			return -errno;
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -errno;
+}
+
+int vmb_cache_fsync_dir(int at, const char *name)
+{
+	int fd = name ? openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : at;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	if (name)
+		close(fd);
+	return r;
+}
+
+int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
+			 struct vmb_err *err)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		uint64_t rnd = 0;
+		int fd;
+
+		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+			rnd ^= (uint64_t)(uintptr_t)&rnd ^ (uint64_t)tries << 32;
+		snprintf(name, 128, "%s.%ld.%016llx", kind, (long)getpid(),
+			 (unsigned long long)rnd);
+		fd = openat(c->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, c->fmode);
+		if (fd >= 0) {
+			if (fchmod(fd, c->fmode) < 0) {
+				int e = errno;
+
+				close(fd);
+				unlinkat(c->tmpfd, name, 0);
+				return vmb_err_sys(err, e, "cache '%s': cannot set the mode of "
+						   "tmp/%s", c->path, name);
+			}
+			return fd;
+		}
+		if (errno != EEXIST)
+			return vmb_err_sys(err, errno, "cache '%s': cannot create a temporary "
+					   "in tmp/", c->path);
+	}
+	return vmb_err_set(err, EEXIST, "cache '%s': cannot create a temporary in tmp/",
+			   c->path);
+}
+
+int vmb_cache_write_atomic(struct vmb_cache *c, const char *kind, int dfd, const char *name,
+			   const void *buf, size_t len, struct vmb_err *err)
+{
+	char tmp[128];
+	int fd = vmb_cache_tmp_create(c, kind, tmp, err), r;
+
+	if (fd < 0)
+		return fd;
+	r = vmb_pwrite_full(fd, buf, len, 0, NULL);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r < 0) {
+		vmb_err_sys(err, -r, "cache '%s': cannot write tmp/%s", c->path, tmp);
+		goto fail;
+	}
+	if (renameat(c->tmpfd, tmp, dfd, name) < 0) {
+		r = vmb_err_sys(err, errno, "cache '%s': cannot rename tmp/%s to '%s'",
+				c->path, tmp, name);
+		goto fail;
+	}
+	r = vmb_cache_fsync_dir(dfd, NULL);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cache '%s': cannot fsync a directory", c->path);
+	return 0;
+fail:
+	unlinkat(c->tmpfd, tmp, 0);
+	return r;
+}
+
+/* mkdir -p of the parents of path (the umask applies, as for any mkdir -p). */
+static int mkparents(const char *path)
+{
+	char *p = strdup(path), *s;
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			r = -errno;
+			break;
+		}
+		*s = '/';
+	}
+	free(p);
+	return r;
+}
+
+/* The version file: check it, or create it (temp + link, so that two processes
+ * creating one cache agree) in a directory that holds nothing but ours. */
+static int check_version(struct vmb_cache *c, struct vmb_err *err)
+{
+	char buf[64], tmp[64];
+	ssize_t n;
+	int fd, r;
+
+	for (int tries = 0; tries < 2; tries++) {
+		fd = openat(c->dirfd, "version", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd >= 0) {
+			n = vmb_read_full(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n < 0)
+				return vmb_err_sys(err, (int)-n, "cache '%s': cannot read its "
+						   "version file", c->path);
+			buf[n] = '\0';
+			if (strcmp(buf, VMB_CACHE_VERSION) != 0)
+				return vmb_err_set(err, EINVAL, "cache '%s': unknown version "
+						   "'%.*s' (this vmbundlefs knows '%.*s')", c->path,
+						   (int)strcspn(buf, "\n"), buf,
+						   (int)strlen(VMB_CACHE_VERSION) - 1, VMB_CACHE_VERSION);
+			return 0;
+		}
+		if (errno != ENOENT)
+			return vmb_err_sys(err, errno, "cache '%s': cannot open its version file",
+					   c->path);
+		if (tries)
+			break;
+		/* absent: the directory must hold nothing but what a cache holds */
+		{
+			DIR *d;
+			struct dirent *e;
+			int dfd = openat(c->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (dfd < 0 || !(d = fdopendir(dfd))) {
+				if (dfd >= 0)
+					close(dfd);
+				return vmb_err_sys(err, errno, "cache '%s': cannot list it", c->path);
+			}
+			while ((e = readdir(d))) {
+				int ok = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+					 !strncmp(e->d_name, ".version.", 9);
+
+				for (const char *const *k = vmb_cache_known_top; !ok && *k; k++)
+					ok = !strcmp(e->d_name, *k);
+				if (!ok) {
+					vmb_err_set(err, ENOTEMPTY, "'%s' is not a vmbundlefs cache "
+						    "(no version file) and holds other files ('%s'): "
+						    "choose an empty or new directory", c->path,
+						    e->d_name);
+					closedir(d);
+					return -ENOTEMPTY;
+				}
+			}
+			closedir(d);
+		}
+		snprintf(tmp, sizeof(tmp), ".version.%ld.%lx", (long)getpid(),
+			 (unsigned long)(uintptr_t)c);
+		fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, c->fmode);
+		if (fd < 0)
+			return vmb_err_sys(err, errno, "cache '%s': cannot create its version file",
+					   c->path);
+		r = vmb_pwrite_full(fd, VMB_CACHE_VERSION, strlen(VMB_CACHE_VERSION), 0, NULL);
+		if (r == 0 && fchmod(fd, c->fmode) < 0)
+			r = -errno;
+		if (r == 0 && fsync(fd) < 0)
+			r = -errno;
+		close(fd);
+		if (r == 0 && linkat(c->dirfd, tmp, c->dirfd, "version", 0) < 0 &&
+		    errno != EEXIST)
+			r = -errno;
+		unlinkat(c->dirfd, tmp, 0);
+		if (r < 0)
+			return vmb_err_sys(err, -r, "cache '%s': cannot write its version file",
+					   c->path);
+		vmb_cache_fsync_dir(c->dirfd, NULL);
+	}
+	return vmb_err_set(err, EIO, "cache '%s': its version file vanished", c->path);
+}
+
+static int open_sub(struct vmb_cache *c, const char *name, int *fd, struct vmb_err *err)
+{
+	int r = vmb_cache_mkdir(c, c->dirfd, name);
+	struct stat st;
+
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cache '%s': cannot create %s/", c->path, name);
+	*fd = openat(c->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (*fd < 0)
+		return vmb_err_sys(err, errno, "cache '%s': cannot open %s/", c->path, name);
+	if (faccessat(*fd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
+		int e = errno;
+
+		fstat(*fd, &st);
+		return vmb_err_sys(err, e, "cache '%s' is not writable by this process "
+				   "(%s/: owner uid %u, mode %04o; this process runs as uid %u): "
+				   "choose another with -o cache=DIR", c->path, name,
+				   (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+				   (unsigned)geteuid());
+	}
+	return 0;
+}
+
+int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
+		   struct vmb_cache **out, struct vmb_err *err)
+{
+	struct vmb_cache *c;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	if (!dir || !*dir)
+		return vmb_err_set(err, EINVAL, "no cache directory given");
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(dir))) {
+		free(c);
+		return vmb_err_set(err, ENOMEM, "cache '%s': out of memory", dir);
+	}
+	c->dirfd = c->chunksfd = c->tmpfd = c->lockfd = c->pinsfd = c->urlsfd = -1;
+	if (opts)
+		c->opts = *opts;
+	else
+		vmb_cache_opts_default(&c->opts);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	pthread_mutex_init(&c->ev_mu, NULL);
+	pthread_cond_init(&c->ev_cv, NULL);
+
+	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->dirfd < 0 && errno == ENOENT) {
+		/* a new cache: 0755 whatever the umask (its parents as mkdir -p makes them) */
+		r = mkparents(dir);
+		if (r == 0 && mkdir(dir, 0755) == 0) {
+			if (chmod(dir, 0755) < 0)
+				r = -errno;
+		} else if (r == 0 && errno != EEXIST)
+			r = -errno;
+		if (r < 0) {
+			r = vmb_err_sys(err, -r, "cannot create cache directory '%s'", dir);
+			goto fail;
+		}
+	}
+	if (c->dirfd < 0)
+		c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->dirfd < 0 || fstat(c->dirfd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot open cache directory '%s'", dir);
+		goto fail;
+	}
+	if ((st.st_mode & 0002) && !(st.st_mode & S_ISVTX)) {
+		r = vmb_err_set(err, EPERM, "cache '%s' is writable by everyone (mode %04o): "
+				"anyone could plant wrong bytes in it; chmod o-w it or choose "
+				"another", dir, (unsigned)(st.st_mode & 07777));
+		goto fail;
+	}
+	c->dmode = st.st_mode & 02775;
+	c->fmode = 0644 | (st.st_mode & 0020);
+	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
+		/* a cache we may not write: say so before anything else */
+		int e = errno;
+
+		r = vmb_err_sys(err, e, "cache '%s' is not writable by this process (owner "
+				"uid %u, mode %04o; this process runs as uid %u): choose another "
+				"with -o cache=DIR", dir, (unsigned)st.st_uid,
+				(unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+		goto fail;
+	}
+	r = check_version(c, err);
+	if (r < 0)
+		goto fail;
+	if ((r = open_sub(c, "chunks", &c->chunksfd, err)) < 0 ||
+	    (r = open_sub(c, "tmp", &c->tmpfd, err)) < 0 ||
+	    (r = open_sub(c, "lock", &c->lockfd, err)) < 0 ||
+	    (r = open_sub(c, "pins", &c->pinsfd, err)) < 0 ||
+	    (r = open_sub(c, "urls", &c->urlsfd, err)) < 0)
+		goto fail;
+	if (!c->opts.no_sweep) {
+		r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, NULL, err);
+		if (r < 0)
+			goto fail;
+	}
+	if (!c->opts.evict_manual) {
+		r = vmb_cache_evict_start(c);
+		if (r < 0) {
+			vmb_err_sys(err, -r, "cache '%s': cannot start its evicter", dir);
+			goto fail;
+		}
+	}
+	*out = c;
+	return 0;
+fail:
+	vmb_cache_close(c);
+	return r;
+}
+
+void vmb_cache_close(struct vmb_cache *c)
+{
+	if (!c)
+		return;
+	vmb_cache_evict_stop(c);
+	int fds[] = { c->dirfd, c->chunksfd, c->tmpfd, c->lockfd, c->pinsfd, c->urlsfd };
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->ev_mu);
+	pthread_cond_destroy(&c->ev_cv);
+	free(c->path);
+	free(c);
+}

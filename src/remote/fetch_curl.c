@@ -1,0 +1,274 @@
+/* fetch_curl.c - the curl multi engine of a fetcher: one thread drives one multi
+ * handle that runs the transfers of every calling thread (connection reuse, HTTP/2
+ * multiplexing, up to max_inflight at once), with a share handle for DNS and TLS
+ * sessions. The multi handle's own pool shares connections among its transfers
+ * (curl's CURL_LOCK_DATA_CONNECT is for several multi or easy users; here there is one
+ * multi per fetcher, used by one thread, so the share needs no lock callbacks).
+ *
+ * A caller builds an easy handle, queues it (vmb_curl_engine_run) and waits on f->cv
+ * for its "done". Only the engine thread touches the multi handle, except for
+ * curl_multi_wakeup, which is thread-safe. A cancel ends queued and running transfers
+ * at the engine's next turn (it wakes the engine).
+ */
+#include "config.h"
+#include "remote/fetch_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+struct xfer {
+	CURL *easy;
+	CURLcode code;
+	int done;          /* 1: code is set; -1: ended by a cancel */
+	struct xfer *next;
+};
+
+struct vmb_curl_engine {
+	CURLM *multi;
+	CURLSH *share;
+	pthread_t thread;
+	int stop;                 /* under f->mu */
+	struct xfer *queue;       /* waiting for a slot; under f->mu */
+	struct xfer **tail;
+	struct xfer *active;      /* in the multi handle; engine thread only */
+	unsigned nactive;
+	/* the share is used by the engine's transfers and by easy handles set up and
+	 * cleaned up in the callers' threads: one lock per kind of shared data */
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+};
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *arg)
+{
+	struct vmb_curl_engine *e = arg;
+
+	pthread_mutex_lock(&e->locks[(unsigned)d < CURL_LOCK_DATA_LAST ? d : 0]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *arg)
+{
+	struct vmb_curl_engine *e = arg;
+
+	pthread_mutex_unlock(&e->locks[(unsigned)d < CURL_LOCK_DATA_LAST ? d : 0]);
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int vmb_curl_global(struct vmb_err *err)
+{
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return vmb_err_set(err, ENOMEM, "cannot initialise libcurl: %s",
+				   curl_easy_strerror(global_rc));
+	return 0;
+}
+
+static void finish(struct vmb_fetcher *f, struct xfer *x, CURLcode code, int how)
+{
+	pthread_mutex_lock(&f->mu);
+	x->code = code;
+	x->done = how;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+/* Ends every transfer, queued or running, as cancelled. */
+static void cancel_all(struct vmb_fetcher *f)
+{
+	struct vmb_curl_engine *e = f->eng;
+	struct xfer *x, *next;
+
+	for (x = e->active; x; x = next) {
+		next = x->next;
+		curl_multi_remove_handle(e->multi, x->easy);
+		finish(f, x, CURLE_ABORTED_BY_CALLBACK, -1);
+	}
+	e->active = NULL;
+	e->nactive = 0;
+	pthread_mutex_lock(&f->mu);
+	for (x = e->queue; x; x = next) {
+		next = x->next;
+		x->code = CURLE_ABORTED_BY_CALLBACK;
+		x->done = -1;
+	}
+	e->queue = NULL;
+	e->tail = &e->queue;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void *engine_main(void *arg)
+{
+	struct vmb_fetcher *f = arg;
+	struct vmb_curl_engine *e = f->eng;
+	struct xfer *x, **pp;
+	int running, left, stop, cancelled;
+	CURLMsg *m;
+	sigset_t pipe;
+
+	/* Every transfer runs on this thread, with CURLOPT_NOSIGNAL (threads): a write to
+	 * a connection the peer closed must give EPIPE, not kill the process (libcurl
+	 * ignores SIGPIPE itself only without NOSIGNAL). Blocked here, a SIGPIPE raised on
+	 * this thread stays pending and harmless. */
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	for (;;) {
+		pthread_mutex_lock(&f->mu);
+		stop = e->stop;
+		cancelled = f->cancelled;
+		pthread_mutex_unlock(&f->mu);
+		if (cancelled || stop)
+			cancel_all(f);
+		if (stop)
+			break;
+		/* take queued transfers while there are slots */
+		pthread_mutex_lock(&f->mu);
+		while (e->queue && e->nactive < f->opts.max_inflight) {
+			x = e->queue;
+			e->queue = x->next;
+			if (!e->queue)
+				e->tail = &e->queue;
+			x->next = e->active;
+			e->active = x;
+			e->nactive++;
+			pthread_mutex_unlock(&f->mu);
+			if (curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) {
+				e->active = x->next;
+				e->nactive--;
+				finish(f, x, CURLE_OUT_OF_MEMORY, 1);
+			}
+			pthread_mutex_lock(&f->mu);
+		}
+		pthread_mutex_unlock(&f->mu);
+
+		curl_multi_perform(e->multi, &running);
+		while ((m = curl_multi_info_read(e->multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			for (pp = &e->active; *pp && (*pp)->easy != m->easy_handle; pp = &(*pp)->next)
+				;
+			if (!*pp)
+				continue;
+			x = *pp;
+			*pp = x->next;
+			e->nactive--;
+			/* read m before removing: removal frees the message */
+			{
+				CURLcode code = m->data.result;
+
+				curl_multi_remove_handle(e->multi, x->easy);
+				finish(f, x, code, 1);
+			}
+		}
+		curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
+	}
+	return NULL;
+}
+
+int vmb_curl_engine_start(struct vmb_fetcher *f, struct vmb_err *err)
+{
+	struct vmb_curl_engine *e;
+	int rc, i;
+
+	rc = vmb_curl_global(err);
+	if (rc)
+		return rc;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", f->url);
+	e->tail = &e->queue;
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&e->locks[i], NULL);
+	e->multi = curl_multi_init();
+	e->share = curl_share_init();
+	if (!e->multi || !e->share) {
+		rc = vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory (curl)", f->url);
+		goto fail;
+	}
+	curl_share_setopt(e->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(e->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(e->share, CURLSHOPT_USERDATA, e);
+	curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)f->opts.max_inflight);
+	curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)f->opts.max_inflight);
+	f->eng = e;
+	rc = pthread_create(&e->thread, NULL, engine_main, f);
+	if (rc) {
+		f->eng = NULL;
+		rc = vmb_err_sys(err, rc, "cannot open '%s': cannot start its fetch thread",
+				 f->url);
+		goto fail;
+	}
+	return 0;
+fail:
+	if (e->multi)
+		curl_multi_cleanup(e->multi);
+	if (e->share)
+		curl_share_cleanup(e->share);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&e->locks[i]);
+	free(e);
+	return rc;
+}
+
+void vmb_curl_engine_wake(struct vmb_fetcher *f)
+{
+	if (f->eng)
+		curl_multi_wakeup(f->eng->multi);
+}
+
+void vmb_curl_engine_stop(struct vmb_fetcher *f)
+{
+	struct vmb_curl_engine *e = f->eng;
+	int i;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&f->mu);
+	e->stop = 1;
+	pthread_mutex_unlock(&f->mu);
+	curl_multi_wakeup(e->multi);
+	pthread_join(e->thread, NULL);
+	curl_multi_cleanup(e->multi);
+	curl_share_cleanup(e->share);
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&e->locks[i]);
+	free(e);
+	f->eng = NULL;
+}
+
+void vmb_curl_engine_share(struct vmb_fetcher *f, CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_SHARE, f->eng->share);
+}
+
+int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
+{
+	struct vmb_curl_engine *e = f->eng;
+	struct xfer x = { .easy = easy };
+
+	pthread_mutex_lock(&f->mu);
+	if (f->cancelled || e->stop) {
+		pthread_mutex_unlock(&f->mu);
+		return -ECANCELED;
+	}
+	*e->tail = &x;
+	e->tail = &x.next;
+	pthread_mutex_unlock(&f->mu);
+	curl_multi_wakeup(e->multi);
+	pthread_mutex_lock(&f->mu);
+	while (!x.done)
+		pthread_cond_wait(&f->cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	*code = x.code;
+	return x.done < 0 ? -ECANCELED : 0;
+}

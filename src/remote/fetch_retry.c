@@ -1,0 +1,112 @@
+/* fetch_retry.c - the retry policy (a pure function) and the retry loop that runs
+ * one request over a struct vmb_transport, one call per attempt (see fetch.h). */
+#include "config.h"
+#include "remote/fetch_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+long vmb_retry_delay_ms(int attempt, const struct vmb_fetch_opts *o, uint64_t rnd)
+{
+	uint64_t ceil = o->backoff_ms > 0 ? (uint64_t)o->backoff_ms : 0;
+	uint64_t cap = o->backoff_max_ms > 0 ? (uint64_t)o->backoff_max_ms : 0;
+	int i;
+
+	for (i = 0; i < attempt && ceil < cap; i++)
+		ceil *= 2;
+	if (ceil > cap)
+		ceil = cap;
+	return (long)(rnd % (ceil + 1));
+}
+
+static const char *verb(enum vmb_fetch_op op)
+{
+	return op == VMB_FETCH_PUT ? "upload" : op == VMB_FETCH_HEAD ? "look up" : "fetch";
+}
+
+/* xorshift64*, under f->mu */
+static uint64_t next_rand(struct vmb_fetcher *f)
+{
+	uint64_t x = f->rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	f->rng = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleeps DELAY ms unless the fetcher is cancelled: 0, or -ECANCELED. Under f->mu. */
+static int backoff(struct vmb_fetcher *f, long delay)
+{
+	uint64_t end = now_ms() + (uint64_t)delay;
+	struct timespec ts;
+
+	while (!f->cancelled && now_ms() < end) {
+		ts.tv_sec = (time_t)(end / 1000);
+		ts.tv_nsec = (long)(end % 1000) * 1000000;
+		pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+	}
+	return f->cancelled ? -ECANCELED : 0;
+}
+
+ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb_err *err)
+{
+	struct vmb_err cause;
+	uint64_t t0 = now_ms(), last_log = 0;
+	int attempt = 0;
+	ssize_t rc;
+	long delay;
+
+	for (;;) {
+		int transient = 0;
+
+		vmb_err_clear(&cause);
+		rc = f->tp.attempt(f->tp.arg, req, &transient, &cause);
+		if (rc >= 0)
+			break;
+		if (!cause.msg[0])
+			vmb_err_set(&cause, (int)-rc, "%s", strerror((int)-rc));
+		if (rc == -ECANCELED)
+			return vmb_err_set(err, ECANCELED, "cannot %s '%s': the fetcher is "
+					   "closing", verb(req->op), req->url);
+		if (!transient)
+			return vmb_err_set(err, (int)-rc, "cannot %s '%s': %s", verb(req->op),
+					   req->url, cause.msg);
+		if (!f->opts.hard && attempt >= f->opts.retries)
+			return vmb_err_set(err, EIO, "cannot %s '%s': %s after %d attempt%s",
+					   verb(req->op), req->url, cause.msg, attempt + 1,
+					   attempt ? "s" : "");
+		pthread_mutex_lock(&f->mu);
+		delay = vmb_retry_delay_ms(attempt, &f->opts, next_rand(f));
+		f->st.retries++;
+		vmb_fetch_note_error(f, req->url, cause.msg);
+		if (f->opts.hard && f->opts.log && now_ms() - last_log >= 60000) {
+			last_log = now_ms();
+			vmb_log_msg(f->opts.log, "%s '%s': %s; retrying until it works (hard "
+				    "mode), %llu s so far", verb(req->op), req->url, cause.msg,
+				    (unsigned long long)((last_log - t0) / 1000));
+		}
+		rc = backoff(f, delay);
+		pthread_mutex_unlock(&f->mu);
+		if (rc)
+			return vmb_err_set(err, ECANCELED, "cannot %s '%s': the fetcher is "
+					   "closing (last error: %s)", verb(req->op), req->url,
+					   cause.msg);
+		if (attempt < 1000)
+			attempt++;
+	}
+	if (f->opts.hard && f->opts.log && last_log)
+		vmb_log_msg(f->opts.log, "%s '%s': works again after %llu s", verb(req->op),
+			    req->url, (unsigned long long)((now_ms() - t0) / 1000));
+	return rc;
+}

@@ -1,0 +1,98 @@
+/* publish.h - publish snapshots of bundles as a published store (issue 11,
+ * REMOTE.md section 1, vmbundlefs(5) "PUBLISHED STORES").
+ *
+ * vmb_publish reads snapshots (their manifests and immutable layers: a point-in-time
+ * state whatever writes the live bundles meanwhile) and writes to a sink:
+ *   - each regular file smaller than 1 MiB without holes as one object ('f'), any
+ *     other as an image index ('i') and its chunks: fixed-size, aligned chunks of
+ *     opts->chunk_size bytes; a 4 KiB block whose bytes are all zero is published
+ *     as a hole, a chunk without data is never stored; identical chunks are one
+ *     object (content addressed), and an object already at the sink is not written
+ *     again (a republish after changing N bytes writes about N bytes);
+ *   - then each bundle's manifest object;
+ *   - then, last, the top index: the sink's previous index (its bundles kept unless
+ *     republished, generation + 1), replaced atomically, signed with opts->key.
+ * A failure before the index leaves the previous index in place (objects written so
+ * far are reused by the next publish). Nothing is removed from the sink.
+ *
+ * Sinks: a directory (vmb_pub_sink_dir_open) or, through the fetcher, S3. A sink is
+ * owned by its opener (close frees it); one publish at a time per sink (the
+ * directory sink holds an exclusive flock on DEST while open). Not thread-safe.
+ */
+#ifndef VMB_PUBLISH_H
+#define VMB_PUBLISH_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "base/sign.h"
+
+struct vmb_layers;
+struct vmb_store;
+struct vmb_pub_sink;
+
+struct vmb_pub_sink_ops {
+	/* Is the object at path (relative: "objects/aa/<hex>") there with len
+	 * bytes? 1, 0 (absent, or another length: then rewritten), or -errno. */
+	int (*exists)(struct vmb_pub_sink *s, const char *path, uint64_t len,
+		      struct vmb_err *err);
+	/* Store len bytes at path, durably, replacing any object there atomically
+	 * (never visible half written). 0 or -errno. */
+	int (*put)(struct vmb_pub_sink *s, const char *path, const void *buf, size_t len,
+		   struct vmb_err *err);
+	/* The object at path whole into a malloc'ed *buf: 0, -ENOENT when absent,
+	 * -EFBIG when longer than max, -errno. */
+	int (*get)(struct vmb_pub_sink *s, const char *path, size_t max, void **buf,
+		   size_t *len, struct vmb_err *err);
+	/* Make every put so far durable before what comes next (the index). */
+	int (*sync)(struct vmb_pub_sink *s, struct vmb_err *err);
+	void (*close)(struct vmb_pub_sink *s);
+};
+
+struct vmb_pub_sink {
+	const struct vmb_pub_sink_ops *ops;
+	char *where;              /* for messages: "DIR" or "s3://BUCKET/PREFIX" */
+};
+
+/* The directory sink: DEST (created, mode 0755, when missing; its parent must
+ * exist), locked with flock (-EBUSY: another publish to it runs). Objects are
+ * written in DEST/.tmp/ (stale leftovers removed at open), fsync'ed, renamed
+ * into DEST/objects/aa/; sync fsyncs the directories touched. */
+int vmb_pub_sink_dir_open(const char *dest, struct vmb_pub_sink **out, struct vmb_err *err);
+void vmb_pub_sink_close(struct vmb_pub_sink *s);   /* NULL-safe */
+
+typedef void (*vmb_pub_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+struct vmb_publish_opts {
+	uint32_t chunk_size;            /* 0: VMB_PIDX_CHUNK_DEFAULT */
+	const struct vmb_sign_key *key; /* NULL: unsigned index */
+	int64_t now;                    /* created; 0: time(NULL) */
+	vmb_pub_progress_fn progress;   /* done/total: logical bytes of the files */
+	void *progress_arg;
+	volatile sig_atomic_t *cancel;  /* non-zero: stop with -EINTR (signals) */
+};
+
+struct vmb_publish_stats {
+	uint64_t files, images;         /* 'f' and 'i' records published */
+	uint64_t chunks, zero_chunks;   /* chunks of images; those without data */
+	uint64_t objects_written, bytes_written;   /* puts (the index included) */
+	uint64_t objects_present, bytes_present;   /* found at the sink: not written */
+	uint64_t logical_bytes;         /* sum of file sizes */
+	uint64_t generation;            /* of the new index */
+};
+
+/* One bundle to publish: its snapshot ("BUNDLE@NAME" in the store's snapshots)
+ * and the name it gets in the published store. */
+struct vmb_publish_item {
+	const char *snapshot;
+	const char *name;
+};
+
+/* Publish items (names unique) from the store's snapshots and layers to sink. */
+int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
+		const struct vmb_publish_item *items, size_t n, struct vmb_pub_sink *sink,
+		const struct vmb_publish_opts *opts, struct vmb_publish_stats *st,
+		struct vmb_err *err);
+
+#endif

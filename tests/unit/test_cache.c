@@ -1,0 +1,990 @@
+/* test_cache.c - the shared verified chunk cache (src/remote/cache.h) without network
+ * or mount: layout and modes, open errors, single-flight across forked processes and
+ * threads, takeover from a filler killed by SIGKILL, verification (refill, then EIO),
+ * crashes at each step of a fill, LRU eviction with limits and pins, fsck. */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/digest.h"
+#include "remote/cache.h"
+#include "harness.h"
+
+static char root[4096];
+
+/* An object: len bytes from a seed, and its digest. */
+struct obj {
+	uint8_t *data;
+	uint64_t len;
+	uint8_t d[32];
+	char hex[VMB_SHA256_HEX];
+};
+
+static void obj_make(struct obj *o, unsigned seed, uint64_t len)
+{
+	o->data = malloc(len ? len : 1);
+	o->len = len;
+	for (uint64_t i = 0; i < len; i++)
+		o->data[i] = (uint8_t)((i * 2654435761u + seed * 40503u) >> 7);
+	vmb_sha256(o->data, len, o->d, NULL);
+	vmb_sha256_hex(o->d, o->hex);
+}
+
+/* What a fill does. Each call appends one byte to countfile (shared by processes). */
+struct fillspec {
+	const struct obj *o;
+	const char *countfile;
+	int sleep_ms;      /* before writing */
+	int bad_calls;     /* this many first calls (per process) write wrong bytes */
+	int short_write;   /* write one byte less */
+	int fail;          /* return -EHOSTUNREACH */
+	int hang_half;     /* write half, tell hang_fd, then sleep forever */
+	int hang_fd;
+	int calls;
+};
+
+static void count_call(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_APPEND | O_CREAT, 0644);
+
+	if (fd >= 0) {
+		if (write(fd, "x", 1) != 1)
+			perror("count");
+		close(fd);
+	}
+}
+
+static long count_of(const char *file)
+{
+	struct stat st;
+
+	return stat(file, &st) == 0 ? (long)st.st_size : 0;
+}
+
+static int fill_cb(void *arg, const uint8_t digest[32], uint64_t len, int fd,
+		   struct vmb_err *err)
+{
+	struct fillspec *s = arg;
+	uint64_t n = s->short_write ? len - 1 : len;
+	uint8_t *buf;
+	int call = __atomic_fetch_add(&s->calls, 1, __ATOMIC_SEQ_CST);
+
+	(void)digest;
+	if (s->countfile)
+		count_call(s->countfile);
+	if (s->sleep_ms)
+		usleep((useconds_t)s->sleep_ms * 1000);
+	if (s->fail)
+		return vmb_err_set(err, EHOSTUNREACH, "test: no route to the server");
+	if (s->hang_half) {
+		if (pwrite(fd, s->o->data, len / 2, 0) < 0)
+			return -errno;
+		if (write(s->hang_fd, "h", 1) != 1)
+			return -EIO;
+		for (;;)
+			pause();
+	}
+	buf = malloc(len ? len : 1);
+	memcpy(buf, s->o->data, len);
+	if (call < s->bad_calls && len)
+		buf[len / 3] ^= 0x40;
+	if (pwrite(fd, buf, n, 0) != (ssize_t)n) {
+		free(buf);
+		return -EIO;
+	}
+	free(buf);
+	return 0;
+}
+
+static struct vmb_cache *open_cache(const char *dir, uint64_t max, uint64_t min_free)
+{
+	struct vmb_cache_opts o;
+	struct vmb_cache *c = NULL;
+	struct vmb_err err;
+
+	vmb_cache_opts_default(&o);
+	o.max_bytes = max;
+	o.min_free_bytes = min_free;
+	o.evict_manual = 1;
+	vmb_err_clear(&err);
+	if (vmb_cache_open(dir, &o, &c, &err) < 0)
+		fprintf(stderr, "open cache: %s\n", err.msg);
+	return c;
+}
+
+/* The fd holds exactly the object's bytes. */
+static int fd_is(int fd, const struct obj *o)
+{
+	uint8_t *buf = malloc(o->len + 1);
+	ssize_t n = pread(fd, buf, o->len + 1, 0);
+	int ok = n == (ssize_t)o->len && memcmp(buf, o->data, o->len) == 0;
+
+	free(buf);
+	return ok;
+}
+
+static int get_check(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int *hit)
+{
+	struct vmb_err err;
+	int fd = -1, r, ok;
+
+	vmb_err_clear(&err);
+	r = vmb_cache_get(c, o->d, o->len, fill_cb, s, &fd, hit, &err);
+	if (r < 0) {
+		fprintf(stderr, "get %s: %s\n", o->hex, err.msg);
+		return r;
+	}
+	ok = fd_is(fd, o);
+	close(fd);
+	return ok ? 0 : -EILSEQ;
+}
+
+static void path_of(char *buf, size_t size, const char *dir, const char *sub, const struct obj *o)
+{
+	snprintf(buf, size, "%s/%s/%.2s/%s", dir, sub, o->hex, o->hex);
+}
+
+static int dir_entries(const char *path)
+{
+	char cmd[4200];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", path);
+	p = popen(cmd, "r");
+	if (p) {
+		if (fscanf(p, "%d", &n) != 1)
+			n = -1;
+		pclose(p);
+	}
+	return n;
+}
+
+static void test_basic(void)
+{
+	char dir[4200], p[4400], buf[64];
+	struct obj o, empty;
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct stat sb;
+	mode_t old = umask(077);
+	int hit = -1, fd;
+
+	snprintf(dir, sizeof(dir), "%s/basic/deeper/cache", root);
+	obj_make(&o, 1, 100000);
+	obj_make(&empty, 2, 0);
+	s.o = &o;
+	c = open_cache(dir, 0, 0);
+	umask(old);
+	REQUIRE(c);
+	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	{
+		struct vmb_err err;
+
+		fd = -1;
+		vmb_err_clear(&err);
+		CHECK_RC(vmb_cache_get(c, o.d, o.len, NULL, NULL, &fd, &hit, &err), -ENOENT);
+		CHECK_STR(err.msg, "is not in cache");
+	}
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(hit, 0);
+	CHECK_EQ(s.calls, 1);
+	CHECK_EQ(vmb_cache_has(c, o.d), 1);
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(hit, 1);
+	CHECK_EQ(s.calls, 1);
+	s.o = &empty;
+	CHECK_RC(get_check(c, &empty, &s, &hit), 0);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.hits, 1);
+	CHECK_EQ(st.misses, 3);   /* the get without a fill too */
+	CHECK_EQ(st.fills, 2);
+	CHECK_EQ(st.fill_bytes, 100000);
+	CHECK_EQ(st.chunks, 2);
+	CHECK_EQ(st.bytes, 100000);
+	CHECK_EQ(st.verify_failures, 0);
+
+	/* layout and modes, whatever the umask was */
+	snprintf(p, sizeof(p), "%s/version", dir);
+	fd = open(p, O_RDONLY);
+	REQUIRE(fd >= 0);
+	memset(buf, 0, sizeof(buf));
+	CHECK(read(fd, buf, sizeof(buf) - 1) == 19);
+	close(fd);
+	CHECK(!strcmp(buf, "vmbundlefs-cache 1\n"));
+	CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+	snprintf(p, sizeof(p), "%s/chunks", dir);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+	snprintf(p, sizeof(p), "%s/chunks/%.2s", dir, o.hex);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+	path_of(p, sizeof(p), dir, "chunks", &o);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0644 && sb.st_size == 100000);
+	path_of(p, sizeof(p), dir, "lock", &o);
+	CHECK(access(p, F_OK) < 0);   /* lock files go with their holder */
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	CHECK_EQ(dir_entries(p), 0);
+
+	/* a wrong len for a present object: -EINVAL, the object stays */
+	{
+		struct vmb_err err;
+
+		vmb_err_clear(&err);
+		fd = -1;
+		s.o = &o;
+		CHECK_RC(vmb_cache_get(c, o.d, o.len + 1, fill_cb, &s, &fd, &hit, &err), -EINVAL);
+		CHECK_STR(err.msg, "is 100000 bytes, not 100001");
+		CHECK_EQ(vmb_cache_has(c, o.d), 1);
+	}
+	/* url slots */
+	{
+		struct vmb_err err;
+		void *b = NULL;
+		size_t n = 0;
+
+		CHECK_RC(vmb_cache_url_load(c, "http://h/x", &b, &n, &err), -ENOENT);
+		CHECK_RC(vmb_cache_url_save(c, "http://h/x", "index 1\n", 8, &err), 0);
+		CHECK_RC(vmb_cache_url_save(c, "http://h/x", "index 2\n", 8, &err), 0);
+		CHECK_RC(vmb_cache_url_load(c, "http://h/x", &b, &n, &err), 0);
+		CHECK(n == 8 && b && !memcmp(b, "index 2\n", 8));
+		free(b);
+	}
+	vmb_cache_close(c);
+
+	/* persistent: a new open sees it */
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	{
+		uint64_t b = 0, n = 0;
+
+		CHECK_RC(vmb_cache_usage(c, &b, &n, NULL), 0);
+		CHECK_EQ(b, 100000);
+		CHECK_EQ(n, 2);
+	}
+	s.calls = 0;
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(hit, 1);
+	CHECK_EQ(s.calls, 0);
+	vmb_cache_close(c);
+	free(o.data);
+	free(empty.data);
+}
+
+static void test_open_errors(void)
+{
+	char dir[4200], p[4400];
+	struct vmb_cache *c = NULL;
+	struct vmb_err err;
+	int fd;
+
+	/* a directory with other things in it and no version: refused, untouched */
+	snprintf(dir, sizeof(dir), "%s/notcache", root);
+	mkdir(dir, 0755);
+	snprintf(p, sizeof(p), "%s/precious", dir);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -ENOTEMPTY);
+	CHECK_STR(err.msg, "is not a vmbundlefs cache");
+	CHECK(c == NULL);
+	CHECK_EQ(dir_entries(dir), 1);
+
+	/* an unknown version */
+	snprintf(dir, sizeof(dir), "%s/v2", root);
+	mkdir(dir, 0755);
+	snprintf(p, sizeof(p), "%s/version", dir);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	CHECK(write(fd, "vmbundlefs-cache 2\n", 19) == 19);
+	close(fd);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EINVAL);
+	CHECK_STR(err.msg, "unknown version 'vmbundlefs-cache 2'");
+
+	/* a file system of its own: lost+found is fine */
+	snprintf(dir, sizeof(dir), "%s/fs", root);
+	mkdir(dir, 0755);
+	snprintf(p, sizeof(p), "%s/fs/lost+found", root);
+	mkdir(p, 0700);
+	c = open_cache(dir, 0, 0);
+	CHECK(c != NULL);
+	if (c)
+		CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	c = NULL;
+
+	/* world-writable: refused */
+	snprintf(dir, sizeof(dir), "%s/ww", root);
+	mkdir(dir, 0755);
+	chmod(dir, 0777);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EPERM);
+	CHECK_STR(err.msg, "writable by everyone");
+
+	/* group-shared: subdirectories take its mode (setgid too), files 0664 */
+	snprintf(dir, sizeof(dir), "%s/grp", root);
+	mkdir(dir, 0755);
+	chmod(dir, 02775);
+	c = open_cache(dir, 0, 0);
+	CHECK(c != NULL);
+	if (c) {
+		struct obj o;
+		struct fillspec s = { 0 };
+		struct stat sb;
+
+		obj_make(&o, 3, 5000);
+		s.o = &o;
+		CHECK_RC(get_check(c, &o, &s, NULL), 0);
+		snprintf(p, sizeof(p), "%s/chunks", dir);
+		CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 02775);
+		path_of(p, sizeof(p), dir, "chunks", &o);
+		CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0664);
+		vmb_cache_close(c);
+		free(o.data);
+	}
+
+	/* a cache shared by a group: root and a member (uid 65534) both fill it */
+	if (geteuid() == 0) {
+		struct obj x, y;
+		struct fillspec s = { 0 };
+		struct stat sb;
+		int status = 0, hit = -1;
+		pid_t pid;
+
+		chmod(root, 0755);
+		snprintf(dir, sizeof(dir), "%s/grp2", root);
+		mkdir(dir, 0755);
+		CHECK(chown(dir, 0, 65534) == 0);
+		chmod(dir, 02775);
+		obj_make(&x, 4, 7000);
+		obj_make(&y, 5, 9000);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		s.o = &x;
+		CHECK_RC(get_check(c, &x, &s, NULL), 0);
+		vmb_cache_close(c);
+		pid = fork();
+		if (pid == 0) {
+			struct vmb_cache *cc;
+			int h1 = -1, h2 = -1, r1, r2;
+
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(2);
+			cc = open_cache(dir, 0, 0);
+			if (!cc)
+				_exit(3);
+			s.o = &x;
+			r1 = get_check(cc, &x, &s, &h1);
+			s.o = &y;
+			r2 = get_check(cc, &y, &s, &h2);
+			vmb_cache_close(cc);
+			_exit(r1 == 0 && h1 == 1 && r2 == 0 && h2 == 0 ? 0 : 1);
+		}
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		path_of(p, sizeof(p), dir, "chunks", &y);
+		CHECK(stat(p, &sb) == 0 && sb.st_uid == 65534 && sb.st_gid == 65534 &&
+		      (sb.st_mode & 07777) == 0664);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		s.o = &y;
+		CHECK_RC(get_check(c, &y, &s, &hit), 0);
+		CHECK_EQ(hit, 1);
+		CHECK_EQ(vmb_cache_fsck(c, 1, NULL, NULL), 0);
+		vmb_cache_close(c);
+		c = NULL;
+		free(x.data);
+		free(y.data);
+	}
+
+	/* a user who cannot write the cache gets a clear error (no silent no-cache) */
+	if (geteuid() == 0) {
+		int pfd[2], status = 0;
+		pid_t pid;
+		char msg[VMB_ERR_MAX + 16] = "";
+		ssize_t n;
+
+		chmod(root, 0755);   /* mkdtemp's 0700, and test_basic's umask 077 */
+		snprintf(dir, sizeof(dir), "%s/basic", root);
+		chmod(dir, 0755);
+		snprintf(dir, sizeof(dir), "%s/basic/deeper", root);
+		chmod(dir, 0755);
+		snprintf(dir, sizeof(dir), "%s/basic/deeper/cache", root);
+		CHECK(pipe(pfd) == 0);
+		pid = fork();
+		if (pid == 0) {
+			struct vmb_err e;
+			struct vmb_cache *cc = NULL;
+			int r;
+
+			close(pfd[0]);
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(2);
+			vmb_err_clear(&e);
+			r = vmb_cache_open(dir, NULL, &cc, &e);
+			dprintf(pfd[1], "%d %s", r, e.msg);
+			_exit(cc ? 1 : 0);
+		}
+		close(pfd[1]);
+		n = read(pfd[0], msg, sizeof(msg) - 1);
+		close(pfd[0]);
+		msg[n > 0 ? n : 0] = '\0';
+		waitpid(pid, &status, 0);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		CHECK_EQ(atoi(msg), -EACCES);
+		CHECK_STR(msg, "is not writable by this process");
+		CHECK_STR(msg, "uid 65534");
+		CHECK_STR(msg, "-o cache=DIR");
+	}
+}
+
+/* Several processes with several threads each get the same objects at once: one
+ * fill per object on the host, every reader gets the right bytes. */
+#define SF_PROCS 4
+#define SF_THREADS 4
+#define SF_OBJS 3
+static struct obj sf_objs[SF_OBJS];
+static char sf_count[SF_OBJS][4300];
+static struct vmb_cache *sf_cache;
+static int sf_errors;
+
+static void *sf_thread(void *arg)
+{
+	long t = (long)arg;
+
+	for (int k = 0; k < SF_OBJS; k++) {
+		int i = (int)((k + t) % SF_OBJS);
+		struct fillspec s = { 0 };
+
+		s.o = &sf_objs[i];
+		s.countfile = sf_count[i];
+		s.sleep_ms = 300;
+		if (get_check(sf_cache, &sf_objs[i], &s, NULL) < 0)
+			__atomic_add_fetch(&sf_errors, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+static void test_single_flight(void)
+{
+	char dir[4200];
+	pid_t pids[SF_PROCS];
+	int go[2], ok = 1;
+
+	snprintf(dir, sizeof(dir), "%s/sf", root);
+	for (int i = 0; i < SF_OBJS; i++) {
+		obj_make(&sf_objs[i], 10 + (unsigned)i, 256 * 1024 + (uint64_t)i);
+		snprintf(sf_count[i], sizeof(sf_count[i]), "%s/count.%d", root, i);
+	}
+	REQUIRE(pipe(go) == 0);
+	for (int p = 0; p < SF_PROCS; p++) {
+		pids[p] = fork();
+		if (pids[p] == 0) {
+			pthread_t th[SF_THREADS];
+			char b;
+
+			close(go[1]);
+			sf_cache = open_cache(dir, 0, 0);
+			if (!sf_cache)
+				_exit(3);
+			if (read(go[0], &b, 1) < 0)
+				_exit(4);
+			for (long t = 0; t < SF_THREADS; t++)
+				pthread_create(&th[t], NULL, sf_thread, (void *)(t + p));
+			for (int t = 0; t < SF_THREADS; t++)
+				pthread_join(th[t], NULL);
+			vmb_cache_close(sf_cache);
+			_exit(sf_errors ? 1 : 0);
+		}
+	}
+	close(go[0]);
+	usleep(100000);
+	close(go[1]);   /* all start together */
+	for (int p = 0; p < SF_PROCS; p++) {
+		int status = 0;
+
+		waitpid(pids[p], &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			ok = 0;
+	}
+	CHECK(ok);
+	for (int i = 0; i < SF_OBJS; i++) {
+		CHECK_EQ(count_of(sf_count[i]), 1);   /* exactly one fill per object */
+		free(sf_objs[i].data);
+	}
+	/* and in one process, threads share one flight (waits counted) */
+	{
+		pthread_t th[SF_THREADS];
+		struct vmb_cache_stats st;
+		char d2[4300];
+
+		snprintf(d2, sizeof(d2), "%s/sf2", root);
+		for (int i = 0; i < SF_OBJS; i++) {
+			obj_make(&sf_objs[i], 20 + (unsigned)i, 70000);
+			snprintf(sf_count[i], sizeof(sf_count[i]), "%s/count2.%d", root, i);
+		}
+		sf_cache = open_cache(d2, 0, 0);
+		REQUIRE(sf_cache);
+		for (long t = 0; t < SF_THREADS; t++)
+			pthread_create(&th[t], NULL, sf_thread, (void *)t);
+		for (int t = 0; t < SF_THREADS; t++)
+			pthread_join(th[t], NULL);
+		CHECK_EQ(sf_errors, 0);
+		vmb_cache_stats(sf_cache, &st);
+		CHECK_EQ(st.fills, SF_OBJS);
+		CHECK_EQ(st.hits + st.misses, SF_OBJS * SF_THREADS);
+		CHECK(st.waits >= 1);
+		for (int i = 0; i < SF_OBJS; i++) {
+			CHECK_EQ(count_of(sf_count[i]), 1);
+			free(sf_objs[i].data);
+		}
+		vmb_cache_close(sf_cache);
+	}
+}
+
+/* The filler is killed (SIGKILL) mid-fill: nothing is visible, the waiter in
+ * another process takes over and fills, the result is verified. */
+static void test_takeover(void)
+{
+	char dir[4200], cnt[4300], p[4400];
+	struct obj o;
+	int hp[2], status = 0;
+	pid_t a, b;
+	char ch;
+
+	snprintf(dir, sizeof(dir), "%s/takeover", root);
+	snprintf(cnt, sizeof(cnt), "%s/count.takeover", root);
+	obj_make(&o, 30, 300000);
+	REQUIRE(pipe(hp) == 0);
+	a = fork();
+	if (a == 0) {
+		struct fillspec s = { 0 };
+		struct vmb_cache *c = open_cache(dir, 0, 0);
+
+		close(hp[0]);
+		s.o = &o;
+		s.countfile = cnt;
+		s.hang_half = 1;
+		s.hang_fd = hp[1];
+		if (c)
+			get_check(c, &o, &s, NULL);
+		_exit(5);
+	}
+	close(hp[1]);
+	CHECK(read(hp[0], &ch, 1) == 1);   /* A has written half and hangs */
+	close(hp[0]);
+	b = fork();
+	if (b == 0) {
+		struct fillspec s = { 0 };
+		struct vmb_cache *c = open_cache(dir, 0, 0);
+		int hit = -1, r;
+
+		s.o = &o;
+		s.countfile = cnt;
+		r = c ? get_check(c, &o, &s, &hit) : -1;
+		_exit(r == 0 && hit == 0 && s.calls == 1 ? 0 : 1);
+	}
+	usleep(300000);
+	{
+		struct vmb_cache *c = open_cache(dir, 0, 0);   /* its sweep must spare A's temp */
+
+		REQUIRE(c);
+		CHECK_EQ(vmb_cache_has(c, o.d), 0);            /* no partial chunk visible */
+		path_of(p, sizeof(p), dir, "chunks", &o);
+		CHECK(access(p, F_OK) < 0);
+		snprintf(p, sizeof(p), "%s/tmp", dir);
+		CHECK_EQ(dir_entries(p), 1);                   /* A's temporary, in use */
+		vmb_cache_close(c);
+	}
+	CHECK_EQ(waitpid(b, &status, WNOHANG), 0);             /* B waits for A */
+	kill(a, SIGKILL);
+	waitpid(a, &status, 0);
+	CHECK(WIFSIGNALED(status));
+	waitpid(b, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);  /* B took over */
+	CHECK_EQ(count_of(cnt), 2);
+	{
+		struct fillspec s = { 0 };
+		struct vmb_cache *c;
+		int hit = -1;
+
+		snprintf(p, sizeof(p), "%s/tmp", dir);
+		CHECK_EQ(dir_entries(p), 1);                   /* A's stale temporary */
+		c = open_cache(dir, 0, 0);                     /* removed by the sweep */
+		REQUIRE(c);
+		CHECK_EQ(dir_entries(p), 0);
+		s.o = &o;
+		CHECK_RC(get_check(c, &o, &s, &hit), 0);
+		CHECK_EQ(hit, 1);
+		CHECK_EQ(s.calls, 0);
+		CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+		vmb_cache_close(c);
+	}
+	free(o.data);
+}
+
+static void test_verify(void)
+{
+	char dir[4200], p[4400];
+	struct obj o;
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct vmb_err err;
+	int fd = -1, hit;
+
+	snprintf(dir, sizeof(dir), "%s/verify", root);
+	obj_make(&o, 40, 65536);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	/* wrong bytes once: filled again, then right */
+	s.o = &o;
+	s.bad_calls = 1;
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(s.calls, 2);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.verify_failures, 1);
+	CHECK_EQ(st.fills, 2);
+	vmb_cache_close(c);
+
+	/* wrong bytes every time: EIO after two fills, nothing visible */
+	snprintf(dir, sizeof(dir), "%s/verify2", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.bad_calls = 100;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_STR(err.msg, "fetched bytes do not match their digest (twice");
+	CHECK_STR(err.msg, o.hex);
+	CHECK_EQ(s.calls, 2);
+	CHECK_EQ(fd, -1);
+	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	CHECK_EQ(dir_entries(p), 0);
+	/* a short fill: EIO naming the sizes */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.short_write = 1;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_STR(err.msg, "65535 bytes instead of 65536");
+	/* a failing fill: its error, unchanged, nothing visible */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.fail = 1;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EHOSTUNREACH);
+	CHECK_STR(err.msg, "no route to the server");
+	CHECK_EQ(s.calls, 1);
+	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	CHECK_EQ(dir_entries(p), 0);
+	/* then right: cached, and the cache was never poisoned */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	free(o.data);
+}
+
+/* kill -9 at each step of a fill: before the rename nothing is visible (and the
+ * temporary goes at the next open); after it the object is whole. */
+static void test_crash(void)
+{
+	static const char *const points[] = { "filled", "verified", "renamed" };
+	struct obj o;
+
+	obj_make(&o, 50, 200000);
+	for (int i = 0; i < 3; i++) {
+		char dir[4200], p[4400];
+		struct vmb_cache *c;
+		struct fillspec s = { 0 };
+		int status = 0, hit = -1;
+		pid_t pid;
+
+		snprintf(dir, sizeof(dir), "%s/crash-%s", root, points[i]);
+		pid = fork();
+		if (pid == 0) {
+			c = open_cache(dir, 0, 0);
+			s.o = &o;
+			setenv("VMB_CACHE_KILL_AT", points[i], 1);
+			if (c)
+				get_check(c, &o, &s, NULL);
+			_exit(0);
+		}
+		waitpid(pid, &status, 0);
+		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		path_of(p, sizeof(p), dir, "chunks", &o);
+		CHECK_EQ(access(p, F_OK) == 0, i == 2);
+		snprintf(p, sizeof(p), "%s/tmp", dir);
+		CHECK_EQ(dir_entries(p), i < 2 ? 1 : 0);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		CHECK_EQ(dir_entries(p), 0);
+		CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+		s.o = &o;
+		CHECK_RC(get_check(c, &o, &s, &hit), 0);
+		CHECK_EQ(hit, i == 2);
+		CHECK_EQ(s.calls, i == 2 ? 0 : 1);
+		vmb_cache_close(c);
+	}
+	free(o.data);
+}
+
+static void set_age(const char *dir, const struct obj *o, time_t age)
+{
+	char p[4400];
+	struct timespec ts[2];
+
+	path_of(p, sizeof(p), dir, "chunks", o);
+	ts[0].tv_sec = ts[1].tv_sec = time(NULL) - age;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	utimensat(AT_FDCWD, p, ts, 0);
+}
+
+static struct vmb_cache *open_auto(const char *dir, uint64_t max)
+{
+	struct vmb_cache_opts o;
+	struct vmb_cache *c = NULL;
+	struct vmb_err err;
+
+	vmb_cache_opts_default(&o);
+	o.max_bytes = max;
+	o.min_free_bytes = 0;
+	if (vmb_cache_open(dir, &o, &c, &err) < 0)
+		fprintf(stderr, "open cache: %s\n", err.msg);
+	return c;
+}
+
+/* LRU order, the 90% target, pins, objects whose lock is held, the free-space rule,
+ * an open descriptor of an evicted object, touch on hit, background eviction. */
+static void test_evict(void)
+{
+	enum { N = 10, SZ = 4096 };
+	char dir[4200], p[4400];
+	struct obj o[N];
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct vmb_err err;
+	struct flock fl;
+	int fd0 = -1, lfd, hit;
+
+	snprintf(dir, sizeof(dir), "%s/evict", root);
+	c = open_cache(dir, 8 * SZ, 0);
+	REQUIRE(c);
+	for (int i = 0; i < N; i++) {
+		obj_make(&o[i], 100 + (unsigned)i, SZ);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+	}
+	s.o = &o[0];
+	CHECK_RC(vmb_cache_get(c, o[0].d, SZ, fill_cb, &s, &fd0, &hit, &err), 0);
+	for (int i = 0; i < N; i++)
+		set_age(dir, &o[i], 3600 - i);   /* 0 is the oldest */
+	/* pin 1; hold the lock of 2 as a filler would */
+	CHECK_RC(vmb_cache_pin(c, "vm1", (const uint8_t (*)[32])o[1].d, 1, &err), 0);
+	snprintf(p, sizeof(p), "%s/lock/%.2s", dir, o[2].hex);
+	mkdir(p, 0755);
+	path_of(p, sizeof(p), dir, "lock", &o[2]);
+	lfd = open(p, O_RDWR | O_CREAT, 0644);
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	CHECK(lfd >= 0 && fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	/* 10 over 8: down to 90% of 8 = 7 objects; 0, 3, 4 go (1 pinned, 2 busy) */
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(vmb_cache_has(c, o[i].d), !(i == 0 || i == 3 || i == 4));
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.evicted, 3);
+	CHECK_EQ(st.chunks, 7);
+	CHECK_EQ(st.bytes, 7 * SZ);
+	CHECK(fd_is(fd0, &o[0]));   /* an open descriptor stays readable */
+	close(fd0);
+	close(lfd);
+	/* a hit touches an old object: it becomes the newest */
+	set_age(dir, &o[5], 7200);
+	CHECK_RC(get_check(c, &o[5], &s, &hit), 0);
+	CHECK_EQ(hit, 1);
+	vmb_cache_close(c);
+
+	c = open_cache(dir, 5 * SZ, 0);
+	REQUIRE(c);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	/* 7 over 5: down to 4; 1 pinned, 5 touched: 2, 6, 7 go */
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(vmb_cache_has(c, o[i].d), i == 1 || i == 5 || i == 8 || i == 9);
+	vmb_cache_close(c);
+
+	/* less free space than wanted: everything goes but what is pinned */
+	c = open_cache(dir, 0, UINT64_MAX / 2);
+	REQUIRE(c);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(vmb_cache_has(c, o[i].d), i == 1);
+	CHECK_RC(vmb_cache_unpin(c, "vm1", &err), 0);
+	CHECK_RC(vmb_cache_unpin(c, "vm1", &err), -ENOENT);
+	CHECK_RC(vmb_cache_pin(c, "../x", NULL, 0, &err), -EINVAL);
+	CHECK_STR(err.msg, "bad pin name");
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	CHECK_EQ(vmb_cache_has(c, o[1].d), 0);
+	/* a malformed pin stops eviction */
+	snprintf(p, sizeof(p), "%s/pins/broken", dir);
+	lfd = open(p, O_WRONLY | O_CREAT, 0644);
+	CHECK(write(lfd, "vmbundlefs-pin 1\nnot a digest\n", 30) == 30);
+	close(lfd);
+	s.o = &o[3];
+	CHECK_RC(get_check(c, &o[3], &s, NULL), 0);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), -EINVAL);
+	CHECK_STR(err.msg, "pin 'broken' is malformed (line 2)");
+	CHECK_EQ(vmb_cache_has(c, o[3].d), 1);
+	unlink(p);
+	vmb_cache_close(c);
+
+	/* in the background, after fills: the limit holds without a call */
+	snprintf(dir, sizeof(dir), "%s/evict-bg", root);
+	c = open_auto(dir, 4 * SZ);
+	REQUIRE(c);
+	for (int i = 0; i < N; i++) {
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+	}
+	for (int t = 0; t < 200; t++) {
+		vmb_cache_stats(c, &st);
+		if (st.bytes <= 4 * SZ)
+			break;
+		usleep(50000);
+	}
+	CHECK(st.bytes <= 4 * SZ && st.evicted >= 6);
+	CHECK_EQ(vmb_cache_has(c, o[N - 1].d), 1);
+	vmb_cache_close(c);
+	for (int i = 0; i < N; i++)
+		free(o[i].data);
+}
+
+/* fsck: a corrupted object, a stale temporary, a stray file, a malformed pin, a
+ * leftover lock file; then repair; a present object of the wrong size is refilled. */
+static void test_fsck(void)
+{
+	char dir[4200], p[4400], *rep = NULL;
+	size_t replen = 0;
+	struct obj o[3];
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	FILE *f;
+	int fd, hit = -1;
+
+	snprintf(dir, sizeof(dir), "%s/fsck", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	for (int i = 0; i < 3; i++) {
+		obj_make(&o[i], 200 + (unsigned)i, 50000);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+	}
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	path_of(p, sizeof(p), dir, "chunks", &o[0]);
+	fd = open(p, O_WRONLY);
+	CHECK(pwrite(fd, "X", 1, 1234) == 1);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/tmp/%s.12345.0123456789abcdef", dir, o[1].hex);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/chunks/%.2s/junk", dir, o[2].hex);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/pins/p1", dir);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	CHECK(write(fd, "garbage\n", 8) == 8);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/lock/%.2s", dir, o[2].hex);
+	mkdir(p, 0755);
+	path_of(p, sizeof(p), dir, "lock", &o[2]);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 4);
+	fclose(f);
+	CHECK_STR(rep, "its bytes do not match its name");
+	CHECK_STR(rep, o[0].hex);
+	CHECK_STR(rep, "a temporary of an interrupted fill");
+	CHECK_STR(rep, "/junk: a stray file");
+	CHECK_STR(rep, "pin 'p1' is malformed");
+	CHECK_STR(rep, "3 objects (150000 bytes) checked: 1 bad, 1 stale temporaries, "
+		  "1 stray files, 1 malformed pins");
+	CHECK(!strstr(rep, "(removed)"));
+	free(rep);
+	CHECK_EQ(vmb_cache_has(c, o[0].d), 1);   /* nothing removed without repair */
+
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 1, f, NULL), 4);
+	fclose(f);
+	CHECK_STR(rep, "(removed)");
+	CHECK_STR(rep, "repaired what could be");
+	free(rep);
+	CHECK_EQ(vmb_cache_has(c, o[0].d), 0);
+	CHECK(access(p, F_OK) < 0);              /* the leftover lock file */
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	CHECK_EQ(dir_entries(p), 0);
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 1);   /* the pin is left to its owner */
+	snprintf(p, sizeof(p), "%s/pins/p1", dir);
+	unlink(p);
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 0);
+	fclose(f);
+	CHECK_STR(rep, "2 objects (100000 bytes) checked");
+	CHECK_STR(rep, "; clean");
+	free(rep);
+	/* the removed object is fetched again */
+	s.o = &o[0];
+	s.calls = 0;
+	CHECK_RC(get_check(c, &o[0], &s, &hit), 0);
+	CHECK_EQ(s.calls, 1);
+	/* a present object cut short: found by its size at get, removed, refilled */
+	path_of(p, sizeof(p), dir, "chunks", &o[1]);
+	CHECK(truncate(p, 1000) == 0);
+	s.o = &o[1];
+	s.calls = 0;
+	CHECK_RC(get_check(c, &o[1], &s, &hit), 0);
+	CHECK_EQ(hit, 0);
+	CHECK_EQ(s.calls, 1);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.verify_failures, 3);   /* the bad object (two fscks), the short one */
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	for (int i = 0; i < 3; i++)
+		free(o[i].data);
+}
+
+int main(void)
+{
+	if (harness_tmpdir(root, sizeof(root), "cache") < 0)
+		return 99;
+	RUN(test_basic);
+	RUN(test_open_errors);
+	RUN(test_single_flight);
+	RUN(test_takeover);
+	RUN(test_verify);
+	RUN(test_crash);
+	RUN(test_evict);
+	RUN(test_fsck);
+	harness_rmtree(root);
+	return harness_exit("test_cache");
+}
