@@ -9,7 +9,8 @@ CTL_TESTS = \
 	tests/ctl-barrier.sh \
 	tests/ctl-rebind.sh \
 	tests/ctl-view.sh \
-	tests/ctl-snapshot.sh
+	tests/ctl-snapshot.sh \
+	tests/ctl-freeze-locks.sh
 
 TESTS += $(CTL_TESTS)
 EXTRA_DIST += $(CTL_TESTS)

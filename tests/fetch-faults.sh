@@ -91,6 +91,21 @@ expect_rc "a 200 to a range past the end: EINVAL" 22 "past the end of the object
 check "a redirect is followed" bash -c "'$FT' '$B/redir/0' get d >'$T/got' && cmp -s '$T/got' '$T/ref'"
 expect_rc "403: EACCES, not retried" 13 "access denied (HTTP 403)" "$FT" -n 3 "$B/e403/0" get z
 check "... one request" bash -c "[ \$(grep -c '^GET /e403/0/z\$' '$T/req.log') = 1 ]"
+right "hard mode: 6 failures with no retry budget, then right" "$B/e503/6" h 7 -H -n 0 -b 5
+right "hard mode: resets and truncations, then right" "$B/trunc/4" h 5 -H -n 0 -b 5
+expect_rc "hard mode, a transfer stalled in flight: a cancel ends it at once" 125 \
+	"the fetcher is closing" bash -c "s=\$(date +%s%N); '$FT' -H -k 700 '$B/stall/99' get c; rc=\$?
+	[ \$(( (\$(date +%s%N) - s) / 1000000 )) -lt 5000 ] || echo 'took 5 s or more' >&2; exit \$rc"
+check "... in under 5 s (the stall alone lasts 15 s)" bash -c "! grep -q 'took 5 s' '$T/err'"
+expect_rc "hard mode against a dead port: a cancel ends the retries" 125 "the fetcher is closing (last error: cannot connect" \
+	"$FT" -H -b 50 -k 500 http://127.0.0.1:9 get c
+# proxies come from the environment (libcurl's own handling)
+: >"$T/req.log"
+expect_rc "http_proxy is used: a dead proxy is a refused connection" 5 "cannot connect" \
+	env http_proxy=http://127.0.0.1:9 "$FT" -n 0 "$B/ok/0" get p
+check "... nothing reached the server" bash -c "[ ! -s '$T/req.log' ]"
+check "... no_proxy exempts the host" bash -c "http_proxy=http://127.0.0.1:9 no_proxy=127.0.0.1 \
+	'$FT' -n 0 '$B/ok/0' get p >'$T/got' && cmp -s '$T/got' '$T/ref'"
 check "HEAD after a reset" bash -c "[ \"\$('$FT' -b 5 '$B/reset/1' head h)\" = 65536 ]"
 
 echo "fetch-faults.sh: $N checks, $FAILS failed"

@@ -11,6 +11,7 @@ INTEGRATION_TESTS = \
 	tests/cli.sh \
 	tests/layers-cli.sh \
 	tests/layers-blocks.sh \
+	tests/layers-read.sh \
 	tests/layers-mount.sh \
 	tests/layers-backup.sh \
 	tests/layers-crash.sh \

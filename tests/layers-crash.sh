@@ -99,6 +99,30 @@ for op in clone snapshot; do
     assert_num "$op: at least 2 steps were killed" "$step" -ge 3
 done
 
+# ---- the daemon killed inside the freeze of a file it serves: with its layer
+# made, before the rename (freeze:1), and right after the rename (freeze:2). The
+# file keeps its mode (the layer is made read-only only once the name has moved;
+# fsck does it when a crash came first). ----
+for step in 1 2; do
+    unmount_store
+    export VMB_OP_KILL_AT=freeze:$step
+    mount_store
+    unset VMB_OP_KILL_AT
+    # the same bytes written back: a delta to freeze, the content unchanged
+    dd if="$MNT/vm/disk.img" bs=4096 skip=$((100 * 256)) count=1 status=none |
+        dd of="$MNT/vm/disk.img" bs=4096 seek=$((100 * 256)) conv=notrunc,fsync status=none
+    mode0=$(stat -c %a "$STORE/vm/disk.img")
+    run "$VMB_BIN" snapshot "$MNT" vm f$step
+    _vmb_wait_daemon 5 || fail "freeze:$step: the daemon did not kill itself (exit $RC: $(head -c 200 "$T/e"))"
+    fusermount3 -uz "$MNT" 2>/dev/null
+    for i in $(seq 1 50); do is_mounted "$MNT" || break; sleep 0.1; done
+    _vmb_set_state killed
+    assert_eq "freeze killed at step $step: the image keeps its mode" "$mode0" \
+        "$(stat -c %a "$STORE/vm/disk.img")"
+    after_crash "freeze step $step" 1
+    check_snap f$step "snapshot killed in a freeze at step $step"
+done
+
 # ---- kill -9 from outside at spread points of the operation ----
 for r in $(seq "$ROUNDS"); do
     delay=$(awk -v u="$CLONE_US" -v r="$r" -v n="$ROUNDS" 'BEGIN{printf "%.6f", u * (r - 0.5) / n / 1e6}')

@@ -174,7 +174,8 @@ bad "a bundle twice" "twice" "$STORE" small small "$T/pub"
 bad "a bad chunk size" "bad chunk size" --chunk-size=100K "$STORE" small "$T/pub"
 bad "a key that is not one" "holds no PEM" --sign "$T/pub/index" "$STORE" small "$T/pub"
 bad "a missing key" "cannot open key file" --sign "$T/none.pem" "$STORE" small "$T/pub"
-bad "S3 (not yet)" "only a directory" "$STORE" small s3://bucket/prefix
+bad "a URL the fetchers do not know" "expected file://, http://, https:// or s3://" "$STORE" small ftp://host/x
+bad "an S3 server that does not answer" "cannot connect" -e http://127.0.0.1:1 "$STORE" small s3://bucket/prefix
 out=$("$VMB_BIN" publish "$STORE" small "$T/no/such/dir" 2>&1)
 assert_match "a DEST whose parent is missing" "cannot create the destination" "$out"
 out=$("$VMB_BIN" publish "$STORE" small 2>&1)

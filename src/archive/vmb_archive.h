@@ -148,13 +148,4 @@ int vmb_archive_export(struct vmb_store *s, const char *name, int fd,
 int vmb_archive_export_file(struct vmb_store *s, const char *name, const char *path,
 			    const struct vmb_export_opts *opts, struct vmb_err *err);
 
-/* ---- dependencies (archive_deps.c) ---------------------------------------------- */
-
-/* What bundle `name` depends on outside itself (base images, remote objects), one
- * string each; none exist yet, so *n is 0 for every bundle. -ENOENT for a missing
- * bundle. *list is freed with vmb_bundle_deps_free. */
-int vmb_bundle_deps(struct vmb_store *s, const char *name, char ***list, size_t *n,
-		    struct vmb_err *err);
-void vmb_bundle_deps_free(char **list, size_t n);
-
 #endif

@@ -173,7 +173,7 @@ int vmb_cli_clone(int argc, char **argv)
 static const char snapshot_usage[] =
 	"Usage: vmbundlefs snapshot STORE BUNDLE [NAME]\n"
 	"       vmbundlefs snapshot --delete STORE BUNDLE@NAME\n"
-	"       vmbundlefs snapshot --list STORE [BUNDLE]\n"
+	"       vmbundlefs snapshot --list STORE|MNT [BUNDLE]\n"
 	"Take a point-in-time, read-only snapshot of every file of BUNDLE, named NAME\n"
 	"(default: the UTC time, YYYYmmddTHHMMSSZ), and print where it is seen: its\n"
 	"manifest STORE/.vmbundlefs/snapshots/BUNDLE@NAME (through a mount:\n"
@@ -252,16 +252,26 @@ int vmb_cli_snapshot(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (list) {
-		/* Only reads the manifests: works on a mounted store too. */
+		/* Only reads the manifests: works on a mounted store too, given as
+		 * STORE or as a path inside a mount of it (its store's, as the other
+		 * commands find it; when that cannot be told, STORE as given). */
+		struct vmb_ctl_target t;
+		const char *store = argv[optind];
+		struct vmb_err ferr = { 0 };
+
+		if (vmb_cli_ctl_find(argv[optind], &t, &ferr) == 0 && t.store)
+			store = t.store;
 		memset(&o, 0, sizeof(o));
-		if (vmb_store_open(&o.s, argv[optind], VMB_STORE_READ, &err) < 0) {
+		if (vmb_store_open(&o.s, store, VMB_STORE_READ, &err) < 0) {
 			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+			vmb_cli_ctl_target_free(&t);
 			return VMB_EXIT_ERROR;
 		}
 		o.c.store = &o.s;
 		o.c.log = &ops_log;
 		rc = snapshot_list(&o, nargs == 2 ? argv[optind + 1] : NULL);
 		vmb_store_close(&o.s);
+		vmb_cli_ctl_target_free(&t);
 		return rc;
 	}
 	if (del) {

@@ -17,6 +17,7 @@
 #include "store/publish.h"
 #include "store/store.h"
 #include "layer/layer.h"
+#include "remote/fetch.h"
 #include "remote/pubfmt.h"
 
 #include <errno.h>
@@ -32,8 +33,9 @@
 static const char publish_usage[] =
 	"Usage: vmbundlefs publish [OPTIONS] STORE|MOUNTPOINT NAME... DEST\n"
 	"Publish bundles of a store (NAME: a bundle, or BUNDLE@SNAPSHOT for one of its\n"
-	"snapshots) to DEST, a directory any web server or CDN can serve: static,\n"
-	"immutable, content-addressed objects and an index replaced last, atomically.\n"
+	"snapshots) to DEST, a directory any web server or CDN can serve, or\n"
+	"s3://BUCKET/PREFIX: static, immutable, content-addressed objects and an index\n"
+	"replaced last, atomically.\n"
 	"Each bundle is published from a snapshot taken first (removed afterwards), so\n"
 	"a mounted store's VMs may go on writing. Objects already at DEST are not\n"
 	"written again; bundles already listed in DEST/index are kept.\n"
@@ -41,6 +43,10 @@ static const char publish_usage[] =
 	"                         (default 256K)\n"
 	"  -s, --sign=KEY         sign the index with the Ed25519 private key in the PEM\n"
 	"                         file KEY (openssl genpkey -algorithm ed25519)\n"
+	"  -e, --endpoint=URL     s3: an S3-compatible server (https://host:port,\n"
+	"                         path-style); credentials from AWS_ACCESS_KEY_ID /\n"
+	"                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files\n"
+	"      --cafile=FILE      https: trust the CAs in FILE\n"
 	"  -q, --quiet            no summary line\n";
 
 static volatile sig_atomic_t stop;
@@ -151,6 +157,8 @@ int vmb_cli_publish(int argc, char **argv)
 		{ "chunk-size", required_argument, NULL, 'c' },
 		{ "sign", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ "cafile", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmb_err err = { 0 };
@@ -165,7 +173,8 @@ int vmb_cli_publish(int argc, char **argv)
 	struct vmb_progress bar;
 	struct target tg;
 	struct sigaction sa, old[3];
-	const char *keyfile = NULL, *dest, *store;
+	const char *keyfile = NULL, *dest, *store, *endpoint = NULL, *cafile = NULL;
+	struct vmb_fetch_opts fo;
 	int c, i, n, quiet = 0, rc = VMB_EXIT_ERROR, r, sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	int store_open = 0, taken = 0;
 
@@ -175,7 +184,7 @@ int vmb_cli_publish(int argc, char **argv)
 	if (vmb_cli_common(argc, argv, publish_usage))
 		return VMB_EXIT_OK;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+c:s:q", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:s:qe:", opts, NULL)) != -1) {
 		if (c == 'c') {
 			if (parse_size(optarg, &po.chunk_size) < 0 ||
 			    po.chunk_size < VMB_PIDX_CHUNK_MIN || po.chunk_size > VMB_PIDX_CHUNK_MAX ||
@@ -188,6 +197,10 @@ int vmb_cli_publish(int argc, char **argv)
 			keyfile = optarg;
 		} else if (c == 'q') {
 			quiet = 1;
+		} else if (c == 'e') {
+			endpoint = optarg;
+		} else if (c == 'C') {
+			cafile = optarg;
 		} else {
 			fputs(publish_usage, stderr);
 			return VMB_EXIT_USAGE;
@@ -205,10 +218,9 @@ int vmb_cli_publish(int argc, char **argv)
 	store = argv[optind];
 	dest = argv[argc - 1];
 	n = argc - optind - 2;
-	if (!strncmp(dest, "s3://", 5) || strstr(dest, "://")) {
-		vmb_cli_error("cannot publish to '%s': only a directory is supported by this "
-			      "vmbundlefs", dest);
-		return VMB_EXIT_ERROR;
+	if (endpoint && strncmp(dest, "s3://", 5)) {
+		vmb_cli_error("--endpoint is for an s3:// destination, not '%s'", dest);
+		return VMB_EXIT_USAGE;
 	}
 	if (keyfile && vmb_sign_key_load(keyfile, &key, &err) < 0) {
 		vmb_cli_error("%s", err.msg);
@@ -251,7 +263,11 @@ int vmb_cli_publish(int argc, char **argv)
 				goto out;
 			}
 	}
-	if (vmb_pub_sink_dir_open(dest, &sink, &err) < 0) {
+	vmb_fetch_opts_default(&fo);
+	fo.endpoint = endpoint;
+	fo.cafile = cafile;
+	if ((strstr(dest, "://") ? vmb_pub_sink_url_open(dest, &fo, &sink, &err) :
+	     vmb_pub_sink_dir_open(dest, &sink, &err)) < 0) {
 		vmb_cli_error("%s", err.msg);
 		goto out;
 	}

@@ -92,7 +92,11 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 /* The same through the base: returns 1 when [off, off + len), clipped to the size,
  * reads from one descriptor at the same offsets (the backing file's DATA, or one run
  * of the base's, vmb_base_ops.lookup) with *fd and the clipped length in *n; the
- * descriptor stays valid while img is open. 0: use vmb_image_read. */
+ * descriptor stays valid while img is open. 0: use vmb_image_read. As vmb_image_read,
+ * a range that is not all DATA in a delta is checked for changes by someone else
+ * first (one statx); a base descriptor is handed out only when it holds every byte
+ * of the range (one fstat: a splice never ends early). A file without a base: as
+ * vmb_image_all_data. */
 int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n);
 
 /* Bytes of file data this process has read from backing files so far (pread, or
@@ -268,6 +272,24 @@ int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 		     const char *name, char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino,
 		     struct vmb_err *err);
 
+/* What a freeze or flatten tells its caller about the new backing file, so that
+ * what the caller keeps on the file (the daemon: the locks mirrored from the mount,
+ * vmb_lockset_move_begin) is on the new inode before the name names it. All
+ * optional. prepare(arg, fd, err): the new backing file fd is complete, not yet
+ * the name's: 0 to go on, -errno (err set) to give up (nothing changed). finish(arg,
+ * done), after a prepare that returned 0: done = 1 when the name names the new
+ * file now, 0 when the operation gave up. Both are called under img's wlock. */
+struct vmb_image_hooks {
+	int (*prepare)(void *arg, int fd, struct vmb_err *err);
+	void (*finish)(void *arg, int done);
+	void *arg;
+};
+
+/* vmb_image_freeze with hooks (NULL: none). */
+int vmb_image_freeze2(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
+		      const char *name, const struct vmb_image_hooks *h,
+		      char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino, struct vmb_err *err);
+
 /* The same for a file no image is open on (offline structural commands): opened
  * (through ls's resolver), frozen, closed. */
 int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
@@ -282,6 +304,9 @@ int vmb_image_freeze_offline(struct vmb_layers *ls, int dirfd, const char *name,
  * caller rebinds its node to the new inode, vmb_image_stamp). A file without a base
  * is left alone (0). Under wlock, drained. On failure nothing changed. */
 int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct vmb_err *err);
+/* vmb_image_flatten with hooks (NULL: none). */
+int vmb_image_flatten2(struct vmb_image *img, int dirfd, const char *name,
+		       const struct vmb_image_hooks *h, struct vmb_err *err);
 
 /* Load a file's map without keeping an image open (vmbundlefs ls, fsck):
  * same rules as vmb_image_open. *rebuilt = 1 when the sidecar was missing or stale.

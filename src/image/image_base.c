@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- the chain ---- */
@@ -189,14 +190,26 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
 	return 1;
 }
 
+static int covered_by_data(struct vmb_image *img, uint64_t off, size_t len);
+
 int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n)
 {
 	uint64_t run, end, stop;
 	enum vmb_src st;
+	struct stat sb;
 	int bfd = -1;
 
+	if (!img->base)
+		return vmb_image_all_data(img, off, len, n) ? (*fd = img->fd, 1) : 0;
+	if (len == 0)
+		return 0;
+	/* As vmb_image_read: a range the delta's map does not call all data may have
+	 * been written by someone else (one statx, no data read). A failure is left
+	 * for vmb_image_read to report. */
+	if (!covered_by_data(img, off, len) && vmb_image_revalidate(img, 1, NULL) < 0)
+		return 0;
 	pthread_mutex_lock(&img->mlock);
-	if (off >= img->size || len == 0) {
+	if (off >= img->size) {
 		pthread_mutex_unlock(&img->mlock);
 		return 0;
 	}
@@ -208,6 +221,12 @@ int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, 
 		return vmb_image_all_data(img, off, len, n) ? (*fd = img->fd, 1) : 0;
 	/* from the base: one descriptor, and bytes it holds (not past its end) */
 	if (st != VMB_SRC_BASE || bfd < 0 || stop < end || end > img->base->size)
+		return 0;
+	/* The bytes must be there: a splice that ends early would be a short read (the
+	 * kernel takes it for the end of the file). A lower layer's descriptor ends at
+	 * that layer's size, and a damaged one may end anywhere: vmb_image_read reads
+	 * those (zeros past a layer's size; -EIO naming the layer for a damaged one). */
+	if (fstat(bfd, &sb) < 0 || (uint64_t)sb.st_size < end)
 		return 0;
 	*fd = bfd;
 	*n = (size_t)(end - off);

@@ -271,7 +271,30 @@ static int copy_out(struct vmb_image *img, int in, int out, uint64_t off, uint64
 	return r;
 }
 
+/* Install fd over dirfd/name (install), with h told before and after. */
+static int install_hooked(struct vmb_image *img, int dirfd, const char *name, int fd,
+			  char *tmp, size_t tsize, const struct vmb_image_hooks *h,
+			  struct vmb_err *err)
+{
+	int r = 0;
+
+	if (h && h->prepare)
+		r = h->prepare(h->arg, fd, err);
+	if (r < 0)
+		return r;
+	r = install(dirfd, name, fd, tmp, tsize, img->log, err);
+	if (h && h->prepare && h->finish)
+		h->finish(h->arg, r == 0);
+	return r;
+}
+
 int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct vmb_err *err)
+{
+	return vmb_image_flatten2(img, dirfd, name, NULL, err);
+}
+
+int vmb_image_flatten2(struct vmb_image *img, int dirfd, const char *name,
+		       const struct vmb_image_hooks *h, struct vmb_err *err)
 {
 	struct vmb_blockmap m;
 	struct timespec ts[2];
@@ -331,7 +354,7 @@ int vmb_image_flatten(struct vmb_image *img, int dirfd, const char *name, struct
 	if (r == 0 && fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync a copy of '%s'", img->name);
 	if (r == 0)
-		r = install(dirfd, name, fd, tmp, sizeof(tmp), img->log, err);
+		r = install_hooked(img, dirfd, name, fd, tmp, sizeof(tmp), h, err);
 	if (r < 0)
 		goto out;
 	r = switch_backing(img, fd, &m, NULL, 0, err);
@@ -365,6 +388,13 @@ static int delta_is_empty(struct vmb_image *img)
 int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 		     const char *name, char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino,
 		     struct vmb_err *err)
+{
+	return vmb_image_freeze2(img, ls, dirfd, name, NULL, id, new_ino, err);
+}
+
+int vmb_image_freeze2(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
+		      const char *name, const struct vmb_image_hooks *h,
+		      char id[VMB_BASE_ID_LEN + 1], uint64_t *new_ino, struct vmb_err *err)
 {
 	struct vmb_blockmap empty;
 	struct vmb_base *nb = NULL;
@@ -437,10 +467,16 @@ int vmb_image_freeze(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 	if (r == 0 && fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync the new delta of '%s'", img->name);
 	if (r == 0)
-		r = install(dirfd, name, fd, tmp, sizeof(tmp), img->log, err);
+		r = install_hooked(img, dirfd, name, fd, tmp, sizeof(tmp), h, err);
 	if (r < 0)
 		goto out;
 	made = 0;   /* the name is on the new delta: the layer is the old content */
+	{
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_layers_seal(ls, id, &e) < 0)   /* fsck seals it */
+			vmb_log_msg(img->log, "freeze of '%s': %s", img->name, e.msg);
+	}
 	r = switch_backing(img, fd, &empty, nb, ref.limit, err);
 	fd = -1;
 	nb = NULL;
@@ -462,14 +498,14 @@ out:
 	if (tmp[0])
 		unlinkat(dirfd, tmp, 0);
 	if (made) {
-		/* the file stays as it was: its inode is no layer, its mode its own */
+		/* the file stays as it was: its inode is no layer (its mode never changed) */
 		struct vmb_err e;
 		vmb_err_clear(&e);
 		vmb_base_put(nb);
 		nb = NULL;
-		if (vmb_layers_remove(ls, id, &e) < 0 || fchmod(img->fd, st.st_mode & 07777) < 0)
+		if (vmb_layers_remove(ls, id, &e) < 0)
 			vmb_log_msg(img->log, "cannot undo the freeze of '%s' (layer '%s'): %s",
-				    img->name, id, e.msg[0] ? e.msg : strerror(errno));
+				    img->name, id, e.msg);
 	}
 	vmb_base_put(nb);
 	vmb_img_refresh_known(img);

@@ -277,7 +277,7 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 	struct vmb_layer_hdr h;
 	struct stat st;
 	uint64_t nb = vmb_layer_blocks(size), depth = base ? base->depth + 1u : 1;
-	int rc, tries, linked = 0, chmoded = 0;
+	int rc, tries, linked = 0;
 
 	id[0] = '\0';
 	if (ls->dirfd < 0)
@@ -337,11 +337,9 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 		goto out;
 	}
 	linked = 1;
-	if (fchmodat(ls->dirfd, name, VMB_LAYER_DATA_MODE, 0) < 0) {
-		rc = vmb_err_sys(err, errno, "cannot make '%s/%s' read-only", ls->path, name);
-		goto out;
-	}
-	chmoded = 1;
+	/* Not made read-only here: the inode is still the caller's file (a chmod
+	 * would change its mode too, and a crash before its name moves would leave
+	 * it so). The caller seals the layer once its name names another inode. */
 	memset(&h, 0, sizeof(h));
 	rc = vmb_stamp_fd(fd, &h.stamp, err);
 	if (rc)
@@ -352,15 +350,22 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 	h.depth = depth;
 	rc = write_map(ls, id, &own, &h, err);
 out:
-	if (rc && linked) {
-		if (chmoded)
-			fchmodat(ls->dirfd, name, st.st_mode & 07777, 0);
+	if (rc && linked)
 		unlinkat(ls->dirfd, name, 0);
-	}
 	if (rc)
 		id[0] = '\0';
 	vmb_blockmap_destroy(&own);
 	return rc;
+}
+
+int vmb_layers_seal(struct vmb_layers *ls, const char *id, struct vmb_err *err)
+{
+	char name[NAME_LEN];
+
+	snprintf(name, sizeof(name), "%s.data", id);
+	if (fchmodat(ls->dirfd, name, VMB_LAYER_DATA_MODE, 0) < 0)
+		return vmb_err_sys(err, errno, "cannot make '%s/%s' read-only", ls->path, name);
+	return 0;
 }
 
 int vmb_layers_create_copy(struct vmb_layers *ls, int srcfd, uint64_t size,

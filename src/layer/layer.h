@@ -130,9 +130,10 @@ int vmb_layers_owns(const struct vmb_layers *ls, const struct vmb_base *b);
  * extents at or past ceil(size / 4096) are ignored) over base (NULL: none; else a
  * chain of ls, referenced by the caller) with base limit `limit` (clipped to the
  * sizes of the layer and of its base). Steps: fsync(fd); its inode linked as
- * layers/<ID>.data (linkat AT_EMPTY_PATH, else /proc/self/fd/N) and made mode 0400
- * (the caller's file name is replaced right after: it keeps its own mode from
- * before); <ID>.map written atomically (temporary <ID>.tmp, fsync, rename, fsync of
+ * layers/<ID>.data (linkat AT_EMPTY_PATH, else /proc/self/fd/N), its mode left
+ * alone (the inode is still the caller's file: the caller replaces its name, then
+ * makes the layer read-only with vmb_layers_seal, so that a crash in between never
+ * leaves the file's mode changed); <ID>.map written atomically (temporary <ID>.tmp, fsync, rename, fsync of
  * the directory). A crash before the end leaves at most an orphan .data/.tmp.
  * When base->depth + 1 > VMB_LAYER_DEPTH_MAX, writes a merged layer instead: a new
  * .data holding every block that reads as data through the chain (copy_file_range
@@ -142,6 +143,11 @@ int vmb_layers_owns(const struct vmb_layers *ls, const struct vmb_base *b);
 int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
 		      uint64_t size, struct vmb_base *base, uint64_t limit,
 		      char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
+
+/* Make layer id's .data read-only (VMB_LAYER_DATA_MODE), after vmb_layers_create
+ * once the caller's name no longer names its inode. A layer that a crash left
+ * unsealed works the same; fsck --repair seals it. 0 or -errno. */
+int vmb_layers_seal(struct vmb_layers *ls, const char *id, struct vmb_err *err);
 
 /* A layer without base holding a copy of the first `size` bytes of srcfd (small
  * files; not consumed; read with pread/copy_file_range, only its data segments

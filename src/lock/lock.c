@@ -983,24 +983,24 @@ int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err)
 	return r;
 }
 
-int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
-		       struct vmb_err *err)
+int vmb_lockset_move_begin(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+			   struct vmb_lockmove *mv, struct vmb_err *err)
 {
 	struct vmb_lock_owner *o;
-	uint64_t old_ino;
 	size_t n = 0, i;
-	int *nfd = NULL, had, r;
+	int *nfd = NULL, r;
 
+	memset(mv, 0, sizeof(*mv));
 	pthread_mutex_lock(&ls->mu);
 	r = wait_idle(ls, err);
 	if (r < 0)
-		goto out;
+		goto fail;
 	for (o = ls->owners; o; o = o->next)
 		n++;
 	nfd = malloc((n ? n : 1) * sizeof(*nfd));
 	if (!nfd) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
+		goto fail;
 	}
 	/* Every lock taken on the new inode before any goes from the old one: a process
 	 * using the store directly, or another mount, never sees the file unlocked. */
@@ -1024,11 +1024,37 @@ int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t n
 	if (r < 0) {
 		while (i-- > 0)
 			close(nfd[i]);   /* the new inode's locks go; the old ones stand */
+		goto fail;
+	}
+	mv->ls = ls;
+	mv->nfd = nfd;
+	mv->n = n;
+	mv->new_ino = new_ino;
+	return 0;   /* holding mu: no lock call starts until move_end */
+fail:
+	pthread_mutex_unlock(&ls->mu);
+	free(nfd);
+	return r;
+}
+
+void vmb_lockset_move_end(struct vmb_lockmove *mv, int commit)
+{
+	struct vmb_lockset *ls = mv->ls;
+	struct vmb_lock_owner *o;
+	uint64_t old_ino;
+	size_t i;
+	int had;
+
+	if (!ls)
+		return;
+	if (!commit) {
+		for (i = 0; i < mv->n; i++)
+			close(mv->nfd[i]);   /* the new inode's locks go; the old ones stand */
 		goto out;
 	}
 	old_ino = ls->ino;
 	had = ls->has_record;
-	ls->ino = new_ino;
+	ls->ino = mv->new_ino;
 	ls->has_record = 0;
 	ls->published = NULL;
 	publish(ls);   /* the registry names the holder under the new inode first */
@@ -1036,10 +1062,27 @@ int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t n
 		vmb_holders_publish(ls->metafd, old_ino, NULL, 0, NULL);
 	for (i = 0, o = ls->owners; o; o = o->next, i++) {
 		close(o->fd);   /* the old inode's locks go */
-		o->fd = nfd[i];
+		o->fd = mv->nfd[i];
 	}
 out:
 	pthread_mutex_unlock(&ls->mu);
-	free(nfd);
+	free(mv->nfd);
+	memset(mv, 0, sizeof(*mv));
+}
+
+int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+		       struct vmb_err *err)
+{
+	struct vmb_lockmove mv;
+	int r;
+
+	pthread_mutex_lock(&ls->mu);
+	r = ls->ino == new_ino;   /* moved already (vmb_lockset_move_begin/_end) */
+	pthread_mutex_unlock(&ls->mu);
+	if (r)
+		return 0;
+	r = vmb_lockset_move_begin(ls, proc_path, new_ino, &mv, err);
+	if (r == 0)
+		vmb_lockset_move_end(&mv, 1);
 	return r;
 }

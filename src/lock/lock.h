@@ -170,6 +170,24 @@ int vmb_lock_strong_only_by(struct vmb_lockset *ls, pid_t pid, struct vmb_holder
  * there by someone else): then nothing changed. */
 int vmb_lockset_rebind(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
 		       struct vmb_err *err);
+/* The same in two steps around the change that makes the new inode the file's (the
+ * rename of a freeze or flatten), so that its locks are on the new inode before the
+ * name names it: move_begin takes every owner's locks on the new inode too (the
+ * old inode keeps them) and returns 0 holding the lockset's mutex, so that no lock
+ * call runs until move_end (errors and waits as for rebind; on failure nothing
+ * changed and the mutex is not held); move_end(mv, 1) moves to the new inode
+ * (registry entry, old descriptors closed), move_end(mv, 0) drops the new inode's
+ * locks. Lock order: an image's wlock may be held around them (vmb_image_freeze2).
+ * vmb_lockset_rebind to the inode a move ended on is a no-op. */
+struct vmb_lockmove {
+	struct vmb_lockset *ls;   /* NULL: nothing to end */
+	int *nfd;
+	size_t n;
+	uint64_t new_ino;
+};
+int vmb_lockset_move_begin(struct vmb_lockset *ls, const char *proc_path, uint64_t new_ino,
+			   struct vmb_lockmove *mv, struct vmb_err *err);
+void vmb_lockset_move_end(struct vmb_lockmove *mv, int commit);
 /* The same wait alone, before a change that cannot be undone: 0 when no call is
  * using an owner's descriptor (a lock call may start again right after). */
 int vmb_lockset_idle(struct vmb_lockset *ls, struct vmb_err *err);

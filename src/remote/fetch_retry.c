@@ -61,7 +61,7 @@ static int backoff(struct vmb_fetcher *f, long delay)
 
 ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb_err *err)
 {
-	struct vmb_err cause;
+	struct vmb_err cause, prev = { 0 };   /* prev: the last transient failure */
 	uint64_t t0 = now_ms(), last_log = 0;
 	int attempt = 0;
 	ssize_t rc;
@@ -76,9 +76,13 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 			break;
 		if (!cause.msg[0])
 			vmb_err_set(&cause, (int)-rc, "%s", strerror((int)-rc));
-		if (rc == -ECANCELED)
+		if (rc == -ECANCELED && !prev.msg[0])
 			return vmb_err_set(err, ECANCELED, "cannot %s '%s': the fetcher is "
 					   "closing", verb(req->op), req->url);
+		if (rc == -ECANCELED)
+			return vmb_err_set(err, ECANCELED, "cannot %s '%s': the fetcher is "
+					   "closing (last error: %s)", verb(req->op), req->url,
+					   prev.msg);
 		if (!transient)
 			return vmb_err_set(err, (int)-rc, "cannot %s '%s': %s", verb(req->op),
 					   req->url, cause.msg);
@@ -86,6 +90,7 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 			return vmb_err_set(err, EIO, "cannot %s '%s': %s after %d attempt%s",
 					   verb(req->op), req->url, cause.msg, attempt + 1,
 					   attempt ? "s" : "");
+		prev = cause;
 		pthread_mutex_lock(&f->mu);
 		delay = vmb_retry_delay_ms(attempt, &f->opts, next_rand(f));
 		f->st.retries++;

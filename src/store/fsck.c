@@ -161,11 +161,39 @@ static void fix_mode(struct fsck_ctx *c, int dfd, const char *name, const char *
 		       why, 1);
 }
 
+/* A layer's data file is read-only (VMB_LAYER_DATA_MODE): a crash between a
+ * freeze's rename and its seal (vmb_layers_seal) leaves the file's own mode. */
+static int layer_data_mode(struct fsck_ctx *c, const struct vmb_tree_ent *e)
+{
+	static const char dir[] = VMB_META_DIR "/" VMB_LAYERS_DIR "/";
+	size_t nl = strlen(e->name);
+	char why[96];
+
+	if (e->depth != 2 || !S_ISREG(e->st->st_mode) || strncmp(e->path, dir, sizeof(dir) - 1) ||
+	    nl < 5 || strcmp(e->name + nl - 5, ".data"))
+		return 0;
+	/* Another name still on it: a freeze cut short before its rename, the inode
+	 * still a bundle's file, whose mode must stay (check_layers removes it). */
+	if ((e->st->st_mode & 07777) == VMB_LAYER_DATA_MODE || e->st->st_nlink > 1)
+		return 1;
+	snprintf(why, sizeof(why), "mode %04o: a crash cut a freeze short before it was made "
+		 "read-only", (unsigned)(e->st->st_mode & 07777));
+	if (!c->repair)
+		report(c, e->msgpath, "layer data is not read-only", why, 0);
+	else if (fchmodat(e->dfd, e->name, VMB_LAYER_DATA_MODE, 0) < 0)
+		report(c, e->msgpath, "cannot make the layer data read-only", strerror(errno), 0);
+	else
+		report(c, e->msgpath, "set mode 0400", why, 1);
+	return 1;
+}
+
 static int meta_mode(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *e,
 		     struct vmb_err *err)
 {
 	(void)err;
 	if (ev == VMB_TREE_DIR_POST || S_ISLNK(e->st->st_mode))
+		return 0;
+	if (layer_data_mode(arg, e))
 		return 0;
 	if (ev == VMB_TREE_DIR && e->depth == 1 && !strcmp(e->name, run_dir)) {
 		fix_mode(arg, e->dfd, e->name, e->msgpath, e->st, 011);
@@ -414,6 +442,22 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	return 0;
 }
 
+/* A clone's staging directory nobody holds (vmb_ops_staging_sweep). */
+static void staging_found(void *arg, const char *name, int r, const struct vmb_err *e)
+{
+	static const char why[] = "the staging directory of a clone that died";
+	struct fsck_ctx *c = arg;
+	char path[NAME_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_OPS_STAGING_DIR, name);
+	if (r == 1)
+		report(c, path, "needs removing", why, 0);
+	else if (r < 0)
+		report(c, path, "cannot be removed", e->msg, 0);
+	else
+		report(c, path, "removed", why, 1);
+}
+
 /* The layers: each one's map readable and its base present; orphans of a crash
  * removed; snapshot manifests readable and their layers present; staging
  * directories of dead clones removed. Layers nothing uses are only counted (gc
@@ -458,11 +502,31 @@ static void check_layers(struct fsck_ctx *c)
 	}
 	for (i = 0; i < ll.nstray; i++)
 		report(c, ll.stray[i], "left alone", "a stray file in the layers directory", 0);
+	vmb_ops_staging_sweep(c->s, c->repair, staging_found, c);
 	/* Manifests, and who uses what. */
 	if (vmb_ops_scan(&oc, 0, &sc, &e) == 0) {
-		for (i = 0; i < ll.n; i++)
-			if (!vmb_ops_used(&sc, ll.ids[i], NULL))
+		for (i = 0; i < ll.n; i++) {
+			char name[VMB_BASE_ID_LEN + 8];
+			struct stat st;
+
+			if (vmb_ops_used(&sc, ll.ids[i], NULL))
+				continue;
+			/* A freeze cut short before its rename: the layer's data is still
+			 * a bundle's file (its other name), which a write changes. */
+			snprintf(name, sizeof(name), "%s.data", ll.ids[i]);
+			snprintf(what, sizeof(what), "layer '%s'", ll.ids[i]);
+			if (fstatat(vmb_layers_dirfd(c->layers), name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    st.st_nlink < 2)
 				unused++;
+			else if (!c->repair)
+				report(c, what, "needs removing", "a crash cut a freeze short: its "
+				       "data is still a bundle's file", 0);
+			else if (vmb_layers_remove(c->layers, ll.ids[i], &e) < 0)
+				report(c, what, "cannot be removed", e.msg, 0);
+			else
+				report(c, what, "removed", "a crash cut a freeze short: its data "
+				       "was still a bundle's file", 1);
+		}
 		/* A snapshot standing on a missing or damaged layer (a bundle's files
 		 * that do are reported file by file above). */
 		for (i = 0; i < sc.n; i++) {

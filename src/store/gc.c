@@ -38,40 +38,14 @@ static int deepest_first(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-/* Clone staging directories nobody holds (the clone died). */
-static uint64_t sweep_staging(struct vmb_opctx *c)
+/* A dead clone's staging directory that could not be removed. */
+static void staging_failed(void *arg, const char *name, int r, const struct vmb_err *e)
 {
-	struct dirent *de;
-	uint64_t n = 0;
-	DIR *d;
-	int sfd;
+	struct vmb_opctx *c = arg;
 
-	sfd = openat(c->store->metafd, VMB_OPS_STAGING_DIR, O_RDONLY | O_DIRECTORY |
-		     O_NOFOLLOW | O_CLOEXEC);
-	if (sfd < 0)
-		return 0;
-	d = fdopendir(dup(sfd));
-	while (d && (de = readdir(d))) {
-		struct vmb_err e;
-		int lfd;
-
-		if (strncmp(de->d_name, VMB_OPS_CLONE_PREFIX, strlen(VMB_OPS_CLONE_PREFIX)))
-			continue;
-		lfd = openat(sfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (lfd < 0)
-			continue;
-		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
-			if (vmb_tree_remove(sfd, de->d_name, c->store->mapfd, &e) < 0)
-				vmb_log_msg(c->log, "gc: %s", e.msg);
-			else
-				n++;
-		}
-		close(lfd);
-	}
-	if (d)
-		closedir(d);
-	close(sfd);
-	return n;
+	(void)name;
+	if (r < 0)
+		vmb_log_msg(c->log, "gc: %s", e->msg);
 }
 
 /* Manifest temporaries (".tmp.PID.NAME") of a snapshot that died before its rename. */
@@ -161,7 +135,8 @@ int vmb_op_gc(struct vmb_opctx *c, struct vmb_gc_result *res, struct vmb_err *er
 			goto out;
 		res->orphans_removed++;
 	}
-	res->staging_removed = sweep_staging(c) + sweep_manifests(c);
+	res->staging_removed = vmb_ops_staging_sweep(c->store, 1, staging_failed, c) +
+			      sweep_manifests(c);
 	vmb_op_step("gc", 2);
 out:
 	free(cand);

@@ -128,6 +128,13 @@ static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const c
 	if (fsync(dirfd) < 0)
 		vmb_log_msg(c->log, "freeze of '%s': cannot sync its directory: %s", relpath,
 			    strerror(errno));
+	vmb_op_step("freeze", 2);
+	{
+		struct vmb_err e;
+		vmb_err_clear(&e);
+		if (vmb_layers_seal(c->layers, id, &e) < 0)   /* fsck seals it */
+			vmb_log_msg(c->log, "freeze of '%s': %s", relpath, e.msg);
+	}
 	vmb_sidecar_name((uint64_t)st.st_ino, sc);
 	if (vmb_sidecar_remove(c->store->mapfd, sc, NULL) < 0)
 		vmb_log_msg(c->log, "freeze of '%s': cannot remove the old map %s (fsck removes "
@@ -361,6 +368,47 @@ int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 	if (fsync(dst) < 0)
 		return vmb_err_sys(err, errno, "cannot copy '%s'", msgpath);
 	return 0;
+}
+
+uint64_t vmb_ops_staging_sweep(struct vmb_store *s, int remove,
+			       void (*found)(void *arg, const char *name, int r,
+					     const struct vmb_err *e),
+			       void *arg)
+{
+	struct dirent *de;
+	uint64_t n = 0;
+	DIR *d;
+	int sfd;
+
+	sfd = openat(s->metafd, VMB_OPS_STAGING_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		     O_CLOEXEC);
+	if (sfd < 0)
+		return 0;
+	d = fdopendir(dup(sfd));
+	while (d && (de = readdir(d))) {
+		struct vmb_err e;
+		int lfd, r = 1;
+
+		if (strncmp(de->d_name, VMB_OPS_CLONE_PREFIX, strlen(VMB_OPS_CLONE_PREFIX)))
+			continue;
+		lfd = openat(sfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (lfd < 0)
+			continue;
+		vmb_err_clear(&e);
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {   /* nobody holds it: dead */
+			if (remove)
+				r = vmb_tree_remove(sfd, de->d_name, s->mapfd, &e);
+			if (r >= 0)
+				n++;
+			if (found)
+				found(arg, de->d_name, r, &e);
+		}
+		close(lfd);
+	}
+	if (d)
+		closedir(d);
+	close(sfd);
+	return n;
 }
 
 int vmb_ops_snapdir(struct vmb_store *s, int create, struct vmb_err *err)

@@ -44,6 +44,15 @@ int vmb_ops_save_plain_map(struct vmb_opctx *c, int fd, const char *msgpath,
 int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 			struct vmb_err *err);
 
+/* The clone staging directories nobody holds (their clone died): each one found is
+ * told to found(arg, name, r) (may be NULL) with r = 0 when it was removed, -errno
+ * (and the message in e) when it could not be, 1 when remove is 0 (only found).
+ * Returns how many were found (remove: removed). */
+uint64_t vmb_ops_staging_sweep(struct vmb_store *s, int remove,
+			       void (*found)(void *arg, const char *name, int r,
+					     const struct vmb_err *e),
+			       void *arg);
+
 /* STORE/.vmbundlefs/snapshots, created when create says so: an fd, or -errno
  * (-ENOENT when missing and not created). */
 int vmb_ops_snapdir(struct vmb_store *s, int create, struct vmb_err *err);

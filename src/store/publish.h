@@ -15,7 +15,8 @@
  * A failure before the index leaves the previous index in place (objects written so
  * far are reused by the next publish). Nothing is removed from the sink.
  *
- * Sinks: a directory (vmb_pub_sink_dir_open) or, through the fetcher, S3. A sink is
+ * Sinks: a directory (vmb_pub_sink_dir_open) or, through a fetcher, S3
+ * (vmb_pub_sink_url_open). A sink is
  * owned by its opener (close frees it); one publish at a time per sink (the
  * directory sink holds an exclusive flock on DEST while open). Not thread-safe.
  */
@@ -31,6 +32,7 @@
 struct vmb_layers;
 struct vmb_store;
 struct vmb_pub_sink;
+struct vmb_fetch_opts;
 
 struct vmb_pub_sink_ops {
 	/* Is the object at path (relative: "objects/aa/<hex>") there with len
@@ -60,6 +62,14 @@ struct vmb_pub_sink {
  * written in DEST/.tmp/ (stale leftovers removed at open), fsync'ed, renamed
  * into DEST/objects/aa/; sync fsyncs the directories touched. */
 int vmb_pub_sink_dir_open(const char *dest, struct vmb_pub_sink **out, struct vmb_err *err);
+/* The sink over a fetcher (remote/fetch.h): s3://BUCKET/PREFIX (SigV4, credentials as
+ * the fetchers find them, fo->endpoint for S3-compatible servers), and what else the
+ * fetchers PUT to (file://DIR, http(s):// WebDAV-like servers). exists is a HEAD with
+ * the length, put one PUT (atomic: an object appears whole or not), sync nothing (a
+ * PUT is durable once answered). No lock: two publishes to one prefix at once are not
+ * serialised (the last index wins; every object either wrote stays valid). */
+int vmb_pub_sink_url_open(const char *url, const struct vmb_fetch_opts *fo,
+			  struct vmb_pub_sink **out, struct vmb_err *err);
 void vmb_pub_sink_close(struct vmb_pub_sink *s);   /* NULL-safe */
 
 typedef void (*vmb_pub_progress_fn)(void *arg, uint64_t done, uint64_t total);

@@ -142,6 +142,9 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);
 	v->ctl_test_hooks = getenv("VMB_TEST_CTL_HOOKS") != NULL;
+	if (getenv("VMB_TEST_FREEZE_DELAY_MS"))   /* tests: a slow freeze of a known file */
+		v->freeze_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_FREEZE_DELAY_MS"),
+						       NULL, 10);
 	if (getenv("VMB_TEST_CREATE_FAIL"))   /* tests: a create that fails late */
 		v->create_fail = atoi(getenv("VMB_TEST_CREATE_FAIL"));
 	v->hash = calloc((size_t)1 << VMB_HASH_BITS, sizeof(*v->hash));

@@ -134,8 +134,9 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		   struct vmb_file **f, struct vmb_err *err);
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
-/* When the range is all data: 1, with the backing descriptor to read *n bytes from
- * at off, valid until vmb_vfs_read_fd_done (which must follow: the descriptor is not
+/* When the range reads from one descriptor at its own offsets (all data of the
+ * file's delta, or one run of a base layer's, vmb_image_read_fd): 1, with the
+ * descriptor to read *n bytes from at off, valid until vmb_vfs_read_fd_done (which must follow: the descriptor is not
  * parked meanwhile); else 0 (use vmb_vfs_read). */
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
 void vmb_vfs_read_fd_done(struct vmb_file *f);

@@ -1,8 +1,10 @@
 /* vfs_ctl.c - the control channel's socket and server thread (see ctl.h).
  *
  * One thread accepts connections and carries out their requests one at a time
- * (structural commands are serialised anyway). A client has VMB_CTL_TIMEOUT_MS to
- * send its request. Ownership: struct vmb_ctl owns the socket, the run/ directory
+ * (structural commands are serialised anyway), each as soon as it has come: a
+ * connection whose request has not come yet waits in a poll set beside the others
+ * (a client that connects and says nothing holds up no other) and is dropped after
+ * VMB_CTL_TIMEOUT_MS. Ownership: struct vmb_ctl owns the socket, the run/ directory
  * descriptor, the stop pipe and the thread; vmb_ctl_stop undoes all of it.
  */
 #define _GNU_SOURCE
@@ -184,42 +186,44 @@ static void reply(int fd, int code, const char *msg)
 	(void)send(fd, buf, (size_t)len, MSG_NOSIGNAL);
 }
 
-static void serve_one(struct vmb_ctl *c, int fd)
+/* Carry out the request waiting on fd (connected, non-blocking, readable or hung
+ * up). 1: nothing there yet (a spurious wake-up: keep waiting), 0: done. */
+static int serve_one(struct vmb_ctl *c, int fd)
 {
 	struct vmb_ctl_caller who = {0};
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
-	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct vmb_err err;
 	char *buf = NULL, *argv[8], *msg = NULL;
 	ssize_t len;
-	int argc = 0, r;
+	int argc = 0, r, again = 0;
 
 	vmb_err_clear(&err);
+	buf = malloc(VMB_CTL_MSG_MAX + 1);
+	if (!buf) {
+		reply(fd, ENOMEM, "out of memory");
+		goto out;
+	}
+	len = recv(fd, buf, VMB_CTL_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
+	if (len < 0 && (errno == EAGAIN || errno == EINTR)) {
+		again = 1;
+		goto out;
+	}
+	if (len <= 0)
+		goto out;   /* gone */
+	if (len > VMB_CTL_MSG_MAX) {
+		reply(fd, EMSGSIZE, "request too long");
+		goto out;
+	}
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
 		reply(fd, EACCES, "cannot tell who is asking (SO_PEERCRED)");
-		return;
+		goto out;
 	}
 	who.uid = cred.uid;
 	who.gid = cred.gid;
 	who.pid = cred.pid;
 	if (peer_groups(fd, &who.groups, &who.ngroups) < 0) {
 		reply(fd, EACCES, "cannot tell the caller's groups (SO_PEERGROUPS)");
-		return;
-	}
-	buf = malloc(VMB_CTL_MSG_MAX + 1);
-	if (!buf) {
-		reply(fd, ENOMEM, "out of memory");
-		goto out;
-	}
-	r = poll(&p, 1, VMB_CTL_TIMEOUT_MS);
-	if (r <= 0)
-		goto out;   /* said nothing in time, or gone */
-	len = recv(fd, buf, VMB_CTL_MSG_MAX + 1, MSG_TRUNC | MSG_DONTWAIT);
-	if (len <= 0)
-		goto out;
-	if (len > VMB_CTL_MSG_MAX) {
-		reply(fd, EMSGSIZE, "request too long");
 		goto out;
 	}
 	if (buf[len - 1] != '\0')
@@ -240,31 +244,68 @@ out:
 	free(msg);
 	free(buf);
 	free(who.groups);
+	return again;
+}
+
+/* Connections accepted whose request has not come yet: served as soon as it does,
+ * in the order they come, so that a client that says nothing holds up no other
+ * (it is dropped after VMB_CTL_TIMEOUT_MS); at most CTL_PENDING_MAX at once (a
+ * new one pushes out the oldest). */
+#define CTL_PENDING_MAX 64
+
+struct pending {
+	int fd;
+	long long since_ms;   /* CLOCK_MONOTONIC */
+};
+
+static long long now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 static void *serve(void *arg)
 {
 	struct vmb_ctl *c = arg;
-	struct pollfd p[2] = {
-		{ .fd = c->sock, .events = POLLIN },
-		{ .fd = c->stopfd[0], .events = POLLIN },
-	};
+	struct pending pend[CTL_PENDING_MAX];
+	struct pollfd p[2 + CTL_PENDING_MAX];
+	size_t np = 0, i, k;
 
 	for (;;) {
+		long long now = now_ms();
 		int fd, wait = -1;
 
 		if (c->v->ctl_resume_at) {   /* a test's barrier: let it down in time */
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if ((long long)now.tv_sec >= c->v->ctl_resume_at) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			if ((long long)ts.tv_sec >= c->v->ctl_resume_at) {
 				c->v->ctl_resume_at = 0;
 				vmb_barrier_resume(c->v);
 				vmb_log_msg(c->v->log, "test barrier let down after its time");
 			} else {
-				wait = (int)(c->v->ctl_resume_at - now.tv_sec) * 1000;
+				wait = (int)(c->v->ctl_resume_at - ts.tv_sec) * 1000;
 			}
 		}
-		if (poll(p, 2, wait) < 0) {
+		/* the silent ones whose time is up go */
+		for (i = k = 0; i < np; i++) {
+			if (now - pend[i].since_ms >= VMB_CTL_TIMEOUT_MS)
+				close(pend[i].fd);
+			else
+				pend[k++] = pend[i];
+		}
+		np = k;
+		if (np) {
+			long long left = pend[0].since_ms + VMB_CTL_TIMEOUT_MS - now;
+			if (wait < 0 || left < wait)
+				wait = (int)(left > 0 ? left : 0);
+		}
+		p[0] = (struct pollfd){ .fd = c->sock, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = c->stopfd[0], .events = POLLIN };
+		for (i = 0; i < np; i++)
+			p[2 + i] = (struct pollfd){ .fd = pend[i].fd, .events = POLLIN };
+		if (poll(p, 2 + np, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			vmb_log_msg(c->v->log, "control channel stopped: poll: %s",
@@ -273,14 +314,30 @@ static void *serve(void *arg)
 		}
 		if (p[1].revents)
 			break;
+		/* requests that came (or clients that went), oldest first */
+		for (i = k = 0; i < np; i++) {
+			if (p[2 + i].revents && serve_one(c, pend[i].fd) == 0)
+				close(pend[i].fd);
+			else
+				pend[k++] = pend[i];
+		}
+		np = k;
 		if (!(p[0].revents & POLLIN))
 			continue;
-		fd = accept4(c->sock, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(c->sock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			continue;
-		serve_one(c, fd);
-		close(fd);
+		if (np == CTL_PENDING_MAX) {   /* the oldest has had the most time */
+			close(pend[0].fd);
+			memmove(pend, pend + 1, (np - 1) * sizeof(*pend));
+			np--;
+		}
+		pend[np].fd = fd;
+		pend[np].since_ms = now_ms();
+		np++;
 	}
+	for (i = 0; i < np; i++)
+		close(pend[i].fd);
 	return NULL;
 }
 

@@ -70,6 +70,40 @@ out:
 		vmb_node_put(v, n);
 }
 
+/* The locks mirrored from the mount (n->locks) move to the new backing file before
+ * the freeze or flatten renames it over the name (vmb_image_hooks): a direct
+ * locker of the store's file never finds it unlocked. */
+struct move_locks {
+	struct vmb_vfs *v;
+	const char *op;           /* VMB_OP_KILL_AT steps: "freeze", "flatten-file" */
+	struct vmb_lockset *ls;   /* NULL: no locks to move */
+	struct vmb_lockmove mv;
+};
+
+static int locks_prepare(void *arg, int fd, struct vmb_err *err)
+{
+	struct move_locks *m = arg;
+	char proc[64];
+	struct stat st;
+
+	vmb_op_step(m->op, 1);   /* tests: killed with the layer made, the name not moved */
+	if (!m->ls)
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat the new backing file");
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return vmb_lockset_move_begin(m->ls, proc, (uint64_t)st.st_ino, &m->mv, err);
+}
+
+static void locks_finish(void *arg, int done)
+{
+	struct move_locks *m = arg;
+
+	vmb_lockset_move_end(&m->mv, done);
+	if (done)
+		vmb_op_step(m->op, 2);   /* tests: killed right after the rename */
+}
+
 /* Run op (freeze or flatten) on the image of dirfd/name: the node's when the
  * kernel knows the file (opened for the time of it when not open), else one opened
  * here. */
@@ -79,6 +113,8 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		    const char *relpath, char *id, struct vmb_err *err)
 {
 	struct vmb_base_resolver res = vmb_layers_resolver(v->layers);
+	struct move_locks ml = { .v = v, .op = op == HOOK_FREEZE ? "freeze" : "flatten-file" };
+	struct vmb_image_hooks hk = { locks_prepare, locks_finish, &ml };
 	struct vmb_image *img = NULL;
 	struct vmb_node *n;
 	struct stat st;
@@ -106,6 +142,7 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		pthread_mutex_lock(&n->ilock);
 		ls = n->locks;
 		pthread_mutex_unlock(&n->ilock);
+		ml.ls = ls;
 		/* Nothing can be undone once the name names the new inode: a lock call
 		 * waiting on the file makes the operation fail before it starts. */
 		if (ls && (r = vmb_lockset_idle(ls, err)) < 0) {
@@ -130,11 +167,13 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		}
 	}
 	if (op == HOOK_FREEZE) {
-		r = vmb_image_freeze(img, v->layers, dirfd, name, id, &new_ino, err);
+		r = vmb_image_freeze2(img, v->layers, dirfd, name, &hk, id, &new_ino, err);
 	} else {
-		r = vmb_image_flatten(img, dirfd, name, err);
+		r = vmb_image_flatten2(img, dirfd, name, &hk, err);
 		new_ino = 1;   /* follow() finds out */
 	}
+	if (r == 0 && new_ino && v->freeze_delay_ms)   /* tests: the name moved, not the node */
+		usleep(v->freeze_delay_ms * 1000u);
 	if (r == 0 && new_ino)
 		follow(v, n, dirfd, name, &st, relpath);
 out:

@@ -400,11 +400,10 @@ int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size
 {
 	if (hold(f, NULL) < 0)
 		return 0;   /* vmb_vfs_read reports it */
-	if (!vmb_image_all_data(f->img, off, size, n)) {
+	if (!vmb_image_read_fd(f->img, off, size, fd, n)) {   /* the delta's or a layer's */
 		unhold(f);
 		return 0;
 	}
-	*fd = vmb_image_fd(f->img);
 	return 1;
 }
 

@@ -120,6 +120,8 @@ struct vmb_vfs {
 	size_t lockfd_nusers, lockfd_total, lockfd_user_cap, lockfd_total_cap;
 	unsigned lock_fds_opt;      /* -o lock_fds, 0: a sixteenth of the limit */
 	unsigned release_delay_ms;  /* test hook: VMB_TEST_RELEASE_DELAY_MS, 0 */
+	unsigned freeze_delay_ms;   /* test hook: VMB_TEST_FREEZE_DELAY_MS, 0: a wait
+				     * between a freeze's rename and its node's rebind */
 	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
 	void *stale_arg;
 	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that

@@ -7,6 +7,7 @@
  *                                                 each compared with the first
  * options: -c CAFILE  -e ENDPOINT  -r REGION  -n RETRIES  -H (hard)  -b BACKOFF_MS
  *          -l LOW_SPEED_TIME_S  -m MAX (bytes, default 64 MiB)  -v (stats on stderr)
+ *          -k MS (another thread cancels the fetcher after MS milliseconds)
  * Exit status: 0, or the errno of the failure (its message on stderr); 99 for usage.
  */
 #include "config.h"
@@ -33,6 +34,16 @@ static int fail(const struct vmb_err *err, ssize_t rc)
 {
 	fprintf(stderr, "fetchtool: %s\n", err->msg);
 	return (int)-rc;
+}
+
+static long cancel_ms;
+
+static void *canceller(void *arg)
+{
+	(void)arg;
+	usleep((useconds_t)cancel_ms * 1000);
+	vmb_fetcher_cancel(f);
+	return NULL;
 }
 
 static void *many_main(void *arg)
@@ -66,7 +77,9 @@ int main(int argc, char **argv)
 	ssize_t n;
 
 	vmb_fetch_opts_default(&o);
-	while ((opt = getopt(argc, argv, "c:e:r:n:Hb:l:m:v")) != -1) {
+	pthread_t cth;
+
+	while ((opt = getopt(argc, argv, "c:e:r:n:Hb:l:m:vk:")) != -1) {
 		switch (opt) {
 		case 'c': o.cafile = optarg; break;
 		case 'e': o.endpoint = optarg; break;
@@ -77,6 +90,7 @@ int main(int argc, char **argv)
 		case 'l': o.low_speed_time_s = atol(optarg); break;
 		case 'm': maxlen = (size_t)atoll(optarg); break;
 		case 'v': verbose = 1; break;
+		case 'k': cancel_ms = atol(optarg); break;
 		default: return 99;
 		}
 	}
@@ -85,6 +99,9 @@ int main(int argc, char **argv)
 	if (vmb_fetcher_open(argv[optind], &o, &f, &err))
 		return fail(&err, -err.code);
 	const char *cmd = argv[optind + 1], *path = argv[optind + 2];
+
+	if (cancel_ms)
+		pthread_create(&cth, NULL, canceller, NULL);
 
 	if (!strcmp(cmd, "get")) {
 		unsigned char *buf = malloc(maxlen);
@@ -160,6 +177,8 @@ int main(int argc, char **argv)
 			(unsigned long long)st.requests, (unsigned long long)st.bytes,
 			(unsigned long long)st.retries, (unsigned long long)st.errors);
 	}
+	if (cancel_ms)
+		pthread_join(cth, NULL);
 	vmb_fetcher_close(f);
 	return rc;
 }

@@ -9,8 +9,11 @@
  *                                                  (zeros for holes) to OUT
  *   pubcheck -m DEST BUNDLE PATH                   print the file's data map:
  *                                                  "first_block nblocks" lines
+ * DEST may be a URL the fetchers read (s3://BUCKET/PREFIX with -e ENDPOINT first,
+ * http://...), read through remote/fetch.h.
  * Exit 0 ok, 1 on the first problem (its message on stderr). */
 #include "config.h"
+#include "remote/fetch.h"
 #include "remote/pubfmt.h"
 #include "base/digest.h"
 #include "base/sign.h"
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 static const char *dest;
+static struct vmb_fetcher *F;
 static unsigned long nobjects;
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -48,6 +52,17 @@ static void *slurp(const char *rel, size_t *len)
 	unsigned char *buf;
 	int fd;
 
+	if (F) {
+		struct vmb_err err;
+		ssize_t n;
+
+		buf = malloc(64u << 20);
+		n = buf ? vmb_fetch_get(F, rel, 0, 0, buf, 64u << 20, &err) : -ENOMEM;
+		if (n < 0)
+			die("%s", err.msg);
+		*len = (size_t)n;
+		return buf;
+	}
 	snprintf(p, sizeof(p), "%s/%s", dest, rel);
 	fd = open(p, O_RDONLY);
 	if (fd < 0 || fstat(fd, &st) < 0)
@@ -122,6 +137,12 @@ int main(int argc, char **argv)
 	size_t len, i, j;
 	void *buf;
 
+	const char *endpoint = NULL;
+
+	if (a + 1 < argc && !strcmp(argv[a], "-e")) {
+		endpoint = argv[a + 1];
+		a += 2;
+	}
 	if (a + 1 < argc && !strcmp(argv[a], "-k")) {
 		if (vmb_sign_pub_load(argv[a + 1], pub, &err) < 0)
 			die("%s", err.msg);
@@ -132,10 +153,19 @@ int main(int argc, char **argv)
 		a++;
 	}
 	if (argc - a != 1 && argc - a != 4 - map) {
-		fprintf(stderr, "usage: pubcheck [-k PUB] DEST [BUNDLE PATH OUT] | -m DEST BUNDLE PATH\n");
+		fprintf(stderr, "usage: pubcheck [-e ENDPOINT] [-k PUB] DEST [BUNDLE PATH OUT] | "
+			"[-e ENDPOINT] -m DEST BUNDLE PATH\n");
 		return 2;
 	}
 	dest = argv[a];
+	if (strstr(dest, "://")) {
+		struct vmb_fetch_opts fo;
+
+		vmb_fetch_opts_default(&fo);
+		fo.endpoint = endpoint;
+		if (vmb_fetcher_open(dest, &fo, &F, &err) < 0)
+			die("%s", err.msg);
+	}
 	if (argc - a > 1) {
 		want_b = argv[a + 1];
 		want_p = argv[a + 2];
@@ -185,5 +215,6 @@ int main(int argc, char **argv)
 		printf("generation %" PRIu64 " bundles %zu objects %lu%s\n", x.generation, x.n,
 		       nobjects, x.signed_ ? " signed" : "");
 	vmb_pub_index_free(&x);
+	vmb_fetcher_close(F);
 	return 0;
 }

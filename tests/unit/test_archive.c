@@ -286,14 +286,6 @@ static void test_import_export(void)
 	CHECK_EQ(st2.st_nlink, 2);
 	CHECK_RC(vmb_archive_export_file(&s, "nosuch", P("x.tar"), &xo, &e), -ENOENT);
 	CHECK(access(P("x.tar"), F_OK) < 0);
-	{
-		char **deps;
-		size_t n;
-		CHECK_RC(vmb_bundle_deps(&s, "vm", &deps, &n, &e), 0);
-		CHECK_EQ(n, 0);
-		vmb_bundle_deps_free(deps, n);
-		CHECK_RC(vmb_bundle_deps(&s, "nosuch", &deps, &n, &e), -ENOENT);
-	}
 	vmb_store_close(&s);
 }
 

@@ -5,7 +5,7 @@
  * of a layered file, version-2 sidecars (current, stale), the rebuild rule after a
  * daemon killed between a write and the next save, a lost map, a missing or failing
  * layer (-EIO naming it, never zeros), deltas made by create_delta, read-only frozen
- * images, flatten; and freeze with the store's real layers (layer/). */
+ * images, flatten; ranges handed out for splicing; and freeze with the store's real layers (layer/). */
 #include "config.h"
 #include "image/image.h"
 #include "map/sidecar.h"
@@ -180,6 +180,48 @@ static void test_read_through(void)
 		CHECK_EQ(bases[0]->lookups, before);
 	}
 	vmb_image_close(img);
+}
+
+/* Ranges handed out for splicing (vmb_image_read_fd): never from a base descriptor
+ * that ends before the range (a damaged layer, or a lower layer's data ending at its
+ * own size: a splice would end early, a short read), and never from the base where
+ * someone else has written the delta since (checked as a read checks: the backing
+ * file's new data is the content). */
+static void test_read_fd(void)
+{
+	unsigned char buf[2 * BS];
+	struct vmb_image *img;
+	size_t n;
+	int fd, bfd, wfd;
+
+	bases[2] = tbase_new(3, bdata, BSIZE, bmask, tdir);
+	REQUIRE(bases[2] != NULL);
+	img = delta("rf.img", 2);
+	REQUIRE(img != NULL);
+	CHECK_EQ(vmb_image_read_fd(img, 40 * BS, 2 * BS, &fd, &n), 1);
+	CHECK_EQ(fd, bases[2]->fd);
+	/* the base's descriptor cut short at block 41 (damaged) */
+	REQUIRE(ftruncate(bases[2]->fd, 41 * BS + 100) == 0);
+	CHECK_EQ(vmb_image_read_fd(img, 40 * BS, 2 * BS, &fd, &n), 0);
+	CHECK_EQ(vmb_image_read_fd(img, 40 * BS, BS + 100, &fd, &n), 1);
+	CHECK_EQ(n, BS + 100);
+	CHECK_EQ(vmb_image_read(img, buf, 2 * BS, 40 * BS, NULL, NULL), 2 * BS);
+	CHECK(!memcmp(buf, bdata + 40 * BS, 2 * BS));   /* read through the base's read */
+	/* someone else writes block 2 of the delta (ABSENT: the base's so far) */
+	memset(buf, 0x5a, BS);
+	wfd = openat(tdir, "rf.img", O_RDWR | O_CLOEXEC);
+	REQUIRE(wfd >= 0);
+	usleep(10000);   /* a later mtime */
+	CHECK(pwrite(wfd, buf, BS, 2 * BS) == BS);
+	close(wfd);
+	bfd = -2;
+	CHECK_EQ(vmb_image_read_fd(img, 2 * BS, BS, &bfd, &n), 1);
+	CHECK_EQ(bfd, vmb_image_fd(img));   /* the delta's, not the base's */
+	CHECK(pread(bfd, buf + BS, BS, 2 * BS) == BS && !memcmp(buf, buf + BS, BS));
+	CHECK_EQ(vmb_image_take_foreign(img), 1);
+	vmb_image_close(img);
+	vmb_base_put(&bases[2]->b);
+	bases[2] = NULL;
 }
 
 /* Writes: a partial block over the base keeps the base's other bytes; zeros over a
@@ -653,6 +695,7 @@ int main(void)
 		SKIP("no trusted.* xattrs on the temporary directory's filesystem");
 	make_bases();
 	RUN(test_read_through);
+	RUN(test_read_fd);
 	RUN(test_write);
 	RUN(test_truncate_punch);
 	RUN(test_rebuild);

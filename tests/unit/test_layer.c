@@ -983,8 +983,11 @@ static void test_bad_input(void)
 	CHECK_STR(err.msg, "not a layer of this store");
 	/* a good one: modes with umask 0 */
 	CHECK_RC(vmb_layers_create(ls, fd, &m, 1, NULL, 0, id, &err), 0);
+	/* the caller's file keeps its mode until it is sealed, once its name is gone */
+	CHECK(fstat(fd, &st) == 0 && (st.st_mode & 07777) == 0644);
 	close(fd);
 	unlink(path);
+	CHECK_RC(vmb_layers_seal(ls, id, &err), 0);
 	CHECK(fstatat(metafd, VMB_LAYERS_DIR, &st, 0) == 0 && (st.st_mode & 07777) == 0700);
 	fd = open(keep, O_RDONLY | O_DIRECTORY);
 	d = openat(fd, VMB_LAYERS_DIR, O_RDONLY | O_DIRECTORY);

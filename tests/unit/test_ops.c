@@ -716,7 +716,14 @@ static void test_crash(void)
 			CHECK(step < 4);
 		}
 		CHECK(same_as_disk0("vm/disk.img"));
+		if (count_dir(".vmbundlefs/staging") > 0) {   /* fsck -n reports it */
+			struct vmb_fsck_result fr;
+			CHECK_RC(fsck_run(0, &fr), 0);
+			CHECK(fr.problems >= 1 && strstr(fsck_out, "staging/cln.") &&
+			      strstr(fsck_out, "needs removing"));
+		}
 		CHECK_EQ(fsck_problems(1) >= 1000, 0);
+		CHECK_EQ(count_dir(".vmbundlefs/staging"), 0);   /* fsck removed it */
 		CHECK_RC(vmb_op_gc(&C, &res, &err), 0);
 		CHECK_EQ(count_dir(".vmbundlefs/staging"), 0);
 		CHECK_EQ(fsck_problems(0), 0);
@@ -744,14 +751,50 @@ static void test_crash(void)
 	/* Killed inside a freeze, after its layer is made, before the new delta is
 	 * in place: the file reads as before, the layer is nobody's. */
 	write_image("vm/disk.img", disk0 + 42, 1, 42);   /* a delta to freeze */
-	CHECK(killed_at("freeze", 1, do_clone));
+	{
+		struct stat a, b;
+		CHECK(stat(P("vm/disk.img"), &a) == 0);
+		CHECK(killed_at("freeze", 1, do_clone));
+		/* its inode is linked as the layer's data, but its mode is its own */
+		CHECK(stat(P("vm/disk.img"), &b) == 0);
+		CHECK(a.st_ino == b.st_ino && b.st_nlink == 2);
+		CHECK_EQ(b.st_mode & 07777, a.st_mode & 07777);
+		/* fsck removes that layer (its data is still the file), mode untouched */
+		CHECK(fsck_problems(0) >= 1);
+		CHECK_EQ(fsck_problems(1) >= 1000, 0);
+		CHECK(stat(P("vm/disk.img"), &b) == 0);
+		CHECK(a.st_ino == b.st_ino && b.st_nlink == 1);
+		CHECK_EQ(b.st_mode & 07777, a.st_mode & 07777);
+	}
 	CHECK(!exists("kc"));
 	CHECK(same_as_disk0("vm/disk.img"));
-	CHECK_EQ(fsck_problems(1) >= 1000, 0);
 	CHECK_RC(vmb_op_gc(&C, &res, &err), 0);
-	CHECK(res.layers_removed >= 1);
 	CHECK_EQ(fsck_problems(0), 0);
 	CHECK(same_as_disk0("vm/disk.img"));
+	/* Killed right after the rename, before the layer is made read-only: the
+	 * file reads as before; fsck makes the layer read-only. */
+	write_image("vm/disk.img", disk0 + 43, 1, 43);
+	{
+		char v[128], data[VMB_BASE_ID_LEN + 32];
+		struct stat a, b;
+		ssize_t n;
+		CHECK(stat(P("vm/disk.img"), &a) == 0);
+		CHECK(killed_at("freeze", 2, do_clone));
+		CHECK(same_as_disk0("vm/disk.img"));
+		n = getxattr(P("vm/disk.img"), VMB_BASE_XATTR, v, sizeof(v) - 1);
+		CHECK(n > VMB_BASE_ID_LEN);
+		if (n > VMB_BASE_ID_LEN) {
+			snprintf(data, sizeof(data), ".vmbundlefs/layers/%.32s.data", v);
+			CHECK(stat(P(data), &b) == 0 && b.st_ino == a.st_ino);
+			CHECK_EQ(b.st_mode & 07777, a.st_mode & 07777);   /* not sealed */
+			CHECK(fsck_problems(0) >= 1);   /* and the old inode's map */
+			CHECK(fsck_problems(1) < 1000);
+			CHECK(stat(P(data), &b) == 0 && (b.st_mode & 07777) == 0400);
+		}
+		CHECK_EQ(fsck_problems(0), 0);
+		CHECK_RC(vmb_op_gc(&C, &res, &err), 0);
+		rmrf("kc");
+	}
 	CHECK_RC(vmb_op_clone(&C, "vm", "kf", &err), 0);
 	for (step = 1; step <= 2; step++) {
 		CHECK(killed_at("flatten", step, do_flatten));
