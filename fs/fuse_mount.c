@@ -51,6 +51,10 @@ struct own_opts {
 	char *aux_patterns;
 	char *in_use;
 	unsigned long lock_cap;
+	char *cache, *cafile, *pubkey;   /* remote images (issue 11) */
+	unsigned long long cache_max;
+	int hard;
+	int shadow;    /* internal (mount URL): the store is a shadow, removed at exit */
 	char *pass;    /* options for libfuse, comma-separated */
 };
 
@@ -60,6 +64,33 @@ static void own_opts_free(struct own_opts *o)
 	free(o->pass);
 	free(o->aux_patterns);
 	free(o->in_use);
+	free(o->cache);
+	free(o->cafile);
+	free(o->pubkey);
+}
+
+/* SIZE with an optional K, M, G or T suffix (powers of 1024). */
+static int parse_size(const char *s, unsigned long long *out)
+{
+	char *end;
+	unsigned long long n;
+	int shift = 0;
+
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (*end || (shift && n > (~0ULL >> shift)))
+		return -1;
+	*out = n << shift;
+	return 0;
 }
 
 /* Take vmbundlefs' own options out of the -o list; keep the rest for libfuse. */
@@ -147,6 +178,44 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				r = vmb_err_set(err, ENOMEM, "out of memory");
 				goto out;
 			}
+			continue;
+		}
+		if (!strncmp(tok, "cache=", 6) || !strncmp(tok, "cafile=", 7) ||
+		    !strncmp(tok, "pubkey=", 7)) {
+			const char *val = strchr(tok, '=') + 1;
+			char **dst = tok[1] == 'a' && tok[2] == 'c' ? &o->cache :
+				     tok[1] == 'a' ? &o->cafile : &o->pubkey;
+
+			if (!*val) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			free(*dst);
+			*dst = strdup(val);
+			if (!*dst) {
+				r = vmb_err_set(err, ENOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
+		if (!strncmp(tok, "cache_max=", 10)) {
+			if (parse_size(tok + 10, &o->cache_max) < 0) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (bytes, "
+						"with an optional K, M, G or T)", tok);
+				goto out;
+			}
+			continue;
+		}
+		if (!strcmp(tok, "hard")) {
+			o->hard = 1;
+			continue;
+		}
+		if (!strcmp(tok, "vmb_shadow")) {
+			o->shadow = 1;
+			continue;
+		}
+		if (!strcmp(tok, "soft")) {
+			o->hard = 0;
 			continue;
 		}
 		if (!strncmp(tok, "max_read=", 9)) {
@@ -381,6 +450,11 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.open_fds = own.open_fds;
 	vo.lock_fds = own.lock_fds;
 	vo.buffered_writes = own.buffered_writes;
+	vo.remote_cache = own.cache;
+	vo.remote_cache_max = own.cache_max;
+	vo.remote_hard = own.hard;
+	vo.remote_cafile = own.cafile;
+	vo.remote_pubkey = own.pubkey;
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;
 	vo.stale_arg = &fs;
@@ -490,6 +564,12 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	vmb_vfs_free(fs.vfs);   /* persists every open file's map */
+	if (own.shadow && mounted) {
+		struct vmb_err e2;
+
+		if (vmb_vfs_remove_store(o->store, &e2) < 0)
+			vmb_log_msg(&fs.log, "%s", e2.msg);
+	}
 	fuse_opt_free_args(&args);
 	free(optstr);
 	free(fsname);

@@ -4,6 +4,7 @@
 #define VMB_CLI_H
 
 #include <stddef.h>
+#include "base/err.h"
 
 #define VMB_EXIT_OK 0
 #define VMB_EXIT_ERROR 1
@@ -22,6 +23,18 @@ int vmb_cli_snapshot(int argc, char **argv);
 int vmb_cli_flatten(int argc, char **argv);
 int vmb_cli_gc(int argc, char **argv);
 int vmb_cli_ping(int argc, char **argv);
+int vmb_cli_pull(int argc, char **argv);
+int vmb_cli_prefetch(int argc, char **argv);
+/* mount of a published store's URL (cli_remote.c): a private read-only shadow store
+ * pulled into CACHE/mnt/, mounted read-only. */
+int vmb_cli_mount_url(const char *url, const char *mountpoint, const char *fuse_opts,
+		      int foreground, int debug, const char *logfile);
+
+/* Parse the remote options of an -o list (cache=, cache_max=, hard, soft, cafile=,
+ * pubkey=) into o (strings point into a copy that lives for the process); other
+ * options are ignored. 0 or -EINVAL with a message. */
+struct vmb_remote_opts;
+int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_err *err);
 int vmb_cli_publish(int argc, char **argv);
 
 /* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural

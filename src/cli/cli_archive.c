@@ -288,6 +288,8 @@ static const char deps_usage[] =
 	"which other bundles and snapshots share them. One line per layer:\n"
 	"  layer ID DATA_BYTES USERS   (USERS: the others using it, comma-separated,\n"
 	"                               or '-')\n"
+	"followed, for a remote layer (an image of a published store), by\n"
+	"  remote ID URL               (where its chunks are fetched from)\n"
 	"then one line per file that has a base:\n"
 	"  file SIZE DELTA_BYTES ID[,ID...] PATH   (its chain, top first)\n"
 	"Prints nothing for a self-contained bundle.\n";
@@ -325,6 +327,13 @@ int vmb_cli_deps(int argc, char **argv)
 		for (j = 0; j < d.layers[i].nusers; j++)
 			printf("%s%s", j ? "," : "", d.layers[i].users[j]);
 		printf("%s\n", d.layers[i].nusers ? "" : "-");
+		{
+			struct vmb_layer_remote *rl = malloc(sizeof(*rl));
+
+			if (rl && vmb_layers_remote_info(c.layers, d.layers[i].id, rl, NULL) == 0)
+				printf("remote %s %s\n", d.layers[i].id, rl->url);
+			free(rl);
+		}
 	}
 	for (i = 0; i < d.nfiles; i++) {
 		printf("file %llu %llu ", (unsigned long long)d.files[i].size,

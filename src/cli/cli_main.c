@@ -28,6 +28,11 @@ static const char usage[] =
 	"  deps STORE NAME                list the layers a bundle (or snapshot) stands on\n"
 	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"
 	"                                 of the daemons' log (STORE/.vmbundlefs/log)\n"
+	"  pull [-o OPTS] STORE URL#BUNDLE [NAME]\n"
+	"                                 a local bundle over the images of a published\n"
+	"                                 store, fetched lazily\n"
+	"  prefetch [--rate BYTES/s] PATH...\n"
+	"                                 fetch what is not cached of files' remote images\n"
 	"  publish [-c SIZE] [-s KEY] [-e URL] STORE NAME... DEST\n"
 	"                                 publish bundles as static, content-addressed\n"
 	"                                 files (a directory a web server can serve,\n"
@@ -92,6 +97,8 @@ int main(int argc, char **argv)
 		{ "snapshot", vmb_cli_snapshot },
 		{ "flatten", vmb_cli_flatten },
 		{ "gc", vmb_cli_gc },
+		{ "pull", vmb_cli_pull },
+		{ "prefetch", vmb_cli_prefetch },
 		{ "publish", vmb_cli_publish },
 	};
 	size_t i;

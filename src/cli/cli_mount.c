@@ -10,8 +10,9 @@
 
 /* A format: the defaults come from fs/vmbfs.h. */
 static const char mount_usage_fmt[] =
-	"Usage: vmbundlefs mount [-f] [-d] [--log=FILE] [-o OPT[,OPT...]] STORE MOUNTPOINT\n"
-	"Mount STORE on MOUNTPOINT; unmount with 'fusermount3 -u MOUNTPOINT'.\n"
+	"Usage: vmbundlefs mount [-f] [-d] [--log=FILE] [-o OPT[,OPT...]] STORE|URL MOUNTPOINT\n"
+	"Mount STORE on MOUNTPOINT; unmount with 'fusermount3 -u MOUNTPOINT'. A URL\n"
+	"(file://, http://, https://, s3://) of a published store is mounted read-only.\n"
 	"  -f, --foreground   stay in the foreground\n"
 	"  -d, --debug        print FUSE requests (implies -f)\n"
 	"  --log=FILE         append the daemon's messages to FILE\n"
@@ -27,9 +28,13 @@ static const char mount_usage_fmt[] =
 	"                     idle_fds=N (descriptors kept open for idle files),\n"
 	"                     open_fds=N (open files that keep their descriptors),\n"
 	"                     lock_fds=N (files one user may hold locks on),\n"
-	"                     buffered_writes (never write the store with O_DIRECT)\n";
+	"                     buffered_writes (never write the store with O_DIRECT),\n"
+	"                     remote images: cache=DIR (the host's chunk cache),\n"
+	"                     cache_max=SIZE, hard (reads wait for the network; default\n"
+	"                     soft: EIO after the retries), cafile=FILE, pubkey=FILE\n"
+	"                     (refuse a top index not signed by this Ed25519 key)\n";
 
-static char mount_usage[1536];
+static char mount_usage[2048];
 
 static void make_usage(void)
 {
@@ -108,6 +113,13 @@ int vmb_cli_mount(int argc, char **argv)
 		vmb_cli_error("%s", err.msg);
 		free(fopts);
 		return VMB_EXIT_USAGE;
+	}
+	/* A published store's URL (or a directory holding one): its shadow store. */
+	if (strstr(mo.store, "://")) {
+		rc = vmb_cli_mount_url(mo.store, mo.mountpoint, fopts, mo.foreground, mo.debug,
+				       mo.logfile);
+		free(fopts);
+		return rc;
 	}
 	r = vmb_fs_main(&mo, &err);
 	if (r < 0) {

@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "store/store_log.h"
 #include "layer/layer.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -26,7 +27,11 @@
 struct ops_session {
 	struct vmb_store s;
 	struct vmb_opctx c;
+	struct vmb_remote *r;   /* remote layers (lazy: no cache touched unless used) */
 };
+
+/* The remote options of the command (pull's -o and its flags), for ops_begin. */
+static struct vmb_remote_opts cli_ropts;
 
 static void log_line(void *arg, const char *msg)
 {
@@ -57,6 +62,13 @@ static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *e
 		vmb_store_close(&o->s);
 		return r;
 	}
+	r = vmb_remote_open(&cli_ropts, &ops_log, &o->r, err);
+	if (r < 0) {
+		vmb_layers_close(o->c.layers);
+		vmb_store_close(&o->s);
+		return r;
+	}
+	vmb_layers_set_remote(o->c.layers, o->r);
 	o->c.store = &o->s;
 	o->c.log = &ops_log;
 	return 0;
@@ -64,6 +76,7 @@ static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *e
 
 static void ops_end(struct ops_session *o)
 {
+	vmb_remote_close(o->r);
 	vmb_layers_close(o->c.layers);
 	vmb_store_close(&o->s);
 }
@@ -378,5 +391,94 @@ int vmb_cli_gc(int argc, char **argv)
 	if (fflush(stdout) != 0)
 		rc = VMB_EXIT_ERROR;
 	ops_end(&o);
+	return rc;
+}
+
+static const char pull_usage[] =
+	"Usage: vmbundlefs pull [-o OPTS] STORE URL#BUNDLE [NAME]\n"
+	"Make a new bundle NAME (default BUNDLE) of STORE from bundle BUNDLE of the\n"
+	"published store at URL (file://DIR or DIR, http://, https://, s3://): its\n"
+	"small files are copied, its images become thin writable deltas over the\n"
+	"remote images, whose chunks are fetched when first read (vmbundlefs prefetch\n"
+	"fetches the rest, flatten makes the bundle self-contained).\n"
+	"  -o OPTS   cache=DIR (the chunk cache; default /var/cache/vmbundlefs for\n"
+	"            root, else ~/.cache/vmbundlefs), pubkey=FILE (refuse an index not\n"
+	"            signed by this Ed25519 key), cafile=FILE (CA certificates for\n"
+	"            https), hard (wait for the network instead of failing)\n"
+	"When STORE is mounted the mount's daemon pulls (with its own -o options).\n";
+
+int vmb_cli_pull(int argc, char **argv)
+{
+	struct vmb_err err = { 0 };
+	struct ops_session o;
+	char url[VMB_REMOTE_URL_MAX], *hash, *spec = NULL, *ostr = NULL;
+	const char *name;
+	int c, rc = VMB_EXIT_ERROR;
+
+	if (vmb_cli_common(argc, argv, pull_usage))
+		return VMB_EXIT_OK;
+	optind = 1;
+	while ((c = getopt(argc, argv, "+o:")) != -1) {
+		if (c != 'o') {
+			fputs(pull_usage, stderr);
+			return VMB_EXIT_USAGE;
+		}
+		ostr = optarg;
+	}
+	if (!args_ok(argc, argv, 2) && !args_ok(argc, argv, 3)) {
+		fputs(pull_usage, stderr);
+		return VMB_EXIT_USAGE;
+	}
+	if (ostr && vmb_cli_remote_opts(ostr, &cli_ropts, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		return VMB_EXIT_USAGE;
+	}
+	spec = strdup(argv[optind + 1]);
+	if (!spec) {
+		vmb_cli_error("out of memory");
+		return VMB_EXIT_ERROR;
+	}
+	hash = strrchr(spec, '#');
+	if (!hash || !hash[1] || hash == spec) {
+		vmb_cli_error("'%s': give the bundle as URL#BUNDLE", spec);
+		free(spec);
+		return VMB_EXIT_USAGE;
+	}
+	*hash = '\0';
+	name = argc - optind == 3 ? argv[optind + 2] : hash + 1;
+	if (vmb_remote_url_norm(spec, url, sizeof(url), &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		free(spec);
+		return VMB_EXIT_USAGE;
+	}
+	{
+		const char *req[] = { "pull", url, hash + 1, name };
+		struct vmb_ctl_target t;
+
+		/* the daemon uses its own -o options: refuse ones it would ignore */
+		if (ostr && vmb_cli_ctl_find(argv[optind], &t, &err) == 0) {
+			int mounted = t.mountpoint != NULL;
+
+			vmb_cli_ctl_target_free(&t);
+			if (mounted) {
+				vmb_cli_error("'%s' is mounted: its daemon pulls with the mount's "
+					      "options; give -o %s to the mount instead", argv[optind],
+					      ostr);
+				free(spec);
+				return VMB_EXIT_USAGE;
+			}
+		}
+		if (ops_route(argv[optind], req, 4, &o, &rc) != 0) {
+			free(spec);
+			return rc;
+		}
+	}
+	rc = VMB_EXIT_OK;
+	if (vmb_op_pull(&o.c, o.r, url, hash + 1, name, &err) < 0) {
+		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+		rc = VMB_EXIT_ERROR;
+	}
+	ops_end(&o);
+	free(spec);
 	return rc;
 }

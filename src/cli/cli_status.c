@@ -12,12 +12,66 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 
 static const char status_usage[] =
-	"Usage: vmbundlefs status [-n LINES] STORE\n"
-	"Show where STORE is mounted, the pid of each mount's daemon, and the last\n"
-	"lines of the daemons' log (STORE/.vmbundlefs/log, readable by root only).\n"
+	"Usage: vmbundlefs status [-n LINES] STORE|MOUNTPOINT\n"
+	"Show where STORE is mounted, the pid of each mount's daemon, its remote\n"
+	"images' figures (cache size, hit ratio, transfers in flight, throughput,\n"
+	"errors), and the last lines of the daemons' log (STORE/.vmbundlefs/log,\n"
+	"readable by root only).\n"
 	"  -n, --lines=N   how many log lines to show (default 10, 0: none)\n";
+
+static unsigned long long stat_of(const char *text, const char *key)
+{
+	size_t l = strlen(key);
+	const char *p = text;
+
+	while (p && *p) {
+		if (!strncmp(p, key, l) && p[l] == ' ')
+			return strtoull(p + l + 1, NULL, 10);
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return 0;
+}
+
+/* The remote figures of the mount at mp (its root's user.vmbundlefs.remote). */
+static void remote_status(const char *mp)
+{
+	char text[2048], *dir, *err;
+	ssize_t n = getxattr(mp, "user.vmbundlefs.remote", text, sizeof(text) - 1);
+	unsigned long long reads, hits, secs, bytes;
+
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	reads = stat_of(text, "remote_reads");
+	hits = stat_of(text, "remote_hits");
+	secs = stat_of(text, "remote_seconds");
+	bytes = stat_of(text, "remote_fetch_bytes");
+	if (!reads && !stat_of(text, "remote_errors") && !stat_of(text, "cache_bytes"))
+		return;   /* no remote image read by this mount */
+	dir = strstr(text, "cache_dir ");
+	if (dir) {
+		dir += 10;
+		dir[strcspn(dir, "\n")] = '\0';
+	}
+	printf("  remote: cache %s: %llu bytes in %llu chunks; %llu chunk reads, hit ratio "
+	       "%.1f%%; %llu fetches, %llu bytes fetched (%.1f MiB/s since mount); %llu in "
+	       "flight; %llu errors\n", dir ? dir : "?", stat_of(text, "cache_bytes"),
+	       stat_of(text, "cache_chunks"), reads, reads ? 100.0 * (double)hits /
+	       (double)reads : 0.0, stat_of(text, "remote_fetches"), bytes,
+	       secs ? (double)bytes / (double)secs / 1048576.0 : 0.0,
+	       stat_of(text, "remote_inflight"), stat_of(text, "remote_errors"));
+	err = strstr(dir ? dir + strlen(dir) + 1 : text, "remote_last_error ");
+	if (err) {
+		err += 18;
+		err[strcspn(err, "\n")] = '\0';
+		printf("  remote: last error: %s\n", err);
+	}
+}
 
 /* The daemon of mount point mp: the last "mounted" line of the log that names it
  * (every line carries "vmbundlefs[PID] MOUNTPOINT: "). 0 when unknown. */
@@ -76,8 +130,15 @@ int vmb_cli_status(int argc, char **argv)
 		return VMB_EXIT_USAGE;
 	}
 	if (vmb_store_open(&s, argv[optind], VMB_STORE_READ, &err) < 0) {
-		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
-		return VMB_EXIT_ERROR;
+		/* a mount point: its store */
+		char *st = vmb_cli_store_of(argv[optind]);
+
+		if (!st || vmb_store_open(&s, st, VMB_STORE_READ, &err) < 0) {
+			free(st);
+			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
+			return VMB_EXIT_ERROR;
+		}
+		argv[optind] = st;   /* leaked on purpose: lives until exit */
 	}
 	real = realpath(argv[optind], NULL);
 	if (!real) {
@@ -110,8 +171,10 @@ int vmb_cli_status(int argc, char **argv)
 			continue;
 		mounts++;
 		pid = daemon_of(all, mp);
-		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+		if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
 			printf("mounted on %s (daemon pid %ld)\n", mp, pid);
+			remote_status(mp);
+		}
 		else if (pid > 0)
 			printf("mounted on %s (daemon pid %ld is gone: unmount with "
 			       "'fusermount3 -u %s')\n", mp, pid, mp);

@@ -171,6 +171,13 @@ static ssize_t read_layer(const struct vmb_chain *l, unsigned char *buf, size_t 
 	size_t done = 0;
 	ssize_t got;
 
+	if (l->remote && have) {
+		/* a remote layer: its image reads (fetching what is not cached) */
+		got = l->remote->ops->read(l->remote, buf, have, off, err);
+		if (got < 0)
+			return got;
+		done = have;
+	}
 	/* not vmb_pread_full: it reads zeros where the file ends early */
 	while (done < have) {
 		got = pread(l->fd, buf + done, have - done, (off_t)(off + done));
@@ -231,6 +238,7 @@ static void chain_free(struct vmb_chain *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	vmb_base_put(c->below);
+	vmb_base_put(c->remote);
 	free(c->runs);
 	free(c->data_path);
 	free(c);
@@ -307,6 +315,13 @@ int vmb_chain_open(struct vmb_layers *ls, const char *id, uint64_t depth_max,
 	int rc;
 
 	*out = NULL;
+	if (ls->dirfd >= 0) {
+		char rname[VMB_BASE_ID_LEN + 16];
+
+		snprintf(rname, sizeof(rname), "%s.remote", id);
+		if (faccessat(ls->dirfd, rname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			return vmb_chain_open_remote(ls, id, out, err);
+	}
 	vmb_blockmap_init(&own);
 	c = calloc(1, sizeof(*c));
 	if (!c)

@@ -212,6 +212,31 @@ out:
 	return rc;
 }
 
+/* Bytes [off, off + len) of remote image b into dst at the same offsets. */
+static int copy_remote(int dst, struct vmb_base *b, uint64_t off, uint64_t len,
+		       struct vmb_err *err)
+{
+	size_t cap = 1u << 20, done;
+	char *buf = malloc(cap);
+	int rc = 0;
+
+	if (!buf)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	while (len && !rc) {
+		size_t n = len < cap ? (size_t)len : cap;
+		ssize_t got = b->ops->read(b, buf, n, off, err);
+
+		if (got < 0)
+			rc = (int)got;
+		else if ((rc = vmb_pwrite_full(dst, buf, n, off, &done)) < 0)
+			rc = vmb_err_sys(err, -rc, "cannot write a merged layer");
+		off += n;
+		len -= n;
+	}
+	free(buf);
+	return rc;
+}
+
 /* The merged layer of own (nb blocks, over below up to lim) in a new .data. fd is
  * the caller's file (layer 0 of the merge), size its size. */
 static int create_merged(struct vmb_layers *ls, int fd, const struct vmb_blockmap *own,
@@ -241,7 +266,12 @@ static int create_merged(struct vmb_layers *ls, int fd, const struct vmb_blockma
 			end = ssize;
 		if (end > r->zero_from)
 			end = r->zero_from;
-		if (end > off && (rc = vmb_layer_copy(dfd, sfd, off, end - off))) {
+		if (end > off && sfd < 0 && r->src && below->lv[r->src - 1]->remote) {
+			/* a remote image at the bottom: its bytes by read (fetched) */
+			rc = copy_remote(dfd, below->lv[r->src - 1]->remote, off, end - off, err);
+			if (rc)
+				break;
+		} else if (end > off && (rc = vmb_layer_copy(dfd, sfd, off, end - off))) {
 			rc = vmb_err_sys(err, -rc, "cannot copy %s into merged layer '%s'",
 					 r->src ? below->lv[r->src - 1]->data_path :
 					 "the frozen file", id);

@@ -65,8 +65,11 @@
 #define VMB_LAYERS_DIR_MODE 0700
 #define VMB_LAYER_MAP_MODE  0600
 #define VMB_LAYER_DATA_MODE 0400
+#define VMB_LAYER_REMOTE_MAGIC "vmbundlefs-remote 1"
+#define VMB_LAYER_URL_MAX   4096
 
 struct vmb_layers;
+struct vmb_remote;
 
 /* ---- the layer map (layer_map.c) ---- */
 
@@ -165,6 +168,8 @@ struct vmb_layer_info {
 	uint64_t depth;
 	uint64_t data_blocks;             /* DATA blocks of this layer's own map */
 	uint64_t alloc_bytes;             /* st_blocks * 512 of its .data */
+	int remote;                       /* a remote layer (<id>.remote): no .map nor
+					     .data, no base, depth 1 */
 };
 /* 0, -ENOENT (no .map: no such layer; message names the path), -EIO for a corrupt
  * .map or a missing .data (message as for get), -EINVAL invalid id. */
@@ -200,5 +205,49 @@ int vmb_layers_open_ids(struct vmb_layers *ls, char (**ids)[VMB_BASE_ID_LEN + 1]
 /* The layer of a chain that a DATA run found by lookup reads from (for messages and
  * tests): the id of the layer whose .data fd is. NULL when fd is not one of b's. */
 const char *vmb_layers_fd_id(const struct vmb_base *b, int fd);
+
+/* ---- remote layers (remote_layer.c; issue 11, REMOTE.md §4) ----
+ *
+ * A remote layer is a remote image standing in the store as a layer: the file
+ * layers/<ID>.remote (text, atomically written, never changed):
+ *     vmbundlefs-remote 1
+ *     url <%-escaped URL of the published store>
+ *     index <64 hex: the digest of the image index object>
+ *     size <bytes>
+ *     end <crc32c of every byte before this line, 8 hex>
+ * ID = the first 32 hex digits of the index digest. It exists once its .remote
+ * exists; it has no base (depth 1); local layers may stand on it. Opening it needs
+ * the remote context given by vmb_layers_set_remote (the image index comes from the
+ * cache's metadata, or is fetched); without one, get fails with -EIO ("layer 'ID'
+ * is remote (URL) and no remote context was given"). */
+struct vmb_layer_remote {
+	char url[VMB_LAYER_URL_MAX];
+	uint8_t index[32];
+	uint64_t size;
+};
+int vmb_layer_remote_encode(const struct vmb_layer_remote *rl, char **buf, size_t *len,
+			    struct vmb_err *err);
+/* -EBADMSG naming the layer and the field when anything is wrong. */
+int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
+			    struct vmb_layer_remote *rl, struct vmb_err *err);
+
+/* Give ls the remote context its remote layers open with (borrowed: must outlive
+ * every base of ls). */
+void vmb_layers_set_remote(struct vmb_layers *ls, struct vmb_remote *r);
+
+/* Write layers/<ID>.remote for rl (ID from rl->index); an existing one for the
+ * same index and size is kept, whatever its URL (the same image from a mirror:
+ * -EEXIST when the size differs, a damaged store). 0 or -errno. */
+int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
+			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
+
+/* The remote image a chain of ls stands on (its bottom layer, when remote), or
+ * NULL. Valid while the caller holds its reference on b. */
+struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b);
+
+/* Read layers/<id>.remote: 0, -ENOENT (not a remote layer; no message), -EIO with
+ * a message naming the file when it is damaged. */
+int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
+			   struct vmb_layer_remote *rl, struct vmb_err *err);
 
 #endif

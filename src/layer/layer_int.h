@@ -39,6 +39,8 @@ struct vmb_chain {
 	struct vmb_chain *lv[VMB_LAYER_DEPTH_MAX];
 	struct vmb_run *runs;
 	size_t nruns;
+	struct vmb_base *remote;           /* a remote layer (<id>.remote): the remote
+					      image it reads from (one reference); fd -1 */
 };
 
 struct vmb_layers {
@@ -48,6 +50,7 @@ struct vmb_layers {
 	pthread_mutex_t mu;                /* recursive; guards what follows */
 	struct vmb_layers_ent { char id[VMB_BASE_ID_LEN + 1]; struct vmb_chain *c; } *cache;
 	size_t n, cap;
+	struct vmb_remote *remote;         /* opens .remote layers; NULL: they fail */
 };
 
 /* The ops of every chain (chain.c). */
@@ -73,6 +76,12 @@ int vmb_chain_merge(const struct vmb_blockmap *own, uint64_t size,
  * message naming the layer and its file, -ENOMEM, -EMFILE... */
 int vmb_chain_open(struct vmb_layers *ls, const char *id, uint64_t depth_max,
 		   struct vmb_chain **out, struct vmb_err *err);
+
+/* Open the remote layer id (<id>.remote) as a chain of depth 1 whose one layer
+ * reads from a remote image (remote_layer.c); with ls->mu held. -ENOENT (no
+ * message) when there is no <id>.remote. */
+int vmb_chain_open_remote(struct vmb_layers *ls, const char *id, struct vmb_chain **out,
+			  struct vmb_err *err);
 
 /* Get id from the cache or open it, with ls->mu held (layers.c). */
 int vmb_layers_get_locked(struct vmb_layers *ls, const char *id, uint64_t depth_max,

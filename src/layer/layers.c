@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NAME_LEN (VMB_BASE_ID_LEN + 8)   /* "<id>.data" and a NUL, with room */
+#define NAME_LEN (VMB_BASE_ID_LEN + 16)  /* "<id>.data" and a NUL, with room */
 
 /* ---- opening and closing ---- */
 
@@ -418,6 +418,22 @@ int vmb_layers_stat(struct vmb_layers *ls, const char *id, struct vmb_layer_info
 	memset(li, 0, sizeof(*li));
 	if (!vmb_base_id_valid(id))
 		return vmb_err_set(err, EINVAL, "invalid layer id '%.64s'", id);
+	{
+		struct vmb_layer_remote *rl = malloc(sizeof(*rl));
+
+		if (!rl)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		rc = vmb_layers_remote_info(ls, id, rl, err);
+		if (rc == 0) {
+			memcpy(li->id, id, sizeof(li->id));
+			li->size = rl->size;
+			li->depth = 1;
+			li->remote = 1;
+		}
+		free(rl);
+		if (rc != -ENOENT)
+			return rc;
+	}
 	vmb_blockmap_init(&m);
 	rc = vmb_layers_load_map(ls, id, &m, &h, &missing, err);
 	if (rc) {
@@ -522,7 +538,7 @@ int vmb_layers_list(struct vmb_layers *ls, struct vmb_layer_list *out, struct vm
 		}
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (id_of(de->d_name, ".map", id))
+		if (id_of(de->d_name, ".map", id) || id_of(de->d_name, ".remote", id))
 			rc = push_id(&out->ids, &out->n, &capids, id);
 		else if (id_of(de->d_name, ".data", id) || id_of(de->d_name, ".tmp", id))
 			rc = push_id(&cand, &ncand, &capcand, id);
@@ -571,7 +587,7 @@ out:
 
 int vmb_layers_remove(struct vmb_layers *ls, const char *id, struct vmb_err *err)
 {
-	static const char *const suffix[] = { ".map", ".data", ".tmp" };
+	static const char *const suffix[] = { ".remote", ".map", ".data", ".tmp" };
 	char name[NAME_LEN];
 	size_t i;
 	int found, gone = 0, rc = 0;
@@ -586,7 +602,7 @@ int vmb_layers_remove(struct vmb_layers *ls, const char *id, struct vmb_err *err
 		rc = vmb_err_set(err, EBUSY, "layer '%s' is in use", id);
 		goto out;
 	}
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < 4; i++) {
 		snprintf(name, sizeof(name), "%s%s", id, suffix[i]);
 		if (unlinkat(ls->dirfd, name, 0) == 0)
 			continue;
@@ -597,7 +613,7 @@ int vmb_layers_remove(struct vmb_layers *ls, const char *id, struct vmb_err *err
 		}
 		gone++;
 	}
-	if (gone == 3) {
+	if (gone == 4) {
 		rc = vmb_err_set(err, ENOENT, "no layer '%s' (%s/%s.map)", id, ls->path, id);
 		goto out;
 	}

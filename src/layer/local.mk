@@ -4,4 +4,5 @@ src_libvmbundle_a_SOURCES += \
 	src/layer/layer_map.c \
 	src/layer/layers.c \
 	src/layer/chain.c \
-	src/layer/create.c
+	src/layer/create.c \
+	src/layer/remote_layer.c

@@ -5,6 +5,10 @@ src_libvmbundle_a_SOURCES += \
 	src/remote/pubfmt.c src/remote/pubfmt.h \
 	src/remote/pubtext.c src/remote/pubtext.h \
 	src/remote/pubbundle.c src/remote/pubimage.c
+# remote images as bases, and a process's remote context (rimage)
+src_libvmbundle_a_SOURCES += \
+	src/remote/remote.c src/remote/remote.h \
+	src/remote/rimage.c src/remote/rimage.h
 src_libvmbundle_a_SOURCES += \
 	src/remote/fetch.h src/remote/fetch_int.h src/remote/fetch_s3.h \
 	src/remote/fetch.c src/remote/fetch_retry.c src/remote/fetch_file.c \

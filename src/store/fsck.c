@@ -1,5 +1,6 @@
 /* fsck.c - check and repair a store (see fsck.h). */
 #include "config.h"
+#include "remote/remote.h"
 #include "store/fsck.h"
 #include "store/store.h"
 #include "store/ops_int.h"
@@ -561,6 +562,7 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	     struct vmb_fsck_result *res, struct vmb_err *err)
 {
 	struct vmb_store s;
+	struct vmb_remote *remote = NULL;
 	struct fsck_ctx c;
 	struct dirent *de;
 	DIR *d = NULL;
@@ -578,8 +580,11 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 	r = check_meta_modes(&c, err);
 	if (r == 0)
 		r = vmb_layers_open(&c.layers, s.metafd, say, err);
+	if (r == 0)   /* lazy: only a file over a remote layer opens the cache */
+		r = vmb_remote_open(NULL, say, &remote, err);
 	if (r < 0)
 		goto out;
+	vmb_layers_set_remote(c.layers, remote);
 	fd = openat(s.dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 || !(d = fdopendir(fd))) {
 		r = vmb_err_sys(err, errno, "cannot read store '%s'", path);
@@ -615,6 +620,7 @@ out:
 	if (d)
 		closedir(d);
 	free(c.inos);
+	vmb_remote_close(remote);
 	vmb_layers_close(c.layers);
 	vmb_store_close(&s);
 	return r;

@@ -132,6 +132,30 @@ int vmb_op_space(struct vmb_opctx *c, struct vmb_space **out, size_t *n,
 		 struct vmb_err *err);
 void vmb_space_free(struct vmb_space *s, size_t n);
 
+/* ---- remote bundles (pull.c, prefetch.c; issue 11) ---- */
+struct vmb_remote;
+struct vmb_pub_bundle;
+
+/* Pull bundle BUNDLE of the published store at url into a new local bundle NAME
+ * (NULL: BUNDLE): small files written whole, images as empty deltas over remote
+ * layers (layers/<ID>.remote); dirs, symlinks, modes, mtimes and user.* xattrs as
+ * published, owned by the caller. Sets r as c->layers' remote context. -EEXIST
+ * NAME exists, -ENOENT no such bundle at url, -EINVAL bad name. */
+int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		const char *bundle, const char *name, struct vmb_err *err);
+/* The verified manifest of bundle at url (top index, then the manifest object). */
+int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
+		      struct vmb_pub_bundle *m, struct vmb_err *err);
+
+/* Prefetch: make every data chunk of the remote base of file dirfd/name present in
+ * the cache. progress (may be NULL) is called after each chunk with the bytes done
+ * and the total (of data chunks); rate: bytes/s cap (0: none). A file without a
+ * remote base: 0, *total 0. */
+int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
+		      uint64_t rate, void (*progress)(void *arg, uint64_t done,
+						      uint64_t total),
+		      void *arg, uint64_t *fetched, struct vmb_err *err);
+
 /* The test hook: SIGKILL the process after step `step` of an operation when
  * VMB_OP_KILL_AT says so (see above). */
 void vmb_op_step(const char *op, unsigned step);

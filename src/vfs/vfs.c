@@ -1,6 +1,7 @@
 /* vfs.c - the node table, lookup/forget, attributes (see vfs.h, vfs_int.h). */
 #include "config.h"
 #include "vfs/vfs_int.h"
+#include "remote/remote.h"
 #include "map/sidecar.h"
 #include "lock/auxfile.h"
 #include "lock/holders.h"
@@ -185,6 +186,22 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (r < 0)
 		goto fail;
 	v->resolver = vmb_layers_resolver(v->layers);
+	{
+		struct vmb_remote_opts ro;
+
+		memset(&ro, 0, sizeof(ro));
+		if (o) {
+			ro.cache_dir = o->remote_cache;
+			ro.cache_max = o->remote_cache_max;
+			ro.hard = o->remote_hard;
+			ro.cafile = o->remote_cafile;
+			ro.pubkey = o->remote_pubkey;
+		}
+		r = vmb_remote_open(&ro, v->log, &v->remote, err);
+		if (r < 0)
+			goto fail;
+		vmb_layers_set_remote(v->layers, v->remote);
+	}
 	if (vmb_snapview_init(v) < 0) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto fail;
@@ -223,6 +240,30 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	return 0;
 fail:
 	vmb_vfs_free(v);
+	return r;
+}
+
+int vmb_vfs_remove_store(const char *path, struct vmb_err *err)
+{
+	char *copy = strdup(path), *slash;
+	int dfd, r;
+
+	if (!copy)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	slash = strrchr(copy, '/');
+	if (!slash || !slash[1]) {
+		free(copy);
+		return vmb_err_set(err, EINVAL, "cannot remove '%s'", path);
+	}
+	*slash = '\0';
+	dfd = open(*copy ? copy : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = vmb_err_sys(err, errno, "cannot remove '%s'", path);
+	} else {
+		r = vmb_tree_remove(dfd, slash + 1, -1, err);
+		close(dfd);
+	}
+	free(copy);
 	return r;
 }
 
@@ -267,6 +308,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->opmu);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
+	vmb_remote_close(v->remote);   /* the readahead stops, */
 	vmb_layers_close(v->layers);   /* then the layers go */
 	vmb_aux_cache_free(v->root.aux);
 	vmb_waitgraph_destroy(&v->waits);

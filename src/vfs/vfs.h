@@ -70,6 +70,13 @@ struct vmb_vfs_opts {
 	void *stale_arg;
 	unsigned lock_fds;            /* lock owners' descriptors per user but root;
 				       * 0: a sixteenth of the limit */
+	/* Remote images (issue 11): -o cache=DIR (NULL: the host's default),
+	 * cache_max=BYTES (0: no limit), hard, cafile=FILE, pubkey=FILE. */
+	const char *remote_cache;
+	unsigned long long remote_cache_max;
+	int remote_hard;
+	const char *remote_cafile;
+	const char *remote_pubkey;
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
@@ -87,6 +94,10 @@ struct flock;
 
 int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_opts *o,
 		struct vmb_err *err);
+/* Remove the store at path and everything in it (the private shadow store of a
+ * mount of a URL, at its unmount). */
+int vmb_vfs_remove_store(const char *path, struct vmb_err *err);
+
 /* Close every image (persisting maps) and free. NULL-safe. */
 void vmb_vfs_free(struct vmb_vfs *v);
 

@@ -321,6 +321,12 @@ static int ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_c
 			r = give_clone(v, who, argv[2], err);
 		return r;
 	}
+	if (!strcmp(argv[0], "pull")) {
+		r = vmb_op_pull(&c, v->remote, argv[1], argv[2], argv[3], err);
+		if (r == 0)
+			r = give_clone(v, who, argv[3], err);
+		return r;
+	}
 	if (!strcmp(argv[0], "gc")) {
 		struct vmb_gc_result g;
 		memset(&g, 0, sizeof(g));

@@ -309,7 +309,7 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 	if (v->ctl_test_hooks && !strncmp(op, "test-", 5))
 		return test_hook(v, who, argv, argc, msg, err);
 	if (strcmp(op, "snapshot") && strcmp(op, "snapshot-delete") && strcmp(op, "clone") &&
-	    strcmp(op, "flatten") && strcmp(op, "gc"))
+	    strcmp(op, "flatten") && strcmp(op, "gc") && strcmp(op, "pull"))
 		return vmb_err_set(err, EOPNOTSUPP, "unknown request '%.64s'", op);
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "cannot %s: the store is mounted read-only at "
@@ -349,6 +349,30 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 		r = check_clone(v, who, argv[1], argv[2], err);
 		if (r < 0)
 			return r;
+		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
+	}
+	if (!strcmp(op, "pull")) {
+		struct stat st;
+
+		if (argc != 4)
+			return vmb_err_set(err, EINVAL, "pull takes URL BUNDLE NAME");
+		r = check_bundle_name(argv[3], err);
+		if (r < 0)
+			return r;
+		if (fstat(v->store.dirfd, &st) < 0)
+			return vmb_err_sys(err, errno, "cannot stat the store");
+		if (!may(who, &st, W_OK | X_OK))
+			return vmb_err_set(err, EACCES, "cannot pull into '%s': uid %u may not "
+					   "create bundles in the store", argv[3],
+					   (unsigned)who->uid);
+		/* The daemon reads file:// URLs as root: only for root. */
+		if (who->uid != 0 && !strstr(argv[1], "://"))
+			return vmb_err_set(err, EACCES, "cannot pull '%s' through the mount: a "
+					   "local directory is pulled by root only (use an http(s) "
+					   "or s3 URL, or pull into an unmounted store)", argv[1]);
+		if (who->uid != 0 && !strncmp(argv[1], "file:", 5))
+			return vmb_err_set(err, EACCES, "cannot pull '%s' through the mount: "
+					   "file:// URLs are pulled by root only", argv[1]);
 		return vmb_ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	}
 	/* gc */

@@ -144,6 +144,8 @@ struct vmb_vfs {
 	 * control channel's requests, vmb_ctl_run, and the freeze of a copy's source,
 	 * vfs_share.c), so that gc never runs beside a freeze. Before barmu. */
 	pthread_mutex_t opmu;
+	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
+					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
 	struct vmb_snapview *snapview;
 };

@@ -8,10 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
+#include "layer/layer.h"
+#include "remote/remote.h"
+#include "remote/rimage.h"
 
 #define USER_NS "user."
 #define LOCK_XATTR "user.vmbundlefs.lock"   /* virtual: who holds a lock on the file */
 #define STATS_XATTR "user.vmbundlefs.stats" /* virtual, on the root: counters */
+#define REMOTE_XATTR "user.vmbundlefs.remote" /* virtual, read-only: a file's remote
+						  base (source URL, bytes cached) */
 
 ssize_t vmb_xattr_text(const char *text, int len, void *buf, size_t size)
 {
@@ -32,6 +37,93 @@ static ssize_t stats_xattr(void *buf, size_t size)
 			   (unsigned long long)vmb_image_backing_read_bytes());
 
 	return vmb_xattr_text(text, len, buf, size);
+}
+
+/* The root's user.vmbundlefs.remote: the daemon's remote counters (vmbundlefs
+ * status); it has a value once a remote image was read. */
+static int root_remote_used(struct vmb_vfs *v)
+{
+	struct vmb_remote_stats rs;
+
+	vmb_remote_stats(v->remote, &rs);
+	return rs.reads || rs.errors || rs.fetches;
+}
+
+static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
+{
+	struct vmb_remote_stats rs;
+	char text[1024];
+	int len;
+
+	vmb_remote_stats(v->remote, &rs);
+	if (!rs.reads && !rs.errors && !rs.fetches)
+		return -ENODATA;
+	len = snprintf(text, sizeof(text),
+		       "remote_reads %llu\nremote_hits %llu\nremote_fetches %llu\n"
+		       "remote_fetch_bytes %llu\nremote_errors %llu\nremote_inflight %llu\n"
+		       "remote_readahead %llu\nremote_seconds %llu\ncache_bytes %llu\n"
+		       "cache_chunks %llu\ncache_dir %s\n%s%.255s%s",
+		       (unsigned long long)rs.reads, (unsigned long long)rs.hits,
+		       (unsigned long long)rs.fetches, (unsigned long long)rs.fetch_bytes,
+		       (unsigned long long)rs.errors, (unsigned long long)rs.inflight,
+		       (unsigned long long)rs.readahead, (unsigned long long)rs.seconds,
+		       (unsigned long long)rs.cache_bytes, (unsigned long long)rs.cache_chunks,
+		       vmb_remote_cache_dir(v->remote), rs.last_error[0] ? "remote_last_error " : "",
+		       rs.last_error, rs.last_error[0] ? "\n" : "");
+	if (len >= (int)sizeof(text))
+		len = (int)sizeof(text) - 1;
+	return vmb_xattr_text(text, len, buf, size);
+}
+
+/* The remote image under the file at proc (its chain's bottom), with a reference
+ * on its chain in *b (put it); NULL when the file has none. */
+static struct vmb_rimage *remote_of(struct vmb_vfs *v, const char *proc, struct vmb_base **b)
+{
+	char val[128], id[VMB_BASE_ID_LEN + 1];
+	ssize_t n = getxattr(proc, VMB_BASE_XATTR, val, sizeof(val) - 1);
+	struct vmb_rimage *ri;
+
+	*b = NULL;
+	if (n < VMB_BASE_ID_LEN)
+		return NULL;
+	memcpy(id, val, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (vmb_layers_get(v->layers, id, b, NULL) < 0)
+		return NULL;
+	ri = vmb_layers_remote_of(*b);
+	if (!ri) {
+		vmb_base_put(*b);
+		*b = NULL;
+	}
+	return ri;
+}
+
+static ssize_t remote_xattr(struct vmb_vfs *v, const char *proc, void *buf, size_t size)
+{
+	struct vmb_rimage_info inf;
+	struct vmb_base *b;
+	struct vmb_rimage *ri = remote_of(v, proc, &b);
+	char *text;
+	int len;
+	ssize_t r;
+
+	if (!ri)
+		return -ENODATA;
+	vmb_rimage_info(ri, &inf, NULL);
+	len = asprintf(&text, "url %s\nindex %s\nsize %llu\nchunk_size %llu\n"
+		       "cached_bytes %llu\nremote_bytes %llu\nerrors %llu\n%s%s%s",
+		       inf.url, inf.index_hex, (unsigned long long)inf.size,
+		       (unsigned long long)inf.chunk_size,
+		       (unsigned long long)inf.cached_bytes,
+		       (unsigned long long)inf.remote_bytes, (unsigned long long)inf.errors,
+		       inf.last_error[0] ? "last_error " : "", inf.last_error,
+		       inf.last_error[0] ? "\n" : "");
+	vmb_base_put(b);
+	if (len < 0)
+		return -ENOMEM;
+	r = vmb_xattr_text(text, len, buf, size);
+	free(text);
+	return r;
 }
 
 static int user_name(const char *name)
@@ -80,6 +172,15 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 		vmb_node_put(v, n);
 		return stats_xattr(buf, size);
 	}
+	if (n == &v->root && !strcmp(name, REMOTE_XATTR)) {
+		vmb_node_put(v, n);
+		return root_remote_xattr(v, buf, size);
+	}
+	if (!strcmp(name, REMOTE_XATTR)) {
+		r = S_ISREG(n->type) ? remote_xattr(v, proc, buf, size) : -ENODATA;
+		vmb_node_put(v, n);
+		return r;
+	}
 	r = getxattr(proc, name, buf, size);
 	if (r < 0)
 		r = -errno;
@@ -96,7 +197,8 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
+	    !strcmp(name, REMOTE_XATTR))
 		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
@@ -116,7 +218,8 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 
 static int virtual_name(const char *name)
 {
-	return !strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR);
+	return !strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
+	       !strcmp(name, REMOTE_XATTR);
 }
 
 /* Append name and its NUL to a listxattr reply (size 0: only count). */
@@ -181,6 +284,18 @@ ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 		r = list_add(buf, size, &out, STATS_XATTR);
 		if (r < 0)
 			goto out;
+		if (root_remote_used(v) && (r = list_add(buf, size, &out, REMOTE_XATTR)) < 0)
+			goto out;
+	}
+	if (S_ISREG(n->type)) {
+		struct vmb_base *b;
+
+		if (remote_of(v, proc, &b)) {
+			vmb_base_put(b);
+			r = list_add(buf, size, &out, REMOTE_XATTR);
+			if (r < 0)
+				goto out;
+		}
 	}
 	if (S_ISREG(n->type) && vmb_lock_xattr(v, n, NULL, 0) > 0) {
 		r = list_add(buf, size, &out, LOCK_XATTR);
@@ -203,7 +318,8 @@ int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR))
+	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
+	    !strcmp(name, REMOTE_XATTR))
 		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)

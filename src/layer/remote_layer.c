@@ -1,0 +1,356 @@
+/* remote_layer.c - remote layers: layers/<ID>.remote files and the chains they
+ * open as (layer.h, "remote layers").
+ *
+ * Decisions:
+ *  - the URL is %-escaped as the manifests escape names (bytes <= 0x20, '%' and
+ *    0x7f..0xff as %XX), so the file stays one record per line;
+ *  - a remote layer's chain has one level whose fd is -1 and whose bytes come from
+ *    the remote image's read (chain.c's read_layer asks it); its merged map is the
+ *    image's data map, walked once through lookup.
+ */
+#include "config.h"
+#include "layer/layer_int.h"
+#include "remote/rimage.h"
+#include "base/crc32c.h"
+#include "base/digest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int vmb_layer_remote_encode(const struct vmb_layer_remote *rl, char **buf, size_t *len,
+			    struct vmb_err *err)
+{
+	size_t ul = strnlen(rl->url, sizeof(rl->url)), cap = 3 * ul + 256, n = 0, i;
+	char hex[65], *b;
+
+	if (!ul || ul == sizeof(rl->url))
+		return vmb_err_set(err, EINVAL, "a remote layer needs a URL");
+	b = malloc(cap);
+	if (!b)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	n += (size_t)snprintf(b + n, cap - n, "%s\nurl ", VMB_LAYER_REMOTE_MAGIC);
+	for (i = 0; i < ul; i++) {
+		unsigned char c = (unsigned char)rl->url[i];
+
+		if (c <= 0x20 || c == '%' || c >= 0x7f)
+			n += (size_t)snprintf(b + n, cap - n, "%%%02X", c);
+		else
+			b[n++] = (char)c;
+	}
+	vmb_sha256_hex(rl->index, hex);
+	n += (size_t)snprintf(b + n, cap - n, "\nindex %s\nsize %" PRIu64 "\n", hex, rl->size);
+	n += (size_t)snprintf(b + n, cap - n, "end %08x\n", vmb_crc32c(0, b, n));
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+static int bad(struct vmb_err *err, const char *id, const char *what)
+{
+	return vmb_err_set(err, EBADMSG, "remote layer '%s' is corrupt (%s)", id, what);
+}
+
+static int decode(const char *s, size_t len, const char *id,
+		  struct vmb_layer_remote *rl, struct vmb_err *err);
+
+int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
+			    struct vmb_layer_remote *rl, struct vmb_err *err)
+{
+	char *s;
+	int rc;
+
+	memset(rl, 0, sizeof(*rl));
+	if (len > 3 * VMB_LAYER_URL_MAX + 256)
+		return bad(err, id, "not a remote layer file");
+	s = malloc(len + 1);   /* NUL-terminated for sscanf */
+	if (!s)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	memcpy(s, buf, len);
+	s[len] = '\0';
+	rc = decode(s, len, id, rl, err);
+	free(s);
+	return rc;
+}
+
+static int decode(const char *s, size_t len, const char *id,
+		  struct vmb_layer_remote *rl, struct vmb_err *err)
+{
+	const char *p, *e, *end = s + len;
+	char hex[65], tail[32];
+	size_t n = 0;
+	unsigned crc;
+	int k;
+
+	memset(rl, 0, sizeof(*rl));
+	if (len < 8 || len > 3 * VMB_LAYER_URL_MAX + 256 || s[len - 1] != '\n' ||
+	    memchr(s, '\0', len))
+		return bad(err, id, "not a remote layer file");
+	/* the last line */
+	for (e = end - 1; e > s && e[-1] != '\n'; e--)
+		;
+	if (e == s || end - e > 20 || sscanf(e, "end %8x%2s", &crc, tail) != 1 ||
+	    end - e != 13)
+		return bad(err, id, "no end line");
+	if (vmb_crc32c(0, s, (size_t)(e - s)) != crc)
+		return bad(err, id, "bad checksum");
+	p = s;
+	k = (int)strlen(VMB_LAYER_REMOTE_MAGIC);
+	if (strncmp(p, VMB_LAYER_REMOTE_MAGIC "\n", (size_t)k + 1))
+		return bad(err, id, "not a remote layer file, or a newer version");
+	p += k + 1;
+	if (strncmp(p, "url ", 4))
+		return bad(err, id, "no url line");
+	for (p += 4; p < e && *p != '\n'; p++) {
+		int c = (unsigned char)*p;
+
+		if (c == '%') {
+			int h = p + 2 < e ? hexval(p[1] | 0x20) : -1, l = h >= 0 ? hexval(p[2] | 0x20) : -1;
+
+			if (h < 0 || l < 0)
+				return bad(err, id, "bad escape in the url");
+			c = h * 16 + l;
+			p += 2;
+		}
+		if (n + 1 >= sizeof(rl->url) || c == 0)
+			return bad(err, id, "url too long");
+		rl->url[n++] = (char)c;
+	}
+	if (!n || p >= e)
+		return bad(err, id, "empty url");
+	p++;
+	if (sscanf(p, "index %64[0-9a-f]\nsize %" SCNu64 "\n", hex, &rl->size) != 2 ||
+	    strlen(hex) != 64)
+		return bad(err, id, "bad index or size line");
+	for (k = 0; k < 32; k++)
+		rl->index[k] = (uint8_t)(hexval(hex[2 * k]) * 16 + hexval(hex[2 * k + 1]));
+	/* exactly those two lines before the end line */
+	{
+		char want[128];
+		int w = snprintf(want, sizeof(want), "index %s\nsize %" PRIu64 "\n", hex, rl->size);
+
+		if (e - p != w || memcmp(p, want, (size_t)w))
+			return bad(err, id, "unexpected lines");
+	}
+	if (strncmp(hex, id, VMB_BASE_ID_LEN))
+		return bad(err, id, "its index does not match its id");
+	return 0;
+}
+
+void vmb_layers_set_remote(struct vmb_layers *ls, struct vmb_remote *r)
+{
+	pthread_mutex_lock(&ls->mu);
+	ls->remote = r;
+	pthread_mutex_unlock(&ls->mu);
+}
+
+int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
+			   struct vmb_layer_remote *rl, struct vmb_err *err)
+{
+	char name[VMB_BASE_ID_LEN + 16];
+	void *buf;
+	size_t len;
+	int rc;
+
+	if (!vmb_base_id_valid(id))
+		return vmb_err_set(err, EINVAL, "invalid layer id '%.64s'", id);
+	snprintf(name, sizeof(name), "%s.remote", id);
+	rc = ls->dirfd < 0 ? -ENOENT : vmb_layers_read_file(ls->dirfd, name, &buf, &len);
+	if (rc == -ENOENT)
+		return rc;
+	if (rc)
+		return vmb_err_set(err, EIO, "cannot read remote layer '%s' (%s/%s): %s", id,
+				   ls->path, name, strerror(-rc));
+	rc = vmb_layer_remote_decode(buf, len, id, rl, err);
+	free(buf);
+	if (rc) {
+		vmb_err_prefix(err, "%s/%s", ls->path, name);
+		if (err)
+			err->code = EIO;
+		return -EIO;
+	}
+	return 0;
+}
+
+int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
+			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	char hex[65], name[VMB_BASE_ID_LEN + 16], tmp[VMB_BASE_ID_LEN + 48];
+	struct vmb_layer_remote old;
+	struct vmb_err e;
+	unsigned rnd = 0;
+	size_t len, done = 0;
+	char *buf = NULL;
+	int fd, rc;
+
+	vmb_sha256_hex(rl->index, hex);
+	memcpy(id, hex, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (ls->dirfd < 0)
+		return vmb_err_set(err, EROFS, "cannot add a remote layer: '%s' does not exist",
+				   ls->path);
+	vmb_err_clear(&e);
+	rc = vmb_layers_remote_info(ls, id, &old, &e);
+	if (rc == 0) {
+		/* the same image (same digest) from another URL (a mirror): the layer
+		 * that exists serves it */
+		if (memcmp(old.index, rl->index, 32) || old.size != rl->size)
+			return vmb_err_set(err, EEXIST, "remote layer '%s' exists with another "
+					   "size (%s)", id, old.url);
+		return 0;
+	}
+	if (rc != -ENOENT)
+		return vmb_err_set(err, -rc, "%s", e.msg);
+	rc = vmb_layer_remote_encode(rl, &buf, &len, err);
+	if (rc)
+		return rc;
+	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+		rnd = (unsigned)getpid();
+	snprintf(name, sizeof(name), "%s.remote", id);
+	snprintf(tmp, sizeof(tmp), ".%s.%08x.rtmp", id, rnd);
+	fd = openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, VMB_LAYER_MAP_MODE);
+	if (fd < 0) {
+		rc = vmb_err_sys(err, errno, "cannot create '%s/%s'", ls->path, tmp);
+		goto out;
+	}
+	while (done < len) {
+		ssize_t w = write(fd, buf + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = vmb_err_sys(err, errno, "cannot write '%s/%s'", ls->path, tmp);
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (!rc && fsync(fd) < 0)
+		rc = vmb_err_sys(err, errno, "cannot sync '%s/%s'", ls->path, tmp);
+	close(fd);
+	if (!rc && renameat(ls->dirfd, tmp, ls->dirfd, name) < 0)
+		rc = vmb_err_sys(err, errno, "cannot rename '%s/%s'", ls->path, tmp);
+	if (rc)
+		unlinkat(ls->dirfd, tmp, 0);
+	else if (fsync(ls->dirfd) < 0)
+		rc = vmb_err_sys(err, errno, "cannot sync '%s'", ls->path);
+out:
+	free(buf);
+	return rc;
+}
+
+/* The merged map of a remote image: its DATA runs, all src 0. */
+static int runs_of(struct vmb_base *b, struct vmb_run **runs, size_t *nruns)
+{
+	uint64_t blk = 0, nblocks = vmb_layer_blocks(b->size), run;
+	size_t n = 0, cap = 0;
+	struct vmb_run *r = NULL;
+	int fd;
+
+	while (blk < nblocks) {
+		enum vmb_bstate s = b->ops->lookup(b, blk, &run, &fd);
+
+		if (run > nblocks - blk)
+			run = nblocks - blk;
+		if (s == VMB_DATA) {
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 16;
+				struct vmb_run *x = realloc(r, c * sizeof(*x));
+
+				if (!x) {
+					free(r);
+					return -ENOMEM;
+				}
+				r = x;
+				cap = c;
+			}
+			r[n++] = (struct vmb_run){ .start = blk, .len = run, .src = 0,
+						   .zero_from = UINT64_MAX };
+		}
+		blk += run;
+	}
+	*runs = r;
+	*nruns = n;
+	return 0;
+}
+
+int vmb_chain_open_remote(struct vmb_layers *ls, const char *id, struct vmb_chain **out,
+			  struct vmb_err *err)
+{
+	struct vmb_layer_remote *rl;
+	struct vmb_chain *c;
+	int rc;
+
+	*out = NULL;
+	rl = malloc(sizeof(*rl));
+	if (!rl)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	rc = vmb_layers_remote_info(ls, id, rl, err);
+	if (rc)
+		goto out;
+	if (!ls->remote) {
+		rc = vmb_err_set(err, EIO, "layer '%s' is remote (%s) and no remote context "
+				 "was given", id, rl->url);
+		goto out;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	c->fd = -1;
+	snprintf(c->base.id, sizeof(c->base.id), "%s", id);
+	rc = vmb_rimage_open(ls->remote, rl->url, rl->index, rl->size, &c->remote, err);
+	if (!rc && asprintf(&c->data_path, "%s", rl->url) < 0) {
+		c->data_path = NULL;
+		rc = -ENOMEM;
+	}
+	if (!rc)
+		rc = runs_of(c->remote, &c->runs, &c->nruns);
+	if (rc) {
+		if (rc == -ENOMEM)
+			vmb_err_set(err, ENOMEM, "out of memory opening layer '%s'", id);
+		else
+			rc = -EIO;
+		vmb_base_put(c->remote);
+		free(c->runs);
+		free(c->data_path);
+		free(c);
+		goto out;
+	}
+	c->lv[0] = c;
+	c->base.ops = &vmb_chain_ops;
+	c->base.size = rl->size;
+	c->base.depth = 1;
+	c->base.refs = 1;
+	c->base.data_blocks = c->remote->data_blocks;
+	*out = c;
+out:
+	free(rl);
+	return rc;
+}
+
+struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b)
+{
+	struct vmb_chain *c = (struct vmb_chain *)b;
+
+	if (!b)
+		return NULL;
+	if (b->ops != &vmb_chain_ops)
+		return vmb_rimage_of(b);
+	c = c->lv[b->depth - 1];
+	return c && c->remote ? vmb_rimage_of(c->remote) : NULL;
+}

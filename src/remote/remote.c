@@ -1,0 +1,714 @@
+/* remote.c - a process's remote context (remote.h): lazy cache and fetchers, the
+ * metadata objects, the top index kept for offline use, readahead workers, stats.
+ *
+ * Decisions:
+ *  - the public key option names a file holding the 32 raw bytes of an Ed25519
+ *    public key, or 64 hex digits (and a newline); anything else is refused when the
+ *    first top index is verified;
+ *  - the work queue is a ring of VMB_REMOTE_QUEUE items; a full queue drops the
+ *    readahead (the reader fetches the chunk itself when it gets there);
+ *  - metadata objects in CACHE/meta are re-verified on every read (they are small
+ *    and read rarely: once per open image or pull).
+ */
+#include "config.h"
+#include "remote/remote.h"
+#include "remote/rimage.h"
+#include "remote/pubfmt.h"
+#include "remote/cache.h"
+#include "remote/fetch.h"
+#include "base/digest.h"
+#include "base/fdio.h"
+#include "base/sign.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VMB_REMOTE_QUEUE 256
+#define VMB_TOP_MAX (16u << 20)
+
+struct fetcher_ent {
+	char *url;
+	struct vmb_fetcher *f;
+};
+
+struct work {
+	struct vmb_rimage *ri;
+	uint64_t chunk;
+};
+
+struct vmb_remote {
+	struct vmb_remote_opts o;
+	char *cache_dir, *cafile, *pubkey;
+	const struct vmb_log *log;
+	pthread_mutex_t mu;                /* guards everything below */
+	pthread_cond_t cv;
+	struct vmb_cache *cache;
+	struct fetcher_ent *fe;
+	size_t nfe;
+	struct work q[VMB_REMOTE_QUEUE];
+	size_t qhead, qn;
+	pthread_t *th;
+	unsigned nth;
+	int stop;
+	struct vmb_remote_stats st;
+	time_t started;
+};
+
+/* ---- opening ---- */
+
+int vmb_remote_default_cache(char *out, size_t len)
+{
+	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	const char *env = getenv("VMBUNDLEFS_CACHE");
+	int n;
+
+	if (env && env[0] == '/')
+		n = snprintf(out, len, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(out, len, "/var/cache/vmbundlefs");
+	else if (x && x[0] == '/')
+		n = snprintf(out, len, "%s/vmbundlefs", x);
+	else {
+		if (!home || home[0] != '/') {
+			struct passwd *pw = getpwuid(geteuid());
+
+			home = pw ? pw->pw_dir : "/tmp";
+		}
+		n = snprintf(out, len, "%s/.cache/vmbundlefs", home);
+	}
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void *worker(void *arg);
+
+int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *log,
+		    struct vmb_remote **out, struct vmb_err *err)
+{
+	struct vmb_remote *r = calloc(1, sizeof(*r));
+	char dir[PATH_MAX];
+
+	*out = NULL;
+	if (!r)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	if (opts)
+		r->o = *opts;
+	if (!r->o.workers)
+		r->o.workers = 4;
+	if (!r->o.readahead_max)
+		r->o.readahead_max = 16;
+	if (!r->o.cache_dir) {
+		if (vmb_remote_default_cache(dir, sizeof(dir)) < 0) {
+			free(r);
+			return vmb_err_set(err, ENAMETOOLONG, "the default cache directory's "
+					   "name is too long");
+		}
+		r->cache_dir = strdup(dir);
+	} else {
+		r->cache_dir = strdup(r->o.cache_dir);
+	}
+	r->cafile = r->o.cafile ? strdup(r->o.cafile) : NULL;
+	r->pubkey = r->o.pubkey ? strdup(r->o.pubkey) : NULL;
+	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey)) {
+		free(r->cache_dir);
+		free(r->cafile);
+		free(r->pubkey);
+		free(r);
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
+	r->o.cache_dir = r->cache_dir;
+	r->o.cafile = r->cafile;
+	r->o.pubkey = r->pubkey;
+	r->log = log;
+	r->started = time(NULL);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	*out = r;
+	return 0;
+}
+
+void vmb_remote_close(struct vmb_remote *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = 1;
+	pthread_cond_broadcast(&r->cv);
+	/* a worker waiting for the network (hard mode) gives up now */
+	for (i = 0; i < r->nfe; i++)
+		vmb_fetcher_cancel(r->fe[i].f);
+	pthread_mutex_unlock(&r->mu);
+	for (i = 0; i < r->nth; i++)
+		pthread_join(r->th[i], NULL);
+	free(r->th);
+	/* items still queued: their references go */
+	while (r->qn) {
+		struct work w = r->q[r->qhead];
+
+		r->qhead = (r->qhead + 1) % VMB_REMOTE_QUEUE;
+		r->qn--;
+		vmb_base_put(vmb_rimage_base(w.ri));
+	}
+	for (i = 0; i < r->nfe; i++) {
+		vmb_fetcher_close(r->fe[i].f);
+		free(r->fe[i].url);
+	}
+	free(r->fe);
+	vmb_cache_close(r->cache);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r->cache_dir);
+	free(r->cafile);
+	free(r->pubkey);
+	free(r);
+}
+
+const struct vmb_remote_opts *vmb_remote_opts(const struct vmb_remote *r)
+{
+	return &r->o;
+}
+
+const struct vmb_log *vmb_remote_log(const struct vmb_remote *r)
+{
+	return r->log;
+}
+
+const char *vmb_remote_cache_dir(const struct vmb_remote *r)
+{
+	return r->cache_dir;
+}
+
+static int mkdir_p(const char *path, struct vmb_err *err)
+{
+	char buf[PATH_MAX], *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return vmb_err_set(err, ENAMETOOLONG, "path too long: '%s'", path);
+	for (p = buf + 1; ; p++) {
+		if (*p == '/' || !*p) {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+				return vmb_err_sys(err, errno, "cannot create '%s'", buf);
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	return 0;
+}
+
+int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_err *err)
+{
+	struct vmb_cache_opts co = { 0 };
+	int rc = 0;
+
+	pthread_mutex_lock(&r->mu);
+	if (!r->cache) {
+		vmb_cache_opts_default(&co);
+		if (r->o.cache_max)
+			co.max_bytes = r->o.cache_max;
+		co.log = r->log;
+		rc = vmb_cache_open(r->cache_dir, &co, &r->cache, err);
+	}
+	*out = r->cache;
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher **out,
+		       struct vmb_err *err)
+{
+	struct vmb_fetch_opts fo;
+	struct fetcher_ent *fe;
+	size_t i;
+	int rc = 0;
+
+	*out = NULL;
+	if (r->o.offline)
+		return vmb_err_set(err, ENETUNREACH, "cannot fetch from '%s': offline", url);
+	pthread_mutex_lock(&r->mu);
+	for (i = 0; i < r->nfe; i++)
+		if (!strcmp(r->fe[i].url, url)) {
+			*out = r->fe[i].f;
+			goto out;
+		}
+	fe = realloc(r->fe, (r->nfe + 1) * sizeof(*fe));
+	if (!fe) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	r->fe = fe;
+	vmb_fetch_opts_default(&fo);
+	fo.hard = r->o.hard;
+	fo.cafile = r->cafile;
+	fo.log = r->log;
+	if (r->o.timeout_s)
+		fo.low_speed_time_s = r->o.timeout_s;
+	fe[r->nfe].url = strdup(url);
+	if (!fe[r->nfe].url) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = vmb_fetcher_open(url, &fo, &fe[r->nfe].f, err);
+	if (rc) {
+		free(fe[r->nfe].url);
+		goto out;
+	}
+	*out = fe[r->nfe++].f;
+out:
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *err)
+{
+	char abs[PATH_MAX];
+	size_t n;
+
+	if (!strncmp(in, "http://", 7) || !strncmp(in, "https://", 8) ||
+	    !strncmp(in, "s3://", 5)) {
+		n = strlen(in);
+		if (n >= len)
+			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
+		memcpy(out, in, n + 1);
+	} else {
+		const char *p = !strncmp(in, "file://", 7) ? in + 7 : in;
+
+		if (strstr(in, "://") && p == in)
+			return vmb_err_set(err, EINVAL, "'%s': unknown URL scheme (file://, "
+					   "http://, https:// or s3://)", in);
+		if (!*p)
+			return vmb_err_set(err, EINVAL, "'%s': no path", in);
+		if (p[0] == '/') {
+			if (snprintf(abs, sizeof(abs), "%s", p) >= (int)sizeof(abs))
+				return vmb_err_set(err, ENAMETOOLONG, "path too long: '%s'", p);
+		} else if (!realpath(p, abs)) {
+			return vmb_err_sys(err, errno, "cannot resolve '%s'", p);
+		}
+		if (snprintf(out, len, "file://%s", abs) >= (int)len)
+			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
+	}
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/' && out[n - 2] != '/')
+		out[--n] = '\0';
+	return 0;
+}
+
+/* ---- files of the cache directory that this module owns ---- */
+
+static int write_atomic(const char *dir, const char *name, const void *buf, size_t len,
+			struct vmb_err *err)
+{
+	char tmp[PATH_MAX + 160], path[PATH_MAX + 96];
+	unsigned rnd = 0;
+	int fd, rc = 0, dfd;
+	size_t done;
+
+	rc = mkdir_p(dir, err);
+	if (rc)
+		return rc;
+	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+		rnd = (unsigned)getpid();
+	snprintf(tmp, sizeof(tmp), "%s/.%s.%d.%08x", dir, name, (int)getpid(), rnd);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot create '%s'", tmp);
+	rc = vmb_pwrite_full(fd, buf, len, 0, &done);
+	if (rc < 0)
+		rc = vmb_err_sys(err, -rc, "cannot write '%s'", tmp);
+	else if (fsync(fd) < 0)
+		rc = vmb_err_sys(err, errno, "cannot sync '%s'", tmp);
+	close(fd);
+	if (!rc && rename(tmp, path) < 0)
+		rc = vmb_err_sys(err, errno, "cannot rename '%s'", tmp);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static int read_whole(const char *path, size_t max, void **buf, size_t *len)
+{
+	struct stat st;
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
+
+	*buf = NULL;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		close(fd);
+		return -EINVAL;
+	}
+	*buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!*buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	got = vmb_read_full(fd, *buf, (size_t)st.st_size);
+	if (got < 0) {
+		rc = (int)got;
+		free(*buf);
+		*buf = NULL;
+	} else {
+		*len = (size_t)got;
+	}
+	close(fd);
+	return rc;
+}
+
+/* ---- metadata objects ---- */
+
+int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    size_t max, void **buf, size_t *len, struct vmb_err *err)
+{
+	char hex[65], dir[PATH_MAX], path[PATH_MAX + 96], opath[96];
+	struct vmb_fetcher *f;
+	uint8_t got[32];
+	void *b = NULL;
+	ssize_t n;
+	int rc;
+
+	struct vmb_cache *c;
+
+	*buf = NULL;
+	*len = 0;
+	rc = vmb_remote_cache(r, &c, err);   /* CACHE made a cache before meta/ goes in */
+	if (rc)
+		return rc;
+	vmb_sha256_hex(digest, hex);
+	snprintf(dir, sizeof(dir), "%s/meta/%.2s", r->cache_dir, hex);
+	snprintf(path, sizeof(path), "%s/%s", dir, hex);
+	if (read_whole(path, max, &b, len) == 0) {
+		if (vmb_sha256(b, *len, got, NULL) == 0 && !memcmp(got, digest, 32)) {
+			*buf = b;
+			return 0;
+		}
+		free(b);
+		b = NULL;
+		unlink(path);   /* damaged: fetched again */
+	}
+	rc = vmb_remote_fetcher(r, url, &f, err);
+	if (rc)
+		return vmb_err_prefix(err, "object %s is not cached", hex);
+	vmb_pub_object_path(digest, opath);
+	/* most objects are small: a buffer that grows when the object does not fit */
+	for (size_t cap = max < (1u << 20) ? max : (1u << 20);; cap = cap * 8 < max ? cap * 8 : max) {
+		void *nb = realloc(b, cap);
+
+		if (!nb) {
+			free(b);
+			return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
+		}
+		b = nb;
+		n = vmb_fetch_get(f, opath, 0, 0, b, cap, err);
+		if (n != -EFBIG || cap == max)
+			break;
+	}
+	if (n < 0) {
+		free(b);
+		return (int)n;
+	}
+	rc = vmb_sha256(b, (size_t)n, got, err);
+	if (!rc && memcmp(got, digest, 32))
+		rc = vmb_err_set(err, EIO, "object %s fetched from '%s' does not match its "
+				 "digest", hex, url);
+	if (!rc)
+		rc = write_atomic(dir, hex, b, (size_t)n, err);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	*buf = realloc(b, n ? (size_t)n : 1) ?: b;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* ---- objects through the cache ---- */
+
+struct objfill {
+	struct vmb_remote *r;
+	const char *url;
+	uint64_t fetched;
+};
+
+static int obj_fill(void *arg, const uint8_t digest[32], uint64_t len, int fd,
+		    struct vmb_err *err)
+{
+	struct objfill *o = arg;
+	struct vmb_fetcher *f;
+	char path[96];
+	size_t done;
+	void *buf;
+	ssize_t n;
+	int rc;
+
+	rc = vmb_remote_fetcher(o->r, o->url, &f, err);
+	if (rc)
+		return rc;
+	buf = malloc(len ? (size_t)len : 1);
+	if (!buf)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	vmb_pub_object_path(digest, path);
+	vmb_remote_inflight(o->r, 1);
+	n = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
+	vmb_remote_inflight(o->r, -1);
+	if (n >= 0 && (uint64_t)n != len)
+		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
+				path, o->url, n, len);
+	if (n >= 0) {
+		rc = vmb_pwrite_full(fd, buf, (size_t)len, 0, &done);
+		if (rc < 0)
+			n = vmb_err_sys(err, -rc, "cannot write into the cache");
+		else
+			o->fetched += len;
+	}
+	free(buf);
+	return n < 0 ? (int)n : 0;
+}
+
+int vmb_remote_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		      uint64_t len, int *fd, int *hit, struct vmb_err *err)
+{
+	struct objfill o = { .r = r, .url = url };
+	struct vmb_cache *c;
+	int rc = vmb_remote_cache(r, &c, err);
+
+	if (rc)
+		return rc;
+	rc = vmb_cache_get(c, digest, len, obj_fill, &o, fd, hit, err);
+	if (!rc)
+		vmb_remote_count(r, *hit, o.fetched);
+	return rc;
+}
+
+/* ---- the top index ---- */
+
+static int load_pubkey(const char *file, uint8_t key[32], struct vmb_err *err)
+{
+	void *buf;
+	size_t len = 0, i;
+	int rc = read_whole(file, 4096, &buf, &len);
+	const char *p;
+
+	if (rc)
+		return vmb_err_set(err, rc == -EINVAL ? EINVAL : -rc, "cannot read the public "
+				   "key '%s': %s", file, strerror(rc == -EINVAL ? EINVAL : -rc));
+	p = buf;
+	if (len == 32) {
+		memcpy(key, buf, 32);
+		free(buf);
+		return 0;
+	}
+	while (len && (p[len - 1] == '\n' || p[len - 1] == '\r' || p[len - 1] == ' '))
+		len--;
+	if (len == 64) {
+		for (i = 0; i < 32; i++) {
+			unsigned v;
+
+			if (sscanf(p + 2 * i, "%2x", &v) != 1)
+				break;
+			key[i] = (uint8_t)v;
+		}
+		if (i == 32) {
+			free(buf);
+			return 0;
+		}
+	}
+	free(buf);
+	return vmb_sign_pub_load(file, key, err);
+}
+
+int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
+		   int *stale, struct vmb_err *err)
+{
+	uint8_t key[32], *kp = NULL;
+	struct vmb_fetcher *f;
+	struct vmb_cache *c;
+	struct vmb_err ferr;
+	void *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int rc;
+
+	*stale = 0;
+	memset(out, 0, sizeof(*out));
+	if (r->pubkey) {
+		rc = load_pubkey(r->pubkey, key, err);
+		if (rc)
+			return rc;
+		kp = key;
+	}
+	rc = vmb_remote_cache(r, &c, err);
+	if (rc)
+		return rc;
+	vmb_err_clear(&ferr);
+	rc = vmb_remote_fetcher(r, url, &f, &ferr);
+	if (!rc) {
+		buf = malloc(VMB_TOP_MAX);
+		if (!buf)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		n = vmb_fetch_get(f, VMB_PUB_INDEX_FILE, 0, 0, buf, VMB_TOP_MAX, &ferr);
+		if (n >= 0) {
+			rc = vmb_pub_index_decode(buf, (size_t)n, kp, out, err);
+			if (rc) {
+				free(buf);
+				return vmb_err_prefix(err, "the index of '%s'", url);
+			}
+			rc = vmb_cache_url_save(c, url, buf, (size_t)n, err);
+			free(buf);
+			if (rc)
+				vmb_pub_index_free(out);
+			return rc;
+		}
+		rc = (int)n;
+		free(buf);
+		buf = NULL;
+	}
+	if (vmb_cache_url_load(c, url, &buf, &len, NULL) != 0)
+		return vmb_err_set(err, ferr.code ? ferr.code : EIO, "%s (and no index of it "
+				   "was saved in the cache %s)", ferr.msg, r->cache_dir);
+	rc = vmb_pub_index_decode(buf, len, kp, out, err);
+	free(buf);
+	if (rc)
+		return vmb_err_prefix(err, "the saved index of '%s'", url);
+	*stale = 1;
+	vmb_log_msg(r->log, "using the saved index of '%s': %s", url, ferr.msg);
+	return 0;
+}
+
+/* ---- readahead workers ---- */
+
+static void *worker(void *arg)
+{
+	struct vmb_remote *r = arg;
+
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		struct work w;
+		struct vmb_err e;
+
+		while (!r->stop && !r->qn)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->stop)
+			break;
+		w = r->q[r->qhead];
+		r->qhead = (r->qhead + 1) % VMB_REMOTE_QUEUE;
+		r->qn--;
+		pthread_mutex_unlock(&r->mu);
+		vmb_err_clear(&e);
+		/* failures are the reader's to report when it gets there */
+		(void)vmb_rimage_fill(w.ri, w.chunk, NULL, &e);
+		vmb_base_put(vmb_rimage_base(w.ri));
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->stop || r->o.offline) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	if (!r->th) {
+		r->th = calloc(r->o.workers, sizeof(*r->th));
+		if (!r->th) {
+			rc = -EAGAIN;
+			goto out;
+		}
+		for (r->nth = 0; r->nth < r->o.workers; r->nth++)
+			if (pthread_create(&r->th[r->nth], NULL, worker, r))
+				break;
+	}
+	if (!r->nth || r->qn == VMB_REMOTE_QUEUE) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	for (size_t k = 0; k < r->qn; k++) {
+		struct work *w = &r->q[(r->qhead + k) % VMB_REMOTE_QUEUE];
+
+		if (w->ri == ri && w->chunk == chunk)
+			goto out;   /* queued already */
+	}
+	vmb_base_get(vmb_rimage_base(ri));
+	r->q[(r->qhead + r->qn) % VMB_REMOTE_QUEUE] = (struct work){ ri, chunk };
+	r->qn++;
+	r->st.readahead++;
+	pthread_cond_signal(&r->cv);
+out:
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+/* ---- stats ---- */
+
+void vmb_remote_count(struct vmb_remote *r, int hit, uint64_t fetched_bytes)
+{
+	pthread_mutex_lock(&r->mu);
+	r->st.reads++;
+	if (hit)
+		r->st.hits++;
+	if (fetched_bytes) {
+		r->st.fetches++;
+		r->st.fetch_bytes += fetched_bytes;
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+void vmb_remote_count_error(struct vmb_remote *r, const char *msg)
+{
+	pthread_mutex_lock(&r->mu);
+	r->st.errors++;
+	snprintf(r->st.last_error, sizeof(r->st.last_error), "%.255s", msg);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void vmb_remote_inflight(struct vmb_remote *r, int delta)
+{
+	pthread_mutex_lock(&r->mu);
+	r->st.inflight += (uint64_t)(int64_t)delta;
+	pthread_mutex_unlock(&r->mu);
+}
+
+void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
+{
+	struct vmb_cache_stats cs;
+	struct vmb_cache *c;
+
+	pthread_mutex_lock(&r->mu);
+	*s = r->st;
+	s->seconds = (uint64_t)(time(NULL) - r->started);
+	c = r->cache;
+	pthread_mutex_unlock(&r->mu);
+	if (c) {
+		vmb_cache_stats(c, &cs);
+		s->cache_bytes = cs.bytes;
+		s->cache_chunks = cs.chunks;
+	}
+}

@@ -1,0 +1,130 @@
+/* remote.h - a process's remote context (issue 11, REMOTE.md §4): one shared chunk
+ * cache, one fetcher per published store URL, the options of remote images, the
+ * metadata objects of published stores, and the stats `status` shows.
+ *
+ * One struct vmb_remote per process (the mount daemon, a CLI command). It is lazy:
+ * opening it touches nothing; the cache is opened on the first use of a remote
+ * image, a fetcher on the first fetch from its URL. So a local store mounts and
+ * reads offline without a cache directory, and never consults a remote it does not
+ * need.
+ *
+ * Metadata objects (bundle manifests, image indexes) are named by their digest but
+ * their length is not known before they are fetched: they are kept, verified, in
+ * CACHE/meta/<aa>/<64 hex> (written temp + fsync + rename, read back and checked
+ * against their digest on every use), never evicted. The last verified top index of
+ * each URL is kept in CACHE/urls/<sha256 of the URL, hex> (same durability), so a
+ * mount of a URL works offline.
+ *
+ * Readahead workers: a few threads (opts.workers) shared by every remote image of
+ * the context fill chunks that sequential readers will want next (rimage.c queues
+ * them; each queued item holds a reference on its image).
+ *
+ * Ownership and locking: the context owns the cache, the fetchers and the workers;
+ * every remote image opened on it holds no reference on it: all images (and so all
+ * bases) must be put before vmb_remote_close. One mutex guards the lazy opening, the
+ * list of fetchers and the work queue; it is never held during I/O. The functions
+ * below are thread-safe.
+ */
+#ifndef VMB_REMOTE_H
+#define VMB_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+
+struct vmb_remote;
+struct vmb_cache;
+struct vmb_fetcher;
+struct vmb_pub_index;
+struct vmb_rimage;
+
+#define VMB_REMOTE_URL_MAX 4096
+
+struct vmb_remote_opts {
+	const char *cache_dir;     /* NULL: the host's default (vmb_remote_default_cache) */
+	uint64_t cache_max;        /* bytes; 0: no limit */
+	int hard;                  /* -o hard: reads wait for the network */
+	const char *cafile;        /* -o cafile=: CA bundle for https (NULL: system's) */
+	const char *pubkey;        /* -o pubkey=: a raw 32-byte or PEM Ed25519 public
+				      key file; then every top index must be signed by it */
+	uint64_t rate;             /* prefetch: bytes/s, 0: no cap */
+	unsigned workers;          /* readahead threads; 0: default 4 */
+	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0: 16 */
+	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
+	int offline;               /* tests and `mount` without network: fetch nothing */
+};
+
+/* Open a context with copies of opts (NULL: defaults). log (borrowed, may be NULL:
+ * stderr) gets the lines of failed remote reads. */
+int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *log,
+		    struct vmb_remote **out, struct vmb_err *err);
+/* Stop the workers, close fetchers and cache; NULL-safe. */
+void vmb_remote_close(struct vmb_remote *r);
+
+/* The host's default cache directory: $VMBUNDLEFS_CACHE when set (an absolute
+ * path), else /var/cache/vmbundlefs for root, else $XDG_CACHE_HOME/vmbundlefs or
+ * ~/.cache/vmbundlefs. */
+int vmb_remote_default_cache(char *out, size_t len);
+
+const struct vmb_remote_opts *vmb_remote_opts(const struct vmb_remote *r);
+const struct vmb_log *vmb_remote_log(const struct vmb_remote *r);
+const char *vmb_remote_cache_dir(const struct vmb_remote *r);
+
+/* The cache (opened on first use, directory created). Owned by r. */
+int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_err *err);
+/* The fetcher of base URL url (opened on first use; owned by r). -ENETUNREACH
+ * when r is offline. */
+int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher **out,
+		       struct vmb_err *err);
+
+/* Normalize a published store's URL: a local path or file:// URL becomes
+ * file://<absolute path>, trailing slashes go. 0 or -EINVAL (unknown scheme). */
+int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *err);
+
+/* The top index of url: fetched and verified (signature with opts.pubkey) and saved
+ * in CACHE/urls/; when it cannot be fetched (network, offline) and a saved one
+ * exists, the saved one (re-verified), *stale = 1. */
+int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
+		   int *stale, struct vmb_err *err);
+
+/* A metadata object of url (bundle manifest, image index): from CACHE/meta when
+ * there and intact, else fetched (at most max bytes), verified and saved there.
+ * *buf malloc'ed (caller frees). -EIO for bytes that do not match the digest. */
+int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    size_t max, void **buf, size_t *len, struct vmb_err *err);
+
+/* An object of known length (a small file of a bundle, a chunk) through the cache:
+ * *fd an O_RDONLY descriptor of its verified bytes (caller closes); *hit 1 when it
+ * was cached. */
+int vmb_remote_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		      uint64_t len, int *fd, int *hit, struct vmb_err *err);
+
+/* ---- readahead workers (rimage.c queues; remote.c runs) ---- */
+
+/* Queue chunk `chunk` of image ri for a worker (takes a reference on ri's base).
+ * Returns 0, or -EAGAIN when the queue is full (the chunk is simply not read ahead). */
+int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk);
+
+/* ---- stats ---- */
+
+struct vmb_remote_stats {
+	uint64_t reads;            /* chunk reads by remote images */
+	uint64_t hits;             /* ... served from the cache without a fetch */
+	uint64_t fetches;          /* objects fetched into the cache by this process */
+	uint64_t fetch_bytes;
+	uint64_t errors;           /* reads that failed */
+	uint64_t inflight;         /* fills running now */
+	uint64_t readahead;        /* chunks queued for readahead */
+	uint64_t cache_bytes;      /* the cache's size (when open) */
+	uint64_t cache_chunks;
+	uint64_t seconds;          /* since the context was opened */
+	char last_error[256];
+};
+void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s);
+
+/* Counters rimage.c updates. */
+void vmb_remote_count(struct vmb_remote *r, int hit, uint64_t fetched_bytes);
+void vmb_remote_count_error(struct vmb_remote *r, const char *msg);
+void vmb_remote_inflight(struct vmb_remote *r, int delta);
+
+#endif

@@ -1,0 +1,481 @@
+/* rimage.c - a remote image as a struct vmb_base (rimage.h).
+ *
+ * Decisions:
+ *  - the image's descriptors of cached chunks stay open in an LRU of
+ *    VMB_RIMAGE_FDS slots; a slot has a user count, and a slot in use is never
+ *    reused (a reader that finds every slot busy keeps its descriptor to itself and
+ *    closes it after the read);
+ *  - readahead follows one stream per image (the last chunk read): VMs read many
+ *    places at once, but a sequential copy is one stream, and that is what the
+ *    window is for; random reads drop it;
+ *  - a chunk's bytes are read with pread from its cached file at the offset inside
+ *    the chunk; a cached file shorter than its chunk is -EIO (the cache verified
+ *    its length: only a hand-edited cache gets there).
+ */
+#include "config.h"
+#include "remote/rimage.h"
+#include "remote/remote.h"
+#include "remote/pubfmt.h"
+#include "remote/cache.h"
+#include "remote/fetch.h"
+#include "base/digest.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct fdslot {
+	uint64_t chunk;
+	int fd;            /* -1: empty */
+	unsigned users;
+	uint64_t used;     /* LRU clock */
+};
+
+struct vmb_rimage {
+	struct vmb_base base;              /* first: what callers see */
+	struct vmb_remote *r;
+	char *url;
+	uint8_t digest[32];
+	char hex[65];
+	struct vmb_pub_image idx;
+	pthread_mutex_t mu;                /* guards what follows */
+	struct fdslot fds[VMB_RIMAGE_FDS];
+	uint64_t clock;
+	uint64_t last_chunk;               /* UINT64_MAX: none yet */
+	uint64_t window;                   /* readahead, chunks */
+	uint64_t ahead_to;                 /* chunks below this were queued */
+	uint64_t errors;
+	char last_error[256];
+};
+
+extern const struct vmb_base_ops vmb_rimage_ops;
+
+struct vmb_rimage *vmb_rimage_of(struct vmb_base *b)
+{
+	return b && b->ops == &vmb_rimage_ops ? (struct vmb_rimage *)b : NULL;
+}
+
+struct vmb_base *vmb_rimage_base(struct vmb_rimage *ri)
+{
+	return &ri->base;
+}
+
+uint64_t vmb_rimage_chunks(const struct vmb_rimage *ri)
+{
+	return ri->idx.n_chunks;
+}
+
+int vmb_rimage_chunk_data(const struct vmb_rimage *ri, uint64_t i)
+{
+	static const uint8_t zero[32];
+
+	return i < ri->idx.n_chunks && memcmp(ri->idx.chunks[i], zero, 32) != 0;
+}
+
+uint64_t vmb_rimage_chunk_len(const struct vmb_rimage *ri, uint64_t i)
+{
+	uint64_t cs = ri->idx.chunk_size, start = i * cs;
+
+	if (start >= ri->idx.size)
+		return 0;
+	return ri->idx.size - start < cs ? ri->idx.size - start : cs;
+}
+
+int vmb_rimage_chunk_cached(struct vmb_rimage *ri, uint64_t i)
+{
+	struct vmb_cache *c;
+
+	if (!vmb_rimage_chunk_data(ri, i))
+		return 1;
+	if (vmb_remote_cache(ri->r, &c, NULL) < 0)
+		return 0;
+	return vmb_cache_has(c, ri->idx.chunks[i]) == 1;
+}
+
+/* ---- lookup: the index's data map ---- */
+
+static enum vmb_bstate ri_lookup(struct vmb_base *b, uint64_t blk, uint64_t *run, int *fd)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+	const struct vmb_pub_image *x = &ri->idx;
+	size_t lo = 0, hi = x->n_extents;
+
+	*fd = -1;
+	/* the first extent that ends after blk */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (x->ext[mid][0] + x->ext[mid][1] <= blk)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < x->n_extents && x->ext[lo][0] <= blk) {
+		*run = x->ext[lo][0] + x->ext[lo][1] - blk;
+		return VMB_DATA;
+	}
+	if (blk >= VMB_BLOCK_MAX)
+		*run = 1;
+	else
+		*run = (lo < x->n_extents ? x->ext[lo][0] : VMB_BLOCK_MAX) - blk;
+	return VMB_ZERO;
+}
+
+/* ---- getting a chunk's descriptor ---- */
+
+struct fillarg {
+	struct vmb_rimage *ri;
+	uint64_t chunk;
+	uint64_t fetched;
+};
+
+static int fill(void *arg, const uint8_t digest[32], uint64_t len, int fd,
+		struct vmb_err *err)
+{
+	struct fillarg *fa = arg;
+	struct vmb_rimage *ri = fa->ri;
+	struct vmb_fetcher *f;
+	char path[96];
+	void *buf;
+	ssize_t got;
+	size_t done = 0;
+	int rc;
+
+	rc = vmb_remote_fetcher(ri->r, ri->url, &f, err);
+	if (rc)
+		return rc;
+	buf = malloc(len ? (size_t)len : 1);
+	if (!buf)
+		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
+	vmb_pub_object_path(digest, path);
+	vmb_remote_inflight(ri->r, 1);
+	got = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
+	vmb_remote_inflight(ri->r, -1);
+	if (got >= 0 && (uint64_t)got != len) {
+		rc = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
+				 path, ri->url, got, len);
+		goto out;
+	}
+	if (got < 0) {
+		rc = (int)got;
+		goto out;
+	}
+	while (done < len) {
+		ssize_t w = pwrite(fd, (char *)buf + done, (size_t)len - done, (off_t)done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = vmb_err_sys(err, errno, "cannot write a chunk into the cache");
+			goto out;
+		}
+		done += (size_t)w;
+	}
+	fa->fetched += len;
+out:
+	free(buf);
+	return rc;
+}
+
+/* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it).
+ * *slot: the LRU slot it is in (release with put_fd), or -1 (caller closes). */
+static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+		  uint64_t *fetched, struct vmb_err *err)
+{
+	struct fillarg fa = { .ri = ri, .chunk = i };
+	struct vmb_cache *c;
+	int k, hit = 0, rc, victim = -1;
+
+	*slot = -1;
+	pthread_mutex_lock(&ri->mu);
+	for (k = 0; k < VMB_RIMAGE_FDS; k++)
+		if (ri->fds[k].fd >= 0 && ri->fds[k].chunk == i) {
+			ri->fds[k].users++;
+			ri->fds[k].used = ++ri->clock;
+			*fd = ri->fds[k].fd;
+			*slot = k;
+			pthread_mutex_unlock(&ri->mu);
+			vmb_remote_count(ri->r, 1, 0);
+			return 0;
+		}
+	pthread_mutex_unlock(&ri->mu);
+
+	rc = vmb_remote_cache(ri->r, &c, err);
+	if (rc)
+		return rc;
+	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa, fd,
+			   &hit, err);
+	if (fetched)
+		*fetched = fa.fetched;
+	if (rc)
+		return rc;
+	vmb_remote_count(ri->r, hit, fa.fetched);
+
+	pthread_mutex_lock(&ri->mu);
+	for (k = 0; k < VMB_RIMAGE_FDS; k++) {
+		if (ri->fds[k].fd >= 0 && ri->fds[k].chunk == i) {
+			/* another reader put it in meanwhile: use ours alone */
+			victim = -1;
+			break;
+		}
+		if (ri->fds[k].users)
+			continue;
+		if (victim < 0 || ri->fds[k].fd < 0 ||
+		    (ri->fds[victim].fd >= 0 && ri->fds[k].used < ri->fds[victim].used))
+			victim = k;
+	}
+	if (victim >= 0) {
+		if (ri->fds[victim].fd >= 0)
+			close(ri->fds[victim].fd);
+		ri->fds[victim] = (struct fdslot){ .chunk = i, .fd = *fd, .users = 1,
+						   .used = ++ri->clock };
+		*slot = victim;
+	}
+	pthread_mutex_unlock(&ri->mu);
+	return 0;
+}
+
+static void put_fd(struct vmb_rimage *ri, int fd, int slot)
+{
+	if (slot < 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&ri->mu);
+	ri->fds[slot].users--;
+	pthread_mutex_unlock(&ri->mu);
+}
+
+int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
+		    struct vmb_err *err)
+{
+	struct fillarg fa = { .ri = ri, .chunk = i };
+	struct vmb_cache *c;
+	int fd, hit, rc;
+
+	if (fetched)
+		*fetched = 0;
+	if (!vmb_rimage_chunk_data(ri, i))
+		return 0;
+	rc = vmb_remote_cache(ri->r, &c, err);
+	if (rc)
+		return rc;
+	if (vmb_cache_has(c, ri->idx.chunks[i]) == 1)
+		return 0;
+	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa, &fd,
+			   &hit, err);
+	if (fetched)
+		*fetched = fa.fetched;
+	if (rc) {
+		vmb_err_prefix(err, "remote image %s (%s): chunk %" PRIu64 " at offset %" PRIu64,
+			       ri->hex, ri->url, i, i * (uint64_t)ri->idx.chunk_size);
+		return rc;
+	}
+	close(fd);
+	vmb_remote_count(ri->r, hit, fa.fetched);
+	return 0;
+}
+
+/* ---- readahead ---- */
+
+static void readahead(struct vmb_rimage *ri, uint64_t first, uint64_t last)
+{
+	uint64_t from, to, i, max = vmb_remote_opts(ri->r)->readahead_max;
+
+	pthread_mutex_lock(&ri->mu);
+	if (ri->last_chunk != UINT64_MAX &&
+	    (first == ri->last_chunk || first == ri->last_chunk + 1)) {
+		ri->window = ri->window ? ri->window * 2 : 1;
+		if (ri->window > max)
+			ri->window = max;
+	} else {
+		ri->window = 0;
+		ri->ahead_to = 0;
+	}
+	ri->last_chunk = last;
+	from = last + 1 > ri->ahead_to ? last + 1 : ri->ahead_to;
+	to = last + 1 + ri->window;
+	if (to > ri->idx.n_chunks)
+		to = ri->idx.n_chunks;
+	if (to > ri->ahead_to)
+		ri->ahead_to = to;
+	pthread_mutex_unlock(&ri->mu);
+	for (i = from; i < to; i++)
+		if (!vmb_rimage_chunk_cached(ri, i) && vmb_remote_queue(ri->r, ri, i) < 0)
+			break;
+}
+
+/* ---- read ---- */
+
+static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
+		       struct vmb_err *err)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+	uint64_t cs = ri->idx.chunk_size, pos = off, end;
+	unsigned char *p = buf;
+
+	if (len > SSIZE_MAX || off > ri->idx.size || len > ri->idx.size - off)
+		return vmb_err_set(err, EINVAL, "read of remote image %s out of range", ri->hex);
+	end = off + len;
+	if (len)
+		readahead(ri, off / cs, (end - 1) / cs);
+	while (pos < end) {
+		uint64_t i = pos / cs, cstart = i * cs;
+		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
+		size_t n = (size_t)((cend < end ? cend : end) - pos), done = 0;
+		int fd, slot, rc;
+
+		if (!vmb_rimage_chunk_data(ri, i)) {
+			memset(p + (pos - off), 0, n);
+			pos += n;
+			continue;
+		}
+		rc = get_fd(ri, i, &fd, &slot, NULL, err);
+		if (rc) {
+			vmb_err_prefix(err, "remote image %s (%s): chunk %" PRIu64 " at offset %"
+				       PRIu64, ri->hex, ri->url, i, cstart);
+			pthread_mutex_lock(&ri->mu);
+			ri->errors++;
+			snprintf(ri->last_error, sizeof(ri->last_error), "%.255s",
+				 err ? err->msg : strerror(-rc));
+			pthread_mutex_unlock(&ri->mu);
+			vmb_remote_count_error(ri->r, err ? err->msg : strerror(-rc));
+			/* a reader sees EIO whatever the cause (404, offline, refused...),
+			 * the message says which */
+			if (rc != -ENOMEM) {
+				rc = -EIO;
+				if (err)
+					err->code = EIO;
+			}
+			return rc;
+		}
+		while (done < n) {
+			ssize_t got = pread(fd, p + (pos - off) + done, n - done,
+					    (off_t)(pos - cstart + done));
+
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				rc = got < 0 ? -errno : -EIO;
+				put_fd(ri, fd, slot);
+				return vmb_err_set(err, -rc, "remote image %s: cannot read cached "
+						   "chunk %" PRIu64 ": %s", ri->hex, i,
+						   got < 0 ? strerror(-rc) : "it is short");
+			}
+			done += (size_t)got;
+		}
+		put_fd(ri, fd, slot);
+		pos += n;
+	}
+	return (ssize_t)len;
+}
+
+static void ri_destroy(struct vmb_base *b)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+
+	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
+		if (ri->fds[k].fd >= 0)
+			close(ri->fds[k].fd);
+	pthread_mutex_destroy(&ri->mu);
+	vmb_pub_image_free(&ri->idx);
+	free(ri->url);
+	free(ri);
+}
+
+const struct vmb_base_ops vmb_rimage_ops = {
+	.lookup = ri_lookup,
+	.read = ri_read,
+	.destroy = ri_destroy,
+};
+
+/* ---- open, info ---- */
+
+int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+{
+	struct vmb_rimage *ri;
+	void *buf = NULL;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	ri = calloc(1, sizeof(*ri));
+	if (!ri || !(ri->url = strdup(url))) {
+		free(ri);
+		return vmb_err_set(err, ENOMEM, "out of memory opening a remote image");
+	}
+	memcpy(ri->digest, digest, 32);
+	vmb_sha256_hex(digest, ri->hex);
+	pthread_mutex_init(&ri->mu, NULL);
+	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
+		ri->fds[k].fd = -1;
+	ri->last_chunk = UINT64_MAX;
+	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, &len, err);
+	if (rc) {
+		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
+		goto fail;
+	}
+	rc = vmb_pub_image_decode(buf, len, &ri->idx, err);
+	free(buf);
+	if (rc) {
+		rc = vmb_err_prefix(err, "remote image %s (%s)", ri->hex, url);
+		rc = -EIO;
+		goto fail;
+	}
+	if (ri->idx.size != size) {
+		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
+				 "%" PRIu64 " were expected", ri->hex, url, ri->idx.size, size);
+		goto fail;
+	}
+	ri->r = r;
+	memcpy(ri->base.id, ri->hex, VMB_BASE_ID_LEN);
+	ri->base.id[VMB_BASE_ID_LEN] = '\0';
+	ri->base.ops = &vmb_rimage_ops;
+	ri->base.size = size;
+	ri->base.data_blocks = ri->idx.data_blocks;
+	ri->base.depth = 1;
+	ri->base.refs = 1;
+	*out = &ri->base;
+	return 0;
+fail:
+	pthread_mutex_destroy(&ri->mu);
+	vmb_pub_image_free(&ri->idx);
+	free(ri->url);
+	free(ri);
+	return rc;
+}
+
+int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct vmb_err *err)
+{
+	struct vmb_cache *c = NULL;
+	uint64_t i;
+
+	memset(info, 0, sizeof(*info));
+	info->url = ri->url;
+	memcpy(info->index_hex, ri->hex, sizeof(info->index_hex));
+	info->size = ri->idx.size;
+	info->chunk_size = ri->idx.chunk_size;
+	info->n_chunks = ri->idx.n_chunks;
+	if (vmb_remote_cache(ri->r, &c, err) < 0)
+		c = NULL;
+	for (i = 0; i < ri->idx.n_chunks; i++) {
+		if (!vmb_rimage_chunk_data(ri, i))
+			continue;
+		info->data_chunks++;
+		if (c && vmb_cache_has(c, ri->idx.chunks[i]) == 1)
+			info->cached_bytes += vmb_rimage_chunk_len(ri, i);
+		else
+			info->remote_bytes += vmb_rimage_chunk_len(ri, i);
+	}
+	pthread_mutex_lock(&ri->mu);
+	info->errors = ri->errors;
+	snprintf(info->last_error, sizeof(info->last_error), "%s", ri->last_error);
+	pthread_mutex_unlock(&ri->mu);
+	return 0;
+}

@@ -1,0 +1,71 @@
+/* rimage.h - a remote image as a struct vmb_base (map/base.h; issue 11, REMOTE.md §4).
+ *
+ * A remote image is an image index of a published store (remote/pubfmt.h) and the
+ * store's URL. lookup answers from the index's 4 KiB-exact data map (no I/O; fd is
+ * always -1: its bytes come by read). read takes the chunks it covers from the
+ * host's cache (remote/cache.h), which fills a missing one through the fetcher of
+ * the URL and verifies it before anyone uses it; zero chunks are never fetched.
+ *
+ * Warm reads are cheap: the descriptors of the last chunks read stay open in a small
+ * LRU (VMB_RIMAGE_FDS slots; an entry in use by a reader is never closed under it).
+ * Readahead: a reader whose chunk follows the previous read's (same or next chunk)
+ * doubles the window (1, 2, 4 ... up to opts.readahead_max chunks) and queues the
+ * chunks of the window not yet cached to the context's workers, so several
+ * fetches are in flight; any other read resets the window to 0.
+ *
+ * A read that cannot get its bytes fails with -EIO (soft mode, after the fetcher's
+ * retries) with a message naming the image, the chunk, its offset, the URL and the
+ * cause; never zeros in place of bytes.
+ *
+ * Ownership: the base is refcounted (map/base.h); the image holds no reference on
+ * its struct vmb_remote (which must outlive it). Locking: one mutex per image
+ * guards the fd LRU and the readahead state; never held during a fetch.
+ */
+#ifndef VMB_RIMAGE_H
+#define VMB_RIMAGE_H
+
+#include <stdint.h>
+#include "map/base.h"
+#include "base/err.h"
+
+struct vmb_remote;
+struct vmb_rimage;
+
+#define VMB_RIMAGE_FDS 16
+#define VMB_RIMAGE_INDEX_MAX (256u << 20)   /* largest image index accepted */
+
+/* Open the image whose index object is digest at url (normalized), logical size
+ * `size` (must match the index). The index comes through vmb_remote_meta (CACHE/meta,
+ * else fetched). Base id = the first 32 hex digits of the digest. */
+int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    uint64_t size, struct vmb_base **out, struct vmb_err *err);
+
+/* The remote image of a base opened by vmb_rimage_open, or NULL. */
+struct vmb_rimage *vmb_rimage_of(struct vmb_base *b);
+struct vmb_base *vmb_rimage_base(struct vmb_rimage *ri);
+
+/* Facts for status and xattrs. cached/remote: bytes of data chunks present in the
+ * cache / not (one stat per data chunk). */
+struct vmb_rimage_info {
+	const char *url;
+	char index_hex[65];
+	uint64_t size, chunk_size, n_chunks, data_chunks;
+	uint64_t cached_bytes, remote_bytes;
+	uint64_t errors;
+	char last_error[256];
+};
+int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct vmb_err *err);
+
+/* Make chunk i present in the cache (a readahead worker, prefetch). *fetched: bytes
+ * fetched (0 when cached or a zero chunk). */
+int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
+		    struct vmb_err *err);
+uint64_t vmb_rimage_chunks(const struct vmb_rimage *ri);
+/* 1 when chunk i holds data (must be fetched to be read), 0 for a zero chunk. */
+int vmb_rimage_chunk_data(const struct vmb_rimage *ri, uint64_t i);
+/* Length of chunk i in bytes. */
+uint64_t vmb_rimage_chunk_len(const struct vmb_rimage *ri, uint64_t i);
+/* 1 when chunk i is in the cache. */
+int vmb_rimage_chunk_cached(struct vmb_rimage *ri, uint64_t i);
+
+#endif

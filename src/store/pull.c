@@ -1,0 +1,311 @@
+/* pull.c - a local, writable bundle over the images of a published store (ops.h,
+ * vmb_op_pull; issue 11 §3, REMOTE.md §4).
+ *
+ * Steps: NAME checked (must not exist); the top index of URL fetched (its
+ * signature checked with the context's public key; offline: the one saved in the
+ * cache), the bundle's manifest fetched and checked; a locked staging directory
+ * made (as clone's; gc removes it when the pull died) and the tree built in it:
+ * directories, symlinks, small files written whole (their bytes through the cache,
+ * verified), images as empty deltas over remote layers (layers/<ID>.remote, the
+ * base xattr as for clones), modes, mtimes and user.* xattrs as published, owned by
+ * the caller; then the tree renamed to STORE/NAME (RENAME_NOREPLACE). On any
+ * failure nothing named NAME exists.
+ */
+#include "config.h"
+#include "store/ops_int.h"
+#include "store/store.h"
+#include "image/image.h"
+#include "layer/layer.h"
+#include "remote/remote.h"
+#include "remote/pubfmt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define TREE "tree"
+
+static int set_xattrs(int fd, const struct vmb_pub_ent *pe, struct vmb_err *err)
+{
+	for (size_t j = 0; j < pe->nxattrs; j++)
+		if (fsetxattr(fd, pe->xattrs[j].name, pe->xattrs[j].value, pe->xattrs[j].len,
+			      0) < 0)
+			return vmb_err_sys(err, errno, "cannot set xattr '%s' on '%s'",
+					   pe->xattrs[j].name, pe->path);
+	return 0;
+}
+
+static int set_times(int fd, const struct vmb_pub_ent *pe, struct vmb_err *err)
+{
+	struct timespec ts[2];
+
+	ts[0].tv_sec = ts[1].tv_sec = (time_t)pe->mtime_sec;
+	ts[0].tv_nsec = ts[1].tv_nsec = (long)pe->mtime_nsec;
+	if (futimens(fd, ts) < 0)
+		return vmb_err_sys(err, errno, "cannot set the times of '%s'", pe->path);
+	return 0;
+}
+
+static int small_file(struct vmb_opctx *c, struct vmb_remote *r, const char *url, int root,
+		      const struct vmb_pub_ent *pe, struct vmb_err *err)
+{
+	int fd, src = -1, hit, rc;
+
+	fd = openat(root, pe->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
+	rc = 0;
+	if (pe->size) {
+		rc = vmb_remote_object(r, url, pe->digest, pe->size, &src, &hit, err);
+		if (rc)
+			vmb_err_prefix(err, "cannot pull '%s'", pe->path);
+	}
+	if (!rc && pe->size)
+		rc = vmb_ops_copy_sparse(src, fd, pe->size, pe->path, err);
+	if (!rc && ftruncate(fd, (off_t)pe->size) < 0)
+		rc = vmb_err_sys(err, errno, "cannot size '%s'", pe->path);
+	if (!rc)
+		rc = set_xattrs(fd, pe, err);
+	if (!rc && fchmod(fd, pe->mode & 07777) < 0)
+		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
+	if (!rc)
+		rc = set_times(fd, pe, err);
+	if (!rc && fsync(fd) < 0)
+		rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
+	if (!rc)
+		rc = vmb_ops_save_plain_map(c, fd, pe->path, err);
+	if (src >= 0)
+		close(src);
+	close(fd);
+	return rc;
+}
+
+static int image_file(struct vmb_opctx *c, const char *url, int root,
+		      const struct vmb_pub_ent *pe, struct vmb_err *err)
+{
+	struct vmb_layer_remote *rl = calloc(1, sizeof(*rl));
+	char id[VMB_BASE_ID_LEN + 1];
+	struct vmb_base *b = NULL;
+	const char *slash = strrchr(pe->path, '/');
+	char *dir = NULL;
+	struct stat st;
+	int dfd = root, fd, rc;
+
+	if (!rl)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	snprintf(rl->url, sizeof(rl->url), "%s", url);
+	memcpy(rl->index, pe->digest, 32);
+	rl->size = pe->size;
+	rc = vmb_layers_create_remote(c->layers, rl, id, err);
+	free(rl);
+	if (!rc)
+		rc = vmb_layers_get(c->layers, id, &b, err);
+	if (rc)
+		return vmb_err_prefix(err, "cannot pull '%s'", pe->path);
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFREG | (pe->mode & 07777);
+	st.st_uid = geteuid();
+	st.st_gid = getegid();
+	st.st_size = (off_t)pe->size;
+	st.st_mtim.tv_sec = (time_t)pe->mtime_sec;
+	st.st_mtim.tv_nsec = (long)pe->mtime_nsec;
+	st.st_atim = st.st_mtim;
+	if (slash) {
+		dir = strndup(pe->path, (size_t)(slash - pe->path));
+		dfd = dir ? openat(root, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+		if (dfd < 0) {
+			rc = vmb_err_sys(err, dir ? errno : ENOMEM, "cannot open the directory "
+					 "of '%s'", pe->path);
+			goto out;
+		}
+	}
+	rc = vmb_image_create_delta(dfd, slash ? slash + 1 : pe->path, b, pe->size, &st,
+				    c->store->mapfd, err);
+	if (rc)
+		goto out;
+	fd = openat(dfd, slash ? slash + 1 : pe->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		rc = vmb_err_sys(err, errno, "cannot open '%s'", pe->path);
+		goto out;
+	}
+	rc = set_xattrs(fd, pe, err);
+	if (!rc)
+		rc = set_times(fd, pe, err);
+	close(fd);
+out:
+	if (slash && dfd >= 0)
+		close(dfd);
+	free(dir);
+	vmb_base_put(b);
+	return rc;
+}
+
+static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		 const struct vmb_pub_bundle *m, int cln, struct vmb_err *err)
+{
+	int root = -1, fd, rc = 0;
+	size_t i;
+
+	if (mkdirat(cln, TREE, 0700) < 0 ||
+	    (root = openat(cln, TREE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return vmb_err_sys(err, errno, "cannot create the new bundle");
+	for (i = 0; i < m->n && !rc; i++) {
+		const struct vmb_pub_ent *pe = &m->ents[i];
+
+		switch (pe->kind) {
+		case 'd':
+			if (i > 0 && mkdirat(root, pe->path, 0700) < 0)
+				rc = vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
+			if (!rc && pe->nxattrs) {
+				fd = openat(root, pe->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+					    O_CLOEXEC);
+				rc = fd < 0 ? vmb_err_sys(err, errno, "cannot open '%s'", pe->path)
+					    : set_xattrs(fd, pe, err);
+				if (fd >= 0)
+					close(fd);
+			}
+			break;
+		case 'l': {
+			struct timespec ts[2];
+
+			ts[0].tv_sec = ts[1].tv_sec = (time_t)pe->mtime_sec;
+			ts[0].tv_nsec = ts[1].tv_nsec = (long)pe->mtime_nsec;
+			if (symlinkat(pe->target, root, pe->path) < 0 ||
+			    utimensat(root, pe->path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+				rc = vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
+			break;
+		}
+		case 'f':
+			rc = small_file(c, r, url, root, pe, err);
+			break;
+		case 'i':
+			rc = image_file(c, url, root, pe, err);
+			break;
+		default:
+			rc = vmb_err_set(err, EINVAL, "unknown record '%c' in the manifest",
+					 pe->kind);
+		}
+		if (i == 0)
+			vmb_op_step("pull", 2);
+	}
+	/* Directories last, deepest first: their modes (maybe read-only) and times. */
+	for (i = m->n; !rc && i-- > 0;) {
+		const struct vmb_pub_ent *pe = &m->ents[i];
+
+		if (pe->kind != 'd')
+			continue;
+		fd = openat(root, pe->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			rc = vmb_err_sys(err, errno, "cannot open '%s'", pe->path);
+			break;
+		}
+		if (fchmod(fd, pe->mode & 07777) < 0)
+			rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
+		if (!rc)
+			rc = set_times(fd, pe, err);
+		if (!rc && fsync(fd) < 0)
+			rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
+		close(fd);
+	}
+	close(root);
+	return rc;
+}
+
+int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
+		      struct vmb_pub_bundle *m, struct vmb_err *err)
+{
+	struct vmb_pub_index top;
+	const struct vmb_pub_ibundle *ib;
+	void *buf = NULL;
+	size_t len;
+	int stale, rc;
+
+	memset(m, 0, sizeof(*m));
+	rc = vmb_remote_top(r, url, &top, &stale, err);
+	if (rc)
+		return rc;
+	ib = vmb_pub_index_find(&top, bundle);
+	if (!ib) {
+		vmb_pub_index_free(&top);
+		return vmb_err_set(err, ENOENT, "no bundle '%s' in '%s'", bundle, url);
+	}
+	rc = vmb_remote_meta(r, url, ib->digest, VMB_PUB_MANIFEST_MAX, &buf, &len, err);
+	vmb_pub_index_free(&top);
+	if (rc)
+		return vmb_err_prefix(err, "cannot get the manifest of '%s' from '%s'", bundle,
+				      url);
+	rc = vmb_pub_bundle_decode(buf, len, m, err);
+	free(buf);
+	if (rc)
+		return vmb_err_prefix(err, "the manifest of '%s' from '%s'", bundle, url);
+	return 0;
+}
+
+int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
+		const char *bundle, const char *name, struct vmb_err *err)
+{
+	char url[VMB_LAYER_URL_MAX], cname[NAME_MAX + 1];
+	struct vmb_pub_bundle m;
+	struct stat st;
+	int stagefd = -1, cln = -1, rc;
+
+	if (!name)
+		name = bundle;
+	rc = vmb_remote_url_norm(url_in, url, sizeof(url), err);
+	if (rc)
+		return rc;
+	rc = vmb_name_check(name, err);
+	if (rc < 0)
+		return vmb_err_prefix(err, "bad bundle name");
+	if (vmb_store_reserved(name) || name[0] == '.')
+		return vmb_err_set(err, EINVAL, "bad bundle name '%s': a new bundle's name may "
+				   "not start with '.'", name);
+	if (fstatat(c->store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return vmb_err_set(err, EEXIST, "'%s' exists in store '%s'", name,
+				   c->store->path);
+	vmb_layers_set_remote(c->layers, r);
+	rc = vmb_pull_manifest(r, url, bundle, &m, err);
+	if (rc)
+		return rc;
+	rc = vmb_ops_staging_create(c->store, &stagefd, &cln, cname, err);
+	if (rc < 0)
+		goto out;
+	vmb_op_step("pull", 1);
+	rc = build(c, r, url, &m, cln, err);
+	if (rc < 0)
+		goto fail;
+	vmb_op_step("pull", 3);
+	if (renameat2(cln, TREE, c->store->dirfd, name, RENAME_NOREPLACE) < 0) {
+		rc = errno == EEXIST ?
+			vmb_err_set(err, EEXIST, "'%s' exists in store '%s'", name,
+				    c->store->path) :
+			vmb_err_sys(err, errno, "cannot rename the new bundle to '%s'", name);
+		goto fail;
+	}
+	if (fsync(c->store->dirfd) < 0)
+		vmb_log_msg(c->log, "pull '%s': cannot sync the store's directory: %s", name,
+			    strerror(errno));
+	unlinkat(stagefd, cname, AT_REMOVEDIR);
+	goto out;
+fail:
+	{
+		struct vmb_err e2;
+
+		if (vmb_tree_remove(stagefd, cname, c->store->mapfd, &e2) < 0)
+			vmb_log_msg(c->log, "pull '%s': cannot remove its staging directory: %s "
+				    "(gc removes it)", name, e2.msg);
+	}
+out:
+	if (cln >= 0)
+		close(cln);
+	if (stagefd >= 0)
+		close(stagefd);
+	vmb_pub_bundle_free(&m);
+	return rc;
+}

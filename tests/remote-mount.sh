@@ -1,0 +1,72 @@
+#!/bin/sh
+# remote-mount.sh - `vmbundlefs mount URL MNT` of a published store (file:// URL):
+# the published tree read-only (bundles, modes, symlinks, xattrs), images equal to
+# their sources with exact SEEK_DATA/SEEK_HOLE and st_blocks, writes refused
+# (EROFS), the shadow store removed at unmount; offline after a first mount (the
+# saved top index): what is cached reads, the rest EIO; a signed index with
+# -o pubkey= (and a tampered or unsigned one refused); bad input.
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/lib.sh"
+
+vmb_setup
+MKPUB=$VMB_TESTBIN/helpers/mkpub
+[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+command -v openssl >/dev/null || skip "no openssl"
+
+mkdir -p "$T/src/vmA/sub" "$T/src/vmB"
+truncate -s 16M "$T/src/vmA/disk.img"
+vmbio pwrite "$T/src/vmA/disk.img" 65536 300000 p2 >/dev/null
+vmbio pwrite "$T/src/vmA/disk.img" 8388608 4096 p3 >/dev/null
+echo config >"$T/src/vmA/config.plist"
+setfattr -n user.tag -v A "$T/src/vmA/config.plist"
+ln -s config.plist "$T/src/vmA/link"
+echo nv >"$T/src/vmA/sub/nvram"
+truncate -s 4M "$T/src/vmB/disk.img"
+vmbio pwrite "$T/src/vmB/disk.img" 0 1048576 p4 >/dev/null
+openssl genpkey -algorithm ed25519 -out "$T/key.pem" 2>/dev/null || skip "openssl cannot make an ed25519 key"
+openssl pkey -in "$T/key.pem" -pubout -out "$T/pub.pem" 2>/dev/null
+"$MKPUB" -c 65536 -k "$T/key.pem" "$T/pub" "$T/src/vmA" "$T/src/vmB" || hard_error "mkpub failed"
+URL="file://$T/pub"
+export VMB_TEST_MOUNT_OPTS="cache=$T/cache,pubkey=$T/pub.pem"
+
+STORE=$URL mount_store
+check "both bundles are there" test -d "$MNT/vmA" -a -d "$MNT/vmB"
+check "vmA's image equals its source" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
+assert_eq "SEEK_DATA/SEEK_HOLE exact" "$(vmbio map "$T/src/vmB/disk.img")" "$(vmbio map "$MNT/vmB/disk.img")"
+assert_eq "st_blocks exact" "$(stat -c %b "$T/src/vmB/disk.img")" "$(stat -c %b "$MNT/vmB/disk.img")"
+assert_eq "small file" "config" "$(cat "$MNT/vmA/config.plist")"
+assert_eq "its xattr" "A" "$(getfattr --only-values -n user.tag "$MNT/vmA/config.plist" 2>/dev/null)"
+assert_eq "symlink" "config.plist" "$(readlink "$MNT/vmA/link")"
+assert_eq "writes are refused" "EROFS" "$(vmbio pwrite "$MNT/vmA/disk.img" 0 10 p1)"
+assert_eq "creates are refused" "EROFS" "$(vmbio create "$MNT/vmA/new")"
+shadow=$(ls "$T/cache/mnt")
+assert_match "a shadow store under CACHE/mnt" "^[0-9a-f]{16}$" "$shadow"
+unmount_store
+assert_eq "the shadow store is gone after unmount" "" "$(ls "$T/cache/mnt")"
+
+# offline: the saved index, the cached chunks (vmA's image was read, vmB's not)
+mv "$T/pub" "$T/pub.away"
+STORE=$URL mount_store
+check "offline: cached image reads" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
+assert_eq "offline: an uncached image fails with EIO" "EIO" "$(vmbio read "$MNT/vmB/disk.img")"
+unmount_store
+mv "$T/pub.away" "$T/pub"
+
+# signatures
+openssl genpkey -algorithm ed25519 -out "$T/other.pem" 2>/dev/null
+openssl pkey -in "$T/other.pem" -pubout -out "$T/otherpub.pem" 2>/dev/null
+out=$("$VMB_BIN" mount -o cache="$T/cache2",pubkey="$T/otherpub.pem" "$URL" "$MNT" 2>&1); rc=$?
+assert_eq "an index signed by another key is refused" "1" "$rc"
+assert_match "... saying why" "signature" "$out"
+check_fails "... and nothing is mounted" mountpoint -q "$MNT"
+"$MKPUB" -c 65536 "$T/pub" "$T/src/vmB" >/dev/null   # republished unsigned
+out=$("$VMB_BIN" mount -o cache="$T/cache2",pubkey="$T/pub.pem" "$URL" "$MNT" 2>&1); rc=$?
+assert_eq "an unsigned index is refused" "1" "$rc"
+assert_match "... saying why" "signed" "$out"
+out=$("$VMB_BIN" mount -o cache="$T/cache2" "ftp://x/y" "$MNT" 2>&1); rc=$?
+assert_eq "an unknown URL scheme: usage" "2" "$rc"
+out=$("$VMB_BIN" mount -o cache="$T/cache2" "file://$T/nothere" "$MNT" 2>&1); rc=$?
+assert_eq "a URL with nothing published" "1" "$rc"
+assert_eq "nothing left under CACHE/mnt" "" "$(ls "$T/cache2/mnt" 2>/dev/null)"
+
+finish

@@ -1,0 +1,452 @@
+/* test_rimage.c - unit tests of remote images (src/remote/rimage.c, remote.c) and of
+ * remote layers (src/layer/remote_layer.c), on a published directory the test
+ * writes itself with pubfmt's encoders and a file:// URL (no network, no mount):
+ * lookup from the index before any chunk is fetched, reads byte-equal to the
+ * source, zero chunks never fetched, readahead filling the chunks ahead of a
+ * sequential reader, warm reads from the cache, offline (the directory moved away):
+ * cached chunks read, others -EIO naming the URL; wrong bytes served: -EIO, never
+ * wrong bytes; the .remote layer format and its bad inputs; a local layer over a
+ * remote one (a chain whose bottom is remote); list/stat/remove of remote layers. */
+#include "config.h"
+#include "remote/remote.h"
+#include "remote/rimage.h"
+#include "remote/pubfmt.h"
+#include "remote/cache.h"
+#include "layer/layer.h"
+#include "base/digest.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BS 4096u
+#define CS (64u << 10)
+
+static char tmpdir[1024];
+static char pubdir[1100], cachedir[1100], url[1200];
+
+static void mkdirs(const char *p)
+{
+	char b[4700];
+
+	snprintf(b, sizeof(b), "mkdir -p '%s'", p);
+	if (system(b) != 0)
+		abort();
+}
+
+static void put_object(const void *buf, size_t len, uint8_t d[32])
+{
+	char rel[VMB_PUB_OBJPATH_LEN], path[4400], dir[4500];
+	int fd;
+
+	vmb_sha256(buf, len, d, NULL);
+	vmb_pub_object_path(d, rel);
+	snprintf(path, sizeof(path), "%s/%s", pubdir, rel);
+	snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = '\0';
+	mkdirs(dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
+		abort();
+	close(fd);
+}
+
+/* Publish content (size bytes) as an image; its index digest into d. Blocks that
+ * are all zero are holes. */
+static void publish_image(const unsigned char *content, uint64_t size, uint8_t d[32])
+{
+	static const unsigned char zero[BS];
+	struct vmb_pub_image x = { 0 };
+	uint64_t nb = (size + BS - 1) / BS, b, i;
+	void *enc;
+	size_t len;
+
+	x.chunk_size = CS;
+	x.size = size;
+	x.n_chunks = (size + CS - 1) / CS;
+	x.ext = calloc(nb + 1, sizeof(*x.ext));
+	x.chunks = calloc(x.n_chunks + 1, sizeof(*x.chunks));
+	for (b = 0; b < nb; b++) {
+		size_t l = size - b * BS < BS ? (size_t)(size - b * BS) : BS;
+
+		if (!memcmp(content + b * BS, zero, l))
+			continue;
+		if (x.n_extents && x.ext[x.n_extents - 1][0] + x.ext[x.n_extents - 1][1] == b)
+			x.ext[x.n_extents - 1][1]++;
+		else {
+			x.ext[x.n_extents][0] = b;
+			x.ext[x.n_extents][1] = 1;
+			x.n_extents++;
+		}
+		x.data_blocks++;
+	}
+	for (i = 0; i < x.n_chunks; i++) {
+		uint64_t s = i * CS, l = size - s < CS ? size - s : CS, k;
+		int data = 0;
+
+		for (k = 0; k < l; k += BS)
+			if (memcmp(content + s + k, zero, l - k < BS ? l - k : BS))
+				data = 1;
+		if (data)
+			put_object(content + s, (size_t)l, x.chunks[i]);
+	}
+	if (vmb_pub_image_encode(&x, &enc, &len, NULL) != 0)
+		abort();
+	put_object(enc, len, d);
+	free(enc);
+	free(x.ext);
+	free(x.chunks);
+}
+
+static unsigned char *content;
+static uint64_t csize;
+static uint8_t idx[32];
+
+static void setup(void)
+{
+	uint64_t i;
+
+	snprintf(pubdir, sizeof(pubdir), "%s/pub", tmpdir);
+	snprintf(cachedir, sizeof(cachedir), "%s/cache", tmpdir);
+	snprintf(url, sizeof(url), "file://%s", pubdir);
+	mkdirs(pubdir);
+	/* 20 chunks and a short one: data, a zero chunk (5), a chunk with holes (7),
+	 * a zero tail (15..17), data at the end */
+	csize = 20 * (uint64_t)CS + 5000;
+	content = calloc(1, csize);
+	for (i = 0; i < csize; i++)
+		content[i] = (unsigned char)(i * 7 + i / 4096 + 3 * (i / CS));   /* chunks differ */
+	memset(content + 5 * CS, 0, CS);
+	memset(content + 7 * CS, 0, 3 * BS);
+	memset(content + 7 * CS + 5 * BS, 0, 2 * BS);
+	memset(content + 15 * CS, 0, 3 * CS);
+	publish_image(content, csize, idx);
+}
+
+static struct vmb_remote *open_remote(int offline)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_remote *r = NULL;
+	struct vmb_err e = { 0 };
+
+	o.cache_dir = cachedir;
+	o.offline = offline;
+	o.workers = 2;
+	o.readahead_max = 4;
+	if (vmb_remote_open(&o, NULL, &r, &e) != 0) {
+		fprintf(stderr, "%s\n", e.msg);
+		abort();
+	}
+	return r;
+}
+
+static int cached(struct vmb_remote *r, uint64_t chunk)
+{
+	struct vmb_cache *c;
+	uint8_t d[32];
+	uint64_t l = csize - chunk * CS < CS ? csize - chunk * CS : CS;
+
+	vmb_sha256(content + chunk * CS, (size_t)l, d, NULL);
+	if (vmb_remote_cache(r, &c, NULL))
+		return -1;
+	return vmb_cache_has(c, d);
+}
+
+static void test_lookup_read(void)
+{
+	struct vmb_remote *r = open_remote(0);
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(csize);
+	uint64_t blk, run, nb = (csize + BS - 1) / BS, data = 0;
+	int fd;
+
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	CHECK_EQ(b->size, csize);
+	CHECK_EQ(b->depth, 1);
+	/* the map is exact before any chunk is fetched */
+	for (blk = 0; blk < nb; blk++) {
+		static const unsigned char zero[BS];
+		size_t l = csize - blk * BS < BS ? (size_t)(csize - blk * BS) : BS;
+		enum vmb_bstate s = b->ops->lookup(b, blk, &run, &fd);
+
+		CHECK_EQ(fd, -1);
+		CHECK(run >= 1);
+		CHECK_EQ(s == VMB_DATA, memcmp(content + blk * BS, zero, l) != 0);
+		data += s == VMB_DATA;
+	}
+	CHECK_EQ(b->data_blocks, data);
+	CHECK_EQ(cached(r, 0), 0);
+	/* a read in the middle, then the whole */
+	CHECK_EQ(b->ops->read(b, buf, 10000, 3 * CS - 5000, &e), 10000);
+	CHECK(!memcmp(buf, content + 3 * CS - 5000, 10000));
+	CHECK_EQ(b->ops->read(b, buf, (size_t)csize, 0, &e), (int64_t)csize);
+	CHECK(!memcmp(buf, content, csize));
+	/* warm: again, from the descriptors kept open */
+	CHECK_EQ(b->ops->read(b, buf, (size_t)csize, 0, &e), (int64_t)csize);
+	CHECK(!memcmp(buf, content, csize));
+	/* out of range */
+	CHECK_RC((int)b->ops->read(b, buf, 2, csize - 1, &e), -EINVAL);
+	{
+		struct vmb_rimage_info inf;
+
+		CHECK_RC(vmb_rimage_info(vmb_rimage_of(b), &inf, &e), 0);
+		CHECK_EQ(inf.remote_bytes, 0);
+		CHECK_EQ(inf.data_chunks, 17);
+		CHECK_STR(inf.url, "file://");
+	}
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
+static void test_readahead_offline(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	unsigned char buf[CS];
+	char moved[4300], cmd[9000];
+	int k;
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	/* a sequential reader of chunks 0..2: the window grows, chunks ahead fill */
+	for (k = 0; k < 3; k++)
+		CHECK_EQ(b->ops->read(b, buf, CS, (uint64_t)k * CS, &e), CS);
+	for (k = 0; k < 300 && (cached(r, 3) != 1 || cached(r, 4) != 1); k++)
+		usleep(10000);
+	CHECK_EQ(cached(r, 3), 1);
+	CHECK_EQ(cached(r, 4), 1);
+	/* a random read does not read ahead */
+	CHECK_EQ(b->ops->read(b, buf, 100, 12 * CS, &e), 100);
+	usleep(100000);
+	CHECK_EQ(cached(r, 13), 0);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+
+	/* offline: the published directory gone */
+	snprintf(moved, sizeof(moved), "%s.away", pubdir);
+	CHECK_EQ(rename(pubdir, moved), 0);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);   /* index in CACHE/meta */
+	REQUIRE(b);
+	CHECK_EQ(b->ops->read(b, buf, CS, 0, &e), CS);
+	CHECK(!memcmp(buf, content, CS));
+	CHECK_EQ(b->ops->read(b, buf, 100, 12 * CS, &e), 100);
+	CHECK(!memcmp(buf, content + 12 * CS, 100));
+	CHECK_EQ(b->ops->read(b, buf, CS, 5 * CS, &e), CS);   /* a zero chunk */
+	CHECK(!memcmp(buf, content + 5 * CS, CS));
+	memset(&e, 0, sizeof(e));
+	CHECK_RC((int)b->ops->read(b, buf, 100, 19 * CS, &e), -EIO);
+	CHECK_STR(e.msg, "chunk 19");
+	CHECK_STR(e.msg, url);
+	{
+		struct vmb_remote_stats st;
+
+		vmb_remote_stats(r, &st);
+		CHECK_EQ(st.errors, 1);
+	}
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	/* with offline set, nothing is even tried */
+	r = open_remote(1);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	CHECK_RC((int)b->ops->read(b, buf, 100, 19 * CS, &e), -EIO);
+	CHECK_STR(e.msg, "offline");
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	CHECK_EQ(rename(moved, pubdir), 0);
+}
+
+static void test_wrong_bytes(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	char rel[VMB_PUB_OBJPATH_LEN], path[4400], cmd[9000];
+	unsigned char buf[CS];
+	uint8_t d[32];
+	int fd;
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	/* chunk 1 served with one byte changed */
+	vmb_sha256(content + CS, CS, d, NULL);
+	vmb_pub_object_path(d, rel);
+	snprintf(path, sizeof(path), "%s/%s", pubdir, rel);
+	fd = open(path, O_WRONLY);
+	REQUIRE(fd >= 0);
+	CHECK_EQ(pwrite(fd, "X", 1, 100), 1);
+	close(fd);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	CHECK_RC((int)b->ops->read(b, buf, CS, CS, &e), -EIO);
+	CHECK_STR(e.msg, "digest");
+	CHECK_EQ(cached(r, 1), 0);
+	/* fixed at the source: reads again */
+	fd = open(path, O_WRONLY);
+	CHECK_EQ(pwrite(fd, content + CS + 100, 1, 100), 1);
+	close(fd);
+	CHECK_EQ(b->ops->read(b, buf, CS, CS, &e), CS);
+	CHECK(!memcmp(buf, content + CS, CS));
+	vmb_base_put(b);
+	/* a wrong size for the index */
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize + 1, &b, &e), -EIO);
+	CHECK_STR(e.msg, "bytes where");
+	/* an index that is not there */
+	d[0] ^= 1;
+	CHECK(vmb_rimage_open(r, url, d, csize, &b, &e) < 0);
+	vmb_remote_close(r);
+}
+
+static void test_remote_layer_format(void)
+{
+	struct vmb_layer_remote rl, back;
+	struct vmb_err e = { 0 };
+	char id[VMB_BASE_ID_LEN + 1], hex[65];
+	size_t len;
+	char *buf;
+
+	memset(&rl, 0, sizeof(rl));
+	snprintf(rl.url, sizeof(rl.url), "file:///a dir/%%x\xc3\xa9");
+	memcpy(rl.index, idx, 32);
+	rl.size = 12345;
+	vmb_sha256_hex(idx, hex);
+	memcpy(id, hex, 32);
+	id[32] = '\0';
+	CHECK_RC(vmb_layer_remote_encode(&rl, &buf, &len, &e), 0);
+	CHECK_STR(buf, "url file:///a%20dir/%25x%C3%A9\n");
+	CHECK_RC(vmb_layer_remote_decode(buf, len, id, &back, &e), 0);
+	CHECK(!strcmp(back.url, rl.url));
+	CHECK(!memcmp(back.index, idx, 32));
+	CHECK_EQ(back.size, 12345);
+	/* every byte changed: refused */
+	for (size_t i = 0; i < len; i++) {
+		buf[i] ^= 0x01;
+		CHECK(vmb_layer_remote_decode(buf, len, id, &back, &e) == -EBADMSG);
+		buf[i] ^= 0x01;
+	}
+	CHECK_RC(vmb_layer_remote_decode(buf, len - 1, id, &back, &e), -EBADMSG);
+	CHECK_RC(vmb_layer_remote_decode(buf, len, "00000000000000000000000000000000", &back,
+					 &e), -EBADMSG);
+	CHECK_STR(e.msg, "does not match its id");
+	CHECK_RC(vmb_layer_remote_decode("", 0, id, &back, &e), -EBADMSG);
+	free(buf);
+}
+
+static void test_layers(void)
+{
+	char store[4300], meta[4500], id[VMB_BASE_ID_LEN + 1], id2[VMB_BASE_ID_LEN + 1];
+	struct vmb_layer_remote rl;
+	struct vmb_layers *ls = NULL;
+	struct vmb_remote *r = open_remote(0);
+	struct vmb_base *b = NULL, *top = NULL;
+	struct vmb_layer_info li;
+	struct vmb_layer_list ll;
+	struct vmb_blockmap m;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(csize);
+	uint64_t run;
+	int metafd, fd, bfd;
+
+	snprintf(store, sizeof(store), "%s/store", tmpdir);
+	snprintf(meta, sizeof(meta), "%s/.vmbundlefs", store);
+	mkdirs(meta);
+	metafd = open(meta, O_RDONLY | O_DIRECTORY);
+	REQUIRE(metafd >= 0);
+	CHECK_RC(vmb_layers_open(&ls, metafd, NULL, &e), 0);
+	memset(&rl, 0, sizeof(rl));
+	snprintf(rl.url, sizeof(rl.url), "%s", url);
+	memcpy(rl.index, idx, 32);
+	rl.size = csize;
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* same again: kept */
+	rl.size++;
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), -EEXIST);
+	rl.size--;
+	snprintf(rl.url, sizeof(rl.url), "https://mirror.example/x");
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* a mirror: kept */
+	{
+		struct vmb_layer_remote back;
+
+		CHECK_RC(vmb_layers_remote_info(ls, id, &back, &e), 0);
+		CHECK(!strcmp(back.url, url));
+	}
+	snprintf(rl.url, sizeof(rl.url), "%s", url);
+	/* no remote context: a clear error */
+	CHECK_RC(vmb_layers_get(ls, id, &b, &e), -EIO);
+	CHECK_STR(e.msg, "no remote context");
+	vmb_layers_set_remote(ls, r);
+	CHECK_RC(vmb_layers_get(ls, id, &b, &e), 0);
+	REQUIRE(b);
+	CHECK(vmb_layers_remote_of(b) != NULL);
+	CHECK_EQ(b->ops->read(b, buf, (size_t)csize, 0, &e), (int64_t)csize);
+	CHECK(!memcmp(buf, content, csize));
+	CHECK_EQ(b->ops->lookup(b, 5 * CS / BS, &run, &bfd), VMB_ZERO);
+	CHECK_EQ(b->ops->lookup(b, 0, &run, &bfd), VMB_DATA);
+	CHECK_EQ(bfd, -1);
+	/* a local layer over it: blocks 1..2 its own, the rest from the remote */
+	fd = openat(metafd, "top.data", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0);
+	memset(buf, 0xab, 2 * BS);
+	CHECK_EQ(pwrite(fd, buf, 2 * BS, BS), 2 * BS);
+	CHECK_EQ(ftruncate(fd, (off_t)csize), 0);
+	vmb_blockmap_init(&m);
+	CHECK_EQ(vmb_blockmap_set(&m, 1, 2, VMB_DATA), 0);
+	CHECK_RC(vmb_layers_create(ls, fd, &m, csize, b, (csize + BS - 1) / BS, id2, &e), 0);
+	vmb_blockmap_destroy(&m);
+	close(fd);
+	CHECK_RC(vmb_layers_get(ls, id2, &top, &e), 0);
+	REQUIRE(top);
+	CHECK_EQ(top->depth, 2);
+	CHECK(vmb_layers_remote_of(top) == vmb_layers_remote_of(b));
+	CHECK_EQ(top->ops->read(top, buf, (size_t)csize, 0, &e), (int64_t)csize);
+	CHECK(!memcmp(buf, content, BS));
+	CHECK(buf[BS] == 0xab && buf[3 * BS - 1] == 0xab);
+	CHECK(!memcmp(buf + 3 * BS, content + 3 * BS, csize - 3 * BS));
+	/* stat, list, remove */
+	CHECK_RC(vmb_layers_stat(ls, id, &li, &e), 0);
+	CHECK_EQ(li.remote, 1);
+	CHECK_EQ(li.size, csize);
+	CHECK_EQ(li.depth, 1);
+	CHECK_RC(vmb_layers_stat(ls, id2, &li, &e), 0);
+	CHECK(!strcmp(li.base, id));
+	CHECK_RC(vmb_layers_list(ls, &ll, &e), 0);
+	CHECK_EQ(ll.n, 2);
+	vmb_layer_list_free(&ll);
+	CHECK_RC(vmb_layers_remove(ls, id, &e), -EBUSY);
+	vmb_base_put(top);
+	vmb_base_put(b);
+	CHECK_RC(vmb_layers_remove(ls, id2, &e), 0);
+	CHECK_RC(vmb_layers_remove(ls, id, &e), 0);
+	CHECK_RC(vmb_layers_stat(ls, id, &li, &e), -ENOENT);
+	vmb_layers_close(ls);
+	vmb_remote_close(r);
+	close(metafd);
+	free(buf);
+}
+
+int main(int argc, char **argv)
+{
+	(void)argc;
+	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "rimage") < 0)
+		return 1;
+	setup();
+	RUN(test_lookup_read);
+	RUN(test_readahead_offline);
+	RUN(test_wrong_bytes);
+	RUN(test_remote_layer_format);
+	RUN(test_layers);
+	harness_rmtree(tmpdir);
+	free(content);
+	return harness_exit(argv[0]);
+}
