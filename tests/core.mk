@@ -9,7 +9,8 @@ VMB_CORE_TESTS = \
 	tests/unit/test_image_reval \
 	tests/unit/test_manifest \
 	tests/unit/test_ops \
-	tests/unit/test_image_base
+	tests/unit/test_image_base \
+	tests/unit/test_image_share
 
 check_PROGRAMS += $(VMB_CORE_TESTS)
 TESTS += $(VMB_CORE_TESTS)
@@ -38,6 +39,10 @@ tests_unit_test_image_reval_LDADD = $(VMB_CORE_LIBS)
 tests_unit_test_image_base_SOURCES = tests/unit/test_image_base.c tests/unit/harness.h \
 	tests/unit/testbase.h
 tests_unit_test_image_base_LDADD = $(VMB_CORE_LIBS)
+
+# Copies that share a base (cp inside the mount), with the store's real layers.
+tests_unit_test_image_share_SOURCES = tests/unit/test_image_share.c tests/unit/harness.h
+tests_unit_test_image_share_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c tests/unit/harness.h
 tests_unit_test_manifest_LDADD = $(VMB_CORE_LIBS)

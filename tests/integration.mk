@@ -15,6 +15,7 @@ INTEGRATION_TESTS = \
 	tests/layers-mount.sh \
 	tests/layers-backup.sh \
 	tests/layers-crash.sh \
+	tests/layers-cp.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
 	tests/mount-persist.sh \

@@ -576,6 +576,22 @@ static int do_base(struct exp *x, struct vmb_base *b, uint64_t size, struct vmb_
 	return r;
 }
 
+/* What both kinds of export need before the first entry: the copy buffer, the
+ * entry, the zeros mapping and the store's layers (released by the caller's
+ * cleanup, as before). */
+static int setup(struct exp *x, struct vmb_err *err)
+{
+	void *z;
+
+	x->buf = malloc(CHUNK);
+	x->e = archive_entry_new();
+	z = mmap(NULL, ZEROS, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!x->buf || !x->e || z == MAP_FAILED)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	x->zeros = z;
+	return vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+}
+
 /* A snapshot BUNDLE@NAME (store/manifest.h): its tree from the manifest, each
  * file's content from its layer (read through the layer's chain); the archive's top
  * directory is named BUNDLE@NAME. */
@@ -584,7 +600,6 @@ static int run_snapshot(struct exp *x, int fd, struct vmb_err *err)
 	struct vmb_manifest m = { 0 };
 	char *path = NULL;
 	size_t i, nlen = strlen(x->name);
-	void *z;
 	int sfd, r;
 
 	sfd = openat(x->s->metafd, VMB_SNAPSHOTS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -599,15 +614,7 @@ static int run_snapshot(struct exp *x, int fd, struct vmb_err *err)
 				   x->name, x->s->path);
 	if (r < 0)
 		return r;
-	x->buf = malloc(CHUNK);
-	x->e = archive_entry_new();
-	z = mmap(NULL, ZEROS, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!x->buf || !x->e || z == MAP_FAILED) {
-		r = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	x->zeros = z;
-	r = vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	r = setup(x, err);
 	if (r == 0)
 		r = open_writer(x, fd, err);
 	for (i = 0; r == 0 && i < m.n; i++) {
@@ -659,7 +666,6 @@ static int run_snapshot(struct exp *x, int fd, struct vmb_err *err)
 	}
 	if (r == 0 && archive_write_close(x->a) != ARCHIVE_OK)
 		r = vmb_archive_err(err, x->a, "cannot finish the archive");
-out:
 	free(path);
 	vmb_layers_close(x->layers);
 	x->layers = NULL;
@@ -670,7 +676,6 @@ out:
 static int run(struct exp *x, int fd, struct vmb_err *err)
 {
 	struct stat st;
-	void *z;
 	int bfd = -1, r;
 
 	r = vmb_name_check(x->name, err);
@@ -692,15 +697,7 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 		r = vmb_err_sys(err, errno, "cannot stat bundle '%s'", x->name);
 		goto out;
 	}
-	x->buf = malloc(CHUNK);
-	x->e = archive_entry_new();
-	z = mmap(NULL, ZEROS, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!x->buf || !x->e || z == MAP_FAILED) {
-		r = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	x->zeros = z;
-	r = vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	r = setup(x, err);
 	if (r < 0)
 		goto out;
 	if (x->o->progress) {

@@ -32,7 +32,7 @@
 struct archive;
 
 /* Where import stages its work, under STORE/.vmbundlefs. */
-#define VMB_STAGING_DIR "staging"
+#define VMB_STAGING_DIR VMB_STORE_STAGING_DIR
 
 /* Progress callback: done and total bytes (total 0 when unknown). Called at most once
  * per data block; the callee throttles its output. */

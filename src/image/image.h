@@ -125,6 +125,27 @@ int vmb_image_seek(struct vmb_image *img, uint64_t off, int whence, uint64_t *re
 ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_image *dst,
 			     uint64_t doff, size_t len, struct vmb_err *err);
 
+/* Copy [off, off + len) of src to the same offsets of dst by sharing src's base
+ * instead of copying bytes (cp inside the mount, issue 10 section 6;
+ * image_share.c). Shares when: src reads the whole range from its base (no DATA
+ * or ZERO block of its own delta there); off is block-aligned and is dst's size;
+ * dst has no base or the same one; every block of dst from its base limit (0
+ * without a base) up to off is its own (DATA or ZERO), so that a higher limit
+ * changes nothing it reads; the copy ends at src's end or on a block boundary.
+ * Then dst takes src's base and the limit that makes it read src's bytes up to the
+ * end, and its size becomes the end: O(1) in the range, no byte copied. Returns
+ * the bytes copied (end - off), 0 when the range cannot be shared (nothing changed:
+ * copy it with vmb_image_copy_range), or -errno (nothing changed). Takes dst's
+ * wlock; src is read under its mlock, as by vmb_image_copy_range. Crash safe: a
+ * file opened after a crash reads its old content or the new one. */
+ssize_t vmb_image_share_range(struct vmb_image *src, struct vmb_image *dst, uint64_t off,
+			      size_t len, struct vmb_err *err);
+
+/* Whether vmb_image_share_range could share [off, off + len) of src into dst: 1 as
+ * things are, 2 once src's delta holds nothing in the range (after a freeze of
+ * src), 0 not. A hint from the maps as they are now (no backing file looked at). */
+int vmb_image_share_hint(struct vmb_image *src, struct vmb_image *dst, uint64_t off, size_t len);
+
 /* fsync/fdatasync the backing file, then persist the map durably. */
 int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err);
 

@@ -124,6 +124,24 @@ static int copy_run(struct vmb_image *src, enum vmb_src st, int sfd, uint64_t po
 	return r;
 }
 
+int vmb_img_copy_prepare(struct vmb_image *src, struct vmb_image *dst, struct vmb_err *err)
+{
+	int r;
+
+	vmb_image_drain(dst);
+	r = vmb_img_revalidate_locked(dst, err);
+	if (r < 0)
+		return r;
+	vmb_img_give_back(dst);
+	if (src == dst)
+		return 0;
+	vmb_image_drain(src);
+	/* The source is read by its map: check it (unless its own change is in
+	 * progress, which stamps it). */
+	r = vmb_image_revalidate(src, 1, err);
+	return r < 0 ? r : 0;
+}
+
 ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_image *dst,
 			     uint64_t doff, size_t len, struct vmb_err *err)
 {
@@ -143,19 +161,9 @@ ssize_t vmb_image_copy_range(struct vmb_image *src, uint64_t soff, struct vmb_im
 				   (unsigned long long)(VMB_BLOCK_MAX * BS));
 	end = soff + len;
 	pthread_mutex_lock(&dst->wlock);
-	vmb_image_drain(dst);
-	r = vmb_img_revalidate_locked(dst, err);
+	r = vmb_img_copy_prepare(src, dst, err);
 	if (r < 0)
 		goto out;
-	vmb_img_give_back(dst);
-	if (src != dst) {
-		vmb_image_drain(src);
-		/* The source is read by its map: check it (unless its own change is in
-		 * progress, which stamps it). */
-		r = vmb_image_revalidate(src, 1, err);
-		if (r < 0)
-			goto out;
-	}
 	r = vmb_img_begin_change(dst, err);
 	if (r < 0)
 		goto out;

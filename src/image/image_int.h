@@ -124,6 +124,11 @@ int vmb_img_block_content(struct vmb_image *img, uint64_t blk, unsigned char *b,
  * when it is lower (failure logged). Caller holds wlock. */
 uint64_t vmb_img_lower_limit(struct vmb_image *img, uint64_t size);
 
+/* image_copy.c: before a copy from src into dst (dst's wlock held): dst drained,
+ * checked for changes by someone else and its reservation given back; src drained
+ * and checked (unless its own change is in progress). 0 or -errno. */
+int vmb_img_copy_prepare(struct vmb_image *src, struct vmb_image *dst, struct vmb_err *err);
+
 /* image_write.c: bytes [a, b) within the size become zeros (wlock). */
 int vmb_img_zero_locked(struct vmb_image *img, uint64_t a, uint64_t b, struct vmb_err *err);
 /* Block pos / 4096 written whole: its content through the chain up to cover (the

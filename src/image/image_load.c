@@ -133,6 +133,13 @@ int vmb_img_load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *
 	has = vmb_image_get_base_xattr(fd, name, ref->id, &ref->limit, err);
 	if (has < 0)
 		return vmb_err_prefix(err, "cannot open '%s'", name);
+	if (has && ref->limit > blocks_for(now.size)) {
+		/* Never so in a file's life (the limit only ever drops, and a truncate
+		 * lowers it below the size): a share cut short between its xattr and its
+		 * size (image_share.c). The blocks past the size read zeros, as before. */
+		ref->limit = blocks_for(now.size);
+		(void)vmb_image_set_base_xattr(fd, name, ref->id, ref->limit, NULL);
+	}
 	vmb_sidecar_name(now.ino, scname);
 	r = vmb_sidecar_load2(mapdir, scname, &c, &saved, &sb, pos, err);
 	if (r == 0 && vmb_stamp_equal(&now, &saved) && vmb_baseref_equal(&sb, ref)) {

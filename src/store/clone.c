@@ -505,7 +505,7 @@ int vmb_op_clone(struct vmb_opctx *c, const char *src, const char *dst, struct v
 	} else if (r < 0) {
 		return r;
 	}
-	r = vmb_ops_staging_create(c->store, &stagefd, &cln, cname, err);
+	r = vmb_store_staging_create(c->store, VMB_OPS_CLONE_PREFIX, &stagefd, &cln, cname, err);
 	if (r < 0)
 		return r;
 	vmb_op_step("clone", 1);

@@ -370,60 +370,6 @@ int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 	return 0;
 }
 
-int vmb_ops_staging_create(struct vmb_store *s, int *stagefd, int *fd,
-			   char name[NAME_MAX + 1], struct vmb_err *err)
-{
-	struct timespec ts;
-	int sfd, dfd = -1, i, r;
-
-	*stagefd = *fd = -1;
-	if (mkdirat(s->metafd, VMB_OPS_STAGING_DIR, VMB_META_DIR_MODE) < 0 && errno != EEXIST)
-		return vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", s->path,
-				   VMB_META_DIR, VMB_OPS_STAGING_DIR);
-	sfd = openat(s->metafd, VMB_OPS_STAGING_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		     O_CLOEXEC);
-	if (sfd < 0)
-		return vmb_err_sys(err, errno, "cannot open '%s/%s/%s'", s->path, VMB_META_DIR,
-				   VMB_OPS_STAGING_DIR);
-	/* Made under "new." and locked before it becomes "cln.": a "cln." directory
-	 * that nobody holds is always a leftover. */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	for (i = 0;; i++) {
-		char tmp[NAME_MAX + 1];
-
-		snprintf(tmp, sizeof(tmp), "new.%ld.%lx", (long)getpid(),
-			 (unsigned long)ts.tv_nsec + (unsigned long)i);
-		if (mkdirat(sfd, tmp, 0700) < 0) {
-			if (errno == EEXIST && i < 100)
-				continue;
-			r = vmb_err_sys(err, errno, "cannot create a directory in '%s/%s/%s'",
-					s->path, VMB_META_DIR, VMB_OPS_STAGING_DIR);
-			goto fail;
-		}
-		dfd = openat(sfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (dfd < 0 || flock(dfd, LOCK_EX | LOCK_NB) < 0) {
-			r = vmb_err_sys(err, errno, "cannot lock staging directory '%s'", tmp);
-			unlinkat(sfd, tmp, AT_REMOVEDIR);
-			goto fail;
-		}
-		snprintf(name, NAME_MAX + 1, VMB_OPS_CLONE_PREFIX "%s", tmp + 4);
-		if (renameat(sfd, tmp, sfd, name) < 0) {
-			r = vmb_err_sys(err, errno, "cannot rename staging directory '%s'", tmp);
-			unlinkat(sfd, tmp, AT_REMOVEDIR);
-			goto fail;
-		}
-		break;
-	}
-	*stagefd = sfd;
-	*fd = dfd;
-	return 0;
-fail:
-	if (dfd >= 0)
-		close(dfd);
-	close(sfd);
-	return r;
-}
-
 uint64_t vmb_ops_staging_sweep(struct vmb_store *s, int remove,
 			       void (*found)(void *arg, const char *name, int r,
 					     const struct vmb_err *e),

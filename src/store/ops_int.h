@@ -11,7 +11,7 @@
 #include "store/ops.h"
 #include "store/manifest.h"
 
-#define VMB_OPS_STAGING_DIR "staging"    /* STORE/.vmbundlefs/staging, shared with import */
+#define VMB_OPS_STAGING_DIR VMB_STORE_STAGING_DIR   /* shared with import */
 #define VMB_OPS_CLONE_PREFIX "cln."
 
 /* bundle names an existing bundle directory of the store: 0, -ENOENT ("no bundle
@@ -43,12 +43,6 @@ int vmb_ops_save_plain_map(struct vmb_opctx *c, int fd, const char *msgpath,
 /* Copy [0, size) of src into dst (both fds), holes kept as holes. */
 int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 			struct vmb_err *err);
-
-/* A clone's staging directory STORE/.vmbundlefs/staging/cln.<pid>.<n>, locked
- * (flock) for as long as *fd is open: *stagefd the staging directory, *fd the new
- * one, name its name. Leftovers nobody holds are removed by gc. */
-int vmb_ops_staging_create(struct vmb_store *s, int *stagefd, int *fd,
-			   char name[NAME_MAX + 1], struct vmb_err *err);
 
 /* The clone staging directories nobody holds (their clone died): each one found is
  * told to found(arg, name, r) (may be NULL) with r = 0 when it was removed, -errno

@@ -273,7 +273,7 @@ int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 	rc = vmb_pull_manifest(r, url, bundle, &m, err);
 	if (rc)
 		return rc;
-	rc = vmb_ops_staging_create(c->store, &stagefd, &cln, cname, err);
+	rc = vmb_store_staging_create(c->store, VMB_OPS_CLONE_PREFIX, &stagefd, &cln, cname, err);
 	if (rc < 0)
 		goto out;
 	vmb_op_step("pull", 1);

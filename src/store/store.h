@@ -114,6 +114,15 @@ typedef int (*vmb_tree_fn)(void *arg, enum vmb_tree_event ev, const struct vmb_t
 			   struct vmb_err *err);
 int vmb_tree_walk(int dfd, const char *top, vmb_tree_fn fn, void *arg, struct vmb_err *err);
 
+/* A work directory STORE/.vmbundlefs/staging/<prefix><pid>.<n> (the staging
+ * directory made on demand), locked with flock(2) for as long as *fd is open, so
+ * that one with the prefix that nobody holds is a leftover of a process that died:
+ * *stagefd the staging directory, *fd the new one, name its name (store_staging.c;
+ * imports "imp.", clones "cln."). */
+#define VMB_STORE_STAGING_DIR "staging"
+int vmb_store_staging_create(struct vmb_store *s, const char *prefix, int *stagefd, int *fd,
+			     char name[NAME_MAX + 1], struct vmb_err *err);
+
 /* Remove the tree `name` under dirfd (never following symlinks, staying on one
  * filesystem), removing the sidecar map of each regular file whose last link goes
  * (mapfd < 0: none). A missing tree is not an error. */

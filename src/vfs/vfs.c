@@ -121,6 +121,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	vmb_fds_init(v);
 	pthread_mutex_init(&v->inuse_mu, NULL);
 	pthread_mutex_init(&v->auxmu, NULL);
+	pthread_mutex_init(&v->opmu, NULL);
 	vmb_barrier_init(v);
 	vmb_waitgraph_init(&v->waits);
 	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
@@ -304,6 +305,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->tlock);
 	pthread_mutex_destroy(&v->inuse_mu);
 	pthread_mutex_destroy(&v->auxmu);
+	pthread_mutex_destroy(&v->opmu);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
 	vmb_remote_close(v->remote);   /* the readahead stops, */

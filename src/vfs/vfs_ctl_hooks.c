@@ -194,6 +194,12 @@ static int h_freeze(void *arg, int dirfd, const char *name, const char *relpath,
 	return on_image(arg, HOOK_FREEZE, dirfd, name, relpath, id, err);
 }
 
+int vmb_ctl_freeze(struct vmb_vfs *v, int dirfd, const char *name, const char *relpath,
+		   char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	return on_image(v, HOOK_FREEZE, dirfd, name, relpath, id, err);
+}
+
 static int h_flatten(void *arg, int dirfd, const char *name, const char *relpath,
 		     struct vmb_err *err)
 {
@@ -273,8 +279,22 @@ static int give_clone(struct vmb_vfs *v, const struct vmb_ctl_caller *who, const
 	return r;
 }
 
+static int ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_caller *who,
+		   char **argv, int argc, char **msg, struct vmb_err *err);
+
 int vmb_ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_caller *who,
 		char **argv, int argc, char **msg, struct vmb_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&v->opmu);   /* beside a copy's freeze (vfs_share.c) */
+	r = ctl_run(v, mountpoint, who, argv, argc, msg, err);
+	pthread_mutex_unlock(&v->opmu);
+	return r;
+}
+
+static int ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_caller *who,
+		   char **argv, int argc, char **msg, struct vmb_err *err)
 {
 	struct vmb_opctx c;
 	int r;

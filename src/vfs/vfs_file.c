@@ -482,6 +482,9 @@ ssize_t vmb_vfs_copy_range(struct vmb_file *in, uint64_t off_in, struct vmb_file
 
 	if (out->sv)
 		return -EROFS;
+	r = vmb_vfs_share_range(in, off_in, out, off_out, len);
+	if (r > 0)
+		return r;
 	vmb_change_begin(out->vfs, out->node, NULL);
 	r = hold(in, err);
 	if (r < 0)

@@ -140,6 +140,10 @@ struct vmb_vfs {
 	int ctl_test_hooks;
 	long long ctl_resume_at;
 	struct vmb_layers *layers;   /* the store's layers (layer/layer.h) */
+	/* The structural mutex: one structural change of layers at a time (the
+	 * control channel's requests, vmb_ctl_run, and the freeze of a copy's source,
+	 * vfs_share.c), so that gc never runs beside a freeze. Before barmu. */
+	pthread_mutex_t opmu;
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
@@ -359,6 +363,18 @@ struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
 int vmb_fds_lock(struct vmb_vfs *v, struct vmb_node *n, struct vmb_image **img,
 		 struct vmb_err *err);
 void vmb_fds_unlock(struct vmb_vfs *v, struct vmb_node *n);
+
+/* Freeze dirfd/name (relpath in the store, for messages and its node), as the
+ * control channel's freeze hook does (vfs_ctl_hooks.c): the node's image when the
+ * kernel knows the file, then the node follows the new inode. Caller holds opmu and
+ * the file's bundle paused; no call of its own holds the file. */
+int vmb_ctl_freeze(struct vmb_vfs *v, int dirfd, const char *name, const char *relpath,
+		   char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
+
+/* copy_file_range shares layers when it can (vfs_share.c): the bytes shared, 0 when
+ * the copy must copy bytes (nothing changed). */
+ssize_t vmb_vfs_share_range(struct vmb_file *in, uint64_t off_in, struct vmb_file *out,
+			    uint64_t off_out, size_t len);
 
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
