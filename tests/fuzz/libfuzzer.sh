@@ -51,7 +51,7 @@ else
 	printf '#define _GNU_SOURCE 1\n#define PACKAGE_VERSION "fuzz"\n' >"$work/obj/config.h"
 fi
 flags=(-g -O1 -std=gnu11 -pthread -fno-omit-frame-pointer -DHAVE_CONFIG_H -I"$work/obj" -I"$src/src"
-	$(pkg-config --cflags libarchive libcrypto 2>/dev/null))
+	$(pkg-config --cflags libarchive libcrypto libcurl 2>/dev/null))
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all)
 objs=()
 for c in "$src"/src/*/*.c; do
@@ -69,13 +69,13 @@ failed=0
 for t in "${targets[@]}"; do
 	bin=$work/fuzz_$t
 	"$CC" "${flags[@]}" "${san[@]}" -fsanitize=fuzzer "$here/fuzz_$t.c" "$here/fuzz_store.c" \
-		"${objs[@]}" $(pkg-config --libs libarchive libcrypto 2>/dev/null) -o "$bin" || exit 1
+		"${objs[@]}" $(pkg-config --libs libarchive libcrypto libcurl 2>/dev/null) -o "$bin" || exit 1
 	# Seeds from the target itself (the driver build knows how to write them).
 	seeds=$work/seeds-$t
 	rm -rf "$seeds"; mkdir -p "$seeds" "$work/corpus/$t"
 	"$CC" "${flags[@]}" "$here/fuzz_$t.c" "$here/fuzz_store.c" "$here/driver.c" \
 		"${objs[@]}" -fsanitize=address,undefined,fuzzer-no-link \
-		$(pkg-config --libs libarchive libcrypto 2>/dev/null) -o "$work/seed_$t" || exit 1
+		$(pkg-config --libs libarchive libcrypto libcurl 2>/dev/null) -o "$work/seed_$t" || exit 1
 	"$work/seed_$t" --seeds "$seeds" >/dev/null || exit 1
 	echo "libfuzzer.sh: fuzz_$t for ${secs}s"
 	if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
