@@ -144,6 +144,10 @@ struct vmb_vfs {
 	 * control channel's requests, vmb_ctl_run, and the freeze of a copy's source,
 	 * vfs_share.c), so that gc never runs beside a freeze. Before barmu. */
 	pthread_mutex_t opmu;
+	/* Directories open through the mount (vfs_dir.c), so that vmb_vfs_free closes
+	 * those the kernel never released (a daemon stopped by a signal). Taken alone. */
+	pthread_mutex_t dirmu;
+	struct vmb_dir *dirs;
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
@@ -184,6 +188,7 @@ int vmb_snapview_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_svdir **d,
 int vmb_snapview_readdir(struct vmb_vfs *v, struct vmb_svdir *d, uint64_t off,
 			 vmb_fill_fn fill, void *arg, struct vmb_err *err);
 void vmb_snapview_releasedir(struct vmb_vfs *v, struct vmb_svdir *d, int counted);
+void vmb_dirs_close_all(struct vmb_vfs *v);
 ssize_t vmb_snapview_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void *buf,
 			      size_t size);
 ssize_t vmb_snapview_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size);
