@@ -49,7 +49,11 @@ case $SAN_BUILD_DIR in /*) ;; *) SAN_BUILD_DIR=$PWD/$SAN_BUILD_DIR ;; esac
 BUILD_PKGS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 	libarchive-dev libcurl4-openssl-dev libssl-dev)
 TEST_PKGS=(clang libclang-rt-14-dev rsync bindfs fio qemu-utils qemu-system-x86 zip attr libarchive-tools e2fsprogs util-linux
-	procps psmisc restic borgbackup nginx-light openssl curl nodejs npm)
+	procps psmisc restic borgbackup nginx-light openssl curl)
+# Node.js and npm for the S3 server of the tests: Debian's nodejs + npm, unless a node with
+# its own npm is already installed (NodeSource's nodejs ships npm and conflicts with
+# Debian's npm package: asking apt for npm there fails the whole install).
+NODE_PKGS=(nodejs npm)
 # npm modules of the tests (tests/fetch-s3.sh: the S3 server s3rver), in a directory of
 # their own outside the checkout; the tests look there (VMB_NPM_DIR).
 NPM_PKGS=(s3rver@3.7.1)
@@ -88,7 +92,7 @@ install_packages() {
 	fi
 	"${sudo[@]}" apt-get update || die "apt-get update failed"
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y \
-		--no-install-recommends "$@" </dev/null || die "apt-get install failed"
+		--no-install-recommends "${missing[@]}" </dev/null || die "apt-get install failed"
 }
 
 # ---------------------------------------------------------------- building
@@ -136,6 +140,13 @@ fi
 # ---------------------------------------------------------------- test job
 
 install_packages "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+	say "node $(node --version 2>/dev/null) and npm $(npm --version 2>/dev/null) already present"
+else
+	# optional: without npm, the tests that need the S3 server skip (exit 77) and say so
+	(install_packages "${NODE_PKGS[@]}") ||
+		echo "setup.sh: warning: could not install ${NODE_PKGS[*]}: the S3-server tests will skip" >&2
+fi
 
 install_npm() {
 	local p missing=()
