@@ -5,6 +5,7 @@ NS_TESTS = \
 	tests/mount-modes.sh \
 	tests/mount-special.sh \
 	tests/mount-signal.sh \
+	tests/mount-signal-open.sh \
 	tests/mount-unlinked-map.sh
 
 TESTS += $(NS_TESTS)

@@ -123,6 +123,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	pthread_mutex_init(&v->auxmu, NULL);
 	pthread_mutex_init(&v->opmu, NULL);
 	pthread_mutex_init(&v->dirmu, NULL);
+	pthread_mutex_init(&v->filemu, NULL);
 	vmb_barrier_init(v);
 	vmb_waitgraph_init(&v->waits);
 	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
@@ -275,6 +276,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	if (!v)
 		return;
 	v->lockenv.hold = NULL;   /* nodes go in any order below */
+	vmb_files_close_all(v);   /* likewise the files (their locks, their images), */
 	vmb_dirs_close_all(v);    /* before the nodes and the snapshot view they use */
 	if (v->hash) {
 		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++)   /* registry records */
@@ -309,6 +311,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->auxmu);
 	pthread_mutex_destroy(&v->opmu);
 	pthread_mutex_destroy(&v->dirmu);
+	pthread_mutex_destroy(&v->filemu);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
 	vmb_remote_close(v->remote);   /* the readahead stops, */

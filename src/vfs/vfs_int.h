@@ -148,6 +148,10 @@ struct vmb_vfs {
 	 * those the kernel never released (a daemon stopped by a signal). Taken alone. */
 	pthread_mutex_t dirmu;
 	struct vmb_dir *dirs;
+	/* Files open through the mount (vfs_file.c), likewise released at vmb_vfs_free
+	 * when the kernel never sent their RELEASE. Taken alone. */
+	pthread_mutex_t filemu;
+	struct vmb_file *files;
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
@@ -160,6 +164,7 @@ struct vmb_file {
 	struct vmb_image *img;      /* node->img, counted in node->opens */
 	int flags;
 	uint64_t sv;                /* the snapshot view's node id of the file, or 0 */
+	struct vmb_file *prev, *next;   /* v->files, under v->filemu */
 };
 
 /* The read-only view of snapshots, MNT/.snapshots (vfs_snapview.c). Its node ids
@@ -189,6 +194,7 @@ int vmb_snapview_readdir(struct vmb_vfs *v, struct vmb_svdir *d, uint64_t off,
 			 vmb_fill_fn fill, void *arg, struct vmb_err *err);
 void vmb_snapview_releasedir(struct vmb_vfs *v, struct vmb_svdir *d, int counted);
 void vmb_dirs_close_all(struct vmb_vfs *v);
+void vmb_files_close_all(struct vmb_vfs *v);
 ssize_t vmb_snapview_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void *buf,
 			      size_t size);
 ssize_t vmb_snapview_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t size);
