@@ -13,6 +13,7 @@ REMOTE_TESTS = \
 	tests/remote-faults.sh \
 	tests/remote-share.sh \
 	tests/remote-kill.sh \
+	tests/remote-signal.sh \
 	tests/remote-offline.sh
 
 TESTS += $(REMOTE_TESTS)
