@@ -9,7 +9,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_lock \
 	tests/unit/test_layer \
 	tests/unit/test_pubfmt \
-	tests/unit/test_publish
+	tests/unit/test_publish \
+	tests/unit/test_text
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -42,3 +43,6 @@ tests_unit_test_pubfmt_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_publish_SOURCES = tests/unit/test_publish.c tests/unit/harness.h
 tests_unit_test_publish_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_text_SOURCES = tests/unit/test_text.c tests/unit/harness.h
+tests_unit_test_text_LDADD = $(VMB_CORE_LIBS)

@@ -1,7 +1,9 @@
-# base: errors, whole-buffer I/O, checksums, digests and signatures (the ground; includes nothing).
+# base: errors, whole-buffer I/O, checksums, digests, signatures and the text
+# primitives of the line formats (the ground; includes nothing).
 src_libvmbundle_a_SOURCES += \
 	src/base/err.c src/base/err.h \
 	src/base/crc32c.c src/base/crc32c.h \
 	src/base/digest.c src/base/digest.h \
 	src/base/sign.c src/base/sign.h \
-	src/base/fdio.c src/base/fdio.h src/base/le.h
+	src/base/fdio.c src/base/fdio.h src/base/le.h \
+	src/base/text.c src/base/text.h

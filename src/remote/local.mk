@@ -3,7 +3,7 @@
 # (REMOTE.md). Sits above map/, below layer/. libcurl and OpenSSL headers may appear here.
 src_libvmbundle_a_SOURCES += \
 	src/remote/pubfmt.c src/remote/pubfmt.h \
-	src/remote/pubtext.c src/remote/pubtext.h \
+	src/remote/pubtext.h \
 	src/remote/pubbundle.c src/remote/pubimage.c
 # remote images as bases, and a process's remote context (rimage)
 src_libvmbundle_a_SOURCES += \

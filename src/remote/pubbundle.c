@@ -95,7 +95,7 @@ static int ent_ok(const struct vmb_pub_ent *e, size_t rec, struct vmb_err *err)
 
 	if (e->kind != 'd' && e->kind != 'f' && e->kind != 'i' && e->kind != 'l')
 		return BM_ERR("record %zu: unknown kind '%c'", rec, e->kind);
-	if (!vmb_pub_path_ok(e->path))
+	if (!vmb_relpath_ok(e->path))
 		return BM_ERR("record %zu: bad path '%s' (empty, '.' or '..' components)",
 			      rec, e->path);
 	if (e->mode > 07777 || (e->kind == 'l' && e->mode) || e->mtime_nsec >= 1000000000u)

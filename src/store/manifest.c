@@ -4,6 +4,7 @@
 #include "store/store.h"
 #include "base/crc32c.h"
 #include "base/fdio.h"
+#include "base/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -90,37 +91,6 @@ int vmb_manifest_add_xattr(struct vmb_manifest *m, const char *name, const void 
 }
 
 /* ---- checks shared by encode and decode ---- */
-
-static int id_ok(const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < VMB_BASE_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-			return 0;
-	return id[i] == '\0';
-}
-
-/* "." or names joined by '/', each a valid name. */
-static int path_ok(const char *p)
-{
-	const char *c = p, *slash;
-
-	if (!strcmp(p, "."))
-		return 1;
-	for (;;) {
-		size_t len;
-
-		slash = strchr(c, '/');
-		len = slash ? (size_t)(slash - c) : strlen(c);
-		if (len == 0 || len > NAME_MAX || (len == 1 && c[0] == '.') ||
-		    (len == 2 && c[0] == '.' && c[1] == '.'))
-			return 0;
-		if (!slash)
-			return 1;
-		c = slash + 1;
-	}
-}
 
 static int by_str(const void *a, const void *b)
 {
@@ -217,11 +187,12 @@ static int ent_ok(const struct vmb_mf_ent *e, size_t line, struct vmb_err *err)
 
 	if (e->kind != 'd' && e->kind != 'f' && e->kind != 'l')
 		return vmb_err_set(err, EINVAL, "line %zu: unknown record", line);
-	if (!path_ok(e->path))
+	if (!vmb_relpath_ok(e->path))
 		return vmb_err_set(err, EINVAL, "line %zu: bad path", line);
 	if (e->mode > 07777 || e->mtime_nsec >= 1000000000u)
 		return vmb_err_set(err, EINVAL, "line %zu: bad mode or time", line);
-	if (e->kind == 'f' && (!id_ok(e->id) || e->size > (uint64_t)INT64_MAX))
+	if (e->kind == 'f' && (!vmb_hex_ok(e->id, strnlen(e->id, VMB_BASE_ID_LEN + 1), NULL,
+					  VMB_BASE_ID_LEN / 2) || e->size > (uint64_t)INT64_MAX))
 		return vmb_err_set(err, EINVAL, "line %zu: bad layer id or size", line);
 	if (e->kind == 'l' && (!e->target || !e->target[0] || strlen(e->target) >= PATH_MAX))
 		return vmb_err_set(err, EINVAL, "line %zu: bad symlink target", line);
@@ -237,68 +208,10 @@ static int ent_ok(const struct vmb_mf_ent *e, size_t line, struct vmb_err *err)
 
 /* ---- encode ---- */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int nomem;
-};
-
-static void put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->nomem)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 4096;
-		char *np;
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		np = realloc(b->p, ncap);
-		if (!np) {
-			b->nomem = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void putf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void put_esc(struct sbuf *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= 0x20 || c == '%' || c >= 0x7f) {
-			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-			put(b, e, 3);
-		} else {
-			put(b, (const char *)&s[i], 1);
-		}
-	}
-}
-
 int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 			struct vmb_err *err)
 {
-	struct sbuf b = { 0 };
+	struct vmb_sbuf b = { 0 };
 	size_t i, j;
 	int r;
 
@@ -314,36 +227,36 @@ int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 	r = tree_ok(m, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot write a manifest");
-	putf(&b, "%s %d\nbundle ", VMB_MANIFEST_MAGIC, VMB_MANIFEST_VERSION);
-	put_esc(&b, m->bundle, strlen(m->bundle));
-	putf(&b, "\ncreated %" PRId64 "\n", m->created);
+	vmb_sbuf_putf(&b, "%s %d\nbundle ", VMB_MANIFEST_MAGIC, VMB_MANIFEST_VERSION);
+	vmb_sbuf_put_esc(&b, m->bundle, strlen(m->bundle));
+	vmb_sbuf_putf(&b, "\ncreated %" PRId64 "\n", m->created);
 	for (i = 0; i < m->n; i++) {
 		const struct vmb_mf_ent *e = &m->ents[i];
 
 		if (e->kind == 'l')
-			putf(&b, "l %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32 " ",
+			vmb_sbuf_putf(&b, "l %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32 " ",
 			     e->uid, e->gid, e->mtime_sec, e->mtime_nsec);
 		else
-			putf(&b, "%c %04" PRIo32 " %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32
+			vmb_sbuf_putf(&b, "%c %04" PRIo32 " %" PRIu32 " %" PRIu32 " %" PRId64 ".%09" PRIu32
 			     " ", e->kind, e->mode, e->uid, e->gid, e->mtime_sec, e->mtime_nsec);
 		if (e->kind == 'f')
-			putf(&b, "%" PRIu64 " %s ", e->size, e->id);
-		put_esc(&b, e->path, strlen(e->path));
+			vmb_sbuf_putf(&b, "%" PRIu64 " %s ", e->size, e->id);
+		vmb_sbuf_put_esc(&b, e->path, strlen(e->path));
 		if (e->kind == 'l') {
-			put(&b, " ", 1);
-			put_esc(&b, e->target, strlen(e->target));
+			vmb_sbuf_put(&b, " ", 1);
+			vmb_sbuf_put_esc(&b, e->target, strlen(e->target));
 		}
-		put(&b, "\n", 1);
+		vmb_sbuf_put(&b, "\n", 1);
 		for (j = 0; j < e->nxattrs; j++) {
-			put(&b, "x ", 2);
-			put_esc(&b, e->xattrs[j].name, strlen(e->xattrs[j].name));
-			put(&b, " ", 1);
-			put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
-			put(&b, "\n", 1);
+			vmb_sbuf_put(&b, "x ", 2);
+			vmb_sbuf_put_esc(&b, e->xattrs[j].name, strlen(e->xattrs[j].name));
+			vmb_sbuf_put(&b, " ", 1);
+			vmb_sbuf_put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
+			vmb_sbuf_put(&b, "\n", 1);
 		}
 	}
 	if (!b.nomem)
-		putf(&b, "end %08" PRIx32 "\n", vmb_crc32c(0, b.p, b.len));
+		vmb_sbuf_putf(&b, "end %08" PRIx32 "\n", vmb_crc32c(0, b.p, b.len));
 	if (b.nomem) {
 		free(b.p);
 		return vmb_err_set(err, ENOMEM, "cannot write a manifest: out of memory");
@@ -355,137 +268,11 @@ int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 
 /* ---- decode ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Unescape the token [s, s+n) into a malloc'ed string (*len bytes, NUL after).
- * nul_ok: whether %00 may appear (xattr values). NULL on a bad escape, a raw byte
- * that should have been escaped, or no memory (*nomem set). */
-static char *unesc(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
-{
-	char *o = malloc(n + 1);
-	size_t i, w = 0;
-
-	if (!o) {
-		*nomem = 1;
-		return NULL;
-	}
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= n)
-				goto bad;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
-			if (hi < 0 || lo < 0 || (!nul_ok && hi == 0 && lo == 0))
-				goto bad;
-			o[w++] = (char)(hi * 16 + lo);
-			i += 2;
-		} else if (c <= 0x20 || c >= 0x7f) {
-			goto bad;
-		} else {
-			o[w++] = (char)c;
-		}
-	}
-	o[w] = '\0';
-	if (len)
-		*len = w;
-	return o;
-bad:
-	free(o);
-	return NULL;
-}
-
-/* Split a line into at most max space-separated tokens (no empty ones). */
-static size_t tokens(const char *s, size_t n, const char **tok, size_t *tlen, size_t max)
-{
-	size_t k = 0, i = 0;
-
-	while (i < n) {
-		size_t st = i;
-		while (i < n && s[i] != ' ')
-			i++;
-		if (i == st || k == max)
-			return max + 1;   /* empty token or too many */
-		tok[k] = s + st;
-		tlen[k] = i - st;
-		k++;
-		if (i < n) {
-			i++;
-			if (i == n)
-				return max + 1;   /* trailing space */
-		}
-	}
-	return k;
-}
-
-static int num_u(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
-{
-	uint64_t x = 0;
-	size_t i;
-
-	if (n == 0 || n > 20)
-		return 0;
-	for (i = 0; i < n; i++) {
-		int d = hexval(s[i]);
-		if (d < 0 || d >= base || (s[i] >= 'A' && s[i] <= 'F'))
-			return 0;
-		if (x > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
-			return 0;
-		x = x * (uint64_t)base + (uint64_t)d;
-	}
-	if (x > max)
-		return 0;
-	*v = x;
-	return 1;
-}
-
-static int num_time(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
-{
-	const char *dot = memchr(s, '.', n);
-	uint64_t a, b;
-	int neg = 0;
-
-	if (!dot || (size_t)(s + n - dot - 1) != 9)
-		return 0;
-	if (n && s[0] == '-') {
-		neg = 1;
-		s++;
-		n--;
-	}
-	if (!num_u(s, (size_t)(dot - s), 10, (uint64_t)INT64_MAX, &a) ||
-	    !num_u(dot + 1, 9, 10, 999999999, &b))
-		return 0;
-	*sec = neg ? -(int64_t)a : (int64_t)a;
-	*nsec = (uint32_t)b;
-	return 1;
-}
-
-static int num_s(const char *s, size_t n, int64_t *v)
-{
-	uint64_t a;
-	int neg = n && s[0] == '-';
-
-	if (!num_u(s + neg, n - (size_t)neg, 10, (uint64_t)INT64_MAX, &a))
-		return 0;
-	*v = neg ? -(int64_t)a : (int64_t)a;
-	return 1;
-}
-
 static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t line,
 		       struct vmb_err *err)
 {
 	const char *tok[9];
-	size_t tl[9], k = tokens(s, n, tok, tl, 8);
+	size_t tl[9], k = vmb_tokens(s, n, tok, tl, 8);
 	struct vmb_mf_ent e;
 	uint64_t v;
 	int nomem = 0, r;
@@ -498,8 +285,8 @@ static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t l
 		char *name, *val;
 		if (k != 3 || !m->n)
 			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
-		name = unesc(tok[1], tl[1], 0, NULL, &nomem);
-		val = unesc(tok[2], tl[2], 1, &vlen, &nomem);
+		name = vmb_unesc_loose(tok[1], tl[1], 0, NULL, &nomem);
+		val = vmb_unesc_loose(tok[2], tl[2], 1, &vlen, &nomem);
 		r = 0;
 		if (!name || !val)
 			r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
@@ -516,7 +303,7 @@ static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t l
 	case 'd':
 	case 'f':
 		if (k != (e.kind == 'd' ? 6u : 8u) || tl[1] > 5 ||
-		    !num_u(tok[1], tl[1], 8, 07777, &v))
+		    !vmb_num_u_loose(tok[1], tl[1], 8, 07777, &v))
 			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
 		e.mode = (uint32_t)v;
 		pi = 2;
@@ -529,26 +316,26 @@ static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t l
 	default:
 		return vmb_err_set(err, EINVAL, "line %zu: unknown record", line);
 	}
-	if (!num_u(tok[pi], tl[pi], 10, UINT32_MAX, &v))
+	if (!vmb_num_u_loose(tok[pi], tl[pi], 10, UINT32_MAX, &v))
 		return vmb_err_set(err, EINVAL, "line %zu: bad owner", line);
 	e.uid = (uint32_t)v;
-	if (!num_u(tok[pi + 1], tl[pi + 1], 10, UINT32_MAX, &v))
+	if (!vmb_num_u_loose(tok[pi + 1], tl[pi + 1], 10, UINT32_MAX, &v))
 		return vmb_err_set(err, EINVAL, "line %zu: bad group", line);
 	e.gid = (uint32_t)v;
-	if (!num_time(tok[pi + 2], tl[pi + 2], &e.mtime_sec, &e.mtime_nsec))
+	if (!vmb_num_time_loose(tok[pi + 2], tl[pi + 2], &e.mtime_sec, &e.mtime_nsec))
 		return vmb_err_set(err, EINVAL, "line %zu: bad time", line);
 	pi += 3;
 	if (e.kind == 'f') {
-		if (!num_u(tok[pi], tl[pi], 10, (uint64_t)INT64_MAX, &e.size) ||
+		if (!vmb_num_u_loose(tok[pi], tl[pi], 10, (uint64_t)INT64_MAX, &e.size) ||
 		    tl[pi + 1] != VMB_BASE_ID_LEN)
 			return vmb_err_set(err, EINVAL, "line %zu: bad size or layer id", line);
 		memcpy(e.id, tok[pi + 1], VMB_BASE_ID_LEN);
 		e.id[VMB_BASE_ID_LEN] = '\0';
 		pi += 2;
 	}
-	e.path = unesc(tok[pi], tl[pi], 0, NULL, &nomem);
+	e.path = vmb_unesc_loose(tok[pi], tl[pi], 0, NULL, &nomem);
 	if (e.kind == 'l' && e.path)
-		e.target = unesc(tok[pi + 1], tl[pi + 1], 0, NULL, &nomem);
+		e.target = vmb_unesc_loose(tok[pi + 1], tl[pi + 1], 0, NULL, &nomem);
 	r = 0;
 	if (!e.path || (e.kind == 'l' && !e.target))
 		r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
@@ -578,7 +365,7 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 	while (last > buf && last[-1] != '\n')
 		last--;
 	if ((size_t)(end - last) != 13 || memcmp(last, "end ", 4) ||
-	    !num_u(last + 4, 8, 16, UINT32_MAX, &crc))
+	    !vmb_num_u_loose(last + 4, 8, 16, UINT32_MAX, &crc))
 		return vmb_err_set(err, EINVAL, "truncated (no 'end' line)");
 	if ((uint32_t)crc != vmb_crc32c(0, buf, (size_t)(last - buf)))
 		return vmb_err_set(err, EINVAL, "bad checksum");
@@ -605,7 +392,7 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 				r = vmb_err_set(err, EINVAL, "line 2: no bundle name");
 				goto out;
 			}
-			m->bundle = unesc(p + 7, (size_t)(nl - p - 7), 0, NULL, &nomem);
+			m->bundle = vmb_unesc_loose(p + 7, (size_t)(nl - p - 7), 0, NULL, &nomem);
 			if (!m->bundle || vmb_name_check(m->bundle, NULL) < 0) {
 				r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
 					vmb_err_set(err, EINVAL, "line 2: bad bundle name");
@@ -613,7 +400,7 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 			}
 		} else if (line == 3) {
 			if (nl - p < 9 || memcmp(p, "created ", 8) ||
-			    !num_s(p + 8, (size_t)(nl - p - 8), &m->created)) {
+			    !vmb_num_s_loose(p + 8, (size_t)(nl - p - 8), &m->created)) {
 				r = vmb_err_set(err, EINVAL, "line 3: no creation time");
 				goto out;
 			}

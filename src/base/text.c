@@ -1,6 +1,6 @@
-/* pubtext.c - text primitives of the published formats (see pubtext.h). */
+/* text.c - text primitives of the line formats (see text.h). */
 #include "config.h"
-#include "remote/pubtext.h"
+#include "base/text.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -99,8 +99,16 @@ static int hexval_lower(char c)
 	return -1;
 }
 
-char *vmb_unesc(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
+static int hexval_any(char c)
 {
+	int d = hexval_upper(c);
+
+	return d >= 0 ? d : hexval_lower(c);
+}
+
+static char *unesc(const char *s, size_t n, int nul_ok, int loose, size_t *len, int *nomem)
+{
+	int (*hexval)(char) = loose ? hexval_any : hexval_upper;
 	char *o = malloc(n + 1);
 	size_t i, w = 0;
 
@@ -117,12 +125,12 @@ char *vmb_unesc(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
 
 			if (i + 2 >= n)
 				goto bad;
-			hi = hexval_upper(s[i + 1]);
-			lo = hexval_upper(s[i + 2]);
+			hi = hexval(s[i + 1]);
+			lo = hexval(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				goto bad;
 			v = (unsigned char)(hi * 16 + lo);
-			if (!must_escape(v) || (!nul_ok && v == 0))
+			if ((!loose && !must_escape(v)) || (!nul_ok && v == 0))
 				goto bad;
 			o[w++] = (char)v;
 			i += 2;
@@ -141,6 +149,16 @@ bad:
 	return NULL;
 }
 
+char *vmb_unesc(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
+{
+	return unesc(s, n, nul_ok, 0, len, nomem);
+}
+
+char *vmb_unesc_loose(const char *s, size_t n, int nul_ok, size_t *len, int *nomem)
+{
+	return unesc(s, n, nul_ok, 1, len, nomem);
+}
+
 size_t vmb_tokens(const char *s, size_t n, const char **tok, size_t *tlen, size_t max)
 {
 	size_t k = 0, i = 0;
@@ -151,25 +169,26 @@ size_t vmb_tokens(const char *s, size_t n, const char **tok, size_t *tlen, size_
 		while (i < n && s[i] != ' ')
 			i++;
 		if (i == st || k == max)
-			return max + 1;
+			return max + 1;   /* an empty token, or too many */
 		tok[k] = s + st;
 		tlen[k] = i - st;
 		k++;
 		if (i < n) {
 			i++;
 			if (i == n)
-				return max + 1;
+				return max + 1;   /* a trailing space */
 		}
 	}
 	return k;
 }
 
-int vmb_num_u(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
+static int num_u(const char *s, size_t n, int base, uint64_t max, int loose, uint64_t *v)
 {
 	uint64_t x = 0;
 	size_t i;
 
-	if (n == 0 || n > 22 || (n > 1 && s[0] == '0'))
+	/* 22 octal digits hold any uint64_t; the loose reading stops at 20 */
+	if (n == 0 || n > (loose ? 20u : 22u) || (!loose && n > 1 && s[0] == '0'))
 		return 0;
 	for (i = 0; i < n; i++) {
 		int d = hexval_lower(s[i]);
@@ -186,34 +205,66 @@ int vmb_num_u(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
 	return 1;
 }
 
-int vmb_num_s(const char *s, size_t n, int64_t *v)
+int vmb_num_u(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
+{
+	return num_u(s, n, base, max, 0, v);
+}
+
+int vmb_num_u_loose(const char *s, size_t n, int base, uint64_t max, uint64_t *v)
+{
+	return num_u(s, n, base, max, 1, v);
+}
+
+static int num_s(const char *s, size_t n, int loose, int64_t *v)
 {
 	uint64_t a;
 	int neg = n && s[0] == '-';
 
-	if (!vmb_num_u(s + neg, n - (size_t)neg, 10, (uint64_t)INT64_MAX, &a) ||
-	    (neg && a == 0))
+	if (!num_u(s + neg, n - (size_t)neg, 10, (uint64_t)INT64_MAX, loose, &a) ||
+	    (neg && a == 0 && !loose))
 		return 0;
 	*v = neg ? -(int64_t)a : (int64_t)a;
 	return 1;
 }
 
-int vmb_num_time(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
+int vmb_num_s(const char *s, size_t n, int64_t *v)
+{
+	return num_s(s, n, 0, v);
+}
+
+int vmb_num_s_loose(const char *s, size_t n, int64_t *v)
+{
+	return num_s(s, n, 1, v);
+}
+
+static int num_time(const char *s, size_t n, int loose, int64_t *sec, uint32_t *nsec)
 {
 	const char *dot = memchr(s, '.', n);
+	int64_t a;
 	uint64_t b;
 	size_t i;
 
 	if (!dot || (size_t)(s + n - dot - 1) != 9 ||
-	    !vmb_num_s(s, (size_t)(dot - s), sec))
+	    !num_s(s, (size_t)(dot - s), loose, &a))
 		return 0;
 	for (i = 1, b = 0; i <= 9; i++) {
 		if (dot[i] < '0' || dot[i] > '9')
 			return 0;
 		b = b * 10 + (uint64_t)(dot[i] - '0');
 	}
+	*sec = a;
 	*nsec = (uint32_t)b;
 	return 1;
+}
+
+int vmb_num_time(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
+{
+	return num_time(s, n, 0, sec, nsec);
+}
+
+int vmb_num_time_loose(const char *s, size_t n, int64_t *sec, uint32_t *nsec)
+{
+	return num_time(s, n, 1, sec, nsec);
 }
 
 int vmb_hex_ok(const char *s, size_t n, uint8_t *out, size_t outlen)
@@ -233,7 +284,7 @@ int vmb_hex_ok(const char *s, size_t n, uint8_t *out, size_t outlen)
 	return 1;
 }
 
-int vmb_pub_path_ok(const char *p)
+int vmb_relpath_ok(const char *p)
 {
 	const char *c = p, *slash;
 
