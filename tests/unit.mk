@@ -10,7 +10,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_layer \
 	tests/unit/test_pubfmt \
 	tests/unit/test_publish \
-	tests/unit/test_text
+	tests/unit/test_text \
+	tests/unit/test_pathtree
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -46,3 +47,6 @@ tests_unit_test_publish_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_text_SOURCES = tests/unit/test_text.c tests/unit/harness.h
 tests_unit_test_text_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_pathtree_SOURCES = tests/unit/test_pathtree.c tests/unit/harness.h
+tests_unit_test_pathtree_LDADD = $(VMB_CORE_LIBS)

@@ -6,4 +6,5 @@ src_libvmbundle_a_SOURCES += \
 	src/base/digest.c src/base/digest.h \
 	src/base/sign.c src/base/sign.h \
 	src/base/fdio.c src/base/fdio.h src/base/le.h \
-	src/base/text.c src/base/text.h
+	src/base/text.c src/base/text.h \
+	src/base/pathtree.c src/base/pathtree.h

@@ -15,14 +15,10 @@
 
 void vmb_pub_bundle_free(struct vmb_pub_bundle *b)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < b->n; i++) {
-		for (j = 0; j < b->ents[i].nxattrs; j++) {
-			free(b->ents[i].xattrs[j].name);
-			free(b->ents[i].xattrs[j].value);
-		}
-		free(b->ents[i].xattrs);
+		vmb_xattrs_free(b->ents[i].xattrs, b->ents[i].nxattrs);
 		free(b->ents[i].path);
 		free(b->ents[i].target);
 	}
@@ -33,28 +29,17 @@ void vmb_pub_bundle_free(struct vmb_pub_bundle *b)
 
 int vmb_pub_bundle_add(struct vmb_pub_bundle *b, const struct vmb_pub_ent *e)
 {
-	struct vmb_pub_ent *n;
+	struct vmb_pub_ent *n = vmb_grow(b->ents, &b->cap, b->n, sizeof(*n));
 
-	if (b->n == b->cap) {
-		size_t ncap = b->cap ? b->cap * 2 : 16;
-
-		n = realloc(b->ents, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		b->ents = n;
-		b->cap = ncap;
-	}
+	if (!n)
+		return -ENOMEM;
+	b->ents = n;
 	n = &b->ents[b->n];
 	*n = *e;
 	n->xattrs = NULL;
 	n->nxattrs = 0;
-	n->path = strdup(e->path ? e->path : "");
-	n->target = e->target ? strdup(e->target) : NULL;
-	if (!n->path || (e->target && !n->target)) {
-		free(n->path);
-		free(n->target);
+	if (vmb_path_target_dup(e->path, e->target, &n->path, &n->target) < 0)
 		return -ENOMEM;
-	}
 	b->n++;
 	return 0;
 }
@@ -63,36 +48,17 @@ int vmb_pub_bundle_add_xattr(struct vmb_pub_bundle *b, const char *name,
 			     const void *value, size_t len)
 {
 	struct vmb_pub_ent *e;
-	struct vmb_pub_xattr *x;
 
 	if (!b->n)
 		return -EINVAL;
 	e = &b->ents[b->n - 1];
-	x = realloc(e->xattrs, (e->nxattrs + 1) * sizeof(*x));
-	if (!x)
-		return -ENOMEM;
-	e->xattrs = x;
-	x = &e->xattrs[e->nxattrs];
-	x->name = strdup(name);
-	x->value = malloc(len + 1);
-	if (!x->name || !x->value) {
-		free(x->name);
-		free(x->value);
-		return -ENOMEM;
-	}
-	memcpy(x->value, value, len);
-	x->value[len] = '\0';
-	x->len = len;
-	e->nxattrs++;
-	return 0;
+	return vmb_xattrs_add(&e->xattrs, &e->nxattrs, name, value, len);
 }
 
 /* ---- rules shared by encode and decode ---- */
 
 static int ent_ok(const struct vmb_pub_ent *e, size_t rec, struct vmb_err *err)
 {
-	size_t j;
-
 	if (e->kind != 'd' && e->kind != 'f' && e->kind != 'i' && e->kind != 'l')
 		return BM_ERR("record %zu: unknown kind '%c'", rec, e->kind);
 	if (!vmb_relpath_ok(e->path))
@@ -109,98 +75,40 @@ static int ent_ok(const struct vmb_pub_ent *e, size_t rec, struct vmb_err *err)
 		return BM_ERR("record %zu: bad symlink target", rec);
 	if (e->kind != 'd' && !strcmp(e->path, "."))
 		return BM_ERR("record %zu: '.' is not a directory", rec);
-	for (j = 0; j < e->nxattrs; j++)
-		if (strncmp(e->xattrs[j].name, "user.", 5) || !e->xattrs[j].name[5] ||
-		    strlen(e->xattrs[j].name) > 255 || e->xattrs[j].len > 65536)
-			return BM_ERR("record %zu: bad extended attribute", rec);
+	if (!vmb_xattrs_ok(e->xattrs, e->nxattrs))
+		return BM_ERR("record %zu: bad extended attribute", rec);
 	return 0;
 }
 
-static int by_str(const void *a, const void *b)
+static const char *ent_path(const void *ents, size_t i, int *is_dir)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
+	const struct vmb_pub_ent *e = (const struct vmb_pub_ent *)ents + i;
 
-static size_t sorted_pos(char **v, size_t n, const char *s, int *found)
-{
-	size_t lo = 0, hi = n;
-
-	*found = 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(v[mid], s);
-
-		if (c == 0) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	*is_dir = e->kind == 'd';
+	return e->path;
 }
 
 /* "." first, every parent an earlier 'd', no path twice. */
 static int tree_ok(const struct vmb_pub_bundle *b, struct vmb_err *err)
 {
-	char **dirs = NULL, **all = NULL;
-	size_t i, nd = 0, pos;
-	int r = 0, found;
+	const char *dup;
+	size_t at;
 
-	if (b->n == 0 || b->ents[0].kind != 'd' || strcmp(b->ents[0].path, "."))
+	switch (vmb_tree_check(b->ents, b->n, ent_path, &at, &dup)) {
+	case 0:
+		return 0;
+	case VMB_TREE_NO_ROOT:
 		return BM_ERR("its first record is not the bundle's directory '.'");
-	dirs = malloc(b->n * sizeof(*dirs));
-	all = malloc(b->n * sizeof(*all));
-	if (!dirs || !all) {
-		r = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
+	case VMB_TREE_DOT_TWICE:
+		return BM_ERR("record %zu: '.' is listed twice", at + 1);
+	case VMB_TREE_NO_PARENT:
+		return BM_ERR("record %zu: the directory of '%s' is not listed before it",
+			      at + 1, b->ents[at].path);
+	case VMB_TREE_TWICE:
+		return BM_ERR("'%s' is listed twice", dup);
+	default:
+		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
-	for (i = 0; i < b->n; i++) {
-		const struct vmb_pub_ent *e = &b->ents[i];
-		const char *slash = strrchr(e->path, '/');
-
-		all[i] = e->path;
-		if (i > 0 && !strcmp(e->path, ".")) {
-			r = BM_ERR("record %zu: '.' is listed twice", i + 1);
-			goto out;
-		}
-		if (i > 0) {
-			char *parent = slash ? strndup(e->path, (size_t)(slash - e->path)) :
-				strdup(".");
-
-			if (!parent) {
-				r = vmb_err_set(err, ENOMEM, "out of memory");
-				goto out;
-			}
-			sorted_pos(dirs, nd, parent, &found);
-			free(parent);
-			if (!found) {
-				r = BM_ERR("record %zu: the directory of '%s' is not listed "
-					   "before it", i + 1, e->path);
-				goto out;
-			}
-		}
-		if (e->kind == 'd') {
-			pos = sorted_pos(dirs, nd, e->path, &found);
-			if (!found) {
-				memmove(dirs + pos + 1, dirs + pos, (nd - pos) * sizeof(*dirs));
-				dirs[pos] = e->path;
-				nd++;
-			}
-		}
-	}
-	qsort(all, b->n, sizeof(*all), by_str);
-	for (i = 1; i < b->n; i++)
-		if (!strcmp(all[i - 1], all[i])) {
-			r = BM_ERR("'%s' is listed twice", all[i]);
-			goto out;
-		}
-out:
-	free(dirs);
-	free(all);
-	return r;
 }
 
 /* ---- encode ---- */

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "base/pathtree.h"
 #include "base/sign.h"
 #include "map/blockmap.h"
 
@@ -97,12 +98,6 @@ int vmb_pub_index_decode(const void *buf, size_t len, const uint8_t *pubkey,
 
 /* ---- bundle manifest ---- */
 
-struct vmb_pub_xattr {
-	char *name;                /* "user.xxx" */
-	char *value;               /* len bytes, NUL after them */
-	size_t len;
-};
-
 struct vmb_pub_ent {
 	char kind;                 /* 'd', 'f', 'i' or 'l' */
 	uint32_t mode;             /* permission bits (07777); 0 for 'l' */
@@ -112,7 +107,7 @@ struct vmb_pub_ent {
 	uint8_t digest[32];        /* 'f': the file's bytes; 'i': its image index */
 	char *path;                /* relative to the bundle, "." for its root */
 	char *target;              /* 'l' */
-	struct vmb_pub_xattr *xattrs;
+	struct vmb_xattr *xattrs;  /* base/pathtree.h */
 	size_t nxattrs;
 };
 

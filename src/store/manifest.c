@@ -19,14 +19,10 @@
 
 void vmb_manifest_free(struct vmb_manifest *m)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < m->n; i++) {
-		for (j = 0; j < m->ents[i].nxattrs; j++) {
-			free(m->ents[i].xattrs[j].name);
-			free(m->ents[i].xattrs[j].value);
-		}
-		free(m->ents[i].xattrs);
+		vmb_xattrs_free(m->ents[i].xattrs, m->ents[i].nxattrs);
 		free(m->ents[i].path);
 		free(m->ents[i].target);
 	}
@@ -39,25 +35,16 @@ int vmb_manifest_add(struct vmb_manifest *m, const struct vmb_mf_ent *e)
 {
 	struct vmb_mf_ent *n;
 
-	if (m->n == m->cap) {
-		size_t ncap = m->cap ? m->cap * 2 : 16;
-		n = realloc(m->ents, ncap * sizeof(*n));
-		if (!n)
-			return -ENOMEM;
-		m->ents = n;
-		m->cap = ncap;
-	}
+	n = vmb_grow(m->ents, &m->cap, m->n, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	m->ents = n;
 	n = &m->ents[m->n];
 	*n = *e;
 	n->xattrs = NULL;
 	n->nxattrs = 0;
-	n->path = strdup(e->path ? e->path : "");
-	n->target = e->target ? strdup(e->target) : NULL;
-	if (!n->path || (e->target && !n->target)) {
-		free(n->path);
-		free(n->target);
+	if (vmb_path_target_dup(e->path, e->target, &n->path, &n->target) < 0)
 		return -ENOMEM;
-	}
 	m->n++;
 	return 0;
 }
@@ -66,125 +53,49 @@ int vmb_manifest_add_xattr(struct vmb_manifest *m, const char *name, const void 
 			   size_t len)
 {
 	struct vmb_mf_ent *e;
-	struct vmb_mf_xattr *x;
 
 	if (!m->n)
 		return -EINVAL;
 	e = &m->ents[m->n - 1];
-	x = realloc(e->xattrs, (e->nxattrs + 1) * sizeof(*x));
-	if (!x)
-		return -ENOMEM;
-	e->xattrs = x;
-	x = &e->xattrs[e->nxattrs];
-	x->name = strdup(name);
-	x->value = malloc(len + 1);
-	if (!x->name || !x->value) {
-		free(x->name);
-		free(x->value);
-		return -ENOMEM;
-	}
-	memcpy(x->value, value, len);
-	x->value[len] = '\0';
-	x->len = len;
-	e->nxattrs++;
-	return 0;
+	return vmb_xattrs_add(&e->xattrs, &e->nxattrs, name, value, len);
 }
 
 /* ---- checks shared by encode and decode ---- */
 
-static int by_str(const void *a, const void *b)
+static const char *ent_path(const void *ents, size_t i, int *is_dir)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	const struct vmb_mf_ent *e = (const struct vmb_mf_ent *)ents + i;
+
+	*is_dir = e->kind == 'd';
+	return e->path;
 }
 
 /* Paths unique, "." first, every parent an earlier 'd'. */
 static int tree_ok(const struct vmb_manifest *m, struct vmb_err *err)
 {
-	char **dirs = NULL, **all = NULL;
-	size_t i, nd = 0;
-	int r = 0;
+	const char *dup;
+	size_t at;
 
-	if (m->n == 0 || m->ents[0].kind != 'd' || strcmp(m->ents[0].path, "."))
+	switch (vmb_tree_check(m->ents, m->n, ent_path, &at, &dup)) {
+	case 0:
+		return 0;
+	case VMB_TREE_NO_ROOT:
 		return vmb_err_set(err, EINVAL, "its first record is not the bundle's "
 				   "directory '.'");
-	dirs = malloc(m->n * sizeof(*dirs));
-	all = malloc(m->n * sizeof(*all));
-	if (!dirs || !all) {
-		r = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
+	case VMB_TREE_DOT_TWICE:
+		return vmb_err_set(err, EINVAL, "record %zu: '.' twice", at + 1);
+	case VMB_TREE_NO_PARENT:
+		return vmb_err_set(err, EINVAL, "record %zu: the directory of '%s' "
+				   "is not listed before it", at + 1, m->ents[at].path);
+	case VMB_TREE_TWICE:
+		return vmb_err_set(err, EINVAL, "'%s' is listed twice", dup);
+	default:
+		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
-	for (i = 0; i < m->n; i++) {
-		const struct vmb_mf_ent *e = &m->ents[i];
-		const char *slash = strrchr(e->path, '/');
-
-		all[i] = e->path;
-		if (i > 0 && !strcmp(e->path, ".")) {
-			r = vmb_err_set(err, EINVAL, "record %zu: '.' twice", i + 1);
-			goto out;
-		}
-		if (i > 0) {
-			/* The parent must be an earlier directory: sorted search in the
-			 * directories seen so far (kept sorted by insertion). */
-			char *parent;
-			size_t plen = slash ? (size_t)(slash - e->path) : 1;
-			size_t lo = 0, hi = nd;
-			int found = 0;
-
-			parent = slash ? strndup(e->path, plen) : strdup(".");
-			if (!parent) {
-				r = vmb_err_set(err, ENOMEM, "out of memory");
-				goto out;
-			}
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-				int c = strcmp(dirs[mid], parent);
-				if (c == 0) {
-					found = 1;
-					break;
-				}
-				if (c < 0)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			free(parent);
-			if (!found) {
-				r = vmb_err_set(err, EINVAL, "record %zu: the directory of '%s' "
-						"is not listed before it", i + 1, e->path);
-				goto out;
-			}
-		}
-		if (e->kind == 'd') {
-			/* insert sorted */
-			size_t lo = 0, hi = nd;
-			while (lo < hi) {
-				size_t mid = (lo + hi) / 2;
-				if (strcmp(dirs[mid], e->path) < 0)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			memmove(dirs + lo + 1, dirs + lo, (nd - lo) * sizeof(*dirs));
-			dirs[lo] = e->path;
-			nd++;
-		}
-	}
-	qsort(all, m->n, sizeof(*all), by_str);
-	for (i = 1; i < m->n; i++)
-		if (!strcmp(all[i - 1], all[i])) {
-			r = vmb_err_set(err, EINVAL, "'%s' is listed twice", all[i]);
-			goto out;
-		}
-out:
-	free(dirs);
-	free(all);
-	return r;
 }
 
 static int ent_ok(const struct vmb_mf_ent *e, size_t line, struct vmb_err *err)
 {
-	size_t j;
-
 	if (e->kind != 'd' && e->kind != 'f' && e->kind != 'l')
 		return vmb_err_set(err, EINVAL, "line %zu: unknown record", line);
 	if (!vmb_relpath_ok(e->path))
@@ -198,11 +109,8 @@ static int ent_ok(const struct vmb_mf_ent *e, size_t line, struct vmb_err *err)
 		return vmb_err_set(err, EINVAL, "line %zu: bad symlink target", line);
 	if (e->kind != 'd' && !strcmp(e->path, "."))
 		return vmb_err_set(err, EINVAL, "line %zu: '.' is not a directory", line);
-	for (j = 0; j < e->nxattrs; j++)
-		if (strncmp(e->xattrs[j].name, "user.", 5) || !e->xattrs[j].name[5] ||
-		    strlen(e->xattrs[j].name) > 255 || e->xattrs[j].len > 65536)
-			return vmb_err_set(err, EINVAL, "line %zu: bad extended attribute",
-					   line);
+	if (!vmb_xattrs_ok(e->xattrs, e->nxattrs))
+		return vmb_err_set(err, EINVAL, "line %zu: bad extended attribute", line);
 	return 0;
 }
 

@@ -25,18 +25,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "base/err.h"
+#include "base/pathtree.h"
 #include "map/base.h"
 
 #define VMB_MANIFEST_MAGIC "vmbundlefs-snapshot"
 #define VMB_MANIFEST_VERSION 1
 #define VMB_SNAPSHOTS_DIR "snapshots"        /* under STORE/.vmbundlefs */
 #define VMB_MANIFEST_MAX (256u << 20)        /* a larger manifest is refused */
-
-struct vmb_mf_xattr {
-	char *name;          /* "user.xxx" */
-	char *value;
-	size_t len;
-};
 
 struct vmb_mf_ent {
 	char kind;                       /* 'd', 'f' or 'l' */
@@ -48,7 +43,7 @@ struct vmb_mf_ent {
 	char id[VMB_BASE_ID_LEN + 1];    /* 'f': its layer */
 	char *path;                      /* relative to the bundle, "." for its root */
 	char *target;                    /* 'l' */
-	struct vmb_mf_xattr *xattrs;
+	struct vmb_xattr *xattrs;        /* base/pathtree.h */
 	size_t nxattrs;
 };
 
