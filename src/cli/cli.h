@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 #include "base/err.h"
+#include "store/ops.h"
+#include "store/store.h"
 
 #define VMB_EXIT_OK 0
 #define VMB_EXIT_ERROR 1
@@ -55,6 +57,18 @@ void vmb_cli_ctl_target_free(struct vmb_ctl_target *t);
  * to print), or -errno with the daemon's message in err. */
 int vmb_cli_ctl_call(const struct vmb_ctl_target *t, const char *const *argv, int argc,
 		     char **msg, struct vmb_err *err);
+
+/* A store opened for a structural command run by the CLI itself (cli_ops.c): with
+ * its lock taken exclusively, writable, with its layers and remote layers (lazy: no
+ * cache touched unless used); c is ready for store/ops.h. vmb_cli_ops_begin: 0, or
+ * -errno with a message (-EBUSY: mounted or being checked, -EROFS). */
+struct vmb_cli_ops {
+	struct vmb_store s;
+	struct vmb_opctx c;
+	struct vmb_remote *r;
+};
+int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *err);
+void vmb_cli_ops_end(struct vmb_cli_ops *o);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

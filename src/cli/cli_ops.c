@@ -24,12 +24,6 @@
 #include <string.h>
 #include <time.h>
 
-struct ops_session {
-	struct vmb_store s;
-	struct vmb_opctx c;
-	struct vmb_remote *r;   /* remote layers (lazy: no cache touched unless used) */
-};
-
 /* The remote options of the command (pull's -o and its flags), for ops_begin. */
 static struct vmb_remote_opts cli_ropts;
 
@@ -41,8 +35,7 @@ static void log_line(void *arg, const char *msg)
 
 static const struct vmb_log ops_log = { log_line, NULL };
 
-/* Open the store for a structural command: exclusively, with its layers. */
-static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *err)
+int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *err)
 {
 	int r;
 
@@ -74,7 +67,7 @@ static int ops_begin(struct ops_session *o, const char *store, struct vmb_err *e
 	return 0;
 }
 
-static void ops_end(struct ops_session *o)
+void vmb_cli_ops_end(struct vmb_cli_ops *o)
 {
 	vmb_remote_close(o->r);
 	vmb_layers_close(o->c.layers);
@@ -84,7 +77,7 @@ static void ops_end(struct ops_session *o)
 /* 1: the mount's daemon did it (its message printed), *rc set; 0: o is open on
  * the store (not mounted), go on here; -1: failed (message printed), *rc set. */
 static int ops_route(const char *target, const char *const *req, int nreq,
-		     struct ops_session *o, int *rc)
+		     struct vmb_cli_ops *o, int *rc)
 {
 	struct vmb_ctl_target t;
 	struct vmb_err err = { 0 };
@@ -109,7 +102,7 @@ static int ops_route(const char *target, const char *const *req, int nreq,
 		vmb_cli_ctl_target_free(&t);
 		return r < 0 ? -1 : 1;
 	}
-	r = ops_begin(o, target, &err);
+	r = vmb_cli_ops_begin(o, target, &err);
 	vmb_cli_ctl_target_free(&t);
 	if (r < 0) {
 		vmb_cli_store_error(target, err.code, "%s", err.msg);
@@ -158,7 +151,7 @@ static const char clone_usage[] =
 int vmb_cli_clone(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
-	struct ops_session o;
+	struct vmb_cli_ops o;
 
 	if (vmb_cli_common(argc, argv, clone_usage))
 		return VMB_EXIT_OK;
@@ -176,10 +169,10 @@ int vmb_cli_clone(int argc, char **argv)
 	}
 	if (vmb_op_clone(&o.c, argv[optind + 1], argv[optind + 2], &err) < 0) {
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
-		ops_end(&o);
+		vmb_cli_ops_end(&o);
 		return VMB_EXIT_ERROR;
 	}
-	ops_end(&o);
+	vmb_cli_ops_end(&o);
 	return VMB_EXIT_OK;
 }
 
@@ -195,7 +188,7 @@ static const char snapshot_usage[] =
 	"  -l, --list     list the snapshots (of BUNDLE): name, creation time (UTC),\n"
 	"                 files and logical size in bytes\n";
 
-static int snapshot_list(struct ops_session *o, const char *bundle)
+static int snapshot_list(struct vmb_cli_ops *o, const char *bundle)
 {
 	struct vmb_snapshot_info *l = NULL;
 	struct vmb_err err = { 0 };
@@ -240,7 +233,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmb_err err = { 0 };
-	struct ops_session o;
+	struct vmb_cli_ops o;
 	char *where = NULL;
 	int del = 0, list = 0, c, rc = VMB_EXIT_ERROR, nargs;
 
@@ -302,7 +295,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 			vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		else
 			rc = VMB_EXIT_OK;
-		ops_end(&o);
+		vmb_cli_ops_end(&o);
 		return rc;
 	}
 	if (vmb_op_snapshot(&o.c, argv[optind + 1], nargs == 3 ? argv[optind + 2] : NULL,
@@ -314,7 +307,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 		rc = fflush(stdout) == 0 ? VMB_EXIT_OK : VMB_EXIT_ERROR;
 	}
 	free(where);
-	ops_end(&o);
+	vmb_cli_ops_end(&o);
 	return rc;
 }
 
@@ -327,7 +320,7 @@ static const char flatten_usage[] =
 int vmb_cli_flatten(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
-	struct ops_session o;
+	struct vmb_cli_ops o;
 	int rc = VMB_EXIT_OK;
 
 	if (vmb_cli_common(argc, argv, flatten_usage))
@@ -348,7 +341,7 @@ int vmb_cli_flatten(int argc, char **argv)
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		rc = VMB_EXIT_ERROR;
 	}
-	ops_end(&o);
+	vmb_cli_ops_end(&o);
 	return rc;
 }
 
@@ -362,7 +355,7 @@ int vmb_cli_gc(int argc, char **argv)
 {
 	struct vmb_gc_result res = { 0 };
 	struct vmb_err err = { 0 };
-	struct ops_session o;
+	struct vmb_cli_ops o;
 	int rc = VMB_EXIT_OK;
 
 	if (vmb_cli_common(argc, argv, gc_usage))
@@ -381,7 +374,7 @@ int vmb_cli_gc(int argc, char **argv)
 	}
 	if (vmb_op_gc(&o.c, &res, &err) < 0) {
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
-		ops_end(&o);
+		vmb_cli_ops_end(&o);
 		return VMB_EXIT_ERROR;
 	}
 	printf("%s: %llu layers removed (%llu bytes), %llu kept, %llu leftovers removed\n",
@@ -390,7 +383,7 @@ int vmb_cli_gc(int argc, char **argv)
 	       (unsigned long long)(res.orphans_removed + res.staging_removed));
 	if (fflush(stdout) != 0)
 		rc = VMB_EXIT_ERROR;
-	ops_end(&o);
+	vmb_cli_ops_end(&o);
 	return rc;
 }
 
@@ -410,7 +403,7 @@ static const char pull_usage[] =
 int vmb_cli_pull(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
-	struct ops_session o;
+	struct vmb_cli_ops o;
 	char url[VMB_REMOTE_URL_MAX], *hash, *spec = NULL, *ostr = NULL;
 	const char *name;
 	int c, rc = VMB_EXIT_ERROR;
@@ -478,7 +471,7 @@ int vmb_cli_pull(int argc, char **argv)
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		rc = VMB_EXIT_ERROR;
 	}
-	ops_end(&o);
+	vmb_cli_ops_end(&o);
 	free(spec);
 	return rc;
 }

@@ -88,9 +88,7 @@ struct target {
 /* Take snapshot NAME of BUNDLE (mounted: through the daemon). */
 static int take(struct target *tg, const char *bundle, const char *name, struct vmb_err *err)
 {
-	struct vmb_store s;
-	struct vmb_opctx c;
-	struct vmb_layers *ls = NULL;
+	struct vmb_cli_ops o;
 	char *where = NULL, *msg = NULL;
 	int r;
 
@@ -101,22 +99,15 @@ static int take(struct target *tg, const char *bundle, const char *name, struct 
 		free(msg);
 		return r;
 	}
-	memset(&c, 0, sizeof(c));
-	r = vmb_store_open(&s, tg->store, VMB_STORE_EXCLUSIVE, err);
-	if (r == -EBUSY)
+	r = vmb_cli_ops_begin(&o, tg->store, err);
+	if (r == -EBUSY)   /* it was not mounted a moment ago */
 		return vmb_err_set(err, EBUSY, "store '%s' is being checked or was just "
 				   "mounted: try again", tg->store);
 	if (r < 0)
 		return r;
-	r = vmb_layers_open(&ls, s.metafd, NULL, err);
-	if (r == 0) {
-		c.store = &s;
-		c.layers = ls;
-		r = vmb_op_snapshot(&c, bundle, name, &where, err);
-		free(where);
-		vmb_layers_close(ls);
-	}
-	vmb_store_close(&s);
+	r = vmb_op_snapshot(&o.c, bundle, name, &where, err);
+	free(where);
+	vmb_cli_ops_end(&o);
 	return r;
 }
 
@@ -124,8 +115,7 @@ static int take(struct target *tg, const char *bundle, const char *name, struct 
 static int drop(const char *store, const char *spec, struct vmb_err *err)
 {
 	struct vmb_ctl_target t;
-	struct vmb_store s;
-	struct vmb_opctx c;
+	struct vmb_cli_ops o;
 	char *msg = NULL;
 	int r;
 
@@ -141,13 +131,11 @@ static int drop(const char *store, const char *spec, struct vmb_err *err)
 		return r;
 	}
 	vmb_cli_ctl_target_free(&t);
-	memset(&c, 0, sizeof(c));
-	r = vmb_store_open(&s, store, VMB_STORE_EXCLUSIVE, err);
+	r = vmb_cli_ops_begin(&o, store, err);
 	if (r < 0)
 		return r;
-	c.store = &s;
-	r = vmb_op_snapshot_delete(&c, spec, err);
-	vmb_store_close(&s);
+	r = vmb_op_snapshot_delete(&o.c, spec, err);
+	vmb_cli_ops_end(&o);
 	return r;
 }
 
