@@ -269,6 +269,31 @@ int vmb_vfs_remove_store(const char *path, struct vmb_err *err)
 	return r;
 }
 
+void vmb_open_link(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_open *o,
+		   void *h)
+{
+	pthread_mutex_lock(mu);
+	o->h = h;
+	o->prev = NULL;
+	o->next = *list;
+	if (*list)
+		(*list)->prev = o;
+	*list = o;
+	pthread_mutex_unlock(mu);
+}
+
+void vmb_open_unlink(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_open *o)
+{
+	pthread_mutex_lock(mu);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		*list = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	pthread_mutex_unlock(mu);
+}
+
 void vmb_vfs_free(struct vmb_vfs *v)
 {
 	size_t i;

@@ -16,31 +16,8 @@ struct vmb_dir {
 	DIR *dp;
 	uint64_t offset;         /* offset of the next entry readdir() gives */
 	struct dirent *entry;    /* read but not yet given to the kernel */
-	struct vmb_dir *prev, *next;   /* v->dirs, under v->dirmu */
+	struct vmb_open link;    /* on v->dirs */
 };
-
-static void dir_link(struct vmb_vfs *v, struct vmb_dir *d)
-{
-	pthread_mutex_lock(&v->dirmu);
-	d->prev = NULL;
-	d->next = v->dirs;
-	if (v->dirs)
-		v->dirs->prev = d;
-	v->dirs = d;
-	pthread_mutex_unlock(&v->dirmu);
-}
-
-static void dir_unlink(struct vmb_vfs *v, struct vmb_dir *d)
-{
-	pthread_mutex_lock(&v->dirmu);
-	if (d->prev)
-		d->prev->next = d->next;
-	else
-		v->dirs = d->next;
-	if (d->next)
-		d->next->prev = d->prev;
-	pthread_mutex_unlock(&v->dirmu);
-}
 
 int vmb_vfs_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_dir **out,
 		    struct vmb_err *err)
@@ -59,7 +36,7 @@ int vmb_vfs_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_dir **out,
 			free(d);
 			return r;
 		}
-		dir_link(v, d);
+		vmb_open_link(&v->dirmu, &v->dirs, &d->link, d);
 		*out = d;
 		return 0;
 	}
@@ -81,7 +58,7 @@ int vmb_vfs_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_dir **out,
 		return r;
 	}
 	d->node = n;
-	dir_link(v, d);
+	vmb_open_link(&v->dirmu, &v->dirs, &d->link, d);
 	*out = d;
 	return 0;
 }
@@ -165,7 +142,7 @@ void vmb_vfs_releasedir(struct vmb_vfs *v, struct vmb_dir *d)
 {
 	if (!d)
 		return;
-	dir_unlink(v, d);
+	vmb_open_unlink(&v->dirmu, &v->dirs, &d->link);
 	if (d->sv) {
 		vmb_snapview_releasedir(v, d->sv, 1);
 		free(d);
@@ -181,5 +158,5 @@ void vmb_vfs_releasedir(struct vmb_vfs *v, struct vmb_dir *d)
 void vmb_dirs_close_all(struct vmb_vfs *v)
 {
 	while (v->dirs)
-		vmb_vfs_releasedir(v, v->dirs);
+		vmb_vfs_releasedir(v, v->dirs->h);
 }

@@ -145,29 +145,6 @@ static int cache_still_valid(struct vmb_node *n, struct vmb_image *img, int was_
 	return 0;
 }
 
-static void file_link(struct vmb_vfs *v, struct vmb_file *f)
-{
-	pthread_mutex_lock(&v->filemu);
-	f->prev = NULL;
-	f->next = v->files;
-	if (v->files)
-		v->files->prev = f;
-	v->files = f;
-	pthread_mutex_unlock(&v->filemu);
-}
-
-static void file_unlink(struct vmb_vfs *v, struct vmb_file *f)
-{
-	pthread_mutex_lock(&v->filemu);
-	if (f->prev)
-		f->prev->next = f->next;
-	else
-		v->files = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	pthread_mutex_unlock(&v->filemu);
-}
-
 static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int flags,
 		    struct vmb_file **out, int *keep_cache, struct vmb_err *err)
 {
@@ -229,7 +206,7 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 		if (keep_cache)
 			*keep_cache = 0;
 	}
-	file_link(v, f);
+	vmb_open_link(&v->filemu, &v->files, &f->link, f);
 	*out = f;
 	return 0;
 }
@@ -256,7 +233,7 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 		(*f)->flags = flags;
 		(*f)->sv = ino;
 		*keep_cache = 1;   /* a snapshot never changes */
-		file_link(v, *f);
+		vmb_open_link(&v->filemu, &v->files, &(*f)->link, *f);
 		return 0;
 	}
 	r = vmb_node_get(v, ino, &n);
@@ -531,7 +508,7 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 
 	if (!f)
 		return;
-	file_unlink(v, f);
+	vmb_open_unlink(&v->filemu, &v->files, &f->link);
 	if (f->sv) {
 		vmb_snapview_release(v, f->sv);
 		free(f);
@@ -554,7 +531,7 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 void vmb_files_close_all(struct vmb_vfs *v)
 {
 	while (v->files)
-		vmb_vfs_release(v, v->files);
+		vmb_vfs_release(v, v->files->h);
 }
 
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino)

@@ -76,6 +76,17 @@ struct vmb_node {
 
 #define VMB_HASH_BITS 12
 
+/* An entry of a list of handles open through the mount (v->dirs, v->files): the
+ * handle h is on the list from its open to its release, so that vmb_vfs_free
+ * releases those the kernel never released. The list's mutex is taken alone. */
+struct vmb_open {
+	struct vmb_open *prev, *next;
+	void *h;                   /* the struct vmb_dir or struct vmb_file */
+};
+void vmb_open_link(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_open *o,
+		   void *h);
+void vmb_open_unlink(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_open *o);
+
 struct vmb_vfs {
 	struct vmb_store store;
 	char *store_real;           /* realpath of the store, for messages */
@@ -147,11 +158,11 @@ struct vmb_vfs {
 	/* Directories open through the mount (vfs_dir.c), so that vmb_vfs_free closes
 	 * those the kernel never released (a daemon stopped by a signal). Taken alone. */
 	pthread_mutex_t dirmu;
-	struct vmb_dir *dirs;
+	struct vmb_open *dirs;
 	/* Files open through the mount (vfs_file.c), likewise released at vmb_vfs_free
 	 * when the kernel never sent their RELEASE. Taken alone. */
 	pthread_mutex_t filemu;
-	struct vmb_file *files;
+	struct vmb_open *files;
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
 	struct vmb_base_resolver resolver;
@@ -164,7 +175,7 @@ struct vmb_file {
 	struct vmb_image *img;      /* node->img, counted in node->opens */
 	int flags;
 	uint64_t sv;                /* the snapshot view's node id of the file, or 0 */
-	struct vmb_file *prev, *next;   /* v->files, under v->filemu */
+	struct vmb_open link;       /* on v->files */
 };
 
 /* The read-only view of snapshots, MNT/.snapshots (vfs_snapview.c). Its node ids
