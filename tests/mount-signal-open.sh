@@ -71,10 +71,12 @@ for how in TERM INT lazy; do
         # the files stay open: the daemon serves them until the last one closes
         exec 3<&- 4>&- 5<&- 6<&- 7<&-
         kill $SPID $DPID 2>/dev/null; wait $SPID $DPID 2>/dev/null
+        _vmb_wait_daemon 30 || fail "the daemon did not exit within 30 s of the last close"
         check "after a lazy unmount with open files the daemon exits 0, nothing leaked" \
             stopped_clean "the last close"
     else
         kill -$how "$(daemon_pid)"
+        _vmb_wait_daemon 30 || fail "the daemon did not exit within 30 s of SIG$how"
         check "SIG$how with open files, a snapshot view's file, a directory and a ctl client: exit 0, nothing leaked" \
             stopped_clean "SIG$how"
         exec 3<&- 4>&- 5<&- 6<&- 7<&-
@@ -91,6 +93,7 @@ for how in TERM INT lazy; do
         "[ \"\$(dd if='$MNT/b/disk' bs=1 skip=$((1048576 * n)) count=$((6 + ${#how})) status=none 2>/dev/null; echo)\" = 'image $how' ] &&
          [ \"\$(head -c $((6 + ${#how})) '$MNT/b/disk')\" = 'image $how' ]"
     fusermount3 -u "$MNT"
+    _vmb_wait_daemon 30 || fail "the daemon did not exit within 30 s of its unmount"
     check "the second mount stops cleanly" stopped_clean "fusermount3 -u"
 done
 finish
