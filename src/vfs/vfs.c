@@ -294,6 +294,12 @@ void vmb_open_unlink(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_ope
 	pthread_mutex_unlock(mu);
 }
 
+void vmb_vfs_cancel(struct vmb_vfs *v)
+{
+	if (v)
+		vmb_remote_cancel(v->remote);
+}
+
 void vmb_vfs_free(struct vmb_vfs *v)
 {
 	size_t i;
