@@ -104,9 +104,7 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	if (opts)
 		r->o = *opts;
 	if (!r->o.workers)
-		r->o.workers = 4;
-	if (!r->o.readahead_max)
-		r->o.readahead_max = 16;
+		r->o.workers = VMB_REMOTE_WORKERS;
 	if (!r->o.cache_dir) {
 		if (vmb_remote_default_cache(dir, sizeof(dir)) < 0) {
 			free(r);

@@ -40,6 +40,8 @@ struct vmb_rimage;
 
 #define VMB_REMOTE_URL_MAX 4096
 
+#define VMB_REMOTE_WORKERS 8
+
 struct vmb_remote_opts {
 	const char *cache_dir;     /* NULL: the host's default (vmb_remote_default_cache) */
 	uint64_t cache_max;        /* bytes; 0: no limit */
@@ -48,8 +50,9 @@ struct vmb_remote_opts {
 	const char *pubkey;        /* -o pubkey=: a raw 32-byte or PEM Ed25519 public
 				      key file; then every top index must be signed by it */
 	uint64_t rate;             /* prefetch: bytes/s, 0: no cap */
-	unsigned workers;          /* readahead threads; 0: default 4 */
-	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0: 16 */
+	unsigned workers;          /* readahead threads; 0: VMB_REMOTE_WORKERS */
+	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0:
+				      VMB_RIMAGE_RA_BYTES of chunks (rimage.h) */
 	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
 	int offline;               /* tests and `mount` without network: fetch nothing */
 };

@@ -36,6 +36,15 @@ struct fdslot {
 	uint64_t used;     /* LRU clock */
 };
 
+/* A stream of reads: bytes [start, end) were read with no gap (a read that begins
+ * inside the span or right at its end continues it: the kernel's readahead requests
+ * of one reader may arrive out of order across the daemon's threads). */
+struct stream {
+	uint64_t start, end;
+	uint64_t ahead_to;    /* chunks below this were queued (0: none) */
+	uint64_t used;        /* LRU clock; 0: an empty slot */
+};
+
 struct vmb_rimage {
 	struct vmb_base base;              /* first: what callers see */
 	struct vmb_remote *r;
@@ -46,9 +55,8 @@ struct vmb_rimage {
 	pthread_mutex_t mu;                /* guards what follows */
 	struct fdslot fds[VMB_RIMAGE_FDS];
 	uint64_t clock;
-	uint64_t last_chunk;               /* UINT64_MAX: none yet */
-	uint64_t window;                   /* readahead, chunks */
-	uint64_t ahead_to;                 /* chunks below this were queued */
+	struct stream ra[VMB_RIMAGE_STREAMS];   /* readahead: the streams seen last */
+	uint64_t ra_clock;
 	uint64_t errors;
 	char last_error[256];
 };
@@ -283,31 +291,83 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 
 /* ---- readahead ---- */
 
-static void readahead(struct vmb_rimage *ri, uint64_t first, uint64_t last)
+/* The window's cap in chunks: opts.readahead_max, else VMB_RIMAGE_RA_BYTES of
+ * chunks (at least 4). */
+static uint64_t ra_cap(const struct vmb_rimage *ri)
 {
-	uint64_t from, to, i, max = vmb_remote_opts(ri->r)->readahead_max;
+	uint64_t max = vmb_remote_opts(ri->r)->readahead_max;
+
+	if (!max)
+		max = VMB_RIMAGE_RA_BYTES / ri->idx.chunk_size;
+	return max < 4 ? 4 : max;
+}
+
+/* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
+ * stream whose span holds off (or ends at off); other reads start a new stream in
+ * the least recently used slot. A stream reads ahead only once it is
+ * VMB_RIMAGE_RA_MIN bytes long (a VM's cluster of small reads, which the kernel's
+ * own readahead turns into a short run of growing requests, never gets there),
+ * then as far ahead as it is long, up to the cap. */
+static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
+		      uint64_t *to)
+{
+	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead, len;
+	struct stream *s = NULL;
+	int k;
+
+	*from = *to = 0;
+	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
+		struct stream *t = &ri->ra[k];
+
+		if (t->used && off >= t->start && off <= t->end) {
+			s = t;
+			break;
+		}
+	}
+	if (!s) {
+		s = &ri->ra[0];
+		for (k = 1; k < VMB_RIMAGE_STREAMS; k++)
+			if (ri->ra[k].used < s->used)
+				s = &ri->ra[k];
+		*s = (struct stream){ .start = off, .end = end };
+	}
+	s->used = ++ri->ra_clock;
+	if (end > s->end)
+		s->end = end;
+	len = s->end - s->start;
+	if (len < VMB_RIMAGE_RA_MIN)
+		return;
+	ahead = (len + cs - 1) / cs;
+	if (ahead > ra_cap(ri))
+		ahead = ra_cap(ri);
+	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
+	*to = last + 1 + ahead;
+	if (*to > ri->idx.n_chunks)
+		*to = ri->idx.n_chunks;
+	if (*to > s->ahead_to)
+		s->ahead_to = *to;
+}
+
+/* Queue the chunks of [from, to) not in the cache to the workers. */
+static void queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
+{
+	for (uint64_t i = from; i < to; i++)
+		if (vmb_rimage_chunk_data(ri, i) && !vmb_rimage_chunk_cached(ri, i) &&
+		    vmb_remote_queue(ri->r, ri, i) < 0)
+			break;
+}
+
+static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end)
+{
+	uint64_t cs = ri->idx.chunk_size, from, to;
 
 	pthread_mutex_lock(&ri->mu);
-	if (ri->last_chunk != UINT64_MAX &&
-	    (first == ri->last_chunk || first == ri->last_chunk + 1)) {
-		ri->window = ri->window ? ri->window * 2 : 1;
-		if (ri->window > max)
-			ri->window = max;
-	} else {
-		ri->window = 0;
-		ri->ahead_to = 0;
-	}
-	ri->last_chunk = last;
-	from = last + 1 > ri->ahead_to ? last + 1 : ri->ahead_to;
-	to = last + 1 + ri->window;
-	if (to > ri->idx.n_chunks)
-		to = ri->idx.n_chunks;
-	if (to > ri->ahead_to)
-		ri->ahead_to = to;
+	ra_window(ri, off, end, &from, &to);
 	pthread_mutex_unlock(&ri->mu);
-	for (i = from; i < to; i++)
-		if (!vmb_rimage_chunk_cached(ri, i) && vmb_remote_queue(ri->r, ri, i) < 0)
-			break;
+	/* the read's own chunks after its first are fetched beside it (no bytes
+	 * beyond the read), then the window */
+	queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
+	queue_chunks(ri, from, to);
 }
 
 /* ---- read ---- */
@@ -323,7 +383,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 		return vmb_err_set(err, EINVAL, "read of remote image %s out of range", ri->hex);
 	end = off + len;
 	if (len)
-		readahead(ri, off / cs, (end - 1) / cs);
+		readahead(ri, off, end);
 	while (pos < end) {
 		uint64_t i = pos / cs, cstart = i * cs;
 		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
@@ -415,7 +475,6 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 	pthread_mutex_init(&ri->mu, NULL);
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
-	ri->last_chunk = UINT64_MAX;
 	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, &len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);

@@ -3,7 +3,7 @@
  * writes itself with pubfmt's encoders and a file:// URL (no network, no mount):
  * lookup from the index before any chunk is fetched, reads byte-equal to the
  * source, zero chunks never fetched, readahead filling the chunks ahead of a
- * sequential reader, warm reads from the cache, offline (the directory moved away):
+ * sequential reader and never those after a cluster of small reads, warm reads from the cache, offline (the directory moved away):
  * cached chunks read, others -EIO naming the URL; wrong bytes served: -EIO, never
  * wrong bytes; the .remote layer format and its bad inputs; a local layer over a
  * remote one (a chain whose bottom is remote); list/stat/remove of remote layers. */
@@ -210,23 +210,19 @@ static void test_readahead_offline(void)
 	struct vmb_err e = { 0 };
 	unsigned char buf[CS];
 	char moved[4300], cmd[9000];
-	int k;
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
 	CHECK_EQ(system(cmd), 0);
 	r = open_remote(0);
 	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
 	REQUIRE(b);
-	/* a sequential reader of chunks 0..2: the window grows, chunks ahead fill */
-	for (k = 0; k < 3; k++)
-		CHECK_EQ(b->ops->read(b, buf, CS, (uint64_t)k * CS, &e), CS);
-	for (k = 0; k < 300 && (cached(r, 3) != 1 || cached(r, 4) != 1); k++)
-		usleep(10000);
-	CHECK_EQ(cached(r, 3), 1);
-	CHECK_EQ(cached(r, 4), 1);
+	/* a read's own chunks come, nothing after them */
+	CHECK_EQ(b->ops->read(b, buf, CS, CS / 2, &e), CS);
+	CHECK(!memcmp(buf, content + CS / 2, CS));
 	/* a random read does not read ahead */
 	CHECK_EQ(b->ops->read(b, buf, 100, 12 * CS, &e), 100);
 	usleep(100000);
+	CHECK_EQ(cached(r, 2), 0);
 	CHECK_EQ(cached(r, 13), 0);
 	vmb_base_put(b);
 	vmb_remote_close(r);
@@ -264,6 +260,121 @@ static void test_readahead_offline(void)
 	vmb_base_put(b);
 	vmb_remote_close(r);
 	CHECK_EQ(rename(moved, pubdir), 0);
+}
+
+/* A second image for readahead: RA_CHUNKS data chunks (more than
+ * VMB_RIMAGE_RA_MIN + the window). */
+#define RA_CHUNKS 96u
+static unsigned char *racontent;
+static uint8_t raidx[32];
+
+static int ra_cached(struct vmb_remote *r, uint64_t chunk)
+{
+	struct vmb_cache *c;
+	uint8_t d[32];
+
+	vmb_sha256(racontent + chunk * CS, CS, d, NULL);
+	if (vmb_remote_cache(r, &c, NULL))
+		return -1;
+	return vmb_cache_has(c, d);
+}
+
+static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_err e = { 0 };
+	char cmd[9000];
+	uint64_t i;
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	if (!racontent) {
+		racontent = malloc(RA_CHUNKS * (size_t)CS);
+		REQUIRE(racontent);
+		for (i = 0; i < RA_CHUNKS * (uint64_t)CS; i++)
+			racontent[i] = (unsigned char)(i * 13 + i / 4096 + 5 * (i / CS) + 1);
+		publish_image(racontent, RA_CHUNKS * (uint64_t)CS, raidx);
+	}
+	o.cache_dir = cachedir;
+	o.workers = 2;   /* the defaults otherwise: the window's cap, the trigger */
+	*r = NULL;
+	*b = NULL;
+	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
+	CHECK_RC(vmb_rimage_open(*r, url, raidx, RA_CHUNKS * (uint64_t)CS, b, &e), 0);
+	REQUIRE(*b);
+}
+
+/* A VM's cluster of small reads (forward, small gaps, inside two chunks) and a
+ * short run of growing contiguous reads (what the kernel's readahead makes of
+ * one): only the chunks read are fetched, none after them. */
+static void test_readahead_cluster(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_remote_stats st;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(4 * CS);
+	uint64_t off = 10 * (uint64_t)CS + 3 * BS, i, nwant = 0;
+	size_t len;
+	int k;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (k = 0; k < 10; k++) {
+		len = (size_t)(1 + k % 3) * BS;
+		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+		CHECK(!memcmp(buf, racontent + off, len));
+		off += len + (uint64_t)(k % 2) * BS;
+	}
+	CHECK(off < 12 * (uint64_t)CS);
+	for (off = 30 * (uint64_t)CS, len = 16 * BS; len <= 4 * CS; off += len, len *= 2) {
+		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+		CHECK(!memcmp(buf, racontent + off, len));
+	}
+	usleep(300000);   /* readahead, if any, had time to run */
+	for (i = 0; i < RA_CHUNKS; i++) {
+		int want = (i >= 10 && i < 12) || (i >= 30 && i * CS < off);
+
+		if (ra_cached(r, i) != want)
+			fprintf(stderr, "chunk %llu: cached %d, want %d\n", (unsigned long long)i,
+				ra_cached(r, i), want);
+		CHECK_EQ(ra_cached(r, i), want);
+		nwant += (uint64_t)want;
+	}
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes, nwant * CS);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
+/* A sequential reader: once it is VMB_RIMAGE_RA_MIN long, the chunks ahead of it
+ * fill; a stream elsewhere does not stop that of another reader. */
+static void test_readahead_seq(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(2 * CS);
+	uint64_t off, ahead;
+	int k;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (off = 0; off < VMB_RIMAGE_RA_MIN + 2 * CS; off += 2 * CS) {
+		CHECK_EQ(b->ops->read(b, buf, 2 * CS, off, &e), 2 * CS);
+		CHECK(!memcmp(buf, racontent + off, 2 * CS));
+		/* a second reader elsewhere */
+		CHECK_EQ(b->ops->read(b, buf, BS, (RA_CHUNKS - 1) * (uint64_t)CS, &e), BS);
+	}
+	ahead = off / CS + 8;
+	for (k = 0; k < 500 && ra_cached(r, ahead) != 1; k++)
+		usleep(10000);
+	CHECK_EQ(ra_cached(r, off / CS), 1);
+	CHECK_EQ(ra_cached(r, ahead), 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
 }
 
 static void test_wrong_bytes(void)
@@ -443,10 +554,13 @@ int main(int argc, char **argv)
 	setup();
 	RUN(test_lookup_read);
 	RUN(test_readahead_offline);
+	RUN(test_readahead_cluster);
+	RUN(test_readahead_seq);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
 	harness_rmtree(tmpdir);
 	free(content);
+	free(racontent);
 	return harness_exit(argv[0]);
 }
