@@ -430,6 +430,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			vmb_vfs_read_fd_done(f);
 			return;
 		}
+		if (vmb_fs_reply_pieces(req, f, size, off))
+			return;
 	}
 	buf = read_buf();
 	if (!buf) {

@@ -233,6 +233,41 @@ int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, 
 	return 1;
 }
 
+int vmb_image_read_pieces(struct vmb_image *img, uint64_t off, size_t len,
+			  struct vmb_base_piece *pc, int max)
+{
+	uint64_t run, end, stop;
+	enum vmb_src st;
+	int n;
+
+	if (!img->base || !img->base->ops->pieces || len == 0)
+		return 0;
+	/* as vmb_image_read_fd: the delta may have been written by someone else */
+	if (vmb_image_revalidate(img, 1, NULL) < 0)
+		return 0;
+	pthread_mutex_lock(&img->mlock);
+	if (off >= img->size) {
+		pthread_mutex_unlock(&img->mlock);
+		return 0;
+	}
+	end = img->size - off < len ? img->size : off + len;
+	st = vmb_img_chain_get(img, off / BS, &run, NULL);
+	pthread_mutex_unlock(&img->mlock);
+	stop = run >= VMB_BLOCK_MAX - off / BS ? end : (off / BS + run) * BS;
+	if (st != VMB_SRC_BASE || stop < end || end > img->base->size)
+		return 0;
+	n = img->base->ops->pieces(img->base, off, (size_t)(end - off), pc, max);
+	if (n > 0)
+		vmb_dio_wait_range(&img->dio, off, end - off);
+	return n;
+}
+
+void vmb_image_read_pieces_done(struct vmb_image *img, struct vmb_base_piece *pc, int n)
+{
+	if (n > 0)
+		img->base->ops->pieces_done(img->base, pc, n);
+}
+
 /* [off, off + len) lies within the size and is all DATA. */
 static int covered_by_data(struct vmb_image *img, uint64_t off, size_t len)
 {

@@ -190,10 +190,11 @@ out:
 	return rc;
 }
 
-/* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it).
- * *slot: the LRU slot it is in (release with put_fd), or -1 (caller closes). */
-static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
-		  uint64_t *fetched, struct vmb_err *err)
+/* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it,
+ * unless nofetch: then -ENOENT when it is not cached). *slot: the LRU slot it is
+ * in (release with put_fd), or -1 (caller closes). */
+static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+		   uint64_t *fetched, int nofetch, struct vmb_err *err)
 {
 	struct fillarg fa = { .ri = ri, .chunk = i };
 	struct vmb_cache *c;
@@ -216,8 +217,10 @@ static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	rc = vmb_remote_cache(ri->r, &c, err);
 	if (rc)
 		return rc;
-	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa, fd,
-			   &hit, err);
+	if (nofetch && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
+		return -ENOENT;
+	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
+			   nofetch ? NULL : fill, &fa, fd, &hit, err);
 	if (fetched)
 		*fetched = fa.fetched;
 	if (rc)
@@ -246,6 +249,12 @@ static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	}
 	pthread_mutex_unlock(&ri->mu);
 	return 0;
+}
+
+static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+		  uint64_t *fetched, struct vmb_err *err)
+{
+	return get_fd2(ri, i, fd, slot, fetched, 0, err);
 }
 
 static void put_fd(struct vmb_rimage *ri, int fd, int slot)
@@ -357,16 +366,17 @@ static void queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
 			break;
 }
 
-static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end)
+/* own: also queue the read's own chunks after its first (fetched beside the
+ * reader, no bytes beyond the read), before the window. */
+static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own)
 {
 	uint64_t cs = ri->idx.chunk_size, from, to;
 
 	pthread_mutex_lock(&ri->mu);
 	ra_window(ri, off, end, &from, &to);
 	pthread_mutex_unlock(&ri->mu);
-	/* the read's own chunks after its first are fetched beside it (no bytes
-	 * beyond the read), then the window */
-	queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
+	if (own)
+		queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
 	queue_chunks(ri, from, to);
 }
 
@@ -383,7 +393,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 		return vmb_err_set(err, EINVAL, "read of remote image %s out of range", ri->hex);
 	end = off + len;
 	if (len)
-		readahead(ri, off, end);
+		readahead(ri, off, end, 1);
 	while (pos < end) {
 		uint64_t i = pos / cs, cstart = i * cs;
 		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
@@ -435,6 +445,52 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 	return (ssize_t)len;
 }
 
+/* ---- pieces: cached chunks handed out for splicing ---- */
+
+static void ri_pieces_done(struct vmb_base *b, struct vmb_base_piece *pc, int n)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+
+	for (int k = 0; k < n; k++)
+		put_fd(ri, pc[k].fd, (int)pc[k].tag);
+}
+
+static int ri_pieces(struct vmb_base *b, uint64_t off, size_t len,
+		     struct vmb_base_piece *pc, int max)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+	uint64_t cs = ri->idx.chunk_size, pos = off, end, i;
+	int n = 0;
+
+	if (!len || off > ri->idx.size || len > ri->idx.size - off)
+		return 0;
+	end = off + len;
+	if ((end - 1) / cs - off / cs + 1 > (uint64_t)max)
+		return 0;
+	for (i = off / cs; i <= (end - 1) / cs; i++)
+		if (!vmb_rimage_chunk_data(ri, i))
+			return 0;   /* zeros: read fills them */
+	for (; pos < end; n++) {
+		uint64_t cstart, cend;
+		int fd, slot;
+
+		i = pos / cs;
+		cstart = i * cs;
+		cend = cstart + vmb_rimage_chunk_len(ri, i);
+		if (get_fd2(ri, i, &fd, &slot, NULL, 1, NULL) < 0) {
+			ri_pieces_done(b, pc, n);
+			return 0;
+		}
+		pc[n] = (struct vmb_base_piece){ .fd = fd, .pos = pos - cstart,
+						 .len = (size_t)((cend < end ? cend : end) - pos),
+						 .owner = b, .tag = slot };
+		pos += pc[n].len;
+	}
+	/* a read like any other for readahead (its own chunks are all here) */
+	readahead(ri, off, end, 0);
+	return n;
+}
+
 static void ri_destroy(struct vmb_base *b)
 {
 	struct vmb_rimage *ri = (struct vmb_rimage *)b;
@@ -452,6 +508,8 @@ const struct vmb_base_ops vmb_rimage_ops = {
 	.lookup = ri_lookup,
 	.read = ri_read,
 	.destroy = ri_destroy,
+	.pieces = ri_pieces,
+	.pieces_done = ri_pieces_done,
 };
 
 /* ---- open, info ---- */

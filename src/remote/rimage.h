@@ -34,7 +34,7 @@
 struct vmb_remote;
 struct vmb_rimage;
 
-#define VMB_RIMAGE_FDS 16
+#define VMB_RIMAGE_FDS 32
 #define VMB_RIMAGE_INDEX_MAX (256u << 20)   /* largest image index accepted */
 #define VMB_RIMAGE_STREAMS 4
 #define VMB_RIMAGE_RA_MIN (2u << 20)        /* a stream this long reads ahead */

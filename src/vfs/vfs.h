@@ -30,6 +30,7 @@
 #include "base/err.h"
 #include "lock/lock.h"   /* struct vmb_lock_wait, which the FUSE adapter fills */
 #include "store/store_log.h"   /* the store's daemon log, which the FUSE adapter writes */
+#include "map/base.h"   /* struct vmb_base_piece: pieces of a remote base, spliced */
 
 #define VMB_ROOT_INO 1
 
@@ -151,6 +152,13 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
  * parked meanwhile); else 0 (use vmb_vfs_read). */
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
 void vmb_vfs_read_fd_done(struct vmb_file *f);
+/* When the range reads from descriptors in pieces (a remote base's cached chunks,
+ * vmb_image_read_pieces): their number n (1..max), pc[0..n) covering the range (to
+ * the end of the file) in order, valid until vmb_vfs_read_pieces_done (which must
+ * follow); else 0 (use vmb_vfs_read). */
+int vmb_vfs_read_pieces(struct vmb_file *f, uint64_t off, size_t size,
+			struct vmb_base_piece *pc, int max);
+void vmb_vfs_read_pieces_done(struct vmb_file *f, struct vmb_base_piece *pc, int n);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
 /* 1 when f's writes may bypass the mount's page cache (the kernel's FOPEN_DIRECT_IO):
