@@ -242,6 +242,12 @@ int vmb_image_read_pieces(struct vmb_image *img, uint64_t off, size_t len,
 
 	if (!img->base || !img->base->ops->pieces || len == 0)
 		return 0;
+	/* only a range the base reads is worth the check below (no statx for holes) */
+	pthread_mutex_lock(&img->mlock);
+	st = off < img->size ? vmb_img_chain_get(img, off / BS, &run, NULL) : VMB_SRC_ZERO;
+	pthread_mutex_unlock(&img->mlock);
+	if (st != VMB_SRC_BASE)
+		return 0;
 	/* as vmb_image_read_fd: the delta may have been written by someone else */
 	if (vmb_image_revalidate(img, 1, NULL) < 0)
 		return 0;
