@@ -40,7 +40,7 @@ struct vmb_rimage;
 
 #define VMB_REMOTE_URL_MAX 4096
 
-#define VMB_REMOTE_WORKERS 16
+#define VMB_REMOTE_WORKERS 32
 
 struct vmb_remote_opts {
 	const char *cache_dir;     /* NULL: the host's default (vmb_remote_default_cache) */
