@@ -109,6 +109,9 @@ int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, 
 int vmb_image_read_pieces(struct vmb_image *img, uint64_t off, size_t len,
 			  struct vmb_base_piece *pc, int max);
 void vmb_image_read_pieces_done(struct vmb_image *img, struct vmb_base_piece *pc, int n);
+/* 1 when img has a base that can hand out pieces (else vmb_image_read_pieces is
+ * 0); no I/O. */
+int vmb_image_has_pieces(struct vmb_image *img);
 
 /* Bytes of file data this process has read from backing files so far (pread, or
  * handed out for splicing); reads of holes never count. */

@@ -57,8 +57,11 @@ struct vmb_base_ops {
 	 * size, len > 0) can be read now from descriptors, without fetching or waiting
 	 * (a remote base: its cached chunks, each a file of its own): fills pc[0..n)
 	 * with pieces that cover the range in order, exactly, and returns n (1..max);
-	 * the descriptors stay valid until pieces_done(b, pc, n), which must follow.
-	 * Else 0 and nothing to release (use read). It counts as a read (readahead). */
+	 * the descriptors stay valid until pieces_done(pc[0].owner, pc, n), which must
+	 * follow (every piece has that owner: the base that gave them out, b or one
+	 * below it; a caller that may lose its reference to b meanwhile holds one on
+	 * the owner). Else 0 and nothing to release (use read). It counts as a read
+	 * (readahead). */
 	int (*pieces)(struct vmb_base *b, uint64_t off, size_t len,
 		      struct vmb_base_piece *pc, int max);
 	void (*pieces_done)(struct vmb_base *b, struct vmb_base_piece *pc, int n);

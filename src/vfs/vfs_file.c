@@ -417,6 +417,8 @@ int vmb_vfs_read_pieces(struct vmb_file *f, uint64_t off, size_t size,
 {
 	int n;
 
+	if (!vmb_image_has_pieces(f->img))
+		return 0;   /* a file without a base (most): not even a hold */
 	if (hold(f, NULL) < 0)
 		return 0;   /* vmb_vfs_read reports it */
 	n = vmb_image_read_pieces(f->img, off, size, pc, max);   /* a remote base's */
