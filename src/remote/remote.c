@@ -49,7 +49,7 @@ struct work {
 
 struct vmb_remote {
 	struct vmb_remote_opts o;
-	char *cache_dir, *cafile, *pubkey;
+	char *cache_dir, *cafile, *pubkey, *endpoint;
 	const struct vmb_log *log;
 	pthread_mutex_t mu;                /* guards everything below */
 	pthread_cond_t cv;
@@ -119,16 +119,20 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	}
 	r->cafile = r->o.cafile ? strdup(r->o.cafile) : NULL;
 	r->pubkey = r->o.pubkey ? strdup(r->o.pubkey) : NULL;
-	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey)) {
+	r->endpoint = r->o.endpoint ? strdup(r->o.endpoint) : NULL;
+	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey) ||
+	    (r->o.endpoint && !r->endpoint)) {
 		free(r->cache_dir);
 		free(r->cafile);
 		free(r->pubkey);
+		free(r->endpoint);
 		free(r);
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
 	r->o.cache_dir = r->cache_dir;
 	r->o.cafile = r->cafile;
 	r->o.pubkey = r->pubkey;
+	r->o.endpoint = r->endpoint;
 	r->log = log;
 	r->started = time(NULL);
 	pthread_mutex_init(&r->mu, NULL);
@@ -172,6 +176,7 @@ void vmb_remote_close(struct vmb_remote *r)
 	free(r->cache_dir);
 	free(r->cafile);
 	free(r->pubkey);
+	free(r->endpoint);
 	free(r);
 }
 
@@ -256,6 +261,8 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 	fo.hard = r->o.hard;
 	fo.cafile = r->cafile;
 	fo.log = r->log;
+	if (!strncmp(url, "s3://", 5))
+		fo.endpoint = r->endpoint;
 	if (r->o.timeout_s)
 		fo.low_speed_time_s = r->o.timeout_s;
 	fe[r->nfe].url = strdup(url);
@@ -280,7 +287,8 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 	size_t n;
 
 	if (!strncmp(in, "http://", 7) || !strncmp(in, "https://", 8) ||
-	    !strncmp(in, "s3://", 5)) {
+	    !strncmp(in, "s3://", 5) || !strncmp(in, "s3+http://", 10) ||
+	    !strncmp(in, "s3+https://", 11)) {
 		n = strlen(in);
 		if (n >= len)
 			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
