@@ -154,6 +154,10 @@ out=$("$VMB_BIN" prefetch --endpoint "$E" "$T/st/$IMG" 2>&1); rc=$?
 assert_eq "prefetch --endpoint on a mounted path: refused (exit 1)" 1 "$rc"
 assert_match "... saying the daemon fetches" "whose daemon fetches" "$out"
 check "prefetch through the mount" "$VMB_BIN" prefetch "$T/st/$IMG"
+out=$("$VMB_BIN" pull --endpoint "$E" "$S2" "$U#vm" vmd 2>&1)
+assert_eq "pull --endpoint into the mounted store, by its daemon (exit 0)" 0 $? || say "$out"
+assert_match "... its deps name the endpoint" "s3\\+http://127\\.0\\.0\\.1:$S3_PORT/" "$("$VMB_BIN" deps "$S2" vmd)"
+check "... and it reads byte for byte through the mount" cmp "$REF" "$T/st/vmd/disk.img"
 rumount st || notok "the daemon of the store exits cleanly"
 
 # a URL mount that read only the first MiB, for the offline part
