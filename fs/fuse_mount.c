@@ -351,10 +351,7 @@ static void *watch_exit(void *arg)
 
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop && !fuse_session_exited(w->se)) {
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += 200 * 1000000L;
-		t.tv_sec += t.tv_nsec / 1000000000L;
-		t.tv_nsec %= 1000000000L;
+		vmb_fs_deadline(&t, 200);
 		pthread_cond_timedwait(&w->cv, &w->mu, &t);
 	}
 	pthread_mutex_unlock(&w->mu);
