@@ -14,6 +14,7 @@ REMOTE_TESTS = \
 	tests/remote-share.sh \
 	tests/remote-kill.sh \
 	tests/remote-offline.sh \
+	tests/remote-hard-stop.sh \
 	tests/remote-s3.sh
 
 TESTS += $(REMOTE_TESTS)

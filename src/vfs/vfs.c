@@ -268,6 +268,12 @@ int vmb_vfs_remove_store(const char *path, struct vmb_err *err)
 	return r;
 }
 
+void vmb_vfs_cancel(struct vmb_vfs *v)
+{
+	if (v)
+		vmb_remote_cancel(v->remote);
+}
+
 void vmb_vfs_free(struct vmb_vfs *v)
 {
 	size_t i;
