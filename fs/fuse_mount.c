@@ -199,6 +199,15 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "endpoint=", 9)) {
+			/* the S3 endpoint of a URL mount: the CLI folds it into the URL the
+			 * shadow store's bundles keep (cli/cli_remote.c); nothing here */
+			if (!tok[9]) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			continue;
+		}
 		if (!strncmp(tok, "cache_max=", 10)) {
 			if (parse_size(tok + 10, &o->cache_max) < 0) {
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (bytes, "
@@ -351,10 +360,7 @@ static void *watch_exit(void *arg)
 
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop && !fuse_session_exited(w->se)) {
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += 200 * 1000000L;
-		t.tv_sec += t.tv_nsec / 1000000000L;
-		t.tv_nsec %= 1000000000L;
+		vmb_fs_deadline(&t, 200);
 		pthread_cond_timedwait(&w->cv, &w->mu, &t);
 	}
 	pthread_mutex_unlock(&w->mu);

@@ -59,6 +59,8 @@ void vmb_fs_stale(void *arg, uint64_t ino, int pages);
 
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);
+/* *t = now (CLOCK_REALTIME) + ms, for pthread_cond_timedwait. */
+void vmb_fs_deadline(struct timespec *t, long ms);
 
 /* A read request [off, off + size) of f answered from a remote base's cached chunks
  * (vmb_vfs_read_pieces): their pieces are spliced into a pipe of the calling
