@@ -514,6 +514,14 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		}
 	}
 	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
+	if (own.shadow) {
+		/* a published store's URL: its images' indexes load now, in the
+		 * background, not at the first open (a thread: after the fork) */
+		struct vmb_err pe = { 0 };
+
+		if (vmb_vfs_preload_remote(fs.vfs, &pe) < 0)
+			vmb_log_msg(&fs.log, "note: %s", pe.msg);
+	}
 	ctl = start_ctl(&fs, mnt);
 	{
 		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */

@@ -47,12 +47,21 @@ struct work {
 	uint64_t chunk;
 };
 
+struct kept {
+	char *url;
+	uint8_t digest[32];
+	struct vmb_base *b;                /* NULL while its loader loads it */
+	uint64_t bytes;                    /* its index object's size */
+	uint64_t used;                     /* LRU clock */
+};
+
 struct vmb_remote {
 	struct vmb_remote_opts o;
 	char *cache_dir, *cafile, *pubkey;
 	const struct vmb_log *log;
 	pthread_mutex_t mu;                /* guards everything below */
 	pthread_cond_t cv;
+	pthread_cond_t kcv;                /* a kept image's load ended */
 	struct vmb_cache *cache;
 	struct fetcher_ent *fe;
 	size_t nfe;
@@ -61,6 +70,9 @@ struct vmb_remote {
 	pthread_t *th;
 	unsigned nth;
 	int stop;
+	struct kept *kept;
+	size_t nkept;
+	uint64_t kclock, kbytes;
 	struct vmb_remote_stats st;
 	time_t started;
 };
@@ -133,6 +145,7 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	r->started = time(NULL);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	pthread_cond_init(&r->kcv, NULL);
 	*out = r;
 	return 0;
 }
@@ -161,6 +174,12 @@ void vmb_remote_close(struct vmb_remote *r)
 		r->qn--;
 		vmb_base_put(vmb_rimage_base(w.ri));
 	}
+	/* the kept images (nothing loads any more: every caller is gone) */
+	for (i = 0; i < r->nkept; i++) {
+		vmb_base_put(r->kept[i].b);
+		free(r->kept[i].url);
+	}
+	free(r->kept);
 	for (i = 0; i < r->nfe; i++) {
 		vmb_fetcher_close(r->fe[i].f);
 		free(r->fe[i].url);
@@ -168,6 +187,7 @@ void vmb_remote_close(struct vmb_remote *r)
 	free(r->fe);
 	vmb_cache_close(r->cache);
 	pthread_cond_destroy(&r->cv);
+	pthread_cond_destroy(&r->kcv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->cache_dir);
 	free(r->cafile);
@@ -445,6 +465,109 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	return 0;
 }
 
+int vmb_remote_meta_cached(struct vmb_remote *r, const uint8_t digest[32])
+{
+	char hex[65], path[PATH_MAX + 96];
+	struct stat st;
+
+	vmb_sha256_hex(digest, hex);
+	snprintf(path, sizeof(path), "%s/meta/%.2s/%s", r->cache_dir, hex, hex);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ---- open images kept ---- */
+
+static struct kept *kept_find(struct vmb_remote *r, const char *url, const uint8_t digest[32])
+{
+	for (size_t i = 0; i < r->nkept; i++)
+		if (!memcmp(r->kept[i].digest, digest, 32) && !strcmp(r->kept[i].url, url))
+			return &r->kept[i];
+	return NULL;
+}
+
+int vmb_remote_image_claim(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base **out)
+{
+	struct kept *k;
+	int rc = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&r->mu);
+	while ((k = kept_find(r, url, digest)) && !k->b)
+		pthread_cond_wait(&r->kcv, &r->mu);   /* another thread loads it */
+	if (k) {
+		vmb_base_get(k->b);
+		k->used = ++r->kclock;
+		*out = k->b;
+		rc = 1;
+	} else {
+		/* ours to load; without memory for the entry, loaded and not kept */
+		struct kept *nk = realloc(r->kept, (r->nkept + 1) * sizeof(*nk));
+		char *u = strdup(url);
+
+		if (nk)
+			r->kept = nk;
+		if (nk && u) {
+			nk[r->nkept] = (struct kept){ .url = u };
+			memcpy(nk[r->nkept].digest, digest, 32);
+			r->nkept++;
+		} else {
+			free(u);
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base *b, uint64_t bytes)
+{
+	struct vmb_base *drop[VMB_REMOTE_KEEP + 1];
+	size_t ndrop = 0, loaded = 0, i;
+	struct kept *k;
+
+	pthread_mutex_lock(&r->mu);
+	if (b)
+		r->st.index_loads++;
+	k = kept_find(r, url, digest);
+	if (k && !k->b) {
+		if (b) {
+			vmb_base_get(b);
+			k->b = b;
+			k->bytes = bytes;
+			k->used = ++r->kclock;
+			r->kbytes += bytes;
+		} else {
+			free(k->url);
+			*k = r->kept[--r->nkept];
+		}
+	}
+	/* over the limits: the least recently opened go (never the one just loaded,
+	 * nor one still loading) */
+	for (i = 0; i < r->nkept; i++)
+		loaded += r->kept[i].b != NULL;
+	while (loaded > 1 && (loaded > VMB_REMOTE_KEEP || r->kbytes > VMB_REMOTE_KEEP_BYTES) &&
+	       ndrop < VMB_REMOTE_KEEP + 1) {
+		size_t v = SIZE_MAX;
+
+		for (i = 0; i < r->nkept; i++)
+			if (r->kept[i].b && r->kept[i].b != b &&
+			    (v == SIZE_MAX || r->kept[i].used < r->kept[v].used))
+				v = i;
+		if (v == SIZE_MAX)
+			break;
+		drop[ndrop++] = r->kept[v].b;
+		r->kbytes -= r->kept[v].bytes;
+		free(r->kept[v].url);
+		r->kept[v] = r->kept[--r->nkept];
+		loaded--;
+	}
+	pthread_cond_broadcast(&r->kcv);
+	pthread_mutex_unlock(&r->mu);
+	for (i = 0; i < ndrop; i++)
+		vmb_base_put(drop[i]);
+}
+
 /* ---- objects through the cache ---- */
 
 struct objfill {
@@ -703,6 +826,9 @@ void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
 
 	pthread_mutex_lock(&r->mu);
 	*s = r->st;
+	s->images_kept = 0;
+	for (size_t i = 0; i < r->nkept; i++)
+		s->images_kept += r->kept[i].b != NULL;
 	s->seconds = (uint64_t)(time(NULL) - r->started);
 	c = r->cache;
 	pthread_mutex_unlock(&r->mu);

@@ -396,12 +396,12 @@ const struct vmb_base_ops vmb_rimage_ops = {
 
 /* ---- open, info ---- */
 
-int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+/* Read, verify and decode the index (vmb_remote_meta), make the image. */
+static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		       struct vmb_rimage **out, size_t *len, struct vmb_err *err)
 {
 	struct vmb_rimage *ri;
 	void *buf = NULL;
-	size_t len;
 	int rc;
 
 	*out = NULL;
@@ -416,32 +416,27 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
 	ri->last_chunk = UINT64_MAX;
-	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, &len, err);
+	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
 	}
-	rc = vmb_pub_image_decode(buf, len, &ri->idx, err);
+	rc = vmb_pub_image_decode(buf, *len, &ri->idx, err);
 	free(buf);
 	if (rc) {
 		rc = vmb_err_prefix(err, "remote image %s (%s)", ri->hex, url);
 		rc = -EIO;
 		goto fail;
 	}
-	if (ri->idx.size != size) {
-		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
-				 "%" PRIu64 " were expected", ri->hex, url, ri->idx.size, size);
-		goto fail;
-	}
 	ri->r = r;
 	memcpy(ri->base.id, ri->hex, VMB_BASE_ID_LEN);
 	ri->base.id[VMB_BASE_ID_LEN] = '\0';
 	ri->base.ops = &vmb_rimage_ops;
-	ri->base.size = size;
+	ri->base.size = ri->idx.size;
 	ri->base.data_blocks = ri->idx.data_blocks;
 	ri->base.depth = 1;
 	ri->base.refs = 1;
-	*out = &ri->base;
+	*out = ri;
 	return 0;
 fail:
 	pthread_mutex_destroy(&ri->mu);
@@ -449,6 +444,37 @@ fail:
 	free(ri->url);
 	free(ri);
 	return rc;
+}
+
+/* An image the context keeps is shared (vmb_remote_image_claim): its index is
+ * read, verified and decoded once per process, not at each open of a chain. */
+int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+{
+	struct vmb_rimage *ri = NULL;
+	struct vmb_base *b = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (vmb_remote_image_claim(r, url, digest, &b) == 0) {
+		rc = rimage_load(r, url, digest, &ri, &len, err);
+		b = rc ? NULL : &ri->base;
+		vmb_remote_image_done(r, url, digest, b, len);
+		if (rc)
+			return rc;
+	}
+	if (b->size != size) {
+		char hex[65];
+
+		vmb_sha256_hex(digest, hex);
+		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
+				 "%" PRIu64 " were expected", hex, url, b->size, size);
+		vmb_base_put(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
 }
 
 int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct vmb_err *err)
