@@ -407,8 +407,11 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		return VMB_EXIT_ERROR;
 	}
 	rc = vmb_remote_open(&ro, &cli_log, &r, &err);
-	if (!rc)
+	if (!rc) {
+		/* every bundle pulled from this one index (one generation, one fetch) */
+		vmb_remote_top_once(r);
 		rc = vmb_remote_top(r, url, &top, &stale, &err);
+	}
 	if (rc) {
 		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
 		vmb_remote_close(r);

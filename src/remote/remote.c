@@ -36,6 +36,7 @@
 
 #define VMB_REMOTE_QUEUE 256
 #define VMB_TOP_MAX (16u << 20)
+#define VMB_META_FIRST (4u << 20)   /* vmb_remote_meta's first buffer */
 
 struct fetcher_ent {
 	char *url;
@@ -72,6 +73,11 @@ struct vmb_remote {
 	int stop;
 	struct kept *kept;
 	size_t nkept;
+	int top_once;                      /* vmb_remote_top_once */
+	char *top_url;                     /* ... the URL and index it got first */
+	void *top_buf;
+	size_t top_len;
+	int top_stale;
 	uint64_t kclock, kbytes;
 	struct vmb_remote_stats st;
 	time_t started;
@@ -180,6 +186,8 @@ void vmb_remote_close(struct vmb_remote *r)
 		free(r->kept[i].url);
 	}
 	free(r->kept);
+	free(r->top_url);
+	free(r->top_buf);
 	for (i = 0; i < r->nfe; i++) {
 		vmb_fetcher_close(r->fe[i].f);
 		free(r->fe[i].url);
@@ -433,9 +441,14 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);
 	vmb_pub_object_path(digest, opath);
-	/* most objects are small: a buffer that grows when the object does not fit */
-	for (size_t cap = max < (1u << 20) ? max : (1u << 20);; cap = cap * 8 < max ? cap * 8 : max) {
+	/* Most objects fit in VMB_META_FIRST (the image index of a 32 GiB image with
+	 * 256 KiB chunks is 4 MiB; the pages of a larger buffer are never touched).
+	 * A larger one is asked its length (HEAD) and fetched once more, exactly: not
+	 * in growing buffers, each try a transfer. */
+	for (size_t cap = max < VMB_META_FIRST ? max : VMB_META_FIRST;;) {
 		void *nb = realloc(b, cap);
+		uint64_t olen = 0;
+		struct vmb_err herr;
 
 		if (!nb) {
 			free(b);
@@ -445,6 +458,11 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		n = vmb_fetch_get(f, opath, 0, 0, b, cap, err);
 		if (n != -EFBIG || cap == max)
 			break;
+		vmb_err_clear(&herr);
+		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > cap && olen < max)
+			cap = (size_t)olen;
+		else
+			cap = max;   /* no length: the most an object of its kind may have */
 	}
 	if (n < 0) {
 		free(b);
@@ -663,6 +681,35 @@ static int load_pubkey(const char *file, uint8_t key[32], struct vmb_err *err)
 	return vmb_sign_pub_load(file, key, err);
 }
 
+void vmb_remote_top_once(struct vmb_remote *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->top_once = 1;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Under top_once: keep the first index of url (buf, len bytes; copied). */
+static void top_keep(struct vmb_remote *r, const char *url, const void *buf, size_t len,
+		     int stale)
+{
+	char *u = NULL;
+	void *b = NULL;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->top_once && !r->top_url && (u = strdup(url)) && (b = malloc(len ? len : 1))) {
+		memcpy(b, buf, len);
+		r->top_url = u;
+		r->top_buf = b;
+		r->top_len = len;
+		r->top_stale = stale;
+		u = NULL;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(u);
+	free(b);
+}
+
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err)
 {
@@ -670,6 +717,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 	struct vmb_fetcher *f;
 	struct vmb_cache *c;
 	struct vmb_err ferr;
+	const void *kept = NULL;
 	void *buf = NULL;
 	size_t len = 0;
 	ssize_t n;
@@ -682,6 +730,18 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		if (rc)
 			return rc;
 		kp = key;
+	}
+	/* the index this context got first (top_once; set once, never changed) */
+	pthread_mutex_lock(&r->mu);
+	if (r->top_url && !strcmp(r->top_url, url)) {
+		kept = r->top_buf;
+		len = r->top_len;
+		*stale = r->top_stale;
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (kept) {
+		rc = vmb_pub_index_decode(kept, len, kp, out, err);
+		return rc ? vmb_err_prefix(err, "the index of '%s'", url) : 0;
 	}
 	rc = vmb_remote_cache(r, &c, err);
 	if (rc)
@@ -700,9 +760,11 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 				return vmb_err_prefix(err, "the index of '%s'", url);
 			}
 			rc = vmb_cache_url_save(c, url, buf, (size_t)n, err);
-			free(buf);
 			if (rc)
 				vmb_pub_index_free(out);
+			else
+				top_keep(r, url, buf, (size_t)n, 0);
+			free(buf);
 			return rc;
 		}
 		rc = (int)n;
@@ -713,6 +775,8 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		return vmb_err_set(err, ferr.code ? ferr.code : EIO, "%s (and no index of it "
 				   "was saved in the cache %s)", ferr.msg, r->cache_dir);
 	rc = vmb_pub_index_decode(buf, len, kp, out, err);
+	if (!rc)
+		top_keep(r, url, buf, len, 1);
 	free(buf);
 	if (rc)
 		return vmb_err_prefix(err, "the saved index of '%s'", url);

@@ -100,6 +100,13 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err);
 
+/* From now on, r answers every vmb_remote_top of a URL with the index it got first
+ * for it (fetched, or the saved one when offline: *stale as then), so that a
+ * command reading several bundles of one published store (a mount of its URL)
+ * reads them all from one generation of the index and fetches it once. Off by
+ * default (a daemon's pulls want the latest index). */
+void vmb_remote_top_once(struct vmb_remote *r);
+
 /* A metadata object of url (bundle manifest, image index): from CACHE/meta when
  * there and intact, else fetched (at most max bytes), verified and saved there.
  * *buf malloc'ed (caller frees). -EIO for bytes that do not match the digest. */

@@ -9,12 +9,14 @@
  * remote one (a chain whose bottom is remote); list/stat/remove of remote layers;
  * open images kept by the context (an index read, verified and decoded once per
  * process, one loader at a time, the LRU limit) and the preload of a store's
- * remote layers (from CACHE/meta only). */
+ * remote layers (from CACHE/meta only); a large index fetched once, not in growing
+ * buffers; vmb_remote_top_once (one index for every bundle of a URL mount). */
 #include "config.h"
 #include "remote/remote.h"
 #include "remote/rimage.h"
 #include "remote/pubfmt.h"
 #include "remote/cache.h"
+#include "remote/fetch.h"
 #include "layer/layer.h"
 #include "base/digest.h"
 #include "harness.h"
@@ -611,6 +613,138 @@ static void test_preload(void)
 	close(metafd);
 }
 
+static void fetcher_stats(struct vmb_remote *r, struct vmb_fetch_stats *fs)
+{
+	struct vmb_fetcher *f = NULL;
+	struct vmb_err e = { 0 };
+
+	memset(fs, 0, sizeof(*fs));
+	if (vmb_remote_fetcher(r, url, &f, &e) == 0)
+		vmb_fetcher_stats(f, fs);
+}
+
+/* An empty image of `size` bytes (every chunk a zero chunk): its index is
+ * 64 + 32 * size / CS bytes. */
+static void publish_empty(uint64_t size, uint8_t d[32])
+{
+	struct vmb_pub_image x = { 0 };
+	void *enc;
+	size_t len;
+
+	x.chunk_size = CS;
+	x.size = size;
+	x.n_chunks = size / CS;
+	x.ext = calloc(1, sizeof(*x.ext));
+	x.chunks = calloc(x.n_chunks, sizeof(*x.chunks));
+	REQUIRE(x.ext && x.chunks);
+	REQUIRE(vmb_pub_image_encode(&x, &enc, &len, NULL) == 0);
+	put_object(enc, len, d);
+	free(enc);
+	free(x.ext);
+	free(x.chunks);
+}
+
+static void test_meta_once(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	struct vmb_fetch_stats fs;
+	uint8_t d[32];
+	char cmd[9000];
+
+	/* a 2 MiB index (a 4 GiB image): one GET (not a 1 MiB try first) */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	publish_empty(4ull << 30, d);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, d, 4ull << 30, &b, &e), 0);
+	vmb_base_put(b);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 1);
+	CHECK_EQ(fs.errors, 0);
+	CHECK_EQ(fs.bytes, 64 + 32 * ((4ull << 30) / CS));
+	vmb_remote_close(r);
+	/* an 8 MiB one (16 GiB): a first try, its length asked, then fetched once */
+	publish_empty(16ull << 30, d);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, d, 16ull << 30, &b, &e), 0);
+	vmb_base_put(b);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 3);
+	CHECK_EQ(fs.errors, 1);
+	vmb_remote_close(r);
+}
+
+static void put_top(uint64_t generation)
+{
+	struct vmb_pub_index x = { 0 };
+	struct vmb_err e = { 0 };
+	char path[4400], *buf;
+	size_t len;
+	int fd;
+
+	x.generation = generation;
+	x.created = 1;
+	REQUIRE(vmb_pub_index_set(&x, "vm", idx, &e) == 0);
+	REQUIRE(vmb_pub_index_encode(&x, NULL, &buf, &len, &e) == 0);
+	snprintf(path, sizeof(path), "%s/%s", pubdir, VMB_PUB_INDEX_FILE);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	REQUIRE(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
+	close(fd);
+	free(buf);
+	vmb_pub_index_free(&x);
+}
+
+static void test_top_once(void)
+{
+	struct vmb_remote *r;
+	struct vmb_pub_index t;
+	struct vmb_err e = { 0 };
+	struct vmb_fetch_stats fs;
+	int stale;
+
+	put_top(1);
+	/* by default, every call fetches the index (the latest) */
+	r = open_remote(0);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	vmb_pub_index_free(&t);
+	put_top(2);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	vmb_pub_index_free(&t);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 2);
+	vmb_remote_close(r);
+	/* top_once: the first one, fetched once */
+	r = open_remote(0);
+	vmb_remote_top_once(r);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	vmb_pub_index_free(&t);
+	put_top(3);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(t.n, 1);
+	CHECK_EQ(stale, 0);
+	vmb_pub_index_free(&t);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 1);
+	vmb_remote_close(r);
+	/* offline, top_once: the saved one (the last fetched: 2), stale each time */
+	r = open_remote(1);
+	vmb_remote_top_once(r);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(stale, 1);
+	vmb_pub_index_free(&t);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(stale, 1);
+	vmb_pub_index_free(&t);
+	vmb_remote_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -624,6 +758,8 @@ int main(int argc, char **argv)
 	RUN(test_layers);
 	RUN(test_kept);
 	RUN(test_preload);
+	RUN(test_meta_once);
+	RUN(test_top_once);
 	harness_rmtree(tmpdir);
 	free(content);
 	return harness_exit(argv[0]);
