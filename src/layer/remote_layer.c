@@ -384,6 +384,7 @@ static void *preload_main(void *arg)
 	if (!r || vmb_layers_list(ls, &l, &e) < 0)
 		return NULL;
 	rl = malloc(sizeof(*rl));
+	vmb_remote_meta_local_only(1);   /* a damaged index is left to its open too */
 	for (i = 0; rl && i < l.n; i++) {
 		struct vmb_base *b = NULL;
 

@@ -408,6 +408,13 @@ static int read_whole(const char *path, size_t max, void **buf, size_t *len)
 
 /* ---- metadata objects ---- */
 
+static __thread int meta_local_only;
+
+void vmb_remote_meta_local_only(int on)
+{
+	meta_local_only = on;
+}
+
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    size_t max, void **buf, size_t *len, struct vmb_err *err)
 {
@@ -437,6 +444,9 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		b = NULL;
 		unlink(path);   /* damaged: fetched again */
 	}
+	if (meta_local_only)
+		return vmb_err_set(err, ENOENT, "object %s is not cached (not fetched here)",
+				   hex);
 	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);

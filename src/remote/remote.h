@@ -113,6 +113,11 @@ void vmb_remote_top_once(struct vmb_remote *r);
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    size_t max, void **buf, size_t *len, struct vmb_err *err);
 
+/* While on, the calling thread's vmb_remote_meta reads CACHE/meta only: an object
+ * missing or damaged there is -ENOENT, never fetched (a background load that must
+ * not wait for the network). Per thread; off by default. */
+void vmb_remote_meta_local_only(int on);
+
 /* 1 when the metadata object digest is in CACHE/meta (a stat; no check of its
  * bytes, no network), else 0. */
 int vmb_remote_meta_cached(struct vmb_remote *r, const uint8_t digest[32]);

@@ -441,6 +441,16 @@ static void test_layers(void)
 	free(buf);
 }
 
+static void fetcher_stats(struct vmb_remote *r, struct vmb_fetch_stats *fs)
+{
+	struct vmb_fetcher *f = NULL;
+	struct vmb_err e = { 0 };
+
+	memset(fs, 0, sizeof(*fs));
+	if (vmb_remote_fetcher(r, url, &f, &e) == 0)
+		vmb_fetcher_stats(f, fs);
+}
+
 static uint64_t index_loads(struct vmb_remote *r)
 {
 	struct vmb_remote_stats st;
@@ -576,6 +586,31 @@ static void test_preload(void)
 	rl.size = sizeof(other);
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
 
+	/* a third whose index is cached but damaged there */
+	{
+		unsigned char third[BS];
+		uint8_t d3[32];
+		char hex[65], path[4400];
+		void *mb = NULL;
+		size_t ml = 0;
+		int fd;
+
+		memset(third, 0x6b, sizeof(third));
+		publish_image(third, sizeof(third), d3);
+		memcpy(rl.index, d3, 32);
+		rl.size = sizeof(third);
+		CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
+		r = open_remote(0);
+		CHECK_RC(vmb_remote_meta(r, url, d3, 1 << 20, &mb, &ml, &e), 0);
+		free(mb);
+		vmb_remote_close(r);
+		vmb_sha256_hex(d3, hex);
+		snprintf(path, sizeof(path), "%s/meta/%.2s/%s", cachedir, hex, hex);
+		fd = open(path, O_WRONLY);
+		REQUIRE(fd >= 0);
+		CHECK_EQ(pwrite(fd, "X", 1, 70), 1);
+		close(fd);
+	}
 	/* no remote context: nothing happens */
 	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
 	vmb_layers_preload_stop(p);
@@ -592,6 +627,12 @@ static void test_preload(void)
 	CHECK_EQ(vmb_remote_meta_cached(r, d2), 0);   /* not fetched */
 	vmb_remote_stats(r, &st);
 	CHECK_EQ(st.fetches, 0);
+	{
+		struct vmb_fetch_stats fs;
+
+		fetcher_stats(r, &fs);   /* the damaged index was not fetched again */
+		CHECK_EQ(fs.requests, 0);
+	}
 	CHECK_EQ(st.images_kept, 1);
 	/* the chain of the preloaded layer opens without loading its index again */
 	{
@@ -611,16 +652,6 @@ static void test_preload(void)
 	vmb_layers_close(ls);
 	vmb_remote_close(r);
 	close(metafd);
-}
-
-static void fetcher_stats(struct vmb_remote *r, struct vmb_fetch_stats *fs)
-{
-	struct vmb_fetcher *f = NULL;
-	struct vmb_err e = { 0 };
-
-	memset(fs, 0, sizeof(*fs));
-	if (vmb_remote_fetcher(r, url, &f, &e) == 0)
-		vmb_fetcher_stats(f, fs);
 }
 
 /* An empty image of `size` bytes (every chunk a zero chunk): its index is
