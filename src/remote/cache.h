@@ -7,27 +7,31 @@
  *   chunks/<aa>/<64 hex>    a verified object, named by the SHA-256 of its bytes
  *   tmp/                    temporaries: <64 hex>.<pid>.<rand> while a fill runs,
  *                           <kind>.<pid>.<rand> for pins and url slots
- *   lock/<aa>/<64 hex>      per-digest single-flight lock files (OFD locks)
+ *   lock/objects            per-digest single-flight locks (one-byte OFD locks)
  *   lock/evict              held by the one evicter at a time
  *   pins/<name>             pinned digests (never evicted)
  *   urls/<64 hex>           opaque slots (the last verified top index of a URL)
  *   mnt/, meta/             left to the remote layer (shadow stores of mounts,
  *                           metadata objects kept apart from eviction)
  *
- * Presence: an object is present once it was written to a temporary, fsync'd,
- * checked (size and SHA-256), renamed into chunks/ and the directory fsync'd. A
- * present object is served without re-hashing it (fsck re-hashes): whoever can
- * write CACHE is trusted, so a world-writable CACHE is refused.
+ * Presence: a fill writes the object to a temporary and checks it (size and
+ * SHA-256); its caller, and the other callers in this process, read it from there at
+ * once. A background thread of the vmb_cache (the flusher, cache_flush.c) then
+ * fsyncs it, renames it into chunks/ and fsyncs the directory, in batches; only then
+ * is it present for other processes and after a crash, and only then is the digest's
+ * lock released (another process that needs it meanwhile waits, as for any fill).
+ * vmb_cache_close flushes everything. A present object is served without re-hashing
+ * it (fsck re-hashes): whoever can write CACHE is trusted, so a world-writable CACHE
+ * is refused.
  *
  * Single-flight: in a process, callers of vmb_cache_get for the same absent digest
  * share one flight (mutex + condition): one runs the fill, the others wait for its
- * result, errors included. Across processes the filler holds an OFD write lock on
- * lock/<aa>/<hex> (created on demand, removed by its holder while it still holds it;
- * whoever locks it checks that the path still names the inode it locked, else
- * retries). A waiter blocks on that lock; when it gets it, the object is present
- * (done) or not (the filler failed or died: the waiter fills). A kill -9 at any
- * point leaves at most a temporary (removed when next swept: open, fsck), never a
- * visible partial object.
+ * result, errors included. Across processes the filler (then its flusher) holds an
+ * OFD write lock on one byte of lock/objects, at an offset taken from the digest. A
+ * waiter blocks on that lock; when it gets it, the object is present (done) or not
+ * (the filler failed or died: the waiter fills). A kill -9 at any point leaves at
+ * most a temporary (removed when next swept: open, fsck), never a visible partial
+ * object.
  *
  * Modes: CACHE is created 0755 when this code creates it; its subdirectories take
  * CACHE's own permission bits (so an administrator who makes CACHE 2775 with a group
@@ -46,8 +50,8 @@
  *
  * Threads: every function is thread-safe. A vmb_cache must not be used in a child
  * after fork(); open another one there. Lock order: cache->mu, then (only in the
- * filler) the per-digest lock file; the evicter holds lock/evict, then one per-digest
- * lock at a time, never cache->mu.
+ * filler) the per-digest lock, then cache->fl_mu (a leaf); the evicter holds
+ * lock/evict, then one per-digest lock at a time, never cache->mu.
  */
 #ifndef VMB_CACHE_H
 #define VMB_CACHE_H
@@ -102,8 +106,11 @@ typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t l
  * removed and filled again. fill NULL: only what is present (else -ENOENT). */
 int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
-/* 1 if present, else 0; one fstatat. */
+/* 1 if present (or filled by this vmb_cache and not yet flushed), else 0. */
 int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32]);
+/* Wait until every object this vmb_cache filled is durable and in chunks/ (the
+ * flusher's work; vmb_cache_close does it too). 0. */
+int vmb_cache_flush(struct vmb_cache *c);
 
 /* Pins: a pinned object is never evicted (a bundle whose source is gone or
  * unfetchable). A pin is a file CACHE/pins/<name> listing digests ("vmbundlefs-pin

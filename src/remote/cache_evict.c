@@ -229,6 +229,7 @@ int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
 
 int vmb_cache_evict(struct vmb_cache *c, struct vmb_err *err)
 {
+	vmb_cache_flush(c);   /* what this process filled is evictable too */
 	return run_evict(c, 1, err);
 }
 

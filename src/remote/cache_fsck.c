@@ -157,7 +157,8 @@ static void check_locks(struct fsck *f)
 	while ((e = readdir(top))) {
 		char folder[16];
 
-		if (is_dot(e->d_name) || !strcmp(e->d_name, "evict"))
+		if (is_dot(e->d_name) || !strcmp(e->d_name, "evict") ||
+		    !strcmp(e->d_name, "objects"))
 			continue;
 		if (!is_aa(e->d_name) || !(d = opendir_at(c->lockfd, e->d_name))) {
 			stray(f, c->lockfd, "lock/", e->d_name);
@@ -166,8 +167,6 @@ static void check_locks(struct fsck *f)
 		snprintf(folder, sizeof(folder), "lock/%s/", e->d_name);
 		while ((o = readdir(d))) {
 			uint8_t dg[32];
-			char rel[VMB_CACHE_REL];
-			int lfd;
 
 			if (is_dot(o->d_name))
 				continue;
@@ -176,12 +175,9 @@ static void check_locks(struct fsck *f)
 				stray(f, dirfd(d), folder, o->d_name);
 				continue;
 			}
-			/* a lock file nobody holds is a leftover of a killed filler */
-			vmb_cache_rel(dg, rel);
-			if (f->repair && vmb_cache_lock(c, rel, 0, &lfd, NULL) == 0) {
-				vmb_cache_unlock(c, rel, lfd);
+			/* a lock file of the layout before lock/objects: nobody uses it */
+			if (f->repair && unlinkat(dirfd(d), o->d_name, 0) == 0)
 				f->locks++;
-			}
 		}
 		closedir(d);
 	}
@@ -264,6 +260,7 @@ int vmb_cache_fsck_res(struct vmb_cache *c, int repair, FILE *report,
 	unsigned problems, tmpleft = 0;
 	int r;
 
+	vmb_cache_flush(c);   /* what this process filled is checked too */
 	memset(&f, 0, sizeof(f));
 	memset(res, 0, sizeof(*res));
 	f.c = c;

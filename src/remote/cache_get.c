@@ -1,7 +1,7 @@
 /* cache_get.c - vmb_cache_get and vmb_cache_has: the fast path (open + fstat), the
  * in-process flight (mutex + condition), the cross-process fill under the digest's
- * lock file, and the fill itself: temporary, fsync, verify, rename, fsync the
- * directory (see cache.h). */
+ * lock file, and the fill itself: temporary, verify, then the flusher's fsync,
+ * rename, fsync of the directory (cache_flush.c; see cache.h). */
 #include "config.h"
 #include "remote/cache_int.h"
 
@@ -20,7 +20,9 @@ int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32])
 	struct stat st;
 
 	vmb_cache_rel(digest, rel);
-	return fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	if (fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+		return 1;
+	return vmb_cache_pend_has(c, digest);
 }
 
 /* Open the present object: its fd, -ENOENT when absent, -ESTALE when present with
@@ -48,13 +50,14 @@ static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, stru
 	return fd;
 }
 
-/* One fill into a temporary, checked and renamed into place. Returns an O_RDONLY fd
- * of it, or -errno; *mismatch says the bytes did not match (then err says how). */
-static int fill_once(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		     uint64_t len, vmb_cache_fill_fn fill, void *arg, int *mismatch,
+/* One fill into a temporary, checked. Returns an O_RDONLY fd of it (its name in
+ * tmp: the caller hands it to the flusher), or -errno; *mismatch says the bytes did
+ * not match (then err says how). */
+static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		     vmb_cache_fill_fn fill, void *arg, char tmp[128], int *mismatch,
 		     struct vmb_err *err)
 {
-	char hex[VMB_SHA256_HEX], tmp[128], aa[3] = { rel[0], rel[1], '\0' };
+	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
 	uint64_t size = 0;
 	int fd, ro = -1, r;
@@ -74,10 +77,6 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], const char *
 		goto out;
 	}
 	vmb_cache_step("filled");
-	if (fsync(fd) < 0) {
-		r = vmb_err_sys(err, errno, "cache '%s': cannot fsync tmp/%s", c->path, tmp);
-		goto out;
-	}
 	r = vmb_cache_hash_fd(fd, got, &size, err);
 	if (r < 0) {
 		vmb_err_prefix(err, "cache '%s': cannot read back tmp/%s", c->path, tmp);
@@ -99,37 +98,15 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], const char *
 	}
 	vmb_cache_step("verified");
 	ro = openat(c->tmpfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (ro < 0) {
+	if (ro < 0)
 		r = vmb_err_sys(err, errno, "cache '%s': cannot reopen tmp/%s", c->path, tmp);
-		goto out;
-	}
-	r = vmb_cache_mkdir(c, c->chunksfd, aa);
-	if (r < 0) {
-		vmb_err_sys(err, -r, "cache '%s': cannot create chunks/%s/", c->path, aa);
-		goto out;
-	}
-	if (renameat(c->tmpfd, tmp, c->chunksfd, rel) < 0) {
-		r = vmb_err_sys(err, errno, "cache '%s': cannot rename tmp/%s to chunks/%s",
-				c->path, tmp, rel);
-		goto out;
-	}
-	tmp[0] = '\0';
-	vmb_cache_step("renamed");
-	r = vmb_cache_fsync_dir(c->chunksfd, aa);
-	if (r < 0) {
-		vmb_err_sys(err, -r, "cache '%s': cannot fsync chunks/%s/", c->path, aa);
-		goto out;
-	}
-	VMB_ATOMIC_ADD(&c->fill_bytes, len);
-	VMB_ATOMIC_ADD(&c->bytes, len);
-	VMB_ATOMIC_ADD(&c->chunks, 1);
+	else
+		VMB_ATOMIC_ADD(&c->fill_bytes, len);
 out:
 	close(fd);
-	if (tmp[0])
-		unlinkat(c->tmpfd, tmp, 0);
 	if (r < 0) {
-		if (ro >= 0)
-			close(ro);
+		unlinkat(c->tmpfd, tmp, 0);
+		tmp[0] = '\0';
 		return r;
 	}
 	return ro;
@@ -164,7 +141,7 @@ static int wrong_size(struct vmb_cache *c, const uint8_t digest[32], const char 
 static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		       vmb_cache_fill_fn fill, void *arg, struct vmb_err *err)
 {
-	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX];
+	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX], tmp[128];
 	struct stat st;
 	int lfd = -1, fd, r, mismatch = 0;
 
@@ -185,9 +162,15 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 			goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = fill_once(c, digest, rel, len, fill, arg, &mismatch, err);
+		fd = fill_once(c, digest, len, fill, arg, tmp, &mismatch, err);
 		if (fd >= 0 || !mismatch)
 			break;
+	}
+	if (fd >= 0) {
+		/* right bytes: the caller reads them now; durable and present later, by
+		 * the flusher, which takes over the lock (others wait until then) */
+		vmb_cache_pend_add(c, digest, rel, tmp, lfd, len, NULL);
+		return fd;
 	}
 	if (fd < 0 && mismatch) {
 		char last[VMB_ERR_MAX];
@@ -197,8 +180,6 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 		fd = vmb_err_set(err, EIO, "chunk %s: fetched bytes do not match their digest "
 				 "(twice; last time %s)", hex, last);
 	}
-	if (fd >= 0)
-		vmb_cache_after_fill(c, len);
 out:
 	vmb_cache_unlock(c, rel, lfd);
 	return fd;
@@ -236,6 +217,16 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		}
 		if (fd != -ENOENT && fd != -ESTALE)
 			return fd;
+		if (fd == -ENOENT && (fd = vmb_cache_pend_open(c, digest)) >= 0) {
+			/* verified here moments ago, not yet durable */
+			if (!counted) {
+				VMB_ATOMIC_ADD(&c->hits, 1);
+				if (hit)
+					*hit = 1;
+			}
+			*fdp = fd;
+			return 0;
+		}
 		if (!counted) {
 			VMB_ATOMIC_ADD(&c->misses, 1);
 			counted = 1;

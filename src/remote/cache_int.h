@@ -40,6 +40,15 @@ struct vmb_cache {
 	pthread_t ev_thread;
 	int ev_started, ev_kick, ev_stop;
 
+	/* the flusher (cache_flush.c): fl_mu guards pend, fl_started, fl_stop */
+	pthread_mutex_t fl_mu;
+	pthread_cond_t fl_cv;          /* work came, a batch finished */
+	pthread_t fl_thread;
+	int fl_started, fl_stop;
+	struct vmb_cache_pend *pend;   /* verified objects not yet durable, oldest first */
+	struct vmb_cache_pend *pend_hash[256];   /* the same, by the digest's first byte */
+	uint64_t npend;                /* entries in pend (__atomic reads without fl_mu) */
+
 	/* counters, __atomic */
 	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;
 	uint64_t since_scan;           /* bytes this process filled since the last scan */
@@ -73,11 +82,13 @@ int vmb_cache_read_file(struct vmb_cache *c, int dfd, const char *name, char **b
 int vmb_cache_pin_read(struct vmb_cache *c, const char *name, uint8_t (**v)[32], size_t *n,
 		       size_t *cap, struct vmb_err *err);
 
-/* Per-digest lock (lock/<rel>): an OFD write lock on a file that still has that name.
- * wait: block, else -EAGAIN when held. *lfd gets the descriptor. */
+/* Per-digest lock: an OFD write lock on the byte vmb_cache_lock_byte(rel) of
+ * lock/objects, through a descriptor of its own. wait: block, else -EAGAIN when held.
+ * *lfd gets the descriptor; vmb_cache_unlock closes it. */
+off_t vmb_cache_lock_byte(const char *rel);
 int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
 		   struct vmb_err *err);
-/* Remove the lock file (while it is still held), then release it. */
+/* Release a per-digest lock (close its descriptor); lfd < 0: nothing. */
 void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd);
 /* lock/evict, never removed. */
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err);
@@ -93,6 +104,18 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 /* Test hook: VMB_CACHE_KILL_AT=<point> kills the process (SIGKILL) at that point of
  * a fill ("filled", "verified", "renamed"). */
 void vmb_cache_step(const char *point);
+
+/* The flusher (cache_flush.c). pend_add hands over a verified temporary tmp/<tmp> of
+ * the object rel and the digest's lock descriptor lfd (owned by the flusher from
+ * then on, also on error): it will be fsync'd, renamed into chunks/ and its lock
+ * released; waits while too many are pending. pend_open: an O_RDONLY fd of a pending
+ * object, or -ENOENT. pend_has: 1 if pending. flush: wait until nothing is pending.
+ * flush_stop: flush everything, stop the thread (vmb_cache_close). */
+int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+		       const char *tmp, int lfd, uint64_t len, struct vmb_err *err);
+int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32]);
+int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
+void vmb_cache_flush_stop(struct vmb_cache *c);
 
 /* The background evicter. */
 int vmb_cache_evict_start(struct vmb_cache *c);

@@ -1,11 +1,10 @@
 /* cache_lock.c - the cache's lock files (per digest and for the evicter), hashing a
  * file, sweeping stale temporaries, the kill hook for tests (see cache.h).
  *
- * A per-digest lock file lock/<aa>/<hex> exists only while someone holds or wants
- * its lock: the holder removes it before releasing it. So whoever gets the lock checks
- * that the path still names the inode it locked (else it locked a removed file, and
- * tries again with a fresh one). A holder killed by kill -9 leaves the file behind;
- * the next locker uses it and removes it; fsck removes leftovers that nobody holds.
+ * The per-digest locks are one-byte OFD locks in one file, lock/objects, at an
+ * offset taken from the digest (vmb_cache_lock_byte): no file is made or removed per
+ * object (creating and removing a lock file per chunk made ext4's inode allocation
+ * the most expensive part of a fill). The kernel releases a killed holder's locks.
  */
 #include "config.h"
 #include "remote/cache_int.h"
@@ -28,13 +27,15 @@ void vmb_cache_step(const char *point)
 		raise(SIGKILL);
 }
 
-static int lock_fd(int fd, int wait)
+static int lock_fd(int fd, off_t start, int wait)
 {
 	struct flock fl;
 
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
 	fl.l_whence = SEEK_SET;
+	fl.l_start = start;
+	fl.l_len = start ? 1 : 0;
 	while (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) < 0) {
 		if (errno == EINTR)
 			continue;
@@ -43,59 +44,53 @@ static int lock_fd(int fd, int wait)
 	return 0;
 }
 
+off_t vmb_cache_lock_byte(const char *rel)
+{
+	uint64_t v = 0;
+
+	/* the first 62 bits of the digest (rel is "aa/<64 hex>"), plus 1: byte 0 is never
+	 * an object's. Two digests share a byte with odds of 2^-62: they would only
+	 * wait for each other. */
+	for (int i = 0; i < 16; i++) {
+		char ch = rel[3 + i];
+
+		v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+	}
+	return (off_t)((v >> 2) | 1);
+}
+
 int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
 		   struct vmb_err *err)
 {
-	struct stat a, b;
-	int fd, r, made = 0;
+	struct stat st;
+	int fd, r;
 
 	*lfd = -1;
-	for (;;) {
-		fd = openat(c->lockfd, rel, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, c->fmode);
-		if (fd < 0 && errno == ENOENT && !made) {
-			char aa[3] = { rel[0], rel[1], '\0' };
-
-			made = 1;
-			r = vmb_cache_mkdir(c, c->lockfd, aa);
-			if (r < 0)
-				return vmb_err_sys(err, -r, "cache '%s': cannot create lock/%s/",
-						   c->path, aa);
-			continue;
-		}
-		if (fd < 0)
-			return vmb_err_sys(err, errno, "cache '%s': cannot open lock file lock/%s",
-					   c->path, rel);
-		if (fstat(fd, &a) < 0) {
-			r = vmb_err_sys(err, errno, "cache '%s': cannot stat lock/%s", c->path, rel);
-			close(fd);
-			return r;
-		}
-		/* the umask may have narrowed a file we created: others must open it too */
-		if (a.st_uid == geteuid() && (a.st_mode & 0777) != c->fmode)
-			fchmod(fd, c->fmode);
-		r = lock_fd(fd, wait);
-		if (r < 0) {
-			close(fd);
-			if (r == -EAGAIN)
-				return r;
-			return vmb_err_sys(err, -r, "cache '%s': cannot lock lock/%s", c->path, rel);
-		}
-		if (fstatat(c->lockfd, rel, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
-			*lfd = fd;
-			return 0;
-		}
-		/* its holder removed it while we waited: lock the new one */
+	/* a descriptor (an open file description) of its own per lock: OFD locks of one
+	 * description never conflict, and threads of this process must */
+	fd = openat(c->lockfd, "objects", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, c->fmode);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/objects", c->path);
+	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
+		fchmod(fd, c->fmode);   /* the umask narrowed it: others must open it too */
+	r = lock_fd(fd, vmb_cache_lock_byte(rel), wait);
+	if (r < 0) {
 		close(fd);
+		if (r == -EAGAIN)
+			return r;
+		return vmb_err_sys(err, -r, "cache '%s': cannot lock %.64s in lock/objects",
+				   c->path, rel + 3);
 	}
+	*lfd = fd;
+	return 0;
 }
 
 void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd)
 {
-	if (lfd < 0)
-		return;
-	unlinkat(c->lockfd, rel, 0);
-	close(lfd);
+	(void)c;
+	(void)rel;
+	if (lfd >= 0)
+		close(lfd);   /* the last close of the description releases its lock */
 }
 
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err)
@@ -109,7 +104,7 @@ int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err
 		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/evict", c->path);
 	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
 		fchmod(fd, c->fmode);
-	r = lock_fd(fd, wait);
+	r = lock_fd(fd, 0, wait);
 	if (r < 0) {
 		close(fd);
 		if (r == -EAGAIN)

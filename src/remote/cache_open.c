@@ -319,6 +319,8 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	pthread_cond_init(&c->cv, NULL);
 	pthread_mutex_init(&c->ev_mu, NULL);
 	pthread_cond_init(&c->ev_cv, NULL);
+	pthread_mutex_init(&c->fl_mu, NULL);
+	pthread_cond_init(&c->fl_cv, NULL);
 
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0 && errno == ENOENT) {
@@ -390,6 +392,7 @@ void vmb_cache_close(struct vmb_cache *c)
 {
 	if (!c)
 		return;
+	vmb_cache_flush_stop(c);
 	vmb_cache_evict_stop(c);
 	int fds[] = { c->dirfd, c->chunksfd, c->tmpfd, c->lockfd, c->pinsfd, c->urlsfd };
 
@@ -400,6 +403,8 @@ void vmb_cache_close(struct vmb_cache *c)
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->ev_mu);
 	pthread_cond_destroy(&c->ev_cv);
+	pthread_mutex_destroy(&c->fl_mu);
+	pthread_cond_destroy(&c->fl_cv);
 	free(c->path);
 	free(c);
 }

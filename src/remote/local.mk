@@ -20,6 +20,7 @@ src_libvmbundle_a_SOURCES += \
 	src/remote/cache_open.c \
 	src/remote/cache_lock.c \
 	src/remote/cache_get.c \
+	src/remote/cache_flush.c \
 	src/remote/cache_evict.c \
 	src/remote/cache_pin.c \
 	src/remote/cache_fsck.c \

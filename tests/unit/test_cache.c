@@ -19,6 +19,7 @@
 
 #include "base/digest.h"
 #include "remote/cache.h"
+#include "remote/cache_int.h"   /* vmb_cache_rel, vmb_cache_lock_byte */
 #include "harness.h"
 
 static char root[4096];
@@ -207,6 +208,8 @@ static void test_basic(void)
 	CHECK_EQ(s.calls, 1);
 	s.o = &empty;
 	CHECK_RC(get_check(c, &empty, &s, &hit), 0);
+	/* filled objects are read at once, present (durable, in chunks/) once flushed */
+	CHECK_RC(vmb_cache_flush(c), 0);
 	vmb_cache_stats(c, &st);
 	CHECK_EQ(st.hits, 1);
 	CHECK_EQ(st.misses, 3);   /* the get without a fill too */
@@ -345,6 +348,7 @@ static void test_open_errors(void)
 		obj_make(&o, 3, 5000);
 		s.o = &o;
 		CHECK_RC(get_check(c, &o, &s, NULL), 0);
+		CHECK_RC(vmb_cache_flush(c), 0);
 		snprintf(p, sizeof(p), "%s/chunks", dir);
 		CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 02775);
 		path_of(p, sizeof(p), dir, "chunks", &o);
@@ -592,6 +596,7 @@ static void test_takeover(void)
 		s.o = &o;
 		s.countfile = cnt;
 		r = c ? get_check(c, &o, &s, &hit) : -1;
+		vmb_cache_close(c);   /* makes what it filled durable and present */
 		_exit(r == 0 && hit == 0 && s.calls == 1 ? 0 : 1);
 	}
 	usleep(300000);
@@ -714,16 +719,27 @@ static void test_crash(void)
 		int status = 0, hit = -1;
 		pid_t pid;
 
+		int pfd[2];
+		char got = 0;
+
 		snprintf(dir, sizeof(dir), "%s/crash-%s", root, points[i]);
+		REQUIRE(pipe(pfd) == 0);
 		pid = fork();
 		if (pid == 0) {
+			close(pfd[0]);
 			c = open_cache(dir, 0, 0);
 			s.o = &o;
 			setenv("VMB_CACHE_KILL_AT", points[i], 1);
-			if (c)
-				get_check(c, &o, &s, NULL);
+			/* the caller reads verified bytes before they are made durable */
+			if (c && get_check(c, &o, &s, NULL) == 0 &&
+			    write(pfd[1], "r", 1) != 1)
+				_exit(1);
+			vmb_cache_close(c);   /* the flusher renames ("renamed" kills it) */
 			_exit(0);
 		}
+		close(pfd[1]);
+		CHECK_EQ(read(pfd[0], &got, 1), i == 2 ? 1 : 0);
+		close(pfd[0]);
 		waitpid(pid, &status, 0);
 		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 		path_of(p, sizeof(p), dir, "chunks", &o);
@@ -792,16 +808,22 @@ static void test_evict(void)
 	}
 	s.o = &o[0];
 	CHECK_RC(vmb_cache_get(c, o[0].d, SZ, fill_cb, &s, &fd0, &hit, &err), 0);
+	CHECK_RC(vmb_cache_flush(c), 0);
 	for (int i = 0; i < N; i++)
 		set_age(dir, &o[i], 3600 - i);   /* 0 is the oldest */
 	/* pin 1; hold the lock of 2 as a filler would */
 	CHECK_RC(vmb_cache_pin(c, "vm1", (const uint8_t (*)[32])o[1].d, 1, &err), 0);
-	snprintf(p, sizeof(p), "%s/lock/%.2s", dir, o[2].hex);
-	mkdir(p, 0755);
-	path_of(p, sizeof(p), dir, "lock", &o[2]);
+	snprintf(p, sizeof(p), "%s/lock/objects", dir);
 	lfd = open(p, O_RDWR | O_CREAT, 0644);
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
+	{
+		char rel[VMB_CACHE_REL];
+
+		vmb_cache_rel(o[2].d, rel);
+		fl.l_start = vmb_cache_lock_byte(rel);
+		fl.l_len = 1;
+	}
 	CHECK(lfd >= 0 && fcntl(lfd, F_OFD_SETLK, &fl) == 0);
 
 	vmb_err_clear(&err);
@@ -863,7 +885,9 @@ static void test_evict(void)
 	for (int i = 0; i < N; i++) {
 		s.o = &o[i];
 		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+		usleep(20000);   /* mtimes apart (the kernel's clock ticks are coarse) */
 	}
+	CHECK_RC(vmb_cache_flush(c), 0);   /* present (counted) once flushed */
 	for (int t = 0; t < 200; t++) {
 		vmb_cache_stats(c, &st);
 		if (st.bytes <= 4 * SZ)

@@ -1,0 +1,272 @@
+/* cache_flush.c - the flusher: verified objects made durable off the reader's path
+ * (see cache.h, "Presence").
+ *
+ * A fill writes an object to a temporary and checks it; from then on its bytes are
+ * right, and the caller reads them at once from the temporary. What is left to do
+ * (fsync the temporary, rename it into chunks/, fsync that directory, release the
+ * digest's lock) is the flusher's: one thread per vmb_cache, started at the first
+ * fill, working in batches (one journal commit for many objects instead of two
+ * fsyncs each on the reader's path).
+ * Until then the object is "pending": in this process vmb_cache_get opens its
+ * temporary by name, and vmb_cache_has counts it; other processes wait on the
+ * digest's lock as for any fill, so they only ever see a durable object.
+ *
+ * Ownership: c->pend is a list of entries owned by the cache, each holding the
+ * digest's lock descriptor until it is flushed. At most VMB_CACHE_PEND_MAX entries:
+ * a fill that would pass that waits (each entry holds one descriptor). Lock order:
+ * c->fl_mu is a leaf (never held while taking c->mu or a lock file, nor during I/O).
+ */
+#include "config.h"
+#include "remote/cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define VMB_CACHE_PEND_MAX 128
+
+struct vmb_cache_pend {
+	uint8_t digest[32];
+	char rel[VMB_CACHE_REL];
+	char tmp[128];
+	int lfd;
+	uint64_t len;
+	int taken;                     /* in the flusher's current batch */
+	int ok;                        /* flushed: present in chunks/ (flusher only) */
+	struct vmb_cache_pend *next;   /* c->pend, in fill order */
+	struct vmb_cache_pend *hnext;  /* c->pend_hash[digest[0]] */
+};
+
+static struct vmb_cache_pend *find(struct vmb_cache *c, const uint8_t digest[32])
+{
+	for (struct vmb_cache_pend *p = c->pend_hash[digest[0]]; p; p = p->hnext)
+		if (!memcmp(p->digest, digest, 32))
+			return p;
+	return NULL;
+}
+
+static void unhash(struct vmb_cache *c, struct vmb_cache_pend *p)
+{
+	struct vmb_cache_pend **pp = &c->pend_hash[p->digest[0]];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+}
+
+int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32])
+{
+	int r;
+
+	if (!VMB_ATOMIC_LOAD(&c->npend))
+		return 0;
+	pthread_mutex_lock(&c->fl_mu);
+	r = find(c, digest) != NULL;
+	pthread_mutex_unlock(&c->fl_mu);
+	return r;
+}
+
+int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
+{
+	struct vmb_cache_pend *p;
+	int fd = -ENOENT;
+
+	if (!VMB_ATOMIC_LOAD(&c->npend))
+		return -ENOENT;
+	pthread_mutex_lock(&c->fl_mu);
+	p = find(c, digest);
+	/* the flusher may rename it meanwhile: then this open fails with ENOENT and the
+	 * caller finds it in chunks/ */
+	if (p) {
+		fd = openat(c->tmpfd, p->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			fd = -errno;
+	}
+	pthread_mutex_unlock(&c->fl_mu);
+	return fd;
+}
+
+static int hexval(char ch)
+{
+	return ch <= '9' ? ch - '0' : ch - 'a' + 10;
+}
+
+/* Make the batch durable and present; release each entry's lock. Per-file fdatasync
+ * rather than syncfs: syncfs would also wait for every other writer of the file
+ * system. The writeback of all of them is started first, so the first fdatasync's
+ * journal commit covers the batch and the others find little left to do; the same
+ * for the directories after the renames. */
+static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n)
+{
+	uint8_t dirs[32] = { 0 };
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int fd = openat(c->tmpfd, b[i]->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+		if (fd >= 0) {
+			sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+			close(fd);
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct vmb_cache_pend *p = b[i];
+		int fd, r = 0;
+
+		/* 1. the temporary's bytes */
+		fd = openat(c->tmpfd, p->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fdatasync(fd) < 0)
+			r = -errno;
+		if (fd >= 0)
+			close(fd);
+		/* 2. into place */
+		if (r == 0 && renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0) {
+			r = -errno;
+			if (r == -ENOENT) {
+				char aa[3] = { p->rel[0], p->rel[1], '\0' };
+
+				r = vmb_cache_mkdir(c, c->chunksfd, aa);
+				if (r == 0 && renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0)
+					r = -errno;
+			}
+		}
+		if (r < 0) {
+			/* whoever read it got right bytes (checked); it is just not kept */
+			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (tmp/%s): "
+				    "%s; it will be fetched again when needed", c->path,
+				    p->rel + 3, p->tmp, strerror(-r));
+			unlinkat(c->tmpfd, p->tmp, 0);
+			continue;
+		}
+		p->ok = 1;
+		VMB_ATOMIC_ADD(&c->bytes, p->len);   /* now, before any scan can count it */
+		VMB_ATOMIC_ADD(&c->chunks, 1);
+		vmb_cache_step("renamed");
+		{
+			int d = hexval(p->rel[0]) * 16 + hexval(p->rel[1]);
+
+			dirs[d / 8] |= (uint8_t)(1u << (d % 8));
+		}
+	}
+	/* 3. the directory entries */
+	for (int d = 0; d < 256; d++)
+		if (dirs[d / 8] & (1u << (d % 8))) {
+			char aa[3];
+
+			snprintf(aa, sizeof(aa), "%02x", d);
+			vmb_cache_fsync_dir(c->chunksfd, aa);
+		}
+	/* 4. present: account, release the locks */
+	for (i = 0; i < n; i++) {
+		struct vmb_cache_pend *p = b[i];
+
+		vmb_cache_unlock(c, p->rel, p->lfd);
+		p->lfd = -1;
+		if (p->ok)
+			vmb_cache_after_fill(c, p->len);   /* evictable now */
+	}
+}
+
+static void *flush_main(void *arg)
+{
+	struct vmb_cache *c = arg;
+	struct vmb_cache_pend *b[VMB_CACHE_PEND_MAX], *p, **pp;
+	size_t n;
+
+	pthread_mutex_lock(&c->fl_mu);
+	for (;;) {
+		while (!c->pend && !c->fl_stop)
+			pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+		if (!c->pend)
+			break;   /* stopped and drained */
+		n = 0;
+		for (p = c->pend; p && n < VMB_CACHE_PEND_MAX; p = p->next) {
+			p->taken = 1;
+			b[n++] = p;
+		}
+		pthread_mutex_unlock(&c->fl_mu);
+		flush_batch(c, b, n);
+		pthread_mutex_lock(&c->fl_mu);
+		for (pp = &c->pend; *pp;) {
+			p = *pp;
+			if (p->taken) {
+				*pp = p->next;
+				unhash(c, p);
+				free(p);
+				VMB_ATOMIC_SUB(&c->npend, 1);
+			} else {
+				pp = &p->next;
+			}
+		}
+		pthread_cond_broadcast(&c->fl_cv);
+	}
+	pthread_mutex_unlock(&c->fl_mu);
+	return NULL;
+}
+
+int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+		       const char *tmp, int lfd, uint64_t len, struct vmb_err *err)
+{
+	struct vmb_cache_pend *p = calloc(1, sizeof(*p)), **pp;
+	int r;
+
+	if (!p) {
+		/* cannot keep it: the caller's descriptor still reads right bytes */
+		unlinkat(c->tmpfd, tmp, 0);
+		vmb_cache_unlock(c, rel, lfd);
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
+	memcpy(p->digest, digest, 32);
+	snprintf(p->rel, sizeof(p->rel), "%s", rel);
+	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
+	p->lfd = lfd;
+	p->len = len;
+	pthread_mutex_lock(&c->fl_mu);
+	if (!c->fl_started && !c->fl_stop) {
+		r = pthread_create(&c->fl_thread, NULL, flush_main, c);
+		if (r == 0)
+			c->fl_started = 1;
+	}
+	if (!c->fl_started) {
+		/* no flusher (it could not start, or the cache is closing): do it here */
+		pthread_mutex_unlock(&c->fl_mu);
+		p->taken = 1;
+		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
+		free(p);
+		return 0;
+	}
+	while (VMB_ATOMIC_LOAD(&c->npend) >= VMB_CACHE_PEND_MAX)
+		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+	for (pp = &c->pend; *pp; pp = &(*pp)->next)
+		;
+	*pp = p;   /* in fill order: the oldest are flushed first */
+	p->hnext = c->pend_hash[digest[0]];
+	c->pend_hash[digest[0]] = p;
+	VMB_ATOMIC_ADD(&c->npend, 1);
+	pthread_cond_broadcast(&c->fl_cv);
+	pthread_mutex_unlock(&c->fl_mu);
+	return 0;
+}
+
+int vmb_cache_flush(struct vmb_cache *c)
+{
+	pthread_mutex_lock(&c->fl_mu);
+	while (c->pend)
+		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+	pthread_mutex_unlock(&c->fl_mu);
+	return 0;
+}
+
+void vmb_cache_flush_stop(struct vmb_cache *c)
+{
+	pthread_mutex_lock(&c->fl_mu);
+	c->fl_stop = 1;
+	pthread_cond_broadcast(&c->fl_cv);
+	pthread_mutex_unlock(&c->fl_mu);
+	if (c->fl_started)
+		pthread_join(c->fl_thread, NULL);
+	c->fl_started = 0;
+}
