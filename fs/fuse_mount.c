@@ -94,6 +94,20 @@ static int parse_size(const char *s, unsigned long long *out)
 }
 
 /* Take vmbundlefs' own options out of the -o list; keep the rest for libfuse. */
+/* path made absolute against the working directory (malloc'ed), or NULL. */
+static char *abs_path(const char *path)
+{
+	char *cwd, *out = NULL;
+
+	if (path[0] == '/')
+		return strdup(path);
+	cwd = getcwd(NULL, 0);
+	if (cwd && asprintf(&out, "%s/%s", strcmp(cwd, "/") ? cwd : "", path) < 0)
+		out = NULL;
+	free(cwd);
+	return out;
+}
+
 static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 {
 	char *copy, *tok, *save = NULL;
@@ -191,7 +205,9 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				goto out;
 			}
 			free(*dst);
-			*dst = strdup(val);
+			/* absolute: a daemon works from / (a relative cache= made a
+			 * second cache under /, and a relative cafile= failed) */
+			*dst = abs_path(val);
 			if (!*dst) {
 				r = vmb_err_set(err, ENOMEM, "out of memory");
 				goto out;

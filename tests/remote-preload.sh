@@ -76,4 +76,17 @@ done
 assert_num "three mounts and unmounts take under 30 s" "$(($(date +%s) - start))" -lt 30
 assert_eq "no shadow store left" "" "$(ls "$T/cache/mnt")"
 
+# a daemon with a relative cache=: the same cache, the index loaded in the background
+REL=rel-$$-cache
+(cd "$T" && "$VMB_BIN" mount -o "cache=$REL" --log="$T/log.d" "$URL" "$MNT") ||
+	fail "mount of the URL as a daemon failed"
+check "daemon: its background load loads both indexes" wait_loads 2
+assert_eq "daemon: its cache is the one given" "$T/$REL" "$(remote_stat cache_dir)"
+check "daemon: vmA's image equals its source" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
+fusermount3 -u "$MNT"
+for i in $(seq 1 100); do [ -z "$(ls "$T/$REL/mnt")" ] && break; sleep 0.1; done
+assert_eq "daemon: its shadow store is removed at unmount" "" "$(ls "$T/$REL/mnt")"
+check_fails "daemon: no cache made under /" test -e "/$REL"
+rm -rf "/$REL"   # only there when the check above failed
+
 finish

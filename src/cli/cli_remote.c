@@ -400,7 +400,17 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("%s", err.msg);
 		return VMB_EXIT_USAGE;
 	}
-	if (ro.cache_dir)
+	if (ro.cache_dir && ro.cache_dir[0] != '/') {
+		/* absolute: the daemon removes the shadow store from / at unmount */
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(cdir, sizeof(cdir), "%s/%s", cwd, ro.cache_dir) >= (int)sizeof(cdir)) {
+			vmb_cli_error("cannot resolve the cache directory '%s'", ro.cache_dir);
+			return VMB_EXIT_ERROR;
+		}
+		ro.cache_dir = cdir;
+	} else if (ro.cache_dir)
 		snprintf(cdir, sizeof(cdir), "%s", ro.cache_dir);
 	else if (vmb_remote_default_cache(cdir, sizeof(cdir)) < 0) {
 		vmb_cli_error("the default cache directory's name is too long");
