@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,64 @@ static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb
 /* The control channel (vfs/ctl.h), once the daemon is what it will stay (after
  * fuse_daemonize's fork: threads do not survive it). Without it the mount still
  * serves; structural commands then say that its daemon does not answer. */
+/* The session's end, seen from a thread of its own: when the session has exited (a
+ * signal, an unmount), fetches still waiting for the network (hard mode) are ended,
+ * so that the workers carrying them return and libfuse can join them. Polled: the
+ * session has no notification, and 5 wake-ups a second cost nothing. */
+struct exit_watch {
+	struct fuse_session *se;
+	struct vmb_vfs *vfs;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	int stop, started;
+};
+
+static void *watch_exit(void *arg)
+{
+	struct exit_watch *w = arg;
+	struct timespec t;
+
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop && !fuse_session_exited(w->se)) {
+		vmb_fs_deadline(&t, 200);
+		pthread_cond_timedwait(&w->cv, &w->mu, &t);
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (fuse_session_exited(w->se))
+		vmb_vfs_cancel(w->vfs);
+	return NULL;
+}
+
+static void watch_start(struct exit_watch *w, struct fuse_session *se, struct vmb_vfs *v)
+{
+	sigset_t all, old;
+
+	w->se = se;
+	w->vfs = v;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	/* signals are the main thread's (libfuse's handlers end the session there) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	w->started = pthread_create(&w->th, NULL, watch_exit, w) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void watch_stop(struct exit_watch *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stop = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	w->started = 0;
+}
+
 static struct vmb_ctl *start_ctl(struct vmb_fs *fs, const char *mnt)
 {
 	struct vmb_ctl *c = NULL;
@@ -434,6 +493,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	struct own_opts own = {0};
 	struct vmb_ctl *ctl = NULL;
 	struct vmb_fs fs;
+	struct exit_watch watch = { 0 };
 	char *optstr = NULL, *fsname = NULL, *p, *mnt = NULL;
 	int mounted = 0, handlers = 0, r;
 
@@ -555,7 +615,9 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	fuse_loop_cfg_set_max_threads(cfg, own.max_threads);
 	fuse_loop_cfg_set_idle_threads(cfg, own.max_threads / 2 ? own.max_threads / 2 : 1);
+	watch_start(&watch, se, fs.vfs);
 	r = fuse_session_loop_mt(se, cfg);
+	watch_stop(&watch);
 	if (r > 0) {   /* SIGTERM, SIGINT, SIGHUP: a requested stop, unmounted below */
 		vmb_log_msg(&fs.log, "stopping on signal %d (%s): unmounting '%s'", r,
 			    strsignal(r), mnt);

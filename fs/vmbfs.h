@@ -57,6 +57,8 @@ void vmb_fs_stale(void *arg, uint64_t ino, int pages);
 
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);
+/* *t = now (CLOCK_REALTIME) + ms, for pthread_cond_timedwait. */
+void vmb_fs_deadline(struct timespec *t, long ms);
 
 /* Check a -o option list (vmbundlefs' own options and libfuse's) without mounting:
  * 0, or -EINVAL with a message naming the bad option. */

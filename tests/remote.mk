@@ -13,7 +13,8 @@ REMOTE_TESTS = \
 	tests/remote-faults.sh \
 	tests/remote-share.sh \
 	tests/remote-kill.sh \
-	tests/remote-offline.sh
+	tests/remote-offline.sh \
+	tests/remote-hard-stop.sh
 
 TESTS += $(REMOTE_TESTS)
 EXTRA_DIST += tests/remote-lib.sh $(REMOTE_TESTS)

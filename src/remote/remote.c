@@ -71,6 +71,7 @@ struct vmb_remote {
 	pthread_t *th;
 	unsigned nth;
 	int stop;
+	int cancelled;               /* vmb_remote_cancel: every fetch fails from now on */
 	struct kept *kept;
 	size_t nkept;
 	int top_once;                      /* vmb_remote_top_once */
@@ -154,6 +155,19 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	pthread_cond_init(&r->kcv, NULL);
 	*out = r;
 	return 0;
+}
+
+void vmb_remote_cancel(struct vmb_remote *r)
+{
+	size_t i;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->cancelled = 1;
+	for (i = 0; i < r->nfe; i++)
+		vmb_fetcher_cancel(r->fe[i].f);
+	pthread_mutex_unlock(&r->mu);
 }
 
 void vmb_remote_close(struct vmb_remote *r)
@@ -257,6 +271,17 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 	return rc;
 }
 
+/* The options of this context's fetchers. */
+static void fetch_opts(const struct vmb_remote *r, struct vmb_fetch_opts *fo)
+{
+	vmb_fetch_opts_default(fo);
+	fo->hard = r->o.hard;
+	fo->cafile = r->cafile;
+	fo->log = r->log;
+	if (r->o.timeout_s)
+		fo->low_speed_time_s = r->o.timeout_s;
+}
+
 int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher **out,
 		       struct vmb_err *err)
 {
@@ -280,12 +305,7 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		goto out;
 	}
 	r->fe = fe;
-	vmb_fetch_opts_default(&fo);
-	fo.hard = r->o.hard;
-	fo.cafile = r->cafile;
-	fo.log = r->log;
-	if (r->o.timeout_s)
-		fo.low_speed_time_s = r->o.timeout_s;
+	fetch_opts(r, &fo);
 	fe[r->nfe].url = strdup(url);
 	if (!fe[r->nfe].url) {
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
@@ -296,6 +316,8 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		free(fe[r->nfe].url);
 		goto out;
 	}
+	if (r->cancelled)
+		vmb_fetcher_cancel(fe[r->nfe].f);
 	*out = fe[r->nfe++].f;
 out:
 	pthread_mutex_unlock(&r->mu);
@@ -724,7 +746,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		   int *stale, struct vmb_err *err)
 {
 	uint8_t key[32], *kp = NULL;
-	struct vmb_fetcher *f;
+	struct vmb_fetcher *f, *soft = NULL;
 	struct vmb_cache *c;
 	struct vmb_err ferr;
 	const void *kept = NULL;
@@ -757,12 +779,26 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 	if (rc)
 		return rc;
 	vmb_err_clear(&ferr);
-	rc = vmb_remote_fetcher(r, url, &f, &ferr);
+	if (r->o.hard && !r->o.offline) {
+		/* hard mode is for data: a mount with the server away must not wait
+		 * forever for the index when a saved one will do */
+		struct vmb_fetch_opts fo;
+
+		fetch_opts(r, &fo);
+		fo.hard = 0;
+		rc = vmb_fetcher_open(url, &fo, &soft, &ferr);
+		f = soft;
+	} else {
+		rc = vmb_remote_fetcher(r, url, &f, &ferr);
+	}
 	if (!rc) {
 		buf = malloc(VMB_TOP_MAX);
-		if (!buf)
+		if (!buf) {
+			vmb_fetcher_close(soft);
 			return vmb_err_set(err, ENOMEM, "out of memory");
+		}
 		n = vmb_fetch_get(f, VMB_PUB_INDEX_FILE, 0, 0, buf, VMB_TOP_MAX, &ferr);
+		vmb_fetcher_close(soft);
 		if (n >= 0) {
 			rc = vmb_pub_index_decode(buf, (size_t)n, kp, out, err);
 			if (rc) {

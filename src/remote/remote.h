@@ -73,6 +73,10 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 		    struct vmb_remote **out, struct vmb_err *err);
 /* Stop the workers, close fetchers and cache; NULL-safe. */
 void vmb_remote_close(struct vmb_remote *r);
+/* NULL-safe. Ends every fetch now and for good (vmb_fetcher_cancel on every fetcher,
+ * and on those made later): waits in hard mode end with -ECANCELED. For a daemon
+ * that stops while readers wait for the network; the context is still closed later. */
+void vmb_remote_cancel(struct vmb_remote *r);
 
 /* The host's default cache directory: $VMBUNDLEFS_CACHE when set (an absolute
  * path), else /var/cache/vmbundlefs for root, else $XDG_CACHE_HOME/vmbundlefs or

@@ -275,6 +275,12 @@ int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err)
 	return vmb_layers_preload_start(v->layers, &v->preload, err);
 }
 
+void vmb_vfs_cancel(struct vmb_vfs *v)
+{
+	if (v)
+		vmb_remote_cancel(v->remote);
+}
+
 void vmb_vfs_free(struct vmb_vfs *v)
 {
 	size_t i;

@@ -107,6 +107,10 @@ int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err);
 
 /* Close every image (persisting maps) and free. NULL-safe. */
 void vmb_vfs_free(struct vmb_vfs *v);
+/* The mount is stopping: end every fetch from a remote now (reads waiting for the
+ * network in hard mode fail with EIO), so that the calls in progress return. Any
+ * thread; NULL-safe. */
+void vmb_vfs_cancel(struct vmb_vfs *v);
 
 int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
 		   struct vmb_entry *e, struct vmb_err *err);
