@@ -215,6 +215,15 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 			}
 			continue;
 		}
+		if (!strncmp(tok, "endpoint=", 9)) {
+			/* the S3 endpoint of a URL mount: the CLI folds it into the URL the
+			 * shadow store's bundles keep (cli/cli_remote.c); nothing here */
+			if (!tok[9]) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
+				goto out;
+			}
+			continue;
+		}
 		if (!strncmp(tok, "cache_max=", 10)) {
 			if (parse_size(tok + 10, &o->cache_max) < 0) {
 				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s' (bytes, "

@@ -58,7 +58,7 @@ struct kept {
 
 struct vmb_remote {
 	struct vmb_remote_opts o;
-	char *cache_dir, *cafile, *pubkey;
+	char *cache_dir, *cafile, *pubkey, *endpoint;
 	const struct vmb_log *log;
 	pthread_mutex_t mu;                /* guards everything below */
 	pthread_cond_t cv;
@@ -138,16 +138,20 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	}
 	r->cafile = r->o.cafile ? strdup(r->o.cafile) : NULL;
 	r->pubkey = r->o.pubkey ? strdup(r->o.pubkey) : NULL;
-	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey)) {
+	r->endpoint = r->o.endpoint ? strdup(r->o.endpoint) : NULL;
+	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey) ||
+	    (r->o.endpoint && !r->endpoint)) {
 		free(r->cache_dir);
 		free(r->cafile);
 		free(r->pubkey);
+		free(r->endpoint);
 		free(r);
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
 	r->o.cache_dir = r->cache_dir;
 	r->o.cafile = r->cafile;
 	r->o.pubkey = r->pubkey;
+	r->o.endpoint = r->endpoint;
 	r->log = log;
 	r->started = time(NULL);
 	pthread_mutex_init(&r->mu, NULL);
@@ -214,6 +218,7 @@ void vmb_remote_close(struct vmb_remote *r)
 	free(r->cache_dir);
 	free(r->cafile);
 	free(r->pubkey);
+	free(r->endpoint);
 	free(r);
 }
 
@@ -272,12 +277,15 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 }
 
 /* The options of this context's fetchers. */
-static void fetch_opts(const struct vmb_remote *r, struct vmb_fetch_opts *fo)
+static void fetch_opts(const struct vmb_remote *r, const char *url,
+		       struct vmb_fetch_opts *fo)
 {
 	vmb_fetch_opts_default(fo);
 	fo->hard = r->o.hard;
 	fo->cafile = r->cafile;
 	fo->log = r->log;
+	if (!strncmp(url, "s3://", 5))
+		fo->endpoint = r->endpoint;
 	if (r->o.timeout_s)
 		fo->low_speed_time_s = r->o.timeout_s;
 }
@@ -305,7 +313,7 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		goto out;
 	}
 	r->fe = fe;
-	fetch_opts(r, &fo);
+	fetch_opts(r, url, &fo);
 	fe[r->nfe].url = strdup(url);
 	if (!fe[r->nfe].url) {
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
@@ -330,7 +338,8 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 	size_t n;
 
 	if (!strncmp(in, "http://", 7) || !strncmp(in, "https://", 8) ||
-	    !strncmp(in, "s3://", 5)) {
+	    !strncmp(in, "s3://", 5) || !strncmp(in, "s3+http://", 10) ||
+	    !strncmp(in, "s3+https://", 11)) {
 		n = strlen(in);
 		if (n >= len)
 			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
@@ -784,7 +793,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		 * forever for the index when a saved one will do */
 		struct vmb_fetch_opts fo;
 
-		fetch_opts(r, &fo);
+		fetch_opts(r, url, &fo);
 		fo.hard = 0;
 		rc = vmb_fetcher_open(url, &fo, &soft, &ferr);
 		f = soft;

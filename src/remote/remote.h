@@ -65,6 +65,8 @@ struct vmb_remote_opts {
 	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0: 16 */
 	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
 	int offline;               /* tests and `mount` without network: fetch nothing */
+	const char *endpoint;      /* s3:// URLs that name no endpoint (an s3+http(s):// URL
+				      names its own): this S3-compatible one; NULL: AWS */
 };
 
 /* Open a context with copies of opts (NULL: defaults). log (borrowed, may be NULL:
@@ -95,7 +97,8 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		       struct vmb_err *err);
 
 /* Normalize a published store's URL: a local path or file:// URL becomes
- * file://<absolute path>, trailing slashes go. 0 or -EINVAL (unknown scheme). */
+ * file://<absolute path>, trailing slashes go (http://, https://, s3:// and
+ * s3+http(s):// URLs are kept; see vmb_fetch_url_resolve). 0 or -EINVAL (unknown scheme). */
 int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *err);
 
 /* The top index of url: fetched and verified (signature with opts.pubkey) and saved
