@@ -427,15 +427,28 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("%s", err.msg);
 		return err.code == EINVAL ? VMB_EXIT_USAGE : VMB_EXIT_ERROR;
 	}
-	if (ro.cache_dir)
+	if (ro.cache_dir && ro.cache_dir[0] != '/') {
+		/* absolute: the daemon removes the shadow store from / at unmount */
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(cdir, sizeof(cdir), "%s/%s", cwd, ro.cache_dir) >= (int)sizeof(cdir)) {
+			vmb_cli_error("cannot resolve the cache directory '%s'", ro.cache_dir);
+			return VMB_EXIT_ERROR;
+		}
+		ro.cache_dir = cdir;
+	} else if (ro.cache_dir)
 		snprintf(cdir, sizeof(cdir), "%s", ro.cache_dir);
 	else if (vmb_remote_default_cache(cdir, sizeof(cdir)) < 0) {
 		vmb_cli_error("the default cache directory's name is too long");
 		return VMB_EXIT_ERROR;
 	}
 	rc = vmb_remote_open(&ro, &cli_log, &r, &err);
-	if (!rc)
+	if (!rc) {
+		/* every bundle pulled from this one index (one generation, one fetch) */
+		vmb_remote_top_once(r);
 		rc = vmb_remote_top(r, url, &top, &stale, &err);
+	}
 	if (rc) {
 		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
 		vmb_remote_close(r);

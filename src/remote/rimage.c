@@ -5,12 +5,14 @@
  *    VMB_RIMAGE_FDS slots; a slot has a user count, and a slot in use is never
  *    reused (a reader that finds every slot busy keeps its descriptor to itself and
  *    closes it after the read);
- *  - readahead follows one stream per image (the last chunk read): VMs read many
- *    places at once, but a sequential copy is one stream, and that is what the
- *    window is for; random reads drop it;
+ *    (pieces handed out for splicing hold their slot until pieces_done);
+ *  - readahead follows the last VMB_RIMAGE_STREAMS streams of contiguous reads and
+ *    starts only once a stream is VMB_RIMAGE_RA_MIN long: a VM's clusters of small
+ *    reads (and the kernel's readahead runs they become) fetch no chunk they do not
+ *    cover; a sequential copy gets a window as long as it has read, up to the cap;
  *  - a chunk's bytes are read with pread from its cached file at the offset inside
- *    the chunk; a cached file shorter than its chunk is -EIO (the cache verified
- *    its length: only a hand-edited cache gets there).
+ *    the chunk, or spliced from it (pieces); a cached file shorter than its chunk
+ *    is -EIO (the cache verified its length: only a hand-edited cache gets there).
  */
 #include "config.h"
 #include "remote/rimage.h"
@@ -514,12 +516,12 @@ const struct vmb_base_ops vmb_rimage_ops = {
 
 /* ---- open, info ---- */
 
-int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+/* Read, verify and decode the index (vmb_remote_meta), make the image. */
+static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		       struct vmb_rimage **out, size_t *len, struct vmb_err *err)
 {
 	struct vmb_rimage *ri;
 	void *buf = NULL;
-	size_t len;
 	int rc;
 
 	*out = NULL;
@@ -533,32 +535,27 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 	pthread_mutex_init(&ri->mu, NULL);
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
-	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, &len, err);
+	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
 	}
-	rc = vmb_pub_image_decode(buf, len, &ri->idx, err);
+	rc = vmb_pub_image_decode(buf, *len, &ri->idx, err);
 	free(buf);
 	if (rc) {
 		rc = vmb_err_prefix(err, "remote image %s (%s)", ri->hex, url);
 		rc = -EIO;
 		goto fail;
 	}
-	if (ri->idx.size != size) {
-		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
-				 "%" PRIu64 " were expected", ri->hex, url, ri->idx.size, size);
-		goto fail;
-	}
 	ri->r = r;
 	memcpy(ri->base.id, ri->hex, VMB_BASE_ID_LEN);
 	ri->base.id[VMB_BASE_ID_LEN] = '\0';
 	ri->base.ops = &vmb_rimage_ops;
-	ri->base.size = size;
+	ri->base.size = ri->idx.size;
 	ri->base.data_blocks = ri->idx.data_blocks;
 	ri->base.depth = 1;
 	ri->base.refs = 1;
-	*out = &ri->base;
+	*out = ri;
 	return 0;
 fail:
 	pthread_mutex_destroy(&ri->mu);
@@ -566,6 +563,37 @@ fail:
 	free(ri->url);
 	free(ri);
 	return rc;
+}
+
+/* An image the context keeps is shared (vmb_remote_image_claim): its index is
+ * read, verified and decoded once per process, not at each open of a chain. */
+int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+{
+	struct vmb_rimage *ri = NULL;
+	struct vmb_base *b = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (vmb_remote_image_claim(r, url, digest, &b) == 0) {
+		rc = rimage_load(r, url, digest, &ri, &len, err);
+		b = rc ? NULL : &ri->base;
+		vmb_remote_image_done(r, url, digest, b, len);
+		if (rc)
+			return rc;
+	}
+	if (b->size != size) {
+		char hex[65];
+
+		vmb_sha256_hex(digest, hex);
+		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
+				 "%" PRIu64 " were expected", hex, url, b->size, size);
+		vmb_base_put(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
 }
 
 int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct vmb_err *err)

@@ -42,7 +42,9 @@ struct vmb_rimage;
 
 /* Open the image whose index object is digest at url (normalized), logical size
  * `size` (must match the index). The index comes through vmb_remote_meta (CACHE/meta,
- * else fetched). Base id = the first 32 hex digits of the digest. */
+ * else fetched). Base id = the first 32 hex digits of the digest. An image the
+ * context keeps (remote.h, "open images kept") is shared: a new reference on the
+ * same base, its index not read again. */
 int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    uint64_t size, struct vmb_base **out, struct vmb_err *err);
 

@@ -268,6 +268,13 @@ int vmb_vfs_remove_store(const char *path, struct vmb_err *err)
 	return r;
 }
 
+int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err)
+{
+	if (v->preload)
+		return 0;
+	return vmb_layers_preload_start(v->layers, &v->preload, err);
+}
+
 void vmb_vfs_cancel(struct vmb_vfs *v)
 {
 	if (v)
@@ -280,6 +287,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 
 	if (!v)
 		return;
+	vmb_layers_preload_stop(v->preload);   /* before the layers and the remote go */
 	v->lockenv.hold = NULL;   /* nodes go in any order below */
 	vmb_dirs_close_all(v);    /* before the nodes and the snapshot view they use */
 	if (v->hash) {

@@ -99,6 +99,13 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
  * mount of a URL, at its unmount). */
 int vmb_vfs_remove_store(const char *path, struct vmb_err *err);
 
+/* Load the indexes of the store's remote images in the background (a mount of a
+ * published store's URL: vmb_layers_preload_start; from the cache only, never the
+ * network), so that the first stat or open of each finds it ready. Call it in the
+ * process that serves (after a daemon's fork); once. 0 or -errno (nothing started;
+ * the mount works without it). */
+int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err);
+
 /* Close every image (persisting maps) and free. NULL-safe. */
 void vmb_vfs_free(struct vmb_vfs *v);
 /* The mount is stopping: end every fetch from a remote now (reads waiting for the
