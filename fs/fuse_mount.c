@@ -95,6 +95,20 @@ static int parse_size(const char *s, unsigned long long *out)
 }
 
 /* Take vmbundlefs' own options out of the -o list; keep the rest for libfuse. */
+/* path made absolute against the working directory (malloc'ed), or NULL. */
+static char *abs_path(const char *path)
+{
+	char *cwd, *out = NULL;
+
+	if (path[0] == '/')
+		return strdup(path);
+	cwd = getcwd(NULL, 0);
+	if (cwd && asprintf(&out, "%s/%s", strcmp(cwd, "/") ? cwd : "", path) < 0)
+		out = NULL;
+	free(cwd);
+	return out;
+}
+
 static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 {
 	char *copy, *tok, *save = NULL;
@@ -192,9 +206,20 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 				goto out;
 			}
 			free(*dst);
-			*dst = strdup(val);
+			/* absolute: a daemon works from / (a relative cache= made a
+			 * second cache under /, and a relative cafile= failed) */
+			*dst = abs_path(val);
 			if (!*dst) {
 				r = vmb_err_set(err, ENOMEM, "out of memory");
+				goto out;
+			}
+			continue;
+		}
+		if (!strncmp(tok, "endpoint=", 9)) {
+			/* the S3 endpoint of a URL mount: the CLI folds it into the URL the
+			 * shadow store's bundles keep (cli/cli_remote.c); nothing here */
+			if (!tok[9]) {
+				r = vmb_err_set(err, EINVAL, "bad value in mount option '%s'", tok);
 				goto out;
 			}
 			continue;
@@ -351,10 +376,7 @@ static void *watch_exit(void *arg)
 
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop && !fuse_session_exited(w->se)) {
-		clock_gettime(CLOCK_REALTIME, &t);
-		t.tv_nsec += 200 * 1000000L;
-		t.tv_sec += t.tv_nsec / 1000000000L;
-		t.tv_nsec %= 1000000000L;
+		vmb_fs_deadline(&t, 200);
 		pthread_cond_timedwait(&w->cv, &w->mu, &t);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -577,6 +599,14 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		}
 	}
 	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
+	if (own.shadow) {
+		/* a published store's URL: its images' indexes load now, in the
+		 * background, not at the first open (a thread: after the fork) */
+		struct vmb_err pe = { 0 };
+
+		if (vmb_vfs_preload_remote(fs.vfs, &pe) < 0)
+			vmb_log_msg(&fs.log, "note: %s", pe.msg);
+	}
 	ctl = start_ctl(&fs, mnt);
 	{
 		/* Wakes a worker out of a lock wait; no SA_RESTART, so the wait returns. */

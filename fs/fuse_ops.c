@@ -430,6 +430,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			vmb_vfs_read_fd_done(f);
 			return;
 		}
+		if (vmb_fs_reply_pieces(req, f, size, off))
+			return;
 	}
 	buf = read_buf();
 	if (!buf) {
@@ -553,6 +555,15 @@ static void *lock_waiter(void *arg)
 	return NULL;
 }
 
+void vmb_fs_deadline(struct timespec *t, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000L;
+	t->tv_sec += t->tv_nsec / 1000000000L;
+	t->tv_nsec %= 1000000000L;
+}
+
 void vmb_fs_stop_waiters(struct vmb_fs *fs)
 {
 	struct vmb_fs_waiter *w;
@@ -566,10 +577,7 @@ void vmb_fs_stop_waiters(struct vmb_fs *fs)
 				pthread_kill(w->w.thread, w->w.signo);
 		{
 			struct timespec t;
-			clock_gettime(CLOCK_REALTIME, &t);
-			t.tv_nsec += 10 * 1000000L;
-			t.tv_sec += t.tv_nsec / 1000000000L;
-			t.tv_nsec %= 1000000000L;
+			vmb_fs_deadline(&t, 10);
 			pthread_cond_timedwait(&fs->wdone, &fs->wlock, &t);
 		}
 	}

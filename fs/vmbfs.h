@@ -16,6 +16,8 @@
  * readahead of a file opened with POSIX_FADV_SEQUENTIAL, an O_DIRECT read) to it. */
 #define VMB_FS_MAX_IO (256u * 4096)
 #define VMB_FS_MAX_SPLICE (251u * 4096)
+/* Pieces of one spliced reply from a remote base (a chunk is at least 64 KiB) */
+#define VMB_FS_PIECES (VMB_FS_MAX_SPLICE / (64u << 10) + 2)
 /* Defaults of the -o options readahead_kb (one spliced request) and max_threads. */
 #define VMB_FS_DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)
 #define VMB_FS_DEFAULT_MAX_THREADS 64
@@ -57,6 +59,17 @@ void vmb_fs_stale(void *arg, uint64_t ino, int pages);
 
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);
+/* *t = now (CLOCK_REALTIME) + ms, for pthread_cond_timedwait. */
+void vmb_fs_deadline(struct timespec *t, long ms);
+
+/* A read request [off, off + size) of f answered from a remote base's cached chunks
+ * (vmb_vfs_read_pieces): their pieces are spliced into a pipe of the calling
+ * thread's, which libfuse splices on to the kernel as one buffer (several
+ * descriptor buffers would not fit its 1 MiB pipe with its slack). 1 when replied;
+ * 0 when the range is not all cached chunks (or a splice failed): then nothing was
+ * replied and the caller reads. */
+struct fuse_req;
+int vmb_fs_reply_pieces(struct fuse_req *req, struct vmb_file *f, size_t size, off_t off);
 
 /* Check a -o option list (vmbundlefs' own options and libfuse's) without mounting:
  * 0, or -EINVAL with a message naming the bad option. */

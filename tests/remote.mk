@@ -15,7 +15,8 @@ REMOTE_TESTS = \
 	tests/remote-kill.sh \
 	tests/remote-signal.sh \
 	tests/remote-offline.sh \
-	tests/remote-hard-stop.sh
+	tests/remote-hard-stop.sh \
+	tests/remote-s3.sh
 
 TESTS += $(REMOTE_TESTS)
 EXTRA_DIST += tests/remote-lib.sh $(REMOTE_TESTS)

@@ -8,6 +8,8 @@ check_PROGRAMS += tests/unit/test_rimage
 tests_unit_test_rimage_SOURCES = tests/unit/test_rimage.c tests/unit/harness.h
 tests_unit_test_rimage_LDADD = $(VMB_CORE_LIBS)
 
-VMB_RIMAGE_TESTS = tests/unit/test_rimage tests/remote-pull.sh tests/remote-mount.sh
+VMB_RIMAGE_TESTS = tests/unit/test_rimage tests/remote-pull.sh tests/remote-mount.sh \
+	tests/remote-preload.sh tests/remote-read.sh
 TESTS += $(VMB_RIMAGE_TESTS)
-EXTRA_DIST += tests/remote-pull.sh tests/remote-mount.sh
+EXTRA_DIST += tests/remote-pull.sh tests/remote-mount.sh tests/remote-preload.sh \
+	tests/remote-read.sh

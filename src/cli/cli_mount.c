@@ -32,7 +32,9 @@ static const char mount_usage_fmt[] =
 	"                     remote images: cache=DIR (the host's chunk cache),\n"
 	"                     cache_max=SIZE, hard (reads wait for the network; default\n"
 	"                     soft: EIO after the retries), cafile=FILE, pubkey=FILE\n"
-	"                     (refuse a top index not signed by this Ed25519 key)\n";
+	"                     (refuse a top index not signed by this Ed25519 key),\n"
+	"                     endpoint=URL (an s3:// URL's S3-compatible server;\n"
+	"                     default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)\n";
 
 static char mount_usage[2048];
 
@@ -54,6 +56,21 @@ static int add_opts(char **all, const char *more)
 		n[a++] = ',';
 	memcpy(n + a, more, m + 1);
 	*all = n;
+	return 0;
+}
+
+/* Whether the -o list OPTS has an endpoint= option. */
+static int has_endpoint(const char *opts)
+{
+	const char *p = opts;
+
+	while (p && *p) {
+		if (!strncmp(p, "endpoint=", 9))
+			return 1;
+		p = strchr(p, ',');
+		if (p)
+			p++;
+	}
 	return 0;
 }
 
@@ -120,6 +137,14 @@ int vmb_cli_mount(int argc, char **argv)
 				       mo.logfile);
 		free(fopts);
 		return rc;
+	}
+	/* a store's pulled bundles remember their endpoint (vmb_fetch_url_resolve) */
+	if (has_endpoint(fopts)) {
+		vmb_cli_error("mount option 'endpoint=' is for mounting an s3:// URL; the "
+			      "bundles of store '%s' remember the endpoint they were pulled "
+			      "from", mo.store);
+		free(fopts);
+		return VMB_EXIT_USAGE;
 	}
 	r = vmb_fs_main(&mo, &err);
 	if (r < 0) {

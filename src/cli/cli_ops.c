@@ -16,6 +16,7 @@
 #include "store/store_log.h"
 #include "layer/layer.h"
 #include "remote/remote.h"
+#include "remote/fetch.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -398,20 +399,32 @@ static const char pull_usage[] =
 	"            root, else ~/.cache/vmbundlefs), pubkey=FILE (refuse an index not\n"
 	"            signed by this Ed25519 key), cafile=FILE (CA certificates for\n"
 	"            https), hard (wait for the network instead of failing)\n"
+	"  -e, --endpoint URL   an s3:// URL's S3-compatible server (http(s)://HOST[:PORT];\n"
+	"            default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL); the pulled\n"
+	"            bundle remembers it (its URL becomes s3+http(s)://HOST[:PORT]/...)\n"
 	"When STORE is mounted the mount's daemon pulls (with its own -o options).\n";
 
 int vmb_cli_pull(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
 	struct vmb_cli_ops o;
-	char url[VMB_REMOTE_URL_MAX], *hash, *spec = NULL, *ostr = NULL;
-	const char *name;
+	static const struct option lopts[] = {
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char url[VMB_REMOTE_URL_MAX], rurl[VMB_REMOTE_URL_MAX], *hash, *spec = NULL;
+	char *ostr = NULL;
+	const char *name, *endpoint = NULL;
 	int c, rc = VMB_EXIT_ERROR;
 
 	if (vmb_cli_common(argc, argv, pull_usage))
 		return VMB_EXIT_OK;
 	optind = 1;
-	while ((c = getopt(argc, argv, "+o:")) != -1) {
+	while ((c = getopt_long(argc, argv, "+o:e:", lopts, NULL)) != -1) {
+		if (c == 'e') {
+			endpoint = optarg;
+			continue;
+		}
 		if (c != 'o') {
 			fputs(pull_usage, stderr);
 			return VMB_EXIT_USAGE;
@@ -439,10 +452,18 @@ int vmb_cli_pull(int argc, char **argv)
 	}
 	*hash = '\0';
 	name = argc - optind == 3 ? argv[optind + 2] : hash + 1;
-	if (vmb_remote_url_norm(spec, url, sizeof(url), &err) < 0) {
-		vmb_cli_error("%s", err.msg);
+	if (endpoint && cli_ropts.endpoint && strcmp(endpoint, cli_ropts.endpoint)) {
+		vmb_cli_error("--endpoint '%s' and -o endpoint='%s' differ", endpoint,
+			      cli_ropts.endpoint);
 		free(spec);
 		return VMB_EXIT_USAGE;
+	}
+	if (vmb_fetch_url_resolve(spec, endpoint ? endpoint : cli_ropts.endpoint, rurl,
+				  sizeof(rurl), &err) < 0 ||
+	    vmb_remote_url_norm(rurl, url, sizeof(url), &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		free(spec);
+		return err.code == EINVAL ? VMB_EXIT_USAGE : VMB_EXIT_ERROR;
 	}
 	{
 		const char *req[] = { "pull", url, hash + 1, name };

@@ -44,7 +44,8 @@ static const char publish_usage[] =
 	"  -s, --sign=KEY         sign the index with the Ed25519 private key in the PEM\n"
 	"                         file KEY (openssl genpkey -algorithm ed25519)\n"
 	"  -e, --endpoint=URL     s3: an S3-compatible server (https://host:port,\n"
-	"                         path-style); credentials from AWS_ACCESS_KEY_ID /\n"
+	"                         path-style; default AWS_ENDPOINT_URL_S3,\n"
+	"                         AWS_ENDPOINT_URL); credentials from AWS_ACCESS_KEY_ID /\n"
 	"                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files\n"
 	"      --cafile=FILE      https: trust the CAs in FILE\n"
 	"  -q, --quiet            no summary line\n";
@@ -162,6 +163,7 @@ int vmb_cli_publish(int argc, char **argv)
 	struct target tg;
 	struct sigaction sa, old[3];
 	const char *keyfile = NULL, *dest, *store, *endpoint = NULL, *cafile = NULL;
+	char rdest[4096];
 	struct vmb_fetch_opts fo;
 	int c, i, n, quiet = 0, rc = VMB_EXIT_ERROR, r, sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	int store_open = 0, taken = 0;
@@ -206,9 +208,17 @@ int vmb_cli_publish(int argc, char **argv)
 	store = argv[optind];
 	dest = argv[argc - 1];
 	n = argc - optind - 2;
-	if (endpoint && strncmp(dest, "s3://", 5)) {
+	if (endpoint && strncmp(dest, "s3://", 5) && strncmp(dest, "s3+http", 7)) {
 		vmb_cli_error("--endpoint is for an s3:// destination, not '%s'", dest);
 		return VMB_EXIT_USAGE;
+	}
+	/* s3://: the endpoint of --endpoint, or the AWS tools' variables and config */
+	if (!strncmp(dest, "s3", 2) && strstr(dest, "://")) {
+		if (vmb_fetch_url_resolve(dest, endpoint, rdest, sizeof(rdest), &err) < 0) {
+			vmb_cli_error("%s", err.msg);
+			return err.code == EINVAL ? VMB_EXIT_USAGE : VMB_EXIT_ERROR;
+		}
+		dest = rdest;
 	}
 	if (keyfile && vmb_sign_key_load(keyfile, &key, &err) < 0) {
 		vmb_cli_error("%s", err.msg);
@@ -252,7 +262,6 @@ int vmb_cli_publish(int argc, char **argv)
 			}
 	}
 	vmb_fetch_opts_default(&fo);
-	fo.endpoint = endpoint;
 	fo.cafile = cafile;
 	if ((strstr(dest, "://") ? vmb_pub_sink_url_open(dest, &fo, &sink, &err) :
 	     vmb_pub_sink_dir_open(dest, &sink, &err)) < 0) {

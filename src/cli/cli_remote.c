@@ -17,6 +17,7 @@
 #include "layer/layer.h"
 #include "remote/remote.h"
 #include "remote/pubfmt.h"
+#include "remote/fetch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -64,6 +65,8 @@ int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_
 			o->cafile = tok + 7;
 		else if (!strncmp(tok, "pubkey=", 7) && tok[7])
 			o->pubkey = tok + 7;
+		else if (!strncmp(tok, "endpoint=", 9) && tok[9])
+			o->endpoint = tok + 9;
 		else if (!strcmp(tok, "hard"))
 			o->hard = 1;
 		else if (!strcmp(tok, "soft"))
@@ -87,7 +90,7 @@ int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_
 				return vmb_err_set(err, EINVAL, "bad value in option '%s'", tok);
 			o->cache_max = n;
 		} else if (!strncmp(tok, "cache=", 6) || !strncmp(tok, "cafile=", 7) ||
-			   !strncmp(tok, "pubkey=", 7)) {
+			   !strncmp(tok, "pubkey=", 7) || !strncmp(tok, "endpoint=", 9)) {
 			return vmb_err_set(err, EINVAL, "bad value in option '%s'", tok);
 		}
 	}
@@ -103,6 +106,9 @@ static const char prefetch_usage[] =
 	"cached yet, with a progress bar on a terminal. Stopped, it resumes where it\n"
 	"was: what is cached is not fetched again.\n"
 	"  --rate BYTES/s   at most this many bytes a second (K, M, G suffixes)\n"
+	"  --endpoint URL   for a store that is not mounted: the S3-compatible endpoint\n"
+	"                   of remote bases pulled from an s3:// URL that names none\n"
+	"                   (those pulled through an endpoint remember it)\n"
 	"  -o OPTS          as for pull (cache=, cafile=, hard), for a store that is\n"
 	"                   not mounted\n";
 
@@ -273,9 +279,12 @@ int vmb_cli_prefetch(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "rate", required_argument, NULL, 'r' },
+		{ "endpoint", required_argument, NULL, 'e' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmb_remote_opts ro;
+	const char *endpoint = NULL;
+	char probe[VMB_REMOTE_URL_MAX];
 	struct vmb_err err = { 0 };
 	uint64_t rate = 0;
 	int c, i, rc = VMB_EXIT_OK;
@@ -307,6 +316,8 @@ int vmb_cli_prefetch(int argc, char **argv)
 				vmb_cli_error("%s", err.msg);
 				return VMB_EXIT_USAGE;
 			}
+		} else if (c == 'e') {
+			endpoint = optarg;
 		} else {
 			fputs(prefetch_usage, stderr);
 			return VMB_EXIT_USAGE;
@@ -315,6 +326,15 @@ int vmb_cli_prefetch(int argc, char **argv)
 	if (optind >= argc) {
 		fputs(prefetch_usage, stderr);
 		return VMB_EXIT_USAGE;
+	}
+	if (endpoint) {
+		/* its form, checked now rather than at the first base that needs it */
+		if (vmb_fetch_url_resolve("s3://bucket", endpoint, probe, sizeof(probe),
+					  &err) < 0) {
+			vmb_cli_error("--endpoint: %s", err.msg);
+			return VMB_EXIT_USAGE;
+		}
+		ro.endpoint = endpoint;
 	}
 	for (i = optind; i < argc; i++) {
 		struct vmb_progress pb;
@@ -329,7 +349,12 @@ int vmb_cli_prefetch(int argc, char **argv)
 		}
 		vmb_progress_init(&pb, stderr, argv[i]);
 		mp = mount_of(real, &source, &rel);
-		if (mp)
+		if (mp && (endpoint || ro.endpoint))
+			r = vmb_err_set(&err, EINVAL, "'%s' is in the mount '%s', whose daemon "
+					"fetches from the endpoint its bundles remember: "
+					"--endpoint is for a store that is not mounted", argv[i],
+					mp);
+		else if (mp)
 			r = prefetch_mounted(real, rate, &pb, &err);
 		else
 			r = prefetch_store(real, &ro, rate, &pb, &err);
@@ -378,7 +403,8 @@ static void sweep_shadows(const char *mntdir)
 int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fuse_opts,
 		      int foreground, int debug, const char *logfile)
 {
-	char url[VMB_REMOTE_URL_MAX], cdir[PATH_MAX], mntdir[PATH_MAX + 8];
+	char url[VMB_REMOTE_URL_MAX], rurl[VMB_REMOTE_URL_MAX], cdir[PATH_MAX];
+	char mntdir[PATH_MAX + 8];
 	char shadow[PATH_MAX + 64];
 	struct vmb_remote_opts ro;
 	struct vmb_remote *r = NULL;
@@ -396,19 +422,33 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	memset(&ro, 0, sizeof(ro));
 	shadow[0] = '\0';
 	if (vmb_cli_remote_opts(fuse_opts, &ro, &err) < 0 ||
-	    vmb_remote_url_norm(url_in, url, sizeof(url), &err) < 0) {
+	    vmb_fetch_url_resolve(url_in, ro.endpoint, rurl, sizeof(rurl), &err) < 0 ||
+	    vmb_remote_url_norm(rurl, url, sizeof(url), &err) < 0) {
 		vmb_cli_error("%s", err.msg);
-		return VMB_EXIT_USAGE;
+		return err.code == EINVAL ? VMB_EXIT_USAGE : VMB_EXIT_ERROR;
 	}
-	if (ro.cache_dir)
+	if (ro.cache_dir && ro.cache_dir[0] != '/') {
+		/* absolute: the daemon removes the shadow store from / at unmount */
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(cdir, sizeof(cdir), "%s/%s", cwd, ro.cache_dir) >= (int)sizeof(cdir)) {
+			vmb_cli_error("cannot resolve the cache directory '%s'", ro.cache_dir);
+			return VMB_EXIT_ERROR;
+		}
+		ro.cache_dir = cdir;
+	} else if (ro.cache_dir)
 		snprintf(cdir, sizeof(cdir), "%s", ro.cache_dir);
 	else if (vmb_remote_default_cache(cdir, sizeof(cdir)) < 0) {
 		vmb_cli_error("the default cache directory's name is too long");
 		return VMB_EXIT_ERROR;
 	}
 	rc = vmb_remote_open(&ro, &cli_log, &r, &err);
-	if (!rc)
+	if (!rc) {
+		/* every bundle pulled from this one index (one generation, one fetch) */
+		vmb_remote_top_once(r);
 		rc = vmb_remote_top(r, url, &top, &stale, &err);
+	}
 	if (rc) {
 		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
 		vmb_remote_close(r);

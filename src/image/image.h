@@ -99,6 +99,20 @@ int vmb_image_all_data(struct vmb_image *img, uint64_t off, size_t len, size_t *
  * vmb_image_all_data. */
 int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, size_t *n);
 
+/* When [off, off + len), clipped to the size, reads all from the base, and the base
+ * can hand it out in pieces of descriptors now (a remote base's cached chunks,
+ * vmb_base_ops.pieces): returns their number n (1..max), pc[0..n) covering the
+ * clipped range in order; the descriptors stay valid until
+ * vmb_image_read_pieces_done(img, pc, n), which must follow. 0: use
+ * vmb_image_read_fd or vmb_image_read. As vmb_image_read, the delta is checked for
+ * changes by someone else first (one statx). */
+int vmb_image_read_pieces(struct vmb_image *img, uint64_t off, size_t len,
+			  struct vmb_base_piece *pc, int max);
+void vmb_image_read_pieces_done(struct vmb_image *img, struct vmb_base_piece *pc, int n);
+/* 1 when img has a base that can hand out pieces (else vmb_image_read_pieces is
+ * 0); no I/O. */
+int vmb_image_has_pieces(struct vmb_image *img);
+
 /* Bytes of file data this process has read from backing files so far (pread, or
  * handed out for splicing); reads of holes never count. */
 uint64_t vmb_image_backing_read_bytes(void);

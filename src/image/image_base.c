@@ -233,6 +233,70 @@ int vmb_image_read_fd(struct vmb_image *img, uint64_t off, size_t len, int *fd, 
 	return 1;
 }
 
+int vmb_image_read_pieces(struct vmb_image *img, uint64_t off, size_t len,
+			  struct vmb_base_piece *pc, int max)
+{
+	struct vmb_base *b;
+	uint64_t run, end, stop;
+	enum vmb_src st;
+	int n;
+
+	if (len == 0)
+		return 0;
+	/* only a range the base reads is worth the check below (no statx for holes) */
+	pthread_mutex_lock(&img->mlock);
+	b = img->base;
+	st = b && b->ops->pieces && off < img->size ?
+	     vmb_img_chain_get(img, off / BS, &run, NULL) : VMB_SRC_ZERO;
+	pthread_mutex_unlock(&img->mlock);
+	if (st != VMB_SRC_BASE)
+		return 0;
+	/* as vmb_image_read_fd: the delta may have been written by someone else */
+	if (vmb_image_revalidate(img, 1, NULL) < 0)
+		return 0;
+	/* the base may change (a snapshot freezes the file): ours is held meanwhile */
+	pthread_mutex_lock(&img->mlock);
+	b = img->base;
+	if (!b || !b->ops->pieces || off >= img->size) {
+		pthread_mutex_unlock(&img->mlock);
+		return 0;
+	}
+	end = img->size - off < len ? img->size : off + len;
+	st = vmb_img_chain_get(img, off / BS, &run, NULL);
+	vmb_base_get(b);
+	pthread_mutex_unlock(&img->mlock);
+	stop = run >= VMB_BLOCK_MAX - off / BS ? end : (off / BS + run) * BS;
+	n = st != VMB_SRC_BASE || stop < end || end > b->size ? 0 :
+	    b->ops->pieces(b, off, (size_t)(end - off), pc, max);
+	if (n > 0) {
+		vmb_base_get(pc[0].owner);   /* dropped by vmb_image_read_pieces_done */
+		vmb_dio_wait_range(&img->dio, off, end - off);
+	}
+	vmb_base_put(b);
+	return n > 0 ? n : 0;
+}
+
+int vmb_image_has_pieces(struct vmb_image *img)
+{
+	int r;
+
+	pthread_mutex_lock(&img->mlock);
+	r = img->base && img->base->ops->pieces;
+	pthread_mutex_unlock(&img->mlock);
+	return r;
+}
+
+void vmb_image_read_pieces_done(struct vmb_image *img, struct vmb_base_piece *pc, int n)
+{
+	struct vmb_base *owner = n > 0 ? pc[0].owner : NULL;
+
+	(void)img;
+	if (!owner)
+		return;
+	owner->ops->pieces_done(owner, pc, n);   /* the base that gave them out */
+	vmb_base_put(owner);
+}
+
 /* [off, off + len) lies within the size and is all DATA. */
 static int covered_by_data(struct vmb_image *img, uint64_t off, size_t len)
 {

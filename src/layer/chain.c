@@ -233,6 +233,37 @@ static ssize_t chain_read(struct vmb_base *b, void *buf, size_t len, uint64_t of
 	return (ssize_t)len;
 }
 
+/* A range inside one run of a remote layer: that image's cached chunks. */
+static int chain_pieces(struct vmb_base *b, uint64_t off, size_t len,
+			struct vmb_base_piece *pc, int max)
+{
+	struct vmb_chain *c = (struct vmb_chain *)b;
+	const struct vmb_chain *l;
+	const struct vmb_run *r;
+	uint64_t end = off + len;
+	size_t i;
+
+	if (!len || off > UINT64_MAX - len)
+		return 0;
+	i = run_find(c->runs, c->nruns, off >> VMB_BLOCK_SHIFT);
+	if (i >= c->nruns)
+		return 0;
+	r = &c->runs[i];
+	l = c->lv[r->src];
+	if (r->start * VMB_BLOCK_SIZE > off || (r->start + r->len) * VMB_BLOCK_SIZE < end ||
+	    !l->remote || !l->remote->ops->pieces || end > l->base.size ||
+	    end > r->zero_from)
+		return 0;
+	return l->remote->ops->pieces(l->remote, off, len, pc, max);
+}
+
+static void chain_pieces_done(struct vmb_base *b, struct vmb_base_piece *pc, int n)
+{
+	(void)b;
+	if (n > 0 && pc[0].owner && pc[0].owner->ops->pieces_done)
+		pc[0].owner->ops->pieces_done(pc[0].owner, pc, n);
+}
+
 static void chain_free(struct vmb_chain *c)
 {
 	if (c->fd >= 0)
@@ -257,6 +288,8 @@ const struct vmb_base_ops vmb_chain_ops = {
 	.lookup = chain_lookup,
 	.read = chain_read,
 	.destroy = chain_destroy,
+	.pieces = chain_pieces,
+	.pieces_done = chain_pieces_done,
 };
 
 /* ---- opening ---- */

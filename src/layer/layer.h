@@ -250,4 +250,22 @@ struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b);
 int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
 			   struct vmb_layer_remote *rl, struct vmb_err *err);
 
+/* Preloading (a mount of a published store's URL): a thread of its own opens the
+ * image of every remote layer of ls whose index is cached (CACHE/meta, so it never
+ * fetches: vmb_remote_meta_local_only, even for an index damaged there; at most
+ * VMB_REMOTE_KEEP images), which the remote context given by vmb_layers_set_remote
+ * then keeps, so the first stat or open of a file finds its image decoded; it also
+ * starts the fetcher of each URL (no request), so the first chunk fetch does not
+ * start it. Failures are not reported: the open that needs the image meets them
+ * again and says so. Start it in the process that serves (threads do not survive
+ * a fork). stop (NULL-safe) makes the thread stop after the image it is loading
+ * (local reads only) and joins it; call it before ls and the remote context are
+ * closed. 0 or -errno (the thread could not start). */
+struct vmb_layers_preload;
+int vmb_layers_preload_start(struct vmb_layers *ls, struct vmb_layers_preload **out,
+			     struct vmb_err *err);
+void vmb_layers_preload_stop(struct vmb_layers_preload *p);
+/* The number of images the preload opened so far (tests, logs). */
+unsigned vmb_layers_preload_count(struct vmb_layers_preload *p);
+
 #endif

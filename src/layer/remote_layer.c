@@ -11,12 +11,14 @@
 #include "config.h"
 #include "layer/layer_int.h"
 #include "remote/rimage.h"
+#include "remote/remote.h"
 #include "base/crc32c.h"
 #include "base/digest.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,4 +355,95 @@ struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b)
 		return vmb_rimage_of(b);
 	c = c->lv[b->depth - 1];
 	return c && c->remote ? vmb_rimage_of(c->remote) : NULL;
+}
+
+/* ---- preloading ---- */
+
+struct vmb_layers_preload {
+	struct vmb_layers *ls;
+	pthread_t th;
+	int stop;                          /* atomic */
+	unsigned done;                     /* atomic: images opened */
+};
+
+static void *preload_main(void *arg)
+{
+	struct vmb_layers_preload *p = arg;
+	struct vmb_layers *ls = p->ls;
+	struct vmb_layer_list l;
+	struct vmb_layer_remote *rl = NULL;
+	struct vmb_remote *r;
+	struct vmb_err e;
+	char *last_url = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&ls->mu);
+	r = ls->remote;
+	pthread_mutex_unlock(&ls->mu);
+	vmb_err_clear(&e);
+	if (!r || vmb_layers_list(ls, &l, &e) < 0)
+		return NULL;
+	rl = malloc(sizeof(*rl));
+	vmb_remote_meta_local_only(1);   /* a damaged index is left to its open too */
+	for (i = 0; rl && i < l.n; i++) {
+		struct vmb_base *b = NULL;
+
+		if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&p->done, __ATOMIC_RELAXED) >= VMB_REMOTE_KEEP)
+			break;
+		vmb_err_clear(&e);
+		if (vmb_layers_remote_info(ls, l.ids[i], rl, &e) < 0 ||
+		    !vmb_remote_meta_cached(r, rl->index))
+			continue;   /* not remote, damaged, or not cached: left to its open */
+		if (!last_url || strcmp(last_url, rl->url)) {
+			struct vmb_fetcher *f;
+
+			free(last_url);
+			last_url = strdup(rl->url);
+			(void)vmb_remote_fetcher(r, rl->url, &f, &e);   /* no request */
+			vmb_err_clear(&e);
+		}
+		if (vmb_rimage_open(r, rl->url, rl->index, rl->size, &b, &e) == 0) {
+			vmb_base_put(b);   /* the context keeps it */
+			__atomic_add_fetch(&p->done, 1, __ATOMIC_RELEASE);
+		}
+	}
+	free(last_url);
+	free(rl);
+	vmb_layer_list_free(&l);
+	return NULL;
+}
+
+int vmb_layers_preload_start(struct vmb_layers *ls, struct vmb_layers_preload **out,
+			     struct vmb_err *err)
+{
+	struct vmb_layers_preload *p = calloc(1, sizeof(*p));
+	int rc;
+
+	*out = NULL;
+	if (!p)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	p->ls = ls;
+	rc = pthread_create(&p->th, NULL, preload_main, p);
+	if (rc) {
+		free(p);
+		return vmb_err_sys(err, rc, "cannot start the thread that loads the remote "
+				   "images' indexes");
+	}
+	*out = p;
+	return 0;
+}
+
+void vmb_layers_preload_stop(struct vmb_layers_preload *p)
+{
+	if (!p)
+		return;
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(p->th, NULL);
+	free(p);
+}
+
+unsigned vmb_layers_preload_count(struct vmb_layers_preload *p)
+{
+	return p ? __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) : 0;
 }

@@ -25,6 +25,18 @@
 
 struct vmb_base;
 
+/* A piece of a range of a base handed out for splicing: len bytes at offset pos of
+ * fd (pos is the offset in that descriptor, not in the base). owner and tag are for
+ * the base that gave it out (its pieces_done releases what tag says; owner NULL:
+ * nothing to release). */
+struct vmb_base_piece {
+	int fd;
+	uint64_t pos;
+	size_t len;
+	struct vmb_base *owner;
+	long tag;
+};
+
 struct vmb_base_ops {
 	/* The state of block blk as the base reads: VMB_DATA or VMB_ZERO, never
 	 * VMB_ABSENT (blocks past the base's size are VMB_ZERO). *run gets the number of
@@ -41,6 +53,18 @@ struct vmb_base_ops {
 			struct vmb_err *err);
 	/* Free the base (called by the last vmb_base_put). */
 	void (*destroy)(struct vmb_base *b);
+	/* Optional (NULL: not offered). When every byte of [off, off + len) (within the
+	 * size, len > 0) can be read now from descriptors, without fetching or waiting
+	 * (a remote base: its cached chunks, each a file of its own): fills pc[0..n)
+	 * with pieces that cover the range in order, exactly, and returns n (1..max);
+	 * the descriptors stay valid until pieces_done(pc[0].owner, pc, n), which must
+	 * follow (every piece has that owner: the base that gave them out, b or one
+	 * below it; a caller that may lose its reference to b meanwhile holds one on
+	 * the owner). Else 0 and nothing to release (use read). It counts as a read
+	 * (readahead). */
+	int (*pieces)(struct vmb_base *b, uint64_t off, size_t len,
+		      struct vmb_base_piece *pc, int max);
+	void (*pieces_done)(struct vmb_base *b, struct vmb_base_piece *pc, int n);
 };
 
 struct vmb_base {

@@ -145,22 +145,159 @@ static int parse_http(struct vmb_fetcher *f, struct vmb_err *err)
 	return 0;
 }
 
-static int parse_s3(struct vmb_fetcher *f, struct vmb_err *err)
+/* An S3 endpoint: "http(s)://HOST[:PORT]" (HOST a name, an IPv4 or a [IPv6]
+ * address), trailing '/' allowed. Returns its length without them, 0 when bad. */
+static size_t endpoint_len(const char *e)
 {
-	const char *b = f->url + strlen("s3://"), *slash = strchr(b, '/');
-	size_t bn = slash ? (size_t)(slash - b) : strlen(b);
-	const char *prefix = slash ? slash + 1 : "";
+	const char *p = !strncmp(e, "http://", 7) ? e + 7 : !strncmp(e, "https://", 8) ? e + 8 :
+			NULL, *h, *end;
+
+	if (!p)
+		return 0;
+	h = p;
+	if (*p == '[') {
+		for (p++; (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+			  (*p >= 'A' && *p <= 'F') || *p == ':' || *p == '.'; p++)
+			;
+		if (*p++ != ']' || p == h + 2)
+			return 0;
+	} else {
+		for (; (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'; p++)
+			;
+		if (p == h)
+			return 0;
+	}
+	if (*p == ':') {
+		const char *d = ++p;
+
+		while (*p >= '0' && *p <= '9')
+			p++;
+		if (p == d || p - d > 5)
+			return 0;
+	}
+	end = p;
+	while (*p == '/')
+		p++;
+	return *p ? 0 : (size_t)(end - e);
+}
+
+/* BP = "BUCKET[/PREFIX]" of an s3 URL: checks it; *bn the bucket's length, *prefix
+ * the rest ("" or a checked path). */
+static int s3_split(const char *url, const char *bp, size_t *bn, const char **prefix,
+		    int *dns, struct vmb_err *err)
+{
+	const char *slash = strchr(bp, '/');
+
+	*bn = slash ? (size_t)(slash - bp) : strlen(bp);
+	*prefix = slash ? slash + 1 : "";
+	if (!bucket_ok(bp, *bn, dns))
+		return vmb_err_set(err, EINVAL, "invalid URL '%s': the bucket name must be 3 to "
+				   "63 of a-z, 0-9, '.', '-'", url);
+	if (**prefix && !path_ok(*prefix))
+		return vmb_err_set(err, EINVAL, "invalid URL '%s': the prefix must be components "
+				   "of A-Z a-z 0-9 . _ ~ - separated by single '/'", url);
+	return 0;
+}
+
+/* An s3+http(s)://HOST[:PORT]/BUCKET[/PREFIX] URL: *ep the length of its endpoint
+ * (after "s3+"), *bp the bucket and prefix. */
+static int s3plus_split(const char *url, size_t *ep, const char **bp, struct vmb_err *err)
+{
+	const char *e = url + 3, *h = strstr(e, "://"), *slash;
+	char tmp[300];
+
+	slash = h ? strchr(h + 3, '/') : NULL;
+	*ep = slash ? (size_t)(slash - e) : 0;
+	if (!slash || *ep >= sizeof(tmp))
+		return vmb_err_set(err, EINVAL, "invalid URL '%s': expected "
+				   "s3+http(s)://HOST[:PORT]/BUCKET[/PREFIX]", url);
+	memcpy(tmp, e, *ep);
+	tmp[*ep] = '\0';
+	if (endpoint_len(tmp) != *ep)
+		return vmb_err_set(err, EINVAL, "invalid URL '%s': '%s' is not an S3 endpoint "
+				   "(http(s)://HOST[:PORT])", url, tmp);
+	*bp = slash + 1;
+	return 0;
+}
+
+static int resolve(const char *url, const char *endpoint, char *out, size_t len,
+		   struct vmb_err *err)
+{
+	const char *bp, *prefix, *src;
+	char *ep = NULL;
+	size_t bn, el, pl;
+	int dns, rc, n;
+
+	if (!strncmp(url, "s3+http://", 10) || !strncmp(url, "s3+https://", 11)) {
+		rc = s3plus_split(url, &pl, &bp, err);
+		if (rc)
+			return rc;
+		rc = s3_split(url, bp, &bn, &prefix, &dns, err);
+		if (rc)
+			return rc;
+		if (endpoint && (endpoint_len(endpoint) != pl || strncmp(endpoint, url + 3, pl)))
+			return vmb_err_set(err, EINVAL, "'%s' names its endpoint already: do not "
+					   "give another ('%s')", url, endpoint);
+		n = snprintf(out, len, "%s", url);
+	} else if (!strncmp(url, "s3://", 5)) {
+		rc = s3_split(url, url + 5, &bn, &prefix, &dns, err);
+		if (rc)
+			return rc;
+		rc = vmb_s3_endpoint(endpoint, &ep, &src, err);
+		if (rc)
+			return vmb_err_prefix(err, "cannot find the S3 endpoint for '%s'", url);
+		if (!ep) {
+			n = snprintf(out, len, "%s", url);
+		} else {
+			el = endpoint_len(ep);
+			if (!el) {
+				rc = vmb_err_set(err, EINVAL, "invalid S3 endpoint '%s' (from %s): "
+						 "expected http(s)://HOST[:PORT]", ep, src);
+				free(ep);
+				return rc;
+			}
+			n = snprintf(out, len, "s3+%.*s/%s", (int)el, ep, url + 5);
+			free(ep);
+		}
+	} else if (endpoint) {
+		return vmb_err_set(err, EINVAL, "an endpoint is for s3:// URLs, not '%s'", url);
+	} else {
+		n = snprintf(out, len, "%s", url);
+	}
+	if (n < 0 || (size_t)n >= len)
+		return vmb_err_set(err, ENAMETOOLONG, "URL too long: '%s'", url);
+	return 0;
+}
+
+int vmb_fetch_url_resolve(const char *url, const char *endpoint, char *out, size_t len,
+			  struct vmb_err *err)
+{
+	char *u = strdup(url);
+	size_t n = u ? strlen(u) : 0;
+	int rc;
+
+	if (!u)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	/* no trailing '/' (after the prefix) */
+	while (n > 0 && u[n - 1] == '/' && !(n >= 3 && !strncmp(u + n - 3, "://", 3)))
+		u[--n] = '\0';
+	rc = resolve(u, endpoint, out, len, err);
+	free(u);
+	return rc;
+}
+
+/* BP = "BUCKET[/PREFIX]", f->endpoint set or NULL. */
+static int parse_s3(struct vmb_fetcher *f, const char *bp, struct vmb_err *err)
+{
+	const char *b = bp, *prefix;
+	size_t bn;
 	int dns, rc;
 
-	if (!bucket_ok(b, bn, &dns))
-		return vmb_err_set(err, EINVAL, "invalid URL '%s': the bucket name must be 3 to "
-				   "63 of a-z, 0-9, '.', '-'", f->url);
-	if (*prefix && !path_ok(prefix))
-		return vmb_err_set(err, EINVAL, "invalid URL '%s': the prefix must be components "
-				   "of A-Z a-z 0-9 . _ ~ - separated by single '/'", f->url);
-	if (f->endpoint && ((strncmp(f->endpoint, "http://", 7) &&
-			     strncmp(f->endpoint, "https://", 8)) ||
-			    !url_chars_ok(f->endpoint) || !f->endpoint[f->endpoint[4] == 's' ? 8 : 7]))
+	rc = s3_split(f->url, bp, &bn, &prefix, &dns, err);
+	if (rc)
+		return rc;
+	if (f->endpoint && !endpoint_len(f->endpoint))
 		return vmb_err_set(err, EINVAL, "invalid S3 endpoint '%s': expected "
 				   "http(s)://HOST[:PORT]", f->endpoint);
 	f->kind = VMB_KIND_S3;
@@ -204,6 +341,28 @@ static void fetcher_free(struct vmb_fetcher *f)
 	free(f->endpoint);
 	free(f->region);
 	free(f);
+}
+
+/* s3+http(s)://ENDPOINT/BUCKET[/PREFIX]: the endpoint comes from the URL (an
+ * opts.endpoint may only repeat it). */
+static int open_s3plus(struct vmb_fetcher *f, struct vmb_err *err)
+{
+	const char *bp;
+	size_t el;
+	int rc = s3plus_split(f->url, &el, &bp, err);
+
+	if (rc)
+		return rc;
+	if (f->endpoint && (endpoint_len(f->endpoint) != el ||
+			    strncmp(f->endpoint, f->url + 3, el)))
+		return vmb_err_set(err, EINVAL, "'%s' names its endpoint already: do not give "
+				   "another ('%s')", f->url, f->endpoint);
+	free(f->endpoint);
+	f->endpoint = strndup(f->url + 3, el);
+	if (!f->endpoint)
+		return vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", f->url);
+	f->opts.endpoint = f->endpoint;
+	return parse_s3(f, bp, err);
 }
 
 int vmb_fetcher_open(const char *url, const struct vmb_fetch_opts *opts,
@@ -255,7 +414,9 @@ int vmb_fetcher_open(const char *url, const struct vmb_fetch_opts *opts,
 	else if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
 		rc = parse_http(f, err);
 	else if (!strncmp(url, "s3://", 5))
-		rc = parse_s3(f, err);
+		rc = parse_s3(f, f->url + 5, err);
+	else if (!strncmp(url, "s3+http://", 10) || !strncmp(url, "s3+https://", 11))
+		rc = open_s3plus(f, err);
 	else
 		rc = vmb_err_set(err, EINVAL, "invalid URL '%s': expected file://, http://, "
 				 "https:// or s3://", url);

@@ -1,6 +1,7 @@
 /* fetch.h - fetchers: whole or ranged GET, HEAD and PUT of the objects of a published
  * store at a base URL (file://DIR, http://HOST/PREFIX, https://HOST/PREFIX,
- * s3://BUCKET/PREFIX). libcurl lives only behind this header (remote/fetch*.c).
+ * s3://BUCKET/PREFIX, and s3+http(s)://HOST[:PORT]/BUCKET/PREFIX: S3 at that
+ * S3-compatible endpoint, path style, signed as s3://). libcurl lives only behind this header (remote/fetch*.c).
  *
  * One struct vmb_fetcher per base URL. Thread-safe: any number of threads call the
  * blocking functions at once. For http(s) and s3, the requests of all threads go to
@@ -47,7 +48,8 @@ struct vmb_fetch_opts {
 	long backoff_ms, backoff_max_ms;   /* capped exponential backoff with full jitter; 200 / 5000 */
 	int  hard;                 /* retry forever (NFS hard) */
 	const char *cafile;        /* NULL: system CAs; TLS verification always on */
-	const char *endpoint;      /* s3: https://host:port (path-style); NULL: AWS virtual-host style */
+	const char *endpoint;      /* s3://: http(s)://host[:port] (path-style); NULL: AWS virtual-host
+				      style; an s3+http(s):// URL names its own (this may only repeat it) */
 	const char *region;        /* s3: NULL -> AWS_REGION / ~/.aws/config / us-east-1 */
 	unsigned max_inflight;     /* transfers at once per fetcher; default 16 */
 	const struct vmb_transport *transport;  /* tests: a scripted transport instead of curl */
@@ -57,6 +59,19 @@ struct vmb_fetch_opts {
 };
 
 void vmb_fetch_opts_default(struct vmb_fetch_opts *);
+
+/* The form of a published store's URL that is kept (in a pulled bundle's .remote
+ * layer, a URL mount's shadow store, the cache's saved indexes): an s3:// URL read
+ * through an S3-compatible endpoint becomes s3+http://HOST[:PORT]/BUCKET[/PREFIX] (or
+ * s3+https://...), which names its endpoint, so that a remount or a prefetch later
+ * finds it without being told again. The endpoint: ENDPOINT when not NULL (--endpoint,
+ * -o endpoint=), else as the AWS tools find it (vmb_s3_endpoint: AWS_ENDPOINT_URL_S3,
+ * AWS_ENDPOINT_URL, endpoint_url of the AWS profile). An s3:// URL without an endpoint
+ * (AWS itself) and every other URL are copied, without trailing '/'. Checks the form
+ * of s3 URLs and endpoints: -EINVAL for a bad one, for ENDPOINT with a URL that is not
+ * s3://, or with an s3+http(s):// URL that names another; -ENAMETOOLONG. */
+int vmb_fetch_url_resolve(const char *url, const char *endpoint, char *out, size_t len,
+			  struct vmb_err *err);
 
 /* Opens a fetcher for URL (see the top). Checks the URL's form, and for s3 loads the
  * credentials (remote/fetch_s3.h); no network traffic. */

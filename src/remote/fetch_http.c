@@ -15,6 +15,7 @@
 #include <strings.h>
 
 struct ctx {
+	struct vmb_fetcher *f;
 	struct vmb_fetch_req *req;
 	char *dst;
 	size_t cap, got;
@@ -136,6 +137,37 @@ static void s3_code(const char *body, char *out, size_t outsz)
 		snprintf(out, outsz, "%.*s", (int)(e - s), s);
 }
 
+/* 401/403/404 from S3: which bucket, which endpoint, which credentials. */
+static int s3_status_err(struct ctx *c, const char *code, struct vmb_err *err)
+{
+	const struct vmb_fetcher *f = c->f;
+	const char *b = strstr(f->url, "://") + 3, *where = f->endpoint ? f->endpoint : "AWS";
+	long st = c->status;
+	size_t bn;
+
+	if (!strncmp(f->url, "s3+", 3))
+		b = strchr(b, '/') + 1;   /* s3+http(s)://HOST/BUCKET/..., checked at open */
+	bn = strcspn(b, "/");
+	if (st == 404 && !strcmp(code, "NoSuchBucket"))
+		return vmb_err_set(err, ENOENT, "bucket '%.*s' does not exist at %s (HTTP 404: "
+				   "NoSuchBucket)", (int)bn, b, where);
+	if (st == 404 && !code[0] && c->req->op != VMB_FETCH_HEAD)
+		return vmb_err_set(err, ENOENT, "not found (HTTP 404, and not an S3 error answer: "
+				   "is %s an S3 endpoint?)", where);
+	if (st == 404)
+		return vmb_err_set(err, ENOENT, "not found (HTTP 404%s%s)", code[0] ? ": " : "",
+				   code);
+	if (!f->creds.key_id)
+		return vmb_err_set(err, EACCES, "access denied (HTTP %ld%s%s): the request was "
+				   "not signed, as no AWS credentials were found (%s); set "
+				   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE for "
+				   "a private bucket", st, code[0] ? ": " : "", code, f->creds.tried);
+	return vmb_err_set(err, EACCES, "access denied (HTTP %ld%s%s) to access key '%s' "
+			   "(from %s%s) for bucket '%.*s' at %s", st, code[0] ? ": " : "", code,
+			   f->creds.key_id, f->creds.source,
+			   f->creds.token ? ", with a session token" : "", (int)bn, b, where);
+}
+
 static int status_err(struct ctx *c, int *transient, struct vmb_err *err)
 {
 	long st = c->status;
@@ -145,6 +177,8 @@ static int status_err(struct ctx *c, int *transient, struct vmb_err *err)
 	if (code[0])
 		snprintf(extra, sizeof(extra), ": %s", code);
 	*transient = 0;
+	if (c->f->kind == VMB_KIND_S3 && (st == 404 || st == 401 || st == 403))
+		return s3_status_err(c, code, err);
 	if (st == 404 || st == 410)
 		return vmb_err_set(err, ENOENT, "not found (HTTP %ld%s)", st, extra);
 	if (st == 401 || st == 403)
@@ -255,7 +289,7 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 {
 	struct vmb_fetcher *f = arg;
 	struct curl_slist *hdr = NULL;
-	struct ctx c = { .req = req };
+	struct ctx c = { .f = f, .req = req };
 	char *url = NULL, range[64];
 	CURLcode code = CURLE_OK;
 	CURL *easy;

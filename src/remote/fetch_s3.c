@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ void vmb_s3_creds_free(struct vmb_s3_creds *c)
 	free(c->secret);
 	free(c->token);
 	free(c->region);
+	free(c->endpoint);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -81,6 +83,8 @@ static int take(struct vmb_s3_creds *c, int is_config, const char *key, const ch
 		dst = &c->token;
 	else if (is_config && !strcmp(key, "region"))
 		dst = &c->region;
+	else if (is_config && !strcmp(key, "endpoint_url"))
+		dst = &c->endpoint;
 	if (!dst) {
 		for (i = 0; unsupported_keys[i]; i++)
 			if (!strcmp(key, unsupported_keys[i]) && !c->unsupported[0])
@@ -89,7 +93,8 @@ static int take(struct vmb_s3_creds *c, int is_config, const char *key, const ch
 	}
 	if (dst == &c->region ? !region_ok(val) : !cred_ok(val))
 		return vmb_err_set(err, EINVAL, "%s:%u: %s %s", fname, line, key,
-				   !*val ? "is empty" : dst == &c->region ?
+				   !*val ? "is empty" : dst == &c->endpoint ?
+				   "has a space or a control character" : dst == &c->region ?
 				   "is not a region name (a-z, 0-9, '-')" :
 				   "has a space or a character that no key has");
 	if (*dst)
@@ -355,9 +360,13 @@ int vmb_s3_creds_load(const char *region_opt, struct vmb_s3_creds *c, struct vmb
 				 tc.unsupported[0] ? tc.unsupported : tf.unsupported);
 	} else {
 		snprintf(c->source, sizeof(c->source), "none (unsigned requests)");
+		snprintf(c->tried, sizeof(c->tried), "AWS_ACCESS_KEY_ID is not set and profile "
+			 "'%s' has no key in '%s' nor in '%s'", profile, cpath, fpath);
 	}
 	if (rc)
 		goto out;
+	c->endpoint = tf.endpoint;
+	tf.endpoint = NULL;
 
 	if (region_opt && *region_opt)
 		region = region_opt;
@@ -385,4 +394,36 @@ out:
 	free(cpath);
 	free(fpath);
 	return rc;
+}
+
+int vmb_s3_endpoint(const char *opt, char **out, const char **src, struct vmb_err *err)
+{
+	const char *ign = getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"), *v;
+	struct vmb_s3_creds c;
+	int rc;
+
+	*out = NULL;
+	*src = "none";
+	if (opt) {
+		*src = "the endpoint option";
+		v = opt;
+	} else if (ign && !strcasecmp(ign, "true")) {
+		return 0;
+	} else if ((v = getenv("AWS_ENDPOINT_URL_S3")) && *v) {
+		*src = "AWS_ENDPOINT_URL_S3";
+	} else if ((v = getenv("AWS_ENDPOINT_URL")) && *v) {
+		*src = "AWS_ENDPOINT_URL";
+	} else {
+		rc = vmb_s3_creds_load(NULL, &c, err);
+		if (rc)
+			return rc;
+		*out = c.endpoint;
+		c.endpoint = NULL;
+		vmb_s3_creds_free(&c);
+		if (*out)
+			*src = "endpoint_url in the AWS config file";
+		return 0;
+	}
+	*out = strdup(v);
+	return *out ? 0 : vmb_err_set(err, ENOMEM, "out of memory");
 }

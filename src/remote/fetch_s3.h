@@ -10,7 +10,9 @@
  * "region" in the config file, then us-east-1.
  *
  * No credentials anywhere (and no AWS_PROFILE naming a missing profile) is not an
- * error: requests then go unsigned (a public bucket). A malformed file, half a key
+ * error: requests then go unsigned (a public bucket; rclone and curl do the same, the
+ * AWS CLI wants --no-sign-request for it). An answer 401/403 then says which sources
+ * were tried (c->tried), and with a key which key and where it came from. A malformed file, half a key
  * pair, or a profile that only has what vmbundlefs cannot use (role_arn, sso_*,
  * credential_process, ...) is an error naming the file, line and what is wrong.
  */
@@ -26,6 +28,8 @@ struct vmb_s3_creds {
 	char *token;         /* session token, or NULL */
 	char *region;        /* always set after a successful load */
 	char source[200];    /* where the key came from, for messages: "environment", "FILE [profile]" */
+	char tried[600];     /* the sources looked at, for messages when none had a key */
+	char *endpoint;      /* endpoint_url of the profile in the config file, or NULL */
 	/* filled by vmb_aws_ini_profile: what the profile names that cannot be used */
 	char unsupported[64];
 };
@@ -35,10 +39,19 @@ struct vmb_s3_creds {
 int  vmb_s3_creds_load(const char *region_opt, struct vmb_s3_creds *c, struct vmb_err *err);
 void vmb_s3_creds_free(struct vmb_s3_creds *c);   /* NULL-safe; clears c */
 
+/* The S3-compatible endpoint for an s3:// URL, as the AWS tools find it: OPT (a
+ * command's --endpoint or -o endpoint=) when given, else (unless
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is "true") AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+ * then endpoint_url of the profile in the config file (the "services" sections are not
+ * read). *out is NULL (AWS itself) or a malloc'ed copy; *src says which (for
+ * messages). 0 or -errno (a config file that does not parse, ENOMEM). The value is
+ * not checked here (vmb_fetch_url_resolve does). */
+int vmb_s3_endpoint(const char *opt, char **out, const char **src, struct vmb_err *err);
+
 /* Parses the text of one AWS ini file (FNAME for messages) and takes from the section
  * of PROFILE (config file, is_config: "[default]" or "[profile NAME]"; credentials
  * file: "[NAME]") the fields of c that are still NULL: key_id, secret, token and, for
- * a config file, region. *found = 1 when the section exists. The whole file is checked
+ * a config file, region and endpoint (endpoint_url). *found = 1 when the section exists. The whole file is checked
  * whatever the profile: -EINVAL with "FNAME:LINE: what is wrong" on the first error. */
 int vmb_aws_ini_profile(const char *text, size_t len, const char *fname, int is_config,
 			const char *profile, struct vmb_s3_creds *c, int *found,

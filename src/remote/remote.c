@@ -36,6 +36,7 @@
 
 #define VMB_REMOTE_QUEUE 256
 #define VMB_TOP_MAX (16u << 20)
+#define VMB_META_FIRST (4u << 20)   /* vmb_remote_meta's first buffer */
 
 struct fetcher_ent {
 	char *url;
@@ -47,12 +48,21 @@ struct work {
 	uint64_t chunk;
 };
 
+struct kept {
+	char *url;
+	uint8_t digest[32];
+	struct vmb_base *b;                /* NULL while its loader loads it */
+	uint64_t bytes;                    /* its index object's size */
+	uint64_t used;                     /* LRU clock */
+};
+
 struct vmb_remote {
 	struct vmb_remote_opts o;
-	char *cache_dir, *cafile, *pubkey;
+	char *cache_dir, *cafile, *pubkey, *endpoint;
 	const struct vmb_log *log;
 	pthread_mutex_t mu;                /* guards everything below */
 	pthread_cond_t cv;
+	pthread_cond_t kcv;                /* a kept image's load ended */
 	struct vmb_cache *cache;
 	struct fetcher_ent *fe;
 	size_t nfe;
@@ -62,6 +72,14 @@ struct vmb_remote {
 	unsigned nth;
 	int stop;
 	int cancelled;               /* vmb_remote_cancel: every fetch fails from now on */
+	struct kept *kept;
+	size_t nkept;
+	int top_once;                      /* vmb_remote_top_once */
+	char *top_url;                     /* ... the URL and index it got first */
+	void *top_buf;
+	size_t top_len;
+	int top_stale;
+	uint64_t kclock, kbytes;
 	struct vmb_remote_stats st;
 	time_t started;
 };
@@ -105,9 +123,7 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	if (opts)
 		r->o = *opts;
 	if (!r->o.workers)
-		r->o.workers = 4;
-	if (!r->o.readahead_max)
-		r->o.readahead_max = 16;
+		r->o.workers = VMB_REMOTE_WORKERS;
 	if (!r->o.cache_dir) {
 		if (vmb_remote_default_cache(dir, sizeof(dir)) < 0) {
 			free(r);
@@ -120,20 +136,25 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	}
 	r->cafile = r->o.cafile ? strdup(r->o.cafile) : NULL;
 	r->pubkey = r->o.pubkey ? strdup(r->o.pubkey) : NULL;
-	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey)) {
+	r->endpoint = r->o.endpoint ? strdup(r->o.endpoint) : NULL;
+	if (!r->cache_dir || (r->o.cafile && !r->cafile) || (r->o.pubkey && !r->pubkey) ||
+	    (r->o.endpoint && !r->endpoint)) {
 		free(r->cache_dir);
 		free(r->cafile);
 		free(r->pubkey);
+		free(r->endpoint);
 		free(r);
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
 	r->o.cache_dir = r->cache_dir;
 	r->o.cafile = r->cafile;
 	r->o.pubkey = r->pubkey;
+	r->o.endpoint = r->endpoint;
 	r->log = log;
 	r->started = time(NULL);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
+	pthread_cond_init(&r->kcv, NULL);
 	*out = r;
 	return 0;
 }
@@ -175,6 +196,14 @@ void vmb_remote_close(struct vmb_remote *r)
 		r->qn--;
 		vmb_base_put(vmb_rimage_base(w.ri));
 	}
+	/* the kept images (nothing loads any more: every caller is gone) */
+	for (i = 0; i < r->nkept; i++) {
+		vmb_base_put(r->kept[i].b);
+		free(r->kept[i].url);
+	}
+	free(r->kept);
+	free(r->top_url);
+	free(r->top_buf);
 	for (i = 0; i < r->nfe; i++) {
 		vmb_fetcher_close(r->fe[i].f);
 		free(r->fe[i].url);
@@ -182,10 +211,12 @@ void vmb_remote_close(struct vmb_remote *r)
 	free(r->fe);
 	vmb_cache_close(r->cache);
 	pthread_cond_destroy(&r->cv);
+	pthread_cond_destroy(&r->kcv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->cache_dir);
 	free(r->cafile);
 	free(r->pubkey);
+	free(r->endpoint);
 	free(r);
 }
 
@@ -244,12 +275,15 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 }
 
 /* The options of this context's fetchers. */
-static void fetch_opts(const struct vmb_remote *r, struct vmb_fetch_opts *fo)
+static void fetch_opts(const struct vmb_remote *r, const char *url,
+		       struct vmb_fetch_opts *fo)
 {
 	vmb_fetch_opts_default(fo);
 	fo->hard = r->o.hard;
 	fo->cafile = r->cafile;
 	fo->log = r->log;
+	if (!strncmp(url, "s3://", 5))
+		fo->endpoint = r->endpoint;
 	if (r->o.timeout_s)
 		fo->low_speed_time_s = r->o.timeout_s;
 }
@@ -277,7 +311,7 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		goto out;
 	}
 	r->fe = fe;
-	fetch_opts(r, &fo);
+	fetch_opts(r, url, &fo);
 	fe[r->nfe].url = strdup(url);
 	if (!fe[r->nfe].url) {
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
@@ -302,7 +336,8 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 	size_t n;
 
 	if (!strncmp(in, "http://", 7) || !strncmp(in, "https://", 8) ||
-	    !strncmp(in, "s3://", 5)) {
+	    !strncmp(in, "s3://", 5) || !strncmp(in, "s3+http://", 10) ||
+	    !strncmp(in, "s3+https://", 11)) {
 		n = strlen(in);
 		if (n >= len)
 			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
@@ -402,6 +437,13 @@ static int read_whole(const char *path, size_t max, void **buf, size_t *len)
 
 /* ---- metadata objects ---- */
 
+static __thread int meta_local_only;
+
+void vmb_remote_meta_local_only(int on)
+{
+	meta_local_only = on;
+}
+
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    size_t max, void **buf, size_t *len, struct vmb_err *err)
 {
@@ -431,13 +473,21 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		b = NULL;
 		unlink(path);   /* damaged: fetched again */
 	}
+	if (meta_local_only)
+		return vmb_err_set(err, ENOENT, "object %s is not cached (not fetched here)",
+				   hex);
 	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);
 	vmb_pub_object_path(digest, opath);
-	/* most objects are small: a buffer that grows when the object does not fit */
-	for (size_t cap = max < (1u << 20) ? max : (1u << 20);; cap = cap * 8 < max ? cap * 8 : max) {
+	/* Most objects fit in VMB_META_FIRST (the image index of a 32 GiB image with
+	 * 256 KiB chunks is 4 MiB; the pages of a larger buffer are never touched).
+	 * A larger one is asked its length (HEAD) and fetched once more, exactly: not
+	 * in growing buffers, each try a transfer. */
+	for (size_t cap = max < VMB_META_FIRST ? max : VMB_META_FIRST;;) {
 		void *nb = realloc(b, cap);
+		uint64_t olen = 0;
+		struct vmb_err herr;
 
 		if (!nb) {
 			free(b);
@@ -447,6 +497,11 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		n = vmb_fetch_get(f, opath, 0, 0, b, cap, err);
 		if (n != -EFBIG || cap == max)
 			break;
+		vmb_err_clear(&herr);
+		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > cap && olen < max)
+			cap = (size_t)olen;
+		else
+			cap = max;   /* no length: the most an object of its kind may have */
 	}
 	if (n < 0) {
 		free(b);
@@ -465,6 +520,109 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	*buf = realloc(b, n ? (size_t)n : 1) ?: b;
 	*len = (size_t)n;
 	return 0;
+}
+
+int vmb_remote_meta_cached(struct vmb_remote *r, const uint8_t digest[32])
+{
+	char hex[65], path[PATH_MAX + 96];
+	struct stat st;
+
+	vmb_sha256_hex(digest, hex);
+	snprintf(path, sizeof(path), "%s/meta/%.2s/%s", r->cache_dir, hex, hex);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ---- open images kept ---- */
+
+static struct kept *kept_find(struct vmb_remote *r, const char *url, const uint8_t digest[32])
+{
+	for (size_t i = 0; i < r->nkept; i++)
+		if (!memcmp(r->kept[i].digest, digest, 32) && !strcmp(r->kept[i].url, url))
+			return &r->kept[i];
+	return NULL;
+}
+
+int vmb_remote_image_claim(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base **out)
+{
+	struct kept *k;
+	int rc = 0;
+
+	*out = NULL;
+	pthread_mutex_lock(&r->mu);
+	while ((k = kept_find(r, url, digest)) && !k->b)
+		pthread_cond_wait(&r->kcv, &r->mu);   /* another thread loads it */
+	if (k) {
+		vmb_base_get(k->b);
+		k->used = ++r->kclock;
+		*out = k->b;
+		rc = 1;
+	} else {
+		/* ours to load; without memory for the entry, loaded and not kept */
+		struct kept *nk = realloc(r->kept, (r->nkept + 1) * sizeof(*nk));
+		char *u = strdup(url);
+
+		if (nk)
+			r->kept = nk;
+		if (nk && u) {
+			nk[r->nkept] = (struct kept){ .url = u };
+			memcpy(nk[r->nkept].digest, digest, 32);
+			r->nkept++;
+		} else {
+			free(u);
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base *b, uint64_t bytes)
+{
+	struct vmb_base *drop[VMB_REMOTE_KEEP + 1];
+	size_t ndrop = 0, loaded = 0, i;
+	struct kept *k;
+
+	pthread_mutex_lock(&r->mu);
+	if (b)
+		r->st.index_loads++;
+	k = kept_find(r, url, digest);
+	if (k && !k->b) {
+		if (b) {
+			vmb_base_get(b);
+			k->b = b;
+			k->bytes = bytes;
+			k->used = ++r->kclock;
+			r->kbytes += bytes;
+		} else {
+			free(k->url);
+			*k = r->kept[--r->nkept];
+		}
+	}
+	/* over the limits: the least recently opened go (never the one just loaded,
+	 * nor one still loading) */
+	for (i = 0; i < r->nkept; i++)
+		loaded += r->kept[i].b != NULL;
+	while (loaded > 1 && (loaded > VMB_REMOTE_KEEP || r->kbytes > VMB_REMOTE_KEEP_BYTES) &&
+	       ndrop < VMB_REMOTE_KEEP + 1) {
+		size_t v = SIZE_MAX;
+
+		for (i = 0; i < r->nkept; i++)
+			if (r->kept[i].b && r->kept[i].b != b &&
+			    (v == SIZE_MAX || r->kept[i].used < r->kept[v].used))
+				v = i;
+		if (v == SIZE_MAX)
+			break;
+		drop[ndrop++] = r->kept[v].b;
+		r->kbytes -= r->kept[v].bytes;
+		free(r->kept[v].url);
+		r->kept[v] = r->kept[--r->nkept];
+		loaded--;
+	}
+	pthread_cond_broadcast(&r->kcv);
+	pthread_mutex_unlock(&r->mu);
+	for (i = 0; i < ndrop; i++)
+		vmb_base_put(drop[i]);
 }
 
 /* ---- objects through the cache ---- */
@@ -562,6 +720,35 @@ static int load_pubkey(const char *file, uint8_t key[32], struct vmb_err *err)
 	return vmb_sign_pub_load(file, key, err);
 }
 
+void vmb_remote_top_once(struct vmb_remote *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->top_once = 1;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Under top_once: keep the first index of url (buf, len bytes; copied). */
+static void top_keep(struct vmb_remote *r, const char *url, const void *buf, size_t len,
+		     int stale)
+{
+	char *u = NULL;
+	void *b = NULL;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->top_once && !r->top_url && (u = strdup(url)) && (b = malloc(len ? len : 1))) {
+		memcpy(b, buf, len);
+		r->top_url = u;
+		r->top_buf = b;
+		r->top_len = len;
+		r->top_stale = stale;
+		u = NULL;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&r->mu);
+	free(u);
+	free(b);
+}
+
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err)
 {
@@ -569,6 +756,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 	struct vmb_fetcher *f, *soft = NULL;
 	struct vmb_cache *c;
 	struct vmb_err ferr;
+	const void *kept = NULL;
 	void *buf = NULL;
 	size_t len = 0;
 	ssize_t n;
@@ -582,6 +770,18 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 			return rc;
 		kp = key;
 	}
+	/* the index this context got first (top_once; set once, never changed) */
+	pthread_mutex_lock(&r->mu);
+	if (r->top_url && !strcmp(r->top_url, url)) {
+		kept = r->top_buf;
+		len = r->top_len;
+		*stale = r->top_stale;
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (kept) {
+		rc = vmb_pub_index_decode(kept, len, kp, out, err);
+		return rc ? vmb_err_prefix(err, "the index of '%s'", url) : 0;
+	}
 	rc = vmb_remote_cache(r, &c, err);
 	if (rc)
 		return rc;
@@ -591,7 +791,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		 * forever for the index when a saved one will do */
 		struct vmb_fetch_opts fo;
 
-		fetch_opts(r, &fo);
+		fetch_opts(r, url, &fo);
 		fo.hard = 0;
 		rc = vmb_fetcher_open(url, &fo, &soft, &ferr);
 		f = soft;
@@ -613,9 +813,11 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 				return vmb_err_prefix(err, "the index of '%s'", url);
 			}
 			rc = vmb_cache_url_save(c, url, buf, (size_t)n, err);
-			free(buf);
 			if (rc)
 				vmb_pub_index_free(out);
+			else
+				top_keep(r, url, buf, (size_t)n, 0);
+			free(buf);
 			return rc;
 		}
 		rc = (int)n;
@@ -626,6 +828,8 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		return vmb_err_set(err, ferr.code ? ferr.code : EIO, "%s (and no index of it "
 				   "was saved in the cache %s)", ferr.msg, r->cache_dir);
 	rc = vmb_pub_index_decode(buf, len, kp, out, err);
+	if (!rc)
+		top_keep(r, url, buf, len, 1);
 	free(buf);
 	if (rc)
 		return vmb_err_prefix(err, "the saved index of '%s'", url);
@@ -739,6 +943,9 @@ void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
 
 	pthread_mutex_lock(&r->mu);
 	*s = r->st;
+	s->images_kept = 0;
+	for (size_t i = 0; i < r->nkept; i++)
+		s->images_kept += r->kept[i].b != NULL;
 	s->seconds = (uint64_t)(time(NULL) - r->started);
 	c = r->cache;
 	pthread_mutex_unlock(&r->mu);

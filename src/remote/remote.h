@@ -15,14 +15,24 @@
  * each URL is kept in CACHE/urls/<sha256 of the URL, hex> (same durability), so a
  * mount of a URL works offline.
  *
+ * Open images kept: the context keeps every remote image opened on it (one
+ * reference each, its index decoded) up to VMB_REMOTE_KEEP images and
+ * VMB_REMOTE_KEEP_BYTES bytes of index objects, least recently opened dropped
+ * first, so a file's chain opened again (each stat and open of a file over a remote
+ * layer opens it) finds its image ready instead of reading, hashing and decoding
+ * its index again (2 MiB for a 16 GiB image). One loader per image at a time: a
+ * second opener waits for the first (vmb_remote_image_claim).
+ *
  * Readahead workers: a few threads (opts.workers) shared by every remote image of
  * the context fill chunks that sequential readers will want next (rimage.c queues
  * them; each queued item holds a reference on its image).
  *
- * Ownership and locking: the context owns the cache, the fetchers and the workers;
- * every remote image opened on it holds no reference on it: all images (and so all
- * bases) must be put before vmb_remote_close. One mutex guards the lazy opening, the
- * list of fetchers and the work queue; it is never held during I/O. The functions
+ * Ownership and locking: the context owns the cache, the fetchers and the workers,
+ * and one reference on each image it keeps (dropped by vmb_remote_close); every
+ * remote image opened on it holds no reference on it: every other reference on an
+ * image (and so all bases) must be put before vmb_remote_close. One mutex guards
+ * the lazy opening, the list of fetchers, the work queue and the kept images; it is
+ * never held during I/O (a kept image's last reference is put outside it). The functions
  * below are thread-safe.
  */
 #ifndef VMB_REMOTE_H
@@ -31,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "map/base.h"
 
 struct vmb_remote;
 struct vmb_cache;
@@ -39,6 +50,10 @@ struct vmb_pub_index;
 struct vmb_rimage;
 
 #define VMB_REMOTE_URL_MAX 4096
+#define VMB_REMOTE_KEEP       32              /* open images kept (see above) */
+#define VMB_REMOTE_KEEP_BYTES (512ull << 20)  /* ... and their index bytes */
+
+#define VMB_REMOTE_WORKERS 32
 
 struct vmb_remote_opts {
 	const char *cache_dir;     /* NULL: the host's default (vmb_remote_default_cache) */
@@ -48,10 +63,13 @@ struct vmb_remote_opts {
 	const char *pubkey;        /* -o pubkey=: a raw 32-byte or PEM Ed25519 public
 				      key file; then every top index must be signed by it */
 	uint64_t rate;             /* prefetch: bytes/s, 0: no cap */
-	unsigned workers;          /* readahead threads; 0: default 4 */
-	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0: 16 */
+	unsigned workers;          /* readahead threads; 0: VMB_REMOTE_WORKERS */
+	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0:
+				      VMB_RIMAGE_RA_BYTES of chunks (rimage.h) */
 	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
 	int offline;               /* tests and `mount` without network: fetch nothing */
+	const char *endpoint;      /* s3:// URLs that name no endpoint (an s3+http(s):// URL
+				      names its own): this S3-compatible one; NULL: AWS */
 };
 
 /* Open a context with copies of opts (NULL: defaults). log (borrowed, may be NULL:
@@ -82,7 +100,8 @@ int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher
 		       struct vmb_err *err);
 
 /* Normalize a published store's URL: a local path or file:// URL becomes
- * file://<absolute path>, trailing slashes go. 0 or -EINVAL (unknown scheme). */
+ * file://<absolute path>, trailing slashes go (http://, https://, s3:// and
+ * s3+http(s):// URLs are kept; see vmb_fetch_url_resolve). 0 or -EINVAL (unknown scheme). */
 int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *err);
 
 /* The top index of url: fetched and verified (signature with opts.pubkey) and saved
@@ -91,11 +110,38 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err);
 
+/* From now on, r answers every vmb_remote_top of a URL with the index it got first
+ * for it (fetched, or the saved one when offline: *stale as then), so that a
+ * command reading several bundles of one published store (a mount of its URL)
+ * reads them all from one generation of the index and fetches it once. Off by
+ * default (a daemon's pulls want the latest index). */
+void vmb_remote_top_once(struct vmb_remote *r);
+
 /* A metadata object of url (bundle manifest, image index): from CACHE/meta when
  * there and intact, else fetched (at most max bytes), verified and saved there.
  * *buf malloc'ed (caller frees). -EIO for bytes that do not match the digest. */
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    size_t max, void **buf, size_t *len, struct vmb_err *err);
+
+/* While on, the calling thread's vmb_remote_meta reads CACHE/meta only: an object
+ * missing or damaged there is -ENOENT, never fetched (a background load that must
+ * not wait for the network). Per thread; off by default. */
+void vmb_remote_meta_local_only(int on);
+
+/* 1 when the metadata object digest is in CACHE/meta (a stat; no check of its
+ * bytes, no network), else 0. */
+int vmb_remote_meta_cached(struct vmb_remote *r, const uint8_t digest[32]);
+
+/* ---- open images kept (vmb_rimage_open) ----
+ * Claim the image (url, digest): 1 and one new reference in *out when it is kept;
+ * else 0: the caller loads it and must then call vmb_remote_image_done (with the
+ * loaded base, or NULL when the load failed); a caller claiming an image another
+ * thread is loading waits for that load first. bytes: the size of its index
+ * object (what keeping it costs). done takes its own reference on b. */
+int vmb_remote_image_claim(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base **out);
+void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			   struct vmb_base *b, uint64_t bytes);
 
 /* An object of known length (a small file of a bundle, a chunk) through the cache:
  * *fd an O_RDONLY descriptor of its verified bytes (caller closes); *hit 1 when it
@@ -119,6 +165,8 @@ struct vmb_remote_stats {
 	uint64_t errors;           /* reads that failed */
 	uint64_t inflight;         /* fills running now */
 	uint64_t readahead;        /* chunks queued for readahead */
+	uint64_t index_loads;      /* image indexes read, verified and decoded */
+	uint64_t images_kept;      /* open images kept (see above) */
 	uint64_t cache_bytes;      /* the cache's size (when open) */
 	uint64_t cache_chunks;
 	uint64_t seconds;          /* since the context was opened */

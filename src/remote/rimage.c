@@ -5,12 +5,14 @@
  *    VMB_RIMAGE_FDS slots; a slot has a user count, and a slot in use is never
  *    reused (a reader that finds every slot busy keeps its descriptor to itself and
  *    closes it after the read);
- *  - readahead follows one stream per image (the last chunk read): VMs read many
- *    places at once, but a sequential copy is one stream, and that is what the
- *    window is for; random reads drop it;
+ *    (pieces handed out for splicing hold their slot until pieces_done);
+ *  - readahead follows the last VMB_RIMAGE_STREAMS streams of contiguous reads and
+ *    starts only once a stream is VMB_RIMAGE_RA_MIN long: a VM's clusters of small
+ *    reads (and the kernel's readahead runs they become) fetch no chunk they do not
+ *    cover; a sequential copy gets a window as long as it has read, up to the cap;
  *  - a chunk's bytes are read with pread from its cached file at the offset inside
- *    the chunk; a cached file shorter than its chunk is -EIO (the cache verified
- *    its length: only a hand-edited cache gets there).
+ *    the chunk, or spliced from it (pieces); a cached file shorter than its chunk
+ *    is -EIO (the cache verified its length: only a hand-edited cache gets there).
  */
 #include "config.h"
 #include "remote/rimage.h"
@@ -36,6 +38,15 @@ struct fdslot {
 	uint64_t used;     /* LRU clock */
 };
 
+/* A stream of reads: bytes [start, end) were read with no gap (a read that begins
+ * inside the span or right at its end continues it: the kernel's readahead requests
+ * of one reader may arrive out of order across the daemon's threads). */
+struct stream {
+	uint64_t start, end;
+	uint64_t ahead_to;    /* chunks below this were queued (0: none) */
+	uint64_t used;        /* LRU clock; 0: an empty slot */
+};
+
 struct vmb_rimage {
 	struct vmb_base base;              /* first: what callers see */
 	struct vmb_remote *r;
@@ -46,9 +57,8 @@ struct vmb_rimage {
 	pthread_mutex_t mu;                /* guards what follows */
 	struct fdslot fds[VMB_RIMAGE_FDS];
 	uint64_t clock;
-	uint64_t last_chunk;               /* UINT64_MAX: none yet */
-	uint64_t window;                   /* readahead, chunks */
-	uint64_t ahead_to;                 /* chunks below this were queued */
+	struct stream ra[VMB_RIMAGE_STREAMS];   /* readahead: the streams seen last */
+	uint64_t ra_clock;
 	uint64_t errors;
 	char last_error[256];
 };
@@ -182,10 +192,11 @@ out:
 	return rc;
 }
 
-/* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it).
- * *slot: the LRU slot it is in (release with put_fd), or -1 (caller closes). */
-static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
-		  uint64_t *fetched, struct vmb_err *err)
+/* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it,
+ * unless nofetch: then -ENOENT when it is not cached). *slot: the LRU slot it is
+ * in (release with put_fd), or -1 (caller closes). */
+static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+		   uint64_t *fetched, int nofetch, struct vmb_err *err)
 {
 	struct fillarg fa = { .ri = ri, .chunk = i };
 	struct vmb_cache *c;
@@ -208,8 +219,10 @@ static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	rc = vmb_remote_cache(ri->r, &c, err);
 	if (rc)
 		return rc;
-	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa, fd,
-			   &hit, err);
+	if (nofetch && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
+		return -ENOENT;
+	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
+			   nofetch ? NULL : fill, &fa, fd, &hit, err);
 	if (fetched)
 		*fetched = fa.fetched;
 	if (rc)
@@ -238,6 +251,12 @@ static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	}
 	pthread_mutex_unlock(&ri->mu);
 	return 0;
+}
+
+static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+		  uint64_t *fetched, struct vmb_err *err)
+{
+	return get_fd2(ri, i, fd, slot, fetched, 0, err);
 }
 
 static void put_fd(struct vmb_rimage *ri, int fd, int slot)
@@ -283,31 +302,84 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 
 /* ---- readahead ---- */
 
-static void readahead(struct vmb_rimage *ri, uint64_t first, uint64_t last)
+/* The window's cap in chunks: opts.readahead_max, else VMB_RIMAGE_RA_BYTES of
+ * chunks (at least 4). */
+static uint64_t ra_cap(const struct vmb_rimage *ri)
 {
-	uint64_t from, to, i, max = vmb_remote_opts(ri->r)->readahead_max;
+	uint64_t max = vmb_remote_opts(ri->r)->readahead_max;
+
+	if (!max)
+		max = VMB_RIMAGE_RA_BYTES / ri->idx.chunk_size;
+	return max < 4 ? 4 : max;
+}
+
+/* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
+ * stream whose span holds off (or ends at off); other reads start a new stream in
+ * the least recently used slot. A stream reads ahead only once it is
+ * VMB_RIMAGE_RA_MIN bytes long (a VM's cluster of small reads, which the kernel's
+ * own readahead turns into a short run of growing requests, never gets there),
+ * then as far ahead as it is long, up to the cap. */
+static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
+		      uint64_t *to)
+{
+	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead, len;
+	struct stream *s = NULL;
+	int k;
+
+	*from = *to = 0;
+	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
+		struct stream *t = &ri->ra[k];
+
+		if (t->used && off >= t->start && off <= t->end) {
+			s = t;
+			break;
+		}
+	}
+	if (!s) {
+		s = &ri->ra[0];
+		for (k = 1; k < VMB_RIMAGE_STREAMS; k++)
+			if (ri->ra[k].used < s->used)
+				s = &ri->ra[k];
+		*s = (struct stream){ .start = off, .end = end };
+	}
+	s->used = ++ri->ra_clock;
+	if (end > s->end)
+		s->end = end;
+	len = s->end - s->start;
+	if (len < VMB_RIMAGE_RA_MIN)
+		return;
+	ahead = (len + cs - 1) / cs;
+	if (ahead > ra_cap(ri))
+		ahead = ra_cap(ri);
+	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
+	*to = last + 1 + ahead;
+	if (*to > ri->idx.n_chunks)
+		*to = ri->idx.n_chunks;
+	if (*to > s->ahead_to)
+		s->ahead_to = *to;
+}
+
+/* Queue the chunks of [from, to) not in the cache to the workers. */
+static void queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
+{
+	for (uint64_t i = from; i < to; i++)
+		if (vmb_rimage_chunk_data(ri, i) && !vmb_rimage_chunk_cached(ri, i) &&
+		    vmb_remote_queue(ri->r, ri, i) < 0)
+			break;
+}
+
+/* own: also queue the read's own chunks after its first (fetched beside the
+ * reader, no bytes beyond the read), before the window. */
+static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own)
+{
+	uint64_t cs = ri->idx.chunk_size, from, to;
 
 	pthread_mutex_lock(&ri->mu);
-	if (ri->last_chunk != UINT64_MAX &&
-	    (first == ri->last_chunk || first == ri->last_chunk + 1)) {
-		ri->window = ri->window ? ri->window * 2 : 1;
-		if (ri->window > max)
-			ri->window = max;
-	} else {
-		ri->window = 0;
-		ri->ahead_to = 0;
-	}
-	ri->last_chunk = last;
-	from = last + 1 > ri->ahead_to ? last + 1 : ri->ahead_to;
-	to = last + 1 + ri->window;
-	if (to > ri->idx.n_chunks)
-		to = ri->idx.n_chunks;
-	if (to > ri->ahead_to)
-		ri->ahead_to = to;
+	ra_window(ri, off, end, &from, &to);
 	pthread_mutex_unlock(&ri->mu);
-	for (i = from; i < to; i++)
-		if (!vmb_rimage_chunk_cached(ri, i) && vmb_remote_queue(ri->r, ri, i) < 0)
-			break;
+	if (own)
+		queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
+	queue_chunks(ri, from, to);
 }
 
 /* ---- read ---- */
@@ -323,7 +395,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 		return vmb_err_set(err, EINVAL, "read of remote image %s out of range", ri->hex);
 	end = off + len;
 	if (len)
-		readahead(ri, off / cs, (end - 1) / cs);
+		readahead(ri, off, end, 1);
 	while (pos < end) {
 		uint64_t i = pos / cs, cstart = i * cs;
 		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
@@ -375,6 +447,52 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 	return (ssize_t)len;
 }
 
+/* ---- pieces: cached chunks handed out for splicing ---- */
+
+static void ri_pieces_done(struct vmb_base *b, struct vmb_base_piece *pc, int n)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+
+	for (int k = 0; k < n; k++)
+		put_fd(ri, pc[k].fd, (int)pc[k].tag);
+}
+
+static int ri_pieces(struct vmb_base *b, uint64_t off, size_t len,
+		     struct vmb_base_piece *pc, int max)
+{
+	struct vmb_rimage *ri = (struct vmb_rimage *)b;
+	uint64_t cs = ri->idx.chunk_size, pos = off, end, i;
+	int n = 0;
+
+	if (!len || off > ri->idx.size || len > ri->idx.size - off)
+		return 0;
+	end = off + len;
+	if ((end - 1) / cs - off / cs + 1 > (uint64_t)max)
+		return 0;
+	for (i = off / cs; i <= (end - 1) / cs; i++)
+		if (!vmb_rimage_chunk_data(ri, i))
+			return 0;   /* zeros: read fills them */
+	for (; pos < end; n++) {
+		uint64_t cstart, cend;
+		int fd, slot;
+
+		i = pos / cs;
+		cstart = i * cs;
+		cend = cstart + vmb_rimage_chunk_len(ri, i);
+		if (get_fd2(ri, i, &fd, &slot, NULL, 1, NULL) < 0) {
+			ri_pieces_done(b, pc, n);
+			return 0;
+		}
+		pc[n] = (struct vmb_base_piece){ .fd = fd, .pos = pos - cstart,
+						 .len = (size_t)((cend < end ? cend : end) - pos),
+						 .owner = b, .tag = slot };
+		pos += pc[n].len;
+	}
+	/* a read like any other for readahead (its own chunks are all here) */
+	readahead(ri, off, end, 0);
+	return n;
+}
+
 static void ri_destroy(struct vmb_base *b)
 {
 	struct vmb_rimage *ri = (struct vmb_rimage *)b;
@@ -392,16 +510,18 @@ const struct vmb_base_ops vmb_rimage_ops = {
 	.lookup = ri_lookup,
 	.read = ri_read,
 	.destroy = ri_destroy,
+	.pieces = ri_pieces,
+	.pieces_done = ri_pieces_done,
 };
 
 /* ---- open, info ---- */
 
-int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+/* Read, verify and decode the index (vmb_remote_meta), make the image. */
+static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		       struct vmb_rimage **out, size_t *len, struct vmb_err *err)
 {
 	struct vmb_rimage *ri;
 	void *buf = NULL;
-	size_t len;
 	int rc;
 
 	*out = NULL;
@@ -415,33 +535,27 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 	pthread_mutex_init(&ri->mu, NULL);
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
-	ri->last_chunk = UINT64_MAX;
-	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, &len, err);
+	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
 	}
-	rc = vmb_pub_image_decode(buf, len, &ri->idx, err);
+	rc = vmb_pub_image_decode(buf, *len, &ri->idx, err);
 	free(buf);
 	if (rc) {
 		rc = vmb_err_prefix(err, "remote image %s (%s)", ri->hex, url);
 		rc = -EIO;
 		goto fail;
 	}
-	if (ri->idx.size != size) {
-		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
-				 "%" PRIu64 " were expected", ri->hex, url, ri->idx.size, size);
-		goto fail;
-	}
 	ri->r = r;
 	memcpy(ri->base.id, ri->hex, VMB_BASE_ID_LEN);
 	ri->base.id[VMB_BASE_ID_LEN] = '\0';
 	ri->base.ops = &vmb_rimage_ops;
-	ri->base.size = size;
+	ri->base.size = ri->idx.size;
 	ri->base.data_blocks = ri->idx.data_blocks;
 	ri->base.depth = 1;
 	ri->base.refs = 1;
-	*out = &ri->base;
+	*out = ri;
 	return 0;
 fail:
 	pthread_mutex_destroy(&ri->mu);
@@ -449,6 +563,37 @@ fail:
 	free(ri->url);
 	free(ri);
 	return rc;
+}
+
+/* An image the context keeps is shared (vmb_remote_image_claim): its index is
+ * read, verified and decoded once per process, not at each open of a chain. */
+int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
+{
+	struct vmb_rimage *ri = NULL;
+	struct vmb_base *b = NULL;
+	size_t len = 0;
+	int rc;
+
+	*out = NULL;
+	if (vmb_remote_image_claim(r, url, digest, &b) == 0) {
+		rc = rimage_load(r, url, digest, &ri, &len, err);
+		b = rc ? NULL : &ri->base;
+		vmb_remote_image_done(r, url, digest, b, len);
+		if (rc)
+			return rc;
+	}
+	if (b->size != size) {
+		char hex[65];
+
+		vmb_sha256_hex(digest, hex);
+		rc = vmb_err_set(err, EIO, "remote image %s (%s) has %" PRIu64 " bytes where "
+				 "%" PRIu64 " were expected", hex, url, b->size, size);
+		vmb_base_put(b);
+		return rc;
+	}
+	*out = b;
+	return 0;
 }
 
 int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct vmb_err *err)

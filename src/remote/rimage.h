@@ -8,10 +8,13 @@
  *
  * Warm reads are cheap: the descriptors of the last chunks read stay open in a small
  * LRU (VMB_RIMAGE_FDS slots; an entry in use by a reader is never closed under it).
- * Readahead: a reader whose chunk follows the previous read's (same or next chunk)
- * doubles the window (1, 2, 4 ... up to opts.readahead_max chunks) and queues the
- * chunks of the window not yet cached to the context's workers, so several
- * fetches are in flight; any other read resets the window to 0.
+ * Readahead follows up to VMB_RIMAGE_STREAMS streams of contiguous reads. Once a
+ * stream has read VMB_RIMAGE_RA_MIN bytes without a gap, each of its reads queues
+ * the chunks after it, as many as the stream is long, up to the cap
+ * (opts.readahead_max chunks; 0: VMB_RIMAGE_RA_BYTES of chunks), to the context's
+ * workers, so several fetches are in flight; a read elsewhere starts a new stream
+ * with no readahead. A read's own chunks after its first are queued too (fetched
+ * beside the reader, which takes the first).
  *
  * A read that cannot get its bytes fails with -EIO (soft mode, after the fetcher's
  * retries) with a message naming the image, the chunk, its offset, the URL and the
@@ -31,12 +34,17 @@
 struct vmb_remote;
 struct vmb_rimage;
 
-#define VMB_RIMAGE_FDS 16
+#define VMB_RIMAGE_FDS 32
 #define VMB_RIMAGE_INDEX_MAX (256u << 20)   /* largest image index accepted */
+#define VMB_RIMAGE_STREAMS 4
+#define VMB_RIMAGE_RA_MIN (2u << 20)        /* a stream this long reads ahead */
+#define VMB_RIMAGE_RA_BYTES (16u << 20)     /* default cap of the window */
 
 /* Open the image whose index object is digest at url (normalized), logical size
  * `size` (must match the index). The index comes through vmb_remote_meta (CACHE/meta,
- * else fetched). Base id = the first 32 hex digits of the digest. */
+ * else fetched). Base id = the first 32 hex digits of the digest. An image the
+ * context keeps (remote.h, "open images kept") is shared: a new reference on the
+ * same base, its index not read again. */
 int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    uint64_t size, struct vmb_base **out, struct vmb_err *err);
 

@@ -294,6 +294,13 @@ void vmb_open_unlink(pthread_mutex_t *mu, struct vmb_open **list, struct vmb_ope
 	pthread_mutex_unlock(mu);
 }
 
+int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err)
+{
+	if (v->preload)
+		return 0;
+	return vmb_layers_preload_start(v->layers, &v->preload, err);
+}
+
 void vmb_vfs_cancel(struct vmb_vfs *v)
 {
 	if (v)
@@ -306,6 +313,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 
 	if (!v)
 		return;
+	vmb_layers_preload_stop(v->preload);   /* before the layers and the remote go */
 	v->lockenv.hold = NULL;   /* nodes go in any order below */
 	vmb_files_close_all(v);   /* likewise the files (their locks, their images), */
 	vmb_dirs_close_all(v);    /* before the nodes and the snapshot view they use */

@@ -30,6 +30,7 @@
 #include "base/err.h"
 #include "lock/lock.h"   /* struct vmb_lock_wait, which the FUSE adapter fills */
 #include "store/store_log.h"   /* the store's daemon log, which the FUSE adapter writes */
+#include "map/base.h"   /* struct vmb_base_piece: pieces of a remote base, spliced */
 
 #define VMB_ROOT_INO 1
 
@@ -98,6 +99,13 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
  * mount of a URL, at its unmount). */
 int vmb_vfs_remove_store(const char *path, struct vmb_err *err);
 
+/* Load the indexes of the store's remote images in the background (a mount of a
+ * published store's URL: vmb_layers_preload_start; from the cache only, never the
+ * network), so that the first stat or open of each finds it ready. Call it in the
+ * process that serves (after a daemon's fork); once. 0 or -errno (nothing started;
+ * the mount works without it). */
+int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err);
+
 /* Close every image (persisting maps) and free. NULL-safe. */
 void vmb_vfs_free(struct vmb_vfs *v);
 /* The mount is stopping: end every fetch from a remote now (reads waiting for the
@@ -155,6 +163,13 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
  * parked meanwhile); else 0 (use vmb_vfs_read). */
 int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
 void vmb_vfs_read_fd_done(struct vmb_file *f);
+/* When the range reads from descriptors in pieces (a remote base's cached chunks,
+ * vmb_image_read_pieces): their number n (1..max), pc[0..n) covering the range (to
+ * the end of the file) in order, valid until vmb_vfs_read_pieces_done (which must
+ * follow); else 0 (use vmb_vfs_read). */
+int vmb_vfs_read_pieces(struct vmb_file *f, uint64_t off, size_t size,
+			struct vmb_base_piece *pc, int max);
+void vmb_vfs_read_pieces_done(struct vmb_file *f, struct vmb_base_piece *pc, int n);
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err);
 /* 1 when f's writes may bypass the mount's page cache (the kernel's FOPEN_DIRECT_IO):

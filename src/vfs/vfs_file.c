@@ -414,6 +414,27 @@ void vmb_vfs_read_fd_done(struct vmb_file *f)
 	unhold(f);
 }
 
+int vmb_vfs_read_pieces(struct vmb_file *f, uint64_t off, size_t size,
+			struct vmb_base_piece *pc, int max)
+{
+	int n;
+
+	if (!vmb_image_has_pieces(f->img))
+		return 0;   /* a file without a base (most): not even a hold */
+	if (hold(f, NULL) < 0)
+		return 0;   /* vmb_vfs_read reports it */
+	n = vmb_image_read_pieces(f->img, off, size, pc, max);   /* a remote base's */
+	if (n <= 0)
+		unhold(f);
+	return n > 0 ? n : 0;
+}
+
+void vmb_vfs_read_pieces_done(struct vmb_file *f, struct vmb_base_piece *pc, int n)
+{
+	vmb_image_read_pieces_done(f->img, pc, n);
+	unhold(f);
+}
+
 ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t off,
 		      struct vmb_err *err)
 {

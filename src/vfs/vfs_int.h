@@ -165,6 +165,7 @@ struct vmb_vfs {
 	struct vmb_open *files;
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
+	struct vmb_layers_preload *preload;   /* vmb_vfs_preload_remote's thread, or NULL */
 	struct vmb_base_resolver resolver;
 	struct vmb_snapview *snapview;
 };

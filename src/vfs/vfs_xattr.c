@@ -40,13 +40,13 @@ static ssize_t stats_xattr(void *buf, size_t size)
 }
 
 /* The root's user.vmbundlefs.remote: the daemon's remote counters (vmbundlefs
- * status); it has a value once a remote image was read. */
+ * status); it has a value once a remote image was opened or read. */
 static int root_remote_used(struct vmb_vfs *v)
 {
 	struct vmb_remote_stats rs;
 
 	vmb_remote_stats(v->remote, &rs);
-	return rs.reads || rs.errors || rs.fetches;
+	return rs.reads || rs.errors || rs.fetches || rs.index_loads;
 }
 
 static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
@@ -56,18 +56,20 @@ static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
 	int len;
 
 	vmb_remote_stats(v->remote, &rs);
-	if (!rs.reads && !rs.errors && !rs.fetches)
+	if (!rs.reads && !rs.errors && !rs.fetches && !rs.index_loads)
 		return -ENODATA;
 	len = snprintf(text, sizeof(text),
 		       "remote_reads %llu\nremote_hits %llu\nremote_fetches %llu\n"
 		       "remote_fetch_bytes %llu\nremote_errors %llu\nremote_inflight %llu\n"
 		       "remote_readahead %llu\nremote_seconds %llu\ncache_bytes %llu\n"
-		       "cache_chunks %llu\ncache_dir %s\n%s%.255s%s",
+		       "cache_chunks %llu\nremote_index_loads %llu\nremote_images_kept %llu\n"
+		       "cache_dir %s\n%s%.255s%s",
 		       (unsigned long long)rs.reads, (unsigned long long)rs.hits,
 		       (unsigned long long)rs.fetches, (unsigned long long)rs.fetch_bytes,
 		       (unsigned long long)rs.errors, (unsigned long long)rs.inflight,
 		       (unsigned long long)rs.readahead, (unsigned long long)rs.seconds,
 		       (unsigned long long)rs.cache_bytes, (unsigned long long)rs.cache_chunks,
+		       (unsigned long long)rs.index_loads, (unsigned long long)rs.images_kept,
 		       vmb_remote_cache_dir(v->remote), rs.last_error[0] ? "remote_last_error " : "",
 		       rs.last_error, rs.last_error[0] ? "\n" : "");
 	if (len >= (int)sizeof(text))

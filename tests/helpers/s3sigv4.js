@@ -8,7 +8,9 @@
 // Authorization header passes unsigned (a public bucket).
 //
 //   node s3sigv4.js DATA_DIR PORT BUCKET LOG   (NODE_PATH must find s3rver)
-// Keys: S3SIGV4_KEY / S3SIGV4_SECRET (default S3RVER / S3RVER). LOG gets one line per
+// Keys: S3SIGV4_KEY / S3SIGV4_SECRET (default S3RVER / S3RVER). While the file named by
+// S3SIGV4_PRIVATE_FLAG exists, the bucket is private: an unsigned request gets 403
+// AccessDenied. LOG gets one line per
 // request: "METHOD PATH STATUS signed|unsigned token=<x-amz-security-token or ->".
 'use strict';
 const http = require('http');
@@ -19,6 +21,7 @@ const S3rver = require('s3rver');
 const [dataDir, port, bucket, logFile] = process.argv.slice(2);
 const KEY = process.env.S3SIGV4_KEY || 'S3RVER';
 const SECRET = process.env.S3SIGV4_SECRET || 'S3RVER';
+const PRIVATE = process.env.S3SIGV4_PRIVATE_FLAG || '';
 
 const sha256 = (b) => crypto.createHash('sha256').update(b).digest('hex');
 const hmac = (k, s) => crypto.createHmac('sha256', k).update(s).digest();
@@ -33,6 +36,7 @@ function s3error(res, status, code, msg) {
 // null when the request is well signed, else [status, code, message]
 function verify(req, body) {
   const auth = req.headers['authorization'];
+  if (!auth && PRIVATE && fs.existsSync(PRIVATE)) return [403, 'AccessDenied', 'Access Denied'];
   if (!auth) return null;
   const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
   if (!m) return [400, 'AuthorizationHeaderMalformed', 'cannot parse ' + auth];

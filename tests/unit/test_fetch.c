@@ -510,6 +510,11 @@ static void test_s3_urls(void)
 		{ "s3://b12", "https://minio.example:9000", NULL,
 		  "https://minio.example:9000/b12/objects/ab/cd" },
 		{ "https://h.example/p/", NULL, NULL, "https://h.example/p/objects/ab/cd" },
+		{ "s3+http://127.0.0.1:9000/b12/x/y", NULL, NULL,
+		  "http://127.0.0.1:9000/b12/x/y/objects/ab/cd" },
+		{ "s3+https://minio.example/b12/", "https://minio.example/", NULL,
+		  "https://minio.example/b12/objects/ab/cd" },
+		{ "s3+http://[::1]:9000/b12", NULL, NULL, "http://[::1]:9000/b12/objects/ab/cd" },
 		{ NULL, NULL, NULL, NULL }
 	};
 	struct vmb_fetch_opts o;
@@ -546,6 +551,111 @@ static void test_s3_urls(void)
 		vmb_fetcher_close(f);
 	}
 	unsetenv("AWS_REGION");
+	harness_rmtree(dir);
+}
+
+/* the kept form of s3 URLs (vmb_fetch_url_resolve): the endpoint from the option, then
+ * AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, endpoint_url of the profile; bad forms */
+static void test_s3_resolve(void)
+{
+	static const struct { const char *url, *endpoint, *env_s3, *env, *conf, *want; int rc;
+			      const char *msg; } t[] = {
+		{ "s3://b12/x/", NULL, NULL, NULL, NULL, "s3://b12/x", 0, NULL },
+		{ "s3://b12/x", "http://127.0.0.1:9000/", NULL, NULL, NULL,
+		  "s3+http://127.0.0.1:9000/b12/x", 0, NULL },
+		{ "s3://b12", "https://h.example", "http://s3env:1", "http://env:2", NULL,
+		  "s3+https://h.example/b12", 0, NULL },
+		{ "s3://b12/p", NULL, "http://s3env:1", "http://env:2", "http://conf:3",
+		  "s3+http://s3env:1/b12/p", 0, NULL },
+		{ "s3://b12/p", NULL, NULL, "http://env:2", "http://conf:3",
+		  "s3+http://env:2/b12/p", 0, NULL },
+		{ "s3://b12/p", NULL, NULL, NULL, "http://conf:3", "s3+http://conf:3/b12/p", 0,
+		  NULL },
+		{ "s3+http://h:1/b12/p/", NULL, "http://s3env:1", NULL, NULL,
+		  "s3+http://h:1/b12/p", 0, NULL },
+		{ "s3+http://h:1/b12/p", "http://h:1/", NULL, NULL, NULL, "s3+http://h:1/b12/p", 0,
+		  NULL },
+		{ "https://h/p/", NULL, "http://s3env:1", NULL, NULL, "https://h/p", 0, NULL },
+		{ "s3+http://h:1/b12/p", "http://h:2", NULL, NULL, NULL, NULL, -EINVAL,
+		  "names its endpoint already" },
+		{ "https://h/p", "http://h:2", NULL, NULL, NULL, NULL, -EINVAL,
+		  "an endpoint is for s3:// URLs" },
+		{ "s3://x/p", "http://h:2", NULL, NULL, NULL, NULL, -EINVAL, "bucket name" },
+		{ "s3://b12/a//b", NULL, NULL, NULL, NULL, NULL, -EINVAL, "the prefix" },
+		{ "s3://b12/p", "ftp://h", NULL, NULL, NULL, NULL, -EINVAL,
+		  "invalid S3 endpoint 'ftp://h' (from the endpoint option)" },
+		{ "s3://b12/p", NULL, "http://h/path", NULL, NULL, NULL, -EINVAL,
+		  "(from AWS_ENDPOINT_URL_S3)" },
+		{ "s3://b12/p", NULL, NULL, NULL, "http://u@h", NULL, -EINVAL,
+		  "(from endpoint_url in the AWS config file)" },
+		{ "s3://b12/p", "http://h:123456", NULL, NULL, NULL, NULL, -EINVAL, "invalid S3" },
+		{ "s3+http://h:1", NULL, NULL, NULL, NULL, NULL, -EINVAL,
+		  "expected s3+http(s)://HOST[:PORT]/BUCKET" },
+		{ "s3+http://h?x/b12", NULL, NULL, NULL, NULL, NULL, -EINVAL,
+		  "is not an S3 endpoint" },
+		{ NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL }
+	};
+	struct vmb_fetch_opts o;
+	struct vmb_fetcher *f;
+	struct vmb_err err;
+	char dir[256], conf[300], out[512];
+	FILE *fp;
+	int i;
+
+	REQUIRE(harness_tmpdir(dir, sizeof(dir), "fetch-s3r") == 0);
+	snprintf(conf, sizeof(conf), "%s/config", dir);
+	setenv("HOME", dir, 1);
+	setenv("AWS_CONFIG_FILE", conf, 1);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_PROFILE");
+	unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+	unsetenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+	for (i = 0; t[i].url; i++) {
+		unlink(conf);
+		if (t[i].conf) {
+			fp = fopen(conf, "w");
+			REQUIRE(fp);
+			fprintf(fp, "[default]\nendpoint_url = %s\n", t[i].conf);
+			fclose(fp);
+		}
+		if (t[i].env_s3)
+			setenv("AWS_ENDPOINT_URL_S3", t[i].env_s3, 1);
+		else
+			unsetenv("AWS_ENDPOINT_URL_S3");
+		if (t[i].env)
+			setenv("AWS_ENDPOINT_URL", t[i].env, 1);
+		else
+			unsetenv("AWS_ENDPOINT_URL");
+		vmb_err_clear(&err);
+		out[0] = '\0';
+		CHECK_RC(vmb_fetch_url_resolve(t[i].url, t[i].endpoint, out, sizeof(out), &err),
+			 t[i].rc);
+		if (t[i].want && strcmp(out, t[i].want)) {
+			CHECK(!"resolved URL");
+			fprintf(stderr, "    %s: got %s, want %s\n", t[i].url, out, t[i].want);
+		}
+		if (t[i].msg)
+			CHECK_STR(err.msg, t[i].msg);
+	}
+	/* the environment and config are ignored when AWS says so; the option is not */
+	setenv("AWS_ENDPOINT_URL", "http://env:2", 1);
+	setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true", 1);
+	CHECK_RC(vmb_fetch_url_resolve("s3://b12/p", NULL, out, sizeof(out), &err), 0);
+	CHECK(!strcmp(out, "s3://b12/p"));
+	CHECK_RC(vmb_fetch_url_resolve("s3://b12/p", "http://o", out, sizeof(out), &err), 0);
+	CHECK(!strcmp(out, "s3+http://o/b12/p"));
+	unsetenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS");
+	unsetenv("AWS_ENDPOINT_URL");
+	CHECK_RC(vmb_fetch_url_resolve("s3://b12/p", "http://h", out, 10, &err), -ENAMETOOLONG);
+	/* a fetcher of the kept form: its own endpoint only */
+	vmb_fetch_opts_default(&o);
+	o.endpoint = "http://other:1";
+	f = NULL;
+	CHECK_RC(vmb_fetcher_open("s3+http://h:1/b12/p", &o, &f, &err), -EINVAL);
+	CHECK_STR(err.msg, "names its endpoint already");
+	CHECK(f == NULL);
+	unlink(conf);
+	unsetenv("AWS_CONFIG_FILE");
 	harness_rmtree(dir);
 }
 
@@ -596,6 +706,7 @@ int main(void)
 	RUN(test_checks);
 	RUN(test_file);
 	RUN(test_s3_urls);
+	RUN(test_s3_resolve);
 	RUN(test_curl_err);
 	return harness_exit("test_fetch");
 }

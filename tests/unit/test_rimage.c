@@ -3,21 +3,27 @@
  * writes itself with pubfmt's encoders and a file:// URL (no network, no mount):
  * lookup from the index before any chunk is fetched, reads byte-equal to the
  * source, zero chunks never fetched, readahead filling the chunks ahead of a
- * sequential reader, warm reads from the cache, offline (the directory moved away):
+ * sequential reader and never those after a cluster of small reads, warm reads from the cache, offline (the directory moved away):
  * cached chunks read, others -EIO naming the URL; wrong bytes served: -EIO, never
  * wrong bytes; the .remote layer format and its bad inputs; a local layer over a
- * remote one (a chain whose bottom is remote); list/stat/remove of remote layers. */
+ * remote one (a chain whose bottom is remote); list/stat/remove of remote layers;
+ * open images kept by the context (an index read, verified and decoded once per
+ * process, one loader at a time, the LRU limit) and the preload of a store's
+ * remote layers (from CACHE/meta only); a large index fetched once, not in growing
+ * buffers; vmb_remote_top_once (one index for every bundle of a URL mount). */
 #include "config.h"
 #include "remote/remote.h"
 #include "remote/rimage.h"
 #include "remote/pubfmt.h"
 #include "remote/cache.h"
+#include "remote/fetch.h"
 #include "layer/layer.h"
 #include "base/digest.h"
 #include "harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,23 +216,19 @@ static void test_readahead_offline(void)
 	struct vmb_err e = { 0 };
 	unsigned char buf[CS];
 	char moved[4300], cmd[9000];
-	int k;
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
 	CHECK_EQ(system(cmd), 0);
 	r = open_remote(0);
 	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
 	REQUIRE(b);
-	/* a sequential reader of chunks 0..2: the window grows, chunks ahead fill */
-	for (k = 0; k < 3; k++)
-		CHECK_EQ(b->ops->read(b, buf, CS, (uint64_t)k * CS, &e), CS);
-	for (k = 0; k < 300 && (cached(r, 3) != 1 || cached(r, 4) != 1); k++)
-		usleep(10000);
-	CHECK_EQ(cached(r, 3), 1);
-	CHECK_EQ(cached(r, 4), 1);
+	/* a read's own chunks come, nothing after them */
+	CHECK_EQ(b->ops->read(b, buf, CS, CS / 2, &e), CS);
+	CHECK(!memcmp(buf, content + CS / 2, CS));
 	/* a random read does not read ahead */
 	CHECK_EQ(b->ops->read(b, buf, 100, 12 * CS, &e), 100);
 	usleep(100000);
+	CHECK_EQ(cached(r, 2), 0);
 	CHECK_EQ(cached(r, 13), 0);
 	vmb_base_put(b);
 	vmb_remote_close(r);
@@ -264,6 +266,121 @@ static void test_readahead_offline(void)
 	vmb_base_put(b);
 	vmb_remote_close(r);
 	CHECK_EQ(rename(moved, pubdir), 0);
+}
+
+/* A second image for readahead: RA_CHUNKS data chunks (more than
+ * VMB_RIMAGE_RA_MIN + the window). */
+#define RA_CHUNKS 96u
+static unsigned char *racontent;
+static uint8_t raidx[32];
+
+static int ra_cached(struct vmb_remote *r, uint64_t chunk)
+{
+	struct vmb_cache *c;
+	uint8_t d[32];
+
+	vmb_sha256(racontent + chunk * CS, CS, d, NULL);
+	if (vmb_remote_cache(r, &c, NULL))
+		return -1;
+	return vmb_cache_has(c, d);
+}
+
+static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_err e = { 0 };
+	char cmd[9000];
+	uint64_t i;
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	if (!racontent) {
+		racontent = malloc(RA_CHUNKS * (size_t)CS);
+		REQUIRE(racontent);
+		for (i = 0; i < RA_CHUNKS * (uint64_t)CS; i++)
+			racontent[i] = (unsigned char)(i * 13 + i / 4096 + 5 * (i / CS) + 1);
+		publish_image(racontent, RA_CHUNKS * (uint64_t)CS, raidx);
+	}
+	o.cache_dir = cachedir;
+	o.workers = 2;   /* the defaults otherwise: the window's cap, the trigger */
+	*r = NULL;
+	*b = NULL;
+	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
+	CHECK_RC(vmb_rimage_open(*r, url, raidx, RA_CHUNKS * (uint64_t)CS, b, &e), 0);
+	REQUIRE(*b);
+}
+
+/* A VM's cluster of small reads (forward, small gaps, inside two chunks) and a
+ * short run of growing contiguous reads (what the kernel's readahead makes of
+ * one): only the chunks read are fetched, none after them. */
+static void test_readahead_cluster(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_remote_stats st;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(4 * CS);
+	uint64_t off = 10 * (uint64_t)CS + 3 * BS, i, nwant = 0;
+	size_t len;
+	int k;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (k = 0; k < 10; k++) {
+		len = (size_t)(1 + k % 3) * BS;
+		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+		CHECK(!memcmp(buf, racontent + off, len));
+		off += len + (uint64_t)(k % 2) * BS;
+	}
+	CHECK(off < 12 * (uint64_t)CS);
+	for (off = 30 * (uint64_t)CS, len = 16 * BS; len <= 4 * CS; off += len, len *= 2) {
+		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+		CHECK(!memcmp(buf, racontent + off, len));
+	}
+	usleep(300000);   /* readahead, if any, had time to run */
+	for (i = 0; i < RA_CHUNKS; i++) {
+		int want = (i >= 10 && i < 12) || (i >= 30 && i * CS < off);
+
+		if (ra_cached(r, i) != want)
+			fprintf(stderr, "chunk %llu: cached %d, want %d\n", (unsigned long long)i,
+				ra_cached(r, i), want);
+		CHECK_EQ(ra_cached(r, i), want);
+		nwant += (uint64_t)want;
+	}
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes, nwant * CS);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
+/* A sequential reader: once it is VMB_RIMAGE_RA_MIN long, the chunks ahead of it
+ * fill; a stream elsewhere does not stop that of another reader. */
+static void test_readahead_seq(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(2 * CS);
+	uint64_t off, ahead;
+	int k;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (off = 0; off < VMB_RIMAGE_RA_MIN + 2 * CS; off += 2 * CS) {
+		CHECK_EQ(b->ops->read(b, buf, 2 * CS, off, &e), 2 * CS);
+		CHECK(!memcmp(buf, racontent + off, 2 * CS));
+		/* a second reader elsewhere */
+		CHECK_EQ(b->ops->read(b, buf, BS, (RA_CHUNKS - 1) * (uint64_t)CS, &e), BS);
+	}
+	ahead = off / CS + 8;
+	for (k = 0; k < 500 && ra_cached(r, ahead) != 1; k++)
+		usleep(10000);
+	CHECK_EQ(ra_cached(r, off / CS), 1);
+	CHECK_EQ(ra_cached(r, ahead), 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
 }
 
 static void test_wrong_bytes(void)
@@ -435,6 +552,341 @@ static void test_layers(void)
 	free(buf);
 }
 
+static void fetcher_stats(struct vmb_remote *r, struct vmb_fetch_stats *fs)
+{
+	struct vmb_fetcher *f = NULL;
+	struct vmb_err e = { 0 };
+
+	memset(fs, 0, sizeof(*fs));
+	if (vmb_remote_fetcher(r, url, &f, &e) == 0)
+		vmb_fetcher_stats(f, fs);
+}
+
+static uint64_t index_loads(struct vmb_remote *r)
+{
+	struct vmb_remote_stats st;
+
+	vmb_remote_stats(r, &st);
+	return st.index_loads;
+}
+
+struct opener {
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	int rc;
+};
+
+static void *open_thread(void *arg)
+{
+	struct opener *o = arg;
+	struct vmb_err e = { 0 };
+
+	o->rc = vmb_rimage_open(o->r, url, idx, csize, &o->b, &e);
+	return NULL;
+}
+
+static void test_kept(void)
+{
+	struct vmb_remote *r = open_remote(0);
+	struct vmb_base *b = NULL, *b2 = NULL;
+	struct vmb_err e = { 0 };
+	struct vmb_remote_stats st;
+	struct opener op[6];
+	pthread_t th[6];
+	unsigned char buf[100];
+	char hex[65], metapath[4400], saved[4500];
+	uint8_t d[VMB_REMOTE_KEEP + 2][32];
+	int k;
+
+	/* opened twice: one image, its index loaded once */
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b2, &e), 0);
+	CHECK(b && b == b2);
+	CHECK_EQ(index_loads(r), 1);
+	vmb_base_put(b2);
+	vmb_base_put(b);
+	/* every user gone: still kept, so an open reads nothing, even without the
+	 * index in CACHE/meta */
+	vmb_sha256_hex(idx, hex);
+	snprintf(metapath, sizeof(metapath), "%s/meta/%.2s/%s", cachedir, hex, hex);
+	snprintf(saved, sizeof(saved), "%s.saved", metapath);
+	CHECK_EQ(vmb_remote_meta_cached(r, idx), 1);
+	CHECK_EQ(rename(metapath, saved), 0);
+	CHECK_EQ(vmb_remote_meta_cached(r, idx), 0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	CHECK_EQ(b->ops->read(b, buf, sizeof(buf), 0, &e), (int64_t)sizeof(buf));
+	CHECK(!memcmp(buf, content, sizeof(buf)));
+	CHECK_EQ(index_loads(r), 1);
+	vmb_base_put(b);
+	/* the same digest from another URL is another image */
+	CHECK(vmb_rimage_open(r, "file:///nonexistent-vmb-test", idx, csize, &b, &e) < 0);
+	CHECK_EQ(rename(saved, metapath), 0);
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.images_kept, 1);
+	vmb_remote_close(r);
+
+	/* six threads open it at once on a fresh context: one loads, five wait */
+	r = open_remote(0);
+	for (k = 0; k < 6; k++) {
+		op[k] = (struct opener){ .r = r };
+		REQUIRE(pthread_create(&th[k], NULL, open_thread, &op[k]) == 0);
+	}
+	for (k = 0; k < 6; k++) {
+		pthread_join(th[k], NULL);
+		CHECK_RC(op[k].rc, 0);
+		CHECK(op[k].b == op[0].b);
+	}
+	CHECK_EQ(index_loads(r), 1);
+	for (k = 0; k < 6; k++)
+		vmb_base_put(op[k].b);
+
+	/* more images than kept: the least recently opened goes */
+	for (k = 0; k < VMB_REMOTE_KEEP + 2; k++) {
+		unsigned char small[BS];
+
+		memset(small, k + 1, sizeof(small));
+		publish_image(small, sizeof(small), d[k]);
+		CHECK_RC(vmb_rimage_open(r, url, d[k], sizeof(small), &b, &e), 0);
+		vmb_base_put(b);
+	}
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.images_kept, VMB_REMOTE_KEEP);
+	CHECK_EQ(st.index_loads, VMB_REMOTE_KEEP + 3);
+	CHECK_RC(vmb_rimage_open(r, url, d[VMB_REMOTE_KEEP + 1], BS, &b, &e), 0);   /* kept */
+	vmb_base_put(b);
+	CHECK_EQ(index_loads(r), VMB_REMOTE_KEEP + 3);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);   /* dropped: loads again */
+	vmb_base_put(b);
+	CHECK_EQ(index_loads(r), VMB_REMOTE_KEEP + 4);
+	vmb_remote_close(r);
+}
+
+/* The preload of a store's remote layers: their images opened in the background,
+ * from CACHE/meta only (an index not cached is left alone: no fetch). */
+static void test_preload(void)
+{
+	char store[4300], meta[4500];
+	struct vmb_layer_remote rl;
+	struct vmb_layers *ls = NULL;
+	struct vmb_layers_preload *p = NULL;
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	struct vmb_remote_stats st;
+	unsigned char other[2 * BS];
+	uint8_t d2[32];
+	char id[VMB_BASE_ID_LEN + 1];
+	int metafd, k;
+
+	snprintf(store, sizeof(store), "%s/pstore", tmpdir);
+	snprintf(meta, sizeof(meta), "%s/.vmbundlefs", store);
+	mkdirs(meta);
+	metafd = open(meta, O_RDONLY | O_DIRECTORY);
+	REQUIRE(metafd >= 0);
+	CHECK_RC(vmb_layers_open(&ls, metafd, NULL, &e), 0);
+	memset(&rl, 0, sizeof(rl));
+	snprintf(rl.url, sizeof(rl.url), "%s", url);
+	memcpy(rl.index, idx, 32);
+	rl.size = csize;
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
+	/* a second image whose index was never fetched */
+	memset(other, 0x5a, sizeof(other));
+	publish_image(other, sizeof(other), d2);
+	memcpy(rl.index, d2, 32);
+	rl.size = sizeof(other);
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
+
+	/* a third whose index is cached but damaged there */
+	{
+		unsigned char third[BS];
+		uint8_t d3[32];
+		char hex[65], path[4400];
+		void *mb = NULL;
+		size_t ml = 0;
+		int fd;
+
+		memset(third, 0x6b, sizeof(third));
+		publish_image(third, sizeof(third), d3);
+		memcpy(rl.index, d3, 32);
+		rl.size = sizeof(third);
+		CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
+		r = open_remote(0);
+		CHECK_RC(vmb_remote_meta(r, url, d3, 1 << 20, &mb, &ml, &e), 0);
+		free(mb);
+		vmb_remote_close(r);
+		vmb_sha256_hex(d3, hex);
+		snprintf(path, sizeof(path), "%s/meta/%.2s/%s", cachedir, hex, hex);
+		fd = open(path, O_WRONLY);
+		REQUIRE(fd >= 0);
+		CHECK_EQ(pwrite(fd, "X", 1, 70), 1);
+		close(fd);
+	}
+	/* no remote context: nothing happens */
+	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	vmb_layers_preload_stop(p);
+
+	r = open_remote(0);
+	vmb_layers_set_remote(ls, r);
+	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	for (k = 0; k < 500 && vmb_layers_preload_count(p) < 1; k++)
+		usleep(10000);
+	usleep(50000);
+	CHECK_EQ(vmb_layers_preload_count(p), 1);
+	vmb_layers_preload_stop(p);
+	CHECK_EQ(index_loads(r), 1);
+	CHECK_EQ(vmb_remote_meta_cached(r, d2), 0);   /* not fetched */
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetches, 0);
+	{
+		struct vmb_fetch_stats fs;
+
+		fetcher_stats(r, &fs);   /* the damaged index was not fetched again */
+		CHECK_EQ(fs.requests, 0);
+	}
+	CHECK_EQ(st.images_kept, 1);
+	/* the chain of the preloaded layer opens without loading its index again */
+	{
+		char hex[65], lid[VMB_BASE_ID_LEN + 1];
+
+		vmb_sha256_hex(idx, hex);
+		memcpy(lid, hex, VMB_BASE_ID_LEN);
+		lid[VMB_BASE_ID_LEN] = '\0';
+		CHECK_RC(vmb_layers_get(ls, lid, &b, &e), 0);
+		REQUIRE(b);
+		CHECK_EQ(index_loads(r), 1);
+		vmb_base_put(b);
+	}
+	/* stopped at once (before it ran): no harm */
+	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	vmb_layers_preload_stop(p);
+	vmb_layers_close(ls);
+	vmb_remote_close(r);
+	close(metafd);
+}
+
+/* An empty image of `size` bytes (every chunk a zero chunk): its index is
+ * 64 + 32 * size / CS bytes. */
+static void publish_empty(uint64_t size, uint8_t d[32])
+{
+	struct vmb_pub_image x = { 0 };
+	void *enc;
+	size_t len;
+
+	x.chunk_size = CS;
+	x.size = size;
+	x.n_chunks = size / CS;
+	x.ext = calloc(1, sizeof(*x.ext));
+	x.chunks = calloc(x.n_chunks, sizeof(*x.chunks));
+	REQUIRE(x.ext && x.chunks);
+	REQUIRE(vmb_pub_image_encode(&x, &enc, &len, NULL) == 0);
+	put_object(enc, len, d);
+	free(enc);
+	free(x.ext);
+	free(x.chunks);
+}
+
+static void test_meta_once(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	struct vmb_fetch_stats fs;
+	uint8_t d[32];
+	char cmd[9000];
+
+	/* a 2 MiB index (a 4 GiB image): one GET (not a 1 MiB try first) */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	publish_empty(4ull << 30, d);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, d, 4ull << 30, &b, &e), 0);
+	vmb_base_put(b);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 1);
+	CHECK_EQ(fs.errors, 0);
+	CHECK_EQ(fs.bytes, 64 + 32 * ((4ull << 30) / CS));
+	vmb_remote_close(r);
+	/* an 8 MiB one (16 GiB): a first try, its length asked, then fetched once */
+	publish_empty(16ull << 30, d);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, d, 16ull << 30, &b, &e), 0);
+	vmb_base_put(b);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 3);
+	CHECK_EQ(fs.errors, 1);
+	vmb_remote_close(r);
+}
+
+static void put_top(uint64_t generation)
+{
+	struct vmb_pub_index x = { 0 };
+	struct vmb_err e = { 0 };
+	char path[4400], *buf;
+	size_t len;
+	int fd;
+
+	x.generation = generation;
+	x.created = 1;
+	REQUIRE(vmb_pub_index_set(&x, "vm", idx, &e) == 0);
+	REQUIRE(vmb_pub_index_encode(&x, NULL, &buf, &len, &e) == 0);
+	snprintf(path, sizeof(path), "%s/%s", pubdir, VMB_PUB_INDEX_FILE);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	REQUIRE(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
+	close(fd);
+	free(buf);
+	vmb_pub_index_free(&x);
+}
+
+static void test_top_once(void)
+{
+	struct vmb_remote *r;
+	struct vmb_pub_index t;
+	struct vmb_err e = { 0 };
+	struct vmb_fetch_stats fs;
+	int stale;
+
+	put_top(1);
+	/* by default, every call fetches the index (the latest) */
+	r = open_remote(0);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	vmb_pub_index_free(&t);
+	put_top(2);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	vmb_pub_index_free(&t);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 2);
+	vmb_remote_close(r);
+	/* top_once: the first one, fetched once */
+	r = open_remote(0);
+	vmb_remote_top_once(r);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	vmb_pub_index_free(&t);
+	put_top(3);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(t.n, 1);
+	CHECK_EQ(stale, 0);
+	vmb_pub_index_free(&t);
+	fetcher_stats(r, &fs);
+	CHECK_EQ(fs.requests, 1);
+	vmb_remote_close(r);
+	/* offline, top_once: the saved one (the last fetched: 2), stale each time */
+	r = open_remote(1);
+	vmb_remote_top_once(r);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(stale, 1);
+	vmb_pub_index_free(&t);
+	CHECK_RC(vmb_remote_top(r, url, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, 2);
+	CHECK_EQ(stale, 1);
+	vmb_pub_index_free(&t);
+	vmb_remote_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -443,10 +895,17 @@ int main(int argc, char **argv)
 	setup();
 	RUN(test_lookup_read);
 	RUN(test_readahead_offline);
+	RUN(test_readahead_cluster);
+	RUN(test_readahead_seq);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
+	RUN(test_kept);
+	RUN(test_preload);
+	RUN(test_meta_once);
+	RUN(test_top_once);
 	harness_rmtree(tmpdir);
 	free(content);
+	free(racontent);
 	return harness_exit(argv[0]);
 }
