@@ -113,6 +113,12 @@ check_fails "... read-only" touch "$T/m1/vm/new"
 assert_num "... objects came by GET from the bucket" "$(grep -c '^GET /vmbtest/pub/v1/objects/.* 200 signed' "$S3_LOG")" -ge "$N_OBJ_CHUNKS"
 check "... every request signed" signed_only
 rumount m1 || notok "the daemon of m1 exits cleanly"
+touch "$T/private"
+out=$(AWS_SECRET_ACCESS_KEY=wrong "$VMB_BIN" mount -o "endpoint=$E,cache=$C" "$U" "$T/bad" 2>&1); rc=$?
+assert_eq "a wrong secret with the index saved in the cache: still refused (exit 1)" "1" "$rc"
+assert_match "... saying the saved index stands in only for a server out of reach" \
+    "used only when the server cannot be reached" "$out"
+rm -f "$T/private"
 
 : >"$S3_LOG"
 export AWS_ENDPOINT_URL=http://127.0.0.1:$P AWS_ENDPOINT_URL_S3=$E

@@ -824,6 +824,11 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		free(buf);
 		buf = NULL;
 	}
+	/* The saved index stands in for a server that cannot be reached, not for one
+	 * that answers: refused credentials, or (over the network) no such store. */
+	if (rc == -EACCES || rc == -EPERM || (rc == -ENOENT && strncmp(url, "file:", 5)))
+		return vmb_err_set(err, -rc, "%s (the index saved in the cache is used only "
+				   "when the server cannot be reached)", ferr.msg);
 	if (vmb_cache_url_load(c, url, &buf, &len, NULL) != 0)
 		return vmb_err_set(err, ferr.code ? ferr.code : EIO, "%s (and no index of it "
 				   "was saved in the cache %s)", ferr.msg, r->cache_dir);
