@@ -421,13 +421,14 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (splice_reads && off >= 0 && size <= VMB_FS_MAX_SPLICE) {
 		int fd;
 		size_t len;
-		if (vmb_vfs_read_fd(f, (uint64_t)off, size, &fd, &len)) {
+		struct vmb_read_hold h;
+		if (vmb_vfs_read_fd(f, (uint64_t)off, size, &fd, &len, &h)) {
 			struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
 			bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 			bv.buf[0].fd = fd;
 			bv.buf[0].pos = off;
 			fuse_reply_data(req, &bv, 0);
-			vmb_vfs_read_fd_done(f);
+			vmb_vfs_read_fd_done(&h);   /* f may be released by now: not used */
 			return;
 		}
 		if (vmb_fs_reply_pieces(req, f, size, off))

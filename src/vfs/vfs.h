@@ -159,10 +159,18 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
 /* When the range reads from one descriptor at its own offsets (all data of the
  * file's delta, or one run of a base layer's, vmb_image_read_fd): 1, with the
- * descriptor to read *n bytes from at off, valid until vmb_vfs_read_fd_done (which must follow: the descriptor is not
- * parked meanwhile); else 0 (use vmb_vfs_read). */
-int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n);
-void vmb_vfs_read_fd_done(struct vmb_file *f);
+ * descriptor to read *n bytes from at off, valid until vmb_vfs_read_fd_done(h)
+ * (which must follow: the descriptor is not parked meanwhile); else 0 (use
+ * vmb_vfs_read). The hold h does not refer to f: once the reply is sent, the reader
+ * may close the file and its release free f before the done (the release of the
+ * last handle waits for the hold instead). */
+struct vmb_read_hold {
+	struct vmb_vfs *vfs;
+	struct vmb_node *node;   /* NULL: nothing held */
+};
+int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n,
+		    struct vmb_read_hold *h);
+void vmb_vfs_read_fd_done(struct vmb_read_hold *h);
 /* When the range reads from descriptors in pieces (a remote base's cached chunks,
  * vmb_image_read_pieces): their number n (1..max), pc[0..n) covering the range (to
  * the end of the file) in order, valid until vmb_vfs_read_pieces_done (which must

@@ -398,8 +398,11 @@ ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 	return r;
 }
 
-int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n)
+int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size_t *n,
+		    struct vmb_read_hold *h)
 {
+	h->vfs = f->vfs;
+	h->node = f->sv ? NULL : f->node;   /* what unhold(f) would use */
 	if (hold(f, NULL) < 0)
 		return 0;   /* vmb_vfs_read reports it */
 	if (!vmb_image_read_fd(f->img, off, size, fd, n)) {   /* the delta's or a layer's */
@@ -409,9 +412,10 @@ int vmb_vfs_read_fd(struct vmb_file *f, uint64_t off, size_t size, int *fd, size
 	return 1;
 }
 
-void vmb_vfs_read_fd_done(struct vmb_file *f)
+void vmb_vfs_read_fd_done(struct vmb_read_hold *h)
 {
-	unhold(f);
+	if (h->node)
+		vmb_fds_unhold(h->vfs, h->node);
 }
 
 int vmb_vfs_read_pieces(struct vmb_file *f, uint64_t off, size_t size,
