@@ -4,8 +4,8 @@
  * A fill writes an object to a temporary and checks it; from then on its bytes are
  * right, and the caller reads them at once from the temporary. What is left to do
  * (fsync the temporary, rename it into chunks/, fsync that directory, release the
- * digest's lock) is the flusher's: one thread per vmb_cache, started at the first
- * fill, working in batches (one journal commit for many objects instead of two
+ * digest's lock) is the flusher's: one thread per vmb_cache, started when it opens
+ * (a first fill would otherwise wait for the thread's creation), working in batches (one journal commit for many objects instead of two
  * fsyncs each on the reader's path).
  * Until then the object is "pending": in this process vmb_cache_get opens its
  * temporary by name, and vmb_cache_has counts it; other processes wait on the
@@ -207,11 +207,24 @@ static void *flush_main(void *arg)
 	return NULL;
 }
 
+static void start_locked(struct vmb_cache *c)
+{
+	if (pthread_create(&c->fl_thread, NULL, flush_main, c) == 0)
+		c->fl_started = 1;
+}
+
+void vmb_cache_flush_start(struct vmb_cache *c)
+{
+	pthread_mutex_lock(&c->fl_mu);
+	if (!c->fl_started && !c->fl_stop)
+		start_locked(c);
+	pthread_mutex_unlock(&c->fl_mu);
+}
+
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
 		       const char *tmp, int lfd, uint64_t len, struct vmb_err *err)
 {
 	struct vmb_cache_pend *p = calloc(1, sizeof(*p)), **pp;
-	int r;
 
 	if (!p) {
 		/* cannot keep it: the caller's descriptor still reads right bytes */
@@ -225,11 +238,8 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 	p->lfd = lfd;
 	p->len = len;
 	pthread_mutex_lock(&c->fl_mu);
-	if (!c->fl_started && !c->fl_stop) {
-		r = pthread_create(&c->fl_thread, NULL, flush_main, c);
-		if (r == 0)
-			c->fl_started = 1;
-	}
+	if (!c->fl_started && !c->fl_stop)
+		start_locked(c);   /* it could not start at open: try again */
 	if (!c->fl_started) {
 		/* no flusher (it could not start, or the cache is closing): do it here */
 		pthread_mutex_unlock(&c->fl_mu);

@@ -116,6 +116,7 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32]);
 int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
 void vmb_cache_flush_stop(struct vmb_cache *c);
+void vmb_cache_flush_start(struct vmb_cache *c);   /* at open; a failure is retried */
 
 /* The background evicter. */
 int vmb_cache_evict_start(struct vmb_cache *c);

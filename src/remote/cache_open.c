@@ -374,6 +374,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		if (r < 0)
 			goto fail;
 	}
+	vmb_cache_flush_start(c);
 	if (!c->opts.evict_manual) {
 		r = vmb_cache_evict_start(c);
 		if (r < 0) {
