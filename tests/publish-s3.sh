@@ -48,7 +48,7 @@ cp --sparse=always "$STORE/vm/disk.img" "$T/disk.orig"   # the file becomes a de
 openssl genpkey -algorithm ed25519 -out "$T/key.pem" 2>/dev/null
 openssl pkey -in "$T/key.pem" -pubout -out "$T/pub.pem" 2>/dev/null
 
-out=$("$VMB_BIN" publish --sign "$T/key.pem" --endpoint "$E" "$STORE" vm "$U" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K --sign "$T/key.pem" --endpoint "$E" "$STORE" vm "$U" 2>&1)
 assert_eq "publish to s3:// through --endpoint (exit 0)" 0 $? || say "$out"
 assert_match "... a summary: 32 chunks written" "generation 1, signed\): .* 3[5-9] objects written" "$out"
 assert_eq "... every request signed and accepted" "" "$(grep -v ' 20[0-9] signed' "$T/req.log" | grep -v ' 404 signed')"
@@ -61,7 +61,7 @@ check "... the config" cmp "$STORE/vm/config" "$T/config.out"
 
 "$VMB_BIN" snapshot "$STORE" vm s1 >/dev/null || fail "snapshot"
 : >"$T/req.log"
-out=$("$VMB_BIN" publish -e "$E" "$STORE" vm@s1 "$U" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm@s1 "$U" 2>&1)
 assert_match "a republish (of a snapshot of the same) PUTs the index and the manifest only" \
     "generation 2\): .* 2 objects written" "$out"
 assert_eq "... 2 PUTs" 2 "$(grep -c '^PUT ' "$T/req.log")"
@@ -73,7 +73,7 @@ dd if=/dev/urandom of="$T/chg" bs=1M count=1 status=none
 dd if="$T/chg" of="$STORE/vm2/disk.img" bs=1M seek=24 conv=notrunc status=none 2>/dev/null ||
     skip "cannot write the clone's image directly"
 : >"$T/req.log"
-out=$("$VMB_BIN" publish -e "$E" "$STORE" vm2 "$U" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm2 "$U" 2>&1)
 assert_eq "publish of a changed copy (exit 0)" 0 $? || say "$out"
 assert_eq "... 7 PUTs" 7 "$(grep -c '^PUT ' "$T/req.log")"
 assert_match "... PUTs its 4 new chunks and 3 small objects" "generation 3\): .* 7 objects written \(1\.[01] MiB\)" "$out"
@@ -85,11 +85,11 @@ assert_match "both bundles listed" "^generation 3 bundles 2 objects" "$("$PC" -e
 
 # wrong credentials: a clear error, the index unchanged
 "$PC" -e "$E" "$U" >"$T/before"
-out=$(AWS_SECRET_ACCESS_KEY=wrong "$VMB_BIN" publish -e "$E" "$STORE" vm "$U" 2>&1)
+out=$(AWS_SECRET_ACCESS_KEY=wrong "$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm "$U" 2>&1)
 assert_eq "a wrong secret fails (exit 1)" 1 $?
 assert_match "... saying why" "SignatureDoesNotMatch" "$out"
 check "... the index unchanged" cmp "$T/before" <("$PC" -e "$E" "$U")
 assert_eq "... no temporary snapshot left" "vm@s1" "$(ls "$STORE/.vmbundlefs/snapshots")"
-out=$("$VMB_BIN" publish -e "$E" "$STORE" vm "$T/dir" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm "$T/dir" 2>&1)
 assert_eq "--endpoint with a directory is a usage error (exit 2)" 2 $?
 finish

@@ -43,7 +43,7 @@ for i in $(seq 1 100); do [ -s "$T/writer.count" ] && [ "$(cat "$T/writer.count"
 check "the writer runs" kill -0 $writer
 
 # ---- publish the mounted store under the writer ----
-out=$("$VMB_BIN" publish "$MNT" vm "$T/pub" 2>"$T/err")
+out=$("$VMB_BIN" publish --chunk-size=256K "$MNT" vm "$T/pub" 2>"$T/err")
 rc=$?
 assert_eq "publish of a mounted store under a writer (exit 0)" 0 "$rc" || cat "$T/err"
 assert_match "... prints a summary" "^published 1 bundle to $T/pub \(generation 1\)" "$out"
@@ -95,13 +95,13 @@ nobj=$(find "$T/pub/objects" -type f | wc -l)
 assert_num "zero chunks are not stored (at most 64 + 12 chunks + 4 other objects)" "$nobj" -le 80
 
 # ---- republish: what changed, then nothing but the index ----
-out=$("$VMB_BIN" publish "$MNT" vm "$T/pub" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K "$MNT" vm "$T/pub" 2>&1)
 assert_match "a republish after the writer stopped writes what it changed since" \
     "generation 2\): .* (6[4-9]|7[0-9]) objects written" "$out"
 "$PC" "$T/pub" vm disk.img "$T/disk2.out" >/dev/null
 check "... which reads back as the image is now" cmp "$MNT/vm/disk.img" "$T/disk2.out"
 nobj=$(find "$T/pub/objects" -type f | wc -l)
-out=$("$VMB_BIN" publish "$MNT" vm "$T/pub" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K "$MNT" vm "$T/pub" 2>&1)
 # (a snapshot renames the frozen files' new deltas into the bundle: its directory's
 # mtime moves, so the bundle's manifest is new each time)
 assert_match "a republish of the same writes only the index and the bundle's manifest" \
@@ -113,12 +113,12 @@ assert_eq "... and no chunk" "$((nobj + 1))" "$(find "$T/pub/objects" -type f | 
 mkdir "$MNT/small"
 echo hello >"$MNT/small/readme"
 unmount_store
-out=$("$VMB_BIN" publish -q "$STORE" small vm@keep "$T/pub" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K -q "$STORE" small vm@keep "$T/pub" 2>&1)
 assert_eq "publish of an unmounted store, of a snapshot (exit 0, quiet)" "0:" "$?:$out"
 check "... the snapshot given is left" test -f "$STORE/.vmbundlefs/snapshots/vm@keep"
 assert_eq "... the temporary one is gone" "vm@keep" "$(ls "$STORE/.vmbundlefs/snapshots")"
 assert_match "... both bundles listed" "^generation 4 bundles 2 objects" "$("$PC" "$T/pub")"
-out=$(umask 077; "$VMB_BIN" publish -q "$STORE" small "$T/pub077" 2>&1)
+out=$(umask 077; "$VMB_BIN" publish --chunk-size=256K -q "$STORE" small "$T/pub077" 2>&1)
 assert_eq "publish under umask 077 (exit 0)" "0:" "$?:$out"
 assert_eq "... every directory 0755, every file 0644: a web server can serve them" "" \
     "$(find "$T/pub077" \( -type d ! -perm 0755 \) -o \( -type f ! -perm 0644 \) -printf '%m %p\n')"
@@ -129,7 +129,7 @@ openssl pkey -in "$T/key.pem" -pubout -out "$T/pub.pem" 2>/dev/null
 openssl genpkey -algorithm ed25519 -out "$T/other.pem" 2>/dev/null
 openssl pkey -in "$T/other.pem" -pubout -out "$T/other.pub" 2>/dev/null
 check "unsigned index refused with a key" sh -c "! '$PC' -k '$T/pub.pem' '$T/pub' 2>&1 | grep -q . || '$PC' -k '$T/pub.pem' '$T/pub' 2>&1 | grep -q 'not signed'"
-out=$("$VMB_BIN" publish --sign "$T/key.pem" "$STORE" small "$T/pub" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K --sign "$T/key.pem" "$STORE" small "$T/pub" 2>&1)
 assert_match "publish --sign" "generation 5, signed" "$out"
 assert_match "the signed index verifies" "generation 5 bundles 2 objects [0-9]+ signed" \
     "$("$PC" -k "$T/pub.pem" "$T/pub" 2>&1)"
@@ -163,7 +163,7 @@ before=$(find "$T/pub" | sort | md5sum)
 bad() {
     local desc=$1 want=$2 rc
     shift 2
-    out=$("$VMB_BIN" publish "$@" 2>&1)
+    out=$("$VMB_BIN" publish --chunk-size=256K "$@" 2>&1)
     rc=$?
     assert_match "$desc (exit $rc)" "$want" "$out"
     check "... DEST unchanged" test "$(find "$T/pub" | sort | md5sum)" = "$before"
@@ -176,14 +176,16 @@ bad "a key that is not one" "holds no PEM" --sign "$T/pub/index" "$STORE" small 
 bad "a missing key" "cannot open key file" --sign "$T/none.pem" "$STORE" small "$T/pub"
 bad "a URL the fetchers do not know" "expected file://, http://, https:// or s3://" "$STORE" small ftp://host/x
 bad "an S3 server that does not answer" "cannot connect" -e http://127.0.0.1:1 "$STORE" small s3://bucket/prefix
-out=$("$VMB_BIN" publish "$STORE" small "$T/no/such/dir" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K "$STORE" small "$T/no/such/dir" 2>&1)
 assert_match "a DEST whose parent is missing" "cannot create the destination" "$out"
-out=$("$VMB_BIN" publish "$STORE" small 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K "$STORE" small 2>&1)
 assert_eq "too few arguments: usage (exit 2)" 2 "$?"
 echo junk >"$T/pub/index"
-out=$("$VMB_BIN" publish "$STORE" small "$T/pub" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K "$STORE" small "$T/pub" 2>&1)
 assert_match "a corrupt index at DEST is not replaced" "not a valid published index" "$out"
 assert_eq "... it is still there" "junk" "$(cat "$T/pub/index")"
 assert_eq "no temporary snapshot left after the failures" "vm@keep" "$(ls "$STORE/.vmbundlefs/snapshots")"
+out=$("$VMB_BIN" publish "$STORE" vm@keep "$T/pubdef" 2>&1)
+assert_match "without --chunk-size: 1 MiB chunks (64 for the 64 MiB image)" "of 64 chunks zero" "$out"
 check "the store is clean (fsck -n)" "$VMB_BIN" fsck -n "$STORE"
 finish

@@ -41,12 +41,12 @@ signed_only() { ! grep -v ' signed token=' "$S3_LOG"; }
 
 # ---- publish with SigV4 ----
 : >"$S3_LOG"
-out=$("$VMB_BIN" publish --endpoint "$E" "$STORE" vm "$U" 2>&1)
+out=$("$VMB_BIN" publish --chunk-size=256K --endpoint "$E" "$STORE" vm "$U" 2>&1)
 assert_eq "publish to $U through --endpoint (exit 0)" 0 $? || say "$out"
 assert_num "... PUT objects, signed and accepted" "$(grep -c '^PUT /vmbtest/pub/v1/.* 200 signed' "$S3_LOG")" -ge 20
 check "... every request signed" signed_only
 : >"$S3_LOG"
-out=$(AWS_ENDPOINT_URL=$E "$VMB_BIN" publish "$STORE" vm "s3://$S3_BUCKET/pub/env" 2>&1)
+out=$(AWS_ENDPOINT_URL=$E "$VMB_BIN" publish --chunk-size=256K "$STORE" vm "s3://$S3_BUCKET/pub/env" 2>&1)
 assert_eq "publish with AWS_ENDPOINT_URL instead of --endpoint (exit 0)" 0 $? || say "$out"
 assert_num "... its objects PUT to that endpoint, signed" "$(grep -c '^PUT /vmbtest/pub/env/.* 200 signed' "$S3_LOG")" -ge 20
 
