@@ -16,6 +16,7 @@ INTEGRATION_TESTS = \
 	tests/layers-backup.sh \
 	tests/layers-crash.sh \
 	tests/layers-cp.sh \
+	tests/layers-gc-race.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
 	tests/mount-persist.sh \
