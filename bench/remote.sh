@@ -234,7 +234,7 @@ umount_sys() { # umount_sys PATH-OF-IMAGE: unmount, stop the daemons started for
 }
 
 # ------------------------------------------------------------------ measurements
-CHUNK=$((1024 * 1024))   # publish's default chunk size (curl's ttfb fetches one)
+CHUNK=$((256 * 1024))   # publish's default chunk size (curl's ttfb fetches one)
 
 run_net() { # run_net NET URL
 	local net=$1 url=$2 sys f m0 out t b t0 i pids

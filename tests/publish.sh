@@ -186,6 +186,6 @@ assert_match "a corrupt index at DEST is not replaced" "not a valid published in
 assert_eq "... it is still there" "junk" "$(cat "$T/pub/index")"
 assert_eq "no temporary snapshot left after the failures" "vm@keep" "$(ls "$STORE/.vmbundlefs/snapshots")"
 out=$("$VMB_BIN" publish "$STORE" vm@keep "$T/pubdef" 2>&1)
-assert_match "without --chunk-size: 1 MiB chunks (64 for the 64 MiB image)" "of 64 chunks zero" "$out"
+assert_match "without --chunk-size: 256 KiB chunks (256 for the 64 MiB image)" "of 256 chunks zero" "$out"
 check "the store is clean (fsck -n)" "$VMB_BIN" fsck -n "$STORE"
 finish

@@ -439,7 +439,7 @@ remote_fixture() {
     tar -C "$T/src" --sparse -cf - vm | "$VMB_BIN" import "$STORE" - vm >"$T/import.out" 2>&1 ||
         { cat "$T/import.out"; fail "import of the fixture failed"; }
     if "$VMB_BIN" publish --help >/dev/null 2>&1; then
-        # 256 KiB chunks (the default is 1 MiB): more chunks per small image
+        # 256 KiB chunks, the fixture's geometry whatever the default
         "$VMB_BIN" publish --chunk-size=256K "$STORE" vm "$PUB" >"$T/publish.out" 2>&1 ||
             { cat "$T/publish.out"; fail "publish of the fixture failed"; }
     else   # the published format written by the test helper (before publish existed)

@@ -356,7 +356,7 @@ static int do_publish(struct counting *cs, const char *snap, const char *name,
 	memset(&o, 0, sizeof(o));
 	o.key = key;
 	o.now = 1700000000;
-	o.chunk_size = 256u << 10;   /* the fixture's geometry (the default is 1 MiB) */
+	o.chunk_size = 256u << 10;   /* the fixture's geometry, whatever the default */
 	return vmb_publish(&S, C.layers, &it, 1, &cs->s, &o, st, err);
 }
 
