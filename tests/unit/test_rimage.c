@@ -460,9 +460,30 @@ static void test_remote_layer_format(void)
 	free(buf);
 }
 
+/* A store at path with its layers open (*ls) and *rl describing the test's remote
+ * image; returns the metadata directory's descriptor (the caller closes it). */
+static int store_layers(const char *path, struct vmb_layers **ls, struct vmb_layer_remote *rl)
+{
+	char meta[4500];
+	struct vmb_err e = { 0 };
+	int metafd;
+
+	snprintf(meta, sizeof(meta), "%s/.vmbundlefs", path);
+	mkdirs(meta);
+	metafd = open(meta, O_RDONLY | O_DIRECTORY);
+	CHECK(metafd >= 0);
+	if (metafd >= 0)
+		CHECK_RC(vmb_layers_open(ls, metafd, NULL, &e), 0);
+	memset(rl, 0, sizeof(*rl));
+	snprintf(rl->url, sizeof(rl->url), "%s", url);
+	memcpy(rl->index, idx, 32);
+	rl->size = csize;
+	return metafd;
+}
+
 static void test_layers(void)
 {
-	char store[4300], meta[4500], id[VMB_BASE_ID_LEN + 1], id2[VMB_BASE_ID_LEN + 1];
+	char store[4300], id[VMB_BASE_ID_LEN + 1], id2[VMB_BASE_ID_LEN + 1];
 	struct vmb_layer_remote rl;
 	struct vmb_layers *ls = NULL;
 	struct vmb_remote *r = open_remote(0);
@@ -476,15 +497,8 @@ static void test_layers(void)
 	int metafd, fd, bfd;
 
 	snprintf(store, sizeof(store), "%s/store", tmpdir);
-	snprintf(meta, sizeof(meta), "%s/.vmbundlefs", store);
-	mkdirs(meta);
-	metafd = open(meta, O_RDONLY | O_DIRECTORY);
-	REQUIRE(metafd >= 0);
-	CHECK_RC(vmb_layers_open(&ls, metafd, NULL, &e), 0);
-	memset(&rl, 0, sizeof(rl));
-	snprintf(rl.url, sizeof(rl.url), "%s", url);
-	memcpy(rl.index, idx, 32);
-	rl.size = csize;
+	metafd = store_layers(store, &ls, &rl);
+	REQUIRE(metafd >= 0 && ls);
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* same again: kept */
 	rl.size++;
@@ -666,7 +680,7 @@ static void test_kept(void)
  * from CACHE/meta only (an index not cached is left alone: no fetch). */
 static void test_preload(void)
 {
-	char store[4300], meta[4500];
+	char store[4300];
 	struct vmb_layer_remote rl;
 	struct vmb_layers *ls = NULL;
 	struct vmb_layers_preload *p = NULL;
@@ -680,15 +694,8 @@ static void test_preload(void)
 	int metafd, k;
 
 	snprintf(store, sizeof(store), "%s/pstore", tmpdir);
-	snprintf(meta, sizeof(meta), "%s/.vmbundlefs", store);
-	mkdirs(meta);
-	metafd = open(meta, O_RDONLY | O_DIRECTORY);
-	REQUIRE(metafd >= 0);
-	CHECK_RC(vmb_layers_open(&ls, metafd, NULL, &e), 0);
-	memset(&rl, 0, sizeof(rl));
-	snprintf(rl.url, sizeof(rl.url), "%s", url);
-	memcpy(rl.index, idx, 32);
-	rl.size = csize;
+	metafd = store_layers(store, &ls, &rl);
+	REQUIRE(metafd >= 0 && ls);
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id, &e), 0);
 	/* a second image whose index was never fetched */
 	memset(other, 0x5a, sizeof(other));
