@@ -3,8 +3,8 @@
 # tests/remote-lib.sh (nginx over HTTP/1.1 and HTTPS+HTTP/2 with a test CA, faultsrv,
 # the S3-protocol server) and the server-based integration tests.
 check_PROGRAMS += tests/helpers/faultsrv tests/helpers/shapeproxy tests/helpers/rcmp
-tests_helpers_faultsrv_SOURCES = tests/helpers/faultsrv.c
-tests_helpers_shapeproxy_SOURCES = tests/helpers/shapeproxy.c
+tests_helpers_faultsrv_SOURCES = tests/helpers/faultsrv.c tests/helpers/tcplisten.c tests/helpers/tcplisten.h
+tests_helpers_shapeproxy_SOURCES = tests/helpers/shapeproxy.c tests/helpers/tcplisten.c tests/helpers/tcplisten.h
 tests_helpers_rcmp_SOURCES = tests/helpers/rcmp.c
 
 REMOTE_TESTS = \

@@ -64,6 +64,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "tcplisten.h"
 
 #define MAX_HDR 8192
 #define MAX_RULES 64
@@ -890,11 +891,9 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	int opt, ls, one = 1;
+	int opt, ls;
 	long port = 0;
 	const char *portfile = NULL, *logpath = NULL;
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
 	struct sigaction act;
 	pthread_attr_t attr;
 
@@ -941,32 +940,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &act, NULL);
 	sigaction(SIGINT, &act, NULL);
 
-	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (ls < 0) {
-		perror("faultsrv: socket");
+	ls = tcp_listen_loopback("faultsrv", port, portfile);
+	if (ls < 0)
 		return 1;
-	}
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 128) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
-		fprintf(stderr, "faultsrv: cannot listen on 127.0.0.1:%ld: %s\n", port, strerror(errno));
-		return 1;
-	}
-	if (portfile) {
-		char tmp[PATH_MAX];
-		FILE *f;
-		snprintf(tmp, sizeof(tmp), "%s.tmp", portfile);
-		f = fopen(tmp, "w");
-		if (!f || fprintf(f, "%u\n", ntohs(sa.sin_port)) < 0 || fclose(f) != 0 ||
-		    rename(tmp, portfile) < 0) {
-			fprintf(stderr, "faultsrv: cannot write '%s'\n", portfile);
-			return 1;
-		}
-	}
 	pthread_mutex_lock(&mu);
 	maybe_reload();
 	pthread_mutex_unlock(&mu);

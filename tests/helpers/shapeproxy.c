@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "tcplisten.h"
 
 #define CHUNK 65536
 
@@ -329,13 +330,11 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	int opt, ls, one = 1;
+	int opt, ls;
 	long port = 0;
 	const char *portfile = NULL;
 	char host[256], *colon;
 	struct addrinfo hints, *ai;
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
 	pthread_attr_t attr;
 
 	while ((opt = getopt(argc, argv, "p:P:d:r:nq:h")) != -1) {
@@ -372,32 +371,9 @@ int main(int argc, char **argv)
 	freeaddrinfo(ai);
 	signal(SIGPIPE, SIG_IGN);
 
-	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (ls < 0) {
-		perror("shapeproxy: socket");
+	ls = tcp_listen_loopback("shapeproxy", port, portfile);
+	if (ls < 0)
 		return 1;
-	}
-	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ls, 128) < 0 ||
-	    getsockname(ls, (struct sockaddr *)&sa, &sl) < 0) {
-		fprintf(stderr, "shapeproxy: cannot listen on 127.0.0.1:%ld: %s\n", port, strerror(errno));
-		return 1;
-	}
-	if (portfile) {
-		char tmp[4096];
-		FILE *f;
-		snprintf(tmp, sizeof(tmp), "%s.tmp", portfile);
-		f = fopen(tmp, "w");
-		if (!f || fprintf(f, "%u\n", ntohs(sa.sin_port)) < 0 || fclose(f) != 0 ||
-		    rename(tmp, portfile) < 0) {
-			fprintf(stderr, "shapeproxy: cannot write '%s'\n", portfile);
-			return 1;
-		}
-	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	for (;;) {
