@@ -89,11 +89,6 @@ int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
 	return fd;
 }
 
-static int hexval(char ch)
-{
-	return ch <= '9' ? ch - '0' : ch - 'a' + 10;
-}
-
 /* Make the batch durable and present; release each entry's lock. Per-file fdatasync
  * rather than syncfs: syncfs would also wait for every other writer of the file
  * system. The writeback of all of them is started first, so the first fdatasync's
@@ -101,27 +96,28 @@ static int hexval(char ch)
  * for the directories after the renames. */
 static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n)
 {
-	uint8_t dirs[32] = { 0 };
+	uint8_t dirs[32] = { 0 };   /* a bit per chunks/<aa>: the digest's first byte */
+	int fds[VMB_CACHE_PEND_MAX];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		int fd = openat(c->tmpfd, b[i]->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-		if (fd >= 0) {
-			sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-			close(fd);
-		}
+		fds[i] = openat(c->tmpfd, b[i]->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fds[i] < 0)
+			fds[i] = -errno;   /* kept for the message below */
+		else
+			sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	for (i = 0; i < n; i++) {
 		struct vmb_cache_pend *p = b[i];
-		int fd, r = 0;
+		int r = 0;
 
 		/* 1. the temporary's bytes */
-		fd = openat(c->tmpfd, p->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || fdatasync(fd) < 0)
+		if (fds[i] < 0)
+			r = fds[i];
+		else if (fdatasync(fds[i]) < 0)
 			r = -errno;
-		if (fd >= 0)
-			close(fd);
+		if (fds[i] >= 0)
+			close(fds[i]);
 		/* 2. into place */
 		if (r == 0 && renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0) {
 			r = -errno;
@@ -145,11 +141,7 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 		VMB_ATOMIC_ADD(&c->bytes, p->len);   /* now, before any scan can count it */
 		VMB_ATOMIC_ADD(&c->chunks, 1);
 		vmb_cache_step("renamed");
-		{
-			int d = hexval(p->rel[0]) * 16 + hexval(p->rel[1]);
-
-			dirs[d / 8] |= (uint8_t)(1u << (d % 8));
-		}
+		dirs[p->digest[0] / 8] |= (uint8_t)(1u << (p->digest[0] % 8));
 	}
 	/* 3. the directory entries */
 	for (int d = 0; d < 256; d++)
