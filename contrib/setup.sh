@@ -349,11 +349,13 @@ for stage in $STAGES; do
 				N_PASS=$((N_PASS + 1))
 			else
 				fail "distcheck (exit $rc)" "$log"
-				# Name the failing tests of distcheck's own make check, for the log.
+				# Each failing test of distcheck's own make check, with its own log
+				# (the summary then shows why it failed, not only that it did).
 				while IFS= read -r -d '' trs; do
 					if grep -Eq '^:test-result: *(FAIL|ERROR|XPASS)' "$trs"; then
 						echo "distcheck: failing test ${trs%.trs}"
 						tail -n 30 "${trs%.trs}.log" 2>/dev/null | sed 's/^/    /'
+						fail "[distcheck] ${trs##*/_build/sub/}" "${trs%.trs}.log"
 					fi
 				done < <(find "$BUILD_DIR" -path "$BUILD_DIR/vmbundlefs-*" -name '*.trs' -print0 2>/dev/null)
 			fi

@@ -103,6 +103,19 @@ static inline int harness_tmpdir(char *buf, size_t size, const char *name)
 	return 0;
 }
 
+/* Like harness_tmpdir, but always under /tmp (as tests/lib.sh does), for tests
+ * that switch to another uid: $TMPDIR may be private to root (contrib/setup.sh
+ * makes it 0700), and that uid could not reach anything below it. */
+static inline int harness_tmpdir_shared(char *buf, size_t size, const char *name)
+{
+	snprintf(buf, size, "/tmp/vmb-test-%s.XXXXXX", name);
+	if (!mkdtemp(buf)) {
+		perror("mkdtemp");
+		return -1;
+	}
+	return 0;
+}
+
 static inline int harness_rm_one(const char *p, const struct stat *sb, int flag,
 				 struct FTW *ftw)
 {

@@ -23,6 +23,7 @@
 #include "harness.h"
 
 static char root[4096];
+static char uroot[4096];   /* under /tmp: for the checks run as uid 65534 */
 
 /* An object: len bytes from a seed, and its digest. */
 struct obj {
@@ -365,8 +366,7 @@ static void test_open_errors(void)
 		int status = 0, hit = -1;
 		pid_t pid;
 
-		chmod(root, 0755);
-		snprintf(dir, sizeof(dir), "%s/grp2", root);
+		snprintf(dir, sizeof(dir), "%s/grp2", uroot);
 		mkdir(dir, 0755);
 		CHECK(chown(dir, 0, 65534) == 0);
 		chmod(dir, 02775);
@@ -418,12 +418,13 @@ static void test_open_errors(void)
 		char msg[VMB_ERR_MAX + 16] = "";
 		ssize_t n;
 
-		chmod(root, 0755);   /* mkdtemp's 0700, and test_basic's umask 077 */
-		snprintf(dir, sizeof(dir), "%s/basic", root);
-		chmod(dir, 0755);
-		snprintf(dir, sizeof(dir), "%s/basic/deeper", root);
-		chmod(dir, 0755);
-		snprintf(dir, sizeof(dir), "%s/basic/deeper/cache", root);
+		/* a cache made by root (0755): uid 65534 can reach it, not write it */
+		snprintf(dir, sizeof(dir), "%s/rootonly", uroot);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		vmb_cache_close(c);
+		c = NULL;
+		chmod(dir, 0755);   /* whatever umask test_basic left */
 		CHECK(pipe(pfd) == 0);
 		pid = fork();
 		if (pid == 0) {
@@ -999,8 +1000,10 @@ static void test_fsck(void)
 
 int main(void)
 {
-	if (harness_tmpdir(root, sizeof(root), "cache") < 0)
+	if (harness_tmpdir(root, sizeof(root), "cache") < 0 ||
+	    harness_tmpdir_shared(uroot, sizeof(uroot), "cache-uid") < 0)
 		return 99;
+	chmod(uroot, 0755);
 	RUN(test_basic);
 	RUN(test_open_errors);
 	RUN(test_single_flight);
@@ -1010,5 +1013,6 @@ int main(void)
 	RUN(test_evict);
 	RUN(test_fsck);
 	harness_rmtree(root);
+	harness_rmtree(uroot);
 	return harness_exit("test_cache");
 }
