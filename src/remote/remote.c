@@ -68,6 +68,8 @@ struct vmb_remote {
 	size_t nfe;
 	struct work q[VMB_REMOTE_QUEUE];
 	size_t qhead, qn;
+	unsigned busy;                     /* workers running an item */
+	pthread_cond_t icv;                /* queue empty and no worker busy */
 	pthread_t *th;
 	unsigned nth;
 	int stop;
@@ -155,6 +157,7 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	pthread_cond_init(&r->kcv, NULL);
+	pthread_cond_init(&r->icv, NULL);
 	*out = r;
 	return 0;
 }
@@ -212,6 +215,7 @@ void vmb_remote_close(struct vmb_remote *r)
 	vmb_cache_close(r->cache);
 	pthread_cond_destroy(&r->cv);
 	pthread_cond_destroy(&r->kcv);
+	pthread_cond_destroy(&r->icv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->cache_dir);
 	free(r->cafile);
@@ -861,12 +865,15 @@ static void *worker(void *arg)
 		w = r->q[r->qhead];
 		r->qhead = (r->qhead + 1) % VMB_REMOTE_QUEUE;
 		r->qn--;
+		r->busy++;
 		pthread_mutex_unlock(&r->mu);
 		vmb_err_clear(&e);
 		/* failures are the reader's to report when it gets there */
 		(void)vmb_rimage_fill(w.ri, w.chunk, NULL, &e);
 		vmb_base_put(vmb_rimage_base(w.ri));
 		pthread_mutex_lock(&r->mu);
+		if (--r->busy == 0 && !r->qn)
+			pthread_cond_broadcast(&r->icv);
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -907,6 +914,26 @@ int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk
 	r->st.readahead++;
 	pthread_cond_signal(&r->cv);
 out:
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+int vmb_remote_idle(struct vmb_remote *r, unsigned timeout_ms)
+{
+	struct timespec until;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&r->mu);
+	while ((r->qn || r->busy) && !r->stop && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&r->icv, &r->mu, &until);
+	rc = (r->qn || r->busy) ? -ETIMEDOUT : 0;
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }

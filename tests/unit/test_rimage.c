@@ -227,7 +227,7 @@ static void test_readahead_offline(void)
 	CHECK(!memcmp(buf, content + CS / 2, CS));
 	/* a random read does not read ahead */
 	CHECK_EQ(b->ops->read(b, buf, 100, 12 * CS, &e), 100);
-	usleep(100000);
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);   /* any readahead has run */
 	CHECK_EQ(cached(r, 2), 0);
 	CHECK_EQ(cached(r, 13), 0);
 	vmb_base_put(b);
@@ -337,7 +337,7 @@ static void test_readahead_cluster(void)
 		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
 		CHECK(!memcmp(buf, racontent + off, len));
 	}
-	usleep(300000);   /* readahead, if any, had time to run */
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);   /* readahead, if any, has run */
 	for (i = 0; i < RA_CHUNKS; i++) {
 		int want = (i >= 10 && i < 12) || (i >= 30 && i * CS < off);
 
@@ -374,8 +374,7 @@ static void test_readahead_seq(void)
 		CHECK_EQ(b->ops->read(b, buf, BS, (RA_CHUNKS - 1) * (uint64_t)CS, &e), BS);
 	}
 	ahead = off / CS + 8;
-	for (k = 0; k < 500 && ra_cached(r, ahead) != 1; k++)
-		usleep(10000);
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
 	CHECK_EQ(ra_cached(r, off / CS), 1);
 	CHECK_EQ(ra_cached(r, ahead), 1);
 	vmb_base_put(b);
