@@ -20,16 +20,19 @@
  * fsyncs it, renames it into chunks/ and fsyncs the directory, in batches; only then
  * is it present for other processes and after a crash, and only then is the digest's
  * lock released (another process that needs it meanwhile waits, as for any fill).
+ * Fills run ahead of the flusher by at most VMB_CACHE_PEND_BYTES (cache_int.h).
  * vmb_cache_close flushes everything. A present object is served without re-hashing
  * it (fsck re-hashes): whoever can write CACHE is trusted, so a world-writable CACHE
  * is refused.
  *
  * Single-flight: in a process, callers of vmb_cache_get for the same absent digest
  * share one flight (mutex + condition): one runs the fill, the others wait for its
- * result, errors included. Across processes the filler (then its flusher) holds an
- * OFD write lock on one byte of lock/objects, at an offset taken from the digest. A
- * waiter blocks on that lock; when it gets it, the object is present (done) or not
- * (the filler failed or died: the waiter fills). A kill -9 at any point leaves at
+ * result, errors included; a caller that finds no flight looks again for a pending
+ * or present object under the same mutex before it starts one. Across processes
+ * the filler (then its flusher) holds an OFD write lock on one byte of lock/objects,
+ * at an offset taken from the digest, through a description shared by the cache's
+ * fills. A waiter blocks on that lock; when it gets it, the object is present (done)
+ * or not (the filler failed or died: the waiter fills). A kill -9 at any point leaves at
  * most a temporary (removed when next swept: open, fsck), never a visible partial
  * object.
  *

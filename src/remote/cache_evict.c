@@ -184,7 +184,7 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 		if (npins && bsearch(v[i].d, pins, npins, 32, dig_cmp))
 			continue;
 		vmb_cache_rel(v[i].d, rel);
-		if (vmb_cache_lock(c, rel, 0, &lfd, NULL) < 0)
+		if (vmb_cache_lock(c, v[i].d, 0, &lfd, NULL) < 0)
 			continue;   /* being filled or checked */
 		if (fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			total -= v[i].size;   /* gone already */
@@ -198,7 +198,7 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 			if (min_free)
 				avail = free_bytes(c);
 		}   /* else touched since the scan: used, keep it */
-		vmb_cache_unlock(c, rel, lfd);
+		vmb_cache_unlock(lfd);
 	}
 out:
 	free(v);

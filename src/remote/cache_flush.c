@@ -12,9 +12,11 @@
  * digest's lock as for any fill, so they only ever see a durable object.
  *
  * Ownership: c->pend is a list of entries owned by the cache, each holding the
- * digest's lock descriptor until it is flushed. At most VMB_CACHE_PEND_MAX entries:
- * a fill that would pass that waits (each entry holds one descriptor). Lock order:
- * c->fl_mu is a leaf (never held while taking c->mu or a lock file, nor during I/O).
+ * digest's fill lock (on the shared c->fill_lfd, so no descriptor each) until it is
+ * flushed. At most c->pend_max bytes pending: a fill that would pass that waits, so
+ * a reader runs ahead of the disk by that much (the bytes are in the page cache
+ * meanwhile), not more. Batches of at most VMB_CACHE_BATCH. Lock order: c->fl_mu is
+ * a leaf (never held while taking c->mu or a lock, nor during I/O).
  */
 #include "config.h"
 #include "remote/cache_int.h"
@@ -25,13 +27,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VMB_CACHE_PEND_MAX 128
+#define VMB_CACHE_BATCH 128
 
 struct vmb_cache_pend {
 	uint8_t digest[32];
 	char rel[VMB_CACHE_REL];
 	char tmp[128];
-	int lfd;
 	uint64_t len;
 	int taken;                     /* in the flusher's current batch */
 	int ok;                        /* flushed: present in chunks/ (flusher only) */
@@ -97,7 +98,7 @@ int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
 static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n)
 {
 	uint8_t dirs[32] = { 0 };   /* a bit per chunks/<aa>: the digest's first byte */
-	int fds[VMB_CACHE_PEND_MAX];
+	int fds[VMB_CACHE_BATCH];
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -155,8 +156,7 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 	for (i = 0; i < n; i++) {
 		struct vmb_cache_pend *p = b[i];
 
-		vmb_cache_unlock(c, p->rel, p->lfd);
-		p->lfd = -1;
+		vmb_cache_fill_unlock(c, p->digest);
 		if (p->ok)
 			vmb_cache_after_fill(c, p->len);   /* evictable now */
 	}
@@ -165,7 +165,7 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 static void *flush_main(void *arg)
 {
 	struct vmb_cache *c = arg;
-	struct vmb_cache_pend *b[VMB_CACHE_PEND_MAX], *p, **pp;
+	struct vmb_cache_pend *b[VMB_CACHE_BATCH], *p;
 	size_t n;
 
 	pthread_mutex_lock(&c->fl_mu);
@@ -175,24 +175,24 @@ static void *flush_main(void *arg)
 		if (!c->pend)
 			break;   /* stopped and drained */
 		n = 0;
-		for (p = c->pend; p && n < VMB_CACHE_PEND_MAX; p = p->next) {
+		for (p = c->pend; p && n < VMB_CACHE_BATCH; p = p->next) {
 			p->taken = 1;
 			b[n++] = p;
 		}
 		pthread_mutex_unlock(&c->fl_mu);
 		flush_batch(c, b, n);
 		pthread_mutex_lock(&c->fl_mu);
-		for (pp = &c->pend; *pp;) {
-			p = *pp;
-			if (p->taken) {
-				*pp = p->next;
-				unhash(c, p);
-				free(p);
-				VMB_ATOMIC_SUB(&c->npend, 1);
-			} else {
-				pp = &p->next;
-			}
+		/* the batch is the head of the list (fills only append) */
+		for (size_t k = 0; k < n; k++) {
+			p = c->pend;
+			c->pend = p->next;
+			unhash(c, p);
+			c->pend_bytes -= p->len;
+			free(p);
+			VMB_ATOMIC_SUB(&c->npend, 1);
 		}
+		if (!c->pend)
+			c->pend_tail = NULL;
 		pthread_cond_broadcast(&c->fl_cv);
 	}
 	pthread_mutex_unlock(&c->fl_mu);
@@ -214,20 +214,19 @@ void vmb_cache_flush_start(struct vmb_cache *c)
 }
 
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, int lfd, uint64_t len, struct vmb_err *err)
+		       const char *tmp, uint64_t len, struct vmb_err *err)
 {
 	struct vmb_cache_pend *p = calloc(1, sizeof(*p)), **pp;
 
 	if (!p) {
 		/* cannot keep it: the caller's descriptor still reads right bytes */
 		unlinkat(c->tmpfd, tmp, 0);
-		vmb_cache_unlock(c, rel, lfd);
+		vmb_cache_fill_unlock(c, digest);
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
 	memcpy(p->digest, digest, 32);
 	snprintf(p->rel, sizeof(p->rel), "%s", rel);
 	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
-	p->lfd = lfd;
 	p->len = len;
 	pthread_mutex_lock(&c->fl_mu);
 	if (!c->fl_started && !c->fl_stop)
@@ -240,11 +239,12 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 		free(p);
 		return 0;
 	}
-	while (VMB_ATOMIC_LOAD(&c->npend) >= VMB_CACHE_PEND_MAX)
+	while (c->pend && c->pend_bytes + len > c->pend_max)
 		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
-	for (pp = &c->pend; *pp; pp = &(*pp)->next)
-		;
+	pp = c->pend ? &c->pend_tail->next : &c->pend;
 	*pp = p;   /* in fill order: the oldest are flushed first */
+	c->pend_tail = p;
+	c->pend_bytes += len;
 	p->hnext = c->pend_hash[digest[0]];
 	c->pend_hash[digest[0]] = p;
 	VMB_ATOMIC_ADD(&c->npend, 1);

@@ -62,21 +62,20 @@ static void stray(struct fsck *f, int dfd, const char *folder, const char *name)
 static void check_object(struct fsck *f, int dfd, const char *aa, const char *name)
 {
 	struct vmb_cache *c = f->c;
-	char rel[VMB_CACHE_REL], gh[VMB_SHA256_HEX];
+	char gh[VMB_SHA256_HEX];
 	uint8_t want[32], got[32];
 	uint64_t size = 0;
 	struct vmb_err e;
 	int lfd, fd, r;
 
 	vmb_cache_unhex(name, want);
-	vmb_cache_rel(want, rel);
-	if (vmb_cache_lock(c, rel, 0, &lfd, NULL) < 0) {
+	if (vmb_cache_lock(c, want, 0, &lfd, NULL) < 0) {
 		f->busy++;
 		return;
 	}
 	fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		vmb_cache_unlock(c, rel, lfd);
+		vmb_cache_unlock(lfd);
 		return;   /* evicted meanwhile */
 	}
 	vmb_err_clear(&e);
@@ -102,7 +101,7 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 		if (!f->repair || unlinkat(dfd, name, 0) < 0)
 			f->left++;
 	}
-	vmb_cache_unlock(c, rel, lfd);
+	vmb_cache_unlock(lfd);
 }
 
 static void check_chunks(struct fsck *f)

@@ -143,16 +143,16 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 {
 	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX], tmp[128];
 	struct stat st;
-	int lfd = -1, fd, r, mismatch = 0;
+	int fd, r, mismatch = 0;
 
 	vmb_cache_rel(digest, rel);
-	r = vmb_cache_lock(c, rel, 1, &lfd, err);
+	r = vmb_cache_fill_lock(c, digest, err);
 	if (r < 0)
 		return r;
 	/* the lock is ours: the object is there (filled while we waited) or we fill it */
 	fd = open_present(c, rel, len, &st, err);
 	if (fd >= 0 || (fd != -ENOENT && fd != -ESTALE)) {
-		if (fd >= 0 && lfd >= 0)
+		if (fd >= 0)
 			VMB_ATOMIC_ADD(&c->waits, 1);
 		goto out;
 	}
@@ -169,7 +169,7 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 	if (fd >= 0) {
 		/* right bytes: the caller reads them now; durable and present later, by
 		 * the flusher, which takes over the lock (others wait until then) */
-		vmb_cache_pend_add(c, digest, rel, tmp, lfd, len, NULL);
+		vmb_cache_pend_add(c, digest, rel, tmp, len, NULL);
 		return fd;
 	}
 	if (fd < 0 && mismatch) {
@@ -181,7 +181,7 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 				 "(twice; last time %s)", hex, last);
 	}
 out:
-	vmb_cache_unlock(c, rel, lfd);
+	vmb_cache_fill_unlock(c, digest);
 	return fd;
 }
 
@@ -253,6 +253,20 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			if (fd < 0)
 				return fd;
 			continue;   /* present now: open it */
+		}
+		/* No flight: the last one may have ended since we looked (its object is
+		 * pending now, or present). Its pend_add came before its flight left the
+		 * list, so under c->mu this look cannot miss it. A second flight must not
+		 * start for a pending object: its fill lock is this cache's shared one,
+		 * which would not make it wait. */
+		fd = vmb_cache_pend_open(c, digest);
+		if (fd == -ENOENT)
+			fd = open_present(c, rel, len, &st, err);
+		if (fd >= 0) {
+			pthread_mutex_unlock(&c->mu);
+			VMB_ATOMIC_ADD(&c->waits, 1);   /* a fill ended just before */
+			*fdp = fd;
+			return 0;
 		}
 		f = calloc(1, sizeof(*f));
 		if (!f) {

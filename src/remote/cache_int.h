@@ -13,6 +13,7 @@
 #define VMB_CACHE_PIN_MAGIC "vmbundlefs-pin 1\n"
 #define VMB_CACHE_TOUCH_SEC 600        /* a hit touches an mtime older than this */
 #define VMB_CACHE_TMP_STALE_SEC 3600   /* a non-object temporary older than this is stale */
+#define VMB_CACHE_PEND_BYTES (512ULL << 20)   /* verified, not yet durable (cache_flush.c) */
 
 /* One in-process flight: the callers of vmb_cache_get for one absent digest. Owned
  * by the list in vmb_cache while !done, freed by the last of its refs. */
@@ -27,6 +28,7 @@ struct vmb_cache_flight {
 struct vmb_cache {
 	char *path;
 	int dirfd, chunksfd, tmpfd, lockfd, pinsfd, urlsfd;   /* O_DIRECTORY, all owned */
+	int fill_lfd;                  /* lock/objects: the fills' shared description */
 	mode_t dmode, fmode;
 	struct vmb_cache_opts opts;
 
@@ -46,6 +48,9 @@ struct vmb_cache {
 	pthread_t fl_thread;
 	int fl_started, fl_stop;
 	struct vmb_cache_pend *pend;   /* verified objects not yet durable, oldest first */
+	struct vmb_cache_pend *pend_tail;
+	uint64_t pend_bytes;           /* their bytes */
+	uint64_t pend_max;             /* fills wait while pend_bytes would pass it */
 	struct vmb_cache_pend *pend_hash[256];   /* the same, by the digest's first byte */
 	uint64_t npend;                /* entries in pend (__atomic reads without fl_mu) */
 
@@ -82,14 +87,24 @@ int vmb_cache_read_file(struct vmb_cache *c, int dfd, const char *name, char **b
 int vmb_cache_pin_read(struct vmb_cache *c, const char *name, uint8_t (**v)[32], size_t *n,
 		       size_t *cap, struct vmb_err *err);
 
-/* Per-digest lock: an OFD write lock on the byte vmb_cache_lock_byte(rel) of
- * lock/objects, through a descriptor of its own. wait: block, else -EAGAIN when held.
- * *lfd gets the descriptor; vmb_cache_unlock closes it. */
-off_t vmb_cache_lock_byte(const char *rel);
-int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
+/* Per-digest lock: an OFD write lock on the byte vmb_cache_lock_byte(digest) of
+ * lock/objects. vmb_cache_lock takes it through a descriptor of its own (the evicter,
+ * fsck, the sweep: they must conflict with this process's fills too). wait: block,
+ * else -EAGAIN when held. *lfd gets the descriptor; vmb_cache_unlock closes it
+ * (lfd < 0: nothing).
+ * Fills lock through one description shared by the whole vmb_cache (c->fill_lfd):
+ * no descriptor per pending object, so the flusher can hold the locks of many. Two
+ * fills of one digest in one process never race (the in-process flight), and OFD
+ * locks of one description never conflict, so only other processes (and this
+ * process's evicter, fsck, sweep) wait on them. */
+off_t vmb_cache_lock_byte(const uint8_t digest[32]);
+int vmb_cache_lock(struct vmb_cache *c, const uint8_t digest[32], int wait, int *lfd,
 		   struct vmb_err *err);
-/* Release a per-digest lock (close its descriptor); lfd < 0: nothing. */
-void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd);
+void vmb_cache_unlock(int lfd);
+int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err);
+void vmb_cache_fill_unlock(struct vmb_cache *c, const uint8_t digest[32]);
+/* Open lock/objects (created c->fmode when absent); an fd or -errno with err set. */
+int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err);
 /* lock/evict, never removed. */
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err);
 
@@ -106,13 +121,14 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 void vmb_cache_step(const char *point);
 
 /* The flusher (cache_flush.c). pend_add hands over a verified temporary tmp/<tmp> of
- * the object rel and the digest's lock descriptor lfd (owned by the flusher from
- * then on, also on error): it will be fsync'd, renamed into chunks/ and its lock
- * released; waits while too many are pending. pend_open: an O_RDONLY fd of a pending
- * object, or -ENOENT. pend_has: 1 if pending. flush: wait until nothing is pending.
- * flush_stop: flush everything, stop the thread (vmb_cache_close). */
+ * the object rel whose fill lock (vmb_cache_fill_lock) the caller holds: from then on
+ * the flusher owns it (also on error): the temporary will be fsync'd and renamed
+ * into chunks/, and the lock released; waits while too many bytes are pending.
+ * pend_open: an O_RDONLY fd of a pending object, or -ENOENT. pend_has: 1 if pending.
+ * flush: wait until nothing is pending. flush_stop: flush everything, stop the
+ * thread (vmb_cache_close). */
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, int lfd, uint64_t len, struct vmb_err *err);
+		       const char *tmp, uint64_t len, struct vmb_err *err);
 int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32]);
 int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
 void vmb_cache_flush_stop(struct vmb_cache *c);

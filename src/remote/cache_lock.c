@@ -44,53 +44,87 @@ static int lock_fd(int fd, off_t start, int wait)
 	return 0;
 }
 
-off_t vmb_cache_lock_byte(const char *rel)
+off_t vmb_cache_lock_byte(const uint8_t digest[32])
 {
 	uint64_t v = 0;
 
-	/* the first 62 bits of the digest (rel is "aa/<64 hex>"), plus 1: byte 0 is never
-	 * an object's. Two digests share a byte with odds of 2^-62: they would only
-	 * wait for each other. */
-	for (int i = 0; i < 16; i++) {
-		char ch = rel[3 + i];
-
-		v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
-	}
+	/* the first 62 bits of the digest, plus 1: byte 0 is never an object's. Two
+	 * digests share a byte with odds of 2^-62: they would only wait for each other. */
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | digest[i];
 	return (off_t)((v >> 2) | 1);
 }
 
-int vmb_cache_lock(struct vmb_cache *c, const char *rel, int wait, int *lfd,
-		   struct vmb_err *err)
+int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err)
 {
 	struct stat st;
-	int fd, r;
+	int fd = openat(c->lockfd, "objects", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+			c->fmode);
 
-	*lfd = -1;
-	/* a descriptor (an open file description) of its own per lock: OFD locks of one
-	 * description never conflict, and threads of this process must */
-	fd = openat(c->lockfd, "objects", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, c->fmode);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/objects", c->path);
 	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
 		fchmod(fd, c->fmode);   /* the umask narrowed it: others must open it too */
-	r = lock_fd(fd, vmb_cache_lock_byte(rel), wait);
+	return fd;
+}
+
+static void lock_error(struct vmb_cache *c, const uint8_t digest[32], int r,
+		       struct vmb_err *err)
+{
+	char hex[VMB_SHA256_HEX];
+
+	vmb_sha256_hex(digest, hex);
+	vmb_err_sys(err, -r, "cache '%s': cannot lock %s in lock/objects", c->path, hex);
+}
+
+int vmb_cache_lock(struct vmb_cache *c, const uint8_t digest[32], int wait, int *lfd,
+		   struct vmb_err *err)
+{
+	int fd, r;
+
+	*lfd = -1;
+	/* a descriptor (an open file description) of its own per lock: OFD locks of one
+	 * description never conflict, and this lock must conflict with our fills */
+	fd = vmb_cache_lock_open(c, err);
+	if (fd < 0)
+		return fd;
+	r = lock_fd(fd, vmb_cache_lock_byte(digest), wait);
 	if (r < 0) {
 		close(fd);
-		if (r == -EAGAIN)
-			return r;
-		return vmb_err_sys(err, -r, "cache '%s': cannot lock %.64s in lock/objects",
-				   c->path, rel + 3);
+		if (r != -EAGAIN)
+			lock_error(c, digest, r, err);
+		return r;
 	}
 	*lfd = fd;
 	return 0;
 }
 
-void vmb_cache_unlock(struct vmb_cache *c, const char *rel, int lfd)
+void vmb_cache_unlock(int lfd)
 {
-	(void)c;
-	(void)rel;
 	if (lfd >= 0)
 		close(lfd);   /* the last close of the description releases its lock */
+}
+
+int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err)
+{
+	int r = lock_fd(c->fill_lfd, vmb_cache_lock_byte(digest), 1);
+
+	if (r < 0)
+		lock_error(c, digest, r, err);
+	return r;
+}
+
+void vmb_cache_fill_unlock(struct vmb_cache *c, const uint8_t digest[32])
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = vmb_cache_lock_byte(digest);
+	fl.l_len = 1;
+	while (fcntl(c->fill_lfd, F_OFD_SETLK, &fl) < 0 && errno == EINTR)
+		;
 }
 
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err)
@@ -166,7 +200,6 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 	}
 	while ((e = readdir(d))) {
 		uint8_t dg[32];
-		char rel[VMB_CACHE_REL];
 		struct stat st;
 		int lfd, stale = 0;
 		const char *why = "";
@@ -187,8 +220,7 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 		}
 		if (strlen(e->d_name) > 65 && e->d_name[64] == '.' &&
 		    vmb_cache_unhex(e->d_name, dg) == 0) {
-			vmb_cache_rel(dg, rel);
-			if (vmb_cache_lock(c, rel, 0, &lfd, NULL) < 0)
+			if (vmb_cache_lock(c, dg, 0, &lfd, NULL) < 0)
 				continue;   /* its fill is running (or we cannot tell) */
 			if (fstatat(c->tmpfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 				stale = 1;
@@ -196,7 +228,7 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
 				if ((!repair || unlinkat(c->tmpfd, e->d_name, 0) < 0) && left)
 					(*left)++;
 			}
-			vmb_cache_unlock(c, rel, lfd);
+			vmb_cache_unlock(lfd);
 		} else if (st.st_mtime < time(NULL) - VMB_CACHE_TMP_STALE_SEC) {
 			stale = 1;
 			why = "an old temporary";

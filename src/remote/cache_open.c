@@ -295,6 +295,18 @@ static int open_sub(struct vmb_cache *c, const char *name, int *fd, struct vmb_e
 	return 0;
 }
 
+/* How far fills may run ahead of the flusher: VMB_CACHE_PEND_BYTES, at most an
+ * eighth of the RAM, at least 32 MiB. */
+static uint64_t pend_max(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t m = VMB_CACHE_PEND_BYTES;
+
+	if (pages > 0 && psize > 0 && (uint64_t)pages * (uint64_t)psize / 8 < m)
+		m = (uint64_t)pages * (uint64_t)psize / 8;
+	return m < (32u << 20) ? (32u << 20) : m;
+}
+
 int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		   struct vmb_cache **out, struct vmb_err *err)
 {
@@ -311,6 +323,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		return vmb_err_set(err, ENOMEM, "cache '%s': out of memory", dir);
 	}
 	c->dirfd = c->chunksfd = c->tmpfd = c->lockfd = c->pinsfd = c->urlsfd = -1;
+	c->fill_lfd = -1;
 	if (opts)
 		c->opts = *opts;
 	else
@@ -350,6 +363,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	}
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
+	c->pend_max = pend_max();
 	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		/* a cache we may not write: say so before anything else */
 		int e = errno;
@@ -368,6 +382,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	    (r = open_sub(c, "lock", &c->lockfd, err)) < 0 ||
 	    (r = open_sub(c, "pins", &c->pinsfd, err)) < 0 ||
 	    (r = open_sub(c, "urls", &c->urlsfd, err)) < 0)
+		goto fail;
+	c->fill_lfd = r = vmb_cache_lock_open(c, err);
+	if (r < 0)
 		goto fail;
 	if (!c->opts.no_sweep) {
 		r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, NULL, err);
@@ -395,7 +412,8 @@ void vmb_cache_close(struct vmb_cache *c)
 		return;
 	vmb_cache_flush_stop(c);
 	vmb_cache_evict_stop(c);
-	int fds[] = { c->dirfd, c->chunksfd, c->tmpfd, c->lockfd, c->pinsfd, c->urlsfd };
+	int fds[] = { c->dirfd, c->chunksfd, c->tmpfd, c->lockfd, c->pinsfd, c->urlsfd,
+		      c->fill_lfd };
 
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0)

@@ -818,13 +818,8 @@ static void test_evict(void)
 	lfd = open(p, O_RDWR | O_CREAT, 0644);
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
-	{
-		char rel[VMB_CACHE_REL];
-
-		vmb_cache_rel(o[2].d, rel);
-		fl.l_start = vmb_cache_lock_byte(rel);
-		fl.l_len = 1;
-	}
+	fl.l_start = vmb_cache_lock_byte(o[2].d);
+	fl.l_len = 1;
 	CHECK(lfd >= 0 && fcntl(lfd, F_OFD_SETLK, &fl) == 0);
 
 	vmb_err_clear(&err);

@@ -363,7 +363,6 @@ static void test_readahead_seq(void)
 	struct vmb_err e = { 0 };
 	unsigned char *buf = malloc(2 * CS);
 	uint64_t off, ahead;
-	int k;
 
 	REQUIRE(buf);
 	ra_setup(&r, &b);
