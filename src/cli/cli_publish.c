@@ -7,7 +7,11 @@
  * immutable layers while VMs go on writing, and the temporary snapshot is deleted
  * afterwards, also on failure and on SIGINT/SIGTERM/SIGHUP (the publish stops at
  * the next chunk). BUNDLE@NAME publishes an existing snapshot under BUNDLE's name
- * (and leaves it).
+ * (and leaves it). The temporary snapshots are held (vmb_op_publish_hold: a locked
+ * directory in the store's staging directory, taken before them, let go after
+ * they are deleted), so that those of a publish that was killed are deleted by
+ * gc, fsck --repair or the next publish of the unmounted store, and those of one
+ * that runs never are.
  */
 #include "config.h"
 #include "cli/cli.h"
@@ -23,6 +27,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +111,8 @@ static int take(struct target *tg, const char *bundle, const char *name, struct 
 				   "mounted: try again", tg->store);
 	if (r < 0)
 		return r;
+	/* the snapshots earlier publishes left when they were killed */
+	vmb_op_publish_sweep(&o.c, 1, NULL, NULL);
 	r = vmb_op_snapshot(&o.c, bundle, name, &where, err);
 	free(where);
 	vmb_cli_ops_end(&o);
@@ -165,6 +172,7 @@ int vmb_cli_publish(int argc, char **argv)
 	const char *keyfile = NULL, *dest, *store, *endpoint = NULL, *cafile = NULL;
 	char rdest[4096];
 	struct vmb_fetch_opts fo;
+	struct vmb_pubhold hold = { .stagefd = -1, .fd = -1 };
 	int c, i, n, quiet = 0, rc = VMB_EXIT_ERROR, r, sigs[3] = { SIGINT, SIGTERM, SIGHUP };
 	int store_open = 0, taken = 0;
 
@@ -278,16 +286,30 @@ int vmb_cli_publish(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	for (i = 0; i < 3; i++)
 		sigaction(sigs[i], &sa, &old[i]);
+	/* The store (read only, no lock: it may be mounted), and the hold on the
+	 * temporary snapshots, taken before them. */
+	if (vmb_store_open(&s, tg.store, VMB_STORE_READ, &err) < 0) {
+		vmb_cli_store_error(store, err.code, "%s", err.msg);
+		goto out;
+	}
+	store_open = 1;
+	for (i = 0; i < n; i++)
+		if (!strchr(argv[optind + 1 + i], '@')) {
+			if (vmb_op_publish_hold(&s, &hold, &err) < 0) {
+				vmb_cli_store_error(store, err.code, "%s", err.msg);
+				goto out;
+			}
+			break;
+		}
 	/* The temporary snapshots. */
 	for (i = 0; i < n; i++) {
 		const char *arg = argv[optind + 1 + i];
-		char sname[96];
+		char sname[NAME_MAX + 32];
 
 		if (strchr(arg, '@')) {
 			snaps[i] = strdup(arg);
 		} else {
-			snprintf(sname, sizeof(sname), "publish-%ld-%ld-%d", (long)time(NULL),
-				 (long)getpid(), i);
+			vmb_op_publish_snapname(&hold, i, sname, sizeof(sname));
 			if (take(&tg, arg, sname, &err) < 0) {
 				vmb_cli_store_error(store, err.code, "cannot snapshot bundle '%s' "
 						    "to publish it: %s", arg, err.msg);
@@ -310,9 +332,9 @@ int vmb_cli_publish(int argc, char **argv)
 		vmb_cli_error("interrupted");
 		goto out;
 	}
+	vmb_op_step("publish", 1);   /* test hook (store/ops.h): snapshots taken */
 	/* Read the snapshots' layers: they never change, whoever mounts the store. */
-	if (vmb_store_open(&s, tg.store, VMB_STORE_READ, &err) < 0 ||
-	    (store_open = 1, vmb_layers_open(&ls, s.metafd, NULL, &err) < 0)) {
+	if (vmb_layers_open(&ls, s.metafd, NULL, &err) < 0) {
 		vmb_cli_store_error(store, err.code, "%s", err.msg);
 		goto out;
 	}
@@ -344,8 +366,6 @@ int vmb_cli_publish(int argc, char **argv)
 	rc = VMB_EXIT_OK;
 out:
 	vmb_layers_close(ls);
-	if (store_open)
-		vmb_store_close(&s);
 	for (i = 0; i < taken; i++) {
 		if (!snaps[i] || strchr(argv[optind + 1 + i], '@'))
 			continue;
@@ -356,6 +376,9 @@ out:
 			rc = VMB_EXIT_ERROR;
 		}
 	}
+	vmb_op_publish_release(&hold);   /* after the snapshots are gone */
+	if (store_open)
+		vmb_store_close(&s);
 	vmb_cli_ctl_target_free(&tg.t);
 	for (i = 0; snaps && names && i < n; i++) {
 		free(snaps[i]);

@@ -443,12 +443,14 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	return 0;
 }
 
-/* A clone's staging directory nobody holds (vmb_ops_staging_sweep). */
+/* A clone's or publish's staging directory nobody holds (vmb_ops_staging_sweep). */
 static void staging_found(void *arg, const char *name, int r, const struct vmb_err *e)
 {
-	static const char why[] = "the staging directory of a clone that died";
 	struct fsck_ctx *c = arg;
 	char path[NAME_MAX + 64];
+	const char *why = !strncmp(name, VMB_OPS_PUBLISH_PREFIX, strlen(VMB_OPS_PUBLISH_PREFIX)) ?
+		"the lock directory of a publish that died" :
+		"the staging directory of a clone that died";
 
 	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_OPS_STAGING_DIR, name);
 	if (r == 1)
@@ -457,6 +459,20 @@ static void staging_found(void *arg, const char *name, int r, const struct vmb_e
 		report(c, path, "cannot be removed", e->msg, 0);
 	else
 		report(c, path, "removed", why, 1);
+}
+
+/* A snapshot of a publish that died (vmb_op_publish_sweep). */
+static void pubsnap_found(void *arg, const char *spec, int r, const struct vmb_err *e)
+{
+	static const char why[] = "the temporary snapshot of a publish that died";
+	struct fsck_ctx *c = arg;
+
+	if (r == 1)
+		report(c, spec, "needs deleting", why, 0);
+	else if (r < 0)
+		report(c, spec, "cannot be deleted", e->msg, 0);
+	else
+		report(c, spec, "deleted", why, 1);
 }
 
 /* The layers: each one's map readable and its base present; orphans of a crash
@@ -503,6 +519,7 @@ static void check_layers(struct fsck_ctx *c)
 	}
 	for (i = 0; i < ll.nstray; i++)
 		report(c, ll.stray[i], "left alone", "a stray file in the layers directory", 0);
+	vmb_op_publish_sweep(&oc, c->repair, pubsnap_found, c);
 	vmb_ops_staging_sweep(c->s, c->repair, staging_found, c);
 	/* Manifests, and who uses what. */
 	if (vmb_ops_scan(&oc, 0, &sc, &e) == 0) {

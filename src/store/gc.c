@@ -7,7 +7,9 @@
  * open in this process: vmb_layers_remove says EBUSY) is removed, tops of chains
  * before their bases (deepest first), so that a crash in between never leaves a
  * layer whose base is gone; then orphan .data/.tmp files of layers a crash cut
- * short, clone staging directories nobody holds, and manifest temporaries. Each
+ * short, clone and publish staging directories nobody holds, and manifest
+ * temporaries. Before all that, the temporary snapshots of publishes that died
+ * (vmb_op_publish_sweep), so that the layers only they pinned go too. Each
  * removal is atomic (a layer ceases to exist with its .map), so a crash leaves a
  * store gc finishes next time.
  */
@@ -48,6 +50,17 @@ static void staging_failed(void *arg, const char *name, int r, const struct vmb_
 		vmb_log_msg(c->log, "gc: %s", e->msg);
 }
 
+/* A snapshot of a publish that died (vmb_op_publish_sweep). */
+static void pubsnap_found(void *arg, const char *spec, int r, const struct vmb_err *e)
+{
+	struct vmb_opctx *c = arg;
+
+	if (r < 0)
+		vmb_log_msg(c->log, "gc: %s", e->msg);
+	else
+		vmb_log_msg(c->log, "gc: deleted snapshot '%s' of a publish that died", spec);
+}
+
 /* Manifest temporaries (".tmp.PID.NAME") of a snapshot that died before its rename. */
 static uint64_t sweep_manifests(struct vmb_opctx *c)
 {
@@ -80,6 +93,8 @@ int vmb_op_gc(struct vmb_opctx *c, struct vmb_gc_result *res, struct vmb_err *er
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	/* first: the layers only they pinned go in this same run */
+	res->staging_removed = vmb_op_publish_sweep(c, 1, pubsnap_found, c);
 	r = vmb_ops_scan(c, 1, &sc, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "gc removed nothing ('vmbundlefs fsck' checks the "
@@ -135,7 +150,7 @@ int vmb_op_gc(struct vmb_opctx *c, struct vmb_gc_result *res, struct vmb_err *er
 			goto out;
 		res->orphans_removed++;
 	}
-	res->staging_removed = vmb_ops_staging_sweep(c->store, 1, staging_failed, c) +
+	res->staging_removed += vmb_ops_staging_sweep(c->store, 1, staging_failed, c) +
 			      sweep_manifests(c);
 	vmb_op_step("gc", 2);
 out:

@@ -7,6 +7,6 @@ src_libvmbundle_a_SOURCES += \
 	src/store/manifest.c src/store/manifest.h src/store/ops.h \
 	src/store/ops_int.h src/store/ops.c src/store/snapshot.c src/store/clone.c \
 	src/store/flatten.c src/store/gc.c src/store/deps.c \
-	src/store/pull.c src/store/prefetch.c \
+	src/store/pull.c src/store/prefetch.c src/store/pubsnap.c \
 	src/store/publish.c src/store/publish_sink.c src/store/publish_url.c \
 	src/store/publish.h

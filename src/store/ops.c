@@ -22,15 +22,19 @@
 
 void vmb_op_step(const char *op, unsigned step)
 {
-	const char *v = getenv("VMB_OP_KILL_AT");
+	static const char *const var[] = { "VMB_OP_KILL_AT", "VMB_OP_STOP_AT" };
 	char want[64];
+	int i;
 
-	/* "OP:N" kills in that operation only, "N" in any. */
-	if (!v)
-		return;
+	/* "OP:N" kills (stops) in that operation only, "N" in any. */
 	snprintf(want, sizeof(want), "%s:%u", op, step);
-	if (!strcmp(v, want) || (strchr(v, ':') == NULL && (unsigned)atoi(v) == step))
-		raise(SIGKILL);
+	for (i = 0; i < 2; i++) {
+		const char *v = getenv(var[i]);
+
+		if (v && (!strcmp(v, want) || (strchr(v, ':') == NULL &&
+						(unsigned)atoi(v) == step)))
+			raise(i ? SIGSTOP : SIGKILL);
+	}
 }
 
 int vmb_ops_bundle_check(struct vmb_opctx *c, const char *bundle, struct vmb_err *err)
@@ -389,7 +393,8 @@ uint64_t vmb_ops_staging_sweep(struct vmb_store *s, int remove,
 		struct vmb_err e;
 		int lfd, r = 1;
 
-		if (strncmp(de->d_name, VMB_OPS_CLONE_PREFIX, strlen(VMB_OPS_CLONE_PREFIX)))
+		if (strncmp(de->d_name, VMB_OPS_CLONE_PREFIX, strlen(VMB_OPS_CLONE_PREFIX)) &&
+		    strncmp(de->d_name, VMB_OPS_PUBLISH_PREFIX, strlen(VMB_OPS_PUBLISH_PREFIX)))
 			continue;
 		lfd = openat(sfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (lfd < 0)

@@ -13,11 +13,14 @@
  * state fsck and gc clean up (an unreferenced layer, a staging directory of a
  * clone that died: STORE/.vmbundlefs/staging/cln.*). A test hook: with
  * VMB_OP_KILL_AT=N in the environment, an operation kills its own process
- * (SIGKILL) right after its step N, to test exactly that.
+ * (SIGKILL) right after its step N, to test exactly that; VMB_OP_STOP_AT=N
+ * stops it there (SIGSTOP) for a test to act beside it. Steps of `vmbundlefs
+ * publish` ("publish:1": its snapshots are taken) are in src/cli/cli_publish.c.
  */
 #ifndef VMB_OPS_H
 #define VMB_OPS_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
@@ -97,6 +100,29 @@ struct vmb_gc_result {
  * layer's base, a file open in the daemon: layer_busy), orphan .data files,
  * leftovers of clones and manifests that died. */
 int vmb_op_gc(struct vmb_opctx *c, struct vmb_gc_result *res, struct vmb_err *err);
+
+/* The temporary snapshots of `vmbundlefs publish` (pubsnap.c). The publish holds
+ * a locked directory STORE/.vmbundlefs/staging/pub.<HOLDER> (vmb_op_publish_hold)
+ * before it takes its snapshots, named by vmb_op_publish_snapname
+ * ("publish-<HOLDER>-<i>", <HOLDER> "<pid>.<hex>"), and lets it go
+ * (vmb_op_publish_release) only after it deleted them. vmb_op_publish_sweep finds
+ * (remove: deletes, vmb_op_snapshot_delete) the snapshots with such a name whose
+ * holder is gone (its publish died), never one of a publish still running; each
+ * is told to found(arg, "BUNDLE@NAME", r, e): r 0 deleted, 1 found only, -errno
+ * (message in e). Returns how many were found (remove: deleted). Snapshot names
+ * of another form are never touched. */
+#define VMB_OPS_PUBLISH_SNAP_PREFIX "publish-"
+struct vmb_pubhold {
+	int stagefd, fd;          /* the staging directory, the held one (-1: none) */
+	char holder[NAME_MAX + 1];
+};
+int vmb_op_publish_hold(struct vmb_store *s, struct vmb_pubhold *h, struct vmb_err *err);
+void vmb_op_publish_snapname(const struct vmb_pubhold *h, int i, char *buf, size_t size);
+void vmb_op_publish_release(struct vmb_pubhold *h);
+uint64_t vmb_op_publish_sweep(struct vmb_opctx *c, int remove,
+			      void (*found)(void *arg, const char *spec, int r,
+					    const struct vmb_err *e),
+			      void *arg);
 
 /* deps: the layers a bundle (or "BUNDLE@NAME") stands on. */
 struct vmb_dep_file {

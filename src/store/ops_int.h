@@ -13,6 +13,7 @@
 
 #define VMB_OPS_STAGING_DIR VMB_STORE_STAGING_DIR   /* shared with import */
 #define VMB_OPS_CLONE_PREFIX "cln."
+#define VMB_OPS_PUBLISH_PREFIX "pub."     /* a publish's hold on its snapshots */
 
 /* bundle names an existing bundle directory of the store: 0, -ENOENT ("no bundle
  * 'B' in store 'S'"), -EINVAL bad name. */
@@ -44,7 +45,8 @@ int vmb_ops_save_plain_map(struct vmb_opctx *c, int fd, const char *msgpath,
 int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 			struct vmb_err *err);
 
-/* The clone staging directories nobody holds (their clone died): each one found is
+/* The clone and publish staging directories nobody holds (their process died):
+ * "cln.*", "pub.*" (pubsnap.c). Each one found is
  * told to found(arg, name, r) (may be NULL) with r = 0 when it was removed, -errno
  * (and the message in e) when it could not be, 1 when remove is 0 (only found).
  * Returns how many were found (remove: removed). */
