@@ -177,7 +177,7 @@ int vmb_layers_stat(struct vmb_layers *ls, const char *id, struct vmb_layer_info
 		    struct vmb_err *err);
 
 /* The content of layers/: ids of the layers (a .map exists; sorted), orphans (a
- * .data or .tmp without its .map; sorted), stray names (anything else, with their
+ * .data or .tmp without its .map; sorted), stray names (anything else but .rtmp temporaries, with their
  * full names: fsck reports them). Free with vmb_layer_list_free. */
 struct vmb_layer_list {
 	char (*ids)[VMB_BASE_ID_LEN + 1];
@@ -190,6 +190,16 @@ struct vmb_layer_list {
 int vmb_layers_list(struct vmb_layers *ls, struct vmb_layer_list *out,
 		    struct vmb_err *err);
 void vmb_layer_list_free(struct vmb_layer_list *l);
+
+/* The temporaries of remote layers (".<ID>.<8 hex>.rtmp", vmb_layers_create_remote,
+ * which holds a flock on its temporary until its rename) whose writer died: each
+ * one nobody holds is told to found(arg, name, r, e) (may be NULL): r 0 removed,
+ * 1 found only (remove 0), -errno (message in e). Returns how many were found
+ * (remove: removed). vmb_layers_list leaves them out. */
+uint64_t vmb_layers_sweep_rtmp(struct vmb_layers *ls, int remove,
+			       void (*found)(void *arg, const char *name, int r,
+					     const struct vmb_err *e),
+			       void *arg);
 
 /* Remove layer (or orphan) id: its .map first (then it no longer exists), then its
  * .data and any .tmp, then fsync the directory. -EBUSY when the layer is open in

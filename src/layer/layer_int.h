@@ -104,4 +104,7 @@ int vmb_layers_load_map(struct vmb_layers *ls, const char *id, struct vmb_blockm
  * falling back to pread/pwrite. A source that ends early is -EIO (create.c). */
 int vmb_layer_copy(int dst, int src, uint64_t off, uint64_t len);
 
+/* 1 when name is a temporary of vmb_layers_create_remote (".<ID>.<8 hex>.rtmp"). */
+int vmb_layer_is_rtmp(const char *name);
+
 #endif

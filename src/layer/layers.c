@@ -536,7 +536,8 @@ int vmb_layers_list(struct vmb_layers *ls, struct vmb_layer_list *out, struct vm
 				rc = vmb_err_sys(err, errno, "cannot list '%s'", ls->path);
 			break;
 		}
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    vmb_layer_is_rtmp(de->d_name))   /* vmb_layers_sweep_rtmp */
 			continue;
 		if (id_of(de->d_name, ".map", id) || id_of(de->d_name, ".remote", id))
 			rc = push_id(&out->ids, &out->n, &capids, id);

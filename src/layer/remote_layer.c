@@ -22,7 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int hexval(int c)
@@ -197,7 +200,8 @@ int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remot
 	unsigned rnd = 0;
 	size_t len, done = 0;
 	char *buf = NULL;
-	int fd, rc;
+	struct stat st;
+	int fd = -1, rc, i;
 
 	vmb_sha256_hex(rl->index, hex);
 	memcpy(id, hex, VMB_BASE_ID_LEN);
@@ -220,13 +224,30 @@ int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remot
 	rc = vmb_layer_remote_encode(rl, &buf, &len, err);
 	if (rc)
 		return rc;
-	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
-		rnd = (unsigned)getpid();
 	snprintf(name, sizeof(name), "%s.remote", id);
-	snprintf(tmp, sizeof(tmp), ".%s.%08x.rtmp", id, rnd);
-	fd = openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, VMB_LAYER_MAP_MODE);
+	/* The temporary is locked (flock) from its creation to its rename, so that one
+	 * nobody holds is a leftover (vmb_layers_sweep_rtmp); a sweeper may take it in
+	 * between: then it is gone (or going) and another name is tried. */
+	for (i = 0; i < 100; i++) {
+		if (getrandom(&rnd, sizeof(rnd), 0) < 0)
+			rnd = (unsigned)getpid() + (unsigned)i;
+		snprintf(tmp, sizeof(tmp), ".%s.%08x.rtmp", id, rnd);
+		fd = openat(ls->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    VMB_LAYER_MAP_MODE);
+		if (fd < 0 && errno == EEXIST)
+			continue;
+		if (fd < 0) {
+			rc = vmb_err_sys(err, errno, "cannot create '%s/%s'", ls->path, tmp);
+			goto out;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && st.st_nlink > 0)
+			break;
+		unlinkat(ls->dirfd, tmp, 0);   /* a sweeper has it (fsck -n leaves it) */
+		close(fd);
+		fd = -1;
+	}
 	if (fd < 0) {
-		rc = vmb_err_sys(err, errno, "cannot create '%s/%s'", ls->path, tmp);
+		rc = vmb_err_set(err, EAGAIN, "cannot create a temporary in '%s'", ls->path);
 		goto out;
 	}
 	while (done < len) {
@@ -242,12 +263,12 @@ int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remot
 	}
 	if (!rc && fsync(fd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot sync '%s/%s'", ls->path, tmp);
-	close(fd);
 	if (!rc && renameat(ls->dirfd, tmp, ls->dirfd, name) < 0)
 		rc = vmb_err_sys(err, errno, "cannot rename '%s/%s'", ls->path, tmp);
 	if (rc)
 		unlinkat(ls->dirfd, tmp, 0);
-	else if (fsync(ls->dirfd) < 0)
+	close(fd);   /* the lock goes after the rename */
+	if (!rc && fsync(ls->dirfd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot sync '%s'", ls->path);
 out:
 	free(buf);
@@ -446,4 +467,78 @@ void vmb_layers_preload_stop(struct vmb_layers_preload *p)
 unsigned vmb_layers_preload_count(struct vmb_layers_preload *p)
 {
 	return p ? __atomic_load_n(&p->done, __ATOMIC_ACQUIRE) : 0;
+}
+
+int vmb_layer_is_rtmp(const char *name)
+{
+	char id[VMB_BASE_ID_LEN + 1];
+	size_t i, n = strlen(name);
+
+	/* ".<ID>.<8 hex>.rtmp" */
+	if (n != 1 + VMB_BASE_ID_LEN + 1 + 8 + 5 || name[0] != '.' ||
+	    name[1 + VMB_BASE_ID_LEN] != '.' || strcmp(name + n - 5, ".rtmp"))
+		return 0;
+	for (i = 2 + VMB_BASE_ID_LEN; i < n - 5; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return 0;
+	memcpy(id, name + 1, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	return vmb_base_id_valid(id);
+}
+
+uint64_t vmb_layers_sweep_rtmp(struct vmb_layers *ls, int remove,
+			       void (*found)(void *arg, const char *name, int r,
+					     const struct vmb_err *e),
+			       void *arg)
+{
+	struct dirent *de;
+	uint64_t n = 0;
+	DIR *d;
+	int dfd;
+
+	if (ls->dirfd < 0)
+		return 0;
+	dfd = openat(ls->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return 0;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return 0;
+	}
+	while ((de = readdir(d))) {
+		struct stat a, b;
+		struct vmb_err e;
+		int fd, r = 1;
+
+		if (!vmb_layer_is_rtmp(de->d_name))
+			continue;
+		fd = openat(ls->dirfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* held: its writer runs; else dead, unless renamed or removed meanwhile */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &a) < 0 || !S_ISREG(a.st_mode) ||
+		    fstatat(ls->dirfd, de->d_name, &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+			close(fd);
+			continue;
+		}
+		vmb_err_clear(&e);
+		if (remove && unlinkat(ls->dirfd, de->d_name, 0) < 0) {
+			if (errno == ENOENT) {   /* its writer gave it up meanwhile */
+				close(fd);
+				continue;
+			}
+			r = vmb_err_sys(&e, errno, "cannot remove '%s/%s'", ls->path, de->d_name);
+		} else if (remove) {
+			r = 0;
+		}
+		close(fd);
+		if (r >= 0)
+			n++;
+		if (found)
+			found(arg, de->d_name, r, &e);
+	}
+	closedir(d);
+	return n;
 }

@@ -450,9 +450,27 @@ static void staging_found(void *arg, const char *name, int r, const struct vmb_e
 	char path[NAME_MAX + 64];
 	const char *why = !strncmp(name, VMB_OPS_PUBLISH_PREFIX, strlen(VMB_OPS_PUBLISH_PREFIX)) ?
 		"the lock directory of a publish that died" :
+		!strncmp(name, VMB_STORE_STAGING_NEW, strlen(VMB_STORE_STAGING_NEW)) ?
+		"a staging directory its maker left before it was named" :
 		"the staging directory of a clone that died";
 
 	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_OPS_STAGING_DIR, name);
+	if (r == 1)
+		report(c, path, "needs removing", why, 0);
+	else if (r < 0)
+		report(c, path, "cannot be removed", e->msg, 0);
+	else
+		report(c, path, "removed", why, 1);
+}
+
+/* A remote layer's temporary whose writer died (vmb_layers_sweep_rtmp). */
+static void rtmp_found(void *arg, const char *name, int r, const struct vmb_err *e)
+{
+	static const char why[] = "the temporary of a remote layer whose writer died";
+	struct fsck_ctx *c = arg;
+	char path[NAME_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_LAYERS_DIR, name);
 	if (r == 1)
 		report(c, path, "needs removing", why, 0);
 	else if (r < 0)
@@ -521,6 +539,7 @@ static void check_layers(struct fsck_ctx *c)
 		report(c, ll.stray[i], "left alone", "a stray file in the layers directory", 0);
 	vmb_op_publish_sweep(&oc, c->repair, pubsnap_found, c);
 	vmb_ops_staging_sweep(c->s, c->repair, staging_found, c);
+	vmb_layers_sweep_rtmp(c->layers, c->repair, rtmp_found, c);
 	/* Manifests, and who uses what. */
 	if (vmb_ops_scan(&oc, 0, &sc, &e) == 0) {
 		for (i = 0; i < ll.n; i++) {

@@ -151,7 +151,8 @@ int vmb_op_gc(struct vmb_opctx *c, struct vmb_gc_result *res, struct vmb_err *er
 		res->orphans_removed++;
 	}
 	res->staging_removed += vmb_ops_staging_sweep(c->store, 1, staging_failed, c) +
-			      sweep_manifests(c);
+			      sweep_manifests(c) +
+			      vmb_layers_sweep_rtmp(c->layers, 1, staging_failed, c);
 	vmb_op_step("gc", 2);
 out:
 	free(cand);

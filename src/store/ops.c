@@ -394,7 +394,8 @@ uint64_t vmb_ops_staging_sweep(struct vmb_store *s, int remove,
 		int lfd, r = 1;
 
 		if (strncmp(de->d_name, VMB_OPS_CLONE_PREFIX, strlen(VMB_OPS_CLONE_PREFIX)) &&
-		    strncmp(de->d_name, VMB_OPS_PUBLISH_PREFIX, strlen(VMB_OPS_PUBLISH_PREFIX)))
+		    strncmp(de->d_name, VMB_OPS_PUBLISH_PREFIX, strlen(VMB_OPS_PUBLISH_PREFIX)) &&
+		    strncmp(de->d_name, VMB_STORE_STAGING_NEW, strlen(VMB_STORE_STAGING_NEW)))
 			continue;
 		lfd = openat(sfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (lfd < 0)

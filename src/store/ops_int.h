@@ -46,7 +46,8 @@ int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 			struct vmb_err *err);
 
 /* The clone and publish staging directories nobody holds (their process died):
- * "cln.*", "pub.*" (pubsnap.c). Each one found is
+ * "cln.*", "pub.*" (pubsnap.c), and "new.*" (vmb_store_staging_create died before
+ * the rename; imports' "imp.*" are the next import's). Each one found is
  * told to found(arg, name, r) (may be NULL) with r = 0 when it was removed, -errno
  * (and the message in e) when it could not be, 1 when remove is 0 (only found).
  * Returns how many were found (remove: removed). */

@@ -120,6 +120,7 @@ int vmb_tree_walk(int dfd, const char *top, vmb_tree_fn fn, void *arg, struct vm
  * *stagefd the staging directory, *fd the new one, name its name (store_staging.c;
  * imports "imp.", clones "cln."). */
 #define VMB_STORE_STAGING_DIR "staging"
+#define VMB_STORE_STAGING_NEW "new."   /* before its lock is taken and its rename */
 int vmb_store_staging_create(struct vmb_store *s, const char *prefix, int *stagefd, int *fd,
 			     char name[NAME_MAX + 1], struct vmb_err *err);
 

@@ -29,24 +29,40 @@ int vmb_store_staging_create(struct vmb_store *s, const char *prefix, int *stage
 		return vmb_err_sys(err, errno, "cannot open the staging directory "
 				   "'%s/%s/%s'", s->path, VMB_META_DIR, VMB_STORE_STAGING_DIR);
 	/* Made under a "new." name and locked before it gets its prefix: a directory
-	 * with the prefix that nobody holds a lock on is always a leftover. */
+	 * with the prefix that nobody holds a lock on is always a leftover. A sweeper
+	 * (gc, fsck: vmb_ops_staging_sweep) may take the lock of a "new." directory
+	 * between its mkdir and its lock and remove it: then another is made. */
 	clock_gettime(CLOCK_REALTIME, &ts);
-	for (i = 0; i < 100; i++) {
-		snprintf(tmp, sizeof(tmp), "new.%ld.%lx", (long)getpid(),
+	for (i = 0; ; i++) {
+		struct stat st;
+
+		if (i == 100) {
+			r = vmb_err_set(err, EAGAIN, "cannot create a directory in '%s/%s/%s'",
+					s->path, VMB_META_DIR, VMB_STORE_STAGING_DIR);
+			goto fail;
+		}
+		snprintf(tmp, sizeof(tmp), VMB_STORE_STAGING_NEW "%ld.%lx", (long)getpid(),
 			 (unsigned long)(ts.tv_nsec + i));
-		if (mkdirat(sfd, tmp, 0700) == 0)
-			break;
-		if (errno != EEXIST || i == 99) {
+		if (mkdirat(sfd, tmp, 0700) < 0) {
+			if (errno == EEXIST)
+				continue;
 			r = vmb_err_sys(err, errno, "cannot create a directory in '%s/%s/%s'",
 					s->path, VMB_META_DIR, VMB_STORE_STAGING_DIR);
 			goto fail;
 		}
-	}
-	dfd = openat(sfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0 || flock(dfd, LOCK_EX | LOCK_NB) < 0) {
-		r = vmb_err_sys(err, errno, "cannot lock the staging directory '%s'", tmp);
-		unlinkat(sfd, tmp, AT_REMOVEDIR);
-		goto fail;
+		dfd = openat(sfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0 && errno == ENOENT)   /* swept */
+			continue;
+		if (dfd < 0) {
+			r = vmb_err_sys(err, errno, "cannot open the staging directory '%s'", tmp);
+			unlinkat(sfd, tmp, AT_REMOVEDIR);
+			goto fail;
+		}
+		if (flock(dfd, LOCK_EX | LOCK_NB) == 0 && fstat(dfd, &st) == 0 && st.st_nlink > 0)
+			break;
+		unlinkat(sfd, tmp, AT_REMOVEDIR);   /* a sweeper has it (fsck -n leaves it) */
+		close(dfd);
+		dfd = -1;
 	}
 	snprintf(name, NAME_MAX + 1, "%s%s", prefix, tmp + 4);
 	if (renameat(sfd, tmp, sfd, name) < 0) {
