@@ -92,4 +92,30 @@ check "... the index unchanged" cmp "$T/before" <("$PC" -e "$E" "$U")
 assert_eq "... no temporary snapshot left" "vm@s1" "$(ls "$STORE/.vmbundlefs/snapshots")"
 out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm "$T/dir" 2>&1)
 assert_eq "--endpoint with a directory is a usage error (exit 2)" 2 $?
+
+# two publishes to the same prefix at once (S3 has no lock): the first stops
+# right after reading the index (VMB_OP_STOP_AT=publish:2), the second publishes
+# a new bundle meanwhile; the first, let go, keeps it in the index
+mkdir "$STORE/vm3"
+printf 'cpus 1\n' >"$STORE/vm3/config"
+"$PC" -e "$E" "$U" >"$T/before"
+VMB_OP_STOP_AT=publish:2 "$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm "$U" >"$T/a.out" 2>"$T/a.err" &
+a=$!
+on_exit "kill -9 $a 2>/dev/null"
+for _ in $(seq 200); do
+    [ "$(awk '{print $3}' /proc/$a/stat 2>/dev/null)" = T ] && break
+    sleep 0.05
+done
+assert_eq "a publish stopped after reading the index" T "$(awk '{print $3}' /proc/$a/stat 2>/dev/null)"
+out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm3 "$U" 2>&1)
+assert_eq "another publish to the same prefix meanwhile (exit 0)" 0 $? || say "$out"
+assert_match "... generation 4, 3 bundles" "^generation 4 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
+kill -CONT $a
+wait $a
+assert_eq "the first, let go, succeeds" 0 $? || cat "$T/a.err"
+assert_match "... says it kept the other's bundles" "another publish replaced the index .* its bundles are kept" "$(cat "$T/a.err")"
+assert_match "... generation 5" "generation 5\)" "$(cat "$T/a.out")"
+assert_match "... the index lists all 3 bundles (vm3 kept)" "^generation 5 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
+"$PC" -e "$E" "$U" vm3 config "$T/vm3.out" >/dev/null
+check "... vm3 reads back" cmp "$STORE/vm3/config" "$T/vm3.out"
 finish

@@ -355,6 +355,9 @@ int vmb_cli_publish(int argc, char **argv)
 		vmb_progress_bytes(w, sizeof(w), st.bytes_written);
 		vmb_progress_bytes(p, sizeof(p), st.bytes_present);
 		vmb_progress_bytes(l, sizeof(l), st.logical_bytes);
+		if (st.merged)
+			fprintf(stderr, "vmbundlefs: note: another publish replaced the index at "
+				"'%s' meanwhile: its bundles are kept\n", dest);
 		printf("published %d bundle%s to %s (generation %" PRIu64 "%s): %s of files, "
 		       "%" PRIu64 " objects written (%s), %" PRIu64 " already there (%s), "
 		       "%" PRIu64 " of %" PRIu64 " chunks zero\n", n, n == 1 ? "" : "s", dest,

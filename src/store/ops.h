@@ -15,7 +15,8 @@
  * VMB_OP_KILL_AT=N in the environment, an operation kills its own process
  * (SIGKILL) right after its step N, to test exactly that; VMB_OP_STOP_AT=N
  * stops it there (SIGSTOP) for a test to act beside it. Steps of `vmbundlefs
- * publish` ("publish:1": its snapshots are taken) are in src/cli/cli_publish.c.
+ * publish` ("publish:1": its snapshots are taken, src/cli/cli_publish.c;
+ * "publish:2": DEST's index read, store/publish.c).
  */
 #ifndef VMB_OPS_H
 #define VMB_OPS_H

@@ -379,15 +379,20 @@ out:
 	return r;
 }
 
-/* The sink's current index: an empty one when there is none. */
+/* The sink's current index: an empty one when there is none; *raw (may be NULL)
+ * gets its bytes (malloc'ed; NULL, 0 when there is none). */
 static int previous_index(struct vmb_pub_sink *sink, struct vmb_pub_index *x,
-			  struct vmb_err *err)
+			  void **raw, size_t *rawlen, struct vmb_err *err)
 {
 	void *buf = NULL;
 	size_t len = 0;
 	int r;
 
 	memset(x, 0, sizeof(*x));
+	if (raw) {
+		*raw = NULL;
+		*rawlen = 0;
+	}
 	r = sink->ops->get(sink, VMB_PUB_INDEX_FILE, VMB_PUB_INDEX_MAX, &buf, &len, err);
 	if (r == -ENOENT) {
 		vmb_err_clear(err);
@@ -399,7 +404,77 @@ static int previous_index(struct vmb_pub_sink *sink, struct vmb_pub_index *x,
 			vmb_err_prefix(err, "the index at '%s' is not a valid published index "
 				       "(not replacing it)", sink->where);
 	}
+	if (r == 0 && raw) {
+		*raw = buf;
+		*rawlen = len;
+		buf = NULL;
+	}
 	free(buf);
+	return r;
+}
+
+/* Before the index is replaced: the sink's index again. When it is not the one
+ * this publish started from (another publish to the same DEST replaced it
+ * meanwhile: S3 sinks are not locked), *x becomes it with this publish's bundles
+ * set over it, so that the other publish's bundles are kept. */
+static int merge_current(struct vmb_pub_sink *sink, struct vmb_pub_index *x,
+			 const void *raw0, size_t len0, const struct vmb_publish_item *items,
+			 const uint8_t (*ds)[32], size_t n, int *merged, struct vmb_err *err)
+{
+	struct vmb_pub_index cur;
+	void *raw = NULL;
+	size_t len = 0, i;
+	int r;
+
+	*merged = 0;
+	r = previous_index(sink, &cur, &raw, &len, err);
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot read the index at '%s' again before "
+				      "replacing it", sink->where);
+	if (len == len0 && (!len || !memcmp(raw, raw0, len))) {
+		vmb_pub_index_free(&cur);
+		free(raw);
+		return 0;
+	}
+	free(raw);
+	for (i = 0; i < n && r == 0; i++)
+		r = vmb_pub_index_set(&cur, items[i].name, ds[i], err);
+	if (r == 0 && cur.generation < x->generation)   /* never backwards */
+		cur.generation = x->generation;
+	if (r == 0 && cur.generation == UINT64_MAX)
+		r = vmb_err_set(err, EOVERFLOW, "the index at '%s' has the last generation",
+				sink->where);
+	if (r < 0) {
+		vmb_pub_index_free(&cur);
+		return r;
+	}
+	vmb_pub_index_free(x);
+	*x = cur;
+	*merged = 1;
+	return 0;
+}
+
+/* After the index is replaced: it names this publish's bundles (another publish
+ * may have replaced it in the moment between merge_current and the put). */
+static int check_put(struct vmb_pub_sink *sink, const struct vmb_publish_item *items,
+		     const uint8_t (*ds)[32], size_t n, struct vmb_err *err)
+{
+	struct vmb_pub_index cur;
+	size_t i;
+	int r = previous_index(sink, &cur, NULL, NULL, err);
+
+	if (r < 0)
+		return vmb_err_prefix(err, "cannot read the index at '%s' back", sink->where);
+	for (i = 0; i < n && r == 0; i++) {
+		const struct vmb_pub_ibundle *b = vmb_pub_index_find(&cur, items[i].name);
+
+		if (!b || memcmp(b->digest, ds[i], 32))
+			r = vmb_err_set(err, EAGAIN, "another publish to '%s' replaced its "
+					"index at the same moment: bundle '%s' is not in it as "
+					"published; run the publish again (it writes only what "
+					"is missing)", sink->where, items[i].name);
+	}
+	vmb_pub_index_free(&cur);
 	return r;
 }
 
@@ -411,10 +486,11 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 	struct pub p;
 	struct vmb_manifest *ms = NULL;
 	struct vmb_pub_index x;
-	uint8_t d[32];
+	uint8_t (*ds)[32] = NULL;
+	void *raw0 = NULL;
 	char *text = NULL;
-	size_t i, j, len = 0;
-	int r = 0;
+	size_t i, j, len = 0, len0 = 0;
+	int r = 0, merged = 0;
 
 	memset(&p, 0, sizeof(p));
 	memset(&x, 0, sizeof(x));
@@ -441,8 +517,9 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 	}
 	/* Everything that can be refused is refused before the first write. */
 	ms = calloc(n, sizeof(*ms));
+	ds = calloc(n, sizeof(*ds));
 	p.buf = malloc(p.cs > VMB_PUB_SMALL_MAX ? p.cs : VMB_PUB_SMALL_MAX);
-	if (!ms || !p.buf) {
+	if (!ms || !ds || !p.buf) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -454,9 +531,10 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 			if (ms[i].ents[j].kind == 'f')
 				p.total += ms[i].ents[j].size;
 	}
-	r = previous_index(sink, &x, err);
+	r = previous_index(sink, &x, &raw0, &len0, err);
 	if (r < 0)
 		goto out;
+	vmb_op_step("publish", 2);   /* test hook (store/ops.h): the index read */
 	if (x.generation == UINT64_MAX) {
 		r = vmb_err_set(err, EOVERFLOW, "the index at '%s' has the last generation",
 				sink->where);
@@ -464,9 +542,9 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 	}
 	progress(&p, 0);
 	for (i = 0; i < n; i++) {
-		r = publish_bundle(&p, &ms[i], items[i].name, d, err);
+		r = publish_bundle(&p, &ms[i], items[i].name, ds[i], err);
 		if (r == 0)
-			r = vmb_pub_index_set(&x, items[i].name, d, err);
+			r = vmb_pub_index_set(&x, items[i].name, ds[i], err);
 		if (r < 0)
 			goto out;
 	}
@@ -474,6 +552,11 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 	r = sink->ops->sync(sink, err);
 	if (r < 0)
 		goto out;
+	r = merge_current(sink, &x, raw0, len0, items, (const uint8_t (*)[32])ds, n, &merged,
+			  err);
+	if (r < 0)
+		goto out;
+	st->merged = merged;
 	x.generation++;
 	x.created = o->now ? o->now : (int64_t)time(NULL);
 	r = vmb_pub_index_encode(&x, o->key, &text, &len, err);
@@ -485,10 +568,13 @@ int vmb_publish(struct vmb_store *store, struct vmb_layers *ls,
 	st->objects_written++;
 	st->bytes_written += len;
 	st->generation = x.generation;
+	r = check_put(sink, items, (const uint8_t (*)[32])ds, n, err);
 out:
 	for (i = 0; ms && i < n; i++)
 		vmb_manifest_free(&ms[i]);
 	free(ms);
+	free(ds);
+	free(raw0);
 	free(text);
 	free(p.buf);
 	free(p.seen.keys);

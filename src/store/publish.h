@@ -12,6 +12,12 @@
  *   - then each bundle's manifest object;
  *   - then, last, the top index: the sink's previous index (its bundles kept unless
  *     republished, generation + 1), replaced atomically, signed with opts->key.
+ *     Right before, the index is read again: when another publish replaced it
+ *     since this one read it (an S3 sink is not locked), this publish's bundles
+ *     are set over that one (stats->merged), so that its bundles are kept; right
+ *     after, it is read back: -EAGAIN ("run the publish again") when it does not
+ *     name this publish's bundles (another replaced it in between: S3 has no
+ *     compare-and-swap that every server supports, so that moment remains).
  * A failure before the index leaves the previous index in place (objects written so
  * far are reused by the next publish). Nothing is removed from the sink.
  *
@@ -67,7 +73,8 @@ int vmb_pub_sink_dir_open(const char *dest, struct vmb_pub_sink **out, struct vm
  * fetchers PUT to (file://DIR, http(s):// WebDAV-like servers). exists is a HEAD with
  * the length, put one PUT (atomic: an object appears whole or not), sync nothing (a
  * PUT is durable once answered). No lock: two publishes to one prefix at once are not
- * serialised (the last index wins; every object either wrote stays valid). */
+ * serialised (vmb_publish merges the index another wrote meanwhile and checks its
+ * own after the put; every object either wrote stays valid). */
 int vmb_pub_sink_url_open(const char *url, const struct vmb_fetch_opts *fo,
 			  struct vmb_pub_sink **out, struct vmb_err *err);
 void vmb_pub_sink_close(struct vmb_pub_sink *s);   /* NULL-safe */
@@ -90,6 +97,8 @@ struct vmb_publish_stats {
 	uint64_t objects_present, bytes_present;   /* found at the sink: not written */
 	uint64_t logical_bytes;         /* sum of file sizes */
 	uint64_t generation;            /* of the new index */
+	int merged;                     /* another publish replaced the index meanwhile:
+					   its bundles were kept */
 };
 
 /* One bundle to publish: its snapshot ("BUNDLE@NAME" in the store's snapshots)

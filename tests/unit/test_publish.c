@@ -4,7 +4,9 @@
  * are one object; a republish writes nothing but the index, a republish after a
  * change writes about the change (counted by a sink that wraps the directory
  * sink); other bundles of the index are kept; a failure before the index leaves
- * the old index, and the next publish resumes; bad input writes nothing. */
+ * the old index, and the next publish resumes; bad input writes nothing; an index
+ * another publish wrote meanwhile (an S3 DEST is not locked) keeps its bundles,
+ * and one replaced right after the put fails with "run the publish again". */
 #include "config.h"
 #include "store/ops.h"
 #include "store/publish.h"
@@ -149,6 +151,10 @@ struct counting {
 	struct vmb_pub_sink *in;
 	uint64_t puts, bytes, index_puts;
 	long fail_after;           /* >= 0: the put after this many fails */
+	/* "another publish": called once at the sink's sync (before the index is
+	 * replaced) or right after the put of the index */
+	void (*at_sync)(struct counting *c);
+	void (*after_index)(struct counting *c);
 };
 
 static int c_exists(struct vmb_pub_sink *s, const char *path, uint64_t len,
@@ -170,6 +176,15 @@ static int c_put(struct vmb_pub_sink *s, const char *path, const void *buf, size
 	c->bytes += len;
 	if (!strcmp(path, "index"))
 		c->index_puts++;
+	if (!strcmp(path, "index") && c->after_index) {
+		void (*f)(struct counting *) = c->after_index;
+		int r = c->in->ops->put(c->in, path, buf, len, err);
+
+		c->after_index = NULL;
+		if (r == 0)
+			f(c);
+		return r;
+	}
 	return c->in->ops->put(c->in, path, buf, len, err);
 }
 
@@ -185,6 +200,10 @@ static int c_sync(struct vmb_pub_sink *s, struct vmb_err *err)
 {
 	struct counting *c = (struct counting *)s;
 
+	if (c->at_sync) {
+		c->at_sync(c);
+		c->at_sync = NULL;
+	}
 	return c->in->ops->sync(c->in, err);
 }
 
@@ -593,6 +612,79 @@ static void test_failure_resumes(void)
 	free(chg);
 }
 
+/* What another publish to the same DEST does: sets bundle name to digest fill in
+ * the index there (generation + 1), through the wrapped sink. */
+static void other_publish(struct counting *c, const char *name, uint8_t fill)
+{
+	struct vmb_pub_index x;
+	struct vmb_err err;
+	uint8_t d[32];
+	char *text = NULL;
+	size_t len;
+
+	memset(d, fill, sizeof(d));
+	read_index(&x, NULL);
+	CHECK_RC(vmb_pub_index_set(&x, name, d, &err), 0);
+	x.generation++;
+	CHECK_RC(vmb_pub_index_encode(&x, NULL, &text, &len, &err), 0);
+	CHECK_RC(c->in->ops->put(c->in, "index", text, len, &err), 0);
+	free(text);
+	vmb_pub_index_free(&x);
+}
+
+static void other_adds(struct counting *c) { other_publish(c, "other", 0x5a); }
+static void other_replaces_vm(struct counting *c) { other_publish(c, "vm", 0x11); }
+
+static void test_concurrent_index(void)
+{
+	struct counting cs;
+	struct vmb_publish_stats st;
+	struct vmb_pub_index x0, x;
+	const struct vmb_pub_ibundle *b;
+	struct vmb_err err;
+
+	read_index(&x0, NULL);
+	/* Another publish replaces the index while this one writes its objects:
+	 * its bundle is kept, this one's set over it, the generation goes on. */
+	REQUIRE(counting_open(&cs, &err) == 0);
+	cs.at_sync = other_adds;
+	CHECK_RC(do_publish(&cs, "vm@p1", "vm", NULL, &st, &err), 0);
+	vmb_pub_sink_close(&cs.s);
+	CHECK_EQ(st.merged, 1);
+	read_index(&x, NULL);
+	b = vmb_pub_index_find(&x, "other");
+	CHECK(b && b->digest[0] == 0x5a);
+	b = vmb_pub_index_find(&x, "vm");
+	CHECK(b && b->digest[0] != 0x11 && !memcmp(b->digest,
+						   vmb_pub_index_find(&x0, "vm")->digest, 32));
+	CHECK(vmb_pub_index_find(&x, "big") != NULL);
+	CHECK_EQ(x.generation, x0.generation + 2);
+	CHECK_EQ(st.generation, x.generation);
+	vmb_pub_index_free(&x);
+	/* Nobody else: nothing merged. */
+	REQUIRE(counting_open(&cs, &err) == 0);
+	CHECK_RC(do_publish(&cs, "vm@p1", "vm", NULL, &st, &err), 0);
+	vmb_pub_sink_close(&cs.s);
+	CHECK_EQ(st.merged, 0);
+	/* Another replaces it right after this one's put, without this one's bundle:
+	 * this publish says so. */
+	REQUIRE(counting_open(&cs, &err) == 0);
+	cs.after_index = other_replaces_vm;
+	CHECK_RC(do_publish(&cs, "vm@p1", "vm", NULL, &st, &err), -EAGAIN);
+	CHECK_STR(err.msg, "run the publish again");
+	vmb_pub_sink_close(&cs.s);
+	/* ... and running it again puts it right. */
+	REQUIRE(counting_open(&cs, &err) == 0);
+	CHECK_RC(do_publish(&cs, "vm@p1", "vm", NULL, &st, &err), 0);
+	vmb_pub_sink_close(&cs.s);
+	read_index(&x, NULL);
+	b = vmb_pub_index_find(&x, "vm");
+	CHECK(b && !memcmp(b->digest, vmb_pub_index_find(&x0, "vm")->digest, 32));
+	CHECK(vmb_pub_index_find(&x, "other") != NULL);
+	vmb_pub_index_free(&x);
+	vmb_pub_index_free(&x0);
+}
+
 static void test_bad_input(void)
 {
 	struct counting cs;
@@ -660,6 +752,7 @@ int main(void)
 	RUN(test_republish_counts);
 	RUN(test_signed);
 	RUN(test_failure_resumes);
+	RUN(test_concurrent_index);
 	RUN(test_bad_input);
 	close_store();
 	free(disk0);
