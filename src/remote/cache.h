@@ -157,10 +157,12 @@ int vmb_cache_url_load(struct vmb_cache *c, const char *key, void **buf, size_t 
  * vmb_cache's calls: hits (present at the call), misses (the others), waits (of
  * those, calls that waited for another caller's fill, in-process or not), fills
  * (fill callbacks run), fill_bytes, evicted (objects removed by eviction),
- * verify_failures (fills or present objects that failed their check). */
+ * verify_failures (fills or present objects that failed their check); pending and
+ * pending_bytes: this vmb_cache's objects the flusher has not made durable yet. */
 struct vmb_cache_stats {
 	uint64_t bytes, chunks, hits, misses, fills, fill_bytes, evicted, verify_failures;
 	uint64_t waits;
+	uint64_t pending, pending_bytes;   /* verified, not yet durable (the flusher's) */
 };
 void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
 /* Count the objects present now (a listing of chunks/; also sets the bytes and

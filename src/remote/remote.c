@@ -979,11 +979,13 @@ void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
 	for (size_t i = 0; i < r->nkept; i++)
 		s->images_kept += r->kept[i].b != NULL;
 	s->seconds = (uint64_t)(time(NULL) - r->started);
+	s->queued = r->qn + r->busy;
 	c = r->cache;
 	pthread_mutex_unlock(&r->mu);
 	if (c) {
 		vmb_cache_stats(c, &cs);
 		s->cache_bytes = cs.bytes;
 		s->cache_chunks = cs.chunks;
+		s->cache_pending_bytes = cs.pending_bytes;
 	}
 }

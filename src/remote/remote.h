@@ -172,6 +172,8 @@ struct vmb_remote_stats {
 	uint64_t images_kept;      /* open images kept (see above) */
 	uint64_t cache_bytes;      /* the cache's size (when open) */
 	uint64_t cache_chunks;
+	uint64_t cache_pending_bytes;  /* fetched, verified, not yet durable */
+	uint64_t queued;               /* readahead queued or running now */
 	uint64_t seconds;          /* since the context was opened */
 	char last_error[256];
 };
