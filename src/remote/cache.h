@@ -109,6 +109,17 @@ typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t l
  * removed and filled again. fill NULL: only what is present (else -ENOENT). */
 int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
+
+/* A fill that fetches into memory: *buf gets a malloc'd buffer of *got bytes (the
+ * cache frees it); 0 or -errno with err set (then *buf is NULL). */
+typedef int (*vmb_cache_fillmem_fn)(void *arg, const uint8_t digest[32], uint64_t len,
+				    void **buf, size_t *got, struct vmb_err *err);
+/* vmb_cache_get with a fill into memory: the bytes are checked there, before they
+ * are written to the temporary (wrong bytes never reach the disk, and the object is
+ * not read back to be hashed). */
+int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      vmb_cache_fillmem_fn fill, void *arg, int *fd, int *hit,
+		      struct vmb_err *err);
 /* 1 if present (or filled by this vmb_cache and not yet flushed), else 0. */
 int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32]);
 /* Wait until every object this vmb_cache filled is durable and in chunks/ (the

@@ -136,6 +136,48 @@ static int fd_is(int fd, const struct obj *o)
 	return ok;
 }
 
+/* fill_cb's counterpart into memory (hang_half not supported). */
+static int fillmem_cb(void *arg, const uint8_t digest[32], uint64_t len, void **bufp,
+		      size_t *got, struct vmb_err *err)
+{
+	struct fillspec *s = arg;
+	int call = __atomic_fetch_add(&s->calls, 1, __ATOMIC_SEQ_CST);
+	uint8_t *buf;
+
+	(void)digest;
+	*bufp = NULL;
+	if (s->countfile)
+		count_call(s->countfile);
+	if (s->sleep_ms)
+		usleep((useconds_t)s->sleep_ms * 1000);
+	if (s->fail)
+		return vmb_err_set(err, EHOSTUNREACH, "test: no route to the server");
+	buf = malloc(len ? len : 1);
+	memcpy(buf, s->o->data, len);
+	if (call < s->bad_calls && len)
+		buf[len / 3] ^= 0x40;
+	*bufp = buf;
+	*got = s->short_write ? len - 1 : len;
+	return 0;
+}
+
+static int get_check_mem(struct vmb_cache *c, const struct obj *o, struct fillspec *s,
+			 int *hit)
+{
+	struct vmb_err err;
+	int fd = -1, r, ok;
+
+	vmb_err_clear(&err);
+	r = vmb_cache_get_mem(c, o->d, o->len, fillmem_cb, s, &fd, hit, &err);
+	if (r < 0) {
+		fprintf(stderr, "get %s: %s\n", o->hex, err.msg);
+		return r;
+	}
+	ok = fd_is(fd, o);
+	close(fd);
+	return ok ? 0 : -EILSEQ;
+}
+
 static int get_check(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int *hit)
 {
 	struct vmb_err err;
@@ -705,6 +747,89 @@ static void test_verify(void)
 	free(o.data);
 }
 
+/* The same with fills into memory (vmb_cache_get_mem): the bytes are checked
+ * before any temporary is made. */
+static void test_verify_mem(void)
+{
+	char dir[4200], p[4400];
+	struct obj o, o2;
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct vmb_err err;
+	int fd = -1, hit = -1;
+
+	snprintf(dir, sizeof(dir), "%s/verifymem", root);
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	obj_make(&o, 41, 65536);
+	obj_make(&o2, 42, 300000);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	/* right bytes: read at once, then present and durable after a flush */
+	s.o = &o2;
+	CHECK_RC(get_check_mem(c, &o2, &s, &hit), 0);
+	CHECK_EQ(hit, 0);
+	CHECK_EQ(s.calls, 1);
+	CHECK_RC(vmb_cache_flush(c), 0);
+	CHECK_EQ(dir_entries(p), 0);
+	memset(&s, 0, sizeof(s));
+	s.o = &o2;
+	CHECK_RC(get_check_mem(c, &o2, &s, &hit), 0);
+	CHECK_EQ(hit, 1);
+	CHECK_EQ(s.calls, 0);
+	/* wrong bytes once: filled again, then right */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.bad_calls = 1;
+	CHECK_RC(get_check_mem(c, &o, &s, &hit), 0);
+	CHECK_EQ(s.calls, 2);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.verify_failures, 1);
+	vmb_cache_close(c);
+
+	snprintf(dir, sizeof(dir), "%s/verifymem2", root);
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	/* wrong bytes every time: EIO after two fills, nothing on disk */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.bad_calls = 100;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get_mem(c, o.d, o.len, fillmem_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_STR(err.msg, "fetched bytes do not match their digest (twice");
+	CHECK_STR(err.msg, o.hex);
+	CHECK_EQ(s.calls, 2);
+	CHECK_EQ(fd, -1);
+	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	CHECK_EQ(dir_entries(p), 0);
+	/* a short fill: EIO naming the sizes */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.short_write = 1;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get_mem(c, o.d, o.len, fillmem_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_STR(err.msg, "65535 bytes instead of 65536");
+	/* a failing fill: its error, unchanged, nothing visible */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	s.fail = 1;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_get_mem(c, o.d, o.len, fillmem_cb, &s, &fd, &hit, &err),
+		 -EHOSTUNREACH);
+	CHECK_STR(err.msg, "no route to the server");
+	CHECK_EQ(vmb_cache_has(c, o.d), 0);
+	CHECK_EQ(dir_entries(p), 0);
+	/* then right: the cache was never poisoned */
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	CHECK_RC(get_check_mem(c, &o, &s, &hit), 0);
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	free(o.data);
+	free(o2.data);
+}
+
 /* kill -9 at each step of a fill: before the rename nothing is visible (and the
  * temporary goes at the next open); after it the object is whole. */
 static void test_crash(void)
@@ -1004,6 +1129,7 @@ int main(void)
 	RUN(test_single_flight);
 	RUN(test_takeover);
 	RUN(test_verify);
+	RUN(test_verify_mem);
 	RUN(test_crash);
 	RUN(test_evict);
 	RUN(test_fsck);
