@@ -24,7 +24,10 @@
 #            time / one reader's (seq) time (target <= 1.3).
 #   warm     the same sequential read again (cached) against the same read of the
 #            image in a local store through a vmbundlefs mount (target >= 0.9x),
-#            and, for information, of the native file.
+#            and, for information, of the native file. It starts once the mount is
+#            idle (vmbundlefs: no readahead queued or in flight, nothing left to make
+#            durable, from the mount root's counters; peers: after 2 s), so it
+#            measures cached reads, not the cold read's tail.
 #   cp, tar  cp --sparse=always and tar --sparse of the image: bytes fetched /
 #            allocated (target <= 1.1). Peers read all 16 GiB (unshaped only, skipped
 #            with --quick).
@@ -233,6 +236,24 @@ umount_sys() { # umount_sys PATH-OF-IMAGE: unmount, stop the daemons started for
 	PIDS=()
 }
 
+# settle SYSTEM IMAGE: wait until the mount is idle (see "warm" above)
+settle() {
+	local sys=$1 root=${2%/disk.img} i st
+	root=${root%/vm}
+	if [ "$sys" != vmbundlefs ]; then
+		sleep 2
+		return 0
+	fi
+	for i in $(seq 1 600); do
+		st=$(getfattr --only-values -n user.vmbundlefs.remote "$root" 2>/dev/null | tr '\n' ' ')
+		case $st in
+		*"remote_inflight 0 "*"remote_queued 0 cache_pending_bytes 0 "*) return 0 ;;
+		esac
+		sleep 0.1
+	done
+	log "$sys on $root: still busy after 60 s ($st)"
+}
+
 # ------------------------------------------------------------------ measurements
 CHUNK=$((256 * 1024))   # publish's default chunk size (curl's ttfb fetches one)
 
@@ -255,6 +276,7 @@ run_net() { # run_net NET URL
 		m0=$(mark)
 		out=$(timeout "$TMO" "$RDPAT" first "$f" 0 4096) && put ttfb "$net" $sys "${out#* }"
 		out=$(timeout "$TMO" "$RDPAT" seq "$f" 0 "$SEQ" "$MiB") && put seq "$net" $sys "${out#* }"
+		settle $sys "$f"
 		out=$(timeout "$TMO" "$RDPAT" seq "$f" 0 "$SEQ" "$MiB") && put warm "$net" $sys "${out#* }"
 		umount_sys "$f"
 		# boot pattern

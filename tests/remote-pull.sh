@@ -86,6 +86,14 @@ vmbio pwrite "$F" 40000000 8192 p8 >/dev/null
 vmbio pwrite "$T/expect.img" 40000000 8192 p8 >/dev/null
 check "writes go to the delta and read back" cmp "$T/expect.img" "$F"
 assert_match "status shows the cache" "remote: cache $T/cache" "$("$VMB_BIN" status -n 0 "$MNT")"
+for i in $(seq 1 100); do
+    "$VMB_BIN" status -n 0 "$MNT" | grep -q " 0 in flight, 0 queued for readahead; 0 bytes not yet durable;" && break
+    sleep 0.1
+done
+assert_match "status: once idle, nothing in flight, queued or not yet durable" \
+    " 0 in flight, 0 queued for readahead; 0 bytes not yet durable; 0 errors" "$("$VMB_BIN" status -n 0 "$MNT")"
+assert_match "... the mount root's counters say the same" "remote_queued 0 cache_pending_bytes 0 " \
+    "$(getfattr --only-values -n user.vmbundlefs.remote "$MNT" 2>/dev/null | tr '\n' ' ')"
 
 # pull through the daemon
 check "pull through the mount" "$VMB_BIN" pull "$MNT" "$URL#vm2" vm2

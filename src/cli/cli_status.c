@@ -60,11 +60,13 @@ static void remote_status(const char *mp)
 	}
 	printf("  remote: cache %s: %llu bytes in %llu chunks; %llu chunk reads, hit ratio "
 	       "%.1f%%; %llu fetches, %llu bytes fetched (%.1f MiB/s since mount); %llu in "
-	       "flight; %llu errors\n", dir ? dir : "?", stat_of(text, "cache_bytes"),
+	       "flight, %llu queued for readahead; %llu bytes not yet durable; %llu errors\n",
+	       dir ? dir : "?", stat_of(text, "cache_bytes"),
 	       stat_of(text, "cache_chunks"), reads, reads ? 100.0 * (double)hits /
 	       (double)reads : 0.0, stat_of(text, "remote_fetches"), bytes,
 	       secs ? (double)bytes / (double)secs / 1048576.0 : 0.0,
-	       stat_of(text, "remote_inflight"), stat_of(text, "remote_errors"));
+	       stat_of(text, "remote_inflight"), stat_of(text, "remote_queued"),
+	       stat_of(text, "cache_pending_bytes"), stat_of(text, "remote_errors"));
 	err = strstr(dir ? dir + strlen(dir) + 1 : text, "remote_last_error ");
 	if (err) {
 		err += 18;

@@ -109,6 +109,17 @@ typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t l
  * removed and filled again. fill NULL: only what is present (else -ENOENT). */
 int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
+
+/* A fill that fetches into memory: *buf gets a malloc'd buffer of *got bytes (the
+ * cache frees it); 0 or -errno with err set (then *buf is NULL). */
+typedef int (*vmb_cache_fillmem_fn)(void *arg, const uint8_t digest[32], uint64_t len,
+				    void **buf, size_t *got, struct vmb_err *err);
+/* vmb_cache_get with a fill into memory: the bytes are checked there, before they
+ * are written to the temporary (wrong bytes never reach the disk, and the object is
+ * not read back to be hashed). */
+int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      vmb_cache_fillmem_fn fill, void *arg, int *fd, int *hit,
+		      struct vmb_err *err);
 /* 1 if present (or filled by this vmb_cache and not yet flushed), else 0. */
 int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32]);
 /* Wait until every object this vmb_cache filled is durable and in chunks/ (the
@@ -157,10 +168,12 @@ int vmb_cache_url_load(struct vmb_cache *c, const char *key, void **buf, size_t 
  * vmb_cache's calls: hits (present at the call), misses (the others), waits (of
  * those, calls that waited for another caller's fill, in-process or not), fills
  * (fill callbacks run), fill_bytes, evicted (objects removed by eviction),
- * verify_failures (fills or present objects that failed their check). */
+ * verify_failures (fills or present objects that failed their check); pending and
+ * pending_bytes: this vmb_cache's objects the flusher has not made durable yet. */
 struct vmb_cache_stats {
 	uint64_t bytes, chunks, hits, misses, fills, fill_bytes, evicted, verify_failures;
 	uint64_t waits;
+	uint64_t pending, pending_bytes;   /* verified, not yet durable (the flusher's) */
 };
 void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
 /* Count the objects present now (a listing of chunks/; also sets the bytes and

@@ -5,6 +5,7 @@
 #include "config.h"
 #include "remote/cache_int.h"
 #include "base/cancel.h"
+#include "base/fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,51 +52,108 @@ static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, stru
 	return fd;
 }
 
+/* The fill of a get: into the temporary's fd, or into memory. */
+struct filler {
+	vmb_cache_fill_fn fd;
+	vmb_cache_fillmem_fn mem;
+	void *arg;
+};
+
+/* Compare what was filled (size, digest) with what was asked: 0, or -EIO with
+ * *mismatch set and err saying how. */
+static int check_fill(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      uint64_t size, const uint8_t got[32], int *mismatch, struct vmb_err *err)
+{
+	char gh[VMB_SHA256_HEX];
+
+	if (size == len && memcmp(got, digest, 32) == 0)
+		return 0;
+	VMB_ATOMIC_ADD(&c->verify_failures, 1);
+	*mismatch = 1;
+	if (size != len)
+		return vmb_err_set(err, EIO, "%llu bytes instead of %llu",
+				   (unsigned long long)size, (unsigned long long)len);
+	vmb_sha256_hex(got, gh);
+	return vmb_err_set(err, EIO, "their SHA-256 is %s", gh);
+}
+
+/* A fill into memory, checked there, then written to a new temporary: its fd (in
+ * *fd) or -errno. */
+static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		    const struct filler *fl, char tmp[128], int *fd, int *mismatch,
+		    struct vmb_err *err)
+{
+	char hex[VMB_SHA256_HEX];
+	uint8_t got[32];
+	void *buf = NULL;
+	size_t n = 0, done;
+	int r;
+
+	r = fl->mem(fl->arg, digest, len, &buf, &n, err);
+	if (r < 0 && (!err || !err->msg[0])) {
+		vmb_sha256_hex(digest, hex);
+		vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
+	}
+	if (r == 0)
+		r = vmb_sha256(buf, n, got, err);
+	if (r == 0)
+		r = check_fill(c, digest, len, n, got, mismatch, err);
+	if (r == 0) {
+		vmb_cache_step("filled");
+		vmb_sha256_hex(digest, hex);
+		*fd = r = vmb_cache_tmp_create(c, hex, tmp, err);
+	}
+	if (r >= 0) {
+		r = vmb_pwrite_full(*fd, buf, n, 0, &done);
+		if (r < 0)
+			vmb_err_sys(err, -r, "cache '%s': cannot write tmp/%s", c->path, tmp);
+	}
+	free(buf);
+	return r < 0 ? r : 0;
+}
+
 /* One fill into a temporary, checked. Returns an O_RDONLY fd of it (its name in
  * tmp: the caller hands it to the flusher), or -errno; *mismatch says the bytes did
  * not match (then err says how). */
 static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-		     vmb_cache_fill_fn fill, void *arg, char tmp[128], int *mismatch,
-		     struct vmb_err *err)
+		     const struct filler *fl, char tmp[128], int *mismatch, struct vmb_err *err)
 {
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
 	uint64_t size = 0;
-	int fd, ro = -1, r;
+	int fd = -1, ro = -1, r;
 
 	*mismatch = 0;
-	vmb_sha256_hex(digest, hex);
-	fd = vmb_cache_tmp_create(c, hex, tmp, err);
-	if (fd < 0)
-		return fd;
+	tmp[0] = '\0';
 	VMB_ATOMIC_ADD(&c->fills, 1);
-	r = fill(arg, digest, len, fd, err);
-	if (r == -ENOSPC)
-		vmb_cache_evict_kick(c);
-	if (r < 0) {
-		if (!err || !err->msg[0])
-			vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
-		goto out;
-	}
-	vmb_cache_step("filled");
-	r = vmb_cache_hash_fd(fd, got, &size, err);
-	if (r < 0) {
-		vmb_err_prefix(err, "cache '%s': cannot read back tmp/%s", c->path, tmp);
-		goto out;
-	}
-	if (size != len || memcmp(got, digest, 32) != 0) {
-		VMB_ATOMIC_ADD(&c->verify_failures, 1);
-		*mismatch = 1;
-		if (size != len)
-			r = vmb_err_set(err, EIO, "%llu bytes instead of %llu",
-					(unsigned long long)size, (unsigned long long)len);
-		else {
-			char gh[VMB_SHA256_HEX];
-
-			vmb_sha256_hex(got, gh);
-			r = vmb_err_set(err, EIO, "their SHA-256 is %s", gh);
+	if (fl->mem) {
+		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, err);
+		if (r == -ENOSPC)
+			vmb_cache_evict_kick(c);
+		if (r < 0)
+			goto out;
+	} else {
+		vmb_sha256_hex(digest, hex);
+		fd = vmb_cache_tmp_create(c, hex, tmp, err);
+		if (fd < 0)
+			return fd;
+		r = fl->fd(fl->arg, digest, len, fd, err);
+		if (r == -ENOSPC)
+			vmb_cache_evict_kick(c);
+		if (r < 0) {
+			if (!err || !err->msg[0])
+				vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
+			goto out;
 		}
-		goto out;
+		vmb_cache_step("filled");
+		r = vmb_cache_hash_fd(fd, got, &size, err);
+		if (r < 0) {
+			vmb_err_prefix(err, "cache '%s': cannot read back tmp/%s", c->path, tmp);
+			goto out;
+		}
+		r = check_fill(c, digest, len, size, got, mismatch, err);
+		if (r < 0)
+			goto out;
 	}
 	vmb_cache_step("verified");
 	ro = openat(c->tmpfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -104,9 +162,11 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 	else
 		VMB_ATOMIC_ADD(&c->fill_bytes, len);
 out:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	if (r < 0) {
-		unlinkat(c->tmpfd, tmp, 0);
+		if (tmp[0])
+			unlinkat(c->tmpfd, tmp, 0);
 		tmp[0] = '\0';
 		return r;
 	}
@@ -140,7 +200,7 @@ static int wrong_size(struct vmb_cache *c, const uint8_t digest[32], const char 
 
 /* The leader of a flight: fill across processes. Returns an fd or -errno. */
 static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-		       vmb_cache_fill_fn fill, void *arg, struct vmb_err *err)
+		       const struct filler *fl, struct vmb_err *err)
 {
 	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX], tmp[128];
 	struct stat st;
@@ -163,7 +223,7 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 			goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = fill_once(c, digest, len, fill, arg, tmp, &mismatch, err);
+		fd = fill_once(c, digest, len, fl, tmp, &mismatch, err);
 		if (fd >= 0 || !mismatch)
 			break;
 	}
@@ -223,8 +283,8 @@ static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
 	return 0;
 }
 
-int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-		  vmb_cache_fill_fn fill, void *arg, int *fdp, int *hit, struct vmb_err *err)
+static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+	       const struct filler *fill, int *fdp, int *hit, struct vmb_err *err)
 {
 	char rel[VMB_CACHE_REL];
 	struct vmb_cache_flight *f;
@@ -322,7 +382,7 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		c->flights = f;
 		pthread_mutex_unlock(&c->mu);
 
-		fd = fill_shared(c, digest, len, fill, arg, &f->err);
+		fd = fill_shared(c, digest, len, fill, &f->err);
 
 		pthread_mutex_lock(&c->mu);
 		for (struct vmb_cache_flight **p = &c->flights; *p; p = &(*p)->next)
@@ -345,4 +405,21 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	}
 	return vmb_err_set(err, EAGAIN, "cache '%s': chunk %s keeps vanishing (evicted as "
 			   "soon as filled?)", c->path, rel + 3);
+}
+
+int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		  vmb_cache_fill_fn fill, void *arg, int *fdp, int *hit, struct vmb_err *err)
+{
+	struct filler fl = { .fd = fill, .arg = arg };
+
+	return get(c, digest, len, fill ? &fl : NULL, fdp, hit, err);
+}
+
+int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      vmb_cache_fillmem_fn fill, void *arg, int *fdp, int *hit,
+		      struct vmb_err *err)
+{
+	struct filler fl = { .mem = fill, .arg = arg };
+
+	return get(c, digest, len, fill ? &fl : NULL, fdp, hit, err);
 }

@@ -631,45 +631,54 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 
 /* ---- objects through the cache ---- */
 
+int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			    uint64_t len, void **bufp, size_t *got, struct vmb_err *err)
+{
+	struct vmb_fetcher *f;
+	char path[96];
+	void *buf;
+	ssize_t n;
+	int rc;
+
+	*bufp = NULL;
+	*got = 0;
+	rc = vmb_remote_fetcher(r, url, &f, err);
+	if (rc)
+		return rc;
+	buf = malloc(len ? (size_t)len : 1);
+	if (!buf)
+		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
+	vmb_pub_object_path(digest, path);
+	vmb_remote_inflight(r, 1);
+	n = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
+	vmb_remote_inflight(r, -1);
+	if (n >= 0 && (uint64_t)n != len)
+		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
+				path, url, n, len);
+	if (n < 0) {
+		free(buf);
+		return (int)n;
+	}
+	*bufp = buf;
+	*got = (size_t)n;
+	return 0;
+}
+
 struct objfill {
 	struct vmb_remote *r;
 	const char *url;
 	uint64_t fetched;
 };
 
-static int obj_fill(void *arg, const uint8_t digest[32], uint64_t len, int fd,
-		    struct vmb_err *err)
+static int obj_fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
+		    size_t *got, struct vmb_err *err)
 {
 	struct objfill *o = arg;
-	struct vmb_fetcher *f;
-	char path[96];
-	size_t done;
-	void *buf;
-	ssize_t n;
-	int rc;
+	int rc = vmb_remote_fetch_object(o->r, o->url, digest, len, buf, got, err);
 
-	rc = vmb_remote_fetcher(o->r, o->url, &f, err);
-	if (rc)
-		return rc;
-	buf = malloc(len ? (size_t)len : 1);
-	if (!buf)
-		return vmb_err_set(err, ENOMEM, "out of memory");
-	vmb_pub_object_path(digest, path);
-	vmb_remote_inflight(o->r, 1);
-	n = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
-	vmb_remote_inflight(o->r, -1);
-	if (n >= 0 && (uint64_t)n != len)
-		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
-				path, o->url, n, len);
-	if (n >= 0) {
-		rc = vmb_pwrite_full(fd, buf, (size_t)len, 0, &done);
-		if (rc < 0)
-			n = vmb_err_sys(err, -rc, "cannot write into the cache");
-		else
-			o->fetched += len;
-	}
-	free(buf);
-	return n < 0 ? (int)n : 0;
+	if (rc == 0)
+		o->fetched += len;
+	return rc;
 }
 
 int vmb_remote_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
@@ -681,7 +690,7 @@ int vmb_remote_object(struct vmb_remote *r, const char *url, const uint8_t diges
 
 	if (rc)
 		return rc;
-	rc = vmb_cache_get(c, digest, len, obj_fill, &o, fd, hit, err);
+	rc = vmb_cache_get_mem(c, digest, len, obj_fill, &o, fd, hit, err);
 	if (!rc)
 		vmb_remote_count(r, *hit, o.fetched);
 	return rc;
@@ -979,11 +988,13 @@ void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
 	for (size_t i = 0; i < r->nkept; i++)
 		s->images_kept += r->kept[i].b != NULL;
 	s->seconds = (uint64_t)(time(NULL) - r->started);
+	s->queued = r->qn + r->busy;
 	c = r->cache;
 	pthread_mutex_unlock(&r->mu);
 	if (c) {
 		vmb_cache_stats(c, &cs);
 		s->cache_bytes = cs.bytes;
 		s->cache_chunks = cs.chunks;
+		s->cache_pending_bytes = cs.pending_bytes;
 	}
 }

@@ -143,6 +143,11 @@ int vmb_remote_image_claim(struct vmb_remote *r, const char *url, const uint8_t 
 void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 			   struct vmb_base *b, uint64_t bytes);
 
+/* Fetch object digest (len bytes) of the published store at url into a malloc'd
+ * buffer (*buf, *got bytes; the caller frees it): the fill of a cache get, counted
+ * as in flight meanwhile. Not verified here (the cache does it). */
+int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
+			    uint64_t len, void **buf, size_t *got, struct vmb_err *err);
 /* An object of known length (a small file of a bundle, a chunk) through the cache:
  * *fd an O_RDONLY descriptor of its verified bytes (caller closes); *hit 1 when it
  * was cached. */
@@ -172,6 +177,8 @@ struct vmb_remote_stats {
 	uint64_t images_kept;      /* open images kept (see above) */
 	uint64_t cache_bytes;      /* the cache's size (when open) */
 	uint64_t cache_chunks;
+	uint64_t cache_pending_bytes;  /* fetched, verified, not yet durable */
+	uint64_t queued;               /* readahead queued or running now */
 	uint64_t seconds;          /* since the context was opened */
 	char last_error[256];
 };

@@ -144,51 +144,14 @@ struct fillarg {
 	uint64_t fetched;
 };
 
-static int fill(void *arg, const uint8_t digest[32], uint64_t len, int fd,
-		struct vmb_err *err)
+static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
+		size_t *got, struct vmb_err *err)
 {
 	struct fillarg *fa = arg;
-	struct vmb_rimage *ri = fa->ri;
-	struct vmb_fetcher *f;
-	char path[96];
-	void *buf;
-	ssize_t got;
-	size_t done = 0;
-	int rc;
+	int rc = vmb_remote_fetch_object(fa->ri->r, fa->ri->url, digest, len, buf, got, err);
 
-	rc = vmb_remote_fetcher(ri->r, ri->url, &f, err);
-	if (rc)
-		return rc;
-	buf = malloc(len ? (size_t)len : 1);
-	if (!buf)
-		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
-	vmb_pub_object_path(digest, path);
-	vmb_remote_inflight(ri->r, 1);
-	got = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
-	vmb_remote_inflight(ri->r, -1);
-	if (got >= 0 && (uint64_t)got != len) {
-		rc = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
-				 path, ri->url, got, len);
-		goto out;
-	}
-	if (got < 0) {
-		rc = (int)got;
-		goto out;
-	}
-	while (done < len) {
-		ssize_t w = pwrite(fd, (char *)buf + done, (size_t)len - done, (off_t)done);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = vmb_err_sys(err, errno, "cannot write a chunk into the cache");
-			goto out;
-		}
-		done += (size_t)w;
-	}
-	fa->fetched += len;
-out:
-	free(buf);
+	if (rc == 0)
+		fa->fetched += len;
 	return rc;
 }
 
@@ -221,8 +184,8 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 		return rc;
 	if (nofetch && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
 		return -ENOENT;
-	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
-			   nofetch ? NULL : fill, &fa, fd, &hit, err);
+	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
+			       nofetch ? NULL : fill, &fa, fd, &hit, err);
 	if (fetched)
 		*fetched = fa.fetched;
 	if (rc)
@@ -286,8 +249,8 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 		return rc;
 	if (vmb_cache_has(c, ri->idx.chunks[i]) == 1)
 		return 0;
-	rc = vmb_cache_get(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa, &fd,
-			   &hit, err);
+	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa,
+			       &fd, &hit, err);
 	if (fetched)
 		*fetched = fa.fetched;
 	if (rc) {

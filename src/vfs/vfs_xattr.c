@@ -63,6 +63,7 @@ static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
 		       "remote_fetch_bytes %llu\nremote_errors %llu\nremote_inflight %llu\n"
 		       "remote_readahead %llu\nremote_seconds %llu\ncache_bytes %llu\n"
 		       "cache_chunks %llu\nremote_index_loads %llu\nremote_images_kept %llu\n"
+		       "remote_queued %llu\ncache_pending_bytes %llu\n"
 		       "cache_dir %s\n%s%.255s%s",
 		       (unsigned long long)rs.reads, (unsigned long long)rs.hits,
 		       (unsigned long long)rs.fetches, (unsigned long long)rs.fetch_bytes,
@@ -70,6 +71,7 @@ static ssize_t root_remote_xattr(struct vmb_vfs *v, void *buf, size_t size)
 		       (unsigned long long)rs.readahead, (unsigned long long)rs.seconds,
 		       (unsigned long long)rs.cache_bytes, (unsigned long long)rs.cache_chunks,
 		       (unsigned long long)rs.index_loads, (unsigned long long)rs.images_kept,
+		       (unsigned long long)rs.queued, (unsigned long long)rs.cache_pending_bytes,
 		       vmb_remote_cache_dir(v->remote), rs.last_error[0] ? "remote_last_error " : "",
 		       rs.last_error, rs.last_error[0] ? "\n" : "");
 	if (len >= (int)sizeof(text))

@@ -74,22 +74,23 @@ static long count_of(const char *file)
 	return stat(file, &st) == 0 ? (long)st.st_size : 0;
 }
 
-static int fill_cb(void *arg, const uint8_t digest[32], uint64_t len, int fd,
-		   struct vmb_err *err)
+/* What both fills do: count the call, sleep, fail, hang (fd fills only, fd >= 0),
+ * then *bufp gets a malloc'd copy of the object (wrong bytes for the first bad_calls
+ * calls). 0 or -errno. */
+static int fill_bytes(struct fillspec *s, uint64_t len, int fd, uint8_t **bufp,
+		      struct vmb_err *err)
 {
-	struct fillspec *s = arg;
-	uint64_t n = s->short_write ? len - 1 : len;
-	uint8_t *buf;
 	int call = __atomic_fetch_add(&s->calls, 1, __ATOMIC_SEQ_CST);
+	uint8_t *buf;
 
-	(void)digest;
+	*bufp = NULL;
 	if (s->countfile)
 		count_call(s->countfile);
 	if (s->sleep_ms)
 		usleep((useconds_t)s->sleep_ms * 1000);
 	if (s->fail)
 		return vmb_err_set(err, EHOSTUNREACH, "test: no route to the server");
-	if (s->hang_half) {
+	if (s->hang_half && fd >= 0) {
 		if (pwrite(fd, s->o->data, len / 2, 0) < 0)
 			return -errno;
 		if (write(s->hang_fd, "h", 1) != 1)
@@ -101,11 +102,43 @@ static int fill_cb(void *arg, const uint8_t digest[32], uint64_t len, int fd,
 	memcpy(buf, s->o->data, len);
 	if (call < s->bad_calls && len)
 		buf[len / 3] ^= 0x40;
-	if (pwrite(fd, buf, n, 0) != (ssize_t)n) {
-		free(buf);
-		return -EIO;
-	}
+	*bufp = buf;
+	return 0;
+}
+
+static int fill_cb(void *arg, const uint8_t digest[32], uint64_t len, int fd,
+		   struct vmb_err *err)
+{
+	struct fillspec *s = arg;
+	uint64_t n = s->short_write ? len - 1 : len;
+	uint8_t *buf;
+	int r;
+
+	(void)digest;
+	r = fill_bytes(s, len, fd, &buf, err);
+	if (r < 0)
+		return r;
+	if (pwrite(fd, buf, n, 0) != (ssize_t)n)
+		r = -EIO;
 	free(buf);
+	return r;
+}
+
+/* fill_cb's counterpart into memory (hang_half not supported). */
+static int fillmem_cb(void *arg, const uint8_t digest[32], uint64_t len, void **bufp,
+		      size_t *got, struct vmb_err *err)
+{
+	struct fillspec *s = arg;
+	uint8_t *buf;
+	int r;
+
+	(void)digest;
+	*bufp = NULL;
+	r = fill_bytes(s, len, -1, &buf, err);
+	if (r < 0)
+		return r;
+	*bufp = buf;
+	*got = s->short_write ? len - 1 : len;
 	return 0;
 }
 
@@ -136,13 +169,23 @@ static int fd_is(int fd, const struct obj *o)
 	return ok;
 }
 
-static int get_check(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int *hit)
+/* A get through fill_cb (mem 0) or fillmem_cb (mem 1). */
+static int get_any(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int mem,
+		   int *fd, int *hit, struct vmb_err *err)
+{
+	vmb_err_clear(err);
+	if (mem)
+		return vmb_cache_get_mem(c, o->d, o->len, fillmem_cb, s, fd, hit, err);
+	return vmb_cache_get(c, o->d, o->len, fill_cb, s, fd, hit, err);
+}
+
+static int get_check_with(struct vmb_cache *c, const struct obj *o, struct fillspec *s,
+			  int *hit, int mem)
 {
 	struct vmb_err err;
 	int fd = -1, r, ok;
 
-	vmb_err_clear(&err);
-	r = vmb_cache_get(c, o->d, o->len, fill_cb, s, &fd, hit, &err);
+	r = get_any(c, o, s, mem, &fd, hit, &err);
 	if (r < 0) {
 		fprintf(stderr, "get %s: %s\n", o->hex, err.msg);
 		return r;
@@ -150,6 +193,11 @@ static int get_check(struct vmb_cache *c, const struct obj *o, struct fillspec *
 	ok = fd_is(fd, o);
 	close(fd);
 	return ok ? 0 : -EILSEQ;
+}
+
+static int get_check(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int *hit)
+{
+	return get_check_with(c, o, s, hit, 0);
 }
 
 static void path_of(char *buf, size_t size, const char *dir, const char *sub, const struct obj *o)
@@ -639,7 +687,9 @@ static void test_takeover(void)
 	free(o.data);
 }
 
-static void test_verify(void)
+/* Fills that go wrong, into a temporary (mem 0) or into memory (mem 1: the bytes
+ * are checked before any temporary is made). */
+static void test_verify_with(int mem)
 {
 	char dir[4200], p[4400];
 	struct obj o;
@@ -649,14 +699,14 @@ static void test_verify(void)
 	struct vmb_err err;
 	int fd = -1, hit;
 
-	snprintf(dir, sizeof(dir), "%s/verify", root);
+	snprintf(dir, sizeof(dir), "%s/verify%s", root, mem ? "mem" : "");
 	obj_make(&o, 40, 65536);
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
 	/* wrong bytes once: filled again, then right */
 	s.o = &o;
 	s.bad_calls = 1;
-	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_RC(get_check_with(c, &o, &s, &hit, mem), 0);
 	CHECK_EQ(s.calls, 2);
 	vmb_cache_stats(c, &st);
 	CHECK_EQ(st.verify_failures, 1);
@@ -664,14 +714,13 @@ static void test_verify(void)
 	vmb_cache_close(c);
 
 	/* wrong bytes every time: EIO after two fills, nothing visible */
-	snprintf(dir, sizeof(dir), "%s/verify2", root);
+	snprintf(dir, sizeof(dir), "%s/verify2%s", root, mem ? "mem" : "");
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
 	memset(&s, 0, sizeof(s));
 	s.o = &o;
 	s.bad_calls = 100;
-	vmb_err_clear(&err);
-	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_RC(get_any(c, &o, &s, mem, &fd, &hit, &err), -EIO);
 	CHECK_STR(err.msg, "fetched bytes do not match their digest (twice");
 	CHECK_STR(err.msg, o.hex);
 	CHECK_EQ(s.calls, 2);
@@ -683,15 +732,13 @@ static void test_verify(void)
 	memset(&s, 0, sizeof(s));
 	s.o = &o;
 	s.short_write = 1;
-	vmb_err_clear(&err);
-	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EIO);
+	CHECK_RC(get_any(c, &o, &s, mem, &fd, &hit, &err), -EIO);
 	CHECK_STR(err.msg, "65535 bytes instead of 65536");
 	/* a failing fill: its error, unchanged, nothing visible */
 	memset(&s, 0, sizeof(s));
 	s.o = &o;
 	s.fail = 1;
-	vmb_err_clear(&err);
-	CHECK_RC(vmb_cache_get(c, o.d, o.len, fill_cb, &s, &fd, &hit, &err), -EHOSTUNREACH);
+	CHECK_RC(get_any(c, &o, &s, mem, &fd, &hit, &err), -EHOSTUNREACH);
 	CHECK_STR(err.msg, "no route to the server");
 	CHECK_EQ(s.calls, 1);
 	CHECK_EQ(vmb_cache_has(c, o.d), 0);
@@ -699,10 +746,32 @@ static void test_verify(void)
 	/* then right: cached, and the cache was never poisoned */
 	memset(&s, 0, sizeof(s));
 	s.o = &o;
-	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_RC(get_check_with(c, &o, &s, &hit, mem), 0);
+	CHECK_EQ(hit, 0);
+	/* durable after a flush: no temporary left, a hit without a fill */
+	CHECK_RC(vmb_cache_flush(c), 0);
+	CHECK_EQ(dir_entries(p), 0);
+	memset(&s, 0, sizeof(s));
+	s.o = &o;
+	CHECK_RC(get_any(c, &o, &s, mem, &fd, &hit, &err), 0);
+	CHECK(fd >= 0 && fd_is(fd, &o));
+	if (fd >= 0)
+		close(fd);
+	CHECK_EQ(hit, 1);
+	CHECK_EQ(s.calls, 0);
 	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
 	vmb_cache_close(c);
 	free(o.data);
+}
+
+static void test_verify(void)
+{
+	test_verify_with(0);
+}
+
+static void test_verify_mem(void)
+{
+	test_verify_with(1);
 }
 
 /* kill -9 at each step of a fill: before the rename nothing is visible (and the
@@ -1004,6 +1073,7 @@ int main(void)
 	RUN(test_single_flight);
 	RUN(test_takeover);
 	RUN(test_verify);
+	RUN(test_verify_mem);
 	RUN(test_crash);
 	RUN(test_evict);
 	RUN(test_fsck);
