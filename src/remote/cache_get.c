@@ -267,18 +267,18 @@ static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
 	while (!f->done) {
 		int gone;
 
-		pthread_mutex_unlock(&c->mu);   /* a look in /proc: not under the mutex */
-		gone = vmb_cancel_requested();
-		pthread_mutex_lock(&c->mu);
-		if (f->done)
-			break;
-		if (gone)
-			return -EINTR;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += VMB_CANCEL_POLL_MS * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		if (f->done)
+			break;
+		pthread_mutex_unlock(&c->mu);   /* a look in /proc: not under the mutex */
+		gone = vmb_cancel_requested();
+		pthread_mutex_lock(&c->mu);
+		if (gone && !f->done)
+			return -EINTR;
 	}
 	return 0;
 }
