@@ -47,6 +47,14 @@ intr() {
 		ok "$1: SIGINT ends the reader within 5 s"
 	else
 		notok "$1: SIGINT ends the reader within 5 s"
+		say "# the reader's kernel stack:"; sed 's/^/#   /' "/proc/$2/stack" 2>/dev/null
+		grep -E '^(State|SigPnd|ShdPnd|SigBlk|SigCgt)' "/proc/$2/status" | sed 's/^/#   /'
+		say "# the daemon's threads:"
+		for t in /proc/$(cat "$T/h.pid")/task/*; do
+			say "#   $(cat "$t/comm") $(cat "$t/wchan" 2>/dev/null)"
+		done
+		tail -n 5 "$T/h.log" | sed 's/^/#   /'
+		[ -n "${VMB_INTR_GDB:-}" ] && gdb -p "$(cat "$T/h.pid")" -batch -ex "thread apply all bt 12" >"$VMB_INTR_GDB" 2>&1
 		kill -9 "$2" 2>/dev/null
 	fi
 	wait "$2"
@@ -61,10 +69,14 @@ check "online: the first 1 MiB reads" test $? -eq 0
 faultsrv_stop
 
 # 1. buffered reads (the kernel's readahead asks for the chunk): a first dd, then a
-#    second reader of the same chunk (it waits on the first one's pages)
+#    second reader of the same chunk, of its last page (a reader waiting on a page
+#    another reader's read holds locked, the same page read at the same time, is
+#    the kernel's: only a fatal signal ends that wait, see vmbundlefs(1))
 rdd b1 32; b1=$!
 sleep 1
-rdd b2 32; b2=$!
+env --default-signal=INT dd if="$T/h/$IMG" of="$T/b2.out" bs=4096 skip=$((32 * 64 + 63)) \
+	count=1 2>"$T/b2.err" &
+b2=$!
 sleep 2
 check "buffered: the first reader waits for the network" kill -0 $b1
 check "... and so does the second" kill -0 $b2
@@ -105,7 +117,11 @@ for p in b2:32 d2:34 d3:35; do
 	if wait_gone "$pid" 60; then wait "$pid"; rc=$?; else rc=timeout; kill -9 "$pid"; fi
 	assert_eq "server back: the waiting reader $name completes" "0" "$rc"
 	ref "$chunk"
-	check "... with the right bytes" cmp -s "$T/$name.out" "$T/ref.$chunk"
+	if [ $name = b2 ]; then
+		check "... with the right bytes" cmp -s "$T/b2.out" <(tail -c 4096 "$T/ref.32")
+	else
+		check "... with the right bytes" cmp -s "$T/$name.out" "$T/ref.$chunk"
+	fi
 done
 for chunk in 32 34 35; do
 	dd if="$T/h/$IMG" of="$T/again.$chunk" bs=$K skip=$chunk count=1 iflag=direct status=none
