@@ -576,6 +576,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	}
 	fs.se = se;
+	fs.hard = own.hard;
 	if (fuse_set_signal_handlers(se) != 0) {
 		r = vmb_err_set(err, EIO, "cannot install signal handlers");
 		goto out;

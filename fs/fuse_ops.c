@@ -407,6 +407,11 @@ static char *read_buf(void)
 	return b;
 }
 
+static void interrupt_read(fuse_req_t req, void *data)
+{
+	vmb_vfs_read_interrupt(data);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -439,7 +444,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
+	if (((struct vmb_fs *)fuse_req_userdata(req))->hard) {
+		/* it may wait for the network: a signal to the reader ends the wait
+		 * (vfs.h, base/cancel.h); the interrupt function is gone before the
+		 * token when fuse_req_interrupt_func(NULL) returns */
+		struct vmb_cancel tok;
+
+		vmb_vfs_read_cancel_begin(&tok, fuse_req_ctx(req)->pid);
+		fuse_req_interrupt_func(req, interrupt_read, &tok);
+		n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
+		fuse_req_interrupt_func(req, NULL, NULL);
+		vmb_vfs_read_cancel_end();
+	} else
+		n = vmb_vfs_read(f, buf, size, (uint64_t)off, &holes_only, &err);
 	if (n < 0)
 		reply_err(req, (int)n, &err);
 	else

@@ -51,6 +51,7 @@ struct vmb_fs {
 	pthread_cond_t wdone;
 	struct vmb_fs_waiter *waiters;
 	unsigned nwaiters;
+	int hard;   /* -o hard: a read waiting for the network ends on a signal (op_read) */
 };
 
 /* vmb_vfs_opts.stale: drop the kernel's cached attributes (and pages when pages is

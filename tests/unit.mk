@@ -11,7 +11,8 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_pubfmt \
 	tests/unit/test_publish \
 	tests/unit/test_text \
-	tests/unit/test_pathtree
+	tests/unit/test_pathtree \
+	tests/unit/test_cancel
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
 TESTS += $(VMB_UNIT_TESTS)
@@ -50,3 +51,6 @@ tests_unit_test_text_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_pathtree_SOURCES = tests/unit/test_pathtree.c tests/unit/harness.h
 tests_unit_test_pathtree_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_cancel_SOURCES = tests/unit/test_cancel.c tests/unit/harness.h
+tests_unit_test_cancel_LDADD = $(VMB_CORE_LIBS)

@@ -7,4 +7,5 @@ src_libvmbundle_a_SOURCES += \
 	src/base/sign.c src/base/sign.h \
 	src/base/fdio.c src/base/fdio.h src/base/le.h \
 	src/base/text.c src/base/text.h \
-	src/base/pathtree.c src/base/pathtree.h
+	src/base/pathtree.c src/base/pathtree.h \
+	src/base/cancel.c src/base/cancel.h

@@ -4,6 +4,7 @@
  * rename, fsync of the directory (cache_flush.c; see cache.h). */
 #include "config.h"
 #include "remote/cache_int.h"
+#include "base/cancel.h"
 #include "base/fdio.h"
 
 #include <errno.h>
@@ -251,6 +252,37 @@ static void touch(int fd, const struct stat *st)
 		futimens(fd, NULL);   /* best effort: LRU order only */
 }
 
+/* Wait under c->mu until flight f is done: 0; -EINTR when this thread's request
+ * is cancelled first (base/cancel.h; looked at every VMB_CANCEL_POLL_MS when it
+ * has a token). */
+static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
+{
+	struct timespec ts;
+
+	if (!vmb_cancel_current()) {
+		while (!f->done)
+			pthread_cond_wait(&c->cv, &c->mu);
+		return 0;
+	}
+	while (!f->done) {
+		int gone;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += VMB_CANCEL_POLL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		if (f->done)
+			break;
+		pthread_mutex_unlock(&c->mu);   /* a look in /proc: not under the mutex */
+		gone = vmb_cancel_requested();
+		pthread_mutex_lock(&c->mu);
+		if (gone && !f->done)
+			return -EINTR;
+	}
+	return 0;
+}
+
 static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	       const struct filler *fill, int *fdp, int *hit, struct vmb_err *err)
 {
@@ -302,14 +334,25 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			/* someone in this process fills it: wait for the result */
 			f->refs++;
 			VMB_ATOMIC_ADD(&c->waits, 1);
-			while (!f->done)
-				pthread_cond_wait(&c->cv, &c->mu);
+			if (flight_wait(c, f) < 0) {
+				/* this caller's request gave up (base/cancel.h): the
+				 * fill goes on for the others */
+				if (--f->refs == 0)
+					free(f);
+				pthread_mutex_unlock(&c->mu);
+				return vmb_err_set(err, EINTR, "interrupted while waiting for "
+						   "chunk %s", rel + 3);
+			}
 			fd = f->rc;
-			if (fd < 0 && err)
+			if (fd < 0 && fd != -EINTR && err)
 				*err = f->err;
 			if (--f->refs == 0)
 				free(f);
 			pthread_mutex_unlock(&c->mu);
+			if (fd == -EINTR) {
+				round--;   /* its filler's request gave up, not ours: fill */
+				continue;
+			}
 			if (fd < 0)
 				return fd;
 			continue;   /* present now: open it */

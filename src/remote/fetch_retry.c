@@ -2,6 +2,7 @@
  * one request over a struct vmb_transport, one call per attempt (see fetch.h). */
 #include "config.h"
 #include "remote/fetch_int.h"
+#include "base/cancel.h"
 
 #include <errno.h>
 #include <string.h>
@@ -45,15 +46,23 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Sleeps DELAY ms unless the fetcher is cancelled: 0, or -ECANCELED. Under f->mu. */
+/* Sleeps DELAY ms unless the fetcher is cancelled: 0, or -ECANCELED; in hard mode,
+ * -EINTR when this thread's request is (cancel.h: looked at every
+ * VMB_CANCEL_POLL_MS). Under f->mu. */
 static int backoff(struct vmb_fetcher *f, long delay)
 {
-	uint64_t end = now_ms() + (uint64_t)delay;
+	uint64_t end = now_ms() + (uint64_t)delay, until;
+	int poll = f->opts.hard && vmb_cancel_current();
 	struct timespec ts;
 
 	while (!f->cancelled && now_ms() < end) {
-		ts.tv_sec = (time_t)(end / 1000);
-		ts.tv_nsec = (long)(end % 1000) * 1000000;
+		if (poll && vmb_cancel_requested())
+			return -EINTR;
+		until = end;
+		if (poll && until > now_ms() + VMB_CANCEL_POLL_MS)
+			until = now_ms() + VMB_CANCEL_POLL_MS;
+		ts.tv_sec = (time_t)(until / 1000);
+		ts.tv_nsec = (long)(until % 1000) * 1000000;
 		pthread_cond_timedwait(&f->cv, &f->mu, &ts);
 	}
 	return f->cancelled ? -ECANCELED : 0;
@@ -91,6 +100,10 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 					   verb(req->op), req->url, cause.msg, attempt + 1,
 					   attempt ? "s" : "");
 		prev = cause;
+		if (f->opts.hard && vmb_cancel_requested())
+			return vmb_err_set(err, EINTR, "cannot %s '%s': the reader was interrupted "
+					   "while waiting for the network (hard mode; last error: "
+					   "%s)", verb(req->op), req->url, cause.msg);
 		pthread_mutex_lock(&f->mu);
 		delay = vmb_retry_delay_ms(attempt, &f->opts, next_rand(f));
 		f->st.retries++;
@@ -103,6 +116,10 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 		}
 		rc = backoff(f, delay);
 		pthread_mutex_unlock(&f->mu);
+		if (rc == -EINTR)
+			return vmb_err_set(err, EINTR, "cannot %s '%s': the reader was interrupted "
+					   "while waiting for the network (hard mode; last error: "
+					   "%s)", verb(req->op), req->url, cause.msg);
 		if (rc)
 			return vmb_err_set(err, ECANCELED, "cannot %s '%s': the fetcher is "
 					   "closing (last error: %s)", verb(req->op), req->url,

@@ -371,6 +371,8 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 			continue;
 		}
 		rc = get_fd(ri, i, &fd, &slot, NULL, err);
+		if (rc == -EINTR)
+			return rc;   /* the reader gave up waiting (hard mode): no error of ours */
 		if (rc) {
 			vmb_err_prefix(err, "remote image %s (%s): chunk %" PRIu64 " at offset %"
 				       PRIu64, ri->hex, ri->url, i, cstart);

@@ -28,6 +28,7 @@
 #include <sys/statvfs.h>
 #include <sys/types.h>
 #include "base/err.h"
+#include "base/cancel.h"   /* struct vmb_cancel, a hard-mode read's cancel token */
 #include "lock/lock.h"   /* struct vmb_lock_wait, which the FUSE adapter fills */
 #include "store/store_log.h"   /* the store's daemon log, which the FUSE adapter writes */
 #include "map/base.h"   /* struct vmb_base_piece: pieces of a remote base, spliced */
@@ -157,6 +158,14 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 		   struct vmb_file **f, struct vmb_err *err);
 ssize_t vmb_vfs_read(struct vmb_file *f, void *buf, size_t size, uint64_t off,
 		     int *holes_only, struct vmb_err *err);
+/* A read that may wait for the network (a remote base mounted with -o hard): the
+ * FUSE adapter gives it a cancel token (base/cancel.h) around vmb_vfs_read. begin
+ * makes c this thread's token for the reader pid (a thread id), end drops it;
+ * interrupt (any thread, on FUSE INTERRUPT) makes the wait look again. A read the
+ * token cancels returns -EINTR; the fetch goes on for other readers of the chunk. */
+void vmb_vfs_read_cancel_begin(struct vmb_cancel *c, pid_t pid);
+void vmb_vfs_read_cancel_end(void);
+void vmb_vfs_read_interrupt(struct vmb_cancel *c);
 /* When the range reads from one descriptor at its own offsets (all data of the
  * file's delta, or one run of a base layer's, vmb_image_read_fd): 1, with the
  * descriptor to read *n bytes from at off, valid until vmb_vfs_read_fd_done(h)
