@@ -37,6 +37,7 @@ INTEGRATION_TESTS = \
 	tests/cli-usage.sh \
 	tests/mount-xattr-list.sh \
 	tests/mount-fds.sh \
+	tests/mount-inherit.sh \
 	tests/store-deep.sh \
 	tests/store-modes.sh \
 	tests/mount-prealloc.sh \

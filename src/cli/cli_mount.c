@@ -3,10 +3,12 @@
 #include "cli/cli.h"
 #include "fs/vmbfs.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A format: the defaults come from fs/vmbfs.h. */
 static const char mount_usage_fmt[] =
@@ -74,6 +76,32 @@ static int has_endpoint(const char *opts)
 	return 0;
 }
 
+/* The daemon keeps nothing of its starter's but 0-2: an inherited descriptor would
+ * hold the starter's locks, and the write end of its pipes, for as long as the mount
+ * lives (a script's flock never freed, a "$(vmbundlefs mount ...)" never ending).
+ * Called first, before this process opens anything of its own. */
+static void close_inherited(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (close_range(3, ~0U, 0) == 0)
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d) {
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (fd > 2 && fd != dirfd(d))
+			close(fd);
+	}
+	closedir(d);
+}
+
 int vmb_cli_mount(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -88,6 +116,7 @@ int vmb_cli_mount(int argc, char **argv)
 	char *fopts = NULL;
 	int c, r, rc = VMB_EXIT_OK;
 
+	close_inherited();
 	make_usage();
 	if (vmb_cli_common(argc, argv, mount_usage))
 		return VMB_EXIT_OK;
