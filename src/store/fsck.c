@@ -443,6 +443,22 @@ static int sweep_maps(struct fsck_ctx *c, struct vmb_err *err)
 	return 0;
 }
 
+/* What a sweep said of one leftover (r 1: found, not removed; < 0: could not be
+ * removed, e says why; 0: removed). verb: "remov" or "delet". */
+static void report_leftover(struct fsck_ctx *c, const char *path, int r,
+			    const struct vmb_err *e, const char *why, const char *verb)
+{
+	char what[32];
+
+	if (r == 1)
+		snprintf(what, sizeof(what), "needs %sing", verb);
+	else if (r < 0)
+		snprintf(what, sizeof(what), "cannot be %sed", verb);
+	else
+		snprintf(what, sizeof(what), "%sed", verb);
+	report(c, path, what, r < 0 ? e->msg : why, r == 0);
+}
+
 /* A clone's or publish's staging directory nobody holds (vmb_ops_staging_sweep). */
 static void staging_found(void *arg, const char *name, int r, const struct vmb_err *e)
 {
@@ -455,42 +471,24 @@ static void staging_found(void *arg, const char *name, int r, const struct vmb_e
 		"the staging directory of a clone that died";
 
 	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_OPS_STAGING_DIR, name);
-	if (r == 1)
-		report(c, path, "needs removing", why, 0);
-	else if (r < 0)
-		report(c, path, "cannot be removed", e->msg, 0);
-	else
-		report(c, path, "removed", why, 1);
+	report_leftover(c, path, r, e, why, "remov");
 }
 
 /* A remote layer's temporary whose writer died (vmb_layers_sweep_rtmp). */
 static void rtmp_found(void *arg, const char *name, int r, const struct vmb_err *e)
 {
-	static const char why[] = "the temporary of a remote layer whose writer died";
-	struct fsck_ctx *c = arg;
 	char path[NAME_MAX + 64];
 
 	snprintf(path, sizeof(path), "%s/%s/%s", VMB_META_DIR, VMB_LAYERS_DIR, name);
-	if (r == 1)
-		report(c, path, "needs removing", why, 0);
-	else if (r < 0)
-		report(c, path, "cannot be removed", e->msg, 0);
-	else
-		report(c, path, "removed", why, 1);
+	report_leftover(arg, path, r, e, "the temporary of a remote layer whose writer died",
+			"remov");
 }
 
 /* A snapshot of a publish that died (vmb_op_publish_sweep). */
 static void pubsnap_found(void *arg, const char *spec, int r, const struct vmb_err *e)
 {
-	static const char why[] = "the temporary snapshot of a publish that died";
-	struct fsck_ctx *c = arg;
-
-	if (r == 1)
-		report(c, spec, "needs deleting", why, 0);
-	else if (r < 0)
-		report(c, spec, "cannot be deleted", e->msg, 0);
-	else
-		report(c, spec, "deleted", why, 1);
+	report_leftover(arg, spec, r, e, "the temporary snapshot of a publish that died",
+			"delet");
 }
 
 /* The layers: each one's map readable and its base present; orphans of a crash
