@@ -34,7 +34,6 @@ struct vmb_cache_pend {
 	char rel[VMB_CACHE_REL];
 	char tmp[128];
 	uint64_t len;
-	int taken;                     /* in the flusher's current batch */
 	int ok;                        /* flushed: present in chunks/ (flusher only) */
 	struct vmb_cache_pend *next;   /* c->pend, in fill order */
 	struct vmb_cache_pend *hnext;  /* c->pend_hash[digest[0]] */
@@ -175,10 +174,8 @@ static void *flush_main(void *arg)
 		if (!c->pend)
 			break;   /* stopped and drained */
 		n = 0;
-		for (p = c->pend; p && n < VMB_CACHE_BATCH; p = p->next) {
-			p->taken = 1;
+		for (p = c->pend; p && n < VMB_CACHE_BATCH; p = p->next)
 			b[n++] = p;
-		}
 		pthread_mutex_unlock(&c->fl_mu);
 		flush_batch(c, b, n);
 		pthread_mutex_lock(&c->fl_mu);
@@ -234,7 +231,6 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 	if (!c->fl_started) {
 		/* no flusher (it could not start, or the cache is closing): do it here */
 		pthread_mutex_unlock(&c->fl_mu);
-		p->taken = 1;
 		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
 		free(p);
 		return 0;
