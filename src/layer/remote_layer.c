@@ -14,6 +14,7 @@
 #include "remote/remote.h"
 #include "base/crc32c.h"
 #include "base/digest.h"
+#include "base/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -472,15 +473,14 @@ unsigned vmb_layers_preload_count(struct vmb_layers_preload *p)
 int vmb_layer_is_rtmp(const char *name)
 {
 	char id[VMB_BASE_ID_LEN + 1];
-	size_t i, n = strlen(name);
+	size_t n = strlen(name);
 
 	/* ".<ID>.<8 hex>.rtmp" */
 	if (n != 1 + VMB_BASE_ID_LEN + 1 + 8 + 5 || name[0] != '.' ||
 	    name[1 + VMB_BASE_ID_LEN] != '.' || strcmp(name + n - 5, ".rtmp"))
 		return 0;
-	for (i = 2 + VMB_BASE_ID_LEN; i < n - 5; i++)
-		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
-			return 0;
+	if (!vmb_hex_ok(name + 2 + VMB_BASE_ID_LEN, 8, NULL, 4))
+		return 0;
 	memcpy(id, name + 1, VMB_BASE_ID_LEN);
 	id[VMB_BASE_ID_LEN] = '\0';
 	return vmb_base_id_valid(id);
