@@ -2,7 +2,8 @@
 # remote-nginx: a published store served by nginx (Debian), mounted over HTTP/1.1
 # and over HTTPS with HTTP/2 (a test CA made with openssl, given with -o cafile=):
 # the same tree and bytes as the source bundle, SEEK_DATA/SEEK_HOLE and st_blocks
-# exact before any chunk is fetched, zero chunks never fetched, the identical chunk
+# exact before any chunk is fetched, the connection opened at the mount (before the
+# first read), zero chunks never fetched, the identical chunk
 # fetched once, the HTTPS fetches really HTTP/2 (nginx's log); without the CA
 # (TLS verification is on by default) or with another CA the mount is refused.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -28,6 +29,13 @@ for proto in http https; do
     : >"$NGINX_LOG"
     rmount $proto "$url" -o "$opts"
     m=$T/$proto
+    # the daemon opens its connection (and TLS session) before the first read
+    for i in $(seq 1 100); do
+        awk '$1 == "HEAD" && $2 ~ /\/index$/' "$NGINX_LOG" | grep -q . && break
+        sleep 0.1
+    done
+    assert_eq "$proto: the mount connects ahead of the first read (one HEAD of the index)" \
+        "1" "$(awk '$1 == "HEAD" && $2 ~ /\/index$/' "$NGINX_LOG" | wc -l)"
     assert_eq "$proto: the tree" "$(cd "$SRC/.." && find vm | sort)" "$(cd "$m" && find vm | sort)"
     assert_eq "$proto: st_size" "$(stat -c %s "$REF")" "$(stat -c %s "$m/$IMG")"
     assert_eq "$proto: st_blocks exact before any read" "$("$VMBIO" mapsum "$REF")" "$(($(stat -c %b "$m/$IMG") * 512))"

@@ -418,12 +418,9 @@ static void *preload_main(void *arg)
 		    !vmb_remote_meta_cached(r, rl->index))
 			continue;   /* not remote, damaged, or not cached: left to its open */
 		if (!last_url || strcmp(last_url, rl->url)) {
-			struct vmb_fetcher *f;
-
 			free(last_url);
 			last_url = strdup(rl->url);
-			(void)vmb_remote_fetcher(r, rl->url, &f, &e);   /* no request */
-			vmb_err_clear(&e);
+			vmb_remote_warm(r, rl->url);
 		}
 		if (vmb_rimage_open(r, rl->url, rl->index, rl->size, &b, &e) == 0) {
 			vmb_base_put(b);   /* the context keeps it */

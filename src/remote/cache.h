@@ -111,9 +111,13 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
 
 /* A fill that fetches into memory: *buf gets a malloc'd buffer of *got bytes (the
- * cache frees it); 0 or -errno with err set (then *buf is NULL). */
+ * cache frees it); 0 or -errno with err set (then *buf is NULL). A fill that
+ * computed the SHA-256 of exactly those bytes as they came puts it in sha and sets
+ * *have_sha (the cache then compares it, without hashing the buffer again); else
+ * *have_sha stays 0. */
 typedef int (*vmb_cache_fillmem_fn)(void *arg, const uint8_t digest[32], uint64_t len,
-				    void **buf, size_t *got, struct vmb_err *err);
+				    void **buf, size_t *got, uint8_t sha[32], int *have_sha,
+				    struct vmb_err *err);
 /* vmb_cache_get with a fill into memory: the bytes are checked there, before they
  * are written to the temporary (wrong bytes never reach the disk, and the object is
  * not read back to be hashed). */

@@ -87,14 +87,14 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	uint8_t got[32];
 	void *buf = NULL;
 	size_t n = 0, done;
-	int r;
+	int r, have = 0;
 
-	r = fl->mem(fl->arg, digest, len, &buf, &n, err);
+	r = fl->mem(fl->arg, digest, len, &buf, &n, got, &have, err);
 	if (r < 0 && (!err || !err->msg[0])) {
 		vmb_sha256_hex(digest, hex);
 		vmb_err_sys(err, -r, "chunk %s: cannot fetch it", hex);
 	}
-	if (r == 0)
+	if (r == 0 && !have)
 		r = vmb_sha256(buf, n, got, err);
 	if (r == 0)
 		r = check_fill(c, digest, len, n, got, mismatch, err);
@@ -252,6 +252,15 @@ static void touch(int fd, const struct stat *st)
 		futimens(fd, NULL);   /* best effort: LRU order only */
 }
 
+/* Drop a reference to flight f (under c->mu). */
+static void flight_put(struct vmb_cache_flight *f)
+{
+	if (--f->refs == 0) {
+		pthread_cond_destroy(&f->cv);
+		free(f);
+	}
+}
+
 /* Wait under c->mu until flight f is done: 0; -EINTR when this thread's request
  * is cancelled first (base/cancel.h; looked at every VMB_CANCEL_POLL_MS when it
  * has a token). */
@@ -261,7 +270,7 @@ static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
 
 	if (!vmb_cancel_current()) {
 		while (!f->done)
-			pthread_cond_wait(&c->cv, &c->mu);
+			pthread_cond_wait(&f->cv, &c->mu);
 		return 0;
 	}
 	while (!f->done) {
@@ -271,7 +280,7 @@ static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
 		ts.tv_nsec += VMB_CANCEL_POLL_MS * 1000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		pthread_cond_timedwait(&f->cv, &c->mu, &ts);
 		if (f->done)
 			break;
 		pthread_mutex_unlock(&c->mu);   /* a look in /proc: not under the mutex */
@@ -337,8 +346,7 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			if (flight_wait(c, f) < 0) {
 				/* this caller's request gave up (base/cancel.h): the
 				 * fill goes on for the others */
-				if (--f->refs == 0)
-					free(f);
+				flight_put(f);
 				pthread_mutex_unlock(&c->mu);
 				return vmb_err_set(err, EINTR, "interrupted while waiting for "
 						   "chunk %s", rel + 3);
@@ -346,8 +354,7 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			fd = f->rc;
 			if (fd < 0 && fd != -EINTR && err)
 				*err = f->err;
-			if (--f->refs == 0)
-				free(f);
+			flight_put(f);
 			pthread_mutex_unlock(&c->mu);
 			if (fd == -EINTR) {
 				round--;   /* its filler's request gave up, not ours: fill */
@@ -378,6 +385,7 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		}
 		memcpy(f->digest, digest, 32);
 		f->refs = 1;
+		pthread_cond_init(&f->cv, NULL);
 		f->next = c->flights;
 		c->flights = f;
 		pthread_mutex_unlock(&c->mu);
@@ -394,9 +402,8 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		f->rc = fd < 0 ? fd : 0;
 		if (fd < 0 && err)
 			*err = f->err;
-		if (--f->refs == 0)
-			free(f);
-		pthread_cond_broadcast(&c->cv);
+		pthread_cond_broadcast(&f->cv);
+		flight_put(f);
 		pthread_mutex_unlock(&c->mu);
 		if (fd < 0)
 			return fd;

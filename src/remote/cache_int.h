@@ -21,6 +21,7 @@ struct vmb_cache_flight {
 	uint8_t digest[32];
 	int done, rc;
 	unsigned refs;
+	pthread_cond_t cv;             /* its waiters (under c->mu): signalled when done */
 	struct vmb_err err;
 	struct vmb_cache_flight *next;
 };
@@ -33,7 +34,6 @@ struct vmb_cache {
 	struct vmb_cache_opts opts;
 
 	pthread_mutex_t mu;            /* guards flights */
-	pthread_cond_t cv;             /* a flight finished */
 	struct vmb_cache_flight *flights;
 
 	/* background evicter: ev_mu guards ev_kick and ev_stop */

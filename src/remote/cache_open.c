@@ -329,7 +329,6 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	else
 		vmb_cache_opts_default(&c->opts);
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	pthread_mutex_init(&c->ev_mu, NULL);
 	pthread_cond_init(&c->ev_cv, NULL);
 	pthread_mutex_init(&c->fl_mu, NULL);
@@ -419,7 +418,6 @@ void vmb_cache_close(struct vmb_cache *c)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->ev_mu);
 	pthread_cond_destroy(&c->ev_cv);
 	pthread_mutex_destroy(&c->fl_mu);

@@ -3,6 +3,7 @@
  * fetch_http.c over the engine of fetch_curl.c; fetch_retry.c runs their attempts. */
 #include "config.h"
 #include "remote/fetch_int.h"
+#include "base/digest.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -527,6 +528,12 @@ static ssize_t call(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb
 	pthread_mutex_unlock(&f->mu);
 
 	rc = vmb_fetch_run(f, req, err);
+	if (rc >= 0 && req->sha && !req->sha_done) {
+		int hr = vmb_sha256(req->buf, (size_t)rc, req->sha, err);
+
+		if (hr < 0)
+			rc = hr;
+	}
 
 	pthread_mutex_lock(&f->mu);
 	f->users--;
@@ -547,6 +554,33 @@ static ssize_t call(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb
 	return rc;
 }
 
+void vmb_fetcher_warm(struct vmb_fetcher *f, const char *path)
+{
+	struct vmb_fetch_req req = { .op = VMB_FETCH_HEAD, .path = path };
+	struct vmb_err e = { 0 };
+	char *url = NULL;
+	int transient = 0;
+
+	if (f->kind == VMB_KIND_FILE || !path_ok(path) ||
+	    asprintf(&url, "%s/%s", f->url, path) < 0)
+		return;
+	req.url = url;
+	pthread_mutex_lock(&f->mu);
+	if (f->cancelled) {
+		pthread_mutex_unlock(&f->mu);
+		free(url);
+		return;
+	}
+	f->users++;
+	pthread_mutex_unlock(&f->mu);
+	(void)f->tp.attempt(f->tp.arg, &req, &transient, &e);
+	pthread_mutex_lock(&f->mu);
+	if (!--f->users)
+		pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+	free(url);
+}
+
 ssize_t vmb_fetch_get(struct vmb_fetcher *f, const char *path, uint64_t off, size_t len,
 		      void *buf, size_t max, struct vmb_err *err)
 {
@@ -556,6 +590,15 @@ ssize_t vmb_fetch_get(struct vmb_fetcher *f, const char *path, uint64_t off, siz
 	if (len && off + len < off)
 		return vmb_err_set(err, EINVAL, "cannot fetch '%s/%s': range overflows",
 				   f->url, path);
+	return call(f, &req, err);
+}
+
+ssize_t vmb_fetch_get_sha(struct vmb_fetcher *f, const char *path, void *buf, size_t max,
+			  uint8_t sha[32], struct vmb_err *err)
+{
+	struct vmb_fetch_req req = { .op = VMB_FETCH_GET, .path = path, .buf = buf,
+				     .max = max, .sha = sha };
+
 	return call(f, &req, err);
 }
 

@@ -83,6 +83,10 @@ void vmb_fetcher_close(struct vmb_fetcher *);
 /* Ends every wait now, in retry backoffs and on transfers: they return -ECANCELED, and
  * so does every later call. For an unmount with readers blocked in hard mode. */
 void vmb_fetcher_cancel(struct vmb_fetcher *);
+/* Opens a connection ahead of the first read (and its TLS session): one HEAD of PATH,
+ * a single attempt whose outcome is ignored (not retried, not counted in the stats;
+ * nothing for file://). Blocks for that attempt. */
+void vmb_fetcher_warm(struct vmb_fetcher *, const char *path);
 /* The base URL as given at open (without a trailing '/'). */
 const char *vmb_fetcher_url(const struct vmb_fetcher *);
 /* Added: the location PATH is really requested at, in *out (caller frees): the file
@@ -98,6 +102,11 @@ int vmb_fetcher_object_url(const struct vmb_fetcher *, const char *path, char **
    past the end of the object: -EINVAL (not retried). */
 ssize_t vmb_fetch_get(struct vmb_fetcher *, const char *path, uint64_t off, size_t len,
 		      void *buf, size_t max, struct vmb_err *);
+/* vmb_fetch_get of the whole object, which also gives the SHA-256 of the bytes
+   returned in sha: the http(s) and s3 transports compute it as the bytes arrive,
+   beside the transfer, so that a caller checking them need not read them again. */
+ssize_t vmb_fetch_get_sha(struct vmb_fetcher *, const char *path, void *buf, size_t max,
+			  uint8_t sha[32], struct vmb_err *);
 /* Publishing: does PATH exist (HEAD; 0 / -ENOENT; *len, when not NULL, gets its size),
    and PUT bytes (S3 SigV4 via CURLOPT_AWS_SIGV4; file:// writes temp + fsync + rename;
    plain http(s) PUT as well, for WebDAV-like servers). */
@@ -136,6 +145,10 @@ struct vmb_fetch_req {
 	const void *body;        /* PUT: bytes */
 	size_t body_len;
 	uint64_t size;           /* out, HEAD: the object's size */
+	uint8_t *sha;            /* GET of a whole object: when not NULL, gets the
+				  * SHA-256 of the bytes returned */
+	int sha_done;            /* set by a transport that computed *sha itself (as
+				  * the bytes came); else the frame computes it */
 };
 
 /* One attempt of a request: returns the bytes received (GET) or 0 (HEAD, PUT), or

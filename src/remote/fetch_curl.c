@@ -5,9 +5,10 @@
  * (curl's CURL_LOCK_DATA_CONNECT is for several multi or easy users; here there is one
  * multi per fetcher, used by one thread, so the share needs no lock callbacks).
  *
- * A caller builds an easy handle, queues it (vmb_curl_engine_run) and waits on f->cv
- * for its "done". Only the engine thread touches the multi handle, except for
- * curl_multi_wakeup, which is thread-safe. A cancel ends queued and running transfers
+ * A caller builds an easy handle, queues it (vmb_curl_engine_run) and waits on the
+ * transfer's own condition variable (under f->mu) for its "done": a completion wakes
+ * its caller alone, not every thread waiting on the fetcher. Only the engine thread
+ * touches the multi handle, except for curl_multi_wakeup, which is thread-safe. A cancel ends queued and running transfers
  * at the engine's next turn (it wakes the engine).
  */
 #include "config.h"
@@ -20,7 +21,8 @@
 struct xfer {
 	CURL *easy;
 	CURLcode code;
-	int done;          /* 1: code is set; -1: ended by a cancel */
+	int done;          /* 1: code is set; -1: ended by a cancel; under f->mu */
+	pthread_cond_t cv; /* signalled when done is set */
 	struct xfer *next;
 };
 
@@ -74,7 +76,7 @@ static void finish(struct vmb_fetcher *f, struct xfer *x, CURLcode code, int how
 	pthread_mutex_lock(&f->mu);
 	x->code = code;
 	x->done = how;
-	pthread_cond_broadcast(&f->cv);
+	pthread_cond_signal(&x->cv);
 	pthread_mutex_unlock(&f->mu);
 }
 
@@ -96,6 +98,7 @@ static void cancel_all(struct vmb_fetcher *f)
 		next = x->next;
 		x->code = CURLE_ABORTED_BY_CALLBACK;
 		x->done = -1;
+		pthread_cond_signal(&x->cv);
 	}
 	e->queue = NULL;
 	e->tail = &e->queue;
@@ -246,6 +249,11 @@ void vmb_curl_engine_stop(struct vmb_fetcher *f)
 	f->eng = NULL;
 }
 
+unsigned vmb_curl_engine_active(const struct vmb_fetcher *f)
+{
+	return f->eng->nactive;
+}
+
 void vmb_curl_engine_share(struct vmb_fetcher *f, CURL *easy)
 {
 	curl_easy_setopt(easy, CURLOPT_SHARE, f->eng->share);
@@ -261,14 +269,16 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 		pthread_mutex_unlock(&f->mu);
 		return -ECANCELED;
 	}
+	pthread_cond_init(&x.cv, NULL);
 	*e->tail = &x;
 	e->tail = &x.next;
 	pthread_mutex_unlock(&f->mu);
 	curl_multi_wakeup(e->multi);
 	pthread_mutex_lock(&f->mu);
 	while (!x.done)
-		pthread_cond_wait(&f->cv, &f->mu);
+		pthread_cond_wait(&x.cv, &f->mu);
 	pthread_mutex_unlock(&f->mu);
+	pthread_cond_destroy(&x.cv);
 	*code = x.code;
 	return x.done < 0 ? -ECANCELED : 0;
 }

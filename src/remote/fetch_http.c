@@ -14,6 +14,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* The engine hashes a body as it comes while it runs at most this many transfers. */
+#define VMB_HASH_INLINE_MAX 2
+
 struct ctx {
 	struct vmb_fetcher *f;
 	struct vmb_fetch_req *req;
@@ -28,6 +31,13 @@ struct ctx {
 	char errbody[512];        /* the start of an error response's body */
 	size_t errlen;
 	size_t body_off;          /* PUT: bytes sent */
+	/* GET with req->sha: the digest of the body's first 'hashed' bytes. The engine
+	 * thread hashes the bytes as they come while it runs few transfers (a reader
+	 * waiting for one chunk gets it sooner); under load it leaves them to the
+	 * caller, which hashes the rest after the transfer, beside the others. */
+	struct vmb_sha256 *sha;
+	size_t hashed;
+	int sha_failed;
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -96,6 +106,14 @@ static size_t on_write(char *p, size_t size, size_t n, void *arg)
 	}
 	memcpy(c->dst + c->got, p, len);
 	c->got += len;
+	if (c->sha && c->hashed + len == c->got &&
+	    vmb_curl_engine_active(c->f) <= VMB_HASH_INLINE_MAX) {
+		if (vmb_sha256_update(c->sha, p, len, NULL) < 0) {
+			c->sha_failed = 1;
+			return 0;
+		}
+		c->hashed += len;
+	}
 	if (c->req->len && c->status == 200 && c->got == c->cap)
 		c->complete = 1;   /* a range answered with the whole object: ours is in */
 	return size * n;
@@ -304,6 +322,11 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 	}
 	c.dst = req->buf;
 	c.cap = req->len ? req->len : req->max;
+	if (req->op == VMB_FETCH_GET && req->sha && !req->len) {
+		rc = vmb_sha256_new(&c.sha, err);
+		if (rc < 0)
+			goto out;
+	}
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
@@ -376,12 +399,26 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 		if (code == CURLE_WRITE_ERROR && c.overflow)
 			rc = vmb_err_set(err, EFBIG, "the object is larger than the %zu bytes "
 					 "expected", c.cap);
+		else if (code == CURLE_WRITE_ERROR && c.sha_failed)
+			rc = vmb_err_set(err, ENOMEM, "cannot compute the SHA-256 of the body");
 		else
 			rc = vmb_curl_err(code, c.errbuf, transient, err);
 		goto out;
 	}
 	rc = check_answer(&c, easy, transient, err);
+	if (rc >= 0 && c.sha) {
+		int hr = vmb_sha256_update(c.sha, c.dst + c.hashed, c.got - c.hashed, err);
+
+		if (hr == 0)
+			hr = vmb_sha256_final(c.sha, req->sha, err);
+
+		if (hr < 0)
+			rc = hr;
+		else
+			req->sha_done = 1;
+	}
 out:
+	vmb_sha256_free(c.sha);
 	if (easy)
 		curl_easy_cleanup(easy);
 	curl_slist_free_all(hdr);

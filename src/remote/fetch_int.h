@@ -61,6 +61,8 @@ int  vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code);
 void vmb_curl_engine_wake(struct vmb_fetcher *f);
 /* Sets the share handle of the engine on EASY (DNS cache, TLS sessions). */
 void vmb_curl_engine_share(struct vmb_fetcher *f, CURL *easy);
+/* The transfers running now. For the engine thread only (its callbacks). */
+unsigned vmb_curl_engine_active(const struct vmb_fetcher *f);
 /* pthread_once'd curl_global_init: 0 or -ENOMEM with err set. */
 int  vmb_curl_global(struct vmb_err *err);
 

@@ -334,6 +334,15 @@ out:
 	return rc;
 }
 
+void vmb_remote_warm(struct vmb_remote *r, const char *url)
+{
+	struct vmb_fetcher *f;
+	struct vmb_err e = { 0 };
+
+	if (vmb_remote_fetcher(r, url, &f, &e) == 0)
+		vmb_fetcher_warm(f, "index");
+}
+
 int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *err)
 {
 	char abs[PATH_MAX];
@@ -632,7 +641,8 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 /* ---- objects through the cache ---- */
 
 int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-			    uint64_t len, void **bufp, size_t *got, struct vmb_err *err)
+			    uint64_t len, void **bufp, size_t *got, uint8_t sha[32],
+			    struct vmb_err *err)
 {
 	struct vmb_fetcher *f;
 	char path[96];
@@ -650,7 +660,8 @@ int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t
 		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
 	vmb_pub_object_path(digest, path);
 	vmb_remote_inflight(r, 1);
-	n = vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
+	n = sha ? vmb_fetch_get_sha(f, path, buf, (size_t)len, sha, err)
+		: vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
 	vmb_remote_inflight(r, -1);
 	if (n >= 0 && (uint64_t)n != len)
 		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
@@ -671,11 +682,12 @@ struct objfill {
 };
 
 static int obj_fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
-		    size_t *got, struct vmb_err *err)
+		    size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct objfill *o = arg;
-	int rc = vmb_remote_fetch_object(o->r, o->url, digest, len, buf, got, err);
+	int rc = vmb_remote_fetch_object(o->r, o->url, digest, len, buf, got, sha, err);
 
+	*have_sha = rc == 0;
 	if (rc == 0)
 		o->fetched += len;
 	return rc;

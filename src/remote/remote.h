@@ -98,6 +98,10 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
  * when r is offline. */
 int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher **out,
 		       struct vmb_err *err);
+/* Opens the fetcher of url and a connection to its server in the calling thread, so
+ * that the first read does not wait for one (vmb_fetcher_warm: one HEAD of the top
+ * index, outcome ignored). Nothing when r is offline or url is file://. */
+void vmb_remote_warm(struct vmb_remote *r, const char *url);
 
 /* Normalize a published store's URL: a local path or file:// URL becomes
  * file://<absolute path>, trailing slashes go (http://, https://, s3:// and
@@ -145,9 +149,11 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 
 /* Fetch object digest (len bytes) of the published store at url into a malloc'd
  * buffer (*buf, *got bytes; the caller frees it): the fill of a cache get, counted
- * as in flight meanwhile. Not verified here (the cache does it). */
+ * as in flight meanwhile. Not verified here (the cache does it); sha, when not
+ * NULL, gets the SHA-256 of the bytes in *buf, computed as they came. */
 int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-			    uint64_t len, void **buf, size_t *got, struct vmb_err *err);
+			    uint64_t len, void **buf, size_t *got, uint8_t sha[32],
+			    struct vmb_err *err);
 /* An object of known length (a small file of a bundle, a chunk) through the cache:
  * *fd an O_RDONLY descriptor of its verified bytes (caller closes); *hit 1 when it
  * was cached. */

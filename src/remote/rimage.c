@@ -145,11 +145,13 @@ struct fillarg {
 };
 
 static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
-		size_t *got, struct vmb_err *err)
+		size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct fillarg *fa = arg;
-	int rc = vmb_remote_fetch_object(fa->ri->r, fa->ri->url, digest, len, buf, got, err);
+	int rc = vmb_remote_fetch_object(fa->ri->r, fa->ri->url, digest, len, buf, got, sha,
+					 err);
 
+	*have_sha = rc == 0;
 	if (rc == 0)
 		fa->fetched += len;
 	return rc;

@@ -53,6 +53,7 @@ struct fillspec {
 	int fail;          /* return -EHOSTUNREACH */
 	int hang_half;     /* write half, tell hang_fd, then sleep forever */
 	int hang_fd;
+	int give_sha;      /* fillmem_cb: report the SHA-256 of the bytes it gives */
 	int calls;
 };
 
@@ -126,7 +127,7 @@ static int fill_cb(void *arg, const uint8_t digest[32], uint64_t len, int fd,
 
 /* fill_cb's counterpart into memory (hang_half not supported). */
 static int fillmem_cb(void *arg, const uint8_t digest[32], uint64_t len, void **bufp,
-		      size_t *got, struct vmb_err *err)
+		      size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct fillspec *s = arg;
 	uint8_t *buf;
@@ -139,6 +140,12 @@ static int fillmem_cb(void *arg, const uint8_t digest[32], uint64_t len, void **
 		return r;
 	*bufp = buf;
 	*got = s->short_write ? len - 1 : len;
+	if (s->give_sha) {   /* as a fetcher hashing the body as it comes */
+		r = vmb_sha256(buf, *got, sha, err);
+		if (r < 0)
+			return r;
+		*have_sha = 1;
+	}
 	return 0;
 }
 
@@ -169,11 +176,13 @@ static int fd_is(int fd, const struct obj *o)
 	return ok;
 }
 
-/* A get through fill_cb (mem 0) or fillmem_cb (mem 1). */
+/* A get through fill_cb (mem 0) or fillmem_cb (mem 1; mem 2: one that gives the
+ * digest of its bytes, which the cache then does not compute). */
 static int get_any(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int mem,
 		   int *fd, int *hit, struct vmb_err *err)
 {
 	vmb_err_clear(err);
+	s->give_sha = mem == 2;
 	if (mem)
 		return vmb_cache_get_mem(c, o->d, o->len, fillmem_cb, s, fd, hit, err);
 	return vmb_cache_get(c, o->d, o->len, fill_cb, s, fd, hit, err);
@@ -688,9 +697,10 @@ static void test_takeover(void)
 }
 
 /* Fills that go wrong, into a temporary (mem 0) or into memory (mem 1: the bytes
- * are checked before any temporary is made). */
+ * are checked before any temporary is made; mem 2: by the digest the fill gives). */
 static void test_verify_with(int mem)
 {
+	static const char *const sfx[] = { "", "mem", "sha" };
 	char dir[4200], p[4400];
 	struct obj o;
 	struct fillspec s = { 0 };
@@ -699,7 +709,7 @@ static void test_verify_with(int mem)
 	struct vmb_err err;
 	int fd = -1, hit;
 
-	snprintf(dir, sizeof(dir), "%s/verify%s", root, mem ? "mem" : "");
+	snprintf(dir, sizeof(dir), "%s/verify%s", root, sfx[mem]);
 	obj_make(&o, 40, 65536);
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
@@ -714,7 +724,7 @@ static void test_verify_with(int mem)
 	vmb_cache_close(c);
 
 	/* wrong bytes every time: EIO after two fills, nothing visible */
-	snprintf(dir, sizeof(dir), "%s/verify2%s", root, mem ? "mem" : "");
+	snprintf(dir, sizeof(dir), "%s/verify2%s", root, sfx[mem]);
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
 	memset(&s, 0, sizeof(s));
@@ -772,6 +782,11 @@ static void test_verify(void)
 static void test_verify_mem(void)
 {
 	test_verify_with(1);
+}
+
+static void test_verify_sha(void)
+{
+	test_verify_with(2);
 }
 
 /* kill -9 at each step of a fill: before the rename nothing is visible (and the
@@ -1074,6 +1089,7 @@ int main(void)
 	RUN(test_takeover);
 	RUN(test_verify);
 	RUN(test_verify_mem);
+	RUN(test_verify_sha);
 	RUN(test_crash);
 	RUN(test_evict);
 	RUN(test_fsck);

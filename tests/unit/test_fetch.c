@@ -4,6 +4,7 @@
  * checks, and file:// get/head/put. */
 #include "config.h"
 #include "remote/fetch.h"
+#include "base/digest.h"
 #include "remote/fetch_int.h"   /* vmb_curl_err */
 #include "harness.h"
 
@@ -451,6 +452,18 @@ static void test_file(void)
 	CHECK_EQ(vmb_fetch_get(f, "objects/ab/abcdef", 0, 0, buf, sizeof(data), &err),
 		 (ssize_t)sizeof(data));
 	CHECK(!memcmp(buf, data, sizeof(data)));
+	/* whole, with the digest of the bytes returned */
+	{
+		uint8_t sha[32], want[32];
+
+		memset(buf, 0, sizeof(buf));
+		memset(sha, 0, sizeof(sha));
+		CHECK_EQ(vmb_fetch_get_sha(f, "objects/ab/abcdef", buf, sizeof(data), sha, &err),
+			 (ssize_t)sizeof(data));
+		CHECK(!memcmp(buf, data, sizeof(data)));
+		REQUIRE(vmb_sha256(data, sizeof(data), want, &err) == 0);
+		CHECK(!memcmp(sha, want, 32));
+	}
 	/* a range, the last byte, a range past the end, a buffer too small */
 	CHECK_EQ(vmb_fetch_get(f, "objects/ab/abcdef", 4097, 5000, buf, 5000, &err), 5000);
 	CHECK(!memcmp(buf, data + 4097, 5000));
