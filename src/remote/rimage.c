@@ -61,7 +61,22 @@ struct vmb_rimage {
 	uint64_t ra_clock;
 	uint64_t errors;
 	char last_error[256];
+	/* a bit per chunk: known to be in the cache (this process got it there, or
+	 * found it). A hint, set with atomics and never cleared: a chunk evicted since
+	 * is found missing by its read, which fetches it again; only the probes of
+	 * readahead and splicing skip their look in the cache for it. */
+	uint8_t *seen;
 };
+
+static void seen_set(struct vmb_rimage *ri, uint64_t i)
+{
+	__atomic_fetch_or(&ri->seen[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELAXED);
+}
+
+static int seen_get(const struct vmb_rimage *ri, uint64_t i)
+{
+	return (__atomic_load_n(&ri->seen[i / 8], __ATOMIC_RELAXED) >> (i % 8)) & 1;
+}
 
 extern const struct vmb_base_ops vmb_rimage_ops;
 
@@ -177,6 +192,7 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 			*slot = k;
 			pthread_mutex_unlock(&ri->mu);
 			vmb_remote_count(ri->r, 1, 0);
+			seen_set(ri, i);
 			return 0;
 		}
 	pthread_mutex_unlock(&ri->mu);
@@ -184,7 +200,7 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	rc = vmb_remote_cache(ri->r, &c, err);
 	if (rc)
 		return rc;
-	if (nofetch && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
+	if (nofetch && !seen_get(ri, i) && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
 		return -ENOENT;
 	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
 			       nofetch ? NULL : fill, &fa, fd, &hit, err);
@@ -193,6 +209,7 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	if (rc)
 		return rc;
 	vmb_remote_count(ri->r, hit, fa.fetched);
+	seen_set(ri, i);
 
 	pthread_mutex_lock(&ri->mu);
 	for (k = 0; k < VMB_RIMAGE_FDS; k++) {
@@ -249,8 +266,10 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 	rc = vmb_remote_cache(ri->r, &c, err);
 	if (rc)
 		return rc;
-	if (vmb_cache_has(c, ri->idx.chunks[i]) == 1)
+	if (vmb_cache_has(c, ri->idx.chunks[i]) == 1) {
+		seen_set(ri, i);
 		return 0;
+	}
 	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa,
 			       &fd, &hit, err);
 	if (fetched)
@@ -262,6 +281,7 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 	}
 	close(fd);
 	vmb_remote_count(ri->r, hit, fa.fetched);
+	seen_set(ri, i);
 	return 0;
 }
 
@@ -328,7 +348,8 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 static void queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
 {
 	for (uint64_t i = from; i < to; i++)
-		if (vmb_rimage_chunk_data(ri, i) && !vmb_rimage_chunk_cached(ri, i) &&
+		if (vmb_rimage_chunk_data(ri, i) && !seen_get(ri, i) &&
+		    !vmb_rimage_chunk_cached(ri, i) &&
 		    vmb_remote_queue(ri->r, ri, i) < 0)
 			break;
 }
@@ -469,6 +490,7 @@ static void ri_destroy(struct vmb_base *b)
 			close(ri->fds[k].fd);
 	pthread_mutex_destroy(&ri->mu);
 	vmb_pub_image_free(&ri->idx);
+	free(ri->seen);
 	free(ri->url);
 	free(ri);
 }
@@ -514,6 +536,11 @@ static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t dige
 		rc = -EIO;
 		goto fail;
 	}
+	ri->seen = calloc((size_t)(ri->idx.n_chunks / 8 + 1), 1);
+	if (!ri->seen) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory opening remote image %s", ri->hex);
+		goto fail;
+	}
 	ri->r = r;
 	memcpy(ri->base.id, ri->hex, VMB_BASE_ID_LEN);
 	ri->base.id[VMB_BASE_ID_LEN] = '\0';
@@ -526,6 +553,7 @@ static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t dige
 	return 0;
 fail:
 	pthread_mutex_destroy(&ri->mu);
+	free(ri->seen);
 	vmb_pub_image_free(&ri->idx);
 	free(ri->url);
 	free(ri);
