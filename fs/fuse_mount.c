@@ -543,6 +543,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	vo.log = &fs.log;
 	vo.stale = vmb_fs_stale;
 	vo.stale_arg = &fs;
+	vo.gone = vmb_fs_gone;
 	r = vmb_vfs_new(&fs.vfs, o->store, &vo, err);
 	if (r < 0)
 		goto out;

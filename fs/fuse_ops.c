@@ -331,6 +331,14 @@ void vmb_fs_stale(void *arg, uint64_t ino, int pages)
 		fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)ino, pages ? 0 : -1, 0);
 }
 
+void vmb_fs_gone(void *arg, uint64_t parent, const char *name)
+{
+	struct vmb_fs *fs = arg;
+
+	if (fs->se)
+		fuse_lowlevel_notify_inval_entry(fs->se, (fuse_ino_t)parent, name, strlen(name));
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct vmb_err err = {0};

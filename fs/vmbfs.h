@@ -57,6 +57,7 @@ struct vmb_fs {
 /* vmb_vfs_opts.stale: drop the kernel's cached attributes (and pages when pages is
  * set) of node ino; arg is the struct vmb_fs. Called while an open is answered. */
 void vmb_fs_stale(void *arg, uint64_t ino, int pages);
+void vmb_fs_gone(void *arg, uint64_t parent, const char *name);   /* vmb_vfs_opts.gone */
 
 /* Interrupt every waiting lock call and wait until their threads are gone. */
 void vmb_fs_stop_waiters(struct vmb_fs *fs);

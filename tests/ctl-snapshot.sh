@@ -111,4 +111,11 @@ echo after >>"$MNT/run/note"
 assert_eq "a write after the snapshot is not in it" before "$(cat "$MNT/s2copy/note")"
 assert_eq "... and is in the live file" "before
 after" "$(cat "$MNT/run/note")"
+
+# ---- deleted through the mount: gone from the view at once ----
+check "run@s2 is seen through the view" test -d "$MNT/.snapshots/run@s2"
+"$VMB_BIN" snapshot --delete "$MNT" run@s2 >/dev/null 2>&1 || fail "snapshot --delete run@s2"
+expect_errno "a snapshot deleted through the mount cannot be looked up at once" ENOENT \
+    vmbio stat "$MNT/.snapshots/run@s2"
+check "... and is not listed" bash -c "! ls '$MNT/.snapshots' | grep -qx 'run@s2'"
 finish

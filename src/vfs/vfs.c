@@ -141,6 +141,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	v->direct_writes = !(o && o->buffered_writes);
 	v->stale = o ? o->stale : NULL;
 	v->stale_arg = o ? o->stale_arg : NULL;
+	v->gone = o ? o->gone : NULL;
 	if (getenv("VMB_TEST_RELEASE_DELAY_MS"))   /* tests: a RELEASE that comes late */
 		v->release_delay_ms = (unsigned)strtoul(getenv("VMB_TEST_RELEASE_DELAY_MS"),
 							NULL, 10);

@@ -70,6 +70,12 @@ struct vmb_vfs_opts {
 	 * before the open is answered, never from a read, write or getattr. */
 	void (*stale)(void *arg, uint64_t ino, int pages);
 	void *stale_arg;
+	/* Called (when set, with stale_arg) once the daemon itself removed the entry
+	 * NAME of directory node PARENT, which the kernel may have cached (a snapshot
+	 * deleted through the control socket): the kernel forgets it at once instead
+	 * of at its timeout. Called with no lock of the vfs held, never from a FUSE
+	 * request. */
+	void (*gone)(void *arg, uint64_t parent, const char *name);
 	unsigned lock_fds;            /* lock owners' descriptors per user but root;
 				       * 0: a sixteenth of the limit */
 	/* Remote images (issue 11): -o cache=DIR (NULL: the host's default),

@@ -290,6 +290,10 @@ int vmb_ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_
 	pthread_mutex_lock(&v->opmu);   /* beside a copy's freeze (vfs_share.c) */
 	r = ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	pthread_mutex_unlock(&v->opmu);
+	/* a deleted snapshot: the kernel forgets its entry now (not at its timeout);
+	 * outside opmu, as the kernel may wait for a request on .snapshots */
+	if (r == 0 && argc > 1 && !strcmp(argv[0], "snapshot-delete") && v->gone)
+		v->gone(v->stale_arg, vmb_snapview_dir_id(v), argv[1]);
 	return r;
 }
 

@@ -135,6 +135,7 @@ struct vmb_vfs {
 				     * between a freeze's rename and its node's rebind */
 	void (*stale)(void *arg, uint64_t ino, int pages);   /* vmb_vfs_opts.stale */
 	void *stale_arg;
+	void (*gone)(void *arg, uint64_t parent, const char *name);   /* opts.gone */
 	int create_fail;            /* test hook: VMB_TEST_CREATE_FAIL, an errno that
 				     * fails every create once the file is made; 0 */
 	/* The write barrier (vfs_barrier.c): bundles paused now (read by every change,
@@ -191,6 +192,7 @@ int vmb_snapview_is(uint64_t ino);
 int vmb_snapview_name(const char *name);     /* ".snapshots" */
 int vmb_snapview_listed(struct vmb_vfs *v);  /* the store has a snapshot */
 uint64_t vmb_snapview_ino(void);             /* st_ino of .snapshots */
+uint64_t vmb_snapview_dir_id(struct vmb_vfs *v);   /* node id of .snapshots */
 int vmb_snapview_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
 			struct vmb_entry *e, struct vmb_err *err);
 void vmb_snapview_forget(struct vmb_vfs *v, uint64_t ino, uint64_t nlookup);

@@ -301,6 +301,11 @@ static uint64_t fake_ino(struct sv_node *n)
 	return n->snap ? fake_ino_of(n->snap->spec, ent_of(n)->path) : fake_ino_of(NULL, NULL);
 }
 
+uint64_t vmb_snapview_dir_id(struct vmb_vfs *v)
+{
+	return id_of(&v->snapview->top);
+}
+
 uint64_t vmb_snapview_ino(void)
 {
 	return fake_ino_of(NULL, NULL);
