@@ -4,7 +4,9 @@
 # exits within seconds with a non-zero status), whether its read is the kernel's
 # readahead (buffered) or a direct read, and whether it was the one fetching the
 # chunk or one waiting for another reader's fetch of it; the other readers of the
-# same chunk go on waiting (not failed), the daemon still serves cached bytes, and
+# same chunk go on waiting (not failed), a reader of a second mount (another
+# process) waiting for the first mount's fetch of its chunk ends on SIGINT too, the
+# daemon still serves cached bytes, and
 # once the server is back every waiting reader completes with the right bytes, as
 # does a new read of the chunks the interrupted readers wanted.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
@@ -34,8 +36,8 @@ wait_gone() {
 rdd() {
 	local name=$1 chunk=$2
 	shift 2
-	env --default-signal=INT dd if="$T/h/$IMG" of="$T/$name.out" bs=$K skip="$chunk" \
-		count=1 "$@" 2>"$T/$name.err" &
+	env --default-signal=INT dd if="$T/${RDD_MNT:-h}/$IMG" of="$T/$name.out" bs=$K \
+		skip="$chunk" count=1 "$@" 2>"$T/$name.err" &
 }
 # ref CHUNK: that chunk of the reference image, in $T/ref.CHUNK
 ref() { dd if="$REF" of="$T/ref.$1" bs=$K skip="$1" count=1 status=none; }
@@ -63,6 +65,7 @@ intr() {
 }
 
 rmount h "$URL" -o "cache=$C,hard"
+rmount h2 "$URL" -o "cache=$C,hard"   # a second daemon, the same cache
 dd if="$T/h/$IMG" of="$T/head.out" bs=$K count=4 status=none
 cmp -s "$T/head.out" <(head -c $((4 * K)) "$REF")
 check "online: the first 1 MiB reads" test $? -eq 0
@@ -103,6 +106,18 @@ intr "direct, a reader waiting for another's fetch" $d4
 sleep 1
 check "... the reader fetching the chunk still waits" kill -0 $d3
 
+# 2b. another process: a reader of the second mount waits for the first mount's
+#     fetch of chunk 63 (its fill lock in the shared cache; the first ones are
+#     cached by now); SIGINT ends it
+rdd x1 63 iflag=direct; x1=$!
+sleep 1
+RDD_MNT=h2 rdd x2 63 iflag=direct; x2=$!
+sleep 2
+check "two mounts: the reader of each waits for chunk 63" sh -c "kill -0 $x1 && kill -0 $x2"
+intr "a reader of the second mount, waiting for the first one's fetch" $x2
+sleep 1
+check "... the first mount's reader still waits" kill -0 $x1
+
 # 3. the daemon still serves what is cached
 dd if="$T/h/$IMG" of="$T/head2.out" bs=$K count=4 iflag=direct status=none
 cmp -s "$T/head2.out" <(head -c $((4 * K)) "$REF")
@@ -111,7 +126,7 @@ check "the daemon still serves cached chunks" test $? -eq 0
 # 4. the server back: the waiting readers complete with the right bytes, and the
 #    chunks the interrupted readers wanted read right
 faultsrv_start "$PUB" -p "$FAULT_PORT"
-for p in b2:32 d2:34 d3:35; do
+for p in b2:32 d2:34 d3:35 x1:63; do
 	name=${p%:*} chunk=${p#*:}
 	pid=$(eval echo "\$$name")
 	if wait_gone "$pid" 60; then wait "$pid"; rc=$?; else rc=timeout; kill -9 "$pid"; fi
@@ -127,6 +142,9 @@ for chunk in 32 34 35; do
 	dd if="$T/h/$IMG" of="$T/again.$chunk" bs=$K skip=$chunk count=1 iflag=direct status=none
 	check "chunk $chunk reads right" cmp -s "$T/again.$chunk" "$T/ref.$chunk"
 done
+dd if="$T/h2/$IMG" of="$T/again2.63" bs=$K skip=63 count=1 iflag=direct status=none
+check "chunk 63 reads right through the second mount" cmp -s "$T/again2.63" "$T/ref.63"
+check "the second daemon exits cleanly" rumount h2
 if grep -Eq "Interrupted|EINTR|interrupted" "$T/h.log"; then
 	notok "no error in the log for the interrupted reads"; grep -n "nterrupted" "$T/h.log" | head
 else ok "no error in the log for the interrupted reads"; fi

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "remote/cache_int.h"
+#include "base/cancel.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -105,10 +106,39 @@ void vmb_cache_unlock(int lfd)
 		close(lfd);   /* the last close of the description releases its lock */
 }
 
+/* The fill lock for a request that may be cancelled (base/cancel.h): another
+ * process's fill may wait for the network for ever (hard mode), and a blocking
+ * F_OFD_SETLKW ends only on a signal to this thread. So: try, sleep (1 ms, growing
+ * to 10), try again, and look at the request every VMB_CANCEL_POLL_MS. */
+static int fill_lock_cancellable(struct vmb_cache *c, off_t byte)
+{
+	struct timespec nap = { 0, 1000000L }, t0, now;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((r = lock_fd(c->fill_lfd, byte, 0)) == -EAGAIN) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    VMB_CANCEL_POLL_MS) {
+			if (vmb_cancel_requested())
+				return -EINTR;
+			t0 = now;
+		}
+		nanosleep(&nap, NULL);
+		nap.tv_nsec = nap.tv_nsec * 2 < 10000000L ? nap.tv_nsec * 2 : 10000000L;
+	}
+	return r;
+}
+
 int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err)
 {
-	int r = lock_fd(c->fill_lfd, vmb_cache_lock_byte(digest), 1);
+	off_t byte = vmb_cache_lock_byte(digest);
+	int r = vmb_cancel_current() ? fill_lock_cancellable(c, byte)
+				     : lock_fd(c->fill_lfd, byte, 1);
 
+	if (r == -EINTR)
+		return vmb_err_set(err, EINTR, "interrupted while waiting for another "
+				   "process's fill of a chunk");
 	if (r < 0)
 		lock_error(c, digest, r, err);
 	return r;
