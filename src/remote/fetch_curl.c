@@ -8,8 +8,9 @@
  * A caller builds an easy handle, queues it (vmb_curl_engine_run) and waits on the
  * transfer's own condition variable (under f->mu) for its "done": a completion wakes
  * its caller alone, not every thread waiting on the fetcher. Only the engine thread
- * touches the multi handle, except for curl_multi_wakeup, which is thread-safe. A cancel ends queued and running transfers
- * at the engine's next turn (it wakes the engine).
+ * touches the multi handle, except for curl_multi_wakeup, which is thread-safe. A
+ * cancel ends queued and running transfers at the engine's next turn (it wakes the
+ * engine).
  */
 #include "config.h"
 #include "remote/fetch_int.h"

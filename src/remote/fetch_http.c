@@ -411,7 +411,6 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 
 		if (hr == 0)
 			hr = vmb_sha256_final(c.sha, req->sha, err);
-
 		if (hr < 0)
 			rc = hr;
 		else

@@ -660,8 +660,7 @@ int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t
 		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
 	vmb_pub_object_path(digest, path);
 	vmb_remote_inflight(r, 1);
-	n = sha ? vmb_fetch_get_sha(f, path, buf, (size_t)len, sha, err)
-		: vmb_fetch_get(f, path, 0, 0, buf, (size_t)len, err);
+	n = vmb_fetch_get_sha(f, path, buf, (size_t)len, sha, err);
 	vmb_remote_inflight(r, -1);
 	if (n >= 0 && (uint64_t)n != len)
 		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,

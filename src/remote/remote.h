@@ -149,8 +149,8 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 
 /* Fetch object digest (len bytes) of the published store at url into a malloc'd
  * buffer (*buf, *got bytes; the caller frees it): the fill of a cache get, counted
- * as in flight meanwhile. Not verified here (the cache does it); sha, when not
- * NULL, gets the SHA-256 of the bytes in *buf, computed as they came. */
+ * as in flight meanwhile. Not verified here (the cache does it); sha gets the
+ * SHA-256 of the bytes in *buf, computed as they came. */
 int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 			    uint64_t len, void **buf, size_t *got, uint8_t sha[32],
 			    struct vmb_err *err);
