@@ -142,6 +142,9 @@ expect_rc "http: PUT refused (405) is an error, not retried" 5 "HTTP 405" \
 	"$FT" -n 3 -b 10 "$H" put objects/ab/x "$BIG"
 : >"$T/access.log.mark"; cp "$T/access.log" "$T/access.log.mark"
 check "http: 64 gets from 8 threads, all the same bytes" "$FT" "$H" many objects/ab/big 64 8
+# a lone transfer runs in its caller's thread (no hand-over to the engine's thread)
+check "http: a lone get is driven by its caller" bash -c "'$FT' -v '$H' get objects/ab/big 2>&1 >/dev/null |
+	grep -q 'requests 1 .* own_thread 1\$'"
 grep '^GET /pub/objects/ab/big 200' "$T/access.log" | tail -n 65 | awk '{print $5}' | sort -u >"$T/conns"
 check "http: ... over reused connections (at most 16 for 65 requests)" \
 	bash -c "[ \$(wc -l <'$T/conns') -le 16 ]"

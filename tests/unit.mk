@@ -6,6 +6,7 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_journal \
 	tests/unit/test_crc_digest \
 	tests/unit/test_fdio \
+	tests/unit/test_bufpool \
 	tests/unit/test_lock \
 	tests/unit/test_layer \
 	tests/unit/test_pubfmt \
@@ -33,6 +34,9 @@ tests_unit_test_crc_digest_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_fdio_SOURCES = tests/unit/test_fdio.c tests/unit/harness.h
 tests_unit_test_fdio_LDADD = $(VMB_CORE_LIBS)
+
+tests_unit_test_bufpool_SOURCES = tests/unit/test_bufpool.c tests/unit/harness.h
+tests_unit_test_bufpool_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_lock_SOURCES = tests/unit/test_lock.c tests/unit/harness.h
 tests_unit_test_lock_LDADD = $(VMB_CORE_LIBS)

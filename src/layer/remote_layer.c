@@ -12,6 +12,7 @@
 #include "layer/layer_int.h"
 #include "remote/rimage.h"
 #include "remote/remote.h"
+#include "base/bufpool.h"
 #include "base/crc32c.h"
 #include "base/digest.h"
 #include "base/text.h"
@@ -423,6 +424,9 @@ static void *preload_main(void *arg)
 			vmb_remote_warm(r, rl->url);
 		}
 		if (vmb_rimage_open(r, rl->url, rl->index, rl->size, &b, &e) == 0) {
+			/* warm buffers for its first chunks (base/bufpool.h) */
+			vmb_buf_prefault(vmb_rimage_chunk_len(vmb_rimage_of(b), 0),
+					 VMB_REMOTE_PREFAULT);
 			vmb_base_put(b);   /* the context keeps it */
 			__atomic_add_fetch(&p->done, 1, __ATOMIC_RELEASE);
 		}

@@ -110,8 +110,8 @@ typedef int (*vmb_cache_fill_fn)(void *arg, const uint8_t digest[32], uint64_t l
 int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
 
-/* A fill that fetches into memory: *buf gets a malloc'd buffer of *got bytes (the
- * cache frees it); 0 or -errno with err set (then *buf is NULL). A fill that
+/* A fill that fetches into memory: *buf gets a buffer of vmb_buf_get
+ * (base/bufpool.h) holding *got bytes (the cache gives it back); 0 or -errno with err set (then *buf is NULL). A fill that
  * computed the SHA-256 of exactly those bytes as they came puts it in sha and sets
  * *have_sha (the cache then compares it, without hashing the buffer again); else
  * *have_sha stays 0. */

@@ -4,6 +4,7 @@
  * rename, fsync of the directory (cache_flush.c; see cache.h). */
 #include "config.h"
 #include "remote/cache_int.h"
+#include "base/bufpool.h"
 #include "base/cancel.h"
 #include "base/fdio.h"
 
@@ -108,7 +109,7 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		if (r < 0)
 			vmb_err_sys(err, -r, "cache '%s': cannot write tmp/%s", c->path, tmp);
 	}
-	free(buf);
+	vmb_buf_put(buf);
 	return r < 0 ? r : 0;
 }
 

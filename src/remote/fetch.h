@@ -120,6 +120,8 @@ struct vmb_fetch_stats {
 	uint64_t retries;    /* attempts after a transient failure */
 	uint64_t errors;     /* calls that failed */
 	uint64_t inflight;   /* calls in progress now */
+	uint64_t own_thread; /* http(s)/s3 attempts run in their caller's own thread (the
+				engine was idle: no hand-over to its thread) */
 	char last_error[256];
 };
 void vmb_fetcher_stats(struct vmb_fetcher *, struct vmb_fetch_stats *);

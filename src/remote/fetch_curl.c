@@ -1,16 +1,22 @@
-/* fetch_curl.c - the curl multi engine of a fetcher: one thread drives one multi
- * handle that runs the transfers of every calling thread (connection reuse, HTTP/2
- * multiplexing, up to max_inflight at once), with a share handle for DNS and TLS
- * sessions. The multi handle's own pool shares connections among its transfers
- * (curl's CURL_LOCK_DATA_CONNECT is for several multi or easy users; here there is one
- * multi per fetcher, used by one thread, so the share needs no lock callbacks).
+/* fetch_curl.c - the curl multi engine of a fetcher: one multi handle runs the
+ * transfers of every calling thread (connection reuse, HTTP/2 multiplexing, up to
+ * max_inflight at once), with a share handle for DNS and TLS sessions. The multi
+ * handle's own pool shares connections among its transfers (curl's
+ * CURL_LOCK_DATA_CONNECT is for several multi or easy users; here there is one multi
+ * per fetcher, driven by one thread at a time, so the share needs no connection lock).
  *
- * A caller builds an easy handle, queues it (vmb_curl_engine_run) and waits on the
- * transfer's own condition variable (under f->mu) for its "done": a completion wakes
- * its caller alone, not every thread waiting on the fetcher. Only the engine thread
- * touches the multi handle, except for curl_multi_wakeup, which is thread-safe. A
- * cancel ends queued and running transfers at the engine's next turn (it wakes the
- * engine).
+ * Who drives it (one thread at a time, e->driving under f->mu):
+ *  - a caller that finds the engine idle (no transfer running or queued, nobody
+ *    driving) drives it itself for its own transfer: a lone reader fetches in its own
+ *    thread, with no hand-over to another thread and back (each a wake-up, which on
+ *    a virtual machine's idle vCPU can cost more than the transfer of a chunk on
+ *    loopback). Transfers queued meanwhile run too; when its own ends and others
+ *    remain, it hands them to the engine thread;
+ *  - else the engine thread (one per fetcher) drives, until no transfer is left; a
+ *    caller queues its easy handle, wakes the driver and waits on its transfer's own
+ *    condition variable (under f->mu) for "done": a completion wakes its caller alone.
+ * A cancel ends queued and running transfers at the driver's next turn
+ * (vmb_curl_engine_wake wakes it).
  */
 #include "config.h"
 #include "remote/fetch_int.h"
@@ -31,11 +37,18 @@ struct vmb_curl_engine {
 	CURLM *multi;
 	CURLSH *share;
 	pthread_t thread;
+	pthread_cond_t cv;        /* the engine thread's: work for it, or stop */
 	int stop;                 /* under f->mu */
+	int driving;              /* a thread drives the multi handle; under f->mu */
 	struct xfer *queue;       /* waiting for a slot; under f->mu */
 	struct xfer **tail;
-	struct xfer *active;      /* in the multi handle; engine thread only */
+	/* in the multi handle: the driver's; a new driver takes them over under f->mu */
+	struct xfer *active;
 	unsigned nactive;
+	/* easy handles done with, for the next attempts (a handle keeps its receive
+	 * buffer, warm: base/bufpool.h says why that matters); under f->mu */
+	CURL *idle[VMB_CURL_IDLE_EASY];
+	unsigned nidle;
 	/* the share is used by the engine's transfers and by easy handles set up and
 	 * cleaned up in the callers' threads: one lock per kind of shared data */
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
@@ -107,31 +120,31 @@ static void cancel_all(struct vmb_fetcher *f)
 	pthread_mutex_unlock(&f->mu);
 }
 
-static void *engine_main(void *arg)
+/* Drive the multi handle until me is done, or (me NULL: the engine thread) until no
+ * transfer is running or queued; or everything is cancelled. The thread holds the
+ * role (e->driving) and not f->mu. SIGPIPE is blocked meanwhile: every transfer runs
+ * with CURLOPT_NOSIGNAL (threads), so a write to a connection the peer closed must
+ * give EPIPE, not kill the process; one raised meanwhile is taken before the mask is
+ * restored. */
+static void drive(struct vmb_fetcher *f, struct xfer *me)
 {
-	struct vmb_fetcher *f = arg;
 	struct vmb_curl_engine *e = f->eng;
 	struct xfer *x, **pp;
-	int running, left, stop, cancelled;
+	int running, left, stop, done;
+	sigset_t pipe, old, pend;
 	CURLMsg *m;
-	sigset_t pipe;
 
-	/* Every transfer runs on this thread, with CURLOPT_NOSIGNAL (threads): a write to
-	 * a connection the peer closed must give EPIPE, not kill the process (libcurl
-	 * ignores SIGPIPE itself only without NOSIGNAL). Blocked here, a SIGPIPE raised on
-	 * this thread stays pending and harmless. */
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+	pthread_sigmask(SIG_BLOCK, &pipe, &old);
 	for (;;) {
 		pthread_mutex_lock(&f->mu);
-		stop = e->stop;
-		cancelled = f->cancelled;
+		stop = f->cancelled || e->stop;
 		pthread_mutex_unlock(&f->mu);
-		if (cancelled || stop)
+		if (stop) {
 			cancel_all(f);
-		if (stop)
 			break;
+		}
 		/* take queued transfers while there are slots */
 		pthread_mutex_lock(&f->mu);
 		while (e->queue && e->nactive < f->opts.max_inflight) {
@@ -171,8 +184,41 @@ static void *engine_main(void *arg)
 				finish(f, x, code, 1);
 			}
 		}
+		pthread_mutex_lock(&f->mu);
+		done = me ? me->done : !e->active && !e->queue;
+		pthread_mutex_unlock(&f->mu);
+		if (done)
+			break;
 		curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
 	}
+	if (!sigismember(&old, SIGPIPE) && sigpending(&pend) == 0 &&
+	    sigismember(&pend, SIGPIPE)) {
+		struct timespec zero = { 0, 0 };
+
+		sigtimedwait(&pipe, NULL, &zero);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The engine thread: drives while transfers are left to it. */
+static void *engine_main(void *arg)
+{
+	struct vmb_fetcher *f = arg;
+	struct vmb_curl_engine *e = f->eng;
+
+	pthread_mutex_lock(&f->mu);
+	for (;;) {
+		while (!e->stop && (e->driving || (!e->active && !e->queue)))
+			pthread_cond_wait(&e->cv, &f->mu);
+		if (e->stop)
+			break;
+		e->driving = 1;
+		pthread_mutex_unlock(&f->mu);
+		drive(f, NULL);
+		pthread_mutex_lock(&f->mu);
+		e->driving = 0;
+	}
+	pthread_mutex_unlock(&f->mu);
 	return NULL;
 }
 
@@ -188,6 +234,7 @@ int vmb_curl_engine_start(struct vmb_fetcher *f, struct vmb_err *err)
 	if (!e)
 		return vmb_err_set(err, ENOMEM, "cannot open '%s': out of memory", f->url);
 	e->tail = &e->queue;
+	pthread_cond_init(&e->cv, NULL);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&e->locks[i], NULL);
 	e->multi = curl_multi_init();
@@ -220,6 +267,7 @@ fail:
 		curl_share_cleanup(e->share);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&e->locks[i]);
+	pthread_cond_destroy(&e->cv);
 	free(e);
 	return rc;
 }
@@ -237,11 +285,16 @@ void vmb_curl_engine_stop(struct vmb_fetcher *f)
 
 	if (!e)
 		return;
+	/* no call is in progress (fetch.h): nothing is queued or running */
 	pthread_mutex_lock(&f->mu);
 	e->stop = 1;
+	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&f->mu);
 	curl_multi_wakeup(e->multi);
 	pthread_join(e->thread, NULL);
+	pthread_cond_destroy(&e->cv);
+	while (e->nidle)
+		curl_easy_cleanup(e->idle[--e->nidle]);   /* before the share's cleanup */
 	curl_multi_cleanup(e->multi);
 	curl_share_cleanup(e->share);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -255,6 +308,38 @@ unsigned vmb_curl_engine_active(const struct vmb_fetcher *f)
 	return f->eng->nactive;
 }
 
+CURL *vmb_curl_easy_get(struct vmb_fetcher *f)
+{
+	struct vmb_curl_engine *e = f->eng;
+	CURL *easy = NULL;
+
+	pthread_mutex_lock(&f->mu);
+	if (e->nidle)
+		easy = e->idle[--e->nidle];
+	pthread_mutex_unlock(&f->mu);
+	if (easy) {
+		curl_easy_reset(easy);
+		return easy;
+	}
+	return curl_easy_init();
+}
+
+void vmb_curl_easy_put(struct vmb_fetcher *f, CURL *easy)
+{
+	struct vmb_curl_engine *e = f->eng;
+
+	if (!easy)
+		return;
+	pthread_mutex_lock(&f->mu);
+	if (e->nidle < VMB_CURL_IDLE_EASY) {
+		e->idle[e->nidle++] = easy;
+		easy = NULL;
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (easy)
+		curl_easy_cleanup(easy);
+}
+
 void vmb_curl_engine_share(struct vmb_fetcher *f, CURL *easy)
 {
 	curl_easy_setopt(easy, CURLOPT_SHARE, f->eng->share);
@@ -264,6 +349,7 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 {
 	struct vmb_curl_engine *e = f->eng;
 	struct xfer x = { .easy = easy };
+	int self;
 
 	pthread_mutex_lock(&f->mu);
 	if (f->cancelled || e->stop) {
@@ -271,13 +357,28 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 		return -ECANCELED;
 	}
 	pthread_cond_init(&x.cv, NULL);
+	/* an idle engine: this thread drives its own transfer (see above) */
+	self = !e->driving && !e->active && !e->queue;
 	*e->tail = &x;
 	e->tail = &x.next;
-	pthread_mutex_unlock(&f->mu);
-	curl_multi_wakeup(e->multi);
-	pthread_mutex_lock(&f->mu);
-	while (!x.done)
-		pthread_cond_wait(&x.cv, &f->mu);
+	if (self) {
+		e->driving = 1;
+		f->st.own_thread++;
+		pthread_mutex_unlock(&f->mu);
+		drive(f, &x);
+		pthread_mutex_lock(&f->mu);
+		e->driving = 0;
+		if (e->active || e->queue)
+			pthread_cond_signal(&e->cv);   /* the rest is the engine thread's */
+	} else {
+		if (!e->driving)
+			pthread_cond_signal(&e->cv);
+		pthread_mutex_unlock(&f->mu);
+		curl_multi_wakeup(e->multi);   /* a driver in curl_multi_poll takes it */
+		pthread_mutex_lock(&f->mu);
+		while (!x.done)
+			pthread_cond_wait(&x.cv, &f->mu);
+	}
 	pthread_mutex_unlock(&f->mu);
 	pthread_cond_destroy(&x.cv);
 	*code = x.code;

@@ -314,7 +314,7 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 	ssize_t rc;
 
 	*transient = 0;
-	easy = curl_easy_init();
+	easy = vmb_curl_easy_get(f);
 	if (!easy || asprintf(&url, "%s%s", f->base, req->path) < 0) {
 		url = NULL;
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
@@ -418,8 +418,7 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 	}
 out:
 	vmb_sha256_free(c.sha);
-	if (easy)
-		curl_easy_cleanup(easy);
+	vmb_curl_easy_put(f, easy);
 	curl_slist_free_all(hdr);
 	free(url);
 	return rc;

@@ -3,7 +3,7 @@
  *   fetch.c        open/close/cancel, URL and path checks, the public calls, stats
  *   fetch_retry.c  the retry policy and the retry loop over a struct vmb_transport
  *   fetch_file.c   file://DIR: the transport over local files
- *   fetch_curl.c   the curl multi engine: one thread per fetcher runs every transfer
+ *   fetch_curl.c   the curl multi engine: its callers drive it, one at a time
  *   fetch_http.c   http(s) and s3: one attempt as a curl easy handle, its checks
  *   fetch_s3.c     s3: credentials (env, ~/.aws files), region, SigV4 options
  *   fetch_curlerr.c vmb_curl_err: the one place that maps libcurl's errors
@@ -50,18 +50,25 @@ void vmb_fetch_note_error(struct vmb_fetcher *f, const char *a, const char *b);
 /* fetch_file.c: f->tp for file:// (f->base is the directory with a trailing '/'). */
 void vmb_fetch_file_init(struct vmb_fetcher *f);
 
-/* fetch_curl.c: the engine thread of f. start once at open; stop at close, when no
- * call is in progress. run hands EASY to the engine and waits for its end: 0 with
- * *code the transfer's result, or -ECANCELED when the fetcher was cancelled (then the
- * transfer was removed, unfinished). */
+/* fetch_curl.c: the engine of f. start once at open; stop at close, when no call is
+ * in progress. run hands EASY to the engine and waits for its end (driving the
+ * engine itself while no other caller does): 0 with *code the transfer's result, or
+ * -ECANCELED when the fetcher was cancelled (then the transfer was removed,
+ * unfinished). */
 int  vmb_curl_engine_start(struct vmb_fetcher *f, struct vmb_err *err);
 void vmb_curl_engine_stop(struct vmb_fetcher *f);
 int  vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code);
-/* Wakes the engine (it then sees a cancel); no-op without an engine. */
+/* Wakes the engine's driver (it then sees a cancel); no-op without an engine. */
 void vmb_curl_engine_wake(struct vmb_fetcher *f);
+/* An easy handle for an attempt: one the engine keeps (curl_easy_reset), else a new
+ * one; NULL when out of memory. put: done with it (kept for the next attempts, up to
+ * VMB_CURL_IDLE_EASY, else cleaned up); NULL-safe. */
+#define VMB_CURL_IDLE_EASY 32
+CURL *vmb_curl_easy_get(struct vmb_fetcher *f);
+void vmb_curl_easy_put(struct vmb_fetcher *f, CURL *easy);
 /* Sets the share handle of the engine on EASY (DNS cache, TLS sessions). */
 void vmb_curl_engine_share(struct vmb_fetcher *f, CURL *easy);
-/* The transfers running now. For the engine thread only (its callbacks). */
+/* The transfers running now. For the engine's driver only (its callbacks). */
 unsigned vmb_curl_engine_active(const struct vmb_fetcher *f);
 /* pthread_once'd curl_global_init: 0 or -ENOMEM with err set. */
 int  vmb_curl_global(struct vmb_err *err);

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 #include "remote/remote.h"
+#include "base/bufpool.h"
 #include "remote/rimage.h"
 #include "remote/pubfmt.h"
 #include "remote/cache.h"
@@ -655,7 +656,7 @@ int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t
 	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc)
 		return rc;
-	buf = malloc(len ? (size_t)len : 1);
+	buf = vmb_buf_get((size_t)len);   /* warm memory (base/bufpool.h) */
 	if (!buf)
 		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
 	vmb_pub_object_path(digest, path);
@@ -666,7 +667,7 @@ int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t
 		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
 				path, url, n, len);
 	if (n < 0) {
-		free(buf);
+		vmb_buf_put(buf);
 		return (int)n;
 	}
 	*bufp = buf;

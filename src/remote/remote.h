@@ -53,6 +53,9 @@ struct vmb_rimage;
 #define VMB_REMOTE_KEEP       32              /* open images kept (see above) */
 #define VMB_REMOTE_KEEP_BYTES (512ull << 20)  /* ... and their index bytes */
 
+/* buffers of an image's chunk size made warm when a mount's preload opens it: a
+ * first reader's chunks then land in touched memory (base/bufpool.h) */
+#define VMB_REMOTE_PREFAULT   32
 #define VMB_REMOTE_WORKERS 32
 
 struct vmb_remote_opts {

@@ -173,9 +173,11 @@ int main(int argc, char **argv)
 	}
 	if (verbose) {
 		vmb_fetcher_stats(f, &st);
-		fprintf(stderr, "stats: requests %llu bytes %llu retries %llu errors %llu\n",
+		fprintf(stderr, "stats: requests %llu bytes %llu retries %llu errors %llu "
+			"own_thread %llu\n",
 			(unsigned long long)st.requests, (unsigned long long)st.bytes,
-			(unsigned long long)st.retries, (unsigned long long)st.errors);
+			(unsigned long long)st.retries, (unsigned long long)st.errors,
+			(unsigned long long)st.own_thread);
 	}
 	if (cancel_ms)
 		pthread_join(cth, NULL);
