@@ -23,6 +23,29 @@ struct hdr {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct hdr *idle[NCLASS];
 static size_t idle_bytes[NCLASS];
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* A child of fork() gets the mutex unlocked whatever the parent's threads did. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&mu);
+}
+
+static void fork_done(void)
+{
+	pthread_mutex_unlock(&mu);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(fork_prepare, fork_done, fork_done);
+}
+
+static void lock(void)
+{
+	pthread_once(&atfork_once, register_atfork);
+	pthread_mutex_lock(&mu);
+}
 
 static unsigned class_of(size_t len)
 {
@@ -52,7 +75,7 @@ void *vmb_buf_get(size_t len)
 	struct hdr *h = NULL;
 
 	if (cls) {
-		pthread_mutex_lock(&mu);
+		lock();
 		h = idle[cls - MIN_SHIFT];
 		if (h) {
 			idle[cls - MIN_SHIFT] = h->next;
@@ -75,7 +98,7 @@ void vmb_buf_put(void *buf)
 	h = (struct hdr *)((char *)buf - HDR);
 	cls = h->cls;
 	if (cls) {
-		pthread_mutex_lock(&mu);
+		lock();
 		if (idle_bytes[cls - MIN_SHIFT] + ((size_t)1 << cls) <= VMB_BUFPOOL_KEEP) {
 			h->next = idle[cls - MIN_SHIFT];
 			idle[cls - MIN_SHIFT] = h;
@@ -97,7 +120,7 @@ void vmb_buf_prefault(size_t len, unsigned n)
 		struct hdr *h;
 		int full;
 
-		pthread_mutex_lock(&mu);
+		lock();
 		full = idle_bytes[cls - MIN_SHIFT] + ((size_t)1 << cls) > VMB_BUFPOOL_KEEP;
 		pthread_mutex_unlock(&mu);
 		if (full)
@@ -116,7 +139,7 @@ size_t vmb_buf_idle(size_t len)
 	size_t n = 0;
 
 	if (cls) {
-		pthread_mutex_lock(&mu);
+		lock();
 		n = idle_bytes[cls - MIN_SHIFT];
 		pthread_mutex_unlock(&mu);
 	}
