@@ -7,7 +7,8 @@
  *
  * Who drives it (one thread at a time, e->driving under f->mu):
  *  - a caller that finds the engine idle (no transfer running or queued, nobody
- *    driving) drives it itself for its own transfer: a lone reader fetches in its own
+ *    driving, none ended in the last VMB_CURL_SELF_IDLE_NS) drives it itself for
+ *    its own transfer: a lone reader fetches in its own
  *    thread, with no hand-over to another thread and back (each a wake-up, which on
  *    a virtual machine's idle vCPU can cost more than the transfer of a chunk on
  *    loopback). Transfers queued meanwhile run too; when its own ends and others
@@ -24,6 +25,10 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
+
+/* A caller drives its own transfer only after the engine has been idle this long. */
+#define VMB_CURL_SELF_IDLE_NS 2000000u
 
 struct xfer {
 	CURL *easy;
@@ -40,6 +45,8 @@ struct vmb_curl_engine {
 	pthread_cond_t cv;        /* the engine thread's: work for it, or stop */
 	int stop;                 /* under f->mu */
 	int driving;              /* a thread drives the multi handle; under f->mu */
+	uint64_t idle_since_ns;   /* when the last transfer ended (CLOCK_MONOTONIC); under
+				     f->mu */
 	struct xfer *queue;       /* waiting for a slot; under f->mu */
 	struct xfer **tail;
 	/* in the multi handle: the driver's; a new driver takes them over under f->mu */
@@ -120,6 +127,14 @@ static void cancel_all(struct vmb_fetcher *f)
 	pthread_mutex_unlock(&f->mu);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Drive the multi handle until me is done, or (me NULL: the engine thread) until no
  * transfer is running or queued; or everything is cancelled. The thread holds the
  * role (e->driving) and not f->mu. SIGPIPE is blocked meanwhile: every transfer runs
@@ -185,6 +200,8 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 			}
 		}
 		pthread_mutex_lock(&f->mu);
+		if (!e->active && !e->queue)
+			e->idle_since_ns = now_ns();
 		done = me ? me->done : !e->active && !e->queue;
 		pthread_mutex_unlock(&f->mu);
 		if (done)
@@ -357,8 +374,12 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 		return -ECANCELED;
 	}
 	pthread_cond_init(&x.cv, NULL);
-	/* an idle engine: this thread drives its own transfer (see above) */
-	self = !e->driving && !e->active && !e->queue;
+	/* an engine idle for a while: this thread drives its own transfer (see above).
+	 * Transfers that keep coming (readahead, several readers) stay with the engine
+	 * thread: a driver that leaves while others run hands them over, and the engine
+	 * thread's wake-up is a gap for all of them. */
+	self = !e->driving && !e->active && !e->queue &&
+	       now_ns() - e->idle_since_ns >= VMB_CURL_SELF_IDLE_NS;
 	*e->tail = &x;
 	e->tail = &x.next;
 	if (self) {
