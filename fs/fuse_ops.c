@@ -4,7 +4,6 @@
 #include "config.h"
 #include "fs/vmbfs.h"
 #include "vfs/vfs.h"
-#include "base/bufpool.h"
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -391,21 +390,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 }
 
 /* Each worker thread reads into a buffer of its own, kept for the thread's life: a
- * fresh 1 MiB allocation per request costs page faults on every request. It comes
- * from the pool of base/bufpool.h and goes back there when the thread ends (libfuse
- * starts and ends workers with the load): a new worker takes a warm one. */
+ * fresh 1 MiB allocation per request costs page faults on every request. */
 static pthread_key_t read_buf_key;
 static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
 static int read_buf_key_ok;
 
-static void read_buf_free(void *b)
-{
-	vmb_buf_put(b);
-}
-
 static void make_read_buf_key(void)
 {
-	read_buf_key_ok = pthread_key_create(&read_buf_key, read_buf_free) == 0;
+	read_buf_key_ok = pthread_key_create(&read_buf_key, free) == 0;
 }
 
 static char *read_buf(void)
@@ -416,8 +408,8 @@ static char *read_buf(void)
 	if (!read_buf_key_ok)
 		return NULL;
 	b = pthread_getspecific(read_buf_key);
-	if (!b && (b = vmb_buf_get(VMB_FS_MAX_IO)) && pthread_setspecific(read_buf_key, b) != 0) {
-		vmb_buf_put(b);
+	if (!b && (b = malloc(VMB_FS_MAX_IO)) && pthread_setspecific(read_buf_key, b) != 0) {
+		free(b);
 		b = NULL;
 	}
 	return b;
