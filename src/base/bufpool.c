@@ -47,11 +47,12 @@ static void lock(void)
 	pthread_mutex_lock(&mu);
 }
 
+/* The class of len: MIN_SHIFT..MAX_SHIFT, or 0 when len is not pooled. */
 static unsigned class_of(size_t len)
 {
 	unsigned s = MIN_SHIFT;
 
-	if (len > ((size_t)1 << MAX_SHIFT))
+	if (len < ((size_t)1 << MIN_SHIFT) || len > ((size_t)1 << MAX_SHIFT))
 		return 0;
 	while (((size_t)1 << s) < len)
 		s++;
@@ -71,7 +72,7 @@ static struct hdr *alloc_raw(size_t bytes, unsigned cls)
 
 void *vmb_buf_get(size_t len)
 {
-	unsigned cls = len < ((size_t)1 << MIN_SHIFT) ? 0 : class_of(len);
+	unsigned cls = class_of(len);
 	struct hdr *h = NULL;
 
 	if (cls) {
@@ -112,7 +113,7 @@ void vmb_buf_put(void *buf)
 
 void vmb_buf_prefault(size_t len, unsigned n)
 {
-	unsigned cls = len < ((size_t)1 << MIN_SHIFT) ? 0 : class_of(len);
+	unsigned cls = class_of(len);
 
 	if (!cls)
 		return;
@@ -135,7 +136,7 @@ void vmb_buf_prefault(size_t len, unsigned n)
 
 size_t vmb_buf_idle(size_t len)
 {
-	unsigned cls = len < ((size_t)1 << MIN_SHIFT) ? 0 : class_of(len);
+	unsigned cls = class_of(len);
 	size_t n = 0;
 
 	if (cls) {

@@ -111,10 +111,10 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		  vmb_cache_fill_fn fill, void *arg, int *fd, int *hit, struct vmb_err *err);
 
 /* A fill that fetches into memory: *buf gets a buffer of vmb_buf_get
- * (base/bufpool.h) holding *got bytes (the cache gives it back); 0 or -errno with err set (then *buf is NULL). A fill that
- * computed the SHA-256 of exactly those bytes as they came puts it in sha and sets
- * *have_sha (the cache then compares it, without hashing the buffer again); else
- * *have_sha stays 0. */
+ * (base/bufpool.h) holding *got bytes (the cache gives it back); 0 or -errno with
+ * err set (then *buf is NULL). A fill that computed the SHA-256 of exactly those
+ * bytes as they came puts it in sha and sets *have_sha (the cache then compares it,
+ * without hashing the buffer again); else *have_sha stays 0. */
 typedef int (*vmb_cache_fillmem_fn)(void *arg, const uint8_t digest[32], uint64_t len,
 				    void **buf, size_t *got, uint8_t sha[32], int *have_sha,
 				    struct vmb_err *err);

@@ -7,12 +7,12 @@
  *
  * Who drives it (one thread at a time, e->driving under f->mu):
  *  - a caller that finds the engine idle (no transfer running or queued, nobody
- *    driving, none ended in the last VMB_CURL_SELF_IDLE_NS) drives it itself for
- *    its own transfer: a lone reader fetches in its own
- *    thread, with no hand-over to another thread and back (each a wake-up, which on
- *    a virtual machine's idle vCPU can cost more than the transfer of a chunk on
- *    loopback). Transfers queued meanwhile run too; when its own ends and others
- *    remain, it hands them to the engine thread;
+ *    driving, none ended in the last VMB_CURL_SELF_IDLE_NS) drives it itself for its
+ *    own transfer: a lone reader fetches in its own thread, with no hand-over to
+ *    another thread and back (each a wake-up, which on a virtual machine's idle vCPU
+ *    can cost more than the transfer of a chunk on loopback). Transfers queued
+ *    meanwhile run too; when its own ends and others remain, it hands them to the
+ *    engine thread;
  *  - else the engine thread (one per fetcher) drives, until no transfer is left; a
  *    caller queues its easy handle, wakes the driver and waits on its transfer's own
  *    condition variable (under f->mu) for "done": a completion wakes its caller alone.
@@ -145,7 +145,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 {
 	struct vmb_curl_engine *e = f->eng;
 	struct xfer *x, **pp;
-	int running, left, stop, done;
+	int running, left, stop, idle, done;
 	sigset_t pipe, old, pend;
 	CURLMsg *m;
 
@@ -200,9 +200,10 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 			}
 		}
 		pthread_mutex_lock(&f->mu);
-		if (!e->active && !e->queue)
+		idle = !e->active && !e->queue;
+		if (idle)
 			e->idle_since_ns = now_ns();
-		done = me ? me->done : !e->active && !e->queue;
+		done = me ? me->done : idle;
 		pthread_mutex_unlock(&f->mu);
 		if (done)
 			break;

@@ -3,7 +3,7 @@
  *   fetch.c        open/close/cancel, URL and path checks, the public calls, stats
  *   fetch_retry.c  the retry policy and the retry loop over a struct vmb_transport
  *   fetch_file.c   file://DIR: the transport over local files
- *   fetch_curl.c   the curl multi engine: its callers drive it, one at a time
+ *   fetch_curl.c   the curl multi engine: its thread, or a lone caller, drives it
  *   fetch_http.c   http(s) and s3: one attempt as a curl easy handle, its checks
  *   fetch_s3.c     s3: credentials (env, ~/.aws files), region, SigV4 options
  *   fetch_curlerr.c vmb_curl_err: the one place that maps libcurl's errors
@@ -52,7 +52,7 @@ void vmb_fetch_file_init(struct vmb_fetcher *f);
 
 /* fetch_curl.c: the engine of f. start once at open; stop at close, when no call is
  * in progress. run hands EASY to the engine and waits for its end (driving the
- * engine itself while no other caller does): 0 with *code the transfer's result, or
+ * engine itself when it has been idle a while): 0 with *code the transfer's result, or
  * -ECANCELED when the fetcher was cancelled (then the transfer was removed,
  * unfinished). */
 int  vmb_curl_engine_start(struct vmb_fetcher *f, struct vmb_err *err);
