@@ -5,8 +5,9 @@
  * Layout of CACHE (man/vmbundlefs.5, CACHE):
  *   version                 "vmbundlefs-cache 1\n"
  *   chunks/<aa>/<64 hex>    a verified object, named by the SHA-256 of its bytes
- *   tmp/                    temporaries: <64 hex>.<pid>.<rand> while a fill runs,
- *                           <kind>.<pid>.<rand> for pins and url slots
+ *   tmp/                    temporaries: unnamed (O_TMPFILE) while a fill runs, or
+ *                           <64 hex>.<pid>.<rand> where the file system cannot;
+ *                           <kind>.<pid>.<rand> for pins, url slots, the probe
  *   lock/objects            per-digest single-flight locks (one-byte OFD locks)
  *   lock/evict              held by the one evicter at a time
  *   pins/<name>             pinned digests (never evicted)
@@ -17,7 +18,7 @@
  * Presence: a fill writes the object to a temporary and checks it (size and
  * SHA-256); its caller, and the other callers in this process, read it from there at
  * once. A background thread of the vmb_cache (the flusher, cache_flush.c) then
- * fsyncs it, renames it into chunks/ and fsyncs the directory, in batches; only then
+ * fsyncs it, renames (links) it into chunks/ and fsyncs the directory, in batches; only then
  * is it present for other processes and after a crash, and only then is the digest's
  * lock released (another process that needs it meanwhile waits, as for any fill).
  * Fills run ahead of the flusher by at most VMB_CACHE_PEND_BYTES (cache_int.h).
@@ -33,8 +34,8 @@
  * at an offset taken from the digest, through a description shared by the cache's
  * fills. A waiter blocks on that lock; when it gets it, the object is present (done)
  * or not (the filler failed or died: the waiter fills). A kill -9 at any point leaves at
- * most a temporary (removed when next swept: open, fsck), never a visible partial
- * object.
+ * most a named temporary (removed when next swept: open, fsck; an unnamed one goes
+ * with the process), never a visible partial object.
  *
  * Modes: CACHE is created 0755 when this code creates it; its subdirectories take
  * CACHE's own permission bits (so an administrator who makes CACHE 2775 with a group

@@ -32,7 +32,8 @@
 struct vmb_cache_pend {
 	uint8_t digest[32];
 	char rel[VMB_CACHE_REL];
-	char tmp[128];
+	char tmp[128];                 /* tmp/<tmp>, or "": unnamed, open as fd */
+	int fd;                        /* the unnamed temporary's, owned; else -1 */
 	uint64_t len;
 	int ok;                        /* flushed: present in chunks/ (flusher only) */
 	struct vmb_cache_pend *next;   /* c->pend, in fill order */
@@ -81,12 +82,43 @@ int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
 	/* the flusher may rename it meanwhile: then this open fails with ENOENT and the
 	 * caller finds it in chunks/ */
 	if (p) {
-		fd = openat(c->tmpfd, p->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (p->fd >= 0)
+			fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
+		else
+			fd = openat(c->tmpfd, p->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0)
 			fd = -errno;
 	}
 	pthread_mutex_unlock(&c->fl_mu);
 	return fd;
+}
+
+/* Rename (link) p's temporary to chunks/<rel>, making chunks/<aa> when absent. An
+ * unnamed temporary cannot replace a name: an object there already (only one that
+ * did not keep to the fill lock puts one there meanwhile) is replaced by unlink and
+ * link, as rename would. 0 or -errno. */
+static int put_in_place(struct vmb_cache *c, struct vmb_cache_pend *p)
+{
+	int r = -EIO;
+
+	for (int tries = 0; tries < 3; tries++) {
+		if (p->tmp[0])
+			r = renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0 ? -errno : 0;
+		else
+			r = vmb_cache_link_anon(p->fd, c->chunksfd, p->rel);
+		if (r == -ENOENT) {
+			char aa[3] = { p->rel[0], p->rel[1], '\0' };
+			int m = vmb_cache_mkdir(c, c->chunksfd, aa);
+
+			if (m < 0)
+				return m;
+		} else if (r == -EEXIST && !p->tmp[0]) {
+			if (unlinkat(c->chunksfd, p->rel, 0) < 0 && errno != ENOENT)
+				return -errno;
+		} else
+			return r;
+	}
+	return r;   /* the last try's error */
 }
 
 /* Make the batch durable and present; release each entry's lock. Per-file fdatasync
@@ -101,10 +133,14 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		fds[i] = openat(c->tmpfd, b[i]->tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fds[i] < 0)
+		if (b[i]->fd >= 0)
+			fds[i] = b[i]->fd;
+		else if (!b[i]->tmp[0])
+			fds[i] = -EBADF;   /* unnamed, and no descriptor was left for it */
+		else if ((fds[i] = openat(c->tmpfd, b[i]->tmp,
+					  O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 			fds[i] = -errno;   /* kept for the message below */
-		else
+		if (fds[i] >= 0)
 			sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
 	}
 	for (i = 0; i < n; i++) {
@@ -116,25 +152,19 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 			r = fds[i];
 		else if (fdatasync(fds[i]) < 0)
 			r = -errno;
-		if (fds[i] >= 0)
-			close(fds[i]);
+		if (fds[i] >= 0 && p->fd < 0)
+			close(fds[i]);   /* an unnamed one's is closed with its entry */
 		/* 2. into place */
-		if (r == 0 && renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0) {
-			r = -errno;
-			if (r == -ENOENT) {
-				char aa[3] = { p->rel[0], p->rel[1], '\0' };
-
-				r = vmb_cache_mkdir(c, c->chunksfd, aa);
-				if (r == 0 && renameat(c->tmpfd, p->tmp, c->chunksfd, p->rel) < 0)
-					r = -errno;
-			}
-		}
+		if (r == 0)
+			r = put_in_place(c, p);
 		if (r < 0) {
 			/* whoever read it got right bytes (checked); it is just not kept */
-			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (tmp/%s): "
+			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (%s%s): "
 				    "%s; it will be fetched again when needed", c->path,
-				    p->rel + 3, p->tmp, strerror(-r));
-			unlinkat(c->tmpfd, p->tmp, 0);
+				    p->rel + 3, p->tmp[0] ? "tmp/" : "an unnamed temporary",
+				    p->tmp, strerror(-r));
+			if (p->tmp[0])
+				unlinkat(c->tmpfd, p->tmp, 0);
 			continue;
 		}
 		p->ok = 1;
@@ -185,6 +215,8 @@ static void *flush_main(void *arg)
 			c->pend = p->next;
 			unhash(c, p);
 			c->pend_bytes -= p->len;
+			if (p->fd >= 0)
+				close(p->fd);   /* pend_open's dups stay readable */
 			free(p);
 			VMB_ATOMIC_SUB(&c->npend, 1);
 		}
@@ -211,19 +243,24 @@ void vmb_cache_flush_start(struct vmb_cache *c)
 }
 
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, uint64_t len, struct vmb_err *err)
+		       const char *tmp, int fd, uint64_t len, struct vmb_err *err)
 {
 	struct vmb_cache_pend *p = calloc(1, sizeof(*p)), **pp;
 
-	if (!p) {
+	if (!p || (!tmp[0] && fd < 0)) {
 		/* cannot keep it: the caller's descriptor still reads right bytes */
-		unlinkat(c->tmpfd, tmp, 0);
+		int e = p ? EMFILE : ENOMEM;
+
+		free(p);
+		if (tmp[0])
+			unlinkat(c->tmpfd, tmp, 0);
 		vmb_cache_fill_unlock(c, digest);
-		return vmb_err_set(err, ENOMEM, "out of memory");
+		return vmb_err_set(err, e, "cannot keep a verified chunk: %s", strerror(e));
 	}
 	memcpy(p->digest, digest, 32);
 	snprintf(p->rel, sizeof(p->rel), "%s", rel);
 	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
+	p->fd = tmp[0] ? -1 : fd;
 	p->len = len;
 	pthread_mutex_lock(&c->fl_mu);
 	if (!c->fl_started && !c->fl_stop)
@@ -232,10 +269,12 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 		/* no flusher (it could not start, or the cache is closing): do it here */
 		pthread_mutex_unlock(&c->fl_mu);
 		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
+		if (p->fd >= 0)
+			close(p->fd);
 		free(p);
 		return 0;
 	}
-	while (c->pend && c->pend_bytes + len > c->pend_max)
+	while (c->pend && (c->pend_bytes + len > c->pend_max || c->npend >= VMB_CACHE_PEND_MAX))
 		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
 	pp = c->pend ? &c->pend_tail->next : &c->pend;
 	*pp = p;   /* in fill order: the oldest are flushed first */

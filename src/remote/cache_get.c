@@ -87,7 +87,7 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
 	void *buf = NULL;
-	size_t n = 0, done;
+	size_t n = 0;
 	int r, have = 0;
 
 	r = fl->mem(fl->arg, digest, len, &buf, &n, got, &have, err);
@@ -102,20 +102,22 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	if (r == 0) {
 		vmb_cache_step("filled");
 		vmb_sha256_hex(digest, hex);
-		*fd = r = vmb_cache_tmp_create(c, hex, tmp, err);
+		*fd = r = vmb_cache_tmp_object(c, hex, tmp, err);
 	}
 	if (r >= 0) {
-		r = vmb_pwrite_full(*fd, buf, n, 0, &done);
+		r = vmb_pwrite_full(*fd, buf, n, 0, NULL);
 		if (r < 0)
-			vmb_err_sys(err, -r, "cache '%s': cannot write tmp/%s", c->path, tmp);
+			vmb_err_sys(err, -r, "cache '%s': cannot write %s%s", c->path,
+				    tmp[0] ? "tmp/" : "an unnamed temporary", tmp);
 	}
 	vmb_buf_put(buf);
 	return r < 0 ? r : 0;
 }
 
-/* One fill into a temporary, checked. Returns an O_RDONLY fd of it (its name in
- * tmp: the caller hands it to the flusher), or -errno; *mismatch says the bytes did
- * not match (then err says how). */
+/* One fill into a temporary, checked. Returns an fd of it, or -errno; *mismatch
+ * says the bytes did not match (then err says how). A named temporary's name is in
+ * tmp and the fd is a new O_RDONLY one; an unnamed one's (tmp "") is the fd it was
+ * written through. The caller hands it to the flusher. */
 static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		     const struct filler *fl, char tmp[128], int *mismatch, struct vmb_err *err)
 {
@@ -135,7 +137,7 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 			goto out;
 	} else {
 		vmb_sha256_hex(digest, hex);
-		fd = vmb_cache_tmp_create(c, hex, tmp, err);
+		fd = vmb_cache_tmp_object(c, hex, tmp, err);
 		if (fd < 0)
 			return fd;
 		r = fl->fd(fl->arg, digest, len, fd, err);
@@ -157,10 +159,12 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 			goto out;
 	}
 	vmb_cache_step("verified");
-	ro = openat(c->tmpfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (ro < 0)
+	if (!tmp[0]) {
+		ro = fd;   /* unnamed: nobody else can write it */
+		fd = -1;
+	} else if ((ro = openat(c->tmpfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		r = vmb_err_sys(err, errno, "cache '%s': cannot reopen tmp/%s", c->path, tmp);
-	else
+	if (ro >= 0)
 		VMB_ATOMIC_ADD(&c->fill_bytes, len);
 out:
 	if (fd >= 0)
@@ -230,8 +234,10 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 	}
 	if (fd >= 0) {
 		/* right bytes: the caller reads them now; durable and present later, by
-		 * the flusher, which takes over the lock (others wait until then) */
-		vmb_cache_pend_add(c, digest, rel, tmp, len, NULL);
+		 * the flusher, which takes over the lock (others wait until then) and an
+		 * unnamed temporary's descriptor of its own */
+		vmb_cache_pend_add(c, digest, rel, tmp,
+				   tmp[0] ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0), len, NULL);
 		return fd;
 	}
 	if (fd < 0 && mismatch) {

@@ -14,6 +14,7 @@
 #define VMB_CACHE_TOUCH_SEC 600        /* a hit touches an mtime older than this */
 #define VMB_CACHE_TMP_STALE_SEC 3600   /* a non-object temporary older than this is stale */
 #define VMB_CACHE_PEND_BYTES (512ULL << 20)   /* verified, not yet durable (cache_flush.c) */
+#define VMB_CACHE_PEND_MAX 256         /* pending objects at most (each may hold an fd) */
 
 /* One in-process flight: the callers of vmb_cache_get for one absent digest. Owned
  * by the list in vmb_cache while !done, freed by the last of its refs. */
@@ -31,6 +32,9 @@ struct vmb_cache {
 	int dirfd, chunksfd, tmpfd, lockfd, pinsfd, urlsfd;   /* O_DIRECTORY, all owned */
 	int fill_lfd;                  /* lock/objects: the fills' shared description */
 	mode_t dmode, fmode;
+	int anon_tmp;                  /* objects are filled into unnamed temporaries
+	                                * (O_TMPFILE in tmp/, linked into chunks/ by the
+	                                * flusher): probed at open (cache_open.c) */
 	struct vmb_cache_opts opts;
 
 	pthread_mutex_t mu;            /* guards flights */
@@ -72,6 +76,13 @@ int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name);
 /* A unique temporary tmp/<kind>.<pid>.<rand>, O_RDWR, c->fmode; name gets its name. */
 int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
 			 struct vmb_err *err);
+/* A temporary for an object's fill: unnamed (O_TMPFILE; name gets "") when
+ * c->anon_tmp, else vmb_cache_tmp_create's named one. O_RDWR, c->fmode. */
+int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
+			 struct vmb_err *err);
+/* Give the unnamed temporary fd the name name in dfd (linkat through /proc/self/fd:
+ * AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH). 0 or -errno. */
+int vmb_cache_link_anon(int fd, int dfd, const char *name);
 /* fsync the directory (relative to at) or at itself when name is NULL. */
 int vmb_cache_fsync_dir(int at, const char *name);
 /* Write buf to a temporary, fsync it, rename it to name in dirfd dfd, fsync dfd. */
@@ -120,15 +131,18 @@ int vmb_cache_sweep_tmp(struct vmb_cache *c, int repair, FILE *report, unsigned 
  * a fill ("filled", "verified", "renamed"). */
 void vmb_cache_step(const char *point);
 
-/* The flusher (cache_flush.c). pend_add hands over a verified temporary tmp/<tmp> of
- * the object rel whose fill lock (vmb_cache_fill_lock) the caller holds: from then on
- * the flusher owns it (also on error): the temporary will be fsync'd and renamed
- * into chunks/, and the lock released; waits while too many bytes are pending.
- * pend_open: an O_RDONLY fd of a pending object, or -ENOENT. pend_has: 1 if pending.
+/* The flusher (cache_flush.c). pend_add hands over a verified temporary of the
+ * object rel whose fill lock (vmb_cache_fill_lock) the caller holds: the named
+ * tmp/<tmp>, or (tmp "") the unnamed one open as fd, whose descriptor pend_add takes
+ * over. From then on the flusher owns both (also on error): the temporary will be
+ * fsync'd and renamed (linked) into chunks/, and the lock released; waits while too
+ * many bytes (or VMB_CACHE_PEND_MAX objects) are pending.
+ * pend_open: a read-only (named) or duplicated (unnamed) fd of a pending object, or
+ * -ENOENT. pend_has: 1 if pending.
  * flush: wait until nothing is pending. flush_stop: flush everything, stop the
  * thread (vmb_cache_close). */
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, uint64_t len, struct vmb_err *err);
+		       const char *tmp, int fd, uint64_t len, struct vmb_err *err);
 int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32]);
 int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
 void vmb_cache_flush_stop(struct vmb_cache *c);

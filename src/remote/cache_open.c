@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "base/fdio.h"
 
@@ -137,6 +139,56 @@ int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
 	}
 	return vmb_err_set(err, EEXIST, "cache '%s': cannot create a temporary in tmp/",
 			   c->path);
+}
+
+int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
+			 struct vmb_err *err)
+{
+	int fd;
+
+	if (!c->anon_tmp)
+		return vmb_cache_tmp_create(c, hex, name, err);
+	name[0] = '\0';
+	fd = openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cache '%s': cannot create an unnamed temporary "
+				   "in tmp/", c->path);
+	if (fchmod(fd, c->fmode) < 0) {
+		int e = errno;
+
+		close(fd);
+		return vmb_err_sys(err, e, "cache '%s': cannot set the mode of an unnamed "
+				   "temporary", c->path);
+	}
+	return fd;
+}
+
+int vmb_cache_link_anon(int fd, int dfd, const char *name)
+{
+	char path[40];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, path, dfd, name, AT_SYMLINK_FOLLOW) < 0 ? -errno : 0;
+}
+
+/* Whether this file system makes unnamed temporaries in tmp/ and this process can
+ * link them (O_TMPFILE support, /proc mounted): one tried and linked as
+ * tmp/probe.<pid>.<rand>, then removed. Without it, fills use named temporaries. */
+static int probe_anon(struct vmb_cache *c)
+{
+	char name[128];
+	int fd, ok;
+
+	fd = openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
+	if (fd < 0)
+		return 0;
+	snprintf(name, sizeof(name), "probe.%ld.%016llx", (long)getpid(),
+		 (unsigned long long)(uintptr_t)&name ^ (unsigned long long)time(NULL));
+	ok = vmb_cache_link_anon(fd, c->tmpfd, name) == 0;
+	if (ok)
+		unlinkat(c->tmpfd, name, 0);
+	close(fd);
+	return ok;
 }
 
 int vmb_cache_write_atomic(struct vmb_cache *c, const char *kind, int dfd, const char *name,
@@ -385,6 +437,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->fill_lfd = r = vmb_cache_lock_open(c, err);
 	if (r < 0)
 		goto fail;
+	c->anon_tmp = !getenv("VMB_CACHE_NAMED_TMP") && probe_anon(c);
 	if (!c->opts.no_sweep) {
 		r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, NULL, err);
 		if (r < 0)
