@@ -422,6 +422,7 @@ static void *preload_main(void *arg)
 			free(last_url);
 			last_url = strdup(rl->url);
 			vmb_remote_warm(r, rl->url);
+			vmb_remote_start_workers(r);   /* not on a first reader's path */
 		}
 		if (vmb_rimage_open(r, rl->url, rl->index, rl->size, &b, &e) == 0) {
 			/* warm buffers for its first chunks (base/bufpool.h) */

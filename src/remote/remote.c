@@ -39,9 +39,12 @@
 #define VMB_TOP_MAX (16u << 20)
 #define VMB_META_FIRST (4u << 20)   /* vmb_remote_meta's first buffer */
 
+/* A fetcher of the context: a list that only grows while the context is open, each
+ * entry published whole (release store of r->fe) and read without r->mu. */
 struct fetcher_ent {
 	char *url;
 	struct vmb_fetcher *f;
+	struct fetcher_ent *next;
 };
 
 struct work {
@@ -61,12 +64,14 @@ struct vmb_remote {
 	struct vmb_remote_opts o;
 	char *cache_dir, *cafile, *pubkey, *endpoint;
 	const struct vmb_log *log;
-	pthread_mutex_t mu;                /* guards everything below */
+	pthread_mutex_t mu;                /* guards everything below, but for what
+	                                    * says otherwise */
 	pthread_cond_t cv;
 	pthread_cond_t kcv;                /* a kept image's load ended */
-	struct vmb_cache *cache;
-	struct fetcher_ent *fe;
-	size_t nfe;
+	struct vmb_cache *cache;           /* set once under mu; read with an acquire
+	                                    * load on the readers' path */
+	struct fetcher_ent *fe;            /* set under mu, read with acquire loads */
+	int th_starting;                   /* a thread creates the workers (mu) */
 	struct work q[VMB_REMOTE_QUEUE];
 	size_t qhead, qn;
 	unsigned busy;                     /* workers running an item */
@@ -165,14 +170,13 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 
 void vmb_remote_cancel(struct vmb_remote *r)
 {
-	size_t i;
 
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->mu);
 	r->cancelled = 1;
-	for (i = 0; i < r->nfe; i++)
-		vmb_fetcher_cancel(r->fe[i].f);
+	for (struct fetcher_ent *e = r->fe; e; e = e->next)
+		vmb_fetcher_cancel(e->f);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -186,8 +190,10 @@ void vmb_remote_close(struct vmb_remote *r)
 	r->stop = 1;
 	pthread_cond_broadcast(&r->cv);
 	/* a worker waiting for the network (hard mode) gives up now */
-	for (i = 0; i < r->nfe; i++)
-		vmb_fetcher_cancel(r->fe[i].f);
+	for (struct fetcher_ent *e = r->fe; e; e = e->next)
+		vmb_fetcher_cancel(e->f);
+	while (r->th_starting)   /* vmb_remote_start_workers is creating them */
+		pthread_cond_wait(&r->icv, &r->mu);
 	pthread_mutex_unlock(&r->mu);
 	for (i = 0; i < r->nth; i++)
 		pthread_join(r->th[i], NULL);
@@ -208,11 +214,14 @@ void vmb_remote_close(struct vmb_remote *r)
 	free(r->kept);
 	free(r->top_url);
 	free(r->top_buf);
-	for (i = 0; i < r->nfe; i++) {
-		vmb_fetcher_close(r->fe[i].f);
-		free(r->fe[i].url);
+	while (r->fe) {
+		struct fetcher_ent *e = r->fe;
+
+		r->fe = e->next;
+		vmb_fetcher_close(e->f);
+		free(e->url);
+		free(e);
 	}
-	free(r->fe);
 	vmb_cache_close(r->cache);
 	pthread_cond_destroy(&r->cv);
 	pthread_cond_destroy(&r->kcv);
@@ -266,13 +275,20 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 	struct vmb_cache_opts co = { 0 };
 	int rc = 0;
 
+	/* the readers' path: once open, the cache stays until the context closes */
+	*out = __atomic_load_n(&r->cache, __ATOMIC_ACQUIRE);
+	if (*out)
+		return 0;
 	pthread_mutex_lock(&r->mu);
 	if (!r->cache) {
 		vmb_cache_opts_default(&co);
 		if (r->o.cache_max)
 			co.max_bytes = r->o.cache_max;
 		co.log = r->log;
-		rc = vmb_cache_open(r->cache_dir, &co, &r->cache, err);
+		struct vmb_cache *c = NULL;
+
+		rc = vmb_cache_open(r->cache_dir, &co, &c, err);
+		__atomic_store_n(&r->cache, c, __ATOMIC_RELEASE);
 	}
 	*out = r->cache;
 	pthread_mutex_unlock(&r->mu);
@@ -293,43 +309,47 @@ static void fetch_opts(const struct vmb_remote *r, const char *url,
 		fo->low_speed_time_s = r->o.timeout_s;
 }
 
+static struct vmb_fetcher *fetcher_find(struct vmb_remote *r, const char *url)
+{
+	for (struct fetcher_ent *e = __atomic_load_n(&r->fe, __ATOMIC_ACQUIRE); e; e = e->next)
+		if (!strcmp(e->url, url))
+			return e->f;
+	return NULL;
+}
+
 int vmb_remote_fetcher(struct vmb_remote *r, const char *url, struct vmb_fetcher **out,
 		       struct vmb_err *err)
 {
 	struct vmb_fetch_opts fo;
-	struct fetcher_ent *fe;
-	size_t i;
+	struct fetcher_ent *e;
 	int rc = 0;
 
 	*out = NULL;
 	if (r->o.offline)
 		return vmb_err_set(err, ENETUNREACH, "cannot fetch from '%s': offline", url);
+	if ((*out = fetcher_find(r, url)))
+		return 0;   /* the readers' path: no lock */
 	pthread_mutex_lock(&r->mu);
-	for (i = 0; i < r->nfe; i++)
-		if (!strcmp(r->fe[i].url, url)) {
-			*out = r->fe[i].f;
-			goto out;
-		}
-	fe = realloc(r->fe, (r->nfe + 1) * sizeof(*fe));
-	if (!fe) {
+	if ((*out = fetcher_find(r, url)))
+		goto out;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->url = strdup(url))) {
+		free(e);
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	r->fe = fe;
 	fetch_opts(r, url, &fo);
-	fe[r->nfe].url = strdup(url);
-	if (!fe[r->nfe].url) {
-		rc = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = vmb_fetcher_open(url, &fo, &fe[r->nfe].f, err);
+	rc = vmb_fetcher_open(url, &fo, &e->f, err);
 	if (rc) {
-		free(fe[r->nfe].url);
+		free(e->url);
+		free(e);
 		goto out;
 	}
 	if (r->cancelled)
-		vmb_fetcher_cancel(fe[r->nfe].f);
-	*out = fe[r->nfe++].f;
+		vmb_fetcher_cancel(e->f);
+	e->next = r->fe;
+	__atomic_store_n(&r->fe, e, __ATOMIC_RELEASE);
+	*out = e->f;
 out:
 	pthread_mutex_unlock(&r->mu);
 	return rc;
@@ -900,24 +920,42 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+void vmb_remote_start_workers(struct vmb_remote *r)
+{
+	pthread_t *th;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->th || r->th_starting || r->stop || r->o.offline) {
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
+	r->th_starting = 1;
+	pthread_mutex_unlock(&r->mu);
+	/* created without the mutex: the first reads need it meanwhile */
+	th = calloc(r->o.workers, sizeof(*th));
+	if (th)
+		for (n = 0; n < r->o.workers; n++)
+			if (pthread_create(&th[n], NULL, worker, r))
+				break;
+	pthread_mutex_lock(&r->mu);
+	r->nth = n;
+	__atomic_store_n(&r->th, th, __ATOMIC_RELEASE);
+	r->th_starting = 0;
+	pthread_cond_broadcast(&r->icv);
+	pthread_mutex_unlock(&r->mu);
+}
+
 int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk)
 {
 	int rc = 0;
 
+	if (!__atomic_load_n(&r->th, __ATOMIC_ACQUIRE))
+		vmb_remote_start_workers(r);
 	pthread_mutex_lock(&r->mu);
 	if (r->stop || r->o.offline) {
 		rc = -EAGAIN;
 		goto out;
-	}
-	if (!r->th) {
-		r->th = calloc(r->o.workers, sizeof(*r->th));
-		if (!r->th) {
-			rc = -EAGAIN;
-			goto out;
-		}
-		for (r->nth = 0; r->nth < r->o.workers; r->nth++)
-			if (pthread_create(&r->th[r->nth], NULL, worker, r))
-				break;
 	}
 	if (!r->nth || r->qn == VMB_REMOTE_QUEUE) {
 		rc = -EAGAIN;
@@ -963,15 +1001,14 @@ int vmb_remote_idle(struct vmb_remote *r, unsigned timeout_ms)
 
 void vmb_remote_count(struct vmb_remote *r, int hit, uint64_t fetched_bytes)
 {
-	pthread_mutex_lock(&r->mu);
-	r->st.reads++;
+	/* atomics: every chunk read comes here, and r->mu is the queue's */
+	__atomic_add_fetch(&r->st.reads, 1, __ATOMIC_RELAXED);
 	if (hit)
-		r->st.hits++;
+		__atomic_add_fetch(&r->st.hits, 1, __ATOMIC_RELAXED);
 	if (fetched_bytes) {
-		r->st.fetches++;
-		r->st.fetch_bytes += fetched_bytes;
+		__atomic_add_fetch(&r->st.fetches, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&r->st.fetch_bytes, fetched_bytes, __ATOMIC_RELAXED);
 	}
-	pthread_mutex_unlock(&r->mu);
 }
 
 void vmb_remote_count_error(struct vmb_remote *r, const char *msg)
@@ -984,9 +1021,7 @@ void vmb_remote_count_error(struct vmb_remote *r, const char *msg)
 
 void vmb_remote_inflight(struct vmb_remote *r, int delta)
 {
-	pthread_mutex_lock(&r->mu);
-	r->st.inflight += (uint64_t)(int64_t)delta;
-	pthread_mutex_unlock(&r->mu);
+	__atomic_add_fetch(&r->st.inflight, (uint64_t)(int64_t)delta, __ATOMIC_RELAXED);
 }
 
 void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
@@ -996,6 +1031,12 @@ void vmb_remote_stats(struct vmb_remote *r, struct vmb_remote_stats *s)
 
 	pthread_mutex_lock(&r->mu);
 	*s = r->st;
+	/* the counters kept with atomics */
+	s->reads = __atomic_load_n(&r->st.reads, __ATOMIC_RELAXED);
+	s->hits = __atomic_load_n(&r->st.hits, __ATOMIC_RELAXED);
+	s->fetches = __atomic_load_n(&r->st.fetches, __ATOMIC_RELAXED);
+	s->fetch_bytes = __atomic_load_n(&r->st.fetch_bytes, __ATOMIC_RELAXED);
+	s->inflight = __atomic_load_n(&r->st.inflight, __ATOMIC_RELAXED);
 	s->images_kept = 0;
 	for (size_t i = 0; i < r->nkept; i++)
 		s->images_kept += r->kept[i].b != NULL;

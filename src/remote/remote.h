@@ -168,6 +168,9 @@ int vmb_remote_object(struct vmb_remote *r, const char *url, const uint8_t diges
 /* Queue chunk `chunk` of image ri for a worker (takes a reference on ri's base).
  * Returns 0, or -EAGAIN when the queue is full (the chunk is simply not read ahead). */
 int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk);
+/* Start the readahead workers now (the first vmb_remote_queue does otherwise): a
+ * mount's preload, so that no reader waits for their creation. Idempotent. */
+void vmb_remote_start_workers(struct vmb_remote *r);
 /* Wait (at most timeout_ms) until no readahead is queued or running: 0, or
  * -ETIMEDOUT. For tests and benchmarks that look at the cache after reads. */
 int vmb_remote_idle(struct vmb_remote *r, unsigned timeout_ms);
