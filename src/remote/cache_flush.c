@@ -215,8 +215,10 @@ static void *flush_main(void *arg)
 			c->pend = p->next;
 			unhash(c, p);
 			c->pend_bytes -= p->len;
-			if (p->fd >= 0)
+			if (p->fd >= 0) {
 				close(p->fd);   /* pend_open's dups stay readable */
+				c->npend_fds--;
+			}
 			free(p);
 			VMB_ATOMIC_SUB(&c->npend, 1);
 		}
@@ -240,6 +242,28 @@ void vmb_cache_flush_start(struct vmb_cache *c)
 	if (!c->fl_started && !c->fl_stop)
 		start_locked(c);
 	pthread_mutex_unlock(&c->fl_mu);
+}
+
+/* Give the unnamed temporary of p a name in tmp/ and close its descriptor (past the
+ * budget of descriptors). Where that fails, p keeps its descriptor. */
+static void name_it(struct vmb_cache *c, struct vmb_cache_pend *p)
+{
+	char hex[VMB_SHA256_HEX], name[128];
+
+	vmb_sha256_hex(p->digest, hex);
+	for (int tries = 0; tries < 4; tries++) {
+		vmb_cache_tmp_name(hex, name, tries);
+		int r = vmb_cache_link_anon(p->fd, c->tmpfd, name);
+
+		if (r == 0) {
+			close(p->fd);
+			p->fd = -1;
+			snprintf(p->tmp, sizeof(p->tmp), "%s", name);
+			return;
+		}
+		if (r != -EEXIST)
+			return;
+	}
 }
 
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
@@ -274,8 +298,12 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 		free(p);
 		return 0;
 	}
-	while (c->pend && (c->pend_bytes + len > c->pend_max || c->npend >= VMB_CACHE_PEND_MAX))
+	while (c->pend && c->pend_bytes + len > c->pend_max)
 		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+	if (p->fd >= 0 && c->npend_fds >= c->pend_fds_max)
+		name_it(c, p);   /* cheap (a link), under fl_mu so pend_open sees one form */
+	if (p->fd >= 0)
+		c->npend_fds++;
 	pp = c->pend ? &c->pend_tail->next : &c->pend;
 	*pp = p;   /* in fill order: the oldest are flushed first */
 	c->pend_tail = p;

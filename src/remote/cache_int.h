@@ -14,7 +14,8 @@
 #define VMB_CACHE_TOUCH_SEC 600        /* a hit touches an mtime older than this */
 #define VMB_CACHE_TMP_STALE_SEC 3600   /* a non-object temporary older than this is stale */
 #define VMB_CACHE_PEND_BYTES (512ULL << 20)   /* verified, not yet durable (cache_flush.c) */
-#define VMB_CACHE_PEND_MAX 256         /* pending objects at most (each may hold an fd) */
+#define VMB_CACHE_PEND_FDS 256         /* pending unnamed temporaries holding their fd;
+                                        * more are given a name in tmp/ (cache_flush.c) */
 
 /* One in-process flight: the callers of vmb_cache_get for one absent digest. Owned
  * by the list in vmb_cache while !done, freed by the last of its refs. */
@@ -57,6 +58,8 @@ struct vmb_cache {
 	uint64_t pend_max;             /* fills wait while pend_bytes would pass it */
 	struct vmb_cache_pend *pend_hash[256];   /* the same, by the digest's first byte */
 	uint64_t npend;                /* entries in pend (__atomic reads without fl_mu) */
+	unsigned npend_fds;            /* of those, unnamed ones holding an fd (fl_mu) */
+	unsigned pend_fds_max;         /* VMB_CACHE_PEND_FDS (tests lower it) */
 
 	/* counters, __atomic */
 	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;
@@ -73,6 +76,8 @@ int vmb_cache_unhex(const char *s, uint8_t d[32]);
 
 /* Create dir (relative to at) with c->dmode if absent; 0 or -errno. */
 int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name);
+/* A name tmp/<kind>.<pid>.<rand> (not yet taken when made; random). */
+void vmb_cache_tmp_name(const char *kind, char name[128], int tries);
 /* A unique temporary tmp/<kind>.<pid>.<rand>, O_RDWR, c->fmode; name gets its name. */
 int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
 			 struct vmb_err *err);
@@ -136,7 +141,8 @@ void vmb_cache_step(const char *point);
  * tmp/<tmp>, or (tmp "") the unnamed one open as fd, whose descriptor pend_add takes
  * over. From then on the flusher owns both (also on error): the temporary will be
  * fsync'd and renamed (linked) into chunks/, and the lock released; waits while too
- * many bytes (or VMB_CACHE_PEND_MAX objects) are pending.
+ * many bytes are pending. Past VMB_CACHE_PEND_FDS unnamed ones, a new one is given
+ * a name in tmp/ and its descriptor closed (the budget of descriptors is bounded).
  * pend_open: a read-only (named) or duplicated (unnamed) fd of a pending object, or
  * -ENOENT. pend_has: 1 if pending.
  * flush: wait until nothing is pending. flush_stop: flush everything, stop the

@@ -110,17 +110,22 @@ int vmb_cache_fsync_dir(int at, const char *name)
 	return r;
 }
 
+void vmb_cache_tmp_name(const char *kind, char name[128], int tries)
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd ^= (uint64_t)(uintptr_t)&rnd ^ (uint64_t)tries << 32;
+	snprintf(name, 128, "%s.%ld.%016llx", kind, (long)getpid(), (unsigned long long)rnd);
+}
+
 int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
 			 struct vmb_err *err)
 {
 	for (int tries = 0; tries < 16; tries++) {
-		uint64_t rnd = 0;
 		int fd;
 
-		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-			rnd ^= (uint64_t)(uintptr_t)&rnd ^ (uint64_t)tries << 32;
-		snprintf(name, 128, "%s.%ld.%016llx", kind, (long)getpid(),
-			 (unsigned long long)rnd);
+		vmb_cache_tmp_name(kind, name, tries);
 		fd = openat(c->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, c->fmode);
 		if (fd >= 0) {
 			if (fchmod(fd, c->fmode) < 0) {
@@ -182,8 +187,7 @@ static int probe_anon(struct vmb_cache *c)
 	fd = openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
 	if (fd < 0)
 		return 0;
-	snprintf(name, sizeof(name), "probe.%ld.%016llx", (long)getpid(),
-		 (unsigned long long)(uintptr_t)&name ^ (unsigned long long)time(NULL));
+	vmb_cache_tmp_name("probe", name, 0);
 	ok = vmb_cache_link_anon(fd, c->tmpfd, name) == 0;
 	if (ok)
 		unlinkat(c->tmpfd, name, 0);
@@ -415,6 +419,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
 	c->pend_max = pend_max();
+	c->pend_fds_max = VMB_CACHE_PEND_FDS;
 	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		/* a cache we may not write: say so before anything else */
 		int e = errno;

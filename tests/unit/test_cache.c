@@ -560,6 +560,8 @@ static void test_single_flight(void)
 			sf_cache = open_cache(dir, 0, 0);
 			if (!sf_cache)
 				_exit(3);
+			if (p == 0)
+				sf_cache->pend_fds_max = 0;   /* its pending ones get names */
 			if (read(go[0], &b, 1) < 0)
 				_exit(4);
 			for (long t = 0; t < SF_THREADS; t++)
@@ -613,6 +615,47 @@ static void test_single_flight(void)
 		}
 		vmb_cache_close(sf_cache);
 	}
+}
+
+/* Past the budget of descriptors (pend_fds_max, lowered to 0 here), each pending
+ * unnamed temporary is given a name in tmp/: the objects read right before and after
+ * the flush, fsck finds nothing, tmp/ is empty. Fills into memory and into the fd. */
+static void test_pend_named(void)
+{
+	char dir[4200], p[4400];
+	struct obj o[6];
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+
+	snprintf(dir, sizeof(dir), "%s/pendnamed", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	c->pend_fds_max = 0;
+	for (int i = 0; i < 6; i++) {
+		struct fillspec s = { .o = &o[i] };
+		int hit = -1;
+
+		obj_make(&o[i], 60 + (unsigned)i, 100000 + 4096 * (uint64_t)i);
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 2), 0);
+		CHECK_EQ(hit, 0);
+		s = (struct fillspec){ .o = &o[i] };
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 2), 0);   /* pending or in place */
+		CHECK_EQ(s.calls, 0);
+	}
+	CHECK_RC(vmb_cache_flush(c), 0);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.pending, 0);
+	CHECK_EQ(st.fills, 6);
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	CHECK_EQ(dir_entries(p), 0);
+	for (int i = 0; i < 6; i++) {
+		path_of(p, sizeof(p), dir, "chunks", &o[i]);
+		CHECK(access(p, F_OK) == 0);
+	}
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	for (int i = 0; i < 6; i++)
+		free(o[i].data);
 }
 
 /* This round's temporaries: named (VMB_CACHE_NAMED_TMP set: tmp/<hex>.<pid>.<rand>)
@@ -1130,6 +1173,7 @@ int main(void)
 	RUN(test_verify_mem);
 	RUN(test_verify_sha);
 	RUN(test_crash);
+	RUN(test_pend_named);
 	/* again with named temporaries (file systems without O_TMPFILE) */
 	named_tmp = 1;
 	setenv("VMB_CACHE_NAMED_TMP", "1", 1);
