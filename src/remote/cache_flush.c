@@ -134,9 +134,7 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 
 	for (i = 0; i < n; i++) {
 		if (b[i]->fd >= 0)
-			fds[i] = b[i]->fd;
-		else if (!b[i]->tmp[0])
-			fds[i] = -EBADF;   /* unnamed, and no descriptor was left for it */
+			fds[i] = b[i]->fd;   /* unnamed (pend_add refuses one without it) */
 		else if ((fds[i] = openat(c->tmpfd, b[i]->tmp,
 					  O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 			fds[i] = -errno;   /* kept for the message below */
@@ -252,9 +250,10 @@ static void name_it(struct vmb_cache *c, struct vmb_cache_pend *p)
 
 	vmb_sha256_hex(p->digest, hex);
 	for (int tries = 0; tries < 4; tries++) {
-		vmb_cache_tmp_name(hex, name, tries);
-		int r = vmb_cache_link_anon(p->fd, c->tmpfd, name);
+		int r;
 
+		vmb_cache_tmp_name(hex, name, tries);
+		r = vmb_cache_link_anon(p->fd, c->tmpfd, name);
 		if (r == 0) {
 			close(p->fd);
 			p->fd = -1;

@@ -76,7 +76,8 @@ int vmb_cache_unhex(const char *s, uint8_t d[32]);
 
 /* Create dir (relative to at) with c->dmode if absent; 0 or -errno. */
 int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name);
-/* A name tmp/<kind>.<pid>.<rand> (not yet taken when made; random). */
+/* A new name <kind>.<pid>.<rand> for tmp/ (random: a caller that finds it taken
+ * makes another; tries varies it when getrandom fails). */
 void vmb_cache_tmp_name(const char *kind, char name[128], int tries);
 /* A unique temporary tmp/<kind>.<pid>.<rand>, O_RDWR, c->fmode; name gets its name. */
 int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],

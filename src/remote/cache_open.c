@@ -9,11 +9,10 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
-#include <stdint.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "base/fdio.h"
 
@@ -146,6 +145,12 @@ int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
 			   c->path);
 }
 
+/* An unnamed temporary in tmp/ (O_TMPFILE), or -1 with errno set. */
+static int open_anon(struct vmb_cache *c)
+{
+	return openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
+}
+
 int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
 			 struct vmb_err *err)
 {
@@ -154,7 +159,7 @@ int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
 	if (!c->anon_tmp)
 		return vmb_cache_tmp_create(c, hex, name, err);
 	name[0] = '\0';
-	fd = openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
+	fd = open_anon(c);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot create an unnamed temporary "
 				   "in tmp/", c->path);
@@ -184,7 +189,7 @@ static int probe_anon(struct vmb_cache *c)
 	char name[128];
 	int fd, ok;
 
-	fd = openat(c->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, c->fmode);
+	fd = open_anon(c);
 	if (fd < 0)
 		return 0;
 	vmb_cache_tmp_name("probe", name, 0);

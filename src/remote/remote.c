@@ -170,7 +170,6 @@ int vmb_remote_open(const struct vmb_remote_opts *opts, const struct vmb_log *lo
 
 void vmb_remote_cancel(struct vmb_remote *r)
 {
-
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->mu);
@@ -273,6 +272,7 @@ static int mkdir_p(const char *path, struct vmb_err *err)
 int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_err *err)
 {
 	struct vmb_cache_opts co = { 0 };
+	struct vmb_cache *c = NULL;
 	int rc = 0;
 
 	/* the readers' path: once open, the cache stays until the context closes */
@@ -285,8 +285,6 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 		if (r->o.cache_max)
 			co.max_bytes = r->o.cache_max;
 		co.log = r->log;
-		struct vmb_cache *c = NULL;
-
 		rc = vmb_cache_open(r->cache_dir, &co, &c, err);
 		__atomic_store_n(&r->cache, c, __ATOMIC_RELEASE);
 	}
