@@ -45,6 +45,7 @@ struct stream {
 	uint64_t start, end;
 	uint64_t ahead_to;    /* chunks below this were queued (0: none) */
 	uint64_t used;        /* LRU clock; 0: an empty slot */
+	int went_on;          /* it read past the end of its first chunk */
 };
 
 struct vmb_rimage {
@@ -59,6 +60,9 @@ struct vmb_rimage {
 	uint64_t clock;
 	struct stream ra[VMB_RIMAGE_STREAMS];   /* readahead: the streams seen last */
 	uint64_t ra_clock;
+	/* how often the last streams went on past their first chunk: up on each that
+	 * did, down on each retired without doing so (0..VMB_RIMAGE_NEAR_SCORE_MAX) */
+	unsigned near_score;
 	uint64_t errors;
 	char last_error[256];
 	/* a bit per chunk: known to be in the cache (this process got it there, or
@@ -300,10 +304,14 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
 
 /* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
  * stream whose span holds off (or ends at off); other reads start a new stream in
- * the least recently used slot. A stream reads ahead only once it is
- * VMB_RIMAGE_RA_MIN bytes long (a VM's cluster of small reads, which the kernel's
- * own readahead turns into a short run of growing requests, never gets there),
- * then as far ahead as it is long, up to the cap. */
+ * the least recently used slot. A new stream reads VMB_RIMAGE_NEAR chunks ahead
+ * when most of the streams before it went on past their first chunk (a VM's
+ * clusters of small reads, which the kernel's readahead turns into a run of
+ * growing requests, each waiting for the last: their next chunks are then on the
+ * way before the requests for them come); random reads, whose streams stop in
+ * their first chunk, soon turn that off (rimage.h). A stream reads further ahead
+ * once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to the
+ * cap. */
 static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
 		      uint64_t *to)
 {
@@ -315,7 +323,7 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
 		struct stream *t = &ri->ra[k];
 
-		if (t->used && off >= t->start && off <= t->end) {
+		if (t->used && off >= t->start && off <= t->end + VMB_RIMAGE_GAP) {
 			s = t;
 			break;
 		}
@@ -325,11 +333,25 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 		for (k = 1; k < VMB_RIMAGE_STREAMS; k++)
 			if (ri->ra[k].used < s->used)
 				s = &ri->ra[k];
+		if (s->used && !s->went_on && ri->near_score)
+			ri->near_score--;
 		*s = (struct stream){ .start = off, .end = end };
+		if (ri->near_score >= VMB_RIMAGE_NEAR_SCORE_ON) {
+			*from = last + 1;
+			*to = last + 1 + VMB_RIMAGE_NEAR;
+			if (*to > ri->idx.n_chunks)
+				*to = ri->idx.n_chunks;
+			s->ahead_to = *to;
+		}
 	}
 	s->used = ++ri->ra_clock;
 	if (end > s->end)
 		s->end = end;
+	if (!s->went_on && (s->end - 1) / cs > s->start / cs) {
+		s->went_on = 1;
+		if (ri->near_score < VMB_RIMAGE_NEAR_SCORE_MAX)
+			ri->near_score++;
+	}
 	len = s->end - s->start;
 	if (len < VMB_RIMAGE_RA_MIN)
 		return;
@@ -338,6 +360,8 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 		ahead = ra_cap(ri);
 	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
 	*to = last + 1 + ahead;
+	if (*to < *from)
+		*to = *from;
 	if (*to > ri->idx.n_chunks)
 		*to = ri->idx.n_chunks;
 	if (*to > s->ahead_to)

@@ -12,9 +12,15 @@
  * stream has read VMB_RIMAGE_RA_MIN bytes without a gap, each of its reads queues
  * the chunks after it, as many as the stream is long, up to the cap
  * (opts.readahead_max chunks; 0: VMB_RIMAGE_RA_BYTES of chunks), to the context's
- * workers, so several fetches are in flight; a read elsewhere starts a new stream
- * with no readahead. A read's own chunks after its first are queued too (fetched
- * beside the reader, which takes the first).
+ * workers, so several fetches are in flight. A read elsewhere starts a new stream;
+ * it queues the VMB_RIMAGE_NEAR chunks after it when the image's recent streams
+ * mostly went on past their first chunk (a score: +1 for each that did, -1 for each
+ * retired from the VMB_RIMAGE_STREAMS slots without doing so, kept in 0..
+ * VMB_RIMAGE_NEAR_SCORE_MAX, on from VMB_RIMAGE_NEAR_SCORE_ON; it starts at 0).
+ * Clusters of reads (a VM booting) so get their next chunks fetched at once;
+ * random reads, whose streams stop in their first chunk, fetch nothing extra
+ * once two of them retire. A read's own chunks after its first are queued too
+ * (fetched beside the reader, which takes the first).
  *
  * A read that cannot get its bytes fails with -EIO (soft mode, after the fetcher's
  * retries) with a message naming the image, the chunk, its offset, the URL and the
@@ -39,6 +45,10 @@ struct vmb_rimage;
 #define VMB_RIMAGE_STREAMS 4
 #define VMB_RIMAGE_RA_MIN (2u << 20)        /* a stream this long reads ahead */
 #define VMB_RIMAGE_RA_BYTES (16u << 20)     /* default cap of the window */
+#define VMB_RIMAGE_GAP (64u << 10)          /* a read this far past a stream goes on with it */
+#define VMB_RIMAGE_NEAR 3                   /* chunks a new stream reads ahead */
+#define VMB_RIMAGE_NEAR_SCORE_ON 2
+#define VMB_RIMAGE_NEAR_SCORE_MAX 4
 
 /* Open the image whose index object is digest at url (normalized), logical size
  * `size` (must match the index). The index comes through vmb_remote_meta (CACHE/meta,

@@ -381,6 +381,60 @@ static void test_readahead_seq(void)
 	free(buf);
 }
 
+/* A new stream reads VMB_RIMAGE_NEAR chunks ahead once two streams went on past
+ * their first chunk (clusters of small reads crossing a chunk's end, with small
+ * gaps); random reads, whose streams stay in their first chunk, turn it off
+ * again: then only the chunks read are fetched. */
+static void test_readahead_near(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_remote_stats st;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(4 * BS);
+	uint64_t c, off, before;
+	int k;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	/* two clusters that cross into their next chunk, with 4 KiB gaps */
+	for (c = 10; c <= 20; c += 10) {
+		off = c * (uint64_t)CS + CS - 3 * BS;
+		for (k = 0; k < 3; k++, off += 2 * BS) {
+			CHECK_EQ(b->ops->read(b, buf, BS, off, &e), BS);
+			CHECK(!memcmp(buf, racontent + off, BS));
+		}
+	}
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	CHECK_EQ(ra_cached(r, 12), 0);   /* not yet: the score was below 2 */
+	CHECK_EQ(ra_cached(r, 22), 0);
+	/* the next cluster's first read, inside chunk 40: 41..43 come with it */
+	CHECK_EQ(b->ops->read(b, buf, BS, 40 * (uint64_t)CS, &e), BS);
+	CHECK(!memcmp(buf, racontent + 40 * (uint64_t)CS, BS));
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	for (c = 41; c < 41 + VMB_RIMAGE_NEAR; c++)
+		CHECK_EQ(ra_cached(r, c), 1);
+	CHECK_EQ(ra_cached(r, 41 + VMB_RIMAGE_NEAR), 0);
+	/* random single reads: a few still read ahead, then none */
+	for (c = 50; c < 74; c += 4)
+		CHECK_EQ(b->ops->read(b, buf, BS, c * (uint64_t)CS, &e), BS);
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	vmb_remote_stats(r, &st);
+	before = st.fetch_bytes;
+	for (c = 78; c < 94; c += 4) {
+		CHECK_EQ(b->ops->read(b, buf, BS, c * (uint64_t)CS + BS, &e), BS);
+		CHECK(!memcmp(buf, racontent + c * (uint64_t)CS + BS, BS));
+	}
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	for (c = 78; c < 94; c++)
+		CHECK_EQ(ra_cached(r, c), c % 4 == 2);
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes - before, 4 * (uint64_t)CS);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
 static void test_wrong_bytes(void)
 {
 	struct vmb_remote *r;
@@ -902,6 +956,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_offline);
 	RUN(test_readahead_cluster);
 	RUN(test_readahead_seq);
+	RUN(test_readahead_near);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
