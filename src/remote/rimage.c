@@ -45,7 +45,8 @@ struct stream {
 	uint64_t start, end;
 	uint64_t ahead_to;    /* chunks below this were queued (0: none) */
 	uint64_t used;        /* LRU clock; 0: an empty slot */
-	int went_on;          /* it read past the end of its first chunk */
+	uint64_t first_last;  /* the last chunk of its first read */
+	int went_on;          /* a later read reached past first_last */
 };
 
 struct vmb_rimage {
@@ -305,11 +306,13 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
 /* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
  * stream whose span holds off (or ends at off); other reads start a new stream in
  * the least recently used slot. A new stream reads VMB_RIMAGE_NEAR chunks ahead
- * when most of the streams before it went on past their first chunk (a VM's
+ * when most of the streams before it went on: a later read of theirs reached past
+ * the chunks of their first read (a VM's
  * clusters of small reads, which the kernel's readahead turns into a run of
  * growing requests, each waiting for the last: their next chunks are then on the
- * way before the requests for them come); random reads, whose streams stop in
- * their first chunk, soon turn that off (rimage.h). A stream reads further ahead
+ * way before the requests for them come); random reads, whose streams stop after
+ * their first read (whether or not it crosses a chunk's end), soon turn that off
+ * (rimage.h). A stream reads further ahead
  * once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to the
  * cap. */
 static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
@@ -335,7 +338,7 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 				s = &ri->ra[k];
 		if (s->used && !s->went_on && ri->near_score)
 			ri->near_score--;
-		*s = (struct stream){ .start = off, .end = end };
+		*s = (struct stream){ .start = off, .end = end, .first_last = last };
 		if (ri->near_score >= VMB_RIMAGE_NEAR_SCORE_ON) {
 			*from = last + 1;
 			*to = last + 1 + VMB_RIMAGE_NEAR;
@@ -347,7 +350,7 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 	s->used = ++ri->ra_clock;
 	if (end > s->end)
 		s->end = end;
-	if (!s->went_on && (s->end - 1) / cs > s->start / cs) {
+	if (!s->went_on && (s->end - 1) / cs > s->first_last) {
 		s->went_on = 1;
 		if (ri->near_score < VMB_RIMAGE_NEAR_SCORE_MAX)
 			ri->near_score++;
