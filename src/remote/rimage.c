@@ -61,8 +61,9 @@ struct vmb_rimage {
 	uint64_t clock;
 	struct stream ra[VMB_RIMAGE_STREAMS];   /* readahead: the streams seen last */
 	uint64_t ra_clock;
-	/* how often the last streams went on past their first chunk: up on each that
-	 * did, down on each retired without doing so (0..VMB_RIMAGE_NEAR_SCORE_MAX) */
+	/* how often the last streams went on past the chunks of their first read: up
+	 * on each that did, down on each retired without doing so
+	 * (0..VMB_RIMAGE_NEAR_SCORE_MAX) */
 	unsigned near_score;
 	uint64_t errors;
 	char last_error[256];
@@ -307,18 +308,17 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
  * stream whose span holds off (or ends at off); other reads start a new stream in
  * the least recently used slot. A new stream reads VMB_RIMAGE_NEAR chunks ahead
  * when most of the streams before it went on: a later read of theirs reached past
- * the chunks of their first read (a VM's
- * clusters of small reads, which the kernel's readahead turns into a run of
- * growing requests, each waiting for the last: their next chunks are then on the
- * way before the requests for them come); random reads, whose streams stop after
- * their first read (whether or not it crosses a chunk's end), soon turn that off
- * (rimage.h). A stream reads further ahead
- * once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to the
- * cap. */
+ * the chunks of their first read (a VM's clusters of small reads, which the
+ * kernel's readahead turns into a run of growing requests, each waiting for the
+ * last: their next chunks are then on the way before the requests for them come);
+ * random reads, whose streams stop after their first read (whether or not it
+ * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
+ * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to
+ * the cap. One window serves both: the larger of the two, from the read's end. */
 static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
 		      uint64_t *to)
 {
-	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead, len;
+	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead = 0, len;
 	struct stream *s = NULL;
 	int k;
 
@@ -339,13 +339,8 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 		if (s->used && !s->went_on && ri->near_score)
 			ri->near_score--;
 		*s = (struct stream){ .start = off, .end = end, .first_last = last };
-		if (ri->near_score >= VMB_RIMAGE_NEAR_SCORE_ON) {
-			*from = last + 1;
-			*to = last + 1 + VMB_RIMAGE_NEAR;
-			if (*to > ri->idx.n_chunks)
-				*to = ri->idx.n_chunks;
-			s->ahead_to = *to;
-		}
+		if (ri->near_score >= VMB_RIMAGE_NEAR_SCORE_ON)
+			ahead = VMB_RIMAGE_NEAR;
 	}
 	s->used = ++ri->ra_clock;
 	if (end > s->end)
@@ -356,11 +351,16 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 			ri->near_score++;
 	}
 	len = s->end - s->start;
-	if (len < VMB_RIMAGE_RA_MIN)
+	if (len >= VMB_RIMAGE_RA_MIN) {
+		uint64_t n = (len + cs - 1) / cs;
+
+		if (n > ra_cap(ri))
+			n = ra_cap(ri);
+		if (n > ahead)
+			ahead = n;
+	}
+	if (!ahead)
 		return;
-	ahead = (len + cs - 1) / cs;
-	if (ahead > ra_cap(ri))
-		ahead = ra_cap(ri);
 	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
 	*to = last + 1 + ahead;
 	if (*to < *from)

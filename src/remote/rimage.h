@@ -15,9 +15,9 @@
  * workers, so several fetches are in flight. A read elsewhere starts a new stream;
  * it queues the VMB_RIMAGE_NEAR chunks after it when the image's recent streams
  * mostly went on (a later read of theirs reached past the chunks of their first
- * read; a score: +1 for each that did, -1 for each
- * retired from the VMB_RIMAGE_STREAMS slots without doing so, kept in 0..
- * VMB_RIMAGE_NEAR_SCORE_MAX, on from VMB_RIMAGE_NEAR_SCORE_ON; it starts at 0).
+ * read; a score: +1 for each that did, -1 for each retired from the
+ * VMB_RIMAGE_STREAMS slots without doing so, kept in 0..VMB_RIMAGE_NEAR_SCORE_MAX,
+ * on from VMB_RIMAGE_NEAR_SCORE_ON; it starts at 0).
  * Clusters of reads (a VM booting) so get their next chunks fetched at once;
  * random reads, whose streams stop after their first read, fetch nothing extra
  * once two of them retire. A read's own chunks after its first are queued too

@@ -437,6 +437,37 @@ static void test_readahead_near(void)
 	free(buf);
 }
 
+/* A new stream whose first read is already VMB_RIMAGE_RA_MIN long, while near
+ * readahead is on: one window from the read's end, the larger of the two, so the
+ * chunks right after the read are queued too. */
+static void test_readahead_near_long(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_err e = { 0 };
+	size_t big = VMB_RIMAGE_RA_MIN + CS;
+	unsigned char *buf = malloc(big);
+	uint64_t c, off, last;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (c = 10; c <= 20; c += 10) {   /* two streams that go on: the score is 2 */
+		off = c * (uint64_t)CS + CS - BS;
+		CHECK_EQ(b->ops->read(b, buf, BS, off, &e), BS);
+		CHECK_EQ(b->ops->read(b, buf, 2 * BS, off + BS, &e), 2 * BS);
+	}
+	off = 40 * (uint64_t)CS;
+	CHECK_EQ(b->ops->read(b, buf, big, off, &e), (int64_t)big);
+	CHECK(!memcmp(buf, racontent + off, big));
+	last = (off + big - 1) / CS;
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	for (c = last + 1; c <= last + VMB_RIMAGE_NEAR && c < RA_CHUNKS; c++)
+		CHECK_EQ(ra_cached(r, c), 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
 static void test_wrong_bytes(void)
 {
 	struct vmb_remote *r;
@@ -959,6 +990,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_cluster);
 	RUN(test_readahead_seq);
 	RUN(test_readahead_near);
+	RUN(test_readahead_near_long);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
