@@ -658,6 +658,8 @@ out:
 	}
 	if (handlers)
 		fuse_remove_signal_handlers(se);
+	if (se && mounted)
+		vmb_fs_drain_interrupts(se);
 	if (se)
 		fuse_session_destroy(se);
 	vmb_vfs_free(fs.vfs);   /* persists every open file's map */

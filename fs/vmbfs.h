@@ -73,6 +73,12 @@ void vmb_fs_deadline(struct timespec *t, long ms);
 struct fuse_req;
 int vmb_fs_reply_pieces(struct fuse_req *req, struct vmb_file *f, size_t size, off_t off);
 
+/* Free the INTERRUPT requests libfuse still queues when the loop has ended (its
+ * fuse_session_destroy does not; fuse_drain.c). Call after fuse_session_unmount,
+ * just before fuse_session_destroy (a session whose descriptor is not -1 is left
+ * alone); the session then has a descriptor of its own. Returns how many it freed. */
+unsigned vmb_fs_drain_interrupts(struct fuse_session *se);
+
 /* Check a -o option list (vmbundlefs' own options and libfuse's) without mounting:
  * 0, or -EINVAL with a message naming the bad option. */
 int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err);

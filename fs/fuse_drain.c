@@ -1,0 +1,103 @@
+/* fuse_drain.c - free the INTERRUPTs libfuse 3.14 still holds when a session ends
+ * (vmbfs.h).
+ *
+ * An INTERRUPT that arrives after its request was answered (a process killed while
+ * the kernel waits for its FLUSH, say) is queued by libfuse on the session's
+ * interrupt list; the next request of any kind takes it off and answers it EAGAIN.
+ * When none comes (the last close after a lazy unmount, a signal), the queued
+ * request is never freed: fuse_session_destroy() does not walk that list (libfuse
+ * 3.14, and its master of August 2026), and LeakSanitizer reports it.
+ *
+ * Decisions:
+ *  - the only public way to that list is a request: after the loop has ended and the
+ *    session is unmounted, BMAP requests (no op of ours: libfuse itself answers
+ *    ENOSYS) are passed to fuse_session_process_buf, one per queued INTERRUPT;
+ *  - their answers go to a custom writev of our own, which counts the answers that
+ *    are not the BMAP's: when a BMAP takes none off, the list is empty;
+ *  - the BMAP's unique is odd: the kernel's are even, and an interrupted request's
+ *    unique never equals it (a match would end the interrupt without an answer and
+ *    leave the count at 0, stopping early: the rest stays queued, as before);
+ *  - at most VMB_FS_DRAIN_MAX rounds; with -d, each BMAP shows in the debug log.
+ *  - the session's descriptor is then a /dev/null of ours, closed by
+ *    fuse_session_destroy() as it would close /dev/fuse.
+ */
+#define FUSE_USE_VERSION 314
+#include "config.h"
+#include "fs/vmbfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define VMB_FS_DRAIN_MAX 4096
+#define DRAIN_UNIQUE 1   /* odd: never a kernel request's */
+
+/* answers other than the BMAP's, seen by drain_writev (the session's thread only) */
+static __thread unsigned drained;
+
+static ssize_t drain_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	const struct fuse_out_header *out = iov[0].iov_base;
+	size_t len = 0;
+	int i;
+
+	(void)fd;
+	(void)userdata;
+	if (count > 0 && iov[0].iov_len >= sizeof(*out) && out->unique != DRAIN_UNIQUE)
+		drained++;
+	for (i = 0; i < count; i++)
+		len += iov[i].iov_len;
+	return (ssize_t)len;
+}
+
+static ssize_t drain_read(int fd, void *buf, size_t len, void *userdata)
+{
+	(void)fd;
+	(void)buf;
+	(void)len;
+	(void)userdata;
+	errno = ENODEV;
+	return -1;
+}
+
+unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
+{
+	static const struct fuse_custom_io io = { .writev = drain_writev, .read = drain_read };
+	struct {
+		struct fuse_in_header in;
+		struct fuse_bmap_in arg;
+	} msg;
+	struct fuse_buf buf;
+	unsigned total = 0;
+	int fd, n;
+
+	if (fuse_session_fd(se) != -1)   /* still mounted: its descriptor is /dev/fuse */
+		return 0;
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fuse_session_custom_io(se, &io, fd) < 0) {
+		close(fd);
+		return 0;
+	}
+	for (n = 0; n < VMB_FS_DRAIN_MAX; n++) {
+		memset(&msg, 0, sizeof(msg));
+		msg.in.len = sizeof(msg);
+		msg.in.opcode = FUSE_BMAP;
+		msg.in.unique = DRAIN_UNIQUE;
+		msg.in.nodeid = FUSE_ROOT_ID;
+		memset(&buf, 0, sizeof(buf));
+		buf.mem = &msg;
+		buf.size = sizeof(msg);
+		drained = 0;
+		fuse_session_process_buf(se, &buf);
+		total += drained;
+		if (!drained)
+			break;
+	}
+	return total;
+}
