@@ -518,6 +518,11 @@ static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
  * at once, a thread of its own waits and replies, so any number of waiters leave the
  * mount serving. A signal to the caller makes the kernel send INTERRUPT, and the
  * waiting thread is woken with VMB_FS_WAKE_SIGNAL. */
+struct vmb_fs_waiter {
+	struct vmb_fs_waiter *next;
+	struct vmb_lock_wait w;
+};
+
 struct lock_job {
 	fuse_req_t req;
 	struct vmb_vfs *vfs;
@@ -527,6 +532,7 @@ struct lock_job {
 	uid_t uid;
 	struct flock fl;
 	int is_flock, op;
+	struct vmb_fs_waiter me;   /* on fs->waiters from before its thread starts */
 };
 
 static int do_lock(struct lock_job *j, struct vmb_lock_wait *w, struct vmb_err *err)
@@ -536,16 +542,25 @@ static int do_lock(struct lock_job *j, struct vmb_lock_wait *w, struct vmb_err *
 	return vmb_vfs_setlk(j->vfs, j->f, j->owner, j->pid, j->uid, &j->fl, w, err);
 }
 
-struct vmb_fs_waiter {
-	struct vmb_fs_waiter *next;
-	struct vmb_lock_wait w;
-};
+/* Put j on fs->waiters (set_lock, before its thread exists: vmb_fs_stop_waiters
+ * then waits for it, even when the session ends before that thread runs). */
+static void waiter_add(struct vmb_fs *fs, struct lock_job *j)
+{
+	j->me.w.signo = VMB_FS_WAKE_SIGNAL;
+	pthread_mutex_lock(&fs->wlock);
+	j->me.next = fs->waiters;
+	fs->waiters = &j->me;
+	fs->nwaiters++;
+	pthread_mutex_unlock(&fs->wlock);
+}
 
+/* Runs in a thread of its own (or in the worker when none could be made); j is
+ * already on fs->waiters (waiter_add). Replies, leaves the list, frees j. */
 static void *lock_waiter(void *arg)
 {
 	struct lock_job *j = arg;
 	struct vmb_fs *fs = fuse_req_userdata(j->req);
-	struct vmb_fs_waiter me, **pp;
+	struct vmb_fs_waiter **pp;
 	struct vmb_err err = {0};
 	sigset_t wake;
 	int r;
@@ -553,31 +568,26 @@ static void *lock_waiter(void *arg)
 	sigemptyset(&wake);
 	sigaddset(&wake, VMB_FS_WAKE_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &wake, NULL);
-	memset(&me, 0, sizeof(me));
-	me.w.thread = pthread_self();
-	me.w.signo = VMB_FS_WAKE_SIGNAL;
-	pthread_mutex_lock(&fs->wlock);
-	me.next = fs->waiters;
-	fs->waiters = &me;
-	fs->nwaiters++;
+	pthread_mutex_lock(&fs->wlock);   /* read by vmb_fs_stop_waiters under it */
+	j->me.w.thread = pthread_self();
 	pthread_mutex_unlock(&fs->wlock);
 
-	fuse_req_interrupt_func(j->req, interrupt_waiter, &me.w);
-	r = do_lock(j, &me.w, &err);
+	fuse_req_interrupt_func(j->req, interrupt_waiter, &j->me.w);
+	r = do_lock(j, &j->me.w, &err);
 	fuse_req_interrupt_func(j->req, NULL, NULL);
 	reply_status(j->req, r, &err);
-	free(j);
 
 	pthread_mutex_lock(&fs->wlock);
 	for (pp = &fs->waiters; *pp; pp = &(*pp)->next) {
-		if (*pp == &me) {
-			*pp = me.next;
+		if (*pp == &j->me) {
+			*pp = j->me.next;
 			break;
 		}
 	}
 	if (--fs->nwaiters == 0)
 		pthread_cond_broadcast(&fs->wdone);
 	pthread_mutex_unlock(&fs->wlock);
+	free(j);
 	return NULL;
 }
 
@@ -639,6 +649,7 @@ static void set_lock(fuse_req_t req, struct fuse_file_info *fi, const struct flo
 	}
 	r = do_lock(j, NULL, &err);
 	if (r == -EAGAIN && sleep) {
+		waiter_add(fuse_req_userdata(req), j);
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&attr, 256 * 1024);
