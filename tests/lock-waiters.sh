@@ -45,4 +45,33 @@ fi
 say "# all $NW waiters served in $(ms_between "$t0" "$(now_s)") ms"
 check "the daemon is alive" daemon_alive
 lh_cleanup
+
+# A stop while lock calls wait: the daemon ends them (each waits in a thread of its
+# own), exits 0 and leaves nothing behind (LeakSanitizer and ASan in the sanitizer
+# build: a waiting thread must not outlive what it uses), and no waiting process
+# stays stuck in the file system.
+lh_bg H2 "$F" 'flock ex' 'hold'
+wait_out H2 '^holding' || fail "the second holder did not start"
+for i in 1 2 3 4 5 6 7 8; do
+    lh_bg "S$i" "$F" 'flock sh wait' 'flock un'
+done
+sleep 0.5
+kill -TERM "$(daemon_pid)"
+_vmb_wait_daemon 15 || fail "the daemon did not exit within 15 s of SIGTERM with 8 lock calls waiting"
+_vmb_set_state stopped
+assert_eq "SIGTERM while 8 lock calls wait: the daemon exits 0" 0 "$(cat "$T/daemon.rc")"
+check "... and its log holds no sanitizer report" log_clean
+left=
+for _ in $(seq 1 50); do
+    left=
+    for i in 1 2 3 4 5 6 7 8; do
+        st=$(sed 's/.*) //' "/proc/$(pid_of "S$i")/stat" 2>/dev/null | cut -c1)
+        [ -n "$st" ] && [ "$st" != Z ] && left="$left S$i"
+    done
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+assert_eq "... and every waiting process has returned within 5 s" "" "$left"
+grep -q " $MNT fuse" /proc/mounts && fusermount3 -uz "$MNT"
+lh_cleanup
 finish
