@@ -6,7 +6,7 @@
  *    public key, or 64 hex digits (and a newline); anything else is refused when the
  *    first top index is verified;
  *  - the work queue is a ring of VMB_REMOTE_QUEUE items; a full queue drops the
- *    readahead (the reader fetches the chunk itself when it gets there);
+ *    rest of a window (its stream's next read queues it again: rimage.c);
  *  - metadata objects in CACHE/meta are re-verified on every read (they are small
  *    and read rarely: once per open image or pull).
  */
@@ -955,7 +955,8 @@ int vmb_remote_queue(struct vmb_remote *r, struct vmb_rimage *ri, uint64_t chunk
 		rc = -EAGAIN;
 		goto out;
 	}
-	if (!r->nth || r->qn == VMB_REMOTE_QUEUE) {
+	if (!r->nth || r->qn == VMB_REMOTE_QUEUE ||
+	    (r->o.queue_max && r->qn >= r->o.queue_max)) {
 		rc = -EAGAIN;
 		goto out;
 	}

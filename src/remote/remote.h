@@ -69,6 +69,8 @@ struct vmb_remote_opts {
 	unsigned workers;          /* readahead threads; 0: VMB_REMOTE_WORKERS */
 	unsigned readahead_max;    /* the readahead window's cap, in chunks; 0:
 				      VMB_RIMAGE_RA_BYTES of chunks (rimage.h) */
+	unsigned queue_max;        /* tests: the workers' queue holds at most this many
+				      chunks (0 or more than VMB_REMOTE_QUEUE: that) */
 	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
 	int offline;               /* tests and `mount` without network: fetch nothing */
 	const char *endpoint;      /* s3:// URLs that name no endpoint (an s3+http(s):// URL

@@ -314,9 +314,10 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
  * random reads, whose streams stop after their first read (whether or not it
  * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
  * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to
- * the cap. One window serves both: the larger of the two, from the read's end. */
-static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_t *from,
-		      uint64_t *to)
+ * the cap. One window serves both: the larger of the two, from the read's end.
+ * Returns the read's stream (ri->mu held). */
+static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end,
+				uint64_t *from, uint64_t *to)
 {
 	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead = 0, len;
 	struct stream *s = NULL;
@@ -360,7 +361,7 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 			ahead = n;
 	}
 	if (!ahead)
-		return;
+		return s;
 	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
 	*to = last + 1 + ahead;
 	if (*to < *from)
@@ -369,30 +370,46 @@ static void ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end, uint64_
 		*to = ri->idx.n_chunks;
 	if (*to > s->ahead_to)
 		s->ahead_to = *to;
+	return s;
 }
 
-/* Queue the chunks of [from, to) not in the cache to the workers. */
-static void queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
+/* Queue the chunks of [from, to) not in the cache to the workers. Returns the first
+ * chunk not queued because the queue is full (or has no workers), else to. */
+static uint64_t queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
 {
 	for (uint64_t i = from; i < to; i++)
 		if (vmb_rimage_chunk_data(ri, i) && !seen_get(ri, i) &&
 		    !vmb_rimage_chunk_cached(ri, i) &&
 		    vmb_remote_queue(ri->r, ri, i) < 0)
-			break;
+			return i;
+	return to;
 }
 
 /* own: also queue the read's own chunks after its first (fetched beside the
- * reader, no bytes beyond the read), before the window. */
+ * reader, no bytes beyond the read), before the window. What a full queue leaves
+ * of the window is the stream's again (its ahead_to goes back to it, unless the
+ * slot went to another stream meanwhile): its next read queues it (a chunk queued
+ * or cached since is skipped then). */
 static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own)
 {
-	uint64_t cs = ri->idx.chunk_size, from, to;
+	uint64_t cs = ri->idx.chunk_size, from, to, stop, start;
+	struct stream *s;
 
 	pthread_mutex_lock(&ri->mu);
-	ra_window(ri, off, end, &from, &to);
+	s = ra_window(ri, off, end, &from, &to);
+	start = s->start;
 	pthread_mutex_unlock(&ri->mu);
 	if (own)
 		queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
-	queue_chunks(ri, from, to);
+	if (from >= to)
+		return;
+	stop = queue_chunks(ri, from, to);
+	if (stop < to) {
+		pthread_mutex_lock(&ri->mu);
+		if (s->start == start && s->ahead_to > stop)
+			s->ahead_to = stop;
+		pthread_mutex_unlock(&ri->mu);
+	}
 }
 
 /* ---- read ---- */

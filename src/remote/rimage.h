@@ -21,7 +21,8 @@
  * Clusters of reads (a VM booting) so get their next chunks fetched at once;
  * random reads, whose streams stop after their first read, fetch nothing extra
  * once two of them retire. A read's own chunks after its first are queued too
- * (fetched beside the reader, which takes the first).
+ * (fetched beside the reader, which takes the first). What a full queue does not
+ * take of a window is queued by the stream's next read.
  *
  * A read that cannot get its bytes fails with -EIO (soft mode, after the fetcher's
  * retries) with a message naming the image, the chunk, its offset, the URL and the

@@ -273,6 +273,7 @@ static void test_readahead_offline(void)
 #define RA_CHUNKS 96u
 static unsigned char *racontent;
 static uint8_t raidx[32];
+static unsigned ra_queue_max;   /* vmb_remote_opts.queue_max of the next ra_setup */
 
 static int ra_cached(struct vmb_remote *r, uint64_t chunk)
 {
@@ -303,6 +304,7 @@ static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
 	}
 	o.cache_dir = cachedir;
 	o.workers = 2;   /* the defaults otherwise: the window's cap, the trigger */
+	o.queue_max = ra_queue_max;
 	*r = NULL;
 	*b = NULL;
 	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
@@ -462,6 +464,38 @@ static void test_readahead_near_long(void)
 	last = (off + big - 1) / CS;
 	CHECK_RC(vmb_remote_idle(r, 30000), 0);
 	for (c = last + 1; c <= last + VMB_RIMAGE_NEAR && c < RA_CHUNKS; c++)
+		CHECK_EQ(ra_cached(r, c), 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
+/* A window the workers' queue cannot take whole (queue_max 1 here, 256 chunks in a
+ * daemon): what it left is queued by the stream's next reads, even reads that end
+ * where the stream ends; not skipped for good. */
+static void test_readahead_queue_full(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_err e = { 0 };
+	unsigned char *buf = malloc(2 * CS);
+	uint64_t off, last, c;
+	int k;
+
+	REQUIRE(buf);
+	ra_queue_max = 1;
+	ra_setup(&r, &b);
+	ra_queue_max = 0;
+	for (off = 0; off < VMB_RIMAGE_RA_MIN; off += 2 * CS)
+		CHECK_EQ(b->ops->read(b, buf, 2 * CS, off, &e), 2 * CS);
+	last = (off - 1) / CS;
+	for (k = 0; k < 8; k++) {   /* each: the queue is empty, takes one or more */
+		CHECK_RC(vmb_remote_idle(r, 30000), 0);
+		CHECK_EQ(b->ops->read(b, buf, BS, off - BS, &e), BS);
+		CHECK(!memcmp(buf, racontent + off - BS, BS));
+	}
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	for (c = last + 1; c <= last + 8; c++)
 		CHECK_EQ(ra_cached(r, c), 1);
 	vmb_base_put(b);
 	vmb_remote_close(r);
@@ -991,6 +1025,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_seq);
 	RUN(test_readahead_near);
 	RUN(test_readahead_near_long);
+	RUN(test_readahead_queue_full);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
