@@ -305,7 +305,7 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
 }
 
 /* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
- * stream whose span holds off (or ends at off); other reads start a new stream in
+ * stream whose span holds off, or ends before it by at most `gap`; other reads start a new stream in
  * the least recently used slot. A new stream reads VMB_RIMAGE_NEAR chunks ahead
  * when most of the streams before it went on: a later read of theirs reached past
  * the chunks of their first read (a VM's clusters of small reads, which the
@@ -320,6 +320,11 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 				uint64_t *from, uint64_t *to)
 {
 	uint64_t cs = ri->idx.chunk_size, last = (end - 1) / cs, ahead = 0, len;
+	/* a read may start this far past a stream's end and still continue it: small
+	 * gaps of a cluster, and a reader's next request that overtook the one before
+	 * it (the kernel's readahead requests, up to 1 MiB, are answered by several
+	 * threads) */
+	uint64_t gap = end - off > VMB_RIMAGE_GAP ? end - off : VMB_RIMAGE_GAP;
 	struct stream *s = NULL;
 	int k;
 
@@ -327,7 +332,7 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
 		struct stream *t = &ri->ra[k];
 
-		if (t->used && off >= t->start && off <= t->end + VMB_RIMAGE_GAP) {
+		if (t->used && off >= t->start && off <= t->end + gap) {
 			s = t;
 			break;
 		}

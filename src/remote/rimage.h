@@ -47,7 +47,8 @@ struct vmb_rimage;
 #define VMB_RIMAGE_STREAMS 4
 #define VMB_RIMAGE_RA_MIN (2u << 20)        /* a stream this long reads ahead */
 #define VMB_RIMAGE_RA_BYTES (16u << 20)     /* default cap of the window */
-#define VMB_RIMAGE_GAP (64u << 10)          /* a read this far past a stream goes on with it */
+#define VMB_RIMAGE_GAP (64u << 10)          /* a read this far past a stream goes on with it
+						(or as far as it is long) */
 #define VMB_RIMAGE_NEAR 3                   /* chunks a new stream reads ahead */
 #define VMB_RIMAGE_NEAR_SCORE_ON 2
 #define VMB_RIMAGE_NEAR_SCORE_MAX 4

@@ -502,6 +502,39 @@ static void test_readahead_queue_full(void)
 	free(buf);
 }
 
+/* Two requests of one reader answered in the other order (the kernel's readahead
+ * requests, up to 1 MiB, go to several threads): the later one, which starts past
+ * the stream's end by its own length, goes on with the stream instead of starting
+ * one that would have to grow to VMB_RIMAGE_RA_MIN again. */
+static void test_readahead_overtaken(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_err e = { 0 };
+	size_t l = 8 * CS;
+	unsigned char *buf = malloc(l);
+	uint64_t off, c;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	for (off = 0; off < VMB_RIMAGE_RA_MIN; off += 2 * CS)   /* 32 chunks */
+		CHECK_EQ(b->ops->read(b, buf, 2 * CS, off, &e), 2 * CS);
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);   /* chunks 32-63 came ahead */
+	CHECK_EQ(ra_cached(r, 70), 0);
+	CHECK_EQ(b->ops->read(b, buf, l, off + l, &e), (int64_t)l);   /* 40-47 first */
+	CHECK(!memcmp(buf, racontent + off + l, l));
+	CHECK_EQ(b->ops->read(b, buf, l, off, &e), (int64_t)l);   /* then 32-39 */
+	CHECK(!memcmp(buf, racontent + off, l));
+	CHECK_EQ(b->ops->read(b, buf, l, off + 2 * l, &e), (int64_t)l);   /* 48-55 */
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	/* one stream of 56 chunks: 56 ahead of chunk 55, to the image's end */
+	for (c = 56; c < RA_CHUNKS; c++)
+		CHECK_EQ(ra_cached(r, c), 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
 static void test_wrong_bytes(void)
 {
 	struct vmb_remote *r;
@@ -1026,6 +1059,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_near);
 	RUN(test_readahead_near_long);
 	RUN(test_readahead_queue_full);
+	RUN(test_readahead_overtaken);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_layers);
