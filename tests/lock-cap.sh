@@ -18,34 +18,34 @@ truncate -s 1M "$MNT/hog/data.bin" "$MNT/calm/data.bin"
 lat() { "$LM" lat "$MNT/calm/data.bin" 7 300 | sed -n 's/^lat median_us //p'; }
 
 # ---- latency: idle, then beside 100,000 lock attempts (and more) ----
-# A pair of measurements (idle, then beside the hog) is repeated up to 3 times when
-# the machine is noisy; one pair within 2x passes.
-"$LM" hog "$MNT/hog/data.bin" 100000 hammer >"$T/hog.out" 2>&1 &
-HOG=$!
-_LH_PIDS="$_LH_PIDS $HOG"
-during=$(lat) || fail "latency beside the hog"
-say "# other's median lock+unlock during the hog's first attempts: ${during} us"
-deadline=$(( $(date +%s) + 120 ))   # wall clock: the machine may be slow
-until grep -q '^holding' "$T/hog.out"; do
-    [ "$(date +%s)" -lt $deadline ] ||
-        fail "the hog did not finish its 100,000 attempts in 120 s: $(cat "$T/hog.out")"
-    sleep 0.2
-done
-kill -STOP $HOG
+# A round measures an idle mount, then starts a hog and measures during its first
+# attempts and again once it holds its locks (it goes on hammering). A noisy machine
+# gets up to 3 rounds (a new hog each: the first attempts are the costly part); one
+# round within 2x passes.
 good=0
 for r in 1 2 3; do
+    if [ $r -gt 1 ]; then
+        kill -9 $HOG; wait $HOG 2>/dev/null
+        sleep 0.5   # its locks go with it
+    fi
     idle=$(lat) || fail "idle latency"
-    kill -CONT $HOG
-    sleep 0.1
+    "$LM" hog "$MNT/hog/data.bin" 100000 hammer >"$T/hog.out" 2>&1 &
+    HOG=$!
+    _LH_PIDS="$_LH_PIDS $HOG"
+    during=$(lat) || fail "latency beside the hog"
+    deadline=$(( $(date +%s) + 120 ))   # wall clock: the machine may be slow
+    until grep -q '^holding' "$T/hog.out"; do
+        [ "$(date +%s)" -lt $deadline ] ||
+            fail "the hog did not finish its 100,000 attempts in 120 s: $(cat "$T/hog.out")"
+        sleep 0.2
+    done
     busy=$(lat) || fail "latency beside the hog"
-    kill -STOP $HOG
-    say "# round $r: other's median lock+unlock: idle ${idle} us, beside the hog ${busy} us"
+    say "# round $r: other's median lock+unlock: idle ${idle} us, during the hog's first attempts ${during} us, beside it after ${busy} us"
     if awk -v i="$idle" -v b="$busy" -v d="$during" 'BEGIN { exit !(b <= 2 * i && d <= 2 * i) }'; then
         good=1
         break
     fi
 done
-kill -CONT $HOG
 check "another process's lock latency beside 100,000+ attempts by one process stays within 2x of idle (idle ${idle} us, during ${during} us, after ${busy} us)" test $good = 1
 assert_eq "the default cap: 10,000 locks granted, 90,000 refused with ENOLCK" \
     "hog ok 10000 enolck 90000 other 0 first_error No locks available" "$(head -n 1 "$T/hog.out")"
