@@ -15,7 +15,15 @@ mount_store
 mkdir "$MNT/hog" "$MNT/calm" || fail "mkdir"
 truncate -s 1M "$MNT/hog/data.bin" "$MNT/calm/data.bin"
 
-lat() { "$LM" lat "$MNT/calm/data.bin" 7 300 | sed -n 's/^lat median_us //p'; }
+# lat: another process's median lock+unlock in us (fails, saying why, when the
+# helper does: an empty figure must not pass the comparison below)
+lat() {
+    local out v
+    out=$("$LM" lat "$MNT/calm/data.bin" 7 300 2>&1) || { say "lockmany lat failed: $out"; return 1; }
+    v=$(printf '%s\n' "$out" | sed -n 's/^lat median_us //p')
+    [ -n "$v" ] || { say "lockmany lat printed no median: $out"; return 1; }
+    echo "$v"
+}
 
 # ---- latency: idle, then beside 100,000 lock attempts (and more) ----
 # A round measures an idle mount, then starts a hog and measures during its first

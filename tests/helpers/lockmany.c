@@ -91,14 +91,19 @@ int main(int argc, char **argv)
 		int rounds = atoi(argv[3]), pairs = atoi(argv[4]), r, j;
 		double *t = calloc((size_t)pairs, sizeof(*t)), *med = calloc((size_t)rounds,
 									   sizeof(*med));
-		if (!t || !med)
-			return 1;
+		int rc = 0;
+
+		if (!t || !med) {
+			rc = 1;
+			goto lat_out;
+		}
 		for (r = 0; r < rounds; r++) {
 			for (j = 0; j < pairs; j++) {
 				double t0 = now_us();
 				if (setlk(fd, F_WRLCK, 0) || setlk(fd, F_UNLCK, 0)) {
 					perror("lock");
-					return 1;
+					rc = 1;
+					goto lat_out;
 				}
 				t[j] = now_us() - t0;
 			}
@@ -108,7 +113,10 @@ int main(int argc, char **argv)
 		}
 		qsort(med, (size_t)rounds, sizeof(*med), cmp);
 		printf("lat median_us %.1f\n", med[rounds / 2]);
-		return 0;
+lat_out:
+		free(t);
+		free(med);
+		return rc;
 	}
 	fprintf(stderr, "lockmany: unknown mode '%s'\n", argv[1]);
 	return 2;
