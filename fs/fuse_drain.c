@@ -84,15 +84,15 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
 		close(fd);
 		return 0;
 	}
+	memset(&msg, 0, sizeof(msg));   /* libfuse only reads it */
+	msg.in.len = sizeof(msg);
+	msg.in.opcode = FUSE_BMAP;
+	msg.in.unique = DRAIN_UNIQUE;
+	msg.in.nodeid = FUSE_ROOT_ID;
+	memset(&buf, 0, sizeof(buf));
+	buf.mem = &msg;
+	buf.size = sizeof(msg);
 	for (n = 0; n < VMB_FS_DRAIN_MAX; n++) {
-		memset(&msg, 0, sizeof(msg));
-		msg.in.len = sizeof(msg);
-		msg.in.opcode = FUSE_BMAP;
-		msg.in.unique = DRAIN_UNIQUE;
-		msg.in.nodeid = FUSE_ROOT_ID;
-		memset(&buf, 0, sizeof(buf));
-		buf.mem = &msg;
-		buf.size = sizeof(msg);
 		drained = 0;
 		fuse_session_process_buf(se, &buf);
 		total += drained;

@@ -305,12 +305,13 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
 }
 
 /* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
- * stream whose span holds off, or ends before it by at most `gap`; other reads start a new stream in
- * the least recently used slot. A new stream reads VMB_RIMAGE_NEAR chunks ahead
- * when most of the streams before it went on: a later read of theirs reached past
- * the chunks of their first read (a VM's clusters of small reads, which the
- * kernel's readahead turns into a run of growing requests, each waiting for the
- * last: their next chunks are then on the way before the requests for them come);
+ * stream whose span holds off, or ends before it by at most `gap`; other reads
+ * start a new stream in the least recently used slot. A new stream reads
+ * VMB_RIMAGE_NEAR chunks ahead when most of the streams before it went on: a later
+ * read of theirs reached past the chunks of their first read (a VM's clusters of
+ * small reads, which the kernel's readahead turns into a run of growing requests,
+ * each waiting for the last: their next chunks are then on the way before the
+ * requests for them come);
  * random reads, whose streams stop after their first read (whether or not it
  * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
  * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to

@@ -12,65 +12,59 @@
 
 #define INT_REQ_BIT 1ULL   /* the kernel's FUSE_INT_REQ_BIT (fs/fuse/dev.c) */
 
+/* Hand the session one request: header (opcode, unique, nodeid) + arg of len bytes. */
+static void request(struct fuse_session *se, uint32_t opcode, uint64_t unique,
+		    uint64_t nodeid, const void *arg, size_t len)
+{
+	union {
+		struct fuse_in_header in;
+		unsigned char b[sizeof(struct fuse_in_header) + 64];
+	} m;
+	struct fuse_buf buf = { .mem = &m, .size = sizeof(m.in) + len };
+
+	memset(&m, 0, sizeof(m));
+	m.in.len = (uint32_t)buf.size;
+	m.in.opcode = opcode;
+	m.in.unique = unique;
+	m.in.nodeid = nodeid;
+	memcpy(m.b + sizeof(m.in), arg, len);
+	fuse_session_process_buf(se, &buf);
+}
+
 static struct fuse_session *session(void)
 {
 	static const struct fuse_lowlevel_ops ops;   /* no ops: libfuse answers ENOSYS */
 	char *argv[] = { "test_fs_drain", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
 	struct fuse_session *se = fuse_session_new(&args, &ops, sizeof(ops), NULL);
-	struct {
-		struct fuse_in_header in;
-		struct fuse_init_in arg;
-	} init;
-	struct fuse_buf buf = { .mem = &init, .size = sizeof(init) };
+	struct fuse_init_in init = {
+		.major = FUSE_KERNEL_VERSION,
+		.minor = FUSE_KERNEL_MINOR_VERSION,
+		.max_readahead = 1 << 20,
+	};
 
 	fuse_opt_free_args(&args);
 	if (!se)
 		return NULL;
 	fuse_session_exit(se);   /* replies to its descriptor (-1) fail quietly */
-	memset(&init, 0, sizeof(init));
-	init.in.len = sizeof(init);
-	init.in.opcode = FUSE_INIT;
-	init.in.unique = 2;
-	init.arg.major = FUSE_KERNEL_VERSION;
-	init.arg.minor = FUSE_KERNEL_MINOR_VERSION;
-	init.arg.max_readahead = 1 << 20;
-	fuse_session_process_buf(se, &buf);
+	request(se, FUSE_INIT, 2, 0, &init, sizeof(init));
 	return se;
 }
 
 /* the kernel's INTERRUPT (its own unique has the low bit set) for request target */
 static void interrupt(struct fuse_session *se, uint64_t unique, uint64_t target)
 {
-	struct {
-		struct fuse_in_header in;
-		struct fuse_interrupt_in arg;
-	} m;
-	struct fuse_buf buf = { .mem = &m, .size = sizeof(m) };
+	struct fuse_interrupt_in arg = { .unique = target };
 
-	memset(&m, 0, sizeof(m));
-	m.in.len = sizeof(m);
-	m.in.opcode = FUSE_INTERRUPT;
-	m.in.unique = unique | INT_REQ_BIT;
-	m.arg.unique = target;
-	fuse_session_process_buf(se, &buf);
+	request(se, FUSE_INTERRUPT, unique | INT_REQ_BIT, 0, &arg, sizeof(arg));
 }
 
 /* a request libfuse answers itself (no bmap op): as the kernel's request unique */
 static void bmap(struct fuse_session *se, uint64_t unique)
 {
-	struct {
-		struct fuse_in_header in;
-		struct fuse_bmap_in arg;
-	} m;
-	struct fuse_buf buf = { .mem = &m, .size = sizeof(m) };
+	struct fuse_bmap_in arg = { 0 };
 
-	memset(&m, 0, sizeof(m));
-	m.in.len = sizeof(m);
-	m.in.opcode = FUSE_BMAP;
-	m.in.unique = unique;
-	m.in.nodeid = FUSE_ROOT_ID;
-	fuse_session_process_buf(se, &buf);
+	request(se, FUSE_BMAP, unique, FUSE_ROOT_ID, &arg, sizeof(arg));
 }
 
 /* INTERRUPTs of requests already answered: nothing else takes them off */

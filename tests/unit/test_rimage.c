@@ -273,7 +273,6 @@ static void test_readahead_offline(void)
 #define RA_CHUNKS 96u
 static unsigned char *racontent;
 static uint8_t raidx[32];
-static unsigned ra_queue_max;   /* vmb_remote_opts.queue_max of the next ra_setup */
 
 static int ra_cached(struct vmb_remote *r, uint64_t chunk)
 {
@@ -286,7 +285,8 @@ static int ra_cached(struct vmb_remote *r, uint64_t chunk)
 	return vmb_cache_has(c, d);
 }
 
-static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
+/* queue_max: vmb_remote_opts.queue_max (0: the default) */
+static void ra_setup_q(struct vmb_remote **r, struct vmb_base **b, unsigned queue_max)
 {
 	struct vmb_remote_opts o = { 0 };
 	struct vmb_err e = { 0 };
@@ -304,12 +304,17 @@ static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
 	}
 	o.cache_dir = cachedir;
 	o.workers = 2;   /* the defaults otherwise: the window's cap, the trigger */
-	o.queue_max = ra_queue_max;
+	o.queue_max = queue_max;
 	*r = NULL;
 	*b = NULL;
 	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
 	CHECK_RC(vmb_rimage_open(*r, url, raidx, RA_CHUNKS * (uint64_t)CS, b, &e), 0);
 	REQUIRE(*b);
+}
+
+static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
+{
+	ra_setup_q(r, b, 0);
 }
 
 /* A VM's cluster of small reads (forward, small gaps, inside two chunks) and a
@@ -483,9 +488,7 @@ static void test_readahead_queue_full(void)
 	int k;
 
 	REQUIRE(buf);
-	ra_queue_max = 1;
-	ra_setup(&r, &b);
-	ra_queue_max = 0;
+	ra_setup_q(&r, &b, 1);
 	for (off = 0; off < VMB_RIMAGE_RA_MIN; off += 2 * CS)
 		CHECK_EQ(b->ops->read(b, buf, 2 * CS, off, &e), 2 * CS);
 	last = (off - 1) / CS;
