@@ -21,6 +21,9 @@
  * fsyncs it, renames (links) it into chunks/ and fsyncs the directory, in batches; only then
  * is it present for other processes and after a crash, and only then is the digest's
  * lock released (another process that needs it meanwhile waits, as for any fill).
+ * Once durable, its pages are dropped from the page cache (a mount's readers hold the
+ * bytes in the mount's own page cache: not twice in memory; later readers read the
+ * disk).
  * Fills run ahead of the flusher by at most VMB_CACHE_PEND_BYTES (cache_int.h).
  * vmb_cache_close flushes everything. A present object is served without re-hashing
  * it (fsck re-hashes): whoever can write CACHE is trusted, so a world-writable CACHE

@@ -121,6 +121,16 @@ static int put_in_place(struct vmb_cache *c, struct vmb_cache_pend *p)
 	return r;   /* the last try's error */
 }
 
+/* The object's bytes are durable: its pages (clean now) leave the page cache.
+ * Whoever reads them through a mount has them in the mount's page cache; keeping
+ * them here too would hold each fetched byte in memory twice, and a prefetch of a
+ * large image would push out everything else. A later reader reads the disk. Best
+ * effort (a file system may keep them: tmpfs has no other copy). */
+static void drop_pages(int fd)
+{
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 /* Make the batch durable and present; release each entry's lock. Per-file fdatasync
  * rather than syncfs: syncfs would also wait for every other writer of the file
  * system. The writeback of all of them is started first, so the first fdatasync's
@@ -150,6 +160,8 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 			r = fds[i];
 		else if (fdatasync(fds[i]) < 0)
 			r = -errno;
+		if (r == 0)
+			drop_pages(fds[i]);
 		if (fds[i] >= 0 && p->fd < 0)
 			close(fds[i]);   /* an unnamed one's is closed with its entry */
 		/* 2. into place */

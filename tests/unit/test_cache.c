@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1161,6 +1164,67 @@ static void test_fsck(void)
 		free(o[i].data);
 }
 
+/* Pages of the chunk file at path resident in the page cache, or -1. */
+static long resident_pages(const char *path)
+{
+	long page = sysconf(_SC_PAGESIZE), n = -1;
+	struct stat st;
+	unsigned char *vec;
+	void *m;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size == 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	vec = calloc((size_t)(st.st_size + page - 1) / page, 1);
+	if (m != MAP_FAILED && vec && mincore(m, (size_t)st.st_size, vec) == 0) {
+		n = 0;
+		for (off_t i = 0; i < (st.st_size + page - 1) / page; i++)
+			n += vec[i] & 1;
+	}
+	if (m != MAP_FAILED)
+		munmap(m, (size_t)st.st_size);
+	free(vec);
+	close(fd);
+	return n;
+}
+
+/* A filled object, once durable, leaves the page cache (cache_flush.c: a mount's
+ * readers hold it in the mount's page cache; it is not kept twice); it still reads
+ * right, from the disk. */
+static void test_pages(void)
+{
+	char dir[4200], p[4400];
+	struct obj o;
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct statfs sf;
+	int hit = -1;
+
+	snprintf(dir, sizeof(dir), "%s/pages", root);
+	obj_make(&o, 41, 1 << 20);
+	s.o = &o;
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	CHECK_RC(get_check_with(c, &o, &s, &hit, 1), 0);
+	CHECK_RC(vmb_cache_flush(c), 0);
+	path_of(p, sizeof(p), dir, "chunks", &o);
+	if (statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
+		fprintf(stderr, "test_pages: %s is on tmpfs, which keeps pages it has no other "
+			"copy of: residency not checked\n", dir);
+	else
+		CHECK_EQ(resident_pages(p), 0);
+	/* a reader still gets the bytes (from the disk) */
+	hit = -1;
+	CHECK_RC(get_check_with(c, &o, &s, &hit, 1), 0);
+	CHECK_EQ(hit, 1);
+	vmb_cache_close(c);
+	free(o.data);
+}
+
 int main(void)
 {
 	if (harness_tmpdir(root, sizeof(root), "cache") < 0 ||
@@ -1176,6 +1240,7 @@ int main(void)
 	RUN(test_verify_sha);
 	RUN(test_crash);
 	RUN(test_pend_named);
+	RUN(test_pages);
 	/* again with named temporaries (file systems without O_TMPFILE) */
 	named_tmp = 1;
 	setenv("VMB_CACHE_NAMED_TMP", "1", 1);
