@@ -142,6 +142,13 @@ expect_rc "http: PUT refused (405) is an error, not retried" 5 "HTTP 405" \
 	"$FT" -n 3 -b 10 "$H" put objects/ab/x "$BIG"
 : >"$T/access.log.mark"; cp "$T/access.log" "$T/access.log.mark"
 check "http: 64 gets from 8 threads, all the same bytes" "$FT" "$H" many objects/ab/big 64 8
+# more callers than transfer slots: a slot that frees is taken at once by a queued
+# transfer. The engine used to wait for its next event first, which, when the
+# transfers that ended were the only ones running and nobody queued another, was a
+# whole second of its poll: 8 callers of one get each through 1 slot took 7 s.
+check "http: 8 gets at once through 1 slot, none waits for the engine's timeout" bash -c "
+	s=\$(date +%s%N); '$FT' -i 1 '$H' many objects/ab/big 8 8 || exit 1
+	ms=\$(( (\$(date +%s%N) - s) / 1000000 )); echo \"took \$ms ms\"; [ \$ms -lt 2500 ]"
 # a lone transfer runs in its caller's thread (no hand-over to the engine's thread)
 check "http: a lone get is driven by its caller" bash -c "'$FT' -v '$H' get objects/ab/big 2>&1 >/dev/null |
 	grep -q 'requests 1 .* own_thread 1\$'"

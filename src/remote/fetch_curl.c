@@ -145,7 +145,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 {
 	struct vmb_curl_engine *e = f->eng;
 	struct xfer *x, **pp;
-	int running, left, stop, idle, done;
+	int running, left, stop, idle, done, slot;
 	sigset_t pipe, old, pend;
 	CURLMsg *m;
 
@@ -204,9 +204,15 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 		if (idle)
 			e->idle_since_ns = now_ns();
 		done = me ? me->done : idle;
+		/* a slot freed by the transfers that just ended, and one queued for it:
+		 * take it now (the poll would wait for the next event of a running
+		 * transfer, or a whole timeout when none is left) */
+		slot = e->queue && e->nactive < f->opts.max_inflight;
 		pthread_mutex_unlock(&f->mu);
 		if (done)
 			break;
+		if (slot)
+			continue;
 		curl_multi_poll(e->multi, NULL, 0, 1000, NULL);
 	}
 	if (!sigismember(&old, SIGPIPE) && sigpending(&pend) == 0 &&

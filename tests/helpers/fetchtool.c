@@ -8,6 +8,7 @@
  * options: -c CAFILE  -e ENDPOINT  -r REGION  -n RETRIES  -H (hard)  -b BACKOFF_MS
  *          -l LOW_SPEED_TIME_S  -m MAX (bytes, default 64 MiB)  -v (stats on stderr)
  *          -k MS (another thread cancels the fetcher after MS milliseconds)
+ *          -i N (max_inflight: transfers at once)
  * Exit status: 0, or the errno of the failure (its message on stderr); 99 for usage.
  */
 #include "config.h"
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
 	vmb_fetch_opts_default(&o);
 	pthread_t cth;
 
-	while ((opt = getopt(argc, argv, "c:e:r:n:Hb:l:m:vk:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:e:r:n:Hb:l:m:vk:i:")) != -1) {
 		switch (opt) {
 		case 'c': o.cafile = optarg; break;
 		case 'e': o.endpoint = optarg; break;
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
 		case 'b': o.backoff_ms = atol(optarg); o.backoff_max_ms = 4 * o.backoff_ms; break;
 		case 'l': o.low_speed_time_s = atol(optarg); break;
 		case 'm': maxlen = (size_t)atoll(optarg); break;
+		case 'i': o.max_inflight = (unsigned)atoi(optarg); break;
 		case 'v': verbose = 1; break;
 		case 'k': cancel_ms = atol(optarg); break;
 		default: return 99;
