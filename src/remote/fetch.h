@@ -96,6 +96,12 @@ const char *vmb_fetcher_url(const struct vmb_fetcher *);
 int vmb_fetcher_object_url(const struct vmb_fetcher *, const char *path, char **out,
 			   struct vmb_err *);
 
+/* Transfers started by the calling thread from now on are background ones (on 1) or
+   not (0, the default): a background transfer waiting for one of a fetcher's
+   max_inflight slots is queued behind every other one waiting, so that a reader's
+   own fetch never waits for readahead or prefetch queued before it. Per thread. */
+void vmb_fetch_set_background(int on);
+
 /* GET the object at PATH (relative to the URL: "index", "objects/ab/...") whole, or
    bytes [off, off+len) of it when len > 0, into buf (which must hold len or max).
    Returns the byte count. An object longer than max: -EFBIG. 404: -ENOENT. A range

@@ -16,6 +16,10 @@
  *  - else the engine thread (one per fetcher) drives, until no transfer is left; a
  *    caller queues its easy handle, wakes the driver and waits on its transfer's own
  *    condition variable (under f->mu) for "done": a completion wakes its caller alone.
+ * The queue of transfers waiting for one of the max_inflight slots puts background
+ * ones (readahead workers: vmb_fetch_set_background) behind all others, and they
+ * leave VMB_CURL_FG_SLOTS slots to the others (a reader's fetch then starts at once
+ * however much readahead runs); a freed slot is taken at once.
  * A cancel ends queued and running transfers at the driver's next turn
  * (vmb_curl_engine_wake wakes it).
  */
@@ -28,10 +32,12 @@
 #include <time.h>
 
 /* A caller drives its own transfer only after the engine has been idle this long. */
+#define VMB_CURL_FG_SLOTS 2   /* slots background transfers leave to the others */
 #define VMB_CURL_SELF_IDLE_NS 2000000u
 
 struct xfer {
 	CURL *easy;
+	int bg;            /* a background transfer (vmb_fetch_set_background) */
 	CURLcode code;
 	int done;          /* 1: code is set; -1: ended by a cancel; under f->mu */
 	pthread_cond_t cv; /* signalled when done is set */
@@ -52,6 +58,7 @@ struct vmb_curl_engine {
 	/* in the multi handle: the driver's; a new driver takes them over under f->mu */
 	struct xfer *active;
 	unsigned nactive;
+	unsigned nactive_bg;      /* of them background ones */
 	/* easy handles done with, for the next attempts (a handle keeps its receive
 	 * buffer, warm: base/bufpool.h says why that matters); under f->mu */
 	CURL *idle[VMB_CURL_IDLE_EASY];
@@ -114,6 +121,7 @@ static void cancel_all(struct vmb_fetcher *f)
 	}
 	e->active = NULL;
 	e->nactive = 0;
+	e->nactive_bg = 0;
 	pthread_mutex_lock(&f->mu);
 	for (x = e->queue; x; x = next) {
 		next = x->next;
@@ -125,6 +133,46 @@ static void cancel_all(struct vmb_fetcher *f)
 	e->tail = &e->queue;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
+}
+
+/* Queue x (under f->mu): a background one at the tail, any other before the first
+ * background one (in order among themselves). */
+static void enqueue(struct vmb_curl_engine *e, struct xfer *x)
+{
+	struct xfer **pp = &e->queue;
+
+	if (!x->bg)
+		while (*pp && !(*pp)->bg)
+			pp = &(*pp)->next;
+	else
+		pp = e->tail;
+	x->next = *pp;
+	*pp = x;
+	if (!x->next)
+		e->tail = &x->next;
+}
+
+/* The calling thread's transfers are background ones (fetch.h). */
+static __thread int background;
+
+void vmb_fetch_set_background(int on)
+{
+	background = !!on;
+}
+
+/* The head of the queue can start now (under f->mu): a slot is free, and for a
+ * background transfer one that is not among the VMB_CURL_FG_SLOTS kept for the
+ * others (when there are more than twice as many slots). */
+static int can_take(const struct vmb_fetcher *f)
+{
+	const struct vmb_curl_engine *e = f->eng;
+	unsigned max = f->opts.max_inflight;
+
+	if (!e->queue || e->nactive >= max)
+		return 0;
+	if (e->queue->bg && max > 2 * VMB_CURL_FG_SLOTS)
+		return e->nactive_bg < max - VMB_CURL_FG_SLOTS;
+	return 1;
 }
 
 static uint64_t now_ns(void)
@@ -162,7 +210,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 		}
 		/* take queued transfers while there are slots */
 		pthread_mutex_lock(&f->mu);
-		while (e->queue && e->nactive < f->opts.max_inflight) {
+		while (can_take(f)) {
 			x = e->queue;
 			e->queue = x->next;
 			if (!e->queue)
@@ -170,10 +218,12 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 			x->next = e->active;
 			e->active = x;
 			e->nactive++;
+			e->nactive_bg += (unsigned)x->bg;
 			pthread_mutex_unlock(&f->mu);
 			if (curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) {
 				e->active = x->next;
 				e->nactive--;
+				e->nactive_bg -= (unsigned)x->bg;
 				finish(f, x, CURLE_OUT_OF_MEMORY, 1);
 			}
 			pthread_mutex_lock(&f->mu);
@@ -191,6 +241,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 			x = *pp;
 			*pp = x->next;
 			e->nactive--;
+			e->nactive_bg -= (unsigned)x->bg;   /* x is the caller's: not after finish */
 			/* read m before removing: removal frees the message */
 			{
 				CURLcode code = m->data.result;
@@ -207,7 +258,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 		/* a slot freed by the transfers that just ended, and one queued for it:
 		 * take it now (the poll would wait for the next event of a running
 		 * transfer, or a whole timeout when none is left) */
-		slot = e->queue && e->nactive < f->opts.max_inflight;
+		slot = can_take(f);
 		pthread_mutex_unlock(&f->mu);
 		if (done)
 			break;
@@ -387,8 +438,8 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 	 * thread's wake-up is a gap for all of them. */
 	self = !e->driving && !e->active && !e->queue &&
 	       now_ns() - e->idle_since_ns >= VMB_CURL_SELF_IDLE_NS;
-	*e->tail = &x;
-	e->tail = &x.next;
+	x.bg = background;
+	enqueue(e, &x);
 	if (self) {
 		e->driving = 1;
 		f->st.own_thread++;

@@ -892,6 +892,7 @@ static void *worker(void *arg)
 {
 	struct vmb_remote *r = arg;
 
+	vmb_fetch_set_background(1);   /* readers' own fetches go first */
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		struct work w;

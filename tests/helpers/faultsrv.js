@@ -12,6 +12,7 @@
 //   /redir/0/NAME      302 to /ok/0/NAME
 //   /e403/0/NAME       403
 //   /short/0/NAME      objects of 1000 bytes (for ranges past the end)
+//   /late/MS/NAME      served right, MS milliseconds after the request
 //   node faultsrv.js PORT LOG    (LOG: one line "METHOD URL" per request)
 'use strict';
 const http = require('http');
@@ -73,6 +74,8 @@ const srv = http.createServer((req, res) => {
     case 'e403':
       res.writeHead(403, { 'content-length': 0 });
       return res.end();
+    case 'late':   // /late/MS/...: the answer after MS milliseconds
+      return setTimeout(() => serve(req, res, whole, false, false), n);
     case 'short':
       return serve(req, res, whole.subarray(0, 1000), false, false);
   }

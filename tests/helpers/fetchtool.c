@@ -5,6 +5,12 @@
  *   fetchtool [options] URL put PATH FILE         upload FILE's bytes as PATH
  *   fetchtool [options] URL many PATH N THREADS   N whole gets from THREADS threads,
  *                                                 each compared with the first
+ *   fetchtool [options] URL prio BGPATH NBG FGPATH  after a get of FGPATH alone,
+ *                                                 NBG background threads get BGPATH
+ *                                                 (vmb_fetch_set_background), then,
+ *                                                 150 ms later, this thread gets
+ *                                                 FGPATH; prints how many background
+ *                                                 gets had ended when it returned
  * options: -c CAFILE  -e ENDPOINT  -r REGION  -n RETRIES  -H (hard)  -b BACKOFF_MS
  *          -l LOW_SPEED_TIME_S  -m MAX (bytes, default 64 MiB)  -v (stats on stderr)
  *          -k MS (another thread cancels the fetcher after MS milliseconds)
@@ -65,6 +71,27 @@ static void *many_main(void *arg)
 			pthread_mutex_unlock(&mu);
 		}
 	}
+	free(buf);
+	return NULL;
+}
+
+static int bg_done;
+
+static void *bg_main(void *arg)
+{
+	unsigned char *buf = malloc(maxlen);
+	struct vmb_err err;
+	ssize_t n;
+
+	vmb_fetch_set_background(1);
+	n = buf ? vmb_fetch_get(f, (const char *)arg, 0, 0, buf, maxlen, &err) : -ENOMEM;
+	pthread_mutex_lock(&mu);
+	if (n < 0) {
+		fprintf(stderr, "fetchtool: background get: %s\n", err.msg);
+		bad++;
+	}
+	bg_done++;
+	pthread_mutex_unlock(&mu);
 	free(buf);
 	return NULL;
 }
@@ -170,6 +197,35 @@ int main(int argc, char **argv)
 			}
 		}
 		free(first);
+	} else if (!strcmp(cmd, "prio") && argc - optind >= 5) {
+		int nbg = atoi(argv[optind + 3]), i, at;
+		unsigned char *buf = malloc(maxlen);
+		pthread_t th[64];
+
+		if (nbg < 1 || nbg > 64 || !buf)
+			return 99;
+		/* first one get of FGPATH alone, as a mount's warm-up does: until a
+		 * server's first answer, curl holds further transfers to it to see
+		 * whether it multiplexes (CURLOPT_PIPEWAIT) */
+		n = vmb_fetch_get(f, argv[optind + 4], 0, 0, buf, maxlen, &err);
+		if (n < 0)
+			return fail(&err, n);
+		for (i = 0; i < nbg; i++)
+			pthread_create(&th[i], NULL, bg_main, (void *)path);
+		usleep(150000);
+		n = vmb_fetch_get(f, argv[optind + 4], 0, 0, buf, maxlen, &err);
+		pthread_mutex_lock(&mu);
+		at = bg_done;
+		pthread_mutex_unlock(&mu);
+		if (n < 0)
+			rc = fail(&err, n);
+		else
+			printf("%d\n", at);
+		for (i = 0; i < nbg; i++)
+			pthread_join(th[i], NULL);
+		if (bad)
+			rc = EIO;
+		free(buf);
 	} else {
 		rc = 99;
 	}
