@@ -165,6 +165,19 @@ expect_errno() {
     assert_eq "$desc" "$want" "$out"
 }
 
+# wait_for SECONDS CMD...: until CMD succeeds (0), or 1 after SECONDS. For what the
+# daemon does after a read has returned (the cache's flusher makes a fetched chunk
+# present in chunks/ moments after the read that fetched it, see vmbundlefs(5)).
+wait_for() {
+    local n=$(($1 * 10))
+    shift
+    while ! "$@"; do
+        [ $n -gt 0 ] || return 1
+        sleep 0.1
+        n=$((n - 1))
+    done
+}
+
 vmbio() { "$VMBIO" "$@"; }
 
 st_ino() { stat -c %i "$1"; }

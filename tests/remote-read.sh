@@ -49,7 +49,9 @@ STORE=$URL mount_store
 check "a range over a chunk missing from the cache reads equal to its source" \
     cmp <(dd if="$IMG" bs=1M skip=4 count=2 status=none) \
         <(dd if="$MNT/vm/disk.img" bs=1M skip=4 count=2 iflag=direct status=none)
-check "the chunk is back in the cache" test -n "$(find "$T/cache" -type f -name "$gone")"
+# present once the flusher has made it durable, moments after the read returned
+in_cache() { [ -n "$(find "$T/cache/chunks" -type f -name "$1")" ]; }
+check "the chunk is back in the cache (within 20 s)" wait_for 20 in_cache "$gone"
 check "ranges over zero chunks equal the source" \
     cmp <(dd if="$IMG" bs=1M skip=9 count=3 status=none) \
         <(dd if="$MNT/vm/disk.img" bs=1M skip=9 count=3 iflag=direct status=none)
