@@ -49,7 +49,7 @@ case $SAN_BUILD_DIR in /*) ;; *) SAN_BUILD_DIR=$PWD/$SAN_BUILD_DIR ;; esac
 BUILD_PKGS=(build-essential autoconf automake libtool pkg-config libfuse3-dev fuse3
 	libarchive-dev libcurl4-openssl-dev libssl-dev)
 TEST_PKGS=(clang libclang-rt-14-dev rsync bindfs fio qemu-utils qemu-system-x86 zip attr libarchive-tools e2fsprogs util-linux
-	procps psmisc restic borgbackup nginx-light openssl curl)
+	procps psmisc restic borgbackup nginx-light openssl curl strace)
 # Node.js and npm for the S3 server of the tests: Debian's nodejs + npm, unless a node with
 # its own npm is already installed (NodeSource's nodejs ships npm and conflicts with
 # Debian's npm package: asking apt for npm there fails the whole install).

@@ -67,6 +67,13 @@ int vmb_layers_open(struct vmb_layers **out, int metafd, const struct vmb_log *l
 			rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", ls->path);
 			goto out;
 		}
+		/* its entry durable before any layer in it is: a power loss would
+		 * take the directory with the layers that images stand on */
+		if (fsync(metafd) < 0) {
+			rc = vmb_err_sys(err, errno, "cannot sync the directory of '%s'",
+					 ls->path);
+			goto out;
+		}
 	} else if (errno == EROFS) {
 		rofs = 1;   /* a read-only store: no layers/ is no layers */
 	} else if (errno != EEXIST) {

@@ -93,11 +93,12 @@ int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
 	return fd;
 }
 
-/* Rename (link) p's temporary to chunks/<rel>, making chunks/<aa> when absent. An
- * unnamed temporary cannot replace a name: an object there already (only one that
- * did not keep to the fill lock puts one there meanwhile) is replaced by unlink and
- * link, as rename would. 0 or -errno. */
-static int put_in_place(struct vmb_cache *c, struct vmb_cache_pend *p)
+/* Rename (link) p's temporary to chunks/<rel>, making chunks/<aa> when absent (then
+ * *made is set: chunks/ itself needs an fsync). An unnamed temporary cannot replace a
+ * name: an object there already (only one that did not keep to the fill lock puts
+ * one there meanwhile) is replaced by unlink and link, as rename would. 0 or
+ * -errno. */
+static int put_in_place(struct vmb_cache *c, struct vmb_cache_pend *p, int *made)
 {
 	int r = -EIO;
 
@@ -112,6 +113,8 @@ static int put_in_place(struct vmb_cache *c, struct vmb_cache_pend *p)
 
 			if (m < 0)
 				return m;
+			if (m == 1)
+				*made = 1;
 		} else if (r == -EEXIST && !p->tmp[0]) {
 			if (unlinkat(c->chunksfd, p->rel, 0) < 0 && errno != ENOENT)
 				return -errno;
@@ -139,7 +142,7 @@ static void drop_pages(int fd)
 static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n)
 {
 	uint8_t dirs[32] = { 0 };   /* a bit per chunks/<aa>: the digest's first byte */
-	int fds[VMB_CACHE_BATCH];
+	int fds[VMB_CACHE_BATCH], made = 0;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -166,7 +169,7 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 			close(fds[i]);   /* an unnamed one's is closed with its entry */
 		/* 2. into place */
 		if (r == 0)
-			r = put_in_place(c, p);
+			r = put_in_place(c, p, &made);
 		if (r < 0) {
 			/* whoever read it got right bytes (checked); it is just not kept */
 			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (%s%s): "
@@ -191,6 +194,10 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 			snprintf(aa, sizeof(aa), "%02x", d);
 			vmb_cache_fsync_dir(c->chunksfd, aa);
 		}
+	/* a chunks/<aa> made by this batch: its entry in chunks/, or a power loss could
+	 * take the directory and every object in it */
+	if (made)
+		vmb_cache_fsync_dir(c->chunksfd, NULL);
 	/* 4. present: account, release the locks */
 	for (i = 0; i < n; i++) {
 		struct vmb_cache_pend *p = b[i];

@@ -74,7 +74,9 @@ void vmb_cache_rel(const uint8_t d[32], char rel[VMB_CACHE_REL]);
 /* Parse 64 lower-case hex digits (exactly, then NUL or stop). 0 or -1. */
 int vmb_cache_unhex(const char *s, uint8_t d[32]);
 
-/* Create dir (relative to at) with c->dmode if absent; 0 or -errno. */
+/* Create dir (relative to at) with c->dmode if absent: 1 when this call made it
+ * (its parent then needs an fsync before anything in it may count as durable), 0
+ * when it was there, or -errno. */
 int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name);
 /* A new name <kind>.<pid>.<rand> for tmp/ (random: a caller that finds it taken
  * makes another; tries varies it when getrandom fails). */

@@ -90,7 +90,7 @@ int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name)
 		/* the umask may have taken bits: set them (and setgid) as decided */
 		if (fchmodat(at, name, c->dmode, 0) < 0)
 			return -errno;
-		return 0;
+		return 1;
 	}
 	return errno == EEXIST ? 0 : -errno;
 }
@@ -252,6 +252,31 @@ static int mkparents(const char *path)
 	return r;
 }
 
+/* fsync the directory that holds path (a cache directory just made in it), so the
+ * new directory's entry is durable before any object in it counts as durable. 0 or
+ * -errno. */
+static int fsync_parent(const char *path)
+{
+	char *p = strdup(path), *s;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	while ((s = strrchr(p, '/')) && s > p && !s[1])
+		*s = '\0';   /* trailing slashes */
+	s = strrchr(p, '/');
+	if (!s)
+		r = vmb_cache_fsync_dir(AT_FDCWD, ".");
+	else if (s == p)
+		r = vmb_cache_fsync_dir(AT_FDCWD, "/");
+	else {
+		*s = '\0';
+		r = vmb_cache_fsync_dir(AT_FDCWD, p);
+	}
+	free(p);
+	return r;
+}
+
 /* The version file: check it, or create it (temp + link, so that two processes
  * creating one cache agree) in a directory that holds nothing but ours. */
 static int check_version(struct vmb_cache *c, struct vmb_err *err)
@@ -338,6 +363,8 @@ static int open_sub(struct vmb_cache *c, const char *name, int *fd, struct vmb_e
 	int r = vmb_cache_mkdir(c, c->dirfd, name);
 	struct stat st;
 
+	if (r == 1)   /* its entry durable before anything in it counts as durable */
+		r = vmb_cache_fsync_dir(c->dirfd, NULL);
 	if (r < 0)
 		return vmb_err_sys(err, -r, "cache '%s': cannot create %s/", c->path, name);
 	*fd = openat(c->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -402,6 +429,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		if (r == 0 && mkdir(dir, 0755) == 0) {
 			if (chmod(dir, 0755) < 0)
 				r = -errno;
+			else
+				(void)fsync_parent(dir);   /* best effort: a parent we
+							     * may not read */
 		} else if (r == 0 && errno != EEXIST)
 			r = -errno;
 		if (r < 0) {

@@ -421,8 +421,12 @@ int vmb_ops_snapdir(struct vmb_store *s, int create, struct vmb_err *err)
 {
 	int fd;
 
-	if (create && mkdirat(s->metafd, VMB_SNAPSHOTS_DIR, VMB_META_DIR_MODE) < 0 &&
-	    errno != EEXIST)
+	if (create && mkdirat(s->metafd, VMB_SNAPSHOTS_DIR, VMB_META_DIR_MODE) == 0) {
+		/* its entry durable before a snapshot in it is */
+		if (fsync(s->metafd) < 0)
+			return vmb_err_sys(err, errno, "cannot sync '%s/%s'", s->path,
+					   VMB_META_DIR);
+	} else if (create && errno != EEXIST)
 		return vmb_err_sys(err, errno, "cannot create '%s/%s/%s'", s->path,
 				   VMB_META_DIR, VMB_SNAPSHOTS_DIR);
 	fd = openat(s->metafd, VMB_SNAPSHOTS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
