@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -81,4 +83,32 @@ ssize_t vmb_read_full(int fd, void *buf, size_t len)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+int vmb_fsync_parent(const char *path)
+{
+	char *p = strdup(path), *s;
+	const char *dir;
+	int fd, r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	while ((s = strrchr(p, '/')) && s > p && !s[1])
+		*s = '\0';   /* trailing slashes */
+	s = strrchr(p, '/');
+	if (!s)
+		dir = ".";
+	else if (s == p)
+		dir = "/";
+	else {
+		*s = '\0';
+		dir = p;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	free(p);
+	return r;
 }

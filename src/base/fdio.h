@@ -24,4 +24,9 @@ int vmb_write_full(int fd, const void *buf, size_t len);
  * or -errno. */
 ssize_t vmb_read_full(int fd, void *buf, size_t len);
 
+/* fsync the directory that holds path (trailing slashes ignored; "." for a bare
+ * name), so that the entry of a file or directory just made there is durable.
+ * 0 or -errno. */
+int vmb_fsync_parent(const char *path);
+
 #endif

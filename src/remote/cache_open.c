@@ -252,31 +252,6 @@ static int mkparents(const char *path)
 	return r;
 }
 
-/* fsync the directory that holds path (a cache directory just made in it), so the
- * new directory's entry is durable before any object in it counts as durable. 0 or
- * -errno. */
-static int fsync_parent(const char *path)
-{
-	char *p = strdup(path), *s;
-	int r;
-
-	if (!p)
-		return -ENOMEM;
-	while ((s = strrchr(p, '/')) && s > p && !s[1])
-		*s = '\0';   /* trailing slashes */
-	s = strrchr(p, '/');
-	if (!s)
-		r = vmb_cache_fsync_dir(AT_FDCWD, ".");
-	else if (s == p)
-		r = vmb_cache_fsync_dir(AT_FDCWD, "/");
-	else {
-		*s = '\0';
-		r = vmb_cache_fsync_dir(AT_FDCWD, p);
-	}
-	free(p);
-	return r;
-}
-
 /* The version file: check it, or create it (temp + link, so that two processes
  * creating one cache agree) in a directory that holds nothing but ours. */
 static int check_version(struct vmb_cache *c, struct vmb_err *err)
@@ -430,8 +405,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 			if (chmod(dir, 0755) < 0)
 				r = -errno;
 			else
-				(void)fsync_parent(dir);   /* best effort: a parent we
-							     * may not read */
+				(void)vmb_fsync_parent(dir);   /* best effort: a
+								 * parent we may
+								 * not read */
 		} else if (r == 0 && errno != EEXIST)
 			r = -errno;
 		if (r < 0) {

@@ -110,19 +110,11 @@ static int make_parents(char *p, size_t from, struct vmb_err *err)
 	return 0;
 }
 
-static int fsync_dir_of(char *p, struct vmb_err *err)
+static int fsync_dir_of(const char *p, struct vmb_err *err)
 {
-	char *slash = strrchr(p, '/');
-	int fd, rc = 0;
+	int rc = vmb_fsync_parent(p);
 
-	*slash = '\0';
-	fd = open(*p ? p : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd))
-		rc = vmb_err_sys(err, errno, "cannot sync its directory");
-	if (fd >= 0)
-		close(fd);
-	*slash = '/';
-	return rc;
+	return rc ? vmb_err_sys(err, -rc, "cannot sync its directory") : 0;
 }
 
 static ssize_t file_put(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb_err *err)

@@ -248,25 +248,6 @@ const char *vmb_remote_cache_dir(const struct vmb_remote *r)
 	return r->cache_dir;
 }
 
-/* fsync the directory that holds buf (a directory just made there): its entry must
- * be durable before what goes in it is (a power loss would take the directory and
- * all in it). Best effort, as for the other directories of the cache. */
-static void sync_parent(char *buf)
-{
-	char *s = strrchr(buf, '/');
-	int fd;
-
-	if (!s || s == buf)
-		return;
-	*s = '\0';
-	fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	*s = '/';
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 static int mkdir_p(const char *path, struct vmb_err *err)
 {
 	char buf[PATH_MAX], *p;
@@ -278,8 +259,10 @@ static int mkdir_p(const char *path, struct vmb_err *err)
 			char c = *p;
 
 			*p = '\0';
+			/* a directory made: its entry durable before what goes in it
+			 * is (best effort, as for the other directories of the cache) */
 			if (mkdir(buf, 0755) == 0)
-				sync_parent(buf);
+				(void)vmb_fsync_parent(buf);
 			else if (errno != EEXIST)
 				return vmb_err_sys(err, errno, "cannot create '%s'", buf);
 			*p = c;
