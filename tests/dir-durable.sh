@@ -28,7 +28,7 @@ for i in $(seq 0 23); do   # 24 data chunks of 64 KiB, each its own bytes
 done
 printf '{"cpu": 2}\n' >"$SRC/config.json"
 "$MKPUB" -c 65536 "$T/pub" "$SRC" >"$T/mkpub.out" 2>&1 || { cat "$T/mkpub.out"; fail "mkpub failed"; }
-C=$T/caches/c   # made by the pull: its parent exists
+C=$T/caches/c   # made by the pull, its parent too (the way mkdir -p makes it)
 
 ST=$T/strace.out
 # LeakSanitizer cannot run under ptrace (a sanitizer build would fail with exit
@@ -46,15 +46,18 @@ check "snapshot (strace -f)" run_traced snap "$VMB_BIN" snapshot "$STORE" vm s1
 cat "$ST.pull" "$ST.prefetch" "$ST.snap" >"$ST"
 
 # every mkdir of the cache's: its path, its parent (strace -y prints an fd's path)
-# and the store's layers/ and snapshots/, made by the first pull and snapshot
-mk=$(awk -v c="$C" -v m="$STORE/.vmbundlefs" '
-    /mkdir\("/ && / = 0$/ { if (match($0, /mkdir\("[^"]*"/)) { p = substr($0, RSTART + 7, RLENGTH - 8); if (index(p, c) == 1) print p } }
+# (with the parent the cache's path lacked), and the store's layers/ and
+# snapshots/, made by the first pull and snapshot
+mk=$(awk -v c="$C" -v cp="${C%/*}" -v m="$STORE/.vmbundlefs" '
+    /mkdir\("/ && / = 0$/ { if (match($0, /mkdir\("[^"]*"/)) { p = substr($0, RSTART + 7, RLENGTH - 8); if (index(p, c) == 1 || p == cp) print p } }
     /mkdirat\(/ && / = 0$/ { if (match($0, /<[^>]*>, "[^"]*"/)) { s = substr($0, RSTART + 1, RLENGTH - 2); split(s, a, ">, \""); p = a[1] "/" a[2]
         if (index(a[1], c) == 1 || p == m "/layers" || p == m "/snapshots") print p } }' "$ST")
 n=$(printf '%s\n' "$mk" | grep -c .)
 nchunkdirs=$(printf '%s\n' "$mk" | grep -c "^$C/chunks/..\$")
 assert_num "directories the cache made (the cache, its subdirectories, chunks/<aa>)" "$n" -ge 8
 assert_num "of them chunks/<aa>" "$nchunkdirs" -ge 4
+assert_eq "the parent the cache's path lacked among them" "1" \
+    "$(printf '%s\n' "$mk" | grep -c "^${C%/*}\$")"
 assert_eq "the store's layers/ and snapshots/ among them" "2" \
     "$(printf '%s\n' "$mk" | grep -c "^$STORE/.vmbundlefs/\(layers\|snapshots\)\$")"
 

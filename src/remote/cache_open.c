@@ -230,7 +230,9 @@ fail:
 	return r;
 }
 
-/* mkdir -p of the parents of path (the umask applies, as for any mkdir -p). */
+/* mkdir -p of the parents of path (the umask applies, as for any mkdir -p); each
+ * one made is fsynced into its own parent, so the cache's path is durable before
+ * anything in it counts as durable. */
 static int mkparents(const char *path)
 {
 	char *p = strdup(path), *s;
@@ -242,7 +244,9 @@ static int mkparents(const char *path)
 		if (*s != '/')
 			continue;
 		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+		if (mkdir(p, 0755) == 0)
+			(void)vmb_fsync_parent(p);   /* best effort, as below */
+		else if (errno != EEXIST) {
 			r = -errno;
 			break;
 		}
