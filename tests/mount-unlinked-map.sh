@@ -85,8 +85,7 @@ check "a rename in the store over an open file, fsync, daemon killed: no orphan 
 how=u
 fusermount3 -u "$MNT2" || { how=uz; fusermount3 -uz "$MNT2"; }
 t0=$(date +%s)
-for _ in $(seq 1 300); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done
-if [ ! -e "$T/daemon2.rc" ]; then   # seen once in CI: say what was going on
+if ! wait_for 30 test -e "$T/daemon2.rc"; then   # seen once in CI: say what was going on
     say "# no exit 30 s after fusermount3 -$how: daemon $(cat "$T/daemon2.pid") $(
         kill -0 "$(cat "$T/daemon2.pid")" 2>/dev/null && echo alive || echo gone), $(
         grep -c " $MNT2 fuse" /proc/mounts) mount(s) left; its log:"
