@@ -1209,7 +1209,18 @@ static void test_pages(void)
 	s.o = &o;
 	c = open_cache(dir, 0, 0);
 	REQUIRE(c);
-	CHECK_RC(get_check_with(c, &o, &s, &hit, 1), 0);
+	/* The fill's returned fd is not read here: the flusher may drop the pages
+	 * before a read through it, which would bring them back (a race this check
+	 * lost about once in 20 runs under ASan). */
+	{
+		struct vmb_err err;
+		int fd = -1;
+
+		CHECK_RC(get_any(c, &o, &s, 1, &fd, &hit, &err), 0);
+		CHECK_EQ(hit, 0);
+		if (fd >= 0)
+			close(fd);
+	}
 	CHECK_RC(vmb_cache_flush(c), 0);
 	path_of(p, sizeof(p), dir, "chunks", &o);
 	if (statfs(dir, &sf) == 0 && sf.f_type == TMPFS_MAGIC)
