@@ -286,7 +286,22 @@ static void test_hard_cancel(void)
 			w[i].f = f;
 			REQUIRE(pthread_create(&th[i], NULL, wait_get, &w[i]) == 0);
 		}
-		usleep(150 * 1000);
+		/* until the three are inside their retry loops and have tried several
+		 * times (a fixed sleep here could end before a starved thread got there:
+		 * cancel would give it no last error, close would free the fetcher under
+		 * it) */
+		for (int t = 0; t < 10000; t++) {
+			struct vmb_fetch_stats st;
+			int calls;
+
+			vmb_fetcher_stats(f, &st);
+			pthread_mutex_lock(&s.mu);
+			calls = s.calls;
+			pthread_mutex_unlock(&s.mu);
+			if (st.inflight == 3 && calls > 10)
+				break;
+			usleep(1000);
+		}
 		if (closing) {
 			vmb_fetcher_close(f);   /* returns only once the calls have */
 		} else {

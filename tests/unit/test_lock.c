@@ -103,8 +103,8 @@ static void test_recycled_owner_id(void)
 	l.ls = &ls;
 	l.via = &ha;
 	l.ms = 150;
+	t0 = mono();   /* before the thread: its 150 ms cannot start before t0 */
 	REQUIRE(pthread_create(&t, NULL, late_release, &l) == 0);
-	t0 = mono();
 	r = setlk(&ls, &hb, 7, F_WRLCK, 0, 10);
 	dt = mono() - t0;
 	pthread_join(t, NULL);
