@@ -141,10 +141,15 @@ mkfifo "$A/pipe"
 ( head -c $((3 * M)) "$A/big.tar"; exec sleep 20 ) >"$A/pipe" &
 FEED=$!
 on_exit "kill $FEED 2>/dev/null"
-START=$SECONDS
 "$VMB_BIN" import "$STORE" - interrupted <"$A/pipe" >"$A/int.out" 2>&1 &
 IMP=$!
+# Its staging directory appears once it runs (its SIGINT handler is set by then; a
+# SIGINT before would kill it with status 130); then 1.5 s for it to read what has
+# come and wait for more.
+import_staging() { compgen -G "$STORE/.vmbundlefs/staging/imp.*" >/dev/null || ! kill -0 $IMP 2>/dev/null; }
+wait_for 30 import_staging
 sleep 1.5
+START=$SECONDS
 kill -INT $IMP
 wait $IMP
 assert_eq "interrupted import: exit status 1" 1 "$?"

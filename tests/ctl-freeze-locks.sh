@@ -44,7 +44,8 @@ op() {
 	ino=$(st_ino "$STORE/vm/disk.img")
 	"$VMB_BIN" "$@" >"$T/op.out" 2>&1 &
 	local pid=$!
-	for i in $(seq 1 400); do
+	local end=$((SECONDS + 20))   # polled closely: the window after the rename is 2 s
+	while [ $SECONDS -lt $end ]; do
 		[ "$(st_ino "$STORE/vm/disk.img")" != "$ino" ] && break
 		sleep 0.005
 	done

@@ -108,16 +108,18 @@ check "... no_proxy exempts the host" bash -c "http_proxy=http://127.0.0.1:9 no_
 	'$FT' -n 0 '$B/ok/0' get p >'$T/got' && cmp -s '$T/got' '$T/ref'"
 check "HEAD after a reset" bash -c "[ \"\$('$FT' -b 5 '$B/reset/1' head h)\" = 65536 ]"
 # a reader's own fetch goes before readahead queued earlier: through 1 slot, 4
-# background gets of an answer that takes 400 ms, then a foreground get; it must not
-# wait for the 3 still queued (without the priority it came after all 4)
+# background gets of an answer that takes 2 s, then (150 ms later) a foreground get;
+# it must not wait for the 3 still queued (without the priority it came after all 4).
+# (2 s, not less: the foreground get must be queued while the first one still runs,
+# also on a loaded machine under the sanitizers.)
 check "a foreground get goes before queued background ones" bash -c "
-	n=\$('$FT' -i 1 '$B' prio late/400/bg 4 ok/0/fg) || exit 1
+	n=\$('$FT' -i 1 '$B' prio late/2000/bg 4 ok/0/fg) || exit 1
 	echo \"background gets ended before it: \$n\"; [ \"\$n\" -le 1 ]"
 # ... and does not wait for a slot at all: background transfers leave 2 of the slots
 # to the others (here 5 slots, 8 background gets: 3 run, the foreground one starts at
 # once and ends before any of them)
 check "a foreground get starts at once beside running background ones" bash -c "
-	n=\$('$FT' -i 5 '$B' prio late/400/bg 8 ok/0/fg) || exit 1
+	n=\$('$FT' -i 5 '$B' prio late/2000/bg 8 ok/0/fg) || exit 1
 	echo \"background gets ended before it: \$n\"; [ \"\$n\" = 0 ]"
 
 echo "fetch-faults.sh: $N checks, $FAILS failed"

@@ -180,6 +180,10 @@ wait_for() {
 
 vmbio() { "$VMBIO" "$@"; }
 
+# vmb_sanitized: VMB_BIN is built with the sanitizers (ASan): it runs several times
+# slower, and a daemon's exit (the leak check) can take seconds. For time bounds.
+vmb_sanitized() { grep -qa __asan_init "$VMB_BIN" 2>/dev/null; }
+
 st_ino() { stat -c %i "$1"; }
 st_size() { stat -c %s "$1"; }
 st_blocks() { stat -c %b "$1"; }
@@ -267,7 +271,8 @@ daemon_alive() {
 }
 
 # mount_store [extra mount args...]: start the daemon in the foreground, in the
-# background of this shell; wait up to 10 s for the mount. VMB_TEST_MOUNT_OPTS adds
+# background of this shell; wait up to 30 s for the mount (a sanitizer build on a
+# loaded machine can take more than 10 s). VMB_TEST_MOUNT_OPTS adds
 # -o options to every mount (tests/mount-parked.sh runs other tests that way).
 mount_store() {
     local i
@@ -282,7 +287,7 @@ mount_store() {
         mv "$T/daemon.rc.tmp" "$T/daemon.rc"
     ) </dev/null >>"$T/daemon.out" 2>&1 &
     _vmb_set_state running
-    for i in $(seq 1 100); do
+    for i in $(seq 1 300); do
         if mountpoint -q "$MNT"; then
             for i in $(seq 1 50); do [ -s "$T/daemon.pid" ] && break; sleep 0.1; done
             return 0
@@ -295,7 +300,7 @@ mount_store() {
         sleep 0.1
     done
     show_log
-    fail "mount of $STORE on $MNT did not appear within 10 s"
+    fail "mount of $STORE on $MNT did not appear within 30 s"
 }
 
 # _vmb_wait_daemon SECONDS: wait for the daemon's exit status file.
@@ -376,7 +381,7 @@ kill_daemon() {
     [ -n "$p" ] || fail "kill_daemon: no daemon pid"
     say "# kill -9 daemon $p"
     kill -9 "$p" 2>/dev/null
-    _vmb_wait_daemon 10 || fail "the daemon did not die after kill -9"
+    _vmb_wait_daemon 30 || fail "the daemon did not die after kill -9"
     fusermount3 -uz "$MNT" 2>/dev/null
     for i in $(seq 1 50); do is_mounted "$MNT" || break; sleep 0.1; done
     is_mounted "$MNT" && fail "$MNT still mounted after fusermount3 -uz"

@@ -17,13 +17,13 @@ mount_b() {
     rm -f "$T/daemon2.pid" "$T/daemon2.rc"
     ( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" "$STORE" "$B"
       echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
-    for _ in $(seq 1 100); do mountpoint -q "$B" && return 0; sleep 0.1; done
+    wait_for 30 mountpoint -q "$B" && return 0
     cat "$T/daemon2.out" "$T/log2" 2>/dev/null
     fail "the second mount of the store did not appear"
 }
 unmount_b() {
     fusermount3 -u "$B" || fusermount3 -uz "$B"
-    for _ in $(seq 1 100); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done
+    wait_for 30 test -e "$T/daemon2.rc"
     assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
 }
 on_exit 'exec 7<&- 8<&- 9<&-; mountpoint -q "$B" && fusermount3 -uz "$B"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'

@@ -90,6 +90,11 @@ mixed() {
 }
 mixed &
 WRITER_PID=$!
+# Kill it mid-way, once it has surely run a while: a rename/create step (one in
+# six) has made an r* file (under the sanitizers only a few steps run a second),
+# and then 1.5 s more of mixed steps.
+mixed_made_r() { compgen -G "$MNT/mixed/r*" >/dev/null || ! kill -0 "$WRITER_PID" 2>/dev/null; }
+wait_for 30 mixed_made_r
 sleep 1.5
 kill_daemon
 wait $WRITER_PID 2>/dev/null

@@ -24,8 +24,7 @@ mkdir "$MNT2"
       -o allow_other "$STORE" "$MNT2"
   echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
 on_exit 'grep -q " $MNT2 fuse" /proc/mounts && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null; for _ in $(seq 1 50); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done'
-for _ in $(seq 1 100); do mountpoint -q "$MNT2" && break; sleep 0.1; done
-mountpoint -q "$MNT2" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount did not appear"; }
+wait_for 30 mountpoint -q "$MNT2" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount did not appear"; }
 
 mkdir -m 777 "$MNT/shared" || fail "mkdir shared"
 V=$STORE/shared/victim
@@ -126,7 +125,7 @@ assert_eq "a new file, directory and symlink belong to their creator" \
     "$(stat -c %u:%g "$STORE/shared/f" "$STORE/shared/d" | tr '\n' ' ')$(stat -c %u:%g "$STORE/shared/l")"
 
 fusermount3 -u "$MNT2" || fusermount3 -uz "$MNT2"
-for _ in $(seq 1 100); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done
+wait_for 30 test -e "$T/daemon2.rc"
 assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
 check "the second daemon's log has no sanitizer report" sh -c "! grep -Eq '$_VMB_BAD_LOG' '$T/log2' '$T/daemon2.out' 2>/dev/null"
 finish

@@ -17,7 +17,7 @@ flock 9 || fail "cannot lock $T/lockfile"
 "$VMB_BIN" mount -f --log="$T/log" "$STORE" "$MNT" </dev/null >>"$T/daemon.out" 2>&1 &
 PID=$!
 exec 9>&- 8>&-
-for i in $(seq 1 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
+wait_for 30 mountpoint -q "$MNT"
 check "foreground: mounted" mountpoint -q "$MNT"
 check "... the starter's lock is free once the starter closes it" flock -n "$T/lockfile" true
 assert_eq "... the daemon holds neither file" "" \
@@ -36,11 +36,16 @@ assert_eq "daemon mode: the starter's pipe reaches EOF when mount returns (not h
 assert_eq "... mount said it worked" "rc=0" "$(cat "$T/mount.rc" 2>/dev/null)"
 exec 9>&-
 check "... the starter's lock is free once the starter closes it" flock -n "$T/lockfile" true
-DPID=$("$VMB_BIN" status -n 0 "$STORE" | sed -n 's/.*(daemon pid \([0-9]*\)).*/\1/p' | head -1)
-[ -n "$DPID" ] || fail "no daemon pid in: $("$VMB_BIN" status -n 0 "$STORE")"
+# status reads the daemon's pid from its log's "mounted" line, which the daemon
+# may write only after mount has returned
+status_pid() {
+    DPID=$("$VMB_BIN" status -n 0 "$STORE" | sed -n 's/.*(daemon pid \([0-9]*\)).*/\1/p' | head -1)
+    [ -n "$DPID" ]
+}
+wait_for 20 status_pid || fail "no daemon pid in: $("$VMB_BIN" status -n 0 "$STORE")"
 assert_eq "... the daemon holds no descriptor of the lock file" "" \
     "$(ls -l "/proc/$DPID/fd" 2>/dev/null | grep lockfile)"
 fusermount3 -u "$MNT"
-for i in $(seq 1 100); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+wait_for 30 sh -c "! kill -0 $DPID 2>/dev/null"
 check "... and it exits at unmount" sh -c "! kill -0 $DPID 2>/dev/null"
 finish

@@ -14,13 +14,16 @@ unmounted() {
     ! grep -q " $MNT fuse" /proc/mounts && ls "$MNT" >/dev/null 2>&1
 }
 
+# gone PID: PID has exited (an ASan daemon's exit, with its leak check, can take
+# more than 10 s on a loaded machine)
+gone() { ! kill -0 "$1" 2>/dev/null; }
+
 for sig in TERM INT; do
     # In the foreground, on a relative path.
     ( cd "$T" && exec "$VMB_BIN" mount -f --log="$T/log.$sig" store mnt ) \
         >"$T/out.$sig" 2>&1 </dev/null &
     pid=$!
-    for _ in $(seq 1 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
-    mountpoint -q "$MNT" || fail "the foreground mount did not appear"
+    wait_for 30 mountpoint -q "$MNT" || fail "the foreground mount did not appear"
     on_exit "grep -q ' $MNT fuse' /proc/mounts && fusermount3 -uz '$MNT'; kill -9 $pid 2>/dev/null"
     assert_eq "the foreground mount works" data "$(cat "$MNT/b/f")"
     kill -$sig $pid
@@ -38,7 +41,7 @@ for sig in TERM INT; do
     on_exit "grep -q ' $MNT fuse' /proc/mounts && fusermount3 -uz '$MNT'; kill -9 $dpid 2>/dev/null"
     assert_eq "the daemon's mount works" data "$(cat "$MNT/b/f")"
     kill -$sig "$dpid"
-    for _ in $(seq 1 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+    wait_for 30 gone "$dpid"
     check "the daemon exits on SIG$sig" sh -c "! kill -0 $dpid 2>/dev/null"
     check "after SIG$sig the mount is gone (relative path, daemon)" unmounted
     check "the daemon logged the stop, not an error" \

@@ -73,7 +73,10 @@ for i in 1 2 3; do
 	STORE=$URL mount_store
 	unmount_store
 done
-assert_num "three mounts and unmounts take under 30 s" "$(($(date +%s) - start))" -lt 30
+took=$(($(date +%s) - start))
+limit=30
+vmb_sanitized && limit=60   # each exit's leak check, on a loaded machine
+assert_num "three mounts and unmounts take under $limit s (took $took s)" "$took" -lt $limit
 assert_eq "no shadow store left" "" "$(ls "$T/cache/mnt")"
 
 # a daemon with a relative cache=: the same cache, the index loaded in the background
@@ -84,7 +87,8 @@ check "daemon: its background load loads both indexes" wait_loads 2
 assert_eq "daemon: its cache is the one given" "$T/$REL" "$(remote_stat cache_dir)"
 check "daemon: vmA's image equals its source" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
 fusermount3 -u "$MNT"
-for i in $(seq 1 100); do [ -z "$(ls "$T/$REL/mnt")" ] && break; sleep 0.1; done
+shadow_gone() { [ -z "$(ls "$T/$REL/mnt")" ]; }
+wait_for 30 shadow_gone   # the daemon removes it after the unmount (slow under ASan)
 assert_eq "daemon: its shadow store is removed at unmount" "" "$(ls "$T/$REL/mnt")"
 check_fails "daemon: no cache made under /" test -e "/$REL"
 rm -rf "/$REL"   # only there when the check above failed
