@@ -105,9 +105,11 @@ unmount_store
 ( exec 9<>"$STORE/.vmbundlefs/lock"; flock -x 9; exec sleep 30 ) &
 FL=$!
 on_exit "kill $FL 2>/dev/null"
-sleep 0.3
+# (a mount that found the store free would run in the foreground: not for ever)
+wait_for 20 sh -c "! flock -n '$STORE/.vmbundlefs/lock' true" || say "# the store's lock is not held after 20 s"
 mkdir "$T/m2"
-run "$VMB_BIN" mount -f "$STORE" "$T/m2"
+on_exit "is_mounted '$T/m2' && fusermount3 -uz '$T/m2'"
+run timeout 60 "$VMB_BIN" mount -f "$STORE" "$T/m2"
 assert_eq "mount of a store being checked: exit 1" 1 $RC
 assert_match "mount of a store being checked: the error" "^vmbundlefs: store '$STORE' is being checked" "$(cat "$T/e")"
 assert_eq "a failed mount names the log and status" 1 "$(hinted)"

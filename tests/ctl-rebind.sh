@@ -109,7 +109,7 @@ cp --sparse=always "$STORE/b1/disk" "$STORE/b1/disk.other"
 flock "$STORE/b1/disk.other" sleep 30 &
 blocker=$!
 on_exit "kill $blocker 2>/dev/null"
-sleep 0.3
+wait_for 20 sh -c "! flock -n '$STORE/b1/disk.other' true" || say "# disk.other is not locked after 20 s"
 out=$(req test-rebind b1/disk disk.other)
 assert_match "rebind onto an inode locked by someone else fails (EAGAIN)" \
     "^11 cannot take the locks of process $holder .* again on the new backing file" "$out"

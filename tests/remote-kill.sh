@@ -25,22 +25,8 @@ fetched_again() {
         sort -u | comm -12 - <(sort -u "$2")
 }
 cached_list() { find "$1/chunks" -type f -printf '%f\n' 2>/dev/null | sort; }
-# log_mark: the access log's line count once the server has logged every transfer of
-# the killed process. faultsrv logs a slowly sent body when its pacing ends, up to
-# 100 ms after the last bytes reached the client, which may have verified and kept the
-# chunk before it died; counted after the mark, that old GET would look like a fetch
-# by the next process. So: wait until no line comes for 0.5 s (10 s at most).
-log_mark() {
-    local a b i
-    a=$(wc -l <"$FAULT_LOG")
-    for i in $(seq 1 20); do
-        sleep 0.5
-        b=$(wc -l <"$FAULT_LOG")
-        [ "$a" = "$b" ] && break
-        a=$b
-    done
-    echo "$a"
-}
+# Fetches are counted after log_mark (remote-lib.sh): a GET of the killed process
+# logged late would otherwise look like a fetch by the next one.
 
 waits="1.5"
 [ -n "${VMB_REMOTE_LONG:-}" ] && waits="0.3 1 2 3"

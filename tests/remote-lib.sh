@@ -394,6 +394,23 @@ log_fetches() {
          END { for (p in c) print c[p], p }' "$1" | sort -k2
 }
 
+# log_mark: faultsrv's access log's line count once it has been quiet for 0.5 s (10 s
+# at most). faultsrv logs a slowly sent body when its pacing ends, up to 100 ms (more
+# on a loaded machine) after the last bytes reached the client, which may have
+# verified and kept the chunk meanwhile: counted at once, the log can miss a
+# transfer that was made (or put one after a mark that came before it).
+log_mark() {
+    local a b i
+    a=$(wc -l <"$FAULT_LOG")
+    for i in $(seq 1 20); do
+        sleep 0.5
+        b=$(wc -l <"$FAULT_LOG")
+        [ "$a" = "$b" ] && break
+        a=$b
+    done
+    echo "$a"
+}
+
 # log_bytes LOG: body bytes the server sent for objects (every request).
 log_bytes() {
     awk '$2 ~ /\/objects\// { b += $5 } END { printf "%d\n", b }' "$1"

@@ -19,21 +19,13 @@ URL=$FAULT_URL
 IMG=vm/disk.img
 
 # log_settled: wait until the access log has a GET of every object (30 s at most),
-# then until no line comes for 0.5 s (10 s at most). faultsrv logs a slowly sent body
-# when its pacing ends, up to 100 ms (more on a loaded machine) after the last bytes
-# reached the client: counted at once, the log may miss fetches that were made, and
-# a fetch made twice may not show yet.
+# then until it is quiet (log_mark): faultsrv logs a slow body after its pacing, so
+# counted at once the log may miss fetches that were made, and a fetch made twice
+# may not show yet.
 all_fetched() { [ "$(log_fetches "$FAULT_LOG" | grep -c objects/)" -ge "$N_OBJECTS" ]; }
 log_settled() {
-    local a b
     wait_for 30 all_fetched
-    a=$(wc -l <"$FAULT_LOG")
-    for _ in $(seq 1 20); do
-        sleep 0.5
-        b=$(wc -l <"$FAULT_LOG")
-        [ "$a" = "$b" ] && break
-        a=$b
-    done
+    log_mark >/dev/null
 }
 
 rounds=1

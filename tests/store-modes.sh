@@ -58,7 +58,9 @@ chmod 644 "$M/lock" "$M/layout" "$M"/maps/*.map
 setpriv --reuid=65534 --regid=65534 --clear-groups flock -n -o "$M/lock" sleep 60 &
 TAKER=$!
 on_exit "kill $TAKER 2>/dev/null"
-sleep 0.5
+# flock(1) runs its command once it holds the lock: wait for that child (a probe
+# taking the lock could make flock -n fail)
+wait_for 20 sh -c "pgrep -P $TAKER >/dev/null || ! kill -0 $TAKER 2>/dev/null"
 "$VMB_BIN" fsck -n "$STORE" >"$T/fsck" 2>&1
 assert_eq "(old modes: another user's lock makes fsck fail 'in use')" 8 $?
 kill $TAKER; wait $TAKER 2>/dev/null
