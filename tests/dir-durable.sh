@@ -7,7 +7,8 @@
 # fsynced each object and chunks/<aa> itself: an object pinned then, whose remote
 # is gone, would be lost. Seen through strace -y: the cache directory, its
 # subdirectories, each chunks/<aa> and meta/<aa> made by a pull and a prefetch,
-# and the store's layers/ and snapshots/ (made when first needed); for each, an
+# the store's layers/ and snapshots/ (made when first needed), and what a publish
+# to a file:// URL makes (the destination, objects/, objects/<aa>); for each, an
 # fsync of its parent after the mkdir, and for chunks/<aa> before the flusher
 # releases the fill lock of an object linked in it (what makes it present to
 # other processes). No mount needed.
@@ -43,21 +44,38 @@ check "prefetch (strace -f)" run_traced prefetch "$VMB_BIN" prefetch -o cache="$
 assert_num "objects in the cache (24 data chunks, the config)" \
     "$(find "$C/chunks" -type f | wc -l)" -ge 25
 check "snapshot (strace -f)" run_traced snap "$VMB_BIN" snapshot "$STORE" vm s1
-cat "$ST.pull" "$ST.prefetch" "$ST.snap" >"$ST"
+# publish to a file:// URL (the fetchers' PUT) makes objects/ and objects/<aa>
+# under a destination whose parent does not exist yet either
+# (a bundle of the store's own: a pulled one is published once flattened)
+mkdir "$STORE/loc"
+printf '{"cpu": 1}\n' >"$STORE/loc/config.json"
+truncate -s 4M "$STORE/loc/disk.img"
+for i in 0 1 2 3; do
+    vmbio pwrite "$STORE/loc/disk.img" $((i * 1048576)) 65536 "p$((i + 40))" >/dev/null || fail "vmbio pwrite"
+done
+O=$T/out/pub
+check "publish to file:// (strace -f)" run_traced pub "$VMB_BIN" publish "$STORE" loc "file://$O"
+# ... and to a directory given as a path (the destination, objects/, objects/<aa>)
+check "publish to a directory (strace -f)" run_traced pubdir "$VMB_BIN" publish "$STORE" loc "${O%/*}/dir"
+cat "$ST.pull" "$ST.prefetch" "$ST.snap" "$ST.pub" "$ST.pubdir" >"$ST"
 
 # every mkdir of the cache's: its path, its parent (strace -y prints an fd's path)
 # (with the parent the cache's path lacked), and the store's layers/ and
 # snapshots/, made by the first pull and snapshot
-mk=$(awk -v c="$C" -v cp="${C%/*}" -v m="$STORE/.vmbundlefs" '
-    /mkdir\("/ && / = 0$/ { if (match($0, /mkdir\("[^"]*"/)) { p = substr($0, RSTART + 7, RLENGTH - 8); if (index(p, c) == 1 || p == cp) print p } }
+mk=$(awk -v c="$C" -v cp="${C%/*}" -v m="$STORE/.vmbundlefs" -v o="${O%/*}" '
+    /mkdir\("/ && / = 0$/ { if (match($0, /mkdir\("[^"]*"/)) { p = substr($0, RSTART + 7, RLENGTH - 8); if (index(p, c) == 1 || p == cp || index(p, o) == 1) print p } }
     /mkdirat\(/ && / = 0$/ { if (match($0, /<[^>]*>, "[^"]*"/)) { s = substr($0, RSTART + 1, RLENGTH - 2); split(s, a, ">, \""); p = a[1] "/" a[2]
-        if (index(a[1], c) == 1 || p == m "/layers" || p == m "/snapshots") print p } }' "$ST")
+        if (index(a[1], c) == 1 || index(a[1], o) == 1 || p == m "/layers" || p == m "/snapshots") print p } }' "$ST")
 n=$(printf '%s\n' "$mk" | grep -c .)
 nchunkdirs=$(printf '%s\n' "$mk" | grep -c "^$C/chunks/..\$")
 assert_num "directories the cache made (the cache, its subdirectories, chunks/<aa>)" "$n" -ge 8
 assert_num "of them chunks/<aa>" "$nchunkdirs" -ge 4
 assert_eq "the parent the cache's path lacked among them" "1" \
     "$(printf '%s\n' "$mk" | grep -c "^${C%/*}\$")"
+assert_num "directories publish made under file:// (out/, out/pub/, objects/, objects/<aa>...)" \
+    "$(printf '%s\n' "$mk" | grep -c "^$O")" -ge 4
+assert_num "... and in a directory (out/dir/, objects/, objects/<aa>...)" \
+    "$(printf '%s\n' "$mk" | grep -c "^${O%/*}/dir")" -ge 3
 assert_eq "the store's layers/ and snapshots/ among them" "2" \
     "$(printf '%s\n' "$mk" | grep -c "^$STORE/.vmbundlefs/\(layers\|snapshots\)\$")"
 

@@ -92,20 +92,26 @@ static ssize_t file_head(struct vmb_fetcher *f, struct vmb_fetch_req *req, struc
 }
 
 /* mkdir -p of the directories of P from its first '/' after the base on (0755
- * before the umask). */
+ * before the umask). Each directory made is fsynced into its parent before
+ * anything goes in it: the object's own rename is fsynced later, and a power loss
+ * must not take the new directory with it. */
 static int make_parents(char *p, size_t from, struct vmb_err *err)
 {
 	char *s;
 
 	for (s = p + from; (s = strchr(s, '/')); s++) {
-		*s = '\0';
-		if (mkdir(p, 0755) && errno != EEXIST) {
-			int e = errno;
+		int e = 0, rc = 0;
 
-			*s = '/';
-			return vmb_err_sys(err, e, "cannot create its directory");
-		}
+		*s = '\0';
+		if (mkdir(p, 0755) == 0)
+			rc = vmb_fsync_parent(p);
+		else if (errno != EEXIST)
+			e = errno;
 		*s = '/';
+		if (e)
+			return vmb_err_sys(err, e, "cannot create its directory");
+		if (rc)
+			return vmb_err_sys(err, -rc, "cannot sync the directory made for it");
 	}
 	return 0;
 }

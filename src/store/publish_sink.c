@@ -258,9 +258,16 @@ int vmb_pub_sink_dir_open(const char *dest, struct vmb_pub_sink **out, struct vm
 	}
 	d->s.ops = &dir_ops;
 	d->dfd = d->tfd = d->ofd = -1;
-	if (mkdir(dest, 0755) == 0)
+	if (mkdir(dest, 0755) == 0) {
 		chmod(dest, 0755);
-	else if (errno != EEXIST) {
+		/* its entry durable before the index that sync makes durable in it */
+		r = vmb_fsync_parent(dest);
+		if (r < 0) {
+			r = vmb_err_sys(err, -r, "cannot sync the directory that holds the "
+					"destination '%s'", dest);
+			goto out;
+		}
+	} else if (errno != EEXIST) {
 		r = vmb_err_sys(err, errno, "cannot create the destination '%s'", dest);
 		goto out;
 	}
