@@ -8,8 +8,9 @@
 # directory moved away: everything reads), a bundle never read then offline (EIO
 # and a log line naming file, offset, URL and error; a store still mounts), pull
 # through the daemon, kill -9 of the daemon in the middle of fetching (the cache
-# stays consistent, a remount reads right), gc keeping the .remote layers in use,
-# flatten reading through, bad input.
+# stays consistent, a remount reads right), a pulled bundle published again
+# (offline, from the cache), gc keeping the .remote layers in use, flatten reading
+# through, bad input.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -140,6 +141,19 @@ check "the bundle is not changed by a write to its clone" cmp "$T/expect.img" "$
 check "the snapshot reads as the bundle did" cmp "$T/expect.img" "$MNT/.snapshots/vm1@s1/disk.img"
 assert_match "deps of the clone ends in the remote layer" "^remote [0-9a-f]{32} $URL\$" "$("$VMB_BIN" deps "$STORE" vm1c 2>&1)"
 unmount_store
+
+# ---- a pulled bundle published again (its delta and the remote base's chunks) ----
+mv "$PUB" "$PUB.away"   # vm1 is all cached: publish reads the cache, offline
+check "publish a pulled bundle (-o cache=), offline" \
+    "$VMB_BIN" publish -q -o cache="$T/cache" "$STORE" vm1 "$T/repub"
+mv "$PUB.away" "$PUB"
+check "pull it from there" "$VMB_BIN" pull -o cache="$T/cache2" "$STORE" "file://$T/repub#vm1" vm1r
+check "... flatten it from a cache of its own" env VMBUNDLEFS_CACHE="$T/cache2" "$VMB_BIN" flatten "$STORE" vm1r
+check "... its image is the pulled bundle's, writes included" cmp "$T/expect.img" "$STORE/vm1r/disk.img"
+assert_eq "... and its small file" "$(cat "$SRC/config.json")" "$(cat "$STORE/vm1r/config.json")"
+out=$("$VMB_BIN" publish -q -o cache= "$STORE" vm1 "$T/repub2" 2>&1); rc=$?
+assert_eq "publish -o cache= (empty): usage, nothing made" "2 no" "$rc $(test -e "$T/repub2" && echo made || echo no)"
+assert_match "... naming the option" "bad value in option 'cache='" "$out"
 
 # ---- prefetch, gc, flatten ----
 check "prefetch on the store (not mounted)" "$VMB_BIN" prefetch "$STORE/vm3/disk.img"

@@ -23,6 +23,7 @@
 #include "layer/layer.h"
 #include "remote/fetch.h"
 #include "remote/pubfmt.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -53,7 +54,18 @@ static const char publish_usage[] =
 	"                         AWS_ENDPOINT_URL); credentials from AWS_ACCESS_KEY_ID /\n"
 	"                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files\n"
 	"      --cafile=FILE      https: trust the CAs in FILE\n"
+	"  -o OPTS                for a pulled bundle whose images stand on remote\n"
+	"                         images: the options of pull (cache=, cafile=, hard);\n"
+	"                         chunks not in the cache are fetched\n"
 	"  -q, --quiet            no summary line\n";
+
+static void log_line(void *arg, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "vmbundlefs: %s\n", msg);
+}
+
+static const struct vmb_log pub_log = { log_line, NULL };
 
 static volatile sig_atomic_t stop;
 
@@ -165,6 +177,8 @@ int vmb_cli_publish(int argc, char **argv)
 	struct vmb_sign_key *key = NULL;
 	struct vmb_pub_sink *sink = NULL;
 	struct vmb_layers *ls = NULL;
+	struct vmb_remote_opts ro;
+	struct vmb_remote *rem = NULL;
 	struct vmb_store s;
 	struct vmb_progress bar;
 	struct target tg;
@@ -177,12 +191,13 @@ int vmb_cli_publish(int argc, char **argv)
 	int store_open = 0, taken = 0;
 
 	memset(&po, 0, sizeof(po));
+	memset(&ro, 0, sizeof(ro));
 	memset(&tg, 0, sizeof(tg));
 	memset(&s, 0, sizeof(s));
 	if (vmb_cli_common(argc, argv, publish_usage))
 		return VMB_EXIT_OK;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+c:s:qe:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:s:qe:o:", opts, NULL)) != -1) {
 		if (c == 'c') {
 			if (parse_size(optarg, &po.chunk_size) < 0 ||
 			    po.chunk_size < VMB_PIDX_CHUNK_MIN || po.chunk_size > VMB_PIDX_CHUNK_MAX ||
@@ -199,6 +214,11 @@ int vmb_cli_publish(int argc, char **argv)
 			endpoint = optarg;
 		} else if (c == 'C') {
 			cafile = optarg;
+		} else if (c == 'o') {
+			if (vmb_cli_remote_opts(optarg, &ro, &err) < 0) {
+				vmb_cli_error("%s", err.msg);
+				return VMB_EXIT_USAGE;
+			}
 		} else {
 			fputs(publish_usage, stderr);
 			return VMB_EXIT_USAGE;
@@ -338,6 +358,14 @@ int vmb_cli_publish(int argc, char **argv)
 		vmb_cli_store_error(store, err.code, "%s", err.msg);
 		goto out;
 	}
+	/* A pulled bundle's images stand on remote layers: their chunks come from
+	 * the host's cache (fetched when absent), as a mount reads them. Nothing is
+	 * opened nor fetched for a bundle that has none. */
+	if (vmb_remote_open(&ro, &pub_log, &rem, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		goto out;
+	}
+	vmb_layers_set_remote(ls, rem);
 	vmb_progress_init(&bar, stderr, "publish");
 	po.key = key;
 	po.progress = vmb_progress_update;
@@ -369,6 +397,7 @@ int vmb_cli_publish(int argc, char **argv)
 	rc = VMB_EXIT_OK;
 out:
 	vmb_layers_close(ls);
+	vmb_remote_close(rem);   /* after the layers, whose bases it serves */
 	for (i = 0; i < taken; i++) {
 		if (!snaps[i] || strchr(argv[optind + 1 + i], '@'))
 			continue;
