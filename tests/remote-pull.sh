@@ -68,6 +68,12 @@ out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL" 2>&1); rc=$?
 assert_eq "pull without #BUNDLE: usage" "2" "$rc"
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "file://$T/nothere#vm1" vm9 2>&1)
 assert_match "pull from a missing directory names it" "nothere" "$out"
+out=$("$VMB_BIN" pull -o cach="$T/typo" "$STORE" "$URL#vm2" vm2t 2>&1); rc=$?
+assert_eq "pull -o with a misspelt option: usage, no bundle, no cache" "2 no no" \
+    "$rc $(test -e "$STORE/vm2t" && echo bundle || echo no) $(test -e "$T/typo" && echo cache || echo no)"
+assert_match "... naming it" "unknown option 'cach=$T/typo'" "$out"
+out=$("$VMB_BIN" prefetch -o hard,nosuch "$STORE/vm1/disk.img" 2>&1); rc=$?
+assert_match "prefetch -o with an unknown option: usage, naming it" "^2 .*unknown option 'nosuch'" "$rc $out"
 check_fails "nothing was left by the failed pulls" test -e "$STORE/nosuch"
 
 # ---- through the mount ----

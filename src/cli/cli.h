@@ -33,10 +33,14 @@ int vmb_cli_mount_url(const char *url, const char *mountpoint, const char *fuse_
 		      int foreground, int debug, const char *logfile);
 
 /* Parse the remote options of an -o list (cache=, cache_max=, hard, soft, cafile=,
- * pubkey=) into o (strings point into a copy that lives for the process); other
- * options are ignored. 0 or -EINVAL with a message. */
+ * pubkey=, endpoint=) into o (strings point into a copy that lives for the
+ * process). strict: any other option is an error (pull, prefetch, publish, whose
+ * -o holds nothing else: a misspelt cache= must not quietly mean the default
+ * cache); else other options are skipped (a mount's -o list, whose FUSE options
+ * are parsed elsewhere). 0 or -EINVAL with a message. */
 struct vmb_remote_opts;
-int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_err *err);
+int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, int strict,
+			struct vmb_err *err);
 int vmb_cli_publish(int argc, char **argv);
 
 /* The control channel of a mounted store (cli_ctl.c, vfs/ctl.h). Structural

@@ -435,7 +435,7 @@ int vmb_cli_pull(int argc, char **argv)
 		fputs(pull_usage, stderr);
 		return VMB_EXIT_USAGE;
 	}
-	if (ostr && vmb_cli_remote_opts(ostr, &cli_ropts, &err) < 0) {
+	if (ostr && vmb_cli_remote_opts(ostr, &cli_ropts, 1, &err) < 0) {
 		vmb_cli_error("%s", err.msg);
 		return VMB_EXIT_USAGE;
 	}

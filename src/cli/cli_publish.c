@@ -215,7 +215,7 @@ int vmb_cli_publish(int argc, char **argv)
 		} else if (c == 'C') {
 			cafile = optarg;
 		} else if (c == 'o') {
-			if (vmb_cli_remote_opts(optarg, &ro, &err) < 0) {
+			if (vmb_cli_remote_opts(optarg, &ro, 1, &err) < 0) {
 				vmb_cli_error("%s", err.msg);
 				return VMB_EXIT_USAGE;
 			}

@@ -44,7 +44,8 @@ static const struct vmb_log cli_log = { log_line, NULL };
 /* The copies o points into, kept for the life of the process. */
 static char *kept_opts[16];
 
-int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_err *err)
+int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, int strict,
+			struct vmb_err *err)
 {
 	char *copy = strdup(opts ? opts : ""), *tok, *save = NULL;
 	size_t k;
@@ -92,6 +93,10 @@ int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, struct vmb_
 		} else if (!strncmp(tok, "cache=", 6) || !strncmp(tok, "cafile=", 7) ||
 			   !strncmp(tok, "pubkey=", 7) || !strncmp(tok, "endpoint=", 9)) {
 			return vmb_err_set(err, EINVAL, "bad value in option '%s'", tok);
+		} else if (strict) {
+			return vmb_err_set(err, EINVAL, "unknown option '%s' (the options are "
+					   "cache=, cache_max=, cafile=, pubkey=, endpoint=, "
+					   "hard and soft)", tok);
 		}
 	}
 	return 0;
@@ -312,7 +317,7 @@ int vmb_cli_prefetch(int argc, char **argv)
 			}
 			rate = n;
 		} else if (c == 'o') {
-			if (vmb_cli_remote_opts(optarg, &ro, &err) < 0) {
+			if (vmb_cli_remote_opts(optarg, &ro, 1, &err) < 0) {
 				vmb_cli_error("%s", err.msg);
 				return VMB_EXIT_USAGE;
 			}
@@ -421,7 +426,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 
 	memset(&ro, 0, sizeof(ro));
 	shadow[0] = '\0';
-	if (vmb_cli_remote_opts(fuse_opts, &ro, &err) < 0 ||
+	if (vmb_cli_remote_opts(fuse_opts, &ro, 0, &err) < 0 ||
 	    vmb_fetch_url_resolve(url_in, ro.endpoint, rurl, sizeof(rurl), &err) < 0 ||
 	    vmb_remote_url_norm(rurl, url, sizeof(url), &err) < 0) {
 		vmb_cli_error("%s", err.msg);
