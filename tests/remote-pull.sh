@@ -150,8 +150,11 @@ unmount_store
 
 # ---- a pulled bundle published again (its delta and the remote base's chunks) ----
 mv "$PUB" "$PUB.away"   # vm1 is all cached: publish reads the cache, offline
+# (-o cache= alone names the cache: no VMBUNDLEFS_CACHE, a HOME of its own; the
+# snapshot publish takes first reads the remote image's index from that cache too)
 check "publish a pulled bundle (-o cache=), offline" \
-    "$VMB_BIN" publish -q -o cache="$T/cache" "$STORE" vm1 "$T/repub"
+    env -u VMBUNDLEFS_CACHE HOME="$T/home" "$VMB_BIN" publish -q -o cache="$T/cache" "$STORE" vm1 "$T/repub"
+check_fails "... no default cache made" test -e "$T/home/.cache"
 mv "$PUB.away" "$PUB"
 check "pull it from there" "$VMB_BIN" pull -o cache="$T/cache2" "$STORE" "file://$T/repub#vm1" vm1r
 check "... flatten it from a cache of its own" env VMBUNDLEFS_CACHE="$T/cache2" "$VMB_BIN" flatten "$STORE" vm1r

@@ -72,6 +72,10 @@ struct vmb_cli_ops {
 	struct vmb_remote *r;
 };
 int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *err);
+/* The remote options the stores vmb_cli_ops_begin opens from now on use (default:
+ * none, i.e. the default cache): a command's -o (pull, publish). ro's strings must
+ * live for the process (vmb_cli_remote_opts's do). */
+void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro);
 void vmb_cli_ops_end(struct vmb_cli_ops *o);
 
 /* "vmbundlefs: <message>" on stderr. */

@@ -36,6 +36,11 @@ static void log_line(void *arg, const char *msg)
 
 static const struct vmb_log ops_log = { log_line, NULL };
 
+void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro)
+{
+	cli_ropts = *ro;
+}
+
 int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *err)
 {
 	int r;

@@ -228,6 +228,9 @@ int vmb_cli_publish(int argc, char **argv)
 		fputs(publish_usage, stderr);
 		return VMB_EXIT_USAGE;
 	}
+	/* the same cache for the snapshots taken here (a pulled bundle's snapshot
+	 * reads its remote images' indexes from it) */
+	vmb_cli_ops_remote_opts(&ro);
 	for (i = optind; i < argc; i++)
 		if (!argv[i][0]) {
 			fputs(publish_usage, stderr);
