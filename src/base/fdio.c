@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fdio.h"
@@ -109,6 +110,34 @@ int vmb_fsync_parent(const char *path)
 		r = -errno;
 	if (fd >= 0)
 		close(fd);
+	free(p);
+	return r;
+}
+
+int vmb_mkdir_parents(const char *path, int sync_required, size_t *at)
+{
+	char *p = strdup(path), *s;
+	int r = 0;
+
+	if (!p)
+		return -ENOMEM;
+	for (s = p + 1; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		if (mkdir(p, 0755) == 0) {
+			int f = vmb_fsync_parent(p);
+
+			if (f < 0 && sync_required)
+				r = f;
+		} else if (errno != EEXIST) {
+			r = -errno;
+		}
+		*s = '/';
+		if (r < 0) {
+			if (at)
+				*at = (size_t)(s - p);
+			break;
+		}
+	}
 	free(p);
 	return r;
 }

@@ -29,4 +29,12 @@ ssize_t vmb_read_full(int fd, void *buf, size_t len);
  * 0 or -errno. */
 int vmb_fsync_parent(const char *path);
 
+/* mkdir -p of the directories path names before its last '/' (so "a/b/" makes
+ * a/b too), 0755 under the umask. Each directory made is fsynced into its parent
+ * (vmb_fsync_parent) before the next is made, so it is durable before anything in
+ * it: a failed fsync is an error when sync_required, else ignored (best effort: a
+ * parent the caller may not read). 0, or -errno with *at (may be NULL) set to the
+ * length of the prefix of path that could not be made or synced. */
+int vmb_mkdir_parents(const char *path, int sync_required, size_t *at);
+
 #endif

@@ -230,32 +230,6 @@ fail:
 	return r;
 }
 
-/* mkdir -p of the parents of path (the umask applies, as for any mkdir -p); each
- * one made is fsynced into its own parent, so the cache's path is durable before
- * anything in it counts as durable. */
-static int mkparents(const char *path)
-{
-	char *p = strdup(path), *s;
-	int r = 0;
-
-	if (!p)
-		return -ENOMEM;
-	for (s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) == 0)
-			(void)vmb_fsync_parent(p);   /* best effort, as below */
-		else if (errno != EEXIST) {
-			r = -errno;
-			break;
-		}
-		*s = '/';
-	}
-	free(p);
-	return r;
-}
-
 /* The version file: check it, or create it (temp + link, so that two processes
  * creating one cache agree) in a directory that holds nothing but ours. */
 static int check_version(struct vmb_cache *c, struct vmb_err *err)
@@ -403,8 +377,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0 && errno == ENOENT) {
-		/* a new cache: 0755 whatever the umask (its parents as mkdir -p makes them) */
-		r = mkparents(dir);
+		/* a new cache: 0755 whatever the umask (its parents as mkdir -p makes
+		 * them, each durable in its own parent: best effort, as below) */
+		r = vmb_mkdir_parents(dir, 0, NULL);
 		if (r == 0 && mkdir(dir, 0755) == 0) {
 			if (chmod(dir, 0755) < 0)
 				r = -errno;

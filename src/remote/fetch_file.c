@@ -91,29 +91,16 @@ static ssize_t file_head(struct vmb_fetcher *f, struct vmb_fetch_req *req, struc
 	return rc;
 }
 
-/* mkdir -p of the directories of P from its first '/' after the base on (0755
- * before the umask). Each directory made is fsynced into its parent before
- * anything goes in it: the object's own rename is fsynced later, and a power loss
- * must not take the new directory with it. */
-static int make_parents(char *p, size_t from, struct vmb_err *err)
+/* mkdir -p of the directories of P. Each directory made is fsynced into its parent
+ * before anything goes in it (an error if that fails): the object's own rename is
+ * fsynced later, and a power loss must not take the new directory with it. */
+static int make_parents(const char *p, struct vmb_err *err)
 {
-	char *s;
+	size_t at = 0;
+	int rc = vmb_mkdir_parents(p, 1, &at);
 
-	for (s = p + from; (s = strchr(s, '/')); s++) {
-		int e = 0, rc = 0;
-
-		*s = '\0';
-		if (mkdir(p, 0755) == 0)
-			rc = vmb_fsync_parent(p);
-		else if (errno != EEXIST)
-			e = errno;
-		*s = '/';
-		if (e)
-			return vmb_err_sys(err, e, "cannot create its directory");
-		if (rc)
-			return vmb_err_sys(err, -rc, "cannot sync the directory made for it");
-	}
-	return 0;
+	return rc ? vmb_err_sys(err, -rc, "cannot create its directory '%.*s' (or make "
+				"it durable)", (int)at, p) : 0;
 }
 
 static int fsync_dir_of(const char *p, struct vmb_err *err)
@@ -141,7 +128,7 @@ static ssize_t file_put(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	rc = make_parents(p, 1, err);
+	rc = make_parents(p, err);
 	if (rc)
 		goto out;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

@@ -250,26 +250,17 @@ const char *vmb_remote_cache_dir(const struct vmb_remote *r)
 
 static int mkdir_p(const char *path, struct vmb_err *err)
 {
-	char buf[PATH_MAX], *p;
+	char buf[PATH_MAX];
+	size_t at = 0;
+	int r;
 
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+	/* path itself too (the '/' added); each directory made durable in its parent,
+	 * best effort, as for the other directories of the cache */
+	if (snprintf(buf, sizeof(buf), "%s/", path) >= (int)sizeof(buf))
 		return vmb_err_set(err, ENAMETOOLONG, "path too long: '%s'", path);
-	for (p = buf + 1; ; p++) {
-		if (*p == '/' || !*p) {
-			char c = *p;
-
-			*p = '\0';
-			/* a directory made: its entry durable before what goes in it
-			 * is (best effort, as for the other directories of the cache) */
-			if (mkdir(buf, 0755) == 0)
-				(void)vmb_fsync_parent(buf);
-			else if (errno != EEXIST)
-				return vmb_err_sys(err, errno, "cannot create '%s'", buf);
-			*p = c;
-			if (!c)
-				break;
-		}
-	}
+	r = vmb_mkdir_parents(buf, 0, &at);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cannot create '%.*s'", (int)at, buf);
 	return 0;
 }
 

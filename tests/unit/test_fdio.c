@@ -137,9 +137,44 @@ static void test_sequential(void)
 	close(p[1]);
 }
 
+/* mkdir -p of a path's parents: what exists is kept, what is missing is made (the
+ * last component never), and a component that is a file stops it, naming it. */
+static void test_mkdir_parents(void)
+{
+	char root[4096], p[4400];
+	struct stat st;
+	size_t at = 0;
+	int fd;
+
+	REQUIRE(harness_tmpdir(root, sizeof(root), "fdio") == 0);
+	snprintf(p, sizeof(p), "%s/a/b/c/leaf", root);
+	CHECK_RC(vmb_mkdir_parents(p, 1, &at), 0);
+	snprintf(p, sizeof(p), "%s/a/b/c", root);
+	CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
+	snprintf(p, sizeof(p), "%s/a/b/c/leaf", root);
+	CHECK(access(p, F_OK) < 0 && errno == ENOENT);
+	/* again: all there, nothing to do */
+	CHECK_RC(vmb_mkdir_parents(p, 1, &at), 0);
+	/* a trailing '/' makes the last one too */
+	snprintf(p, sizeof(p), "%s/a/d/", root);
+	CHECK_RC(vmb_mkdir_parents(p, 0, NULL), 0);
+	snprintf(p, sizeof(p), "%s/a/d", root);
+	CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
+	/* a file where a directory should be */
+	snprintf(p, sizeof(p), "%s/a/f", root);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	snprintf(p, sizeof(p), "%s/a/f/x/leaf", root);
+	CHECK_RC(vmb_mkdir_parents(p, 1, &at), -ENOTDIR);
+	CHECK_EQ(at, strlen(root) + strlen("/a/f/x"));
+}
+
 int main(void)
 {
 	RUN(test_positional);
 	RUN(test_sequential);
+	RUN(test_mkdir_parents);
 	return harness_exit("test_fdio");
 }
