@@ -180,10 +180,6 @@ wait_for() {
 
 vmbio() { "$VMBIO" "$@"; }
 
-# vmb_sanitized: VMB_BIN is built with the sanitizers (ASan): it runs several times
-# slower, and a daemon's exit (the leak check) can take seconds. For time bounds.
-vmb_sanitized() { grep -qa __asan_init "$VMB_BIN" 2>/dev/null; }
-
 st_ino() { stat -c %i "$1"; }
 st_size() { stat -c %s "$1"; }
 st_blocks() { stat -c %b "$1"; }
