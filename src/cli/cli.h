@@ -80,6 +80,9 @@ void vmb_cli_ops_end(struct vmb_cli_ops *o);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A log (base/err.h) that writes each message so, for the library's logging in the
+ * CLI's own processes (pull, prefetch, publish, structural commands). */
+extern const struct vmb_log vmb_cli_log;
 /* Errors about a store (src/cli/cli_log.c). where is a STORE argument or a path
  * inside a mount of one; code the errno of the failure (err.code).
  * vmb_cli_store_error prints "vmbundlefs: <message>" and, when a daemon's messages

@@ -54,6 +54,14 @@ void vmb_cli_error(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+static void log_line(void *arg, const char *msg)
+{
+	(void)arg;
+	vmb_cli_error("%s", msg);
+}
+
+const struct vmb_log vmb_cli_log = { log_line, NULL };
+
 void vmb_cli_version(void)
 {
 	printf("vmbundlefs %s\n", PACKAGE_VERSION);

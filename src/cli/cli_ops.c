@@ -28,13 +28,6 @@
 /* The remote options of the command (pull's -o and its flags), for ops_begin. */
 static struct vmb_remote_opts cli_ropts;
 
-static void log_line(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "vmbundlefs: %s\n", msg);
-}
-
-static const struct vmb_log ops_log = { log_line, NULL };
 
 void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro)
 {
@@ -56,12 +49,12 @@ int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *
 		vmb_store_close(&o->s);
 		return vmb_err_set(err, EROFS, "store '%s' is not writable by you", store);
 	}
-	r = vmb_layers_open(&o->c.layers, o->s.metafd, &ops_log, err);
+	r = vmb_layers_open(&o->c.layers, o->s.metafd, &vmb_cli_log, err);
 	if (r < 0) {
 		vmb_store_close(&o->s);
 		return r;
 	}
-	r = vmb_remote_open(&cli_ropts, &ops_log, &o->r, err);
+	r = vmb_remote_open(&cli_ropts, &vmb_cli_log, &o->r, err);
 	if (r < 0) {
 		vmb_layers_close(o->c.layers);
 		vmb_store_close(&o->s);
@@ -69,7 +62,7 @@ int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *
 	}
 	vmb_layers_set_remote(o->c.layers, o->r);
 	o->c.store = &o->s;
-	o->c.log = &ops_log;
+	o->c.log = &vmb_cli_log;
 	return 0;
 }
 
@@ -280,7 +273,7 @@ int vmb_cli_snapshot(int argc, char **argv)
 			return VMB_EXIT_ERROR;
 		}
 		o.c.store = &o.s;
-		o.c.log = &ops_log;
+		o.c.log = &vmb_cli_log;
 		rc = snapshot_list(&o, nargs == 2 ? argv[optind + 1] : NULL);
 		vmb_store_close(&o.s);
 		vmb_cli_ctl_target_free(&t);

@@ -59,13 +59,6 @@ static const char publish_usage[] =
 	"                         chunks not in the cache are fetched\n"
 	"  -q, --quiet            no summary line\n";
 
-static void log_line(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "vmbundlefs: %s\n", msg);
-}
-
-static const struct vmb_log pub_log = { log_line, NULL };
 
 static volatile sig_atomic_t stop;
 
@@ -364,7 +357,7 @@ int vmb_cli_publish(int argc, char **argv)
 	/* A pulled bundle's images stand on remote layers: their chunks come from
 	 * the host's cache (fetched when absent), as a mount reads them. Nothing is
 	 * opened nor fetched for a bundle that has none. */
-	if (vmb_remote_open(&ro, &pub_log, &rem, &err) < 0) {
+	if (vmb_remote_open(&ro, &vmb_cli_log, &rem, &err) < 0) {
 		vmb_cli_error("%s", err.msg);
 		goto out;
 	}

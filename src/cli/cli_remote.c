@@ -33,13 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void log_line(void *arg, const char *msg)
-{
-	(void)arg;
-	fprintf(stderr, "vmbundlefs: %s\n", msg);
-}
-
-static const struct vmb_log cli_log = { log_line, NULL };
 
 /* The copies o points into, kept for the life of the process. */
 static char *kept_opts[16];
@@ -249,9 +242,9 @@ static int prefetch_store(const char *real, const struct vmb_remote_opts *ro, ui
 				   "store", real);
 	rc = vmb_store_open(&s, store, VMB_STORE_READ, err);
 	if (!rc)
-		rc = vmb_layers_open(&ls, s.metafd, &cli_log, err);
+		rc = vmb_layers_open(&ls, s.metafd, &vmb_cli_log, err);
 	if (!rc)
-		rc = vmb_remote_open(ro, &cli_log, &r, err);
+		rc = vmb_remote_open(ro, &vmb_cli_log, &r, err);
 	if (rc)
 		goto out;
 	vmb_layers_set_remote(ls, r);
@@ -448,7 +441,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("the default cache directory's name is too long");
 		return VMB_EXIT_ERROR;
 	}
-	rc = vmb_remote_open(&ro, &cli_log, &r, &err);
+	rc = vmb_remote_open(&ro, &vmb_cli_log, &r, &err);
 	if (!rc) {
 		/* every bundle pulled from this one index (one generation, one fetch) */
 		vmb_remote_top_once(r);
@@ -477,14 +470,14 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	}
 	if (vmb_store_init(shadow, &err) < 0 ||
 	    vmb_store_open(&s, shadow, VMB_STORE_EXCLUSIVE, &err) < 0 ||
-	    vmb_layers_open(&ls, s.metafd, &cli_log, &err) < 0) {
+	    vmb_layers_open(&ls, s.metafd, &vmb_cli_log, &err) < 0) {
 		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
 		goto out;
 	}
 	memset(&c, 0, sizeof(c));
 	c.store = &s;
 	c.layers = ls;
-	c.log = &cli_log;
+	c.log = &vmb_cli_log;
 	for (i = 0; i < top.n; i++) {
 		if (vmb_op_pull(&c, r, url, top.bundles[i].name, top.bundles[i].name, &err) < 0) {
 			vmb_cli_error("cannot mount '%s': %s", url, err.msg);
