@@ -42,7 +42,7 @@ static void log_line(void *arg, const char *msg)
 }
 
 struct own_opts {
-	unsigned readahead_kb;
+	unsigned readahead_kb;   /* UINT_MAX: not given (the default of the mount's kind) */
 	unsigned max_threads;
 	unsigned idle_fds;
 	unsigned open_fds;
@@ -115,7 +115,7 @@ static int split_opts(const char *in, struct own_opts *o, struct vmb_err *err)
 	size_t used = 0, cap;
 	int r = 0;
 
-	o->readahead_kb = DEFAULT_READAHEAD_KB;
+	o->readahead_kb = UINT_MAX;
 	o->max_threads = DEFAULT_MAX_THREADS;
 	o->readonly = 0;
 	cap = (in ? strlen(in) : 0) + 1;
@@ -589,6 +589,8 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	}
 	mounted = 1;
+	if (own.readahead_kb == UINT_MAX)
+		own.readahead_kb = own.shadow ? VMB_FS_URL_READAHEAD_KB : DEFAULT_READAHEAD_KB;
 	set_readahead(&fs, mnt, own.readahead_kb);
 	if (!o->foreground) {
 		if (!o->logfile) {

@@ -41,12 +41,23 @@ assert_eq "writes are refused" "EROFS" "$(vmbio pwrite "$MNT/vmA/disk.img" 0 10 
 assert_eq "creates are refused" "EROFS" "$(vmbio create "$MNT/vmA/new")"
 shadow=$(ls "$T/cache/mnt")
 assert_match "a shadow store under CACHE/mnt" "^[0-9a-f]{16}$" "$shadow"
+# a new cache has its 256 chunks/<aa> made at once (not one by one by the fills)
+assert_eq "chunks/00..ff made with the cache" 256 "$(find "$T/cache/chunks" -mindepth 1 -maxdepth 1 -type d -name '[0-9a-f][0-9a-f]' | wc -l)"
+# a URL's mount keeps the kernel's readahead at 128 KiB (a store's is 1004: mount-sparse.sh)
+dev=$(mountpoint -d "$MNT")
+if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
+    assert_eq "a URL mount's readahead is 128 KiB (bdi $dev)" 128 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
+fi
 unmount_store
 assert_eq "the shadow store is gone after unmount" "" "$(ls "$T/cache/mnt")"
 
 # offline: the saved index, the cached chunks (vmA's image was read, vmB's not)
 mv "$T/pub" "$T/pub.away"
-STORE=$URL mount_store
+VMB_TEST_MOUNT_OPTS="$VMB_TEST_MOUNT_OPTS,readahead_kb=512" STORE=$URL mount_store
+dev=$(mountpoint -d "$MNT")
+if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
+    assert_eq "-o readahead_kb= sets a URL mount's readahead" 512 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
+fi
 check "offline: cached image reads" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
 assert_eq "offline: an uncached image fails with EIO" "EIO" "$(vmbio read "$MNT/vmB/disk.img")"
 unmount_store

@@ -21,7 +21,8 @@ static const char mount_usage_fmt[] =
 	"                     (default: stderr in the foreground, syslog otherwise;\n"
 	"                     always also the store's log, STORE/.vmbundlefs/log)\n"
 	"  -o OPTS            FUSE mount options (allow_other, ro, ...) and\n"
-	"                     readahead_kb=N (default %u), max_threads=N (default %u),\n"
+	"                     readahead_kb=N (default %u; a URL's mount: %u),\n"
+	"                     max_threads=N (default %u),\n"
 	"                     aux_patterns=GLOB:GLOB... (aux-storage file names),\n"
 	"                     in_use=any|aux (a bundle is in use while any of its files\n"
 	"                     is locked (any, the default) or an aux-storage file (aux)),\n"
@@ -43,7 +44,8 @@ static char mount_usage[2048];
 static void make_usage(void)
 {
 	snprintf(mount_usage, sizeof(mount_usage), mount_usage_fmt,
-		 (unsigned)VMB_FS_DEFAULT_READAHEAD_KB, (unsigned)VMB_FS_DEFAULT_MAX_THREADS);
+		 (unsigned)VMB_FS_DEFAULT_READAHEAD_KB, (unsigned)VMB_FS_URL_READAHEAD_KB,
+		 (unsigned)VMB_FS_DEFAULT_MAX_THREADS);
 }
 
 /* Join repeated -o arguments with commas. */

@@ -311,11 +311,14 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 	return vmb_err_set(err, EIO, "cache '%s': its version file vanished", c->path);
 }
 
-static int open_sub(struct vmb_cache *c, const char *name, int *fd, struct vmb_err *err)
+/* Open (making it when absent) the cache's subdirectory name; *made: it was made. */
+static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
+		    struct vmb_err *err)
 {
 	int r = vmb_cache_mkdir(c, c->dirfd, name);
 	struct stat st;
 
+	*made = r == 1;
 	if (r == 1)   /* its entry durable before anything in it counts as durable */
 		r = vmb_cache_fsync_dir(c->dirfd, NULL);
 	if (r < 0)
@@ -336,6 +339,25 @@ static int open_sub(struct vmb_cache *c, const char *name, int *fd, struct vmb_e
 	return 0;
 }
 
+/* A new chunks/: its 256 subdirectories chunks/<aa> made now, with one fsync of
+ * chunks/ for them all, rather than one by one by the flusher as the first objects
+ * of each arrive (a mkdir and two directory fsyncs on the way of a first VM boot's
+ * fills). Best effort: one not made here is made when first needed, as in a cache
+ * an older vmbundlefs made. */
+static void make_fanout(struct vmb_cache *c)
+{
+	char aa[3];
+	int any = 0;
+
+	for (int d = 0; d < 256; d++) {
+		snprintf(aa, sizeof(aa), "%02x", d);
+		if (vmb_cache_mkdir(c, c->chunksfd, aa) == 1)
+			any = 1;
+	}
+	if (any)
+		vmb_cache_fsync_dir(c->chunksfd, NULL);
+}
+
 /* How far fills may run ahead of the flusher: VMB_CACHE_PEND_BYTES, at most an
  * eighth of the RAM, at least 32 MiB. */
 static uint64_t pend_max(void)
@@ -353,7 +375,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 {
 	struct vmb_cache *c;
 	struct stat st;
-	int r;
+	int r, made = 0;
 
 	*out = NULL;
 	if (!dir || !*dir)
@@ -423,11 +445,14 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	r = check_version(c, err);
 	if (r < 0)
 		goto fail;
-	if ((r = open_sub(c, "chunks", &c->chunksfd, err)) < 0 ||
-	    (r = open_sub(c, "tmp", &c->tmpfd, err)) < 0 ||
-	    (r = open_sub(c, "lock", &c->lockfd, err)) < 0 ||
-	    (r = open_sub(c, "pins", &c->pinsfd, err)) < 0 ||
-	    (r = open_sub(c, "urls", &c->urlsfd, err)) < 0)
+	if ((r = open_sub(c, "chunks", &c->chunksfd, &made, err)) < 0)
+		goto fail;
+	if (made)
+		make_fanout(c);
+	if ((r = open_sub(c, "tmp", &c->tmpfd, &made, err)) < 0 ||
+	    (r = open_sub(c, "lock", &c->lockfd, &made, err)) < 0 ||
+	    (r = open_sub(c, "pins", &c->pinsfd, &made, err)) < 0 ||
+	    (r = open_sub(c, "urls", &c->urlsfd, &made, err)) < 0)
 		goto fail;
 	c->fill_lfd = r = vmb_cache_lock_open(c, err);
 	if (r < 0)
