@@ -128,6 +128,26 @@ typedef int (*vmb_cache_fillmem_fn)(void *arg, const uint8_t digest[32], uint64_
 int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		      vmb_cache_fillmem_fn fill, void *arg, int *fd, int *hit,
 		      struct vmb_err *err);
+/* A verified object's bytes in memory (vmb_cache_get_ref), shared and read-only:
+ * the holder of a reference reads data[0, len) until it gives it back. */
+struct vmb_cache_mem {
+	const void *data;   /* a buffer of base/bufpool.h, freed with the last reference */
+	size_t len;
+	unsigned refs;      /* __atomic */
+};
+/* Give back a reference; NULL-safe. */
+void vmb_cache_mem_put(struct vmb_cache_mem *m);
+
+/* vmb_cache_get_mem for a caller that can take the bytes from memory. When this
+ * call fills the object, or a fill of this process has its bytes and has not yet
+ * written them to the disk, *mem gets a reference to them and *fd is -1: the
+ * object's temporary is then written by the flusher (off the reader's way: a reader
+ * of a cold chunk waits for its transfer and its check, not for a file to be made
+ * and written and read back). Else *mem is NULL and *fd as vmb_cache_get_mem. Other
+ * processes see the object as vmb_cache_get_mem makes it: present once durable. */
+int vmb_cache_get_ref(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      vmb_cache_fillmem_fn fill, void *arg, int *fd,
+		      struct vmb_cache_mem **mem, int *hit, struct vmb_err *err);
 /* 1 if present (or filled by this vmb_cache and not yet flushed), else 0. */
 int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32]);
 /* Wait until every object this vmb_cache filled is durable and in chunks/ (the

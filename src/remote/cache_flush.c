@@ -10,6 +10,10 @@
  * Until then the object is "pending": in this process vmb_cache_get opens its
  * temporary by name, and vmb_cache_has counts it; other processes wait on the
  * digest's lock as for any fill, so they only ever see a durable object.
+ * A fill of vmb_cache_get_ref has no temporary yet: its entry holds a reference to
+ * its bytes in memory (what this process's readers take meanwhile), and the
+ * flusher writes them to a temporary first thing in its batch (write_mem), then
+ * goes on as for any other; at most c->defer_max bytes wait in memory so.
  *
  * Ownership: c->pend is a list of entries owned by the cache, each holding the
  * digest's fill lock (on the shared c->fill_lfd, so no descriptor each) until it is
@@ -20,6 +24,8 @@
  */
 #include "config.h"
 #include "remote/cache_int.h"
+#include "base/bufpool.h"
+#include "base/fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +40,10 @@ struct vmb_cache_pend {
 	char rel[VMB_CACHE_REL];
 	char tmp[128];                 /* tmp/<tmp>, or "": unnamed, open as fd */
 	int fd;                        /* the unnamed temporary's, owned; else -1 */
+	struct vmb_cache_mem *mem;     /* bytes not yet in a temporary (a reference),
+	                                * or NULL; set to NULL (under fl_mu) by the
+	                                * flusher only, once written or failed */
+	int lost;                      /* its temporary could not be made: not kept */
 	uint64_t len;
 	int ok;                        /* flushed: present in chunks/ (flusher only) */
 	struct vmb_cache_pend *next;   /* c->pend, in fill order */
@@ -70,17 +80,43 @@ int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32])
 	return r;
 }
 
-int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32])
+void vmb_cache_mem_put(struct vmb_cache_mem *m)
+{
+	if (m && VMB_ATOMIC_SUB(&m->refs, 1) == 0) {
+		vmb_buf_put((void *)m->data);
+		free(m);
+	}
+}
+
+int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32],
+			struct vmb_cache_mem **mem, int wait)
 {
 	struct vmb_cache_pend *p;
 	int fd = -ENOENT;
 
+	if (mem)
+		*mem = NULL;
 	if (!VMB_ATOMIC_LOAD(&c->npend))
 		return -ENOENT;
 	pthread_mutex_lock(&c->fl_mu);
-	p = find(c, digest);
+	while ((p = find(c, digest)) && p->mem) {
+		if (mem) {
+			VMB_ATOMIC_ADD(&p->mem->refs, 1);
+			*mem = p->mem;
+			pthread_mutex_unlock(&c->fl_mu);
+			return -EINPROGRESS;
+		}
+		if (!wait) {
+			pthread_mutex_unlock(&c->fl_mu);
+			return -EAGAIN;
+		}
+		/* in memory only: the flusher writes it first thing (a broadcast then) */
+		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+	}
 	/* the flusher may rename it meanwhile: then this open fails with ENOENT and the
 	 * caller finds it in chunks/ */
+	if (p && p->lost)
+		p = NULL;   /* not kept: the caller fills it again */
 	if (p) {
 		if (p->fd >= 0)
 			fd = fcntl(p->fd, F_DUPFD_CLOEXEC, 0);
@@ -134,6 +170,60 @@ static void drop_pages(int fd)
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
+/* Give the unnamed temporary of p a name in tmp/ and close its descriptor (past the
+ * budget of descriptors). Where that fails, p keeps its descriptor. */
+static void name_it(struct vmb_cache *c, struct vmb_cache_pend *p);
+
+/* Write the bytes of an entry still in memory only to a new temporary; then (under
+ * fl_mu) the entry has its temporary as if its fill had written it, and its waiters
+ * are woken. A failure is logged: the readers had right bytes; the entry is only not
+ * kept (lost). */
+static void write_mem(struct vmb_cache *c, struct vmb_cache_pend *p)
+{
+	char hex[VMB_SHA256_HEX], tmp[128];
+	struct vmb_cache_mem *m = p->mem;
+	struct vmb_err err;
+	int fd, r;
+
+	vmb_err_clear(&err);
+	vmb_sha256_hex(p->digest, hex);
+	fd = r = vmb_cache_tmp_object(c, hex, tmp, &err);
+	if (fd >= 0) {
+		r = vmb_pwrite_full(fd, m->data, (size_t)p->len, 0, NULL);
+		if (r < 0)
+			vmb_err_sys(&err, -r, "cannot write %s%s", tmp[0] ? "tmp/" : "an unnamed "
+				    "temporary", tmp);
+	}
+	if (r < 0) {
+		if (r == -ENOSPC)
+			vmb_cache_evict_kick(c);
+		vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s: %s; it will be "
+			    "fetched again when needed", c->path, p->rel + 3, err.msg);
+		if (fd >= 0)
+			close(fd);
+		if (tmp[0] && fd >= 0)
+			unlinkat(c->tmpfd, tmp, 0);
+		fd = -1;
+		tmp[0] = '\0';
+	} else if (tmp[0]) {
+		close(fd);   /* a named one is reopened by name */
+		fd = -1;
+	}
+	pthread_mutex_lock(&c->fl_mu);
+	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
+	p->fd = fd;
+	p->lost = r < 0;
+	p->mem = NULL;
+	c->defer_bytes -= p->len;
+	if (p->fd >= 0 && c->npend_fds >= c->pend_fds_max)
+		name_it(c, p);
+	if (p->fd >= 0)
+		c->npend_fds++;
+	pthread_cond_broadcast(&c->fl_cv);
+	pthread_mutex_unlock(&c->fl_mu);
+	vmb_cache_mem_put(m);
+}
+
 /* Make the batch durable and present; release each entry's lock. Per-file fdatasync
  * rather than syncfs: syncfs would also wait for every other writer of the file
  * system. The writeback of all of them is started first, so the first fdatasync's
@@ -145,8 +235,13 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 	int fds[VMB_CACHE_BATCH], made = 0;
 	size_t i;
 
+	for (i = 0; i < n; i++)
+		if (b[i]->mem)   /* only the flusher clears it: no lock needed to look */
+			write_mem(c, b[i]);
 	for (i = 0; i < n; i++) {
-		if (b[i]->fd >= 0)
+		if (b[i]->lost)
+			fds[i] = -ECANCELED;   /* logged by write_mem */
+		else if (b[i]->fd >= 0)
 			fds[i] = b[i]->fd;   /* unnamed (pend_add refuses one without it) */
 		else if ((fds[i] = openat(c->tmpfd, b[i]->tmp,
 					  O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
@@ -170,6 +265,8 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 		/* 2. into place */
 		if (r == 0)
 			r = put_in_place(c, p, &made);
+		if (r == -ECANCELED)
+			continue;
 		if (r < 0) {
 			/* whoever read it got right bytes (checked); it is just not kept */
 			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (%s%s): "
@@ -284,10 +381,31 @@ static void name_it(struct vmb_cache *c, struct vmb_cache_pend *p)
 	}
 }
 
+static int add(struct vmb_cache *c, struct vmb_cache_pend *p);
+
+int vmb_cache_pend_add_mem(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+			   struct vmb_cache_mem *mem, uint64_t len, struct vmb_err *err)
+{
+	struct vmb_cache_pend *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		vmb_cache_fill_unlock(c, digest);
+		return vmb_err_set(err, ENOMEM, "cannot keep a verified chunk: %s",
+				   strerror(ENOMEM));
+	}
+	memcpy(p->digest, digest, 32);
+	snprintf(p->rel, sizeof(p->rel), "%s", rel);
+	p->fd = -1;
+	p->len = len;
+	VMB_ATOMIC_ADD(&mem->refs, 1);
+	p->mem = mem;
+	return add(c, p);
+}
+
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
 		       const char *tmp, int fd, uint64_t len, struct vmb_err *err)
 {
-	struct vmb_cache_pend *p = calloc(1, sizeof(*p)), **pp;
+	struct vmb_cache_pend *p = calloc(1, sizeof(*p));
 
 	if (!p || (!tmp[0] && fd < 0)) {
 		/* cannot keep it: the caller's descriptor still reads right bytes */
@@ -304,20 +422,43 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
 	p->fd = tmp[0] ? -1 : fd;
 	p->len = len;
+	return add(c, p);
+}
+
+/* Queue p (the fill lock of its digest held) for the flusher, or flush it here when
+ * there is none. 0. */
+static int add(struct vmb_cache *c, struct vmb_cache_pend *p)
+{
+	struct vmb_cache_pend **pp;
+	uint64_t len = p->len, mlen = p->mem ? p->len : 0;
+
 	pthread_mutex_lock(&c->fl_mu);
 	if (!c->fl_started && !c->fl_stop)
 		start_locked(c);   /* it could not start at open: try again */
 	if (!c->fl_started) {
 		/* no flusher (it could not start, or the cache is closing): do it here */
 		pthread_mutex_unlock(&c->fl_mu);
+		if (p->mem) {
+			pthread_mutex_lock(&c->fl_mu);
+			c->defer_bytes += mlen;   /* write_mem takes it off */
+			pthread_mutex_unlock(&c->fl_mu);
+		}
 		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
-		if (p->fd >= 0)
+		if (p->fd >= 0) {
 			close(p->fd);
+			if (!p->lost) {
+				pthread_mutex_lock(&c->fl_mu);
+				c->npend_fds--;   /* write_mem counted it */
+				pthread_mutex_unlock(&c->fl_mu);
+			}
+		}
 		free(p);
 		return 0;
 	}
-	while (c->pend && c->pend_bytes + len > c->pend_max)
+	while (c->pend && (c->pend_bytes + len > c->pend_max ||
+			   (mlen && c->defer_bytes + mlen > c->defer_max)))
 		pthread_cond_wait(&c->fl_cv, &c->fl_mu);
+	c->defer_bytes += mlen;
 	if (p->fd >= 0 && c->npend_fds >= c->pend_fds_max)
 		name_it(c, p);   /* cheap (a link), under fl_mu so pend_open sees one form */
 	if (p->fd >= 0)
@@ -326,8 +467,8 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 	*pp = p;   /* in fill order: the oldest are flushed first */
 	c->pend_tail = p;
 	c->pend_bytes += len;
-	p->hnext = c->pend_hash[digest[0]];
-	c->pend_hash[digest[0]] = p;
+	p->hnext = c->pend_hash[p->digest[0]];
+	c->pend_hash[p->digest[0]] = p;
 	VMB_ATOMIC_ADD(&c->npend, 1);
 	pthread_cond_broadcast(&c->fl_cv);
 	pthread_mutex_unlock(&c->fl_mu);

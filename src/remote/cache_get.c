@@ -1,7 +1,9 @@
 /* cache_get.c - vmb_cache_get and vmb_cache_has: the fast path (open + fstat), the
  * in-process flight (mutex + condition), the cross-process fill under the digest's
  * lock file, and the fill itself: temporary, verify, then the flusher's fsync,
- * rename, fsync of the directory (cache_flush.c; see cache.h). */
+ * rename, fsync of the directory (cache_flush.c; see cache.h); for vmb_cache_get_ref,
+ * verify in memory and hand the bytes to the caller, the flusher writing the
+ * temporary first. */
 #include "config.h"
 #include "remote/cache_int.h"
 #include "base/bufpool.h"
@@ -53,11 +55,13 @@ static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, stru
 	return fd;
 }
 
-/* The fill of a get: into the temporary's fd, or into memory. */
+/* The fill of a get: into the temporary's fd, or into memory (defer: the caller
+ * takes the bytes from memory, vmb_cache_get_ref). */
 struct filler {
 	vmb_cache_fill_fn fd;
 	vmb_cache_fillmem_fn mem;
 	void *arg;
+	int defer;
 };
 
 /* Compare what was filled (size, digest) with what was asked: 0, or -EIO with
@@ -79,10 +83,11 @@ static int check_fill(struct vmb_cache *c, const uint8_t digest[32], uint64_t le
 }
 
 /* A fill into memory, checked there, then written to a new temporary: its fd (in
- * *fd) or -errno. */
+ * *fd) or -errno. With defer, the checked bytes are not written: *defer gets them
+ * (one reference) and *fd stays -1. */
 static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		    const struct filler *fl, char tmp[128], int *fd, int *mismatch,
-		    struct vmb_err *err)
+		    struct vmb_cache_mem **defer, struct vmb_err *err)
 {
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
@@ -99,6 +104,16 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		r = vmb_sha256(buf, n, got, err);
 	if (r == 0)
 		r = check_fill(c, digest, len, n, got, mismatch, err);
+	if (r == 0 && defer) {
+		struct vmb_cache_mem *m = malloc(sizeof(*m));
+
+		if (m) {
+			vmb_cache_step("filled");
+			*m = (struct vmb_cache_mem){ .data = buf, .len = n, .refs = 1 };
+			*defer = m;
+			return 0;
+		}
+	}
 	if (r == 0) {
 		vmb_cache_step("filled");
 		vmb_sha256_hex(digest, hex);
@@ -119,7 +134,8 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
  * tmp and the fd is a new O_RDONLY one; an unnamed one's (tmp "") is the fd it was
  * written through. The caller hands it to the flusher. */
 static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-		     const struct filler *fl, char tmp[128], int *mismatch, struct vmb_err *err)
+		     const struct filler *fl, char tmp[128], int *mismatch,
+		     struct vmb_cache_mem **defer, struct vmb_err *err)
 {
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
@@ -130,11 +146,17 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 	tmp[0] = '\0';
 	VMB_ATOMIC_ADD(&c->fills, 1);
 	if (fl->mem) {
-		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, err);
+		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, fl->defer ? defer : NULL,
+			     err);
 		if (r == -ENOSPC)
 			vmb_cache_evict_kick(c);
 		if (r < 0)
 			goto out;
+		if (fl->defer && *defer) {
+			vmb_cache_step("verified");
+			VMB_ATOMIC_ADD(&c->fill_bytes, len);
+			return -EINPROGRESS;
+		}
 	} else {
 		vmb_sha256_hex(digest, hex);
 		fd = vmb_cache_tmp_object(c, hex, tmp, err);
@@ -203,11 +225,14 @@ static int wrong_size(struct vmb_cache *c, const uint8_t digest[32], const char 
 	return 0;
 }
 
-/* The leader of a flight: fill across processes. Returns an fd or -errno. */
+/* The leader of a flight: fill across processes. Returns an fd or -errno; or, when
+ * the fill defers (fl->defer), -EINPROGRESS with the bytes in *mem (a reference). */
 static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-		       const struct filler *fl, struct vmb_err *err)
+		       const struct filler *fl, struct vmb_cache_mem **mem,
+		       struct vmb_err *err)
 {
 	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX], tmp[128];
+	struct vmb_cache_mem *m = NULL;
 	struct stat st;
 	int fd, r, mismatch = 0;
 
@@ -228,9 +253,17 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 			goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = fill_once(c, digest, len, fl, tmp, &mismatch, err);
-		if (fd >= 0 || !mismatch)
+		fd = fill_once(c, digest, len, fl, tmp, &mismatch, &m, err);
+		if (fd >= 0 || fd == -EINPROGRESS || !mismatch)
 			break;
+	}
+	if (fd == -EINPROGRESS) {
+		/* right bytes, in memory: the caller (and this process's other readers)
+		 * read them there; the flusher writes, then makes them durable and
+		 * present, and releases the lock (pend_add_mem releases it on error) */
+		vmb_cache_pend_add_mem(c, digest, rel, m, len, NULL);
+		*mem = m;
+		return fd;
 	}
 	if (fd >= 0) {
 		/* right bytes: the caller reads them now; durable and present later, by
@@ -299,8 +332,11 @@ static int flight_wait(struct vmb_cache *c, struct vmb_cache_flight *f)
 	return 0;
 }
 
+/* mem: where a caller that takes bytes from memory wants them (vmb_cache_get_ref;
+ * then fill->defer), else NULL. */
 static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
-	       const struct filler *fill, int *fdp, int *hit, struct vmb_err *err)
+	       const struct filler *fill, struct vmb_cache_mem **mem, int *fdp, int *hit,
+	       struct vmb_err *err)
 {
 	char rel[VMB_CACHE_REL];
 	struct vmb_cache_flight *f;
@@ -308,6 +344,8 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 	int fd, counted = 0;
 
 	*fdp = -1;
+	if (mem)
+		*mem = NULL;
 	if (hit)
 		*hit = 0;
 	vmb_cache_rel(digest, rel);
@@ -325,14 +363,17 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		}
 		if (fd != -ENOENT && fd != -ESTALE)
 			return fd;
-		if (fd == -ENOENT && (fd = vmb_cache_pend_open(c, digest)) >= 0) {
-			/* verified here moments ago, not yet durable */
+		if (fd == -ENOENT)
+			fd = vmb_cache_pend_open(c, digest, mem, 1);
+		if (fd >= 0 || fd == -EINPROGRESS) {
+			/* verified here moments ago, not yet durable (maybe not yet
+			 * written: then *mem has its bytes and fd stays -1) */
 			if (!counted) {
 				VMB_ATOMIC_ADD(&c->hits, 1);
 				if (hit)
 					*hit = 1;
 			}
-			*fdp = fd;
+			*fdp = fd < 0 ? -1 : fd;
 			return 0;
 		}
 		if (!counted) {
@@ -376,13 +417,20 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		 * list, so under c->mu this look cannot miss it. A second flight must not
 		 * start for a pending object: its fill lock is this cache's shared one,
 		 * which would not make it wait. */
-		fd = vmb_cache_pend_open(c, digest);
+		fd = vmb_cache_pend_open(c, digest, mem, 0);
+		if (fd == -EAGAIN) {
+			/* pending, still in memory, and no place for its bytes: wait for
+			 * its write, not under c->mu */
+			pthread_mutex_unlock(&c->mu);
+			round--;
+			continue;
+		}
 		if (fd == -ENOENT)
 			fd = open_present(c, rel, len, &st, err);
-		if (fd >= 0) {
+		if (fd >= 0 || fd == -EINPROGRESS) {
 			pthread_mutex_unlock(&c->mu);
 			VMB_ATOMIC_ADD(&c->waits, 1);   /* a fill ended just before */
-			*fdp = fd;
+			*fdp = fd < 0 ? -1 : fd;
 			return 0;
 		}
 		f = calloc(1, sizeof(*f));
@@ -397,7 +445,12 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		c->flights = f;
 		pthread_mutex_unlock(&c->mu);
 
-		fd = fill_shared(c, digest, len, fill, &f->err);
+		fd = fill_shared(c, digest, len, fill, mem, &f->err);
+		if (fd == -EINPROGRESS) {
+			*fdp = -1;   /* the bytes are in *mem */
+			fd = 0;
+		} else if (fd >= 0)
+			*fdp = fd;
 
 		pthread_mutex_lock(&c->mu);
 		for (struct vmb_cache_flight **p = &c->flights; *p; p = &(*p)->next)
@@ -414,7 +467,6 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		pthread_mutex_unlock(&c->mu);
 		if (fd < 0)
 			return fd;
-		*fdp = fd;
 		return 0;
 	}
 	return vmb_err_set(err, EAGAIN, "cache '%s': chunk %s keeps vanishing (evicted as "
@@ -426,7 +478,7 @@ int vmb_cache_get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 {
 	struct filler fl = { .fd = fill, .arg = arg };
 
-	return get(c, digest, len, fill ? &fl : NULL, fdp, hit, err);
+	return get(c, digest, len, fill ? &fl : NULL, NULL, fdp, hit, err);
 }
 
 int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
@@ -435,5 +487,14 @@ int vmb_cache_get_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t le
 {
 	struct filler fl = { .mem = fill, .arg = arg };
 
-	return get(c, digest, len, fill ? &fl : NULL, fdp, hit, err);
+	return get(c, digest, len, fill ? &fl : NULL, NULL, fdp, hit, err);
+}
+
+int vmb_cache_get_ref(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
+		      vmb_cache_fillmem_fn fill, void *arg, int *fdp,
+		      struct vmb_cache_mem **mem, int *hit, struct vmb_err *err)
+{
+	struct filler fl = { .mem = fill, .arg = arg, .defer = 1 };
+
+	return get(c, digest, len, fill ? &fl : NULL, mem, fdp, hit, err);
 }

@@ -14,6 +14,8 @@
 #define VMB_CACHE_TOUCH_SEC 600        /* a hit touches an mtime older than this */
 #define VMB_CACHE_TMP_STALE_SEC 3600   /* a non-object temporary older than this is stale */
 #define VMB_CACHE_PEND_BYTES (512ULL << 20)   /* verified, not yet durable (cache_flush.c) */
+#define VMB_CACHE_DEFER_BYTES (64ULL << 20)   /* of those, still in memory only (fills of
+                                        * vmb_cache_get_ref, written by the flusher) */
 #define VMB_CACHE_PEND_FDS 256         /* pending unnamed temporaries holding their fd;
                                         * more are given a name in tmp/ (cache_flush.c) */
 
@@ -56,6 +58,8 @@ struct vmb_cache {
 	struct vmb_cache_pend *pend_tail;
 	uint64_t pend_bytes;           /* their bytes */
 	uint64_t pend_max;             /* fills wait while pend_bytes would pass it */
+	uint64_t defer_bytes;          /* of pend_bytes, those still in memory only */
+	uint64_t defer_max;            /* fills wait while defer_bytes would pass it */
 	struct vmb_cache_pend *pend_hash[256];   /* the same, by the digest's first byte */
 	uint64_t npend;                /* entries in pend (__atomic reads without fl_mu) */
 	unsigned npend_fds;            /* of those, unnamed ones holding an fd (fl_mu) */
@@ -146,13 +150,22 @@ void vmb_cache_step(const char *point);
  * fsync'd and renamed (linked) into chunks/, and the lock released; waits while too
  * many bytes are pending. Past VMB_CACHE_PEND_FDS unnamed ones, a new one is given
  * a name in tmp/ and its descriptor closed (the budget of descriptors is bounded).
+ * pend_add_mem: the same for verified bytes in memory (no temporary yet): the
+ * flusher writes them to a temporary first; it takes a reference of its own on mem
+ * (the caller keeps its own, also on error); waits while too many bytes are in
+ * memory only (VMB_CACHE_DEFER_BYTES).
  * pend_open: a read-only (named) or duplicated (unnamed) fd of a pending object, or
- * -ENOENT. pend_has: 1 if pending.
+ * -ENOENT. One still in memory only: with mem, a reference to its bytes in *mem and
+ * -EINPROGRESS; without, it waits until the flusher has written it (!wait: -EAGAIN
+ * instead; a caller holding c->mu must not wait). pend_has: 1 if pending.
  * flush: wait until nothing is pending. flush_stop: flush everything, stop the
  * thread (vmb_cache_close). */
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
 		       const char *tmp, int fd, uint64_t len, struct vmb_err *err);
-int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32]);
+int vmb_cache_pend_add_mem(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
+			   struct vmb_cache_mem *mem, uint64_t len, struct vmb_err *err);
+int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32],
+			struct vmb_cache_mem **mem, int wait);
 int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
 void vmb_cache_flush_stop(struct vmb_cache *c);
 void vmb_cache_flush_start(struct vmb_cache *c);   /* at open; a failure is retried */

@@ -431,6 +431,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
 	c->pend_max = pend_max();
+	c->defer_max = VMB_CACHE_DEFER_BYTES < c->pend_max ? VMB_CACHE_DEFER_BYTES : c->pend_max;
 	c->pend_fds_max = VMB_CACHE_PEND_FDS;
 	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		/* a cache we may not write: say so before anything else */

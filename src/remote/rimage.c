@@ -12,7 +12,11 @@
  *    cover; a sequential copy gets a window as long as it has read, up to the cap;
  *  - a chunk's bytes are read with pread from its cached file at the offset inside
  *    the chunk, or spliced from it (pieces); a cached file shorter than its chunk
- *    is -EIO (the cache verified its length: only a hand-edited cache gets there).
+ *    is -EIO (the cache verified its length: only a hand-edited cache gets there);
+ *    a chunk a reader had to fetch is copied from the cache's memory until the
+ *    cache has written it (vmb_cache_get_ref: the reader does not wait for the
+ *    write), while readahead fills write their own (several workers write at once;
+ *    the cache's one writer would set the pace of a sequential stream).
  */
 #include "config.h"
 #include "remote/rimage.h"
@@ -180,15 +184,20 @@ static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
 
 /* A descriptor of chunk i (data chunk), from the LRU or the cache (fetching it,
  * unless nofetch: then -ENOENT when it is not cached). *slot: the LRU slot it is
- * in (release with put_fd), or -1 (caller closes). */
+ * in (release with put_fd), or -1 (caller closes). Or, when the cache has the
+ * chunk's bytes in memory only (this call fetched them, or another fetch of this
+ * process did moments ago: vmb_cache_get_ref), *fd = -1 and *mem a reference to
+ * them (the caller gives it back with vmb_cache_mem_put). */
 static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
-		   uint64_t *fetched, int nofetch, struct vmb_err *err)
+		   struct vmb_cache_mem **mem, uint64_t *fetched, int nofetch,
+		   struct vmb_err *err)
 {
 	struct fillarg fa = { .ri = ri, .chunk = i };
 	struct vmb_cache *c;
 	int k, hit = 0, rc, victim = -1;
 
 	*slot = -1;
+	*mem = NULL;
 	pthread_mutex_lock(&ri->mu);
 	for (k = 0; k < VMB_RIMAGE_FDS; k++)
 		if (ri->fds[k].fd >= 0 && ri->fds[k].chunk == i) {
@@ -208,14 +217,16 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 		return rc;
 	if (nofetch && !seen_get(ri, i) && vmb_cache_has(c, ri->idx.chunks[i]) != 1)
 		return -ENOENT;
-	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
-			       nofetch ? NULL : fill, &fa, fd, &hit, err);
+	rc = vmb_cache_get_ref(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i),
+			       nofetch ? NULL : fill, &fa, fd, mem, &hit, err);
 	if (fetched)
 		*fetched = fa.fetched;
 	if (rc)
 		return rc;
 	vmb_remote_count(ri->r, hit, fa.fetched);
 	seen_set(ri, i);
+	if (*mem)
+		return 0;   /* no descriptor to keep */
 
 	pthread_mutex_lock(&ri->mu);
 	for (k = 0; k < VMB_RIMAGE_FDS; k++) {
@@ -241,11 +252,6 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	return 0;
 }
 
-static int get_fd(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
-		  uint64_t *fetched, struct vmb_err *err)
-{
-	return get_fd2(ri, i, fd, slot, fetched, 0, err);
-}
 
 static void put_fd(struct vmb_rimage *ri, int fd, int slot)
 {
@@ -276,6 +282,9 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 		seen_set(ri, i);
 		return 0;
 	}
+	/* not ..._ref: a readahead's fill writes its own temporary (several workers at
+	 * once), so that the flusher, alone, does not become the pace of a sequential
+	 * stream; only a reader's own fill leaves that to the flusher (get_fd2) */
 	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa,
 			       &fd, &hit, err);
 	if (fetched)
@@ -436,6 +445,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 		uint64_t i = pos / cs, cstart = i * cs;
 		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
 		size_t n = (size_t)((cend < end ? cend : end) - pos), done = 0;
+		struct vmb_cache_mem *mem;
 		int fd, slot, rc;
 
 		if (!vmb_rimage_chunk_data(ri, i)) {
@@ -443,7 +453,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 			pos += n;
 			continue;
 		}
-		rc = get_fd(ri, i, &fd, &slot, NULL, err);
+		rc = get_fd2(ri, i, &fd, &slot, &mem, NULL, 0, err);
 		if (rc == -EINTR)
 			return rc;   /* the reader gave up waiting (hard mode): no error of ours */
 		if (rc) {
@@ -463,6 +473,18 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 					err->code = EIO;
 			}
 			return rc;
+		}
+		if (mem) {
+			/* verified moments ago, still in memory only */
+			if (mem->len < pos - cstart + n) {
+				vmb_cache_mem_put(mem);
+				return vmb_err_set(err, EIO, "remote image %s: chunk %" PRIu64
+						   " is short", ri->hex, i);
+			}
+			memcpy(p + (pos - off), (const char *)mem->data + (pos - cstart), n);
+			vmb_cache_mem_put(mem);
+			pos += n;
+			continue;
 		}
 		while (done < n) {
 			ssize_t got = pread(fd, p + (pos - off) + done, n - done,
@@ -517,7 +539,11 @@ static int ri_pieces(struct vmb_base *b, uint64_t off, size_t len,
 		i = pos / cs;
 		cstart = i * cs;
 		cend = cstart + vmb_rimage_chunk_len(ri, i);
-		if (get_fd2(ri, i, &fd, &slot, NULL, 1, NULL) < 0) {
+		struct vmb_cache_mem *mem;
+
+		if (get_fd2(ri, i, &fd, &slot, &mem, NULL, 1, NULL) < 0 || mem) {
+			/* not cached, or in memory only: read copies it */
+			vmb_cache_mem_put(mem);
 			ri_pieces_done(b, pc, n);
 			return 0;
 		}

@@ -59,6 +59,7 @@ struct fillspec {
 	int hang_fd;
 	int give_sha;      /* fillmem_cb: report the SHA-256 of the bytes it gives */
 	int calls;
+	int got_mem;       /* get_any (mem 3): results that came in memory */
 };
 
 static void count_call(const char *file)
@@ -181,12 +182,30 @@ static int fd_is(int fd, const struct obj *o)
 }
 
 /* A get through fill_cb (mem 0) or fillmem_cb (mem 1; mem 2: one that gives the
- * digest of its bytes, which the cache then does not compute). */
+ * digest of its bytes, which the cache then does not compute; mem 3: that, through
+ * vmb_cache_get_ref, whose bytes may come back in memory: then *fd is an fd of a
+ * copy of them in a memfd, so that the callers read them as any other). */
 static int get_any(struct vmb_cache *c, const struct obj *o, struct fillspec *s, int mem,
 		   int *fd, int *hit, struct vmb_err *err)
 {
+	struct vmb_cache_mem *m = NULL;
+	int r;
+
 	vmb_err_clear(err);
-	s->give_sha = mem == 2;
+	s->give_sha = mem >= 2;
+	if (mem == 3) {
+		r = vmb_cache_get_ref(c, o->d, o->len, fillmem_cb, s, fd, &m, hit, err);
+		if (r == 0 && m) {
+			if (*fd != -1)
+				r = -EBADF;   /* one or the other */
+			else if ((*fd = memfd_create("ref", MFD_CLOEXEC)) < 0 ||
+				 pwrite(*fd, m->data, m->len, 0) != (ssize_t)m->len)
+				r = -EIO;
+			s->got_mem++;
+			vmb_cache_mem_put(m);
+		}
+		return r;
+	}
 	if (mem)
 		return vmb_cache_get_mem(c, o->d, o->len, fillmem_cb, s, fd, hit, err);
 	return vmb_cache_get(c, o->d, o->len, fill_cb, s, fd, hit, err);
@@ -537,7 +556,9 @@ static void *sf_thread(void *arg)
 		s.o = &sf_objs[i];
 		s.countfile = sf_count[i];
 		s.sleep_ms = 300;
-		if (get_check(sf_cache, &sf_objs[i], &s, NULL) < 0)
+		/* half the threads take bytes from memory (vmb_cache_get_ref): a
+		 * flight's waiters of both kinds, whichever fills */
+		if (get_check_with(sf_cache, &sf_objs[i], &s, NULL, t % 2 ? 3 : 0) < 0)
 			__atomic_add_fetch(&sf_errors, 1, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
@@ -624,7 +645,8 @@ static void test_single_flight(void)
 
 /* Past the budget of descriptors (pend_fds_max, lowered to 0 here), each pending
  * unnamed temporary is given a name in tmp/: the objects read right before and after
- * the flush, fsck finds nothing, tmp/ is empty. Fills into memory and into the fd. */
+ * the flush, fsck finds nothing, tmp/ is empty. Fills into memory and into the fd,
+ * and fills whose bytes the flusher writes (get_ref). */
 static void test_pend_named(void)
 {
 	char dir[4200], p[4400];
@@ -641,10 +663,11 @@ static void test_pend_named(void)
 		int hit = -1;
 
 		obj_make(&o[i], 60 + (unsigned)i, 100000 + 4096 * (uint64_t)i);
-		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 2), 0);
+		/* 0, 1: into the fd, into memory; 2: bytes back in memory (get_ref) */
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 3 == 2 ? 3 : i % 3), 0);
 		CHECK_EQ(hit, 0);
 		s = (struct fillspec){ .o = &o[i] };
-		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 2), 0);   /* pending or in place */
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, i % 3 == 2 ? 3 : i % 3), 0);   /* pending or in place */
 		CHECK_EQ(s.calls, 0);
 	}
 	CHECK_RC(vmb_cache_flush(c), 0);
@@ -783,7 +806,7 @@ static void test_takeover(void)
  * are checked before any temporary is made; mem 2: by the digest the fill gives). */
 static void test_verify_with(int mem)
 {
-	static const char *const sfx[] = { "", "mem", "sha" };
+	static const char *const sfx[] = { "", "mem", "sha", "ref" };
 	char dir[4200], p[4400];
 	struct obj o;
 	struct fillspec s = { 0 };
@@ -865,6 +888,118 @@ static void test_verify(void)
 static void test_verify_mem(void)
 {
 	test_verify_with(1);
+}
+
+static void test_verify_ref(void)
+{
+	test_verify_with(3);
+}
+
+/* vmb_cache_get_ref: the filler's bytes come back in memory, and its temporary is
+ * written by the flusher. Before that, a get_ref of this process has them from
+ * memory too, and a get_mem (a descriptor wanted) waits for the write; the object is
+ * present (other processes: a fill lock that waits) only once durable; with the
+ * memory budget at its least (defer_max 1: each write waits for the one before),
+ * every object still comes right; nothing is left in tmp/, fsck is clean. */
+static void test_ref(void)
+{
+	char dir[4200], p[4400];
+	struct obj o[6];
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct vmb_cache_mem *m = NULL;
+	struct vmb_err err;
+	int fd = -1, hit = -1;
+
+	snprintf(dir, sizeof(dir), "%s/ref%s", root, named_tmp ? "-named" : "");
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	for (int i = 0; i < 6; i++)
+		obj_make(&o[i], 90 + (unsigned)i, 200000 + 4096 * (uint64_t)i);
+	/* the filler's own: in memory, no descriptor */
+	{
+		struct fillspec s = { .o = &o[0] };
+
+		vmb_err_clear(&err);
+		CHECK_RC(vmb_cache_get_ref(c, o[0].d, o[0].len, fillmem_cb, &s, &fd, &m, &hit,
+					   &err), 0);
+		CHECK_EQ(fd, -1);
+		CHECK(m && m->len == o[0].len && !memcmp(m->data, o[0].data, o[0].len));
+		CHECK_EQ(hit, 0);
+		CHECK_EQ(s.calls, 1);
+		vmb_cache_mem_put(m);
+		/* fill-free gets of both kinds right after: right bytes, no second fill */
+		s = (struct fillspec){ .o = &o[0] };
+		CHECK_RC(get_check_with(c, &o[0], &s, &hit, 3), 0);
+		CHECK_EQ(hit, 1);
+		CHECK_RC(get_check_with(c, &o[0], &s, &hit, 1), 0);
+		CHECK_EQ(hit, 1);
+		CHECK_EQ(s.calls, 0);
+	}
+	/* no place for more than one object's bytes in memory at a time */
+	c->defer_max = 1;
+	for (int i = 1; i < 6; i++) {
+		struct fillspec s = { .o = &o[i] };
+
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, 3), 0);
+		CHECK_EQ(hit, 0);
+		CHECK_EQ(s.got_mem, 1);
+	}
+	CHECK_RC(vmb_cache_flush(c), 0);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.pending, 0);
+	CHECK_EQ(st.fills, 6);
+	CHECK_EQ(c->defer_bytes, 0);
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	CHECK_EQ(dir_entries(p), 0);
+	for (int i = 0; i < 6; i++) {
+		struct fillspec s = { .o = &o[i] };
+
+		path_of(p, sizeof(p), dir, "chunks", &o[i]);
+		CHECK(access(p, F_OK) == 0);
+		/* durable now: a descriptor, never memory */
+		CHECK_RC(get_check_with(c, &o[i], &s, &hit, 3), 0);
+		CHECK_EQ(s.got_mem, 0);
+		CHECK_EQ(hit, 1);
+	}
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	vmb_cache_close(c);
+	/* a process killed after the check, before the write: nothing on the disk, and
+	 * the next fills it again */
+	{
+		struct obj k;
+		pid_t pid;
+		int status = 0;
+		struct fillspec s = { 0 };
+
+		obj_make(&k, 99, 123456);
+		s.o = &k;
+		pid = fork();
+		if (pid == 0) {
+			struct vmb_cache *cc = open_cache(dir, 0, 0);
+
+			setenv("VMB_CACHE_KILL_AT", "verified", 1);
+			if (cc)
+				get_check_with(cc, &k, &s, NULL, 3);
+			_exit(0);
+		}
+		waitpid(pid, &status, 0);
+		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		path_of(p, sizeof(p), dir, "chunks", &k);
+		CHECK(access(p, F_OK) != 0);
+		snprintf(p, sizeof(p), "%s/tmp", dir);
+		CHECK_EQ(dir_entries(p), 0);
+		c = open_cache(dir, 0, 0);
+		REQUIRE(c);
+		CHECK_RC(get_check_with(c, &k, &s, &hit, 3), 0);
+		CHECK_EQ(hit, 0);
+		CHECK_EQ(s.calls, 1);
+		CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+		vmb_cache_close(c);
+		free(k.data);
+	}
+	for (int i = 0; i < 6; i++)
+		free(o[i].data);
 }
 
 static void test_verify_sha(void)
@@ -1262,6 +1397,8 @@ int main(void)
 	RUN(test_verify);
 	RUN(test_verify_mem);
 	RUN(test_verify_sha);
+	RUN(test_verify_ref);
+	RUN(test_ref);
 	RUN(test_crash);
 	RUN(test_pend_named);
 	RUN(test_pages);
@@ -1271,6 +1408,8 @@ int main(void)
 	RUN(test_takeover);
 	RUN(test_verify);
 	RUN(test_verify_mem);
+	RUN(test_verify_ref);
+	RUN(test_ref);
 	RUN(test_crash);
 	unsetenv("VMB_CACHE_NAMED_TMP");
 	named_tmp = 0;
