@@ -446,9 +446,9 @@ static int add(struct vmb_cache *c, struct vmb_cache_pend *p)
 		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
 		if (p->fd >= 0) {
 			close(p->fd);
-			if (!p->lost) {
+			if (mlen) {
 				pthread_mutex_lock(&c->fl_mu);
-				c->npend_fds--;   /* write_mem counted it */
+				c->npend_fds--;   /* write_mem counted it (only its) */
 				pthread_mutex_unlock(&c->fl_mu);
 			}
 		}

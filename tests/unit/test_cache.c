@@ -963,6 +963,29 @@ static void test_ref(void)
 		CHECK_EQ(hit, 1);
 	}
 	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	/* no flusher (it could not start, or the cache is closing): the fill's own
+	 * thread writes and flushes, whichever kind */
+	vmb_cache_flush_stop(c);
+	{
+		struct obj n2[2];
+
+		for (int i = 0; i < 2; i++) {
+			struct fillspec s;
+
+			obj_make(&n2[i], 110 + (unsigned)i, 90000);
+			s = (struct fillspec){ .o = &n2[i] };
+			CHECK_RC(get_check_with(c, &n2[i], &s, &hit, i ? 1 : 3), 0);
+			CHECK_EQ(hit, 0);
+			path_of(p, sizeof(p), dir, "chunks", &n2[i]);
+			CHECK(access(p, F_OK) == 0);   /* in place at once */
+		}
+		CHECK_EQ(c->npend_fds, 0);
+		CHECK_EQ(c->defer_bytes, 0);
+		vmb_cache_stats(c, &st);
+		CHECK_EQ(st.pending, 0);
+		free(n2[0].data);
+		free(n2[1].data);
+	}
 	vmb_cache_close(c);
 	/* a process killed after the check, before the write: nothing on the disk, and
 	 * the next fills it again */
