@@ -28,7 +28,6 @@
 /* The remote options of the command (pull's -o and its flags), for ops_begin. */
 static struct vmb_remote_opts cli_ropts;
 
-
 void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro)
 {
 	cli_ropts = *ro;

@@ -59,7 +59,6 @@ static const char publish_usage[] =
 	"                         chunks not in the cache are fetched\n"
 	"  -q, --quiet            no summary line\n";
 
-
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)

@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* The copies o points into, kept for the life of the process. */
 static char *kept_opts[16];
 

@@ -25,7 +25,6 @@
 #include "config.h"
 #include "remote/cache_int.h"
 #include "base/bufpool.h"
-#include "base/fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -183,28 +182,18 @@ static void write_mem(struct vmb_cache *c, struct vmb_cache_pend *p)
 	char hex[VMB_SHA256_HEX], tmp[128];
 	struct vmb_cache_mem *m = p->mem;
 	struct vmb_err err;
-	int fd, r;
+	int fd, lost;
 
 	vmb_err_clear(&err);
 	vmb_sha256_hex(p->digest, hex);
-	fd = r = vmb_cache_tmp_object(c, hex, tmp, &err);
-	if (fd >= 0) {
-		r = vmb_pwrite_full(fd, m->data, (size_t)p->len, 0, NULL);
-		if (r < 0)
-			vmb_err_sys(&err, -r, "cannot write %s%s", tmp[0] ? "tmp/" : "an unnamed "
-				    "temporary", tmp);
-	}
-	if (r < 0) {
-		if (r == -ENOSPC)
+	fd = vmb_cache_tmp_write(c, hex, m->data, (size_t)p->len, tmp, &err);
+	lost = fd < 0;
+	if (lost) {
+		if (fd == -ENOSPC)
 			vmb_cache_evict_kick(c);
-		vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s: %s; it will be "
-			    "fetched again when needed", c->path, p->rel + 3, err.msg);
-		if (fd >= 0)
-			close(fd);
-		if (tmp[0] && fd >= 0)
-			unlinkat(c->tmpfd, tmp, 0);
+		vmb_log_msg(c->opts.log, "%s (chunk %.64s is not kept; it will be fetched "
+			    "again when needed)", err.msg, p->rel + 3);
 		fd = -1;
-		tmp[0] = '\0';
 	} else if (tmp[0]) {
 		close(fd);   /* a named one is reopened by name */
 		fd = -1;
@@ -212,7 +201,7 @@ static void write_mem(struct vmb_cache *c, struct vmb_cache_pend *p)
 	pthread_mutex_lock(&c->fl_mu);
 	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
 	p->fd = fd;
-	p->lost = r < 0;
+	p->lost = lost;
 	p->mem = NULL;
 	c->defer_bytes -= p->len;
 	if (p->fd >= 0 && c->npend_fds >= c->pend_fds_max)
@@ -437,12 +426,8 @@ static int add(struct vmb_cache *c, struct vmb_cache_pend *p)
 		start_locked(c);   /* it could not start at open: try again */
 	if (!c->fl_started) {
 		/* no flusher (it could not start, or the cache is closing): do it here */
+		c->defer_bytes += mlen;   /* write_mem takes it off */
 		pthread_mutex_unlock(&c->fl_mu);
-		if (p->mem) {
-			pthread_mutex_lock(&c->fl_mu);
-			c->defer_bytes += mlen;   /* write_mem takes it off */
-			pthread_mutex_unlock(&c->fl_mu);
-		}
 		flush_batch(c, &p, 1);   /* logs when it cannot keep it */
 		if (p->fd >= 0) {
 			close(p->fd);

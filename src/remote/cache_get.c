@@ -8,7 +8,6 @@
 #include "remote/cache_int.h"
 #include "base/bufpool.h"
 #include "base/cancel.h"
-#include "base/fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -104,26 +103,22 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		r = vmb_sha256(buf, n, got, err);
 	if (r == 0)
 		r = check_fill(c, digest, len, n, got, mismatch, err);
+	if (r == 0)
+		vmb_cache_step("filled");
 	if (r == 0 && defer) {
 		struct vmb_cache_mem *m = malloc(sizeof(*m));
 
 		if (m) {
-			vmb_cache_step("filled");
 			*m = (struct vmb_cache_mem){ .data = buf, .len = n, .refs = 1 };
 			*defer = m;
 			return 0;
 		}
 	}
 	if (r == 0) {
-		vmb_cache_step("filled");
 		vmb_sha256_hex(digest, hex);
-		*fd = r = vmb_cache_tmp_object(c, hex, tmp, err);
-	}
-	if (r >= 0) {
-		r = vmb_pwrite_full(*fd, buf, n, 0, NULL);
-		if (r < 0)
-			vmb_err_sys(err, -r, "cache '%s': cannot write %s%s", c->path,
-				    tmp[0] ? "tmp/" : "an unnamed temporary", tmp);
+		r = vmb_cache_tmp_write(c, hex, buf, n, tmp, err);
+		if (r >= 0)
+			*fd = r;
 	}
 	vmb_buf_put(buf);
 	return r < 0 ? r : 0;
@@ -146,13 +141,12 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 	tmp[0] = '\0';
 	VMB_ATOMIC_ADD(&c->fills, 1);
 	if (fl->mem) {
-		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, fl->defer ? defer : NULL,
-			     err);
+		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, defer, err);
 		if (r == -ENOSPC)
 			vmb_cache_evict_kick(c);
 		if (r < 0)
 			goto out;
-		if (fl->defer && *defer) {
+		if (defer && *defer) {
 			vmb_cache_step("verified");
 			VMB_ATOMIC_ADD(&c->fill_bytes, len);
 			return -EINPROGRESS;
@@ -253,7 +247,7 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 			goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = fill_once(c, digest, len, fl, tmp, &mismatch, &m, err);
+		fd = fill_once(c, digest, len, fl, tmp, &mismatch, fl->defer ? &m : NULL, err);
 		if (fd >= 0 || fd == -EINPROGRESS || !mismatch)
 			break;
 	}
@@ -446,10 +440,9 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		pthread_mutex_unlock(&c->mu);
 
 		fd = fill_shared(c, digest, len, fill, mem, &f->err);
-		if (fd == -EINPROGRESS) {
-			*fdp = -1;   /* the bytes are in *mem */
-			fd = 0;
-		} else if (fd >= 0)
+		if (fd == -EINPROGRESS)
+			fd = 0;   /* the bytes are in *mem, *fdp stays -1 */
+		else if (fd >= 0)
 			*fdp = fd;
 
 		pthread_mutex_lock(&c->mu);

@@ -92,6 +92,10 @@ int vmb_cache_tmp_create(struct vmb_cache *c, const char *kind, char name[128],
  * c->anon_tmp, else vmb_cache_tmp_create's named one. O_RDWR, c->fmode. */
 int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
 			 struct vmb_err *err);
+/* vmb_cache_tmp_object holding buf[0, len): its fd, or -errno with err set and
+ * nothing left behind (name then ""). */
+int vmb_cache_tmp_write(struct vmb_cache *c, const char *hex, const void *buf, size_t len,
+			char name[128], struct vmb_err *err);
 /* Give the unnamed temporary fd the name name in dfd (linkat through /proc/self/fd:
  * AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH). 0 or -errno. */
 int vmb_cache_link_anon(int fd, int dfd, const char *name);

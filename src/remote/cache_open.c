@@ -173,6 +173,27 @@ int vmb_cache_tmp_object(struct vmb_cache *c, const char *hex, char name[128],
 	return fd;
 }
 
+int vmb_cache_tmp_write(struct vmb_cache *c, const char *hex, const void *buf, size_t len,
+			char name[128], struct vmb_err *err)
+{
+	int fd = vmb_cache_tmp_object(c, hex, name, err), r;
+
+	if (fd < 0) {
+		name[0] = '\0';
+		return fd;
+	}
+	r = vmb_pwrite_full(fd, buf, len, 0, NULL);
+	if (r == 0)
+		return fd;
+	vmb_err_sys(err, -r, "cache '%s': cannot write %s%s", c->path,
+		    name[0] ? "tmp/" : "an unnamed temporary", name);
+	close(fd);
+	if (name[0])
+		unlinkat(c->tmpfd, name, 0);
+	name[0] = '\0';
+	return r;
+}
+
 int vmb_cache_link_anon(int fd, int dfd, const char *name)
 {
 	char path[40];
@@ -311,14 +332,16 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 	return vmb_err_set(err, EIO, "cache '%s': its version file vanished", c->path);
 }
 
-/* Open (making it when absent) the cache's subdirectory name; *made: it was made. */
+/* Open (making it when absent) the cache's subdirectory name; *made (may be NULL):
+ * it was made. */
 static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
 		    struct vmb_err *err)
 {
 	int r = vmb_cache_mkdir(c, c->dirfd, name);
 	struct stat st;
 
-	*made = r == 1;
+	if (made)
+		*made = r == 1;
 	if (r == 1)   /* its entry durable before anything in it counts as durable */
 		r = vmb_cache_fsync_dir(c->dirfd, NULL);
 	if (r < 0)
@@ -450,10 +473,10 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		goto fail;
 	if (made)
 		make_fanout(c);
-	if ((r = open_sub(c, "tmp", &c->tmpfd, &made, err)) < 0 ||
-	    (r = open_sub(c, "lock", &c->lockfd, &made, err)) < 0 ||
-	    (r = open_sub(c, "pins", &c->pinsfd, &made, err)) < 0 ||
-	    (r = open_sub(c, "urls", &c->urlsfd, &made, err)) < 0)
+	if ((r = open_sub(c, "tmp", &c->tmpfd, NULL, err)) < 0 ||
+	    (r = open_sub(c, "lock", &c->lockfd, NULL, err)) < 0 ||
+	    (r = open_sub(c, "pins", &c->pinsfd, NULL, err)) < 0 ||
+	    (r = open_sub(c, "urls", &c->urlsfd, NULL, err)) < 0)
 		goto fail;
 	c->fill_lfd = r = vmb_cache_lock_open(c, err);
 	if (r < 0)

@@ -188,7 +188,7 @@ static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
  * chunk's bytes in memory only (this call fetched them, or another fetch of this
  * process did moments ago: vmb_cache_get_ref), *fd = -1 and *mem a reference to
  * them (the caller gives it back with vmb_cache_mem_put). */
-static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
+static int get_chunk(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 		   struct vmb_cache_mem **mem, uint64_t *fetched, int nofetch,
 		   struct vmb_err *err)
 {
@@ -252,7 +252,6 @@ static int get_fd2(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 	return 0;
 }
 
-
 static void put_fd(struct vmb_rimage *ri, int fd, int slot)
 {
 	if (slot < 0) {
@@ -284,7 +283,7 @@ int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 	}
 	/* not ..._ref: a readahead's fill writes its own temporary (several workers at
 	 * once), so that the flusher, alone, does not become the pace of a sequential
-	 * stream; only a reader's own fill leaves that to the flusher (get_fd2) */
+	 * stream; only a reader's own fill leaves that to the flusher (get_chunk) */
 	rc = vmb_cache_get_mem(c, ri->idx.chunks[i], vmb_rimage_chunk_len(ri, i), fill, &fa,
 			       &fd, &hit, err);
 	if (fetched)
@@ -453,7 +452,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 			pos += n;
 			continue;
 		}
-		rc = get_fd2(ri, i, &fd, &slot, &mem, NULL, 0, err);
+		rc = get_chunk(ri, i, &fd, &slot, &mem, NULL, 0, err);
 		if (rc == -EINTR)
 			return rc;   /* the reader gave up waiting (hard mode): no error of ours */
 		if (rc) {
@@ -475,12 +474,7 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 			return rc;
 		}
 		if (mem) {
-			/* verified moments ago, still in memory only */
-			if (mem->len < pos - cstart + n) {
-				vmb_cache_mem_put(mem);
-				return vmb_err_set(err, EIO, "remote image %s: chunk %" PRIu64
-						   " is short", ri->hex, i);
-			}
+			/* verified moments ago (its length too), still in memory only */
 			memcpy(p + (pos - off), (const char *)mem->data + (pos - cstart), n);
 			vmb_cache_mem_put(mem);
 			pos += n;
@@ -533,15 +527,14 @@ static int ri_pieces(struct vmb_base *b, uint64_t off, size_t len,
 		if (!vmb_rimage_chunk_data(ri, i))
 			return 0;   /* zeros: read fills them */
 	for (; pos < end; n++) {
+		struct vmb_cache_mem *mem;
 		uint64_t cstart, cend;
 		int fd, slot;
 
 		i = pos / cs;
 		cstart = i * cs;
 		cend = cstart + vmb_rimage_chunk_len(ri, i);
-		struct vmb_cache_mem *mem;
-
-		if (get_fd2(ri, i, &fd, &slot, &mem, NULL, 1, NULL) < 0 || mem) {
+		if (get_chunk(ri, i, &fd, &slot, &mem, NULL, 1, NULL) < 0 || mem) {
 			/* not cached, or in memory only: read copies it */
 			vmb_cache_mem_put(mem);
 			ri_pieces_done(b, pc, n);
