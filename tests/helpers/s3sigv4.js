@@ -66,6 +66,64 @@ function verify(req, body) {
   return null;
 }
 
+// s3rver 3.7.1 answers a PUT before the object's bytes are on its disk (putObject
+// resolves when it has handed them to a write stream, not when the stream is closed),
+// and overwrites an object in place: a GET right after a PUT, or during one, can get
+// a truncated body with a Content-Length to match. S3 itself has read-after-write
+// consistency and atomic replacement. Two mends bring the test server to that:
+// putObject resolves once its file is written and closed, and the front below lets
+// requests for one key through as a readers-writer lock would (GET and HEAD share,
+// any other method is alone) until their response has been sent.
+const FilesystemStore = require('s3rver/lib/stores/filesystem');
+FilesystemStore.prototype.putObject = async function (object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  const fsx = require('fs-extra');
+  await fsx.mkdirp(require('path').dirname(objectPath));
+  const [size, md5] = await new Promise((resolve, reject) => {
+    const ws = fs.createWriteStream(objectPath);
+    const h = crypto.createHash('md5');
+    let n = 0;
+    ws.on('error', reject);
+    ws.on('close', () => resolve([n, h.digest('hex')]));
+    if (Buffer.isBuffer(object.content)) {
+      h.update(object.content);
+      n = object.content.length;
+      ws.end(object.content);
+    } else {
+      object.content.on('error', reject);
+      object.content.on('data', (c) => { h.update(c); n += c.length; });
+      object.content.pipe(ws);
+    }
+  });
+  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+  return { size, md5 };
+};
+
+const keyLocks = new Map();   // path -> { readers, writer, queue: [ [exclusive, go] ] }
+function lockKey(key, exclusive, go) {
+  let l = keyLocks.get(key);
+  if (!l) keyLocks.set(key, (l = { readers: 0, writer: false, queue: [] }));
+  l.queue.push([exclusive, go]);
+  pump(key, l);
+}
+function pump(key, l) {
+  while (l.queue.length && !l.writer) {
+    const [exclusive, go] = l.queue[0];
+    if (exclusive && l.readers) break;
+    l.queue.shift();
+    if (exclusive) l.writer = true; else l.readers++;
+    let done = false;
+    go(() => {
+      if (done) return;
+      done = true;
+      if (exclusive) l.writer = false; else l.readers--;
+      pump(key, l);
+    });
+    if (exclusive) break;
+  }
+  if (!l.queue.length && !l.writer && !l.readers) keyLocks.delete(key);
+}
+
 const backend = new S3rver({ port: 0, address: '127.0.0.1', directory: dataDir, silent: true,
   configureBuckets: [{ name: bucket }] });
 backend.run().then(({ port: bport }) => {
@@ -79,13 +137,21 @@ backend.run().then(({ port: bport }) => {
       if (bad) return line(s3error(res, ...bad));
       const headers = { ...req.headers, 'content-length': String(body.length) };
       delete headers['transfer-encoding'];
-      const up = http.request({ host: '127.0.0.1', port: bport, method: req.method, path: req.url, headers }, (ur) => {
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-        line(ur.statusCode);
+      const shared = req.method === 'GET' || req.method === 'HEAD';
+      lockKey(new URL(req.url, 'http://x').pathname, !shared, (unlock) => {
+        res.on('close', unlock);
+        res.on('finish', unlock);
+        const up = http.request({ host: '127.0.0.1', port: bport, method: req.method, path: req.url, headers }, (ur) => {
+          res.writeHead(ur.statusCode, ur.headers);
+          ur.pipe(res);
+          line(ur.statusCode);
+        });
+        up.on('error', (e) => {
+          if (res.headersSent) { line('reset'); res.destroy(); return; }
+          line(s3error(res, 502, 'BadGateway', String(e)));
+        });
+        up.end(body);
       });
-      up.on('error', (e) => { line(s3error(res, 502, 'BadGateway', String(e))); });
-      up.end(body);
     });
   });
   front.keepAliveTimeout = 30000;
