@@ -16,7 +16,9 @@
 const http = require('http');
 const crypto = require('crypto');
 const fs = require('fs');
+const path = require('path');
 const S3rver = require('s3rver');
+const FilesystemStore = require('s3rver/lib/stores/filesystem');
 
 const [dataDir, port, bucket, logFile] = process.argv.slice(2);
 const KEY = process.env.S3SIGV4_KEY || 'S3RVER';
@@ -74,11 +76,9 @@ function verify(req, body) {
 // putObject resolves once its file is written and closed, and the front below lets
 // requests for one key through as a readers-writer lock would (GET and HEAD share,
 // any other method is alone) until their response has been sent.
-const FilesystemStore = require('s3rver/lib/stores/filesystem');
 FilesystemStore.prototype.putObject = async function (object) {
   const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
-  const fsx = require('fs-extra');
-  await fsx.mkdirp(require('path').dirname(objectPath));
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
   const [size, md5] = await new Promise((resolve, reject) => {
     const ws = fs.createWriteStream(objectPath);
     const h = crypto.createHash('md5');
