@@ -18,7 +18,8 @@
  * Presence: a fill writes the object to a temporary and checks it (size and
  * SHA-256); its caller, and the other callers in this process, read it from there at
  * once. A background thread of the vmb_cache (the flusher, cache_flush.c) then
- * fsyncs it, renames (links) it into chunks/ and fsyncs the directory, in batches; only then
+ * fsyncs it, renames (links) it into chunks/ and fsyncs the directory, in batches,
+ * once its fills pause (or another process waits: cache_flush.c); only then
  * is it present for other processes and after a crash, and only then is the digest's
  * lock released (another process that needs it meanwhile waits, as for any fill).
  * Once durable, its pages are dropped from the page cache (a mount's readers hold the

@@ -16,6 +16,11 @@
 #define VMB_CACHE_PEND_BYTES (512ULL << 20)   /* verified, not yet durable (cache_flush.c) */
 #define VMB_CACHE_DEFER_BYTES (64ULL << 20)   /* of those, still in memory only (fills of
                                         * vmb_cache_get_ref, written by the flusher) */
+#define VMB_CACHE_QUIET_MS 20          /* the flusher waits for fills to pause this
+                                        * long (cache_flush.c) */
+#define VMB_CACHE_LOOK_MS 20           /* meanwhile it looks for waiters this often */
+#define VMB_CACHE_EAGER_MS 1000        /* after it saw another process wait: no
+                                        * waiting for a pause for this long */
 #define VMB_CACHE_PEND_FDS 256         /* pending unnamed temporaries holding their fd;
                                         * more are given a name in tmp/ (cache_flush.c) */
 
@@ -49,11 +54,20 @@ struct vmb_cache {
 	pthread_t ev_thread;
 	int ev_started, ev_kick, ev_stop;
 
-	/* the flusher (cache_flush.c): fl_mu guards pend, fl_started, fl_stop */
+	/* the flusher (cache_flush.c): fl_mu guards pend, fl_started, fl_stop and
+	 * the fields after them */
 	pthread_mutex_t fl_mu;
-	pthread_cond_t fl_cv;          /* work came, a batch finished */
+	pthread_cond_t fl_cv;          /* a batch finished, a temporary was written */
+	pthread_cond_t fl_wake;        /* the flusher's own: work came while it was idle,
+	                                * a thread began to wait for it, stop
+	                                * (CLOCK_MONOTONIC) */
 	pthread_t fl_thread;
 	int fl_started, fl_stop;
+	int fl_idle;                   /* the flusher waits for work */
+	unsigned fl_waiters;           /* threads waiting for the flusher */
+	uint64_t fl_adds;              /* entries added since open */
+	uint64_t fl_eager_until;       /* CLOCK_MONOTONIC ms: no waiting for a pause */
+	unsigned quiet_ms;             /* VMB_CACHE_QUIET_MS (tests raise it) */
 	struct vmb_cache_pend *pend;   /* verified objects not yet durable, oldest first */
 	struct vmb_cache_pend *pend_tail;
 	uint64_t pend_bytes;           /* their bytes */

@@ -130,11 +130,43 @@ static int fill_lock_cancellable(struct vmb_cache *c, off_t byte)
 	return r;
 }
 
+/* Say that this thread waits for a fill lock: a shared lock on byte 0 of
+ * lock/objects (no object's byte) through a description of its own, which another
+ * process's flusher looks for (cache_flush.c: it then does not wait for its fills
+ * to pause). The descriptor, to close when done, or -1 (best effort: the flusher
+ * then stops waiting at its limits). */
+static int waiting_begin(struct vmb_cache *c)
+{
+	struct flock fl;
+	int fd = openat(c->lockfd, "objects", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return -1;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_RDLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 1;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err)
 {
 	off_t byte = vmb_cache_lock_byte(digest);
-	int r = vmb_cancel_current() ? fill_lock_cancellable(c, byte)
-				     : lock_fd(c->fill_lfd, byte, 1);
+	int r = lock_fd(c->fill_lfd, byte, 0), wfd;
+
+	if (r == -EAGAIN) {
+		/* another process fills it, or its flusher has it pending */
+		wfd = waiting_begin(c);
+		r = vmb_cancel_current() ? fill_lock_cancellable(c, byte)
+					 : lock_fd(c->fill_lfd, byte, 1);
+		if (wfd >= 0)
+			close(wfd);
+	}
 
 	if (r == -EINTR)
 		return vmb_err_set(err, EINTR, "interrupted while waiting for another "

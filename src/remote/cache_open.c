@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -419,6 +420,14 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	pthread_cond_init(&c->ev_cv, NULL);
 	pthread_mutex_init(&c->fl_mu, NULL);
 	pthread_cond_init(&c->fl_cv, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&c->fl_wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0 && errno == ENOENT) {
@@ -454,6 +463,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
 	c->pend_max = pend_max();
+	c->quiet_ms = VMB_CACHE_QUIET_MS;
 	c->defer_max = VMB_CACHE_DEFER_BYTES < c->pend_max ? VMB_CACHE_DEFER_BYTES : c->pend_max;
 	c->pend_fds_max = VMB_CACHE_PEND_FDS;
 	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
@@ -519,6 +529,7 @@ void vmb_cache_close(struct vmb_cache *c)
 	pthread_cond_destroy(&c->ev_cv);
 	pthread_mutex_destroy(&c->fl_mu);
 	pthread_cond_destroy(&c->fl_cv);
+	pthread_cond_destroy(&c->fl_wake);
 	free(c->path);
 	free(c);
 }

@@ -643,6 +643,104 @@ static void test_single_flight(void)
 	}
 }
 
+/* Waiting for a pause (cache_flush.c): while fills keep coming, they stay pending
+ * (the first one is not in chunks/); another process that needs one of them says
+ * that it waits, and gets it long before the fills pause (quiet_ms is 10 s here),
+ * without fetching it itself; vmb_cache_flush does not wait for a pause either. */
+#define PZ_OBJS 300
+static int pz_stop;
+
+struct pz_arg {
+	struct vmb_cache *c;
+	struct obj *objs;
+	int done, errors;
+};
+
+static void *pz_stream(void *arg)
+{
+	struct pz_arg *a = arg;
+
+	for (int i = 0; i < PZ_OBJS && !__atomic_load_n(&pz_stop, __ATOMIC_SEQ_CST); i++) {
+		struct fillspec s = { .o = &a->objs[i] };
+
+		if (get_check_with(a->c, &a->objs[i], &s, NULL, 1) < 0)
+			a->errors++;
+		__atomic_store_n(&a->done, i + 1, __ATOMIC_SEQ_CST);
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void test_pause(void)
+{
+	struct obj *objs = calloc(PZ_OBJS, sizeof(*objs));
+	struct pz_arg a = { 0 };
+	struct vmb_cache_stats st;
+	struct timespec t0;
+	struct stat sb;
+	char dir[4200], p0[4400];
+	pthread_t th;
+	pid_t pid;
+	int status = 0, done;
+
+	REQUIRE(objs);
+	snprintf(dir, sizeof(dir), "%s/pause", root);
+	for (int i = 0; i < PZ_OBJS; i++)
+		obj_make(&objs[i], 3000 + (unsigned)i, 64 * 1024);
+	a.c = open_cache(dir, 0, 0);
+	REQUIRE(a.c);
+	a.c->quiet_ms = 10000;
+	a.objs = objs;
+	pz_stop = 0;
+	REQUIRE(pthread_create(&th, NULL, pz_stream, &a) == 0);
+	while (__atomic_load_n(&a.done, __ATOMIC_SEQ_CST) < 30)
+		usleep(1000);
+	path_of(p0, sizeof(p0), dir, "chunks", &objs[0]);
+	CHECK(stat(p0, &sb) < 0 && errno == ENOENT);   /* pending while they come */
+	vmb_cache_stats(a.c, &st);
+	CHECK(st.pending >= 30);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	if (pid == 0) {
+		struct vmb_cache *c2 = open_cache(dir, 0, 0);
+		struct fillspec s = { .o = &objs[0], .fail = 1 };   /* must not fill */
+		int r = c2 ? get_check(c2, &objs[0], &s, NULL) : -1;
+
+		vmb_cache_close(c2);
+		_exit(r < 0 ? 1 : s.calls ? 2 : 0);
+	}
+	REQUIRE(pid > 0);
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(secs_since(&t0) < 5.0);   /* not the 10 s of quiet_ms */
+	CHECK(stat(p0, &sb) == 0);
+	__atomic_store_n(&pz_stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(th, NULL);
+	CHECK_EQ(a.errors, 0);
+	done = __atomic_load_n(&a.done, __ATOMIC_SEQ_CST);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	vmb_cache_flush(a.c);
+	CHECK(secs_since(&t0) < 5.0);
+	vmb_cache_stats(a.c, &st);
+	CHECK_EQ(st.pending, 0);
+	for (int i = 0; i < done; i++) {
+		path_of(p0, sizeof(p0), dir, "chunks", &objs[i]);
+		CHECK(stat(p0, &sb) == 0 && (uint64_t)sb.st_size == objs[i].len);
+	}
+	vmb_cache_close(a.c);
+	for (int i = 0; i < PZ_OBJS; i++)
+		free(objs[i].data);
+	free(objs);
+}
+
 /* Past the budget of descriptors (pend_fds_max, lowered to 0 here), each pending
  * unnamed temporary is given a name in tmp/: the objects read right before and after
  * the flush, fsck finds nothing, tmp/ is empty. Fills into memory and into the fd,
@@ -1492,6 +1590,7 @@ int main(void)
 	RUN(test_ref_full);
 	RUN(test_crash);
 	RUN(test_pend_named);
+	RUN(test_pause);
 	RUN(test_pages);
 	/* again with named temporaries (file systems without O_TMPFILE) */
 	named_tmp = 1;
