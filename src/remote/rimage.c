@@ -16,10 +16,7 @@
  *    a chunk a reader had to fetch is copied from the cache's memory until the
  *    cache has written it (vmb_cache_get_ref: the reader does not wait for the
  *    write), while readahead fills write their own (several workers write at once;
- *    the cache's one writer would set the pace of a sequential stream);
- *  - a read queues the window ahead of it only once it has its first chunk (its
- *    own later chunks are queued at once): the transfer it waits for does not share
- *    the link and the CPUs with the ones it starts for later.
+ *    the cache's one writer would set the pace of a sequential stream).
  */
 #include "config.h"
 #include "remote/rimage.h"
@@ -402,40 +399,22 @@ static uint64_t queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
 	return to;
 }
 
-/* A read's readahead in two steps: ra_begin records the read in its stream and
- * queues the read's own chunks after its first; ra_window_queue then queues the
- * window ahead. ri_read takes its first chunk in between, so that the transfer the
- * reader waits for is not slowed by the ones it starts for later (on a fast network
- * the window's transfers share the link and the CPUs with it: a VM's cluster of
- * small reads, on loopback: 12-15% less time for the whole boot pattern). */
-struct ra_pending {
-	struct stream *s;
-	uint64_t from, to, start;   /* the window [from, to); the stream's start */
-};
-
 /* own: also queue the read's own chunks after its first (fetched beside the
  * reader, no bytes beyond the read), before the window. What a full queue leaves
  * of the window is the stream's again (its ahead_to goes back to it, unless the
  * slot went to another stream meanwhile): its next read queues it (a chunk queued
  * or cached since is skipped then). */
-static void ra_begin(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own,
-		     struct ra_pending *w)
+static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own)
 {
-	uint64_t cs = ri->idx.chunk_size;
+	uint64_t cs = ri->idx.chunk_size, from, to, stop, start;
+	struct stream *s;
 
 	pthread_mutex_lock(&ri->mu);
-	w->s = ra_window(ri, off, end, &w->from, &w->to);
-	w->start = w->s->start;
+	s = ra_window(ri, off, end, &from, &to);
+	start = s->start;
 	pthread_mutex_unlock(&ri->mu);
 	if (own)
 		queue_chunks(ri, off / cs + 1, (end - 1) / cs + 1);
-}
-
-static void ra_window_queue(struct vmb_rimage *ri, const struct ra_pending *w)
-{
-	uint64_t from = w->from, to = w->to, stop, start = w->start;
-	struct stream *s = w->s;
-
 	if (from >= to)
 		return;
 	stop = queue_chunks(ri, from, to);
@@ -447,14 +426,6 @@ static void ra_window_queue(struct vmb_rimage *ri, const struct ra_pending *w)
 	}
 }
 
-static void readahead(struct vmb_rimage *ri, uint64_t off, uint64_t end, int own)
-{
-	struct ra_pending w;
-
-	ra_begin(ri, off, end, own, &w);
-	ra_window_queue(ri, &w);
-}
-
 /* ---- read ---- */
 
 static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
@@ -463,16 +434,12 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 	struct vmb_rimage *ri = (struct vmb_rimage *)b;
 	uint64_t cs = ri->idx.chunk_size, pos = off, end;
 	unsigned char *p = buf;
-	struct ra_pending ra;
-	int ra_queued = 0;
 
 	if (len > SSIZE_MAX || off > ri->idx.size || len > ri->idx.size - off)
 		return vmb_err_set(err, EINVAL, "read of remote image %s out of range", ri->hex);
 	end = off + len;
 	if (len)
-		ra_begin(ri, off, end, 1, &ra);
-	else
-		ra_queued = 1;
+		readahead(ri, off, end, 1);
 	while (pos < end) {
 		uint64_t i = pos / cs, cstart = i * cs;
 		uint64_t cend = cstart + vmb_rimage_chunk_len(ri, i);
@@ -486,10 +453,6 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 			continue;
 		}
 		rc = get_chunk(ri, i, &fd, &slot, &mem, NULL, 0, err);
-		if (!ra_queued) {
-			ra_window_queue(ri, &ra);   /* the first chunk is here (or failed) */
-			ra_queued = 1;
-		}
 		if (rc == -EINTR)
 			return rc;   /* the reader gave up waiting (hard mode): no error of ours */
 		if (rc) {
@@ -535,8 +498,6 @@ static ssize_t ri_read(struct vmb_base *b, void *buf, size_t len, uint64_t off,
 		put_fd(ri, fd, slot);
 		pos += n;
 	}
-	if (!ra_queued)
-		ra_window_queue(ri, &ra);   /* only zero chunks were read */
 	return (ssize_t)len;
 }
 
