@@ -353,8 +353,10 @@ int vmb_cli_prefetch(int argc, char **argv)
 					mp);
 		else if (mp)
 			r = prefetch_mounted(real, rate, &pb, &err);
-		else
+		else {
+			ro.cache_no_pause = 1;   /* a kill loses little (cache.h) */
 			r = prefetch_store(real, &ro, rate, &pb, &err);
+		}
 		vmb_progress_end(&pb);
 		if (r < 0) {
 			vmb_cli_store_error(argv[i], err.code, "%s", err.msg);

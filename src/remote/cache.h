@@ -74,6 +74,10 @@ struct vmb_cache_opts {
 	uint64_t max_bytes;       /* 0: no limit */
 	uint64_t min_free_bytes;  /* default 1 GiB; 0: no free-space rule */
 	int evict_manual;         /* tests, fsck: no background eviction, only vmb_cache_evict */
+	int no_pause;             /* the flusher never waits for fills to pause
+	                           * (cache_flush.c): prefetch, whose point is bytes on
+	                           * the disk, keeps them there as it goes (a kill loses
+	                           * little) */
 	int no_sweep;             /* fsck -n: leave stale temporaries for the check to report */
 	const struct vmb_log *log; /* background eviction errors (NULL: stderr) */
 };

@@ -37,7 +37,9 @@
  *    object's), which the flusher looks for each VMB_CACHE_LOOK_MS; after it saw
  *    one, for VMB_CACHE_EAGER_MS;
  *  - past half of c->pend_max pending, or half of c->defer_max in memory only
- *    (a long stream goes on with that much of a lag; fills never wait for it).
+ *    (a long stream goes on with that much of a lag; fills never wait for it);
+ *  - in a cache opened with opts.no_pause (prefetch of a store: a kill -9 would
+ *    otherwise lose up to half of c->pend_max of fetched bytes).
  */
 #include "config.h"
 #include "remote/cache_int.h"
@@ -353,8 +355,9 @@ static int waited_on(struct vmb_cache *c)
 /* May the flusher leave what is pending for later (fl_mu held)? */
 static int may_wait(const struct vmb_cache *c, uint64_t now)
 {
-	return !c->fl_stop && !c->fl_waiters && now >= c->fl_eager_until &&
-	       c->pend_bytes < c->pend_max / 2 && c->defer_bytes < c->defer_max / 2;
+	return !c->opts.no_pause && !c->fl_stop && !c->fl_waiters &&
+	       now >= c->fl_eager_until && c->pend_bytes < c->pend_max / 2 &&
+	       c->defer_bytes < c->defer_max / 2;
 }
 
 /* Wait (fl_mu held) until no fill came for c->quiet_ms, or the flusher may not wait

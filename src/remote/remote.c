@@ -279,6 +279,7 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 		vmb_cache_opts_default(&co);
 		if (r->o.cache_max)
 			co.max_bytes = r->o.cache_max;
+		co.no_pause = r->o.cache_no_pause;
 		co.log = r->log;
 		rc = vmb_cache_open(r->cache_dir, &co, &c, err);
 		__atomic_store_n(&r->cache, c, __ATOMIC_RELEASE);

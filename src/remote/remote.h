@@ -73,6 +73,7 @@ struct vmb_remote_opts {
 				      chunks (0 or more than VMB_REMOTE_QUEUE: that) */
 	long timeout_s;            /* soft mode: low-speed time (0: fetcher's default) */
 	int offline;               /* tests and `mount` without network: fetch nothing */
+	int cache_no_pause;        /* vmb_cache_opts.no_pause (prefetch) */
 	const char *endpoint;      /* s3:// URLs that name no endpoint (an s3+http(s):// URL
 				      names its own): this S3-compatible one; NULL: AWS */
 };

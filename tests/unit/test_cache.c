@@ -736,6 +736,23 @@ static void test_pause(void)
 		CHECK(stat(p0, &sb) == 0 && (uint64_t)sb.st_size == objs[i].len);
 	}
 	vmb_cache_close(a.c);
+	/* opts.no_pause (prefetch): present as they come, whatever quiet_ms */
+	snprintf(dir, sizeof(dir), "%s/pause2", root);
+	a.c = open_cache(dir, 0, 0);
+	REQUIRE(a.c);
+	a.c->quiet_ms = 10000;
+	a.c->opts.no_pause = 1;
+	for (int i = 0; i < 20; i++) {
+		struct fillspec s = { .o = &objs[i] };
+
+		CHECK_EQ(get_check_with(a.c, &objs[i], &s, NULL, 1), 0);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	path_of(p0, sizeof(p0), dir, "chunks", &objs[19]);
+	while (stat(p0, &sb) < 0 && secs_since(&t0) < 5.0)
+		usleep(2000);
+	CHECK(stat(p0, &sb) == 0);
+	vmb_cache_close(a.c);
 	for (int i = 0; i < PZ_OBJS; i++)
 		free(objs[i].data);
 	free(objs);
