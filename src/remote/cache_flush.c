@@ -5,8 +5,9 @@
  * right, and the caller reads them at once from the temporary. What is left to do
  * (fsync the temporary, rename it into chunks/, fsync that directory, release the
  * digest's lock) is the flusher's: one thread per vmb_cache, started when it opens
- * (a first fill would otherwise wait for the thread's creation), working in batches (one journal commit for many objects instead of two
- * fsyncs each on the reader's path).
+ * (a first fill would otherwise wait for the thread's creation), working in batches
+ * (one journal commit for many objects instead of two fsyncs each on the reader's
+ * path).
  * Until then the object is "pending": in this process vmb_cache_get opens its
  * temporary by name, and vmb_cache_has counts it; other processes wait on the
  * digest's lock as for any fill, so they only ever see a durable object.
@@ -25,9 +26,8 @@
  * Waiting for a pause: while fills keep coming (a reader streams an image), the
  * flusher leaves them pending until c->quiet_ms (VMB_CACHE_QUIET_MS) pass without a
  * new one, and then does the writes, fsyncs and renames of the whole stream. They
- * cost CPU and
- * disk work that would otherwise slow the stream itself (on loopback a cold
- * sequential read took about 15% longer), as the kernel's writeback of a
+ * cost CPU and disk work that would otherwise slow the stream itself (on loopback
+ * a cold sequential read took about 15% longer), as the kernel's writeback of a
  * downloaded file comes after the download. Presence for other processes comes
  * later by as much, so the flusher does not wait:
  *  - when a thread waits for it (a fill held back by the limits below, a reader of
