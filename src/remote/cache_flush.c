@@ -332,26 +332,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* 1 when a thread of another process (or of another description of lock/objects)
- * waits for a fill lock: vmb_cache_fill_lock holds a shared lock on byte 0 while it
- * waits. Locks of the fills' own description never conflict with it. 1 also when it
- * cannot tell. */
-static int waited_on(struct vmb_cache *c)
-{
-	struct flock fl;
-
-	if (c->fill_lfd < 0)
-		return 1;
-	memset(&fl, 0, sizeof(fl));
-	fl.l_type = F_WRLCK;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
-	if (fcntl(c->fill_lfd, F_OFD_GETLK, &fl) < 0)
-		return 1;
-	return fl.l_type != F_UNLCK;
-}
-
 /* May the flusher leave what is pending for later (fl_mu held)? */
 static int may_wait(const struct vmb_cache *c, uint64_t now)
 {
@@ -374,7 +354,7 @@ static void wait_for_pause(struct vmb_cache *c)
 		if (!may_wait(c, now))
 			return;
 		pthread_mutex_unlock(&c->fl_mu);
-		seen = waited_on(c);
+		seen = vmb_cache_waited_on(c);
 		pthread_mutex_lock(&c->fl_mu);
 		if (seen) {
 			c->fl_eager_until = now_ms() + VMB_CACHE_EAGER_MS;

@@ -143,6 +143,11 @@ int vmb_cache_lock(struct vmb_cache *c, const uint8_t digest[32], int wait, int 
 		   struct vmb_err *err);
 void vmb_cache_unlock(int lfd);
 int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err);
+/* 1 when a thread of another process (or of another description of lock/objects)
+ * waits in vmb_cache_fill_lock, which holds a shared lock on byte 0 while it waits
+ * (locks of the fills' own description never conflict with it); 1 also when it
+ * cannot tell. */
+int vmb_cache_waited_on(struct vmb_cache *c);
 void vmb_cache_fill_unlock(struct vmb_cache *c, const uint8_t digest[32]);
 /* Open lock/objects (created c->fmode when absent); an fd or -errno with err set. */
 int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err);

@@ -130,28 +130,47 @@ static int fill_lock_cancellable(struct vmb_cache *c, off_t byte)
 	return r;
 }
 
-/* Say that this thread waits for a fill lock: a shared lock on byte 0 of
- * lock/objects (no object's byte) through a description of its own, which another
- * process's flusher looks for (cache_flush.c: it then does not wait for its fills
- * to pause). The descriptor, to close when done, or -1 (best effort: the flusher
- * then stops waiting at its limits). */
+/* Byte 0 of lock/objects (no object's byte: theirs are odd) says that a thread waits
+ * for a fill lock: the waiter holds a shared lock on it through a description of its
+ * own (waiting_begin); the flusher of another process looks for it
+ * (vmb_cache_waited_on) and then does not wait for its fills to pause
+ * (cache_flush.c). */
+static void byte0(struct flock *fl, short type)
+{
+	memset(fl, 0, sizeof(*fl));
+	fl->l_type = type;
+	fl->l_whence = SEEK_SET;
+	fl->l_start = 0;
+	fl->l_len = 1;
+}
+
+/* The descriptor holding the waiter's lock, to close when done, or -1 (best effort:
+ * the flusher then stops waiting at its limits). */
 static int waiting_begin(struct vmb_cache *c)
 {
 	struct flock fl;
-	int fd = openat(c->lockfd, "objects", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	int fd = vmb_cache_lock_open(c, NULL);
 
 	if (fd < 0)
 		return -1;
-	memset(&fl, 0, sizeof(fl));
-	fl.l_type = F_RDLCK;
-	fl.l_whence = SEEK_SET;
-	fl.l_start = 0;
-	fl.l_len = 1;
+	byte0(&fl, F_RDLCK);
 	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+int vmb_cache_waited_on(struct vmb_cache *c)
+{
+	struct flock fl;
+
+	if (c->fill_lfd < 0)
+		return 1;
+	byte0(&fl, F_WRLCK);
+	if (fcntl(c->fill_lfd, F_OFD_GETLK, &fl) < 0)
+		return 1;
+	return fl.l_type != F_UNLCK;
 }
 
 int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err)
