@@ -323,7 +323,9 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
  * random reads, whose streams stop after their first read (whether or not it
  * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
  * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to
- * the cap. One window serves both: the larger of the two, from the read's end.
+ * the cap; one that began at byte 0 counts as VMB_RIMAGE_START_MULT times as long
+ * as it is (up to VMB_RIMAGE_RA_MIN). One window serves both: the larger of the
+ * two, from the read's end.
  * Returns the read's stream (ri->mu held). */
 static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end,
 				uint64_t *from, uint64_t *to)
@@ -366,6 +368,14 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 			ri->near_score++;
 	}
 	len = s->end - s->start;
+	/* a stream from the image's start is taken for a sequential reader sooner,
+	 * as the kernel's readahead takes a read at a file's start (a probe of a
+	 * header is too short to count) */
+	if (s->start == 0 && len < VMB_RIMAGE_RA_MIN) {
+		len *= VMB_RIMAGE_START_MULT;
+		if (len > VMB_RIMAGE_RA_MIN)
+			len = VMB_RIMAGE_RA_MIN;
+	}
 	if (len >= VMB_RIMAGE_RA_MIN) {
 		uint64_t n = (len + cs - 1) / cs;
 

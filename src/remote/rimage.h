@@ -12,12 +12,16 @@
  * stream has read VMB_RIMAGE_RA_MIN bytes without a gap, each of its reads queues
  * the chunks after it, as many as the stream is long, up to the cap
  * (opts.readahead_max chunks; 0: VMB_RIMAGE_RA_BYTES of chunks), to the context's
- * workers, so several fetches are in flight. A read elsewhere starts a new stream;
- * it queues the VMB_RIMAGE_NEAR chunks after it when the image's recent streams
- * mostly went on (a later read of theirs reached past the chunks of their first
- * read; a score: +1 for each that did, -1 for each retired from the
- * VMB_RIMAGE_STREAMS slots without doing so, kept in 0..VMB_RIMAGE_NEAR_SCORE_MAX,
- * on from VMB_RIMAGE_NEAR_SCORE_ON; it starts at 0).
+ * workers, so several fetches are in flight. A stream that begins at byte 0 is
+ * taken for sequential sooner, as the kernel takes a read at a file's start: it
+ * counts as VMB_RIMAGE_START_MULT times as long as it is, up to VMB_RIMAGE_RA_MIN
+ * (a 128 KiB read from byte 0, the kernel's readahead request on a URL's mount,
+ * reads ahead at once; a probe of a header, a few KiB, does not). A read
+ * elsewhere starts a new stream; it queues the VMB_RIMAGE_NEAR chunks after it
+ * when the image's recent streams mostly went on (a later read of theirs reached
+ * past the chunks of their first read; a score: +1 for each that did, -1 for each
+ * retired from the VMB_RIMAGE_STREAMS slots without doing so, kept in
+ * 0..VMB_RIMAGE_NEAR_SCORE_MAX, on from VMB_RIMAGE_NEAR_SCORE_ON; it starts at 0).
  * Clusters of reads (a VM booting) so get their next chunks fetched at once;
  * random reads, whose streams stop after their first read, fetch nothing extra
  * once two of them retire. A read's own chunks after its first are queued too
@@ -47,6 +51,8 @@ struct vmb_rimage;
 #define VMB_RIMAGE_STREAMS 4
 #define VMB_RIMAGE_RA_MIN (2u << 20)        /* a stream this long reads ahead */
 #define VMB_RIMAGE_RA_BYTES (16u << 20)     /* default cap of the window */
+#define VMB_RIMAGE_START_MULT 16            /* a stream from byte 0 counts this many
+						times as long (up to RA_MIN) */
 #define VMB_RIMAGE_GAP (64u << 10)          /* a read this far past a stream goes on with it
 						(or as far as it is long) */
 #define VMB_RIMAGE_NEAR 3                   /* chunks a new stream reads ahead */

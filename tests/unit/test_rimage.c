@@ -388,6 +388,49 @@ static void test_readahead_seq(void)
 	free(buf);
 }
 
+/* A stream from byte 0 counts as VMB_RIMAGE_START_MULT times as long: a probe of
+ * the header (16 KiB) fetches only its chunk; a 128 KiB read from byte 0 (the
+ * kernel's readahead request on a URL's mount) reads VMB_RIMAGE_RA_MIN ahead at
+ * once; the same read elsewhere reads nothing ahead. */
+static void test_readahead_start(void)
+{
+	struct vmb_remote *r;
+	struct vmb_base *b;
+	struct vmb_remote_stats st;
+	struct vmb_err e = { 0 };
+	size_t len = 128u << 10;
+	unsigned char *buf = malloc(len);
+	uint64_t last, c, before;
+
+	REQUIRE(buf);
+	ra_setup(&r, &b);
+	CHECK_EQ(b->ops->read(b, buf, 4 * BS, 0, &e), 4 * BS);
+	CHECK(!memcmp(buf, racontent, 4 * BS));
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes, (uint64_t)CS);
+	CHECK_EQ(ra_cached(r, 1), 0);
+
+	CHECK_EQ(b->ops->read(b, buf, len, 0, &e), (int64_t)len);
+	CHECK(!memcmp(buf, racontent, len));
+	last = (len - 1) / CS;
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	for (c = last + 1; c <= last + VMB_RIMAGE_RA_MIN / CS; c++)
+		CHECK_EQ(ra_cached(r, c), 1);
+	CHECK_EQ(ra_cached(r, last + VMB_RIMAGE_RA_MIN / CS + 1), 0);
+
+	vmb_remote_stats(r, &st);
+	before = st.fetch_bytes;
+	CHECK_EQ(b->ops->read(b, buf, len, 60 * (uint64_t)CS, &e), (int64_t)len);
+	CHECK(!memcmp(buf, racontent + 60 * (uint64_t)CS, len));
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes - before, (uint64_t)len);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
 /* A new stream reads VMB_RIMAGE_NEAR chunks ahead once two streams went on past
  * the chunks of their first read (clusters of small reads crossing a chunk's end,
  * with small gaps); random reads, whose streams end with their first read, turn
@@ -1059,6 +1102,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_offline);
 	RUN(test_readahead_cluster);
 	RUN(test_readahead_seq);
+	RUN(test_readahead_start);
 	RUN(test_readahead_near);
 	RUN(test_readahead_near_long);
 	RUN(test_readahead_queue_full);
