@@ -312,9 +312,63 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
 	return max < 4 ? 4 : max;
 }
 
+/* The first chunk from i on that holds a data block (n_chunks: none), found
+ * through the image's extents: a hole of any size costs one lookup. */
+static uint64_t next_data_chunk(const struct vmb_rimage *ri, uint64_t i)
+{
+	uint64_t cs = ri->idx.chunk_size, blk, run, next;
+
+	if (i >= ri->idx.n_chunks)
+		return ri->idx.n_chunks;
+	blk = i * (cs / VMB_BLOCK_SIZE);
+	if (vmb_pub_image_lookup(&ri->idx, blk, &run) == VMB_DATA)
+		return i;
+	if (run > (UINT64_MAX - blk))
+		return ri->idx.n_chunks;
+	next = (blk + run) / (cs / VMB_BLOCK_SIZE);
+	if (next < i)
+		next = i;
+	return next < ri->idx.n_chunks ? next : ri->idx.n_chunks;
+}
+
+/* The chunk after the n-th data chunk from i on (a window of n data chunks that
+ * skips holes), at most n_chunks. */
+static uint64_t data_ahead(const struct vmb_rimage *ri, uint64_t i, uint64_t n)
+{
+	while (n-- > 0) {
+		i = next_data_chunk(ri, i);
+		if (i >= ri->idx.n_chunks)
+			break;
+		i++;
+	}
+	return i;
+}
+
+/* Bytes [from, to) hold no data block: a reader that goes from one to the other
+ * skipped a hole, as a sparse copy (SEEK_DATA, then read) does. */
+static int hole_between(const struct vmb_rimage *ri, uint64_t from, uint64_t to)
+{
+	uint64_t blk = from / VMB_BLOCK_SIZE, run;
+
+	if (from >= to)
+		return 1;
+	if (vmb_pub_image_lookup(&ri->idx, blk, &run) != VMB_ZERO) {
+		/* the stream ended inside a data block: the hole starts at the next */
+		if (from % VMB_BLOCK_SIZE == 0)
+			return 0;
+		blk++;
+		if (blk * VMB_BLOCK_SIZE >= to)
+			return 1;
+		if (vmb_pub_image_lookup(&ri->idx, blk, &run) != VMB_ZERO)
+			return 0;
+	}
+	return run >= (to - 1) / VMB_BLOCK_SIZE - blk + 1;
+}
+
 /* The chunks to queue for a read of [off, end): [*from, *to). A read continues the
- * stream whose span holds off, or ends before it by at most `gap`; other reads
- * start a new stream in the least recently used slot. A new stream reads
+ * stream whose span holds off, or ends before it by at most `gap` or by nothing
+ * but zero blocks (a sparse copy skipping a hole); other reads start a new stream
+ * in the least recently used slot. A new stream reads
  * VMB_RIMAGE_NEAR chunks ahead when most of the streams before it went on: a later
  * read of theirs reached past the chunks of their first read (a VM's clusters of
  * small reads, which the kernel's readahead turns into a run of growing requests,
@@ -324,8 +378,8 @@ static uint64_t ra_cap(const struct vmb_rimage *ri)
  * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
  * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to
  * the cap; one that began at byte 0 counts as VMB_RIMAGE_START_MULT times as long
- * as it is (up to VMB_RIMAGE_RA_MIN). One window serves both: the larger of the
- * two, from the read's end.
+ * as it is (up to VMB_RIMAGE_RA_MIN); its window counts data chunks, past holes.
+ * One window serves both: the larger of the two, from the read's end.
  * Returns the read's stream (ri->mu held). */
 static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end,
 				uint64_t *from, uint64_t *to)
@@ -343,7 +397,8 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
 		struct stream *t = &ri->ra[k];
 
-		if (t->used && off >= t->start && off <= t->end + gap) {
+		if (t->used && off >= t->start &&
+		    (off <= t->end + gap || hole_between(ri, t->end, off))) {
 			s = t;
 			break;
 		}
@@ -376,18 +431,21 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 		if (len > VMB_RIMAGE_RA_MIN)
 			len = VMB_RIMAGE_RA_MIN;
 	}
+	*to = last + 1 + ahead;
 	if (len >= VMB_RIMAGE_RA_MIN) {
-		uint64_t n = (len + cs - 1) / cs;
+		uint64_t n = (len + cs - 1) / cs, t;
 
 		if (n > ra_cap(ri))
 			n = ra_cap(ri);
-		if (n > ahead)
-			ahead = n;
+		t = data_ahead(ri, last + 1, n);
+		if (t > *to)
+			*to = t;
 	}
-	if (!ahead)
+	if (*to == last + 1) {
+		*to = 0;   /* no window */
 		return s;
+	}
 	*from = last + 1 > s->ahead_to ? last + 1 : s->ahead_to;
-	*to = last + 1 + ahead;
 	if (*to < *from)
 		*to = *from;
 	if (*to > ri->idx.n_chunks)
@@ -401,7 +459,7 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
  * chunk not queued because the queue is full (or has no workers), else to. */
 static uint64_t queue_chunks(struct vmb_rimage *ri, uint64_t from, uint64_t to)
 {
-	for (uint64_t i = from; i < to; i++)
+	for (uint64_t i = next_data_chunk(ri, from); i < to; i = next_data_chunk(ri, i + 1))
 		if (vmb_rimage_chunk_data(ri, i) && !seen_get(ri, i) &&
 		    !vmb_rimage_chunk_cached(ri, i) &&
 		    vmb_remote_queue(ri->r, ri, i) < 0)

@@ -16,7 +16,11 @@
  * taken for sequential sooner, as the kernel takes a read at a file's start: it
  * counts as VMB_RIMAGE_START_MULT times as long as it is, up to VMB_RIMAGE_RA_MIN
  * (a 128 KiB read from byte 0, the kernel's readahead request on a URL's mount,
- * reads ahead at once; a probe of a header, a few KiB, does not). A read
+ * reads ahead at once; a probe of a header, a few KiB, does not). Holes do not
+ * break a stream: a read that begins where data begins again after a stream's
+ * end, with nothing but zero blocks between, continues it (a sparse copy:
+ * SEEK_DATA, then read), and the window counts data chunks, so it reaches past
+ * holes of any size (found through the index's extents). A read
  * elsewhere starts a new stream; it queues the VMB_RIMAGE_NEAR chunks after it
  * when the image's recent streams mostly went on (a later read of theirs reached
  * past the chunks of their first read; a score: +1 for each that did, -1 for each

@@ -431,6 +431,73 @@ static void test_readahead_start(void)
 	free(buf);
 }
 
+/* A sparse copy (cp --sparse, tar --sparse: SEEK_DATA, then read each run of data
+ * from its start): a read that begins where data begins after a hole continues
+ * the stream before the hole, and the window counts data chunks, past holes of
+ * any size. Runs of data (chunks): [1, 25), [60, 62), [100, 102), [140, 142),
+ * [180, 182); the rest is zeros. */
+#define SP_CHUNKS 200u
+static int sp_data(uint64_t c)
+{
+	return (c >= 1 && c < 25) || (c >= 60 && c < 62) || (c >= 100 && c < 102) ||
+	       (c >= 140 && c < 142) || (c >= 180 && c < 182);
+}
+
+static void test_readahead_sparse(void)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_remote *r = NULL;
+	struct vmb_base *b = NULL;
+	struct vmb_remote_stats st;
+	struct vmb_cache *c;
+	struct vmb_err e = { 0 };
+	size_t len = 2 * CS, size = SP_CHUNKS * (size_t)CS;
+	unsigned char *img = calloc(1, size), *buf = malloc(len);
+	uint8_t spidx[32], d[32];
+	char cmd[9000];
+	uint64_t i, off, ndata = 0;
+
+	REQUIRE(img && buf);
+	for (i = 0; i < size; i++)
+		if (sp_data(i / CS))
+			img[i] = (unsigned char)((i * 13 + i / 4096 + 5 * (i / CS) + 1) | 1);
+	publish_image(img, size, spidx);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	o.cache_dir = cachedir;
+	o.workers = 2;
+	REQUIRE(vmb_remote_open(&o, NULL, &r, &e) == 0);
+	CHECK_RC(vmb_rimage_open(r, url, spidx, size, &b, &e), 0);
+	REQUIRE(b);
+	/* the first run (1.5 MiB: below VMB_RIMAGE_RA_MIN, so no window yet) */
+	for (off = CS; off < 25 * (uint64_t)CS; off += len) {
+		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+		CHECK(!memcmp(buf, img + off, len));
+	}
+	/* the next run, from its start: the stream now spans 61 chunks */
+	off = 60 * (uint64_t)CS;
+	CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
+	CHECK(!memcmp(buf, img + off, len));
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	REQUIRE(vmb_remote_cache(r, &c, NULL) == 0);
+	for (i = 0; i < SP_CHUNKS; i++) {
+		if (!sp_data(i))
+			continue;
+		ndata++;
+		vmb_sha256(img + i * CS, CS, d, NULL);
+		if (vmb_cache_has(c, d) != 1)
+			fprintf(stderr, "chunk %llu is not cached\n", (unsigned long long)i);
+		CHECK_EQ(vmb_cache_has(c, d), 1);
+	}
+	/* and no zero chunk was fetched */
+	vmb_remote_stats(r, &st);
+	CHECK_EQ(st.fetch_bytes, ndata * CS);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+	free(img);
+}
+
 /* A new stream reads VMB_RIMAGE_NEAR chunks ahead once two streams went on past
  * the chunks of their first read (clusters of small reads crossing a chunk's end,
  * with small gaps); random reads, whose streams end with their first read, turn
@@ -1103,6 +1170,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_cluster);
 	RUN(test_readahead_seq);
 	RUN(test_readahead_start);
+	RUN(test_readahead_sparse);
 	RUN(test_readahead_near);
 	RUN(test_readahead_near_long);
 	RUN(test_readahead_queue_full);
