@@ -51,6 +51,7 @@ struct stream {
 	uint64_t used;        /* LRU clock; 0: an empty slot */
 	uint64_t first_last;  /* the last chunk of its first read */
 	int went_on;          /* a later read reached past first_last */
+	int skipped_hole;     /* a read of it began past a hole after its end */
 };
 
 struct vmb_rimage {
@@ -378,8 +379,9 @@ static int hole_between(const struct vmb_rimage *ri, uint64_t from, uint64_t to)
  * crosses a chunk's end), soon turn that off (rimage.h). A stream reads further
  * ahead once it is VMB_RIMAGE_RA_MIN bytes long, as far ahead as it is long, up to
  * the cap; one that began at byte 0 counts as VMB_RIMAGE_START_MULT times as long
- * as it is (up to VMB_RIMAGE_RA_MIN); its window counts data chunks, past holes.
- * One window serves both: the larger of the two, from the read's end.
+ * as it is (up to VMB_RIMAGE_RA_MIN). The window of a stream that skipped a hole
+ * counts data chunks, past holes. One window serves both: the larger of the two,
+ * from the read's end.
  * Returns the read's stream (ri->mu held). */
 static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t end,
 				uint64_t *from, uint64_t *to)
@@ -397,9 +399,15 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 	for (k = 0; k < VMB_RIMAGE_STREAMS; k++) {
 		struct stream *t = &ri->ra[k];
 
-		if (t->used && off >= t->start &&
-		    (off <= t->end + gap || hole_between(ri, t->end, off))) {
+		if (!t->used || off < t->start)
+			continue;
+		if (off <= t->end + gap) {
 			s = t;
+			break;
+		}
+		if (hole_between(ri, t->end, off)) {
+			s = t;
+			s->skipped_hole = 1;
 			break;
 		}
 	}
@@ -437,7 +445,9 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 
 		if (n > ra_cap(ri))
 			n = ra_cap(ri);
-		t = data_ahead(ri, last + 1, n);
+		/* past holes only for a reader seen to skip them: a plain sequential
+		 * reader's window stops at a hole, as it did */
+		t = s->skipped_hole ? data_ahead(ri, last + 1, n) : last + 1 + n;
 		if (t > *to)
 			*to = t;
 	}

@@ -19,8 +19,9 @@
  * reads ahead at once; a probe of a header, a few KiB, does not). Holes do not
  * break a stream: a read that begins where data begins again after a stream's
  * end, with nothing but zero blocks between, continues it (a sparse copy:
- * SEEK_DATA, then read), and the window counts data chunks, so it reaches past
- * holes of any size (found through the index's extents). A read
+ * SEEK_DATA, then read); from then on its window counts data chunks, so it
+ * reaches past holes of any size (found through the index's extents). A plain
+ * sequential reader's window counts every chunk, holes included, as before. A read
  * elsewhere starts a new stream; it queues the VMB_RIMAGE_NEAR chunks after it
  * when the image's recent streams mostly went on (a later read of theirs reached
  * past the chunks of their first read; a score: +1 for each that did, -1 for each

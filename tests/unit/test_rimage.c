@@ -432,14 +432,15 @@ static void test_readahead_start(void)
 }
 
 /* A sparse copy (cp --sparse, tar --sparse: SEEK_DATA, then read each run of data
- * from its start): a read that begins where data begins after a hole continues
- * the stream before the hole, and the window counts data chunks, past holes of
- * any size. Runs of data (chunks): [1, 25), [60, 62), [100, 102), [140, 142),
- * [180, 182); the rest is zeros. */
+ * from its start). A plain sequential reader's window counts every chunk, holes
+ * included; a read that begins where data begins after a hole continues the
+ * stream before the hole, and from then on the window counts data chunks, past
+ * holes of any size. Runs of data (chunks): [1, 41), [60, 62), [100, 102),
+ * [140, 142), [180, 182); the rest is zeros. */
 #define SP_CHUNKS 200u
 static int sp_data(uint64_t c)
 {
-	return (c >= 1 && c < 25) || (c >= 60 && c < 62) || (c >= 100 && c < 102) ||
+	return (c >= 1 && c < 41) || (c >= 60 && c < 62) || (c >= 100 && c < 102) ||
 	       (c >= 140 && c < 142) || (c >= 180 && c < 182);
 }
 
@@ -469,26 +470,32 @@ static void test_readahead_sparse(void)
 	REQUIRE(vmb_remote_open(&o, NULL, &r, &e) == 0);
 	CHECK_RC(vmb_rimage_open(r, url, spidx, size, &b, &e), 0);
 	REQUIRE(b);
-	/* the first run (1.5 MiB: below VMB_RIMAGE_RA_MIN, so no window yet) */
-	for (off = CS; off < 25 * (uint64_t)CS; off += len) {
+	REQUIRE(vmb_remote_cache(r, &c, NULL) == 0);
+#define SP_CACHED(k) (vmb_sha256(img + (k) * CS, CS, d, NULL), vmb_cache_has(c, d))
+	/* the first run, 2.5 MiB: a window of 40 chunks, holes counted, so the run at
+	 * 60 comes and the one at 100 does not */
+	for (off = CS; off < 41 * (uint64_t)CS; off += len) {
 		CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
 		CHECK(!memcmp(buf, img + off, len));
 	}
-	/* the next run, from its start: the stream now spans 61 chunks */
+	CHECK_RC(vmb_remote_idle(r, 30000), 0);
+	CHECK_EQ(SP_CACHED(60), 1);
+	CHECK_EQ(SP_CACHED(100), 0);
+	/* the next run, from its start: the stream skipped a hole; its window of 61
+	 * data chunks reaches every run after it */
 	off = 60 * (uint64_t)CS;
 	CHECK_EQ(b->ops->read(b, buf, len, off, &e), (int64_t)len);
 	CHECK(!memcmp(buf, img + off, len));
 	CHECK_RC(vmb_remote_idle(r, 30000), 0);
-	REQUIRE(vmb_remote_cache(r, &c, NULL) == 0);
 	for (i = 0; i < SP_CHUNKS; i++) {
 		if (!sp_data(i))
 			continue;
 		ndata++;
-		vmb_sha256(img + i * CS, CS, d, NULL);
-		if (vmb_cache_has(c, d) != 1)
+		if (SP_CACHED(i) != 1)
 			fprintf(stderr, "chunk %llu is not cached\n", (unsigned long long)i);
-		CHECK_EQ(vmb_cache_has(c, d), 1);
+		CHECK_EQ(SP_CACHED(i), 1);
 	}
+#undef SP_CACHED
 	/* and no zero chunk was fetched */
 	vmb_remote_stats(r, &st);
 	CHECK_EQ(st.fetch_bytes, ndata * CS);
