@@ -446,7 +446,7 @@ static struct stream *ra_window(struct vmb_rimage *ri, uint64_t off, uint64_t en
 		if (n > ra_cap(ri))
 			n = ra_cap(ri);
 		/* past holes only for a reader seen to skip them: a plain sequential
-		 * reader's window stops at a hole, as it did */
+		 * reader's window counts every chunk, holes included, as it did */
 		t = s->skipped_hole ? data_ahead(ri, last + 1, n) : last + 1 + n;
 		if (t > *to)
 			*to = t;
