@@ -326,9 +326,7 @@ static uint64_t next_data_chunk(const struct vmb_rimage *ri, uint64_t i)
 		return i;
 	if (run > (UINT64_MAX - blk))
 		return ri->idx.n_chunks;
-	next = (blk + run) / (cs / VMB_BLOCK_SIZE);
-	if (next < i)
-		next = i;
+	next = (blk + run) / (cs / VMB_BLOCK_SIZE);   /* >= i: blk is chunk i's first */
 	return next < ri->idx.n_chunks ? next : ri->idx.n_chunks;
 }
 

@@ -274,27 +274,51 @@ static void test_readahead_offline(void)
 static unsigned char *racontent;
 static uint8_t raidx[32];
 
-static int ra_cached(struct vmb_remote *r, uint64_t chunk)
+/* Whether chunk `chunk` of an image whose bytes are `bytes` is in r's cache. */
+static int content_cached(struct vmb_remote *r, const unsigned char *bytes,
+			  uint64_t chunk)
 {
 	struct vmb_cache *c;
 	uint8_t d[32];
 
-	vmb_sha256(racontent + chunk * CS, CS, d, NULL);
+	vmb_sha256(bytes + chunk * CS, CS, d, NULL);
 	if (vmb_remote_cache(r, &c, NULL))
 		return -1;
 	return vmb_cache_has(c, d);
 }
 
-/* queue_max: vmb_remote_opts.queue_max (0: the default) */
-static void ra_setup_q(struct vmb_remote **r, struct vmb_base **b, unsigned queue_max)
+static int ra_cached(struct vmb_remote *r, uint64_t chunk)
+{
+	return content_cached(r, racontent, chunk);
+}
+
+/* A fresh cache and context (2 workers, the defaults otherwise: the window's cap,
+ * the trigger) and the image idx of `size` bytes. queue_max:
+ * vmb_remote_opts.queue_max (0: the default) */
+static void ra_open(struct vmb_remote **r, struct vmb_base **b, const uint8_t idx_[32],
+		    uint64_t size, unsigned queue_max)
 {
 	struct vmb_remote_opts o = { 0 };
 	struct vmb_err e = { 0 };
 	char cmd[9000];
-	uint64_t i;
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
 	CHECK_EQ(system(cmd), 0);
+	o.cache_dir = cachedir;
+	o.workers = 2;
+	o.queue_max = queue_max;
+	*r = NULL;
+	*b = NULL;
+	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
+	CHECK_RC(vmb_rimage_open(*r, url, idx_, size, b, &e), 0);
+	REQUIRE(*b);
+}
+
+/* queue_max: vmb_remote_opts.queue_max (0: the default) */
+static void ra_setup_q(struct vmb_remote **r, struct vmb_base **b, unsigned queue_max)
+{
+	uint64_t i;
+
 	if (!racontent) {
 		racontent = malloc(RA_CHUNKS * (size_t)CS);
 		REQUIRE(racontent);
@@ -302,14 +326,7 @@ static void ra_setup_q(struct vmb_remote **r, struct vmb_base **b, unsigned queu
 			racontent[i] = (unsigned char)(i * 13 + i / 4096 + 5 * (i / CS) + 1);
 		publish_image(racontent, RA_CHUNKS * (uint64_t)CS, raidx);
 	}
-	o.cache_dir = cachedir;
-	o.workers = 2;   /* the defaults otherwise: the window's cap, the trigger */
-	o.queue_max = queue_max;
-	*r = NULL;
-	*b = NULL;
-	REQUIRE(vmb_remote_open(&o, NULL, r, &e) == 0);
-	CHECK_RC(vmb_rimage_open(*r, url, raidx, RA_CHUNKS * (uint64_t)CS, b, &e), 0);
-	REQUIRE(*b);
+	ra_open(r, b, raidx, RA_CHUNKS * (uint64_t)CS, queue_max);
 }
 
 static void ra_setup(struct vmb_remote **r, struct vmb_base **b)
@@ -446,16 +463,13 @@ static int sp_data(uint64_t c)
 
 static void test_readahead_sparse(void)
 {
-	struct vmb_remote_opts o = { 0 };
-	struct vmb_remote *r = NULL;
-	struct vmb_base *b = NULL;
+	struct vmb_remote *r;
+	struct vmb_base *b;
 	struct vmb_remote_stats st;
-	struct vmb_cache *c;
 	struct vmb_err e = { 0 };
 	size_t len = 2 * CS, size = SP_CHUNKS * (size_t)CS;
 	unsigned char *img = calloc(1, size), *buf = malloc(len);
-	uint8_t spidx[32], d[32];
-	char cmd[9000];
+	uint8_t spidx[32];
 	uint64_t i, off, ndata = 0;
 
 	REQUIRE(img && buf);
@@ -463,15 +477,8 @@ static void test_readahead_sparse(void)
 		if (sp_data(i / CS))
 			img[i] = (unsigned char)((i * 13 + i / 4096 + 5 * (i / CS) + 1) | 1);
 	publish_image(img, size, spidx);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
-	CHECK_EQ(system(cmd), 0);
-	o.cache_dir = cachedir;
-	o.workers = 2;
-	REQUIRE(vmb_remote_open(&o, NULL, &r, &e) == 0);
-	CHECK_RC(vmb_rimage_open(r, url, spidx, size, &b, &e), 0);
-	REQUIRE(b);
-	REQUIRE(vmb_remote_cache(r, &c, NULL) == 0);
-#define SP_CACHED(k) (vmb_sha256(img + (k) * CS, CS, d, NULL), vmb_cache_has(c, d))
+	ra_open(&r, &b, spidx, size, 0);
+#define SP_CACHED(k) content_cached(r, img, (k))
 	/* the first run, 2.5 MiB: a window of 40 chunks, holes counted, so the run at
 	 * 60 comes and the one at 100 does not */
 	for (off = CS; off < 41 * (uint64_t)CS; off += len) {
