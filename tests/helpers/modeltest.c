@@ -12,8 +12,11 @@
  * On failure it prints the seed, the operation number, the operation and the
  * preceding operations, and exits 1.
  *
- * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR]
+ * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR] [--existing]
  *                  [--remount-cmd CMD] [--remount-every N] [--check-blocks] [--verbose]
+ * --existing: DIR/model<i>.img exist already (at most 64 MiB each: a layered or
+ * pulled image, say); the model starts from what they read, after a check of
+ * their SEEK_DATA/SEEK_HOLE answers against it. Without it they are created empty.
  * --check-blocks: at each seek check, st_blocks * 512 must equal the bytes of
  * the 4 KiB blocks touched by data extents (true for vmbundlefs, not for ext4).
  */
@@ -58,6 +61,7 @@ static const char *remount_cmd;
 static uint64_t remount_every;
 static int verbose;
 static int check_blocks;
+static int existing;
 static char curop[512];
 static char hist[HIST][600];
 static unsigned nhist;
@@ -488,6 +492,25 @@ static void op_remount(void)
     stats[6]++;
 }
 
+/* --existing: the model starts from the file's bytes as read now; its holes and
+ * data (SEEK_DATA/SEEK_HOLE, st_blocks) must agree with them from the start. */
+static void load_existing(struct mfile *f)
+{
+    struct stat st;
+
+    setop("load %s", f->path);
+    if (stat(f->path, &st) < 0) fail("stat(%s): %s", f->path, strerror(errno));
+    if ((uint64_t)st.st_size > MAX_OFF)
+        fail("%s has %jd bytes; --existing takes at most %llu", f->path, (intmax_t)st.st_size,
+             (unsigned long long)MAX_OFF);
+    f->ino = st.st_ino;
+    xopen(f, O_RDWR);
+    model_resize(f, (uint64_t)st.st_size);
+    if (xpread(f, f->data, f->size, 0) != f->size) fail("%s: short read of its %" PRIu64 " bytes", f->path, f->size);
+    check_size(f);
+    check_seek(f);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -495,6 +518,7 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verbose")) { verbose = 1; continue; }
         if (!strcmp(a, "--check-blocks")) { check_blocks = 1; continue; }
+        if (!strcmp(a, "--existing")) { existing = 1; continue; }
         if (!v) { fprintf(stderr, "modeltest: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--ops")) nops = strtoull(v, NULL, 0);
@@ -518,8 +542,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfiles; i++) {
         snprintf(files[i].path, sizeof files[i].path, "%s/model%d.img", dir, i);
         opno = 0;
-        setop("create %s", files[i].path);
-        xopen(&files[i], O_RDWR | O_CREAT | O_TRUNC);
+        if (!existing) {
+            setop("create %s", files[i].path);
+            xopen(&files[i], O_RDWR | O_CREAT | O_TRUNC);
+            continue;
+        }
+        load_existing(&files[i]);
     }
     for (opno = 1; opno <= nops; opno++) {
         struct mfile *f = &files[rndn((uint64_t)nfiles)];

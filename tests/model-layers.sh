@@ -1,0 +1,101 @@
+#!/bin/sh
+# model-layers.sh - the model-based random-operation test of model.sh
+# (tests/helpers/modeltest) on images that stand on layers, where the writes of a
+# top layer meet the bytes beneath it:
+#   1. a clone of a local bundle, and the bundle itself, whose layers a snapshot
+#      froze;
+#   2. a bundle pulled from a published store (file:// URL, 64 KiB chunks): a delta
+#      over remote images, fetched lazily.
+# pwrite, truncate (down, then up: the bytes beneath must not come back), punch,
+# zero-range, fallocate, copy_file_range, fsync, reopen and remounts, checked
+# against a model that starts from the images' bytes (SEEK_DATA/SEEK_HOLE and
+# st_blocks too). Then what lies beneath reads as before: the snapshot, the bundle
+# the clone came from, a second pull of the same published bundle.
+# Env: VMB_MODEL_SEED (default 1), VMB_MODEL_OPS (operations per run, default 5000).
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/lib.sh"
+
+vmb_setup
+MODELTEST=$VMB_TESTBIN/helpers/modeltest
+MKPUB=$VMB_TESTBIN/helpers/mkpub
+[ -x "$MODELTEST" ] || hard_error "$MODELTEST is not built"
+[ -x "$MKPUB" ] || hard_error "$MKPUB is not built"
+SEED=${VMB_MODEL_SEED:-1}
+OPS=${VMB_MODEL_OPS:-5000}
+export VMB_TEST_MOUNT_OPTS="cache=$T/cache"
+export VMBUNDLEFS_CACHE=$T/cache
+
+# put FILE OFF LEN: random bytes at OFF
+put() {
+    head -c "$3" /dev/urandom | dd of="$1" bs=64K seek="$2" oflag=seek_bytes conv=notrunc \
+        status=none || hard_error "cannot write $1"
+}
+
+# Three sparse images (model<i>.img, as modeltest names them): data at and across
+# 64 KiB (chunk) and 4 KiB bounds, holes between, sizes that are not a multiple of
+# a block, data up to the last byte of one.
+SRC=$T/src/vm
+mkdir -p "$SRC"
+for i in 0 1 2; do
+    f=$SRC/model$i.img
+    size=$(( (12 + 5 * i) * 1048576 + 1234 * i ))
+    truncate -s "$size" "$f"
+    put "$f" 0 65536
+    put "$f" 130000 200000
+    put "$f" $((4 * 1048576 - 4096)) 8192
+    put "$f" $((7 * 1048576 + 512)) 1048576
+    put "$f" $((size - 70000)) 70000
+done
+printf '{"cpu": 2}\n' >"$SRC/config.json"
+
+# run_model NAME DIR: modeltest on DIR's images, with remounts
+run_model() {
+    local name=$1 dir=$2 start rc
+    say "# modeltest --existing --seed $SEED --ops $OPS on $name"
+    start=$(date +%s)
+    "$MODELTEST" --existing --check-blocks --seed "$SEED" --ops "$OPS" --dir "$dir" \
+        --remount-cmd "$T/remount.sh" --remount-every $((OPS / 3)) >"$T/model.out" 2>&1
+    rc=$?
+    sed 's/^/    /' "$T/model.out" | tail -n 40
+    if [ -s "$T/remount.out" ] && [ $rc -ne 0 ]; then
+        say "--- remount output:"
+        sed 's/^/    /' "$T/remount.out" | tail -n 20
+    fi
+    assert_eq "modeltest on $name, seed $SEED, $OPS ops, passes ($(($(date +%s) - start)) s)" 0 "$rc"
+    assert_match "... it remounted the store" 'remount [1-9]' "$(tail -n 1 "$T/model.out")"
+}
+
+# same_as_source NAME DIR: DIR's images read as the source's
+same_as_source() {
+    local i
+    for i in 0 1 2; do
+        check "$1: model$i.img reads as the source" cmp "$SRC/model$i.img" "$2/model$i.img"
+    done
+}
+
+# ---- 1. local layers: a clone, and the bundle under a snapshot ----
+mount_store
+write_remount_script "$T/remount.sh"
+check "copy the images into a bundle" cp -r --sparse=always "$SRC" "$MNT/vm"
+check "snapshot it" "$VMB_BIN" snapshot "$MNT" vm s1
+check "clone it" "$VMB_BIN" clone "$MNT" vm c1
+run_model "a clone" "$MNT/c1"
+same_as_source "the bundle it was cloned from" "$MNT/vm"
+same_as_source "the snapshot" "$MNT/.snapshots/vm@s1"
+SEED=$((SEED + 1)) run_model "the bundle under its snapshot" "$MNT/vm"
+same_as_source "the snapshot, after" "$MNT/.snapshots/vm@s1"
+unmount_store
+
+# ---- 2. a bundle pulled from a published store ----
+"$MKPUB" -c 65536 "$T/pub" "$SRC" >/dev/null || hard_error "mkpub failed"
+check "pull URL#vm into the store" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p1
+assert_eq "the pulled images are empty deltas" "0 0 0" \
+    "$(stat -c %b "$STORE/p1/model0.img" "$STORE/p1/model1.img" "$STORE/p1/model2.img" | xargs)"
+mount_store
+SEED=$((SEED + 2)) run_model "a pulled bundle" "$MNT/p1"
+unmount_store
+check "pull the same bundle again" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p2
+mount_store
+same_as_source "the second pull" "$MNT/p2"
+unmount_store
+finish
