@@ -5,7 +5,10 @@
 #   1. a clone of a local bundle, and the bundle itself, whose layers a snapshot
 #      froze;
 #   2. a bundle pulled from a published store (file:// URL, 64 KiB chunks): a delta
-#      over remote images, fetched lazily.
+#      over remote images, fetched lazily;
+#   3. both again with a second mount of the store beside the first: now and then a
+#      file is closed, opened through the other mount (close-to-open: it must read
+#      as the model), changed there or not, closed, and opened again in the first.
 # pwrite, truncate (down, then up: the bytes beneath must not come back), punch,
 # zero-range, fallocate, copy_file_range, fsync, reopen and remounts, checked
 # against a model that starts from the images' bytes (SEEK_DATA/SEEK_HOLE and
@@ -48,12 +51,14 @@ for i in 0 1 2; do
 done
 printf '{"cpu": 2}\n' >"$SRC/config.json"
 
-# run_model NAME DIR: modeltest on DIR's images, with remounts
+# run_model NAME DIR [OTHER_DIR]: modeltest on DIR's images, with remounts (and
+# the same files through another mount)
 run_model() {
-    local name=$1 dir=$2 start rc
-    say "# modeltest --existing --seed $SEED --ops $OPS on $name"
+    local name=$1 dir=$2 other=${3:-} start rc
+    say "# modeltest --existing --seed $SEED --ops $OPS on $name${other:+ (and $other)}"
     start=$(date +%s)
     "$MODELTEST" --existing --check-blocks --seed "$SEED" --ops "$OPS" --dir "$dir" \
+        ${other:+--other-dir "$other"} \
         --remount-cmd "$T/remount.sh" --remount-every $((OPS / 3)) >"$T/model.out" 2>&1
     rc=$?
     sed 's/^/    /' "$T/model.out" | tail -n 40
@@ -95,7 +100,42 @@ mount_store
 SEED=$((SEED + 2)) run_model "a pulled bundle" "$MNT/p1"
 unmount_store
 check "pull the same bundle again" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p2
+check "and once more" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p3
 mount_store
 same_as_source "the second pull" "$MNT/p2"
+
+# ---- 3. two mounts of the store at once ----
+# (structural commands need a store with at most one mount: the clone comes first)
+check "clone the snapshot" "$VMB_BIN" clone "$MNT" vm@s1 c2
+B=$T/mnt2
+mkdir "$B"
+on_exit 'mountpoint -q "$B" && fusermount3 -uz "$B"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'
+( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" \
+      -o "cache=$T/cache" "$STORE" "$B"
+  echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
+wait_for 30 mountpoint -q "$B" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount did not appear"; }
+same_as_source "the clone of the snapshot, through the second mount" "$B/c2"
+# blocks zeroed over the base through one mount (the backing file does not
+# change there) read as zeros through the other, and the file's times moved
+cp --sparse=always "$SRC/model0.img" "$T/expect0.img"
+m0=$(stat -c %Y.%y "$MNT/c2/model0.img")
+check "punch two base blocks through the first mount" vmbio falloc "$MNT/c2/model0.img" punch 65536 8192
+check "write a block of zeros over the base there" vmbio pwrite "$MNT/c2/model0.img" 135168 4096 0
+vmbio falloc "$T/expect0.img" punch 65536 8192 >/dev/null
+vmbio pwrite "$T/expect0.img" 135168 4096 0 >/dev/null
+check "the second mount reads the zeros" cmp "$T/expect0.img" "$B/c2/model0.img"
+check_fails "the punch and the write changed the file's modification time" \
+    test "$m0" = "$(stat -c %Y.%y "$MNT/c2/model0.img")"
+check "a truncate down and up through the first mount" \
+    sh -c "truncate -s 70000 '$MNT/c2/model1.img' && truncate -s $(stat -c %s "$SRC/model1.img") '$MNT/c2/model1.img'"
+cp --sparse=always "$SRC/model1.img" "$T/expect1.img"
+truncate -s 70000 "$T/expect1.img" && truncate -s "$(stat -c %s "$SRC/model1.img")" "$T/expect1.img"
+check "the second mount reads zeros past the cut" cmp "$T/expect1.img" "$B/c2/model1.img"
+SEED=$((SEED + 3)) run_model "a clone, with a second mount" "$MNT/c2" "$B/c2"
+SEED=$((SEED + 4)) run_model "a pulled bundle, with a second mount" "$MNT/p3" "$B/p3"
 unmount_store
+fusermount3 -u "$B" || fusermount3 -uz "$B"
+wait_for 30 test -e "$T/daemon2.rc"
+assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
+check_fails "the second daemon's log has no error" grep -E 'runtime error|AddressSanitizer|ERROR' "$T/log2" "$T/daemon2.out"
 finish

@@ -155,6 +155,10 @@ int vmb_img_persist_locked(struct vmb_image *img, int durable, struct vmb_err *e
 	r = vmb_img_revalidate_locked(img, err);
 	if (r < 0)
 		goto fail;
+	if (img->map_only_unsaved) {   /* see map_only_unsaved */
+		img->map_only = 1;
+		vmb_img_refresh_known(img);
+	}
 	if (!img->known_ok) {
 		r = vmb_err_set(err, EIO, "cannot stat the backing file");
 		goto fail;
@@ -177,6 +181,7 @@ int vmb_img_persist_locked(struct vmb_image *img, int durable, struct vmb_err *e
 		pthread_mutex_unlock(&img->mlock);
 		img->saved_gen = gen;
 		img->on_disk = 1;
+		img->own_changed = img->map_only_unsaved = 0;
 		return 0;
 	}
 fail:
@@ -187,6 +192,18 @@ int vmb_image_persist(struct vmb_image *img, struct vmb_err *err)
 {
 	int r;
 
+	pthread_mutex_lock(&img->wlock);
+	r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
+	pthread_mutex_unlock(&img->wlock);
+	return r;
+}
+
+int vmb_image_commit(struct vmb_image *img, struct vmb_err *err)
+{
+	int r = 0;
+
+	if (!img->base || img->frozen)
+		return 0;
 	pthread_mutex_lock(&img->wlock);
 	r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
 	pthread_mutex_unlock(&img->wlock);
@@ -359,7 +376,15 @@ int vmb_img_map_set(struct vmb_image *img, uint64_t start, uint64_t len, enum vm
 {
 	int r;
 
+	uint64_t f;
+
 	pthread_mutex_lock(&img->mlock);
+	/* a delta's blocks that read the base becoming ZERO: the backing file cannot
+	 * show it (see map_only) */
+	if (img->base && st == VMB_ZERO && len && start < img->limit &&
+	    vmb_blockmap_next(&img->map, start, VMB_M_ABSENT, &f) == 0 && f - start < len &&
+	    f < img->limit)
+		img->map_only = img->map_only_unsaved = 1;
 	r = vmb_blockmap_set(&img->map, start, len, st);
 	if (r == 0)
 		img->gen++;
@@ -388,6 +413,7 @@ int vmb_img_begin_change(struct vmb_image *img, struct vmb_err *err)
 {
 	char scname[VMB_SIDECAR_NAME_MAX];
 
+	img->own_changed = 1;
 	if (!img->on_disk)
 		return 0;
 	vmb_sidecar_name(img->ino, scname);
@@ -472,11 +498,53 @@ int vmb_img_grow_locked(struct vmb_image *img, uint64_t new_size, struct vmb_err
  * until a later call finds the queue empty. */
 void vmb_img_refresh_known(struct vmb_image *img)
 {
+	if (img->map_only) {
+		static const struct timespec now[2] = { { .tv_nsec = UTIME_OMIT },
+							{ .tv_nsec = UTIME_NOW } };
+
+		/* best effort: a failure leaves the times as they were (and another
+		 * mount's view of the change to its next open after one that does) */
+		if (futimens(img->fd, now) < 0)
+			vmb_log_msg(img->log, "cannot set the modification time of '%s': %s",
+				    img->name, strerror(errno));
+		pthread_mutex_lock(&img->mlock);
+		img->map_only = 0;
+		img->gen++;   /* the stamp changes: saved under the new one */
+		pthread_mutex_unlock(&img->mlock);
+	}
 	if (!vmb_dio_idle(&img->dio)) {
 		img->known_ok = 0;
 		return;
 	}
 	img->known_ok = vmb_stamp_fd(img->fd, &img->known, NULL) == 0;
+}
+
+/* A delta changed by someone else (revalidate_locked), when every change of this
+ * image's own is in its saved map: its map from the last committed map on disk, if
+ * that is this inode's over this base (the other mount's, committed at its close:
+ * it names the blocks zeroed over the base, which the backing file cannot show),
+ * reconciled with the backing file as at an open (vmb_img_load_map); *limit from
+ * the base xattr, which the other mount may have lowered. 1 when so (*now: the stamp
+ * the map was checked against), 0 when not (no such map, or own changes not saved:
+ * this image is a writer of the file, and its own map the better guide). Caller
+ * holds wlock. */
+static int reload_committed(struct vmb_image *img, struct vmb_stamp *now,
+			    struct vmb_blockmap *m, uint64_t *limit)
+{
+	struct vmb_baseref ref;
+	struct vmb_stamp st;
+	struct vmb_err e;
+	int rebuilt, lost;
+
+	if (img->own_changed)
+		return 0;
+	vmb_err_clear(&e);
+	if (vmb_img_load_map(img->fd, img->mapdir, img->name, m, &st, &rebuilt, NULL, &ref,
+			     &lost, &e) < 0 || lost || strcmp(ref.id, img->base->id) != 0)
+		return 0;
+	*now = st;
+	*limit = ref.limit;
+	return 1;
 }
 
 /* Caller holds wlock. 1: the backing file was changed by someone else since this
@@ -501,16 +569,21 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	if (vmb_stamp_equal(&now, &img->known))
 		return 0;
 	vmb_blockmap_init(&m);
-	/* A delta: from the map as this image left it (wlock keeps it still). */
-	r = img->base ? vmb_img_reconcile(img->fd, now.size, &img->map, &m, err) :
-			vmb_sidecar_scan(img->fd, now.size, &m, err);
+	if (img->base && (r = reload_committed(img, &now, &m, &limit)) == 1) {
+		r = 0;   /* the other mount's committed map (and limit) */
+	} else if (img->base) {
+		/* from the map as this image left it (wlock keeps it still) */
+		r = vmb_img_reconcile(img->fd, now.size, &img->map, &m, err);
+		if (r == 0 && now.size < img->size)
+			limit = vmb_img_lower_limit(img, now.size);
+	} else {
+		r = vmb_sidecar_scan(img->fd, now.size, &m, err);
+	}
 	if (r < 0) {
 		vmb_blockmap_destroy(&m);
 		return vmb_err_prefix(err, "'%s' was changed outside this mount and its map "
 				      "cannot be rebuilt", img->name);
 	}
-	if (img->base && now.size < img->size)
-		limit = vmb_img_lower_limit(img, now.size);
 	pthread_mutex_lock(&img->mlock);
 	old = img->map;
 	img->map = m;

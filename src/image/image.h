@@ -166,6 +166,14 @@ int vmb_image_sync(struct vmb_image *img, int datasync, struct vmb_err *err);
 /* Persist the map now if it changed. */
 int vmb_image_persist(struct vmb_image *img, struct vmb_err *err);
 
+/* At a close of the file (FUSE's flush, which close(2) waits for): a delta's map is
+ * committed if it changed, as at its last close. Its holes cannot tell ZERO from
+ * ABSENT, so another mount that opens the file next takes the blocks this one
+ * zeroed over the base from the committed map (close-to-open); the last close
+ * itself comes later (FUSE's release does not hold up close(2)). A file without a
+ * base: nothing to do (its backing file is its content). */
+int vmb_image_commit(struct vmb_image *img, struct vmb_err *err);
+
 /* Mark the map for persisting at close (after a metadata change such as chmod, which
  * changes the backing file's ctime and so the stamp). */
 void vmb_image_touch(struct vmb_image *img);

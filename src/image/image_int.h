@@ -48,6 +48,21 @@ struct vmb_image {
 	int known_ok;
 	int foreign;             /* a change by someone else was found and not yet
 				  * taken by vmb_image_take_foreign (atomic) */
+	/* An own change shows in the map only: blocks of a delta that read the base
+	 * became ZERO (vmb_img_map_set), and the backing file, a hole there either way,
+	 * did not change. vmb_img_refresh_known then sets its modification time to now,
+	 * as the change's write, punch or zeroing would on a plain file: its times say
+	 * it changed, and other mounts see the change (THE STAMP RULE). (wlock, mlock)
+	 * map_only_unsaved: such a change is not in the saved map yet; the save that
+	 * puts it there (at a close: vmb_image_commit) sets the time again first, so
+	 * that another mount that looked between the change and the save looks again
+	 * and takes the map saved. (wlock) */
+	int map_only;
+	int map_only_unsaved;
+	/* An own change began since the map was last saved (vmb_img_begin_change):
+	 * this image is a writer of the file, and its map the better guide when someone
+	 * else's change is found (revalidate). (wlock) */
+	int own_changed;
 	/* The base under the delta (map/base.h), NULL for none: one reference, owned.
 	 * limit: blocks >= it never read the base (mlock; changed under wlock too). */
 	struct vmb_base *base;

@@ -458,6 +458,22 @@ ssize_t vmb_vfs_write(struct vmb_file *f, const void *buf, size_t size, uint64_t
 	return r;
 }
 
+void vmb_vfs_commit(struct vmb_file *f)
+{
+	struct vmb_err err;
+
+	if (f->sv || !f->img)
+		return;
+	vmb_err_clear(&err);
+	if (hold(f, &err) < 0) {
+		vmb_log_msg(f->vfs->log, "%s", err.msg);
+		return;
+	}
+	if (vmb_image_commit(f->img, &err) < 0)
+		vmb_log_msg(f->vfs->log, "%s", err.msg);
+	unhold(f);
+}
+
 int vmb_vfs_fsync(struct vmb_file *f, int datasync, struct vmb_err *err)
 {
 	int r;

@@ -716,6 +716,7 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 	pthread_mutex_unlock(&f->node->ilock);
 	if (ls)
 		vmb_lock_flush(ls, f, owner);
+	vmb_vfs_commit(f);
 }
 
 ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size)

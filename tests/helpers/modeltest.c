@@ -12,11 +12,15 @@
  * On failure it prints the seed, the operation number, the operation and the
  * preceding operations, and exits 1.
  *
- * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR] [--existing]
+ * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR] [--existing] [--other-dir DIR2]
  *                  [--remount-cmd CMD] [--remount-every N] [--check-blocks] [--verbose]
  * --existing: DIR/model<i>.img exist already (at most 64 MiB each: a layered or
  * pulled image, say); the model starts from what they read, after a check of
  * their SEEK_DATA/SEEK_HOLE answers against it. Without it they are created empty.
+ * --other-dir DIR2: the same files seen through another mount of the same store.
+ * Now and then a file is closed, opened through DIR2 (close-to-open: it must read
+ * as the model, size, bytes, SEEK_DATA/SEEK_HOLE), written, punched or truncated
+ * there, closed, and opened again in DIR, where the next operations must see that.
  * --check-blocks: at each seek check, st_blocks * 512 must equal the bytes of
  * the 4 KiB blocks touched by data extents (true for vmbundlefs, not for ext4).
  */
@@ -62,6 +66,7 @@ static uint64_t remount_every;
 static int verbose;
 static int check_blocks;
 static int existing;
+static const char *other_dir;
 static char curop[512];
 static char hist[HIST][600];
 static unsigned nhist;
@@ -474,6 +479,51 @@ static void op_reopen(struct mfile *f)
     stats[5]++;
 }
 
+/* Close f, open it through the other mount, check it there, change it there or
+ * not, close it, open it again here (--other-dir). */
+static void op_other(struct mfile *f)
+{
+    char here[sizeof f->path];
+    const char *base;
+    uint64_t r = rndn(4);
+
+    snprintf(here, sizeof here, "%s", f->path);
+    base = strrchr(here, '/');
+    setop("close %s for the other mount", f->path);
+    if (close(f->fd) < 0) fail("close: %s", strerror(errno));
+    if (snprintf(f->path, sizeof f->path, "%s/%s", other_dir, base ? base + 1 : here) >=
+        (int)sizeof f->path)
+        fail("the path in %s is too long", other_dir);
+    setop("open %s (close-to-open)", f->path);
+    f->fd = open(f->path, O_RDWR);
+    if (f->fd < 0) fail("open(%s): %s", f->path, strerror(errno));
+    check_size(f);
+    if (r == 0) {
+        setop("full-check %s (size %" PRIu64 ")", f->path, f->size);
+        check_all(f);
+    } else {
+        uint64_t off = rndn(f->size + 1), len = rsize(MAX_IO);
+        setop("read-check %s off=%" PRIu64 " len=%" PRIu64 " (size %" PRIu64 ")", f->path, off, len, f->size);
+        check_range(f, off, len);
+    }
+    setop("seek-check %s (size %" PRIu64 ")", f->path, f->size);
+    check_seek(f);
+    if (r == 1)
+        op_pwrite(f);
+    else if (r == 2)
+        op_falloc(f);
+    else if (r == 3)
+        op_truncate(f);
+    check_size(f);
+    setop("close %s", f->path);
+    if (close(f->fd) < 0) fail("close(%s): %s", f->path, strerror(errno));
+    snprintf(f->path, sizeof f->path, "%s", here);
+    setop("open %s again (close-to-open)", f->path);
+    xopen(f, O_RDWR);
+    check_size(f);
+    stats[9]++;
+}
+
 static void op_remount(void)
 {
     setop("remount (%s)", remount_cmd);
@@ -524,6 +574,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--ops")) nops = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--files")) nfiles = atoi(v);
         else if (!strcmp(a, "--dir")) dir = v;
+        else if (!strcmp(a, "--other-dir")) other_dir = v;
         else if (!strcmp(a, "--remount-cmd")) remount_cmd = v;
         else if (!strcmp(a, "--remount-every")) remount_every = strtoull(v, NULL, 0);
         else { fprintf(stderr, "modeltest: unknown option %s\n", a); return 2; }
@@ -567,7 +618,10 @@ int main(int argc, char **argv)
         } else if (r < 80) {
             op_fsync(f);
         } else if (r < 84) {
-            op_reopen(f);
+            if (other_dir && rndn(2))
+                op_other(f);
+            else
+                op_reopen(f);
         } else {
             uint64_t off = rndn(f->size + 64 * KiB), len = rsize(MAX_IO);
             setop("read-check %s off=%" PRIu64 " len=%" PRIu64 " (size %" PRIu64 ")", f->path, off, len, f->size);
@@ -606,8 +660,10 @@ int main(int argc, char **argv)
     }
     printf("modeltest: PASS seed=%" PRIu64 " ops=%" PRIu64 ": pwrite %" PRIu64 ", truncate %" PRIu64
            ", fallocate %" PRIu64 ", copy_file_range %" PRIu64 ", fsync %" PRIu64 ", reopen %" PRIu64
-           ", remount %" PRIu64 ", read-check %" PRIu64 ", seek-check %" PRIu64 "\n",
-           seed, nops, stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6], stats[7], stats[8]);
+           ", remount %" PRIu64 ", read-check %" PRIu64 ", seek-check %" PRIu64
+           ", through the other mount %" PRIu64 "\n",
+           seed, nops, stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6], stats[7], stats[8],
+           stats[9]);
     free(iobuf);
     free(rdbuf);
     return 0;

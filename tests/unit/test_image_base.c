@@ -317,6 +317,70 @@ static void test_truncate_punch(void)
 	free(want);
 }
 
+/* Two images over one delta, as two mounts of a store: what one changes shows in
+ * the other at its next check (an open, a read of a hole, a stat) after the commit
+ * at a close (vmb_image_commit), also where the change is in the map only: blocks
+ * zeroed over the base (a punch, a block of zeros written) and a limit lowered by a
+ * truncate down and up again. The change sets the backing file's modification
+ * time, as it would on a plain file, and the commit sets it again, so that an image
+ * that looked in between looks again. */
+static void test_two_mounts(void)
+{
+	struct vmb_image *a = delta("two.img", 0), *b;
+	unsigned char *want = calloc(1, NB * BS), zeros[BS];
+	struct stat st;
+
+	REQUIRE(a != NULL);
+	b = reopen("two.img", NULL);
+	REQUIRE(b != NULL);
+	memcpy(want, bdata, BSIZE);
+	CHECK(same(b, want, BSIZE));
+	/* a punch over base blocks: the backing file, a hole there, does not change */
+	REQUIRE(fstat(vmb_image_fd(a), &st) == 0);
+	CHECK_EQ((long long)st.st_mtim.tv_sec, 1700000000LL);
+	CHECK_RC(vmb_image_fallocate(a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 3 * BS,
+				     2 * BS, NULL), 0);
+	memset(want + 3 * BS, 0, 2 * BS);
+	REQUIRE(fstat(vmb_image_fd(a), &st) == 0);
+	CHECK((long long)st.st_mtim.tv_sec > 1700000000LL);   /* the punch's time */
+	/* a whole block of zeros written over a base block */
+	memset(zeros, 0, sizeof(zeros));
+	CHECK_EQ(vmb_image_write(a, zeros, BS, 6 * BS, NULL), (ssize_t)BS);
+	memset(want + 6 * BS, 0, BS);
+	/* down and up again: the limit goes down to 45 */
+	CHECK_RC(vmb_image_truncate(a, 45 * BS + 100, NULL), 0);
+	CHECK_RC(vmb_image_truncate(a, BSIZE, NULL), 0);
+	memset(want + 45 * BS + 100, 0, BSIZE - (45 * BS + 100));
+	CHECK(same(a, want, BSIZE));
+	/* the other image looks before the commit: it sees a change (and the map
+	 * committed before it); the commit sets the time again, so that it looks
+	 * again */
+	CHECK_EQ(vmb_image_revalidate(b, 0, NULL), 1);
+	CHECK_RC(vmb_image_commit(a, NULL), 0);
+	/* the other image finds the change and takes the committed map */
+	CHECK_EQ(vmb_image_revalidate(b, 0, NULL), 1);
+	CHECK(same(b, want, BSIZE));
+	CHECK_EQ(seek(b, 3 * BS, SEEK_DATA), 5 * BS);
+	CHECK_EQ(seek(b, 46 * BS, SEEK_DATA), (uint64_t)-ENXIO);
+	CHECK_EQ(vmb_image_alloc_bytes(b), vmb_image_alloc_bytes(a));
+	/* and the other way */
+	CHECK_RC(vmb_image_fallocate(b, FALLOC_FL_ZERO_RANGE, 21 * BS, 2 * BS, NULL), 0);
+	memset(want + 21 * BS, 0, 2 * BS);
+	CHECK_RC(vmb_image_commit(b, NULL), 0);
+	CHECK_EQ(vmb_image_revalidate(a, 0, NULL), 1);
+	CHECK(same(a, want, BSIZE));
+	/* nothing changed: no check finds a change, a commit saves nothing */
+	CHECK_RC(vmb_image_commit(a, NULL), 0);
+	CHECK_EQ(vmb_image_revalidate(b, 0, NULL), 0);
+	vmb_image_close(a);
+	vmb_image_close(b);
+	a = reopen("two.img", NULL);
+	REQUIRE(a != NULL);
+	CHECK(same(a, want, BSIZE));
+	vmb_image_close(a);
+	free(want);
+}
+
 /* A daemon killed between a change and the next save: the reopened file is rebuilt
  * from its last committed map and its backing file: committed ZERO stays, data
  * written since is DATA, a committed DATA block punched since is ZERO; a block
@@ -698,6 +762,7 @@ int main(void)
 	RUN(test_read_fd);
 	RUN(test_write);
 	RUN(test_truncate_punch);
+	RUN(test_two_mounts);
 	RUN(test_rebuild);
 	RUN(test_missing_layer);
 	RUN(test_copy);
