@@ -711,12 +711,14 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 	(void)v;
 	if (f->sv)
 		return;
+	/* before the locks go: the next holder (QEMU's image lock, through another
+	 * mount) finds the map committed */
+	vmb_vfs_commit(f);
 	pthread_mutex_lock(&f->node->ilock);
 	ls = f->node->locks;
 	pthread_mutex_unlock(&f->node->ilock);
 	if (ls)
 		vmb_lock_flush(ls, f, owner);
-	vmb_vfs_commit(f);
 }
 
 ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t size)
