@@ -98,9 +98,33 @@ assert_eq "the pulled images are empty deltas" "0 0 0" \
     "$(stat -c %b "$STORE/p1/model0.img" "$STORE/p1/model1.img" "$STORE/p1/model2.img" | xargs)"
 mount_store
 SEED=$((SEED + 2)) run_model "a pulled bundle" "$MNT/p1"
+# what the model left, as read through the mount, survives an export (offline, its
+# chunks through the cache) and an import, and a flatten (bytes and data map)
+mkdir "$T/after"
+for i in 0 1 2; do
+    cp --sparse=always "$MNT/p1/model$i.img" "$T/after/model$i.img"
+    vmbio map "$MNT/p1/model$i.img" >"$T/after/map$i"
+done
+unmount_store
+check "export the pulled bundle" "$VMB_BIN" export "$STORE" p1 "$T/p1.tar"
+check "import it again" "$VMB_BIN" import "$STORE" "$T/p1.tar" p1i
+check "flatten the pulled bundle" "$VMB_BIN" flatten "$STORE" p1
+mount_store
+# (import makes whole blocks of zeros holes: the imported files' maps may have
+# fewer data extents, never other bytes)
+for i in 0 1 2; do
+    check "flattened: model$i.img reads as it did" cmp "$T/after/model$i.img" "$MNT/p1/model$i.img"
+    assert_eq "flattened: model$i.img's data map is as it was" "$(cat "$T/after/map$i")" \
+        "$(vmbio map "$MNT/p1/model$i.img")"
+    check "exported and imported: model$i.img reads as it did" \
+        cmp "$T/after/model$i.img" "$MNT/p1i/model$i.img"
+done
 unmount_store
 check "pull the same bundle again" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p2
 check "and once more" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p3
+check "ls of the store" "$VMB_BIN" ls "$STORE"
+check "fsck -n of the store" "$VMB_BIN" fsck -n "$STORE"
+check "deps of a pulled bundle" "$VMB_BIN" deps "$STORE" p3
 mount_store
 same_as_source "the second pull" "$MNT/p2"
 
@@ -138,4 +162,16 @@ fusermount3 -u "$B" || fusermount3 -uz "$B"
 wait_for 30 test -e "$T/daemon2.rc"
 assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
 check_fails "the second daemon's log has no error" grep -E 'runtime error|AddressSanitizer|ERROR' "$T/log2" "$T/daemon2.out"
+
+# ---- an export that needs chunks the cache does not hold, offline ----
+# (another cache: the one above holds every chunk of the published images)
+export VMBUNDLEFS_CACHE=$T/cache-other
+check "pull a bundle, read nothing of it" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p4
+mv "$T/pub" "$T/pub.away"
+out=$("$VMB_BIN" export "$STORE" p4 "$T/p4.tar" 2>&1)
+assert_eq "export offline fails (exit 1)" 1 $?
+assert_match "... naming the file and the URL" "model0.img.*file://$T/pub" "$out"
+check_fails "... and makes no archive" test -e "$T/p4.tar"
+mv "$T/pub.away" "$T/pub"
+check "online again, it exports" "$VMB_BIN" export "$STORE" p4 "$T/p4.tar"
 finish

@@ -582,6 +582,7 @@ static int do_base(struct exp *x, struct vmb_base *b, uint64_t size, struct vmb_
 static int setup(struct exp *x, struct vmb_err *err)
 {
 	void *z;
+	int r;
 
 	x->buf = malloc(CHUNK);
 	x->e = archive_entry_new();
@@ -589,7 +590,12 @@ static int setup(struct exp *x, struct vmb_err *err)
 	if (!x->buf || !x->e || z == MAP_FAILED)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	x->zeros = z;
-	return vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	r = vmb_layers_open(&x->layers, x->s->metafd, NULL, err);
+	if (r < 0)
+		return r;
+	if (x->o->remote)
+		vmb_layers_set_remote(x->layers, x->o->remote);
+	return 0;
 }
 
 /* A snapshot BUNDLE@NAME (store/manifest.h): its tree from the manifest, each

@@ -128,8 +128,14 @@ int vmb_archive_format_parse(const char *s, enum vmb_archive_format *f);
 int vmb_archive_format_from_name(const char *path, enum vmb_archive_format *f);
 const char *vmb_archive_format_name(enum vmb_archive_format f);
 
+struct vmb_remote;
+
 struct vmb_export_opts {
 	enum vmb_archive_format format;
+	/* for files over remote layers (a pulled bundle): the context their chunks
+	 * come from (remote/remote.h), borrowed; NULL: such a file fails to export
+	 * ("no remote context was given") */
+	struct vmb_remote *remote;
 	int sync;                  /* vmb_archive_export_file: fsync before the rename */
 	volatile sig_atomic_t *cancel;
 	vmb_progress_fn progress;  /* done/total: data bytes of the bundle's files */

@@ -77,6 +77,10 @@ int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *
  * live for the process (vmb_cli_remote_opts's do). */
 void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro);
 void vmb_cli_ops_end(struct vmb_cli_ops *o);
+/* A remote context with those options (lazy: no cache touched unless used), for a
+ * command that reads bundles over remote layers without vmb_cli_ops_begin
+ * (export). 0 or -errno with a message; vmb_remote_close it. */
+int vmb_cli_remote_ctx(struct vmb_remote **r, struct vmb_err *err);
 
 /* "vmbundlefs: <message>" on stderr. */
 void vmb_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

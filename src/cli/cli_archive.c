@@ -6,6 +6,7 @@
 #include "store/store.h"
 #include "store/ops.h"
 #include "layer/layer.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +262,11 @@ int vmb_cli_export(int argc, char **argv)
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto done;
 	}
+	/* a pulled bundle's files read their chunks through the default cache */
+	if (vmb_cli_remote_ctx(&o.remote, &err) < 0) {
+		vmb_cli_error("cannot export '%s': %s", argv[optind + 1], err.msg);
+		goto done;
+	}
 	catch_signals();
 	snprintf(label, sizeof(label), "export %s", argv[optind + 1]);
 	vmb_progress_init(&bar, stderr, label);
@@ -278,6 +284,7 @@ int vmb_cli_export(int argc, char **argv)
 	}
 	rc = VMB_EXIT_OK;
 done:
+	vmb_remote_close(o.remote);
 	vmb_store_close(&s);
 	return rc;
 }

@@ -65,6 +65,11 @@ int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *
 	return 0;
 }
 
+int vmb_cli_remote_ctx(struct vmb_remote **r, struct vmb_err *err)
+{
+	return vmb_remote_open(&cli_ropts, &vmb_cli_log, r, err);
+}
+
 void vmb_cli_ops_end(struct vmb_cli_ops *o)
 {
 	vmb_remote_close(o->r);
