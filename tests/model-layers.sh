@@ -6,14 +6,17 @@
 #      froze;
 #   2. a bundle pulled from a published store (file:// URL, 64 KiB chunks): a delta
 #      over remote images, fetched lazily;
-#   3. both again with a second mount of the store beside the first: now and then a
-#      file is closed, opened through the other mount (close-to-open: it must read
-#      as the model), changed there or not, closed, and opened again in the first.
+#   3. both again with a second mount of the store beside the first (and plain
+#      files too): now and then a file is closed, opened through the other mount
+#      (close-to-open: it must read as the model), changed there or not, closed,
+#      and opened again in the first.
 # pwrite, truncate (down, then up: the bytes beneath must not come back), punch,
 # zero-range, fallocate, copy_file_range, fsync, reopen and remounts, checked
 # against a model that starts from the images' bytes (SEEK_DATA/SEEK_HOLE and
 # st_blocks too). Then what lies beneath reads as before: the snapshot, the bundle
-# the clone came from, a second pull of the same published bundle.
+# the clone came from, a second pull of the same published bundle; what the model
+# left survives export + import and flatten; an export offline that needs chunks
+# the cache lacks fails and makes no archive.
 # Env: VMB_MODEL_SEED (default 1), VMB_MODEL_OPS (operations per run, default 5000).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
@@ -157,6 +160,13 @@ truncate -s 70000 "$T/expect1.img" && truncate -s "$(stat -c %s "$SRC/model1.img
 check "the second mount reads zeros past the cut" cmp "$T/expect1.img" "$B/c2/model1.img"
 SEED=$((SEED + 3)) run_model "a clone, with a second mount" "$MNT/c2" "$B/c2"
 SEED=$((SEED + 4)) run_model "a pulled bundle, with a second mount" "$MNT/p3" "$B/p3"
+# and plain files (no layers), made empty by the model
+mkdir "$MNT/plain"
+"$MODELTEST" --check-blocks --seed $((SEED + 5)) --ops "$OPS" --dir "$MNT/plain" \
+    --other-dir "$B/plain" --remount-cmd "$T/remount.sh" --remount-every $((OPS / 3)) \
+    >"$T/model.out" 2>&1
+assert_eq "modeltest on plain files, with a second mount, passes" 0 $? || \
+    sed 's/^/    /' "$T/model.out" | tail -n 40
 unmount_store
 fusermount3 -u "$B" || fusermount3 -uz "$B"
 wait_for 30 test -e "$T/daemon2.rc"

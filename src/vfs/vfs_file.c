@@ -462,7 +462,9 @@ void vmb_vfs_commit(struct vmb_file *f)
 {
 	struct vmb_err err;
 
-	if (f->sv || !f->img)
+	/* a file without a base: nothing to commit, and no parked descriptor to
+	 * open again for it */
+	if (f->sv || !f->img || !vmb_image_base(f->img, NULL))
 		return;
 	vmb_err_clear(&err);
 	if (hold(f, &err) < 0) {
