@@ -2,10 +2,11 @@
 # model-layers.sh - the model-based random-operation test of model.sh
 # (tests/helpers/modeltest) on images that stand on layers, where the writes of a
 # top layer meet the bytes beneath it:
-#   1. a clone of a local bundle, and the bundle itself, whose layers a snapshot
+#   1. a clone of a local bundle (snapshots of it taken through the mount while
+#      the model's files are open), and the bundle itself, whose layers a snapshot
 #      froze;
 #   2. a bundle pulled from a published store (file:// URL, 64 KiB chunks): a delta
-#      over remote images, fetched lazily;
+#      over remote images, fetched lazily (snapshots taken as in 1);
 #   3. both again with a second mount of the store beside the first (and plain
 #      files too): now and then a file is closed, opened through the other mount
 #      (close-to-open: it must read as the model), changed there or not, closed,
@@ -55,13 +56,14 @@ done
 printf '{"cpu": 2}\n' >"$SRC/config.json"
 
 # run_model NAME DIR [OTHER_DIR]: modeltest on DIR's images, with remounts (and
-# the same files through another mount)
+# the same files through another mount; more options in MODEL_EXTRA)
+MODEL_EXTRA=()
 run_model() {
     local name=$1 dir=$2 other=${3:-} start rc
     say "# modeltest --existing --seed $SEED --ops $OPS on $name${other:+ (and $other)}"
     start=$(date +%s)
     "$MODELTEST" --existing --check-blocks --seed "$SEED" --ops "$OPS" --dir "$dir" \
-        ${other:+--other-dir "$other"} \
+        ${other:+--other-dir "$other"} "${MODEL_EXTRA[@]}" \
         --remount-cmd "$T/remount.sh" --remount-every $((OPS / 3)) >"$T/model.out" 2>&1
     rc=$?
     sed 's/^/    /' "$T/model.out" | tail -n 40
@@ -87,7 +89,12 @@ write_remount_script "$T/remount.sh"
 check "copy the images into a bundle" cp -r --sparse=always "$SRC" "$MNT/vm"
 check "snapshot it" "$VMB_BIN" snapshot "$MNT" vm s1
 check "clone it" "$VMB_BIN" clone "$MNT" vm c1
-run_model "a clone" "$MNT/c1"
+# snapshots of the clone taken through the mount, its files open: each reads as
+# the files did then, the last one still at the end
+MODEL_EXTRA=(--snapshot-cmd "$VMB_BIN snapshot $MNT c1" --snapshot-view "$MNT/.snapshots/c1@%s"
+    --snapshot-every $((OPS / 10 + 1)))
+run_model "a clone, snapshots taken" "$MNT/c1"
+MODEL_EXTRA=()
 same_as_source "the bundle it was cloned from" "$MNT/vm"
 same_as_source "the snapshot" "$MNT/.snapshots/vm@s1"
 SEED=$((SEED + 1)) run_model "the bundle under its snapshot" "$MNT/vm"
@@ -100,7 +107,10 @@ check "pull URL#vm into the store" "$VMB_BIN" pull "$STORE" "file://$T/pub#vm" p
 assert_eq "the pulled images are empty deltas" "0 0 0" \
     "$(stat -c %b "$STORE/p1/model0.img" "$STORE/p1/model1.img" "$STORE/p1/model2.img" | xargs)"
 mount_store
-SEED=$((SEED + 2)) run_model "a pulled bundle" "$MNT/p1"
+MODEL_EXTRA=(--snapshot-cmd "$VMB_BIN snapshot $MNT p1" --snapshot-view "$MNT/.snapshots/p1@%s"
+    --snapshot-every $((OPS / 10 + 1)))
+SEED=$((SEED + 2)) run_model "a pulled bundle, snapshots taken" "$MNT/p1"
+MODEL_EXTRA=()
 # what the model left, as read through the mount, survives an export (offline, its
 # chunks through the cache) and an import, and a flatten (bytes and data map)
 mkdir "$T/after"

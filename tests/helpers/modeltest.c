@@ -13,6 +13,7 @@
  * preceding operations, and exits 1.
  *
  * usage: modeltest [--seed N] [--ops N] [--files N] [--dir DIR] [--existing] [--other-dir DIR2]
+ *                  [--snapshot-cmd CMD --snapshot-view FMT [--snapshot-every N]]
  *                  [--remount-cmd CMD] [--remount-every N] [--check-blocks] [--verbose]
  * --existing: DIR/model<i>.img exist already (at most 64 MiB each: a layered or
  * pulled image, say); the model starts from what they read, after a check of
@@ -21,6 +22,10 @@
  * Now and then a file is closed, opened through DIR2 (close-to-open: it must read
  * as the model, size, bytes, SEEK_DATA/SEEK_HOLE), written, punched or truncated
  * there, closed, and opened again in DIR, where the next operations must see that.
+ * --snapshot-cmd CMD: every N operations (default ops/6), with the files open, run
+ * "CMD NAME" (NAME: s<op>), which takes a snapshot of DIR's bundle; the files of
+ * FMT (a printf format of NAME: the snapshot's directory) must then read as the
+ * model, and the last snapshot still so at the end.
  * --check-blocks: at each seek check, st_blocks * 512 must equal the bytes of
  * the 4 KiB blocks touched by data extents (true for vmbundlefs, not for ext4).
  */
@@ -67,6 +72,11 @@ static int verbose;
 static int check_blocks;
 static int existing;
 static const char *other_dir;
+static const char *snap_cmd, *snap_view;
+static uint64_t snap_every;
+static char snap_last[64];
+static unsigned char *snap_data[MAXF];
+static uint64_t snap_size[MAXF];
 static char curop[512];
 static char hist[HIST][600];
 static unsigned nhist;
@@ -524,6 +534,82 @@ static void op_other(struct mfile *f)
     stats[9]++;
 }
 
+/* The files of snapshot name read as data[i] (size[i] bytes each). */
+static void check_snapshot(const char *name, unsigned char *const *data, const uint64_t *size)
+{
+    char dirp[2048], path[4200];
+    const char *at = strstr(snap_view, "%s");
+
+    /* FMT with its %s replaced by name (not a format given to printf) */
+    if (!at || snprintf(dirp, sizeof dirp, "%.*s%s%s", (int)(at - snap_view), snap_view, name,
+                        at + 2) >= (int)sizeof dirp)
+        fail("--snapshot-view needs one %%s, and a shorter path");
+    for (int i = 0; i < nfiles; i++) {
+        const char *base = strrchr(files[i].path, '/');
+        struct stat st;
+        uint64_t off = 0;
+        int fd;
+
+        if (snprintf(path, sizeof path, "%s/%s", dirp, base ? base + 1 : files[i].path) >=
+            (int)sizeof path)
+            fail("the path of snapshot %s is too long", name);
+        setop("check snapshot %s: %s", name, path);
+        fd = open(path, O_RDONLY);
+        if (fd < 0) fail("open(%s): %s", path, strerror(errno));
+        if (fstat(fd, &st) < 0) fail("fstat(%s): %s", path, strerror(errno));
+        if ((uint64_t)st.st_size != size[i])
+            fail("%s: st_size %jd, the files had %" PRIu64 " at the snapshot", path,
+                 (intmax_t)st.st_size, size[i]);
+        while (off < size[i]) {
+            uint64_t len = size[i] - off < MAX_IO ? size[i] - off : MAX_IO;
+            ssize_t n = pread(fd, rdbuf, len, (off_t)off);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) fail("pread(%s, off %" PRIu64 "): %s", path, off, n < 0 ? strerror(errno) : "short");
+            for (ssize_t k = 0; k < n; k++)
+                if (rdbuf[k] != data[i][off + (uint64_t)k])
+                    fail("%s: differs at offset %" PRIu64 " (read 0x%02x, at the snapshot 0x%02x)",
+                         path, off + (uint64_t)k, rdbuf[k], data[i][off + (uint64_t)k]);
+            off += (uint64_t)n;
+        }
+        close(fd);
+    }
+}
+
+/* A snapshot of the bundle, its files open (--snapshot-cmd). */
+static void op_snapshot(void)
+{
+    char cmd[4200];
+    unsigned char *data[MAXF];
+    uint64_t size[MAXF];
+    int st;
+
+    snprintf(snap_last, sizeof snap_last, "s%" PRIu64, opno);
+    snprintf(cmd, sizeof cmd, "%s %s", snap_cmd, snap_last);
+    setop("snapshot: %s", cmd);
+    fflush(stdout);
+    st = system(cmd);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail("the snapshot command failed (status %d)", st);
+    for (int i = 0; i < nfiles; i++) {
+        struct stat sb;
+
+        data[i] = files[i].data;
+        size[i] = files[i].size;
+        /* a snapshot freezes a file: its name gets a new inode (vmbundlefs(5)) */
+        if (stat(files[i].path, &sb) < 0) fail("stat(%s): %s", files[i].path, strerror(errno));
+        files[i].ino = sb.st_ino;
+    }
+    check_snapshot(snap_last, data, size);
+    for (int i = 0; i < nfiles; i++) {   /* kept for the check at the end */
+        free(snap_data[i]);
+        snap_data[i] = malloc(size[i] ? size[i] : 1);
+        if (!snap_data[i]) fail("out of memory");
+        memcpy(snap_data[i], data[i], size[i]);
+        snap_size[i] = size[i];
+    }
+    stats[10]++;
+}
+
 static void op_remount(void)
 {
     setop("remount (%s)", remount_cmd);
@@ -575,6 +661,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--files")) nfiles = atoi(v);
         else if (!strcmp(a, "--dir")) dir = v;
         else if (!strcmp(a, "--other-dir")) other_dir = v;
+        else if (!strcmp(a, "--snapshot-cmd")) snap_cmd = v;
+        else if (!strcmp(a, "--snapshot-view")) snap_view = v;
+        else if (!strcmp(a, "--snapshot-every")) snap_every = strtoull(v, NULL, 0);
         else if (!strcmp(a, "--remount-cmd")) remount_cmd = v;
         else if (!strcmp(a, "--remount-every")) remount_every = strtoull(v, NULL, 0);
         else { fprintf(stderr, "modeltest: unknown option %s\n", a); return 2; }
@@ -582,6 +671,8 @@ int main(int argc, char **argv)
     }
     if (nfiles < 2 || nfiles > MAXF) { fprintf(stderr, "modeltest: --files must be 2..%d\n", MAXF); return 2; }
     if (remount_cmd && !remount_every) remount_every = nops / 8 > 500 ? nops / 8 : 500;
+    if (snap_cmd && !snap_view) { fprintf(stderr, "modeltest: --snapshot-cmd needs --snapshot-view\n"); return 2; }
+    if (snap_cmd && !snap_every) snap_every = nops / 6 > 1 ? nops / 6 : 1;
     rs = seed * 0x9E3779B97F4A7C15ULL + 0x1234567;
     if (!rs) rs = 1;
     iobuf = malloc(MAX_IO);
@@ -605,6 +696,8 @@ int main(int argc, char **argv)
         uint64_t r = rndn(100);
         if (remount_cmd && opno % remount_every == 0) {
             op_remount();
+        } else if (snap_cmd && opno % snap_every == 0) {
+            op_snapshot();
         } else if (r < 38) {
             op_pwrite(f);
         } else if (r < 46) {
@@ -651,6 +744,8 @@ int main(int argc, char **argv)
         }
     }
     opno = nops;
+    if (snap_last[0])
+        check_snapshot(snap_last, snap_data, snap_size);
     for (int i = 0; i < nfiles; i++) {
         setop("final check %s (size %" PRIu64 ")", files[i].path, files[i].size);
         check_all(&files[i]);
@@ -661,9 +756,9 @@ int main(int argc, char **argv)
     printf("modeltest: PASS seed=%" PRIu64 " ops=%" PRIu64 ": pwrite %" PRIu64 ", truncate %" PRIu64
            ", fallocate %" PRIu64 ", copy_file_range %" PRIu64 ", fsync %" PRIu64 ", reopen %" PRIu64
            ", remount %" PRIu64 ", read-check %" PRIu64 ", seek-check %" PRIu64
-           ", through the other mount %" PRIu64 "\n",
+           ", through the other mount %" PRIu64 ", snapshot %" PRIu64 "\n",
            seed, nops, stats[0], stats[1], stats[2], stats[3], stats[4], stats[5], stats[6], stats[7], stats[8],
-           stats[9]);
+           stats[9], stats[10]);
     free(iobuf);
     free(rdbuf);
     return 0;
