@@ -202,10 +202,11 @@ int vmb_image_commit(struct vmb_image *img, struct vmb_err *err)
 {
 	int r = 0;
 
-	if (!img->base || img->frozen)
+	if (img->frozen)
 		return 0;
-	pthread_mutex_lock(&img->wlock);
-	r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
+	pthread_mutex_lock(&img->wlock);   /* base changes under it (a freeze) */
+	if (img->base)
+		r = vmb_img_persist_locked(img, VMB_SIDECAR_SYNC_FILE, err);
 	pthread_mutex_unlock(&img->wlock);
 	return r;
 }
@@ -374,9 +375,8 @@ int vmb_image_map_copy(struct vmb_image *img, struct vmb_blockmap *dst)
 int vmb_img_map_set(struct vmb_image *img, uint64_t start, uint64_t len, enum vmb_bstate st,
 		   struct vmb_err *err)
 {
-	int r;
-
 	uint64_t f;
+	int r;
 
 	pthread_mutex_lock(&img->mlock);
 	/* a delta's blocks that read the base becoming ZERO: the backing file cannot
