@@ -332,6 +332,14 @@ static int mount_dev(const char *mountpoint, char *dev, size_t size)
 	return dev[0] ? 0 : -1;
 }
 
+/* Our mount (device mydev) is no longer on mnt: unmounted or detached. */
+static int gone_from(const char *mnt, const char *mydev)
+{
+	char dev[64];
+
+	return mydev[0] && (mount_dev(mnt, dev, sizeof(dev)) < 0 || strcmp(dev, mydev) != 0);
+}
+
 /* Raise the mount's readahead so the kernel sends 1 MiB read requests (FUSE-NOTES:
  * max_readahead alone does not). */
 static void set_readahead(struct vmb_fs *fs, const char *mountpoint, unsigned kb)
@@ -505,6 +513,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	struct exit_watch watch = { 0 };
 	char *optstr = NULL, *fsname = NULL, *p, *mnt = NULL;
 	int mounted = 0, handlers = 0, r;
+	char mydev[64] = "";
 
 	memset(&fs, 0, sizeof(fs));
 	raise_fd_limit(&fs);
@@ -589,6 +598,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	}
 	mounted = 1;
+	(void)mount_dev(mnt, mydev, sizeof(mydev));   /* for the end: gone_from() */
 	if (own.readahead_kb == UINT_MAX)
 		own.readahead_kb = own.shadow ? VMB_FS_URL_READAHEAD_KB : DEFAULT_READAHEAD_KB;
 	set_readahead(&fs, mnt, own.readahead_kb);
@@ -634,6 +644,13 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	if (r > 0) {   /* SIGTERM, SIGINT, SIGHUP: a requested stop, unmounted below */
 		vmb_log_msg(&fs.log, "stopping on signal %d (%s): unmounting '%s'", r,
 			    strsignal(r), mnt);
+		r = 0;
+	} else if (r == -ECONNABORTED && gone_from(mnt, mydev)) {
+		/* The kernel ended the connection of a mount already detached (a lazy
+		 * unmount whose last file closed): the end of its work, as ENODEV is;
+		 * the kernel can report either when a request is read at that moment. */
+		vmb_log_msg(&fs.log, "the FUSE connection for '%s' was closed after the mount "
+			    "was detached", mnt);
 		r = 0;
 	} else if (r != 0) {
 		r = vmb_err_set(err, -r, "the FUSE session for '%s' ended with an error", mnt);
