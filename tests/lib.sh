@@ -384,6 +384,16 @@ kill_daemon() {
     _vmb_set_state killed
 }
 
+# model_report RC OUT: the output OUT of a modeltest run (tests/helpers/modeltest),
+# and the remount script's when the run failed (RC not 0).
+model_report() {
+    sed 's/^/    /' "$2" | tail -n 60
+    if [ -s "$T/remount.out" ] && [ "$1" -ne 0 ]; then
+        say "--- remount output:"
+        sed 's/^/    /' "$T/remount.out" | tail -n 20
+    fi
+}
+
 # write_remount_script PATH [extra mount args]: a script that unmounts and
 # remounts this test's store (for helpers that need to remount).
 write_remount_script() {

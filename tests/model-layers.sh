@@ -66,11 +66,7 @@ run_model() {
         ${other:+--other-dir "$other"} "${MODEL_EXTRA[@]}" \
         --remount-cmd "$T/remount.sh" --remount-every $((OPS / 3)) >"$T/model.out" 2>&1
     rc=$?
-    sed 's/^/    /' "$T/model.out" | tail -n 40
-    if [ -s "$T/remount.out" ] && [ $rc -ne 0 ]; then
-        say "--- remount output:"
-        sed 's/^/    /' "$T/remount.out" | tail -n 20
-    fi
+    model_report "$rc" "$T/model.out"
     assert_eq "modeltest on $name, seed $SEED, $OPS ops, passes ($(($(date +%s) - start)) s)" 0 "$rc"
     assert_match "... it remounted the store" 'remount [1-9]' "$(tail -n 1 "$T/model.out")"
 }

@@ -24,11 +24,7 @@ start=$(date +%s)
 "$MODELTEST" --seed "$SEED" --ops "$OPS" --dir "$MNT/model" --remount-cmd "$T/remount.sh" $EXTRA >"$T/model.out" 2>&1
 rc=$?
 end=$(date +%s)
-sed 's/^/    /' "$T/model.out" | tail -n 60
-if [ -s "$T/remount.out" ] && [ $rc -ne 0 ]; then
-    say "--- remount output:"
-    sed 's/^/    /' "$T/remount.out" | tail -n 20
-fi
+model_report "$rc" "$T/model.out"
 assert_eq "modeltest seed $SEED, $OPS ops passes ($((end - start)) s)" 0 "$rc"
 assert_match "modeltest remounted the store" 'remount [1-9]' "$(tail -n 1 "$T/model.out")"
 finish
