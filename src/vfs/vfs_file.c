@@ -462,9 +462,11 @@ void vmb_vfs_commit(struct vmb_file *f)
 {
 	struct vmb_err err;
 
-	/* a file without a base: nothing to commit, and no parked descriptor to
-	 * open again for it */
-	if (f->sv || !f->img || !vmb_image_base(f->img, NULL))
+	/* a descriptor that cannot write changed nothing (the writers' own closes
+	 * commit what they did); a file without a base has nothing to commit. Neither
+	 * opens a parked descriptor again nor waits for a writer's lock. */
+	if (f->sv || !f->img || (f->flags & O_ACCMODE) == O_RDONLY ||
+	    !vmb_image_base(f->img, NULL))
 		return;
 	vmb_err_clear(&err);
 	if (hold(f, &err) < 0) {

@@ -283,8 +283,8 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 		       struct vmb_image **img, int *was_open, struct vmb_err *err);
 void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
-/* At a close of f (vmb_vfs_flush): a delta's changed map committed
- * (vmb_image_commit); a failure is logged (the last close tries again). */
+/* At a close of f (vmb_vfs_flush), f open for writing: a delta's changed map
+ * committed (vmb_image_commit); a failure is logged (the last close tries again). */
 void vmb_vfs_commit(struct vmb_file *f);
 
 /* New entries belong to the caller from their first instant: when the daemon runs
