@@ -19,11 +19,13 @@
 /* Pieces of one spliced reply from a remote base (a chunk is at least 64 KiB) */
 #define VMB_FS_PIECES (VMB_FS_MAX_SPLICE / (64u << 10) + 2)
 /* Defaults of the -o options readahead_kb (one spliced request) and max_threads. A
- * URL mount's readahead is the kernel's usual 128 KiB instead: there a page read
- * ahead may cost a chunk fetched for nothing, and the remote images follow
- * sequential readers with readahead of their own (remote/rimage.h). */
+ * URL mount's readahead is one chunk of publish's default size instead (256 KiB):
+ * there a page read ahead may cost a chunk fetched for nothing, and the remote
+ * images follow sequential readers with readahead of their own (remote/rimage.h);
+ * one request per chunk halves the requests (and hand-offs) of a sequential read
+ * at the kernel's 128 KiB, and fetches no more for a boot-like pattern. */
 #define VMB_FS_DEFAULT_READAHEAD_KB (VMB_FS_MAX_SPLICE / 1024)
-#define VMB_FS_URL_READAHEAD_KB 128
+#define VMB_FS_URL_READAHEAD_KB 256
 #define VMB_FS_DEFAULT_MAX_THREADS 64
 #include <signal.h>
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */

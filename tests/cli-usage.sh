@@ -94,13 +94,13 @@ assert_eq "fsck of a missing store: exit 8" 8 $RC
 # ---- mount --help: the readahead default is the one in force and in the man page ----
 run_cmd "$T/h" "$VMB_BIN" mount --help
 help_ra=$(sed -n 's/.*readahead_kb=N (default \([0-9]*\)[;)].*/\1/p' "$T/h")
-# ... and a URL's mount: 128 KiB (tests/remote-mount.sh checks the mount sets it)
+# ... and a URL's mount: 256 KiB (tests/remote-mount.sh checks the mount sets it)
 help_url_ra=$(sed -n "s/.*readahead_kb=N (default [0-9]*; a URL's mount: \([0-9]*\)).*/\1/p" "$T/h")
 man_ra=$(tr '\n' ' ' <"$VMB_SRCDIR/man/vmbundlefs.1" | sed -n 's/.*readahead_kb= n \.*[^(]*(default \([0-9]*\).*/\1/p')
 assert_eq "mount --help: readahead_kb default is 1004 KiB (251 pages)" 1004 "$help_ra"
 assert_eq "mount --help and vmbundlefs(1) give the same readahead default" "$man_ra" "$help_ra"
-assert_eq "mount --help: a URL's mount's readahead default is 128 KiB" 128 "$help_url_ra"
-assert_match "vmbundlefs(1) says the same" "mount of a published store's URL defaults to 128" \
+assert_eq "mount --help: a URL's mount's readahead default is 256 KiB" 256 "$help_url_ra"
+assert_match "vmbundlefs(1) says the same" "mount of a published store's URL defaults to 256" \
     "$(tr '\n' ' ' <"$VMB_SRCDIR/man/vmbundlefs.1")"
 
 # ---- a damaged layout file says what it holds and what is expected ----

@@ -43,10 +43,10 @@ shadow=$(ls "$T/cache/mnt")
 assert_match "a shadow store under CACHE/mnt" "^[0-9a-f]{16}$" "$shadow"
 # a new cache has its 256 chunks/<aa> made at once (not one by one by the fills)
 assert_eq "chunks/00..ff made with the cache" 256 "$(find "$T/cache/chunks" -mindepth 1 -maxdepth 1 -type d -name '[0-9a-f][0-9a-f]' | wc -l)"
-# a URL's mount keeps the kernel's readahead at 128 KiB (a store's is 1004: mount-sparse.sh)
+# a URL's mount sets the kernel's readahead to 256 KiB (one chunk) (a store's is 1004: mount-sparse.sh)
 dev=$(mountpoint -d "$MNT")
 if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
-    assert_eq "a URL mount's readahead is 128 KiB (bdi $dev)" 128 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
+    assert_eq "a URL mount's readahead is 256 KiB (bdi $dev)" 256 "$(cat "/sys/class/bdi/$dev/read_ahead_kb")"
 fi
 unmount_store
 assert_eq "the shadow store is gone after unmount" "" "$(ls "$T/cache/mnt")"

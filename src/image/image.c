@@ -309,6 +309,11 @@ void vmb_image_set_direct_writes(struct vmb_image *img, int on)
 	pthread_mutex_unlock(&img->wlock);
 }
 
+void vmb_image_set_private(struct vmb_image *img, int on)
+{
+	__atomic_store_n(&img->private_file, on, __ATOMIC_RELAXED);
+}
+
 int vmb_image_fd(const struct vmb_image *img)
 {
 	return img->fd;
@@ -611,6 +616,8 @@ int vmb_image_revalidate(struct vmb_image *img, int try, struct vmb_err *err)
 {
 	int r;
 
+	if (__atomic_load_n(&img->private_file, __ATOMIC_RELAXED))
+		return 0;   /* nobody else changes it: nothing to look for */
 	if (try) {
 		if (pthread_mutex_trylock(&img->wlock) != 0)
 			return 0;   /* an own change is in progress: it stamps the file */

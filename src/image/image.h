@@ -200,6 +200,12 @@ void vmb_image_settle(struct vmb_image *img);
  * default. Ignored for a read-only image. */
 void vmb_image_set_direct_writes(struct vmb_image *img, int on);
 
+/* The backing file is this process's alone and never changed from outside (the
+ * shadow store of a URL's mount): the look for someone else's change that reads
+ * and other operations make (revalidate, a stat of the backing file each) is
+ * skipped. Off by default. */
+void vmb_image_set_private(struct vmb_image *img, int on);
+
 /* The backing descriptor; -1 while parked. */
 int vmb_image_fd(const struct vmb_image *img);
 

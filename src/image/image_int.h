@@ -68,6 +68,7 @@ struct vmb_image {
 	struct vmb_base *base;
 	uint64_t limit;
 	int frozen;              /* vmb_image_open_frozen: no backing file, read-only */
+	int private_file;        /* vmb_image_set_private (__atomic) */
 	/* st_blocks through the chain (image_base.c), valid while alloc_gen == gen
 	 * and alloc_ok (mlock). */
 	uint64_t alloc_blocks, alloc_gen;

@@ -23,10 +23,12 @@ int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32])
 	char rel[VMB_CACHE_REL];
 	struct stat st;
 
-	vmb_cache_rel(digest, rel);
-	if (fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+	/* pending first (no system call): the flusher puts an object in chunks/
+	 * before it leaves the pending table, so one of the two looks sees it */
+	if (vmb_cache_pend_has(c, digest))
 		return 1;
-	return vmb_cache_pend_has(c, digest);
+	vmb_cache_rel(digest, rel);
+	return fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
 }
 
 /* Open the present object: its fd, -ENOENT when absent, -ESTALE when present with
@@ -344,21 +346,25 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		*hit = 0;
 	vmb_cache_rel(digest, rel);
 	for (int round = 0; round < 8; round++) {
-		fd = open_present(c, rel, len, &st, err);
-		if (fd >= 0) {
-			touch(fd, &st);
-			if (!counted) {
-				VMB_ATOMIC_ADD(&c->hits, 1);
-				if (hit)
-					*hit = 1;
+		/* pending first: no look in chunks/ for an object this process filled
+		 * moments ago (cold streams read such objects); ENOENT when not
+		 * pending, or when the flusher has just put it in chunks/ */
+		fd = vmb_cache_pend_open(c, digest, mem, 1);
+		if (fd == -ENOENT) {
+			fd = open_present(c, rel, len, &st, err);
+			if (fd >= 0) {
+				touch(fd, &st);
+				if (!counted) {
+					VMB_ATOMIC_ADD(&c->hits, 1);
+					if (hit)
+						*hit = 1;
+				}
+				*fdp = fd;
+				return 0;
 			}
-			*fdp = fd;
-			return 0;
+			if (fd != -ENOENT && fd != -ESTALE)
+				return fd;
 		}
-		if (fd != -ENOENT && fd != -ESTALE)
-			return fd;
-		if (fd == -ENOENT)
-			fd = vmb_cache_pend_open(c, digest, mem, 1);
 		if (fd >= 0 || fd == -EINPROGRESS) {
 			/* verified here moments ago, not yet durable (maybe not yet
 			 * written: then *mem has its bytes and fd stays -1) */

@@ -21,8 +21,11 @@
 #define VMB_CACHE_LOOK_MS 20           /* meanwhile it looks for waiters this often */
 #define VMB_CACHE_EAGER_MS 1000        /* after it saw another process wait: no
                                         * waiting for a pause for this long */
-#define VMB_CACHE_PEND_FDS 256         /* pending unnamed temporaries holding their fd;
-                                        * more are given a name in tmp/ (cache_flush.c) */
+#define VMB_CACHE_PEND_FDS 256         /* pending unnamed temporaries holding their fd
+                                        * (at least; a quarter of the descriptor
+                                        * limit, cache_open.c); more are given a name
+                                        * in tmp/ (cache_flush.c) */
+#define VMB_CACHE_PEND_FDS_MAX 2048    /* ... at most (512 MiB of 256 KiB chunks) */
 
 /* One in-process flight: the callers of vmb_cache_get for one absent digest. Owned
  * by the list in vmb_cache while !done, freed by the last of its refs. */
@@ -77,7 +80,7 @@ struct vmb_cache {
 	struct vmb_cache_pend *pend_hash[256];   /* the same, by the digest's first byte */
 	uint64_t npend;                /* entries in pend (__atomic reads without fl_mu) */
 	unsigned npend_fds;            /* of those, unnamed ones holding an fd (fl_mu) */
-	unsigned pend_fds_max;         /* VMB_CACHE_PEND_FDS (tests lower it) */
+	unsigned pend_fds_max;         /* pend_fds_max() in cache_open.c (tests lower it) */
 
 	/* counters, __atomic */
 	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "base/fdio.h"
@@ -394,6 +395,23 @@ static uint64_t pend_max(void)
 	return m < (32u << 20) ? (32u << 20) : m;
 }
 
+/* Pending unnamed temporaries that keep their descriptor: a quarter of the soft
+ * descriptor limit as it is at the open, between VMB_CACHE_PEND_FDS and
+ * VMB_CACHE_PEND_FDS_MAX (a mount raises its limit first: fs/fuse_mount.c). */
+static unsigned pend_fds_max(void)
+{
+	struct rlimit rl;
+	rlim_t n = VMB_CACHE_PEND_FDS;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = rl.rlim_cur / 4;
+	else if (rl.rlim_cur == RLIM_INFINITY)
+		n = VMB_CACHE_PEND_FDS_MAX;
+	if (n < VMB_CACHE_PEND_FDS)
+		n = VMB_CACHE_PEND_FDS;
+	return n > VMB_CACHE_PEND_FDS_MAX ? VMB_CACHE_PEND_FDS_MAX : (unsigned)n;
+}
+
 int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		   struct vmb_cache **out, struct vmb_err *err)
 {
@@ -465,7 +483,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->pend_max = pend_max();
 	c->quiet_ms = VMB_CACHE_QUIET_MS;
 	c->defer_max = VMB_CACHE_DEFER_BYTES < c->pend_max ? VMB_CACHE_DEFER_BYTES : c->pend_max;
-	c->pend_fds_max = VMB_CACHE_PEND_FDS;
+	c->pend_fds_max = pend_fds_max();
 	if (faccessat(c->dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		/* a cache we may not write: say so before anything else */
 		int e = errno;

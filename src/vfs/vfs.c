@@ -138,6 +138,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	v->lockenv.arg = v;
 	v->log = o ? o->log : NULL;
 	v->readonly = o ? o->readonly : 0;
+	v->private_store = o ? o->private_store : 0;
 	v->direct_writes = !(o && o->buffered_writes);
 	v->stale = o ? o->stale : NULL;
 	v->stale_arg = o ? o->stale_arg : NULL;

@@ -54,6 +54,9 @@ struct vmb_entry {
 
 struct vmb_vfs_opts {
 	int readonly;                 /* serve the store read-only */
+	int private_store;            /* the store is this mount's alone (a URL mount's
+				       * shadow store): its files are never looked at
+				       * for changes made from outside */
 	const struct vmb_log *log;    /* borrowed; must outlive the vfs */
 	const char *aux_patterns;     /* "GLOB:GLOB"; NULL: the store's, or the defaults */
 	unsigned idle_fds;            /* descriptors kept by idle nodes; 0: a quarter of

@@ -55,6 +55,7 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 			goto out;
 		}
 		vmb_image_set_direct_writes(n->img, v->direct_writes);
+		vmb_image_set_private(n->img, v->private_store);
 		vmb_fds_added(v, n, n->img);
 	} else {
 		/* Open already: the backing file may have been changed by someone else

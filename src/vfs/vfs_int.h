@@ -92,6 +92,7 @@ struct vmb_vfs {
 	char *store_real;           /* realpath of the store, for messages */
 	const struct vmb_log *log;
 	int readonly;
+	int private_store;         /* vmb_vfs_opts.private_store */
 	int direct_writes;          /* large aligned writes bypass the backing's cache */
 	char **aux_patterns;        /* owned; NULL: the defaults */
 	int aux_only;               /* in-use rule: only locks on aux-storage files count */
