@@ -229,6 +229,27 @@ static void test_readonly_image(void)
 	vmb_blockmap_destroy(&m);
 }
 
+/* A private image (vmb_image_set_private: a URL mount's shadow store) is never
+ * looked at for outside changes: a read keeps the map it has and takes nothing
+ * for foreign. The same image made public again finds the change. */
+static void test_private_image(void)
+{
+	struct vmb_image *img = img_open("e.img", 8 * MiB, 1, O_RDWR);
+
+	REQUIRE(img);
+	CHECK_RC(vmb_image_persist(img, NULL), 0);
+	vmb_image_set_private(img, 1);
+	REQUIRE(foreign_write("e.img", 2 * MiB, MiB, 'P'));
+	CHECK_RC(vmb_image_revalidate(img, 0, NULL), 0);
+	CHECK(reads_as(img, 2 * MiB, MiB, 0));   /* the map it has: a hole */
+	CHECK_EQ(vmb_image_take_foreign(img), 0);
+	vmb_image_set_private(img, 0);
+	CHECK_RC(vmb_image_revalidate(img, 0, NULL), 1);
+	CHECK(reads_as(img, 2 * MiB, MiB, 'P'));
+	CHECK_EQ(vmb_image_take_foreign(img), 1);
+	vmb_image_close(img);
+}
+
 int main(void)
 {
 	if (harness_tmpdir(tmpdir, sizeof(tmpdir), "image_reval") < 0)
@@ -243,6 +264,7 @@ int main(void)
 	RUN(test_persist_revalidates);
 	RUN(test_own_and_foreign_shapes);
 	RUN(test_readonly_image);
+	RUN(test_private_image);
 	close(mapfd);
 	close(tdir);
 	harness_rmtree(tmpdir);
