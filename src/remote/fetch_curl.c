@@ -15,7 +15,8 @@
  *    engine thread;
  *  - else the engine thread (one per fetcher) drives, until no transfer is left; a
  *    caller queues its easy handle, wakes the driver and waits on its transfer's own
- *    condition variable (under f->mu) for "done": a completion wakes its caller alone.
+ *    semaphore for "done": a completion wakes its caller alone, and after the
+ *    driver has let go of f->mu (so the caller does not wake only to wait for it).
  * The queue of transfers waiting for one of the max_inflight slots puts background
  * ones (readahead workers: vmb_fetch_set_background) behind all others, and they
  * leave VMB_CURL_FG_SLOTS slots to the others (a reader's fetch then starts at once
@@ -27,6 +28,7 @@
 #include "remote/fetch_int.h"
 
 #include <errno.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <time.h>
@@ -40,7 +42,9 @@ struct xfer {
 	int bg;            /* a background transfer (vmb_fetch_set_background) */
 	CURLcode code;
 	int done;          /* 1: code is set; -1: ended by a cancel; under f->mu */
-	pthread_cond_t cv; /* signalled when done is set */
+	sem_t sem;         /* posted once done is set, after f->mu is let go: the
+			    * caller waits on it without f->mu (a condition variable
+			    * signalled under f->mu woke it only to wait for f->mu) */
 	struct xfer *next;
 };
 
@@ -104,8 +108,8 @@ static void finish(struct vmb_fetcher *f, struct xfer *x, CURLcode code, int how
 	pthread_mutex_lock(&f->mu);
 	x->code = code;
 	x->done = how;
-	pthread_cond_signal(&x->cv);
 	pthread_mutex_unlock(&f->mu);
+	sem_post(&x->sem);   /* x may be gone once its caller has the post */
 }
 
 /* Ends every transfer, queued or running, as cancelled. */
@@ -127,7 +131,7 @@ static void cancel_all(struct vmb_fetcher *f)
 		next = x->next;
 		x->code = CURLE_ABORTED_BY_CALLBACK;
 		x->done = -1;
-		pthread_cond_signal(&x->cv);
+		sem_post(&x->sem);   /* next was read before: x may be gone */
 	}
 	e->queue = NULL;
 	e->tail = &e->queue;
@@ -431,7 +435,7 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 		pthread_mutex_unlock(&f->mu);
 		return -ECANCELED;
 	}
-	pthread_cond_init(&x.cv, NULL);
+	sem_init(&x.sem, 0, 0);
 	/* an engine idle for a while: this thread drives its own transfer (see above).
 	 * Transfers that keep coming (readahead, several readers) stay with the engine
 	 * thread: a driver that leaves while others run hands them over, and the engine
@@ -449,17 +453,18 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 		e->driving = 0;
 		if (e->active || e->queue)
 			pthread_cond_signal(&e->cv);   /* the rest is the engine thread's */
+		pthread_mutex_unlock(&f->mu);
 	} else {
 		if (!e->driving)
 			pthread_cond_signal(&e->cv);
 		pthread_mutex_unlock(&f->mu);
 		curl_multi_wakeup(e->multi);   /* a driver in curl_multi_poll takes it */
-		pthread_mutex_lock(&f->mu);
-		while (!x.done)
-			pthread_cond_wait(&x.cv, &f->mu);
+		/* x.done and x.code were set before the post (the semaphore orders
+		 * them before this thread's reads) */
+		while (sem_wait(&x.sem) < 0)
+			;   /* EINTR (a signal handler ran): wait on */
 	}
-	pthread_mutex_unlock(&f->mu);
-	pthread_cond_destroy(&x.cv);
+	sem_destroy(&x.sem);
 	*code = x.code;
 	return x.done < 0 ? -ECANCELED : 0;
 }
