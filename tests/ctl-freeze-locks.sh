@@ -42,6 +42,17 @@ op() {
 	local what=$1 ino i
 	shift
 	ino=$(st_ino "$STORE/vm/disk.img")
+	# a process with the file open through the mount, which fstats it in the
+	# window below
+	rm -f "$T/go" "$T/fstat.out"
+	timeout 30 python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+time.sleep(1.1)
+print(os.fstat(fd).st_size)' "$MNT/vm/disk.img" "$T/go" >"$T/fstat.out" 2>&1 &
+	local fst=$!
 	"$VMB_BIN" "$@" >"$T/op.out" 2>&1 &
 	local pid=$!
 	local end=$((SECONDS + 20))   # polled closely: the window after the rename is 2 s
@@ -54,6 +65,20 @@ op() {
 	    sh -c "! flock -n '$STORE/vm/disk.img' true"
 	expect_errno "... and a direct OFD lock on bytes 100-200" EAGAIN \
 	    lhr "$STORE/vm/disk.img" "ofd w 150 1"
+	# Still in the window (the image held alone by the freeze): an fstat through
+	# the mount once the kernel's attributes expired (1 s) holds the node while
+	# it waits for the image, and the daemon's rebind of the node must not wait
+	# for that stat (session 22: it did, and both waited for ever).
+	touch "$T/go"
+	end=$((SECONDS + 15))   # a stat stuck in the daemon cannot be killed
+	while kill -0 $fst 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+	kill -0 $fst 2>/dev/null && fail "$what: an fstat through the mount in the window still waits after 15 s (the daemon hangs)"
+	wait $fst
+	assert_eq "$what, in the window: an fstat through the mount answers" \
+	    $((2 * 1024 * 1024)) "$(cat "$T/fstat.out")"
+	end=$((SECONDS + 20))
+	while kill -0 $pid 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+	kill -0 $pid 2>/dev/null && fail "$what: the command still runs 20 s after the rename (the daemon hangs?)"
 	wait $pid
 	assert_eq "$what: the command succeeds" 0 $? || cat "$T/op.out"
 	check "$what, after: a direct flock -n is refused" \

@@ -555,9 +555,7 @@ int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
 		return vmb_err_sys(err, errno, "cannot stat the new backing file");
 	if ((st.st_mode & S_IFMT) != n->type)
 		return vmb_err_set(err, EINVAL, "the new backing file is of another type");
-	pthread_mutex_lock(&n->ilock);
-	ls = n->locks;   /* freed with the node only: our reference keeps it */
-	pthread_mutex_unlock(&n->ilock);
+	ls = vmb_node_locks(n);   /* not under ilock: the caller may hold o_busy */
 	if (ls) {
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", newfd);
 		r = vmb_lockset_rebind(ls, proc, (uint64_t)st.st_ino, err);
@@ -790,9 +788,12 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		/* The backing file may have been changed by someone else. (Not while
 		 * this mount's own change of it is in progress: that stamps it.) */
 		struct vmb_err e;
+		int dropped;
 		vmb_err_clear(&e);
-		if (vmb_fds_hold(v, n, &e) == 0) {   /* its descriptor may be parked */
-			if (vmb_image_revalidate(n->img, 1, &e) < 0)
+		/* its descriptor may be parked; ilock may be let go meanwhile: n->img
+		 * is looked at again under it (the hold fails when it is gone) */
+		if (vmb_fds_hold_ilocked(v, n, &dropped, &e) == 0) {
+			if (n->img && vmb_image_revalidate(n->img, 1, &e) < 0)
 				vmb_log_msg(v->log, "%s", e.msg);
 			vmb_fds_unhold(v, n);
 		}

@@ -8,7 +8,9 @@
  * the image alone (vmb_fds_lock): vmb_image_freeze moves the image to the new
  * delta, then the node follows (vmb_node_rebind: locks, holder record, hash entry,
  * O_PATH descriptor, file handle). Lock order: barrier (barmu, released while
- * paused), then o_busy of one node, then its lockset's mu, then tlock.
+ * paused), then o_busy of one node, then its lockset's mu, then tlock. Never the
+ * node's ilock under o_busy: a stat or an open holds ilock while it waits for
+ * o_busy (the lockset is read without it: vmb_node_locks).
  */
 #include "config.h"
 #include "vfs/ctl.h"
@@ -139,9 +141,9 @@ static int on_image(struct vmb_vfs *v, enum hook_op op, int dirfd, const char *n
 		if (r < 0)
 			goto out;
 		locked = r;
-		pthread_mutex_lock(&n->ilock);
-		ls = n->locks;
-		pthread_mutex_unlock(&n->ilock);
+		/* not under ilock: o_busy is held now, and a stat or an open holds
+		 * ilock while it waits for o_busy */
+		ls = vmb_node_locks(n);
 		ml.ls = ls;
 		/* Nothing can be undone once the name names the new inode: a lock call
 		 * waiting on the file makes the operation fail before it starts. */

@@ -25,7 +25,11 @@
  * Locking: olock guards every o_* field of every node and the list; it is taken
  * after tlock and ilock, never before, and never held across a system call that may
  * block (park and reopen run with o_busy set instead, which every other user of the
- * node waits out on ocond).
+ * node waits out on ocond). Whoever sets o_busy and waits for the holders to go
+ * (vmb_fds_lock) must not take ilock before it clears it, and nobody waits for
+ * o_busy while holding ilock (vmb_fds_hold_ilocked lets ilock go meanwhile): a
+ * holder may be waiting for ilock (it holds, then locks), so either wait would
+ * close a cycle.
  */
 #include "config.h"
 #include "vfs/vfs_int.h"
@@ -148,7 +152,10 @@ void vmb_fds_trim(struct vmb_vfs *v)
 	pthread_mutex_unlock(&v->olock);
 }
 
-int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
+/* ilocked: the caller holds n->ilock, which is let go while n is busy (see
+ * vmb_fds_hold_ilocked); *dropped is then set. */
+static int hold(struct vmb_vfs *v, struct vmb_node *n, int ilocked, int *dropped,
+		struct vmb_err *err)
 {
 	struct vmb_err local;
 	int fd, e;
@@ -156,8 +163,20 @@ int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
 	if (!err)
 		err = &local;
 	pthread_mutex_lock(&v->olock);
-	while (n->o_busy)
+	while (n->o_busy) {
+		if (ilocked) {
+			/* olock comes after ilock: let both go, wait, take them again */
+			*dropped = 1;
+			pthread_mutex_unlock(&n->ilock);
+			while (n->o_busy)
+				pthread_cond_wait(&v->ocond, &v->olock);
+			pthread_mutex_unlock(&v->olock);
+			pthread_mutex_lock(&n->ilock);
+			pthread_mutex_lock(&v->olock);
+			continue;
+		}
 		pthread_cond_wait(&v->ocond, &v->olock);
+	}
 	if (!n->oimg) {   /* cannot happen: callers hold a handle of an open image */
 		pthread_mutex_unlock(&v->olock);
 		return vmb_err_set(err, EBADF, "the file is not open");
@@ -198,6 +217,18 @@ int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
 	pthread_mutex_unlock(&v->olock);
 	vmb_fds_trim(v);
 	return 0;
+}
+
+int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
+{
+	return hold(v, n, 0, NULL, err);
+}
+
+int vmb_fds_hold_ilocked(struct vmb_vfs *v, struct vmb_node *n, int *dropped,
+			 struct vmb_err *err)
+{
+	*dropped = 0;
+	return hold(v, n, 1, dropped, err);
 }
 
 int vmb_fds_hold_alone(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)

@@ -40,6 +40,7 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 	int r = 0;
 
 	pthread_mutex_lock(&n->ilock);
+again:
 	*was_open = n->img != NULL;
 	if (!n->img) {
 		int fd = backing_fd >= 0 ? backing_fd : open_backing(v, n, err);
@@ -60,8 +61,14 @@ int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 	} else {
 		/* Open already: the backing file may have been changed by someone else
 		 * since (another mount, a writer in the store). Its descriptor may be
-		 * parked. */
-		r = vmb_fds_hold(v, n, err);
+		 * parked. ilock may be let go while the image is busy: closed
+		 * meanwhile, it is opened afresh. */
+		int dropped;
+		r = vmb_fds_hold_ilocked(v, n, &dropped, err);
+		if (r < 0 && dropped && !n->img) {
+			vmb_err_clear(err);
+			goto again;
+		}
 		if (r < 0)
 			goto out;
 		r = vmb_image_revalidate(n->img, 0, err);

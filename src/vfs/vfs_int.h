@@ -31,8 +31,9 @@ struct vmb_node {
 	pthread_mutex_t ilock;      /* guards img, opens, cache stamp */
 	struct vmb_image *img;
 	unsigned opens;
-	struct vmb_lockset *locks;  /* made on the first lock call (ilock), freed with
-				     * the node */
+	struct vmb_lockset *locks;  /* made on the first lock call (under ilock,
+				     * published with a release store), freed with
+				     * the node; vmb_node_locks reads it without ilock */
 	int cache_valid;            /* the kernel's pages match (mtime, size) below */
 	struct timespec cache_mtime;
 	off_t cache_size;
@@ -236,6 +237,12 @@ void vmb_fds_trim(struct vmb_vfs *v);
  * until vmb_fds_unhold: around every call on the image. -ESTALE when the file is
  * gone from the store, -EMFILE/-ENFILE when no descriptor is left. */
 int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
+/* vmb_fds_hold for a caller that holds n->ilock (never call vmb_fds_hold so): while
+ * n's image is busy (vmb_fds_lock, a park or a reopen) ilock is let go, and taken
+ * again before the hold; *dropped then says so, and the caller must look at what
+ * ilock guards again (n->img may be another image, or none: then -EBADF). */
+int vmb_fds_hold_ilocked(struct vmb_vfs *v, struct vmb_node *n, int *dropped,
+			 struct vmb_err *err);
 void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n);
 /* The same, then wait until no call other than handles' releases holds it: before
  * a handle goes (a spliced read unholds after its reply, when the handle may
@@ -381,6 +388,14 @@ void vmb_barrier_resume(struct vmb_vfs *v);
  * logged, naming the file, and the node moved all the same. */
 int vmb_node_rebind(struct vmb_vfs *v, struct vmb_node *n, int newfd, int force,
 		    struct vmb_err *err);
+
+/* n's lockset, NULL when no lock call made one yet; read without n->ilock (a caller
+ * holding o_busy must not take ilock: a stat or an open holds ilock while it waits
+ * for o_busy). Valid while the caller holds a reference on n. */
+static inline struct vmb_lockset *vmb_node_locks(struct vmb_node *n)
+{
+	return __atomic_load_n(&n->locks, __ATOMIC_ACQUIRE);
+}
 
 /* The node of (dev, ino) with a reference, or NULL. */
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);

@@ -599,16 +599,18 @@ static struct vmb_lockset *node_locks(struct vmb_vfs *v, struct vmb_node *n)
 	struct vmb_lockset *ls;
 
 	pthread_mutex_lock(&n->ilock);
-	if (!n->locks) {
-		n->locks = malloc(sizeof(*n->locks));
-		if (n->locks) {
-			vmb_lockset_init(n->locks, (uint64_t)n->ino, v->store.metafd, &v->waits);
-			n->locks->env = &v->lockenv;
-			n->locks->cookie = n;
-			n->locks->budget = &v->lock_budget;
+	ls = n->locks;
+	if (!ls) {
+		ls = malloc(sizeof(*ls));
+		if (ls) {
+			vmb_lockset_init(ls, (uint64_t)n->ino, v->store.metafd, &v->waits);
+			ls->env = &v->lockenv;
+			ls->cookie = n;
+			ls->budget = &v->lock_budget;
+			/* published whole: vmb_node_locks reads it without ilock */
+			__atomic_store_n(&n->locks, ls, __ATOMIC_RELEASE);
 		}
 	}
-	ls = n->locks;
 	pthread_mutex_unlock(&n->ilock);
 	return ls;
 }
