@@ -177,7 +177,8 @@ static int hold(struct vmb_vfs *v, struct vmb_node *n, int ilocked, int *dropped
 		}
 		pthread_cond_wait(&v->ocond, &v->olock);
 	}
-	if (!n->oimg) {   /* cannot happen: callers hold a handle of an open image */
+	if (!n->oimg) {   /* callers hold a handle of an open image; one that let ilock
+			   * go (ilocked) may find it closed meanwhile */
 		pthread_mutex_unlock(&v->olock);
 		return vmb_err_set(err, EBADF, "the file is not open");
 	}
