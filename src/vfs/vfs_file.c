@@ -471,17 +471,22 @@ void vmb_vfs_commit(struct vmb_file *f)
 	struct vmb_err err;
 
 	/* a descriptor that cannot write changed nothing (the writers' own closes
-	 * commit what they did); a file without a base has nothing to commit. Neither
-	 * opens a parked descriptor again nor waits for a writer's lock. */
-	if (f->sv || !f->img || (f->flags & O_ACCMODE) == O_RDONLY ||
-	    !vmb_image_base(f->img, NULL))
+	 * commit what they did): it neither opens a parked descriptor again nor
+	 * waits for a writer's lock. */
+	if (f->sv || !f->img || (f->flags & O_ACCMODE) == O_RDONLY)
 		return;
 	vmb_err_clear(&err);
 	if (hold(f, &err) < 0) {
 		vmb_log_msg(f->vfs->log, "%s", err.msg);
 		return;
 	}
-	if (vmb_image_commit(f->img, &err) < 0)
+	/* Large writes may still be on their way to the backing file (dio.h): the
+	 * close waits for them, so that the file opened through another mount once
+	 * close(2) returned reads them (the last close, RELEASE, which drained them
+	 * until now, comes after close(2) has returned). Then a delta commits its
+	 * map. */
+	vmb_image_drain(f->img);
+	if (vmb_image_base(f->img, NULL) && vmb_image_commit(f->img, &err) < 0)
 		vmb_log_msg(f->vfs->log, "%s", err.msg);
 	unhold(f);
 }
