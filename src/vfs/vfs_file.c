@@ -574,9 +574,7 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 	}
 	if (v->release_delay_ms)
 		usleep(v->release_delay_ms * 1000u);
-	pthread_mutex_lock(&f->node->ilock);
-	ls = f->node->locks;
-	pthread_mutex_unlock(&f->node->ilock);
+	ls = vmb_node_locks(f->node);
 	if (ls)
 		vmb_lock_release(ls, f);
 	vmb_node_image_put(v, f->node);

@@ -355,9 +355,7 @@ static int local_holder(struct vmb_vfs *v, struct vmb_node *b, pid_t self,
 		struct vmb_lockset *ls;
 
 		n = snap[i];
-		pthread_mutex_lock(&n->ilock);
-		ls = n->locks;
-		pthread_mutex_unlock(&n->ilock);
+		ls = vmb_node_locks(n);
 		if (!hit && ls && !vmb_lock_strong_only_by(ls, self, &f->h)) {
 			/* the holder may just have closed it: wait for its release */
 			if (!vmb_lock_settle(ls) || !vmb_lock_strong_only_by(ls, self, &f->h)) {
@@ -419,9 +417,7 @@ static int direct_holder(struct vmb_vfs *v, struct vmb_node *b, int bfd, const c
 		if (n) {   /* through this mount: counted above if it makes the bundle in use */
 			struct vmb_lockset *ls;
 			int ours;
-			pthread_mutex_lock(&n->ilock);
-			ls = n->locks;
-			pthread_mutex_unlock(&n->ilock);
+			ls = vmb_node_locks(n);
 			ours = ls && vmb_lock_any(ls, NULL);
 			vmb_node_put(v, n);
 			if (ours) {
@@ -716,9 +712,7 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 	/* before the locks go: the next holder (QEMU's image lock, through another
 	 * mount) finds the map committed */
 	vmb_vfs_commit(f);
-	pthread_mutex_lock(&f->node->ilock);
-	ls = f->node->locks;
-	pthread_mutex_unlock(&f->node->ilock);
+	ls = vmb_node_locks(f->node);
 	if (ls)
 		vmb_lock_flush(ls, f, owner);
 }
@@ -732,9 +726,7 @@ ssize_t vmb_lock_xattr(struct vmb_vfs *v, struct vmb_node *n, void *buf, size_t 
 
 	if (!S_ISREG(n->type))
 		return -ENODATA;
-	pthread_mutex_lock(&n->ilock);
-	ls = n->locks;
-	pthread_mutex_unlock(&n->ilock);
+	ls = vmb_node_locks(n);
 	if (ls)
 		found = vmb_lock_any(ls, &h);
 	if (!found) {   /* held through another mount, or directly on the backing file? */
