@@ -403,10 +403,8 @@ static unsigned pend_fds_max(void)
 	struct rlimit rl;
 	rlim_t n = VMB_CACHE_PEND_FDS;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		n = rl.rlim_cur / 4;
-	else if (rl.rlim_cur == RLIM_INFINITY)
-		n = VMB_CACHE_PEND_FDS_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		n = rl.rlim_cur == RLIM_INFINITY ? VMB_CACHE_PEND_FDS_MAX : rl.rlim_cur / 4;
 	if (n < VMB_CACHE_PEND_FDS)
 		n = VMB_CACHE_PEND_FDS;
 	return n > VMB_CACHE_PEND_FDS_MAX ? VMB_CACHE_PEND_FDS_MAX : (unsigned)n;

@@ -788,11 +788,10 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		/* The backing file may have been changed by someone else. (Not while
 		 * this mount's own change of it is in progress: that stamps it.) */
 		struct vmb_err e;
-		int dropped;
 		vmb_err_clear(&e);
 		/* its descriptor may be parked; ilock may be let go meanwhile: n->img
 		 * is looked at again under it (the hold fails when it is gone) */
-		if (vmb_fds_hold_ilocked(v, n, &dropped, &e) == 0) {
+		if (vmb_fds_hold_ilocked(v, n, NULL, &e) == 0) {
 			if (n->img && vmb_image_revalidate(n->img, 1, &e) < 0)
 				vmb_log_msg(v->log, "%s", e.msg);
 			vmb_fds_unhold(v, n);

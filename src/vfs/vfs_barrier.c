@@ -157,9 +157,8 @@ static void drain_bundle(struct vmb_vfs *v)
 	pthread_mutex_unlock(&v->tlock);
 	for (i = 0; i < n; i++) {
 		struct vmb_node *x = list[i];
-		int dropped;
 		pthread_mutex_lock(&x->ilock);
-		if (x->img && vmb_fds_hold_ilocked(v, x, &dropped, NULL) == 0) {
+		if (x->img && vmb_fds_hold_ilocked(v, x, NULL, NULL) == 0) {
 			if (x->img)   /* ilock may have been let go: looked at again */
 				vmb_image_drain(x->img);
 			vmb_fds_unhold(v, x);

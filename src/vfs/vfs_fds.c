@@ -166,7 +166,8 @@ static int hold(struct vmb_vfs *v, struct vmb_node *n, int ilocked, int *dropped
 	while (n->o_busy) {
 		if (ilocked) {
 			/* olock comes after ilock: let both go, wait, take them again */
-			*dropped = 1;
+			if (dropped)
+				*dropped = 1;
 			pthread_mutex_unlock(&n->ilock);
 			while (n->o_busy)
 				pthread_cond_wait(&v->ocond, &v->olock);
@@ -228,7 +229,8 @@ int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err)
 int vmb_fds_hold_ilocked(struct vmb_vfs *v, struct vmb_node *n, int *dropped,
 			 struct vmb_err *err)
 {
-	*dropped = 0;
+	if (dropped)
+		*dropped = 0;
 	return hold(v, n, 1, dropped, err);
 }
 

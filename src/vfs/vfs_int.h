@@ -239,8 +239,9 @@ void vmb_fds_trim(struct vmb_vfs *v);
 int vmb_fds_hold(struct vmb_vfs *v, struct vmb_node *n, struct vmb_err *err);
 /* vmb_fds_hold for a caller that holds n->ilock (never call vmb_fds_hold so): while
  * n's image is busy (vmb_fds_lock, a park or a reopen) ilock is let go, and taken
- * again before the hold; *dropped then says so, and the caller must look at what
- * ilock guards again (n->img may be another image, or none: then -EBADF). */
+ * again before the hold; *dropped (may be NULL) then says so, and the caller must
+ * look at what ilock guards again (n->img may be another image, or none: then
+ * -EBADF). */
 int vmb_fds_hold_ilocked(struct vmb_vfs *v, struct vmb_node *n, int *dropped,
 			 struct vmb_err *err);
 void vmb_fds_unhold(struct vmb_vfs *v, struct vmb_node *n);
@@ -291,8 +292,10 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 int vmb_node_image_get(struct vmb_vfs *v, struct vmb_node *n, int backing_fd,
 		       struct vmb_image **img, int *was_open, struct vmb_err *err);
 void vmb_node_image_put(struct vmb_vfs *v, struct vmb_node *n);
-/* At a close of f (vmb_vfs_flush), f open for writing: a delta's changed map
- * committed (vmb_image_commit); a failure is logged (the last close tries again). */
+/* At a close of f (vmb_vfs_flush), f open for writing: the file's queued direct
+ * writes drained (they reach the backing file before close(2) returns), then a
+ * delta's changed map committed (vmb_image_commit); a failure is logged (the last
+ * close tries again). */
 void vmb_vfs_commit(struct vmb_file *f);
 
 /* New entries belong to the caller from their first instant: when the daemon runs
