@@ -207,6 +207,7 @@ struct vmb_cache_stats {
 	uint64_t bytes, chunks, hits, misses, fills, fill_bytes, evicted, verify_failures;
 	uint64_t waits;
 	uint64_t pending, pending_bytes;   /* verified, not yet durable (the flusher's) */
+	uint64_t scans;                    /* eviction scans of chunks/ by this process */
 };
 void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
 /* Count the objects present now (a listing of chunks/; also sets the bytes and

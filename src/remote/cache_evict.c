@@ -147,6 +147,27 @@ static uint64_t free_bytes(struct vmb_cache *c)
 	return (uint64_t)sv.f_bavail * sv.f_frsize;
 }
 
+/* After a run: when the file system still has less than min_free free, everything
+ * that could go has gone (what is left is pinned or in use). Say so once, until a
+ * scan finds enough free again: the cache then keeps little or nothing, and reads
+ * fetch again what they read a while ago. */
+static void short_of_space(struct vmb_cache *c, uint64_t min_free, uint64_t avail,
+			   uint64_t left)
+{
+	if (!min_free || avail >= min_free) {
+		c->ev_short = 0;
+		return;
+	}
+	if (c->ev_short)
+		return;
+	c->ev_short = 1;
+	vmb_log_msg(c->opts.log, "cache '%s': its file system has %llu MiB free, less than "
+		    "the %llu MiB the cache leaves free; %llu MiB of objects are kept (pinned "
+		    "or in use), the rest was removed, and chunks will be fetched again when "
+		    "read again", c->path, (unsigned long long)(avail >> 20),
+		    (unsigned long long)(min_free >> 20), (unsigned long long)(left >> 20));
+}
+
 static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 {
 	struct ent *v = NULL;
@@ -162,18 +183,22 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 	if (r < 0)
 		return r;
 	VMB_ATOMIC_STORE(&c->since_scan, 0);
+	VMB_ATOMIC_ADD(&c->scans, 1);
 	r = scan(c, &v, &n, &total, err);
 	if (r < 0)
 		goto out;
 	VMB_ATOMIC_STORE(&c->bytes, total);
 	VMB_ATOMIC_STORE(&c->chunks, (uint64_t)n);
 	avail = min_free ? free_bytes(c) : UINT64_MAX;
-	if (!(max && total > max) && !(min_free && avail < min_free))
+	if (!(max && total > max) && !(min_free && avail < min_free)) {
+		c->ev_short = 0;
 		goto out;
+	}
 	r = load_pins(c, &pins, &npins, err);
 	if (r < 0)
 		goto out;
-	qsort(v, n, sizeof(*v), ent_cmp);
+	if (n)
+		qsort(v, n, sizeof(*v), ent_cmp);
 	for (size_t i = 0; i < n; i++) {
 		char rel[VMB_CACHE_REL];
 		struct stat st;
@@ -200,6 +225,7 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 		}   /* else touched since the scan: used, keep it */
 		vmb_cache_unlock(lfd);
 	}
+	short_of_space(c, min_free, avail, total);
 out:
 	free(v);
 	free(pins);
@@ -293,14 +319,20 @@ void vmb_cache_evict_kick(struct vmb_cache *c)
 void vmb_cache_after_fill(struct vmb_cache *c, uint64_t len)
 {
 	uint64_t since = VMB_ATOMIC_ADD(&c->since_scan, len), max = c->opts.max_bytes;
+	uint64_t bytes = VMB_ATOMIC_LOAD(&c->bytes);
 
 	if (!c->ev_started)
 		return;
+
 	/* over max by our count (rescanning at most every MiB filled: pins may keep it
 	 * over), or others' fills we cannot see: rescan every 5% of max */
-	if (max && ((VMB_ATOMIC_LOAD(&c->bytes) > max && since >= (1u << 20)) ||
-		    since >= max / 20))
+	if (max && ((bytes > max && since >= (1u << 20)) || since >= max / 20))
 		vmb_cache_evict_kick(c);
-	else if (c->opts.min_free_bytes && free_bytes(c) < c->opts.min_free_bytes)
+	/* short of free space: a scan costs a look at every object, so not after each
+	 * fill but after 1 MiB of fills, or 5% of the cache's size if more (when the
+	 * space is taken by other files, every scan finds nothing left to remove) */
+	else if (c->opts.min_free_bytes && since >= (bytes / 20 > (1u << 20) ? bytes / 20 :
+						       (1u << 20)) &&
+		 free_bytes(c) < c->opts.min_free_bytes)
 		vmb_cache_evict_kick(c);
 }

@@ -85,6 +85,10 @@ struct vmb_cache {
 	/* counters, __atomic */
 	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;
 	uint64_t since_scan;           /* bytes this process filled since the last scan */
+	uint64_t scans;                /* eviction scans of chunks/ run by this process */
+	int ev_short;                  /* the last scan left less than min_free free with
+	                                * nothing more to remove (logged once; under
+	                                * lock/evict) */
 };
 
 extern const char *const vmb_cache_known_top[];

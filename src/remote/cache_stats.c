@@ -16,6 +16,7 @@ void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st)
 	st->fill_bytes = VMB_ATOMIC_LOAD(&c->fill_bytes);
 	st->evicted = VMB_ATOMIC_LOAD(&c->evicted);
 	st->verify_failures = VMB_ATOMIC_LOAD(&c->verify_failures);
+	st->scans = VMB_ATOMIC_LOAD(&c->scans);
 	pthread_mutex_lock(&c->fl_mu);
 	st->pending = c->npend;
 	st->pending_bytes = c->pend_bytes;

@@ -1421,6 +1421,80 @@ static void test_evict(void)
 		free(o[i].data);
 }
 
+static char short_log[2048];
+static int short_logs;
+
+static void short_log_fn(void *arg, const char *msg)
+{
+	(void)arg;
+	short_logs++;
+	snprintf(short_log, sizeof(short_log), "%s", msg);
+}
+
+/* A file system with less free space than the cache leaves free (the space taken by
+ * other files): the background evicter empties the cache once, says so once, and
+ * does not scan chunks/ again after each fill (each scan looks at every object and
+ * finds nothing to remove): only after 1 MiB of fills (5% of the cache if more). */
+static void test_evict_short(void)
+{
+	enum { N = 12, SZ = 64 * 1024 };
+	static const struct vmb_log lg = { short_log_fn, NULL };
+	char dir[4200];
+	struct obj o[N];
+	struct fillspec s = { 0 };
+	struct vmb_cache_opts co;
+	struct vmb_cache *c = NULL;
+	struct vmb_cache_stats st;
+	struct vmb_err err;
+
+	snprintf(dir, sizeof(dir), "%s/evict-short", root);
+	vmb_cache_opts_default(&co);
+	co.min_free_bytes = UINT64_MAX / 2;   /* never there */
+	co.log = &lg;
+	CHECK_RC(vmb_cache_open(dir, &co, &c, &err), 0);
+	REQUIRE(c);
+	for (int t = 0; t < 100; t++) {   /* the open's scan first (an empty cache) */
+		vmb_cache_stats(c, &st);
+		if (st.scans == 1 && short_logs == 1)
+			break;
+		usleep(20000);
+	}
+	for (int i = 0; i < N; i++) {
+		obj_make(&o[i], 300 + (unsigned)i, SZ);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+		CHECK_RC(vmb_cache_flush(c), 0);   /* present: evictable */
+	}
+	/* 12 x 64 KiB = 768 KiB of fills: the scan of the open, and none since */
+	usleep(200000);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.scans, 1);
+	/* 4 more: past 1 MiB, one more scan, which removes everything */
+	for (int i = 0; i < 4; i++) {
+		free(o[i].data);
+		obj_make(&o[i], 400 + (unsigned)i, SZ);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+		CHECK_RC(vmb_cache_flush(c), 0);
+	}
+	for (int t = 0; t < 100; t++) {
+		vmb_cache_stats(c, &st);
+		if (st.scans >= 2 && st.chunks == 0)
+			break;
+		usleep(20000);
+	}
+	CHECK_EQ(st.scans, 2);
+	CHECK_EQ(st.chunks, 0);
+	CHECK_EQ(vmb_cache_has(c, o[3].d), 0);
+	/* said once, with the numbers, though two scans found the space short */
+	CHECK_EQ(short_logs, 1);
+	CHECK(strstr(short_log, "less than the") != NULL);
+	CHECK(strstr(short_log, "chunks will be fetched again") != NULL);
+	vmb_cache_close(c);
+	for (int i = 0; i < N; i++)
+		free(o[i].data);
+}
+
 /* fsck: a corrupted object, a stale temporary, a stray file, a malformed pin, a
  * leftover lock file; then repair; a present object of the wrong size is refilled. */
 static void test_fsck(void)
@@ -1621,6 +1695,7 @@ int main(void)
 	unsetenv("VMB_CACHE_NAMED_TMP");
 	named_tmp = 0;
 	RUN(test_evict);
+	RUN(test_evict_short);
 	RUN(test_fsck);
 	harness_rmtree(root);
 	harness_rmtree(uroot);
