@@ -106,6 +106,9 @@ check "nothing was created" test ! -e "$STORE/vm3" -a ! -e "$STORE/a"
 assert_eq "no staging leftovers" "" "$(ls "$STORE/.vmbundlefs/staging" 2>/dev/null)"
 
 # ---- snapshot ----
+# an empty attribute value, and the value "-" (the manifest's empty mark)
+setfattr -n user.empty -v '' "$STORE/vm/config.json"
+setfattr -n user.dash -v '-' "$STORE/vm/config.json"
 run_cmd "$T/o" "$VMB_BIN" snapshot "$STORE" vm s1
 assert_eq "snapshot: exit 0" 0 $RC
 assert_eq "snapshot: prints its manifest's path" "$STORE/.vmbundlefs/snapshots/vm@s1" "$(cat "$T/o")"
@@ -122,6 +125,7 @@ run_cmd "$T/o" "$VMB_BIN" snapshot --list "$STORE"
 assert_eq "snapshot --list: exit 0" 0 $RC
 assert_match "snapshot --list: one snapshot" "^vm@s1 +[0-9-]+T[0-9:]+Z +2 +$((16 * G + 11))$" "$(tail -n +2 "$T/o")"
 assert_eq "... and only one" 2 "$(wc -l <"$T/o")"
+check_fails "... not damaged (an empty attribute value)" grep -q damaged "$T/o"
 
 # ---- through a mount: the clone and the source are independent ----
 mount_store
@@ -186,6 +190,13 @@ check "the snapshot's config" cmp "$STORE/vm/config.json" "$T/store3/vm/config.j
 assert_eq "the snapshot's modes and times" "$(stat -c '%a %Y' "$STORE/vm/config.json" "$STORE/vm/disk.img")" \
     "$(stat -c '%a %Y' "$T/store3/vm/config.json" "$T/store3/vm/disk.img")"
 assert_eq "the snapshot's symlink" "disk.img" "$(readlink "$T/store3/vm/Data/link")"
+check "clone the snapshot vm@s1" vmb clone "$STORE" vm@s1 fromsnap
+assert_eq "the snapshot's empty attribute value" 'user.empty=""' \
+    "$(getfattr --absolute-names -n user.empty "$STORE/fromsnap/config.json" 2>&1 | grep user)"
+assert_eq "the snapshot's attribute value '-'" "-" \
+    "$(getfattr --absolute-names --only-values -n user.dash "$STORE/fromsnap/config.json" 2>&1)"
+check "the clone of the snapshot goes" rm -rf "$STORE/fromsnap"
+"$VMB_BIN" fsck "$STORE" >/dev/null   # its maps go too
 run_cmd "$T/o" "$VMB_BIN" export "$STORE" vm@nosuch "$T/x.tar"
 assert_eq "export of a missing snapshot: exit 1" 1 $RC
 assert_match "... names it" "no bundle or snapshot 'vm@nosuch'" "$(cat "$T/o.err")"

@@ -159,7 +159,14 @@ int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 			vmb_sbuf_put(&b, "x ", 2);
 			vmb_sbuf_put_esc(&b, e->xattrs[j].name, strlen(e->xattrs[j].name));
 			vmb_sbuf_put(&b, " ", 1);
-			vmb_sbuf_put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
+			/* tokens are never empty: "-" is the empty value, "%2D" the
+			 * value "-" (the one escape of a byte that needs none) */
+			if (!e->xattrs[j].len)
+				vmb_sbuf_put(&b, "-", 1);
+			else if (e->xattrs[j].len == 1 && e->xattrs[j].value[0] == '-')
+				vmb_sbuf_put(&b, "%2D", 3);
+			else
+				vmb_sbuf_put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
 			vmb_sbuf_put(&b, "\n", 1);
 		}
 	}
@@ -177,7 +184,7 @@ int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 /* ---- decode ---- */
 
 static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t line,
-		       struct vmb_err *err)
+		       int version, struct vmb_err *err)
 {
 	const char *tok[9];
 	size_t tl[9], k = vmb_tokens(s, n, tok, tl, 8);
@@ -194,7 +201,13 @@ static int decode_line(struct vmb_manifest *m, const char *s, size_t n, size_t l
 		if (k != 3 || !m->n)
 			return vmb_err_set(err, EINVAL, "line %zu: bad record", line);
 		name = vmb_unesc_loose(tok[1], tl[1], 0, NULL, &nomem);
-		val = vmb_unesc_loose(tok[2], tl[2], 1, &vlen, &nomem);
+		if (version >= 2 && tl[2] == 1 && tok[2][0] == '-') {
+			val = strdup("");   /* the empty value (version 1 had none) */
+			nomem |= !val;
+			vlen = 0;
+		} else {
+			val = vmb_unesc_loose(tok[2], tl[2], 1, &vlen, &nomem);
+		}
 		r = 0;
 		if (!name || !val)
 			r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
@@ -263,7 +276,7 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 	const char *p = buf, *end = buf + len, *nl, *last;
 	size_t line = 0, j;
 	uint64_t crc;
-	int r = 0, nomem = 0;
+	int r = 0, nomem = 0, version = 0;
 
 	memset(m, 0, sizeof(*m));
 	if (len == 0 || buf[len - 1] != '\n')
@@ -282,9 +295,16 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 		line++;
 		if (line == 1) {
 			char hdr[64];
-			int hl = snprintf(hdr, sizeof(hdr), "%s %d", VMB_MANIFEST_MAGIC,
-					  VMB_MANIFEST_VERSION);
-			if ((size_t)(nl - p) != (size_t)hl || memcmp(p, hdr, (size_t)hl)) {
+			int hl = 0;
+
+			/* every version up to ours */
+			for (version = VMB_MANIFEST_VERSION; version >= 1; version--) {
+				hl = snprintf(hdr, sizeof(hdr), "%s %d", VMB_MANIFEST_MAGIC,
+					      version);
+				if ((size_t)(nl - p) == (size_t)hl && !memcmp(p, hdr, (size_t)hl))
+					break;
+			}
+			if (version < 1) {
 				size_t ml = strlen(VMB_MANIFEST_MAGIC);
 				if ((size_t)(nl - p) > ml + 1 && !memcmp(p, VMB_MANIFEST_MAGIC " ", ml + 1))
 					r = vmb_err_set(err, EPROTONOSUPPORT, "its version '%.*s' is "
@@ -313,7 +333,7 @@ int vmb_manifest_decode(const char *buf, size_t len, struct vmb_manifest *m,
 				goto out;
 			}
 		} else {
-			r = decode_line(m, p, (size_t)(nl - p), line, err);
+			r = decode_line(m, p, (size_t)(nl - p), line, version, err);
 			if (r < 0)
 				goto out;
 		}

@@ -1,13 +1,14 @@
 /* manifest.h - a snapshot's manifest: STORE/.vmbundlefs/snapshots/<BUNDLE>@<NAME>.
  *
  * Text, one record per line (man/vmbundlefs.5, "Snapshot manifests"):
- *   vmbundlefs-snapshot 1
+ *   vmbundlefs-snapshot 2           (1 is read too: see VMB_MANIFEST_VERSION)
  *   bundle <name>
  *   created <unix seconds>
  *   d <mode octal> <uid> <gid> <mtime sec.nsec> <path>
  *   f <mode octal> <uid> <gid> <mtime sec.nsec> <size> <layer ID> <path>
  *   l <uid> <gid> <mtime sec.nsec> <path> <target>
- *   x <name> <value>              a user.* xattr of the record above it
+ *   x <name> <value>              a user.* xattr of the record above it ("-":
+ *                                 empty; "%2D": "-")
  *   end <crc32c of every byte before this line, 8 lowercase hex>
  * Names, paths, targets and xattr values are %-escaped: bytes <= 0x20, '%' and
  * 0x7f..0xff as %XX. Paths are relative to the bundle, "." for the bundle itself
@@ -29,7 +30,9 @@
 #include "map/base.h"
 
 #define VMB_MANIFEST_MAGIC "vmbundlefs-snapshot"
-#define VMB_MANIFEST_VERSION 1
+/* 2: an empty attribute value is "-", the value "-" is "%2D" (1 had no way to write
+ * an empty one); version 1 manifests are read as they were written. */
+#define VMB_MANIFEST_VERSION 2
 #define VMB_SNAPSHOTS_DIR "snapshots"        /* under STORE/.vmbundlefs */
 #define VMB_MANIFEST_MAX (256u << 20)        /* a larger manifest is refused */
 

@@ -29,6 +29,8 @@ static void sample(struct vmb_manifest *m)
 	e.path = ".";
 	vmb_manifest_add(m, &e);
 	vmb_manifest_add_xattr(m, "user.a", "x\0y", 3);
+	vmb_manifest_add_xattr(m, "user.empty", "", 0);
+	vmb_manifest_add_xattr(m, "user.dash", "-", 1);
 	e.path = "d%ir"; e.mode = 01777;
 	vmb_manifest_add(m, &e);
 	e.kind = 'f'; e.mode = 0640; e.size = 1ull << 34; memcpy(e.id, ID, 33);
@@ -48,8 +50,9 @@ static void test_roundtrip(void)
 
 	sample(&m);
 	CHECK_RC(vmb_manifest_encode(&m, &buf, &len, &err), 0);
-	CHECK_STR(buf, "vmbundlefs-snapshot 1\nbundle mac%2014\ncreated 1700000123\n");
-	CHECK_STR(buf, "d 0755 1 2 10.000000005 .\nx user.a x%00y\n");
+	CHECK_STR(buf, "vmbundlefs-snapshot 2\nbundle mac%2014\ncreated 1700000123\n");
+	CHECK_STR(buf, "d 0755 1 2 10.000000005 .\nx user.a x%00y\n"
+		  "x user.empty -\nx user.dash %2D\n");
 	CHECK_STR(buf, "f 0640 1 2 10.000000005 17179869184 " "0123456789abcdef0123456789abcdef"
 		  " d%25ir/disk%20%0A%FF.img\n");
 	CHECK_STR(buf, "l 1 2 -3.000000005 ln d%25ir/disk%20x\nend ");
@@ -62,15 +65,38 @@ static void test_roundtrip(void)
 	CHECK_EQ(d.ents[1].mode, 01777);
 	CHECK_EQ(d.ents[3].mtime_sec, (uint64_t)-3);
 	CHECK(!strcmp(d.ents[3].target, "d%ir/disk x"));
-	REQUIRE(d.ents[0].nxattrs == 1);
+	REQUIRE(d.ents[0].nxattrs == 3);
 	CHECK_EQ(d.ents[0].xattrs[0].len, 3);
 	CHECK(!memcmp(d.ents[0].xattrs[0].value, "x\0y", 3));
+	CHECK_EQ(d.ents[0].xattrs[1].len, 0);   /* the empty value, not "-" */
+	CHECK(!strcmp(d.ents[0].xattrs[1].name, "user.empty"));
+	CHECK_EQ(d.ents[0].xattrs[2].len, 1);
+	CHECK(!memcmp(d.ents[0].xattrs[2].value, "-", 1));
 	CHECK_RC(vmb_manifest_encode(&d, &buf2, &len2, &err), 0);
 	CHECK(len == len2 && !memcmp(buf, buf2, len));
 	free(buf);
 	free(buf2);
 	vmb_manifest_free(&d);
 	vmb_manifest_free(&m);
+}
+
+static char *with_end(const char *body);
+
+/* A version 1 manifest (before empty values could be written) reads as written:
+ * its "-" is the value "-". */
+static void test_version1(void)
+{
+	struct vmb_manifest d;
+	struct vmb_err err;
+	char *s = with_end("vmbundlefs-snapshot 1\nbundle b\ncreated 1\n"
+			   "d 0755 0 0 1.000000000 .\nx user.a -\nx user.b %2D\n");
+
+	CHECK_RC(vmb_manifest_decode(s, strlen(s), &d, &err), 0);
+	REQUIRE(d.n == 1 && d.ents[0].nxattrs == 2);
+	CHECK(d.ents[0].xattrs[0].len == 1 && d.ents[0].xattrs[0].value[0] == '-');
+	CHECK(d.ents[0].xattrs[1].len == 1 && d.ents[0].xattrs[1].value[0] == '-');
+	vmb_manifest_free(&d);
+	free(s);
 }
 
 /* Re-checksum a hand-made body: "...\n" + "end crc\n". */
@@ -105,7 +131,9 @@ static void test_bad(void)
 	size_t len;
 
 	bad("", "no header");
-	bad("vmbundlefs-snapshot 2\nbundle b\ncreated 1\nd 0755 0 0 1.000000000 .\n",
+	bad("vmbundlefs-snapshot 3\nbundle b\ncreated 1\nd 0755 0 0 1.000000000 .\n",
+	    "not supported");
+	bad("vmbundlefs-snapshot 0\nbundle b\ncreated 1\nd 0755 0 0 1.000000000 .\n",
 	    "not supported");
 	bad("hello\n", "not a snapshot");
 	snprintf(body, sizeof(body), "%sd 0755 0 0 1.000000000 .\nf 0644 0 0 1.000000000 5 %s a/b\n", H, ID);
@@ -220,6 +248,7 @@ int main(int argc, char **argv)
 	(void)argc;
 	RUN(test_roundtrip);
 	RUN(test_bad);
+	RUN(test_version1);
 	RUN(test_names);
 	RUN(test_files);
 	return harness_exit(argv[0]);
