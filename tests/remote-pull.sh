@@ -165,12 +165,24 @@ assert_eq "publish -o cache= (empty): usage, nothing made" "2 no" "$rc $(test -e
 assert_match "... naming the option" "bad value in option 'cache='" "$out"
 
 # ---- prefetch, gc, flatten ----
-check "prefetch on the store (not mounted)" "$VMB_BIN" prefetch "$STORE/vm3/disk.img"
-mv "$PUB" "$PUB.away"
+mkfifo "$STORE/vm3/fifo"
+check "prefetch of a bundle directory on the store (not mounted; a FIFO in it)" \
+    "$VMB_BIN" prefetch "$STORE/vm3"
+out=$("$VMB_BIN" prefetch "$STORE/vm3/fifo" 2>&1); rc=$?
+assert_eq "prefetch of a FIFO named on its own: refused (exit 1)" 1 $rc
+assert_match "... saying what it is not" "neither a regular file nor a directory" "$out"
+rm -f "$STORE/vm3/fifo"
+check "pull URL#vm2 as vm5, not read yet" "$VMB_BIN" pull "$STORE" "$URL#vm2" vm5
 mount_store
+check "prefetch of a bundle directory through the mount" "$VMB_BIN" prefetch "$MNT/vm5"
+mv "$PUB" "$PUB.away"
 check "after prefetch, offline reads" cmp "$T/src3/vm3/disk.img" "$MNT/vm3/disk.img"
+check "... and those of the bundle prefetched through the mount" \
+    cmp "$T/src/vm2/disk.img" "$MNT/vm5/disk.img"
 unmount_store
 mv "$PUB.away" "$PUB"
+check "vm5 goes" rm -rf "$STORE/vm5"
+"$VMB_BIN" fsck "$STORE" >/dev/null   # its maps go too
 out=$("$VMB_BIN" gc "$STORE")
 assert_eq "gc keeps every .remote layer in use" "3" "$(ls "$STORE/.vmbundlefs/layers/" | grep -c '\.remote$')"
 check "flatten a pulled bundle (reads through)" "$VMB_BIN" flatten "$STORE" vm3
