@@ -62,6 +62,21 @@ assert_eq "no image chunk fetched by pull" "2" "$(chunks)"
 assert_match "deps names the URL" "^remote [0-9a-f]{32} $URL\$" "$("$VMB_BIN" deps "$STORE" vm1)"
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL#vm1" 2>&1)
 assert_match "pull onto an existing bundle: EEXIST" "exists" "$out"
+# set-ID bits as published are not made (a published store must not plant set-ID
+# programs owned by whoever pulls it); the sticky bit and the rest are
+mkdir -p "$T/suid/vms/sgdir"
+printf '#!/bin/sh\n' >"$T/suid/vms/prog"
+truncate -s 1M "$T/suid/vms/disk.img"
+chmod 6755 "$T/suid/vms/prog"
+chmod 3775 "$T/suid/vms/sgdir"
+chmod 4644 "$T/suid/vms/disk.img"
+"$MKPUB" -c 65536 "$T/suidpub" "$T/suid/vms" || hard_error "mkpub failed"
+check "pull of a bundle published with set-ID modes" \
+    "$VMB_BIN" pull -o cache="$T/cache-suid" "$STORE" "file://$T/suidpub#vms"
+assert_eq "... made without setuid and setgid" "755 1775 644" \
+    "$(stat -c %a "$STORE/vms/prog" "$STORE/vms/sgdir" "$STORE/vms/disk.img" | tr '\n' ' ' | sed 's/ $//')"
+rm -rf "$STORE/vms"
+"$VMB_BIN" fsck "$STORE" >/dev/null   # its map goes too
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL#nosuch" 2>&1)
 assert_match "pull of a bundle that is not published" "no bundle 'nosuch'" "$out"
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL" 2>&1); rc=$?

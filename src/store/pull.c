@@ -7,8 +7,8 @@
  * made (as clone's; gc removes it when the pull died) and the tree built in it:
  * directories, symlinks, small files written whole (their bytes through the cache,
  * verified), images as empty deltas over remote layers (layers/<ID>.remote, the
- * base xattr as for clones), modes, mtimes and user.* xattrs as published, owned by
- * the caller; then the tree renamed to STORE/NAME (RENAME_NOREPLACE). On any
+ * base xattr as for clones), modes (less setuid and setgid), mtimes and user.*
+ * xattrs as published, owned by the caller; then the tree renamed to STORE/NAME (RENAME_NOREPLACE). On any
  * failure nothing named NAME exists.
  */
 #include "config.h"
@@ -30,6 +30,15 @@
 #include <unistd.h>
 
 #define TREE "tree"
+
+
+/* A published mode as it is made here: permission bits, less setuid and setgid
+ * (as import makes them): a published store must not plant set-ID programs owned
+ * by whoever pulls it (root, often). */
+static mode_t pub_mode(const struct vmb_pub_ent *pe)
+{
+	return (mode_t)(pe->mode & 07777) & ~(mode_t)(S_ISUID | S_ISGID);
+}
 
 static int set_xattrs(int fd, const struct vmb_pub_ent *pe, struct vmb_err *err)
 {
@@ -72,7 +81,7 @@ static int small_file(struct vmb_opctx *c, struct vmb_remote *r, const char *url
 		rc = vmb_err_sys(err, errno, "cannot size '%s'", pe->path);
 	if (!rc)
 		rc = set_xattrs(fd, pe, err);
-	if (!rc && fchmod(fd, pe->mode & 07777) < 0)
+	if (!rc && fchmod(fd, pub_mode(pe)) < 0)
 		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
 	if (!rc)
 		rc = set_times(fd, pe, err);
@@ -109,7 +118,7 @@ static int image_file(struct vmb_opctx *c, const char *url, int root,
 	if (rc)
 		return vmb_err_prefix(err, "cannot pull '%s'", pe->path);
 	memset(&st, 0, sizeof(st));
-	st.st_mode = S_IFREG | (pe->mode & 07777);
+	st.st_mode = S_IFREG | (pub_mode(pe));
 	st.st_uid = geteuid();
 	st.st_gid = getegid();
 	st.st_size = (off_t)pe->size;
@@ -205,7 +214,7 @@ static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 			rc = vmb_err_sys(err, errno, "cannot open '%s'", pe->path);
 			break;
 		}
-		if (fchmod(fd, pe->mode & 07777) < 0)
+		if (fchmod(fd, pub_mode(pe)) < 0)
 			rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
 		if (!rc)
 			rc = set_times(fd, pe, err);
