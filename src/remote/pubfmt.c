@@ -321,13 +321,17 @@ int vmb_pub_index_decode(const void *vbuf, size_t len, const uint8_t *pubkey,
 			return IDX_ERR("bad hex in the signature line");
 		x->signed_ = 1;
 		if (pubkey) {
-			r = vmb_sign_verify(pubkey, buf, (size_t)(tail - buf), sig, err);
+			struct vmb_err verr = { 0 };
+
+			/* its own message buffer: err's cannot be both the output and an
+			 * argument of one vmb_err_set (overlapping vsnprintf) */
+			r = vmb_sign_verify(pubkey, buf, (size_t)(tail - buf), sig, &verr);
 			if (r < 0) {
 				x->signed_ = 0;
 				if (r == -ENOMEM)
-					return r;
+					return vmb_err_set(err, ENOMEM, "%s", verr.msg);
 				return vmb_err_set(err, EINVAL, "index: bad signature (%s): "
-						   "refusing it", err ? err->msg : "");
+						   "refusing it", verr.msg);
 			}
 		}
 	} else if (pubkey) {

@@ -264,7 +264,8 @@ static void test_sign(void)
 	CHECK_EQ(y.signed_, 1);
 	vmb_pub_index_free(&y);
 	/* another key */
-	BAD_INDEX(buf, len, pub2, "bad signature");
+	BAD_INDEX(buf, len, pub2, "index: bad signature (Ed25519 signature does not match "
+		  "the key): refusing it");
 	/* a tampered byte after signing, end line recomputed: the signature */
 	b2 = subst(buf, len, "generation 7", "generation 8", &n2);
 	{
