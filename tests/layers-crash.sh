@@ -149,4 +149,24 @@ for r in $(seq "$ROUNDS"); do
 done
 assert_eq "the probe snapshot survived every crash" "$SRC_SUMS" "$(sums "$MNT/.snapshots/vm@probe")"
 assert_eq "the probe clone survived every crash" "$SRC_SUMS" "$(sums "$MNT/probe")"
+
+# ---- a delta's journal cut after a commit: said, not silent ----
+# A crash that cuts a commit short looks the same: the map is rebuilt from the last
+# whole commit, and blocks zeroed since then read their base again; the log (on
+# open) and fsck say so, naming the file.
+run "$VMB_BIN" clone "$MNT" vm jv
+assert_eq "clone vm jv: exit 0" 0 $RC
+check "zero 2 MiB of the base's data in the clone" \
+    dd if=/dev/zero of="$MNT/jv/disk.img" bs=1M count=2 seek=101 conv=notrunc,fsync status=none
+unmount_store
+J=$STORE/.vmbundlefs/maps/$(printf '%016x' "$(stat -c %i "$STORE/jv/disk.img")").jnl
+check "the clone's image has a journal" test -s "$J"
+truncate -s 100 "$J"
+run "$VMB_BIN" fsck -n "$STORE"
+assert_match "fsck -n names the file and what its map lost" \
+    "jv/disk.img.*older than the file.*zeroed since its last commit read their base again" "$(cat "$T/o")"
+mount_store
+check "the clone reads (from its last whole commit)" cat "$MNT/jv/disk.img" >/dev/null
+assert_match "the log says so" \
+    "the map of 'jv/disk.img' \\(a file over layer '[0-9a-f]+'\\) was older than the file" "$(cat "$T/log")"
 finish

@@ -97,10 +97,16 @@ int vmb_image_open2(struct vmb_image **out, int fd, int mapdir_fd, const char *n
 			goto out;
 		}
 		img->limit = ref.limit;
-		if (lost)
+		if (lost & VMB_IMG_MAP_LOST)
 			vmb_log_msg(log, "the map of '%s' (a file over layer '%s') was lost: "
 				    "blocks zeroed since its last snapshot read their base again",
 				    name, ref.id);
+		else if (lost & VMB_IMG_MAP_OLDER)
+			vmb_log_msg(log, "the map of '%s' (a file over layer '%s') was older "
+				    "than the file (a change not yet committed by another "
+				    "mount, cut short by a crash, or a damaged journal): blocks "
+				    "zeroed since its last commit read their base again", name,
+				    ref.id);
 	}
 	img->map.track = &img->dirty;
 	img->ino = img->known.ino;
@@ -545,7 +551,8 @@ static int reload_committed(struct vmb_image *img, struct vmb_stamp *now,
 		return 0;
 	vmb_err_clear(&e);
 	if (vmb_img_load_map(img->fd, img->mapdir, img->name, m, &st, &rebuilt, NULL, &ref,
-			     &lost, &e) < 0 || lost || strcmp(ref.id, img->base->id) != 0)
+			     &lost, &e) < 0 || (lost & VMB_IMG_MAP_LOST) ||
+	    strcmp(ref.id, img->base->id) != 0)
 		return 0;
 	*now = st;
 	*limit = ref.limit;

@@ -350,6 +350,9 @@ struct vmb_image_baseinfo {
 	int lost;                       /* a delta with a base whose map was rebuilt with
 					 * no committed map: blocks zeroed since it was
 					 * made read their base again (fsck reports it) */
+	int older;                      /* one rebuilt from a committed map older than
+					 * the file: blocks zeroed since that commit read
+					 * their base again (fsck reports it) */
 	struct vmb_base *base;          /* resolved (one reference: vmb_base_put) when
 					 * res was given, else NULL */
 };

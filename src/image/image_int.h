@@ -115,6 +115,12 @@ void vmb_img_baseref(struct vmb_image *img, struct vmb_baseref *ref);
 int vmb_img_check_writable(struct vmb_image *img, struct vmb_err *err);
 
 /* image_load.c */
+/* *lost: for a delta whose map was rebuilt, VMB_IMG_MAP_LOST when there was no
+ * committed map of it, VMB_IMG_MAP_OLDER when its committed map was older than the
+ * file (a change not committed yet by another mount, cut short by a crash, or a
+ * damaged journal): either way blocks zeroed since read their base again; else 0. */
+#define VMB_IMG_MAP_LOST 1
+#define VMB_IMG_MAP_OLDER 2
 int vmb_img_load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *m,
 		     struct vmb_stamp *stamp, int *rebuilt, struct vmb_sidecar_pos *pos,
 		     struct vmb_baseref *ref, int *lost, struct vmb_err *err);

@@ -179,7 +179,7 @@ int vmb_img_load_map(int fd, int mapdir, const char *name, struct vmb_blockmap *
 	committed = (r == 0 || r == -ESTALE) && !strcmp(sb.id, ref->id) &&
 		    saved.ino == now.ino && saved.btime_sec == now.btime_sec &&
 		    saved.btime_nsec == now.btime_nsec;
-	*lost = !committed;
+	*lost = !committed ? VMB_IMG_MAP_LOST : VMB_IMG_MAP_OLDER;
 	r = vmb_img_reconcile(fd, now.size, committed ? &c : NULL, m, err);
 	vmb_blockmap_destroy(&c);
 	if (r < 0)
@@ -225,7 +225,8 @@ int vmb_image_load_map2(int fd, int mapdir_fd, const char *name,
 	if (bi) {
 		memcpy(bi->id, ref.id, sizeof(bi->id));
 		bi->limit = ref.limit;
-		bi->lost = lost;
+		bi->lost = !!(lost & VMB_IMG_MAP_LOST);
+		bi->older = !!(lost & VMB_IMG_MAP_OLDER);
 		bi->base = base;
 	}
 	return 0;

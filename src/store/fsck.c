@@ -288,7 +288,10 @@ static void check_layered(struct fsck_ctx *c, const char *relpath, int fd,
 	if (!rebuilt && !bi.lost)
 		goto out;
 	what = bi.lost ? "map of a layered file was lost: blocks zeroed since its last "
-		"snapshot read their base again" : "the map was older than the file";
+		"snapshot read their base again" :
+		bi.older ? "map of a layered file was older than the file (a change cut "
+		"short by a crash, or a damaged journal): blocks zeroed since its last "
+		"commit read their base again" : "the map was older than the file";
 	if (!c->repair) {
 		report(c, relpath, "map needs rebuilding", what, 0);
 		goto out;
