@@ -351,6 +351,10 @@ static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
 	*fd = openat(c->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (*fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot open %s/", c->path, name);
+	if (fstat(*fd, &st) == 0 && (st.st_mode & 0002))
+		return vmb_err_set(err, EPERM, "cache '%s' is writable by everyone (%s/: mode "
+				   "%04o): anyone could plant wrong bytes in it; chmod o-w it or "
+				   "choose another", c->path, name, (unsigned)(st.st_mode & 07777));
 	if (faccessat(*fd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		int e = errno;
 
@@ -470,7 +474,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		r = vmb_err_sys(err, errno, "cannot open cache directory '%s'", dir);
 		goto fail;
 	}
-	if ((st.st_mode & 0002) && !(st.st_mode & S_ISVTX)) {
+	/* sticky or not: in a sticky one, anyone may make the cache's parts (a
+	 * version file, chunks/ and the objects in it) before its first user does */
+	if (st.st_mode & 0002) {
 		r = vmb_err_set(err, EPERM, "cache '%s' is writable by everyone (mode %04o): "
 				"anyone could plant wrong bytes in it; chmod o-w it or choose "
 				"another", dir, (unsigned)(st.st_mode & 07777));

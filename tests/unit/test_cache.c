@@ -416,6 +416,23 @@ static void test_open_errors(void)
 	vmb_err_clear(&err);
 	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EPERM);
 	CHECK_STR(err.msg, "writable by everyone");
+	/* sticky too: anyone may make its parts (chunks/ and objects) before its
+	 * first user does */
+	chmod(dir, 01777);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EPERM);
+	CHECK_STR(err.msg, "writable by everyone (mode 1777)");
+	/* a part of it writable by everyone */
+	snprintf(dir, sizeof(dir), "%s/wwsub", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	vmb_cache_close(c);
+	c = NULL;
+	snprintf(p, sizeof(p), "%s/wwsub/chunks", root);
+	chmod(p, 0777);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, NULL, &c, &err), -EPERM);
+	CHECK_STR(err.msg, "writable by everyone (chunks/: mode 0777)");
 
 	/* group-shared: subdirectories take its mode (setgid too), files 0664 */
 	snprintf(dir, sizeof(dir), "%s/grp", root);
