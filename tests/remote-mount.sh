@@ -41,6 +41,8 @@ assert_eq "writes are refused" "EROFS" "$(vmbio pwrite "$MNT/vmA/disk.img" 0 10 
 assert_eq "creates are refused" "EROFS" "$(vmbio create "$MNT/vmA/new")"
 shadow=$(ls "$T/cache/mnt")
 assert_match "a shadow store under CACHE/mnt" "^[0-9a-f]{16}$" "$shadow"
+assert_eq "the mount's root is 0755 (others reach the bundles with allow_other), CACHE/mnt 0700" \
+    "755 700" "$(stat -c %a "$MNT") $(stat -c %a "$T/cache/mnt")"
 # a new cache has its 256 chunks/<aa> made at once (not one by one by the fills)
 assert_eq "chunks/00..ff made with the cache" 256 "$(find "$T/cache/chunks" -mindepth 1 -maxdepth 1 -type d -name '[0-9a-f][0-9a-f]' | wc -l)"
 # a URL's mount sets the kernel's readahead to 256 KiB (one chunk) (a store's is 1004: mount-sparse.sh)

@@ -165,7 +165,7 @@ static int prefetch_one(int dirfd, const char *name, const char *shown, struct r
 				      &pb, &fetched, err);
 		run->bytes += fetched;
 	} else {
-		int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		struct stat st;
 
 		if (fd < 0) {

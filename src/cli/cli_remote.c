@@ -183,9 +183,11 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		rnd = (unsigned)getpid();
 	snprintf(shadow, sizeof(shadow), "%s/%08x%08x", mntdir, rnd, (unsigned)getpid());
 	/* held (by this process, then the daemon it becomes) while the mount lives */
+	/* 0755: the mount's root shows its mode, and other users (allow_other) must
+	 * reach the bundles as in a store made by init; CACHE/mnt/ stays 0700 */
 	if (mkdir(shadow, 0700) < 0 ||
 	    (hold = open(shadow, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) < 0 ||
-	    flock(hold, LOCK_EX) < 0) {
+	    flock(hold, LOCK_EX) < 0 || fchmod(hold, 0755) < 0) {
 		vmb_cli_error("cannot create '%s': %s", shadow, strerror(errno));
 		goto out;
 	}

@@ -38,7 +38,7 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 	int fd, rc;
 
 	*fetched = 0;
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cannot open '%s'", name);
 	rc = vmb_ops_base_of(fd, name, id, err);
