@@ -65,7 +65,8 @@ int vmb_cli_ctl_call(const struct vmb_ctl_target *t, const char *const *argv, in
 /* A store opened for a structural command run by the CLI itself (cli_ops.c): with
  * its lock taken exclusively, writable, with its layers and remote layers (lazy: no
  * cache touched unless used); c is ready for store/ops.h. vmb_cli_ops_begin: 0, or
- * -errno with a message (-EBUSY: mounted or being checked, -EROFS). */
+ * -errno with a message (-EBUSY: mounted, -EROFS); it waits while another command
+ * or fsck holds the lock of a store that is not mounted. */
 struct vmb_cli_ops {
 	struct vmb_store s;
 	struct vmb_opctx c;

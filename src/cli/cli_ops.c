@@ -33,15 +33,47 @@ void vmb_cli_ops_remote_opts(const struct vmb_remote_opts *ro)
 	cli_ropts = *ro;
 }
 
+/* The store's lock is held: by a mount (then EBUSY), or by another command run on
+ * it while it is not mounted (a clone, a pull... or fsck), which this one waits
+ * for, as commands in a row would have: fleets pull several bundles at once. The
+ * wait says so once after a second; a mount made meanwhile ends it (EBUSY). */
+static int open_waiting(struct vmb_cli_ops *o, const char *store, struct vmb_err *err)
+{
+	struct timespec nap = { 0, 50000000L };
+	int said = 0, r;
+
+	for (unsigned n = 0;; n++) {
+		struct vmb_ctl_target t;
+		struct vmb_err e = { 0 };
+		int mounted;
+
+		r = vmb_store_open(&o->s, store, VMB_STORE_EXCLUSIVE, err);
+		if (r != -EBUSY)
+			return r;
+		if (vmb_cli_ctl_find(store, &t, &e) < 0) {
+			mounted = 1;   /* cannot tell (or mounted twice): as before */
+		} else {
+			mounted = t.mountpoint != NULL;
+			vmb_cli_ctl_target_free(&t);
+		}
+		if (mounted)
+			return vmb_err_set(err, EBUSY, "store '%s' is mounted: unmount it "
+					   "first", store);   /* the CLI names status */
+		if (n == 20 && !said) {
+			said = 1;
+			vmb_cli_error("waiting for another command (or fsck) working on store "
+				      "'%s'...", store);
+		}
+		nanosleep(&nap, NULL);
+	}
+}
+
 int vmb_cli_ops_begin(struct vmb_cli_ops *o, const char *store, struct vmb_err *err)
 {
 	int r;
 
 	memset(o, 0, sizeof(*o));
-	r = vmb_store_open(&o->s, store, VMB_STORE_EXCLUSIVE, err);
-	if (r == -EBUSY)
-		return vmb_err_set(err, EBUSY, "store '%s' is mounted or being checked: "
-				   "unmount it first", store);   /* the CLI names status */
+	r = open_waiting(o, store, err);
 	if (r < 0)
 		return r;
 	if (o->s.readonly) {

@@ -111,8 +111,8 @@ static int take(struct target *tg, const char *bundle, const char *name, struct 
 	}
 	r = vmb_cli_ops_begin(&o, tg->store, err);
 	if (r == -EBUSY)   /* it was not mounted a moment ago */
-		return vmb_err_set(err, EBUSY, "store '%s' is being checked or was just "
-				   "mounted: try again", tg->store);
+		return vmb_err_set(err, EBUSY, "store '%s' was mounted meanwhile: try "
+				   "again", tg->store);
 	if (r < 0)
 		return r;
 	/* the snapshots earlier publishes left when they were killed */
