@@ -101,6 +101,18 @@ assert_eq "a new open on B: SEEK_DATA from 0 finds nothing" ENXIO "$(vmbio seek 
 assert_eq "B: the size is 5 MiB" $((5 * M)) "$(st_size "$B/x/t")"
 exec 9<&-
 
+# ---- 5. cut short directly while open on A, its own writes just made ----
+# (the daemon took the stamp after its queued writes as its own: it saved its map,
+# which called the cut-off megabyte data, under the new size, and every open after
+# that failed with EIO)
+exec 8<>"$A/x/q"
+check "A: write 1 MiB of X through an open descriptor" vmbio pwrite fd:8 0 $M $X
+check "directly: truncate q to 4 KiB" truncate -s 4096 "$STORE/x/q"
+exec 8>&-
+check "a new open on A after the close reads it (no EIO)" vmbio verify "$A/x/q" 0 4096 $X
+assert_eq "... 4 KiB of it" 4096 "$(st_size "$A/x/q")"
+assert_match "A's log says q changed outside the mount" "'x/q' was changed outside this mount" "$(cat "$T/log")"
+
 # ---- every map saved describes the backing file: after remounting both ----
 unmount_b
 unmount_store

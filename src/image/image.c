@@ -572,14 +572,30 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	if (img->frozen)
 		return 0;
 	if (!img->known_ok) {
+		/* Own direct writes were queued (or the stamp could not be taken): the
+		 * stamp after them is taken as this image's own. A size other than the
+		 * one they left is someone else's change made meanwhile (a truncate or
+		 * an extension in the store, or through another mount), whose map must
+		 * be rebuilt, not saved under the new stamp: it called data what is
+		 * past the end now (and opens failed on that map). A change within the
+		 * size cannot be told from ours (see vmbundlefs(5), SEVERAL MOUNTS). */
+		uint64_t size;
+
 		vmb_img_refresh_known(img);
-		return 0;
+		pthread_mutex_lock(&img->mlock);
+		size = img->size;
+		pthread_mutex_unlock(&img->mlock);
+		if (!img->known_ok || img->known.size == size)
+			return 0;
+		now = img->known;
+		goto changed;
 	}
 	r = vmb_stamp_fd(img->fd, &now, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot check '%s' for changes", img->name);
 	if (vmb_stamp_equal(&now, &img->known))
 		return 0;
+changed:
 	vmb_blockmap_init(&m);
 	if (img->base && (r = reload_committed(img, &now, &m, &limit)) == 1) {
 		r = 0;   /* the other mount's committed map (and limit) */
@@ -606,8 +622,12 @@ int vmb_img_revalidate_locked(struct vmb_image *img, struct vmb_err *err)
 	vmb_blockmap_destroy(&old);
 	img->known = now;
 	/* The reservation's blocks may hold the other writer's data now: never punch
-	 * them (fsck gives back what is left past the end). */
+	 * them (fsck gives back what is left past the end, by its record). With
+	 * nothing left past the end (a truncate freed it), the record goes too. */
 	img->res_next = img->res_end = 0;
+	if (img->res_recorded && !vmb_allocated_from(img->fd, blocks_for(now.size) * BS) &&
+	    vmb_resrec_clear(img->fd) == 0)
+		img->res_recorded = 0;
 	/* A sidecar may exist (the other writer's): removed before our next change
 	 * (not journalled: our journal position describes no sidecar on disk now).
 	 * A delta's is left for our next save (never removed before a change). */

@@ -319,6 +319,7 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 	struct vmb_stamp now, saved;
 	char name[VMB_SIDECAR_NAME_MAX], why[VMB_ERR_MAX];
 	struct vmb_err e = {0};
+	uint64_t last;
 	int r, bad = 0, unfixable = 0;
 
 	c->res->files++;
@@ -367,6 +368,12 @@ static int check_file(void *arg, const char *relpath, int fd, const struct stat 
 	} else if (map_hides_data(fd, &map, &scan, now.size)) {
 		bad = 1;
 		snprintf(why, sizeof(why), "the map called blocks zero that hold data");
+	} else if (vmb_blockmap_next(&map, (now.size + VMB_BLOCK_SIZE - 1) / VMB_BLOCK_SIZE,
+				     VMB_M_DATA | VMB_M_ZERO, &last) == 0) {
+		/* opens fail on it (EIO): a map saved under the stamp of a file cut
+		 * short by someone else while it was open */
+		bad = 1;
+		snprintf(why, sizeof(why), "the map has blocks past the end of the file");
 	}
 	if (unfixable) {
 		report(c, relpath, "map left alone", why, 0);

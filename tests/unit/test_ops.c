@@ -637,6 +637,46 @@ static void test_fsck_layers(void)
 	CHECK_EQ(res.problems, 0);
 }
 
+/* A plain file's map saved under its stamp but calling blocks past its end data (a
+ * daemon saved it so when someone else cut the file short while it was open):
+ * opens failed on it with EIO and fsck found nothing; fsck reports and rebuilds it. */
+static void test_fsck_map_past_end(void)
+{
+	struct vmb_fsck_result res;
+	struct vmb_blockmap m;
+	struct vmb_stamp st;
+	struct vmb_err err;
+	char name[VMB_SIDECAR_NAME_MAX];
+	int fd;
+
+	REQUIRE(mkdir(P("pe"), 0755) == 0);
+	fd = open(P("pe/disk.img"), O_RDWR | O_CREAT | O_EXCL, 0644);
+	REQUIRE(fd >= 0);
+	CHECK(pwrite(fd, "data", 4, 0) == 4);
+	CHECK(ftruncate(fd, 4096) == 0);
+	vmb_blockmap_init(&m);
+	CHECK_RC(vmb_blockmap_set(&m, 0, 256, VMB_DATA), 0);   /* 1 MiB of data */
+	CHECK_RC(vmb_stamp_fd(fd, &st, &err), 0);
+	vmb_sidecar_name(st.ino, name);
+	CHECK_RC(vmb_sidecar_write(S.mapfd, name, &m, &st, 1, &err), 0);
+	vmb_blockmap_destroy(&m);
+	close(fd);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_EQ(res.problems, 1);
+	CHECK_STR(fsck_out, "pe/disk.img: map needs rebuilding (the map has blocks past the "
+		  "end of the file)");
+	CHECK_RC(fsck_run(1, &res), 0);
+	CHECK_EQ(res.repaired, 1);
+	CHECK_RC(fsck_run(0, &res), 0);
+	CHECK_EQ(res.problems, 0);
+	fd = open(P("pe/disk.img"), O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK_RC(vmb_image_load_map(fd, S.mapfd, "pe/disk.img", &m, &(uint64_t){0},
+				    &(int){0}, &err), 0);   /* opens again */
+	vmb_blockmap_destroy(&m);
+	close(fd);
+}
+
 /* Run op in a child killed after step `step`; 1 when it was killed there. */
 static int killed_at(const char *op, unsigned step, int (*fn)(void))
 {
@@ -849,6 +889,7 @@ int main(int argc, char **argv)
 	RUN(test_hooks);
 	RUN(test_flatten);
 	RUN(test_fsck_layers);
+	RUN(test_fsck_map_past_end);
 	RUN(test_hardlinks);
 	RUN(test_crash);
 	close_store();
