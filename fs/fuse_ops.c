@@ -281,8 +281,11 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 {
 	struct vmb_err err = {0};
 	struct vmb_entry e;
-	int r = vmb_vfs_link(V(req), ino, newparent, newname, &e, &err);
+	struct vmb_ctx ctx;
+	int r;
 
+	ctx_of(req, &ctx);
+	r = vmb_vfs_link(V(req), &ctx, ino, newparent, newname, &e, &err);
 	reply_entry_or_err(req, r, &e, &err);
 }
 

@@ -64,6 +64,11 @@ busy "mv of another bundle's file over a file of the bundle" mv "$MNT/other/conf
 check "... the other bundle's file is still there" test -f "$MNT/other/config.json"
 busy "mv of a file of the bundle over another of its files" mv "$MNT/vm/spare.txt" "$MNT/vm/config.json"
 busy "mv of a bundle over the in-use bundle" sh -c "mkdir '$MNT/empty' && mv -T '$MNT/empty' '$MNT/vm'"
+# a new name elsewhere would take the in-use mark (or the aux storage) out of it
+busy "ln of the locked aux-storage file into another bundle" ln "$MNT/vm/nvram.bin" "$MNT/other/nv-link"
+busy "ln of another file of the bundle into another bundle" ln "$MNT/vm/spare.txt" "$MNT/other/spare-link"
+busy "... the bundle is still in use after them: rm refused" rm "$MNT/vm/spare.txt"
+check "... and no link was made" test ! -e "$MNT/other/nv-link" -a ! -e "$MNT/other/spare-link"
 rmdir "$MNT/empty" 2>/dev/null
 busy "truncate -s 0 of the disk image" truncate -s 0 "$MNT/vm/disk.img"
 busy "truncate -s (grow) of the disk image" truncate -s 16M "$MNT/vm/disk.img"

@@ -140,7 +140,11 @@ int vmb_vfs_mknod(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 		  struct vmb_err *err);
 int vmb_vfs_symlink(struct vmb_vfs *v, const struct vmb_ctx *ctx, const char *target,
 		    uint64_t parent, const char *name, struct vmb_entry *e, struct vmb_err *err);
-int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char *newname,
+/* A new name for a file (not a directory); a file of a bundle in use by another
+ * process gets none (-EBUSY, as remove and rename): it would take the bundle's in-use
+ * mark, or its aux storage, with it. */
+int vmb_vfs_link(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
+		 uint64_t newparent, const char *newname,
 		 struct vmb_entry *e, struct vmb_err *err);
 /* Removing or renaming anything in a bundle that is in use (its aux-storage file is
  * locked) fails with -EBUSY unless the caller is the holder. */

@@ -165,8 +165,9 @@ int vmb_vfs_symlink(struct vmb_vfs *v, const struct vmb_ctx *ctx, const char *ta
 	return make_entry(v, ctx, parent, name, MK_SYMLINK, 0777, target, e, err);
 }
 
-int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char *newname,
-		 struct vmb_entry *e, struct vmb_err *err)
+int vmb_vfs_link(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
+		 uint64_t newparent, const char *newname, struct vmb_entry *e,
+		 struct vmb_err *err)
 {
 	struct vmb_node *n, *p;
 	char proc[64];
@@ -188,6 +189,11 @@ int vmb_vfs_link(struct vmb_vfs *v, uint64_t ino, uint64_t newparent, const char
 		r = -EPERM;
 		goto out;
 	}
+	/* a name elsewhere would take the bundle's in-use mark (the node follows its
+	 * last name) or its aux storage out of the bundle's protection */
+	r = vmb_check_node_not_in_use(v, n, ctx, "link", err);
+	if (r < 0)
+		goto out;
 	if (S_ISLNK(n->type)) {
 		r = linkat(n->fd, "", p->fd, newname, AT_EMPTY_PATH);
 	} else {

@@ -453,16 +453,16 @@ static void test_link_unlink(void)
 	io = (uint64_t)o.attr.st_ino;
 	CHECK(map_exists(io));
 
-	CHECK_RC(vmb_vfs_link(v, o.ino, b.ino, "alias", &l, NULL), 0);
+	CHECK_RC(vmb_vfs_link(v, &ctx, o.ino, b.ino, "alias", &l, NULL), 0);
 	CHECK_EQ(l.attr.st_ino, io);
 	CHECK_EQ(l.attr.st_nlink, 2);
 	CHECK_EQ(l.ino, o.ino);   /* one node per inode */
 	CHECK_RC(vmb_vfs_getattr(v, o.ino, &st, NULL), 0);
 	CHECK_EQ(st.st_nlink, 2);
 	CHECK(content_is(b.ino, "alias", "hello"));
-	CHECK_RC(vmb_vfs_link(v, o.ino, b.ino, "alias", &x, NULL), -EEXIST);
-	CHECK_RC(vmb_vfs_link(v, o.ino, ROOT, "toplink", &x, NULL), -EPERM);
-	CHECK_RC(vmb_vfs_link(v, b.ino, ROOT, "dirlink", &x, NULL), -EPERM);
+	CHECK_RC(vmb_vfs_link(v, &ctx, o.ino, b.ino, "alias", &x, NULL), -EEXIST);
+	CHECK_RC(vmb_vfs_link(v, &ctx, o.ino, ROOT, "toplink", &x, NULL), -EPERM);
+	CHECK_RC(vmb_vfs_link(v, &ctx, b.ino, ROOT, "dirlink", &x, NULL), -EPERM);
 
 	/* one link left: the map stays */
 	CHECK_RC(vmb_vfs_unlink(v, &ctx, b.ino, "orig", NULL), 0);
@@ -629,7 +629,7 @@ static void test_names(void)
 
 	/* 255 bytes is fine */
 	CHECK(make_file(b.ino, ok, "ok", &e) != 0);
-	CHECK_RC(vmb_vfs_link(v, e.ino, b.ino, name, &x, NULL), -ENAMETOOLONG);
+	CHECK_RC(vmb_vfs_link(v, &ctx, e.ino, b.ino, name, &x, NULL), -ENAMETOOLONG);
 	CHECK_RC(vmb_vfs_rename(v, &ctx, b.ino, ok, b.ino, name, 0, NULL), -ENAMETOOLONG);
 	CHECK(content_is(b.ino, ok, "ok"));
 	CHECK_RC(vmb_vfs_unlink(v, &ctx, b.ino, ok, NULL), 0);
