@@ -244,4 +244,27 @@ assert_eq "no layer left" "" "$(ls "$STORE/.vmbundlefs/layers")"
 check "the source still reads the same" same_regions "$T/ref.img" "$STORE/vm/disk.img"
 run_cmd "$T/o" "$VMB_BIN" fsck -n "$STORE"
 assert_eq "fsck: clean" 0 $RC
+
+# ---- a store copied without vmbundlefs: said once when it has layers ----
+vmb init "$T/cs" >/dev/null
+mkdir "$T/cs/p" && truncate -s 8M "$T/cs/p/disk.img"
+cp -r --sparse=always "$T/cs" "$T/cs-plain"
+check "clone in the store to copy" vmb clone "$T/cs" p pc
+cp -r --sparse=always "$T/cs" "$T/cs-copy"
+mkdir "$T/cm"
+on_exit 'mountpoint -q "$T/cm" && fusermount3 -uz "$T/cm"'
+for round in 1 2; do
+    check "mount the copy (round $round)" vmb mount --log="$T/cs-log$round" "$T/cs-copy" "$T/cm"
+    fusermount3 -u "$T/cm"
+done
+assert_match "the first mount of the copy says it is one, with layers" \
+    "store '.*cs-copy' is a copy \\(or a restore\\) made without vmbundlefs, and has 1 layers" \
+    "$(cat "$T/cs-log1")"
+assert_eq "... once" "" "$(grep -c 'is a copy' "$T/cs-log2" | grep -v '^0$')"
+check "mount the copy of a store with no layers" vmb mount --log="$T/cs-logp" "$T/cs-plain" "$T/cm"
+fusermount3 -u "$T/cm"
+check_fails "... says nothing of it" grep -q 'is a copy' "$T/cs-logp"
+check "mount the store itself" vmb mount --log="$T/cs-logo" "$T/cs" "$T/cm"
+fusermount3 -u "$T/cm"
+check_fails "... says nothing of it either" grep -q 'is a copy' "$T/cs-logo"
 finish

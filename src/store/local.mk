@@ -1,6 +1,6 @@
 # store: store directories, walking them, fsck.
 src_libvmbundle_a_SOURCES += \
-	src/store/store.c src/store/store_walk.c src/store/store_rm.c src/store/store_staging.c \
+	src/store/store.c src/store/store_home.c src/store/store_walk.c src/store/store_rm.c src/store/store_staging.c \
 	src/store/store.h \
 	src/store/fsck.c src/store/fsck.h \
 	src/store/store_log.c src/store/store_log.h \

@@ -128,6 +128,7 @@ int vmb_store_init(const char *path, struct vmb_err *err)
 		goto out;
 	}
 	close(lfd);
+	vmb_store_home_init(mfd);
 	/* The layout file last: a store is a store once it exists. */
 	snprintf(text, sizeof(text), "%s %d\n", VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
 	r = write_file_atomic(mfd, VMB_LAYOUT_FILE, text, err);

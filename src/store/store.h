@@ -67,6 +67,15 @@ void vmb_store_close(struct vmb_store *s);
  * store: not checked), else -errno. */
 int vmb_store_check_times(struct vmb_store *s, int *coarse, struct vmb_err *err);
 
+/* Was the store's metadata directory made elsewhere (store_home.c)? *copied = 1
+ * when STORE/.vmbundlefs/home names another directory than this one: the store is
+ * a copy (cp -r, rsync, a restore), whose layered files may have lost their base
+ * xattr or their maps. The file is then (or when missing) written for this one,
+ * best effort. 0, or -errno when the directory cannot be looked at. */
+int vmb_store_check_home(struct vmb_store *s, int *copied, struct vmb_err *err);
+/* Its first home file, by init (best effort). */
+void vmb_store_home_init(int metafd);
+
 /* A name usable for a bundle or a file: not "", ".", "..", no '/', at most
  * NAME_MAX bytes. 0, -EINVAL or -ENAMETOOLONG with a message. */
 int vmb_name_check(const char *name, struct vmb_err *err);

@@ -105,6 +105,45 @@ static void sweep_temporaries(int mapfd)
 	closedir(d);
 }
 
+/* A store copied without vmbundlefs (store_home.c) that has layers: say once what
+ * such a copy loses, rather than serve its layered files as their deltas alone (a
+ * copy without xattrs) or with their zeroed blocks reading their base again (one
+ * with them: the maps are named by inode numbers). */
+static void copied_note(struct vmb_vfs *v, const char *store)
+{
+	struct vmb_err e = { 0 };
+	struct dirent *de;
+	unsigned long layers = 0;
+	int copied = 0, fd;
+	DIR *d;
+
+	if (v->readonly || vmb_store_check_home(&v->store, &copied, &e) < 0 || !copied)
+		return;
+	fd = openat(v->store.metafd, VMB_LAYERS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || !(d = fdopendir(fd))) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		const char *dot = strrchr(de->d_name, '.');
+
+		/* a layer is <id>.map beside <id>.data, or <id>.remote */
+		if (de->d_name[0] != '.' && dot && (!strcmp(dot, ".map") ||
+						    !strcmp(dot, ".remote")))
+			layers++;
+	}
+	closedir(d);
+	if (layers)
+		vmb_log_msg(v->log, "store '%s' is a copy (or a restore) made without "
+			    "vmbundlefs, and has %lu layers: its clones, snapshots and pulled "
+			    "bundles may read wrong bytes, since such a copy drops their base "
+			    "attribute (trusted.vmbundlefs.base) or their maps (named by inode "
+			    "numbers); copy a store with layers bundle by bundle with "
+			    "'vmbundlefs export' and 'import', or flatten its bundles first "
+			    "(vmbundlefs(5), STORE LAYOUT)", store, layers);
+}
+
 int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_opts *o,
 		struct vmb_err *err)
 {
@@ -190,6 +229,7 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	if (r < 0)
 		goto fail;
 	v->resolver = vmb_layers_resolver(v->layers);
+	copied_note(v, store);
 	{
 		struct vmb_remote_opts ro;
 
