@@ -58,6 +58,8 @@ check_fails "a flat archive on stdin needs a NAME" \
     bash -c '"$1" import "$2" - <"$3"' _ "$VMB_BIN" "$STORE" "$T/flat-bundle.tar.gz"
 check_fails "an invalid NAME is refused" vmb import "$STORE" "$T/plain.tar" "a/b"
 check_fails "the reserved name is refused" vmb import "$STORE" "$T/plain.tar" .vmbundlefs
+check_fails "... and .snapshots (a mount's root shows its snapshots there)" vmb import "$STORE" "$T/plain.tar" .snapshots
+check_fails "... which was not made" test -e "$STORE/.snapshots"
 
 # A plain (not sparse) ustar: runs of zero blocks become holes.
 mkdir -p "$T/u/plain"

@@ -81,6 +81,11 @@ out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL#nosuch" 2>&1)
 assert_match "pull of a bundle that is not published" "no bundle 'nosuch'" "$out"
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL" 2>&1); rc=$?
 assert_eq "pull without #BUNDLE: usage" "2" "$rc"
+for bad in 'a/b' '.x' '..'; do
+    out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "$URL#vm1" "$bad" 2>&1); rc=$?
+    assert_eq "pull to the bad name '$bad': usage (exit 2)" "2" "$rc"
+    assert_match "... naming it" "bad bundle name '$bad'" "$out"
+done
 out=$("$VMB_BIN" pull -o cache="$T/cache" "$STORE" "file://$T/nothere#vm1" vm9 2>&1)
 assert_match "pull from a missing directory names it" "nothere" "$out"
 out=$("$VMB_BIN" pull -o cach="$T/typo" "$STORE" "$URL#vm2" vm2t 2>&1); rc=$?

@@ -635,7 +635,7 @@ static int check_name(struct imp *m, const char *name, struct vmb_err *err)
 
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot use '%s' as the bundle's name", name);
-	if (vmb_store_reserved(name))
+	if (vmb_store_reserved_new(name))
 		return vmb_err_set(err, EINVAL, "'%s' is reserved by the store and cannot "
 				   "name a bundle", name);
 	return 0;

@@ -86,3 +86,37 @@ void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
 	else
 		fprintf(stderr, "vmbundlefs: %s\n", buf);
 }
+
+void vmb_log_limited(const struct vmb_log *log, struct vmb_ratelimit *rl, const char *fmt,
+		     ...)
+{
+	char buf[VMB_ERR_MAX + 64];
+	struct timespec now;
+	unsigned left_out = 0;
+	int say;
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&rl->mu);
+	if (!rl->start || now.tv_sec - rl->start >= 60) {
+		left_out = rl->left_out;
+		rl->start = now.tv_sec ? now.tv_sec : 1;
+		rl->n = rl->left_out = 0;
+	}
+	say = rl->n < VMB_LOG_BURST;
+	if (say)
+		rl->n++;
+	else
+		rl->left_out++;
+	pthread_mutex_unlock(&rl->mu);
+	if (!say)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (left_out)
+		vmb_log_msg(log, "%s (and %u more such messages in the last minute, not logged)",
+			    buf, left_out);
+	else
+		vmb_log_msg(log, "%s", buf);
+}

@@ -47,4 +47,20 @@ struct vmb_log {
 void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A limit on one kind of message that may come for every request (a change found
+ * on each open of a file another mount keeps writing): at most VMB_LOG_BURST in a
+ * minute; the first one after a minute with more says how many were left out. One
+ * static struct per kind, VMB_RATELIMIT_INIT. */
+#include <pthread.h>
+#include <time.h>
+#define VMB_LOG_BURST 10
+struct vmb_ratelimit {
+	pthread_mutex_t mu;
+	time_t start;          /* CLOCK_MONOTONIC seconds: the minute's start */
+	unsigned n, left_out;
+};
+#define VMB_RATELIMIT_INIT { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 }
+void vmb_log_limited(const struct vmb_log *log, struct vmb_ratelimit *rl, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -80,7 +80,7 @@ static int bad_name(const char *name)
 		vmb_cli_error("cannot use '%s' as a bundle name: %s", name, err.msg);
 		return 1;
 	}
-	if (vmb_store_reserved(name)) {
+	if (vmb_store_reserved_new(name)) {
 		vmb_cli_error("'%s' is reserved by the store and cannot name a bundle", name);
 		return 1;
 	}

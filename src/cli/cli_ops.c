@@ -486,6 +486,14 @@ int vmb_cli_pull(int argc, char **argv)
 	}
 	*hash = '\0';
 	name = argc - optind == 3 ? argv[optind + 2] : hash + 1;
+	/* a name the new bundle cannot take is a usage error, as clone's is */
+	if (vmb_name_check(name, &err) < 0 || name[0] == '.') {
+		if (name[0] == '.' && !err.msg[0])
+			vmb_err_set(&err, EINVAL, "a new bundle's name may not start with '.'");
+		vmb_cli_error("bad bundle name '%s': %s", name, err.msg);
+		free(spec);
+		return VMB_EXIT_USAGE;
+	}
 	if (endpoint && cli_ropts.endpoint && strcmp(endpoint, cli_ropts.endpoint)) {
 		vmb_cli_error("--endpoint '%s' and -o endpoint='%s' differ", endpoint,
 			      cli_ropts.endpoint);

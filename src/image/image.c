@@ -634,8 +634,13 @@ changed:
 	img->on_disk = !img->base;
 	img->pos.valid = 0;
 	__atomic_store_n(&img->foreign, 1, __ATOMIC_RELEASE);
-	vmb_log_msg(img->log, "'%s' was changed outside this mount: its map was rebuilt "
-		    "from the backing file", img->name);
+	{
+		/* one for every open of a file another mount keeps changing: limited */
+		static struct vmb_ratelimit rl = VMB_RATELIMIT_INIT;
+
+		vmb_log_limited(img->log, &rl, "'%s' was changed outside this mount: its map "
+				"was rebuilt from the backing file", img->name);
+	}
 	return 1;
 }
 

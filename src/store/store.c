@@ -34,6 +34,11 @@ int vmb_store_reserved(const char *name)
 	return strcmp(name, VMB_META_DIR) == 0;
 }
 
+int vmb_store_reserved_new(const char *name)
+{
+	return vmb_store_reserved(name) || strcmp(name, ".snapshots") == 0;
+}
+
 static int write_file_atomic(int dirfd, const char *name, const char *text,
 			     struct vmb_err *err)
 {

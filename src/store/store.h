@@ -82,6 +82,9 @@ int vmb_name_check(const char *name, struct vmb_err *err);
 
 /* 1 for names the top level of a store reserves (".vmbundlefs"). */
 int vmb_store_reserved(const char *name);
+/* 1 for names a new bundle may not take: those, and ".snapshots", which a mount
+ * shows at its root in place of any bundle of that name. */
+int vmb_store_reserved_new(const char *name);
 
 struct vmb_bundle_info {
 	char *name;

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "harness.h"
 #include "base/text.h"
+#include "base/err.h"
 
 #include <limits.h>
 
@@ -267,6 +268,29 @@ static void test_sbuf(void)
 	CHECK(b.p == NULL && b.len == 0);
 }
 
+static unsigned limited_n;
+static char limited_last[512];
+
+static void limited_fn(void *arg, const char *msg)
+{
+	(void)arg;
+	limited_n++;
+	snprintf(limited_last, sizeof(limited_last), "%s", msg);
+}
+
+/* vmb_log_limited: at most VMB_LOG_BURST of a kind a minute, the rest left out. */
+static void test_log_limited(void)
+{
+	static struct vmb_ratelimit rl = VMB_RATELIMIT_INIT;
+	const struct vmb_log lg = { limited_fn, NULL };
+
+	for (int i = 0; i < VMB_LOG_BURST + 5; i++)
+		vmb_log_limited(&lg, &rl, "change %d", i);
+	CHECK_EQ(limited_n, VMB_LOG_BURST);
+	CHECK_STR(limited_last, "change 9");
+	CHECK_EQ(rl.left_out, 5);
+}
+
 int main(void)
 {
 	RUN(test_escape_roundtrip);
@@ -275,5 +299,6 @@ int main(void)
 	RUN(test_tokens);
 	RUN(test_hex_paths);
 	RUN(test_sbuf);
+	RUN(test_log_limited);
 	return harness_exit("test_text");
 }
