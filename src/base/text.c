@@ -68,6 +68,16 @@ void vmb_sbuf_put_esc(struct vmb_sbuf *b, const char *s, size_t n)
 	vmb_sbuf_put(b, s + st, n - st);
 }
 
+void vmb_sbuf_put_value(struct vmb_sbuf *b, const char *s, size_t n)
+{
+	if (!n)
+		vmb_sbuf_put(b, "-", 1);
+	else if (n == 1 && s[0] == '-')
+		vmb_sbuf_put(b, "%2D", 3);
+	else
+		vmb_sbuf_put_esc(b, s, n);
+}
+
 void vmb_sbuf_put_hex(struct vmb_sbuf *b, const uint8_t *d, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";

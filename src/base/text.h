@@ -28,6 +28,10 @@ void vmb_sbuf_putf(struct vmb_sbuf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* %-escape: bytes <= 0x20, '%', 0x7f..0xff as %XX (uppercase). */
 void vmb_sbuf_put_esc(struct vmb_sbuf *b, const char *s, size_t n);
+/* A value that may be empty as one token (tokens are never empty): "-" for the
+ * empty value, "%2D" for the value "-" (the one escape of a byte that needs none),
+ * else as vmb_sbuf_put_esc. */
+void vmb_sbuf_put_value(struct vmb_sbuf *b, const char *s, size_t n);
 void vmb_sbuf_put_hex(struct vmb_sbuf *b, const uint8_t *d, size_t n);
 
 /* Unescape [s, s+n) into a malloc'ed string (*len bytes, NUL after; len may be

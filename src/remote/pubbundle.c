@@ -164,12 +164,7 @@ int vmb_pub_bundle_encode(const struct vmb_pub_bundle *b, char **out, size_t *le
 			vmb_sbuf_put(&s, "x ", 2);
 			vmb_sbuf_put_esc(&s, e->xattrs[j].name, strlen(e->xattrs[j].name));
 			vmb_sbuf_put(&s, " ", 1);
-			if (!e->xattrs[j].len)
-				vmb_sbuf_put(&s, "-", 1);
-			else if (e->xattrs[j].len == 1 && e->xattrs[j].value[0] == '-')
-				vmb_sbuf_put(&s, "%2D", 3);
-			else
-				vmb_sbuf_put_esc(&s, e->xattrs[j].value, e->xattrs[j].len);
+			vmb_sbuf_put_value(&s, e->xattrs[j].value, e->xattrs[j].len);
 			vmb_sbuf_put(&s, "\n", 1);
 		}
 	}

@@ -159,14 +159,7 @@ int vmb_manifest_encode(const struct vmb_manifest *m, char **out, size_t *len,
 			vmb_sbuf_put(&b, "x ", 2);
 			vmb_sbuf_put_esc(&b, e->xattrs[j].name, strlen(e->xattrs[j].name));
 			vmb_sbuf_put(&b, " ", 1);
-			/* tokens are never empty: "-" is the empty value, "%2D" the
-			 * value "-" (the one escape of a byte that needs none) */
-			if (!e->xattrs[j].len)
-				vmb_sbuf_put(&b, "-", 1);
-			else if (e->xattrs[j].len == 1 && e->xattrs[j].value[0] == '-')
-				vmb_sbuf_put(&b, "%2D", 3);
-			else
-				vmb_sbuf_put_esc(&b, e->xattrs[j].value, e->xattrs[j].len);
+			vmb_sbuf_put_value(&b, e->xattrs[j].value, e->xattrs[j].len);
 			vmb_sbuf_put(&b, "\n", 1);
 		}
 	}
