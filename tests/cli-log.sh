@@ -121,9 +121,11 @@ tar -cf "$T/a.tar" -C "$T" m2
 run "$VMB_BIN" import "$STORE" "$T/a.tar" imp
 assert_eq "import into a store being checked: exit 1" 1 $RC
 assert_eq "import into a store being checked (EBUSY): names the log" 1 "$(hinted)"
-run "$VMB_BIN" clone "$STORE" ok ok2
-assert_eq "clone in a store being checked: exit 1" 1 $RC
-assert_eq "clone in a store being checked (EBUSY): names the log" 1 "$(hinted)"
+# a structural command waits for the lock (as for another command), saying so
+run timeout 3 "$VMB_BIN" clone "$STORE" ok ok2
+assert_eq "clone in a store being checked: still waiting after 3 s" 124 $RC
+assert_match "... saying so" "waiting for another command \\(or fsck\\) working on store" "$(cat "$T/e")"
+check_fails "... and nothing made" test -e "$STORE/ok2"
 kill $FL; wait $FL 2>/dev/null
 # ls of a damaged bundle: names the log once.
 flip_byte "$(sidecar_of "$STORE/b/f")" 5000
