@@ -210,8 +210,9 @@ static int walk(int at, const char *name, const char *shown, int top, struct run
 
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		/* a store's own metadata holds no file of a bundle */
-		if (top && !strcmp(e->d_name, VMB_META_DIR))
+		/* a store's own metadata holds no file of a bundle; a mount's
+		 * .snapshots reads the layers its bundles read */
+		if (top && (!strcmp(e->d_name, VMB_META_DIR) || !strcmp(e->d_name, ".snapshots")))
 			continue;
 		if (asprintf(&sub, "%s/%s", shown, e->d_name) < 0)
 			r = vmb_err_set(err, ENOMEM, "out of memory");
