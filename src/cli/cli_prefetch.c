@@ -56,14 +56,14 @@ struct run {
 	uint64_t files;              /* regular files seen */
 };
 
-/* The vmbundlefs mount holding real (a realpath), or NULL; *rel its path inside. */
-static char *mount_of(const char *real, char **source, const char **rel)
+/* The vmbundlefs mount holding real (a realpath), or NULL. (Not vmb_cli_ctl_find:
+ * a path in one of a store's two mounts is prefetched through it.) */
+static char *mount_of(const char *real)
 {
 	char line[PATH_MAX * 2 + 256], best[PATH_MAX] = "";
 	size_t bl = 0;
 	FILE *mi = fopen("/proc/self/mountinfo", "re");
 
-	*source = NULL;
 	while (mi && fgets(line, sizeof(line), mi)) {
 		char mp[PATH_MAX], fstype[64], src[PATH_MAX];
 		const char *sep = strstr(line, " - ");
@@ -79,16 +79,11 @@ static char *mount_of(const char *real, char **source, const char **rel)
 		if (!strncmp(real, mp, l) && (real[l] == '/' || !real[l]) && l + 1 > bl) {
 			snprintf(best, sizeof(best), "%s", mp);
 			bl = l + 1;
-			free(*source);
-			*source = strdup(src);
 		}
 	}
 	if (mi)
 		fclose(mi);
-	if (!bl)
-		return NULL;
-	*rel = real + bl - 1 + (real[bl - 1] == '/');
-	return strdup(best);
+	return bl ? strdup(best) : NULL;
 }
 
 static double now_s(void)
@@ -390,8 +385,7 @@ int vmb_cli_prefetch(int argc, char **argv)
 	}
 	for (i = optind; i < argc; i++) {
 		struct run run = { .rate = rate, .t0 = now_s() };
-		char *real = realpath(argv[i], NULL), *mp, *source = NULL;
-		const char *rel = NULL;
+		char *real = realpath(argv[i], NULL), *mp;
 		int r;
 
 		if (!real) {
@@ -400,7 +394,7 @@ int vmb_cli_prefetch(int argc, char **argv)
 			continue;
 		}
 		vmb_err_clear(&err);
-		mp = mount_of(real, &source, &rel);
+		mp = mount_of(real);
 		if (mp && (endpoint || ro.endpoint))
 			r = vmb_err_set(&err, EINVAL, "'%s' is in the mount '%s', whose daemon "
 					"fetches from the endpoint its bundles remember: "
@@ -417,7 +411,6 @@ int vmb_cli_prefetch(int argc, char **argv)
 			rc = VMB_EXIT_ERROR;
 		}
 		free(mp);
-		free(source);
 		free(real);
 	}
 	return rc;
