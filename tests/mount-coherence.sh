@@ -113,6 +113,21 @@ check "a new open on A after the close reads it (no EIO)" vmbio verify "$A/x/q" 
 assert_eq "... 4 KiB of it" 4096 "$(st_size "$A/x/q")"
 assert_match "A's log says q changed outside the mount" "'x/q' was changed outside this mount" "$(cat "$T/log")"
 
+# ---- 6. a map rebuilt at an open, with the kernel's attributes still cached ----
+# (another mount saved its own view of the map meanwhile, or none yet: the open
+# rebuilds it from the backing file, which counts preallocated blocks otherwise;
+# the kernel kept the st_blocks it was given before, for its attribute timeout)
+check "A: write 8 KiB and preallocate 64 KiB of p" sh -c "'$VMBIO' pwrite '$A/x/p' 0 8192 $X && '$VMBIO' falloc '$A/x/p' 0 $M 65536"
+sleep 0.3   # the close's map saved
+b1=$(vmbio blocks "$A/x/p")
+rm -f "$(sidecar_of "$STORE/x/p")" "$(sidecar_of "$STORE/x/p" | sed 's/\.map$/.jnl/')"
+exec 7<"$A/x/p"
+b2=$(vmbio blocks fd:7)
+m2=$(vmbio mapsum fd:7)
+exec 7<&-
+assert_eq "an open that rebuilt p's map: st_blocks agrees with its data extents" "$m2" "$((b2 * 512))"
+check "... (the rebuild counted the preallocation otherwise: $b1 blocks before)" test "$((b1 * 512))" != "$m2"
+
 # ---- every map saved describes the backing file: after remounting both ----
 unmount_b
 unmount_store

@@ -340,7 +340,7 @@ static int tmp_name(const char *name, char tmp[NAME_MAX + 1], struct vmb_err *er
 /* Create `name` atomically holding len bytes of buf: a temporary, fsync'ed when
  * durable, renamed over it. The directory is not synced. */
 static int create_atomic(int dirfd, const char *name, const void *buf, size_t len,
-			 int durable, struct vmb_err *err)
+			 int durable, struct stat *made, struct vmb_err *err)
 {
 	char tmp[NAME_MAX + 1];
 	int fd = -1, created = 0, rc;
@@ -361,6 +361,10 @@ static int create_atomic(int dirfd, const char *name, const void *buf, size_t le
 	}
 	if (durable && fsync(fd) < 0) {
 		rc = vmb_err_sys(err, errno, "cannot fsync sidecar map '%s'", tmp);
+		goto out;
+	}
+	if (made && fstat(fd, made) < 0) {   /* a rename keeps its inode and mtime */
+		rc = vmb_err_sys(err, errno, "cannot stat sidecar map '%s'", tmp);
 		goto out;
 	}
 	rc = close(fd);
@@ -388,6 +392,7 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 		      struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
 	char jname[NAME_MAX + 1];
+	struct stat made;
 	void *buf = NULL;
 	size_t len;
 	int rc;
@@ -402,7 +407,7 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 	rc = vmb_sidecar_encode2(m, s, b, &buf, &len, err);
 	if (rc)
 		return rc;
-	rc = create_atomic(dirfd, name, buf, len, durable, err);
+	rc = create_atomic(dirfd, name, buf, len, durable, &made, err);
 	if (rc)
 		goto out;
 	/* A journal left here (a crash before this unlink) names the old base and is
@@ -422,6 +427,8 @@ static int write_full(int dirfd, const char *name, const struct vmb_blockmap *m,
 	if (pos) {
 		memset(pos, 0, sizeof(*pos));
 		vmb_journal_base_of(buf, len, &pos->base);
+		pos->base_ino = (uint64_t)made.st_ino;
+		pos->base_mtime = made.st_mtim;
 		pos->first_seq = pos->next_seq = 1;
 		if (has_base(b))
 			pos->under = *b;
@@ -448,7 +455,7 @@ int vmb_sidecar_write2(int dirfd, const char *name, const struct vmb_blockmap *m
 /* The whole of regular file `name` into a malloc'ed *buf (caller frees). -ENOENT
  * (no message) when it does not exist. */
 static int read_whole(int dirfd, const char *name, const char *what, void **buf,
-		      size_t *len, struct vmb_err *err)
+		      size_t *len, struct stat *stp, struct vmb_err *err)
 {
 	struct stat st;
 	ssize_t got;
@@ -488,6 +495,8 @@ static int read_whole(int dirfd, const char *name, const char *what, void **buf,
 		goto out;
 	}
 	*len = (size_t)got;
+	if (stp)
+		*stp = st;
 out:
 	close(fd);
 	return rc;
@@ -505,7 +514,7 @@ static int load_journal(int dirfd, const char *jname, const struct vmb_journal_b
 
 	memset(info, 0, sizeof(*info));
 	*present = 0;
-	rc = read_whole(dirfd, jname, "sidecar journal", &buf, &len, err);
+	rc = read_whole(dirfd, jname, "sidecar journal", &buf, &len, NULL, err);
 	if (rc == -ENOENT) {
 		vmb_err_clear(err);
 		return 0;
@@ -554,6 +563,7 @@ int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
 	struct vmb_journal_base id;
 	struct vmb_blockmap map;
 	struct vmb_stamp stamp;
+	struct stat bst;
 	void *buf = NULL;
 	size_t len;
 	int rc, present;
@@ -566,7 +576,7 @@ int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
 		return rc;
 	if (vmb_sidecar_journal_name(name, jname, sizeof(jname)) < 0)
 		return vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
-	rc = read_whole(dirfd, name, "sidecar map", &buf, &len, err);
+	rc = read_whole(dirfd, name, "sidecar map", &buf, &len, &bst, err);
 	if (rc < 0)
 		return rc;
 	rc = vmb_sidecar_decode2(buf, len, &map, &stamp, &under, err);
@@ -583,6 +593,8 @@ int vmb_sidecar_load2(int dirfd, const char *name, struct vmb_blockmap *m,
 	} else if (pos) {
 		pos->under = under;
 		pos->base = id;
+		pos->base_ino = (uint64_t)bst.st_ino;
+		pos->base_mtime = bst.st_mtim;
 		if (present && !info.stale) {
 			pos->jlen = info.len;
 			pos->first_seq = info.next_seq - info.records;
@@ -612,8 +624,29 @@ int vmb_sidecar_read(int dirfd, const char *name, struct vmb_blockmap *m,
 	return vmb_sidecar_load(dirfd, name, m, s, NULL, err);
 }
 
+/* Does `name` still hold the base file pos describes? Another process may have
+ * saved a whole new one over it. */
+static int base_unchanged(int dirfd, const char *name, const struct vmb_sidecar_pos *pos)
+{
+	struct stat st;
+
+	return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_ino == pos->base_ino && (uint64_t)st.st_size == pos->base.len &&
+	       st.st_mtim.tv_sec == pos->base_mtime.tv_sec &&
+	       st.st_mtim.tv_nsec == pos->base_mtime.tv_nsec;
+}
+
+static int base_replaced(const char *name, struct vmb_err *err)
+{
+	return vmb_err_set(err, ESTALE, "sidecar map '%s' was replaced by another process",
+			   name);
+}
+
 /* Append rec to the journal that pos describes, or create the journal holding it
- * when there is none. On failure pos->valid is cleared. */
+ * when there is none. The base is looked at before and after: a record written
+ * while another process (another mount) saved a whole new base names the old one
+ * and counts for nothing, so the caller must save whole (-ESTALE). On failure
+ * pos->valid is cleared. */
 static int journal_append(int dirfd, const char *name, const void *rec, size_t rlen,
 			  int durable, struct vmb_sidecar_pos *pos, struct vmb_err *err)
 {
@@ -627,6 +660,10 @@ static int journal_append(int dirfd, const char *name, const void *rec, size_t r
 		rc = vmb_err_set(err, ENAMETOOLONG, "sidecar map name '%s' is too long", name);
 		goto fail;
 	}
+	if (!base_unchanged(dirfd, name, pos)) {
+		rc = base_replaced(name, err);
+		goto fail;
+	}
 	vmb_journal_encode_header(hdr, &pos->base, pos->first_seq);
 	if (pos->jlen == 0) {
 		/* a new journal, created whole (a stale one is replaced) */
@@ -638,10 +675,15 @@ static int journal_append(int dirfd, const char *name, const void *rec, size_t r
 		}
 		memcpy(whole, hdr, VMB_JOURNAL_HDR);
 		memcpy(whole + VMB_JOURNAL_HDR, rec, rlen);
-		rc = create_atomic(dirfd, jname, whole, VMB_JOURNAL_HDR + rlen, 1, err);
+		rc = create_atomic(dirfd, jname, whole, VMB_JOURNAL_HDR + rlen, 1, NULL, err);
 		free(whole);
 		if (rc < 0)
 			goto fail;
+		if (!base_unchanged(dirfd, name, pos)) {   /* an orphan: ignored, removed
+							     * by the next whole save */
+			rc = base_replaced(name, err);
+			goto fail;
+		}
 		pos->jlen = VMB_JOURNAL_HDR + rlen;
 		pos->dir_dirty = 1;
 		return 0;
@@ -670,6 +712,11 @@ static int journal_append(int dirfd, const char *name, const void *rec, size_t r
 		goto fail;
 	}
 	close(fd);
+	fd = -1;
+	if (!base_unchanged(dirfd, name, pos)) {
+		rc = base_replaced(name, err);
+		goto fail;
+	}
 	pos->jlen += rlen;
 	return 0;
 fail:

@@ -35,6 +35,7 @@
 #define VMB_SIDECAR_H
 
 #include <stdint.h>
+#include <time.h>
 #include <stddef.h>
 #include "map/blockmap.h"
 #include "map/journal.h"
@@ -128,6 +129,12 @@ struct vmb_sidecar_pos {
 	uint64_t first_seq, next_seq;   /* the journal's first and next sequence numbers */
 	int dir_dirty;                  /* a journal was created since the dir was synced */
 	struct vmb_baseref under;       /* the base the base sidecar names ("" none) */
+	/* The base file itself (inode, mtime; its size is base.len): a journal is
+	 * written only while the name still holds it. Another process (another mount
+	 * of the store) may save a whole new base meanwhile, and a journal that names
+	 * the old one is ignored by every reader: what it recorded would be lost. */
+	uint64_t base_ino;
+	struct timespec base_mtime;
 };
 
 /* vmb_sidecar_read that also fills pos (valid on success; on -ESTALE not). */

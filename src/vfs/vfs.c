@@ -846,12 +846,15 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 		st->st_blocks = (blkcnt_t)(vmb_image_alloc_bytes(n->img) / 512);
 		have = 1;
 	}
-	n->attr_ok = 1;
-	n->attr_mtime = st->st_mtim;
-	n->attr_size = st->st_size;
 	pthread_mutex_unlock(&n->ilock);
 	if (S_ISREG(st->st_mode) && !have)
 		saved_blocks(v, n, st);
+	pthread_mutex_lock(&n->ilock);
+	n->attr_ok = 1;
+	n->attr_mtime = st->st_mtim;
+	n->attr_size = st->st_size;
+	n->attr_blocks = st->st_blocks;
+	pthread_mutex_unlock(&n->ilock);
 	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
 	return 0;
 }

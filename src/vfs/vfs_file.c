@@ -186,6 +186,12 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 			old_attr = st.size != (uint64_t)n->attr_size ||
 				   st.mtime_sec != n->attr_mtime.tv_sec ||
 				   st.mtime_nsec != (uint64_t)n->attr_mtime.tv_nsec;
+		/* st_blocks may differ with the same stamp: the map loaded here was
+		 * rebuilt (another mount saved another one meanwhile, or none yet, and a
+		 * rebuild from the backing file may count preallocated blocks otherwise) */
+		if (!stale && !was_open && n->attr_ok &&
+		    (blkcnt_t)(vmb_image_alloc_bytes(f->img) / 512) != n->attr_blocks)
+			old_attr = 1;
 		pthread_mutex_unlock(&n->ilock);
 		vmb_fds_unhold(v, n);
 		if ((stale || old_attr) && v->stale)

@@ -64,10 +64,11 @@ struct vmb_node {
 	unsigned held;
 	struct vmb_node *locked;
 	struct vmb_auxcache *aux;   /* owned (v->auxmu) */
-	int attr_ok;                /* the kernel was last told (attr_mtime, attr_size) of
-				     * this file (vmb_node_stat; ilock) */
+	int attr_ok;                /* the kernel was last told (attr_mtime, attr_size,
+				     * attr_blocks) of this file (vmb_node_stat; ilock) */
 	struct timespec attr_mtime;
 	off_t attr_size;
+	blkcnt_t attr_blocks;
 	atomic_uint changing;       /* changes in flight on it (vfs_barrier.c) */
 	/* O_PATH descriptors of inodes it was bound to before a rebind, still in use
 	 * by calls in flight then: closed when refs reaches 0 (tlock). */

@@ -321,7 +321,11 @@ static int cmd_blocks(int argc, char **argv)
 {
     if (argc != 1) usage();
     struct stat st;
-    if (stat(argv[0], &st) < 0) die_errno(argv[0]);
+    if (!strncmp(argv[0], "fd:", 3)) {   /* fstat through the caller's descriptor */
+        if (fstat((int)num(argv[0] + 3), &st) < 0) die_errno(argv[0]);
+    } else if (stat(argv[0], &st) < 0) {
+        die_errno(argv[0]);
+    }
     printf("%jd\n", (intmax_t)st.st_blocks);
     return 0;
 }

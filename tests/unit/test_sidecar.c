@@ -847,6 +847,74 @@ static void test_v2_files(void)
 	vmb_blockmap_destroy(&back);
 }
 
+/* Another process (another mount) saves a whole new base over the one a writer
+ * loaded: the writer's BEGIN and COMMIT must not go into a journal that names the
+ * old base (every reader ignores it: the commit would be lost, and the map on disk
+ * would stay the other process's). The writer finds out and saves whole. */
+static void test_base_replaced(void)
+{
+	const char *name = "00000000000000ab.map";
+	struct vmb_blockmap mine, theirs, dirty, back;
+	struct vmb_sidecar_pos pos, other;
+	struct vmb_stamp s1 = sample_stamp, s2 = sample_stamp, s;
+	struct vmb_err e;
+
+	vmb_blockmap_init(&mine);
+	vmb_blockmap_init(&theirs);
+	vmb_blockmap_init(&dirty);
+	vmb_blockmap_init(&back);
+	memset(&pos, 0, sizeof(pos));
+	memset(&other, 0, sizeof(other));
+	vmb_err_clear(&e);
+	vmb_blockmap_set(&mine, 0, 4, VMB_DATA);
+	vmb_blockmap_set(&mine, 8, 1, VMB_DATA);
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &mine, NULL, &s1, 1, &pos, &e) == 0);
+	/* both load it; the other saves its own view whole (same stamp, one block
+	 * less: a map rebuilt from the backing file) */
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &back, &s, &pos, &e), 0);
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &theirs, &s, &other, &e), 0);
+	vmb_blockmap_set(&theirs, 8, 1, VMB_ABSENT);
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &theirs, NULL, &s1, 1, &other, &e) == 0);
+	/* the writer's first change: its BEGIN cannot go to the journal of a base
+	 * that is gone */
+	CHECK_RC(vmb_sidecar_begin(dirfd_, name, &pos, &e), -ESTALE);
+	CHECK(strstr(e.msg, "replaced by another process") != NULL);
+	CHECK(!pos.valid);
+	/* its commit is a whole save, and what is on disk is the writer's map */
+	vmb_blockmap_set(&mine, 20, 2, VMB_DATA);
+	vmb_blockmap_set(&dirty, 20, 2, VMB_DATA);
+	s2.mtime_sec++;
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &mine, &dirty, &s2, 1, &pos, &e) == 0);
+	CHECK(pos.valid);
+	vmb_blockmap_destroy(&back);
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &back, &s, NULL, &e), 0);
+	CHECK(vmb_blockmap_equal(&back, &mine));
+	CHECK(vmb_stamp_equal(&s, &s2));
+	/* the same with a journal already there: the other saves whole between two
+	 * commits of the writer, whose next commit is then whole */
+	CHECK_RC(vmb_sidecar_begin(dirfd_, name, &pos, &e), 0);
+	vmb_blockmap_destroy(&dirty);
+	vmb_blockmap_set(&mine, 30, 1, VMB_DATA);
+	vmb_blockmap_set(&dirty, 30, 1, VMB_DATA);
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &mine, &dirty, &s2, 1, &pos, &e) == 0);
+	CHECK(pos.jlen > 0);
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &theirs, &s, &other, &e), 0);
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &theirs, NULL, &s1, 1, &other, &e) == 0);
+	vmb_blockmap_destroy(&dirty);
+	vmb_blockmap_set(&mine, 40, 1, VMB_DATA);
+	vmb_blockmap_set(&dirty, 40, 1, VMB_DATA);
+	REQUIRE(vmb_sidecar_save(dirfd_, name, &mine, &dirty, &s2, 1, &pos, &e) == 0);
+	vmb_blockmap_destroy(&back);
+	CHECK_RC(vmb_sidecar_load(dirfd_, name, &back, &s, NULL, &e), 0);
+	CHECK(vmb_blockmap_equal(&back, &mine));
+	CHECK(vmb_stamp_equal(&s, &s2));
+	vmb_sidecar_remove(dirfd_, name, NULL);
+	vmb_blockmap_destroy(&mine);
+	vmb_blockmap_destroy(&theirs);
+	vmb_blockmap_destroy(&dirty);
+	vmb_blockmap_destroy(&back);
+}
+
 static void remove_tmpdir(void)
 {
 	int fd = openat(dirfd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -880,6 +948,7 @@ int main(void)
 	RUN(test_scan);
 	RUN(test_v2_format);
 	RUN(test_v2_files);
+	RUN(test_base_replaced);
 	remove_tmpdir();
 	return harness_exit("test_sidecar");
 }
