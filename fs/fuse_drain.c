@@ -27,6 +27,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <time.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <string.h>
@@ -100,4 +103,46 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
 			break;
 	}
 	return total;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+unsigned vmb_fs_serve_grace(struct fuse_session *se, int quiet_ms, int max_ms)
+{
+	struct fuse_buf buf;
+	int64_t end = now_ms() + max_ms;
+	unsigned served = 0;
+	int fd = fuse_session_fd(se);
+
+	if (fd < 0)
+		return 0;
+	memset(&buf, 0, sizeof(buf));
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = end - now_ms();
+		int r;
+
+		if (left <= 0)
+			break;
+		r = poll(&p, 1, (int)(left < quiet_ms ? left : quiet_ms));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0 || !(p.revents & POLLIN))
+			break;   /* quiet (or the connection is gone) */
+		r = fuse_session_receive_buf(se, &buf);
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r <= 0)
+			break;
+		fuse_session_process_buf(se, &buf);
+		served++;
+	}
+	free(buf.mem);
+	return served;
 }

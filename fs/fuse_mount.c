@@ -512,7 +512,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	struct vmb_fs fs;
 	struct exit_watch watch = { 0 };
 	char *optstr = NULL, *fsname = NULL, *p, *mnt = NULL;
-	int mounted = 0, handlers = 0, r;
+	int mounted = 0, handlers = 0, stopped_by_signal = 0, r;
 	char mydev[64] = "";
 
 	memset(&fs, 0, sizeof(fs));
@@ -642,6 +642,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	watch_start(&watch, se, fs.vfs);
 	r = fuse_session_loop_mt(se, cfg);
 	watch_stop(&watch);
+	stopped_by_signal = r > 0;
 	if (r > 0) {   /* SIGTERM, SIGINT, SIGHUP: a requested stop, unmounted below */
 		vmb_log_msg(&fs.log, "stopping on signal %d (%s): unmounting '%s'", r,
 			    strsignal(r), mnt);
@@ -659,6 +660,13 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 out:
 	/* No structural command from now on (one being carried out finishes). */
 	vmb_ctl_stop(ctl);
+	if (mounted && stopped_by_signal) {
+		/* The fetches are ended (watch_exit): answer what the kernel still asks
+		 * (a failed read tried again), before the waiters go (a lock asked for
+		 * meanwhile gets a waiter of its own, stopped below). */
+		vmb_vfs_cancel(fs.vfs);
+		vmb_fs_serve_grace(se, 100, 1000);
+	}
 	/* Waiting lock calls end before the session and the files they use go away. */
 	vmb_fs_stop_waiters(&fs);
 	if (cfg)

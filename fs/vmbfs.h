@@ -85,6 +85,16 @@ int vmb_fs_reply_pieces(struct fuse_req *req, struct vmb_file *f, size_t size, o
  * alone); the session then has a descriptor of its own. Returns how many it freed. */
 unsigned vmb_fs_drain_interrupts(struct fuse_session *se);
 
+/* After the loop ended on a signal, still mounted: answer the requests the kernel
+ * sends for a while, on the calling thread (fuse_drain.c). A read that failed as
+ * the daemon stopped (its fetch ended, EIO) is often tried again by the kernel,
+ * page by page; unanswered at the unmount, that request would fail with
+ * ECONNABORTED instead of the EIO the reader is owed. Serves until no request has
+ * come for quiet_ms, at most max_ms in all; the fetches must be ended first
+ * (vmb_vfs_cancel) and the lock waiters stopped, so that no answer waits. Returns
+ * how many requests it served. */
+unsigned vmb_fs_serve_grace(struct fuse_session *se, int quiet_ms, int max_ms);
+
 /* Check a -o option list (vmbundlefs' own options and libfuse's) without mounting:
  * 0, or -EINVAL with a message naming the bad option. */
 int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err);
