@@ -33,5 +33,20 @@ assert_near "and keeps its holes" "$(alloc_bytes "$MNT/back/vm/disk.img")" \
 check "--replace while mounted (not in use)" vmb import --replace "$STORE" "$T/out.tar" vm
 for i in $(seq 30); do same_tree "$SRC" "$MNT/vm" >/dev/null 2>&1 && break; sleep 0.1; done
 check "the replaced bundle reads the same through the mount" same_tree "$SRC" "$MNT/vm"
+# A bundle replaced while the kernel still caches its entries (for the entry
+# timeout): a path through the mount reads the new bundle at once, never the old
+# (removed) files, and finds the new bundle's names.
+mkdir -p "$T/r1/rb" "$T/r2/rb"
+printf 'old contents\n' >"$T/r1/rb/config"
+printf 'new contents, longer\n' >"$T/r2/rb/config"
+printf 'only in the new one\n' >"$T/r2/rb/added"
+tar -C "$T/r1" -cf "$T/r1.tar" rb && tar -C "$T/r2" -cf "$T/r2.tar" rb || fail "tar failed"
+check "import a small bundle" vmb import "$STORE" "$T/r1.tar"
+for i in $(seq 30); do [ -e "$MNT/rb/config" ] && break; sleep 0.1; done
+assert_eq "its file reads through the mount (now cached)" "old contents" "$(cat "$MNT/rb/config")"
+check_fails "a name it lacks is not there" test -e "$MNT/rb/added"
+check "replace it while mounted" vmb import --replace "$STORE" "$T/r2.tar" rb
+assert_eq "at once: the path reads the new bundle's file" "new contents, longer" "$(cat "$MNT/rb/config" 2>&1)"
+assert_eq "at once: the new bundle's other name is found" "only in the new one" "$(cat "$MNT/rb/added" 2>&1)"
 check "no staging leftovers" staging_clean
 finish

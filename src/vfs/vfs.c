@@ -895,8 +895,18 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	if (parent == &v->root && vmb_snapview_name(name))
 		return vmb_snapview_lookup(v, VMB_ROOT_INO, name, e, err);
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		struct stat st;
+		r = -errno;
+		/* In a directory removed from outside the mount (a bundle replaced by
+		 * import --replace, say), reached through the kernel's cache: ESTALE
+		 * makes the kernel walk the path again, revalidating each step. */
+		if (r == -ENOENT && parent != &v->root &&
+		    fstatat(parent->fd, "", &st, AT_EMPTY_PATH) == 0 && S_ISDIR(st.st_mode) &&
+		    st.st_nlink == 0 && !atomic_load(&parent->removed_here))
+			r = -ESTALE;
+		return r;
+	}
 	return vmb_node_lookup_fd(v, parent, fd, name, e, err);
 }
 

@@ -69,6 +69,10 @@ struct vmb_node {
 	struct timespec attr_mtime;
 	off_t attr_size;
 	blkcnt_t attr_blocks;
+	/* a name of it was removed through this mount (unlink, rename over it): the
+	 * kernel knows, so an open of it without a name left is a reopen of a file
+	 * still open (/proc/PID/fd), not a path the kernel took from a stale cache */
+	atomic_int removed_here;
 	atomic_uint changing;       /* changes in flight on it (vfs_barrier.c) */
 	/* O_PATH descriptors of inodes it was bound to before a rebind, still in use
 	 * by calls in flight then: closed when refs reaches 0 (tlock). */
