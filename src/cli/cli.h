@@ -111,6 +111,15 @@ int vmb_cli_log_path(const char *store, char *buf, size_t size);
 #define VMB_CLI_LS_LOG_LINES 3
 #define VMB_CLI_LS_LOG_WINDOW (24 * 3600)
 void vmb_cli_log_recent(const char *store, int metafd, size_t show, long window);
+/* One vmbundlefs mount, as /proc/self/mountinfo shows it (unescaped). */
+struct vmb_cli_mount {
+	char dev[64];            /* major:minor */
+	char mp[PATH_MAX];       /* the mount point */
+	char source[PATH_MAX];   /* the store, as the mount's fsname spells it */
+};
+/* The vmbundlefs mounts (*n of them; *out malloc'ed, NULL when none). The one
+ * reader of mountinfo (cli_ctl.c). */
+int vmb_cli_mounts(struct vmb_cli_mount **out, size_t *n, struct vmb_err *err);
 /* "\040" escapes of /proc/self/mountinfo, in place. */
 void vmb_cli_unescape(char *s);
 /* Print the version line. */

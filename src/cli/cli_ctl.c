@@ -25,17 +25,10 @@ static void as_fsname(char *s)
 			*s = '_';
 }
 
-struct minfo {
-	char dev[64];
-	char mp[PATH_MAX];
-	char source[PATH_MAX];
-};
-
-/* The vmbundlefs mounts in mountinfo (*n of them, array malloc'ed). */
-static int read_mounts(struct minfo **out, size_t *n, struct vmb_err *err)
+int vmb_cli_mounts(struct vmb_cli_mount **out, size_t *n, struct vmb_err *err)
 {
 	char line[PATH_MAX * 2 + 256];
-	struct minfo *all = NULL;
+	struct vmb_cli_mount *all = NULL;
 	size_t cnt = 0;
 	FILE *mi = fopen("/proc/self/mountinfo", "re");
 
@@ -44,7 +37,7 @@ static int read_mounts(struct minfo **out, size_t *n, struct vmb_err *err)
 	if (!mi)
 		return vmb_err_sys(err, errno, "cannot read /proc/self/mountinfo");
 	while (fgets(line, sizeof(line), mi)) {
-		struct minfo m, *grown;
+		struct vmb_cli_mount m, *grown;
 		char fstype[64];
 		const char *sep = strstr(line, " - ");
 
@@ -79,7 +72,7 @@ void vmb_cli_ctl_target_free(struct vmb_ctl_target *t)
 
 int vmb_cli_ctl_find(const char *target, struct vmb_ctl_target *t, struct vmb_err *err)
 {
-	struct minfo *all = NULL;
+	struct vmb_cli_mount *all = NULL;
 	char *real = NULL, fsname[PATH_MAX], *list = NULL;
 	size_t n, i, best = 0, bestlen = 0, mounts = 0, listlen = 0;
 	int r;
@@ -88,7 +81,7 @@ int vmb_cli_ctl_find(const char *target, struct vmb_ctl_target *t, struct vmb_er
 	real = realpath(target, NULL);
 	if (!real)
 		return vmb_err_sys(err, errno, "cannot resolve '%s'", target);
-	r = read_mounts(&all, &n, err);
+	r = vmb_cli_mounts(&all, &n, err);
 	if (r < 0)
 		goto out;
 	/* A path inside a mount: the store is that mount's. */

@@ -60,30 +60,24 @@ struct run {
  * a path in one of a store's two mounts is prefetched through it.) */
 static char *mount_of(const char *real)
 {
-	char line[PATH_MAX * 2 + 256], best[PATH_MAX] = "";
-	size_t bl = 0;
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	struct vmb_cli_mount *all = NULL;
+	size_t n = 0, i, bl = 0, best = 0;
 
-	while (mi && fgets(line, sizeof(line), mi)) {
-		char mp[PATH_MAX], fstype[64], src[PATH_MAX];
-		const char *sep = strstr(line, " - ");
-		size_t l;
+	if (vmb_cli_mounts(&all, &n, NULL) < 0)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(all[i].mp);
 
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %4095s", fstype, src) != 2 ||
-		    strcmp(fstype, "fuse.vmbundlefs"))
-			continue;
-		vmb_cli_unescape(mp);
-		vmb_cli_unescape(src);
-		l = strlen(mp);
-		if (!strncmp(real, mp, l) && (real[l] == '/' || !real[l]) && l + 1 > bl) {
-			snprintf(best, sizeof(best), "%s", mp);
+		if (!strncmp(real, all[i].mp, l) && (real[l] == '/' || !real[l]) && l + 1 > bl) {
+			best = i;
 			bl = l + 1;
 		}
 	}
-	if (mi)
-		fclose(mi);
-	return bl ? strdup(best) : NULL;
+	{
+		char *r = bl ? strdup(all[best].mp) : NULL;
+		free(all);
+		return r;
+	}
 }
 
 static double now_s(void)

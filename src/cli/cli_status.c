@@ -104,13 +104,14 @@ int vmb_cli_status(int argc, char **argv)
 		{ "lines", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char line[PATH_MAX * 2 + 256], *real = NULL, **tail = NULL, **all = NULL, *end;
+	char *real = NULL, **tail = NULL, **all = NULL, *end;
 	struct vmb_err err = { 0 };
 	struct vmb_store s = { 0 };
 	size_t ntail = 0, nall = 0, i, mounts = 0;
 	unsigned long nlines = 10;
 	int c, rc = VMB_EXIT_ERROR;
-	FILE *mi;
+	struct vmb_cli_mount *mt = NULL;
+	size_t nmt = 0;
 
 	if (vmb_cli_common(argc, argv, status_usage))
 		return VMB_EXIT_OK;
@@ -157,19 +158,15 @@ int vmb_cli_status(int argc, char **argv)
 		all = NULL;
 		nall = 0;
 	}
-	mi = fopen("/proc/self/mountinfo", "re");
-	while (mi && fgets(line, sizeof(line), mi)) {
-		char mp[PATH_MAX], fstype[64], source[PATH_MAX];
-		const char *sep = strstr(line, " - ");
+	if (vmb_cli_mounts(&mt, &nmt, &err) < 0) {
+		mt = NULL;
+		nmt = 0;
+	}
+	for (i = 0; i < nmt; i++) {
+		const char *mp = mt[i].mp;
 		long pid;
 
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 ||
-		    sscanf(sep + 3, "%63s %4095s", fstype, source) != 2 ||
-		    strcmp(fstype, "fuse.vmbundlefs"))
-			continue;
-		vmb_cli_unescape(mp);
-		vmb_cli_unescape(source);
-		if (strcmp(source, real))
+		if (strcmp(mt[i].source, real))
 			continue;
 		mounts++;
 		pid = daemon_of(all, mp);
@@ -183,8 +180,7 @@ int vmb_cli_status(int argc, char **argv)
 		else
 			printf("mounted on %s (daemon pid unknown)\n", mp);
 	}
-	if (mi)
-		fclose(mi);
+	free(mt);
 	if (!mounts)
 		printf("not mounted\n");
 	rc = VMB_EXIT_OK;
