@@ -567,6 +567,19 @@ static void node_release(struct vmb_vfs *v, struct vmb_node *n, uint64_t refs,
 		node_drop(v, n, refs, lookups, 0);
 }
 
+void vmb_node_mark_removed(struct vmb_vfs *v, dev_t dev, ino_t ino)
+{
+	struct vmb_node *n;
+
+	/* under tlock, no reference: a node in the hash is not freed meanwhile, and
+	 * no last reference is dropped here (its free may call back into the vfs) */
+	pthread_mutex_lock(&v->tlock);
+	for (n = v->hash[vmb_node_hash(dev, ino)]; n; n = n->hnext)
+		if (n->dev == dev && n->ino == ino)
+			atomic_store(&n->removed_here, 1);
+	pthread_mutex_unlock(&v->tlock);
+}
+
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
 {
 	struct vmb_node *n;

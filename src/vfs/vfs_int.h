@@ -405,6 +405,9 @@ static inline struct vmb_lockset *vmb_node_locks(struct vmb_node *n)
 	return __atomic_load_n(&n->locks, __ATOMIC_ACQUIRE);
 }
 
+/* Set removed_here on the node of (dev, ino), if there is one. */
+void vmb_node_mark_removed(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
 /* The node of (dev, ino) with a reference, or NULL. */
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
 

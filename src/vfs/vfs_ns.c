@@ -252,12 +252,7 @@ static void after_unlink(struct vmb_vfs *v, int victim)
 /* A name of the file st removed through this mount (vmb_node.removed_here). */
 static void removed_here(struct vmb_vfs *v, const struct stat *st)
 {
-	struct vmb_node *n = vmb_node_find(v, st->st_dev, st->st_ino);
-
-	if (n) {
-		atomic_store(&n->removed_here, 1);
-		vmb_node_put(v, n);
-	}
+	vmb_node_mark_removed(v, st->st_dev, st->st_ino);
 }
 
 static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
