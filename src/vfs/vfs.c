@@ -580,6 +580,14 @@ void vmb_node_mark_removed(struct vmb_vfs *v, dev_t dev, ino_t ino)
 	pthread_mutex_unlock(&v->tlock);
 }
 
+int vmb_node_gone_outside(struct vmb_node *n)
+{
+	struct stat st;
+
+	return !atomic_load(&n->removed_here) &&
+	       fstatat(n->fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0;
+}
+
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino)
 {
 	struct vmb_node *n;
@@ -909,14 +917,11 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 		return vmb_snapview_lookup(v, VMB_ROOT_INO, name, e, err);
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		struct stat st;
 		r = -errno;
 		/* In a directory removed from outside the mount (a bundle replaced by
 		 * import --replace, say), reached through the kernel's cache: ESTALE
 		 * makes the kernel walk the path again, revalidating each step. */
-		if (r == -ENOENT && parent != &v->root &&
-		    fstatat(parent->fd, "", &st, AT_EMPTY_PATH) == 0 && S_ISDIR(st.st_mode) &&
-		    st.st_nlink == 0 && !atomic_load(&parent->removed_here))
+		if (r == -ENOENT && parent != &v->root && vmb_node_gone_outside(parent))
 			r = -ESTALE;
 		return r;
 	}

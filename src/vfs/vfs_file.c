@@ -225,19 +225,6 @@ static int file_new(struct vmb_vfs *v, struct vmb_node *n, int backing_fd, int f
 	return 0;
 }
 
-/* Does the kernel open n by a name that no longer holds it? Its last name removed
- * from outside the mount (a bundle replaced by import --replace, another mount's
- * unlink), its entry still cached by the kernel: ESTALE makes the kernel walk the
- * path again (and open what the name holds now). Not a file whose name went
- * through this mount (a reopen through /proc/PID/fd). */
-static int stale_name(struct vmb_node *n)
-{
-	struct stat st;
-
-	return !atomic_load(&n->removed_here) &&
-	       fstatat(n->fd, "", &st, AT_EMPTY_PATH) == 0 && st.st_nlink == 0;
-}
-
 int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int flags,
 		 struct vmb_file **f, int *keep_cache, struct vmb_err *err)
 {
@@ -268,8 +255,8 @@ int vmb_vfs_open(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino, int
 		return r;
 	if (!S_ISREG(n->type))
 		r = S_ISDIR(n->type) ? -EISDIR : -EINVAL;
-	else if (stale_name(n))
-		r = -ESTALE;
+	else if (vmb_node_gone_outside(n))
+		r = -ESTALE;   /* opened by a stale name: walked again */
 	else if (v->readonly && (flags & O_ACCMODE) != O_RDONLY)
 		r = -EROFS;
 	else if ((flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY &&

@@ -408,6 +408,14 @@ static inline struct vmb_lockset *vmb_node_locks(struct vmb_node *n)
 /* Set removed_here on the node of (dev, ino), if there is one. */
 void vmb_node_mark_removed(struct vmb_vfs *v, dev_t dev, ino_t ino);
 
+/* 1 when n has no name left and none was removed through this mount: the kernel
+ * reached it by an entry it still caches of a name removed from outside (a bundle
+ * replaced by import --replace, another mount's unlink). An open of such a file
+ * and a lookup in such a directory answer ESTALE: the kernel walks the path again,
+ * revalidating each step. A node whose name went through this mount is not (a
+ * reopen through /proc/PID/fd, a working directory removed here). */
+int vmb_node_gone_outside(struct vmb_node *n);
+
 /* The node of (dev, ino) with a reference, or NULL. */
 struct vmb_node *vmb_node_find(struct vmb_vfs *v, dev_t dev, ino_t ino);
 

@@ -249,12 +249,6 @@ static void after_unlink(struct vmb_vfs *v, int victim)
 		vmb_forget_sidecar(v, st.st_dev, st.st_ino);
 }
 
-/* A name of the file st removed through this mount (vmb_node.removed_here). */
-static void removed_here(struct vmb_vfs *v, const struct stat *st)
-{
-	vmb_node_mark_removed(v, st->st_dev, st->st_ino);
-}
-
 static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent,
 			const char *name, int is_dir, struct vmb_err *err)
 {
@@ -297,7 +291,7 @@ static int remove_entry(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t p
 		goto out;
 	}
 	vmb_aux_cache_note(v, p, name, NULL);
-	removed_here(v, &st);
+	vmb_node_mark_removed(v, st.st_dev, st.st_ino);
 	after_unlink(v, victim);
 out:
 	vmb_fds_unpin(v, pin);
@@ -388,7 +382,7 @@ int vmb_vfs_rename(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	if (have_dst && (flags & RENAME_EXCHANGE))
 		vmb_node_renamed(v, &dst, p, name);
 	else if (have_dst && !(dst.st_dev == src.st_dev && dst.st_ino == src.st_ino))
-		removed_here(v, &dst);
+		vmb_node_mark_removed(v, dst.st_dev, dst.st_ino);
 	after_unlink(v, victim);
 out:
 	vmb_fds_unpin(v, pin);
