@@ -62,6 +62,27 @@ int vmb_cli_mounts(struct vmb_cli_mount **out, size_t *n, struct vmb_err *err)
 	return 0;
 }
 
+const struct vmb_cli_mount *vmb_cli_mount_holding(const struct vmb_cli_mount *all, size_t n,
+						  const char *real, const char **rel)
+{
+	const struct vmb_cli_mount *best = NULL;
+	size_t i, bestlen = 0;
+
+	for (i = 0; i < n; i++) {
+		size_t l = strlen(all[i].mp);
+		if (l == 1)
+			l = 0;   /* mounted on / */
+		if (!strncmp(real, all[i].mp, l) && (real[l] == '/' || real[l] == '\0') &&
+		    (!best || l + 1 > bestlen)) {
+			best = &all[i];
+			bestlen = l + 1;
+		}
+	}
+	if (best && rel)
+		*rel = real[bestlen - 1] == '/' ? real + bestlen : "";
+	return best;
+}
+
 void vmb_cli_ctl_target_free(struct vmb_ctl_target *t)
 {
 	free(t->store);
@@ -73,8 +94,10 @@ void vmb_cli_ctl_target_free(struct vmb_ctl_target *t)
 int vmb_cli_ctl_find(const char *target, struct vmb_ctl_target *t, struct vmb_err *err)
 {
 	struct vmb_cli_mount *all = NULL;
+	const struct vmb_cli_mount *holder;
 	char *real = NULL, fsname[PATH_MAX], *list = NULL;
-	size_t n, i, best = 0, bestlen = 0, mounts = 0, listlen = 0;
+	const char *rel = NULL;
+	size_t n, i, mounts = 0, listlen = 0;
 	int r;
 
 	memset(t, 0, sizeof(*t));
@@ -85,19 +108,10 @@ int vmb_cli_ctl_find(const char *target, struct vmb_ctl_target *t, struct vmb_er
 	if (r < 0)
 		goto out;
 	/* A path inside a mount: the store is that mount's. */
-	for (i = 0; i < n; i++) {
-		size_t l = strlen(all[i].mp);
-		if (l == 1)
-			l = 0;   /* mounted on / */
-		if (!strncmp(real, all[i].mp, l) && (real[l] == '/' || real[l] == '\0') &&
-		    (!bestlen || l + 1 > bestlen)) {
-			best = i;
-			bestlen = l + 1;
-		}
-	}
-	if (bestlen) {
-		t->store = strdup(all[best].source);
-		t->rel = strdup(real[bestlen - 1] == '/' ? real + bestlen : "");
+	holder = vmb_cli_mount_holding(all, n, real, &rel);
+	if (holder) {
+		t->store = strdup(holder->source);
+		t->rel = strdup(rel);
 		if (!t->store || !t->rel) {
 			r = vmb_err_set(err, ENOMEM, "out of memory");
 			goto out;

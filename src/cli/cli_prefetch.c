@@ -61,23 +61,17 @@ struct run {
 static char *mount_of(const char *real)
 {
 	struct vmb_cli_mount *all = NULL;
-	size_t n = 0, i, bl = 0, best = 0;
+	const struct vmb_cli_mount *m;
+	size_t n = 0;
+	char *mp = NULL;
 
 	if (vmb_cli_mounts(&all, &n, NULL) < 0)
 		return NULL;
-	for (i = 0; i < n; i++) {
-		size_t l = strlen(all[i].mp);
-
-		if (!strncmp(real, all[i].mp, l) && (real[l] == '/' || !real[l]) && l + 1 > bl) {
-			best = i;
-			bl = l + 1;
-		}
-	}
-	{
-		char *r = bl ? strdup(all[best].mp) : NULL;
-		free(all);
-		return r;
-	}
+	m = vmb_cli_mount_holding(all, n, real, NULL);
+	if (m)
+		mp = strdup(m->mp);
+	free(all);
+	return mp;
 }
 
 static double now_s(void)
