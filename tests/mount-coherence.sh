@@ -128,6 +128,22 @@ exec 7<&-
 assert_eq "an open that rebuilt p's map: st_blocks agrees with its data extents" "$m2" "$((b2 * 512))"
 check "... (the rebuild counted the preallocation otherwise: $b1 blocks before)" test "$((b1 * 512))" != "$m2"
 
+# ---- 7. names removed from outside while the kernel caches them ----
+# (an open of a file whose last name went elsewhere reads what the name holds now
+# or fails as a missing file, never the removed file's bytes; one whose name went
+# through this mount is still reopened through /proc/PID/fd)
+check "A: write r and cache its entry" sh -c "'$VMBIO' pwrite '$A/x/r' 0 4096 $X && '$VMBIO' verify '$A/x/r' 0 4096 $X"
+check "B: remove r" rm "$B/x/r"
+expect_errno "at once on A: an open of r finds no file" ENOENT vmbio read "$A/x/r"
+check "A: write r again" vmbio pwrite "$A/x/r" 0 4096 $X
+check "... and cache its entry" vmbio verify "$A/x/r" 0 4096 $X
+check "B: rename a new file over r" sh -c "'$VMBIO' pwrite '$B/x/r2' 0 4096 $Y && mv '$B/x/r2' '$B/x/r'"
+check "at once on A: r reads the new file" vmbio verify "$A/x/r" 0 4096 $Y
+exec 7<"$A/x/r"
+check "A: remove r through A while it is open" rm "$A/x/r"
+check "... it is still reopened through /proc/self/fd" sh -c "exec 7<&-; '$VMBIO' verify /proc/$$/fd/7 0 4096 $Y"
+exec 7<&-
+
 # ---- every map saved describes the backing file: after remounting both ----
 unmount_b
 unmount_store
