@@ -39,6 +39,13 @@ assert_eq "its xattr" "A" "$(getfattr --only-values -n user.tag "$MNT/vmA/config
 assert_eq "symlink" "config.plist" "$(readlink "$MNT/vmA/link")"
 assert_eq "writes are refused" "EROFS" "$(vmbio pwrite "$MNT/vmA/disk.img" 0 10 p1)"
 assert_eq "creates are refused" "EROFS" "$(vmbio create "$MNT/vmA/new")"
+# publish from a URL mount: no snapshot can be taken there; a clear error, and
+# nothing made at DEST (the destination was once created before the snapshot failed)
+rc=0; "$VMB_BIN" publish "$MNT" vmA "$T/mirror" >"$T/o" 2>&1 || rc=$?
+assert_eq "publish from a URL mount fails" "1" "$rc"
+assert_match "... saying it is a published store's mount, and what to do" \
+    "'$MNT' is a mount of a published store, read-only \\(its bundles can be pulled" "$(cat "$T/o")"
+check "... and nothing is made at DEST" test ! -e "$T/mirror"
 shadow=$(ls "$T/cache/mnt")
 assert_match "a shadow store under CACHE/mnt" "^[0-9a-f]{16}$" "$shadow"
 assert_eq "the mount's root is 0755 (others reach the bundles with allow_other), CACHE/mnt 0700" \

@@ -284,13 +284,6 @@ int vmb_cli_publish(int argc, char **argv)
 				goto out;
 			}
 	}
-	vmb_fetch_opts_default(&fo);
-	fo.cafile = cafile;
-	if ((strstr(dest, "://") ? vmb_pub_sink_url_open(dest, &fo, &sink, &err) :
-	     vmb_pub_sink_dir_open(dest, &sink, &err)) < 0) {
-		vmb_cli_error("%s", err.msg);
-		goto out;
-	}
 	if (vmb_cli_ctl_find(store, &tg.t, &err) < 0) {
 		vmb_cli_store_error(store, err.code, "%s", err.msg);
 		goto out;
@@ -348,6 +341,15 @@ int vmb_cli_publish(int argc, char **argv)
 		goto out;
 	}
 	vmb_op_step("publish", 1);   /* test hook (store/ops.h): snapshots taken */
+	/* DEST only now: a publish that cannot take its snapshots (a read-only
+	 * mount, a bundle in use...) leaves no new directory behind */
+	vmb_fetch_opts_default(&fo);
+	fo.cafile = cafile;
+	if ((strstr(dest, "://") ? vmb_pub_sink_url_open(dest, &fo, &sink, &err) :
+	     vmb_pub_sink_dir_open(dest, &sink, &err)) < 0) {
+		vmb_cli_error("%s", err.msg);
+		goto out;
+	}
 	/* Read the snapshots' layers: they never change, whoever mounts the store. */
 	if (vmb_layers_open(&ls, s.metafd, NULL, &err) < 0) {
 		vmb_cli_store_error(store, err.code, "%s", err.msg);

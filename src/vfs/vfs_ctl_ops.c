@@ -311,6 +311,13 @@ int vmb_ctl_handle(struct vmb_vfs *v, const char *mountpoint,
 	if (strcmp(op, "snapshot") && strcmp(op, "snapshot-delete") && strcmp(op, "clone") &&
 	    strcmp(op, "flatten") && strcmp(op, "gc") && strcmp(op, "pull"))
 		return vmb_err_set(err, EOPNOTSUPP, "unknown request '%.64s'", op);
+	if (v->readonly && v->private_store)
+		/* a URL mount: its shadow store is the published one, read-only for
+		 * good; what the user may have meant is said (pull, copy) */
+		return vmb_err_set(err, EROFS, "cannot %s: '%s' is a mount of a published "
+				   "store, read-only (its bundles can be pulled into a local "
+				   "store with 'vmbundlefs pull'; a published store is mirrored "
+				   "by copying its files as they are)", op, mountpoint);
 	if (v->readonly)
 		return vmb_err_set(err, EROFS, "cannot %s: the store is mounted read-only at "
 				   "'%s'", op, mountpoint);
