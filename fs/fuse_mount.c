@@ -11,6 +11,7 @@
 #include <fuse_lowlevel.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,29 @@ static void log_line(void *arg, const char *msg)
 		syslog(LOG_ERR, "%s", msg);
 	} else {
 		fprintf(stderr, "vmbundlefs: %s\n", msg);
+	}
+	pthread_mutex_unlock(&fs->loglock);
+}
+
+/* A mount's start and end, for a --log file or syslog (the store's log has its
+ * own "mounted"/"unmounted" lines, which status reads; standard error, the
+ * terminal of a foreground mount, does not get them). */
+static void log_event(struct vmb_fs *fs, const char *fmt, ...)
+{
+	char msg[VMB_ERR_MAX + PATH_MAX * 2];
+	va_list ap;
+
+	if (!fs->logfp && !fs->use_syslog)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&fs->loglock);
+	if (fs->logfp) {
+		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
+		fflush(fs->logfp);
+	} else {
+		syslog(LOG_INFO, "%s", msg);
 	}
 	pthread_mutex_unlock(&fs->loglock);
 }
@@ -614,6 +638,8 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		}
 	}
 	vmb_store_log_write(fs.slog, "mounted");   /* by the daemon: its pid is on the line */
+	log_event(&fs, "mounted '%s' on '%s' (daemon pid %ld)", o->source ? o->source : fsname,
+		  mnt, (long)getpid());
 	if (own.shadow) {
 		/* a published store's URL: its images' indexes load now, in the
 		 * background, not at the first open (a thread: after the fork) */
@@ -677,6 +703,10 @@ out:
 		snprintf(line, sizeof(line), r < 0 ? "unmounted after an error: %s" : "unmounted",
 			 err->msg);
 		vmb_store_log_write(fs.slog, line);
+		if (r < 0)
+			log_event(&fs, "unmounted '%s' after an error: %s", mnt, err->msg);
+		else
+			log_event(&fs, "unmounted '%s'", mnt);
 	} else if (r < 0) {
 		/* A mount that failed (started by a boot script, its error lost, say) is
 		 * in the store's log too, where the CLI's message sends the user. */

@@ -41,6 +41,8 @@ struct vmb_mount_opts {
 	const char *logfile;       /* NULL: stderr in the foreground, syslog as a daemon;
 				    * the store's log (store_log.h) gets every message too */
 	const char *fuse_opts;     /* comma-separated -o options, may be NULL */
+	const char *source;        /* what the user mounted, for the log's "mounted"
+				    * line (a URL mount's URL); NULL: store */
 };
 
 /* One mounted store (owned by vmb_fs_main for the life of the mount). */

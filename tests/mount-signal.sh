@@ -46,6 +46,9 @@ for sig in TERM INT; do
     check "after SIG$sig the mount is gone (relative path, daemon)" unmounted
     check "the daemon logged the stop, not an error" \
         sh -c "grep -q 'stopping on signal' '$T/dlog.$sig' && ! grep -q 'ended with an error' '$T/dlog.$sig'"
+    assert_eq "--log has the mount's first and last lines (store, mount point, pid)" \
+        "vmbundlefs: mounted '$T/store' on '$MNT' (daemon pid $dpid)|vmbundlefs: unmounted '$MNT'" \
+        "$(grep -E "^vmbundlefs: (un)?mounted '" "$T/dlog.$sig" | paste -sd '|')"
     grep -q " $MNT fuse" /proc/mounts && fusermount3 -uz "$MNT"
 done
 finish

@@ -59,6 +59,9 @@ if [ -r "/sys/class/bdi/$dev/read_ahead_kb" ]; then
 fi
 unmount_store
 assert_eq "the shadow store is gone after unmount" "" "$(ls "$T/cache/mnt")"
+assert_eq "--log says what was mounted (the URL), where, and when it ended" \
+    "vmbundlefs: mounted '$URL' on '$MNT'|vmbundlefs: unmounted '$MNT'" \
+    "$(grep -E "^vmbundlefs: (un)?mounted '" "$T/log" | sed 's/ (daemon pid [0-9]*)$//' | paste -sd '|')"
 
 # offline: the saved index, the cached chunks (vmA's image was read, vmB's not)
 mv "$T/pub" "$T/pub.away"

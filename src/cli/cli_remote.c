@@ -226,6 +226,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	mo.debug = debug;
 	mo.logfile = logfile;
 	mo.fuse_opts = opts;
+	mo.source = url;
 	ok = 1;
 	rc = vmb_fs_main(&mo, &err);
 	if (rc < 0) {
