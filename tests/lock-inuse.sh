@@ -65,10 +65,11 @@ check "... the other bundle's file is still there" test -f "$MNT/other/config.js
 busy "mv of a file of the bundle over another of its files" mv "$MNT/vm/spare.txt" "$MNT/vm/config.json"
 busy "mv of a bundle over the in-use bundle" sh -c "mkdir '$MNT/empty' && mv -T '$MNT/empty' '$MNT/vm'"
 # a new name elsewhere would take the in-use mark (or the aux storage) out of it
-busy "ln of the locked aux-storage file into another bundle" ln "$MNT/vm/nvram.bin" "$MNT/other/nv-link"
-busy "ln of another file of the bundle into another bundle" ln "$MNT/vm/spare.txt" "$MNT/other/spare-link"
+busy "ln of the locked aux-storage file within the bundle" ln "$MNT/vm/nvram.bin" "$MNT/vm/nv-link"
+busy "ln of another file of the bundle within it" ln "$MNT/vm/spare.txt" "$MNT/vm/spare-link"
+expect_errno "ln into another bundle: EXDEV, in use or not" EXDEV vmbio link "$MNT/vm/spare.txt" "$MNT/other/spare-link"
 busy "... the bundle is still in use after them: rm refused" rm "$MNT/vm/spare.txt"
-check "... and no link was made" test ! -e "$MNT/other/nv-link" -a ! -e "$MNT/other/spare-link"
+check "... and no link was made" test ! -e "$MNT/vm/nv-link" -a ! -e "$MNT/vm/spare-link" -a ! -e "$MNT/other/spare-link"
 rmdir "$MNT/empty" 2>/dev/null
 busy "truncate -s 0 of the disk image" truncate -s 0 "$MNT/vm/disk.img"
 busy "truncate -s (grow) of the disk image" truncate -s 16M "$MNT/vm/disk.img"
@@ -207,6 +208,26 @@ lh_bg H "$MNT/o1/spare.txt" 'ofd w 0 0' 'hold'
 wait_out H '^holding' || fail "holder did not start"
 check "-o aux_patterns,in_use=aux: a locked file matching no pattern does not" rm "$MNT/o1/config.json"
 lh_kill H
+
+# ---- a hard link of a locked file in another bundle (made in the store directly:
+# the mount refuses one, EXDEV) ----
+# Looking up the other name used to move the file (and its lock) to the other
+# bundle: the VM's bundle could then be renamed and emptied under it.
+make_bundle "$MNT/h1" vm.aux   # this mount's aux pattern (*.aux)
+make_bundle "$MNT/h2"
+expect_errno "a hard link into another bundle, not in use: EXDEV" EXDEV vmbio link "$MNT/h1/vm.aux" "$MNT/h2/nv-link"
+ln "$STORE/h1/vm.aux" "$STORE/h2/nv-link" || fail "ln in the store"
+lh_bg H "$MNT/h1/vm.aux" 'ofd w 0 0' 'hold'
+wait_out H '^holding' || fail "holder did not start"
+for k in 1 2 3; do cat "$MNT/h2/nv-link" >/dev/null; stat "$MNT/h2/nv-link" >/dev/null; done
+busy "the other name looked up while the file is locked: the bundle it was opened in stays in use" mv "$MNT/h1" "$MNT/h1-renamed"
+busy "... its aux file cannot be removed" rm "$MNT/h1/vm.aux"
+busy "... nor the file truncated through the other name" truncate -s 0 "$MNT/h2/nv-link"
+assert_match "ls: the bundle opened is in use" "^h1 .*in use by pid $(pid_of H) \(lockhelper\)" "$("$VMB_BIN" ls "$STORE" | grep '^h1 ')"
+assert_eq "ls: the other bundle is not" "" "$("$VMB_BIN" ls "$STORE" | grep '^h2 ' | grep -o 'in use.*')"
+check "the other bundle's name can go (the file keeps its first name)" rm "$MNT/h2/nv-link"
+lh_kill H
+check "with the lock gone, h1 can be renamed" mv "$MNT/h1" "$MNT/h1-renamed"
 
 # ---- a bad rule is refused with a clear message ----
 unmount_store

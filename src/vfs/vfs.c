@@ -674,7 +674,7 @@ void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node 
 	pthread_mutex_unlock(&v->tlock);
 	if (!n)
 		return;
-	vmb_node_move(v, n, parent, name);
+	vmb_node_move(v, n, parent, name, 0);
 	node_release(v, n, 1, 0);
 }
 
@@ -704,7 +704,7 @@ static int is_ancestor(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *p
 }
 
 int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent,
-		  const char *name)
+		  const char *name, int other_name)
 {
 	struct vmb_node *old;
 	char *copy = name ? strdup(name) : NULL, *oldname = NULL;
@@ -712,6 +712,17 @@ int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent
 
 	pthread_mutex_lock(&v->tlock);
 	old = n->parent;
+	if (other_name && old && n->handles &&
+	    vmb_node_bundle_locked(v, n) !=
+	    (parent == &v->root ? n : vmb_node_bundle_locked(v, parent))) {
+		/* Another name of an open file, in another bundle: the file stays
+		 * where it was opened. Its locks count in that bundle (a VM's bundle
+		 * stays in use while someone looks at a hard link of its disk
+		 * elsewhere), and a lock taken later through this open counts there. */
+		pthread_mutex_unlock(&v->tlock);
+		free(copy);
+		return 0;
+	}
 	if (old != parent && !is_ancestor(v, n, parent)) {
 		parent->kids++;
 		n->parent = parent;
@@ -991,7 +1002,8 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const
 		close(fd);
 	if (fresh)
 		node_free(fresh);
-	vmb_node_move(v, n, parent, name);
+	/* a file with several names, found by one: maybe not the one it was opened by */
+	vmb_node_move(v, n, parent, name, S_ISREG(st.st_mode) && st.st_nlink > 1);
 	memset(e, 0, sizeof(*e));
 	e->ino = vmb_node_id(v, n);
 	e->generation = n->generation;

@@ -323,9 +323,11 @@ void vmb_as_caller_end(struct vmb_as_caller *s);
 
 /* n was found under name in parent (a lookup) or moved there (a rename through the
  * mount): record it, recounting in-use locks when its bundle may have changed.
- * Returns 1 if its parent changed. */
+ * other_name (a lookup of a file with several links): a file open now (n->handles)
+ * whose bundle that name would change keeps its place (it is where it was opened,
+ * and its locks count there). Returns 1 if its parent changed. */
 int vmb_node_move(struct vmb_vfs *v, struct vmb_node *n, struct vmb_node *parent,
-		  const char *name);
+		  const char *name, int other_name);
 
 /* The node of st (if known) was renamed to name in parent through the mount. */
 void vmb_node_renamed(struct vmb_vfs *v, const struct stat *st, struct vmb_node *parent,

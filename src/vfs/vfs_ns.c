@@ -189,8 +189,17 @@ int vmb_vfs_link(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
 		r = -EPERM;
 		goto out;
 	}
-	/* a name elsewhere would take the bundle's in-use mark (the node follows its
-	 * last name) or its aux storage out of the bundle's protection */
+	/* Bundles are linked across as subvolumes are: not (EXDEV; ln and cp -l say
+	 * so, cp and rsync copy instead). A file with names in two bundles would be
+	 * in both and protected by neither: the kernel opens a file by any of its
+	 * cached names without asking, so a lock could not tell which bundle it
+	 * makes in use. */
+	pthread_mutex_lock(&v->tlock);
+	r = vmb_node_bundle_locked(v, n) != vmb_node_bundle_locked(v, p) ? -EXDEV : 0;
+	pthread_mutex_unlock(&v->tlock);
+	if (r < 0)
+		goto out;
+	/* a new name is a change to the bundle: refused while it is in use */
 	r = vmb_check_node_not_in_use(v, n, ctx, "link", err);
 	if (r < 0)
 		goto out;
