@@ -3,7 +3,7 @@
 src_libvmbundle_a_SOURCES += \
 	src/base/err.c src/base/err.h \
 	src/base/crc32c.c src/base/crc32c.h \
-	src/base/bufpool.c src/base/bufpool.h \
+	src/base/bufpool.c src/base/bufpool.h src/base/clock.h \
 	src/base/digest.c src/base/digest.h \
 	src/base/sign.c src/base/sign.h \
 	src/base/fdio.c src/base/fdio.h src/base/le.h \

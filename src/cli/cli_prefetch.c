@@ -21,6 +21,7 @@
 #include "layer/layer.h"
 #include "remote/remote.h"
 #include "remote/fetch.h"
+#include "base/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -74,14 +75,6 @@ static char *mount_of(const char *real)
 	return mp;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Sleep while the run's bytes are ahead of its rate. */
 static void pace(const struct run *run)
 {
@@ -89,7 +82,7 @@ static void pace(const struct run *run)
 
 	if (!run->rate)
 		return;
-	ahead = (double)run->bytes / (double)run->rate - (now_s() - run->t0);
+	ahead = (double)run->bytes / (double)run->rate - (vmb_now_s() - run->t0);
 	if (ahead > 0)
 		usleep((useconds_t)(ahead * 1e6));
 }
@@ -372,7 +365,7 @@ int vmb_cli_prefetch(int argc, char **argv)
 		ro.endpoint = endpoint;
 	}
 	for (i = optind; i < argc; i++) {
-		struct run run = { .rate = rate, .t0 = now_s() };
+		struct run run = { .rate = rate, .t0 = vmb_now_s() };
 		char *real = realpath(argv[i], NULL), *mp;
 		int r;
 

@@ -1,6 +1,7 @@
 /* progress.c - a one-line progress bar on a terminal (see progress.h). */
 #include "config.h"
 #include "cli/progress.h"
+#include "base/clock.h"
 
 #include <string.h>
 #include <sys/ioctl.h>
@@ -9,14 +10,6 @@
 
 #define PROGRESS_ESTIMATE_AFTER_S 1.0
 #define PROGRESS_ESTIMATE_AFTER_BYTES (8u << 20)
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void vmb_progress_bytes(char *buf, size_t size, uint64_t v)
 {
@@ -73,7 +66,7 @@ void vmb_progress_init(struct vmb_progress *p, FILE *out, const char *label)
 		return;
 	p->out = out;
 	snprintf(p->label, sizeof(p->label), "%s", label);
-	p->start = now();
+	p->start = vmb_now_s();
 }
 
 void vmb_progress_update(void *arg, uint64_t done, uint64_t total)
@@ -88,7 +81,7 @@ void vmb_progress_update(void *arg, uint64_t done, uint64_t total)
 		return;
 	p->done = done;
 	p->total = total;
-	t = now();
+	t = vmb_now_s();
 	if (p->drawn && t - p->last < 0.1)
 		return;
 	p->last = t;

@@ -44,6 +44,7 @@
 #include "config.h"
 #include "remote/cache_int.h"
 #include "base/bufpool.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -324,14 +325,6 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 	}
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* May the flusher leave what is pending for later (fl_mu held)? */
 static int may_wait(const struct vmb_cache *c, uint64_t now)
 {
@@ -344,10 +337,10 @@ static int may_wait(const struct vmb_cache *c, uint64_t now)
  * any more (the file's comment). It looks every VMB_CACHE_LOOK_MS. */
 static void wait_for_pause(struct vmb_cache *c)
 {
-	uint64_t adds = c->fl_adds, last = now_ms();
+	uint64_t adds = c->fl_adds, last = vmb_now_ms();
 
 	for (;;) {
-		uint64_t now = now_ms(), until;
+		uint64_t now = vmb_now_ms(), until;
 		struct timespec ts;
 		int seen;
 
@@ -357,7 +350,7 @@ static void wait_for_pause(struct vmb_cache *c)
 		seen = vmb_cache_waited_on(c);
 		pthread_mutex_lock(&c->fl_mu);
 		if (seen) {
-			c->fl_eager_until = now_ms() + VMB_CACHE_EAGER_MS;
+			c->fl_eager_until = vmb_now_ms() + VMB_CACHE_EAGER_MS;
 			return;
 		}
 		if (c->fl_adds != adds) {
@@ -371,7 +364,7 @@ static void wait_for_pause(struct vmb_cache *c)
 		ts.tv_nsec = (long)(until % 1000) * 1000000L;
 		while (may_wait(c, now) && now < until) {
 			pthread_cond_timedwait(&c->fl_wake, &c->fl_mu, &ts);
-			now = now_ms();
+			now = vmb_now_ms();
 		}
 	}
 }

@@ -26,6 +26,7 @@
  */
 #include "config.h"
 #include "remote/fetch_int.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <semaphore.h>
@@ -179,14 +180,6 @@ static int can_take(const struct vmb_fetcher *f)
 	return 1;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Drive the multi handle until me is done, or (me NULL: the engine thread) until no
  * transfer is running or queued; or everything is cancelled. The thread holds the
  * role (e->driving) and not f->mu. SIGPIPE is blocked meanwhile: every transfer runs
@@ -257,7 +250,7 @@ static void drive(struct vmb_fetcher *f, struct xfer *me)
 		pthread_mutex_lock(&f->mu);
 		idle = !e->active && !e->queue;
 		if (idle)
-			e->idle_since_ns = now_ns();
+			e->idle_since_ns = vmb_now_ns();
 		done = me ? me->done : idle;
 		/* a slot freed by the transfers that just ended, and one queued for it:
 		 * take it now (the poll would wait for the next event of a running
@@ -441,7 +434,7 @@ int vmb_curl_engine_run(struct vmb_fetcher *f, CURL *easy, CURLcode *code)
 	 * thread: a driver that leaves while others run hands them over, and the engine
 	 * thread's wake-up is a gap for all of them. */
 	self = !e->driving && !e->active && !e->queue &&
-	       now_ns() - e->idle_since_ns >= VMB_CURL_SELF_IDLE_NS;
+	       vmb_now_ns() - e->idle_since_ns >= VMB_CURL_SELF_IDLE_NS;
 	x.bg = background;
 	enqueue(e, &x);
 	if (self) {

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "remote/fetch_int.h"
 #include "base/cancel.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <string.h>
@@ -38,29 +39,21 @@ static uint64_t next_rand(struct vmb_fetcher *f)
 	return x * 0x2545f4914f6cdd1dull;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Sleeps DELAY ms unless the fetcher is cancelled: 0, or -ECANCELED; in hard mode,
  * -EINTR when this thread's request is (cancel.h: looked at every
  * VMB_CANCEL_POLL_MS). Under f->mu. */
 static int backoff(struct vmb_fetcher *f, long delay)
 {
-	uint64_t end = now_ms() + (uint64_t)delay, until;
+	uint64_t end = vmb_now_ms() + (uint64_t)delay, until;
 	int poll = f->opts.hard && vmb_cancel_current();
 	struct timespec ts;
 
-	while (!f->cancelled && now_ms() < end) {
+	while (!f->cancelled && vmb_now_ms() < end) {
 		if (poll && vmb_cancel_requested())
 			return -EINTR;
 		until = end;
-		if (poll && until > now_ms() + VMB_CANCEL_POLL_MS)
-			until = now_ms() + VMB_CANCEL_POLL_MS;
+		if (poll && until > vmb_now_ms() + VMB_CANCEL_POLL_MS)
+			until = vmb_now_ms() + VMB_CANCEL_POLL_MS;
 		ts.tv_sec = (time_t)(until / 1000);
 		ts.tv_nsec = (long)(until % 1000) * 1000000;
 		pthread_cond_timedwait(&f->cv, &f->mu, &ts);
@@ -71,7 +64,7 @@ static int backoff(struct vmb_fetcher *f, long delay)
 ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct vmb_err *err)
 {
 	struct vmb_err cause, prev = { 0 };   /* prev: the last transient failure */
-	uint64_t t0 = now_ms(), last_log = 0;
+	uint64_t t0 = vmb_now_ms(), last_log = 0;
 	int attempt = 0;
 	ssize_t rc;
 	long delay;
@@ -108,8 +101,8 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 		delay = vmb_retry_delay_ms(attempt, &f->opts, next_rand(f));
 		f->st.retries++;
 		vmb_fetch_note_error(f, req->url, cause.msg);
-		if (f->opts.hard && f->opts.log && now_ms() - last_log >= 60000) {
-			last_log = now_ms();
+		if (f->opts.hard && f->opts.log && vmb_now_ms() - last_log >= 60000) {
+			last_log = vmb_now_ms();
 			vmb_log_msg(f->opts.log, "%s '%s': %s; retrying until it works (hard "
 				    "mode), %llu s so far", verb(req->op), req->url, cause.msg,
 				    (unsigned long long)((last_log - t0) / 1000));
@@ -129,6 +122,6 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 	}
 	if (f->opts.hard && f->opts.log && last_log)
 		vmb_log_msg(f->opts.log, "%s '%s': works again after %llu s", verb(req->op),
-			    req->url, (unsigned long long)((now_ms() - t0) / 1000));
+			    req->url, (unsigned long long)((vmb_now_ms() - t0) / 1000));
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include "store/ops_int.h"
 #include "layer/layer.h"
 #include "remote/rimage.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,14 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 		      uint64_t rate, void (*progress)(void *arg, uint64_t done,
@@ -34,7 +27,7 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 	struct vmb_base *b = NULL;
 	struct vmb_rimage *ri;
 	uint64_t i, n, total = 0, done = 0, got = 0;
-	double t0 = now_s();
+	double t0 = vmb_now_s();
 	int fd, rc;
 
 	*fetched = 0;
@@ -70,7 +63,7 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 		if (progress)
 			progress(arg, done, total);
 		if (rate && f) {
-			double ahead = (double)got / (double)rate - (now_s() - t0);
+			double ahead = (double)got / (double)rate - (vmb_now_s() - t0);
 
 			if (ahead > 0)
 				usleep((useconds_t)(ahead * 1e6));
