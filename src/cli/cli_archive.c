@@ -337,8 +337,11 @@ int vmb_cli_deps(int argc, char **argv)
 		{
 			struct vmb_layer_remote *rl = malloc(sizeof(*rl));
 
-			if (rl && vmb_layers_remote_info(c.layers, d.layers[i].id, rl, NULL) == 0)
+			if (rl && vmb_layers_remote_info(c.layers, d.layers[i].id, rl, NULL) == 0) {
 				printf("remote %s %s\n", d.layers[i].id, rl->url);
+				for (j = 0; j < rl->nmirrors; j++)
+					printf("mirror %s %s\n", d.layers[i].id, rl->mirror[j]);
+			}
 			free(rl);
 		}
 	}

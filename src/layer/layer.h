@@ -67,6 +67,7 @@
 #define VMB_LAYER_DATA_MODE 0400
 #define VMB_LAYER_REMOTE_MAGIC "vmbundlefs-remote 1"
 #define VMB_LAYER_URL_MAX   4096
+#define VMB_LAYER_MIRRORS   4        /* other URLs a remote layer keeps */
 
 struct vmb_layers;
 struct vmb_remote;
@@ -219,12 +220,17 @@ const char *vmb_layers_fd_id(const struct vmb_base *b, int fd);
 /* ---- remote layers (remote_layer.c; issue 11, REMOTE.md §4) ----
  *
  * A remote layer is a remote image standing in the store as a layer: the file
- * layers/<ID>.remote (text, atomically written, never changed):
+ * layers/<ID>.remote (text, written atomically; replaced, atomically, only to add
+ * a mirror):
  *     vmbundlefs-remote 1
  *     url <%-escaped URL of the published store>
+ *     mirror <%-escaped URL>       0 to VMB_LAYER_MIRRORS lines: other published
+ *                                  stores the same image was pulled from
  *     index <64 hex: the digest of the image index object>
  *     size <bytes>
  *     end <crc32c of every byte before this line, 8 hex>
+ * The image's bytes are the same from every URL (content-addressed): a read tries
+ * the URL that worked last, then the others (rimage.h).
  * ID = the first 32 hex digits of the index digest. It exists once its .remote
  * exists; it has no base (depth 1); local layers may stand on it. Opening it needs
  * the remote context given by vmb_layers_set_remote (the image index comes from the
@@ -234,6 +240,8 @@ struct vmb_layer_remote {
 	char url[VMB_LAYER_URL_MAX];
 	uint8_t index[32];
 	uint64_t size;
+	unsigned nmirrors;
+	char mirror[VMB_LAYER_MIRRORS][VMB_LAYER_URL_MAX];
 };
 int vmb_layer_remote_encode(const struct vmb_layer_remote *rl, char **buf, size_t *len,
 			    struct vmb_err *err);
@@ -245,9 +253,11 @@ int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
  * every base of ls). */
 void vmb_layers_set_remote(struct vmb_layers *ls, struct vmb_remote *r);
 
-/* Write layers/<ID>.remote for rl (ID from rl->index); an existing one for the
- * same index and size is kept, whatever its URL (the same image from a mirror:
- * -EEXIST when the size differs, a damaged store). 0 or -errno. */
+/* Write layers/<ID>.remote for rl (ID from rl->index; rl's mirrors are not
+ * written). An existing one for the same index and size is kept; when rl->url is
+ * none of its URLs (the same image pulled from a mirror) it is replaced by one
+ * that adds rl->url as a mirror (the oldest mirror goes when VMB_LAYER_MIRRORS are
+ * there). -EEXIST when the size differs (a damaged store). 0 or -errno. */
 int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
 			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
 

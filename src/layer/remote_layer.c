@@ -30,6 +30,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The longest .remote file: its URLs all escaped, and its other lines. */
+#define VMB_LAYER_REMOTE_MAX ((1 + VMB_LAYER_MIRRORS) * (3 * VMB_LAYER_URL_MAX + 16) + 256)
+
 static int hexval(int c)
 {
 	if (c >= '0' && c <= '9')
@@ -39,28 +42,49 @@ static int hexval(int c)
 	return -1;
 }
 
+/* Append "<key> <%-escaped url>\n" at b + *n (room for it: the caller's). */
+static void put_url(char *b, size_t cap, size_t *n, const char *key, const char *url)
+{
+	*n += (size_t)snprintf(b + *n, cap - *n, "%s ", key);
+	for (; *url; url++) {
+		unsigned char c = (unsigned char)*url;
+
+		if (c <= 0x20 || c == '%' || c >= 0x7f)
+			*n += (size_t)snprintf(b + *n, cap - *n, "%%%02X", c);
+		else
+			b[(*n)++] = (char)c;
+	}
+	b[(*n)++] = '\n';
+}
+
 int vmb_layer_remote_encode(const struct vmb_layer_remote *rl, char **buf, size_t *len,
 			    struct vmb_err *err)
 {
-	size_t ul = strnlen(rl->url, sizeof(rl->url)), cap = 3 * ul + 256, n = 0, i;
+	size_t ul = strnlen(rl->url, sizeof(rl->url)), cap = 3 * ul + 256, n = 0;
 	char hex[65], *b;
+	unsigned i;
 
 	if (!ul || ul == sizeof(rl->url))
 		return vmb_err_set(err, EINVAL, "a remote layer needs a URL");
+	if (rl->nmirrors > VMB_LAYER_MIRRORS)
+		return vmb_err_set(err, EINVAL, "a remote layer keeps at most %d mirrors",
+				   VMB_LAYER_MIRRORS);
+	for (i = 0; i < rl->nmirrors; i++) {
+		size_t ml = strnlen(rl->mirror[i], sizeof(rl->mirror[i]));
+
+		if (!ml || ml == sizeof(rl->mirror[i]))
+			return vmb_err_set(err, EINVAL, "a remote layer's mirror needs a URL");
+		cap += 3 * ml + 16;
+	}
 	b = malloc(cap);
 	if (!b)
 		return vmb_err_set(err, ENOMEM, "out of memory");
-	n += (size_t)snprintf(b + n, cap - n, "%s\nurl ", VMB_LAYER_REMOTE_MAGIC);
-	for (i = 0; i < ul; i++) {
-		unsigned char c = (unsigned char)rl->url[i];
-
-		if (c <= 0x20 || c == '%' || c >= 0x7f)
-			n += (size_t)snprintf(b + n, cap - n, "%%%02X", c);
-		else
-			b[n++] = (char)c;
-	}
+	n += (size_t)snprintf(b + n, cap - n, "%s\n", VMB_LAYER_REMOTE_MAGIC);
+	put_url(b, cap, &n, "url", rl->url);
+	for (i = 0; i < rl->nmirrors; i++)
+		put_url(b, cap, &n, "mirror", rl->mirror[i]);
 	vmb_sha256_hex(rl->index, hex);
-	n += (size_t)snprintf(b + n, cap - n, "\nindex %s\nsize %" PRIu64 "\n", hex, rl->size);
+	n += (size_t)snprintf(b + n, cap - n, "index %s\nsize %" PRIu64 "\n", hex, rl->size);
 	n += (size_t)snprintf(b + n, cap - n, "end %08x\n", vmb_crc32c(0, b, n));
 	*buf = b;
 	*len = n;
@@ -82,7 +106,7 @@ int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
 	int rc;
 
 	memset(rl, 0, sizeof(*rl));
-	if (len > 3 * VMB_LAYER_URL_MAX + 256)
+	if (len > VMB_LAYER_REMOTE_MAX)
 		return bad(err, id, "not a remote layer file");
 	s = malloc(len + 1);   /* NUL-terminated for sscanf */
 	if (!s)
@@ -94,17 +118,50 @@ int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
 	return rc;
 }
 
+/* The %-escaped URL at p, up to its newline (before e), into url[VMB_LAYER_URL_MAX]:
+ * the next line, or NULL with err set. */
+static const char *get_url(const char *p, const char *e, char *url, const char *id,
+			   struct vmb_err *err)
+{
+	size_t n = 0;
+
+	for (; p < e && *p != '\n'; p++) {
+		int c = (unsigned char)*p;
+
+		if (c == '%') {
+			int h = p + 2 < e ? hexval(p[1] | 0x20) : -1, l = h >= 0 ? hexval(p[2] | 0x20) : -1;
+
+			if (h < 0 || l < 0) {
+				bad(err, id, "bad escape in a url");
+				return NULL;
+			}
+			c = h * 16 + l;
+			p += 2;
+		}
+		if (n + 1 >= VMB_LAYER_URL_MAX || c == 0) {
+			bad(err, id, "url too long");
+			return NULL;
+		}
+		url[n++] = (char)c;
+	}
+	url[n] = '\0';
+	if (!n || p >= e) {
+		bad(err, id, "empty url");
+		return NULL;
+	}
+	return p + 1;
+}
+
 static int decode(const char *s, size_t len, const char *id,
 		  struct vmb_layer_remote *rl, struct vmb_err *err)
 {
 	const char *p, *e, *end = s + len;
 	char hex[65], tail[32];
-	size_t n = 0;
 	unsigned crc;
 	int k;
 
 	memset(rl, 0, sizeof(*rl));
-	if (len < 8 || len > 3 * VMB_LAYER_URL_MAX + 256 || s[len - 1] != '\n' ||
+	if (len < 8 || len > VMB_LAYER_REMOTE_MAX || s[len - 1] != '\n' ||
 	    memchr(s, '\0', len))
 		return bad(err, id, "not a remote layer file");
 	/* the last line */
@@ -122,24 +179,16 @@ static int decode(const char *s, size_t len, const char *id,
 	p += k + 1;
 	if (strncmp(p, "url ", 4))
 		return bad(err, id, "no url line");
-	for (p += 4; p < e && *p != '\n'; p++) {
-		int c = (unsigned char)*p;
-
-		if (c == '%') {
-			int h = p + 2 < e ? hexval(p[1] | 0x20) : -1, l = h >= 0 ? hexval(p[2] | 0x20) : -1;
-
-			if (h < 0 || l < 0)
-				return bad(err, id, "bad escape in the url");
-			c = h * 16 + l;
-			p += 2;
-		}
-		if (n + 1 >= sizeof(rl->url) || c == 0)
-			return bad(err, id, "url too long");
-		rl->url[n++] = (char)c;
+	p = get_url(p + 4, e, rl->url, id, err);
+	if (!p)
+		return -EBADMSG;
+	while (!strncmp(p, "mirror ", 7)) {
+		if (rl->nmirrors == VMB_LAYER_MIRRORS)
+			return bad(err, id, "too many mirrors");
+		p = get_url(p + 7, e, rl->mirror[rl->nmirrors++], id, err);
+		if (!p)
+			return -EBADMSG;
 	}
-	if (!n || p >= e)
-		return bad(err, id, "empty url");
-	p++;
 	if (sscanf(p, "index %64[0-9a-f]\nsize %" SCNu64 "\n", hex, &rl->size) != 2 ||
 	    strlen(hex) != 64)
 		return bad(err, id, "bad index or size line");
@@ -193,36 +242,18 @@ int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
 	return 0;
 }
 
-int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
-			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+/* Write rl to layers/<id>.remote, atomically (temporary, fsync, rename, fsync of
+ * the directory). 0 or -errno. */
+static int write_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
+			const char *id, struct vmb_err *err)
 {
-	char hex[65], name[VMB_BASE_ID_LEN + 16], tmp[VMB_BASE_ID_LEN + 48];
-	struct vmb_layer_remote old;
-	struct vmb_err e;
+	char name[VMB_BASE_ID_LEN + 16], tmp[VMB_BASE_ID_LEN + 48];
 	unsigned rnd = 0;
 	size_t len, done = 0;
 	char *buf = NULL;
 	struct stat st;
 	int fd = -1, rc, i;
 
-	vmb_sha256_hex(rl->index, hex);
-	memcpy(id, hex, VMB_BASE_ID_LEN);
-	id[VMB_BASE_ID_LEN] = '\0';
-	if (ls->dirfd < 0)
-		return vmb_err_set(err, EROFS, "cannot add a remote layer: '%s' does not exist",
-				   ls->path);
-	vmb_err_clear(&e);
-	rc = vmb_layers_remote_info(ls, id, &old, &e);
-	if (rc == 0) {
-		/* the same image (same digest) from another URL (a mirror): the layer
-		 * that exists serves it */
-		if (memcmp(old.index, rl->index, 32) || old.size != rl->size)
-			return vmb_err_set(err, EEXIST, "remote layer '%s' exists with another "
-					   "size (%s)", id, old.url);
-		return 0;
-	}
-	if (rc != -ENOENT)
-		return vmb_err_set(err, -rc, "%s", e.msg);
 	rc = vmb_layer_remote_encode(rl, &buf, &len, err);
 	if (rc)
 		return rc;
@@ -277,6 +308,66 @@ out:
 	return rc;
 }
 
+int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
+			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	struct vmb_layer_remote *old = NULL, *one = NULL;
+	char hex[65];
+	struct vmb_err e;
+	unsigned i;
+	int rc;
+
+	vmb_sha256_hex(rl->index, hex);
+	memcpy(id, hex, VMB_BASE_ID_LEN);
+	id[VMB_BASE_ID_LEN] = '\0';
+	if (ls->dirfd < 0)
+		return vmb_err_set(err, EROFS, "cannot add a remote layer: '%s' does not exist",
+				   ls->path);
+	old = malloc(sizeof(*old));
+	if (!old)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	vmb_err_clear(&e);
+	rc = vmb_layers_remote_info(ls, id, old, &e);
+	if (rc == 0) {
+		/* the same image (same digest) from another URL (a mirror): the layer
+		 * that exists serves it, from either */
+		if (memcmp(old->index, rl->index, 32) || old->size != rl->size) {
+			rc = vmb_err_set(err, EEXIST, "remote layer '%s' exists with another "
+					 "size (%s)", id, old->url);
+			goto out;
+		}
+		if (!strcmp(old->url, rl->url))
+			goto out;
+		for (i = 0; i < old->nmirrors; i++)
+			if (!strcmp(old->mirror[i], rl->url))
+				goto out;
+		if (old->nmirrors == VMB_LAYER_MIRRORS) {   /* the oldest mirror goes */
+			memmove(old->mirror[0], old->mirror[1],
+				(VMB_LAYER_MIRRORS - 1) * sizeof(old->mirror[0]));
+			old->nmirrors--;
+		}
+		snprintf(old->mirror[old->nmirrors++], VMB_LAYER_URL_MAX, "%s", rl->url);
+		rc = write_remote(ls, old, id, err);
+		goto out;
+	}
+	if (rc != -ENOENT) {
+		rc = vmb_err_set(err, -rc, "%s", e.msg);
+		goto out;
+	}
+	one = malloc(sizeof(*one));
+	if (!one) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	*one = *rl;
+	one->nmirrors = 0;   /* a new layer: the URL it is pulled from */
+	rc = write_remote(ls, one, id, err);
+out:
+	free(one);
+	free(old);
+	return rc;
+}
+
 /* The merged map of a remote image: its DATA runs, all src 0. */
 static int runs_of(struct vmb_base *b, struct vmb_run **runs, size_t *nruns)
 {
@@ -312,6 +403,19 @@ static int runs_of(struct vmb_base *b, struct vmb_run **runs, size_t *nruns)
 	return 0;
 }
 
+/* The remote image of rl, with its mirrors. */
+static int open_rimage(struct vmb_remote *r, const struct vmb_layer_remote *rl,
+		       struct vmb_base **out, struct vmb_err *err)
+{
+	const char *urls[1 + VMB_LAYER_MIRRORS];
+	unsigned k;
+
+	urls[0] = rl->url;
+	for (k = 0; k < rl->nmirrors; k++)
+		urls[k + 1] = rl->mirror[k];
+	return vmb_rimage_open_urls(r, urls, 1 + rl->nmirrors, rl->index, rl->size, out, err);
+}
+
 int vmb_chain_open_remote(struct vmb_layers *ls, const char *id, struct vmb_chain **out,
 			  struct vmb_err *err)
 {
@@ -338,7 +442,7 @@ int vmb_chain_open_remote(struct vmb_layers *ls, const char *id, struct vmb_chai
 	}
 	c->fd = -1;
 	snprintf(c->base.id, sizeof(c->base.id), "%s", id);
-	rc = vmb_rimage_open(ls->remote, rl->url, rl->index, rl->size, &c->remote, err);
+	rc = open_rimage(ls->remote, rl, &c->remote, err);
 	if (!rc && asprintf(&c->data_path, "%s", rl->url) < 0) {
 		c->data_path = NULL;
 		rc = -ENOMEM;
@@ -424,7 +528,7 @@ static void *preload_main(void *arg)
 			vmb_remote_warm(r, rl->url);
 			vmb_remote_start_workers(r);   /* not on a first reader's path */
 		}
-		if (vmb_rimage_open(r, rl->url, rl->index, rl->size, &b, &e) == 0) {
+		if (open_rimage(r, rl, &b, &e) == 0) {
 			/* warm buffers for its first chunks (base/bufpool.h) */
 			vmb_buf_prefault(vmb_rimage_chunk_len(vmb_rimage_of(b), 0),
 					 VMB_REMOTE_PREFAULT);

@@ -57,7 +57,12 @@ struct stream {
 struct vmb_rimage {
 	struct vmb_base base;              /* first: what callers see */
 	struct vmb_remote *r;
-	char *url;
+	char *url;                         /* the layer's own URL (messages, kept key) */
+	/* Under mu: other URLs of the same bytes (vmb_rimage_add_mirror), strings
+	 * never freed before the image; pref: where the last fetch worked (0: url,
+	 * k: mirror[k - 1]) */
+	char *mirror[VMB_RIMAGE_MIRRORS];
+	unsigned nmirrors, pref;
 	uint8_t digest[32];
 	char hex[65];
 	struct vmb_pub_image idx;
@@ -170,12 +175,76 @@ struct fillarg {
 	uint64_t fetched;
 };
 
+/* The URLs of ri to try, the one that worked last first: n of them in urls. */
+static unsigned urls_of(struct vmb_rimage *ri, const char *urls[1 + VMB_RIMAGE_MIRRORS],
+			unsigned *pref)
+{
+	unsigned n, k;
+
+	pthread_mutex_lock(&ri->mu);
+	n = 1 + ri->nmirrors;
+	*pref = ri->pref;
+	for (k = 0; k < n; k++) {
+		unsigned j = (ri->pref + k) % n;
+
+		urls[k] = j ? ri->mirror[j - 1] : ri->url;
+	}
+	pthread_mutex_unlock(&ri->mu);
+	return n;
+}
+
+/* Fetch an object of ri from its URLs: the one that worked last, then the others
+ * (the same content-addressed bytes: whichever answers). A fetch that another URL
+ * served makes that one the first from then on, said once in the log. */
+static int fetch_any(struct vmb_rimage *ri, const uint8_t digest[32], uint64_t len,
+		     void **buf, size_t *got, uint8_t sha[32], struct vmb_err *err)
+{
+	const char *urls[1 + VMB_RIMAGE_MIRRORS];
+	char first[VMB_ERR_MAX];
+	unsigned n, k, pref;
+	int rc = -EIO, rc0 = 0;
+
+	n = urls_of(ri, urls, &pref);
+	first[0] = '\0';
+	for (k = 0; k < n; k++) {
+		if (k)
+			vmb_err_clear(err);
+		rc = vmb_remote_fetch_object(ri->r, urls[k], digest, len, buf, got, sha, err);
+		if (rc == 0 || rc == -ECANCELED || rc == -EINTR || rc == -ENOMEM)
+			break;
+		if (!k) {
+			rc0 = rc;
+			snprintf(first, sizeof(first), "%s", err ? err->msg : strerror(-rc));
+		}
+	}
+	if (rc == 0 && k) {
+		int said;
+
+		pthread_mutex_lock(&ri->mu);
+		said = ri->pref != (pref + k) % n;
+		if (said)
+			ri->pref = (pref + k) % n;
+		pthread_mutex_unlock(&ri->mu);
+		if (said)
+			vmb_log_msg(vmb_remote_log(ri->r), "remote image %s: reading from '%s' "
+				    "(%s)", ri->hex, urls[k], first);
+	} else if (rc && k == n && n > 1) {
+		/* every URL failed: the first one's cause, and how many others */
+		char last[VMB_ERR_MAX];
+
+		snprintf(last, sizeof(last), "%s", err ? err->msg : strerror(-rc));
+		vmb_err_set(err, -rc0, "%s (and from its %u other URL%s: %s)", first, n - 1,
+			    n > 2 ? "s" : "", last);
+		rc = rc0;
+	}
+	return rc;
+}
+
 static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
 		size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct fillarg *fa = arg;
-	int rc = vmb_remote_fetch_object(fa->ri->r, fa->ri->url, digest, len, buf, got, sha,
-					 err);
+	int rc = fetch_any(fa->ri, digest, len, buf, got, sha, err);
 
 	*have_sha = rc == 0;
 	if (rc == 0)
@@ -637,6 +706,8 @@ static void ri_destroy(struct vmb_base *b)
 	vmb_pub_image_free(&ri->idx);
 	free(ri->seen);
 	free(ri->url);
+	for (unsigned k = 0; k < ri->nmirrors; k++)
+		free(ri->mirror[k]);
 	free(ri);
 }
 
@@ -651,9 +722,11 @@ const struct vmb_base_ops vmb_rimage_ops = {
 /* ---- open, info ---- */
 
 /* Read, verify and decode the index (vmb_remote_meta), make the image. */
-static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-		       struct vmb_rimage **out, size_t *len, struct vmb_err *err)
+static int rimage_load(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+		       const uint8_t digest[32], struct vmb_rimage **out, size_t *len,
+		       struct vmb_err *err)
 {
+	const char *url = urls[0];
 	struct vmb_rimage *ri;
 	void *buf = NULL;
 	int rc;
@@ -670,6 +743,15 @@ static int rimage_load(struct vmb_remote *r, const char *url, const uint8_t dige
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
 	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, len, err);
+	for (unsigned k = 1; rc && rc != -ENOMEM && k < nurls; k++) {
+		/* a mirror's copy of the index: the same digest, checked as well */
+		struct vmb_err e2;
+
+		vmb_err_clear(&e2);
+		if (vmb_remote_meta(r, urls[k], digest, VMB_RIMAGE_INDEX_MAX, &buf, len,
+				    &e2) == 0)
+			rc = 0;
+	}
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
@@ -707,9 +789,40 @@ fail:
 
 /* An image the context keeps is shared (vmb_remote_image_claim): its index is
  * read, verified and decoded once per process, not at each open of a chain. */
+int vmb_rimage_add_mirror(struct vmb_rimage *ri, const char *url)
+{
+	char *u;
+	int rc = 0;
+
+	pthread_mutex_lock(&ri->mu);
+	if (!strcmp(ri->url, url))
+		goto out;
+	for (unsigned k = 0; k < ri->nmirrors; k++)
+		if (!strcmp(ri->mirror[k], url))
+			goto out;
+	if (ri->nmirrors == VMB_RIMAGE_MIRRORS)
+		goto out;   /* the ones it has serve */
+	u = strdup(url);
+	if (!u)
+		rc = -ENOMEM;
+	else
+		ri->mirror[ri->nmirrors++] = u;
+out:
+	pthread_mutex_unlock(&ri->mu);
+	return rc;
+}
+
 int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    uint64_t size, struct vmb_base **out, struct vmb_err *err)
 {
+	return vmb_rimage_open_urls(r, &url, 1, digest, size, out, err);
+}
+
+int vmb_rimage_open_urls(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+			 const uint8_t digest[32], uint64_t size, struct vmb_base **out,
+			 struct vmb_err *err)
+{
+	const char *url = urls[0];
 	struct vmb_rimage *ri = NULL;
 	struct vmb_base *b = NULL;
 	size_t len = 0;
@@ -717,7 +830,7 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 
 	*out = NULL;
 	if (vmb_remote_image_claim(r, url, digest, &b) == 0) {
-		rc = rimage_load(r, url, digest, &ri, &len, err);
+		rc = rimage_load(r, urls, nurls, digest, &ri, &len, err);
 		b = rc ? NULL : &ri->base;
 		vmb_remote_image_done(r, url, digest, b, len);
 		if (rc)
@@ -732,6 +845,11 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
 		vmb_base_put(b);
 		return rc;
 	}
+	for (unsigned k = 1; k < nurls; k++)
+		if (vmb_rimage_add_mirror((struct vmb_rimage *)b, urls[k]) < 0) {
+			vmb_base_put(b);
+			return vmb_err_set(err, ENOMEM, "out of memory opening a remote image");
+		}
 	*out = b;
 	return 0;
 }
@@ -742,7 +860,10 @@ int vmb_rimage_info(struct vmb_rimage *ri, struct vmb_rimage_info *info, struct 
 	uint64_t i;
 
 	memset(info, 0, sizeof(*info));
-	info->url = ri->url;
+	pthread_mutex_lock(&ri->mu);
+	info->url = ri->pref ? ri->mirror[ri->pref - 1] : ri->url;   /* never freed before ri */
+	info->mirrors = ri->nmirrors;
+	pthread_mutex_unlock(&ri->mu);
 	memcpy(info->index_hex, ri->hex, sizeof(info->index_hex));
 	info->size = ri->idx.size;
 	info->chunk_size = ri->idx.chunk_size;

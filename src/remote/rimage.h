@@ -71,6 +71,20 @@ struct vmb_rimage;
  * same base, its index not read again. */
 int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    uint64_t size, struct vmb_base **out, struct vmb_err *err);
+/* The same with other URLs of the same published image (mirrors: the same
+ * content-addressed objects): urls[0] is the image's own (the kept image's key,
+ * named in messages), the others are tried, in turn, for the index when urls[0]
+ * fails, and for every chunk: a fetch tries the URL that worked last, then the
+ * others, each with the fetcher's retries (soft mode; in hard mode the first one
+ * tried waits for its network). The first time another URL serves, the log says
+ * so. An image kept already gains the URLs it lacks (up to VMB_RIMAGE_MIRRORS). */
+#define VMB_RIMAGE_MIRRORS 8
+int vmb_rimage_open_urls(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+			 const uint8_t digest[32], uint64_t size, struct vmb_base **out,
+			 struct vmb_err *err);
+/* Add a URL to try for ri's objects (no-op when it has it, or has
+ * VMB_RIMAGE_MIRRORS). 0 or -ENOMEM. */
+int vmb_rimage_add_mirror(struct vmb_rimage *ri, const char *url);
 
 /* The remote image of a base opened by vmb_rimage_open, or NULL. */
 struct vmb_rimage *vmb_rimage_of(struct vmb_base *b);
@@ -79,7 +93,8 @@ struct vmb_base *vmb_rimage_base(struct vmb_rimage *ri);
 /* Facts for status and xattrs. cached/remote: bytes of data chunks present in the
  * cache / not (one stat per data chunk). */
 struct vmb_rimage_info {
-	const char *url;
+	const char *url;          /* the URL its fetches go to now */
+	unsigned mirrors;         /* other URLs it has */
 	char index_hex[65];
 	uint64_t size, chunk_size, n_chunks, data_chunks;
 	uint64_t cached_bytes, remote_bytes;

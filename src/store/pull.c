@@ -18,6 +18,7 @@
 #include "layer/layer.h"
 #include "remote/remote.h"
 #include "remote/pubfmt.h"
+#include "remote/rimage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,6 +118,12 @@ static int image_file(struct vmb_opctx *c, const char *url, int root,
 		rc = vmb_layers_get(c->layers, id, &b, err);
 	if (rc)
 		return vmb_err_prefix(err, "cannot pull '%s'", pe->path);
+	/* a layer open already (the same image pulled before, from elsewhere) tries
+	 * this URL too from now on, as its file now says */
+	if (vmb_layers_remote_of(b) && vmb_rimage_add_mirror(vmb_layers_remote_of(b), url) < 0) {
+		vmb_base_put(b);
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
 	memset(&st, 0, sizeof(st));
 	st.st_mode = S_IFREG | (pub_mode(pe));
 	st.st_uid = geteuid();

@@ -18,6 +18,7 @@
 #include "remote/cache.h"
 #include "remote/fetch.h"
 #include "layer/layer.h"
+#include "base/crc32c.h"
 #include "base/digest.h"
 #include "harness.h"
 
@@ -704,6 +705,65 @@ static void test_wrong_bytes(void)
 	vmb_remote_close(r);
 }
 
+/* An image with mirrors: a URL that fails is passed over (index and chunks), the
+ * status says where the bytes come from; with every URL failing, the read's error
+ * names the first and the others. */
+static void test_mirrors(void)
+{
+	char cdir[4300], away[4400];
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_remote *r = NULL;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	struct vmb_rimage_info inf;
+	const char *urls[2] = { "file:///nonexistent/vmb-test-mirror", url };
+	unsigned char *buf = malloc(csize);
+
+	REQUIRE(buf);
+	snprintf(cdir, sizeof(cdir), "%s/mcache", tmpdir);
+	o.cache_dir = cdir;
+	o.workers = 2;
+	o.readahead_max = 4;
+	REQUIRE(vmb_remote_open(&o, NULL, &r, &e) == 0);
+	/* the index and every chunk from the second URL */
+	CHECK_RC(vmb_rimage_open_urls(r, urls, 2, idx, csize, &b, &e), 0);
+	REQUIRE(b);
+	CHECK_EQ(b->ops->read(b, buf, (size_t)csize, 0, &e), (int64_t)csize);
+	CHECK(!memcmp(buf, content, csize));
+	CHECK_RC(vmb_rimage_info(vmb_rimage_of(b), &inf, &e), 0);
+	CHECK(!strcmp(inf.url, url));
+	CHECK_EQ(inf.mirrors, 1);
+	CHECK_EQ(inf.errors, 0);
+	/* adding a URL it has, or its own: nothing changes */
+	CHECK_RC(vmb_rimage_add_mirror(vmb_rimage_of(b), url), 0);
+	CHECK_RC(vmb_rimage_add_mirror(vmb_rimage_of(b), urls[0]), 0);
+	CHECK_RC(vmb_rimage_info(vmb_rimage_of(b), &inf, &e), 0);
+	CHECK_EQ(inf.mirrors, 1);
+	vmb_base_put(b);
+	vmb_remote_close(r);
+
+	/* a cold cache, the good URL first and then gone: both fail, both named */
+	snprintf(cdir, sizeof(cdir), "%s/mcache2", tmpdir);
+	REQUIRE(vmb_remote_open(&o, NULL, &r, &e) == 0);
+	urls[0] = url;
+	urls[1] = "file:///nonexistent/vmb-test-mirror";
+	CHECK_RC(vmb_rimage_open_urls(r, urls, 2, idx, csize, &b, &e), 0);   /* the index */
+	REQUIRE(b);
+	snprintf(away, sizeof(away), "%s.away", pubdir);
+	REQUIRE(rename(pubdir, away) == 0);
+	vmb_err_clear(&e);
+	CHECK_RC((int)b->ops->read(b, buf, 4096, 0, &e), -EIO);
+	CHECK_STR(e.msg, pubdir);
+	CHECK_STR(e.msg, "(and from its 1 other URL: ");
+	CHECK_STR(e.msg, "vmb-test-mirror");
+	REQUIRE(rename(away, pubdir) == 0);
+	CHECK_EQ(b->ops->read(b, buf, 4096, 0, &e), 4096);   /* back: it reads */
+	CHECK(!memcmp(buf, content, 4096));
+	vmb_base_put(b);
+	vmb_remote_close(r);
+	free(buf);
+}
+
 static void test_remote_layer_format(void)
 {
 	struct vmb_layer_remote rl, back;
@@ -737,6 +797,51 @@ static void test_remote_layer_format(void)
 	CHECK_STR(e.msg, "does not match its id");
 	CHECK_RC(vmb_layer_remote_decode("", 0, id, &back, &e), -EBADMSG);
 	free(buf);
+
+	/* mirrors: their lines after the url line, escaped the same way */
+	rl.nmirrors = 2;
+	snprintf(rl.mirror[0], sizeof(rl.mirror[0]), "https://m1.example/p q");
+	snprintf(rl.mirror[1], sizeof(rl.mirror[1]), "file:///m2");
+	CHECK_RC(vmb_layer_remote_encode(&rl, &buf, &len, &e), 0);
+	CHECK_STR(buf, "%C3%A9\nmirror https://m1.example/p%20q\nmirror file:///m2\nindex ");
+	CHECK_RC(vmb_layer_remote_decode(buf, len, id, &back, &e), 0);
+	CHECK_EQ(back.nmirrors, 2);
+	CHECK(!strcmp(back.mirror[0], "https://m1.example/p q"));
+	CHECK(!strcmp(back.mirror[1], "file:///m2"));
+	CHECK(!strcmp(back.url, rl.url));
+	for (size_t i = 0; i < len; i++) {
+		buf[i] ^= 0x01;
+		CHECK(vmb_layer_remote_decode(buf, len, id, &back, &e) == -EBADMSG);
+		buf[i] ^= 0x01;
+	}
+	free(buf);
+	/* more than VMB_LAYER_MIRRORS: not written, and not read */
+	rl.nmirrors = VMB_LAYER_MIRRORS + 1;
+	CHECK_RC(vmb_layer_remote_encode(&rl, &buf, &len, &e), -EINVAL);
+	{
+		char *t = NULL, *p2;
+		size_t n = 0;
+		FILE *f = open_memstream(&t, &n);
+
+		REQUIRE(f);
+		fprintf(f, "vmbundlefs-remote 1\nurl file:///a\n");
+		for (int k = 0; k <= VMB_LAYER_MIRRORS; k++)
+			fprintf(f, "mirror file:///m%d\n", k);
+		fprintf(f, "index %s\nsize 12345\n", hex);
+		fclose(f);
+		p2 = malloc(n + 16);
+		REQUIRE(p2);
+		memcpy(p2, t, n);
+		n += (size_t)sprintf(p2 + n, "end %08x\n", vmb_crc32c(0, t, n));
+		CHECK_RC(vmb_layer_remote_decode(p2, n, id, &back, &e), -EBADMSG);
+		CHECK_STR(e.msg, "too many mirrors");
+		free(p2);
+		free(t);
+	}
+	/* an empty mirror URL */
+	rl.nmirrors = 1;
+	rl.mirror[0][0] = '\0';
+	CHECK_RC(vmb_layer_remote_encode(&rl, &buf, &len, &e), -EINVAL);
 }
 
 /* A store at path with its layers open (*ls) and *rl describing the test's remote
@@ -783,13 +888,33 @@ static void test_layers(void)
 	rl.size++;
 	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), -EEXIST);
 	rl.size--;
-	snprintf(rl.url, sizeof(rl.url), "https://mirror.example/x");
-	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* a mirror: kept */
+	snprintf(rl.url, sizeof(rl.url), "file:///nonexistent/mirror0");
+	CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);   /* a mirror: added */
 	{
-		struct vmb_layer_remote back;
+		struct vmb_layer_remote *back = malloc(sizeof(*back));
 
-		CHECK_RC(vmb_layers_remote_info(ls, id, &back, &e), 0);
-		CHECK(!strcmp(back.url, url));
+		REQUIRE(back);
+		CHECK_RC(vmb_layers_remote_info(ls, id, back, &e), 0);
+		CHECK(!strcmp(back->url, url));   /* the first pull's URL stays first */
+		CHECK_EQ(back->nmirrors, 1);
+		CHECK(!strcmp(back->mirror[0], "file:///nonexistent/mirror0"));
+		/* the same mirror again, or the first URL: nothing added */
+		CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);
+		snprintf(rl.url, sizeof(rl.url), "%s", url);
+		CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);
+		CHECK_RC(vmb_layers_remote_info(ls, id, back, &e), 0);
+		CHECK_EQ(back->nmirrors, 1);
+		/* past VMB_LAYER_MIRRORS the oldest goes */
+		for (int k = 1; k <= VMB_LAYER_MIRRORS; k++) {
+			snprintf(rl.url, sizeof(rl.url), "file:///nonexistent/mirror%d", k);
+			CHECK_RC(vmb_layers_create_remote(ls, &rl, id2, &e), 0);
+		}
+		CHECK_RC(vmb_layers_remote_info(ls, id, back, &e), 0);
+		CHECK_EQ(back->nmirrors, VMB_LAYER_MIRRORS);
+		CHECK(!strcmp(back->mirror[0], "file:///nonexistent/mirror1"));
+		CHECK(!strcmp(back->mirror[VMB_LAYER_MIRRORS - 1], "file:///nonexistent/mirror4"));
+		CHECK(!strcmp(back->url, url));
+		free(back);
 	}
 	snprintf(rl.url, sizeof(rl.url), "%s", url);
 	/* no remote context: a clear error */
@@ -1191,6 +1316,7 @@ int main(int argc, char **argv)
 	RUN(test_readahead_overtaken);
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
+	RUN(test_mirrors);
 	RUN(test_layers);
 	RUN(test_kept);
 	RUN(test_preload);

@@ -1,0 +1,79 @@
+#!/bin/sh
+# remote-mirror.sh - one image pulled from two published stores (file:// URLs, no
+# server): the second pull adds its URL to the remote layer as a mirror (deps
+# shows both), and a read whose first URL is gone fetches from the other, with
+# right bytes and one log line; with every URL gone, EIO naming the first URL's
+# error and the other's; a layer's mirrors survive a remount and a third pull;
+# a damaged mirror line makes the layer damaged, as any other line does.
+[ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
+. "$(dirname "$0")/lib.sh"
+
+vmb_setup
+MKPUB=$VMB_TESTBIN/helpers/mkpub
+[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+export VMB_TEST_MOUNT_OPTS="cache=$T/cache"
+export VMBUNDLEFS_CACHE=$T/cache
+
+SRC=$T/src/vm
+mkdir -p "$SRC"
+truncate -s 16M "$SRC/disk.img"
+vmbio pwrite "$SRC/disk.img" 0 1048576 p3 >/dev/null
+vmbio pwrite "$SRC/disk.img" 8388608 262144 p4 >/dev/null
+printf '{"cpu": 2}\n' >"$SRC/config.json"
+"$MKPUB" -c 65536 "$T/pubA" "$SRC" || hard_error "mkpub A failed"
+"$MKPUB" -c 65536 "$T/pubB" "$SRC" || hard_error "mkpub B failed"
+A="file://$T/pubA" B="file://$T/pubB"
+
+check "pull A#vm as a" "$VMB_BIN" pull "$STORE" "$A#vm" a
+check "pull B#vm as b (the same image)" "$VMB_BIN" pull "$STORE" "$B#vm" b
+assert_eq "one remote layer for the image" "1" "$(ls "$STORE/.vmbundlefs/layers/" | grep -c '\.remote$')"
+deps=$("$VMB_BIN" deps "$STORE" b)
+assert_match "deps of b: the layer's first URL (A's)" "^remote [0-9a-f]{32} $A\$" "$deps"
+assert_match "... and B as a mirror" "^mirror [0-9a-f]{32} $B\$" "$deps"
+check "pull A#vm again as a2: no second mirror line for A" "$VMB_BIN" pull "$STORE" "$A#vm" a2
+assert_eq "... the layer still has one mirror" "1" "$("$VMB_BIN" deps "$STORE" a2 | grep -c '^mirror ')"
+
+# ---- A gone: every bundle over the layer reads from B ----
+mv "$T/pubA" "$T/pubA.away"
+mount_store
+check "a (pulled from A) reads from B, byte-equal to the source" cmp "$SRC/disk.img" "$MNT/a/disk.img"
+check "b reads too" cmp "$SRC/disk.img" "$MNT/b/disk.img"
+sleep 0.2
+assert_eq "one log line says the reads moved to B" "1" "$(grep -c "reading from '$B'" "$T/log")"
+assert_match "... naming what failed at A" "reading from '$B' \\(.*$A" "$(grep "reading from" "$T/log")"
+assert_match "the status xattr names the URL in use" "^url $B\$" \
+    "$(getfattr --only-values -n user.vmbundlefs.remote "$MNT/a/disk.img" 2>/dev/null | head -n 1)"
+unmount_store
+
+# ---- every URL gone, a cold cache: EIO naming both ----
+mv "$T/pubB" "$T/pubB.away"
+rm -rf "$T/cache/chunks"
+mount_store
+assert_eq "with A and B gone, an uncached chunk: EIO" "EIO" "$(vmbio read "$MNT/a/disk.img")"
+sleep 0.2
+line=$(grep -a "disk.img" "$T/log" | grep -a "offset" | tail -n 1)
+assert_match "the log line names A's error" "$A" "$line"
+assert_match "... and the other URL's" "and from its 1 other URL: .*$B" "$line"
+check "holes still read" vmbio verify "$MNT/a/disk.img" 2097152 65536 0
+unmount_store
+
+# ---- A back: it serves again (B still gone) ----
+mv "$T/pubA.away" "$T/pubA"
+mount_store
+check "A back, B gone: a reads from A" cmp "$SRC/disk.img" "$MNT/a/disk.img"
+unmount_store
+mv "$T/pubB.away" "$T/pubB"
+
+# ---- a damaged mirror line: the layer is damaged ----
+R=$(ls "$STORE/.vmbundlefs/layers/"*.remote)
+cp "$R" "$T/remote.good"
+sed -i 's/^mirror file/mirror fi%zle/' "$R"
+out=$("$VMB_BIN" deps "$STORE" a 2>&1)
+assert_match "deps: no remote line for a layer with a bad mirror line" "^layer " "$out"
+check_fails "... and no mirror line" sh -c "printf '%s\n' \"\$1\" | grep -q '^mirror '" _ "$out"
+rc=0; "$VMB_BIN" fsck -n "$STORE" >"$T/fsck.out" 2>&1 || rc=$?
+check "fsck -n reports the damaged layer" test "$rc" -ne 0
+assert_match "... naming the file and the line" "remote layer '[0-9a-f]{32}' is corrupt \\((bad checksum|bad escape in a url)\\)" "$(cat "$T/fsck.out")"
+cp "$T/remote.good" "$R"
+check "fsck -n is clean again with the file restored" "$VMB_BIN" fsck -n "$STORE"
+finish
