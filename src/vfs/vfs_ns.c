@@ -189,8 +189,8 @@ int vmb_vfs_link(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t ino,
 		r = -EPERM;
 		goto out;
 	}
-	/* Bundles are linked across as subvolumes are: not (EXDEV; ln and cp -l say
-	 * so, cp and rsync copy instead). A file with names in two bundles would be
+	/* Bundles are linked across as subvolumes are: not (EXDEV; rsync -H copies
+	 * instead, ln, cp -a and tar say so). A file with names in two bundles would be
 	 * in both and protected by neither: the kernel opens a file by any of its
 	 * cached names without asking, so a lock could not tell which bundle it
 	 * makes in use. */
