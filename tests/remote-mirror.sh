@@ -3,7 +3,8 @@
 # server): the second pull adds its URL to the remote layer as a mirror (deps
 # shows both), and a read whose first URL is gone fetches from the other, with
 # right bytes and one log line; with every URL gone, EIO naming the first URL's
-# error and the other's; a layer's mirrors survive a remount and a third pull;
+# error and the other's; a URL that sends wrong bytes: the second try goes to the
+# other; a layer's mirrors survive a remount and a third pull;
 # a damaged mirror line makes the layer damaged, as any other line does.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
@@ -63,6 +64,23 @@ mount_store
 check "A back, B gone: a reads from A" cmp "$SRC/disk.img" "$MNT/a/disk.img"
 unmount_store
 mv "$T/pubB.away" "$T/pubB"
+
+# ---- A sends wrong bytes: the second try of each chunk goes to B ----
+cp -a "$T/pubA" "$T/pubA.good"
+for f in $(find "$T/pubA/objects" -type f); do
+    printf 'X' | dd of="$f" bs=1 count=1 conv=notrunc status=none
+done
+rm -rf "$T/cache/chunks"
+: >"$T/log"
+mount_store
+check "A's objects all wrong, B's right: a reads right" cmp "$SRC/disk.img" "$MNT/a/disk.img"
+sleep 0.2
+assert_eq "one log line says the reads moved to B" "1" "$(grep -c "reading from '$B'" "$T/log")"
+assert_match "... because A's bytes did not match" "reading from '$B' \(object [0-9a-f]{64} from '$A' did not match its digest\)" "$(grep "reading from" "$T/log")"
+unmount_store
+check "the cache holds no wrong bytes" "$VMB_BIN" fsck -n --cache="$T/cache"
+rm -rf "$T/pubA"
+mv "$T/pubA.good" "$T/pubA"
 
 # ---- a damaged mirror line: the layer is damaged ----
 R=$(ls "$STORE/.vmbundlefs/layers/"*.remote)

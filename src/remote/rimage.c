@@ -173,39 +173,54 @@ struct fillarg {
 	struct vmb_rimage *ri;
 	uint64_t chunk;
 	uint64_t fetched;
+	unsigned calls;    /* the cache fills again once after wrong bytes (cache.h) */
+	int used;          /* the URL of the last call's bytes (fetch_any) */
 };
 
-/* The URLs of ri to try, the one that worked last first: n of them in urls. */
-static unsigned urls_of(struct vmb_rimage *ri, const char *urls[1 + VMB_RIMAGE_MIRRORS],
-			unsigned *pref)
+/* The URLs of ri to try: the one that worked last first, or (after >= 0) the one
+ * after URL after first, URL after last. n of them in urls, idx[k] the number of
+ * urls[k] (0: ri->url, j: mirror[j - 1]). */
+static unsigned urls_of(struct vmb_rimage *ri, int after,
+			const char *urls[1 + VMB_RIMAGE_MIRRORS],
+			unsigned idx[1 + VMB_RIMAGE_MIRRORS])
 {
-	unsigned n, k;
+	unsigned n, k, start;
 
 	pthread_mutex_lock(&ri->mu);
 	n = 1 + ri->nmirrors;
-	*pref = ri->pref;
+	start = after >= 0 ? ((unsigned)after + 1) % n : ri->pref;
 	for (k = 0; k < n; k++) {
-		unsigned j = (ri->pref + k) % n;
-
-		urls[k] = j ? ri->mirror[j - 1] : ri->url;
+		idx[k] = (start + k) % n;
+		urls[k] = idx[k] ? ri->mirror[idx[k] - 1] : ri->url;
 	}
 	pthread_mutex_unlock(&ri->mu);
 	return n;
 }
 
 /* Fetch an object of ri from its URLs: the one that worked last, then the others
- * (the same content-addressed bytes: whichever answers). A fetch that another URL
+ * (the same content-addressed bytes: whichever answers). *used: the number of the
+ * URL that sent the bytes. after >= 0 (the cache's second fill after wrong bytes,
+ * which came from URL after): that one is asked last. A fetch that another URL
  * served makes that one the first from then on, said once in the log. */
-static int fetch_any(struct vmb_rimage *ri, const uint8_t digest[32], uint64_t len,
-		     void **buf, size_t *got, uint8_t sha[32], struct vmb_err *err)
+static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
+		     uint64_t len, void **buf, size_t *got, uint8_t sha[32], int *used,
+		     struct vmb_err *err)
 {
 	const char *urls[1 + VMB_RIMAGE_MIRRORS];
-	char first[VMB_ERR_MAX];
-	unsigned n, k, pref;
+	unsigned idx[1 + VMB_RIMAGE_MIRRORS];
+	char first[VMB_ERR_MAX], why[VMB_ERR_MAX];
+	unsigned n, k;
 	int rc = -EIO, rc0 = 0;
 
-	n = urls_of(ri, urls, &pref);
-	first[0] = '\0';
+	n = urls_of(ri, after, urls, idx);
+	first[0] = why[0] = '\0';
+	if (after >= 0 && n > 1) {   /* why the URL after it is asked first */
+		char dh[VMB_SHA256_HEX];
+
+		vmb_sha256_hex(digest, dh);
+		snprintf(why, sizeof(why), "object %s from '%s' did not match its digest",
+			 dh, urls[n - 1]);
+	}
 	for (k = 0; k < n; k++) {
 		if (k)
 			vmb_err_clear(err);
@@ -215,20 +230,23 @@ static int fetch_any(struct vmb_rimage *ri, const uint8_t digest[32], uint64_t l
 		if (!k) {
 			rc0 = rc;
 			snprintf(first, sizeof(first), "%s", err ? err->msg : strerror(-rc));
+			if (!why[0])
+				snprintf(why, sizeof(why), "%s", first);
 		}
 	}
-	if (rc == 0 && k) {
+	if (rc == 0) {
 		int said;
 
+		*used = (int)idx[k];
 		pthread_mutex_lock(&ri->mu);
-		said = ri->pref != (pref + k) % n;
+		said = (k || after >= 0) && ri->pref != idx[k];
 		if (said)
-			ri->pref = (pref + k) % n;
+			ri->pref = idx[k];
 		pthread_mutex_unlock(&ri->mu);
 		if (said)
 			vmb_log_msg(vmb_remote_log(ri->r), "remote image %s: reading from '%s' "
-				    "(%s)", ri->hex, urls[k], first);
-	} else if (rc && k == n && n > 1) {
+				    "(%s)", ri->hex, urls[k], why);
+	} else if (k == n && n > 1) {
 		/* every URL failed: the first one's cause, and how many others */
 		char last[VMB_ERR_MAX];
 
@@ -244,7 +262,8 @@ static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
 		size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct fillarg *fa = arg;
-	int rc = fetch_any(fa->ri, digest, len, buf, got, sha, err);
+	int rc = fetch_any(fa->ri, fa->calls++ ? fa->used : -1, digest, len, buf, got, sha,
+			   &fa->used, err);
 
 	*have_sha = rc == 0;
 	if (rc == 0)

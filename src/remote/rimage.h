@@ -76,8 +76,9 @@ int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[
  * named in messages), the others are tried, in turn, for the index when urls[0]
  * fails, and for every chunk: a fetch tries the URL that worked last, then the
  * others, each with the fetcher's retries (soft mode; in hard mode the first one
- * tried waits for its network). The first time another URL serves, the log says
- * so. An image kept already gains the URLs it lacks (up to VMB_RIMAGE_MIRRORS). */
+ * tried waits for its network); the cache's second fill after wrong bytes starts
+ * at the next URL. The first time another URL serves, the log says so. An image
+ * kept already gains the URLs it lacks (up to VMB_RIMAGE_MIRRORS). */
 #define VMB_RIMAGE_MIRRORS 8
 int vmb_rimage_open_urls(struct vmb_remote *r, const char *const *urls, unsigned nurls,
 			 const uint8_t digest[32], uint64_t size, struct vmb_base **out,
