@@ -297,6 +297,8 @@ static const char deps_usage[] =
 	"                               or '-')\n"
 	"followed, for a remote layer (an image of a published store), by\n"
 	"  remote ID URL               (where its chunks are fetched from)\n"
+	"  mirror ID URL               (one line for each other URL it was pulled from,\n"
+	"                               tried when that one fails)\n"
 	"then one line per file that has a base:\n"
 	"  file SIZE DELTA_BYTES ID[,ID...] PATH   (its chain, top first)\n"
 	"Prints nothing for a self-contained bundle.\n";
