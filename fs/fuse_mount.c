@@ -25,20 +25,27 @@ extern const struct fuse_lowlevel_ops vmb_fuse_ops;
 #define DEFAULT_READAHEAD_KB VMB_FS_DEFAULT_READAHEAD_KB
 #define DEFAULT_MAX_THREADS VMB_FS_DEFAULT_MAX_THREADS
 
+/* msg to the mount's own destination: the --log file, else syslog (at prio), else
+ * standard error (unless quiet). Under fs->loglock. */
+static void emit(struct vmb_fs *fs, int prio, int quiet, const char *msg)
+{
+	if (fs->logfp) {
+		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
+		fflush(fs->logfp);
+	} else if (fs->use_syslog) {
+		syslog(prio, "%s", msg);
+	} else if (!quiet) {
+		fprintf(stderr, "vmbundlefs: %s\n", msg);
+	}
+}
+
 static void log_line(void *arg, const char *msg)
 {
 	struct vmb_fs *fs = arg;
 
 	pthread_mutex_lock(&fs->loglock);
 	vmb_store_log_write(fs->slog, msg);
-	if (fs->logfp) {
-		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
-		fflush(fs->logfp);
-	} else if (fs->use_syslog) {
-		syslog(LOG_ERR, "%s", msg);
-	} else {
-		fprintf(stderr, "vmbundlefs: %s\n", msg);
-	}
+	emit(fs, LOG_ERR, 0, msg);
 	pthread_mutex_unlock(&fs->loglock);
 }
 
@@ -50,18 +57,11 @@ static void log_event(struct vmb_fs *fs, const char *fmt, ...)
 	char msg[VMB_ERR_MAX + PATH_MAX * 2];
 	va_list ap;
 
-	if (!fs->logfp && !fs->use_syslog)
-		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&fs->loglock);
-	if (fs->logfp) {
-		fprintf(fs->logfp, "vmbundlefs: %s\n", msg);
-		fflush(fs->logfp);
-	} else {
-		syslog(LOG_INFO, "%s", msg);
-	}
+	emit(fs, LOG_INFO, 1, msg);
 	pthread_mutex_unlock(&fs->loglock);
 }
 

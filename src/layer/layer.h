@@ -253,8 +253,8 @@ int vmb_layer_remote_decode(const void *buf, size_t len, const char *id,
  * every base of ls). */
 void vmb_layers_set_remote(struct vmb_layers *ls, struct vmb_remote *r);
 
-/* Write layers/<ID>.remote for rl (ID from rl->index; rl's mirrors are not
- * written). An existing one for the same index and size is kept; when rl->url is
+/* Write layers/<ID>.remote for rl (ID from rl->index; with rl's mirrors, none for
+ * a pull). An existing one for the same index and size is kept; when rl->url is
  * none of its URLs (the same image pulled from a mirror) it is replaced by one
  * that adds rl->url as a mirror (the oldest mirror goes when VMB_LAYER_MIRRORS are
  * there). -EEXIST when the size differs (a damaged store). 0 or -errno. */

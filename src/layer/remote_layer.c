@@ -311,7 +311,7 @@ out:
 int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl,
 			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
 {
-	struct vmb_layer_remote *old = NULL, *one = NULL;
+	struct vmb_layer_remote *old = NULL;
 	char hex[65];
 	struct vmb_err e;
 	unsigned i;
@@ -354,16 +354,8 @@ int vmb_layers_create_remote(struct vmb_layers *ls, const struct vmb_layer_remot
 		rc = vmb_err_set(err, -rc, "%s", e.msg);
 		goto out;
 	}
-	one = malloc(sizeof(*one));
-	if (!one) {
-		rc = vmb_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	*one = *rl;
-	one->nmirrors = 0;   /* a new layer: the URL it is pulled from */
-	rc = write_remote(ls, one, id, err);
+	rc = write_remote(ls, rl, id, err);
 out:
-	free(one);
 	free(old);
 	return rc;
 }

@@ -173,8 +173,8 @@ struct fillarg {
 	struct vmb_rimage *ri;
 	uint64_t chunk;
 	uint64_t fetched;
-	unsigned calls;    /* the cache fills again once after wrong bytes (cache.h) */
-	int used;          /* the URL of the last call's bytes (fetch_any) */
+	int used;          /* the URL of the last call's bytes (fetch_any); -1 before
+			    * the first (the cache fills again once after wrong bytes) */
 };
 
 /* The URLs of ri to try: the one that worked last first, or (after >= 0) the one
@@ -262,8 +262,7 @@ static int fill(void *arg, const uint8_t digest[32], uint64_t len, void **buf,
 		size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct fillarg *fa = arg;
-	int rc = fetch_any(fa->ri, fa->calls++ ? fa->used : -1, digest, len, buf, got, sha,
-			   &fa->used, err);
+	int rc = fetch_any(fa->ri, fa->used, digest, len, buf, got, sha, &fa->used, err);
 
 	*have_sha = rc == 0;
 	if (rc == 0)
@@ -281,7 +280,7 @@ static int get_chunk(struct vmb_rimage *ri, uint64_t i, int *fd, int *slot,
 		   struct vmb_cache_mem **mem, uint64_t *fetched, int nofetch,
 		   struct vmb_err *err)
 {
-	struct fillarg fa = { .ri = ri, .chunk = i };
+	struct fillarg fa = { .ri = ri, .chunk = i, .used = -1 };
 	struct vmb_cache *c;
 	int k, hit = 0, rc, victim = -1;
 
@@ -355,7 +354,7 @@ static void put_fd(struct vmb_rimage *ri, int fd, int slot)
 int vmb_rimage_fill(struct vmb_rimage *ri, uint64_t i, uint64_t *fetched,
 		    struct vmb_err *err)
 {
-	struct fillarg fa = { .ri = ri, .chunk = i };
+	struct fillarg fa = { .ri = ri, .chunk = i, .used = -1 };
 	struct vmb_cache *c;
 	int fd, hit, rc;
 
