@@ -24,6 +24,20 @@ int vmb_write_full(int fd, const void *buf, size_t len);
  * or -errno. */
 ssize_t vmb_read_full(int fd, void *buf, size_t len);
 
+/* fsync(2) and fdatasync(2) of a store's own files and directories (store/,
+ * layer/, map/, image/): the same calls, except on a thread that builds a
+ * scratch store (vmb_sync_scratch(1)), where they do nothing and return 0.
+ * That is the private shadow store of a mount of a URL, built before the mount
+ * by the command's thread, removed at unmount, rebuilt by every mount, and
+ * swept by the next mount when a crash leaves it: its durability would buy
+ * nothing and cost two fsyncs a file. The flag is per thread and starts clear
+ * on every thread; the builder clears it before it becomes the daemon. The
+ * remote cache (shared by every process on the host), published
+ * destinations and the daemon's writes never go through these. */
+int vmb_fsync(int fd);
+int vmb_fdatasync(int fd);
+void vmb_sync_scratch(int on);
+
 /* fsync the directory that holds path (trailing slashes ignored; "." for a bare
  * name), so that the entry of a file or directory just made there is durable.
  * 0 or -errno. */

@@ -4,6 +4,7 @@
  * cli_prefetch.c.
  */
 #include "config.h"
+#include "base/fdio.h"
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "fs/vmbfs.h"
@@ -191,6 +192,8 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("cannot create '%s': %s", shadow, strerror(errno));
 		goto out;
 	}
+	/* the shadow store is scratch: nothing in it is synced (base/fdio.h) */
+	vmb_sync_scratch(1);
 	if (vmb_store_init(shadow, &err) < 0 ||
 	    vmb_store_open(&s, shadow, VMB_STORE_EXCLUSIVE, &err) < 0 ||
 	    vmb_layers_open(&ls, s.metafd, &vmb_cli_log, &err) < 0) {
@@ -211,6 +214,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	ls = NULL;
 	vmb_store_close(&s);
 	memset(&s, 0, sizeof(s));
+	vmb_sync_scratch(0);
 	vmb_remote_close(r);
 	r = NULL;
 	if (asprintf(&opts, "ro,vmb_shadow%s%s", fuse_opts && *fuse_opts ? "," : "",
@@ -238,6 +242,7 @@ out:
 		vmb_layers_close(ls);
 	if (s.path)
 		vmb_store_close(&s);
+	vmb_sync_scratch(0);
 	vmb_remote_close(r);
 	vmb_pub_index_free(&top);
 	if (!ok && shadow[0]) {

@@ -70,7 +70,7 @@ int vmb_image_create_delta(int dirfd, const char *name, struct vmb_base *base, u
 		r = vmb_err_sys(err, errno, "cannot set the times of '%s'", name);
 	if (r == 0 && mapdir_fd >= 0)
 		r = save_empty_map(fd, mapdir_fd, name, &ref, err);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && vmb_fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", name);
 	close(fd);
 	if (r < 0)
@@ -186,7 +186,7 @@ static int install(int dirfd, const char *name, int fd, char *tmp, size_t tsize,
 		return vmb_err_sys(err, errno, "cannot rename '%s' to '%s'", tmp, name);
 	tmp[0] = '\0';
 	dfd = dirfd;
-	if (fsync(dfd) < 0)
+	if (vmb_fsync(dfd) < 0)
 		vmb_log_msg(log, "cannot sync the directory of '%s': %s", name, strerror(errno));
 	return 0;
 }
@@ -351,7 +351,7 @@ int vmb_image_flatten2(struct vmb_image *img, int dirfd, const char *name,
 	ts[1] = st.st_mtim;
 	if (r == 0 && futimens(fd, ts) < 0)
 		r = vmb_err_sys(err, errno, "cannot set the times of a copy of '%s'", img->name);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && vmb_fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync a copy of '%s'", img->name);
 	if (r == 0)
 		r = install_hooked(img, dirfd, name, fd, tmp, sizeof(tmp), h, err);
@@ -464,7 +464,7 @@ int vmb_image_freeze2(struct vmb_image *img, struct vmb_layers *ls, int dirfd,
 		r = vmb_err_sys(err, errno, "cannot set the times of '%s'", img->name);
 	if (r == 0)
 		r = save_empty_map(fd, img->mapdir, img->name, &ref, err);
-	if (r == 0 && fsync(fd) < 0)
+	if (r == 0 && vmb_fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync the new delta of '%s'", img->name);
 	if (r == 0)
 		r = install_hooked(img, dirfd, name, fd, tmp, sizeof(tmp), h, err);

@@ -116,7 +116,7 @@ static int write_map(struct vmb_layers *ls, const char *id, const struct vmb_blo
 	}
 	created = 1;
 	if (fchmod(fd, VMB_LAYER_MAP_MODE) < 0 || (rc = vmb_write_full(fd, buf, len)) ||
-	    fsync(fd) < 0) {
+	    vmb_fsync(fd) < 0) {
 		rc = vmb_err_sys(err, rc ? -rc : errno, "cannot write '%s/%s'", ls->path, tmp);
 		goto out;
 	}
@@ -132,7 +132,7 @@ static int write_map(struct vmb_layers *ls, const char *id, const struct vmb_blo
 		goto out;
 	}
 	created = 0;
-	if (fsync(ls->dirfd) < 0) {
+	if (vmb_fsync(ls->dirfd) < 0) {
 		/* the layer is there; whether it survives a crash is not known */
 		rc = vmb_err_sys(err, errno, "cannot fsync '%s'", ls->path);
 		unlinkat(ls->dirfd, name, 0);
@@ -195,7 +195,7 @@ static int publish(struct vmb_layers *ls, int dfd, const char *id, uint64_t size
 
 	memset(&h, 0, sizeof(h));
 	h.depth = 1;
-	if (ftruncate(dfd, (off_t)size) < 0 || fsync(dfd) < 0 ||
+	if (ftruncate(dfd, (off_t)size) < 0 || vmb_fsync(dfd) < 0 ||
 	    fchmod(dfd, VMB_LAYER_DATA_MODE) < 0) {
 		rc = vmb_err_sys(err, errno, "cannot write '%s/%s.data'", ls->path, id);
 		goto out;
@@ -347,7 +347,7 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 				   err);
 		goto out;
 	}
-	if (fsync(fd) < 0) {
+	if (vmb_fsync(fd) < 0) {
 		rc = vmb_err_sys(err, errno, "cannot make a layer: cannot fsync the file");
 		goto out;
 	}

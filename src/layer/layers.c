@@ -69,7 +69,7 @@ int vmb_layers_open(struct vmb_layers **out, int metafd, const struct vmb_log *l
 		}
 		/* its entry durable before any layer in it is: a power loss would
 		 * take the directory with the layers that images stand on */
-		if (fsync(metafd) < 0) {
+		if (vmb_fsync(metafd) < 0) {
 			rc = vmb_err_sys(err, errno, "cannot sync the directory of '%s'",
 					 ls->path);
 			goto out;
@@ -625,7 +625,7 @@ int vmb_layers_remove(struct vmb_layers *ls, const char *id, struct vmb_err *err
 		rc = vmb_err_set(err, ENOENT, "no layer '%s' (%s/%s.map)", id, ls->path, id);
 		goto out;
 	}
-	if (fsync(ls->dirfd) < 0)
+	if (vmb_fsync(ls->dirfd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot fsync '%s'", ls->path);
 out:
 	pthread_mutex_unlock(&ls->mu);

@@ -9,6 +9,7 @@
  *    image's data map, walked once through lookup.
  */
 #include "config.h"
+#include "base/fdio.h"
 #include "layer/layer_int.h"
 #include "remote/rimage.h"
 #include "remote/remote.h"
@@ -294,14 +295,14 @@ static int write_remote(struct vmb_layers *ls, const struct vmb_layer_remote *rl
 		}
 		done += (size_t)w;
 	}
-	if (!rc && fsync(fd) < 0)
+	if (!rc && vmb_fsync(fd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot sync '%s/%s'", ls->path, tmp);
 	if (!rc && renameat(ls->dirfd, tmp, ls->dirfd, name) < 0)
 		rc = vmb_err_sys(err, errno, "cannot rename '%s/%s'", ls->path, tmp);
 	if (rc)
 		unlinkat(ls->dirfd, tmp, 0);
 	close(fd);   /* the lock goes after the rename */
-	if (!rc && fsync(ls->dirfd) < 0)
+	if (!rc && vmb_fsync(ls->dirfd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot sync '%s'", ls->path);
 out:
 	free(buf);

@@ -307,7 +307,7 @@ static int fsync_dir(int dirfd)
 		if (fd < 0)
 			return -errno;
 	}
-	if (fsync(fd) < 0)
+	if (vmb_fsync(fd) < 0)
 		rc = -errno;
 	if (fd != dirfd)
 		close(fd);
@@ -359,7 +359,7 @@ static int create_atomic(int dirfd, const char *name, const void *buf, size_t le
 		rc = vmb_err_sys(err, rc, "cannot write sidecar map '%s'", tmp);
 		goto out;
 	}
-	if (durable && fsync(fd) < 0) {
+	if (durable && vmb_fsync(fd) < 0) {
 		rc = vmb_err_sys(err, errno, "cannot fsync sidecar map '%s'", tmp);
 		goto out;
 	}
@@ -702,7 +702,7 @@ static int journal_append(int dirfd, const char *name, const void *rec, size_t r
 		goto fail;
 	}
 	rc = vmb_write_full(fd, rec, rlen);
-	if (rc == 0 && durable && fdatasync(fd) < 0)
+	if (rc == 0 && durable && vmb_fdatasync(fd) < 0)
 		rc = -errno;
 	if (rc < 0) {
 		vmb_err_sys(err, rc, "cannot append to sidecar journal '%s'", jname);

@@ -13,6 +13,7 @@
  * The destination tree keeps one open descriptor per directory level being built.
  */
 #include "config.h"
+#include "base/fdio.h"
 #include "store/ops_int.h"
 #include "store/store.h"
 #include "image/image.h"
@@ -235,7 +236,7 @@ static int cl_ent(void *arg, enum vmb_tree_event ev, const struct vmb_tree_ent *
 		fd = k->dfds[e->depth];
 		k->dfds[e->depth] = -1;
 		r = finish(fd, &k->dst[e->depth], e->msgpath, 1, err);
-		if (r == 0 && fsync(fd) < 0)
+		if (r == 0 && vmb_fsync(fd) < 0)
 			r = vmb_err_sys(err, errno, "cannot sync the copy of '%s'", e->msgpath);
 		close(fd);
 		return r;
@@ -280,7 +281,7 @@ static int from_bundle(struct vmb_opctx *c, const char *src, int cln, struct vmb
 		c->resume(c->arg, src);
 	if (r == 0)
 		r = finish(root, &st, src, 1, err);
-	if (r == 0 && fsync(root) < 0)
+	if (r == 0 && vmb_fsync(root) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync the new bundle");
 out:
 	/* Depth 0 is root; deeper ones are still open only after a failure. */
@@ -357,7 +358,7 @@ static int small_from_base(struct vmb_opctx *c, int root, const struct vmb_mf_en
 			goto out;
 		}
 	}
-	if (ftruncate(fd, (off_t)me->size) < 0 || fsync(fd) < 0)
+	if (ftruncate(fd, (off_t)me->size) < 0 || vmb_fsync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot write '%s'", me->path);
 	(void)c;
 out:
@@ -464,7 +465,7 @@ static int from_snapshot(struct vmb_opctx *c, const char *spec, int cln, struct 
 			break;
 		}
 		r = finish(fd, &st, m.ents[i].path, 1, err);
-		if (r == 0 && fsync(fd) < 0)
+		if (r == 0 && vmb_fsync(fd) < 0)
 			r = vmb_err_sys(err, errno, "cannot sync '%s'", m.ents[i].path);
 		close(fd);
 	}
@@ -519,7 +520,7 @@ int vmb_op_clone(struct vmb_opctx *c, const char *src, const char *dst, struct v
 			vmb_err_sys(err, errno, "cannot rename the new bundle to '%s'", dst);
 		goto fail;
 	}
-	if (fsync(c->store->dirfd) < 0)
+	if (vmb_fsync(c->store->dirfd) < 0)
 		vmb_log_msg(c->log, "clone '%s': cannot sync the store's directory: %s", dst,
 			    strerror(errno));
 	vmb_op_step("clone", 4);

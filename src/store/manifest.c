@@ -415,7 +415,7 @@ int vmb_manifest_write(int snapdir, const char *file, const struct vmb_manifest 
 		r = vmb_err_sys(err, errno, "cannot create snapshot manifest '%s'", file);
 		goto out;
 	}
-	if ((r = vmb_write_full(fd, buf, len)) < 0 || fsync(fd) < 0) {
+	if ((r = vmb_write_full(fd, buf, len)) < 0 || vmb_fsync(fd) < 0) {
 		r = vmb_err_sys(err, r < 0 ? -r : errno, "cannot write snapshot manifest '%s'",
 				file);
 		goto out;
@@ -428,7 +428,7 @@ int vmb_manifest_write(int snapdir, const char *file, const struct vmb_manifest 
 		goto out;
 	}
 	tmp[0] = '\0';
-	if (fsync(snapdir) < 0)
+	if (vmb_fsync(snapdir) < 0)
 		r = vmb_err_sys(err, errno, "cannot write snapshot manifest '%s'", file);
 out:
 	if (fd >= 0)

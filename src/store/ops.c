@@ -1,5 +1,6 @@
 /* ops.c - what the structural operations share (ops_int.h), and the test hook. */
 #include "config.h"
+#include "base/fdio.h"
 #include "store/ops_int.h"
 #include "store/store.h"
 #include "image/image.h"
@@ -119,7 +120,7 @@ static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const c
 	r = vmb_ops_copy_xattrs(fd, nfd, relpath, err);
 	if (r == 0) {
 		struct timespec ts[2] = { st.st_atim, st.st_mtim };
-		if (futimens(nfd, ts) < 0 || fsync(nfd) < 0)
+		if (futimens(nfd, ts) < 0 || vmb_fsync(nfd) < 0)
 			r = vmb_err_sys(err, errno, "cannot finish the new delta of '%s'", relpath);
 	}
 	if (r < 0)
@@ -129,7 +130,7 @@ static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const c
 		goto out;
 	}
 	made = 0;
-	if (fsync(dirfd) < 0)
+	if (vmb_fsync(dirfd) < 0)
 		vmb_log_msg(c->log, "freeze of '%s': cannot sync its directory: %s", relpath,
 			    strerror(errno));
 	vmb_op_step("freeze", 2);
@@ -369,7 +370,7 @@ int vmb_ops_copy_sparse(int src, int dst, uint64_t size, const char *msgpath,
 			off += n;
 		}
 	}
-	if (fsync(dst) < 0)
+	if (vmb_fsync(dst) < 0)
 		return vmb_err_sys(err, errno, "cannot copy '%s'", msgpath);
 	return 0;
 }
@@ -423,7 +424,7 @@ int vmb_ops_snapdir(struct vmb_store *s, int create, struct vmb_err *err)
 
 	if (create && mkdirat(s->metafd, VMB_SNAPSHOTS_DIR, VMB_META_DIR_MODE) == 0) {
 		/* its entry durable before a snapshot in it is */
-		if (fsync(s->metafd) < 0)
+		if (vmb_fsync(s->metafd) < 0)
 			return vmb_err_sys(err, errno, "cannot sync '%s/%s'", s->path,
 					   VMB_META_DIR);
 	} else if (create && errno != EEXIST)

@@ -12,6 +12,7 @@
  * failure nothing named NAME exists.
  */
 #include "config.h"
+#include "base/fdio.h"
 #include "store/ops_int.h"
 #include "store/store.h"
 #include "image/image.h"
@@ -86,7 +87,7 @@ static int small_file(struct vmb_opctx *c, struct vmb_remote *r, const char *url
 		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
 	if (!rc)
 		rc = set_times(fd, pe, err);
-	if (!rc && fsync(fd) < 0)
+	if (!rc && vmb_fsync(fd) < 0)
 		rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
 	if (!rc)
 		rc = vmb_ops_save_plain_map(c, fd, pe->path, err);
@@ -225,7 +226,7 @@ static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 			rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
 		if (!rc)
 			rc = set_times(fd, pe, err);
-		if (!rc && fsync(fd) < 0)
+		if (!rc && vmb_fsync(fd) < 0)
 			rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
 		close(fd);
 	}
@@ -304,7 +305,7 @@ int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 			vmb_err_sys(err, errno, "cannot rename the new bundle to '%s'", name);
 		goto fail;
 	}
-	if (fsync(c->store->dirfd) < 0)
+	if (vmb_fsync(c->store->dirfd) < 0)
 		vmb_log_msg(c->log, "pull '%s': cannot sync the store's directory: %s", name,
 			    strerror(errno));
 	unlinkat(stagefd, cname, AT_REMOVEDIR);

@@ -9,6 +9,7 @@
  * of a snapshot.
  */
 #include "config.h"
+#include "base/fdio.h"
 #include "store/ops_int.h"
 #include "store/store.h"
 #include "layer/layer.h"
@@ -218,7 +219,7 @@ int vmb_op_snapshot_delete(struct vmb_opctx *c, const char *spec, struct vmb_err
 			vmb_err_set(err, ENOENT, "no snapshot '%s' in store '%s'", spec,
 				    c->store->path) :
 			vmb_err_sys(err, errno, "cannot remove snapshot '%s'", spec);
-	else if (fsync(sfd) < 0)
+	else if (vmb_fsync(sfd) < 0)
 		r = vmb_err_sys(err, errno, "cannot remove snapshot '%s'", spec);
 	close(sfd);
 	return r;

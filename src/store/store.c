@@ -1,5 +1,6 @@
 /* store.c - store directories: init, open, layout version, names (see store.h). */
 #include "config.h"
+#include "base/fdio.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -51,14 +52,14 @@ static int write_file_atomic(int dirfd, const char *name, const char *text,
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cannot create '%s'", name);
 	if (fchmod(fd, VMB_META_FILE_MODE) < 0 || write(fd, text, len) != (ssize_t)len ||
-	    fsync(fd) < 0)
+	    vmb_fsync(fd) < 0)
 		r = vmb_err_sys(err, errno ? errno : EIO, "cannot write '%s'", name);
 	close(fd);
 	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
 		r = vmb_err_sys(err, errno, "cannot rename '%s'", name);
 	if (r < 0)
 		unlinkat(dirfd, tmp, 0);
-	else if (fsync(dirfd) < 0)
+	else if (vmb_fsync(dirfd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync the directory of '%s'", name);
 	return r;
 }
@@ -137,7 +138,7 @@ int vmb_store_init(const char *path, struct vmb_err *err)
 	/* The layout file last: a store is a store once it exists. */
 	snprintf(text, sizeof(text), "%s %d\n", VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
 	r = write_file_atomic(mfd, VMB_LAYOUT_FILE, text, err);
-	if (r == 0 && fsync(dfd) < 0)
+	if (r == 0 && vmb_fsync(dfd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", path);
 out:
 	if (mfd >= 0)

@@ -58,12 +58,12 @@ static void write_home(int metafd, const char *id)
 		    VMB_META_FILE_MODE);
 	if (fd < 0)
 		return;
-	ok = vmb_pwrite_full(fd, text, (size_t)n, 0, NULL) == 0 && fsync(fd) == 0;
+	ok = vmb_pwrite_full(fd, text, (size_t)n, 0, NULL) == 0 && vmb_fsync(fd) == 0;
 	close(fd);
 	if (!ok || renameat(metafd, tmp, metafd, HOME_FILE) < 0)
 		unlinkat(metafd, tmp, 0);
 	else
-		(void)fsync(metafd);
+		(void)vmb_fsync(metafd);
 }
 
 void vmb_store_home_init(int metafd)

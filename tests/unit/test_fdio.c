@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <stdlib.h>
@@ -171,10 +172,44 @@ static void test_mkdir_parents(void)
 	CHECK_EQ(at, strlen(root) + strlen("/a/f/x"));
 }
 
+/* vmb_fsync/vmb_fdatasync: fsync(2)'s answer (EBADF on a bad descriptor, 0 on
+ * a file), except on a thread that marked itself a scratch builder, where they
+ * do nothing; other threads, and threads started later, still sync. */
+static void *sync_bad(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)(vmb_fsync(-1) == -1 && errno == EBADF &&
+				  vmb_fdatasync(-1) == -1 && errno == EBADF);
+}
+
+static void test_sync_scratch(void)
+{
+	pthread_t t;
+	void *ok = NULL;
+	int fd = tmpfile_fd();
+
+	REQUIRE(fd >= 0);
+	CHECK(vmb_fsync(fd) == 0 && vmb_fdatasync(fd) == 0);
+	errno = 0;
+	CHECK(vmb_fsync(-1) == -1 && errno == EBADF);
+	vmb_sync_scratch(1);
+	CHECK_EQ(vmb_fsync(-1), 0);
+	CHECK_EQ(vmb_fdatasync(-1), 0);
+	REQUIRE(pthread_create(&t, NULL, sync_bad, NULL) == 0);
+	REQUIRE(pthread_join(t, &ok) == 0);
+	CHECK(ok != NULL);   /* another thread still syncs */
+	vmb_sync_scratch(0);
+	errno = 0;
+	CHECK(vmb_fsync(-1) == -1 && errno == EBADF);
+	CHECK(vmb_fdatasync(-1) == -1 && errno == EBADF);
+	close(fd);
+}
+
 int main(void)
 {
 	RUN(test_positional);
 	RUN(test_sequential);
 	RUN(test_mkdir_parents);
+	RUN(test_sync_scratch);
 	return harness_exit("test_fdio");
 }
