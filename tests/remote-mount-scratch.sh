@@ -5,7 +5,9 @@
 # cost time before the mount appeared (two fsyncs a file, about ten a bundle:
 # on a slow disk, seconds per hundred bundles; report F6). The objects the
 # mount fetches into the host's cache are still synced (the cache is shared and
-# a chunk counts only once durable), and the bundles read right.
+# a chunk counts only once durable), and the bundles read right. And it does not
+# fill the cache's file system: a published store whose small files would leave
+# less free there than the cache keeps is refused before anything is written.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/remote-lib.sh"
@@ -63,5 +65,32 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 assert_num "a pull into a store syncs the bundle it makes" \
     "$(grep -cE "fsync\([0-9]+<$STORE/" "$T/st.pull")" -ge 4
 check "the pulled bundle's NVRAM" cmp "$T/src/vm3/nvram.bin" "$STORE/vm3/nvram.bin"
+
+# a tmpfs of 48 MiB for the cache: 30 bundles of a 1000 KiB NVRAM each (29 MiB
+# of copies) would leave less than half of it free: refused, naming the sizes,
+# with nothing fetched but manifests and no shadow store made
+mkdir -p "$T/small"
+mount -t tmpfs -o size=48M vmbtest "$T/small" || skip "cannot mount a tmpfs"
+on_exit "umount -l '$T/small'"
+for i in $(seq 1 30); do
+    d=$T/big/b$i
+    mkdir -p "$d"
+    vmbio pwrite "$d/nvram.bin" 0 1024000 "p$((i + 40))" >/dev/null || fail "vmbio pwrite"
+done
+"$MKPUB" -c 65536 "$T/pubbig" $(for i in $(seq 1 30); do echo "$T/big/b$i"; done) >"$T/mkpub.out" 2>&1 ||
+    { cat "$T/mkpub.out"; fail "mkpub failed"; }
+mkdir -p "$T/mbig"
+rc=0; "$VMB_BIN" mount -o "cache=$T/small/c" "file://$T/pubbig" "$T/mbig" >"$T/o" 2>&1 || rc=$?
+assert_eq "a mount whose shadow store would not fit fails" 1 "$rc"
+assert_match "... saying why, with the sizes and what to do" \
+    "cannot mount 'file://$T/pubbig': its 30 bundle\\(s\\) have [0-9]+\\.[0-9] MiB of small files, copied at each mount into a shadow store under '$T/small/c/mnt', where [0-9]+\\.[0-9] MiB are free and [0-9]+\\.[0-9] MiB must stay free; pull the bundles needed" \
+    "$(cat "$T/o")"
+assert_eq "... mounts nothing" no "$(is_mounted "$T/mbig" && echo yes || echo no)"
+assert_eq "... makes no shadow store" "" "$(ls "$T/small/c/mnt")"
+assert_eq "... and fetches no small file" 0 "$(find "$T/small/c/chunks" -type f | wc -l)"
+# the 12-bundle store fits there
+rmount m2 "file://$T/pub" -o "cache=$T/small/c"
+check "a store that fits mounts on the same file system" cmp "$T/src/vm5/nvram.bin" "$T/m2/vm5/nvram.bin"
+check "unmount" rumount m2
 
 finish

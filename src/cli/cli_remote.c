@@ -12,6 +12,7 @@
 #include "store/store.h"
 #include "layer/layer.h"
 #include "remote/remote.h"
+#include "remote/cache.h"
 #include "remote/pubfmt.h"
 #include "remote/fetch.h"
 
@@ -26,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,6 +122,40 @@ static void sweep_shadows(const char *mntdir)
 	closedir(d);
 }
 
+/* The shadow store must not fill the cache's file system: its small files are
+ * copies (vmb_pull_space), and a published store's manifests may list any
+ * number of them. Refused (-ENOSPC, with a message) when building it would
+ * leave less free there than the cache keeps (VMB_CACHE_MIN_FREE_DEFAULT, or
+ * half of what is free when that is less than twice as much). Nothing is
+ * written before this answers. */
+static int shadow_fits(struct vmb_remote *r, const char *url, const struct vmb_pub_index *top,
+		       const char *dir, struct vmb_err *err)
+{
+	struct statvfs sv;
+	uint64_t need = 0, b, avail, keep;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < top->n; i++) {
+		rc = vmb_pull_space(r, url, top->bundles[i].name, &b, err);
+		if (rc)
+			return rc;
+		need += b;
+	}
+	if (statvfs(dir, &sv) < 0)
+		return vmb_err_sys(err, errno, "cannot get the free space of '%s'", dir);
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	keep = avail / 2 < VMB_CACHE_MIN_FREE_DEFAULT ? avail / 2 : VMB_CACHE_MIN_FREE_DEFAULT;
+	if (need + keep > avail)
+		return vmb_err_set(err, ENOSPC, "its %zu bundle(s) have %.1f MiB of small "
+				   "files, copied at each mount into a shadow store under '%s', "
+				   "where %.1f MiB are free and %.1f MiB must stay free; pull the "
+				   "bundles needed (vmbundlefs pull) or free space there",
+				   top->n, need / 1048576.0, dir, avail / 1048576.0,
+				   keep / 1048576.0);
+	return 0;
+}
+
 int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fuse_opts,
 		      int foreground, int debug, const char *logfile)
 {
@@ -180,6 +216,10 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		goto out;
 	}
 	sweep_shadows(mntdir);
+	if (shadow_fits(r, url, &top, mntdir, &err) < 0) {
+		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
+		goto out;
+	}
 	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 		rnd = (unsigned)getpid();
 	snprintf(shadow, sizeof(shadow), "%s/%08x%08x", mntdir, rnd, (unsigned)getpid());

@@ -173,6 +173,11 @@ int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 /* The verified manifest of bundle at url (top index, then the manifest object). */
 int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
 		      struct vmb_pub_bundle *m, struct vmb_err *err);
+/* The disk space a pull of bundle at url takes in a store, at most (its manifest
+ * only: nothing is fetched but that): each small file's bytes rounded up to 4 KiB,
+ * and 4 KiB for each record (its inode, an image's or a file's sidecar map). */
+int vmb_pull_space(struct vmb_remote *r, const char *url, const char *bundle,
+		   uint64_t *bytes, struct vmb_err *err);
 
 /* Prefetch: make every data chunk of the remote base of file dirfd/name present in
  * the cache. progress (may be NULL) is called after each chunk with the bytes done

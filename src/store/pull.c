@@ -264,6 +264,28 @@ int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
 	return 0;
 }
 
+int vmb_pull_space(struct vmb_remote *r, const char *url, const char *bundle,
+		   uint64_t *bytes, struct vmb_err *err)
+{
+	struct vmb_pub_bundle m;
+	uint64_t n = 0;
+	size_t i;
+	int rc;
+
+	*bytes = 0;
+	rc = vmb_pull_manifest(r, url, bundle, &m, err);
+	if (rc)
+		return rc;
+	for (i = 0; i < m.n; i++) {
+		n += 4096;
+		if (m.ents[i].kind == 'f')
+			n += (m.ents[i].size + 4095) & ~(uint64_t)4095;
+	}
+	vmb_pub_bundle_free(&m);
+	*bytes = n;
+	return 0;
+}
+
 int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 		const char *bundle, const char *name, struct vmb_err *err)
 {
