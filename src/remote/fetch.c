@@ -594,10 +594,10 @@ ssize_t vmb_fetch_get(struct vmb_fetcher *f, const char *path, uint64_t off, siz
 }
 
 ssize_t vmb_fetch_get_sha(struct vmb_fetcher *f, const char *path, void *buf, size_t max,
-			  uint8_t sha[32], struct vmb_err *err)
+			  uint8_t sha[32], int soft, struct vmb_err *err)
 {
 	struct vmb_fetch_req req = { .op = VMB_FETCH_GET, .path = path, .buf = buf,
-				     .max = max, .sha = sha };
+				     .max = max, .sha = sha, .soft = soft };
 
 	return call(f, &req, err);
 }

@@ -110,9 +110,10 @@ ssize_t vmb_fetch_get(struct vmb_fetcher *, const char *path, uint64_t off, size
 		      void *buf, size_t max, struct vmb_err *);
 /* vmb_fetch_get of the whole object, which also gives the SHA-256 of the bytes
    returned in sha: the http(s) and s3 transports compute it as the bytes arrive,
-   beside the transfer, so that a caller checking them need not read them again. */
+   beside the transfer, so that a caller checking them need not read them again.
+   soft: give up after the soft retry budget even in hard mode (vmb_fetch_req). */
 ssize_t vmb_fetch_get_sha(struct vmb_fetcher *, const char *path, void *buf, size_t max,
-			  uint8_t sha[32], struct vmb_err *);
+			  uint8_t sha[32], int soft, struct vmb_err *);
 /* Publishing: does PATH exist (HEAD; 0 / -ENOENT; *len, when not NULL, gets its size),
    and PUT bytes (S3 SigV4 via CURLOPT_AWS_SIGV4; file:// writes temp + fsync + rename;
    plain http(s) PUT as well, for WebDAV-like servers). */
@@ -157,6 +158,9 @@ struct vmb_fetch_req {
 				  * SHA-256 of the bytes returned */
 	int sha_done;            /* set by a transport that computed *sha itself (as
 				  * the bytes came); else the frame computes it */
+	int soft;                /* in hard mode too, give up after the soft retry
+				  * budget (-EIO): a caller with other URLs to try
+				  * waits over all of them itself */
 };
 
 /* One attempt of a request: returns the bytes received (GET) or 0 (HEAD, PUT), or

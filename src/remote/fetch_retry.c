@@ -65,7 +65,7 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 {
 	struct vmb_err cause, prev = { 0 };   /* prev: the last transient failure */
 	uint64_t t0 = vmb_now_ms(), last_log = 0;
-	int attempt = 0;
+	int attempt = 0, hard = f->opts.hard && !req->soft;
 	ssize_t rc;
 	long delay;
 
@@ -88,12 +88,12 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 		if (!transient)
 			return vmb_err_set(err, (int)-rc, "cannot %s '%s': %s", verb(req->op),
 					   req->url, cause.msg);
-		if (!f->opts.hard && attempt >= f->opts.retries)
+		if (!hard && attempt >= f->opts.retries)
 			return vmb_err_set(err, EIO, "cannot %s '%s': %s after %d attempt%s",
 					   verb(req->op), req->url, cause.msg, attempt + 1,
 					   attempt ? "s" : "");
 		prev = cause;
-		if (f->opts.hard && vmb_cancel_requested())
+		if (hard && vmb_cancel_requested())
 			return vmb_err_set(err, EINTR, "cannot %s '%s': the reader was interrupted "
 					   "while waiting for the network (hard mode; last error: "
 					   "%s)", verb(req->op), req->url, cause.msg);
@@ -101,7 +101,7 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 		delay = vmb_retry_delay_ms(attempt, &f->opts, next_rand(f));
 		f->st.retries++;
 		vmb_fetch_note_error(f, req->url, cause.msg);
-		if (f->opts.hard && f->opts.log && vmb_now_ms() - last_log >= 60000) {
+		if (hard && f->opts.log && vmb_now_ms() - last_log >= 60000) {
 			last_log = vmb_now_ms();
 			vmb_log_msg(f->opts.log, "%s '%s': %s; retrying until it works (hard "
 				    "mode), %llu s so far", verb(req->op), req->url, cause.msg,
@@ -120,7 +120,7 @@ ssize_t vmb_fetch_run(struct vmb_fetcher *f, struct vmb_fetch_req *req, struct v
 		if (attempt < 1000)
 			attempt++;
 	}
-	if (f->opts.hard && f->opts.log && last_log)
+	if (hard && f->opts.log && last_log)
 		vmb_log_msg(f->opts.log, "%s '%s': works again after %llu s", verb(req->op),
 			    req->url, (unsigned long long)((vmb_now_ms() - t0) / 1000));
 	return rc;

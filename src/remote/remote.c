@@ -656,7 +656,7 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 /* ---- objects through the cache ---- */
 
 int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-			    uint64_t len, void **bufp, size_t *got, uint8_t sha[32],
+			    uint64_t len, void **bufp, size_t *got, uint8_t sha[32], int soft,
 			    struct vmb_err *err)
 {
 	struct vmb_fetcher *f;
@@ -675,7 +675,7 @@ int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t
 		return vmb_err_set(err, ENOMEM, "out of memory fetching a chunk");
 	vmb_pub_object_path(digest, path);
 	vmb_remote_inflight(r, 1);
-	n = vmb_fetch_get_sha(f, path, buf, (size_t)len, sha, err);
+	n = vmb_fetch_get_sha(f, path, buf, (size_t)len, sha, soft, err);
 	vmb_remote_inflight(r, -1);
 	if (n >= 0 && (uint64_t)n != len)
 		n = vmb_err_set(err, EIO, "object '%s' of '%s' has %zd bytes, expected %" PRIu64,
@@ -699,7 +699,7 @@ static int obj_fill(void *arg, const uint8_t digest[32], uint64_t len, void **bu
 		    size_t *got, uint8_t sha[32], int *have_sha, struct vmb_err *err)
 {
 	struct objfill *o = arg;
-	int rc = vmb_remote_fetch_object(o->r, o->url, digest, len, buf, got, sha, err);
+	int rc = vmb_remote_fetch_object(o->r, o->url, digest, len, buf, got, sha, 0, err);
 
 	*have_sha = rc == 0;
 	if (rc == 0)

@@ -156,9 +156,10 @@ void vmb_remote_image_done(struct vmb_remote *r, const char *url, const uint8_t 
 /* Fetch object digest (len bytes) of the published store at url into a malloc'd
  * buffer (*buf, *got bytes; the caller frees it): the fill of a cache get, counted
  * as in flight meanwhile. Not verified here (the cache does it); sha gets the
- * SHA-256 of the bytes in *buf, computed as they came. */
+ * SHA-256 of the bytes in *buf, computed as they came. soft: -EIO after the soft
+ * retry budget in hard mode too (a caller that has other URLs to try). */
 int vmb_remote_fetch_object(struct vmb_remote *r, const char *url, const uint8_t digest[32],
-			    uint64_t len, void **buf, size_t *got, uint8_t sha[32],
+			    uint64_t len, void **buf, size_t *got, uint8_t sha[32], int soft,
 			    struct vmb_err *err);
 /* An object of known length (a small file of a bundle, a chunk) through the cache:
  * *fd an O_RDONLY descriptor of its verified bytes (caller closes); *hit 1 when it

@@ -25,6 +25,8 @@
 #include "remote/cache.h"
 #include "remote/fetch.h"
 #include "base/digest.h"
+#include "base/cancel.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -63,6 +65,8 @@ struct vmb_rimage {
 	 * k: mirror[k - 1]) */
 	char *mirror[VMB_RIMAGE_MIRRORS];
 	unsigned nmirrors, pref;
+	uint64_t wait_t0, wait_log;   /* under mu; hard mode, every URL failing: since when (ms,
+				       * 0: not waiting), and when it was last logged */
 	uint8_t digest[32];
 	char hex[65];
 	struct vmb_pub_image idx;
@@ -197,11 +201,31 @@ static unsigned urls_of(struct vmb_rimage *ri, int after,
 	return n;
 }
 
+/* Between two rounds over every URL in hard mode: 1 s, or less when this
+ * thread's request is cancelled (1 then). */
+static int pause_round(void)
+{
+	struct timespec ts = { 0, VMB_CANCEL_POLL_MS * 1000000L };
+	int i;
+
+	for (i = 0; i < 1000 / VMB_CANCEL_POLL_MS; i++) {
+		if (vmb_cancel_requested())
+			return 1;
+		nanosleep(&ts, NULL);
+	}
+	return vmb_cancel_requested();
+}
+
 /* Fetch an object of ri from its URLs: the one that worked last, then the others
  * (the same content-addressed bytes: whichever answers). *used: the number of the
  * URL that sent the bytes. after >= 0 (the cache's second fill after wrong bytes,
  * which came from URL after): that one is asked last. A fetch that another URL
- * served makes that one the first from then on, said once in the log. */
+ * served makes that one the first from then on, said once in the log.
+ * In hard mode with mirrors each URL is asked with the soft retry budget, and
+ * the rounds over all of them go on while one of them failed for a cause that
+ * may pass (-EIO: its budget ran out), until one answers, the request is
+ * cancelled (-EINTR) or the fetchers close (-ECANCELED): a read waits for the
+ * network as hard mode says, but from whichever URL comes back first. */
 static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
 		     uint64_t len, void **buf, size_t *got, uint8_t sha[32], int *used,
 		     struct vmb_err *err)
@@ -209,10 +233,12 @@ static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
 	const char *urls[1 + VMB_RIMAGE_MIRRORS];
 	unsigned idx[1 + VMB_RIMAGE_MIRRORS];
 	char first[VMB_ERR_MAX], why[VMB_ERR_MAX];
+	uint64_t t0;
 	unsigned n, k;
-	int rc = -EIO, rc0 = 0;
+	int rc = -EIO, rc0 = 0, hard, passing;
 
 	n = urls_of(ri, after, urls, idx);
+	hard = n > 1 && vmb_remote_opts(ri->r)->hard;
 	first[0] = why[0] = '\0';
 	if (after >= 0 && n > 1) {   /* why the URL after it is asked first */
 		char dh[VMB_SHA256_HEX];
@@ -221,12 +247,16 @@ static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
 		snprintf(why, sizeof(why), "object %s from '%s' did not match its digest",
 			 dh, urls[n - 1]);
 	}
+again:
+	passing = 0;
 	for (k = 0; k < n; k++) {
 		if (k)
 			vmb_err_clear(err);
-		rc = vmb_remote_fetch_object(ri->r, urls[k], digest, len, buf, got, sha, err);
+		rc = vmb_remote_fetch_object(ri->r, urls[k], digest, len, buf, got, sha, hard,
+					     err);
 		if (rc == 0 || rc == -ECANCELED || rc == -EINTR || rc == -ENOMEM)
 			break;
+		passing |= rc == -EIO;
 		if (!k) {
 			rc0 = rc;
 			snprintf(first, sizeof(first), "%s", err ? err->msg : strerror(-rc));
@@ -246,6 +276,14 @@ static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
 		if (said)
 			vmb_log_msg(vmb_remote_log(ri->r), "remote image %s: reading from '%s' "
 				    "(%s)", ri->hex, urls[k], why);
+		pthread_mutex_lock(&ri->mu);
+		t0 = ri->wait_t0;
+		ri->wait_t0 = ri->wait_log = 0;
+		pthread_mutex_unlock(&ri->mu);
+		if (t0)
+			vmb_log_msg(vmb_remote_log(ri->r), "remote image %s: '%s' answers again "
+				    "after %" PRIu64 " s", ri->hex, urls[k],
+				    (vmb_now_ms() - t0) / 1000);
 	} else if (k == n && n > 1) {
 		/* every URL failed: the first one's cause, and how many others */
 		char last[VMB_ERR_MAX];
@@ -254,6 +292,29 @@ static int fetch_any(struct vmb_rimage *ri, int after, const uint8_t digest[32],
 		vmb_err_set(err, -rc0, "%s (and from its %u other URL%s: %s)", first, n - 1,
 			    n > 2 ? "s" : "", last);
 		rc = rc0;
+		if (hard && passing) {
+			/* said once a minute for the image, whichever reads wait */
+			uint64_t now = vmb_now_ms();
+			int say;
+
+			pthread_mutex_lock(&ri->mu);
+			if (!ri->wait_t0)
+				ri->wait_t0 = now;
+			t0 = ri->wait_t0;
+			say = !ri->wait_log || now - ri->wait_log >= 60000;
+			if (say)
+				ri->wait_log = now;
+			pthread_mutex_unlock(&ri->mu);
+			if (say)
+				vmb_log_msg(vmb_remote_log(ri->r), "remote image %s: %s; retrying "
+					    "until it works (hard mode), %" PRIu64 " s so far",
+					    ri->hex, err ? err->msg : first, (now - t0) / 1000);
+			if (!pause_round())
+				goto again;
+			rc = vmb_err_set(err, EINTR, "remote image %s: the reader was "
+					 "interrupted while waiting for the network (hard mode; "
+					 "last error: %s)", ri->hex, first);
+		}
 	}
 	return rc;
 }

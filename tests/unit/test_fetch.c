@@ -239,6 +239,28 @@ static void test_hard(void)
 	vmb_fetcher_close(f);
 }
 
+/* hard mode, a request marked soft (a caller with other URLs: rimage's mirrors):
+ * the soft budget ends it with EIO; the next request without the mark waits again */
+static void test_hard_soft_req(void)
+{
+	static const struct step steps[] = { S503, S503, S503, S503, SOK };
+	struct vmb_transport tp;
+	struct script s;
+	struct vmb_fetcher *f;
+	struct vmb_err err;
+	unsigned char buf[100];
+	uint8_t sha[32];
+
+	f = open_scripted(&s, steps, 5, 2, 1, &tp);
+	REQUIRE(f);
+	CHECK_EQ(vmb_fetch_get_sha(f, "objects/ab/cd", buf, sizeof(buf), sha, 1, &err), -EIO);
+	CHECK_EQ(s.calls, 3);   /* the first try and 2 retries */
+	CHECK(strstr(err.msg, "after 3 attempts") != NULL);
+	CHECK_EQ(vmb_fetch_get_sha(f, "objects/ab/cd", buf, sizeof(buf), sha, 0, &err), 100);
+	CHECK_EQ(s.calls, 5);   /* one more 503, then the bytes */
+	vmb_fetcher_close(f);
+}
+
 struct waiter {
 	struct vmb_fetcher *f;
 	ssize_t rc;
@@ -473,7 +495,7 @@ static void test_file(void)
 
 		memset(buf, 0, sizeof(buf));
 		memset(sha, 0, sizeof(sha));
-		CHECK_EQ(vmb_fetch_get_sha(f, "objects/ab/abcdef", buf, sizeof(data), sha, &err),
+		CHECK_EQ(vmb_fetch_get_sha(f, "objects/ab/abcdef", buf, sizeof(data), sha, 0, &err),
 			 (ssize_t)sizeof(data));
 		CHECK(!memcmp(buf, data, sizeof(data)));
 		REQUIRE(vmb_sha256(data, sizeof(data), want, &err) == 0);
@@ -729,6 +751,7 @@ int main(void)
 	RUN(test_policy);
 	RUN(test_loop);
 	RUN(test_hard);
+	RUN(test_hard_soft_req);
 	RUN(test_hard_cancel);
 	RUN(test_threads);
 	RUN(test_checks);
