@@ -17,8 +17,7 @@
 
 vmb_setup nofuse
 command -v strace >/dev/null 2>&1 || skip "strace is not installed (contrib/setup.sh installs it)"
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 
 SRC=$T/src/vm
 mkdir -p "$SRC"

@@ -180,6 +180,13 @@ wait_for() {
 
 vmbio() { "$VMBIO" "$@"; }
 
+# need_mkpub: MKPUB, the helper that publishes plain directories (make check
+# builds it; a test that needs it cannot run without it: an error, not a skip)
+need_mkpub() {
+    MKPUB=$VMB_TESTBIN/helpers/mkpub
+    [ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+}
+
 st_ino() { stat -c %i "$1"; }
 st_size() { stat -c %s "$1"; }
 st_blocks() { stat -c %b "$1"; }

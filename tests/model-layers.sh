@@ -24,9 +24,8 @@
 
 vmb_setup
 MODELTEST=$VMB_TESTBIN/helpers/modeltest
-MKPUB=$VMB_TESTBIN/helpers/mkpub
 [ -x "$MODELTEST" ] || hard_error "$MODELTEST is not built"
-[ -x "$MKPUB" ] || hard_error "$MKPUB is not built"
+need_mkpub
 SEED=${VMB_MODEL_SEED:-1}
 OPS=${VMB_MODEL_OPS:-5000}
 export VMB_TEST_MOUNT_OPTS="cache=$T/cache"

@@ -10,8 +10,7 @@
 . "$(dirname "$0")/remote-lib.sh"
 
 vmb_setup
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 export VMB_TEST_MOUNT_OPTS="cache=$T/cache,hard"
 export VMBUNDLEFS_CACHE=$T/cache
 

@@ -14,8 +14,7 @@
 
 vmb_setup
 command -v strace >/dev/null 2>&1 || skip "strace is not installed (contrib/setup.sh installs it)"
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 
 # 12 bundles: an image each, and a config and NVRAM of their own
 for i in $(seq 1 12); do

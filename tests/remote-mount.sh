@@ -9,8 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 vmb_setup
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 command -v openssl >/dev/null || skip "no openssl"
 
 mkdir -p "$T/src/vmA/sub" "$T/src/vmB"

@@ -11,8 +11,7 @@
 . "$(dirname "$0")/lib.sh"
 
 vmb_setup
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 
 mkdir -p "$T/src/vmA" "$T/src/vmB"
 truncate -s 64M "$T/src/vmA/disk.img"

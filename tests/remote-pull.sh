@@ -15,8 +15,7 @@
 . "$(dirname "$0")/lib.sh"
 
 vmb_setup
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 export VMB_TEST_MOUNT_OPTS="cache=$T/cache"
 export VMBUNDLEFS_CACHE=$T/cache    # for the commands given no -o cache=
 

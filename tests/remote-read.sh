@@ -9,8 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 vmb_setup
-MKPUB=$VMB_TESTBIN/helpers/mkpub
-[ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
+need_mkpub
 M=$((1024 * 1024))
 # 32 MiB: data in [0, 10 MiB) and [11 MiB, 24 MiB), zeros elsewhere; 256 KiB chunks
 mkdir -p "$T/src/vm"
