@@ -17,7 +17,6 @@ REMOTE_TESTS = \
 	tests/remote-offline.sh \
 	tests/remote-hard-stop.sh \
 	tests/remote-hard-intr.sh \
-	tests/remote-mirror-hard.sh \
 	tests/remote-s3.sh
 
 TESTS += $(REMOTE_TESTS)
