@@ -124,6 +124,15 @@ assert_match "... naming A's error" "reading from '$B' \\(cannot fetch '$A/objec
     "$(grep "reading from" "$T/log")"
 unmount_store
 
+# ---- ... with a cache that has no copy of the image index (not the pull's) ----
+export VMB_TEST_MOUNT_OPTS="cache=$T/cache3,hard"
+: >"$T/log"
+mount_store
+check "A failing, a new cache: the index and the chunks come from B, within 60 s" \
+    timeout 60 cmp "$SRC/disk.img" "$MNT/a/disk.img"
+unmount_store
+export VMB_TEST_MOUNT_OPTS="cache=$T/cache2,hard"
+
 # ---- A failing and B gone: the read waits, then B comes back ----
 mv "$T/pubB" "$T/pubB.away"
 rm -rf "$T/cache2/chunks"

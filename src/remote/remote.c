@@ -465,18 +465,23 @@ static int read_whole(const char *path, size_t max, void **buf, size_t *len)
 
 /* ---- metadata objects ---- */
 
-static __thread int meta_local_only;
+static __thread int meta_local_only, meta_soft;
 
 void vmb_remote_meta_local_only(int on)
 {
 	meta_local_only = on;
 }
 
+void vmb_remote_meta_soft(int on)
+{
+	meta_soft = on;
+}
+
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
 		    size_t max, void **buf, size_t *len, struct vmb_err *err)
 {
 	char hex[65], dir[PATH_MAX], path[PATH_MAX + 96], opath[96];
-	struct vmb_fetcher *f;
+	struct vmb_fetcher *f, *soft = NULL;
 	uint8_t got[32];
 	void *b = NULL;
 	ssize_t n;
@@ -504,7 +509,25 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	if (meta_local_only)
 		return vmb_err_set(err, ENOENT, "object %s is not cached (not fetched here)",
 				   hex);
-	rc = vmb_remote_fetcher(r, url, &f, err);
+	if (meta_soft && r->o.hard && !r->o.offline) {
+		/* a fetcher of its own with the soft budget (vmb_remote_meta_soft),
+		 * which vmb_remote_cancel does not reach: asked here instead */
+		struct vmb_fetch_opts fo;
+		int stop;
+
+		pthread_mutex_lock(&r->mu);
+		stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			return vmb_err_set(err, ECANCELED, "cannot fetch object %s: the mount "
+					   "is stopping", hex);
+		fetch_opts(r, url, &fo);
+		fo.hard = 0;
+		rc = vmb_fetcher_open(url, &fo, &soft, err);
+		f = soft;
+	} else {
+		rc = vmb_remote_fetcher(r, url, &f, err);
+	}
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);
 	vmb_pub_object_path(digest, opath);
@@ -519,6 +542,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 
 		if (!nb) {
 			free(b);
+			vmb_fetcher_close(soft);
 			return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
 		}
 		b = nb;
@@ -531,6 +555,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		else
 			cap = max;   /* no length: the most an object of its kind may have */
 	}
+	vmb_fetcher_close(soft);
 	if (n < 0) {
 		free(b);
 		return (int)n;

@@ -800,6 +800,49 @@ const struct vmb_base_ops vmb_rimage_ops = {
 
 /* ---- open, info ---- */
 
+/* The image index from CACHE/meta or one of urls (a mirror's copy: the same
+ * digest, checked as well). In hard mode with mirrors, as fetch_any: each URL
+ * with the soft budget, rounds while one fails for a cause that may pass. */
+static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+		      const uint8_t digest[32], const char *hex, void **buf, size_t *len,
+		      struct vmb_err *err)
+{
+	int hard = nurls > 1 && vmb_remote_opts(r)->hard, rc, passing, said = 0;
+	unsigned k;
+
+	for (;;) {
+		vmb_remote_meta_soft(hard);
+		rc = vmb_remote_meta(r, urls[0], digest, VMB_RIMAGE_INDEX_MAX, buf, len, err);
+		passing = rc == -EIO;
+		for (k = 1; rc && rc != -ENOMEM && rc != -ECANCELED && rc != -EINTR &&
+			    k < nurls; k++) {
+			struct vmb_err e2;
+			int r2;
+
+			vmb_err_clear(&e2);
+			r2 = vmb_remote_meta(r, urls[k], digest, VMB_RIMAGE_INDEX_MAX, buf, len,
+					     &e2);
+			if (r2 == 0 || r2 == -ECANCELED || r2 == -EINTR || r2 == -ENOMEM)
+				rc = r2;
+			passing |= r2 == -EIO;
+		}
+		vmb_remote_meta_soft(0);
+		if (!rc || !hard || !passing || rc == -ENOMEM || rc == -ECANCELED ||
+		    rc == -EINTR)
+			return rc;
+		if (!said) {
+			said = 1;
+			vmb_log_msg(vmb_remote_log(r), "remote image %s: cannot get its index from "
+				    "any of its %u URLs (%s); retrying until it works (hard mode)",
+				    hex, nurls, err ? err->msg : strerror(-rc));
+		}
+		if (pause_round())
+			return vmb_err_set(err, EINTR, "remote image %s: the reader was "
+					   "interrupted while waiting for its index (hard mode)",
+					   hex);
+	}
+}
+
 /* Read, verify and decode the index (vmb_remote_meta), make the image. */
 static int rimage_load(struct vmb_remote *r, const char *const *urls, unsigned nurls,
 		       const uint8_t digest[32], struct vmb_rimage **out, size_t *len,
@@ -821,16 +864,7 @@ static int rimage_load(struct vmb_remote *r, const char *const *urls, unsigned n
 	pthread_mutex_init(&ri->mu, NULL);
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
-	rc = vmb_remote_meta(r, url, digest, VMB_RIMAGE_INDEX_MAX, &buf, len, err);
-	for (unsigned k = 1; rc && rc != -ENOMEM && k < nurls; k++) {
-		/* a mirror's copy of the index: the same digest, checked as well */
-		struct vmb_err e2;
-
-		vmb_err_clear(&e2);
-		if (vmb_remote_meta(r, urls[k], digest, VMB_RIMAGE_INDEX_MAX, &buf, len,
-				    &e2) == 0)
-			rc = 0;
-	}
+	rc = load_index(r, urls, nurls, digest, ri->hex, &buf, len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
