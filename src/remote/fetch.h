@@ -110,8 +110,8 @@ ssize_t vmb_fetch_get(struct vmb_fetcher *, const char *path, uint64_t off, size
 		      void *buf, size_t max, struct vmb_err *);
 /* vmb_fetch_get of the whole object, which also gives the SHA-256 of the bytes
    returned in sha: the http(s) and s3 transports compute it as the bytes arrive,
-   beside the transfer, so that a caller checking them need not read them again.
-   soft: give up after the soft retry budget even in hard mode (vmb_fetch_req). */
+   beside the transfer, so that a caller checking them need not read them again
+   (sha NULL: none). soft: give up after the soft retry budget even in hard mode (vmb_fetch_req). */
 ssize_t vmb_fetch_get_sha(struct vmb_fetcher *, const char *path, void *buf, size_t max,
 			  uint8_t sha[32], int soft, struct vmb_err *);
 /* Publishing: does PATH exist (HEAD; 0 / -ENOENT; *len, when not NULL, gets its size),

@@ -481,7 +481,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		    size_t max, void **buf, size_t *len, struct vmb_err *err)
 {
 	char hex[65], dir[PATH_MAX], path[PATH_MAX + 96], opath[96];
-	struct vmb_fetcher *f, *soft = NULL;
+	struct vmb_fetcher *f;
 	uint8_t got[32];
 	void *b = NULL;
 	ssize_t n;
@@ -509,25 +509,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	if (meta_local_only)
 		return vmb_err_set(err, ENOENT, "object %s is not cached (not fetched here)",
 				   hex);
-	if (meta_soft && r->o.hard && !r->o.offline) {
-		/* a fetcher of its own with the soft budget (vmb_remote_meta_soft),
-		 * which vmb_remote_cancel does not reach: asked here instead */
-		struct vmb_fetch_opts fo;
-		int stop;
-
-		pthread_mutex_lock(&r->mu);
-		stop = r->stop;
-		pthread_mutex_unlock(&r->mu);
-		if (stop)
-			return vmb_err_set(err, ECANCELED, "cannot fetch object %s: the mount "
-					   "is stopping", hex);
-		fetch_opts(r, url, &fo);
-		fo.hard = 0;
-		rc = vmb_fetcher_open(url, &fo, &soft, err);
-		f = soft;
-	} else {
-		rc = vmb_remote_fetcher(r, url, &f, err);
-	}
+	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc)
 		return vmb_err_prefix(err, "object %s is not cached", hex);
 	vmb_pub_object_path(digest, opath);
@@ -542,11 +524,11 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 
 		if (!nb) {
 			free(b);
-			vmb_fetcher_close(soft);
 			return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
 		}
 		b = nb;
-		n = vmb_fetch_get(f, opath, 0, 0, b, cap, err);
+		/* the SHA-256 as the bytes come; soft: vmb_remote_meta_soft */
+		n = vmb_fetch_get_sha(f, opath, b, cap, got, meta_soft, err);
 		if (n != -EFBIG || cap == max)
 			break;
 		vmb_err_clear(&herr);
@@ -555,13 +537,12 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		else
 			cap = max;   /* no length: the most an object of its kind may have */
 	}
-	vmb_fetcher_close(soft);
 	if (n < 0) {
 		free(b);
 		return (int)n;
 	}
-	rc = vmb_sha256(b, (size_t)n, got, err);
-	if (!rc && memcmp(got, digest, 32))
+	rc = 0;
+	if (memcmp(got, digest, 32))
 		rc = vmb_err_set(err, EIO, "object %s fetched from '%s' does not match its "
 				 "digest", hex, url);
 	if (!rc)
@@ -817,7 +798,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 		   int *stale, struct vmb_err *err)
 {
 	uint8_t key[32], *kp = NULL;
-	struct vmb_fetcher *f, *soft = NULL;
+	struct vmb_fetcher *f;
 	struct vmb_cache *c;
 	struct vmb_err ferr;
 	const void *kept = NULL;
@@ -850,26 +831,15 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 	if (rc)
 		return rc;
 	vmb_err_clear(&ferr);
-	if (r->o.hard && !r->o.offline) {
-		/* hard mode is for data: a mount with the server away must not wait
-		 * forever for the index when a saved one will do */
-		struct vmb_fetch_opts fo;
-
-		fetch_opts(r, url, &fo);
-		fo.hard = 0;
-		rc = vmb_fetcher_open(url, &fo, &soft, &ferr);
-		f = soft;
-	} else {
-		rc = vmb_remote_fetcher(r, url, &f, &ferr);
-	}
+	rc = vmb_remote_fetcher(r, url, &f, &ferr);
 	if (!rc) {
 		buf = malloc(VMB_TOP_MAX);
-		if (!buf) {
-			vmb_fetcher_close(soft);
+		if (!buf)
 			return vmb_err_set(err, ENOMEM, "out of memory");
-		}
-		n = vmb_fetch_get(f, VMB_PUB_INDEX_FILE, 0, 0, buf, VMB_TOP_MAX, &ferr);
-		vmb_fetcher_close(soft);
+		/* soft in hard mode too (vmb_fetch_req.soft): hard mode is for data, and
+		 * a mount with the server away must not wait forever for the index when
+		 * a saved one will do */
+		n = vmb_fetch_get_sha(f, VMB_PUB_INDEX_FILE, buf, VMB_TOP_MAX, NULL, 1, &ferr);
 		if (n >= 0) {
 			rc = vmb_pub_index_decode(buf, (size_t)n, kp, out, err);
 			if (rc) {

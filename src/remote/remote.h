@@ -138,9 +138,10 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
  * not wait for the network). Per thread; off by default. */
 void vmb_remote_meta_local_only(int on);
 /* While on, the calling thread's vmb_remote_meta fetches with the soft retry
- * budget in hard mode too (-EIO once it runs out): for a caller that has other
- * URLs of the same object to try and waits over all of them itself (rimage.c, an
- * image index with mirrors). Per thread; off by default. */
+ * budget in hard mode too (-EIO once it runs out; vmb_fetch_req.soft): for a
+ * caller that has other URLs of the same object to try and waits over all of
+ * them itself (rimage.c, an image index with mirrors). Per thread; off by
+ * default. */
 void vmb_remote_meta_soft(int on);
 
 /* 1 when the metadata object digest is in CACHE/meta (a stat; no check of its
