@@ -562,6 +562,7 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 	}
 	vo.readonly = own.readonly;
 	vo.private_store = own.shadow;
+	vo.lazy = own.shadow ? o->lazy : NULL;
 	vo.aux_patterns = own.aux_patterns;
 	vo.inuse_rule = own.in_use;
 	vo.lock_cap = own.lock_cap;

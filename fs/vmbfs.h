@@ -31,6 +31,7 @@
 #define VMB_FS_WAKE_SIGNAL SIGUSR1  /* wakes a worker waiting for a lock */
 
 struct vmb_vfs;
+struct vmb_vfs_lazy;
 struct fuse_session;
 
 struct vmb_mount_opts {
@@ -43,6 +44,9 @@ struct vmb_mount_opts {
 	const char *fuse_opts;     /* comma-separated -o options, may be NULL */
 	const char *source;        /* what the user mounted, for the log's "mounted"
 				    * line (a URL mount's URL); NULL: store */
+	const struct vmb_vfs_lazy *lazy;   /* a URL mount: the bundles pulled into its
+					    * shadow store when first looked up
+					    * (vfs.h); NULL: none. Borrowed. */
 };
 
 /* One mounted store (owned by vmb_fs_main for the life of the mount). */

@@ -7,7 +7,10 @@
 # correctly through the same mount and the cache holds only verified chunks (the
 # cache is never poisoned). With every fetch of a data chunk failing (a flipped
 # byte, 503), reads fail with EIO, a log line names the object, and once the server
-# behaves every block reads correctly (no failure is cached).
+# behaves every block reads correctly (no failure is cached). The bundle is pulled
+# into the mount at its first lookup, before the faults (the rounds are about
+# image reads); with every object failing, that lookup fails with EIO and a log
+# line naming the bundle, and succeeds once the server behaves.
 # VMB_REMOTE_LONG=1: every fault also with prob=0.3 on 3 seeds.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
@@ -27,6 +30,7 @@ round() {
     n=$((n + 1))
     faultsrv_rules
     rmount m$n "$URL" -o "cache=$T/cache$n"
+    stat "$T/m$n/$IMG" >/dev/null || notok "$name: the first lookup pulls the bundle"
     faultsrv_rules "$rule"
     out=$("$RCMP" -j 4 -b 65536 "$T/m$n/$IMG" "$REF")
     assert_match "$name: 4 readers, correct bytes or EIO ($out)" '^ok=[0-9]+ eio=[0-9]+ wrong=0 err=0$' "$out"
@@ -64,6 +68,15 @@ for rule in "flip" "503"; do
     n=$((n + 1))
     faultsrv_rules
     rmount m$n "$URL" -o "cache=$T/cache$n"
+    faultsrv_rules "$rule path=/objects/*"
+    out=$(stat "$T/m$n/vm" 2>&1)
+    assert_match "always $rule: the first lookup of the bundle fails with EIO" \
+        "Input/output error" "$out"
+    assert_match "always $rule: ... and the daemon's log names the bundle and the URL" \
+        "cannot pull bundle 'vm' of 'http://127\.0\.0\.1:$FAULT_PORT' into the mount" \
+        "$(cat "$T/m$n.log")"
+    faultsrv_rules
+    check "always $rule: server fixed, the lookup pulls the bundle" stat "$T/m$n/$IMG"
     faultsrv_rules "$rule path=/objects/*"
     t0=$(date +%s)
     out=$("$RCMP" -j 4 -b 262144 -n 4 "$T/m$n/$IMG" "$REF")

@@ -1,12 +1,13 @@
 #!/bin/sh
-# remote-preload.sh - a mount of a published store's URL loads the image indexes of
-# its bundles in the background right after mounting (from the cache, where the
-# pull left them) and keeps them: stats and opens of the images load no index again
-# (the root's remote_index_loads stays at one per image), and once loaded the first
-# open needs neither CACHE/meta nor the network (the published directory moved
-# away and CACHE/meta removed: cached chunks read, equal to their source). The
-# background load never makes a mount fail or wait: offline (the saved top index)
-# the mount works, and an unmount while it runs is prompt.
+# remote-preload.sh - a mount of a published store's URL pulls a bundle at its
+# first lookup, which loads the indexes of the bundle's images (vfs_lazy.c), and
+# keeps them: stats and opens of the images load no index again (the root's
+# remote_index_loads stays at one per image), and once loaded the first open
+# needs neither CACHE/meta nor the network (the published directory moved away
+# and CACHE/meta removed: cached chunks read, equal to their source). Nothing is
+# loaded before a bundle is looked up, and the background start of the fetcher
+# never makes a mount fail or wait: offline (the saved top index) the mount
+# works, and an unmount right after it is prompt.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -40,7 +41,11 @@ wait_loads() {
 }
 
 STORE=$URL mount_store
-check "the background load loads both images' indexes" wait_loads 2
+sleep 0.3
+loads=$(remote_stat remote_index_loads)
+assert_eq "no index is loaded before a bundle is looked up" "0" "${loads:-0}"
+check "the first lookups pull both bundles" ls -d "$MNT/vmA" "$MNT/vmB"
+check "... which loads both images' indexes" wait_loads 2
 for i in 1 2 3; do
 	stat "$MNT/vmA/disk.img" "$MNT/vmB/disk.img" >/dev/null
 done
@@ -57,7 +62,8 @@ unmount_store
 mv "$T/pub" "$T/pub.away"
 STORE=$URL mount_store
 ok "offline: the URL mounts (its saved index)"
-check "offline: the background load loads both indexes from the cache" wait_loads 2
+check "offline: the first lookups pull both bundles (from the cache)" ls -d "$MNT/vmA" "$MNT/vmB"
+check "offline: ... loading both indexes from the cache" wait_loads 2
 rm -rf "$T/cache/meta"
 check "offline, no CACHE/meta: the first open of vmA's image reads it all (cached)" \
 	cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
@@ -82,7 +88,8 @@ assert_eq "no shadow store left" "" "$(ls "$T/cache/mnt")"
 REL=rel-$$-cache
 (cd "$T" && "$VMB_BIN" mount -o "cache=$REL" --log="$T/log.d" "$URL" "$MNT") ||
 	fail "mount of the URL as a daemon failed"
-check "daemon: its background load loads both indexes" wait_loads 2
+check "daemon: the first lookups pull both bundles" ls -d "$MNT/vmA" "$MNT/vmB"
+check "daemon: ... loading both indexes" wait_loads 2
 assert_eq "daemon: its cache is the one given" "$T/$REL" "$(remote_stat cache_dir)"
 check "daemon: vmA's image equals its source" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img"
 fusermount3 -u "$MNT"

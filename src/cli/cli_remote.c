@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "fs/vmbfs.h"
+#include "vfs/vfs.h"
 #include "store/ops.h"
 #include "store/store.h"
 #include "layer/layer.h"
@@ -122,40 +123,6 @@ static void sweep_shadows(const char *mntdir)
 	closedir(d);
 }
 
-/* The shadow store must not fill the cache's file system: its small files are
- * copies (vmb_pull_space), and a published store's manifests may list any
- * number of them. Refused (-ENOSPC, with a message) when building it would
- * leave less free there than the cache keeps (VMB_CACHE_MIN_FREE_DEFAULT, or
- * half of what is free when that is less than twice as much). Nothing is
- * written before this answers. */
-static int shadow_fits(struct vmb_remote *r, const char *url, const struct vmb_pub_index *top,
-		       const char *dir, struct vmb_err *err)
-{
-	struct statvfs sv;
-	uint64_t need = 0, b, avail, keep;
-	size_t i;
-	int rc;
-
-	for (i = 0; i < top->n; i++) {
-		rc = vmb_pull_space(r, url, top->bundles[i].name, &b, err);
-		if (rc)
-			return rc;
-		need += b;
-	}
-	if (statvfs(dir, &sv) < 0)
-		return vmb_err_sys(err, errno, "cannot get the free space of '%s'", dir);
-	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	keep = avail / 2 < VMB_CACHE_MIN_FREE_DEFAULT ? avail / 2 : VMB_CACHE_MIN_FREE_DEFAULT;
-	if (need + keep > avail)
-		return vmb_err_set(err, ENOSPC, "its %zu bundle(s) have %.1f MiB of small "
-				   "files, copied at each mount into a shadow store under '%s', "
-				   "where %.1f MiB are free and %.1f MiB must stay free; pull the "
-				   "bundles needed (vmbundlefs pull) or free space there",
-				   top->n, need / 1048576.0, dir, avail / 1048576.0,
-				   keep / 1048576.0);
-	return 0;
-}
-
 int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fuse_opts,
 		      int foreground, int debug, const char *logfile)
 {
@@ -165,9 +132,11 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	struct vmb_remote_opts ro;
 	struct vmb_remote *r = NULL;
 	struct vmb_pub_index top = { 0 };
+	struct vmb_vfs_lazy lazy;
 	struct vmb_store s = { 0 };
 	struct vmb_layers *ls = NULL;
-	struct vmb_opctx c;
+	const char **names = NULL;
+	uint8_t (*manifests)[32] = NULL;
 	struct vmb_mount_opts mo;
 	struct vmb_err err = { 0 };
 	char *opts = NULL;
@@ -216,10 +185,6 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		goto out;
 	}
 	sweep_shadows(mntdir);
-	if (shadow_fits(r, url, &top, mntdir, &err) < 0) {
-		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
-		goto out;
-	}
 	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 		rnd = (unsigned)getpid();
 	snprintf(shadow, sizeof(shadow), "%s/%08x%08x", mntdir, rnd, (unsigned)getpid());
@@ -232,29 +197,38 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("cannot create '%s': %s", shadow, strerror(errno));
 		goto out;
 	}
-	/* the shadow store is scratch: nothing in it is synced (base/fdio.h) */
+	/* the shadow store is scratch: nothing in it is synced (base/fdio.h); its
+	 * bundles are pulled by the daemon when first looked up (vfs/vfs_lazy.c),
+	 * all from this one top index */
 	vmb_sync_scratch(1);
-	if (vmb_store_init(shadow, &err) < 0 ||
-	    vmb_store_open(&s, shadow, VMB_STORE_EXCLUSIVE, &err) < 0 ||
-	    vmb_layers_open(&ls, s.metafd, &vmb_cli_log, &err) < 0) {
+	rc = vmb_store_init(shadow, &err);
+	if (!rc)   /* its first open makes what an open makes (the layers' files) */
+		rc = vmb_store_open(&s, shadow, VMB_STORE_EXCLUSIVE, &err);
+	if (!rc)
+		rc = vmb_layers_open(&ls, s.metafd, &vmb_cli_log, &err);
+	vmb_layers_close(ls);
+	ls = NULL;
+	if (s.path)
+		vmb_store_close(&s);
+	vmb_sync_scratch(0);
+	if (rc < 0) {
 		vmb_cli_error("cannot mount '%s': %s", url, err.msg);
 		goto out;
 	}
-	memset(&c, 0, sizeof(c));
-	c.store = &s;
-	c.layers = ls;
-	c.log = &vmb_cli_log;
-	for (i = 0; i < top.n; i++) {
-		if (vmb_op_pull(&c, r, url, top.bundles[i].name, top.bundles[i].name, &err) < 0) {
-			vmb_cli_error("cannot mount '%s': %s", url, err.msg);
-			goto out;
-		}
+	names = calloc(top.n ? top.n : 1, sizeof(*names));
+	manifests = calloc(top.n ? top.n : 1, sizeof(*manifests));
+	if (!names || !manifests) {
+		vmb_cli_error("out of memory");
+		goto out;
 	}
-	vmb_layers_close(ls);
-	ls = NULL;
-	vmb_store_close(&s);
-	memset(&s, 0, sizeof(s));
-	vmb_sync_scratch(0);
+	for (i = 0; i < top.n; i++) {
+		names[i] = top.bundles[i].name;
+		memcpy(manifests[i], top.bundles[i].digest, 32);
+	}
+	lazy.url = url;
+	lazy.n = top.n;
+	lazy.names = names;
+	lazy.manifests = (const uint8_t (*)[32])manifests;
 	vmb_remote_close(r);
 	r = NULL;
 	if (asprintf(&opts, "ro,vmb_shadow%s%s", fuse_opts && *fuse_opts ? "," : "",
@@ -271,6 +245,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 	mo.logfile = logfile;
 	mo.fuse_opts = opts;
 	mo.source = url;
+	mo.lazy = &lazy;
 	ok = 1;
 	rc = vmb_fs_main(&mo, &err);
 	if (rc < 0) {
@@ -278,11 +253,8 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		ok = 0;
 	}
 out:
-	if (ls)
-		vmb_layers_close(ls);
-	if (s.path)
-		vmb_store_close(&s);
-	vmb_sync_scratch(0);
+	free(names);
+	free(manifests);
 	vmb_remote_close(r);
 	vmb_pub_index_free(&top);
 	if (!ok && shadow[0]) {

@@ -280,10 +280,12 @@ int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
  * again and says so. Start it in the process that serves (threads do not survive
  * a fork). stop (NULL-safe) makes the thread stop after the image it is loading
  * (local reads only) and joins it; call it before ls and the remote context are
- * closed. 0 or -errno (the thread could not start). */
+ * closed. warm_url (may be NULL): a URL whose fetcher is started first (a mount
+ * of a published store, whose bundles and layers come at their first lookups).
+ * 0 or -errno (the thread could not start). */
 struct vmb_layers_preload;
-int vmb_layers_preload_start(struct vmb_layers *ls, struct vmb_layers_preload **out,
-			     struct vmb_err *err);
+int vmb_layers_preload_start(struct vmb_layers *ls, const char *warm_url,
+			     struct vmb_layers_preload **out, struct vmb_err *err);
 void vmb_layers_preload_stop(struct vmb_layers_preload *p);
 /* The number of images the preload opened so far (tests, logs). */
 unsigned vmb_layers_preload_count(struct vmb_layers_preload *p);

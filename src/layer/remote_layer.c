@@ -12,6 +12,7 @@
 #include "base/fdio.h"
 #include "layer/layer_int.h"
 #include "remote/rimage.h"
+#include "remote/pubfmt.h"
 #include "remote/remote.h"
 #include "base/bufpool.h"
 #include "base/crc32c.h"
@@ -481,6 +482,7 @@ struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b)
 
 struct vmb_layers_preload {
 	struct vmb_layers *ls;
+	char *warm_url;                    /* owned; NULL: none */
 	pthread_t th;
 	int stop;                          /* atomic */
 	unsigned done;                     /* atomic: images opened */
@@ -503,6 +505,14 @@ static void *preload_main(void *arg)
 	vmb_err_clear(&e);
 	if (!r || vmb_layers_list(ls, &l, &e) < 0)
 		return NULL;
+	if (p->warm_url) {
+		/* a URL mount whose bundles come later: its fetcher is ready first, and
+		 * buffers for chunks of publish's default size */
+		last_url = strdup(p->warm_url);
+		vmb_remote_warm(r, p->warm_url);
+		vmb_remote_start_workers(r);
+		vmb_buf_prefault(VMB_PIDX_CHUNK_DEFAULT, VMB_REMOTE_PREFAULT);
+	}
 	rl = malloc(sizeof(*rl));
 	vmb_remote_meta_local_only(1);   /* a damaged index is left to its open too */
 	for (i = 0; rl && i < l.n; i++) {
@@ -535,18 +545,21 @@ static void *preload_main(void *arg)
 	return NULL;
 }
 
-int vmb_layers_preload_start(struct vmb_layers *ls, struct vmb_layers_preload **out,
-			     struct vmb_err *err)
+int vmb_layers_preload_start(struct vmb_layers *ls, const char *warm_url,
+			     struct vmb_layers_preload **out, struct vmb_err *err)
 {
 	struct vmb_layers_preload *p = calloc(1, sizeof(*p));
 	int rc;
 
 	*out = NULL;
-	if (!p)
+	if (!p || (warm_url && !(p->warm_url = strdup(warm_url)))) {
+		free(p);
 		return vmb_err_set(err, ENOMEM, "out of memory");
+	}
 	p->ls = ls;
 	rc = pthread_create(&p->th, NULL, preload_main, p);
 	if (rc) {
+		free(p->warm_url);
 		free(p);
 		return vmb_err_sys(err, rc, "cannot start the thread that loads the remote "
 				   "images' indexes");
@@ -561,6 +574,7 @@ void vmb_layers_preload_stop(struct vmb_layers_preload *p)
 		return;
 	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(p->th, NULL);
+	free(p->warm_url);
 	free(p);
 }
 

@@ -214,5 +214,15 @@ void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
  * chunks counters): for a status command that cannot wait for the first scan. */
 int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
 		    struct vmb_err *err);
+/* The lock of an object fetched outside chunks/ (CACHE/meta: manifests, image
+ * indexes; remote.c), so that one process or thread fetches it while the others
+ * wait and then find it: the object's per-digest lock (a descriptor of its own;
+ * the kernel releases a killed holder's). The wait polls, and gives up with
+ * -EINTR when the request is cancelled (base/cancel.h): the holder may wait for
+ * the network for ever (hard mode). *lfd: release with vmb_cache_object_unlock.
+ * 0 or -errno with a message. */
+int vmb_cache_object_lock(struct vmb_cache *c, const uint8_t digest[32], int *lfd,
+			  struct vmb_err *err);
+void vmb_cache_object_unlock(int lfd);
 
 #endif

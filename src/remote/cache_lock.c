@@ -130,6 +130,32 @@ static int fill_lock_cancellable(struct vmb_cache *c, off_t byte)
 	return r;
 }
 
+int vmb_cache_object_lock(struct vmb_cache *c, const uint8_t digest[32], int *lfd,
+			  struct vmb_err *err)
+{
+	struct timespec nap = { 0, 1000000L }, t0, now;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((r = vmb_cache_lock(c, digest, 0, lfd, err)) == -EAGAIN) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    VMB_CANCEL_POLL_MS) {
+			if (vmb_cancel_requested())
+				return vmb_err_set(err, EINTR, "interrupted");
+			t0 = now;
+		}
+		nanosleep(&nap, NULL);
+		nap.tv_nsec = nap.tv_nsec * 2 < 10000000L ? nap.tv_nsec * 2 : 10000000L;
+	}
+	return r;
+}
+
+void vmb_cache_object_unlock(int lfd)
+{
+	vmb_cache_unlock(lfd);
+}
+
 /* Byte 0 of lock/objects (no object's byte: theirs are odd) says that a thread waits
  * for a fill lock: the waiter holds a shared lock on it through a description of its
  * own (waiting_begin); the flusher of another process looks for it

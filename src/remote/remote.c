@@ -485,8 +485,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	uint8_t got[32];
 	void *b = NULL;
 	ssize_t n;
-	int rc;
-
+	int rc, lfd = -1;
 	struct vmb_cache *c;
 
 	*buf = NULL;
@@ -509,9 +508,25 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	if (meta_local_only)
 		return vmb_err_set(err, ENOENT, "object %s is not cached (not fetched here)",
 				   hex);
-	rc = vmb_remote_fetcher(r, url, &f, err);
+	/* one fetch: the other callers, in any process, wait and then read it */
+	rc = vmb_cache_object_lock(c, digest, &lfd, err);
 	if (rc)
+		return rc;
+	if (read_whole(path, max, &b, len) == 0) {
+		if (vmb_sha256(b, *len, got, NULL) == 0 && !memcmp(got, digest, 32)) {
+			vmb_cache_object_unlock(lfd);
+			*buf = b;
+			return 0;
+		}
+		free(b);
+		b = NULL;
+		*len = 0;
+	}
+	rc = vmb_remote_fetcher(r, url, &f, err);
+	if (rc) {
+		vmb_cache_object_unlock(lfd);
 		return vmb_err_prefix(err, "object %s is not cached", hex);
+	}
 	vmb_pub_object_path(digest, opath);
 	/* Most objects fit in VMB_META_FIRST (the image index of a 32 GiB image with
 	 * 256 KiB chunks is 4 MiB; the pages of a larger buffer are never touched).
@@ -538,6 +553,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 			cap = max;   /* no length: the most an object of its kind may have */
 	}
 	if (n < 0) {
+		vmb_cache_object_unlock(lfd);
 		free(b);
 		return (int)n;
 	}
@@ -547,6 +563,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 				 "digest", hex, url);
 	if (!rc)
 		rc = write_atomic(dir, hex, b, (size_t)n, err);
+	vmb_cache_object_unlock(lfd);
 	if (rc) {
 		free(b);
 		return rc;

@@ -170,14 +170,18 @@ struct vmb_pub_bundle;
  * NAME exists, -ENOENT no such bundle at url, -EINVAL bad name. */
 int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 		const char *bundle, const char *name, struct vmb_err *err);
+/* vmb_op_pull of the bundle whose manifest object is manifest (a digest the
+ * caller took from a verified top index: a mount of the URL, which pulls its
+ * bundles into its shadow store when they are first looked up, all from the top
+ * index it was mounted with). The new bundle is NAME. keep (0: no check): the
+ * pull is refused (-ENOSPC, nothing written) when the bundle's small files would
+ * leave less than keep bytes free in the store's file system. */
+int vmb_op_pull_at(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		   const char *name, const uint8_t manifest[32], uint64_t keep,
+		   struct vmb_err *err);
 /* The verified manifest of bundle at url (top index, then the manifest object). */
 int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
 		      struct vmb_pub_bundle *m, struct vmb_err *err);
-/* The disk space a pull of bundle at url takes in a store, at most (its manifest
- * only: nothing is fetched but that): each small file's bytes rounded up to 4 KiB,
- * and 4 KiB for each record (its inode, an image's or a file's sidecar map). */
-int vmb_pull_space(struct vmb_remote *r, const char *url, const char *bundle,
-		   uint64_t *bytes, struct vmb_err *err);
 
 /* Prefetch: make every data chunk of the remote base of file dirfd/name present in
  * the cache. progress (may be NULL) is called after each chunk with the bytes done

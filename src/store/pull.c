@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -234,13 +235,33 @@ static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 	return rc;
 }
 
+/* The verified manifest object digest of the published store at url (bundle: for
+ * messages). */
+static int manifest_at(struct vmb_remote *r, const char *url, const char *bundle,
+		       const uint8_t digest[32], struct vmb_pub_bundle *m, struct vmb_err *err)
+{
+	void *buf = NULL;
+	size_t len;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	rc = vmb_remote_meta(r, url, digest, VMB_PUB_MANIFEST_MAX, &buf, &len, err);
+	if (rc)
+		return vmb_err_prefix(err, "cannot get the manifest of '%s' from '%s'", bundle,
+				      url);
+	rc = vmb_pub_bundle_decode(buf, len, m, err);
+	free(buf);
+	if (rc)
+		return vmb_err_prefix(err, "the manifest of '%s' from '%s'", bundle, url);
+	return 0;
+}
+
 int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
 		      struct vmb_pub_bundle *m, struct vmb_err *err)
 {
 	struct vmb_pub_index top;
 	const struct vmb_pub_ibundle *ib;
-	void *buf = NULL;
-	size_t len;
+	uint8_t digest[32];
 	int stale, rc;
 
 	memset(m, 0, sizeof(*m));
@@ -252,42 +273,51 @@ int vmb_pull_manifest(struct vmb_remote *r, const char *url, const char *bundle,
 		vmb_pub_index_free(&top);
 		return vmb_err_set(err, ENOENT, "no bundle '%s' in '%s'", bundle, url);
 	}
-	rc = vmb_remote_meta(r, url, ib->digest, VMB_PUB_MANIFEST_MAX, &buf, &len, err);
+	memcpy(digest, ib->digest, 32);
 	vmb_pub_index_free(&top);
-	if (rc)
-		return vmb_err_prefix(err, "cannot get the manifest of '%s' from '%s'", bundle,
-				      url);
-	rc = vmb_pub_bundle_decode(buf, len, m, err);
-	free(buf);
-	if (rc)
-		return vmb_err_prefix(err, "the manifest of '%s' from '%s'", bundle, url);
-	return 0;
+	return manifest_at(r, url, bundle, digest, m, err);
 }
 
-int vmb_pull_space(struct vmb_remote *r, const char *url, const char *bundle,
-		   uint64_t *bytes, struct vmb_err *err)
+/* The bytes the small files of manifest m take once copied (each rounded up to
+ * 4 KiB, plus 4 KiB a record). */
+static uint64_t small_bytes(const struct vmb_pub_bundle *m)
 {
-	struct vmb_pub_bundle m;
 	uint64_t n = 0;
 	size_t i;
-	int rc;
 
-	*bytes = 0;
-	rc = vmb_pull_manifest(r, url, bundle, &m, err);
-	if (rc)
-		return rc;
-	for (i = 0; i < m.n; i++) {
+	for (i = 0; i < m->n; i++) {
 		n += 4096;
-		if (m.ents[i].kind == 'f')
-			n += (m.ents[i].size + 4095) & ~(uint64_t)4095;
+		if (m->ents[i].kind == 'f')
+			n += (m->ents[i].size + 4095) & ~(uint64_t)4095;
 	}
-	vmb_pub_bundle_free(&m);
-	*bytes = n;
+	return n;
+}
+
+/* keep (vmb_op_pull_at): refused when the small files of m would leave less
+ * than keep bytes free in the store's file system. */
+static int fits(struct vmb_opctx *c, const char *name, const struct vmb_pub_bundle *m,
+		uint64_t keep, struct vmb_err *err)
+{
+	struct statvfs sv;
+	uint64_t need = small_bytes(m), avail;
+
+	if (fstatvfs(c->store->dirfd, &sv) < 0)
+		return vmb_err_sys(err, errno, "cannot get the free space of store '%s'",
+				   c->store->path);
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (need + keep > avail)
+		return vmb_err_set(err, ENOSPC, "bundle '%s' has %.1f MiB of small files, "
+				   "copied into '%s', where %.1f MiB are free and %.1f MiB must "
+				   "stay free", name, need / 1048576.0, c->store->path,
+				   avail / 1048576.0, keep / 1048576.0);
 	return 0;
 }
 
-int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
-		const char *bundle, const char *name, struct vmb_err *err)
+/* vmb_op_pull and vmb_op_pull_at: the manifest from the top index (digest NULL)
+ * or the one given. */
+static int pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
+		const char *bundle, const char *name, const uint8_t *digest, uint64_t keep,
+		struct vmb_err *err)
 {
 	char url[VMB_LAYER_URL_MAX], cname[NAME_MAX + 1];
 	struct vmb_pub_bundle m;
@@ -309,9 +339,15 @@ int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 		return vmb_err_set(err, EEXIST, "'%s' exists in store '%s'", name,
 				   c->store->path);
 	vmb_layers_set_remote(c->layers, r);
-	rc = vmb_pull_manifest(r, url, bundle, &m, err);
+	rc = digest ? manifest_at(r, url, bundle, digest, &m, err)
+		    : vmb_pull_manifest(r, url, bundle, &m, err);
 	if (rc)
 		return rc;
+	if (keep) {
+		rc = fits(c, name, &m, keep, err);
+		if (rc)
+			goto out;
+	}
 	rc = vmb_store_staging_create(c->store, VMB_OPS_CLONE_PREFIX, &stagefd, &cln, cname, err);
 	if (rc < 0)
 		goto out;
@@ -347,4 +383,17 @@ out:
 		close(stagefd);
 	vmb_pub_bundle_free(&m);
 	return rc;
+}
+
+int vmb_op_pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		const char *bundle, const char *name, struct vmb_err *err)
+{
+	return pull(c, r, url, bundle, name, NULL, 0, err);
+}
+
+int vmb_op_pull_at(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		   const char *name, const uint8_t manifest[32], uint64_t keep,
+		   struct vmb_err *err)
+{
+	return pull(c, r, url, name, name, manifest, keep, err);
 }

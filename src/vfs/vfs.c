@@ -246,6 +246,9 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 			goto fail;
 		vmb_layers_set_remote(v->layers, v->remote);
 	}
+	r = vmb_lazy_init(v, o ? o->lazy : NULL, err);
+	if (r < 0)
+		goto fail;
 	if (vmb_snapview_init(v) < 0) {
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 		goto fail;
@@ -340,7 +343,8 @@ int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err)
 {
 	if (v->preload)
 		return 0;
-	return vmb_layers_preload_start(v->layers, &v->preload, err);
+	return vmb_layers_preload_start(v->layers, v->lazy_n ? v->lazy_url : NULL,
+					&v->preload, err);
 }
 
 void vmb_vfs_cancel(struct vmb_vfs *v)
@@ -402,6 +406,7 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	vmb_lockenv_destroy(&v->lockenv);
 	vmb_store_close(&v->store);
 	vmb_aux_free(v->aux_patterns);
+	vmb_lazy_free(v);
 	free(v->store_real);
 	free(v);
 }
@@ -888,6 +893,8 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 	n->attr_blocks = st->st_blocks;
 	pthread_mutex_unlock(&n->ilock);
 	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
+	if (n == &v->root)
+		vmb_lazy_root_stat(v, st);
 	return 0;
 }
 
@@ -1023,6 +1030,11 @@ int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
 
 	if (vmb_snapview_is(parent))
 		return vmb_snapview_lookup(v, parent, name, e, err);
+	if (parent == VMB_ROOT_INO && v->lazy_n) {   /* a URL mount's bundle, first seen */
+		r = vmb_lazy_lookup(v, name, err);
+		if (r < 0)
+			return r;
+	}
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;

@@ -52,6 +52,18 @@ struct vmb_entry {
 	struct stat attr;
 };
 
+/* The bundles of a published store that a mount of its URL pulls into its
+ * private store when they are first needed (vmb_vfs_opts.lazy): a lookup of one
+ * of these names in the root pulls that bundle; the root's listing is these
+ * names (vfs_lazy.c). Borrowed by vmb_vfs_new, which copies it. */
+struct vmb_vfs_lazy {
+	const char *url;              /* the published store (normalized) */
+	size_t n;
+	const char *const *names;     /* sorted (strcmp), unique, valid bundle names */
+	const uint8_t (*manifests)[32];   /* names[i]'s manifest object, from the top
+					   * index the mount verified */
+};
+
 struct vmb_vfs_opts {
 	int readonly;                 /* serve the store read-only */
 	int private_store;            /* the store is this mount's alone (a URL mount's
@@ -88,6 +100,7 @@ struct vmb_vfs_opts {
 	int remote_hard;
 	const char *remote_cafile;
 	const char *remote_pubkey;
+	const struct vmb_vfs_lazy *lazy;   /* NULL: none (vmb_vfs_lazy) */
 };
 
 /* Waiting lock calls and their interruption (see lock.h). */
@@ -111,7 +124,9 @@ int vmb_vfs_remove_store(const char *path, struct vmb_err *err);
 
 /* Load the indexes of the store's remote images in the background (a mount of a
  * published store's URL: vmb_layers_preload_start; from the cache only, never the
- * network), so that the first stat or open of each finds it ready. Call it in the
+ * network), so that the first stat or open of each finds it ready; with lazy
+ * bundles (vmb_vfs_opts.lazy), whose pulls load their images' indexes, start the
+ * fetcher of their URL. Call it in the
  * process that serves (after a daemon's fork); once. 0 or -errno (nothing started;
  * the mount works without it). */
 int vmb_vfs_preload_remote(struct vmb_vfs *v, struct vmb_err *err);

@@ -229,7 +229,7 @@ static int h_layer_busy(void *arg, const char *id)
 	return busy || vmb_snapview_layer_busy(v, id);
 }
 
-static void opctx(struct vmb_vfs *v, struct vmb_opctx *c)
+void vmb_ctl_opctx(struct vmb_vfs *v, struct vmb_opctx *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->store = &v->store;
@@ -305,7 +305,7 @@ static int ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_c
 	struct vmb_opctx c;
 	int r;
 
-	opctx(v, &c);
+	vmb_ctl_opctx(v, &c);
 	if (!strcmp(argv[0], "snapshot")) {
 		char *where = NULL;
 		r = vmb_op_snapshot(&c, argv[1], argc > 2 && argv[2][0] ? argv[2] : NULL, &where,

@@ -86,6 +86,8 @@ int vmb_vfs_readdir(struct vmb_vfs *v, struct vmb_dir *d, uint64_t off, vmb_fill
 	if (d->sv)
 		return vmb_snapview_readdir(v, d->sv, off, fill, arg, err);
 	top = d->node == &v->root;
+	if (top && v->lazy_n)   /* a URL mount: its bundles, pulled or not */
+		return vmb_lazy_readdir(v, off, fill, arg);
 	if (off != d->offset) {
 		seekdir(d->dp, (long)off);
 		d->entry = NULL;

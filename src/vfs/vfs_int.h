@@ -171,6 +171,15 @@ struct vmb_vfs {
 	 * when the kernel never sent their RELEASE. Taken alone. */
 	pthread_mutex_t filemu;
 	struct vmb_open *files;
+	/* A URL mount's bundles not pulled yet (vfs_lazy.c): names sorted, owned;
+	 * lazy_done[i] set (atomically) once names[i] is in the store; pulls under
+	 * opmu. n 0: none. */
+	char *lazy_url;
+	size_t lazy_n;
+	char **lazy_names;
+	uint8_t (*lazy_manifests)[32];
+	unsigned char *lazy_done;
+	uint64_t lazy_keep;          /* bytes a pull leaves free (vmb_op_pull_at) */
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */
 	struct vmb_layers_preload *preload;   /* vmb_vfs_preload_remote's thread, or NULL */
@@ -443,5 +452,19 @@ ssize_t vmb_vfs_share_range(struct vmb_file *in, uint64_t off_in, struct vmb_fil
 
 /* After a name lost its link: remove the sidecar of (ino) unless an image is open. */
 void vmb_forget_sidecar(struct vmb_vfs *v, dev_t dev, ino_t ino);
+
+/* vfs_lazy.c: a URL mount's bundles pulled when first needed. init copies o
+ * (NULL: none); free is safe on a half-built vfs. lookup: when name is one of
+ * them and not pulled yet, pull it (0, or -errno with a message, logged).
+ * readdir: the root's listing, from the names alone (nothing is pulled). */
+int vmb_lazy_init(struct vmb_vfs *v, const struct vmb_vfs_lazy *o, struct vmb_err *err);
+void vmb_lazy_free(struct vmb_vfs *v);
+int vmb_lazy_lookup(struct vmb_vfs *v, const char *name, struct vmb_err *err);
+int vmb_lazy_readdir(struct vmb_vfs *v, uint64_t off, vmb_fill_fn fill, void *arg);
+/* The root's st_nlink counts every listed bundle, pulled or not. */
+void vmb_lazy_root_stat(struct vmb_vfs *v, struct stat *st);
+/* vfs_ctl_hooks.c: the context of a structural operation on the mounted store. */
+struct vmb_opctx;
+void vmb_ctl_opctx(struct vmb_vfs *v, struct vmb_opctx *c);
 
 #endif

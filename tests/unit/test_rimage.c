@@ -10,7 +10,8 @@
  * open images kept by the context (an index read, verified and decoded once per
  * process, one loader at a time, the LRU limit) and the preload of a store's
  * remote layers (from CACHE/meta only); a large index fetched once, not in growing
- * buffers; vmb_remote_top_once (one index for every bundle of a URL mount). */
+ * buffers, and by one caller at a time (test_meta_flight); vmb_remote_top_once
+ * (one index for every bundle of a URL mount). */
 #include "config.h"
 #include "remote/remote.h"
 #include "remote/rimage.h"
@@ -1134,12 +1135,12 @@ static void test_preload(void)
 		close(fd);
 	}
 	/* no remote context: nothing happens */
-	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	CHECK_RC(vmb_layers_preload_start(ls, NULL, &p, &e), 0);
 	vmb_layers_preload_stop(p);
 
 	r = open_remote(0);
 	vmb_layers_set_remote(ls, r);
-	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	CHECK_RC(vmb_layers_preload_start(ls, NULL, &p, &e), 0);
 	for (k = 0; k < 500 && vmb_layers_preload_count(p) < 1; k++)
 		usleep(10000);
 	usleep(50000);
@@ -1169,7 +1170,7 @@ static void test_preload(void)
 		vmb_base_put(b);
 	}
 	/* stopped at once (before it ran): no harm */
-	CHECK_RC(vmb_layers_preload_start(ls, &p, &e), 0);
+	CHECK_RC(vmb_layers_preload_start(ls, NULL, &p, &e), 0);
 	vmb_layers_preload_stop(p);
 	vmb_layers_close(ls);
 	vmb_remote_close(r);
@@ -1227,6 +1228,83 @@ static void test_meta_once(void)
 	CHECK_EQ(fs.requests, 3);
 	CHECK_EQ(fs.errors, 1);
 	vmb_remote_close(r);
+}
+
+/* A manifest or image index (CACHE/meta) is fetched by one caller while the others,
+ * in this process or another (two contexts here), wait on its per-digest lock and
+ * then read what it stored; a holder that dies without it (its lock released)
+ * leaves the fetch to the waiter. */
+struct meta_arg {
+	struct vmb_remote *r;
+	const uint8_t *d;
+	int rc, done;
+};
+
+static void *meta_thread(void *p)
+{
+	struct meta_arg *a = p;
+	struct vmb_err e = { 0 };
+	void *buf = NULL;
+	size_t len = 0;
+
+	a->rc = vmb_remote_meta(a->r, url, a->d, 1 << 20, &buf, &len, &e);
+	if (!a->rc && (len == 0 || buf == NULL))
+		a->rc = -99;
+	free(buf);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_meta_flight(void)
+{
+	struct vmb_remote *r1, *r2;
+	struct vmb_cache *c;
+	struct vmb_err e = { 0 };
+	struct vmb_fetch_stats fs;
+	struct meta_arg a = { 0 };
+	char cmd[9000], hex[65], rel[VMB_PUB_OBJPATH_LEN];
+	pthread_t th;
+	int lfd = -1;
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	r1 = open_remote(0);
+	r2 = open_remote(0);
+	REQUIRE(vmb_remote_cache(r1, &c, &e) == 0);
+	/* 1: the holder stores it, the waiter reads it without fetching */
+	CHECK_RC(vmb_cache_object_lock(c, idx, &lfd, &e), 0);
+	a.r = r2;
+	a.d = idx;
+	REQUIRE(pthread_create(&th, NULL, meta_thread, &a) == 0);
+	usleep(200000);
+	CHECK_EQ(__atomic_load_n(&a.done, __ATOMIC_ACQUIRE), 0);   /* it waits */
+	vmb_sha256_hex(idx, hex);
+	vmb_pub_object_path(idx, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/meta/%.2s' && cp '%s/%s' '%s/meta/%.2s/%s'",
+		 cachedir, hex, pubdir, rel, cachedir, hex, hex);
+	CHECK_EQ(system(cmd), 0);
+	vmb_cache_object_unlock(lfd);
+	pthread_join(th, NULL);
+	CHECK_EQ(a.rc, 0);
+	fetcher_stats(r2, &fs);
+	CHECK_EQ(fs.requests, 0);   /* read what the holder stored */
+	/* 2: the holder goes without storing it: the waiter fetches it itself */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s/meta'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	CHECK_RC(vmb_cache_object_lock(c, idx, &lfd, &e), 0);
+	memset(&a, 0, sizeof(a));
+	a.r = r2;
+	a.d = idx;
+	REQUIRE(pthread_create(&th, NULL, meta_thread, &a) == 0);
+	usleep(200000);
+	CHECK_EQ(__atomic_load_n(&a.done, __ATOMIC_ACQUIRE), 0);
+	vmb_cache_object_unlock(lfd);
+	pthread_join(th, NULL);
+	CHECK_EQ(a.rc, 0);
+	fetcher_stats(r2, &fs);
+	CHECK_EQ(fs.requests, 1);
+	vmb_remote_close(r2);
+	vmb_remote_close(r1);
 }
 
 static void put_top(uint64_t generation)
@@ -1321,6 +1399,7 @@ int main(int argc, char **argv)
 	RUN(test_kept);
 	RUN(test_preload);
 	RUN(test_meta_once);
+	RUN(test_meta_flight);
 	RUN(test_top_once);
 	harness_rmtree(tmpdir);
 	free(content);
