@@ -10,7 +10,8 @@ CTL_TESTS = \
 	tests/ctl-rebind.sh \
 	tests/ctl-view.sh \
 	tests/ctl-snapshot.sh \
-	tests/ctl-freeze-locks.sh
+	tests/ctl-freeze-locks.sh \
+	tests/ctl-freeze-lookup.sh
 
 TESTS += $(CTL_TESTS)
 EXTRA_DIST += $(CTL_TESTS)

@@ -10,7 +10,8 @@
 # behaves every block reads correctly (no failure is cached). The bundle is pulled
 # into the mount at its first lookup, before the faults (the rounds are about
 # image reads); with every object failing, that lookup fails with EIO and a log
-# line naming the bundle, and succeeds once the server behaves.
+# line naming the bundle, and succeeds once the server behaves; with every other
+# object damaged, it succeeds (a damaged manifest or index is fetched again).
 # VMB_REMOTE_LONG=1: every fault also with prob=0.3 on 3 seeds.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
@@ -62,6 +63,23 @@ if [ -n "${VMB_REMOTE_LONG:-}" ]; then
         done
     done
 fi
+
+# Faults before the first lookup: the pull's manifest and image index (and its
+# small files) come through a server that damages every other object it sends;
+# a damaged manifest or index is fetched once more, as a chunk is, so the lookup
+# succeeds and every byte is right.
+n=$((n + 1))
+faultsrv_rules
+rmount m$n "$URL" -o "cache=$T/cache$n"
+faultsrv_rules "flip path=/objects/* every=2"
+check "flip before the lookup: the bundle is pulled (damaged objects fetched again)" \
+    stat "$T/m$n/$IMG"
+check "flip before the lookup: its small files are right" \
+    bash -c "cmp '$T/m$n/vm/config' '$SRC/config' && cmp '$T/m$n/vm/nvram' '$SRC/nvram'"
+out=$("$RCMP" -s -j 2 -b 65536 "$T/m$n/$IMG" "$REF")
+assert_eq "flip before the lookup: every block correct" "ok=512 eio=0 wrong=0 err=0" "$out"
+faultsrv_rules
+rumount m$n || notok "flip before the lookup: the daemon exits cleanly"
 
 # Every data chunk fetch fails: EIO, a log line, and nothing bad is cached.
 for rule in "flip" "503"; do

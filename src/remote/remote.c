@@ -465,7 +465,7 @@ static int read_whole(const char *path, size_t max, void **buf, size_t *len)
 
 /* ---- metadata objects ---- */
 
-static __thread int meta_local_only, meta_soft;
+static __thread int meta_local_only, meta_soft, meta_mismatch;
 
 void vmb_remote_meta_local_only(int on)
 {
@@ -475,6 +475,41 @@ void vmb_remote_meta_local_only(int on)
 void vmb_remote_meta_soft(int on)
 {
 	meta_soft = on;
+}
+
+int vmb_remote_meta_mismatched(void)
+{
+	return meta_mismatch;
+}
+
+/* One GET of a metadata object into *b (grown as needed), its SHA-256 into got:
+ * its length, or -errno. Most objects fit in VMB_META_FIRST (the image index of a
+ * 32 GiB image with 256 KiB chunks is 4 MiB; the pages of a larger buffer are
+ * never touched). A larger one is asked its length (HEAD) and fetched once more,
+ * exactly: not in growing buffers, each try a transfer. */
+static ssize_t fetch_meta(struct vmb_fetcher *f, const char *opath, size_t max, void **b,
+			  uint8_t got[32], struct vmb_err *err)
+{
+	ssize_t n;
+
+	for (size_t cap = max < VMB_META_FIRST ? max : VMB_META_FIRST;;) {
+		void *nb = realloc(*b, cap);
+		uint64_t olen = 0;
+		struct vmb_err herr;
+
+		if (!nb)
+			return vmb_err_set(err, ENOMEM, "out of memory fetching an object");
+		*b = nb;
+		/* the SHA-256 as the bytes come; soft: vmb_remote_meta_soft */
+		n = vmb_fetch_get_sha(f, opath, *b, cap, got, meta_soft, err);
+		if (n != -EFBIG || cap == max)
+			return n;
+		vmb_err_clear(&herr);
+		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > cap && olen < max)
+			cap = (size_t)olen;
+		else
+			cap = max;   /* no length: the most an object of its kind may have */
+	}
 }
 
 int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[32],
@@ -488,6 +523,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	int rc, lfd = -1;
 	struct vmb_cache *c;
 
+	meta_mismatch = 0;
 	*buf = NULL;
 	*len = 0;
 	rc = vmb_remote_cache(r, &c, err);   /* CACHE made a cache before meta/ goes in */
@@ -524,53 +560,37 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	}
 	rc = vmb_remote_fetcher(r, url, &f, err);
 	if (rc) {
-		vmb_cache_object_unlock(lfd);
-		return vmb_err_prefix(err, "object %s is not cached", hex);
+		vmb_err_prefix(err, "object %s is not cached", hex);
+		goto out;
 	}
 	vmb_pub_object_path(digest, opath);
-	/* Most objects fit in VMB_META_FIRST (the image index of a 32 GiB image with
-	 * 256 KiB chunks is 4 MiB; the pages of a larger buffer are never touched).
-	 * A larger one is asked its length (HEAD) and fetched once more, exactly: not
-	 * in growing buffers, each try a transfer. */
-	for (size_t cap = max < VMB_META_FIRST ? max : VMB_META_FIRST;;) {
-		void *nb = realloc(b, cap);
-		uint64_t olen = 0;
-		struct vmb_err herr;
-
-		if (!nb) {
-			free(b);
-			return vmb_err_set(err, ENOMEM, "out of memory fetching object %s", hex);
+	/* bytes that do not match their digest are fetched once more (a proxy or a
+	 * connection may have damaged them), then the fetch fails */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		n = fetch_meta(f, opath, max, &b, got, err);
+		if (n < 0) {
+			meta_mismatch = 0;
+			rc = (int)n;
+			goto out;
 		}
-		b = nb;
-		/* the SHA-256 as the bytes come; soft: vmb_remote_meta_soft */
-		n = vmb_fetch_get_sha(f, opath, b, cap, got, meta_soft, err);
-		if (n != -EFBIG || cap == max)
+		if (!memcmp(got, digest, 32))
 			break;
-		vmb_err_clear(&herr);
-		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > cap && olen < max)
-			cap = (size_t)olen;
-		else
-			cap = max;   /* no length: the most an object of its kind may have */
-	}
-	if (n < 0) {
-		vmb_cache_object_unlock(lfd);
-		free(b);
-		return (int)n;
-	}
-	rc = 0;
-	if (memcmp(got, digest, 32))
+		meta_mismatch = 1;
 		rc = vmb_err_set(err, EIO, "object %s fetched from '%s' does not match its "
-				 "digest", hex, url);
-	if (!rc)
-		rc = write_atomic(dir, hex, b, (size_t)n, err);
-	vmb_cache_object_unlock(lfd);
-	if (rc) {
-		free(b);
-		return rc;
+				 "digest%s", hex, url, attempt ? " (twice)" : "");
 	}
+	if (memcmp(got, digest, 32))
+		goto out;
+	rc = write_atomic(dir, hex, b, (size_t)n, err);
+	if (rc)
+		goto out;
 	*buf = realloc(b, n ? (size_t)n : 1) ?: b;
 	*len = (size_t)n;
-	return 0;
+	b = NULL;
+out:
+	vmb_cache_object_unlock(lfd);
+	free(b);
+	return rc;
 }
 
 int vmb_remote_meta_cached(struct vmb_remote *r, const uint8_t digest[32])

@@ -143,6 +143,10 @@ void vmb_remote_meta_local_only(int on);
  * them itself (rimage.c, an image index with mirrors). Per thread; off by
  * default. */
 void vmb_remote_meta_soft(int on);
+/* 1 when the calling thread's last vmb_remote_meta failed because the bytes
+ * fetched did not match their digest (twice; -EIO), not for want of an answer:
+ * a cause that waiting does not cure (hard mode's rounds, rimage.c). */
+int vmb_remote_meta_mismatched(void);
 
 /* 1 when the metadata object digest is in CACHE/meta (a stat; no check of its
  * bytes, no network), else 0. */

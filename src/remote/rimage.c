@@ -813,7 +813,9 @@ static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nu
 	for (;;) {
 		vmb_remote_meta_soft(hard);
 		rc = vmb_remote_meta(r, urls[0], digest, VMB_RIMAGE_INDEX_MAX, buf, len, err);
-		passing = rc == -EIO;
+		/* a URL that does not answer may answer later; one that sends wrong
+		 * bytes (twice) is not waited for */
+		passing = rc == -EIO && !vmb_remote_meta_mismatched();
 		for (k = 1; rc && rc != -ENOMEM && rc != -ECANCELED && rc != -EINTR &&
 			    k < nurls; k++) {
 			struct vmb_err e2;
@@ -824,7 +826,7 @@ static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nu
 					     &e2);
 			if (r2 == 0 || r2 == -ECANCELED || r2 == -EINTR || r2 == -ENOMEM)
 				rc = r2;
-			passing |= r2 == -EIO;
+			passing |= r2 == -EIO && !vmb_remote_meta_mismatched();
 		}
 		vmb_remote_meta_soft(0);
 		if (!rc || !hard || !passing || rc == -ENOMEM || rc == -ECANCELED ||

@@ -1038,7 +1038,15 @@ int vmb_vfs_lookup(struct vmb_vfs *v, uint64_t parent, const char *name,
 	r = vmb_node_get(v, parent, &p);
 	if (r < 0)
 		return r;
+	/* A lookup counts as a change of p's entries for the write barrier
+	 * (vfs_barrier.c): a freeze renames the new delta over the name and then
+	 * moves the node to it; a lookup in between would make a second node for
+	 * the new inode, whose descriptors the next freeze would leave on the inode
+	 * it makes a layer (outside report X-freeze). So it waits while the bundle
+	 * is paused, and a pause waits for the lookups in flight. */
+	vmb_change_begin(v, p, name);
 	r = vmb_node_lookup(v, p, name, e, err);
+	vmb_change_end(v, p);
 	vmb_node_put(v, p);
 	return r;
 }

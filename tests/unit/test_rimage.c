@@ -765,6 +765,65 @@ static void test_mirrors(void)
 	free(buf);
 }
 
+/* Hard mode with mirrors waits over URLs that do not answer, not over URLs that
+ * answer with wrong bytes: an index that every URL sends damaged (fetched twice
+ * from each) fails with -EIO at once instead of waiting for ever. */
+struct wopen_arg {
+	struct vmb_remote *r;
+	const char **urls;
+	int rc;
+	struct vmb_err e;
+};
+
+static void *wopen_thread(void *p)
+{
+	struct wopen_arg *a = p;
+	struct vmb_base *b = NULL;
+
+	a->rc = vmb_rimage_open_urls(a->r, a->urls, 2, idx, csize, &b, &a->e);
+	vmb_base_put(b);
+	return NULL;
+}
+
+static void test_mirrors_wrong_hard(void)
+{
+	char cdir[4300], pa[1200], pb[1200], ua[1300], ub[1300], cmd[9500];
+	char rel[VMB_PUB_OBJPATH_LEN];
+	const char *urls[2] = { ua, ub };
+	struct vmb_remote_opts o = { 0 };
+	struct wopen_arg a = { 0 };
+	struct timespec ts;
+	pthread_t th;
+
+	snprintf(pa, sizeof(pa), "%s/pubA", tmpdir);
+	snprintf(pb, sizeof(pb), "%s/pubB", tmpdir);
+	snprintf(ua, sizeof(ua), "file://%s", pa);
+	snprintf(ub, sizeof(ub), "file://%s", pb);
+	vmb_pub_object_path(idx, rel);
+	/* both copies of the store have the index's bytes damaged (one flipped) */
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s' && cp -r '%s' '%s' && for f in '%s/%s' "
+		 "'%s/%s'; do printf 'X' | dd of=\"$f\" bs=1 seek=40 conv=notrunc "
+		 "status=none || exit 1; done", pubdir, pa, pubdir, pb, pa, rel, pb, rel);
+	REQUIRE(system(cmd) == 0);
+	snprintf(cdir, sizeof(cdir), "%s/wcache", tmpdir);
+	o.cache_dir = cdir;
+	o.workers = 2;
+	o.hard = 1;
+	REQUIRE(vmb_remote_open(&o, NULL, &a.r, &a.e) == 0);
+	a.urls = urls;
+	REQUIRE(pthread_create(&th, NULL, wopen_thread, &a) == 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 20;
+	if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
+		CHECK(!"the open returned within 20 s");
+		fprintf(stderr, "test_mirrors_wrong_hard: still waiting, giving up\n");
+		_exit(1);
+	}
+	CHECK_RC(a.rc, -EIO);
+	CHECK_STR(a.e.msg, "does not match its digest (twice)");
+	vmb_remote_close(a.r);
+}
+
 static void test_remote_layer_format(void)
 {
 	struct vmb_layer_remote rl, back;
@@ -1395,6 +1454,7 @@ int main(int argc, char **argv)
 	RUN(test_wrong_bytes);
 	RUN(test_remote_layer_format);
 	RUN(test_mirrors);
+	RUN(test_mirrors_wrong_hard);
 	RUN(test_layers);
 	RUN(test_kept);
 	RUN(test_preload);
