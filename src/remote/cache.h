@@ -93,9 +93,16 @@ int vmb_cache_default_dir(char *buf, size_t size, struct vmb_err *err);
 
 /* Open (creating it and its parents when absent) the cache at dir; opts NULL:
  * defaults. Refuses a directory that holds other things and no version file, an
- * unknown version, a world-writable CACHE, and a CACHE this process cannot write
- * (-EACCES/-EROFS, naming owner, mode and uid). Removes stale temporaries (unless
- * opts->no_sweep). */
+ * unknown version, a CACHE this process cannot write (-EACCES/-EROFS, naming owner,
+ * mode and uid), and one that others could plant bytes in (-EPERM, naming the
+ * directory, its owner and mode): CACHE or a directory of its layout (chunks/,
+ * chunks/<aa>, meta/, meta/<aa>, mnt/, tmp/, lock/, pins/, urls/) writable by
+ * everyone, group-writable unless CACHE is group-shared (with CACHE's group), or
+ * owned by another uid than this process's, root or (for the subdirectories)
+ * CACHE's owner, unless group-shared with CACHE's group; CACHE itself owned by
+ * another uid than this process's or root, unless group-shared and this process
+ * in its group. A symbolic link or other non-directory where a directory of the
+ * layout goes: -ENOTDIR. Removes stale temporaries (unless opts->no_sweep). */
 int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 		   struct vmb_cache **out, struct vmb_err *err);
 /* NULL-safe. Stops the background evicter; no call may be running. */
@@ -224,5 +231,8 @@ int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
 int vmb_cache_object_lock(struct vmb_cache *c, const uint8_t digest[32], int *lfd,
 			  struct vmb_err *err);
 void vmb_cache_object_unlock(int lfd);
+/* Make meta/ and meta/<aa> for the object digest (remote.c) when absent, with the
+ * modes of the cache's other directories whatever the umask. 0 or -errno. */
+int vmb_cache_meta_dir(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include "base/digest.h"
 #include "base/err.h"
@@ -43,6 +44,10 @@ struct vmb_cache {
 	int dirfd, chunksfd, tmpfd, lockfd, pinsfd, urlsfd;   /* O_DIRECTORY, all owned */
 	int fill_lfd;                  /* lock/objects: the fills' shared description */
 	mode_t dmode, fmode;
+	uid_t owner;                   /* the cache directory's owner */
+	gid_t gid;                     /* its group */
+	int shared;                    /* group-shared: the cache directory is
+	                                * group-writable (vmb_cache_trusted) */
 	int anon_tmp;                  /* objects are filled into unnamed temporaries
 	                                * (O_TMPFILE in tmp/, linked into chunks/ by the
 	                                * flusher): probed at open (cache_open.c) */
@@ -92,6 +97,13 @@ struct vmb_cache {
 };
 
 extern const char *const vmb_cache_known_top[];
+
+/* Whether a file or directory of the cache (st: its lstat) may be trusted: owned by
+ * root, this process's euid or the cache directory's owner (in a group-shared cache
+ * also by anyone when its group is the cache's), not writable by others, and
+ * group-writable only in a group-shared cache with the cache's group. Whoever
+ * could write what fails this could decide the bytes the cache serves. */
+int vmb_cache_trusted(const struct vmb_cache *c, const struct stat *st);
 
 /* "aa/<64 hex>" of a digest, relative to chunks/ and lock/. */
 #define VMB_CACHE_REL 68

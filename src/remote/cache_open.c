@@ -86,6 +86,128 @@ int vmb_cache_unhex(const char *s, uint8_t d[32])
 	return 0;
 }
 
+/* Whether this process is in group gid (its effective group or a supplementary one). */
+static int in_group(gid_t gid)
+{
+	gid_t *g;
+	int n, yes = getegid() == gid;
+
+	if (yes || (n = getgroups(0, NULL)) <= 0 || !(g = calloc((size_t)n, sizeof(*g))))
+		return yes;
+	n = getgroups(n, g);
+	for (int i = 0; i < n && !yes; i++)
+		yes = g[i] == gid;
+	free(g);
+	return yes;
+}
+
+int vmb_cache_trusted(const struct vmb_cache *c, const struct stat *st)
+{
+	int grp = c->shared && st->st_gid == c->gid;
+
+	if ((st->st_mode & 0002) || ((st->st_mode & 0020) && !grp))
+		return 0;
+	return st->st_uid == 0 || st->st_uid == geteuid() || st->st_uid == c->owner || grp;
+}
+
+/* A directory of the cache's layout, name in at (shown: its path in messages, with
+ * its '/'): absent, or a real directory (not a symbolic link, which fills would
+ * write through and eviction would not follow) that vmb_cache_trusted accepts. One
+ * of this process's that is group-writable in a cache that is not group-shared (a
+ * umask of 002 made it) is narrowed instead. 0 or -errno with err set. */
+static int check_dir(struct vmb_cache *c, int at, const char *name, const char *shown,
+		     struct vmb_err *err)
+{
+	struct stat st;
+	unsigned mode;
+
+	if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmb_err_sys(err, errno, "cache '%s': cannot stat %s", c->path, shown);
+	}
+	mode = (unsigned)(st.st_mode & 07777);
+	if (!S_ISDIR(st.st_mode))
+		return vmb_err_set(err, ENOTDIR, "cache '%s': %s is not a directory (%s): "
+				   "fills would write through it and eviction skips it; "
+				   "remove it", c->path, shown,
+				   S_ISLNK(st.st_mode) ? "a symbolic link" : "another file");
+	if (st.st_mode & 0002)
+		return vmb_err_set(err, EPERM, "cache '%s' is writable by everyone (%s: mode "
+				   "%04o): anyone could plant wrong bytes in it; chmod o-w it or "
+				   "choose another", c->path, shown, mode);
+	if ((st.st_mode & 0020) && !(c->shared && st.st_gid == c->gid)) {
+		if (c->shared || st.st_uid != geteuid() ||
+		    fchmodat(at, name, st.st_mode & 07757, 0) < 0)
+			return vmb_err_set(err, EPERM, "cache '%s': %s is writable by its group "
+					   "(gid %u, mode %04o), %s: its members could plant "
+					   "wrong bytes in it; chmod g-w it or choose another",
+					   c->path, shown, (unsigned)st.st_gid, mode,
+					   c->shared ? "not the cache's" :
+					   "in a cache that is not group-shared");
+		st.st_mode &= ~(mode_t)0020;
+	}
+	if (!vmb_cache_trusted(c, &st))
+		return vmb_err_set(err, EPERM, "cache '%s': %s is owned by uid %u (mode %04o), "
+				   "not by this process (uid %u), the cache's owner or root: "
+				   "that user decides the bytes the cache serves; chown it or "
+				   "choose another cache", c->path, shown, (unsigned)st.st_uid,
+				   mode, (unsigned)geteuid());
+	return 0;
+}
+
+/* The rest of the layout's directories: meta/, mnt/ and the 256 chunks/<aa> and
+ * meta/<aa> (check_dir). */
+static int check_layout(struct vmb_cache *c, struct vmb_err *err)
+{
+	char aa[3], shown[16];
+	int r, mfd;
+
+	if ((r = check_dir(c, c->dirfd, "meta", "meta/", err)) < 0 ||
+	    (r = check_dir(c, c->dirfd, "mnt", "mnt/", err)) < 0)
+		return r;
+	for (int d = 0; d < 256; d++) {
+		snprintf(aa, sizeof(aa), "%02x", d);
+		snprintf(shown, sizeof(shown), "chunks/%s/", aa);
+		if ((r = check_dir(c, c->chunksfd, aa, shown, err)) < 0)
+			return r;
+	}
+	mfd = openat(c->dirfd, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (mfd < 0)
+		return errno == ENOENT ? 0 : vmb_err_sys(err, errno, "cache '%s': cannot open "
+							 "meta/", c->path);
+	for (int d = 0; d < 256 && r == 0; d++) {
+		snprintf(aa, sizeof(aa), "%02x", d);
+		snprintf(shown, sizeof(shown), "meta/%s/", aa);
+		r = check_dir(c, mfd, aa, shown, err);
+	}
+	close(mfd);
+	return r;
+}
+
+int vmb_cache_meta_dir(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err)
+{
+	char hex[VMB_SHA256_HEX], aa[3];
+	int r = vmb_cache_mkdir(c, c->dirfd, "meta"), mfd;
+
+	if (r == 1)
+		r = vmb_cache_fsync_dir(c->dirfd, NULL);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cache '%s': cannot create meta/", c->path);
+	mfd = openat(c->dirfd, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (mfd < 0)
+		return vmb_err_sys(err, errno, "cache '%s': cannot open meta/", c->path);
+	vmb_sha256_hex(digest, hex);
+	snprintf(aa, sizeof(aa), "%.2s", hex);
+	r = vmb_cache_mkdir(c, mfd, aa);
+	if (r == 1)
+		r = vmb_cache_fsync_dir(mfd, NULL);
+	close(mfd);
+	if (r < 0)
+		return vmb_err_sys(err, -r, "cache '%s': cannot create meta/%s/", c->path, aa);
+	return 0;
+}
+
 int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name)
 {
 	if (mkdirat(at, name, c->dmode) == 0) {
@@ -334,12 +456,13 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 	return vmb_err_set(err, EIO, "cache '%s': its version file vanished", c->path);
 }
 
-/* Open (making it when absent) the cache's subdirectory name; *made (may be NULL):
- * it was made. */
+/* Open (making it when absent) the cache's subdirectory name, a directory check_dir
+ * accepts; *made (may be NULL): it was made. */
 static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
 		    struct vmb_err *err)
 {
 	int r = vmb_cache_mkdir(c, c->dirfd, name);
+	char shown[16];
 	struct stat st;
 
 	if (made)
@@ -348,13 +471,12 @@ static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
 		r = vmb_cache_fsync_dir(c->dirfd, NULL);
 	if (r < 0)
 		return vmb_err_sys(err, -r, "cache '%s': cannot create %s/", c->path, name);
+	snprintf(shown, sizeof(shown), "%s/", name);
+	if ((r = check_dir(c, c->dirfd, name, shown, err)) < 0)
+		return r;
 	*fd = openat(c->dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (*fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot open %s/", c->path, name);
-	if (fstat(*fd, &st) == 0 && (st.st_mode & 0002))
-		return vmb_err_set(err, EPERM, "cache '%s' is writable by everyone (%s/: mode "
-				   "%04o): anyone could plant wrong bytes in it; chmod o-w it or "
-				   "choose another", c->path, name, (unsigned)(st.st_mode & 07777));
 	if (faccessat(*fd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
 		int e = errno;
 
@@ -482,6 +604,9 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 				"another", dir, (unsigned)(st.st_mode & 07777));
 		goto fail;
 	}
+	c->owner = st.st_uid;
+	c->gid = st.st_gid;
+	c->shared = (st.st_mode & 0020) != 0;
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
 	c->pend_max = pend_max();
@@ -498,6 +623,18 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 				(unsigned)(st.st_mode & 07777), (unsigned)geteuid());
 		goto fail;
 	}
+	/* owned by another user (a directory made first by someone else, under /tmp
+	 * say): that user decides the bytes it serves, whoever is trusted below. A
+	 * group-shared cache (group-writable) may be another member's. */
+	if (st.st_uid != 0 && st.st_uid != geteuid() &&
+	    !((st.st_mode & 0020) && in_group(st.st_gid))) {
+		r = vmb_err_set(err, EPERM, "cache '%s' is owned by uid %u (mode %04o), not by "
+				"this process (uid %u) or root: that user decides the bytes it "
+				"serves; chown it or choose another (a cache shared by a group: "
+				"mode 2775, this process in its group)", dir, (unsigned)st.st_uid,
+				(unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+		goto fail;
+	}
 	r = check_version(c, err);
 	if (r < 0)
 		goto fail;
@@ -508,7 +645,8 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	if ((r = open_sub(c, "tmp", &c->tmpfd, NULL, err)) < 0 ||
 	    (r = open_sub(c, "lock", &c->lockfd, NULL, err)) < 0 ||
 	    (r = open_sub(c, "pins", &c->pinsfd, NULL, err)) < 0 ||
-	    (r = open_sub(c, "urls", &c->urlsfd, NULL, err)) < 0)
+	    (r = open_sub(c, "urls", &c->urlsfd, NULL, err)) < 0 ||
+	    (r = check_layout(c, err)) < 0)
 		goto fail;
 	c->fill_lfd = r = vmb_cache_lock_open(c, err);
 	if (r < 0)

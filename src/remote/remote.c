@@ -581,7 +581,10 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	}
 	if (memcmp(got, digest, 32))
 		goto out;
-	rc = write_atomic(dir, hex, b, (size_t)n, err);
+	/* meta/ and meta/<aa> with the cache's modes, whatever the umask */
+	rc = vmb_cache_meta_dir(c, digest, err);
+	if (!rc)
+		rc = write_atomic(dir, hex, b, (size_t)n, err);
 	if (rc)
 		goto out;
 	*buf = realloc(b, n ? (size_t)n : 1) ?: b;

@@ -552,6 +552,168 @@ static void test_open_errors(void)
 	}
 }
 
+/* Open the cache at dir and close it: the open's result, its message in msg. */
+static int open_msg(const char *dir, char *msg, size_t size)
+{
+	struct vmb_cache_opts o;
+	struct vmb_cache *c = NULL;
+	struct vmb_err err;
+	int r;
+
+	vmb_cache_opts_default(&o);
+	o.min_free_bytes = 0;
+	o.evict_manual = 1;
+	vmb_err_clear(&err);
+	r = vmb_cache_open(dir, &o, &c, &err);
+	snprintf(msg, size, "%s", err.msg);
+	vmb_cache_close(c);
+	return r;
+}
+
+/* The open of a cache as uid (groups: gid only, or also sup when sup >= 0), in a
+ * child: its result, or -1000 when the child could not switch. */
+static int open_as(const char *dir, uid_t uid, gid_t gid, int sup)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		gid_t g = (gid_t)sup;
+		char msg[VMB_ERR_MAX];
+		int r;
+
+		if (setgroups(sup >= 0 ? 1 : 0, &g) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(255);
+		r = open_msg(dir, msg, sizeof(msg));
+		if (r < 0)
+			fprintf(stderr, "open as uid %u: %s\n", (unsigned)uid, msg);
+		_exit(r < 0 ? -r : 0);
+	}
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+		return -1000;
+	return -WEXITSTATUS(status);
+}
+
+/* Outside report r27 G1, G2, G11: every directory of the layout is checked when
+ * the cache is opened, not only the top-level ones: world-writable, group-writable
+ * (not group-shared), a symbolic link or a file, or owned by another user: refused,
+ * naming the directory; a cache directory owned by another user is refused too,
+ * but a group-shared one works for its members. */
+static void test_open_layout(void)
+{
+	char dir[4200], p[4300], q[4300], msg[VMB_ERR_MAX];
+	struct vmb_cache *c;
+	struct stat sb;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/lay", uroot);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	vmb_cache_close(c);
+	chmod(dir, 0755);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
+
+	/* chunks/ab writable by everyone (sticky or not), meta/, meta/ab, mnt/ */
+	snprintf(p, sizeof(p), "%s/chunks/ab", dir);
+	chmod(p, 0777);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "writable by everyone (chunks/ab/: mode 0777)");
+	chmod(p, 01777);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "(chunks/ab/: mode 1777)");
+	chmod(p, 0755);
+	snprintf(p, sizeof(p), "%s/meta", dir);
+	mkdir(p, 0755);
+	chmod(p, 0777);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "(meta/: mode 0777)");
+	chmod(p, 0755);
+	snprintf(p, sizeof(p), "%s/meta/cd", dir);
+	mkdir(p, 0755);
+	chmod(p, 0777);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "(meta/cd/: mode 0777)");
+	chmod(p, 0755);
+	snprintf(p, sizeof(p), "%s/mnt", dir);
+	mkdir(p, 0700);
+	chmod(p, 0777);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "(mnt/: mode 0777)");
+	chmod(p, 0700);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
+
+	/* a group-writable one of ours in a cache that is not group-shared (a umask
+	 * of 002): narrowed */
+	snprintf(p, sizeof(p), "%s/chunks/0c", dir);
+	chmod(p, 0775);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0755);
+
+	/* G2: a symbolic link or a file where chunks/<aa> goes */
+	snprintf(p, sizeof(p), "%s/chunks/00", dir);
+	snprintf(q, sizeof(q), "%s/elsewhere", uroot);
+	mkdir(q, 0755);
+	CHECK(rmdir(p) == 0 && symlink(q, p) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -ENOTDIR);
+	CHECK_STR(msg, "chunks/00/ is not a directory (a symbolic link)");
+	unlink(p);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -ENOTDIR);
+	CHECK_STR(msg, "chunks/00/ is not a directory (another file)");
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/meta/cd", dir);
+	CHECK(rmdir(p) == 0 && symlink(q, p) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -ENOTDIR);
+	CHECK_STR(msg, "meta/cd/ is not a directory");
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/chunks", dir);
+	snprintf(q, sizeof(q), "%s/chunks.real", dir);
+	CHECK(rename(p, q) == 0 && symlink(q, p) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -ENOTDIR);
+	CHECK_STR(msg, "chunks/ is not a directory (a symbolic link)");
+	CHECK(unlink(p) == 0 && rename(q, p) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
+
+	if (geteuid() != 0)
+		return;
+	/* G11: a directory of the layout owned by another user, even 0755 */
+	snprintf(p, sizeof(p), "%s/chunks/d1", dir);
+	CHECK(chown(p, 65534, 65534) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "chunks/d1/ is owned by uid 65534 (mode 0755)");
+	chmod(p, 0775);   /* not narrowed: not ours */
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "chunks/d1/ is writable by its group (gid 65534, mode 0775)");
+	CHECK(chown(p, 0, 0) == 0 && chmod(p, 0755) == 0);
+	snprintf(p, sizeof(p), "%s/meta", dir);
+	CHECK(chown(p, 65534, 65534) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "meta/ is owned by uid 65534");
+	CHECK(chown(p, 0, 0) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
+
+	/* the cache directory itself made by another user (under /tmp, say) */
+	CHECK(chown(dir, 65534, 65534) == 0);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "is owned by uid 65534 (mode 0755), not by this process (uid 0)");
+	/* ... also group-shared, with a group root is not in */
+	chmod(dir, 02775);
+	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+	CHECK_STR(msg, "is owned by uid 65534 (mode 2775)");
+	/* but its owner opens it, and so does a member of its group (uid 65533 in
+	 * group 65534), whose subdirectories are another member's */
+	snprintf(p, sizeof(p), "%s/grpm", uroot);
+	mkdir(p, 0755);
+	CHECK(chown(p, 65534, 65534) == 0 && chmod(p, 02775) == 0);
+	CHECK_RC(open_as(p, 65534, 65534, -1), 0);
+	CHECK_RC(open_as(p, 65533, 65533, 65534), 0);
+	CHECK_RC(open_as(p, 65533, 65533, -1), -EACCES);   /* not a member */
+	CHECK_RC(open_msg(p, msg, sizeof(msg)), -EPERM);    /* root, not a member */
+	CHECK_STR(msg, "is owned by uid 65534 (mode 2775)");
+}
+
 /* Several processes with several threads each get the same objects at once: one
  * fill per object on the host, every reader gets the right bytes. */
 #define SF_PROCS 4
@@ -1688,6 +1850,7 @@ int main(void)
 	chmod(uroot, 0755);
 	RUN(test_basic);
 	RUN(test_open_errors);
+	RUN(test_open_layout);
 	RUN(test_single_flight);
 	RUN(test_takeover);
 	RUN(test_verify);
