@@ -66,6 +66,7 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 	uint8_t want[32], got[32];
 	uint64_t size = 0;
 	struct vmb_err e;
+	struct stat st;
 	int lfd, fd, r;
 
 	vmb_cache_unhex(name, want);
@@ -80,10 +81,19 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 	}
 	vmb_err_clear(&e);
 	r = vmb_cache_hash_fd(fd, got, &size, &e);
-	close(fd);
 	f->objects++;
 	f->bytes += size;
-	if (r < 0) {
+	if (fstat(fd, &st) == 0 && !vmb_cache_trusted(c, &st)) {
+		/* right bytes or not: others could change them (never served) */
+		f->bad++;
+		if (f->out)
+			fprintf(f->out, "cache '%s': chunks/%s/%s: owned by uid %u, mode %04o: "
+				"others could change its bytes%s\n", c->path, aa, name,
+				(unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+				f->repair ? " (removed)" : "");
+		if (!f->repair || unlinkat(dfd, name, 0) < 0)
+			f->left++;
+	} else if (r < 0) {
 		f->bad++;
 		if (f->out)
 			fprintf(f->out, "cache '%s': chunks/%s/%s: cannot read it (%s)%s\n", c->path,
@@ -101,6 +111,7 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 		if (!f->repair || unlinkat(dfd, name, 0) < 0)
 			f->left++;
 	}
+	close(fd);
 	vmb_cache_unlock(lfd);
 }
 

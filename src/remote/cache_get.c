@@ -28,11 +28,14 @@ int vmb_cache_has(struct vmb_cache *c, const uint8_t digest[32])
 	if (vmb_cache_pend_has(c, digest))
 		return 1;
 	vmb_cache_rel(digest, rel);
-	return fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	return fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode) && vmb_cache_trusted(c, &st);
 }
 
 /* Open the present object: its fd, -ENOENT when absent, -ESTALE when present with
- * another size than len (*st tells). */
+ * another size than len, -EPERM when vmb_cache_trusted refuses it (its owner, or
+ * whoever may write it, could have changed its bytes: a present object is served
+ * without re-hashing it); *st tells. */
 static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, struct stat *st,
 			struct vmb_err *err)
 {
@@ -49,11 +52,34 @@ static int open_present(struct vmb_cache *c, const char *rel, uint64_t len, stru
 		close(fd);
 		return r;
 	}
+	if (!vmb_cache_trusted(c, st)) {
+		close(fd);
+		return -EPERM;
+	}
 	if (!S_ISREG(st->st_mode) || (uint64_t)st->st_size != len) {
 		close(fd);
 		return -ESTALE;
 	}
 	return fd;
+}
+
+/* A present object vmb_cache_trusted refuses (we hold its lock): said once, removed,
+ * and filled again. */
+static int untrusted(struct vmb_cache *c, const char *rel, const struct stat *st,
+		     struct vmb_err *err)
+{
+	static struct vmb_ratelimit rl = VMB_RATELIMIT_INIT;
+
+	VMB_ATOMIC_ADD(&c->verify_failures, 1);
+	vmb_log_limited(c->opts.log, &rl, "cache '%s': chunks/%s is owned by uid %u, group "
+			"%u, mode %04o: others could have changed its bytes; removed, it "
+			"is fetched again", c->path, rel, (unsigned)st->st_uid,
+			(unsigned)st->st_gid, (unsigned)(st->st_mode & 07777));
+	if (unlinkat(c->chunksfd, rel, 0) < 0 && errno != ENOENT)
+		return vmb_err_sys(err, errno, "cache '%s': cannot remove chunks/%s (owned by "
+				   "uid %u, mode %04o: not trusted)", c->path, rel,
+				   (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777));
+	return 0;
 }
 
 /* The fill of a get: into the temporary's fd, or into memory (defer: the caller
@@ -238,12 +264,16 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 		return r;
 	/* the lock is ours: the object is there (filled while we waited) or we fill it */
 	fd = open_present(c, rel, len, &st, err);
-	if (fd >= 0 || (fd != -ENOENT && fd != -ESTALE)) {
+	if (fd >= 0 || (fd != -ENOENT && fd != -ESTALE && fd != -EPERM)) {
 		if (fd >= 0)
 			VMB_ATOMIC_ADD(&c->waits, 1);
 		goto out;
 	}
-	if (fd == -ESTALE) {
+	if (fd == -EPERM) {
+		fd = untrusted(c, rel, &st, err);
+		if (fd < 0)
+			goto out;
+	} else if (fd == -ESTALE) {
 		fd = wrong_size(c, digest, rel, len, err);
 		if (fd < 0)
 			goto out;
@@ -362,7 +392,7 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 				*fdp = fd;
 				return 0;
 			}
-			if (fd != -ENOENT && fd != -ESTALE)
+			if (fd != -ENOENT && fd != -ESTALE && fd != -EPERM)
 				return fd;
 		}
 		if (fd >= 0 || fd == -EINPROGRESS) {

@@ -714,6 +714,110 @@ static void test_open_layout(void)
 	CHECK_STR(msg, "is owned by uid 65534 (mode 2775)");
 }
 
+static char ut_log[2048];
+static int ut_logs;
+
+static void ut_log_fn(void *arg, const char *msg)
+{
+	(void)arg;
+	ut_logs++;
+	snprintf(ut_log, sizeof(ut_log), "%s", msg);
+}
+
+/* Replace the object's file in place (same inode, same size) with 'P's: what a
+ * user who can write it does. */
+static void object_spoil(const char *path, uint64_t len)
+{
+	uint8_t *b = malloc(len);
+	int fd = open(path, O_WRONLY);
+
+	memset(b, 'P', len);
+	CHECK(fd >= 0 && pwrite(fd, b, len, 0) == (ssize_t)len);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+/* Outside report r27 G1: a present object that others could write (mode 0666, or
+ * group-writable in a cache that is not group-shared) or that another user owns is
+ * not served: it is removed and fetched again, with a log line; fsck reports it. */
+static void test_untrusted_object(void)
+{
+	struct vmb_cache_opts co;
+	struct vmb_log lg = { ut_log_fn, NULL };
+	struct vmb_cache *c = NULL;
+	struct fillspec s = { 0 };
+	struct vmb_err err;
+	char dir[4200], p[4400];
+	struct obj o;
+	struct stat sb;
+	int hit = -1;
+
+	snprintf(dir, sizeof(dir), "%s/untrusted", uroot);
+	vmb_cache_opts_default(&co);
+	co.min_free_bytes = 0;
+	co.evict_manual = 1;
+	co.log = &lg;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, &co, &c, &err), 0);
+	REQUIRE(c);
+	chmod(dir, 0755);
+	obj_make(&o, 41, 20000);
+	s.o = &o;
+	CHECK_RC(get_check(c, &o, &s, &hit), 0);
+	CHECK_EQ(hit, 0);
+	CHECK_RC(vmb_cache_flush(c), 0);
+	path_of(p, sizeof(p), dir, "chunks", &o);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0644);
+
+	for (int how = 0; how < 3; how++) {
+		if (how == 2 && geteuid() != 0)
+			break;
+		/* someone writes the object: anyone (0666), its group (0664), or its
+		 * owner, another user */
+		if (how == 2)
+			CHECK(chown(p, 65534, 65534) == 0);
+		else
+			chmod(p, how == 0 ? 0666 : 0664);
+		object_spoil(p, o.len);
+		CHECK_EQ(vmb_cache_has(c, o.d), 0);
+		ut_logs = 0;
+		ut_log[0] = '\0';
+		s.calls = 0;
+		hit = -1;
+		CHECK_RC(get_check(c, &o, &s, &hit), 0);   /* the right bytes */
+		CHECK_EQ(hit, 0);
+		CHECK_EQ(s.calls, 1);                       /* fetched again */
+		CHECK_EQ(ut_logs, 1);
+		CHECK_STR(ut_log, how == 0 ? "mode 0666: others could have changed its bytes" :
+				  how == 1 ? "mode 0664" : "is owned by uid 65534");
+		CHECK_RC(vmb_cache_flush(c), 0);
+		CHECK(stat(p, &sb) == 0 && (sb.st_mode & 07777) == 0644 &&
+		      sb.st_uid == geteuid());
+		s.calls = 0;
+		CHECK_RC(get_check(c, &o, &s, &hit), 0);   /* now a hit */
+		CHECK_EQ(hit, 1);
+		CHECK_EQ(s.calls, 0);
+		CHECK_EQ(vmb_cache_has(c, o.d), 1);
+	}
+
+	/* fsck names it; with repair it goes */
+	chmod(p, 0666);
+	{
+		char *out = NULL;
+		size_t outlen = 0;
+		FILE *f = open_memstream(&out, &outlen);
+
+		CHECK_EQ(vmb_cache_fsck(c, 1, f, NULL), 1);
+		fclose(f);
+		CHECK(out && strstr(out, "mode 0666: others could change its bytes (removed)"));
+		free(out);
+		CHECK(stat(p, &sb) < 0 && errno == ENOENT);
+	}
+	vmb_cache_close(c);
+	free(o.data);
+}
+
 /* Several processes with several threads each get the same objects at once: one
  * fill per object on the host, every reader gets the right bytes. */
 #define SF_PROCS 4
@@ -1851,6 +1955,7 @@ int main(void)
 	RUN(test_basic);
 	RUN(test_open_errors);
 	RUN(test_open_layout);
+	RUN(test_untrusted_object);
 	RUN(test_single_flight);
 	RUN(test_takeover);
 	RUN(test_verify);
