@@ -44,8 +44,11 @@
  * Modes: CACHE is created 0755 when this code creates it; its subdirectories take
  * CACHE's own permission bits (so an administrator who makes CACHE 2775 with a group
  * gets a group-shared cache), files are 0644, 0664 when CACHE is group-writable,
- * whatever the umask. A process that cannot write CACHE gets a clear error from
- * vmb_cache_open (never a silent no-cache).
+ * whatever the umask; but lock/ and its files give others nothing (0700, 0600;
+ * 02770, 0660 when group-shared: a read lock on them stops fills or eviction), and
+ * those of an older cache are narrowed when their owner or root opens it. A process
+ * that cannot write CACHE gets a clear error from vmb_cache_open (never a silent
+ * no-cache).
  *
  * Eviction: LRU by mtime (a hit touches a file whose mtime is older than 10
  * minutes). When the cache holds more than max_bytes (st_size of its objects) it is

@@ -44,6 +44,10 @@ struct vmb_cache {
 	int dirfd, chunksfd, tmpfd, lockfd, pinsfd, urlsfd;   /* O_DIRECTORY, all owned */
 	int fill_lfd;                  /* lock/objects: the fills' shared description */
 	mode_t dmode, fmode;
+	mode_t ldmode, lmode;          /* lock/ and its files: nothing for others (0700,
+	                                * 0600; 02770, 0660 in a group-shared cache): a
+	                                * read lock on lock/objects, which needs only a
+	                                * read-only descriptor, stops every fill */
 	uid_t owner;                   /* the cache directory's owner */
 	gid_t gid;                     /* its group */
 	int shared;                    /* group-shared: the cache directory is
@@ -168,8 +172,13 @@ int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vm
  * cannot tell. */
 int vmb_cache_waited_on(struct vmb_cache *c);
 void vmb_cache_fill_unlock(struct vmb_cache *c, const uint8_t digest[32]);
-/* Open lock/objects (created c->fmode when absent); an fd or -errno with err set. */
+/* Open lock/objects (created c->lmode when absent, set to it when ours; root takes
+ * others' permissions off anyone's); an fd or -errno with err set. */
 int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err);
+/* At open: lock/ (open as c->lockfd) and lock/evict of an older cache (0755, 0644)
+ * narrowed to c->ldmode and c->lmode when ours (or we are root); one log line when
+ * others can still reach them. */
+void vmb_cache_lock_modes(struct vmb_cache *c);
 /* lock/evict, never removed. */
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err);
 

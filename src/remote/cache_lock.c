@@ -56,17 +56,54 @@ off_t vmb_cache_lock_byte(const uint8_t digest[32])
 	return (off_t)((v >> 2) | 1);
 }
 
-int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err)
+/* The mode of a lock file (or lock/) open as fd: want when ours (the umask may have
+ * narrowed it, and the cache's other users must open it too; an older version made
+ * it 0644, which let anyone take a read lock); when another's, root takes the
+ * others' permissions off. 1 when others can still reach it. */
+static int lock_fix(int fd, mode_t want)
 {
 	struct stat st;
+	mode_t m;
+
+	if (fstat(fd, &st) < 0)
+		return 0;
+	m = st.st_mode & 07777;
+	if (st.st_uid == geteuid() && m != want && fchmod(fd, want) == 0)
+		return 0;
+	if (geteuid() == 0 && (m & 0007) && fchmod(fd, m & ~(mode_t)0007) == 0)
+		return 0;
+	return (m & 0007) != 0;
+}
+
+int vmb_cache_lock_open(struct vmb_cache *c, struct vmb_err *err)
+{
 	int fd = openat(c->lockfd, "objects", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-			c->fmode);
+			c->lmode);
 
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/objects", c->path);
-	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
-		fchmod(fd, c->fmode);   /* the umask narrowed it: others must open it too */
+	lock_fix(fd, c->lmode);
 	return fd;
+}
+
+void vmb_cache_lock_modes(struct vmb_cache *c)
+{
+	int open_d = lock_fix(c->lockfd, c->ldmode), open_f = 0;
+	struct stat st;
+	int fd = openat(c->lockfd, "evict", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+	if (fd >= 0) {
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			open_f = lock_fix(fd, c->lmode);
+		close(fd);
+	}
+	if (c->fill_lfd >= 0 && fstat(c->fill_lfd, &st) == 0 && (st.st_mode & 0007))
+		open_f = 1;
+	if (open_d && open_f)
+		vmb_log_msg(c->opts.log, "cache '%s': lock/ and its files can be opened by "
+			    "everyone: any user could stop this cache's fills and eviction with "
+			    "a read lock; its owner's next use of the cache fixes that (or chmod "
+			    "-R o-rwx it)", c->path);
 }
 
 static void lock_error(struct vmb_cache *c, const uint8_t digest[32], int r,
@@ -236,15 +273,13 @@ void vmb_cache_fill_unlock(struct vmb_cache *c, const uint8_t digest[32])
 
 int vmb_cache_lock_evict(struct vmb_cache *c, int wait, int *lfd, struct vmb_err *err)
 {
-	struct stat st;
 	int fd = openat(c->lockfd, "evict", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-			c->fmode), r;
+			c->lmode), r;
 
 	*lfd = -1;
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cache '%s': cannot open lock/evict", c->path);
-	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 0777) != c->fmode)
-		fchmod(fd, c->fmode);
+	lock_fix(fd, c->lmode);
 	r = lock_fd(fd, 0, wait);
 	if (r < 0) {
 		close(fd);

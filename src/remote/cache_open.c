@@ -208,15 +208,21 @@ int vmb_cache_meta_dir(struct vmb_cache *c, const uint8_t digest[32], struct vmb
 	return 0;
 }
 
-int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name)
+/* vmb_cache_mkdir with mode. */
+static int mkdir_mode(int at, const char *name, mode_t mode)
 {
-	if (mkdirat(at, name, c->dmode) == 0) {
+	if (mkdirat(at, name, mode) == 0) {
 		/* the umask may have taken bits: set them (and setgid) as decided */
-		if (fchmodat(at, name, c->dmode, 0) < 0)
+		if (fchmodat(at, name, mode, 0) < 0)
 			return -errno;
 		return 1;
 	}
 	return errno == EEXIST ? 0 : -errno;
+}
+
+int vmb_cache_mkdir(struct vmb_cache *c, int at, const char *name)
+{
+	return mkdir_mode(at, name, c->dmode);
 }
 
 int vmb_cache_fsync_dir(int at, const char *name)
@@ -461,7 +467,8 @@ static int check_version(struct vmb_cache *c, struct vmb_err *err)
 static int open_sub(struct vmb_cache *c, const char *name, int *fd, int *made,
 		    struct vmb_err *err)
 {
-	int r = vmb_cache_mkdir(c, c->dirfd, name);
+	/* lock/: nothing for others (c->ldmode; lock_modes narrows an older one) */
+	int r = mkdir_mode(c->dirfd, name, strcmp(name, "lock") ? c->dmode : c->ldmode);
 	char shown[16];
 	struct stat st;
 
@@ -609,6 +616,8 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->shared = (st.st_mode & 0020) != 0;
 	c->dmode = st.st_mode & 02775;
 	c->fmode = 0644 | (st.st_mode & 0020);
+	c->ldmode = c->shared ? (c->dmode & 02770) : 0700;
+	c->lmode = c->shared ? 0660 : 0600;
 	c->pend_max = pend_max();
 	c->quiet_ms = VMB_CACHE_QUIET_MS;
 	c->defer_max = VMB_CACHE_DEFER_BYTES < c->pend_max ? VMB_CACHE_DEFER_BYTES : c->pend_max;
@@ -651,6 +660,7 @@ int vmb_cache_open(const char *dir, const struct vmb_cache_opts *opts,
 	c->fill_lfd = r = vmb_cache_lock_open(c, err);
 	if (r < 0)
 		goto fail;
+	vmb_cache_lock_modes(c);
 	c->anon_tmp = !getenv("VMB_CACHE_NAMED_TMP") && probe_anon(c);
 	if (!c->opts.no_sweep) {
 		r = vmb_cache_sweep_tmp(c, 1, NULL, NULL, NULL, err);

@@ -818,6 +818,101 @@ static void test_untrusted_object(void)
 	free(o.data);
 }
 
+static unsigned mode_of(const char *dir, const char *sub)
+{
+	char p[4400];
+	struct stat sb;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, sub);
+	return stat(p, &sb) == 0 ? (unsigned)(sb.st_mode & 07777) : 0xffff;
+}
+
+/* As uid 65534 (no group of the cache's): open lock/objects read-only and take a
+ * read lock on the whole of it, as an unprivileged user who wanted to stop every
+ * fill would. 0 when it could, else the errno of the open. */
+static int rdlock_as_nobody(const char *dir, const char *file)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char p[4400];
+		struct flock fl;
+		int fd;
+
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(255);
+		snprintf(p, sizeof(p), "%s/lock/%s", dir, file);
+		fd = open(p, O_RDONLY);
+		if (fd < 0)
+			_exit(errno);
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_RDLCK;
+		_exit(fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : 254);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Outside report r27 G19: lock/ and its files give others nothing (0700, 0600; in
+ * a group-shared cache 2770, 0660), so no user who cannot write the cache may take
+ * a read lock that stops every fill and eviction; an older cache's (0755, 0644)
+ * are narrowed when their owner opens it. */
+static void test_lock_modes(void)
+{
+	struct vmb_cache *c;
+	struct vmb_err err;
+	char dir[4200], p[4400];
+
+	snprintf(dir, sizeof(dir), "%s/lockmodes", uroot);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);   /* makes lock/evict */
+	vmb_cache_close(c);
+	chmod(dir, 0755);
+	CHECK_EQ(mode_of(dir, "lock"), 0700);
+	CHECK_EQ(mode_of(dir, "lock/objects"), 0600);
+	CHECK_EQ(mode_of(dir, "lock/evict"), 0600);
+	CHECK_EQ(mode_of(dir, "chunks"), 0755);
+
+	/* as an older version made them */
+	snprintf(p, sizeof(p), "%s/lock", dir);
+	chmod(p, 0755);
+	snprintf(p, sizeof(p), "%s/lock/objects", dir);
+	chmod(p, 0644);
+	snprintf(p, sizeof(p), "%s/lock/evict", dir);
+	chmod(p, 0644);
+	if (geteuid() == 0) {
+		CHECK_EQ(rdlock_as_nobody(dir, "objects"), 0);   /* the hole */
+		CHECK_EQ(rdlock_as_nobody(dir, "evict"), 0);
+	}
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	vmb_cache_close(c);
+	CHECK_EQ(mode_of(dir, "lock"), 0700);
+	CHECK_EQ(mode_of(dir, "lock/objects"), 0600);
+	CHECK_EQ(mode_of(dir, "lock/evict"), 0600);
+	if (geteuid() == 0) {
+		CHECK_EQ(rdlock_as_nobody(dir, "objects"), EACCES);
+		CHECK_EQ(rdlock_as_nobody(dir, "evict"), EACCES);
+	}
+
+	/* a group-shared cache: its members keep them */
+	snprintf(dir, sizeof(dir), "%s/lockgrp", uroot);
+	mkdir(dir, 0755);
+	chmod(dir, 02775);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	vmb_cache_close(c);
+	CHECK_EQ(mode_of(dir, "lock"), 02770);
+	CHECK_EQ(mode_of(dir, "lock/objects"), 0660);
+	CHECK_EQ(mode_of(dir, "lock/evict"), 0660);
+	CHECK_EQ(mode_of(dir, "chunks"), 02775);
+}
+
 /* Several processes with several threads each get the same objects at once: one
  * fill per object on the host, every reader gets the right bytes. */
 #define SF_PROCS 4
@@ -1956,6 +2051,7 @@ int main(void)
 	RUN(test_open_errors);
 	RUN(test_open_layout);
 	RUN(test_untrusted_object);
+	RUN(test_lock_modes);
 	RUN(test_single_flight);
 	RUN(test_takeover);
 	RUN(test_verify);
