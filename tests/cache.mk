@@ -10,5 +10,8 @@ tests_unit_test_cache_LDADD = $(VMB_CORE_LIBS)
 TESTS += tests/cache-fsck.sh
 EXTRA_DIST += tests/cache-fsck.sh
 
+TESTS += tests/cache-perms.sh
+EXTRA_DIST += tests/cache-perms.sh
+
 TESTS += tests/dir-durable.sh
 EXTRA_DIST += tests/dir-durable.sh
