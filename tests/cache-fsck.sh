@@ -70,6 +70,15 @@ run_cmd "$T/o" "$VMB_BIN" fsck --cache="$C"
 assert_eq "then clean: exit 0" 0 $RC
 assert_match "... 1 object" "1 objects \\(300000 bytes\\) checked: 0 bad.*; clean" "$(cat "$T/o")"
 
+# a symbolic link where chunks/<aa> goes: a mount refuses the cache (cache-perms.sh),
+# fsck reports it as a stray file and removes it (then fills make the directory)
+mkdir "$T/elsewhere"
+rmdir "$C/chunks/00" 2>/dev/null; ln -s "$T/elsewhere" "$C/chunks/00"
+run_cmd "$T/o" "$VMB_BIN" fsck --cache="$C"
+assert_eq "a symbolic link at chunks/00: repaired, exit 1" 1 $RC
+assert_match "... reported as a stray file, removed" "chunks/00: a stray file \(removed\)" "$(cat "$T/o")"
+check "... gone, and what it pointed to untouched" test ! -L "$C/chunks/00" -a -d "$T/elsewhere"
+
 # a user who cannot write the cache: a clear error, exit 8
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     chmod 755 "$T"

@@ -114,7 +114,7 @@ mkdir "$T/elsewhere"
 rmdir "$C/chunks/00" && ln -s "$T/elsewhere" "$C/chunks/00"
 try_mount
 check "a symbolic link at chunks/00: refused" test "$rc" != 0
-assert_match "... naming it" "chunks/00/ is not a directory \\(a symbolic link\\)" "$OUT"
+assert_match "... naming it, and what to do" "chunks/00/ is not a directory \\(a symbolic link\\).*remove it \\(fsck --cache=DIR does\\)" "$OUT"
 rm "$C/chunks/00" && mkdir -m 755 "$C/chunks/00"
 
 mount_store

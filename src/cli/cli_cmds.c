@@ -226,6 +226,7 @@ static int fsck_cache(const char *dir, int repair)
 	o.min_free_bytes = 0;
 	o.evict_manual = 1;   /* a check evicts nothing */
 	o.no_sweep = !repair; /* and -n removes nothing */
+	o.check = 1;          /* a file at chunks/<aa> is its to report */
 	if (vmb_cache_open(dir, &o, &c, &err) < 0) {
 		fprintf(stderr, "vmbundlefs: %s\n", err.msg);
 		return 8;

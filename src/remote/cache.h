@@ -82,6 +82,9 @@ struct vmb_cache_opts {
 	                           * the disk, keeps them there as it goes (a kill loses
 	                           * little) */
 	int no_sweep;             /* fsck -n: leave stale temporaries for the check to report */
+	int check;                /* fsck: a non-directory where a chunks/<aa> goes is left
+	                           * for the check to report (and remove, with repair),
+	                           * not refused */
 	const struct vmb_log *log; /* background eviction errors (NULL: stderr) */
 };
 
