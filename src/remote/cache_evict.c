@@ -46,6 +46,7 @@ static int dig_cmp(const void *a, const void *b)
 static int scan(struct vmb_cache *c, struct ent **out, size_t *nout, uint64_t *total,
 		struct vmb_err *err)
 {
+	static struct vmb_ratelimit notdir = VMB_RATELIMIT_INIT;
 	struct ent *v = NULL;
 	size_t n = 0, cap = 0;
 	int r = 0;
@@ -62,6 +63,14 @@ static int scan(struct vmb_cache *c, struct ent **out, size_t *nout, uint64_t *t
 		if (dfd < 0) {
 			if (errno == ENOENT)
 				continue;
+			if (errno == ENOTDIR || errno == ELOOP) {
+				/* made since the open, which refuses it: the others are
+				 * still evicted (one such entry stopped every pass) */
+				vmb_log_limited(c->opts.log, &notdir, "cache '%s': chunks/%s is "
+						"not a directory: eviction skips it (remove it: "
+						"fsck --cache does)", c->path, aa);
+				continue;
+			}
 			r = vmb_err_sys(err, errno, "cache '%s': cannot open chunks/%s/", c->path, aa);
 			break;
 		}

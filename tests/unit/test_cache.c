@@ -913,6 +913,50 @@ static void test_lock_modes(void)
 	CHECK_EQ(mode_of(dir, "chunks"), 02775);
 }
 
+/* Outside report r27 G2: a symbolic link made at chunks/<aa> after the open (which
+ * refuses one) no longer stops every eviction pass: the other directories are
+ * evicted, with a log line. */
+static void test_evict_link(void)
+{
+	struct vmb_cache_opts co;
+	struct vmb_log lg = { ut_log_fn, NULL };
+	struct vmb_cache *c = NULL;
+	struct fillspec s = { 0 };
+	struct vmb_err err;
+	char dir[4200], p[4400], q[4400];
+	struct obj o[6];
+	uint64_t bytes = 0, chunks = 0;
+
+	snprintf(dir, sizeof(dir), "%s/evlink", root);
+	vmb_cache_opts_default(&co);
+	co.min_free_bytes = 0;
+	co.max_bytes = 30000;
+	co.evict_manual = 1;
+	co.log = &lg;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_open(dir, &co, &c, &err), 0);
+	REQUIRE(c);
+	for (int i = 0; i < 6; i++) {
+		obj_make(&o[i], 60 + (unsigned)i, 10000);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+	}
+	CHECK_RC(vmb_cache_flush(c), 0);
+	snprintf(p, sizeof(p), "%s/chunks/00", dir);
+	snprintf(q, sizeof(q), "%s/elsewhere", dir);
+	CHECK(rename(p, q) == 0 && symlink(q, p) == 0);
+	ut_logs = 0;
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	CHECK_EQ(ut_logs, 1);
+	CHECK_STR(ut_log, "chunks/00 is not a directory: eviction skips it");
+	CHECK_RC(vmb_cache_usage(c, &bytes, &chunks, &err), 0);
+	CHECK(bytes <= 30000 && chunks >= 1);
+	vmb_cache_close(c);
+	for (int i = 0; i < 6; i++)
+		free(o[i].data);
+}
+
 /* Several processes with several threads each get the same objects at once: one
  * fill per object on the host, every reader gets the right bytes. */
 #define SF_PROCS 4
@@ -2077,6 +2121,7 @@ int main(void)
 	named_tmp = 0;
 	RUN(test_evict);
 	RUN(test_evict_short);
+	RUN(test_evict_link);
 	RUN(test_fsck);
 	harness_rmtree(root);
 	harness_rmtree(uroot);
