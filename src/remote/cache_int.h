@@ -142,7 +142,8 @@ int vmb_cache_fsync_dir(int at, const char *name);
 int vmb_cache_write_atomic(struct vmb_cache *c, const char *kind, int dfd, const char *name,
 			   const void *buf, size_t len, struct vmb_err *err);
 
-/* Read the whole regular file name in dfd into a malloc'd buffer (NUL-terminated). */
+/* Read the whole regular file name in dfd into a malloc'd buffer (NUL-terminated);
+ * one vmb_cache_trusted refuses is -EPERM. */
 int vmb_cache_read_file(struct vmb_cache *c, int dfd, const char *name, char **buf,
 			size_t *len, struct vmb_err *err);
 

@@ -37,6 +37,14 @@ int vmb_cache_read_file(struct vmb_cache *c, int dfd, const char *name, char **b
 		return vmb_err_set(err, EINVAL, "cache '%s': '%s' is not a regular file of at "
 				   "most %u bytes", c->path, name, READ_MAX);
 	}
+	if (!vmb_cache_trusted(c, &st)) {
+		/* a pin others could change (unpin what cannot be fetched again), a
+		 * saved index (another store offline): not read */
+		close(fd);
+		return vmb_err_set(err, EPERM, "cache '%s': '%s' is owned by uid %u (mode %04o): "
+				   "others could have changed it; remove it", c->path, name,
+				   (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+	}
 	b = malloc((size_t)st.st_size + 1);
 	if (!b) {
 		close(fd);

@@ -814,6 +814,41 @@ static void test_untrusted_object(void)
 		free(out);
 		CHECK(stat(p, &sb) < 0 && errno == ENOENT);
 	}
+
+	/* a pin or a saved index that others could change is not read: the pin stops
+	 * eviction (as a malformed one: it may protect what cannot be fetched again) */
+	CHECK_RC(vmb_cache_url_save(c, "file:///x", "idx", 3, NULL), 0);
+	{
+		void *b = NULL;
+		size_t n = 0;
+		uint8_t h[32];
+		char hex[VMB_SHA256_HEX];
+
+		CHECK_RC(vmb_cache_url_load(c, "file:///x", &b, &n, NULL), 0);
+		free(b);
+		b = NULL;
+		vmb_sha256("file:///x", 9, h, NULL);
+		vmb_sha256_hex(h, hex);
+		snprintf(p, sizeof(p), "%s/urls/%s", dir, hex);
+		chmod(p, 0666);
+		vmb_err_clear(&err);
+		CHECK_RC(vmb_cache_url_load(c, "file:///x", &b, &n, &err), -EPERM);
+		CHECK_STR(err.msg, "mode 0666): others could have changed it");
+		free(b);
+	}
+	CHECK_RC(vmb_cache_pin(c, "vm1", (const uint8_t (*)[32])o.d, 1, NULL), 0);
+	snprintf(p, sizeof(p), "%s/pins/vm1", dir);
+	chmod(p, 0666);
+	{
+		char *out = NULL;
+		size_t outlen = 0;
+		FILE *f = open_memstream(&out, &outlen);
+
+		CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 1);
+		fclose(f);
+		CHECK(out && strstr(out, "'vm1' is owned by uid"));
+		free(out);
+	}
 	vmb_cache_close(c);
 	free(o.data);
 }
