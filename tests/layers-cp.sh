@@ -146,6 +146,47 @@ check "a hard-linked source: the same bytes" cmp "$MNT/vm/hl.img" "$MNT/vm/hlcop
 assert_eq "... copied (a freeze would break its links)" "" "$(xattr "$STORE/vm/hlcopy.img")"
 assert_eq "... its links kept" "$(st_ino "$STORE/vm/hl.img")" "$(st_ino "$STORE/vm/hl2.img")"
 
+# ---- two mounts of the store ----
+# A file open for writing through a second mount (B) is not frozen by a copy inside
+# the first (A): B's descriptor would go on writing the frozen inode, the layer's
+# data ("never written again"), and the source and its copy would fail with EIO
+# ("layer ... was changed") through both mounts. Its bytes are copied instead
+# (outside report r27 X-cfr2). A source already over a layer, its delta empty, is
+# still shared (that needs no freeze); with B gone, copies freeze and share again.
+B=$T/mnt2
+mkdir "$B"
+on_exit 'exec 4>&-; mountpoint -q "$B" && fusermount3 -uz "$B"; [ -s "$T/daemon2.pid" ] && kill -9 "$(cat "$T/daemon2.pid")" 2>/dev/null'
+( sh -c 'echo $$ >"$0"; exec "$@"' "$T/daemon2.pid" "$VMB_BIN" mount -f --log="$T/log2" "$STORE" "$B"
+  echo $? >"$T/daemon2.rc" ) </dev/null >>"$T/daemon2.out" 2>&1 &
+wait_for 30 mountpoint -q "$B" || { cat "$T/daemon2.out" "$T/log2" 2>/dev/null; fail "the second mount did not appear"; }
+layers() { (cd "$STORE/.vmbundlefs/layers" && stat -c '%n %i %s %y' -- *); }
+vmbio pwrite "$MNT/vm/two.img" 0 $((4 * M)) p21 >/dev/null
+L0=$(layers)
+exec 4<>"$B/vm/two.img"                           # a writer open through mount B
+check "two mounts: cp inside A of a file open for writing through B" \
+    cp "$MNT/vm/two.img" "$MNT/vm/two-copy.img"
+check "... B writes through its descriptor after the copy (fsync'ed)" vmbio pwrite fd:4 0 $K p22 sync
+exec 4>&-
+check "... the copy has the bytes of the copy's time" vmbio verify "$MNT/vm/two-copy.img" 0 $((4 * M)) p21
+for m in "$MNT" "$B"; do
+    check "... the source through ${m##*/} has B's write" vmbio verify "$m/vm/two.img" 0 $K p22
+    check "... and the rest of its bytes" vmbio verify "$m/vm/two.img" $K $((4 * M - K)) p21
+done
+check "... the copy through B too" vmbio verify "$B/vm/two-copy.img" 0 $((4 * M)) p21
+assert_eq "... the source was not frozen (no base)" "" "$(xattr "$STORE/vm/two.img")"
+assert_eq "... the copy's bytes were copied (no layer)" "" "$(xattr "$STORE/vm/two-copy.img")"
+assert_eq "... no layer made or changed" "$L0" "$(layers)"
+assert_match "... A's log says why" "copy the bytes .*first 'vm/two.img'.*also mounted at '$B'" "$(cat "$T/log")"
+cp "$MNT/vm2/dense.img" "$MNT/vm/two-layered.img"
+check "... a source over a layer, its delta empty, still shares it" shares "$STORE/vm2/dense.img" "$STORE/vm/two-layered.img"
+check "... with its bytes" cmp "$MNT/vm2/dense.img" "$B/vm/two-layered.img"
+fusermount3 -u "$B" || fusermount3 -uz "$B"
+wait_for 30 test -e "$T/daemon2.rc"
+assert_eq "the second daemon exits with status 0" 0 "$(cat "$T/daemon2.rc" 2>/dev/null)"
+cp "$MNT/vm/two.img" "$MNT/vm/two-copy2.img"
+check "B gone: a copy shares layers again (the source frozen)" shares "$STORE/vm/two.img" "$STORE/vm/two-copy2.img"
+check "... with its bytes" cmp "$MNT/vm/two.img" "$MNT/vm/two-copy2.img"
+
 # ---- remount, gc, fsck ----
 sums() { (cd "$MNT" && find vm vm2 other -type f ! -name sparse.img -exec sha256sum {} + | sort -k 2); }
 sums >"$T/before.sha"

@@ -48,7 +48,8 @@ static int proc_addr(struct sockaddr_un *sa, int dirfd, const char *name)
 			name) >= (int)sizeof(sa->sun_path) ? -ENAMETOOLONG : 0;
 }
 
-/* 1 when something listens on run/name. */
+/* 1 when something listens on run/name. Never waits: a daemon whose backlog is
+ * full (EAGAIN) is live. */
 static int is_live(int runfd, const char *name)
 {
 	struct sockaddr_un sa;
@@ -56,12 +57,70 @@ static int is_live(int runfd, const char *name)
 
 	if (proc_addr(&sa, runfd, name) < 0)
 		return 0;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return 1;   /* cannot tell: keep it */
-	live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno != ECONNREFUSED;
+	live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+	       (errno != ECONNREFUSED && errno != ENOENT);
 	close(fd);
 	return live;
+}
+
+/* The mount point of the mount whose device is dev ("MAJOR:MINOR") in this
+ * process's /proc/self/mountinfo (as it escapes it), or 0 when not there. */
+static int mountpoint_of(const char *dev, char *mp, size_t size)
+{
+	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	char line[2 * PATH_MAX], d[64], p[PATH_MAX];
+	int found = 0;
+
+	if (!mi)
+		return 0;
+	while (!found && fgets(line, sizeof(line), mi))
+		if (sscanf(line, "%*s %*s %63s %*s %4095s", d, p) == 2 && !strcmp(d, dev))
+			found = snprintf(mp, size, "%s", p) < (int)size;
+	fclose(mi);
+	return found;
+}
+
+int vmb_ctl_other_mount(struct vmb_vfs *v, char *which, size_t size)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, found = 0;
+
+	if (v->private_store)
+		return 0;
+	fd = openat(v->store.metafd, VMB_CTL_RUN_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return 0;   /* no mount has made its socket */
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		snprintf(which, size, "(cannot tell: cannot read '%s/%s/%s': %s)",
+			 v->store_real, VMB_META_DIR, VMB_CTL_RUN_DIR, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	while (!found && (de = readdir(d))) {
+		struct stat st;
+		char mp[PATH_MAX];
+		if (strncmp(de->d_name, VMB_CTL_PREFIX, strlen(VMB_CTL_PREFIX)) ||
+		    !strcmp(de->d_name, v->ctl_self) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISSOCK(st.st_mode) || !is_live(dirfd(d), de->d_name))
+			continue;
+		found = 1;
+		if (mountpoint_of(de->d_name + strlen(VMB_CTL_PREFIX), mp, sizeof(mp)))
+			snprintf(which, size, "'%s'", mp);
+		else
+			snprintf(which, size, "another place (its daemon's control socket is "
+				 "'%s/%s/%s/%s')", v->store_real, VMB_META_DIR, VMB_CTL_RUN_DIR,
+				 de->d_name);
+	}
+	closedir(d);
+	return found;
 }
 
 /* Remove the sockets of daemons that are gone (nothing listens on them). */
@@ -372,6 +431,7 @@ int vmb_ctl_start(struct vmb_ctl **out, struct vmb_vfs *v, const char *mountpoin
 	r = make_socket(c, err);
 	if (r < 0)
 		goto fail;
+	snprintf(v->ctl_self, sizeof(v->ctl_self), "%s", c->name);
 	if (pipe2(c->stopfd, O_CLOEXEC) < 0) {
 		r = vmb_err_sys(err, errno, "cannot start the control channel");
 		goto fail;

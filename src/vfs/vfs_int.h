@@ -158,6 +158,11 @@ struct vmb_vfs {
 	 * (CLOCK_MONOTONIC seconds; 0: none), which the channel's thread watches. */
 	int ctl_test_hooks;
 	long long ctl_resume_at;
+	/* This mount's control socket ("ctl.MAJOR:MINOR", set by vmb_ctl_start before
+	 * the mount serves; "" without one): vmb_ctl_other_mount skips it. */
+	char ctl_self[64];
+	int other_said;             /* a copy's freeze was refused for another mount,
+				     * logged (opmu); cleared when none is seen */
 	struct vmb_layers *layers;   /* the store's layers (layer/layer.h) */
 	/* The structural mutex: one structural change of layers at a time (the
 	 * control channel's requests, vmb_ctl_run, and the freeze of a copy's source,
@@ -444,6 +449,17 @@ void vmb_fds_unlock(struct vmb_vfs *v, struct vmb_node *n);
  * the file's bundle paused; no call of its own holds the file. */
 int vmb_ctl_freeze(struct vmb_vfs *v, int dirfd, const char *name, const char *relpath,
 		   char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
+
+/* Does another mount of the store serve now (vfs_ctl.c)? A live control socket in
+ * STORE/.vmbundlefs/run other than this mount's: 1 with *which naming it (its mount
+ * point when this process sees it in /proc/self/mountinfo, else the socket), 1 as
+ * well when run/ cannot be read (cannot tell), 0 when none (a URL mount's private
+ * store: always 0). One readdir of a directory holding this mount's socket alone
+ * when it is the only mount; a connect to each other socket. Freezing a file while
+ * another mount serves would hand the inode that mount's descriptors write to the
+ * layers (its writes would land in a layer, "never written again"): the copy's
+ * freeze (vfs_share.c) asks first. */
+int vmb_ctl_other_mount(struct vmb_vfs *v, char *which, size_t size);
 
 /* copy_file_range shares layers when it can (vfs_share.c): the bytes shared, 0 when
  * the copy must copy bytes (nothing changed). */

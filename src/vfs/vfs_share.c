@@ -10,8 +10,12 @@
  * piece extends the share. Small plain files (VMB_CLONE_COPY_MAX) are copied, so
  * they stay plain files, as clone does; so are partial, unaligned, overlapping
  * and other copies that cannot be shared, and sources that cannot be frozen
- * (hard links, a bundle paused by someone else). A copy from the snapshot view
- * shares the snapshot's layer. Sharing across bundles is allowed (clone does it).
+ * (hard links, a bundle paused by someone else, and every file while another mount
+ * of the store serves: that mount's descriptors of the file would write into the
+ * frozen inode, now a layer's data; vmb_ctl_other_mount). A copy from the snapshot
+ * view shares the snapshot's layer, as does a copy of a file already over a layer
+ * whose own delta holds nothing in the range (no freeze). Sharing across bundles
+ * is allowed (clone does it).
  */
 #include "config.h"
 #include "vfs/vfs_int.h"
@@ -83,6 +87,7 @@ static int freeze_source(struct vmb_file *in)
 {
 	struct vmb_vfs *v = in->vfs;
 	char path[PATH_MAX], bundle[NAME_MAX + 1], id[VMB_BASE_ID_LEN + 1];
+	char other[PATH_MAX + 128];
 	const char *name;
 	struct vmb_err err;
 	struct stat st;
@@ -98,6 +103,21 @@ static int freeze_source(struct vmb_file *in)
 	r = vmb_barrier_pause(v, bundle, &err);
 	if (r < 0)
 		goto unlock;
+	/* Another mount's descriptors of the file would go on writing the frozen
+	 * inode, the layer's data: no freeze while one serves (as for structural
+	 * commands), its bytes are copied. Said once while other mounts are seen. */
+	if (vmb_ctl_other_mount(v, other, sizeof(other))) {
+		if (!v->other_said)
+			vmb_log_msg(v->log, "copies inside the mount copy the bytes of files "
+				    "that are not over layers yet (first '%s'): the store is also "
+				    "mounted at %s, whose writes could go into the layer a freeze "
+				    "makes", path, other);
+		v->other_said = 1;
+		vmb_barrier_resume(v);
+		r = -EBUSY;
+		goto unlock;
+	}
+	v->other_said = 0;
 	dfd = open_parent(v, path, &name);
 	if (dfd < 0) {
 		r = vmb_err_sys(&err, errno, "cannot open the directory of '%s'", path);
