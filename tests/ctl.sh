@@ -3,7 +3,8 @@
 # or a path inside the mount; who may ask what (SO_PEERCRED, another user refused);
 # bad requests; clients that say nothing hold up no other; a killed daemon's socket
 # is stale and swept by the next mount; the socket goes at unmount; a store with two
-# mounts is refused; snapshot --list given the mount or a path inside it.
+# mounts is refused (by the command, and by the daemon asked directly); snapshot
+# --list given the mount or a path inside it.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -146,6 +147,18 @@ assert_match "... naming both mounts" \
     "structural commands need a store with at most one mount; '.*' is mounted at '$MNT' and '$MNT2'" "$out"
 out=$("$VMB_BIN" ping "$MNT2/b1" 2>&1)
 assert_match "... also through a path inside the second mount" "at most one mount" "$out"
+# The daemon refuses them too when asked directly (a client that did not look, or a
+# mount made after the command looked): a freeze would hand the other mount's
+# descriptors to the layers (outside report r27 X-cfr2).
+dev=$ndev
+snaps=$(ls "$STORE/.vmbundlefs/snapshots")
+out=$(req snapshot b1)
+assert_match "... a snapshot asked of the first daemon directly: EBUSY, naming the other mount" \
+    "^16 structural commands need a store with at most one mount; '.*' is mounted at '$MNT' and also at '$MNT2'" "$out"
+assert_eq "... no snapshot taken" "$snaps" "$(ls "$STORE/.vmbundlefs/snapshots")"
+out=$(req clone b1 b1c)
+assert_match "... a clone too" "^16 structural commands need a store with at most one mount" "$out"
+check_fails "... no clone made" test -e "$STORE/b1c"
 fusermount3 -u "$MNT2"
 one_socket() { [ "$(ls "$RUN" | wc -l)" = 1 ]; }
 wait_for 30 one_socket   # the second daemon removes its socket as it exits

@@ -287,10 +287,19 @@ static int ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_c
 int vmb_ctl_run(struct vmb_vfs *v, const char *mountpoint, const struct vmb_ctl_caller *who,
 		char **argv, int argc, char **msg, struct vmb_err *err)
 {
+	char other[PATH_MAX + 128];
 	int r;
 
 	pthread_mutex_lock(&v->opmu);   /* beside a copy's freeze (vfs_share.c) */
-	r = ctl_run(v, mountpoint, who, argv, argc, msg, err);
+	/* The command checked that the store had one mount (cli_ctl.c); a mount made
+	 * since, or a client of the socket that did not ask, is refused here. */
+	if (vmb_ctl_other_mount(v, other, sizeof(other)))
+		r = vmb_err_set(err, EBUSY, "structural commands need a store with at most "
+				"one mount; '%s' is mounted at '%s' and also at %s (one daemon "
+				"could not stop the other's writes)", v->store_real, mountpoint,
+				other);
+	else
+		r = ctl_run(v, mountpoint, who, argv, argc, msg, err);
 	pthread_mutex_unlock(&v->opmu);
 	/* a deleted snapshot: the kernel forgets its entry now (not at its timeout);
 	 * outside opmu, as the kernel may wait for a request on .snapshots */

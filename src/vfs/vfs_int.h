@@ -458,7 +458,7 @@ int vmb_ctl_freeze(struct vmb_vfs *v, int dirfd, const char *name, const char *r
  * when it is the only mount; a connect to each other socket. Freezing a file while
  * another mount serves would hand the inode that mount's descriptors write to the
  * layers (its writes would land in a layer, "never written again"): the copy's
- * freeze (vfs_share.c) asks first. */
+ * freeze (vfs_share.c) and the structural requests (vmb_ctl_run) ask first. */
 int vmb_ctl_other_mount(struct vmb_vfs *v, char *which, size_t size);
 
 /* copy_file_range shares layers when it can (vfs_share.c): the bytes shared, 0 when
