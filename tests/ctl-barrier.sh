@@ -63,6 +63,7 @@ stable_last() {
 }
 writer_past() { [ "$(cat "$T/last")" -gt "$1" ]; }
 
+exec 7<"$MNT/b1/f"   # a reader's descriptor, opened before the pause
 out=$(req test-pause b1 30)
 assert_eq "pause b1" "0 paused" "$out"
 last=$(cat "$T/last")
@@ -78,18 +79,26 @@ sum1=$(md5sum <"$STORE/b1/f")
 sleep 1
 assert_eq "the writer is held at the barrier" "$last" "$(cat "$T/last")"
 assert_eq "the file stays the same while writes wait" "$sum1" "$(md5sum <"$STORE/b1/f")"
-check "reads of the paused bundle go on" timeout 5 cmp -s "$MNT/b1/f" "$STORE/b1/f"
+# (through descriptors: a lookup of a name in the paused bundle waits, as a new
+# entry does, so that no name is resolved while a freeze moves a file to its new
+# inode; /dev/fd/7 opens the file without one)
+check "reads of the paused bundle go on" timeout 5 cmp -s /dev/fd/7 "$STORE/b1/f"
 check "writes to another bundle go on" timeout 5 sh -c "echo more >>'$MNT/b2/g'"
 check "new entries in another bundle go on" timeout 5 mkdir "$MNT/b2/d"
 mkdir "$MNT/b1/d" 2>"$T/mkdir.err" &
 mk=$!
+stat "$MNT/b1/not-seen-before" >/dev/null 2>&1 &
+lk=$!
 sleep 0.5
 check "a new entry in the paused bundle waits" test ! -e "$STORE/b1/d"
+check "a lookup of a name in the paused bundle waits" kill -0 $lk
 assert_eq "... and so does the file's md5 (checked again)" "$sum1" "$(md5sum <"$STORE/b1/f")"
 
 assert_eq "resume" "0 " "$(req test-resume)"
 wait "$mk"
 check "the waiting mkdir went through" test -d "$STORE/b1/d"
+wait "$lk"
+exec 7<&-
 wait_for 20 writer_past $((last + 20))
 assert_num "the writer goes on after resume" "$(cat "$T/last")" -gt $((last + 20))
 

@@ -76,9 +76,9 @@ check "flip before the lookup: the bundle is pulled (damaged objects fetched aga
     stat "$T/m$n/$IMG"
 check "flip before the lookup: its small files are right" \
     bash -c "cmp '$T/m$n/vm/config' '$SRC/config' && cmp '$T/m$n/vm/nvram' '$SRC/nvram'"
-out=$("$RCMP" -s -j 2 -b 65536 "$T/m$n/$IMG" "$REF")
-assert_eq "flip before the lookup: every block correct" "ok=512 eio=0 wrong=0 err=0" "$out"
 faultsrv_rules
+out=$("$RCMP" -s -j 2 -b 65536 "$T/m$n/$IMG" "$REF")
+assert_eq "flip before the lookup: faults off, every block correct" "ok=512 eio=0 wrong=0 err=0" "$out"
 rumount m$n || notok "flip before the lookup: the daemon exits cleanly"
 
 # Every data chunk fetch fails: EIO, a log line, and nothing bad is cached.
