@@ -614,33 +614,27 @@ static void test_open_layout(void)
 	chmod(dir, 0755);
 	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
 
-	/* chunks/ab writable by everyone (sticky or not), meta/, meta/ab, mnt/ */
-	snprintf(p, sizeof(p), "%s/chunks/ab", dir);
-	chmod(p, 0777);
-	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-	CHECK_STR(msg, "writable by everyone (chunks/ab/: mode 0777)");
-	chmod(p, 01777);
-	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-	CHECK_STR(msg, "(chunks/ab/: mode 1777)");
-	chmod(p, 0755);
-	snprintf(p, sizeof(p), "%s/meta", dir);
-	mkdir(p, 0755);
-	chmod(p, 0777);
-	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-	CHECK_STR(msg, "(meta/: mode 0777)");
-	chmod(p, 0755);
-	snprintf(p, sizeof(p), "%s/meta/cd", dir);
-	mkdir(p, 0755);
-	chmod(p, 0777);
-	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-	CHECK_STR(msg, "(meta/cd/: mode 0777)");
-	chmod(p, 0755);
-	snprintf(p, sizeof(p), "%s/mnt", dir);
-	mkdir(p, 0700);
-	chmod(p, 0777);
-	CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-	CHECK_STR(msg, "(mnt/: mode 0777)");
-	chmod(p, 0700);
+	/* chunks/ab writable by everyone (sticky or not), meta/, meta/cd, mnt/ */
+	{
+		static const struct {
+			const char *rel, *say;
+			mode_t made, bad;
+		} c[] = {
+			{ "chunks/ab", "writable by everyone (chunks/ab/: mode 0777)", 0755, 0777 },
+			{ "chunks/ab", "(chunks/ab/: mode 1777)", 0755, 01777 },
+			{ "meta", "(meta/: mode 0777)", 0755, 0777 },
+			{ "meta/cd", "(meta/cd/: mode 0777)", 0755, 0777 },
+			{ "mnt", "(mnt/: mode 0777)", 0700, 0777 },
+		};
+		for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+			snprintf(p, sizeof(p), "%s/%s", dir, c[k].rel);
+			mkdir(p, c[k].made);
+			chmod(p, c[k].bad);
+			CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
+			CHECK_STR(msg, c[k].say);
+			chmod(p, c[k].made);
+		}
+	}
 	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
 
 	/* a group-writable one of ours in a cache that is not group-shared (a umask
@@ -741,6 +735,19 @@ static void object_spoil(const char *path, uint64_t len)
 /* Outside report r27 G1: a present object that others could write (mode 0666, or
  * group-writable in a cache that is not group-shared) or that another user owns is
  * not served: it is removed and fetched again, with a log line; fsck reports it. */
+/* vmb_cache_fsck's report (repair or not) contains want, and it counts n problems. */
+static void fsck_says(struct vmb_cache *c, int repair, int n, const char *want)
+{
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *f = open_memstream(&out, &outlen);
+
+	CHECK_EQ(vmb_cache_fsck(c, repair, f, NULL), n);
+	fclose(f);
+	CHECK(out && strstr(out, want));
+	free(out);
+}
+
 static void test_untrusted_object(void)
 {
 	struct vmb_cache_opts co;
@@ -803,17 +810,8 @@ static void test_untrusted_object(void)
 
 	/* fsck names it; with repair it goes */
 	chmod(p, 0666);
-	{
-		char *out = NULL;
-		size_t outlen = 0;
-		FILE *f = open_memstream(&out, &outlen);
-
-		CHECK_EQ(vmb_cache_fsck(c, 1, f, NULL), 1);
-		fclose(f);
-		CHECK(out && strstr(out, "mode 0666: others could change its bytes (removed)"));
-		free(out);
-		CHECK(stat(p, &sb) < 0 && errno == ENOENT);
-	}
+	fsck_says(c, 1, 1, "mode 0666: others could change its bytes (removed)");
+	CHECK(stat(p, &sb) < 0 && errno == ENOENT);
 
 	/* a pin or a saved index that others could change is not read: the pin stops
 	 * eviction (as a malformed one: it may protect what cannot be fetched again) */
@@ -839,16 +837,7 @@ static void test_untrusted_object(void)
 	CHECK_RC(vmb_cache_pin(c, "vm1", (const uint8_t (*)[32])o.d, 1, NULL), 0);
 	snprintf(p, sizeof(p), "%s/pins/vm1", dir);
 	chmod(p, 0666);
-	{
-		char *out = NULL;
-		size_t outlen = 0;
-		FILE *f = open_memstream(&out, &outlen);
-
-		CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 1);
-		fclose(f);
-		CHECK(out && strstr(out, "'vm1' is owned by uid"));
-		free(out);
-	}
+	fsck_says(c, 0, 1, "'vm1' is owned by uid");
 	vmb_cache_close(c);
 	free(o.data);
 }
