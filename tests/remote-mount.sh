@@ -87,6 +87,21 @@ assert_eq "an unsigned index is refused" "1" "$rc"
 assert_match "... saying why" "signed" "$out"
 out=$("$VMB_BIN" mount -o cache="$T/cache2" "ftp://x/y" "$MNT" 2>&1); rc=$?
 assert_eq "an unknown URL scheme: usage" "2" "$rc"
+# credentials in a URL would be kept in the store's files and shown to every
+# local user (outside report r27 G4): refused, without echoing the password
+for u in "http://bob:s3cret@127.0.0.1:1/pub" "https://bob@127.0.0.1:1/pub" \
+    "s3://bob:s3cret@bucket/prefix"; do
+    out=$("$VMB_BIN" mount -o cache="$T/cache2" "$u" "$MNT" 2>&1); rc=$?
+    assert_eq "a URL with a user name or password is refused ($rc)" "2" "$rc"
+    assert_match "... saying why" "a URL with a user name or password .* is refused" "$out"
+    check_fails "... without showing the password" grep -q s3cret <<<"$out"
+done
+out=$("$VMB_BIN" pull -o cache="$T/cache2" "$STORE" "http://bob:s3cret@127.0.0.1:1/pub#vmB" 2>&1); rc=$?
+assert_eq "pull of such a URL is refused too" "2" "$rc"
+out=$("$VMB_BIN" mount -o cache="$T/cache2",rw "$URL" "$MNT" 2>&1); rc=$?
+assert_eq "-o rw on a URL mount is refused (outside report r27 G22)" "2" "$rc"
+assert_match "... saying why" "read-only" "$out"
+check_fails "... and nothing is mounted" mountpoint -q "$MNT"
 out=$("$VMB_BIN" mount -o cache="$T/cache2" "file://$T/nothere" "$MNT" 2>&1); rc=$?
 assert_eq "a URL with nothing published" "1" "$rc"
 assert_eq "nothing left under CACHE/mnt" "" "$(ls "$T/cache2/mnt" 2>/dev/null)"

@@ -123,6 +123,23 @@ static void sweep_shadows(const char *mntdir)
 	closedir(d);
 }
 
+/* Is name one of the comma-separated options in opts? */
+static int has_opt(const char *opts, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = opts; p && *p;) {
+		size_t l = strcspn(p, ",");
+
+		if (l == n && !strncmp(p, name, n))
+			return 1;
+		p += l;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
 int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fuse_opts,
 		      int foreground, int debug, const char *logfile)
 {
@@ -146,6 +163,11 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 
 	memset(&ro, 0, sizeof(ro));
 	shadow[0] = '\0';
+	if (has_opt(fuse_opts, "rw")) {
+		vmb_cli_error("cannot mount '%s': a mount of a published store is read-only "
+			      "(-o rw is refused)", url_in);
+		return VMB_EXIT_USAGE;
+	}
 	if (vmb_cli_remote_opts(fuse_opts, &ro, 0, &err) < 0 ||
 	    vmb_fetch_url_resolve(url_in, ro.endpoint, rurl, sizeof(rurl), &err) < 0 ||
 	    vmb_remote_url_norm(rurl, url, sizeof(url), &err) < 0) {
