@@ -73,6 +73,29 @@ int vmb_err_prefix(struct vmb_err *e, const char *fmt, ...)
 	return -e->code;
 }
 
+/* A log line carries names that users chose (files, bundles): its control bytes
+ * (other than newlines and tabs, which become spaces) are written as \xNN, so
+ * that printing the log (vmbundlefs ls, status) sends no escape sequence to a
+ * terminal. In place; what does not fit is cut. */
+static void log_escape(char *buf, size_t size)
+{
+	char tmp[VMB_ERR_MAX + 64];
+	size_t i, o = 0;
+
+	for (i = 0; buf[i] && o + 5 < sizeof(tmp); i++) {
+		unsigned char ch = (unsigned char)buf[i];
+
+		if (ch == '\n' || ch == '\t' || ch == '\r')
+			tmp[o++] = ' ';
+		else if (ch < 0x20 || ch == 0x7f)
+			o += (size_t)snprintf(tmp + o, sizeof(tmp) - o, "\\x%02x", ch);
+		else
+			tmp[o++] = (char)ch;
+	}
+	tmp[o] = '\0';
+	snprintf(buf, size, "%s", tmp);
+}
+
 void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
 {
 	char buf[VMB_ERR_MAX + 64];
@@ -81,6 +104,7 @@ void vmb_log_msg(const struct vmb_log *log, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	log_escape(buf, sizeof(buf));
 	if (log && log->fn)
 		log->fn(log->arg, buf);
 	else

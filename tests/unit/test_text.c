@@ -291,6 +291,19 @@ static void test_log_limited(void)
 	CHECK_EQ(rl.left_out, 5);
 }
 
+/* A log line's control bytes (names users chose) are escaped: no escape sequence
+ * reaches a terminal that prints the log (outside report r27 X-esc). */
+static void test_log_escape(void)
+{
+	const struct vmb_log lg = { limited_fn, NULL };
+
+	vmb_log_msg(&lg, "holds a lock on '%s'", "x\033[31mRED\033]0;T\007y\nz\tw");
+	CHECK(!strcmp(limited_last, "holds a lock on 'x\\x1b[31mRED\\x1b]0;T\\x07y z w'"));
+	CHECK(!strchr(limited_last, '\033'));
+	vmb_log_msg(&lg, "caf\xc3\xa9 %s", "ok");   /* UTF-8 passes */
+	CHECK(!strcmp(limited_last, "caf\xc3\xa9 ok"));
+}
+
 int main(void)
 {
 	RUN(test_escape_roundtrip);
@@ -300,5 +313,6 @@ int main(void)
 	RUN(test_hex_paths);
 	RUN(test_sbuf);
 	RUN(test_log_limited);
+	RUN(test_log_escape);
 	return harness_exit("test_text");
 }
