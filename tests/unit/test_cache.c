@@ -619,20 +619,20 @@ static void test_open_layout(void)
 		static const struct {
 			const char *rel, *say;
 			mode_t made, bad;
-		} c[] = {
+		} cs[] = {
 			{ "chunks/ab", "writable by everyone (chunks/ab/: mode 0777)", 0755, 0777 },
 			{ "chunks/ab", "(chunks/ab/: mode 1777)", 0755, 01777 },
 			{ "meta", "(meta/: mode 0777)", 0755, 0777 },
 			{ "meta/cd", "(meta/cd/: mode 0777)", 0755, 0777 },
 			{ "mnt", "(mnt/: mode 0777)", 0700, 0777 },
 		};
-		for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
-			snprintf(p, sizeof(p), "%s/%s", dir, c[k].rel);
-			mkdir(p, c[k].made);
-			chmod(p, c[k].bad);
+		for (size_t k = 0; k < sizeof(cs) / sizeof(cs[0]); k++) {
+			snprintf(p, sizeof(p), "%s/%s", dir, cs[k].rel);
+			mkdir(p, cs[k].made);
+			chmod(p, cs[k].bad);
 			CHECK_RC(open_msg(dir, msg, sizeof(msg)), -EPERM);
-			CHECK_STR(msg, c[k].say);
-			chmod(p, c[k].made);
+			CHECK_STR(msg, cs[k].say);
+			chmod(p, cs[k].made);
 		}
 	}
 	CHECK_RC(open_msg(dir, msg, sizeof(msg)), 0);
