@@ -271,13 +271,38 @@ static int resolve(const char *url, const char *endpoint, char *out, size_t len,
 	return 0;
 }
 
+int vmb_fetch_url_no_userinfo(const char *url, struct vmb_err *err)
+{
+	const char *host = strstr(url, "://"), *at;
+	size_t alen;
+
+	if (!host)
+		return 0;
+	host += 3;
+	alen = strcspn(host, "/?#");
+	at = memchr(host, '@', alen);
+	if (!at)
+		return 0;
+	/* said without what comes before the '@' */
+	return vmb_err_set(err, EINVAL, "a URL with a user name or password ('%.*s...@%.*s') "
+			   "is refused: it would be kept in the store's files and shown to "
+			   "every local user by deps, status and xattrs (s3:// takes its "
+			   "credentials from the AWS variables and files)", (int)(host - url), url,
+			   (int)(alen - (size_t)(at + 1 - host)), at + 1);
+}
+
 int vmb_fetch_url_resolve(const char *url, const char *endpoint, char *out, size_t len,
 			  struct vmb_err *err)
 {
-	char *u = strdup(url);
-	size_t n = u ? strlen(u) : 0;
+	char *u;
+	size_t n;
 	int rc;
 
+	rc = vmb_fetch_url_no_userinfo(url, err);
+	if (rc)
+		return rc;
+	u = strdup(url);
+	n = u ? strlen(u) : 0;
 	if (!u)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	/* no trailing '/' (after the prefix) */

@@ -60,6 +60,10 @@ struct vmb_fetch_opts {
 
 void vmb_fetch_opts_default(struct vmb_fetch_opts *);
 
+/* -EINVAL with a message (which does not show it) when url has a user name or
+ * password (user:password@host): it would be kept in stores and shown to every
+ * local user. Else 0. */
+int vmb_fetch_url_no_userinfo(const char *url, struct vmb_err *err);
 /* The form of a published store's URL that is kept (in a pulled bundle's .remote
  * layer, a URL mount's shadow store, the cache's saved indexes): an s3:// URL read
  * through an S3-compatible endpoint becomes s3+http://HOST[:PORT]/BUCKET[/PREFIX] (or

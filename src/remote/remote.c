@@ -366,19 +366,10 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 	if (!strncmp(in, "http://", 7) || !strncmp(in, "https://", 8) ||
 	    !strncmp(in, "s3://", 5) || !strncmp(in, "s3+http://", 10) ||
 	    !strncmp(in, "s3+https://", 11)) {
-		const char *host = strstr(in, "://") + 3;
-		size_t alen = strcspn(host, "/?#");
-		const char *at = memchr(host, '@', alen);
+		int rc = vmb_fetch_url_no_userinfo(in, err);
 
-		/* a user name or password would be kept in the store's layer files and
-		 * shown by deps, status and the files' xattrs to every local user */
-		if (at)
-			return vmb_err_set(err, EINVAL, "a URL with a user name or password "
-					   "('%.*s...@%.*s') is refused: it would be kept in the "
-					   "store's files and shown to every local user by deps, "
-					   "status and xattrs (s3:// takes its credentials from the "
-					   "AWS variables and files)", (int)(host - in), in,
-					   (int)(alen - (size_t)(at + 1 - host)), at + 1);
+		if (rc)
+			return rc;
 		n = strlen(in);
 		if (n >= len)
 			return vmb_err_set(err, ENAMETOOLONG, "URL too long");
