@@ -11,8 +11,10 @@ ARCHIVE_TESTS = \
 	tests/archive-import.sh \
 	tests/archive-hostile.sh \
 	tests/archive-mount.sh \
-	tests/archive-symlinks.sh
+	tests/archive-symlinks.sh \
+	tests/archive-xattrs.sh
 
 TESTS += $(ARCHIVE_TESTS)
 EXTRA_DIST += tests/archive-lib.sh tests/archive-roundtrip.sh tests/archive-import.sh \
-	tests/archive-hostile.sh tests/archive-mount.sh tests/archive-symlinks.sh bench/archive.sh
+	tests/archive-hostile.sh tests/archive-mount.sh tests/archive-symlinks.sh tests/archive-xattrs.sh \
+	bench/archive.sh

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define BS ((uint64_t)VMB_BLOCK_SIZE)
@@ -57,6 +58,7 @@ struct exp {
 	const char *rel;          /* the same without NAME/, for messages (shortened
 				   * past PATH_MAX, store.h) */
 	struct vmb_layers *layers;   /* the store's, for files with a base */
+	int xattr_noted;          /* zip: the note about xattrs was given */
 };
 
 static int cancelled(const struct exp *x)
@@ -230,6 +232,85 @@ static void entry_meta(struct exp *x, const struct stat *st)
 	archive_entry_set_mtime(x->e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
 }
 
+/* zip keeps no xattrs: say so once, naming the first entry that had some. */
+static void xattr_note(struct exp *x)
+{
+	char msg[VMB_ERR_MAX];
+
+	if (x->xattr_noted || !x->o->note)
+		return;
+	x->xattr_noted = 1;
+	snprintf(msg, sizeof(msg), "zip keeps no extended attributes: the user.* "
+		 "xattrs of %s%s%s (and of any other file) are not in the archive; "
+		 "export to a tar format to keep them",
+		 strcmp(x->rel, ".") ? "'" : "", strcmp(x->rel, ".") ? x->rel :
+		 "the bundle's directory", strcmp(x->rel, ".") ? "'" : "");
+	x->o->note(x->o->note_arg, msg);
+}
+
+/* The user.* xattrs of fd (vmb_archive_xattr_kept) into the current entry. */
+static int entry_xattrs(struct exp *x, int fd, struct vmb_err *err)
+{
+	char *list = NULL, *p;
+	ssize_t n, v;
+	int r = 0;
+
+	for (;;) {
+		n = flistxattr(fd, NULL, 0);
+		if (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
+			return 0;
+		if (n < 0)
+			return vmb_err_sys(err, errno, "cannot list the xattrs of '%s'", x->rel);
+		if (n == 0)
+			return 0;
+		list = malloc((size_t)n);
+		if (!list)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+		n = flistxattr(fd, list, (size_t)n);
+		if (n >= 0)
+			break;
+		free(list);
+		list = NULL;
+		if (errno != ERANGE)
+			return vmb_err_sys(err, errno, "cannot list the xattrs of '%s'", x->rel);
+	}
+	for (p = list; p < list + n; p += strlen(p) + 1) {
+		if (!vmb_archive_xattr_kept(p))
+			continue;
+		if (!x->tar) {
+			xattr_note(x);
+			break;
+		}
+		/* x->buf (CHUNK) holds any value (XATTR_SIZE_MAX); the entry copies it */
+		v = fgetxattr(fd, p, x->buf, CHUNK);
+		if (v < 0 && errno == ENODATA)
+			continue;   /* removed meanwhile */
+		if (v < 0) {
+			r = vmb_err_sys(err, errno, "cannot read xattr '%s' of '%s'", p, x->rel);
+			break;
+		}
+		archive_entry_xattr_add_entry(x->e, p, x->buf, (size_t)v);
+	}
+	free(list);
+	return r;
+}
+
+/* The xattrs of a snapshot's record (its manifest keeps the user.* ones). */
+static void entry_mf_xattrs(struct exp *x, const struct vmb_xattr *xa, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!vmb_archive_xattr_kept(xa[i].name))
+			continue;
+		if (!x->tar) {
+			xattr_note(x);
+			return;
+		}
+		archive_entry_xattr_add_entry(x->e, xa[i].name, xa[i].value, xa[i].len);
+	}
+}
+
 static int header(struct exp *x, struct vmb_err *err)
 {
 	int r = archive_write_header(x->a, x->e);
@@ -386,6 +467,9 @@ static int do_file(struct exp *x, int dfd, const char *name, struct vmb_err *err
 			goto out;
 		}
 	}
+	r = entry_xattrs(x, fd, err);
+	if (r < 0)
+		goto out;
 	{
 		char id[VMB_BASE_ID_LEN + 1];
 		uint64_t limit;
@@ -479,9 +563,16 @@ static int export_ent(void *arg, enum vmb_tree_event ev, const struct vmb_tree_e
 	if (cancelled(x))
 		return vmb_err_set(err, EINTR, "interrupted");
 	if (ev == VMB_TREE_DIR) {
+		int dfd, r;
+
 		entry_meta(x, e->st);
 		archive_entry_set_filetype(x->e, AE_IFDIR);
-		return header(x, err);
+		dfd = openat(e->dfd, e->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0)
+			return vmb_err_sys(err, errno, "cannot open directory '%s'", x->rel);
+		r = entry_xattrs(x, dfd, err);
+		close(dfd);
+		return r < 0 ? r : header(x, err);
 	}
 	if (S_ISREG(e->st->st_mode))
 		return do_file(x, e->dfd, e->name, err);
@@ -650,6 +741,8 @@ static int run_snapshot(struct exp *x, int fd, struct vmb_err *err)
 		st.st_mtim.tv_sec = (time_t)me->mtime_sec;
 		st.st_mtim.tv_nsec = me->mtime_nsec;
 		entry_meta(x, &st);
+		if (me->kind != 'l')
+			entry_mf_xattrs(x, me->xattrs, me->nxattrs);
 		if (me->kind == 'd') {
 			archive_entry_set_filetype(x->e, AE_IFDIR);
 			r = header(x, err);
@@ -718,7 +811,9 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 	x->rel = ".";
 	entry_meta(x, &st);
 	archive_entry_set_filetype(x->e, AE_IFDIR);
-	r = header(x, err);
+	r = entry_xattrs(x, bfd, err);
+	if (r == 0)
+		r = header(x, err);
 	if (r == 0)
 		r = vmb_tree_walk(bfd, x->name, export_ent, x, err);
 	if (r == 0 && archive_write_close(x->a) != ARCHIVE_OK)

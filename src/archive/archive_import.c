@@ -8,6 +8,7 @@
  */
 #include "config.h"
 #include "archive/archive_int.h"
+#include "base/pathtree.h"
 #include "lock/auxfile.h"
 #include "map/sidecar.h"
 
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #define ROOT "root"
@@ -35,6 +37,8 @@ struct dirmeta {
 	gid_t gid;
 	struct timespec mtime;
 	int has_mtime;
+	struct vmb_xattr *xa;     /* the entry's user.* xattrs (vmb_archive_xattr_kept) */
+	size_t nxa;
 };
 
 /* The archive's bytes: our own callbacks, so that a signal interrupts a read that
@@ -71,6 +75,9 @@ struct imp {
 	char *cdir;               /* the last parent directory (open_parent) */
 	size_t cdirlen, cdircap;
 	int cfd;                  /* ... open, or -1 */
+	size_t xattr_bytes;       /* names and values kept for the directories */
+	uint64_t xattr_skipped;   /* xattrs left out: other namespaces, reserved names */
+	char xattr_first[VMB_ERR_MAX / 2];   /* the first of them, for the note */
 };
 
 static int cancelled(const struct imp *m)
@@ -249,14 +256,64 @@ static void meta_from(struct dirmeta *d, struct archive_entry *e)
 	d->has_mtime = archive_entry_mtime_is_set(e);
 	d->mtime.tv_sec = archive_entry_mtime(e);
 	d->mtime.tv_nsec = archive_entry_mtime_nsec(e);
+	d->xa = NULL;
+	d->nxa = 0;
 }
 
-/* Ownership, mode and mtime of an open file or directory. */
+/* The entry's xattrs into d (meta_from first): the user.* ones are kept, the
+ * others counted (the note at the end). Bounded (vmb_archive.h): an entry with more
+ * or bigger ones is refused, and so are the directories' past their total (kept
+ * until the end, when their metadata is set); dir says that d is kept. */
+static int xattrs_from(struct imp *m, struct dirmeta *d, struct archive_entry *e,
+		       int dir, struct vmb_err *err)
+{
+	const char *name;
+	const void *value;
+	size_t len, n = 0;
+
+	if (archive_entry_xattr_reset(e) == 0)
+		return 0;
+	while (archive_entry_xattr_next(e, &name, &value, &len) == ARCHIVE_OK) {
+		if (!name || !vmb_archive_xattr_kept(name)) {
+			if (!m->xattr_skipped++)
+				snprintf(m->xattr_first, sizeof(m->xattr_first),
+					 "'%.100s' of '%.200s'", name ? name : "",
+					 m->path[0] ? m->path : ".");
+			continue;
+		}
+		if (++n > VMB_ARCHIVE_XATTRS_MAX)
+			return vmb_err_set(err, EPERM, "entry '%s' has more than %d extended "
+					   "attributes (at most %d are imported)", m->path,
+					   VMB_ARCHIVE_XATTRS_MAX, VMB_ARCHIVE_XATTRS_MAX);
+		if (len > XATTR_SIZE_MAX)
+			return vmb_err_set(err, EPERM, "entry '%s': extended attribute '%s' "
+					   "has %zu bytes (at most %d)", m->path, name, len,
+					   XATTR_SIZE_MAX);
+		if (dir) {
+			m->xattr_bytes += strlen(name) + len;
+			if (m->xattr_bytes > VMB_ARCHIVE_XATTR_BYTES)
+				return vmb_err_set(err, EPERM, "entry '%s': the directories' "
+						   "extended attributes pass %zu MiB in all",
+						   m->path, VMB_ARCHIVE_XATTR_BYTES >> 20);
+		}
+		if (vmb_xattrs_add(&d->xa, &d->nxa, name, value, len) < 0)
+			return vmb_err_set(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* xattrs, ownership, mode and mtime of an open file or directory. */
 static int apply_meta_fd(struct imp *m, int fd, const struct dirmeta *d,
 			 struct vmb_err *err)
 {
 	struct timespec ts[2] = { { 0, UTIME_OMIT }, d->mtime };
+	size_t i;
 
+	/* The xattrs first: the mode may leave the owner no write permission. */
+	for (i = 0; i < d->nxa; i++)
+		if (fsetxattr(fd, d->xa[i].name, d->xa[i].value, d->xa[i].len, 0) < 0)
+			return vmb_err_sys(err, errno, "cannot set extended attribute '%s' "
+					   "of '%s'", d->xa[i].name, d->path);
 	if (m->chown_ok && fchown(fd, d->uid, d->gid) < 0)
 		return vmb_err_sys(err, errno, "cannot set the owner of '%s'", d->path);
 	if (fchmod(fd, d->mode) < 0)
@@ -284,8 +341,8 @@ static int push_dir(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 	if (!d->path)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	meta_from(d, e);
-	m->ndirs++;
-	return 0;
+	m->ndirs++;   /* freed at the end, with what xattrs_from kept */
+	return xattrs_from(m, d, e, 1, err);
 }
 
 /* ---- entries --------------------------------------------------------------------- */
@@ -301,7 +358,7 @@ static int do_dir(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 		meta_from(&m->rootmeta, e);
 		m->rootmeta.path = NULL;
 		m->have_rootmeta = 1;
-		return 0;
+		return xattrs_from(m, &m->rootmeta, e, 1, err);
 	}
 	r = claim(m, S_IFDIR, err);
 	if (r < 0)
@@ -419,10 +476,13 @@ static int do_file(struct imp *m, struct archive_entry *e, struct vmb_err *err)
 		r = vmb_err_sys(err, errno, "cannot set the size of '%s'", m->path);
 		goto out;
 	}
-	/* Mode and mtime last, then the map, stamped with the final mtime. */
+	/* xattrs, mode and mtime last, then the map, stamped with the final mtime. */
 	meta_from(&d, e);
 	d.path = m->path;
-	r = apply_meta_fd(m, fd, &d, err);
+	r = xattrs_from(m, &d, e, 0, err);
+	if (r == 0)
+		r = apply_meta_fd(m, fd, &d, err);
+	vmb_xattrs_free(d.xa, d.nxa);
 	if (r == 0 && m->o->sync && fdatasync(fd) < 0)
 		r = vmb_err_sys(err, errno, "cannot sync '%s'", m->path);
 	if (r == 0)
@@ -961,7 +1021,17 @@ static int run(struct imp *m, int fd, char *name_out, struct vmb_err *err)
 		if (r < 0)
 			return r;
 	}
-	return finish(m, name_out, err);
+	r = finish(m, name_out, err);
+	if (r == 0 && m->xattr_skipped && m->o->note) {
+		char msg[VMB_ERR_MAX];
+
+		snprintf(msg, sizeof(msg), "%" PRIu64 " extended attribute%s outside the "
+			 "user.* namespace or reserved by vmbundlefs (the first: %s) %s not "
+			 "imported", m->xattr_skipped, m->xattr_skipped == 1 ? "" : "s",
+			 m->xattr_first, m->xattr_skipped == 1 ? "was" : "were");
+		m->o->note(m->o->note_arg, msg);
+	}
+	return r;
 }
 
 int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts *opts,
@@ -1003,9 +1073,12 @@ int vmb_archive_import(struct vmb_store *s, int fd, const struct vmb_import_opts
 		close(m->stagefd);
 		unlinkat(s->metafd, VMB_STAGING_DIR, AT_REMOVEDIR);  /* if empty */
 	}
-	for (i = 0; i < m->ndirs; i++)
+	for (i = 0; i < m->ndirs; i++) {
 		free(m->dirs[i].path);
+		vmb_xattrs_free(m->dirs[i].xa, m->dirs[i].nxa);
+	}
 	free(m->dirs);
+	vmb_xattrs_free(m->rootmeta.xa, m->rootmeta.nxa);
 	vmb_pathset_free(m->seen);
 	free(m->path);
 	free(m->tmp);

@@ -163,3 +163,10 @@ unsigned vmb_pathset_get(const struct vmb_pathset *s, const char *path)
 {
 	return slot(s, path)->type;
 }
+
+int vmb_archive_xattr_kept(const char *name)
+{
+	return !strncmp(name, "user.", 5) && name[5] && strlen(name) <= 255 &&
+	       strcmp(name, "user.vmbundlefs.lock") && strcmp(name, "user.vmbundlefs.stats") &&
+	       strcmp(name, "user.vmbundlefs.remote");
+}

@@ -37,6 +37,21 @@ struct archive;
 /* Progress callback: done and total bytes (total 0 when unknown). Called at most once
  * per data block; the callee throttles its output. */
 typedef void (*vmb_progress_fn)(void *arg, uint64_t done, uint64_t total);
+/* A one-line remark for the user (the CLI prints it on stderr): what an export or
+ * import left out that the user may want to know about. */
+typedef void (*vmb_note_fn)(void *arg, const char *msg);
+
+/* Extended attributes in archives: only the user.* namespace is written and
+ * applied, less the names the mount maintains itself (user.vmbundlefs.lock,
+ * .stats, .remote). An import keeps at most VMB_ARCHIVE_XATTRS_MAX of an entry's,
+ * each value at most 65536 bytes, and at most VMB_ARCHIVE_XATTR_BYTES of names and
+ * values in all for the directories (applied at the end); past that it fails
+ * (-EPERM, a hostile archive). */
+#define VMB_ARCHIVE_XATTRS_MAX 1024
+#define VMB_ARCHIVE_XATTR_BYTES ((size_t)64 << 20)
+/* 1 when an xattr of this name goes into (export) or comes out of (import) an
+ * archive. */
+int vmb_archive_xattr_kept(const char *name);
 
 /* ---- errors (archive_err.c) ---------------------------------------------------- */
 
@@ -92,6 +107,9 @@ struct vmb_import_opts {
 	volatile sig_atomic_t *cancel;     /* non-zero: stop, clean up, -EINTR */
 	vmb_progress_fn progress;  /* done = archive bytes consumed, total = archive_size */
 	void *progress_arg;
+	vmb_note_fn note;          /* NULL: none; xattrs not applied (other namespaces,
+				    * reserved names), said once at the end */
+	void *note_arg;
 };
 
 /* Free space margin kept by the default --max-size: 1% of the filesystem, at least
@@ -140,12 +158,18 @@ struct vmb_export_opts {
 	volatile sig_atomic_t *cancel;
 	vmb_progress_fn progress;  /* done/total: data bytes of the bundle's files */
 	void *progress_arg;
+	vmb_note_fn note;          /* NULL: none; zip: the user.* xattrs it cannot keep,
+				    * said once */
+	void *note_arg;
 };
 
 /* Write bundle `name` of store s (any mode; VMB_STORE_READ suffices) to fd as an
  * archive. Entries are "NAME/" and "NAME/<path>" for everything in the bundle,
  * sorted by name: directories, regular files (tar: sparse, data extents only, from
- * each file's map), symlinks, and hard links (tar: as links; zip: as copies). */
+ * each file's map), symlinks, and hard links (tar: as links; zip: as copies).
+ * Tar formats carry the user.* xattrs of files and directories
+ * (vmb_archive_xattr_kept; pax SCHILY.xattr / LIBARCHIVE.xattr records); zip
+ * cannot (opts->note says so when there were some). */
 int vmb_archive_export(struct vmb_store *s, const char *name, int fd,
 		       const struct vmb_export_opts *opts, struct vmb_err *err);
 

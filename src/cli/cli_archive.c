@@ -20,6 +20,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+
+/* An export's or import's note (vmb_note_fn): kept, and printed once the progress
+ * line is done. */
+static void keep_note(void *arg, const char *msg)
+{
+	char *note = arg;
+
+	if (!note[0])
+		snprintf(note, VMB_ERR_MAX, "%s", msg);
+}
+
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
@@ -115,7 +126,7 @@ int vmb_cli_import(int argc, char **argv)
 	struct vmb_progress bar;
 	struct vmb_err err = { 0 };
 	struct vmb_store s = { 0 };
-	char label[96], name[NAME_MAX + 1];
+	char label[96], name[NAME_MAX + 1], note[VMB_ERR_MAX] = "";
 	struct stat st;
 	const char *arch;
 	int c, fd = -1, r, rc = VMB_EXIT_ERROR;
@@ -173,8 +184,12 @@ int vmb_cli_import(int argc, char **argv)
 	o.cancel = &stop_flag;
 	o.progress = vmb_progress_update;
 	o.progress_arg = &bar;
+	o.note = keep_note;
+	o.note_arg = note;
 	r = vmb_archive_import(&s, fd, &o, name, &err);
 	vmb_progress_end(&bar);
+	if (note[0])
+		fprintf(stderr, "vmbundlefs: note: %s\n", note);
 	if (r < 0) {
 		if (r == -EINTR)
 			vmb_cli_error("%s; the store is unchanged", err.msg);
@@ -213,7 +228,7 @@ int vmb_cli_export(int argc, char **argv)
 	struct vmb_progress bar;
 	struct vmb_err err = { 0 };
 	struct vmb_store s = { 0 };
-	char label[96];
+	char label[96], note[VMB_ERR_MAX] = "";
 	const char *out;
 	int c, have_format = 0, r, rc = VMB_EXIT_ERROR;
 
@@ -273,11 +288,15 @@ int vmb_cli_export(int argc, char **argv)
 	o.cancel = &stop_flag;
 	o.progress = vmb_progress_update;
 	o.progress_arg = &bar;
+	o.note = keep_note;
+	o.note_arg = note;
 	if (!strcmp(out, "-"))
 		r = vmb_archive_export(&s, argv[optind + 1], STDOUT_FILENO, &o, &err);
 	else
 		r = vmb_archive_export_file(&s, argv[optind + 1], out, &o, &err);
 	vmb_progress_end(&bar);
+	if (note[0])
+		fprintf(stderr, "vmbundlefs: note: %s\n", note);
 	if (r < 0) {
 		vmb_cli_store_error(argv[optind], err.code, "%s", err.msg);
 		goto done;

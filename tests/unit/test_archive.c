@@ -324,6 +324,29 @@ static void test_formats(void)
 	CHECK_STR(line, "left");
 }
 
+/* Which xattr names an archive carries: user.*, less the mount's reserved ones. */
+static void test_xattr_kept(void)
+{
+	char longname[300];
+
+	CHECK(vmb_archive_xattr_kept("user.com.apple.quarantine"));
+	CHECK(vmb_archive_xattr_kept("user.x"));
+	CHECK(vmb_archive_xattr_kept("user.vmbundlefs.other"));
+	CHECK(!vmb_archive_xattr_kept("user."));
+	CHECK(!vmb_archive_xattr_kept("trusted.vmbundlefs.base"));
+	CHECK(!vmb_archive_xattr_kept("security.selinux"));
+	CHECK(!vmb_archive_xattr_kept("system.posix_acl_access"));
+	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.lock"));
+	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.stats"));
+	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.remote"));
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	memcpy(longname, "user.", 5);
+	CHECK(!vmb_archive_xattr_kept(longname));
+	longname[255] = '\0';
+	CHECK(vmb_archive_xattr_kept(longname));
+}
+
 int main(void)
 {
 	char cmd[PATH_MAX + 32];
@@ -336,6 +359,7 @@ int main(void)
 	RUN(test_swriter);
 	RUN(test_import_export);
 	RUN(test_formats);
+	RUN(test_xattr_kept);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	r = system(cmd);
 	(void)r;
