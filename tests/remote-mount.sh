@@ -4,7 +4,8 @@
 # their sources with exact SEEK_DATA/SEEK_HOLE and st_blocks, writes refused
 # (EROFS), the shadow store removed at unmount; offline after a first mount (the
 # saved top index): what is cached reads, the rest EIO; a signed index with
-# -o pubkey= (and a tampered or unsigned one refused); bad input.
+# -o pubkey= (and a tampered or unsigned one refused, an older signed one refused as
+# a rollback of the saved one); bad input.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -73,6 +74,41 @@ check "offline: cached image reads" cmp "$T/src/vmA/disk.img" "$MNT/vmA/disk.img
 assert_eq "offline: an uncached image fails with EIO" "EIO" "$(vmbio read "$MNT/vmB/disk.img")"
 unmount_store
 mv "$T/pub.away" "$T/pub"
+
+# rollback (outside report r27 G3): a compromised server or mirror serves an older,
+# validly signed index: refused, naming the URL and both generations; the newer
+# index saved in the cache stays (and still mounts offline); pull refuses it too
+cp "$T/pub/index" "$T/old.index"
+gold=$(sed -n 's/^generation //p' "$T/old.index")
+"$MKPUB" -c 65536 -k "$T/key.pem" "$T/pub" "$T/src/vmA" >/dev/null || hard_error "mkpub failed"
+gnew=$(sed -n 's/^generation //p' "$T/pub/index")
+STORE=$URL mount_store
+unmount_store
+slot=$(ls "$T/cache/urls")
+assert_eq "the newer index (generation $gnew) is saved" "generation $gnew" "$(sed -n 2p "$T/cache/urls/$slot")"
+cp "$T/old.index" "$T/pub/index"
+out=$("$VMB_BIN" mount -o cache="$T/cache",pubkey="$T/pub.pem" "$URL" "$MNT" 2>&1); rc=$?
+assert_eq "an older signed index is refused" "1" "$rc"
+assert_match "... naming the URL, both generations, the rollback" \
+    "'$URL' has generation $gold, older than the verified index saved for it in the cache \\(generation $gnew\\): refused as a rollback" "$out"
+assert_match "... and how to accept a store published again from scratch" "remove $T/cache/urls/$slot" "$out"
+check_fails "... and nothing is mounted" mountpoint -q "$MNT"
+assert_eq "... and the saved index is still the newer one" "generation $gnew" "$(sed -n 2p "$T/cache/urls/$slot")"
+out=$("$VMB_BIN" pull -o cache="$T/cache",pubkey="$T/pub.pem" "$STORE" "$URL#vmA" 2>&1); rc=$?
+assert_eq "pull refuses it too" "1" "$rc"
+assert_match "... saying why" "refused as a rollback" "$out"
+check_fails "... and pulls nothing" test -e "$STORE/vmA"
+mv "$T/pub" "$T/pub.away"
+STORE=$URL mount_store
+check "offline, the saved newer index mounts" test -d "$MNT/vmA"
+unmount_store
+mv "$T/pub.away" "$T/pub"
+# recovery after a republish from scratch: remove the URL's slot
+rm "$T/cache/urls/$slot"
+STORE=$URL mount_store
+check "with the slot removed the older index is taken" test -d "$MNT/vmB"
+unmount_store
+assert_eq "... and saved" "generation $gold" "$(sed -n 2p "$T/cache/urls/$slot")"
 
 # signatures
 openssl genpkey -algorithm ed25519 -out "$T/other.pem" 2>/dev/null

@@ -838,6 +838,66 @@ static void top_keep(struct vmb_remote *r, const char *url, const void *buf, siz
 	free(b);
 }
 
+/* Save the index x of url just fetched (bytes buf, len bytes) in its slot, unless it
+ * would roll the slot back: an index saved there that verifies with the key kp and
+ * has a higher generation than x, or the same one with other bytes (the encoding is
+ * canonical and Ed25519 deterministic: one content, one text), refuses x with
+ * -ESTALE, and the saved one stays. Without a key (nothing is authenticated; a
+ * forger writes any generation) x is used and saved, with a log line. A saved index
+ * that does not verify with kp (another key, none, damaged) is not compared. The
+ * check and the save are one step per URL, across processes (the object lock of the
+ * URL's hash, the slot's name): two fetches that got different generations (a CDN
+ * that lags) cannot leave the older one saved. */
+static int top_save(struct vmb_remote *r, struct vmb_cache *c, const char *url,
+		    const uint8_t *kp, const struct vmb_pub_index *x, const void *buf,
+		    size_t len, struct vmb_err *err)
+{
+	uint8_t ud[32];
+	char hex[65];
+	struct vmb_pub_index sx;
+	struct vmb_err serr;
+	void *sbuf = NULL;
+	size_t slen = 0;
+	int lfd = -1, rc;
+
+	rc = vmb_sha256(url, strlen(url), ud, err);
+	if (!rc)
+		rc = vmb_cache_object_lock(c, ud, &lfd, err);
+	if (rc)
+		return rc;
+	vmb_sha256_hex(ud, hex);
+	vmb_err_clear(&serr);
+	if (vmb_cache_url_load(c, url, &sbuf, &slen, NULL) == 0 &&
+	    vmb_pub_index_decode(sbuf, slen, kp, &sx, &serr) == 0) {
+		int older = x->generation < sx.generation;
+		int other = x->generation == sx.generation &&
+			    (len != slen || memcmp(buf, sbuf, len));
+
+		if ((older || other) && kp)
+			rc = vmb_err_set(err, ESTALE, "the index of '%s' has generation %" PRIu64
+					 ", %s the verified index saved for it in the cache "
+					 "(generation %" PRIu64 ")%s: refused as a rollback (an old "
+					 "index served again), the saved one kept; if the store was "
+					 "published again from scratch, remove %s/urls/%s to accept "
+					 "it", url,
+					 x->generation, older ? "older than" : "the same as",
+					 sx.generation, older ? "" : " but other content",
+					 r->cache_dir, hex);
+		else if (older || other)
+			vmb_log_msg(r->log, "the index of '%s' has generation %" PRIu64 ", %s the "
+				    "one saved in the cache (generation %" PRIu64 ")%s; used and "
+				    "saved, as no public key (pubkey=) says which is genuine",
+				    url, x->generation, older ? "older than" : "the same as",
+				    sx.generation, older ? "" : " but other content");
+		vmb_pub_index_free(&sx);
+	}
+	if (!rc)
+		rc = vmb_cache_url_save(c, url, buf, len, err);
+	vmb_cache_object_unlock(lfd);
+	free(sbuf);
+	return rc;
+}
+
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err)
 {
@@ -890,7 +950,7 @@ int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *
 				free(buf);
 				return vmb_err_prefix(err, "the index of '%s'", url);
 			}
-			rc = vmb_cache_url_save(c, url, buf, (size_t)n, err);
+			rc = top_save(r, c, url, kp, out, buf, (size_t)n, err);
 			if (rc)
 				vmb_pub_index_free(out);
 			else

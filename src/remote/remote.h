@@ -116,7 +116,11 @@ int vmb_remote_url_norm(const char *in, char *out, size_t len, struct vmb_err *e
 
 /* The top index of url: fetched and verified (signature with opts.pubkey) and saved
  * in CACHE/urls/; when it cannot be fetched (network, offline) and a saved one
- * exists, the saved one (re-verified), *stale = 1. */
+ * exists, the saved one (re-verified), *stale = 1. With opts.pubkey, a fetched index
+ * of a lower generation than the saved one's (when that one verifies with the key),
+ * or of the same generation with other bytes, is refused: -ESTALE, "refused as a
+ * rollback" with the URL, both generations and the slot's file; nothing saved.
+ * Without a key it is used and saved, with a log line. */
 int vmb_remote_top(struct vmb_remote *r, const char *url, struct vmb_pub_index *out,
 		   int *stale, struct vmb_err *err);
 

@@ -11,7 +11,9 @@
  * process, one loader at a time, the LRU limit) and the preload of a store's
  * remote layers (from CACHE/meta only); a large index fetched once, not in growing
  * buffers, and by one caller at a time (test_meta_flight); vmb_remote_top_once
- * (one index for every bundle of a URL mount). */
+ * (one index for every bundle of a URL mount); an older signed top index, or one
+ * of the same generation with other content, refused as a rollback of the saved
+ * one (per URL; without a key used; accepted once the slot is removed). */
 #include "config.h"
 #include "remote/remote.h"
 #include "remote/rimage.h"
@@ -1366,7 +1368,9 @@ static void test_meta_flight(void)
 	vmb_remote_close(r1);
 }
 
-static void put_top(uint64_t generation)
+/* The top index of generation (created: its time) into dir, signed with k or not. */
+static void put_top_in(const char *dir, uint64_t generation, int64_t created,
+		       const struct vmb_sign_key *k)
 {
 	struct vmb_pub_index x = { 0 };
 	struct vmb_err e = { 0 };
@@ -1375,15 +1379,20 @@ static void put_top(uint64_t generation)
 	int fd;
 
 	x.generation = generation;
-	x.created = 1;
+	x.created = created;
 	REQUIRE(vmb_pub_index_set(&x, "vm", idx, &e) == 0);
-	REQUIRE(vmb_pub_index_encode(&x, NULL, &buf, &len, &e) == 0);
-	snprintf(path, sizeof(path), "%s/%s", pubdir, VMB_PUB_INDEX_FILE);
+	REQUIRE(vmb_pub_index_encode(&x, k, &buf, &len, &e) == 0);
+	snprintf(path, sizeof(path), "%s/%s", dir, VMB_PUB_INDEX_FILE);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	REQUIRE(fd >= 0 && write(fd, buf, len) == (ssize_t)len);
 	close(fd);
 	free(buf);
 	vmb_pub_index_free(&x);
+}
+
+static void put_top(uint64_t generation)
+{
+	put_top_in(pubdir, generation, 1, NULL);
 }
 
 static void test_top_once(void)
@@ -1435,6 +1444,147 @@ static void test_top_once(void)
 	vmb_remote_close(r);
 }
 
+/* The generation saved for u in the cache (decoded without a key), or 0 (none). */
+static uint64_t saved_generation(struct vmb_remote *r, const char *u)
+{
+	struct vmb_cache *c;
+	struct vmb_pub_index x;
+	struct vmb_err e = { 0 };
+	void *buf;
+	size_t len;
+	uint64_t g = 0;
+
+	if (vmb_remote_cache(r, &c, &e) != 0 || vmb_cache_url_load(c, u, &buf, &len, &e) != 0)
+		return 0;
+	if (vmb_pub_index_decode(buf, len, NULL, &x, &e) == 0)
+		g = x.generation;
+	vmb_pub_index_free(&x);
+	free(buf);
+	return g;
+}
+
+static char top_said[VMB_ERR_MAX];
+
+static void top_say(void *arg, const char *msg)
+{
+	(void)arg;
+	snprintf(top_said, sizeof(top_said), "%s", msg);
+}
+
+static const struct vmb_log top_log = { top_say, NULL };
+
+static struct vmb_remote *open_remote_key(int offline, const char *pubkey)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_remote *r = NULL;
+	struct vmb_err e = { 0 };
+
+	o.cache_dir = cachedir;
+	o.offline = offline;
+	o.workers = 1;
+	o.pubkey = pubkey;
+	if (vmb_remote_open(&o, &top_log, &r, &e) != 0) {
+		fprintf(stderr, "%s\n", e.msg);
+		abort();
+	}
+	return r;
+}
+
+/* vmb_remote_top of url with a public key: -ESTALE, a message naming the URL, both
+ * generations and the rollback; the saved index (generation want) stays. */
+static void check_refused(const char *u, const char *pub, const char *gens, uint64_t want)
+{
+	struct vmb_remote *r = open_remote_key(0, pub);
+	struct vmb_pub_index t;
+	struct vmb_err e = { 0 };
+	int stale;
+
+	CHECK_RC(vmb_remote_top(r, u, &t, &stale, &e), -ESTALE);
+	CHECK_STR(e.msg, u);
+	CHECK_STR(e.msg, gens);
+	CHECK_STR(e.msg, "refused as a rollback");
+	CHECK_EQ(saved_generation(r, u), want);
+	vmb_remote_close(r);
+}
+
+static void check_top(const char *u, const char *pub, int offline, uint64_t want)
+{
+	struct vmb_remote *r = open_remote_key(offline, pub);
+	struct vmb_pub_index t;
+	struct vmb_err e = { 0 };
+	int stale;
+
+	CHECK_RC(vmb_remote_top(r, u, &t, &stale, &e), 0);
+	CHECK_EQ(t.generation, want);
+	CHECK_EQ(stale, offline);
+	vmb_pub_index_free(&t);
+	CHECK_EQ(saved_generation(r, u), want);
+	vmb_remote_close(r);
+}
+
+/* Outside report r27 G3: with pubkey=, an older signed index (or one of the same
+ * generation with other content) is refused and the newer saved one kept; without
+ * a key it is used (a log line). Per URL: a mirror has a slot of its own. */
+static void test_top_rollback(void)
+{
+	struct vmb_sign_key *k = NULL;
+	struct vmb_err e = { 0 };
+	char pub[1200], dir2[1200], url2[1300], slot[2600], cmd[2700];
+	uint8_t ud[32];
+	char hex[65];
+
+	snprintf(pub, sizeof(pub), "%s/rollback.pub", tmpdir);
+	REQUIRE(vmb_sign_key_generate(&k, &e) == 0);
+	REQUIRE(vmb_sign_key_save(k, pub, 1, &e) == 0);
+	/* generation 2 fetched and saved (the unsigned one saved before does not
+	 * verify with the key: not compared) */
+	put_top_in(pubdir, 2, 10, k);
+	check_top(url, pub, 0, 2);
+	/* generation 1, validly signed: refused, the saved one stays and is the one
+	 * used offline */
+	put_top_in(pubdir, 1, 5, k);
+	check_refused(url, pub, "generation 1, older than the verified index saved for "
+		      "it in the cache (generation 2)", 2);
+	check_top(url, pub, 1, 2);
+	/* generation 2 again with other content: refused as well */
+	put_top_in(pubdir, 2, 11, k);
+	check_refused(url, pub, "generation 2, the same as the verified index saved "
+		      "for it in the cache (generation 2) but other content", 2);
+	/* the same index again, and a newer one: taken */
+	put_top_in(pubdir, 2, 10, k);
+	check_top(url, pub, 0, 2);
+	put_top_in(pubdir, 3, 12, k);
+	check_top(url, pub, 0, 3);
+	/* a mirror (another URL) has its own slot: its first index is taken, its
+	 * rollback refused */
+	snprintf(dir2, sizeof(dir2), "%s/pub2", tmpdir);
+	snprintf(url2, sizeof(url2), "file://%s", dir2);
+	mkdirs(dir2);
+	put_top_in(dir2, 2, 10, k);
+	check_top(url2, pub, 0, 2);
+	put_top_in(dir2, 1, 5, k);
+	check_refused(url2, pub, "generation 1, older than", 2);
+	/* without a key the older one is used and saved (nothing says which is
+	 * genuine), with a log line */
+	top_said[0] = '\0';
+	check_top(url2, NULL, 0, 1);
+	CHECK_STR(top_said, url2);
+	CHECK_STR(top_said, "generation 1, older than the one saved in the cache "
+		  "(generation 2); used and saved");
+	/* a store published again from scratch: accepted once its slot is removed,
+	 * as the message says */
+	put_top_in(pubdir, 1, 20, k);
+	check_refused(url, pub, "generation 1, older than", 3);
+	REQUIRE(vmb_sha256(url, strlen(url), ud, &e) == 0);
+	vmb_sha256_hex(ud, hex);
+	snprintf(slot, sizeof(slot), "%s/urls/%s", cachedir, hex);
+	CHECK_RC(unlink(slot), 0);
+	check_top(url, pub, 0, 1);
+	vmb_sign_key_free(k);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir2);
+	CHECK_EQ(system(cmd), 0);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -1461,6 +1611,7 @@ int main(int argc, char **argv)
 	RUN(test_meta_once);
 	RUN(test_meta_flight);
 	RUN(test_top_once);
+	RUN(test_top_rollback);
 	harness_rmtree(tmpdir);
 	free(content);
 	free(racontent);
