@@ -37,7 +37,13 @@
  * the filler (then its flusher) holds an OFD write lock on one byte of lock/objects,
  * at an offset taken from the digest, through a description shared by the cache's
  * fills. A waiter blocks on that lock; when it gets it, the object is present (done)
- * or not (the filler failed or died: the waiter fills). A kill -9 at any point leaves at
+ * or not (the filler failed or died: the waiter fills). A waiter that did not get it
+ * within opts.fill_wait_ms (its holder may be stopped) fills the object itself
+ * without the lock: two fills of one object are harmless (the same bytes, put in
+ * place by an atomic rename or link); such a fill removes nothing it finds in place
+ * (a damaged object is replaced by the rename), and its pending object holds no
+ * lock (the flusher releases none for it; a named temporary of it may be swept by
+ * another process once the holder is gone: then it is only not kept). A kill -9 at any point leaves at
  * most a named temporary (removed when next swept: open, fsck; an unnamed one goes
  * with the process), never a visible partial object.
  *
@@ -86,7 +92,15 @@ struct vmb_cache_opts {
 	                           * for the check to report (and remove, with repair),
 	                           * not refused */
 	const struct vmb_log *log; /* background eviction errors (NULL: stderr) */
+	unsigned fill_wait_ms;    /* how long a fill waits for another process's fill of
+	                           * the same object (its lock) before it fills the object
+	                           * itself, without the lock (one log line): a holder that
+	                           * is stopped (SIGSTOP, Ctrl-Z, a frozen container) would
+	                           * otherwise stop every reader of it for as long. 0: for
+	                           * ever (hard mode). Default VMB_CACHE_FILL_WAIT_MS */
 };
+
+#define VMB_CACHE_FILL_WAIT_MS 25000   /* a soft fetch's connect and stall timeouts */
 
 #define VMB_CACHE_MIN_FREE_DEFAULT (1ULL << 30)
 
@@ -162,7 +176,11 @@ void vmb_cache_mem_put(struct vmb_cache_mem *m);
  * object's temporary is then written by the flusher (off the reader's way: a reader
  * of a cold chunk waits for its transfer and its check, not for a file to be made
  * and written and read back). Else *mem is NULL and *fd as vmb_cache_get_mem. Other
- * processes see the object as vmb_cache_get_mem makes it: present once durable. */
+ * processes see the object as vmb_cache_get_mem makes it: present once durable.
+ * Also when a fill of this process (this call's, or one of vmb_cache_get_mem that
+ * this call waited for) had verified bytes it could not write to a temporary (a full
+ * file system): *mem gets them, *fd is -1, and they are not kept (not pending: the
+ * next get fills the object again). */
 int vmb_cache_get_ref(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		      vmb_cache_fillmem_fn fill, void *arg, int *fd,
 		      struct vmb_cache_mem **mem, int *hit, struct vmb_err *err);

@@ -18,7 +18,10 @@
  *
  * Ownership: c->pend is a list of entries owned by the cache, each holding the
  * digest's fill lock (on the shared c->fill_lfd, so no descriptor each) until it is
- * flushed. At most c->pend_max bytes pending: a fill that would pass that waits, so
+ * flushed; except an entry of a fill that gave up waiting for another process's
+ * (locked 0: vmb_cache_fill_lock's -ETIMEDOUT), which holds none and releases none.
+ * An object that cannot be kept (no space) is said once (vmb_cache_not_kept) until
+ * one is kept again. At most c->pend_max bytes pending: a fill that would pass that waits, so
  * a reader runs ahead of the disk by that much (the bytes are in the page cache
  * meanwhile), not more. Batches of at most VMB_CACHE_BATCH. Lock order: c->fl_mu is
  * a leaf (never held while taking c->mu or a lock, nor during I/O).
@@ -64,6 +67,7 @@ struct vmb_cache_pend {
 	                                * or NULL; set to NULL (under fl_mu) by the
 	                                * flusher only, once written or failed */
 	int lost;                      /* its temporary could not be made: not kept */
+	int locked;                    /* it holds the digest's fill lock */
 	uint64_t len;
 	int ok;                        /* flushed: present in chunks/ (flusher only) */
 	struct vmb_cache_pend *next;   /* c->pend, in fill order */
@@ -220,10 +224,9 @@ static void write_mem(struct vmb_cache *c, struct vmb_cache_pend *p)
 	fd = vmb_cache_tmp_write(c, hex, m->data, (size_t)p->len, tmp, &err);
 	lost = fd < 0;
 	if (lost) {
-		if (fd == -ENOSPC)
+		if (fd == -ENOSPC || fd == -EDQUOT)
 			vmb_cache_evict_kick(c);
-		vmb_log_msg(c->opts.log, "%s (chunk %.64s is not kept; it will be fetched "
-			    "again when needed)", err.msg, p->rel + 3);
+		vmb_cache_not_kept(c, p->rel + 3, err.msg);
 		fd = -1;
 	} else if (tmp[0]) {
 		close(fd);   /* a named one is reopened by name */
@@ -289,15 +292,18 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 			continue;
 		if (r < 0) {
 			/* whoever read it got right bytes (checked); it is just not kept */
-			vmb_log_msg(c->opts.log, "cache '%s': cannot keep chunk %.64s (%s%s): "
-				    "%s; it will be fetched again when needed", c->path,
-				    p->rel + 3, p->tmp[0] ? "tmp/" : "an unnamed temporary",
-				    p->tmp, strerror(-r));
+			char why[VMB_ERR_MAX];
+
+			snprintf(why, sizeof(why), "cache '%s': cannot put %s%s in place: %s",
+				 c->path, p->tmp[0] ? "tmp/" : "an unnamed temporary", p->tmp,
+				 strerror(-r));
+			vmb_cache_not_kept(c, p->rel + 3, why);
 			if (p->tmp[0])
 				unlinkat(c->tmpfd, p->tmp, 0);
 			continue;
 		}
 		p->ok = 1;
+		vmb_cache_kept(c);
 		VMB_ATOMIC_ADD(&c->bytes, p->len);   /* now, before any scan can count it */
 		VMB_ATOMIC_ADD(&c->chunks, 1);
 		vmb_cache_step("renamed");
@@ -319,7 +325,8 @@ static void flush_batch(struct vmb_cache *c, struct vmb_cache_pend **b, size_t n
 	for (i = 0; i < n; i++) {
 		struct vmb_cache_pend *p = b[i];
 
-		vmb_cache_fill_unlock(c, p->digest);
+		if (p->locked)
+			vmb_cache_fill_unlock(c, p->digest);
 		if (p->ok)
 			vmb_cache_after_fill(c, p->len);   /* evictable now */
 	}
@@ -455,13 +462,32 @@ static void name_it(struct vmb_cache *c, struct vmb_cache_pend *p)
 
 static int add(struct vmb_cache *c, struct vmb_cache_pend *p);
 
+void vmb_cache_not_kept(struct vmb_cache *c, const char *hex, const char *why)
+{
+	static struct vmb_ratelimit rl = VMB_RATELIMIT_INIT;   /* flapping: a backstop */
+
+	if (__atomic_exchange_n(&c->nokeep, 1, __ATOMIC_RELAXED))
+		return;   /* said since the last object kept */
+	vmb_log_limited(c->opts.log, &rl, "%s (chunk %.64s is not kept; it will be fetched "
+			"again when needed; said once until a chunk is kept again)", why, hex);
+}
+
+void vmb_cache_kept(struct vmb_cache *c)
+{
+	if (VMB_ATOMIC_LOAD(&c->nokeep) &&
+	    __atomic_exchange_n(&c->nokeep, 0, __ATOMIC_RELAXED))
+		vmb_log_msg(c->opts.log, "cache '%s': chunks are kept again", c->path);
+}
+
 int vmb_cache_pend_add_mem(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-			   struct vmb_cache_mem *mem, uint64_t len, struct vmb_err *err)
+			   struct vmb_cache_mem *mem, uint64_t len, int locked,
+			   struct vmb_err *err)
 {
 	struct vmb_cache_pend *p = calloc(1, sizeof(*p));
 
 	if (!p) {
-		vmb_cache_fill_unlock(c, digest);
+		if (locked)
+			vmb_cache_fill_unlock(c, digest);
 		return vmb_err_set(err, ENOMEM, "cannot keep a verified chunk: %s",
 				   strerror(ENOMEM));
 	}
@@ -469,13 +495,14 @@ int vmb_cache_pend_add_mem(struct vmb_cache *c, const uint8_t digest[32], const 
 	snprintf(p->rel, sizeof(p->rel), "%s", rel);
 	p->fd = -1;
 	p->len = len;
+	p->locked = locked;
 	VMB_ATOMIC_ADD(&mem->refs, 1);
 	p->mem = mem;
 	return add(c, p);
 }
 
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, int fd, uint64_t len, struct vmb_err *err)
+		       const char *tmp, int fd, uint64_t len, int locked, struct vmb_err *err)
 {
 	struct vmb_cache_pend *p = calloc(1, sizeof(*p));
 
@@ -486,7 +513,8 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 		free(p);
 		if (tmp[0])
 			unlinkat(c->tmpfd, tmp, 0);
-		vmb_cache_fill_unlock(c, digest);
+		if (locked)
+			vmb_cache_fill_unlock(c, digest);
 		return vmb_err_set(err, e, "cannot keep a verified chunk: %s", strerror(e));
 	}
 	memcpy(p->digest, digest, 32);
@@ -494,6 +522,7 @@ int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char
 	snprintf(p->tmp, sizeof(p->tmp), "%s", tmp);
 	p->fd = tmp[0] ? -1 : fd;
 	p->len = len;
+	p->locked = locked;
 	return add(c, p);
 }
 

@@ -109,12 +109,28 @@ static int check_fill(struct vmb_cache *c, const uint8_t digest[32], uint64_t le
 	return vmb_err_set(err, EIO, "their SHA-256 is %s", gh);
 }
 
+/* Wrap the verified buffer buf of n bytes in a vmb_cache_mem (one reference): 0,
+ * or -ENOMEM (buf is then still the caller's). */
+static int mem_of(void *buf, size_t n, struct vmb_cache_mem **out)
+{
+	struct vmb_cache_mem *m = malloc(sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	*m = (struct vmb_cache_mem){ .data = buf, .len = n, .refs = 1 };
+	*out = m;
+	return 0;
+}
+
 /* A fill into memory, checked there, then written to a new temporary: its fd (in
  * *fd) or -errno. With defer, the checked bytes are not written: *defer gets them
- * (one reference) and *fd stays -1. */
+ * (one reference) and *fd stays -1. When the temporary cannot be made or written
+ * (a full file system), the error, with the checked bytes in *lost (one
+ * reference): not kept, but a reader may still take them (get). */
 static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		    const struct filler *fl, char tmp[128], int *fd, int *mismatch,
-		    struct vmb_cache_mem **defer, struct vmb_err *err)
+		    struct vmb_cache_mem **defer, struct vmb_cache_mem **lost,
+		    struct vmb_err *err)
 {
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
@@ -133,20 +149,15 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		r = check_fill(c, digest, len, n, got, mismatch, err);
 	if (r == 0)
 		vmb_cache_step("filled");
-	if (r == 0 && defer) {
-		struct vmb_cache_mem *m = malloc(sizeof(*m));
-
-		if (m) {
-			*m = (struct vmb_cache_mem){ .data = buf, .len = n, .refs = 1 };
-			*defer = m;
-			return 0;
-		}
-	}
+	if (r == 0 && defer && mem_of(buf, n, defer) == 0)
+		return 0;
 	if (r == 0) {
 		vmb_sha256_hex(digest, hex);
 		r = vmb_cache_tmp_write(c, hex, buf, n, tmp, err);
 		if (r >= 0)
 			*fd = r;
+		else if (r != -ENOMEM && mem_of(buf, n, lost) == 0)
+			return r;   /* the bytes are *lost's now */
 	}
 	vmb_buf_put(buf);
 	return r < 0 ? r : 0;
@@ -155,10 +166,11 @@ static int fill_mem(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 /* One fill into a temporary, checked. Returns an fd of it, or -errno; *mismatch
  * says the bytes did not match (then err says how). A named temporary's name is in
  * tmp and the fd is a new O_RDONLY one; an unnamed one's (tmp "") is the fd it was
- * written through. The caller hands it to the flusher. */
+ * written through. The caller hands it to the flusher. *lost: as fill_mem's. */
 static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		     const struct filler *fl, char tmp[128], int *mismatch,
-		     struct vmb_cache_mem **defer, struct vmb_err *err)
+		     struct vmb_cache_mem **defer, struct vmb_cache_mem **lost,
+		     struct vmb_err *err)
 {
 	char hex[VMB_SHA256_HEX];
 	uint8_t got[32];
@@ -169,8 +181,8 @@ static int fill_once(struct vmb_cache *c, const uint8_t digest[32], uint64_t len
 	tmp[0] = '\0';
 	VMB_ATOMIC_ADD(&c->fills, 1);
 	if (fl->mem) {
-		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, defer, err);
-		if (r == -ENOSPC)
+		r = fill_mem(c, digest, len, fl, tmp, &fd, mismatch, defer, lost, err);
+		if (r == -ENOSPC || r == -EDQUOT)
 			vmb_cache_evict_kick(c);
 		if (r < 0)
 			goto out;
@@ -247,29 +259,52 @@ static int wrong_size(struct vmb_cache *c, const uint8_t digest[32], const char 
 	return 0;
 }
 
+/* Another process has held the fill lock of digest for c->opts.fill_wait_ms (it may
+ * be stopped): said once for the object; the caller fills without the lock. */
+static void gave_up_waiting(struct vmb_cache *c, const char *hex)
+{
+	static struct vmb_ratelimit rl = VMB_RATELIMIT_INIT;
+
+	vmb_log_limited(c->opts.log, &rl, "cache '%s': chunk %s: another process has been "
+			"filling it for %u s (stopped?); fetched here without waiting for it",
+			c->path, hex, (c->opts.fill_wait_ms + 999) / 1000);
+}
+
 /* The leader of a flight: fill across processes. Returns an fd or -errno; or, when
- * the fill defers (fl->defer), -EINPROGRESS with the bytes in *mem (a reference). */
+ * the fill defers (fl->defer), -EINPROGRESS with the bytes in *mem (a reference).
+ * A fill that had right bytes but could not write them: its error, with the bytes
+ * in *mem (a reference; not kept, not pending). */
 static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		       const struct filler *fl, struct vmb_cache_mem **mem,
 		       struct vmb_err *err)
 {
 	char rel[VMB_CACHE_REL], hex[VMB_SHA256_HEX], tmp[128];
-	struct vmb_cache_mem *m = NULL;
+	struct vmb_cache_mem *m = NULL, *lost = NULL;
 	struct stat st;
-	int fd, r, mismatch = 0;
+	int fd, r, mismatch = 0, locked = 1;
 
 	vmb_cache_rel(digest, rel);
+	vmb_sha256_hex(digest, hex);
 	r = vmb_cache_fill_lock(c, digest, err);
-	if (r < 0)
+	if (r == -ETIMEDOUT) {
+		/* its holder may be stopped: fill without the lock (content-addressed,
+		 * put in place atomically: two fills of one object are harmless) */
+		locked = 0;
+		gave_up_waiting(c, hex);
+	} else if (r < 0)
 		return r;
-	/* the lock is ours: the object is there (filled while we waited) or we fill it */
+	/* the lock is ours (or not to be had): the object is there (filled while we
+	 * waited) or we fill it */
 	fd = open_present(c, rel, len, &st, err);
 	if (fd >= 0 || (fd != -ENOENT && fd != -ESTALE && fd != -EPERM)) {
 		if (fd >= 0)
 			VMB_ATOMIC_ADD(&c->waits, 1);
 		goto out;
 	}
-	if (fd == -EPERM) {
+	if (!locked) {
+		/* nothing is removed without the lock: what is in place (untrusted, of
+		 * another size) is replaced by the flusher's rename or link */
+	} else if (fd == -EPERM) {
 		fd = untrusted(c, rel, &st, err);
 		if (fd < 0)
 			goto out;
@@ -279,15 +314,16 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 			goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		fd = fill_once(c, digest, len, fl, tmp, &mismatch, fl->defer ? &m : NULL, err);
-		if (fd >= 0 || fd == -EINPROGRESS || !mismatch)
+		fd = fill_once(c, digest, len, fl, tmp, &mismatch, fl->defer ? &m : NULL, &lost,
+			       err);
+		if (fd >= 0 || fd == -EINPROGRESS || !mismatch || lost)
 			break;
 	}
 	if (fd == -EINPROGRESS) {
 		/* right bytes, in memory: the caller (and this process's other readers)
 		 * read them there; the flusher writes, then makes them durable and
 		 * present, and releases the lock (pend_add_mem releases it on error) */
-		vmb_cache_pend_add_mem(c, digest, rel, m, len, NULL);
+		vmb_cache_pend_add_mem(c, digest, rel, m, len, locked, NULL);
 		*mem = m;
 		return fd;
 	}
@@ -296,19 +332,24 @@ static int fill_shared(struct vmb_cache *c, const uint8_t digest[32], uint64_t l
 		 * the flusher, which takes over the lock (others wait until then) and an
 		 * unnamed temporary's descriptor of its own */
 		vmb_cache_pend_add(c, digest, rel, tmp,
-				   tmp[0] ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0), len, NULL);
+				   tmp[0] ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0), len, locked, NULL);
 		return fd;
 	}
-	if (fd < 0 && mismatch) {
+	if (lost) {
+		/* right bytes that could not be written (no space): the readers take
+		 * them from memory; not kept, the lock released, fetched again later */
+		vmb_cache_not_kept(c, hex, err ? err->msg : strerror(-fd));
+		*mem = lost;
+	} else if (mismatch) {
 		char last[VMB_ERR_MAX];
 
 		snprintf(last, sizeof(last), "%s", err ? err->msg : "");
-		vmb_sha256_hex(digest, hex);
 		fd = vmb_err_set(err, EIO, "chunk %s: fetched bytes do not match their digest "
 				 "(twice; last time %s)", hex, last);
 	}
 out:
-	vmb_cache_fill_unlock(c, digest);
+	if (locked)
+		vmb_cache_fill_unlock(c, digest);
 	return fd;
 }
 
@@ -322,6 +363,7 @@ static void touch(int fd, const struct stat *st)
 static void flight_put(struct vmb_cache_flight *f)
 {
 	if (--f->refs == 0) {
+		vmb_cache_mem_put(f->mem);
 		pthread_cond_destroy(&f->cv);
 		free(f);
 	}
@@ -366,6 +408,7 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 {
 	char rel[VMB_CACHE_REL];
 	struct vmb_cache_flight *f;
+	struct vmb_cache_mem *lost;
 	struct stat st;
 	int fd, counted = 0;
 
@@ -430,10 +473,17 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 						   "chunk %s", rel + 3);
 			}
 			fd = f->rc;
-			if (fd < 0 && fd != -EINTR && err)
+			if (fd < 0 && f->mem && mem) {
+				/* right bytes its fill could not keep: from memory */
+				VMB_ATOMIC_ADD(&f->mem->refs, 1);
+				*mem = f->mem;
+				fd = 0;
+			} else if (fd < 0 && fd != -EINTR && err)
 				*err = f->err;
 			flight_put(f);
 			pthread_mutex_unlock(&c->mu);
+			if (fd == 0 && mem && *mem)
+				return 0;
 			if (fd == -EINTR) {
 				round--;   /* its filler's request gave up, not ours: fill */
 				continue;
@@ -475,10 +525,12 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 		c->flights = f;
 		pthread_mutex_unlock(&c->mu);
 
-		fd = fill_shared(c, digest, len, fill, mem, &f->err);
-		if (fd == -EINPROGRESS)
-			fd = 0;   /* the bytes are in *mem, *fdp stays -1 */
-		else if (fd >= 0)
+		lost = NULL;
+		fd = fill_shared(c, digest, len, fill, &lost, &f->err);
+		if (fd == -EINPROGRESS) {
+			*mem = lost;   /* deferred: only with mem (fill->defer) */
+			fd = 0;        /* the bytes are in *mem, *fdp stays -1 */
+		} else if (fd >= 0)
 			*fdp = fd;
 
 		pthread_mutex_lock(&c->mu);
@@ -489,6 +541,16 @@ static int get(struct vmb_cache *c, const uint8_t digest[32], uint64_t len,
 			}
 		f->done = 1;
 		f->rc = fd < 0 ? fd : 0;
+		if (fd < 0 && lost) {
+			/* not kept: for this caller and the waiters that take bytes from
+			 * memory (the others get the error) */
+			f->mem = lost;
+			if (mem) {
+				VMB_ATOMIC_ADD(&lost->refs, 1);
+				*mem = lost;
+				fd = 0;
+			}
+		}
 		if (fd < 0 && err)
 			*err = f->err;
 		pthread_cond_broadcast(&f->cv);

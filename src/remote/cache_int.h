@@ -36,6 +36,9 @@ struct vmb_cache_flight {
 	unsigned refs;
 	pthread_cond_t cv;             /* its waiters (under c->mu): signalled when done */
 	struct vmb_err err;
+	struct vmb_cache_mem *mem;     /* rc < 0: verified bytes the fill could not keep
+	                                * (a reference, put with the flight), for its
+	                                * waiters that take bytes from memory; or NULL */
 	struct vmb_cache_flight *next;
 };
 
@@ -93,6 +96,8 @@ struct vmb_cache {
 
 	/* counters, __atomic */
 	uint64_t bytes, chunks, hits, misses, waits, fills, fill_bytes, evicted, verify_failures;
+	int nokeep;                    /* a verified object could not be kept: said once
+	                                * until one is kept again (vmb_cache_not_kept) */
 	uint64_t since_scan;           /* bytes this process filled since the last scan */
 	uint64_t scans;                /* eviction scans of chunks/ run by this process */
 	int ev_short;                  /* the last scan left less than min_free free with
@@ -166,6 +171,9 @@ off_t vmb_cache_lock_byte(const uint8_t digest[32]);
 int vmb_cache_lock(struct vmb_cache *c, const uint8_t digest[32], int wait, int *lfd,
 		   struct vmb_err *err);
 void vmb_cache_unlock(int lfd);
+/* vmb_cache_fill_lock: 0 (held), -EINTR (the request was cancelled), -ETIMEDOUT
+ * (another process held it for c->opts.fill_wait_ms: the caller fills without it;
+ * err not set), or -errno with err set. */
 int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err);
 /* 1 when a thread of another process (or of another description of lock/objects)
  * waits in vmb_cache_fill_lock, which holds a shared lock on byte 0 while it waits
@@ -211,16 +219,24 @@ void vmb_cache_step(const char *point);
  * -EINPROGRESS; without, it waits until the flusher has written it (!wait: -EAGAIN
  * instead; a caller holding c->mu must not wait). pend_has: 1 if pending.
  * flush: wait until nothing is pending. flush_stop: flush everything, stop the
- * thread (vmb_cache_close). */
+ * thread (vmb_cache_close).
+ * locked 0: a fill that gave up waiting for another process's (vmb_cache_fill_lock's
+ * -ETIMEDOUT) holds no lock; its entry releases none. */
 int vmb_cache_pend_add(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-		       const char *tmp, int fd, uint64_t len, struct vmb_err *err);
+		       const char *tmp, int fd, uint64_t len, int locked, struct vmb_err *err);
 int vmb_cache_pend_add_mem(struct vmb_cache *c, const uint8_t digest[32], const char *rel,
-			   struct vmb_cache_mem *mem, uint64_t len, struct vmb_err *err);
+			   struct vmb_cache_mem *mem, uint64_t len, int locked,
+			   struct vmb_err *err);
 int vmb_cache_pend_open(struct vmb_cache *c, const uint8_t digest[32],
 			struct vmb_cache_mem **mem, int wait);
 int vmb_cache_pend_has(struct vmb_cache *c, const uint8_t digest[32]);
 void vmb_cache_flush_stop(struct vmb_cache *c);
 void vmb_cache_flush_start(struct vmb_cache *c);   /* at open; a failure is retried */
+
+/* A verified object (hex) could not be kept (why: the cause): logged the first time
+ * until one is kept again (vmb_cache_kept, which says so). */
+void vmb_cache_not_kept(struct vmb_cache *c, const char *hex, const char *why);
+void vmb_cache_kept(struct vmb_cache *c);
 
 /* The background evicter. */
 int vmb_cache_evict_start(struct vmb_cache *c);

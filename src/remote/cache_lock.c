@@ -143,19 +143,29 @@ void vmb_cache_unlock(int lfd)
 		close(lfd);   /* the last close of the description releases its lock */
 }
 
-/* The fill lock for a request that may be cancelled (base/cancel.h): another
- * process's fill may wait for the network for ever (hard mode), and a blocking
- * F_OFD_SETLKW ends only on a signal to this thread. So: try, sleep (1 ms, growing
- * to 10), try again, and look at the request every VMB_CANCEL_POLL_MS. */
-static int fill_lock_cancellable(struct vmb_cache *c, off_t byte)
+/* The fill lock, polled: for a request that may be cancelled (base/cancel.h;
+ * another process's fill may wait for the network for ever in hard mode, and a
+ * blocking F_OFD_SETLKW ends only on a signal to this thread), and for a wait of at
+ * most c->opts.fill_wait_ms (soft: the holder may be stopped, SIGSTOP or a frozen
+ * container, and would hold every reader of the object for as long). Try, sleep
+ * (1 ms, growing to 10), try again; look at the request every VMB_CANCEL_POLL_MS.
+ * 0, -EINTR, -ETIMEDOUT or -errno. */
+static int fill_lock_poll(struct vmb_cache *c, off_t byte)
 {
-	struct timespec nap = { 0, 1000000L }, t0, now;
-	int r;
+	struct timespec nap = { 0, 1000000L }, t0, now, start;
+	int poll_cancel = vmb_cancel_current() != NULL, r;
+	long waited;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	start = t0;
 	while ((r = lock_fd(c->fill_lfd, byte, 0)) == -EAGAIN) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		waited = (now.tv_sec - start.tv_sec) * 1000 +
+			 (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (c->opts.fill_wait_ms && waited >= (long)c->opts.fill_wait_ms)
+			return -ETIMEDOUT;
+		if (poll_cancel &&
+		    (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
 		    VMB_CANCEL_POLL_MS) {
 			if (vmb_cancel_requested())
 				return -EINTR;
@@ -244,8 +254,8 @@ int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vm
 	if (r == -EAGAIN) {
 		/* another process fills it, or its flusher has it pending */
 		wfd = waiting_begin(c);
-		r = vmb_cancel_current() ? fill_lock_cancellable(c, byte)
-					 : lock_fd(c->fill_lfd, byte, 1);
+		r = vmb_cancel_current() || c->opts.fill_wait_ms ? fill_lock_poll(c, byte)
+								 : lock_fd(c->fill_lfd, byte, 1);
 		if (wfd >= 0)
 			close(wfd);
 	}
@@ -253,6 +263,8 @@ int vmb_cache_fill_lock(struct vmb_cache *c, const uint8_t digest[32], struct vm
 	if (r == -EINTR)
 		return vmb_err_set(err, EINTR, "interrupted while waiting for another "
 				   "process's fill of a chunk");
+	if (r == -ETIMEDOUT)
+		return r;   /* the caller fills without it */
 	if (r < 0)
 		lock_error(c, digest, r, err);
 	return r;

@@ -27,6 +27,7 @@ void vmb_cache_opts_default(struct vmb_cache_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->min_free_bytes = VMB_CACHE_MIN_FREE_DEFAULT;
+	o->fill_wait_ms = VMB_CACHE_FILL_WAIT_MS;
 }
 
 int vmb_cache_default_dir(char *buf, size_t size, struct vmb_err *err)

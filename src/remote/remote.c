@@ -281,6 +281,11 @@ int vmb_remote_cache(struct vmb_remote *r, struct vmb_cache **out, struct vmb_er
 			co.max_bytes = r->o.cache_max;
 		co.no_pause = r->o.cache_no_pause;
 		co.log = r->log;
+		/* soft: a fill of another process (stopped?) is waited for as long as
+		 * this process's fetcher waits for a connection and a stalled transfer,
+		 * then the object is fetched here; hard mode waits (as for the network) */
+		co.fill_wait_ms = r->o.hard ? 0 : (unsigned)(10000 + 1000 * (r->o.timeout_s > 0 ?
+								     r->o.timeout_s : 15));
 		rc = vmb_cache_open(r->cache_dir, &co, &c, err);
 		__atomic_store_n(&r->cache, c, __ATOMIC_RELEASE);
 	}

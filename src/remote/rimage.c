@@ -16,7 +16,9 @@
  *    a chunk a reader had to fetch is copied from the cache's memory until the
  *    cache has written it (vmb_cache_get_ref: the reader does not wait for the
  *    write), while readahead fills write their own (several workers write at once;
- *    the cache's one writer would set the pace of a sequential stream).
+ *    the cache's one writer would set the pace of a sequential stream); a reader
+ *    that waited for a readahead fill whose chunk could not be written (the
+ *    cache's file system is full) gets its bytes from memory too, not the error.
  */
 #include "config.h"
 #include "remote/rimage.h"
