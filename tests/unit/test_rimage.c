@@ -135,21 +135,27 @@ static void setup(void)
 	publish_image(content, csize, idx);
 }
 
-static struct vmb_remote *open_remote(int offline)
+static struct vmb_remote *open_with(struct vmb_remote_opts *o, const struct vmb_log *lg)
 {
-	struct vmb_remote_opts o = { 0 };
 	struct vmb_remote *r = NULL;
 	struct vmb_err e = { 0 };
 
-	o.cache_dir = cachedir;
-	o.offline = offline;
-	o.workers = 2;
-	o.readahead_max = 4;
-	if (vmb_remote_open(&o, NULL, &r, &e) != 0) {
+	o->cache_dir = cachedir;
+	if (vmb_remote_open(o, lg, &r, &e) != 0) {
 		fprintf(stderr, "%s\n", e.msg);
 		abort();
 	}
 	return r;
+}
+
+static struct vmb_remote *open_remote(int offline)
+{
+	struct vmb_remote_opts o = { 0 };
+
+	o.offline = offline;
+	o.workers = 2;
+	o.readahead_max = 4;
+	return open_with(&o, NULL);
 }
 
 static int cached(struct vmb_remote *r, uint64_t chunk)
@@ -1476,18 +1482,11 @@ static const struct vmb_log top_log = { top_say, NULL };
 static struct vmb_remote *open_remote_key(int offline, const char *pubkey)
 {
 	struct vmb_remote_opts o = { 0 };
-	struct vmb_remote *r = NULL;
-	struct vmb_err e = { 0 };
 
-	o.cache_dir = cachedir;
 	o.offline = offline;
 	o.workers = 1;
 	o.pubkey = pubkey;
-	if (vmb_remote_open(&o, &top_log, &r, &e) != 0) {
-		fprintf(stderr, "%s\n", e.msg);
-		abort();
-	}
-	return r;
+	return open_with(&o, &top_log);
 }
 
 /* vmb_remote_top of url with a public key: -ESTALE, a message naming the URL, both
