@@ -100,12 +100,10 @@ static int freeze_source(struct vmb_file *in)
 	bundle[blen] = '\0';
 	vmb_err_clear(&err);
 	pthread_mutex_lock(&v->opmu);
-	r = vmb_barrier_pause(v, bundle, &err);
-	if (r < 0)
-		goto unlock;
 	/* Another mount's descriptors of the file would go on writing the frozen
 	 * inode, the layer's data: no freeze while one serves (as for structural
-	 * commands), its bytes are copied. Said once while other mounts are seen. */
+	 * commands), its bytes are copied. Said once while other mounts are seen.
+	 * Asked before the pause: a refused copy holds nothing in the bundle. */
 	if (vmb_ctl_other_mount(v, other, sizeof(other))) {
 		if (!v->other_said)
 			vmb_log_msg(v->log, "copies inside the mount copy the bytes of files "
@@ -113,11 +111,13 @@ static int freeze_source(struct vmb_file *in)
 				    "mounted at %s, whose writes could go into the layer a freeze "
 				    "makes", path, other);
 		v->other_said = 1;
-		vmb_barrier_resume(v);
 		r = -EBUSY;
 		goto unlock;
 	}
 	v->other_said = 0;
+	r = vmb_barrier_pause(v, bundle, &err);
+	if (r < 0)
+		goto unlock;
 	dfd = open_parent(v, path, &name);
 	if (dfd < 0) {
 		r = vmb_err_sys(&err, errno, "cannot open the directory of '%s'", path);
