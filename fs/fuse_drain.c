@@ -19,7 +19,8 @@
  *    leave the count at 0, stopping early: the rest stays queued, as before);
  *  - at most VMB_FS_DRAIN_MAX rounds; with -d, each BMAP shows in the debug log.
  *  - the session's descriptor is then a /dev/null of ours, closed by
- *    fuse_session_destroy() as it would close /dev/fuse.
+ *    fuse_session_destroy() as it would close /dev/fuse; or, when the session
+ *    has fuse_io.c's I/O (own_io), that I/O in its drain mode.
  */
 #define FUSE_USE_VERSION 314
 #include "config.h"
@@ -67,7 +68,7 @@ static ssize_t drain_read(int fd, void *buf, size_t len, void *userdata)
 	return -1;
 }
 
-unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
+unsigned vmb_fs_drain_interrupts(struct fuse_session *se, int own_io)
 {
 	static const struct fuse_custom_io io = { .writev = drain_writev, .read = drain_read };
 	struct {
@@ -75,17 +76,23 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
 		struct fuse_bmap_in arg;
 	} msg;
 	struct fuse_buf buf;
-	unsigned total = 0;
+	unsigned total = 0, got;
 	int fd, n;
 
 	if (fuse_session_fd(se) != -1)   /* still mounted: its descriptor is /dev/fuse */
 		return 0;
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	if (fuse_session_custom_io(se, &io, fd) < 0) {
-		close(fd);
-		return 0;
+	if (own_io) {
+		/* the session's I/O is fuse_io.c's: switched to its drain mode (a
+		 * second fuse_session_custom_io would leak the first) */
+		vmb_fs_io_drain(DRAIN_UNIQUE, 1);
+	} else {
+		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return 0;
+		if (fuse_session_custom_io(se, &io, fd) < 0) {
+			close(fd);
+			return 0;
+		}
 	}
 	memset(&msg, 0, sizeof(msg));   /* libfuse only reads it */
 	msg.in.len = sizeof(msg);
@@ -98,8 +105,9 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se)
 	for (n = 0; n < VMB_FS_DRAIN_MAX; n++) {
 		drained = 0;
 		fuse_session_process_buf(se, &buf);
-		total += drained;
-		if (!drained)
+		got = own_io ? vmb_fs_io_drained() : drained;
+		total += got;
+		if (!got)
 			break;
 	}
 	return total;

@@ -624,6 +624,14 @@ int vmb_fs_main(const struct vmb_mount_opts *o, struct vmb_err *err)
 		goto out;
 	}
 	mounted = 1;
+	/* lookups of one directory at once (fuse_io.c); without it, as before */
+	r = vmb_fs_io_install(se, fuse_session_fd(se));
+	if (r < 0)
+		vmb_log_msg(&fs.log, "note: lookups in one directory are answered one at a "
+			    "time (cannot install the session's I/O: %s)", strerror(-r));
+	else
+		fs.own_io = 1;
+	r = 0;
 	(void)mount_dev(mnt, mydev, sizeof(mydev));   /* for the end: gone_from() */
 	if (own.readahead_kb == UINT_MAX)
 		own.readahead_kb = own.shadow ? VMB_FS_URL_READAHEAD_KB : DEFAULT_READAHEAD_KB;
@@ -718,7 +726,7 @@ out:
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (se && mounted)
-		vmb_fs_drain_interrupts(se);
+		vmb_fs_drain_interrupts(se, fs.own_io);
 	if (se)
 		fuse_session_destroy(se);
 	vmb_vfs_free(fs.vfs);   /* persists every open file's map */

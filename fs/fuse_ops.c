@@ -134,8 +134,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* The caller's umask comes with each request (ctx_of) and is applied once. */
 	if (conn->capable & FUSE_CAP_DONT_MASK)
 		conn->want |= FUSE_CAP_DONT_MASK;
-	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) {
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+		/* libfuse 3.14 does not send it: fuse_io.c adds it to this reply */
+		__atomic_store_n(&((struct vmb_fs *)userdata)->patch_init,
+				 ((struct vmb_fs *)userdata)->own_io, __ATOMIC_RELEASE);
+	}
 	/* Locks come to the daemon, which mirrors them onto the backing files. */
 	if (conn->capable & FUSE_CAP_POSIX_LOCKS)
 		conn->want |= FUSE_CAP_POSIX_LOCKS;

@@ -2,4 +2,4 @@
 noinst_LIBRARIES += fs/libvmbfs.a
 fs_libvmbfs_a_CPPFLAGS = $(AM_CPPFLAGS) $(FUSE_CFLAGS)
 fs_libvmbfs_a_SOURCES = fs/vmbfs.h fs/fuse_ops.c fs/fuse_mount.c fs/fuse_pieces.c \
-	fs/fuse_drain.c
+	fs/fuse_drain.c fs/fuse_io.c

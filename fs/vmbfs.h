@@ -64,6 +64,8 @@ struct vmb_fs {
 	struct vmb_fs_waiter *waiters;
 	unsigned nwaiters;
 	int hard;   /* -o hard: a read waiting for the network ends on a signal (op_read) */
+	int own_io;   /* the session's I/O is fuse_io.c's (vmb_fs_io_install) */
+	int patch_init;   /* atomic: op_init asks fuse_io.c to add FUSE_PARALLEL_DIROPS */
 };
 
 /* vmb_vfs_opts.stale: drop the kernel's cached attributes (and pages when pages is
@@ -89,7 +91,18 @@ int vmb_fs_reply_pieces(struct fuse_req *req, struct vmb_file *f, size_t size, o
  * fuse_session_destroy does not; fuse_drain.c). Call after fuse_session_unmount,
  * just before fuse_session_destroy (a session whose descriptor is not -1 is left
  * alone); the session then has a descriptor of its own. Returns how many it freed. */
-unsigned vmb_fs_drain_interrupts(struct fuse_session *se);
+unsigned vmb_fs_drain_interrupts(struct fuse_session *se, int own_io);
+
+/* fuse_io.c: the session's device I/O, as libfuse's own but for the INIT reply,
+ * which gets FUSE_PARALLEL_DIROPS when op_init set fs->patch_init (libfuse 3.14
+ * never sends it). Install after fuse_session_mount, on its descriptor fd (the
+ * session's userdata is the struct vmb_fs): 0 or -errno. Drain mode
+ * (fuse_drain.c, after the loop): nothing read, answers counted, not written;
+ * vmb_fs_io_drained returns (and resets) the count of answers to other requests
+ * than unique. */
+int vmb_fs_io_install(struct fuse_session *se, int fd);
+void vmb_fs_io_drain(uint64_t unique, int on);
+unsigned vmb_fs_io_drained(void);
 
 /* After the loop ended on a signal, still mounted: answer the requests the kernel
  * sends for a while, on the calling thread (fuse_drain.c). A read that failed as

@@ -11,6 +11,7 @@ REMOTE_TESTS = \
 	tests/remote-servers.sh \
 	tests/remote-nginx.sh \
 	tests/remote-faults.sh \
+	tests/remote-lazy-parallel.sh \
 	tests/remote-share.sh \
 	tests/remote-kill.sh \
 	tests/remote-signal.sh \

@@ -532,6 +532,7 @@ static int add(struct vmb_cache *c, struct vmb_cache_pend *p)
 {
 	struct vmb_cache_pend **pp;
 	uint64_t len = p->len, mlen = p->mem ? p->len : 0;
+	int wake;
 
 	pthread_mutex_lock(&c->fl_mu);
 	if (!c->fl_started && !c->fl_stop)
@@ -568,9 +569,12 @@ static int add(struct vmb_cache *c, struct vmb_cache_pend *p)
 	c->pend_hash[p->digest[0]] = p;
 	VMB_ATOMIC_ADD(&c->npend, 1);
 	c->fl_adds++;
-	if (c->fl_idle)
-		pthread_cond_signal(&c->fl_wake);
+	wake = c->fl_idle;
 	pthread_mutex_unlock(&c->fl_mu);
+	/* after the unlock: the woken flusher does not first wait for fl_mu while
+	 * the filling reader (whose reply is next) still holds it */
+	if (wake)
+		pthread_cond_signal(&c->fl_wake);
 	return 0;
 }
 

@@ -163,6 +163,8 @@ int vmb_vfs_new(struct vmb_vfs **out, const char *store, const struct vmb_vfs_op
 	pthread_mutex_init(&v->opmu, NULL);
 	pthread_mutex_init(&v->dirmu, NULL);
 	pthread_mutex_init(&v->filemu, NULL);
+	pthread_mutex_init(&v->lazy_mu, NULL);
+	pthread_cond_init(&v->lazy_cv, NULL);
 	vmb_barrier_init(v);
 	vmb_waitgraph_init(&v->waits);
 	if (vmb_lockenv_init(&v->lockenv, o && o->lock_cap ? o->lock_cap
@@ -397,6 +399,8 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->opmu);
 	pthread_mutex_destroy(&v->dirmu);
 	pthread_mutex_destroy(&v->filemu);
+	pthread_mutex_destroy(&v->lazy_mu);
+	pthread_cond_destroy(&v->lazy_cv);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
 	vmb_remote_close(v->remote);   /* the readahead stops, */

@@ -177,13 +177,17 @@ struct vmb_vfs {
 	pthread_mutex_t filemu;
 	struct vmb_open *files;
 	/* A URL mount's bundles not pulled yet (vfs_lazy.c): names sorted, owned;
-	 * lazy_done[i] set (atomically) once names[i] is in the store; pulls under
-	 * opmu. n 0: none. */
+	 * lazy_done[i] set (atomically) once names[i] is in the store; lazy_busy[i]
+	 * while a lookup pulls it (under lazy_mu; lazy_cv wakes its waiters). A
+	 * leaf lock: nothing is taken under it. n 0: none. */
 	char *lazy_url;
 	size_t lazy_n;
 	char **lazy_names;
 	uint8_t (*lazy_manifests)[32];
 	unsigned char *lazy_done;
+	unsigned char *lazy_busy;
+	pthread_mutex_t lazy_mu;
+	pthread_cond_t lazy_cv;
 	uint64_t lazy_keep;          /* bytes a pull leaves free (vmb_op_pull_at) */
 	struct vmb_remote *remote;   /* remote images' context (remote/remote.h; lazy:
 					no cache nor network until a remote layer opens) */

@@ -17,9 +17,13 @@
  *   - the root's listing is the list itself, so that ls costs nothing, and its
  *     st_nlink counts every bundle;
  *   - nothing in the shadow store is synced (base/fdio.h, vmb_sync_scratch).
- * Pulls run under v->opmu (one structural change at a time, as the control
- * channel's); a name's done flag is set, atomically, once its bundle is in
- * the store, and read without the lock first. */
+ * Pulls of different names run at once (each in a staging directory of its own,
+ * as pulls of several processes into one store do; the control channel's
+ * structural commands are refused on such a mount): a lookup waits only while
+ * its own name is being pulled (lazy_busy under lazy_mu), so that in hard mode
+ * a bundle whose pull waits for the network holds up no other. A name's done
+ * flag is set, atomically, once its bundle is in the store, and read without
+ * the lock first. */
 #include "config.h"
 #include "vfs/vfs_int.h"
 #include "base/fdio.h"
@@ -53,7 +57,9 @@ int vmb_lazy_init(struct vmb_vfs *v, const struct vmb_vfs_lazy *o, struct vmb_er
 	v->lazy_names = calloc(o->n, sizeof(*v->lazy_names));
 	v->lazy_manifests = calloc(o->n, sizeof(*v->lazy_manifests));
 	v->lazy_done = calloc(o->n, 1);
-	if (!v->lazy_url || !v->lazy_names || !v->lazy_manifests || !v->lazy_done)
+	v->lazy_busy = calloc(o->n, 1);
+	if (!v->lazy_url || !v->lazy_names || !v->lazy_manifests || !v->lazy_done ||
+	    !v->lazy_busy)
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	for (i = 0; i < o->n; i++) {
 		if (i && strcmp(o->names[i - 1], o->names[i]) >= 0)
@@ -77,6 +83,7 @@ void vmb_lazy_free(struct vmb_vfs *v)
 	free(v->lazy_names);
 	free(v->lazy_manifests);
 	free(v->lazy_done);
+	free(v->lazy_busy);
 	free(v->lazy_url);
 	v->lazy_n = 0;
 }
@@ -109,9 +116,16 @@ int vmb_lazy_lookup(struct vmb_vfs *v, const char *name, struct vmb_err *err)
 	if (!v->lazy_n || (i = find(v, name)) < 0 ||
 	    __atomic_load_n(&v->lazy_done[i], __ATOMIC_ACQUIRE))
 		return 0;
-	pthread_mutex_lock(&v->opmu);
-	if (!v->lazy_done[i] &&
-	    fstatat(v->store.dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	pthread_mutex_lock(&v->lazy_mu);
+	while (v->lazy_busy[i])
+		pthread_cond_wait(&v->lazy_cv, &v->lazy_mu);
+	if (v->lazy_done[i]) {
+		pthread_mutex_unlock(&v->lazy_mu);
+		return 0;
+	}
+	v->lazy_busy[i] = 1;   /* this name's pull is ours */
+	pthread_mutex_unlock(&v->lazy_mu);
+	if (fstatat(v->store.dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		vmb_ctl_opctx(v, &c);
 		vmb_sync_scratch(1);
 		r = vmb_op_pull_at(&c, v->remote, v->lazy_url, name, v->lazy_manifests[i],
@@ -124,9 +138,12 @@ int vmb_lazy_lookup(struct vmb_vfs *v, const char *name, struct vmb_err *err)
 				r = -EIO;
 		}
 	}
+	pthread_mutex_lock(&v->lazy_mu);
 	if (r == 0)
 		__atomic_store_n(&v->lazy_done[i], 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&v->opmu);
+	v->lazy_busy[i] = 0;
+	pthread_cond_broadcast(&v->lazy_cv);
+	pthread_mutex_unlock(&v->lazy_mu);
 	return r;
 }
 
