@@ -18,6 +18,7 @@ INTEGRATION_TESTS = \
 	tests/layers-cp.sh \
 	tests/layers-gc-race.sh \
 	tests/layers-snap-qemu.sh \
+	tests/layers-hardlink.sh \
 	tests/fsck-leftovers.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \
