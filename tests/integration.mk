@@ -17,6 +17,8 @@ INTEGRATION_TESTS = \
 	tests/layers-crash.sh \
 	tests/layers-cp.sh \
 	tests/layers-gc-race.sh \
+	tests/layers-snap-qemu.sh \
+	tests/layers-hardlink.sh \
 	tests/fsck-leftovers.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \

@@ -298,9 +298,9 @@ out:
 	return rc;
 }
 
-int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
-		      uint64_t size, struct vmb_base *base, uint64_t limit,
-		      char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+static int create_layer(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
+			uint64_t size, struct vmb_base *base, uint64_t limit, int merge,
+			char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
 {
 	char name[NAME_LEN];
 	struct vmb_blockmap own;
@@ -342,7 +342,7 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 				 "as one of %" PRIu64, (long long)st.st_size, size);
 		goto out;
 	}
-	if (depth > VMB_LAYER_DEPTH_MAX) {
+	if (merge || depth > VMB_LAYER_DEPTH_MAX) {
 		rc = create_merged(ls, fd, &own, size, (struct vmb_chain *)base, limit, id,
 				   err);
 		goto out;
@@ -386,6 +386,20 @@ out:
 		id[0] = '\0';
 	vmb_blockmap_destroy(&own);
 	return rc;
+}
+
+int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
+		      uint64_t size, struct vmb_base *base, uint64_t limit,
+		      char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	return create_layer(ls, fd, map, size, base, limit, 0, id, err);
+}
+
+int vmb_layers_create_merged(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
+			     uint64_t size, struct vmb_base *base, uint64_t limit,
+			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err)
+{
+	return create_layer(ls, fd, map, size, base, limit, 1, id, err);
 }
 
 int vmb_layers_seal(struct vmb_layers *ls, const char *id, struct vmb_err *err)

@@ -148,6 +148,13 @@ int vmb_layers_create(struct vmb_layers *ls, int fd, const struct vmb_blockmap *
 		      uint64_t size, struct vmb_base *base, uint64_t limit,
 		      char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
 
+/* The same, always as a merged layer (a copy of the file's content through its
+ * chain, O(data)): fd's inode is neither linked nor chmod'ed, so the file stays as
+ * it was (one with other hard links: its other names keep naming the live file). */
+int vmb_layers_create_merged(struct vmb_layers *ls, int fd, const struct vmb_blockmap *map,
+			     uint64_t size, struct vmb_base *base, uint64_t limit,
+			     char id[VMB_BASE_ID_LEN + 1], struct vmb_err *err);
+
 /* Make layer id's .data read-only (VMB_LAYER_DATA_MODE), after vmb_layers_create
  * once the caller's name no longer names its inode. A layer that a crash left
  * unsealed works the same; fsck --repair seals it. 0 or -errno. */

@@ -91,6 +91,8 @@ int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list,
 	int dfd, fd, r = 0;
 	size_t i;
 
+	if (metafd < 0)
+		return 0;   /* no registry (vmb_lockset_init) */
 	snprintf(name, sizeof(name), "%016" PRIx64 ".%ld", ino, (long)getpid());
 	dfd = open_dir(metafd, n > 0);
 	if (dfd < 0) {
@@ -158,6 +160,8 @@ int vmb_holders_find(int metafd, uint64_t ino, uint64_t start, uint64_t end,
 	size_t plen;
 	DIR *d;
 
+	if (metafd < 0)
+		return 0;
 	dfd = open_dir(metafd, 0);
 	if (dfd < 0)
 		return 0;

@@ -40,7 +40,8 @@ struct vmb_holder {
 };
 
 /* Replace the registry entry of (ino, this process) by list (n entries; n == 0
- * removes it). metafd is the store's .vmbundlefs directory. */
+ * removes it). metafd is the store's .vmbundlefs directory; -1: no registry (this
+ * and vmb_holders_find do nothing). */
 int vmb_holders_publish(int metafd, uint64_t ino, const struct vmb_holder *list, size_t n,
 			struct vmb_err *err);
 

@@ -95,7 +95,8 @@ struct vmb_lockset {
 	pthread_cond_t released;   /* an owner went away */
 	struct vmb_lock_owner *owners;
 	uint64_t ino;      /* backing inode, for the registry */
-	int metafd;        /* borrowed: the store's .vmbundlefs */
+	int metafd;        /* borrowed: the store's .vmbundlefs; -1: no holder registry
+			    * (a snapshot file's locks, kept in the mount alone) */
 	struct vmb_waitgraph *wg;   /* borrowed: the mount's */
 	struct vmb_lockenv *env;    /* borrowed, may be NULL: set after init */
 	void *cookie;               /* the caller's (the vfs node) */

@@ -64,7 +64,8 @@ int vmb_ops_bundle_check(struct vmb_opctx *c, const char *bundle, struct vmb_err
  * becomes a layer (or, when its delta is empty, its base is the layer), and its
  * name gets a fresh empty delta over that layer: made under a temporary name in
  * the same directory with the file's owner, mode, times and user.* xattrs, renamed
- * over the name, the directory synced; the old inode's sidecar removed. A crash
+ * over the name, the directory synced; the old inode's sidecar removed. A file
+ * with other hard links is copied into a merged layer instead and left alone. A crash
  * before the rename leaves the file as it was (its inode also linked as a layer
  * nothing references, which gc removes); after it, the new state. */
 static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const char *relpath,
@@ -97,6 +98,15 @@ static int freeze_here(struct vmb_opctx *c, int dirfd, const char *name, const c
 	if (bi.base && size == bi.base->size && bi.limit == nblk &&
 	    (vmb_blockmap_next(&m, 0, VMB_M_DATA | VMB_M_ZERO, &found) < 0 || found >= nblk)) {
 		memcpy(id, bi.id, VMB_BASE_ID_LEN + 1);
+		goto out;
+	}
+	/* Other hard links (outside report X-hlmode): the inode cannot become the
+	 * layer, its other names would name the layer's data (read-only, and never to
+	 * be written again). The layer is a copy of the content instead (O(data), as
+	 * for a plain file with other links), and the file stays as it is. */
+	if (st.st_nlink > 1) {
+		r = vmb_layers_create_merged(c->layers, fd, &m, size, bi.base, bi.limit, id,
+					     err);
 		goto out;
 	}
 	r = vmb_layers_create(c->layers, fd, &m, size, bi.base, bi.limit, id, err);

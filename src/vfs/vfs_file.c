@@ -576,6 +576,10 @@ void vmb_vfs_release(struct vmb_vfs *v, struct vmb_file *f)
 		return;
 	vmb_open_unlink(&v->filemu, &v->files, &f->link);
 	if (f->sv) {
+		char proc[64];
+		vmb_snapview_locks(v, f->sv, 0, &ls, proc, NULL);
+		if (ls)
+			vmb_lock_release(ls, f);
 		vmb_snapview_release(v, f->sv);
 		free(f);
 		return;

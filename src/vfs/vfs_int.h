@@ -227,6 +227,11 @@ int vmb_snapview_readlink(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 int vmb_snapview_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_image **img,
 		      struct vmb_err *err);
 void vmb_snapview_release(struct vmb_vfs *v, uint64_t ino);
+/* The lockset of an open snapshot file in *out (made now when create; NULL when it
+ * has none, or -errno with err filled when it cannot be made), proc the path that
+ * opens its lock file. It lives while a handle of the file is open. */
+int vmb_snapview_locks(struct vmb_vfs *v, uint64_t ino, int create, struct vmb_lockset **out,
+		       char proc[64], struct vmb_err *err);
 int vmb_snapview_opendir(struct vmb_vfs *v, uint64_t ino, struct vmb_svdir **d,
 			 struct vmb_err *err);
 int vmb_snapview_readdir(struct vmb_vfs *v, struct vmb_svdir *d, uint64_t off,

@@ -639,9 +639,13 @@ int vmb_vfs_getlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, struct 
 	char proc[64];
 	int r;
 
-	if (f->sv) {   /* nobody locks a snapshot's files */
-		fl->l_type = F_UNLCK;
-		return 0;
+	if (f->sv) {   /* a snapshot's file: its locks are the mount's alone */
+		vmb_snapview_locks(v, f->sv, 0, &ls, proc, err);
+		if (!ls) {   /* nobody has locked it yet */
+			fl->l_type = F_UNLCK;
+			return 0;
+		}
+		return vmb_lock_get(ls, proc, f, owner, fl, err);
 	}
 	ls = node_locks(v, f->node);
 
@@ -664,8 +668,14 @@ int vmb_vfs_setlk(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 	char proc[64];
 	int r;
 
-	if (f->sv)
-		return vmb_err_set(err, ENOLCK, "snapshots cannot be locked");
+	if (f->sv) {   /* read locks only: the file is open read-only */
+		if (fl->l_type == F_WRLCK)
+			return vmb_err_set(err, EBADF, "a snapshot's file takes no write lock");
+		r = vmb_snapview_locks(v, f->sv, fl->l_type != F_UNLCK, &ls, proc, err);
+		if (!ls)   /* an unlock of a file nobody locked: nothing to do */
+			return r;
+		return vmb_lock_set(ls, proc, f, owner, pid, 0, fl, wait, err);
+	}
 	ls = node_locks(v, f->node);
 	if (!ls)
 		return vmb_err_set(err, ENOMEM, "out of memory");
@@ -686,8 +696,12 @@ int vmb_vfs_flock(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner, pid_t p
 	char proc[64];
 	int r;
 
-	if (f->sv)
-		return vmb_err_set(err, ENOLCK, "snapshots cannot be locked");
+	if (f->sv) {
+		r = vmb_snapview_locks(v, f->sv, (op & ~LOCK_NB) != LOCK_UN, &ls, proc, err);
+		if (!ls)
+			return r;
+		return vmb_lock_flock(ls, proc, f, owner, pid, 0, op, wait, err);
+	}
 	ls = node_locks(v, f->node);
 
 	if (!ls)
@@ -706,9 +720,13 @@ void vmb_vfs_flush(struct vmb_vfs *v, struct vmb_file *f, uint64_t owner)
 {
 	struct vmb_lockset *ls;
 
-	(void)v;
-	if (f->sv)
+	if (f->sv) {
+		char proc[64];
+		vmb_snapview_locks(v, f->sv, 0, &ls, proc, NULL);
+		if (ls)
+			vmb_lock_flush(ls, f, owner);
 		return;
+	}
 	/* before the locks go: the next holder (QEMU's image lock, through another
 	 * mount) finds the map committed */
 	vmb_vfs_commit(f);

@@ -9,6 +9,16 @@
  * copy_file_range out of it, readlink, getxattr and listxattr work; every change
  * fails with EROFS (vmb_node_get refuses the view's ids).
  *
+ * Locks (outside report X-snaplock: QEMU takes OFD read locks on the bytes it uses
+ * as lock markers, even to read an image): a snapshot's file takes read locks
+ * (POSIX and OFD), F_GETLK / F_OFD_GETLK and flock(2) like any file, through a
+ * lockset (lock.h) mirrored onto a memfd of its own, made at the first lock and
+ * dropped when its last handle is released: conflicts are between the holders of
+ * that file through this mount only (nothing can write it, so only a read lock
+ * against a write test, or flock, can conflict); no holder registry. Write locks
+ * fail with EBADF: a snapshot's file is only opened read-only, and the kernel
+ * refuses them before they reach the daemon.
+ *
  * Node ids of the view are the addresses of struct sv_node with the low bit set
  * (real nodes are malloc'ed, so theirs is clear). A snapshot's manifest is read at
  * its first lookup and kept while a node of it lives. st_ino: a hash of the
@@ -23,6 +33,7 @@
 #include "vfs/vfs_int.h"
 #include "store/manifest.h"
 #include "layer/layer.h"
+#include "lock/lock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,6 +64,8 @@ struct sv_node {
 	uint64_t nlookup, refs;    /* kernel references; handles and open dirs */
 	struct vmb_image *img;     /* an open file's frozen image, shared by handles */
 	unsigned opens;
+	struct vmb_lockset *locks; /* made at the first lock, gone with the last open */
+	int lockfd;                /* the memfd its locks are mirrored onto */
 };
 
 struct vmb_snapview {
@@ -88,6 +102,16 @@ int vmb_snapview_init(struct vmb_vfs *v)
 	return 0;
 }
 
+static void locks_free(struct sv_node *n)
+{
+	if (!n->locks)
+		return;
+	vmb_lockset_destroy(n->locks);
+	free(n->locks);
+	close(n->lockfd);
+	n->locks = NULL;
+}
+
 static void snap_free(struct sv_snap *s)
 {
 	vmb_manifest_free(&s->m);
@@ -108,6 +132,7 @@ void vmb_snapview_destroy(struct vmb_vfs *v)
 			struct sv_node *n = sv->hash[i];
 			sv->hash[i] = n->hnext;
 			vmb_image_close(n->img);
+			locks_free(n);
 			free(n);
 		}
 	while (sv->snaps) {
@@ -276,6 +301,7 @@ static void node_drop_locked(struct vmb_snapview *sv, struct sv_node *n)
 			break;
 		}
 	snap_put_locked(sv, n->snap);
+	locks_free(n);
 	free(n);
 }
 
@@ -493,6 +519,39 @@ int vmb_snapview_open(struct vmb_vfs *v, uint64_t ino, int flags, struct vmb_ima
 	return r;
 }
 
+int vmb_snapview_locks(struct vmb_vfs *v, uint64_t ino, int create, struct vmb_lockset **out,
+		       char proc[64], struct vmb_err *err)
+{
+	struct vmb_snapview *sv = v->snapview;
+	struct sv_node *n = node_of(ino);
+	struct vmb_lockset *ls;
+	int fd, r = 0;
+
+	pthread_mutex_lock(&sv->mu);
+	if (!n->locks && create) {
+		fd = memfd_create("vmbundlefs-snapshot-locks", MFD_CLOEXEC);
+		ls = fd >= 0 ? malloc(sizeof(*ls)) : NULL;
+		if (!ls) {
+			r = vmb_err_sys(err, fd < 0 ? errno : ENOMEM,
+					"cannot make the lock file of '%s' in snapshot '%s'",
+					ent_of(n)->path, n->snap->spec);
+			if (fd >= 0)
+				close(fd);
+		} else {
+			vmb_lockset_init(ls, (uint64_t)fake_ino(n), -1, &v->waits);
+			ls->env = &v->lockenv;
+			ls->budget = &v->lock_budget;
+			n->locks = ls;
+			n->lockfd = fd;
+		}
+	}
+	*out = n->locks;
+	if (n->locks)
+		snprintf(proc, 64, "/proc/self/fd/%d", n->lockfd);
+	pthread_mutex_unlock(&sv->mu);
+	return r;
+}
+
 void vmb_snapview_release(struct vmb_vfs *v, uint64_t ino)
 {
 	struct vmb_snapview *sv = v->snapview;
@@ -503,6 +562,7 @@ void vmb_snapview_release(struct vmb_vfs *v, uint64_t ino)
 	if (--n->opens == 0) {
 		img = n->img;
 		n->img = NULL;
+		locks_free(n);   /* no handle left to hold or test a lock */
 	}
 	n->refs--;
 	node_drop_locked(sv, n);
