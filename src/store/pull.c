@@ -330,7 +330,7 @@ static int pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 	rc = vmb_remote_url_norm(url_in, url, sizeof(url), err);
 	if (rc)
 		return rc;
-	rc = vmb_name_check(name, err);
+	rc = vmb_name_check_new(name, err);
 	if (rc < 0)
 		return vmb_err_prefix(err, "bad bundle name");
 	if (vmb_store_reserved(name) || name[0] == '.')
