@@ -783,6 +783,9 @@ static int run(struct exp *x, int fd, struct vmb_err *err)
 	if (vmb_store_reserved(x->name))
 		return vmb_err_set(err, ENOENT, "no bundle '%s' in store '%s'", x->name,
 				   x->s->path);
+	/* a snapshot before a bundle of the same name (vmb_snapshot_exists) */
+	if (vmb_snapshot_exists(x->s->metafd, x->name))
+		return run_snapshot(x, fd, err);
 	bfd = openat(x->s->dirfd, x->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (bfd < 0 && errno == ENOENT && strchr(x->name, '@'))
 		return run_snapshot(x, fd, err);

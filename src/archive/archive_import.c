@@ -691,7 +691,7 @@ static int name_from_label(const char *label, char *out, struct vmb_err *err)
 
 static int check_name(struct imp *m, const char *name, struct vmb_err *err)
 {
-	int r = vmb_name_check(name, err);
+	int r = vmb_name_check_new(name, err);
 
 	if (r < 0)
 		return vmb_err_prefix(err, "cannot use '%s' as the bundle's name", name);

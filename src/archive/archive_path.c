@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "archive/vmb_archive.h"
+#include "base/pathtree.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -167,6 +168,5 @@ unsigned vmb_pathset_get(const struct vmb_pathset *s, const char *path)
 int vmb_archive_xattr_kept(const char *name)
 {
 	return !strncmp(name, "user.", 5) && name[5] && strlen(name) <= 255 &&
-	       strcmp(name, "user.vmbundlefs.lock") && strcmp(name, "user.vmbundlefs.stats") &&
-	       strcmp(name, "user.vmbundlefs.remote");
+	       !vmb_xattr_reserved(name);
 }

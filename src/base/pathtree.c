@@ -51,6 +51,12 @@ int vmb_xattrs_ok(const struct vmb_xattr *x, size_t n)
 	return 1;
 }
 
+int vmb_xattr_reserved(const char *name)
+{
+	return !strcmp(name, "user.vmbundlefs.lock") || !strcmp(name, "user.vmbundlefs.stats") ||
+	       !strcmp(name, "user.vmbundlefs.remote");
+}
+
 void *vmb_grow(void *arr, size_t *cap, size_t n, size_t elsize)
 {
 	size_t ncap;

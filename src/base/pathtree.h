@@ -25,6 +25,10 @@ void vmb_xattrs_free(struct vmb_xattr *x, size_t n);
 /* Every name "user." and at least one more byte, at most 255 bytes; every value at
  * most 65536 bytes. 1 or 0. */
 int vmb_xattrs_ok(const struct vmb_xattr *x, size_t n);
+/* The names a mount maintains itself (user.vmbundlefs.lock, .stats, .remote): never
+ * written onto a bundle's files from outside (an archive, a published manifest).
+ * 1 or 0. */
+int vmb_xattr_reserved(const char *name);
 
 /* The array arr (of *cap elements of size elsize, n used) with room for one more:
  * doubled (16 at first) when full, *cap updated. NULL when out of memory (arr as it

@@ -163,6 +163,10 @@ int vmb_cli_import(int argc, char **argv)
 	o.name = argc - optind == 3 ? argv[optind + 2] : NULL;
 	if (o.name && bad_name(o.name))
 		return VMB_EXIT_USAGE;
+	if (o.name && vmb_name_check_new(o.name, &err) < 0) {   /* no '@' */
+		vmb_cli_error("cannot use '%s' as a bundle name: %s", o.name, err.msg);
+		return VMB_EXIT_USAGE;
+	}
 	if (!strcmp(arch, "-")) {
 		fd = STDIN_FILENO;
 	} else {

@@ -428,7 +428,9 @@ static const char pull_usage[] =
 	"published store at URL (file://DIR or DIR, http://, https://, s3://): its\n"
 	"small files are copied, its images become thin writable deltas over the\n"
 	"remote images, whose chunks are fetched when first read (vmbundlefs prefetch\n"
-	"fetches the rest, flatten makes the bundle self-contained).\n"
+	"fetches the rest, flatten makes the bundle self-contained). URL ends at the\n"
+	"first '#' (a URL or directory holding '#' cannot be pulled from); BUNDLE is\n"
+	"the rest, '#'s included.\n"
 	"  -o OPTS   cache=DIR (the chunk cache; default /var/cache/vmbundlefs for\n"
 	"            root, else ~/.cache/vmbundlefs), pubkey=FILE (refuse an index not\n"
 	"            signed by this Ed25519 key), cafile=FILE (CA certificates for\n"
@@ -478,7 +480,9 @@ int vmb_cli_pull(int argc, char **argv)
 		vmb_cli_error("out of memory");
 		return VMB_EXIT_ERROR;
 	}
-	hash = strrchr(spec, '#');
+	/* at the first '#': a URL has none (it would be a fragment, never sent), the
+	 * bundle's name may hold more */
+	hash = strchr(spec, '#');
 	if (!hash || !hash[1] || hash == spec) {
 		vmb_cli_error("'%s': give the bundle as URL#BUNDLE", spec);
 		free(spec);
@@ -487,7 +491,7 @@ int vmb_cli_pull(int argc, char **argv)
 	*hash = '\0';
 	name = argc - optind == 3 ? argv[optind + 2] : hash + 1;
 	/* a name the new bundle cannot take is a usage error, as clone's is */
-	if (vmb_name_check(name, &err) < 0 || name[0] == '.') {
+	if (vmb_name_check_new(name, &err) < 0 || name[0] == '.') {
 		if (name[0] == '.' && !err.msg[0])
 			vmb_err_set(&err, EINVAL, "a new bundle's name may not start with '.'");
 		vmb_cli_error("bad bundle name '%s': %s", name, err.msg);

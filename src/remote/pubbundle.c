@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +78,10 @@ static int ent_ok(const struct vmb_pub_ent *e, size_t rec, struct vmb_err *err)
 		return BM_ERR("record %zu: '.' is not a directory", rec);
 	if (!vmb_xattrs_ok(e->xattrs, e->nxattrs))
 		return BM_ERR("record %zu: bad extended attribute", rec);
+	for (size_t j = 0; j < e->nxattrs; j++)
+		if (vmb_xattr_reserved(e->xattrs[j].name))
+			return BM_ERR("record %zu: extended attribute '%s' is maintained by "
+				      "vmbundlefs", rec, e->xattrs[j].name);
 	return 0;
 }
 
@@ -219,7 +224,17 @@ static int decode_xattr(struct vmb_pub_bundle *b, const char **tok, const size_t
 	if (!name || !val)
 		r = nomem ? vmb_err_set(err, ENOMEM, "out of memory") :
 			BM_ERR("line %zu: bad escape", line);
-	else if (vmb_pub_bundle_add_xattr(b, name, val, vlen) < 0)
+	else if (vmb_xattr_reserved(name)) {
+		/* a name the mount maintains: never planted on the pulled files (import
+		 * skips them too); counted for the puller's log. Another namespace than
+		 * user.* is refused (ent_ok): the format has none. */
+		if (!b->xattr_skipped++) {
+			snprintf(b->xattr_first, sizeof(b->xattr_first), "%s", name);
+			for (char *q = b->xattr_first; *q; q++)
+				if ((unsigned char)*q < ' ' || (unsigned char)*q >= 0x7f)
+					*q = '?';
+		}
+	} else if (vmb_pub_bundle_add_xattr(b, name, val, vlen) < 0)
 		r = vmb_err_set(err, ENOMEM, "out of memory");
 	free(name);
 	free(val);

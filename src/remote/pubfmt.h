@@ -122,6 +122,10 @@ struct vmb_pub_bundle {
 	char *name;
 	struct vmb_pub_ent *ents;  /* "." first, every parent before its children */
 	size_t n, cap;
+	/* decode: the xattrs left out (vmb_xattr_reserved: the names a mount
+	 * maintains), as import leaves them out of an archive; the first one's name */
+	size_t xattr_skipped;
+	char xattr_first[64];
 };
 
 void vmb_pub_bundle_free(struct vmb_pub_bundle *b);

@@ -482,7 +482,7 @@ int vmb_op_clone(struct vmb_opctx *c, const char *src, const char *dst, struct v
 	struct stat st;
 	int stagefd = -1, cln = -1, r, snap = 0;
 
-	r = vmb_name_check(dst, err);
+	r = vmb_name_check_new(dst, err);
 	if (r < 0)
 		return vmb_err_prefix(err, "bad bundle name");
 	if (vmb_store_reserved(dst) || dst[0] == '.')
@@ -492,8 +492,10 @@ int vmb_op_clone(struct vmb_opctx *c, const char *src, const char *dst, struct v
 		return vmb_err_set(err, EEXIST, "'%s' exists in store '%s'", dst, c->store->path);
 	if (errno != ENOENT)
 		return vmb_err_sys(err, errno, "cannot look up '%s'", dst);
-	/* SRC: a bundle of that name, else a snapshot BUNDLE@NAME. */
-	r = vmb_ops_bundle_check(c, src, err);
+	/* SRC: a snapshot BUNDLE@NAME, else a bundle of that name (one holding '@'
+	 * never hides a snapshot: vmb_snapshot_exists). */
+	r = vmb_snapshot_exists(c->store->metafd, src) ? -ENOENT :
+		vmb_ops_bundle_check(c, src, err);
 	if (r == -ENOENT && strchr(src, '@')) {
 		char *b, *n;
 

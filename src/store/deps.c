@@ -431,7 +431,9 @@ int vmb_op_deps(struct vmb_opctx *c, const char *bundle, struct vmb_deps *out,
 	int r, bfd;
 
 	memset(out, 0, sizeof(*out));
-	r = vmb_ops_bundle_check(c, bundle, err);
+	/* a snapshot before a bundle of the same name (vmb_snapshot_exists) */
+	r = vmb_snapshot_exists(c->store->metafd, bundle) ? -ENOENT :
+		vmb_ops_bundle_check(c, bundle, err);
 	if (r == -ENOENT && strchr(bundle, '@')) {
 		r = vmb_snapshot_split(bundle, &bname, &sname, err);
 		if (r < 0)

@@ -645,6 +645,12 @@ int vmb_fsck(const char *path, int repair, const struct vmb_log *say,
 		    fstatat(s.dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISDIR(st.st_mode))
 			continue;
+		if (strchr(de->d_name, '@'))   /* made behind vmbundlefs' back: not fixed */
+			report(&c, de->d_name, "a bundle's name may not hold '@'",
+			       vmb_snapshot_exists(s.metafd, de->d_name) ?
+			       "BUNDLE@NAME names a snapshot: clone, export, deps and publish "
+			       "take the snapshot of this name, not this bundle; rename it" :
+			       "BUNDLE@NAME names a snapshot; rename it", 0);
 		r = vmb_store_walk(&s, de->d_name, check_file, &c, err);
 		if (r < 0) {
 			if (c.nomem) {

@@ -394,6 +394,17 @@ fail:
 	return r;
 }
 
+int vmb_snapshot_exists(int metafd, const char *spec)
+{
+	char path[sizeof(VMB_SNAPSHOTS_DIR) + NAME_MAX + 1];
+	struct stat st;
+
+	if (!strchr(spec, '@') || strchr(spec, '/') || strlen(spec) > NAME_MAX)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", VMB_SNAPSHOTS_DIR, spec);
+	return fstatat(metafd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
 /* ---- files ---- */
 
 int vmb_manifest_write(int snapdir, const char *file, const struct vmb_manifest *m,

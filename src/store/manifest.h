@@ -82,6 +82,12 @@ int vmb_snapshot_name_check(const char *bundle, const char *name, struct vmb_err
  * -EINVAL with a message when there is no '@' or a part is bad. */
 int vmb_snapshot_split(const char *spec, char **bundle, char **name, struct vmb_err *err);
 
+/* 1 when spec ("BUNDLE@NAME") is a snapshot of the store whose metadata directory
+ * is metafd (its manifest a regular file), else 0. A name holding '@' is a
+ * snapshot's before a bundle's: a bundle named so (made before they were refused,
+ * or behind vmbundlefs' back) never hides a snapshot. */
+int vmb_snapshot_exists(int metafd, const char *spec);
+
 /* Write manifest m as snapdir/<file> atomically (temp, fsync, rename, fsync dir),
  * refusing to replace an existing one (-EEXIST). Read one back (-ENOENT when
  * missing, -EINVAL when corrupt, messages name the file). */

@@ -280,7 +280,7 @@ int vmb_ops_copy_xattrs(int from, int to, const char *msgpath, struct vmb_err *e
 
 	r = user_xattrs(from, &list, &len, msgpath, err);
 	for (p = list; r == 0 && p && p < list + len; p += strlen(p) + 1) {
-		if (strncmp(p, "user.", 5))
+		if (strncmp(p, "user.", 5) || vmb_xattr_reserved(p))
 			continue;
 		r = get_xattr(from, p, &val, &vlen, msgpath, err);
 		if (r < 0)
@@ -304,7 +304,7 @@ int vmb_ops_xattrs_to_manifest(int fd, struct vmb_manifest *m, const char *msgpa
 
 	r = user_xattrs(fd, &list, &len, msgpath, err);
 	for (p = list; r == 0 && p && p < list + len; p += strlen(p) + 1) {
-		if (strncmp(p, "user.", 5))
+		if (strncmp(p, "user.", 5) || vmb_xattr_reserved(p))
 			continue;
 		r = get_xattr(fd, p, &val, &vlen, msgpath, err);
 		if (r < 0)

@@ -8,7 +8,8 @@
  * directories, symlinks, small files written whole (their bytes through the cache,
  * verified), images as empty deltas over remote layers (layers/<ID>.remote, the
  * base xattr as for clones), modes (less setuid and setgid), mtimes and user.*
- * xattrs as published, owned by the caller; then the tree renamed to STORE/NAME (RENAME_NOREPLACE). On any
+ * xattrs as published (less the ones a mount maintains, user.vmbundlefs.lock,
+ * .stats and .remote: the manifest's decode drops them, logged here), owned by the caller; then the tree renamed to STORE/NAME (RENAME_NOREPLACE). On any
  * failure nothing named NAME exists.
  */
 #include "config.h"
@@ -329,7 +330,7 @@ static int pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 	rc = vmb_remote_url_norm(url_in, url, sizeof(url), err);
 	if (rc)
 		return rc;
-	rc = vmb_name_check(name, err);
+	rc = vmb_name_check_new(name, err);
 	if (rc < 0)
 		return vmb_err_prefix(err, "bad bundle name");
 	if (vmb_store_reserved(name) || name[0] == '.')
@@ -343,6 +344,10 @@ static int pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 		    : vmb_pull_manifest(r, url, bundle, &m, err);
 	if (rc)
 		return rc;
+	if (m.xattr_skipped)
+		vmb_log_msg(c->log, "pull '%s' from '%s': %zu extended attribute%s maintained by "
+			    "vmbundlefs (the first: %s) %s not pulled", name, url, m.xattr_skipped, m.xattr_skipped == 1 ? "" : "s",
+			    m.xattr_first, m.xattr_skipped == 1 ? "was" : "were");
 	if (keep) {
 		rc = fits(c, name, &m, keep, err);
 		if (rc)

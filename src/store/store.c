@@ -40,6 +40,18 @@ int vmb_store_reserved_new(const char *name)
 	return vmb_store_reserved(name) || strcmp(name, ".snapshots") == 0;
 }
 
+int vmb_name_check_new(const char *name, struct vmb_err *err)
+{
+	int r = vmb_name_check(name, err);
+
+	if (r < 0)
+		return r;
+	if (strchr(name, '@'))
+		return vmb_err_set(err, EINVAL, "a bundle's name may not hold '@' (BUNDLE@NAME "
+				   "names a snapshot): '%s'", name);
+	return 0;
+}
+
 static int write_file_atomic(int dirfd, const char *name, const char *text,
 			     struct vmb_err *err)
 {

@@ -85,6 +85,9 @@ int vmb_store_reserved(const char *name);
 /* 1 for names a new bundle may not take: those, and ".snapshots", which a mount
  * shows at its root in place of any bundle of that name. */
 int vmb_store_reserved_new(const char *name);
+/* A new bundle's name: vmb_name_check, and no '@' (BUNDLE@NAME names a snapshot).
+ * 0, or -EINVAL/-ENAMETOOLONG with a message naming it. */
+int vmb_name_check_new(const char *name, struct vmb_err *err);
 
 struct vmb_bundle_info {
 	char *name;

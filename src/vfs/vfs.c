@@ -921,6 +921,8 @@ int vmb_check_new_name(struct vmb_vfs *v, struct vmb_node *parent, const char *n
 		if (vmb_snapview_name(name))
 			return vmb_err_set(err, EPERM, "'%s' is where the mount shows snapshots",
 					   name);
+		if (strchr(name, '@'))
+			return vmb_name_check_new(name, err);
 	}
 	return 0;
 }

@@ -539,6 +539,39 @@ static void test_bundle_bad(void)
 #undef H
 }
 
+/* A hostile manifest naming the xattrs a mount maintains (outside report r27
+ * G9): decoded without them (counted, the first named), the others kept; encode
+ * refuses them. */
+static void test_bundle_reserved(void)
+{
+	static const char text[] = "vmbundlefs-bundle 1\nname vm\nd 0755 0.000000000 .\n"
+		"x user.vmbundlefs.lock pid1\nx user.a 1\n"
+		"d 0755 0.000000000 d\nx user.vmbundlefs.remote forged\n"
+		"x user.vmbundlefs.stats -\nx user.vmbundlefs.other kept\nend 0\n";
+	struct vmb_pub_bundle b;
+	struct vmb_err err;
+	char *s, *buf;
+	size_t n, len;
+
+	s = reseal(text, strlen(text), &n);
+	REQUIRE(s);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_pub_bundle_decode(s, n, &b, &err), 0);
+	free(s);
+	REQUIRE(b.n == 2);
+	CHECK_EQ(b.xattr_skipped, 3);
+	CHECK(!strcmp(b.xattr_first, "user.vmbundlefs.lock"));
+	REQUIRE(b.ents[0].nxattrs == 1);
+	CHECK(!strcmp(b.ents[0].xattrs[0].name, "user.a"));
+	REQUIRE(b.ents[1].nxattrs == 1);
+	CHECK(!strcmp(b.ents[1].xattrs[0].name, "user.vmbundlefs.other"));
+	/* encode never writes one */
+	CHECK_RC(vmb_pub_bundle_add_xattr(&b, "user.vmbundlefs.remote", "x", 1), 0);
+	CHECK_RC(vmb_pub_bundle_encode(&b, &buf, &len, &err), -EINVAL);
+	CHECK_STR(err.msg, "'user.vmbundlefs.remote' is maintained by vmbundlefs");
+	vmb_pub_bundle_free(&b);
+}
+
 /* ---- image index ---- */
 
 /* 10 MiB + 5 bytes, chunk 64 KiB: data at blocks 0-3, 20-39 and the last block. */
@@ -745,6 +778,7 @@ int main(void)
 	RUN(test_sign);
 	RUN(test_bundle_roundtrip);
 	RUN(test_bundle_bad);
+	RUN(test_bundle_reserved);
 	RUN(test_image_roundtrip);
 	RUN(test_image_bad);
 	harness_rmtree(tmp);
