@@ -67,6 +67,28 @@ assert_match "a republish (of a snapshot of the same) PUTs the index and the man
 assert_eq "... 2 PUTs" 2 "$(grep -c '^PUT ' "$T/req.log")"
 check "... the rest found by HEAD" test "$(grep -c '^HEAD ' "$T/req.log")" -ge 30
 
+# a damaged object (other bytes, same length, PUT by someone else): its ETag is
+# not the MD5 of the right bytes, so a republish finds it and PUTs it again
+c=$(dd if="$T/disk.orig" bs=256K skip=80 count=1 status=none | sha256sum | cut -d' ' -f1)
+dd if="$T/disk.orig" of="$T/bad" bs=256K skip=80 count=1 status=none
+printf 'X' | dd of="$T/bad" bs=1 seek=100 conv=notrunc status=none
+curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+    -H "x-amz-content-sha256: $(sha256sum "$T/bad" | cut -d' ' -f1)" -T "$T/bad" \
+    "$E/vmbtest/pub/v1/objects/${c:0:2}/$c" >/dev/null || fail "cannot PUT the damaged object"
+check_fails "the damaged object is found by a reader" "$PC" -e "$E" "$U"
+: >"$T/req.log"
+out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm@s1 "$U" 2>&1)
+assert_match "a republish repairs it (ETag against MD5)" \
+    "generation 3\): .* 2 objects written .* 1 damaged at DEST repaired" "$out"
+assert_eq "... 2 PUTs (it and the index)" 2 "$(grep -c '^PUT ' "$T/req.log")"
+check "... a reader finds every digest right again" "$PC" -e "$E" "$U"
+"$PC" -e "$E" "$U" vm disk.img "$T/disk.rep" >/dev/null
+check "... the image byte for byte" cmp "$T/disk.orig" "$T/disk.rep"
+: >"$T/req.log"
+out=$("$VMB_BIN" publish --verify --chunk-size=256K -e "$E" "$STORE" vm@s1 "$U" 2>&1)
+assert_match "--verify: nothing damaged" "generation 4\): .* 1 objects written .*zero$" "$out"
+check "... GETs every object there" test "$(grep -c '^GET .*objects/' "$T/req.log")" -ge 30
+
 # change 1 MiB in the middle of the data, republish: about 1 MiB
 dd if=/dev/urandom of="$T/chg" bs=1M count=1 status=none
 "$VMB_BIN" clone "$STORE" vm vm2 >/dev/null || fail "clone"
@@ -76,12 +98,12 @@ dd if="$T/chg" of="$STORE/vm2/disk.img" bs=1M seek=24 conv=notrunc status=none 2
 out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm2 "$U" 2>&1)
 assert_eq "publish of a changed copy (exit 0)" 0 $? || say "$out"
 assert_eq "... 7 PUTs" 7 "$(grep -c '^PUT ' "$T/req.log")"
-assert_match "... PUTs its 4 new chunks and 3 small objects" "generation 3\): .* 7 objects written \(1\.[01] MiB\)" "$out"
+assert_match "... PUTs its 4 new chunks and 3 small objects" "generation 5\): .* 7 objects written \(1\.[01] MiB\)" "$out"
 cp "$T/disk.orig" "$T/disk2.want"
 dd if="$T/chg" of="$T/disk2.want" bs=1M seek=24 conv=notrunc status=none
 "$PC" -e "$E" "$U" vm2 disk.img "$T/disk2.out" >/dev/null
 check "... which read back as the changed image" cmp "$T/disk2.want" "$T/disk2.out"
-assert_match "both bundles listed" "^generation 3 bundles 2 objects" "$("$PC" -e "$E" "$U" 2>&1)"
+assert_match "both bundles listed" "^generation 5 bundles 2 objects" "$("$PC" -e "$E" "$U" 2>&1)"
 
 # wrong credentials: a clear error, the index unchanged
 "$PC" -e "$E" "$U" >"$T/before"
@@ -109,13 +131,13 @@ done
 assert_eq "a publish stopped after reading the index" T "$(awk '{print $3}' /proc/$a/stat 2>/dev/null)"
 out=$("$VMB_BIN" publish --chunk-size=256K -e "$E" "$STORE" vm3 "$U" 2>&1)
 assert_eq "another publish to the same prefix meanwhile (exit 0)" 0 $? || say "$out"
-assert_match "... generation 4, 3 bundles" "^generation 4 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
+assert_match "... generation 6, 3 bundles" "^generation 6 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
 kill -CONT $a
 wait $a
 assert_eq "the first, let go, succeeds" 0 $? || cat "$T/a.err"
 assert_match "... says it kept the other's bundles" "another publish replaced the index .* its bundles are kept" "$(cat "$T/a.err")"
-assert_match "... generation 5" "generation 5\)" "$(cat "$T/a.out")"
-assert_match "... the index lists all 3 bundles (vm3 kept)" "^generation 5 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
+assert_match "... generation 7" "generation 7\)" "$(cat "$T/a.out")"
+assert_match "... the index lists all 3 bundles (vm3 kept)" "^generation 7 bundles 3 " "$("$PC" -e "$E" "$U" 2>&1)"
 "$PC" -e "$E" "$U" vm3 config "$T/vm3.out" >/dev/null
 check "... vm3 reads back" cmp "$STORE/vm3/config" "$T/vm3.out"
 finish

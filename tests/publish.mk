@@ -5,6 +5,7 @@ check_PROGRAMS += tests/helpers/pubcheck
 tests_helpers_pubcheck_SOURCES = tests/helpers/pubcheck.c
 tests_helpers_pubcheck_LDADD = $(VMB_CORE_LIBS)
 
-PUBLISH_TESTS = tests/publish.sh tests/publish-s3.sh tests/publish-leftover.sh
+PUBLISH_TESTS = tests/publish.sh tests/publish-s3.sh tests/publish-leftover.sh \
+	tests/publish-repair.sh
 TESTS += $(PUBLISH_TESTS)
 EXTRA_DIST += $(PUBLISH_TESTS)

@@ -18,7 +18,9 @@ REMOTE_TESTS = \
 	tests/remote-offline.sh \
 	tests/remote-hard-stop.sh \
 	tests/remote-hard-intr.sh \
-	tests/remote-s3.sh
+	tests/remote-s3.sh \
+	tests/remote-flatten-cache.sh \
+	tests/remote-prefetch-kept.sh
 
 TESTS += $(REMOTE_TESTS)
 EXTRA_DIST += tests/remote-lib.sh $(REMOTE_TESTS)

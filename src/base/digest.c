@@ -141,3 +141,19 @@ void vmb_sha256_hex(const uint8_t d[VMB_SHA256_LEN], char hex[VMB_SHA256_HEX])
 	}
 	hex[2 * VMB_SHA256_LEN] = '\0';
 }
+
+int vmb_md5(const void *buf, size_t len, uint8_t out[VMB_MD5_LEN], struct vmb_err *err)
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(buf, len, out, &n, EVP_md5(), NULL) != 1 || n != VMB_MD5_LEN) {
+		char msg[256] = "";
+		unsigned long e = ERR_get_error();
+
+		ERR_clear_error();
+		if (e)
+			ERR_error_string_n(e, msg, sizeof(msg));
+		return vmb_err_set(err, EIO, "MD5: EVP_Digest failed%s%s", e ? ": " : "", msg);
+	}
+	return 0;
+}

@@ -19,6 +19,9 @@ void vmb_sha256_free(struct vmb_sha256 *c);   /* NULL-safe */
 
 /* One-shot digest of a buffer. */
 int vmb_sha256(const void *buf, size_t len, uint8_t out[VMB_SHA256_LEN], struct vmb_err *err);
+/* MD5 of a buffer: only to compare with an S3 ETag (never for integrity). */
+#define VMB_MD5_LEN 16
+int vmb_md5(const void *buf, size_t len, uint8_t out[VMB_MD5_LEN], struct vmb_err *err);
 /* Lower-case hex, NUL-terminated. */
 void vmb_sha256_hex(const uint8_t d[VMB_SHA256_LEN], char hex[VMB_SHA256_HEX]);
 

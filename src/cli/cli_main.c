@@ -23,7 +23,7 @@ static const char usage[] =
 	"  clone STORE SRC DST            a new bundle sharing the layers of SRC (O(1))\n"
 	"  snapshot STORE BUNDLE [NAME]   a read-only point-in-time copy of a bundle\n"
 	"  snapshot --delete STORE BUNDLE@NAME | --list STORE [BUNDLE]\n"
-	"  flatten STORE BUNDLE           make a bundle's files plain again (no layers)\n"
+	"  flatten [-o OPTS] STORE BUNDLE make a bundle's files plain again (no layers)\n"
 	"  gc STORE                       remove layers nothing uses\n"
 	"  deps STORE NAME                list the layers a bundle (or snapshot) stands on\n"
 	"  status [-n LINES] STORE        mounts of a store, their daemons, the last lines\n"

@@ -347,27 +347,56 @@ int vmb_cli_snapshot(int argc, char **argv)
 }
 
 static const char flatten_usage[] =
-	"Usage: vmbundlefs flatten STORE BUNDLE\n"
+	"Usage: vmbundlefs flatten [-o OPTS] STORE BUNDLE\n"
 	"Make every file of BUNDLE a plain file again (its whole content in its own\n"
 	"backing file, no base layer), so that the bundle is self-contained and\n"
-	"readable without vmbundlefs. Costs the bundle's data in space and time.\n";
+	"readable without vmbundlefs. Costs the bundle's data in space and time.\n"
+	"  -o OPTS   for a pulled bundle: the options of pull (cache=DIR, cafile=FILE,\n"
+	"            hard...); chunks not in the cache are fetched\n"
+	"When STORE is mounted the mount's daemon flattens (with its own -o options).\n";
 
 int vmb_cli_flatten(int argc, char **argv)
 {
 	struct vmb_err err = { 0 };
 	struct vmb_cli_ops o;
-	int rc = VMB_EXIT_OK;
+	char *ostr = NULL;
+	int c, rc = VMB_EXIT_OK;
 
 	if (vmb_cli_common(argc, argv, flatten_usage))
 		return VMB_EXIT_OK;
-	if (!no_opts(argc, argv, flatten_usage))
-		return VMB_EXIT_USAGE;
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt(argc, argv, "+o:")) != -1) {
+		if (c != 'o') {
+			fputs(flatten_usage, stderr);
+			return VMB_EXIT_USAGE;
+		}
+		ostr = optarg;
+	}
 	if (!args_ok(argc, argv, 2)) {
 		fputs(flatten_usage, stderr);
 		return VMB_EXIT_USAGE;
 	}
+	if (ostr && vmb_cli_remote_opts(ostr, &cli_ropts, 1, &err) < 0) {
+		vmb_cli_error("%s", err.msg);
+		return VMB_EXIT_USAGE;
+	}
 	{
 		const char *req[] = { "flatten", argv[optind + 1] };
+		struct vmb_ctl_target t;
+
+		/* the daemon uses its own -o options: refuse ones it would ignore */
+		if (ostr && vmb_cli_ctl_find(argv[optind], &t, &err) == 0) {
+			int mounted = t.mountpoint != NULL;
+
+			vmb_cli_ctl_target_free(&t);
+			if (mounted) {
+				vmb_cli_error("'%s' is mounted: its daemon flattens with the "
+					      "mount's options; give -o %s to the mount instead",
+					      argv[optind], ostr);
+				return VMB_EXIT_USAGE;
+			}
+		}
 		if (ops_route(argv[optind], req, 2, &o, &rc) != 0)
 			return rc;
 		rc = VMB_EXIT_OK;

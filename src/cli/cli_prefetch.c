@@ -21,6 +21,7 @@
 #include "layer/layer.h"
 #include "remote/remote.h"
 #include "remote/fetch.h"
+#include "remote/cache.h"
 #include "base/clock.h"
 
 #include <dirent.h>
@@ -32,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +58,9 @@ struct run {
 	uint64_t bytes;              /* read (mount) or fetched (store) so far */
 	struct vmb_layers *ls;       /* a store that is not mounted; else NULL */
 	uint64_t files;              /* regular files seen */
+	int check;                   /* the second walk: what stayed in the cache */
+	uint64_t kept, want;         /* its sums: data bytes cached, data bytes */
+	char cache[PATH_MAX];        /* a store that is not mounted: its cache */
 };
 
 /* The vmbundlefs mount holding real (a realpath), or NULL. (Not vmb_cli_ctl_find:
@@ -129,9 +135,38 @@ static int prefetch_one(int dirfd, const char *name, const char *shown, struct r
 			struct vmb_err *err)
 {
 	struct vmb_progress pb;
-	uint64_t fetched = 0;
+	uint64_t fetched = 0, kept = 0, total = 0;
 	int r;
 
+	if (run->check && run->ls) {
+		r = vmb_prefetch_kept(run->ls, dirfd, name, &kept, &total, err);
+		run->kept += kept;
+		run->want += total;
+		return r;
+	}
+	if (run->check) {
+		/* the mount's daemon says what its cache holds of the file */
+		char val[1024], proc[64];
+		const char *p;
+		ssize_t n;
+		int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+		if (fd < 0)
+			return vmb_err_sys(err, errno, "cannot open '%s'", shown);
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		n = getxattr(proc, "user.vmbundlefs.remote", val, sizeof(val) - 1);
+		close(fd);
+		if (n < 0)
+			return 0;   /* no remote image */
+		val[n] = '\0';
+		if ((p = strstr(val, "cached_bytes ")))
+			kept = strtoull(p + 13, NULL, 10);
+		if ((p = strstr(val, "remote_bytes ")))
+			total = strtoull(p + 13, NULL, 10);
+		run->kept += kept;
+		run->want += kept + total;
+		return 0;
+	}
 	run->files++;
 	vmb_progress_init(&pb, stderr, shown);
 	if (run->ls) {
@@ -267,6 +302,24 @@ static int prefetch_store(const char *real, const char *shown,
 	rc = parent_of(real, &dir, &name, &dfd, err);
 	if (!rc)
 		rc = walk(dfd, name, shown, 1, run, err);
+	if (!rc && run->bytes) {
+		/* what stayed: every fill durable, the cache trimmed to its limits now
+		 * rather than by its background thread later */
+		struct vmb_cache *c;
+
+		rc = vmb_remote_cache(r, &c, err);
+		if (!rc)
+			rc = vmb_cache_flush(c) < 0 ? vmb_err_set(err, EIO, "cannot make the "
+				"chunks fetched durable in the cache '%s'", vmb_cache_path(c)) : 0;
+		if (!rc)
+			rc = vmb_cache_evict(c, err);
+		if (!rc)
+			snprintf(run->cache, sizeof(run->cache), "%s", vmb_cache_path(c));
+	}
+	if (!rc) {
+		run->check = 1;
+		rc = walk(dfd, name, shown, 1, run, err);
+	}
 out:
 	if (dfd >= 0)
 		close(dfd);
@@ -289,6 +342,21 @@ static int prefetch_in_mount(const char *real, const char *shown, struct run *ru
 
 	if (!rc)
 		rc = walk(dfd, name, shown, 1, run, err);
+	/* The daemon makes its fills durable once reads pause and trims its cache
+	 * after them, in the background: look until what it holds stops changing
+	 * (at most about 3 s) */
+	run->check = 1;
+	for (int k = 0, last = -1; !rc && k < 10; k++) {
+		struct timespec nap = { 0, 300000000L };
+		uint64_t prev = run->kept;
+
+		nanosleep(&nap, NULL);
+		run->kept = run->want = 0;
+		rc = walk(dfd, name, shown, 1, run, err);
+		if (last >= 0 && run->kept == prev)
+			break;
+		last = 1;
+	}
 	if (dfd >= 0)
 		close(dfd);
 	free(dir);
@@ -312,6 +380,39 @@ static int parse_rate(const char *arg, uint64_t *rate)
 		return -1;
 	*rate = n;
 	return 0;
+}
+
+/* A prefetch whose chunks did not all stay in the cache: say how much did and why. */
+static void not_kept(const char *path, const char *mp, const struct vmb_remote_opts *ro,
+		     struct run *run)
+{
+	char k[32], w[32], m[32], f[32];
+	struct statvfs sv;
+
+	vmb_progress_bytes(k, sizeof(k), run->kept);
+	vmb_progress_bytes(w, sizeof(w), run->want);
+	if (mp) {
+		vmb_cli_error("'%s': only %s of the %s of its remote images stayed in the "
+			      "cache of the mount '%s': it is trimmed to the mount's cache_max= "
+			      "and to keep free space on its file system (see the mount's "
+			      "options)", path, k, w, mp);
+		return;
+	}
+	if (ro->cache_max)
+		vmb_progress_bytes(m, sizeof(m), ro->cache_max);
+	else
+		snprintf(m, sizeof(m), "none");
+	if (statvfs(run->cache, &sv) == 0)
+		vmb_progress_bytes(f, sizeof(f), (uint64_t)sv.f_bavail * sv.f_frsize);
+	else
+		snprintf(f, sizeof(f), "unknown");
+	if (!run->cache[0])
+		snprintf(run->cache, sizeof(run->cache), "%s",
+			 ro->cache_dir ? ro->cache_dir : "(the default)");
+	vmb_cli_error("'%s': only %s of the %s of its remote images stayed in the cache "
+		      "'%s' (cache_max=%s; %s free on its file system, of which it keeps "
+		      "1 GiB free): give a larger cache_max= or free space", path, k, w,
+		      run->cache, m, f);
 }
 
 int vmb_cli_prefetch(int argc, char **argv)
@@ -389,6 +490,9 @@ int vmb_cli_prefetch(int argc, char **argv)
 		}
 		if (r < 0) {
 			vmb_cli_store_error(argv[i], err.code, "%s", err.msg);
+			rc = VMB_EXIT_ERROR;
+		} else if (run.kept < run.want) {
+			not_kept(argv[i], mp, &ro, &run);
 			rc = VMB_EXIT_ERROR;
 		}
 		free(mp);

@@ -44,7 +44,8 @@ static const char publish_usage[] =
 	"replaced last, atomically.\n"
 	"Each bundle is published from a snapshot taken first (removed afterwards), so\n"
 	"a mounted store's VMs may go on writing. Objects already at DEST are not\n"
-	"written again; bundles already listed in DEST/index are kept.\n"
+	"written again unless damaged (a directory's are read and compared; on S3, ETags\n"
+	"are compared with MD5s); bundles already listed in DEST/index are kept.\n"
 	"  -c, --chunk-size=SIZE  chunk size of images, a power of two from 64K to 16M\n"
 	"                         (default 256K)\n"
 	"  -s, --sign=KEY         sign the index with the Ed25519 private key in the PEM\n"
@@ -54,6 +55,8 @@ static const char publish_usage[] =
 	"                         AWS_ENDPOINT_URL); credentials from AWS_ACCESS_KEY_ID /\n"
 	"                         AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files\n"
 	"      --cafile=FILE      https: trust the CAs in FILE\n"
+	"      --verify           a URL DEST: GET every object already there and check\n"
+	"                         its SHA-256 (damaged: written again)\n"
 	"  -o OPTS                for a pulled bundle whose images stand on remote\n"
 	"                         images: the options of pull (cache=, cafile=, hard);\n"
 	"                         chunks not in the cache are fetched\n"
@@ -159,6 +162,7 @@ int vmb_cli_publish(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "endpoint", required_argument, NULL, 'e' },
 		{ "cafile", required_argument, NULL, 'C' },
+		{ "verify", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vmb_err err = { 0 };
@@ -206,6 +210,8 @@ int vmb_cli_publish(int argc, char **argv)
 			endpoint = optarg;
 		} else if (c == 'C') {
 			cafile = optarg;
+		} else if (c == 'V') {
+			po.verify = 1;
 		} else if (c == 'o') {
 			if (vmb_cli_remote_opts(optarg, &ro, 1, &err) < 0) {
 				vmb_cli_error("%s", err.msg);
@@ -375,22 +381,29 @@ int vmb_cli_publish(int argc, char **argv)
 		goto out;
 	}
 	if (!quiet) {
-		char w[32], p[32], l[32];
+		char w[32], p[32], l[32], rep[64] = "";
 
 		vmb_progress_bytes(w, sizeof(w), st.bytes_written);
 		vmb_progress_bytes(p, sizeof(p), st.bytes_present);
 		vmb_progress_bytes(l, sizeof(l), st.logical_bytes);
+		if (st.objects_repaired)
+			snprintf(rep, sizeof(rep), ", %" PRIu64 " damaged at DEST repaired",
+				 st.objects_repaired);
 		if (st.merged)
 			fprintf(stderr, "vmbundlefs: note: another publish replaced the index at "
 				"'%s' meanwhile: its bundles are kept\n", dest);
 		printf("published %d bundle%s to %s (generation %" PRIu64 "%s): %s of files, "
 		       "%" PRIu64 " objects written (%s), %" PRIu64 " already there (%s), "
-		       "%" PRIu64 " of %" PRIu64 " chunks zero\n", n, n == 1 ? "" : "s", dest,
+		       "%" PRIu64 " of %" PRIu64 " chunks zero%s\n", n, n == 1 ? "" : "s", dest,
 		       st.generation, key ? ", signed" : "", l, st.objects_written, w,
-		       st.objects_present, p, st.zero_chunks, st.chunks);
+		       st.objects_present, p, st.zero_chunks, st.chunks, rep);
 		if (fflush(stdout) != 0)
 			goto out;
 	}
+	if (quiet && st.objects_repaired)
+		fprintf(stderr, "vmbundlefs: note: %" PRIu64 " object%s at '%s' damaged "
+			"(other bytes or length): written again\n", st.objects_repaired,
+			st.objects_repaired == 1 ? "" : "s", dest);
 	rc = VMB_EXIT_OK;
 out:
 	vmb_layers_close(ls);

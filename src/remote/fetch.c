@@ -638,6 +638,19 @@ int vmb_fetch_head(struct vmb_fetcher *f, const char *path, uint64_t *len,
 	return (int)rc;
 }
 
+int vmb_fetch_head_etag(struct vmb_fetcher *f, const char *path, uint64_t *len,
+			char *etag, size_t etag_size, struct vmb_err *err)
+{
+	struct vmb_fetch_req req = { .op = VMB_FETCH_HEAD, .path = path };
+	ssize_t rc = call(f, &req, err);
+
+	if (rc == 0 && len)
+		*len = req.size;
+	if (etag_size)
+		snprintf(etag, etag_size, "%s", rc == 0 ? req.etag : "");
+	return (int)rc;
+}
+
 int vmb_fetch_put(struct vmb_fetcher *f, const char *path, const void *buf, size_t len,
 		  struct vmb_err *err)
 {

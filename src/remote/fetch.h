@@ -122,6 +122,10 @@ ssize_t vmb_fetch_get_sha(struct vmb_fetcher *, const char *path, void *buf, siz
    and PUT bytes (S3 SigV4 via CURLOPT_AWS_SIGV4; file:// writes temp + fsync + rename;
    plain http(s) PUT as well, for WebDAV-like servers). */
 int vmb_fetch_head(struct vmb_fetcher *, const char *path, uint64_t *len, struct vmb_err *);
+/* vmb_fetch_head that also gives the object's ETag (quotes removed; "" when the
+   transport or the server gives none: file://) in etag[etag_size]. */
+int vmb_fetch_head_etag(struct vmb_fetcher *, const char *path, uint64_t *len, char *etag,
+			size_t etag_size, struct vmb_err *);
 int vmb_fetch_put(struct vmb_fetcher *, const char *path, const void *buf, size_t len,
 		  struct vmb_err *);
 
@@ -158,6 +162,8 @@ struct vmb_fetch_req {
 	const void *body;        /* PUT: bytes */
 	size_t body_len;
 	uint64_t size;           /* out, HEAD: the object's size */
+	char etag[72];           /* out, HEAD over http(s)/s3: its ETag header's value,
+				  * quotes removed ("" when none or too long) */
 	uint8_t *sha;            /* GET of a whole object: when not NULL, gets the
 				  * SHA-256 of the bytes returned */
 	int sha_done;            /* set by a transport that computed *sha itself (as

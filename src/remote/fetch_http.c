@@ -58,8 +58,24 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 		c->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		c->have_crange = 0;
 		c->errlen = 0;
+		c->req->etag[0] = '\0';
 		/* a range answered with the whole object: drop what comes before it */
 		c->skip = c->req->len && c->status == 200 ? c->req->off : 0;
+	} else if (!strncasecmp(line, "etag:", 5)) {
+		const char *v = line + 5;
+		size_t k;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		k = strcspn(v, "\r\n");
+		while (k && (v[k - 1] == ' ' || v[k - 1] == '\t'))
+			k--;
+		if (k >= 2 && v[0] == '"' && v[k - 1] == '"')
+			v++, k -= 2;
+		if (k < sizeof(c->req->etag)) {
+			memcpy(c->req->etag, v, k);
+			c->req->etag[k] = '\0';
+		}
 	} else if (!strncasecmp(line, "content-range:", 14)) {
 		if (sscanf(line + 14, " bytes %llu-%llu/%llu", &a, &b, &t) == 3) {
 			c->have_crange = 1;

@@ -192,6 +192,12 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 						      uint64_t total),
 		      void *arg, uint64_t *fetched, struct vmb_err *err);
 
+/* After a prefetch: the bytes of the data chunks of the remote base of file
+ * dirfd/name that are in the cache now (*kept) and all of them (*total); a file
+ * without a remote base: 0, 0. One look per chunk. */
+int vmb_prefetch_kept(struct vmb_layers *ls, int dirfd, const char *name, uint64_t *kept,
+		      uint64_t *total, struct vmb_err *err);
+
 /* The test hook: SIGKILL the process after step `step` of an operation when
  * VMB_OP_KILL_AT says so (see above). */
 void vmb_op_step(const char *op, unsigned step);

@@ -74,3 +74,35 @@ out:
 	vmb_base_put(b);
 	return rc;
 }
+
+int vmb_prefetch_kept(struct vmb_layers *ls, int dirfd, const char *name, uint64_t *kept,
+		      uint64_t *total, struct vmb_err *err)
+{
+	char id[VMB_BASE_ID_LEN + 1];
+	struct vmb_base *b = NULL;
+	struct vmb_rimage_info inf;
+	struct vmb_rimage *ri;
+	int fd, rc;
+
+	*kept = *total = 0;
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open '%s'", name);
+	rc = vmb_ops_base_of(fd, name, id, err);
+	close(fd);
+	if (rc <= 0)
+		return rc;
+	rc = vmb_layers_get(ls, id, &b, err);
+	if (rc)
+		return vmb_err_prefix(err, "cannot prefetch '%s'", name);
+	ri = vmb_layers_remote_of(b);
+	if (ri) {
+		rc = vmb_rimage_info(ri, &inf, err);
+		if (rc == 0) {
+			*kept = inf.cached_bytes;
+			*total = inf.cached_bytes + inf.remote_bytes;
+		}
+	}
+	vmb_base_put(b);
+	return rc;
+}

@@ -101,18 +101,24 @@ static int put_object(struct pub *p, const uint8_t d[32], const void *buf, size_
 		return 0;
 	}
 	vmb_pub_object_path(d, path);
-	r = p->sink->ops->exists(p->sink, path, len, err);
+	r = p->sink->ops->check(p->sink, path, d, buf, len, p->o->verify, err);
 	if (r < 0)
 		return r;
-	if (r) {
+	if (r == VMB_PUB_GOOD) {
 		p->st->objects_present++;
 		p->st->bytes_present += len;
 	} else {
+		/* a damaged object is replaced atomically: readers see the old or
+		 * the right bytes, never half of them */
+		int damaged = r == VMB_PUB_DAMAGED;
+
 		r = p->sink->ops->put(p->sink, path, buf, len, err);
 		if (r < 0)
 			return r;
 		p->st->objects_written++;
 		p->st->bytes_written += len;
+		if (damaged)
+			p->st->objects_repaired++;
 	}
 	if (dset_has_or_add(&p->seen, d, 1) < 0)
 		return vmb_err_set(err, ENOMEM, "out of memory");

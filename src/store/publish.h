@@ -41,10 +41,13 @@ struct vmb_pub_sink;
 struct vmb_fetch_opts;
 
 struct vmb_pub_sink_ops {
-	/* Is the object at path (relative: "objects/aa/<hex>") there with len
-	 * bytes? 1, 0 (absent, or another length: then rewritten), or -errno. */
-	int (*exists)(struct vmb_pub_sink *s, const char *path, uint64_t len,
-		      struct vmb_err *err);
+	/* Is the object at path (relative: "objects/aa/<hex>", named by digest d) there
+	 * with the bytes buf[len]? VMB_PUB_ABSENT, VMB_PUB_GOOD, VMB_PUB_DAMAGED (there
+	 * with another length or other bytes: put again, which replaces it), or
+	 * -errno. How far each sink looks: vmb_pub_sink_dir_open, _url_open; verify
+	 * (vmb_publish_opts): look at the bytes whatever it costs. */
+	int (*check)(struct vmb_pub_sink *s, const char *path, const uint8_t d[32],
+		     const void *buf, size_t len, int verify, struct vmb_err *err);
 	/* Store len bytes at path, durably, replacing any object there atomically
 	 * (never visible half written). 0 or -errno. */
 	int (*put)(struct vmb_pub_sink *s, const char *path, const void *buf, size_t len,
@@ -58,6 +61,8 @@ struct vmb_pub_sink_ops {
 	void (*close)(struct vmb_pub_sink *s);
 };
 
+enum { VMB_PUB_ABSENT = 0, VMB_PUB_GOOD = 1, VMB_PUB_DAMAGED = 2 };
+
 struct vmb_pub_sink {
 	const struct vmb_pub_sink_ops *ops;
 	char *where;              /* for messages: "DIR" or "s3://BUCKET/PREFIX" */
@@ -66,7 +71,9 @@ struct vmb_pub_sink {
 /* The directory sink: DEST (created, mode 0755, when missing; its parent must
  * exist), locked with flock (-EBUSY: another publish to it runs). Objects are
  * written in DEST/.tmp/ (stale leftovers removed at open), fsync'ed, renamed
- * into DEST/objects/aa/; sync fsyncs the directories touched. */
+ * into DEST/objects/aa/; sync fsyncs the directories touched. check reads an
+ * object that has the right length and compares its bytes (always: a damaged
+ * object is repaired by any republish). */
 int vmb_pub_sink_dir_open(const char *dest, struct vmb_pub_sink **out, struct vmb_err *err);
 /* The sink over a fetcher (remote/fetch.h): s3://BUCKET/PREFIX (SigV4, credentials as
  * the fetchers find them, fo->endpoint for S3-compatible servers), and what else the
@@ -88,6 +95,8 @@ struct vmb_publish_opts {
 	vmb_pub_progress_fn progress;   /* done/total: logical bytes of the files */
 	void *progress_arg;
 	volatile sig_atomic_t *cancel;  /* non-zero: stop with -EINTR (signals) */
+	int verify;                     /* check's verify: every object already at the
+					   sink read back (GET) and checked */
 };
 
 struct vmb_publish_stats {
@@ -95,6 +104,9 @@ struct vmb_publish_stats {
 	uint64_t chunks, zero_chunks;   /* chunks of images; those without data */
 	uint64_t objects_written, bytes_written;   /* puts (the index included) */
 	uint64_t objects_present, bytes_present;   /* found at the sink: not written */
+	uint64_t objects_repaired;      /* found damaged at the sink (other bytes, or
+					   another length): written again (counted in
+					   objects_written too) */
 	uint64_t logical_bytes;         /* sum of file sizes */
 	uint64_t generation;            /* of the new index */
 	int merged;                     /* another publish replaced the index meanwhile:

@@ -31,25 +31,67 @@ struct dir_sink {
 	int ofd;                  /* DEST/objects */
 	uint8_t touched[32];      /* bitmap of DEST/objects/aa written to */
 	unsigned long seq;
+	unsigned char *vbuf;      /* check's reads */
 };
+
+#define VBUF_SIZE (1u << 20)
 
 static int hexval(char c)
 {
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static int dir_exists(struct vmb_pub_sink *s, const char *path, uint64_t len,
-		      struct vmb_err *err)
+/* An object of the right length is read and compared with buf: a damaged one
+ * (another length, other bytes) is put again. Costs a read of what is there. */
+static int dir_check(struct vmb_pub_sink *s, const char *path, const uint8_t dg[32],
+		     const void *buf, size_t len, int verify, struct vmb_err *err)
 {
 	struct dir_sink *d = (struct dir_sink *)s;
+	const unsigned char *want = buf;
 	struct stat st;
+	size_t off = 0;
+	int fd, r = VMB_PUB_GOOD;
 
-	if (fstatat(d->dfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+	(void)dg;
+	(void)verify;   /* always: reading a local object is cheap beside hashing it */
+	fd = openat(d->dfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		if (errno == ENOENT)
-			return 0;
-		return vmb_err_sys(err, errno, "cannot look at '%s/%s'", s->where, path);
+			return VMB_PUB_ABSENT;
+		if (errno == ELOOP)   /* a symbolic link where the object goes */
+			return VMB_PUB_DAMAGED;
+		return vmb_err_sys(err, errno, "cannot open '%s/%s'", s->where, path);
 	}
-	return S_ISREG(st.st_mode) && (uint64_t)st.st_size == len;
+	if (fstat(fd, &st) < 0) {
+		r = vmb_err_sys(err, errno, "cannot look at '%s/%s'", s->where, path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != len) {
+		r = VMB_PUB_DAMAGED;
+		goto out;
+	}
+	if (!d->vbuf && !(d->vbuf = malloc(VBUF_SIZE))) {
+		r = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	while (off < len) {
+		size_t n = len - off < VBUF_SIZE ? len - off : VBUF_SIZE;
+		ssize_t got = vmb_read_full(fd, d->vbuf, n);
+
+		if (got < 0) {
+			/* unreadable (EIO on a bad sector...): written again */
+			r = VMB_PUB_DAMAGED;
+			goto out;
+		}
+		if ((size_t)got != n || memcmp(d->vbuf, want + off, n)) {
+			r = VMB_PUB_DAMAGED;
+			goto out;
+		}
+		off += n;
+	}
+out:
+	close(fd);
+	return r;
 }
 
 /* Write buf to a new temporary in DEST/.tmp, fsync'ed: its name in tmp. */
@@ -201,12 +243,13 @@ static void dir_close(struct vmb_pub_sink *s)
 		close(d->ofd);
 	if (d->dfd >= 0)
 		close(d->dfd);   /* releases the flock */
+	free(d->vbuf);
 	free(s->where);
 	free(d);
 }
 
 static const struct vmb_pub_sink_ops dir_ops = {
-	.exists = dir_exists,
+	.check = dir_check,
 	.put = dir_put,
 	.get = dir_get,
 	.sync = dir_sync,

@@ -157,12 +157,12 @@ struct counting {
 	void (*after_index)(struct counting *c);
 };
 
-static int c_exists(struct vmb_pub_sink *s, const char *path, uint64_t len,
-		    struct vmb_err *err)
+static int c_check(struct vmb_pub_sink *s, const char *path, const uint8_t d[32],
+		   const void *buf, size_t len, int verify, struct vmb_err *err)
 {
 	struct counting *c = (struct counting *)s;
 
-	return c->in->ops->exists(c->in, path, len, err);
+	return c->in->ops->check(c->in, path, d, buf, len, verify, err);
 }
 
 static int c_put(struct vmb_pub_sink *s, const char *path, const void *buf, size_t len,
@@ -215,7 +215,7 @@ static void c_close(struct vmb_pub_sink *s)
 }
 
 static const struct vmb_pub_sink_ops counting_ops = {
-	c_exists, c_put, c_get, c_sync, c_close,
+	c_check, c_put, c_get, c_sync, c_close,
 };
 
 static int counting_open(struct counting *c, struct vmb_err *err)
