@@ -399,6 +399,9 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_mutex_destroy(&v->filemu);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
+	if (v->private_store && v->remote && v->layers)
+		/* the shadow store goes at unmount: its pin (layer.h) with it */
+		vmb_layers_unpin_remote(v->layers, v->remote);
 	vmb_remote_close(v->remote);   /* the readahead stops, */
 	vmb_layers_close(v->layers);   /* then the layers go */
 	vmb_aux_cache_free(v->root.aux);
