@@ -598,6 +598,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	}
 	if (memcmp(got, digest, 32))
 		goto out;
+	rc = 0;   /* right bytes (maybe at the second try) */
 	if (vmb_cache_max_bytes(c) && (uint64_t)n > vmb_cache_max_bytes(c)) {
 		/* more than the whole cache may hold: used from memory, not kept */
 		vmb_log_msg(r->log, "object %s from '%s' (%zd bytes) is larger than the cache "
