@@ -70,6 +70,42 @@ run_cmd "$T/o" "$VMB_BIN" fsck --cache="$C"
 assert_eq "then clean: exit 0" 0 $RC
 assert_match "... 1 object" "1 objects \\(300000 bytes\\) checked: 0 bad.*; clean" "$(cat "$T/o")"
 
+# meta/ (manifests and image indexes of remote layers): checked as chunks/ (r27 G14)
+putm() {   # putm FILE: store FILE as a meta/ object; prints the digest
+    local h
+    h=$(sha256sum "$1" | cut -c1-64)
+    mkdir -p "$C/meta/${h:0:2}"
+    cp "$1" "$C/meta/${h:0:2}/$h"
+    chmod 644 "$C/meta/${h:0:2}/$h"
+    echo "$h"
+}
+head -c 5000 /dev/urandom >"$T/mgood"
+head -c 6000 /dev/urandom >"$T/mbad"
+head -c 7000 /dev/urandom >"$T/mopen"
+mgood=$(putm "$T/mgood")
+mbad=$(putm "$T/mbad")
+mopen=$(putm "$T/mopen")
+printf 'X' | dd of="$C/meta/${mbad:0:2}/$mbad" bs=1 seek=10 conv=notrunc status=none
+chmod 666 "$C/meta/${mopen:0:2}/$mopen"
+: >"$C/meta/${mgood:0:2}/.$mgood.4242.0badf00d"
+: >"$C/meta/${mgood:0:2}/junk"
+run_cmd "$T/o" "$VMB_BIN" fsck -n --cache="$C"
+assert_eq "fsck -n --cache with damaged meta/ objects: exit 4" 4 $RC
+out=$(cat "$T/o")
+assert_match "... names the corrupt manifest or index" "meta/${mbad:0:2}/$mbad: its bytes do not match its name" "$out"
+assert_match "... the one others could change" "meta/${mopen:0:2}/$mopen: owned by uid [0-9]+, mode 0666: others could change its bytes" "$out"
+assert_match "... the stale temporary" "meta/${mgood:0:2}/.$mgood.4242.0badf00d: a temporary of an interrupted write" "$out"
+assert_match "... the stray file" "meta/${mgood:0:2}/junk: a stray file$" "$out"
+assert_match "... the summary counts them" "4 objects \\(318000 bytes\\) checked: 2 bad, 1 stale temporaries, 1 stray files" "$out"
+run_cmd "$T/o" "$VMB_BIN" fsck --cache "$C"
+assert_eq "fsck --cache: meta/ repaired, exit 1" 1 $RC
+check "... the corrupt one is gone" test ! -e "$C/meta/${mbad:0:2}/$mbad"
+check "... the one others could change is gone" test ! -e "$C/meta/${mopen:0:2}/$mopen"
+check "... the temporary and the stray file are gone" test ! -e "$C/meta/${mgood:0:2}/.$mgood.4242.0badf00d" -a ! -e "$C/meta/${mgood:0:2}/junk"
+check "... the good one stays" cmp -s "$T/mgood" "$C/meta/${mgood:0:2}/$mgood"
+run_cmd "$T/o" "$VMB_BIN" fsck --cache="$C"
+assert_eq "then clean: exit 0" 0 $RC
+
 # a symbolic link where chunks/<aa> goes: a mount refuses the cache (cache-perms.sh),
 # fsck reports it as a stray file and removes it (then fills make the directory)
 mkdir "$T/elsewhere"

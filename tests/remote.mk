@@ -16,6 +16,7 @@ REMOTE_TESTS = \
 	tests/remote-kill.sh \
 	tests/remote-signal.sh \
 	tests/remote-offline.sh \
+	tests/remote-evict-meta.sh \
 	tests/remote-hard-stop.sh \
 	tests/remote-hard-intr.sh \
 	tests/remote-s3.sh \

@@ -98,10 +98,11 @@ int vmb_cli_remote_opts(const char *opts, struct vmb_remote_opts *o, int strict,
 /* Remove the shadow stores under CACHE/mnt that no mount holds any more: each is
  * held by an flock on its directory, taken before it is made and kept by the
  * mount's daemon until it exits. */
-static void sweep_shadows(const char *mntdir)
+static void sweep_shadows(const char *cdir, const char *mntdir)
 {
 	DIR *d = opendir(mntdir);
 	struct dirent *de;
+	char *real = realpath(mntdir, NULL);
 	int dfd;
 
 	if (!d)
@@ -116,11 +117,22 @@ static void sweep_shadows(const char *mntdir)
 		fd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			vmb_tree_remove(dfd, de->d_name, -1, &e);
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    vmb_tree_remove(dfd, de->d_name, -1, &e) == 0 && real) {
+			/* the pin of its layers' image indexes (layer.h) goes with it */
+			char lp[PATH_MAX + 300], pin[PATH_MAX + 100];
+			char name[VMB_LAYERS_PIN_NAME];
+
+			snprintf(lp, sizeof(lp), "%s/%s/" VMB_META_DIR "/%s", real, de->d_name,
+				 VMB_LAYERS_DIR);
+			vmb_layers_pin_name(lp, name);
+			snprintf(pin, sizeof(pin), "%s/pins/%s", cdir, name);
+			unlink(pin);
+		}
 		close(fd);
 	}
 	closedir(d);
+	free(real);
 }
 
 /* Is name one of the comma-separated options in opts? */
@@ -206,7 +218,7 @@ int vmb_cli_mount_url(const char *url_in, const char *mountpoint, const char *fu
 		vmb_cli_error("cannot create '%s': %s", mntdir, strerror(errno));
 		goto out;
 	}
-	sweep_shadows(mntdir);
+	sweep_shadows(cdir, mntdir);
 	if (getrandom(&rnd, sizeof(rnd), 0) < 0)
 		rnd = (unsigned)getpid();
 	snprintf(shadow, sizeof(shadow), "%s/%08x%08x", mntdir, rnd, (unsigned)getpid());

@@ -277,6 +277,19 @@ struct vmb_rimage *vmb_layers_remote_of(struct vmb_base *b);
 int vmb_layers_remote_info(struct vmb_layers *ls, const char *id,
 			   struct vmb_layer_remote *rl, struct vmb_err *err);
 
+/* Pin (remote/cache.h) in the cache of r the image indexes (CACHE/meta) of every
+ * remote layer of ls, as the pin "layers-<SHA-256 of the layers directory's real
+ * path>" (replaced; removed when ls has none): objects of meta/ are evicted with
+ * the chunks, but a pulled bundle must open offline. Pull and the preload of a
+ * mount call it. 0 or -errno. */
+int vmb_layers_pin_remote(struct vmb_layers *ls, struct vmb_remote *r, struct vmb_err *err);
+/* The name of that pin for the layers directory layers_path (absolute, real):
+ * whoever removes a store (a URL mount's shadow store) removes its pin. */
+#define VMB_LAYERS_PIN_NAME 72
+void vmb_layers_pin_name(const char *layers_path, char name[VMB_LAYERS_PIN_NAME]);
+/* Remove that pin (a store about to be removed: a URL mount's shadow store). */
+void vmb_layers_unpin_remote(struct vmb_layers *ls, struct vmb_remote *r);
+
 /* Preloading (a mount of a published store's URL): a thread of its own opens the
  * image of every remote layer of ls whose index is cached (CACHE/meta, so it never
  * fetches: vmb_remote_meta_local_only, even for an index damaged there; at most

@@ -14,6 +14,7 @@
 #include "remote/rimage.h"
 #include "remote/pubfmt.h"
 #include "remote/remote.h"
+#include "remote/cache.h"
 #include "base/bufpool.h"
 #include "base/crc32c.h"
 #include "base/digest.h"
@@ -488,6 +489,77 @@ struct vmb_layers_preload {
 	unsigned done;                     /* atomic: images opened */
 };
 
+void vmb_layers_pin_name(const char *layers_path, char name[VMB_LAYERS_PIN_NAME])
+{
+	uint8_t h[32];
+	char hex[65];
+
+	vmb_sha256(layers_path, strlen(layers_path), h, NULL);
+	vmb_sha256_hex(h, hex);
+	snprintf(name, VMB_LAYERS_PIN_NAME, "layers-%s", hex);
+}
+
+void vmb_layers_unpin_remote(struct vmb_layers *ls, struct vmb_remote *r)
+{
+	char name[VMB_LAYERS_PIN_NAME], *real = realpath(ls->path, NULL);
+	struct vmb_cache *c;
+
+	if (vmb_remote_cache(r, &c, NULL) == 0) {
+		vmb_layers_pin_name(real ? real : ls->path, name);
+		vmb_cache_unpin(c, name, NULL);
+	}
+	free(real);
+}
+
+int vmb_layers_pin_remote(struct vmb_layers *ls, struct vmb_remote *r, struct vmb_err *err)
+{
+	struct vmb_layer_list l;
+	struct vmb_layer_remote *rl = malloc(sizeof(*rl));
+	uint8_t (*d)[32] = NULL;
+	char name[VMB_LAYERS_PIN_NAME], *real = NULL;
+	struct vmb_cache *c;
+	struct vmb_err e;
+	size_t n = 0;
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	if (!rl)
+		return vmb_err_set(err, ENOMEM, "out of memory");
+	rc = vmb_remote_cache(r, &c, err);
+	if (rc)
+		goto out;
+	real = realpath(ls->path, NULL);
+	vmb_layers_pin_name(real ? real : ls->path, name);
+	if (ls->dirfd >= 0) {
+		rc = vmb_layers_list(ls, &l, err);
+		if (rc)
+			goto out;
+	}
+	d = malloc((l.n ? l.n : 1) * sizeof(*d));
+	if (!d) {
+		rc = vmb_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		vmb_err_clear(&e);
+		if (vmb_layers_remote_info(ls, l.ids[i], rl, &e) == 0)
+			memcpy(d[n++], rl->index, 32);
+	}
+	if (n)
+		rc = vmb_cache_pin(c, name, (const uint8_t (*)[32])d, n, err);
+	else if ((rc = vmb_cache_unpin(c, name, err)) == -ENOENT)
+		rc = 0;
+	if (rc)
+		vmb_err_prefix(err, "cannot pin the image indexes of the remote layers of '%s'",
+			       ls->path);
+out:
+	vmb_layer_list_free(&l);
+	free(real);
+	free(d);
+	free(rl);
+	return rc;
+}
+
 static void *preload_main(void *arg)
 {
 	struct vmb_layers_preload *p = arg;
@@ -505,6 +577,10 @@ static void *preload_main(void *arg)
 	vmb_err_clear(&e);
 	if (!r || vmb_layers_list(ls, &l, &e) < 0)
 		return NULL;
+	/* the indexes this store's layers need offline stay in the cache (pulled
+	 * before pulls pinned them, or layers gc'd since) */
+	if (l.n && vmb_layers_pin_remote(ls, r, &e) < 0)
+		vmb_log_msg(ls->log, "%s", e.msg);
 	if (p->warm_url) {
 		/* a URL mount whose bundles come later: its fetcher is ready first, and
 		 * buffers for chunks of publish's default size */

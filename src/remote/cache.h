@@ -12,8 +12,10 @@
  *   lock/evict              held by the one evicter at a time
  *   pins/<name>             pinned digests (never evicted)
  *   urls/<64 hex>           opaque slots (the last verified top index of a URL)
- *   mnt/, meta/             left to the remote layer (shadow stores of mounts,
- *                           metadata objects kept apart from eviction)
+ *   meta/<aa>/<64 hex>      metadata objects (manifests, image indexes) the remote
+ *                           layer fetches and writes itself (remote.c); counted and
+ *                           evicted with the chunks (LRU, pins), checked by fsck
+ *   mnt/                    left to the remote layer (shadow stores of mounts)
  *
  * Presence: a fill writes the object to a temporary and checks it (size and
  * SHA-256); its caller, and the other callers in this process, read it from there at
@@ -227,7 +229,8 @@ int vmb_cache_url_save(struct vmb_cache *c, const char *key, const void *buf, si
 int vmb_cache_url_load(struct vmb_cache *c, const char *key, void **buf, size_t *len,
 		       struct vmb_err *err);
 
-/* Counters. bytes and chunks: the objects present, as of the last scan (open or
+/* Counters. bytes (of chunks/ and meta/) and chunks (of chunks/): the objects
+ * present, as of the last scan (open or
  * eviction) plus this process's fills and evictions since; the rest count this
  * vmb_cache's calls: hits (present at the call), misses (the others), waits (of
  * those, calls that waited for another caller's fill, in-process or not), fills
@@ -241,8 +244,8 @@ struct vmb_cache_stats {
 	uint64_t scans;                    /* eviction scans of chunks/ by this process */
 };
 void vmb_cache_stats(struct vmb_cache *c, struct vmb_cache_stats *st);
-/* Count the objects present now (a listing of chunks/; also sets the bytes and
- * chunks counters): for a status command that cannot wait for the first scan. */
+/* Count the objects present now (a listing of chunks/ and meta/; also sets the
+ * bytes and chunks counters): for a status command that cannot wait for the first scan. */
 int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
 		    struct vmb_err *err);
 /* The lock of an object fetched outside chunks/ (CACHE/meta: manifests, image
@@ -258,5 +261,12 @@ void vmb_cache_object_unlock(int lfd);
 /* Make meta/ and meta/<aa> for the object digest (remote.c) when absent, with the
  * modes of the cache's other directories whatever the umask. 0 or -errno. */
 int vmb_cache_meta_dir(struct vmb_cache *c, const uint8_t digest[32], struct vmb_err *err);
+/* The metadata object digest of meta/ was read (len 0: touched as a hit touches a
+ * chunk, for LRU eviction) or was just put there with len bytes (counted in the
+ * bytes, and the evicter kicked when a limit may be passed). Objects of meta/ are
+ * evicted with the chunks, by the same rules (pins, locks, LRU). */
+void vmb_cache_meta_used(struct vmb_cache *c, const uint8_t digest[32], uint64_t len);
+/* opts.max_bytes of c (0: no limit). */
+uint64_t vmb_cache_max_bytes(const struct vmb_cache *c);
 
 #endif

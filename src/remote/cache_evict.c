@@ -2,8 +2,9 @@
  * background thread that runs it (see cache.h).
  *
  * One evicter at a time per CACHE: it holds lock/evict (never removed) for its whole
- * run. It lists chunks/, then removes the oldest objects (by mtime) until the limits
- * hold, skipping pinned ones (pins/ is read under lock/evict, which vmb_cache_pin
+ * run. It lists chunks/ and meta/ (the remote layer's manifests and image indexes,
+ * one LRU with the chunks), then removes the oldest objects (by mtime) until the
+ * limits hold, skipping pinned ones (pins/ is read under lock/evict, which vmb_cache_pin
  * also takes) and any whose digest lock is held (being filled or checked: it only
  * tries that lock, never waits). It takes no mutex of the vmb_cache, so readers
  * never wait for it; an open descriptor of a removed object stays readable.
@@ -18,12 +19,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ent {
 	uint8_t d[32];
 	struct timespec mtime;
 	uint64_t size;
+	int meta;                 /* an object of meta/ (manifest, image index) */
 };
 
 static int ent_cmp(const void *a, const void *b)
@@ -42,16 +45,17 @@ static int dig_cmp(const void *a, const void *b)
 	return memcmp(a, b, 32);
 }
 
-/* Every object of chunks/ (names that are not objects are fsck's business). */
-static int scan(struct vmb_cache *c, struct ent **out, size_t *nout, uint64_t *total,
-		struct vmb_err *err)
+/* Every object of chunks/ (top: c->chunksfd) or meta/ (names that are not objects
+ * are fsck's business), appended to *v. */
+static int scan_dir(struct vmb_cache *c, int top, int meta, struct ent **vp, size_t *np,
+		    size_t *capp, uint64_t *total, uint64_t *nchunks, struct vmb_err *err)
 {
 	static struct vmb_ratelimit notdir = VMB_RATELIMIT_INIT;
-	struct ent *v = NULL;
-	size_t n = 0, cap = 0;
+	const char *kind = meta ? "meta" : "chunks";
+	struct ent *v = *vp;
+	size_t n = *np, cap = *capp;
 	int r = 0;
 
-	*total = 0;
 	for (int i = 0; i < 256 && r == 0; i++) {
 		char aa[3];
 		int dfd;
@@ -59,23 +63,25 @@ static int scan(struct vmb_cache *c, struct ent **out, size_t *nout, uint64_t *t
 		struct dirent *e;
 
 		snprintf(aa, sizeof(aa), "%02x", i);
-		dfd = openat(c->chunksfd, aa, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		dfd = openat(top, aa, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		if (dfd < 0) {
 			if (errno == ENOENT)
 				continue;
 			if (errno == ENOTDIR || errno == ELOOP) {
 				/* made since the open, which refuses it: the others are
 				 * still evicted (one such entry stopped every pass) */
-				vmb_log_limited(c->opts.log, &notdir, "cache '%s': chunks/%s is "
+				vmb_log_limited(c->opts.log, &notdir, "cache '%s': %s/%s is "
 						"not a directory: eviction skips it (remove it: "
-						"fsck --cache does)", c->path, aa);
+						"fsck --cache does)", c->path, kind, aa);
 				continue;
 			}
-			r = vmb_err_sys(err, errno, "cache '%s': cannot open chunks/%s/", c->path, aa);
+			r = vmb_err_sys(err, errno, "cache '%s': cannot open %s/%s/", c->path,
+					kind, aa);
 			break;
 		}
 		if (!(d = fdopendir(dfd))) {
-			r = vmb_err_sys(err, errno, "cache '%s': cannot list chunks/%s/", c->path, aa);
+			r = vmb_err_sys(err, errno, "cache '%s': cannot list %s/%s/", c->path,
+					kind, aa);
 			close(dfd);
 			break;
 		}
@@ -103,11 +109,41 @@ static int scan(struct vmb_cache *c, struct ent **out, size_t *nout, uint64_t *t
 			memcpy(v[n].d, dg, 32);
 			v[n].mtime = st.st_mtim;
 			v[n].size = (uint64_t)st.st_size;
+			v[n].meta = meta;
 			*total += v[n].size;
+			if (!meta)
+				(*nchunks)++;
 			n++;
 		}
 		closedir(d);
 	}
+	*vp = v;
+	*np = n;
+	*capp = cap;
+	return r;
+}
+
+/* meta/ of c, or -1 (none yet: -ENOENT; else -errno). */
+static int open_meta(struct vmb_cache *c)
+{
+	int fd = openat(c->dirfd, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Every object of chunks/ and meta/; *nchunks: those of chunks/. */
+static int scan(struct vmb_cache *c, int metafd, struct ent **out, size_t *nout,
+		uint64_t *total, uint64_t *nchunks, struct vmb_err *err)
+{
+	struct ent *v = NULL;
+	size_t n = 0, cap = 0;
+	int r;
+
+	*total = 0;
+	*nchunks = 0;
+	r = scan_dir(c, c->chunksfd, 0, &v, &n, &cap, total, nchunks, err);
+	if (r == 0 && metafd >= 0)
+		r = scan_dir(c, metafd, 1, &v, &n, &cap, total, nchunks, err);
 	if (r < 0) {
 		free(v);
 		return r;
@@ -183,8 +219,8 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 	uint8_t (*pins)[32] = NULL;
 	size_t n = 0, npins = 0;
 	uint64_t total = 0, max = c->opts.max_bytes, target = max / 10 * 9 + max % 10 * 9 / 10;
-	uint64_t min_free = c->opts.min_free_bytes, avail;
-	int efd, r;
+	uint64_t min_free = c->opts.min_free_bytes, avail, nchunks = 0;
+	int efd, r, metafd = -1;
 
 	r = vmb_cache_lock_evict(c, wait, &efd, err);
 	if (r == -EAGAIN)
@@ -193,11 +229,16 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 		return r;
 	VMB_ATOMIC_STORE(&c->since_scan, 0);
 	VMB_ATOMIC_ADD(&c->scans, 1);
-	r = scan(c, &v, &n, &total, err);
+	metafd = open_meta(c);
+	if (metafd < 0 && metafd != -ENOENT) {
+		r = vmb_err_sys(err, -metafd, "cache '%s': cannot open meta/", c->path);
+		goto out;
+	}
+	r = scan(c, metafd, &v, &n, &total, &nchunks, err);
 	if (r < 0)
 		goto out;
 	VMB_ATOMIC_STORE(&c->bytes, total);
-	VMB_ATOMIC_STORE(&c->chunks, (uint64_t)n);
+	VMB_ATOMIC_STORE(&c->chunks, nchunks);
 	avail = min_free ? free_bytes(c) : UINT64_MAX;
 	if (!(max && total > max) && !(min_free && avail < min_free)) {
 		c->ev_short = 0;
@@ -211,7 +252,7 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 	for (size_t i = 0; i < n; i++) {
 		char rel[VMB_CACHE_REL];
 		struct stat st;
-		int lfd;
+		int lfd, top = v[i].meta ? metafd : c->chunksfd;
 
 		if (!(max && total > target) && !(min_free && avail < min_free))
 			break;
@@ -220,15 +261,16 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 		vmb_cache_rel(v[i].d, rel);
 		if (vmb_cache_lock(c, v[i].d, 0, &lfd, NULL) < 0)
 			continue;   /* being filled or checked */
-		if (fstatat(c->chunksfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (fstatat(top, rel, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			total -= v[i].size;   /* gone already */
 		} else if (st.st_mtim.tv_sec == v[i].mtime.tv_sec &&
 			   st.st_mtim.tv_nsec == v[i].mtime.tv_nsec &&
-			   unlinkat(c->chunksfd, rel, 0) == 0) {
+			   unlinkat(top, rel, 0) == 0) {
 			total -= v[i].size;
 			VMB_ATOMIC_ADD(&c->evicted, 1);
 			VMB_ATOMIC_SUB(&c->bytes, v[i].size);
-			VMB_ATOMIC_SUB(&c->chunks, 1);
+			if (!v[i].meta)
+				VMB_ATOMIC_SUB(&c->chunks, 1);
 			if (min_free)
 				avail = free_bytes(c);
 		}   /* else touched since the scan: used, keep it */
@@ -238,6 +280,8 @@ static int run_evict(struct vmb_cache *c, int wait, struct vmb_err *err)
 out:
 	free(v);
 	free(pins);
+	if (metafd >= 0)
+		close(metafd);
 	close(efd);
 	return r;
 }
@@ -247,18 +291,23 @@ int vmb_cache_usage(struct vmb_cache *c, uint64_t *bytes, uint64_t *chunks,
 {
 	struct ent *v = NULL;
 	size_t n = 0;
-	uint64_t total = 0;
-	int r = scan(c, &v, &n, &total, err);
+	uint64_t total = 0, nchunks = 0;
+	int metafd = open_meta(c), r;
 
+	if (metafd < 0 && metafd != -ENOENT)
+		return vmb_err_sys(err, -metafd, "cache '%s': cannot open meta/", c->path);
+	r = scan(c, metafd, &v, &n, &total, &nchunks, err);
 	free(v);
+	if (metafd >= 0)
+		close(metafd);
 	if (r < 0)
 		return r;
 	VMB_ATOMIC_STORE(&c->bytes, total);
-	VMB_ATOMIC_STORE(&c->chunks, (uint64_t)n);
+	VMB_ATOMIC_STORE(&c->chunks, nchunks);
 	if (bytes)
 		*bytes = total;
 	if (chunks)
-		*chunks = n;
+		*chunks = nchunks;
 	return 0;
 }
 
@@ -344,4 +393,27 @@ void vmb_cache_after_fill(struct vmb_cache *c, uint64_t len)
 						       (1u << 20)) &&
 		 free_bytes(c) < c->opts.min_free_bytes)
 		vmb_cache_evict_kick(c);
+}
+
+void vmb_cache_meta_used(struct vmb_cache *c, const uint8_t digest[32], uint64_t len)
+{
+	char rel[VMB_CACHE_REL + 8];
+	struct timespec now;
+	struct stat st;
+
+	snprintf(rel, sizeof(rel), "meta/");
+	vmb_cache_rel(digest, rel + 5);
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (fstatat(c->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_mtim.tv_sec + VMB_CACHE_TOUCH_SEC < now.tv_sec)
+		utimensat(c->dirfd, rel, NULL, AT_SYMLINK_NOFOLLOW);
+	if (len) {   /* a new one: counted, and a limit may be passed */
+		VMB_ATOMIC_ADD(&c->bytes, len);
+		vmb_cache_after_fill(c, len);
+	}
+}
+
+uint64_t vmb_cache_max_bytes(const struct vmb_cache *c)
+{
+	return c->opts.max_bytes;
 }

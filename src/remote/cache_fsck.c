@@ -1,5 +1,5 @@
-/* cache_fsck.c - checking a cache: every object re-hashed, stale temporaries, stray
- * files, malformed pins, leftover lock files (see cache.h). It may run beside
+/* cache_fsck.c - checking a cache: every object re-hashed (chunks/ and meta/), stale
+ * temporaries, stray files, malformed pins, leftover lock files (see cache.h). It may run beside
  * mounts and commands using the cache: an object is checked and removed under its
  * digest lock (tried, never waited for: a busy object is skipped and counted). */
 #include "config.h"
@@ -59,7 +59,8 @@ static void stray(struct fsck *f, int dfd, const char *folder, const char *name)
 			dir ? "directory" : "file", dir ? " (left alone)" : gone ? " (removed)" : "");
 }
 
-static void check_object(struct fsck *f, int dfd, const char *aa, const char *name)
+static void check_object(struct fsck *f, int dfd, const char *kind, const char *aa,
+			 const char *name)
 {
 	struct vmb_cache *c = f->c;
 	char gh[VMB_SHA256_HEX];
@@ -87,8 +88,8 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 		/* right bytes or not: others could change them (never served) */
 		f->bad++;
 		if (f->out)
-			fprintf(f->out, "cache '%s': chunks/%s/%s: owned by uid %u, mode %04o: "
-				"others could change its bytes%s\n", c->path, aa, name,
+			fprintf(f->out, "cache '%s': %s/%s/%s: owned by uid %u, mode %04o: "
+				"others could change its bytes%s\n", c->path, kind, aa, name,
 				(unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
 				f->repair ? " (removed)" : "");
 		if (!f->repair || unlinkat(dfd, name, 0) < 0)
@@ -96,8 +97,8 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 	} else if (r < 0) {
 		f->bad++;
 		if (f->out)
-			fprintf(f->out, "cache '%s': chunks/%s/%s: cannot read it (%s)%s\n", c->path,
-				aa, name, e.msg, f->repair ? " (removed)" : "");
+			fprintf(f->out, "cache '%s': %s/%s/%s: cannot read it (%s)%s\n", c->path,
+				kind, aa, name, e.msg, f->repair ? " (removed)" : "");
 		if (!f->repair || unlinkat(dfd, name, 0) < 0)
 			f->left++;
 	} else if (memcmp(got, want, 32) != 0) {
@@ -105,8 +106,8 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 		VMB_ATOMIC_ADD(&c->verify_failures, 1);
 		vmb_sha256_hex(got, gh);
 		if (f->out)
-			fprintf(f->out, "cache '%s': chunks/%s/%s: its bytes do not match its name "
-				"(SHA-256 %s, %llu bytes)%s\n", c->path, aa, name, gh,
+			fprintf(f->out, "cache '%s': %s/%s/%s: its bytes do not match its name "
+				"(SHA-256 %s, %llu bytes)%s\n", c->path, kind, aa, name, gh,
 				(unsigned long long)size, f->repair ? " (removed)" : "");
 		if (!f->repair || unlinkat(dfd, name, 0) < 0)
 			f->left++;
@@ -115,33 +116,80 @@ static void check_object(struct fsck *f, int dfd, const char *aa, const char *na
 	vmb_cache_unlock(lfd);
 }
 
-static void check_chunks(struct fsck *f)
+/* A temporary of remote.c's write of a meta/ object: ".<64 hex>.<pid>.<8 hex>"
+ * (its digest into d). */
+static int is_meta_tmp(const char *n, uint8_t d[32])
 {
-	struct vmb_cache *c = f->c;
+	char hex[65];
+	const char *p;
+
+	if (n[0] != '.' || strlen(n) < 1 + 64 + 2 + 1 + 8 || n[65] != '.')
+		return 0;
+	memcpy(hex, n + 1, 64);
+	hex[64] = '\0';
+	if (vmb_cache_unhex(hex, d) < 0)
+		return 0;
+	p = strrchr(n, '.');
+	return p > n + 66 && strlen(p + 1) == 8 && strspn(p + 1, "0123456789abcdef") == 8 &&
+	       strspn(n + 66, "0123456789") == (size_t)(p - (n + 66));
+}
+
+/* A temporary in meta/<aa>/: stale when its object's lock is free (its writer
+ * holds it until the rename); removed with repair. */
+static void meta_tmp(struct fsck *f, int dfd, const char *folder, const char *name,
+		     const uint8_t d[32])
+{
+	int lfd, gone;
+
+	if (vmb_cache_lock(f->c, d, 0, &lfd, NULL) < 0) {
+		f->busy++;   /* being written */
+		return;
+	}
+	gone = f->repair && unlinkat(dfd, name, 0) == 0;
+	vmb_cache_unlock(lfd);
+	f->stale++;
+	if (!gone)
+		f->left++;
+	if (f->out)
+		fprintf(f->out, "cache '%s': %s%s: a temporary of an interrupted write of a "
+			"metadata object%s\n", f->c->path, folder, name, gone ? " (removed)" : "");
+}
+
+/* The objects of chunks/ (top: c->chunksfd) or meta/. */
+static void check_objects(struct fsck *f, int topfd, const char *kind)
+{
 	struct dirent *e, *o;
-	DIR *top = opendir_at(c->chunksfd, "."), *d;
+	DIR *top = opendir_at(topfd, "."), *d;
+	int meta = !strcmp(kind, "meta");
+	char tfolder[16];
 
 	if (!top)
 		return;
+	snprintf(tfolder, sizeof(tfolder), "%s/", kind);
 	while ((e = readdir(top))) {
 		char folder[16];
 		struct stat st;
 
 		if (is_dot(e->d_name))
 			continue;
-		if (!is_aa(e->d_name) || fstatat(c->chunksfd, e->d_name, &st,
+		if (!is_aa(e->d_name) || fstatat(topfd, e->d_name, &st,
 						 AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
-			stray(f, c->chunksfd, "chunks/", e->d_name);
+			stray(f, topfd, tfolder, e->d_name);
 			continue;
 		}
-		if (!(d = opendir_at(c->chunksfd, e->d_name)))
+		if (!(d = opendir_at(topfd, e->d_name)))
 			continue;
-		snprintf(folder, sizeof(folder), "chunks/%s/", e->d_name);
+		snprintf(folder, sizeof(folder), "%s/%s/", kind, e->d_name);
 		while ((o = readdir(d))) {
 			uint8_t dg[32];
 
 			if (is_dot(o->d_name))
 				continue;
+			if (meta && is_meta_tmp(o->d_name, dg) &&
+			    !strncmp(o->d_name + 1, e->d_name, 2)) {
+				meta_tmp(f, dirfd(d), folder, o->d_name, dg);
+				continue;
+			}
 			if (strlen(o->d_name) != 64 || strncmp(o->d_name, e->d_name, 2) ||
 			    vmb_cache_unhex(o->d_name, dg) < 0 ||
 			    fstatat(dirfd(d), o->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -149,11 +197,31 @@ static void check_chunks(struct fsck *f)
 				stray(f, dirfd(d), folder, o->d_name);
 				continue;
 			}
-			check_object(f, dirfd(d), e->d_name, o->d_name);
+			check_object(f, dirfd(d), kind, e->d_name, o->d_name);
 		}
 		closedir(d);
 	}
 	closedir(top);
+}
+
+static void check_chunks(struct fsck *f)
+{
+	int mfd;
+
+	check_objects(f, f->c->chunksfd, "chunks");
+	mfd = openat(f->c->dirfd, "meta", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (mfd < 0) {
+		if (errno == ENOTDIR || errno == ELOOP) {
+			f->stray++;
+			f->left++;
+			if (f->out)
+				fprintf(f->out, "cache '%s': meta: not a directory (left alone)\n",
+					f->c->path);
+		}
+		return;
+	}
+	check_objects(f, mfd, "meta");
+	close(mfd);
 }
 
 static void check_locks(struct fsck *f)

@@ -376,6 +376,11 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 			snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, req->off,
 				 req->off + req->len - 1);
 			curl_easy_setopt(easy, CURLOPT_RANGE, range);
+		} else if (req->max) {
+			/* a whole object: a Content-Length past what it may have is
+			 * refused before its body comes (EFBIG); a body without one,
+			 * as it comes (on_write) */
+			curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max);
 		}
 		break;
 	case VMB_FETCH_HEAD:

@@ -514,7 +514,11 @@ static ssize_t fetch_meta(struct vmb_fetcher *f, const char *opath, size_t max, 
 		if (n != -EFBIG || cap == max)
 			return n;
 		vmb_err_clear(&herr);
-		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > cap && olen < max)
+		if (vmb_fetch_head(f, opath, &olen, &herr) == 0 && olen > max)
+			/* refused before a byte more is fetched */
+			return vmb_err_set(err, EFBIG, "the object is %llu bytes, more than the "
+					   "%zu it may have", (unsigned long long)olen, max);
+		if (olen > cap && olen <= max)
 			cap = (size_t)olen;
 		else
 			cap = max;   /* no length: the most an object of its kind may have */
@@ -543,6 +547,7 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	snprintf(path, sizeof(path), "%s/%s", dir, hex);
 	if (read_whole(path, max, &b, len) == 0) {
 		if (vmb_sha256(b, *len, got, NULL) == 0 && !memcmp(got, digest, 32)) {
+			vmb_cache_meta_used(c, digest, 0);   /* LRU: a hit */
 			*buf = b;
 			return 0;
 		}
@@ -580,6 +585,9 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 		if (n < 0) {
 			meta_mismatch = 0;
 			rc = (int)n;
+			if (rc == -EFBIG)
+				vmb_err_prefix(err, "object %s from '%s' is larger than the %zu "
+					       "bytes allowed", hex, url, max);
 			goto out;
 		}
 		if (!memcmp(got, digest, 32))
@@ -590,12 +598,21 @@ int vmb_remote_meta(struct vmb_remote *r, const char *url, const uint8_t digest[
 	}
 	if (memcmp(got, digest, 32))
 		goto out;
-	/* meta/ and meta/<aa> with the cache's modes, whatever the umask */
-	rc = vmb_cache_meta_dir(c, digest, err);
-	if (!rc)
-		rc = write_atomic(dir, hex, b, (size_t)n, err);
-	if (rc)
-		goto out;
+	rc = 0;   /* right bytes (maybe at the second try) */
+	if (vmb_cache_max_bytes(c) && (uint64_t)n > vmb_cache_max_bytes(c)) {
+		/* more than the whole cache may hold: used from memory, not kept */
+		vmb_log_msg(r->log, "object %s from '%s' (%zd bytes) is larger than the cache "
+			    "'%s' may hold (cache_max=%llu): used, not kept", hex, url, n,
+			    r->cache_dir, (unsigned long long)vmb_cache_max_bytes(c));
+	} else {
+		/* meta/ and meta/<aa> with the cache's modes, whatever the umask */
+		rc = vmb_cache_meta_dir(c, digest, err);
+		if (!rc)
+			rc = write_atomic(dir, hex, b, (size_t)n, err);
+		if (rc)
+			goto out;
+		vmb_cache_meta_used(c, digest, (uint64_t)n);
+	}
 	*buf = realloc(b, n ? (size_t)n : 1) ?: b;
 	*len = (size_t)n;
 	b = NULL;

@@ -805,16 +805,16 @@ const struct vmb_base_ops vmb_rimage_ops = {
 /* The image index from CACHE/meta or one of urls (a mirror's copy: the same
  * digest, checked as well). In hard mode with mirrors, as fetch_any: each URL
  * with the soft budget, rounds while one fails for a cause that may pass. */
-static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nurls,
-		      const uint8_t digest[32], const char *hex, void **buf, size_t *len,
-		      struct vmb_err *err)
+static int load_index_max(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+			  const uint8_t digest[32], const char *hex, size_t max, void **buf,
+			  size_t *len, struct vmb_err *err)
 {
 	int hard = nurls > 1 && vmb_remote_opts(r)->hard, rc, passing, said = 0;
 	unsigned k;
 
 	for (;;) {
 		vmb_remote_meta_soft(hard);
-		rc = vmb_remote_meta(r, urls[0], digest, VMB_RIMAGE_INDEX_MAX, buf, len, err);
+		rc = vmb_remote_meta(r, urls[0], digest, max, buf, len, err);
 		/* a URL that does not answer may answer later; one that sends wrong
 		 * bytes (twice) is not waited for */
 		passing = rc == -EIO && !vmb_remote_meta_mismatched();
@@ -824,8 +824,7 @@ static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nu
 			int r2;
 
 			vmb_err_clear(&e2);
-			r2 = vmb_remote_meta(r, urls[k], digest, VMB_RIMAGE_INDEX_MAX, buf, len,
-					     &e2);
+			r2 = vmb_remote_meta(r, urls[k], digest, max, buf, len, &e2);
 			if (r2 == 0 || r2 == -ECANCELED || r2 == -EINTR || r2 == -ENOMEM)
 				rc = r2;
 			passing |= r2 == -EIO && !vmb_remote_meta_mismatched();
@@ -847,10 +846,40 @@ static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nu
 	}
 }
 
+uint64_t vmb_rimage_index_limit(uint64_t size)
+{
+	uint64_t blocks, n;
+
+	if (size > (1ULL << 50))
+		return VMB_RIMAGE_INDEX_MAX;
+	blocks = (size + 4095) / 4096;
+	n = VMB_PIDX_HDR + (blocks + 1) / 2 * 16 +
+	    (size + VMB_PIDX_CHUNK_MIN - 1) / VMB_PIDX_CHUNK_MIN * 32;
+	return n < VMB_RIMAGE_INDEX_MAX ? n : VMB_RIMAGE_INDEX_MAX;
+}
+
+static int load_index(struct vmb_remote *r, const char *const *urls, unsigned nurls,
+		      const uint8_t digest[32], const char *hex, uint64_t size, void **buf,
+		      size_t *len, struct vmb_err *err)
+{
+	size_t max = (size_t)vmb_rimage_index_limit(size);
+	int rc = load_index_max(r, urls, nurls, digest, hex, max, buf, len, err);
+
+	if (rc == -EFBIG && err) {
+		char why[sizeof(err->msg)];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		vmb_err_set(err, EFBIG, "remote image %s (%s): its index is larger than %zu "
+			    "bytes, the most the index of an image of %" PRIu64 " bytes may "
+			    "have (%s)", hex, urls[0], max, size, why);
+	}
+	return rc;
+}
+
 /* Read, verify and decode the index (vmb_remote_meta), make the image. */
 static int rimage_load(struct vmb_remote *r, const char *const *urls, unsigned nurls,
-		       const uint8_t digest[32], struct vmb_rimage **out, size_t *len,
-		       struct vmb_err *err)
+		       const uint8_t digest[32], uint64_t size, struct vmb_rimage **out,
+		       size_t *len, struct vmb_err *err)
 {
 	const char *url = urls[0];
 	struct vmb_rimage *ri;
@@ -868,7 +897,7 @@ static int rimage_load(struct vmb_remote *r, const char *const *urls, unsigned n
 	pthread_mutex_init(&ri->mu, NULL);
 	for (int k = 0; k < VMB_RIMAGE_FDS; k++)
 		ri->fds[k].fd = -1;
-	rc = load_index(r, urls, nurls, digest, ri->hex, &buf, len, err);
+	rc = load_index(r, urls, nurls, digest, ri->hex, size, &buf, len, err);
 	if (rc) {
 		vmb_err_prefix(err, "cannot open remote image %s", ri->hex);
 		goto fail;
@@ -947,7 +976,7 @@ int vmb_rimage_open_urls(struct vmb_remote *r, const char *const *urls, unsigned
 
 	*out = NULL;
 	if (vmb_remote_image_claim(r, url, digest, &b) == 0) {
-		rc = rimage_load(r, urls, nurls, digest, &ri, &len, err);
+		rc = rimage_load(r, urls, nurls, digest, size, &ri, &len, err);
 		b = rc ? NULL : &ri->base;
 		vmb_remote_image_done(r, url, digest, b, len);
 		if (rc)

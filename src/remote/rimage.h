@@ -64,9 +64,16 @@ struct vmb_rimage;
 #define VMB_RIMAGE_NEAR_SCORE_ON 2
 #define VMB_RIMAGE_NEAR_SCORE_MAX 4
 
+/* The most bytes the image index of an image of `size` logical bytes may have:
+ * its header, one extent for every other 4 KiB block and one digest per 64 KiB
+ * (the smallest chunk), at most VMB_RIMAGE_INDEX_MAX. A published store that
+ * declares an image of a huge size cannot make its reader fetch more than that. */
+uint64_t vmb_rimage_index_limit(uint64_t size);
+
 /* Open the image whose index object is digest at url (normalized), logical size
  * `size` (must match the index). The index comes through vmb_remote_meta (CACHE/meta,
- * else fetched). Base id = the first 32 hex digits of the digest. An image the
+ * else fetched), refused (-EFBIG, naming the image, the URL and the sizes) when it
+ * is larger than vmb_rimage_index_limit(size), before more is fetched. Base id = the first 32 hex digits of the digest. An image the
  * context keeps (remote.h, "open images kept") is shared: a new reference on the
  * same base, its index not read again. */
 int vmb_rimage_open(struct vmb_remote *r, const char *url, const uint8_t digest[32],

@@ -372,6 +372,14 @@ static int pull(struct vmb_opctx *c, struct vmb_remote *r, const char *url_in,
 		vmb_log_msg(c->log, "pull '%s': cannot sync the store's directory: %s", name,
 			    strerror(errno));
 	unlinkat(stagefd, cname, AT_REMOVEDIR);
+	{
+		struct vmb_err e2;
+
+		/* its image indexes stay in the cache: the bundle opens offline */
+		if (vmb_layers_pin_remote(c->layers, r, &e2) < 0)
+			vmb_log_msg(c->log, "pull '%s': %s (they may be evicted; the bundle "
+				    "then opens only online)", name, e2.msg);
+	}
 	goto out;
 fail:
 	{

@@ -403,6 +403,9 @@ void vmb_vfs_free(struct vmb_vfs *v)
 	pthread_cond_destroy(&v->lazy_cv);
 	vmb_barrier_destroy(v);
 	vmb_snapview_destroy(v);   /* its images put their bases, */
+	if (v->private_store && v->remote && v->layers)
+		/* the shadow store goes at unmount: its pin (layer.h) with it */
+		vmb_layers_unpin_remote(v->layers, v->remote);
 	vmb_remote_close(v->remote);   /* the readahead stops, */
 	vmb_layers_close(v->layers);   /* then the layers go */
 	vmb_aux_cache_free(v->root.aux);

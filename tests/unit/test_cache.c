@@ -2140,6 +2140,175 @@ static void test_evict(void)
 		free(o[i].data);
 }
 
+/* Put o in meta/ as remote.c does (the layout's dirs first), mtime age seconds ago. */
+static void meta_put(struct vmb_cache *c, const char *dir, const struct obj *o, time_t age)
+{
+	char p[4400];
+	struct timespec ts[2];
+	struct vmb_err err;
+	int fd;
+
+	CHECK_RC(vmb_cache_meta_dir(c, o->d, &err), 0);
+	path_of(p, sizeof(p), dir, "meta", o);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0 && write(fd, o->data, o->len) == (ssize_t)o->len);
+	close(fd);
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= age;
+	ts[1] = ts[0];
+	CHECK(utimensat(AT_FDCWD, p, ts, 0) == 0);
+}
+
+static int meta_has(const char *dir, const struct obj *o)
+{
+	char p[4400];
+
+	path_of(p, sizeof(p), dir, "meta", o);
+	return access(p, F_OK) == 0;
+}
+
+/* Objects of meta/ (manifests, image indexes) count in the cache's bytes and are
+ * evicted with the chunks, oldest first, but never a pinned one (the indexes of a
+ * pulled bundle's layers) (outside report r27 G8). */
+static void test_evict_meta(void)
+{
+	enum { N = 4, SZ = 4096 };
+	char dir[4200];
+	struct obj o[N], m[3];
+	struct fillspec s = { 0 };
+	struct vmb_cache *c;
+	struct vmb_cache_stats st;
+	struct vmb_err err;
+	uint64_t bytes = 0, chunks = 0;
+
+	snprintf(dir, sizeof(dir), "%s/evict-meta", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	for (int i = 0; i < N; i++) {
+		obj_make(&o[i], 700 + (unsigned)i, SZ);
+		s.o = &o[i];
+		CHECK_RC(get_check(c, &o[i], &s, NULL), 0);
+	}
+	CHECK_RC(vmb_cache_flush(c), 0);
+	for (int i = 0; i < N; i++)
+		set_age(dir, &o[i], 1000 - i);   /* chunks: ages 1000..997 */
+	for (int i = 0; i < 3; i++) {
+		obj_make(&m[i], 800 + (unsigned)i, 2 * SZ);
+		meta_put(c, dir, &m[i], 5000 - i);   /* meta: older than every chunk */
+	}
+	CHECK_RC(vmb_cache_usage(c, &bytes, &chunks, &err), 0);
+	CHECK_EQ(bytes, (uint64_t)N * SZ + 3 * 2 * SZ);   /* meta/ counted */
+	CHECK_EQ(chunks, N);
+	vmb_cache_close(c);
+
+	/* 10 pages over 8: down to 7.2; m0 pinned, m1 (oldest unpinned) then m2 go */
+	c = open_cache(dir, 8 * SZ, 0);
+	REQUIRE(c);
+	CHECK_RC(vmb_cache_pin(c, "layers-x", (const uint8_t (*)[32])m[0].d, 1, &err), 0);
+	vmb_err_clear(&err);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	CHECK_EQ(meta_has(dir, &m[0]), 1);
+	CHECK_EQ(meta_has(dir, &m[1]), 0);
+	CHECK_EQ(meta_has(dir, &m[2]), 0);
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(vmb_cache_has(c, o[i].d), 1);
+	vmb_cache_stats(c, &st);
+	CHECK_EQ(st.evicted, 2);
+	CHECK_EQ(st.bytes, (uint64_t)N * SZ + 2 * SZ);
+	CHECK_EQ(st.chunks, N);
+	/* a meta object being fetched (its lock held) is not evicted either */
+	meta_put(c, dir, &m[1], 9000);
+	{
+		int lfd;
+
+		CHECK_RC(vmb_cache_object_lock(c, m[1].d, &lfd, &err), 0);
+		CHECK_RC(vmb_cache_evict(c, &err), 0);
+		CHECK_EQ(meta_has(dir, &m[1]), 1);
+		vmb_cache_object_unlock(lfd);
+	}
+	/* used again (new) and unpinned: now the chunks go first */
+	meta_put(c, dir, &m[1], 0);
+	CHECK_RC(vmb_cache_unpin(c, "layers-x", &err), 0);
+	vmb_cache_close(c);
+	c = open_cache(dir, 4 * SZ, 0);
+	REQUIRE(c);
+	CHECK_RC(vmb_cache_evict(c, &err), 0);
+	CHECK_EQ(meta_has(dir, &m[0]), 0);   /* the oldest, unpinned now */
+	CHECK_EQ(meta_has(dir, &m[1]), 1);   /* the newest */
+	CHECK_EQ(vmb_cache_has(c, o[0].d), 0);
+	vmb_cache_close(c);
+	for (int i = 0; i < N; i++)
+		free(o[i].data);
+	for (int i = 0; i < 3; i++)
+		free(m[i].data);
+}
+
+/* fsck --cache checks meta/ as chunks/: damaged and untrusted objects, stale
+ * temporaries of its writes, stray files; repair removes them (r27 G14). */
+static void test_fsck_meta(void)
+{
+	char dir[4200], p[4400], *rep = NULL;
+	size_t replen = 0;
+	struct obj m[3];
+	struct vmb_cache *c;
+	FILE *f;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/fsck-meta", root);
+	c = open_cache(dir, 0, 0);
+	REQUIRE(c);
+	for (int i = 0; i < 3; i++) {
+		obj_make(&m[i], 900 + (unsigned)i, 30000);
+		meta_put(c, dir, &m[i], 0);
+	}
+	CHECK_EQ(vmb_cache_fsck(c, 0, NULL, NULL), 0);
+	path_of(p, sizeof(p), dir, "meta", &m[0]);
+	fd = open(p, O_WRONLY);
+	CHECK(pwrite(fd, "X", 1, 99) == 1);
+	close(fd);
+	path_of(p, sizeof(p), dir, "meta", &m[1]);
+	CHECK(chmod(p, 0666) == 0);
+	snprintf(p, sizeof(p), "%s/meta/%.2s/.%s.4242.0badf00d", dir, m[2].hex, m[2].hex);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/meta/%.2s/junk", dir, m[2].hex);
+	fd = open(p, O_WRONLY | O_CREAT, 0644);
+	close(fd);
+
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 4);
+	fclose(f);
+	CHECK_STR(rep, "its bytes do not match its name");
+	CHECK_STR(rep, "meta/");
+	CHECK_STR(rep, m[0].hex);
+	CHECK_STR(rep, "others could change its bytes");
+	CHECK_STR(rep, "a temporary of an interrupted write of a metadata object");
+	CHECK_STR(rep, "/junk: a stray file");
+	CHECK_STR(rep, "3 objects (90000 bytes) checked: 2 bad, 1 stale temporaries, "
+		  "1 stray files");
+	CHECK(!strstr(rep, "(removed)"));
+	free(rep);
+	CHECK_EQ(meta_has(dir, &m[0]), 1);
+
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 1, f, NULL), 4);
+	fclose(f);
+	CHECK_STR(rep, "(removed)");
+	free(rep);
+	CHECK_EQ(meta_has(dir, &m[0]), 0);
+	CHECK_EQ(meta_has(dir, &m[1]), 0);
+	CHECK_EQ(meta_has(dir, &m[2]), 1);
+	CHECK(access(p, F_OK) < 0);
+	f = open_memstream(&rep, &replen);
+	CHECK_EQ(vmb_cache_fsck(c, 0, f, NULL), 0);
+	fclose(f);
+	CHECK_STR(rep, "1 objects (30000 bytes) checked");
+	free(rep);
+	vmb_cache_close(c);
+	for (int i = 0; i < 3; i++)
+		free(m[i].data);
+}
+
 static char short_log[2048];
 static int short_logs;
 
@@ -2424,6 +2593,8 @@ int main(void)
 	RUN(test_evict_short);
 	RUN(test_evict_link);
 	RUN(test_fsck);
+	RUN(test_evict_meta);
+	RUN(test_fsck_meta);
 	harness_rmtree(root);
 	harness_rmtree(uroot);
 	return harness_exit("test_cache");

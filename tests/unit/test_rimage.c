@@ -1297,6 +1297,52 @@ static void test_meta_once(void)
 	vmb_remote_close(r);
 }
 
+/* An image index is refused (EFBIG, naming the image, the URL and the sizes)
+ * when it is larger than an image of the declared size can have, before it is
+ * fetched whole or written to CACHE/meta; one larger than the whole cache may
+ * hold is used, not written (outside report r27 G20). */
+static void test_index_bound(void)
+{
+	struct vmb_remote_opts o = { 0 };
+	struct vmb_remote *r;
+	struct vmb_base *b = NULL;
+	struct vmb_err e = { 0 };
+	char cmd[9000], hex[65], path[4400];
+	struct stat st;
+
+	CHECK_EQ(vmb_rimage_index_limit(0), 64);
+	CHECK_EQ(vmb_rimage_index_limit(4096), 64 + 16 + 32);
+	CHECK_EQ(vmb_rimage_index_limit(1ull << 40), VMB_RIMAGE_INDEX_MAX);
+	CHECK_EQ(vmb_rimage_index_limit(UINT64_MAX), VMB_RIMAGE_INDEX_MAX);
+	CHECK(vmb_rimage_index_limit(csize) >= 64 + 16 * 4 + 32 * 21);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", cachedir);
+	CHECK_EQ(system(cmd), 0);
+	vmb_sha256_hex(idx, hex);
+	snprintf(path, sizeof(path), "%s/meta/%.2s/%s", cachedir, hex, hex);
+	r = open_remote(0);
+	CHECK_RC(vmb_rimage_open(r, url, idx, 4096, &b, &e), -EFBIG);
+	CHECK(!b);
+	CHECK_STR(e.msg, hex);
+	CHECK_STR(e.msg, url);
+	CHECK_STR(e.msg, "larger than 112 bytes");
+	CHECK_STR(e.msg, "an image of 4096 bytes");
+	CHECK(stat(path, &st) < 0 && errno == ENOENT);   /* nothing written */
+	/* the declared size: opens, and the index is kept */
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	vmb_base_put(b);
+	CHECK(stat(path, &st) == 0);
+	vmb_remote_close(r);
+	/* a cache smaller than the index: used, not written */
+	CHECK_EQ(system(cmd), 0);
+	o.workers = 1;
+	o.cache_max = 100;
+	r = open_with(&o, NULL);
+	CHECK_RC(vmb_rimage_open(r, url, idx, csize, &b, &e), 0);
+	vmb_base_put(b);
+	CHECK(stat(path, &st) < 0 && errno == ENOENT);
+	vmb_remote_close(r);
+}
+
 /* A manifest or image index (CACHE/meta) is fetched by one caller while the others,
  * in this process or another (two contexts here), wait on its per-digest lock and
  * then read what it stored; a holder that dies without it (its lock released)
@@ -1608,6 +1654,7 @@ int main(int argc, char **argv)
 	RUN(test_kept);
 	RUN(test_preload);
 	RUN(test_meta_once);
+	RUN(test_index_bound);
 	RUN(test_meta_flight);
 	RUN(test_top_once);
 	RUN(test_top_rollback);
