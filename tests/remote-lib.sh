@@ -465,6 +465,20 @@ remote_fixture() {
     fi
 }
 
+# remote_pulled: remote_fixture served by faultsrv ($URL), and its bundle pulled
+# into a new local store $S with the cache $C (IMG: the image's path in it).
+remote_pulled() {
+    remote_need_cli pull
+    remote_fixture
+    faultsrv_start "$PUB"
+    URL=$FAULT_URL
+    C=$T/cache
+    IMG=vm/disk.img
+    S=$T/local
+    "$VMB_BIN" init "$S" >/dev/null || fail "init $S"
+    check "pull the bundle" "$VMB_BIN" pull -o "cache=$C" "$S" "$URL#vm"
+}
+
 # cache_verify DIR: every chunk in the cache DIR holds the bytes its name says
 # (SHA-256); prints the number of chunks; fails naming a bad one.
 cache_verify() {

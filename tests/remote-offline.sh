@@ -10,16 +10,7 @@
 . "$(dirname "$0")/remote-lib.sh"
 
 vmb_setup
-remote_need_cli pull
-remote_fixture
-faultsrv_start "$PUB"
-URL=$FAULT_URL
-C=$T/cache
-IMG=vm/disk.img
-
-S=$T/local
-"$VMB_BIN" init "$S" >/dev/null || fail "init $S"
-check "pull the bundle" "$VMB_BIN" pull -o "cache=$C" "$S" "$URL#vm"
+remote_pulled
 tar -C "$T/src" --sparse -cf - vm | "$VMB_BIN" import "$S" - plain >/dev/null 2>&1 || fail "import of a local bundle"
 STORE=$S
 mount_store -o "cache=$C"

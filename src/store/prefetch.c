@@ -18,19 +18,15 @@
 #include <time.h>
 #include <unistd.h>
 
-int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
-		      uint64_t rate, void (*progress)(void *arg, uint64_t done,
-						      uint64_t total),
-		      void *arg, uint64_t *fetched, struct vmb_err *err)
+/* The base of file name in dirfd (a reference in *b), for prefetch: 1, or 0 when the
+ * file has none (*b NULL), or -errno. */
+static int base_of(struct vmb_layers *ls, int dirfd, const char *name, struct vmb_base **b,
+		   struct vmb_err *err)
 {
 	char id[VMB_BASE_ID_LEN + 1];
-	struct vmb_base *b = NULL;
-	struct vmb_rimage *ri;
-	uint64_t i, n, total = 0, done = 0, got = 0;
-	double t0 = vmb_now_s();
 	int fd, rc;
 
-	*fetched = 0;
+	*b = NULL;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cannot open '%s'", name);
@@ -38,9 +34,28 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 	close(fd);
 	if (rc <= 0)
 		return rc;
-	rc = vmb_layers_get(ls, id, &b, err);
+	rc = vmb_layers_get(ls, id, b, err);
 	if (rc)
 		return vmb_err_prefix(err, "cannot prefetch '%s'", name);
+	return 1;
+}
+
+int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
+		      uint64_t rate, void (*progress)(void *arg, uint64_t done,
+						      uint64_t total),
+		      void *arg, uint64_t *fetched, struct vmb_err *err)
+{
+	struct vmb_base *b = NULL;
+	struct vmb_rimage *ri;
+	uint64_t i, n, total = 0, done = 0, got = 0;
+	double t0 = vmb_now_s();
+	int rc;
+
+	*fetched = 0;
+	rc = base_of(ls, dirfd, name, &b, err);
+	if (rc <= 0)
+		return rc;
+	rc = 0;
 	ri = vmb_layers_remote_of(b);
 	if (!ri)
 		goto out;
@@ -78,23 +93,16 @@ out:
 int vmb_prefetch_kept(struct vmb_layers *ls, int dirfd, const char *name, uint64_t *kept,
 		      uint64_t *total, struct vmb_err *err)
 {
-	char id[VMB_BASE_ID_LEN + 1];
 	struct vmb_base *b = NULL;
 	struct vmb_rimage_info inf;
 	struct vmb_rimage *ri;
-	int fd, rc;
+	int rc;
 
 	*kept = *total = 0;
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return vmb_err_sys(err, errno, "cannot open '%s'", name);
-	rc = vmb_ops_base_of(fd, name, id, err);
-	close(fd);
+	rc = base_of(ls, dirfd, name, &b, err);
 	if (rc <= 0)
 		return rc;
-	rc = vmb_layers_get(ls, id, &b, err);
-	if (rc)
-		return vmb_err_prefix(err, "cannot prefetch '%s'", name);
+	rc = 0;
 	ri = vmb_layers_remote_of(b);
 	if (ri) {
 		rc = vmb_rimage_info(ri, &inf, err);
