@@ -10,7 +10,9 @@
 # user.vmbundlefs.base on a file the store's owner does not own is not believed
 # (the file reads as itself); root may not change a user's such store (a refusal
 # naming why); a trusted store never reads user.vmbundlefs.base; and no mount lets
-# a client read or set user.vmbundlefs.* (a root mount here).
+# a client read or set user.vmbundlefs.base (a root mount here). An older user
+# store (no xattr-ns) is given "user" by its owner's first change; a bad xattr-ns
+# is named.
 [ -n "$BASH_VERSION" ] || exec bash "$0" "$@"
 # Where uid 65534 cannot open /dev/fuse (mode 0600 in some containers: libfuse
 # then never reaches fusermount3), the test runs in a mount namespace of its own
@@ -73,6 +75,18 @@ check "the source reads as itself (export)" same_as_src vm
 check "the snapshot reads as the source (export)" same_as_src vm@s1
 nob_cmd "$T/o" "$VMB_BIN" deps "$US" vm2
 assert_eq "deps as uid 65534: exit 0" 0 $RC
+
+# a user's store made before xattr-ns: given "user" by its owner's first change
+# while it has no layer
+nob "$VMB_BIN" init "$U/old" && rm "$U/old/.vmbundlefs/xattr-ns"
+nob "$VMB_BIN" import "$U/old" "$T/vm.tar" vm >/dev/null
+check "an older user store: clone as its owner" nob "$VMB_BIN" clone "$U/old" vm vm2
+assert_eq "... which recorded user" "user" "$(cat "$U/old/.vmbundlefs/xattr-ns" 2>/dev/null)"
+printf 'users\n' >"$U/old/.vmbundlefs/xattr-ns"
+nob_cmd "$T/o" "$VMB_BIN" ls "$U/old"
+assert_eq "a bad xattr-ns: ls fails" 1 $RC
+assert_match "... naming what it holds" "xattr-ns' holds 'users" "$(cat "$T/o.err")"
+assert_match "... and what it should" "expected 'trusted' or 'user'" "$(cat "$T/o.err")"
 
 # ---- the guarantee: a base is believed on the owner's files only ----
 mkdir "$US/forged"
