@@ -19,6 +19,7 @@ INTEGRATION_TESTS = \
 	tests/layers-gc-race.sh \
 	tests/layers-snap-qemu.sh \
 	tests/layers-hardlink.sh \
+	tests/layers-nonroot.sh \
 	tests/fsck-leftovers.sh \
 	tests/mount-toplevel.sh \
 	tests/mount-posix.sh \

@@ -53,8 +53,18 @@ int vmb_xattrs_ok(const struct vmb_xattr *x, size_t n)
 
 int vmb_xattr_reserved(const char *name)
 {
-	return !strcmp(name, "user.vmbundlefs.lock") || !strcmp(name, "user.vmbundlefs.stats") ||
-	       !strcmp(name, "user.vmbundlefs.remote");
+	static const char *const names[] = {
+		"lock", "stats", "remote",   /* the mount's virtual ones */
+		"base", "reserved",          /* a user store's marks (image/xns.h) */
+	};
+	size_t i;
+
+	if (strncmp(name, "user.vmbundlefs.", 16))
+		return 0;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name + 16, names[i]))
+			return 1;
+	return 0;
 }
 
 void *vmb_grow(void *arr, size_t *cap, size_t n, size_t elsize)

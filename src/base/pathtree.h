@@ -25,9 +25,11 @@ void vmb_xattrs_free(struct vmb_xattr *x, size_t n);
 /* Every name "user." and at least one more byte, at most 255 bytes; every value at
  * most 65536 bytes. 1 or 0. */
 int vmb_xattrs_ok(const struct vmb_xattr *x, size_t n);
-/* The names a mount maintains itself (user.vmbundlefs.lock, .stats, .remote): never
- * written onto a bundle's files from outside (an archive, a published manifest).
- * 1 or 0. */
+/* The names vmbundlefs maintains itself: user.vmbundlefs.lock, .stats, .remote
+ * (the mount's virtual ones) and .base, .reserved (the marks of a user-namespace
+ * store, image/xns.h): never written onto a bundle's files from outside (an
+ * archive, a published manifest, a client of the mount), never copied or
+ * exported. Other user.vmbundlefs.* names are a user's like any. 1 or 0. */
 int vmb_xattr_reserved(const char *name);
 
 /* The array arr (of *cap elements of size elsize, n used) with room for one more:

@@ -43,12 +43,14 @@
 #include "map/blockmap.h"
 #include "map/base.h"
 #include "base/err.h"
+#include "image/xns.h"
 
 struct vmb_image;
 struct vmb_stamp;
 struct vmb_layers;
 
-#define VMB_BASE_XATTR "trusted.vmbundlefs.base"
+/* trusted.vmbundlefs.base, or user.vmbundlefs.base in a user-namespace store (xns.h) */
+#define VMB_BASE_XATTR (vmb_xns_base_name())
 
 /* Open an image over backing file fd (O_RDWR, or O_RDONLY for a read-only image).
  * The map comes from the sidecar in mapdir_fd when its stamp matches the backing

@@ -15,6 +15,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 #include "base/fdio.h"
+#include "base/pathtree.h"
 
 /* The committed map of a delta made just now: empty (every block ABSENT), under
  * the backing file's stamp, so that a later rebuild starts from it (and a delta
@@ -147,8 +148,8 @@ static int copy_attrs(int from, const struct stat *st, int to, const char *name,
 	}
 	n = flistxattr(from, names, (size_t)n);
 	for (p = names; n > 0 && p < names + n; p += strlen(p) + 1) {
-		if (strncmp(p, "user.", 5))
-			continue;
+		if (strncmp(p, "user.", 5) || vmb_xattr_reserved(p))
+			continue;   /* a user-namespace store's marks are the caller's */
 		v = fgetxattr(from, p, val, XATTR_SIZE_MAX);
 		if (v < 0 || fsetxattr(to, p, val, (size_t)v, 0) < 0) {
 			r = vmb_err_sys(err, errno, "cannot copy xattr '%s' of '%s'", p, name);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 /* "<32 hex> <decimal>" plus room to see that a value is too long. */
@@ -29,6 +30,7 @@ int vmb_image_get_base_xattr(int fd, const char *name, char id[VMB_BASE_ID_LEN +
 	char v[XATTR_MAX + 1];
 	ssize_t n = fgetxattr(fd, VMB_BASE_XATTR, v, XATTR_MAX);
 	uint64_t l = 0;
+	struct stat st;
 	ssize_t i;
 
 	if (n < 0) {
@@ -36,6 +38,11 @@ int vmb_image_get_base_xattr(int fd, const char *name, char id[VMB_BASE_ID_LEN +
 			return 0;
 		return vmb_err_sys(err, errno, "cannot read the base xattr of '%s'", name);
 	}
+	/* user.vmbundlefs.base is believed on the store owner's files only (xns.h) */
+	if (fstat(fd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat '%s'", name);
+	if (!vmb_xns_trusts(st.st_uid))
+		return 0;
 	v[n] = '\0';
 	if (n < VMB_BASE_ID_LEN + 2 || n > VMB_BASE_ID_LEN + 1 + 20 || v[VMB_BASE_ID_LEN] != ' ')
 		goto bad;

@@ -10,16 +10,18 @@
  * space past EOF without a record is someone's preallocation and is never touched.
  * The record costs one fsetxattr per reservation (every 64 MiB of an extending
  * run) and one fremovexattr when the run's reservation is given back; it is in the
- * trusted namespace (never shown through the mount, which passes user.* only), so
- * a daemon without CAP_SYS_ADMIN cannot record and reserves no more than each
- * write needs. No state: these are plain calls on a descriptor.
+ * store's namespace (xns.h: trusted, or user.vmbundlefs.reserved in a store made by
+ * a user; never shown through the mount), so a daemon without CAP_SYS_ADMIN on a
+ * trusted store cannot record and reserves no more than each write needs. No
+ * state: these are plain calls on a descriptor.
  */
 #ifndef VMB_RESREC_H
 #define VMB_RESREC_H
 
 #include <stdint.h>
+#include "image/xns.h"
 
-#define VMB_RESREC_XATTR "trusted.vmbundlefs.reserved"
+#define VMB_RESREC_XATTR (vmb_xns_resrec_name())
 
 /* Record a reservation ending at end. 0 or -errno. */
 int vmb_resrec_set(int fd, uint64_t end);

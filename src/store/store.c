@@ -1,6 +1,8 @@
 /* store.c - store directories: init, open, layout version, names (see store.h). */
 #include "config.h"
 #include "base/fdio.h"
+#include "image/xns.h"
+#include "layer/layer.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -146,6 +148,10 @@ int vmb_store_init(const char *path, struct vmb_err *err)
 		goto out;
 	}
 	close(lfd);
+	/* root marks layered files in trusted.*, anyone else in user.* (xns.h) */
+	r = write_file_atomic(mfd, VMB_XNS_FILE, geteuid() == 0 ? "trusted\n" : "user\n", err);
+	if (r < 0)
+		goto out;
 	vmb_store_home_init(mfd);
 	/* The layout file last: a store is a store once it exists. */
 	snprintf(text, sizeof(text), "%s %d\n", VMB_LAYOUT_MAGIC, VMB_LAYOUT_VERSION);
@@ -226,6 +232,91 @@ static int check_layout(struct vmb_store *s, struct vmb_err *err)
 	return 0;
 }
 
+/* The namespace file: *ns, 1 when it exists, 0 when missing (trusted), -errno. */
+static int read_xns(struct vmb_store *s, int *ns, struct vmb_err *err)
+{
+	char buf[32], shown[200];
+	ssize_t n;
+	int fd;
+
+	*ns = VMB_XNS_TRUSTED;
+	fd = openat(s->metafd, VMB_XNS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmb_err_sys(err, errno, "cannot open '%s/%s/%s'", s->path, VMB_META_DIR,
+				   VMB_XNS_FILE);
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		n = errno;
+		close(fd);
+		return vmb_err_sys(err, (int)n, "cannot read '%s/%s/%s'", s->path, VMB_META_DIR,
+				   VMB_XNS_FILE);
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (!strcmp(buf, "trusted\n"))
+		return 1;
+	if (!strcmp(buf, "user\n")) {
+		*ns = VMB_XNS_USER;
+		return 1;
+	}
+	quote_text(shown, sizeof(shown), buf, (size_t)n);
+	return vmb_err_set(err, EINVAL, "'%s/%s/%s' holds '%s'; expected 'trusted' or 'user'",
+			   s->path, VMB_META_DIR, VMB_XNS_FILE, shown);
+}
+
+/* Does the store have a layer (STORE/.vmbundlefs/layers not empty)? 1, 0, -errno. */
+static int has_layers(struct vmb_store *s)
+{
+	int fd = openat(s->metafd, VMB_LAYERS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			O_CLOEXEC), r;
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	r = dir_is_empty(fd);
+	close(fd);
+	return r < 0 ? r : !r;
+}
+
+/* The store's xattr namespace (store.h, vmb_store_open): read, given to a user's
+ * older store, checked against who opens it, held for this process. */
+static int open_xns(struct vmb_store *s, enum vmb_store_mode mode, struct vmb_err *err)
+{
+	struct stat st;
+	int r;
+
+	if (fstat(s->metafd, &st) < 0)
+		return vmb_err_sys(err, errno, "cannot stat '%s/%s'", s->path, VMB_META_DIR);
+	s->owner = st.st_uid;
+	r = read_xns(s, &s->xns, err);
+	if (r < 0)
+		return r;
+	if (r == 0 && mode != VMB_STORE_READ && !s->readonly && st.st_uid != 0 &&
+	    geteuid() == st.st_uid && has_layers(s) == 0) {
+		/* made by a user before the file existed: no layered file can be marked
+		 * (trusted.* needs CAP_SYS_ADMIN), so the user namespace changes nothing */
+		if (write_file_atomic(s->metafd, VMB_XNS_FILE, "user\n", err) < 0)
+			return vmb_err_prefix(err, "cannot record the xattr namespace of store "
+					      "'%s'", s->path);
+		s->xns = VMB_XNS_USER;
+	}
+	if (s->xns == VMB_XNS_USER && mode != VMB_STORE_READ && geteuid() != st.st_uid)
+		return vmb_err_set(err, EPERM, "store '%s' belongs to uid %lu and marks its "
+				   "layered files with user.vmbundlefs.* xattrs (it was made by "
+				   "that user, not root): only uid %lu may change it or mount it "
+				   "(vmbundlefs(5), STORE LAYOUT)", s->path,
+				   (unsigned long)st.st_uid, (unsigned long)st.st_uid);
+	if (vmb_xns_hold(s->xns, s->owner) < 0)
+		return vmb_err_set(err, EXDEV, "cannot open store '%s' (its layered files are "
+				   "marked in the %s xattr namespace): a store of another "
+				   "namespace or owner is open in this process", s->path,
+				   s->xns == VMB_XNS_USER ? "user" : "trusted");
+	s->xns_held = 1;
+	return 0;
+}
+
 int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mode,
 		   struct vmb_err *err)
 {
@@ -263,6 +354,9 @@ int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mo
 		goto fail;
 	}
 	s->readonly = faccessat(s->mapfd, ".", W_OK, AT_EACCESS) < 0;
+	r = open_xns(s, mode, err);
+	if (r < 0)
+		goto fail;
 	if (mode == VMB_STORE_READ)
 		return 0;
 	s->lockfd = openat(s->metafd, VMB_LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
@@ -293,6 +387,8 @@ void vmb_store_close(struct vmb_store *s)
 {
 	if (!s->path)   /* zeroed, or already closed */
 		return;
+	if (s->xns_held)
+		vmb_xns_release();
 	if (s->lockfd >= 0)
 		close(s->lockfd);
 	if (s->mapfd >= 0)

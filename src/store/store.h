@@ -3,6 +3,8 @@
  *   STORE/.vmbundlefs/layout  "vmbundlefs-store-layout 1\n"
  *   STORE/.vmbundlefs/maps/   sidecar block maps (sidecar.h)
  *   STORE/.vmbundlefs/lock    mounts hold a shared flock on it, fsck an exclusive one
+ *   STORE/.vmbundlefs/xattr-ns "trusted\n" or "user\n": the xattr namespace of the
+ *                             marks on layered files (image/xns.h); missing: trusted
  *   STORE/BUNDLE/...          one directory per bundle, plain files inside
  *
  * Metadata belongs to the store's owner alone: .vmbundlefs and every directory in
@@ -27,6 +29,7 @@
 #define VMB_LAYOUT_FILE  "layout"
 #define VMB_MAPS_DIR     "maps"
 #define VMB_LOCK_FILE    "lock"
+#define VMB_XNS_FILE     "xattr-ns"
 #define VMB_META_DIR_MODE  0700
 #define VMB_META_FILE_MODE 0600
 #define VMB_LAYOUT_VERSION 1
@@ -39,6 +42,9 @@ struct vmb_store {
 	int mapfd;     /* STORE/.vmbundlefs/maps */
 	int lockfd;    /* STORE/.vmbundlefs/lock, flock'ed */
 	int readonly;
+	int xns;       /* enum vmb_xns of its marks (image/xns.h) */
+	uid_t owner;   /* of STORE/.vmbundlefs */
+	int xns_held;  /* vmb_xns_hold done, released by close */
 };
 
 enum vmb_store_mode {
@@ -47,11 +53,18 @@ enum vmb_store_mode {
 	VMB_STORE_READ = 2,        /* ls: takes no lock, changes nothing */
 };
 
-/* Create a new store at path (must not exist, or be an empty directory). */
+/* Create a new store at path (must not exist, or be an empty directory). Its
+ * xattr namespace (image/xns.h) is trusted when made by root, user otherwise. */
 int vmb_store_init(const char *path, struct vmb_err *err);
 
 /* Open an existing store. Errors: -ENOENT missing, -ENOTDIR, -EINVAL not a store,
- * -EPROTONOSUPPORT newer layout, -EBUSY (exclusive while mounted). */
+ * -EPROTONOSUPPORT newer layout, -EBUSY (exclusive while mounted). The store's
+ * xattr namespace becomes this process's (vmb_xns_hold; -EXDEV when another open
+ * store holds another). A user-namespace store opens to change (SHARED, EXCLUSIVE)
+ * for its owner only (-EPERM): the layered files another user (root serving it
+ * to many) made would be owned by others, their base not believed. A store with no
+ * namespace file, owned by and opened to change by a user other than root, with no
+ * layer yet, is given "user" (a store made before the file existed). */
 int vmb_store_open(struct vmb_store *s, const char *path, enum vmb_store_mode mode,
 		   struct vmb_err *err);
 void vmb_store_close(struct vmb_store *s);

@@ -1,5 +1,8 @@
 /* vfs_xattr.c - extended attributes: the user.* namespace, stored on the backing
- * files (see vfs.h). Other namespaces are refused with EOPNOTSUPP. */
+ * files (see vfs.h). Other namespaces are refused with EOPNOTSUPP. The names
+ * vmb_xattr_reserved gives are the mount's: user.vmbundlefs.lock, .stats and
+ * .remote are virtual, .base and .reserved (the marks of a user-namespace store,
+ * image/xns.h) are never shown, read, set or removed through the mount. */
 #include "config.h"
 #include "vfs/vfs_int.h"
 
@@ -7,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
+#include "base/pathtree.h"
 #include "layer/layer.h"
 #include "remote/remote.h"
 #include "remote/rimage.h"
@@ -86,9 +91,10 @@ static struct vmb_rimage *remote_of(struct vmb_vfs *v, const char *proc, struct 
 	char val[128], id[VMB_BASE_ID_LEN + 1];
 	ssize_t n = getxattr(proc, VMB_BASE_XATTR, val, sizeof(val) - 1);
 	struct vmb_rimage *ri;
+	struct stat st;
 
 	*b = NULL;
-	if (n < VMB_BASE_ID_LEN)
+	if (n < VMB_BASE_ID_LEN || stat(proc, &st) < 0 || !vmb_xns_trusts(st.st_uid))
 		return NULL;
 	memcpy(id, val, VMB_BASE_ID_LEN);
 	id[VMB_BASE_ID_LEN] = '\0';
@@ -185,6 +191,10 @@ ssize_t vmb_vfs_getxattr(struct vmb_vfs *v, uint64_t ino, const char *name, void
 		vmb_node_put(v, n);
 		return r;
 	}
+	if (vmb_xattr_reserved(name)) {   /* the marks of a user-namespace store */
+		vmb_node_put(v, n);
+		return -ENODATA;
+	}
 	r = getxattr(proc, name, buf, size);
 	if (r < 0)
 		r = -errno;
@@ -201,8 +211,7 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
-	    !strcmp(name, REMOTE_XATTR))
+	if (vmb_xattr_reserved(name))
 		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)
@@ -218,12 +227,6 @@ int vmb_vfs_setxattr(struct vmb_vfs *v, uint64_t ino, const char *name, const vo
 	vmb_change_end(v, n);
 	vmb_node_put(v, n);
 	return r;
-}
-
-static int virtual_name(const char *name)
-{
-	return !strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
-	       !strcmp(name, REMOTE_XATTR);
 }
 
 /* Append name and its NUL to a listxattr reply (size 0: only count). */
@@ -275,7 +278,7 @@ ssize_t vmb_vfs_listxattr(struct vmb_vfs *v, uint64_t ino, char *buf, size_t siz
 	}
 	for (i = 0; i < (size_t)len;) {
 		size_t nlen = strlen(all + i) + 1;
-		if (user_name(all + i) && !virtual_name(all + i)) {
+		if (user_name(all + i) && !vmb_xattr_reserved(all + i)) {
 			r = list_add(buf, size, &out, all + i);
 			if (r < 0)
 				goto out;
@@ -322,8 +325,7 @@ int vmb_vfs_removexattr(struct vmb_vfs *v, uint64_t ino, const char *name,
 
 	if (v->readonly)
 		return -EROFS;
-	if (!strcmp(name, LOCK_XATTR) || !strcmp(name, STATS_XATTR) ||
-	    !strcmp(name, REMOTE_XATTR))
+	if (vmb_xattr_reserved(name))
 		return vmb_err_set(err, EPERM, "%s is maintained by vmbundlefs", name);
 	r = xattr_node(v, ino, name, &n, proc);
 	if (r <= 0)

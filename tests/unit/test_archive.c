@@ -339,6 +339,10 @@ static void test_xattr_kept(void)
 	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.lock"));
 	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.stats"));
 	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.remote"));
+	/* a user store's marks (image/xns.h) */
+	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.base"));
+	CHECK(!vmb_archive_xattr_kept("user.vmbundlefs.reserved"));
+	CHECK(vmb_archive_xattr_kept("user.vmbundlefs.basex"));
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	memcpy(longname, "user.", 5);
