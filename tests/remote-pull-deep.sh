@@ -4,7 +4,8 @@
 # directory and pulled from its file:// URL into another store: the pull builds the
 # tree one directory at a time (never by a whole path), the small file at the
 # bottom reads back equal, the image is there with its size (and, mounted, its
-# data); the shallow bundle published beside it pulls too.
+# data, and through a URL mount's pull); the shallow bundle published beside it
+# pulls too.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 . "$(dirname "$0")/lib.sh"
 
@@ -97,6 +98,12 @@ if [ -c /dev/fuse ] && command -v fusermount3 >/dev/null 2>&1 &&
     mount_store
     assert_eq "mounted: the image's data reads from the published chunks" DATA "$(at "$MNT/deep" img data 2>&1)"
     assert_eq "mounted: the small file" "at the bottom of a deep tree" "$(at "$MNT/deep" f text 2>&1)"
+    unmount_store
+    # A URL mount pulls it at its first lookup, the same way.
+    STORE="file://$T/pub"
+    mount_store
+    assert_eq "URL mount: the small file at the bottom" "at the bottom of a deep tree" "$(at "$MNT/deep" f text 2>&1)"
+    assert_eq "URL mount: the image's data" DATA "$(at "$MNT/deep" img data 2>&1)"
     unmount_store
 fi
 
