@@ -313,47 +313,12 @@ int vmb_fs_check_opts(const char *fuse_opts, struct vmb_err *err)
 	return r;
 }
 
-/* Turn "\040" escapes of /proc/self/mountinfo back into characters, in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*w++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*w++ = *s;
-		}
-	}
-	*w = '\0';
-}
-
-/* The device number ("MAJOR:MINOR") of the mount on mountpoint (the last one is on
- * top), from mountinfo: a stat of the mount point would wait for this very daemon.
- * 0, or -1 when not found. */
+/* The device ("MAJOR:MINOR") of the mount on mountpoint (the last one is on top),
+ * from mountinfo (vmb_ctl_mount_dev): a stat of the mount point would wait for this
+ * very daemon. 0, or -1 when not found. */
 static int mount_dev(const char *mountpoint, char *dev, size_t size)
 {
-	char real[PATH_MAX], line[PATH_MAX * 2];
-	FILE *mi;
-
-	dev[0] = '\0';
-	if (!realpath(mountpoint, real))
-		return -1;
-	mi = fopen("/proc/self/mountinfo", "re");
-	if (!mi)
-		return -1;
-	while (fgets(line, sizeof(line), mi)) {
-		char mdev[64], mpoint[PATH_MAX];
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", mdev, mpoint) != 2)
-			continue;
-		unescape(mpoint);
-		if (!strcmp(mpoint, real))
-			snprintf(dev, size, "%s", mdev);
-	}
-	fclose(mi);
-	return dev[0] ? 0 : -1;
+	return vmb_ctl_mount_dev(mountpoint, dev, size) < 0 ? -1 : 0;
 }
 
 /* Our mount (device mydev) is no longer on mnt: unmounted or detached. */

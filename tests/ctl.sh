@@ -135,8 +135,9 @@ assert_eq "... and swept the stale socket (one left: its own)" "ctl.$ndev" "$(ls
 assert_match "... saying so in the log" "removed the stale control socket|^$" \
     "$([ "$dev" = "$ndev" ] || grep -o 'removed the stale control socket' "$T/log" | head -n 1)"
 
-# Two mounts of one store: structural commands are refused.
-MNT2=$T/mnt2
+# Two mounts of one store: structural commands are refused. The second mount
+# point has a space (\040 in /proc/self/mountinfo, decoded where it is named).
+MNT2="$T/mnt two"
 mkdir "$MNT2"
 "$VMB_BIN" mount --log="$T/log2" "$STORE" "$MNT2" || fail "second mount"
 on_exit "fusermount3 -u '$MNT2' 2>/dev/null"

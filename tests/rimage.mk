@@ -10,8 +10,10 @@ tests_unit_test_rimage_LDADD = $(VMB_CORE_LIBS)
 
 VMB_RIMAGE_TESTS = tests/unit/test_rimage tests/remote-pull.sh tests/remote-mount.sh \
 	tests/remote-preload.sh tests/remote-read.sh tests/model-layers.sh tests/remote-mirror.sh \
-	tests/remote-mount-scratch.sh tests/remote-names.sh
+	tests/remote-mount-scratch.sh tests/remote-names.sh tests/remote-pull-deep.sh \
+	tests/remote-lazy-ino.sh
 TESTS += $(VMB_RIMAGE_TESTS)
 EXTRA_DIST += tests/remote-pull.sh tests/remote-mount.sh tests/remote-preload.sh \
 	tests/remote-read.sh tests/model-layers.sh tests/remote-mirror.sh \
-	tests/remote-mount-scratch.sh tests/remote-names.sh
+	tests/remote-mount-scratch.sh tests/remote-names.sh tests/remote-pull-deep.sh \
+	tests/remote-lazy-ino.sh

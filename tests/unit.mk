@@ -13,6 +13,7 @@ VMB_UNIT_TESTS = \
 	tests/unit/test_publish \
 	tests/unit/test_text \
 	tests/unit/test_pathtree \
+	tests/unit/test_mountinfo \
 	tests/unit/test_cancel
 
 check_PROGRAMS += $(VMB_UNIT_TESTS)
@@ -22,6 +23,9 @@ tests_unit_test_blockmap_SOURCES = tests/unit/test_blockmap.c tests/unit/harness
 tests_unit_test_blockmap_LDADD = $(VMB_CORE_LIBS)
 # Allocation failures are injected by wrapping malloc and realloc.
 tests_unit_test_blockmap_LDFLAGS = $(AM_LDFLAGS) -Wl,--wrap=malloc -Wl,--wrap=realloc
+
+tests_unit_test_mountinfo_SOURCES = tests/unit/test_mountinfo.c tests/unit/harness.h
+tests_unit_test_mountinfo_LDADD = $(VMB_CORE_LIBS)
 
 tests_unit_test_sidecar_SOURCES = tests/unit/test_sidecar.c tests/unit/harness.h
 tests_unit_test_sidecar_LDADD = $(VMB_CORE_LIBS)

@@ -9,4 +9,5 @@ src_libvmbundle_a_SOURCES += \
 	src/base/fdio.c src/base/fdio.h src/base/le.h \
 	src/base/text.c src/base/text.h \
 	src/base/pathtree.c src/base/pathtree.h \
+	src/base/mountinfo.c src/base/mountinfo.h \
 	src/base/cancel.c src/base/cancel.h

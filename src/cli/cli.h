@@ -117,15 +117,13 @@ struct vmb_cli_mount {
 	char mp[PATH_MAX];       /* the mount point */
 	char source[PATH_MAX];   /* the store, as the mount's fsname spells it */
 };
-/* The vmbundlefs mounts (*n of them; *out malloc'ed, NULL when none). The one
- * reader of mountinfo (cli_ctl.c). */
+/* The vmbundlefs mounts (*n of them; *out malloc'ed, NULL when none), from
+ * base/mountinfo.h (cli_ctl.c). */
 int vmb_cli_mounts(struct vmb_cli_mount **out, size_t *n, struct vmb_err *err);
 /* The deepest of all[0..n) whose mount point holds real (a realpath), or NULL;
  * *rel (may be NULL) its path inside, "" at the mount point (points into real). */
 const struct vmb_cli_mount *vmb_cli_mount_holding(const struct vmb_cli_mount *all, size_t n,
 						  const char *real, const char **rel);
-/* "\040" escapes of /proc/self/mountinfo, in place. */
-void vmb_cli_unescape(char *s);
 /* Print the version line. */
 void vmb_cli_version(void);
 /* 1 when argv holds --help or --version for this subcommand (and prints it). */

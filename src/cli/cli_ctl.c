@@ -3,6 +3,7 @@
  * 'status' does, and send a request to its daemon; and 'vmbundlefs ping'. */
 #include "config.h"
 #include "cli/cli.h"
+#include "base/mountinfo.h"
 #include "vfs/ctl.h"
 #include "store/store.h"
 
@@ -25,40 +26,44 @@ static void as_fsname(char *s)
 			*s = '_';
 }
 
+struct mounts {
+	struct vmb_cli_mount *all;
+	size_t n;
+};
+
+static int one_mount(void *arg, const struct vmb_mountinfo *mi)
+{
+	struct mounts *ms = arg;
+	struct vmb_cli_mount *m, *grown;
+
+	if (strcmp(mi->fstype, "fuse.vmbundlefs") || strlen(mi->dev) >= sizeof(m->dev) ||
+	    strlen(mi->mountpoint) >= sizeof(m->mp) || strlen(mi->source) >= sizeof(m->source))
+		return 0;   /* not ours, or paths no realpath gives */
+	grown = realloc(ms->all, (ms->n + 1) * sizeof(*ms->all));
+	if (!grown)
+		return -ENOMEM;
+	ms->all = grown;
+	m = &ms->all[ms->n++];
+	strcpy(m->dev, mi->dev);
+	strcpy(m->mp, mi->mountpoint);
+	strcpy(m->source, mi->source);
+	return 0;
+}
+
 int vmb_cli_mounts(struct vmb_cli_mount **out, size_t *n, struct vmb_err *err)
 {
-	char line[PATH_MAX * 2 + 256];
-	struct vmb_cli_mount *all = NULL;
-	size_t cnt = 0;
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
+	struct mounts ms = { NULL, 0 };
+	int r = vmb_mountinfo_each(NULL, one_mount, &ms);
 
 	*out = NULL;
 	*n = 0;
-	if (!mi)
-		return vmb_err_sys(err, errno, "cannot read /proc/self/mountinfo");
-	while (fgets(line, sizeof(line), mi)) {
-		struct vmb_cli_mount m, *grown;
-		char fstype[64];
-		const char *sep = strstr(line, " - ");
-
-		if (!sep || sscanf(line, "%*s %*s %63s %*s %4095s", m.dev, m.mp) != 2 ||
-		    sscanf(sep + 3, "%63s %4095s", fstype, m.source) != 2 ||
-		    strcmp(fstype, "fuse.vmbundlefs"))
-			continue;
-		vmb_cli_unescape(m.mp);
-		vmb_cli_unescape(m.source);
-		grown = realloc(all, (cnt + 1) * sizeof(*all));
-		if (!grown) {
-			free(all);
-			fclose(mi);
-			return vmb_err_set(err, ENOMEM, "out of memory");
-		}
-		all = grown;
-		all[cnt++] = m;
+	if (r < 0) {
+		free(ms.all);
+		return r == -ENOMEM ? vmb_err_set(err, ENOMEM, "out of memory")
+				    : vmb_err_sys(err, -r, "cannot read /proc/self/mountinfo");
 	}
-	fclose(mi);
-	*out = all;
-	*n = cnt;
+	*out = ms.all;
+	*n = ms.n;
 	return 0;
 }
 

@@ -44,71 +44,124 @@ static mode_t pub_mode(const struct vmb_pub_ent *pe)
 	return (mode_t)(pe->mode & 07777) & ~(mode_t)(S_ISUID | S_ISGID);
 }
 
-static int set_xattrs(int fd, const struct vmb_pub_ent *pe, struct vmb_err *err)
+/* Where an entry is made: its parent directory (open, or the tree's root) and its
+ * last name; mp is its path as messages show it (shortened, vmb_path_msg). */
+struct at {
+	int dfd;
+	const char *leaf;
+	const char *mp;
+};
+
+static int set_xattrs(int fd, const struct vmb_pub_ent *pe, const char *mp,
+		      struct vmb_err *err)
 {
 	for (size_t j = 0; j < pe->nxattrs; j++)
 		if (fsetxattr(fd, pe->xattrs[j].name, pe->xattrs[j].value, pe->xattrs[j].len,
 			      0) < 0)
 			return vmb_err_sys(err, errno, "cannot set xattr '%s' on '%s'",
-					   pe->xattrs[j].name, pe->path);
+					   pe->xattrs[j].name, mp);
 	return 0;
 }
 
-static int set_times(int fd, const struct vmb_pub_ent *pe, struct vmb_err *err)
+static int set_times(int fd, const struct vmb_pub_ent *pe, const char *mp,
+		     struct vmb_err *err)
 {
 	struct timespec ts[2];
 
 	ts[0].tv_sec = ts[1].tv_sec = (time_t)pe->mtime_sec;
 	ts[0].tv_nsec = ts[1].tv_nsec = (long)pe->mtime_nsec;
 	if (futimens(fd, ts) < 0)
-		return vmb_err_sys(err, errno, "cannot set the times of '%s'", pe->path);
+		return vmb_err_sys(err, errno, "cannot set the times of '%s'", mp);
 	return 0;
 }
 
-static int small_file(struct vmb_opctx *c, struct vmb_remote *r, const char *url, int root,
-		      const struct vmb_pub_ent *pe, struct vmb_err *err)
+/* The parent directory of path under root, opened (root itself for a name at the
+ * top: a->dfd == root, not to be closed), and path's last name, in *a. The path has
+ * no length limit (a published tree may be deeper than PATH_MAX): its directories
+ * are opened a stretch of fewer than PATH_MAX bytes at a time, each relative to the
+ * one before. Every directory in it is one this pull made (the manifest lists
+ * parents first, vmb_tree_check), none is followed if a symlink. */
+static int parent_of(int root, const char *path, struct at *a, struct vmb_err *err)
+{
+	const char *slash = strrchr(path, '/'), *p = path, *end;
+	int fd = root, nfd, e;
+	char *seg;
+
+	a->dfd = root;
+	a->leaf = slash ? slash + 1 : path;
+	while (slash && p < slash) {
+		end = slash;
+		if (end - p >= PATH_MAX) {
+			end = p + PATH_MAX - 1;
+			while (end > p && *end != '/')
+				end--;
+		}
+		seg = end > p ? strndup(p, (size_t)(end - p)) : NULL;
+		if (!seg) {
+			e = end > p ? ENOMEM : ENAMETOOLONG;
+			goto fail;
+		}
+		nfd = openat(fd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		e = errno;
+		free(seg);
+		if (nfd < 0)
+			goto fail;
+		if (fd != root)
+			close(fd);
+		fd = nfd;
+		p = end + 1;
+	}
+	a->dfd = fd;
+	return 0;
+fail:
+	if (fd != root)
+		close(fd);
+	return vmb_err_sys(err, e, "cannot open the directory of '%s'", a->mp);
+}
+
+static int small_file(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
+		      const struct at *a, const struct vmb_pub_ent *pe, struct vmb_err *err)
 {
 	int fd, src = -1, hit, rc;
 
-	fd = openat(root, pe->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	fd = openat(a->dfd, a->leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
 	if (fd < 0)
-		return vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
+		return vmb_err_sys(err, errno, "cannot create '%s'", a->mp);
 	rc = 0;
 	if (pe->size) {
 		rc = vmb_remote_object(r, url, pe->digest, pe->size, &src, &hit, err);
 		if (rc)
-			vmb_err_prefix(err, "cannot pull '%s'", pe->path);
+			vmb_err_prefix(err, "cannot pull '%s'", a->mp);
 	}
 	if (!rc && pe->size)
-		rc = vmb_ops_copy_sparse(src, fd, pe->size, pe->path, err);
+		rc = vmb_ops_copy_sparse(src, fd, pe->size, a->mp, err);
 	if (!rc && ftruncate(fd, (off_t)pe->size) < 0)
-		rc = vmb_err_sys(err, errno, "cannot size '%s'", pe->path);
+		rc = vmb_err_sys(err, errno, "cannot size '%s'", a->mp);
 	if (!rc)
-		rc = set_xattrs(fd, pe, err);
+		rc = set_xattrs(fd, pe, a->mp, err);
 	if (!rc && fchmod(fd, pub_mode(pe)) < 0)
-		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
+		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", a->mp);
 	if (!rc)
-		rc = set_times(fd, pe, err);
+		rc = set_times(fd, pe, a->mp, err);
 	if (!rc && vmb_fsync(fd) < 0)
-		rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
+		rc = vmb_err_sys(err, errno, "cannot sync '%s'", a->mp);
 	if (!rc)
-		rc = vmb_ops_save_plain_map(c, fd, pe->path, err);
+		rc = vmb_ops_save_plain_map(c, fd, a->mp, err);
 	if (src >= 0)
 		close(src);
 	close(fd);
 	return rc;
 }
 
-static int image_file(struct vmb_opctx *c, const char *url, int root,
+static int image_file(struct vmb_opctx *c, const char *url, const struct at *a,
 		      const struct vmb_pub_ent *pe, struct vmb_err *err)
 {
 	struct vmb_layer_remote *rl = calloc(1, sizeof(*rl));
 	char id[VMB_BASE_ID_LEN + 1];
 	struct vmb_base *b = NULL;
-	const char *slash = strrchr(pe->path, '/');
-	char *dir = NULL;
 	struct stat st;
-	int dfd = root, fd, rc;
+	int fd, rc;
 
 	if (!rl)
 		return vmb_err_set(err, ENOMEM, "out of memory");
@@ -120,7 +173,7 @@ static int image_file(struct vmb_opctx *c, const char *url, int root,
 	if (!rc)
 		rc = vmb_layers_get(c->layers, id, &b, err);
 	if (rc)
-		return vmb_err_prefix(err, "cannot pull '%s'", pe->path);
+		return vmb_err_prefix(err, "cannot pull '%s'", a->mp);
 	/* a layer open already (the same image pulled before, from elsewhere) tries
 	 * this URL too from now on, as its file now says */
 	if (vmb_layers_remote_of(b) && vmb_rimage_add_mirror(vmb_layers_remote_of(b), url) < 0) {
@@ -135,40 +188,89 @@ static int image_file(struct vmb_opctx *c, const char *url, int root,
 	st.st_mtim.tv_sec = (time_t)pe->mtime_sec;
 	st.st_mtim.tv_nsec = (long)pe->mtime_nsec;
 	st.st_atim = st.st_mtim;
-	if (slash) {
-		dir = strndup(pe->path, (size_t)(slash - pe->path));
-		dfd = dir ? openat(root, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-		if (dfd < 0) {
-			rc = vmb_err_sys(err, dir ? errno : ENOMEM, "cannot open the directory "
-					 "of '%s'", pe->path);
-			goto out;
-		}
-	}
-	rc = vmb_image_create_delta(dfd, slash ? slash + 1 : pe->path, b, pe->size, &st,
-				    c->store->mapfd, err);
+	rc = vmb_image_create_delta(a->dfd, a->leaf, b, pe->size, &st, c->store->mapfd, err);
 	if (rc)
 		goto out;
-	fd = openat(dfd, slash ? slash + 1 : pe->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(a->dfd, a->leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		rc = vmb_err_sys(err, errno, "cannot open '%s'", pe->path);
+		rc = vmb_err_sys(err, errno, "cannot open '%s'", a->mp);
 		goto out;
 	}
-	rc = set_xattrs(fd, pe, err);
+	rc = set_xattrs(fd, pe, a->mp, err);
 	if (!rc)
-		rc = set_times(fd, pe, err);
+		rc = set_times(fd, pe, a->mp, err);
 	close(fd);
 out:
-	if (slash && dfd >= 0)
-		close(dfd);
-	free(dir);
 	vmb_base_put(b);
 	return rc;
 }
 
+/* Record i of m made under root (in the manifest's order: its parent exists). */
+static int make_ent(struct vmb_opctx *c, struct vmb_remote *r, const char *url, int root,
+		    const struct vmb_pub_ent *pe, size_t i, const struct at *a,
+		    struct vmb_err *err)
+{
+	struct timespec ts[2];
+	int fd, rc = 0;
+
+	switch (pe->kind) {
+	case 'd':
+		if (i > 0 && mkdirat(a->dfd, a->leaf, 0700) < 0)
+			return vmb_err_sys(err, errno, "cannot create '%s'", a->mp);
+		if (!pe->nxattrs)
+			return 0;
+		fd = i == 0 ? dup(root) : openat(a->dfd, a->leaf, O_RDONLY | O_DIRECTORY |
+						 O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vmb_err_sys(err, errno, "cannot open '%s'", a->mp);
+		rc = set_xattrs(fd, pe, a->mp, err);
+		close(fd);
+		return rc;
+	case 'l':
+		ts[0].tv_sec = ts[1].tv_sec = (time_t)pe->mtime_sec;
+		ts[0].tv_nsec = ts[1].tv_nsec = (long)pe->mtime_nsec;
+		if (symlinkat(pe->target, a->dfd, a->leaf) < 0 ||
+		    utimensat(a->dfd, a->leaf, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			return vmb_err_sys(err, errno, "cannot create '%s'", a->mp);
+		return 0;
+	case 'f':
+		return small_file(c, r, url, a, pe, err);
+	case 'i':
+		return image_file(c, url, a, pe, err);
+	default:
+		return vmb_err_set(err, EINVAL, "unknown record '%c' in the manifest",
+				   pe->kind);
+	}
+}
+
+/* Record pe's directory: its mode and times (after its entries are made). */
+static int finish_dir(const struct vmb_pub_ent *pe, const struct at *a, size_t i,
+		      int root, struct vmb_err *err)
+{
+	int fd, rc = 0;
+
+	fd = i == 0 ? dup(root) : openat(a->dfd, a->leaf, O_RDONLY | O_DIRECTORY |
+					 O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vmb_err_sys(err, errno, "cannot open '%s'", a->mp);
+	if (fchmod(fd, pub_mode(pe)) < 0)
+		rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", a->mp);
+	if (!rc)
+		rc = set_times(fd, pe, a->mp, err);
+	if (!rc && vmb_fsync(fd) < 0)
+		rc = vmb_err_sys(err, errno, "cannot sync '%s'", a->mp);
+	close(fd);
+	return rc;
+}
+
+/* The tree of m under cln/tree. Paths of any length: every entry is made relative
+ * to its parent's descriptor (parent_of), never by a path longer than PATH_MAX. */
 static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 		 const struct vmb_pub_bundle *m, int cln, struct vmb_err *err)
 {
-	int root = -1, fd, rc = 0;
+	char mbuf[VMB_PATH_MSG_MAX + 1];
+	int root = -1, rc = 0;
+	struct at a;
 	size_t i;
 
 	if (mkdirat(cln, TREE, 0700) < 0 ||
@@ -177,39 +279,13 @@ static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 	for (i = 0; i < m->n && !rc; i++) {
 		const struct vmb_pub_ent *pe = &m->ents[i];
 
-		switch (pe->kind) {
-		case 'd':
-			if (i > 0 && mkdirat(root, pe->path, 0700) < 0)
-				rc = vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
-			if (!rc && pe->nxattrs) {
-				fd = openat(root, pe->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					    O_CLOEXEC);
-				rc = fd < 0 ? vmb_err_sys(err, errno, "cannot open '%s'", pe->path)
-					    : set_xattrs(fd, pe, err);
-				if (fd >= 0)
-					close(fd);
-			}
+		a.mp = vmb_path_msg(pe->path, strlen(pe->path), mbuf);
+		rc = parent_of(root, pe->path, &a, err);
+		if (rc)
 			break;
-		case 'l': {
-			struct timespec ts[2];
-
-			ts[0].tv_sec = ts[1].tv_sec = (time_t)pe->mtime_sec;
-			ts[0].tv_nsec = ts[1].tv_nsec = (long)pe->mtime_nsec;
-			if (symlinkat(pe->target, root, pe->path) < 0 ||
-			    utimensat(root, pe->path, ts, AT_SYMLINK_NOFOLLOW) < 0)
-				rc = vmb_err_sys(err, errno, "cannot create '%s'", pe->path);
-			break;
-		}
-		case 'f':
-			rc = small_file(c, r, url, root, pe, err);
-			break;
-		case 'i':
-			rc = image_file(c, url, root, pe, err);
-			break;
-		default:
-			rc = vmb_err_set(err, EINVAL, "unknown record '%c' in the manifest",
-					 pe->kind);
-		}
+		rc = make_ent(c, r, url, root, pe, i, &a, err);
+		if (a.dfd != root)
+			close(a.dfd);
 		if (i == 0)
 			vmb_op_step("pull", 2);
 	}
@@ -219,18 +295,13 @@ static int build(struct vmb_opctx *c, struct vmb_remote *r, const char *url,
 
 		if (pe->kind != 'd')
 			continue;
-		fd = openat(root, pe->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			rc = vmb_err_sys(err, errno, "cannot open '%s'", pe->path);
+		a.mp = vmb_path_msg(pe->path, strlen(pe->path), mbuf);
+		rc = parent_of(root, pe->path, &a, err);
+		if (rc)
 			break;
-		}
-		if (fchmod(fd, pub_mode(pe)) < 0)
-			rc = vmb_err_sys(err, errno, "cannot set the mode of '%s'", pe->path);
-		if (!rc)
-			rc = set_times(fd, pe, err);
-		if (!rc && vmb_fsync(fd) < 0)
-			rc = vmb_err_sys(err, errno, "cannot sync '%s'", pe->path);
-		close(fd);
+		rc = finish_dir(pe, &a, i, root, err);
+		if (a.dfd != root)
+			close(a.dfd);
 	}
 	close(root);
 	return rc;

@@ -39,6 +39,12 @@
 struct vmb_vfs;
 struct vmb_ctl;
 
+/* The device ("MAJOR:MINOR") of the mount on mountpoint (its realpath; the last
+ * mount there, the one on top) in this process's /proc/self/mountinfo
+ * (base/mountinfo.h), in dev: the daemon's own, found without a stat of the mount
+ * point (which would wait for the daemon). 0, or -errno (-ENOENT: not there). */
+int vmb_ctl_mount_dev(const char *mountpoint, char *dev, size_t size);
+
 /* Bind the socket of the mount whose device is devname ("MAJOR:MINOR") and start
  * the thread that serves it. mountpoint is for messages. Sweeps stale sockets. */
 int vmb_ctl_start(struct vmb_ctl **out, struct vmb_vfs *v, const char *mountpoint,

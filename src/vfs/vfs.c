@@ -902,6 +902,8 @@ int vmb_node_stat(struct vmb_vfs *v, struct vmb_node *n, struct stat *st, struct
 	st->st_blksize = 1 << 20;   /* invite 1 MiB I/O */
 	if (n == &v->root)
 		vmb_lazy_root_stat(v, st);
+	else if (__atomic_load_n(&n->lazy_ino, __ATOMIC_RELAXED))
+		st->st_ino = (ino_t)__atomic_load_n(&n->lazy_ino, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -1020,6 +1022,8 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const
 		node_free(fresh);
 	/* a file with several names, found by one: maybe not the one it was opened by */
 	vmb_node_move(v, n, parent, name, S_ISREG(st.st_mode) && st.st_nlink > 1);
+	if (parent == &v->root && v->lazy_n)   /* a URL mount's bundle: its listed number */
+		__atomic_store_n(&n->lazy_ino, vmb_lazy_ino(v, name), __ATOMIC_RELAXED);
 	memset(e, 0, sizeof(*e));
 	e->ino = vmb_node_id(v, n);
 	e->generation = n->generation;

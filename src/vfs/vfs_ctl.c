@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "base/mountinfo.h"
 #include "vfs/ctl.h"
 #include "vfs/vfs_int.h"
 
@@ -66,21 +67,18 @@ static int is_live(int runfd, const char *name)
 	return live;
 }
 
-/* The mount point of the mount whose device is dev ("MAJOR:MINOR") in this
- * process's /proc/self/mountinfo (as it escapes it), or 0 when not there. */
-static int mountpoint_of(const char *dev, char *mp, size_t size)
+int vmb_ctl_mount_dev(const char *mountpoint, char *dev, size_t size)
 {
-	FILE *mi = fopen("/proc/self/mountinfo", "re");
-	char line[2 * PATH_MAX], d[64], p[PATH_MAX];
-	int found = 0;
+	char *real = realpath(mountpoint, NULL);
+	int r;
 
-	if (!mi)
-		return 0;
-	while (!found && fgets(line, sizeof(line), mi))
-		if (sscanf(line, "%*s %*s %63s %*s %4095s", d, p) == 2 && !strcmp(d, dev))
-			found = snprintf(mp, size, "%s", p) < (int)size;
-	fclose(mi);
-	return found;
+	if (size)
+		dev[0] = '\0';
+	if (!real)
+		return -errno;
+	r = vmb_mountinfo_dev_of(real, dev, size);
+	free(real);
+	return r;
 }
 
 int vmb_ctl_other_mount(struct vmb_vfs *v, char *which, size_t size)
@@ -112,7 +110,8 @@ int vmb_ctl_other_mount(struct vmb_vfs *v, char *which, size_t size)
 		    !S_ISSOCK(st.st_mode) || !is_live(dirfd(d), de->d_name))
 			continue;
 		found = 1;
-		if (mountpoint_of(de->d_name + strlen(VMB_CTL_PREFIX), mp, sizeof(mp)))
+		if (vmb_mountinfo_mountpoint_of(de->d_name + strlen(VMB_CTL_PREFIX), mp,
+						sizeof(mp)) == 0)
 			snprintf(which, size, "'%s'", mp);
 		else
 			snprintf(which, size, "another place (its daemon's control socket is "

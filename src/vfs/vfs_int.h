@@ -53,6 +53,10 @@ struct vmb_node {
 	 * next lookup. */
 	struct vmb_node *parent;
 	char *name;
+	/* A URL mount's bundle directory: the st_ino reported for it (vfs_lazy.c),
+	 * the one the root's listing gave it before its pull; 0: the backing one.
+	 * Set (atomically) at a lookup in the root. */
+	uint64_t lazy_ino;
 	uint64_t kids;
 	/* In use (v->inuse_mu). On a locked file: the bundle its strong lock owners
 	 * (lock.h) are counted in, how many, and its place in that bundle's list. On a
@@ -486,6 +490,10 @@ int vmb_lazy_init(struct vmb_vfs *v, const struct vmb_vfs_lazy *o, struct vmb_er
 void vmb_lazy_free(struct vmb_vfs *v);
 int vmb_lazy_lookup(struct vmb_vfs *v, const char *name, struct vmb_err *err);
 int vmb_lazy_readdir(struct vmb_vfs *v, uint64_t off, vmb_fill_fn fill, void *arg);
+/* The inode number a URL mount reports for its bundle name (readdir's d_ino, st_ino
+ * from the first lookup on, pulled or not: a fixed one per listed name), or 0 when
+ * name is not one of its bundles. */
+uint64_t vmb_lazy_ino(struct vmb_vfs *v, const char *name);
 /* The root's st_nlink counts every listed bundle, pulled or not. */
 void vmb_lazy_root_stat(struct vmb_vfs *v, struct stat *st);
 /* vfs_ctl_hooks.c: the context of a structural operation on the mounted store. */

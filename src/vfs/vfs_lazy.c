@@ -147,12 +147,26 @@ int vmb_lazy_lookup(struct vmb_vfs *v, const char *name, struct vmb_err *err)
 	return r;
 }
 
+/* The inode numbers of the bundles: VMB_LAZY_INO + i for names[i], in the root's
+ * listing and in st_ino (vmb_node_stat), before and after the bundle's pull, so
+ * that the two always agree (find, rsync, du compare them). No backing file has
+ * one: they are above any inode number Linux's file systems give out in practice
+ * (ext4: 32 bits; xfs, btrfs: far below 2^62). */
+#define VMB_LAZY_INO 0x7f00000000000000ull
+
+uint64_t vmb_lazy_ino(struct vmb_vfs *v, const char *name)
+{
+	long i = v->lazy_n ? find(v, name) : -1;
+
+	return i < 0 ? 0 : VMB_LAZY_INO + (uint64_t)i;
+}
+
 /* Offsets: 1 after ".", 2 after "..", 3 after .snapshots (when listed), then 4 + i
- * after names[i]. st_ino: the bundle's, once it is in the store; before, one
- * that no file has (d_ino 0 would hide the entry from readdir(3)). */
+ * after names[i]. d_ino: the bundle's own number (vmb_lazy_ino), the st_ino its
+ * lookups report, pulled or not. */
 int vmb_lazy_readdir(struct vmb_vfs *v, uint64_t off, vmb_fill_fn fill, void *arg)
 {
-	struct stat st, bs;
+	struct stat st;
 	size_t i;
 
 	memset(&st, 0, sizeof(st));
@@ -173,10 +187,7 @@ int vmb_lazy_readdir(struct vmb_vfs *v, uint64_t off, vmb_fill_fn fill, void *ar
 			return 0;
 	}
 	for (i = off > 4 ? (size_t)(off - 4) : 0; i < v->lazy_n; i++) {
-		st.st_ino = (ino_t)(0x7f00000000000000ull + i);
-		if (__atomic_load_n(&v->lazy_done[i], __ATOMIC_ACQUIRE) &&
-		    fstatat(v->store.dirfd, v->lazy_names[i], &bs, AT_SYMLINK_NOFOLLOW) == 0)
-			st.st_ino = bs.st_ino;
+		st.st_ino = (ino_t)(VMB_LAZY_INO + i);
 		if (fill(arg, v->lazy_names[i], &st, 4 + i + 1))
 			return 0;
 	}
