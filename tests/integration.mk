@@ -32,6 +32,7 @@ INTEGRATION_TESTS = \
 	tests/mount-enospc.sh \
 	tests/mount-direct.sh \
 	tests/mount-concurrent.sh \
+	tests/mount-parallel-lookup.sh \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
