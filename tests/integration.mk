@@ -48,4 +48,4 @@ INTEGRATION_TESTS = \
 	tests/cli-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
+EXTRA_DIST += tests/lib.sh tests/tsan.supp $(INTEGRATION_TESTS)
