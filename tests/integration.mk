@@ -33,6 +33,7 @@ INTEGRATION_TESTS = \
 	tests/mount-enospc.sh \
 	tests/mount-direct.sh \
 	tests/mount-concurrent.sh \
+	tests/mount-parallel-lookup.sh \
 	tests/model.sh \
 	tests/mount-parked.sh \
 	tests/mount-zero-edges.sh \
@@ -48,4 +49,4 @@ INTEGRATION_TESTS = \
 	tests/cli-log.sh
 
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += tests/lib.sh $(INTEGRATION_TESTS)
+EXTRA_DIST += tests/lib.sh tests/tsan.supp $(INTEGRATION_TESTS)

@@ -33,7 +33,7 @@ _VMB_DAEMON_STATE=none     # none | running | stopped | killed
 _VMB_DONE=0
 
 # Messages that make a daemon log (or its stderr) a failure.
-_VMB_BAD_LOG='runtime error|AddressSanitizer|LeakSanitizer|ERROR: '
+_VMB_BAD_LOG='runtime error|AddressSanitizer|LeakSanitizer|ThreadSanitizer|ERROR: '
 
 say() { printf '%s\n' "$*"; }
 

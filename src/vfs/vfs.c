@@ -371,8 +371,9 @@ void vmb_vfs_free(struct vmb_vfs *v)
 				if (n->held)
 					vmb_holders_bundle_set(v->store.metafd, (uint64_t)n->ino,
 							       NULL, NULL, NULL);
-		for (i = 0; i < ((size_t)1 << VMB_HASH_BITS); i++) {
-			struct vmb_node *n = v->hash[i], *next;
+		for (i = 0; i <= ((size_t)1 << VMB_HASH_BITS); i++) {   /* and v->dead */
+			struct vmb_node *n = i < ((size_t)1 << VMB_HASH_BITS) ? v->hash[i] : v->dead;
+			struct vmb_node *next;
 			for (; n; n = next) {
 				next = n->hnext;
 				if (n->img) {
@@ -515,6 +516,13 @@ static void unhash_locked(struct vmb_vfs *v, struct vmb_node *n)
 	struct vmb_node **pp = &v->hash[vmb_node_hash(n->dev, n->ino)];
 
 	for (; *pp; pp = &(*pp)->hnext) {
+		if (*pp == n) {
+			*pp = n->hnext;
+			v->nodes--;
+			return;
+		}
+	}
+	for (pp = &v->dead; *pp; pp = &(*pp)->hnext) {   /* parked_other_locked */
 		if (*pp == n) {
 			*pp = n->hnext;
 			v->nodes--;
@@ -957,6 +965,42 @@ int vmb_node_lookup(struct vmb_vfs *v, struct vmb_node *parent, const char *name
 	return vmb_node_lookup_fd(v, parent, fd, name, e, err);
 }
 
+/* Is n, found in the hash by (dev, ino) of fd (st), a parked node of another inode
+ * that had that number? A parked node holds no descriptor, so the inode it names
+ * may be gone (removed through the mount or from outside while the kernel still
+ * knew it) and its number given to a new file or directory: reviving the node with
+ * fd would hand the kernel the old node id and generation (and type) for the new
+ * inode (a regular file opened as the old directory: EISDIR; creates failing
+ * ESTALE). A live node's descriptor pins its inode, so its number cannot be
+ * reused meanwhile. When it is another inode: the node moves from the hash to
+ * v->dead (it lives on until the kernel forgets it, or vmb_vfs_free; nothing finds
+ * it by number again) and 1 returned.
+ * Caller holds tlock (a leaf here: name_to_handle_at only). */
+static int parked_other_locked(struct vmb_vfs *v, struct vmb_node *n, int fd,
+			       const struct stat *st)
+{
+	struct file_handle *fh;
+	int other;
+
+	if (n->fd >= 0)
+		return 0;
+	other = (st->st_mode & S_IFMT) != n->type;
+	if (!other && n->fh && (fh = handle_of(fd))) {
+		other = fh->handle_type != n->fh->handle_type ||
+			fh->handle_bytes != n->fh->handle_bytes ||
+			memcmp(fh->f_handle, n->fh->f_handle, fh->handle_bytes) != 0;
+		free(fh);
+	}
+	if (other) {
+		lru_remove_locked(v, n);
+		unhash_locked(v, n);
+		n->hnext = v->dead;   /* still counted in v->nodes; freed as any node */
+		v->dead = n;
+		v->nodes++;
+	}
+	return other;
+}
+
 int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const char *name,
 		       struct vmb_entry *e, struct vmb_err *err)
 {
@@ -979,6 +1023,8 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const
 	for (n = v->hash[h]; n; n = n->hnext)
 		if (n->dev == st.st_dev && n->ino == st.st_ino)
 			break;
+	if (n && parked_other_locked(v, n, fd, &st))
+		n = NULL;   /* unhashed: its number now names this other inode */
 	if (!n) {
 		pthread_mutex_unlock(&v->tlock);
 		fresh = malloc(sizeof(*fresh));
@@ -998,6 +1044,8 @@ int vmb_node_lookup_fd(struct vmb_vfs *v, struct vmb_node *parent, int fd, const
 		for (n = v->hash[h]; n; n = n->hnext)   /* raced with another lookup? */
 			if (n->dev == st.st_dev && n->ino == st.st_ino)
 				break;
+		if (n && parked_other_locked(v, n, fresh->fd, &st))
+			n = NULL;
 		if (!n) {
 			n = fresh;
 			fresh = NULL;

@@ -374,13 +374,17 @@ int vmb_vfs_create(struct vmb_vfs *v, const struct vmb_ctx *ctx, uint64_t parent
 	} else {
 		r = file_new(v, n, fd, flags, f, NULL, err);
 	}
-	vmb_node_put(v, n);
 	if (r < 0) {
+		vmb_node_put(v, n);
 		vmb_vfs_forget(v, e->ino, 1);
 		goto undo;
 	}
-	/* The entry's attributes must show the image's view. */
+	/* The entry's attributes must show the image's view. Before the reference
+	 * goes: a node no call holds may be parked at any time (its descriptor
+	 * closed under tlock by another call's vmb_node_put, vfs.c lru_add_locked),
+	 * and its handle keeps the node, not the descriptor. */
 	vmb_node_stat(v, n, &e->attr, NULL);
+	vmb_node_put(v, n);
 	goto out;
 undo:
 	unmake(v, p, name, &made);

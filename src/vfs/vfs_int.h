@@ -115,6 +115,9 @@ struct vmb_vfs {
 	pthread_mutex_t tlock;
 	struct vmb_node root;
 	struct vmb_node **hash;     /* 1 << VMB_HASH_BITS chains */
+	struct vmb_node *dead;      /* parked nodes whose inode's number a new inode
+				     * took (vfs.c parked_other_locked), on hnext;
+				     * never found by number (tlock) */
 	uint64_t nodes;
 	uint64_t next_generation;
 	/* Idle nodes (no refs, known to the kernel) keep their descriptor until more
