@@ -417,7 +417,8 @@ static ssize_t http_attempt(void *arg, struct vmb_fetch_req *req, int *transient
 		goto out;
 	}
 	if (code != CURLE_OK && !(code == CURLE_WRITE_ERROR && c.complete)) {
-		if (code == CURLE_WRITE_ERROR && c.overflow)
+		if ((code == CURLE_WRITE_ERROR && c.overflow) ||
+		    code == CURLE_FILESIZE_EXCEEDED)   /* its Content-Length said so */
 			rc = vmb_err_set(err, EFBIG, "the object is larger than the %zu bytes "
 					 "expected", c.cap);
 		else if (code == CURLE_WRITE_ERROR && c.sha_failed)
