@@ -89,5 +89,30 @@ expect_errno "a deleted snapshot cannot be looked up" ENOENT vmbio stat "$MNT/.s
 check "... and is not listed" test -z "$(ls -A "$MNT/.snapshots")"
 check "a file of it open before stays readable" cmp /dev/fd/7 "$T/copy.img"
 exec 7<&-
+# Made again under the same name while a file of the old one is still open (so
+# the view keeps the old one's manifest), its manifest with the old one's inode
+# number (the file system gives a freed number again at once): the view shows
+# the new one, not what it kept.
+SD=$STORE/.vmbundlefs/snapshots
+echo again >"$MNT/b/config.json"
+"$VMB_TESTBIN/helpers/mksnap" "$STORE" b s1 || fail "mksnap b s1 again"
+sleep 1.2
+assert_eq "a snapshot made again under a deleted one's name shows its own files" again \
+    "$(cat "$S/config.json")"
+exec 7<"$S/config.json"
+echo third >"$MNT/b/config.json"
+"$VMB_TESTBIN/helpers/mksnap" "$STORE" b s3 || fail "mksnap b s3"
+ino_old=$(stat -c %i "$SD/b@s1")
+rm "$SD/b@s1" && cp "$SD/b@s3" "$SD/.b@s1.tmp" && mv "$SD/.b@s1.tmp" "$SD/b@s1" ||
+    fail "cannot make b@s1 again"
+say "# b@s1's manifest inode before: $ino_old, now: $(stat -c %i "$SD/b@s1")"
+sleep 1.2
+assert_eq "... and again, its manifest on the freed inode: its own files" third \
+    "$(cat "$S/config.json")"
+check "a file of the deleted one open before still reads it" \
+    test "$(cat /dev/fd/7)" = again
+exec 7<&-
+rm "$SD/b@s1" "$SD/b@s3"
+sleep 1.2
 assert_eq ".snapshots is not listed at the root any more" ". .. b" "$(ls -a "$MNT" | tr '\n' ' ' | sed 's/ $//')"
 finish

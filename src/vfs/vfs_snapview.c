@@ -53,8 +53,12 @@ struct sv_snap {
 	struct vmb_manifest m;
 	size_t *order;             /* indices of m.ents by path, for lookups */
 	unsigned refs;             /* nodes on it */
-	ino_t mino;                /* its manifest's inode (one deleted and made again
-				    * under the same name is another snapshot) */
+	ino_t mino;                /* its manifest's inode, change time and size (one
+				    * deleted and made again under the same name is
+				    * another snapshot, even when the file system gives
+				    * it the freed inode number again) */
+	struct timespec mctime;
+	off_t msize;
 };
 
 struct sv_node {
@@ -194,7 +198,9 @@ static int snap_get(struct vmb_vfs *v, const char *spec, struct sv_snap **out,
 		return -ENOENT;
 	}
 	for (s = sv->snaps; s; s = s->next)
-		if (!strcmp(s->spec, spec) && s->mino == mst.st_ino) {
+		if (!strcmp(s->spec, spec) && s->mino == mst.st_ino &&
+		    s->msize == mst.st_size && s->mctime.tv_sec == mst.st_ctim.tv_sec &&
+		    s->mctime.tv_nsec == mst.st_ctim.tv_nsec) {
 			close(fd);   /* cached while its nodes live */
 			*out = s;
 			return 0;
@@ -206,6 +212,8 @@ static int snap_get(struct vmb_vfs *v, const char *spec, struct sv_snap **out,
 		return vmb_err_set(err, ENOMEM, "out of memory");
 	}
 	s->mino = mst.st_ino;
+	s->mctime = mst.st_ctim;
+	s->msize = mst.st_size;
 	r = vmb_manifest_read(fd, spec, &s->m, err);
 	close(fd);
 	if (r == 0 && (s->m.n == 0 || strcmp(s->m.ents[0].path, ".") ||
