@@ -12,15 +12,16 @@
  *  - the only public way to that list is a request: after the loop has ended and the
  *    session is unmounted, BMAP requests (no op of ours: libfuse itself answers
  *    ENOSYS) are passed to fuse_session_process_buf, one per queued INTERRUPT;
- *  - their answers go to a custom writev of our own, which counts the answers that
- *    are not the BMAP's: when a BMAP takes none off, the list is empty;
+ *  - their answers go to fuse_io.c's I/O in its drain mode, which counts the
+ *    answers that are not the BMAP's: when a BMAP takes none off, the list is
+ *    empty;
  *  - the BMAP's unique is odd: the kernel's are even, and an interrupted request's
  *    unique never equals it (a match would end the interrupt without an answer and
  *    leave the count at 0, stopping early: the rest stays queued, as before);
  *  - at most VMB_FS_DRAIN_MAX rounds; with -d, each BMAP shows in the debug log.
- *  - the session's descriptor is then a /dev/null of ours, closed by
- *    fuse_session_destroy() as it would close /dev/fuse; or, when the session
- *    has fuse_io.c's I/O (own_io), that I/O in its drain mode.
+ *  - a session without that I/O (own_io 0: its install failed at mount, or a
+ *    test's session) gets it on a /dev/null of ours, closed by
+ *    fuse_session_destroy() as it would close /dev/fuse.
  */
 #define FUSE_USE_VERSION 314
 #include "config.h"
@@ -40,37 +41,8 @@
 #define VMB_FS_DRAIN_MAX 4096
 #define DRAIN_UNIQUE 1   /* odd: never a kernel request's */
 
-/* answers other than the BMAP's, seen by drain_writev (the session's thread only) */
-static __thread unsigned drained;
-
-static ssize_t drain_writev(int fd, struct iovec *iov, int count, void *userdata)
-{
-	const struct fuse_out_header *out = iov[0].iov_base;
-	size_t len = 0;
-	int i;
-
-	(void)fd;
-	(void)userdata;
-	if (count > 0 && iov[0].iov_len >= sizeof(*out) && out->unique != DRAIN_UNIQUE)
-		drained++;
-	for (i = 0; i < count; i++)
-		len += iov[i].iov_len;
-	return (ssize_t)len;
-}
-
-static ssize_t drain_read(int fd, void *buf, size_t len, void *userdata)
-{
-	(void)fd;
-	(void)buf;
-	(void)len;
-	(void)userdata;
-	errno = ENODEV;
-	return -1;
-}
-
 unsigned vmb_fs_drain_interrupts(struct fuse_session *se, int own_io)
 {
-	static const struct fuse_custom_io io = { .writev = drain_writev, .read = drain_read };
 	struct {
 		struct fuse_in_header in;
 		struct fuse_bmap_in arg;
@@ -81,19 +53,18 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se, int own_io)
 
 	if (fuse_session_fd(se) != -1)   /* still mounted: its descriptor is /dev/fuse */
 		return 0;
-	if (own_io) {
-		/* the session's I/O is fuse_io.c's: switched to its drain mode (a
-		 * second fuse_session_custom_io would leak the first) */
-		vmb_fs_io_drain(DRAIN_UNIQUE, 1);
-	} else {
+	if (!own_io) {
+		/* fuse_io.c's I/O on a /dev/null of ours (a second
+		 * fuse_session_custom_io on a session that has it would leak the first) */
 		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			return 0;
-		if (fuse_session_custom_io(se, &io, fd) < 0) {
+		if (vmb_fs_io_install(se, fd) < 0) {
 			close(fd);
 			return 0;
 		}
 	}
+	vmb_fs_io_drain(DRAIN_UNIQUE, 1);
 	memset(&msg, 0, sizeof(msg));   /* libfuse only reads it */
 	msg.in.len = sizeof(msg);
 	msg.in.opcode = FUSE_BMAP;
@@ -103,13 +74,13 @@ unsigned vmb_fs_drain_interrupts(struct fuse_session *se, int own_io)
 	buf.mem = &msg;
 	buf.size = sizeof(msg);
 	for (n = 0; n < VMB_FS_DRAIN_MAX; n++) {
-		drained = 0;
 		fuse_session_process_buf(se, &buf);
-		got = own_io ? vmb_fs_io_drained() : drained;
+		got = vmb_fs_io_drained();
 		total += got;
 		if (!got)
 			break;
 	}
+	vmb_fs_io_drain(0, 0);
 	return total;
 }
 
