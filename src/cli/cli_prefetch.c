@@ -346,16 +346,15 @@ static int prefetch_in_mount(const char *real, const char *shown, struct run *ru
 	 * after them, in the background: look until what it holds stops changing
 	 * (at most about 3 s) */
 	run->check = 1;
-	for (int k = 0, last = -1; !rc && k < 10; k++) {
+	for (int k = 0; !rc && k < 10; k++) {
 		struct timespec nap = { 0, 300000000L };
 		uint64_t prev = run->kept;
 
 		nanosleep(&nap, NULL);
 		run->kept = run->want = 0;
 		rc = walk(dfd, name, shown, 1, run, err);
-		if (last >= 0 && run->kept == prev)
+		if (k > 0 && run->kept == prev)
 			break;
-		last = 1;
 	}
 	if (dfd >= 0)
 		close(dfd);
