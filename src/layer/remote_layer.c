@@ -499,50 +499,50 @@ void vmb_layers_pin_name(const char *layers_path, char name[VMB_LAYERS_PIN_NAME]
 	snprintf(name, VMB_LAYERS_PIN_NAME, "layers-%s", hex);
 }
 
-void vmb_layers_unpin_remote(struct vmb_layers *ls, struct vmb_remote *r)
+/* The pin name of ls's layers: by their directory's real path (as a command
+ * names it, cli_remote.c), or the path it was opened by. */
+static void pin_name_of(struct vmb_layers *ls, char name[VMB_LAYERS_PIN_NAME])
 {
-	char name[VMB_LAYERS_PIN_NAME], *real = realpath(ls->path, NULL);
-	struct vmb_cache *c;
+	char *real = realpath(ls->path, NULL);
 
-	if (vmb_remote_cache(r, &c, NULL) == 0) {
-		vmb_layers_pin_name(real ? real : ls->path, name);
-		vmb_cache_unpin(c, name, NULL);
-	}
+	vmb_layers_pin_name(real ? real : ls->path, name);
 	free(real);
 }
 
-int vmb_layers_pin_remote(struct vmb_layers *ls, struct vmb_remote *r, struct vmb_err *err)
+void vmb_layers_unpin_remote(struct vmb_layers *ls, struct vmb_remote *r)
 {
-	struct vmb_layer_list l;
+	char name[VMB_LAYERS_PIN_NAME];
+	struct vmb_cache *c;
+
+	if (vmb_remote_cache(r, &c, NULL) == 0) {
+		pin_name_of(ls, name);
+		vmb_cache_unpin(c, name, NULL);
+	}
+}
+
+/* vmb_layers_pin_remote with the layers l already listed. */
+static int pin_listed(struct vmb_layers *ls, struct vmb_remote *r,
+		      const struct vmb_layer_list *l, struct vmb_err *err)
+{
 	struct vmb_layer_remote *rl = malloc(sizeof(*rl));
-	uint8_t (*d)[32] = NULL;
-	char name[VMB_LAYERS_PIN_NAME], *real = NULL;
+	uint8_t (*d)[32] = malloc((l->n ? l->n : 1) * sizeof(*d));
+	char name[VMB_LAYERS_PIN_NAME];
 	struct vmb_cache *c;
 	struct vmb_err e;
 	size_t n = 0;
 	int rc;
 
-	memset(&l, 0, sizeof(l));
-	if (!rl)
-		return vmb_err_set(err, ENOMEM, "out of memory");
-	rc = vmb_remote_cache(r, &c, err);
-	if (rc)
-		goto out;
-	real = realpath(ls->path, NULL);
-	vmb_layers_pin_name(real ? real : ls->path, name);
-	if (ls->dirfd >= 0) {
-		rc = vmb_layers_list(ls, &l, err);
-		if (rc)
-			goto out;
-	}
-	d = malloc((l.n ? l.n : 1) * sizeof(*d));
-	if (!d) {
+	if (!rl || !d) {
 		rc = vmb_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < l.n; i++) {
+	rc = vmb_remote_cache(r, &c, err);
+	if (rc)
+		goto out;
+	pin_name_of(ls, name);
+	for (size_t i = 0; i < l->n; i++) {
 		vmb_err_clear(&e);
-		if (vmb_layers_remote_info(ls, l.ids[i], rl, &e) == 0)
+		if (vmb_layers_remote_info(ls, l->ids[i], rl, &e) == 0)
 			memcpy(d[n++], rl->index, 32);
 	}
 	if (n)
@@ -553,10 +553,22 @@ int vmb_layers_pin_remote(struct vmb_layers *ls, struct vmb_remote *r, struct vm
 		vmb_err_prefix(err, "cannot pin the image indexes of the remote layers of '%s'",
 			       ls->path);
 out:
-	vmb_layer_list_free(&l);
-	free(real);
 	free(d);
 	free(rl);
+	return rc;
+}
+
+int vmb_layers_pin_remote(struct vmb_layers *ls, struct vmb_remote *r, struct vmb_err *err)
+{
+	struct vmb_layer_list l;
+	int rc = 0;
+
+	memset(&l, 0, sizeof(l));
+	if (ls->dirfd >= 0)
+		rc = vmb_layers_list(ls, &l, err);
+	if (rc == 0)
+		rc = pin_listed(ls, r, &l, err);
+	vmb_layer_list_free(&l);
 	return rc;
 }
 
@@ -579,7 +591,7 @@ static void *preload_main(void *arg)
 		return NULL;
 	/* the indexes this store's layers need offline stay in the cache (pulled
 	 * before pulls pinned them, or layers gc'd since) */
-	if (l.n && vmb_layers_pin_remote(ls, r, &e) < 0)
+	if (l.n && pin_listed(ls, r, &l, &e) < 0)
 		vmb_log_msg(ls->log, "%s", e.msg);
 	if (p->warm_url) {
 		/* a URL mount whose bundles come later: its fetcher is ready first, and
