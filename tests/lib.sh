@@ -187,6 +187,31 @@ need_mkpub() {
     [ -x "$MKPUB" ] || hard_error "no $MKPUB (make check builds it)"
 }
 
+# deep_at DIR NAME LEVELS FILE WHAT: FILE at the bottom of a chain of LEVELS
+# directories NAME under DIR, walked one directory at a time (no path longer than
+# PATH_MAX): its text (WHAT=text), the 4 bytes at 4096*1000 (data), its st_size
+# (size) or its st_blocks (blocks).
+deep_at() {
+    python3 - "$@" <<'PY'
+import os, sys
+d, name, n, fname, what = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(n):
+    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    os.close(fd)
+    fd = nfd
+f = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+if what == "text":
+    sys.stdout.write(os.read(f, 4096).decode())
+elif what == "data":
+    sys.stdout.write(os.pread(f, 4, 4096 * 1000).decode())
+elif what == "size":
+    print(os.fstat(f).st_size)
+else:
+    print(os.fstat(f).st_blocks)
+PY
+}
+
 st_ino() { stat -c %i "$1"; }
 st_size() { stat -c %s "$1"; }
 st_blocks() { stat -c %b "$1"; }

@@ -44,26 +44,9 @@ with tarfile.open(out[:-4] + "-flat.tar", "w", format=tarfile.PAX_FORMAT) as t:
     t.addfile(ti, io.BytesIO(body))
 PY
 
-# at DIR FILE WHAT: FILE at the bottom of the chain under DIR, walked one directory
-# at a time: its text (text), its size (size) or the 4 bytes at 4096*1000 (data).
-at() {
-    python3 - "$1" "$NAME" "$LEVELS" "$2" "$3" <<'PY'
-import os, sys
-d, name, n, fname, what = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-for _ in range(n):
-    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-    os.close(fd)
-    fd = nfd
-f = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-if what == "text":
-    sys.stdout.write(os.read(f, 4096).decode())
-elif what == "data":
-    sys.stdout.write(os.pread(f, 4, 4096 * 1000).decode())
-else:
-    print(os.fstat(f).st_size)
-PY
-}
+# at DIR FILE WHAT: FILE at the bottom of the chain under DIR (lib.sh deep_at):
+# its text (text), its size (size) or the 4 bytes at 4096*1000 (data).
+at() { deep_at "$1" "$NAME" "$LEVELS" "$2" "$3"; }
 
 "$VMB_BIN" import "$STORE" "$T/deep.tar" >"$T/imp.out" 2>&1
 assert_eq "import of the deep archive succeeds" 0 $? || cat "$T/imp.out"

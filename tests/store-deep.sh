@@ -37,26 +37,8 @@ os.close(f)
 PY
 }
 
-# at DIR NAME LEVELS FILE WHAT: print FILE at the bottom of a chain: its text
-# (WHAT=text), the data at 4096*1000 (data), or its st_blocks (blocks).
-at() {
-    python3 - "$@" <<'PY'
-import os, sys
-d, name, n, fname, what = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-for _ in range(n):
-    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-    os.close(fd)
-    fd = nfd
-f = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-if what == "text":
-    sys.stdout.write(os.read(f, 4096).decode())
-elif what == "data":
-    sys.stdout.write(os.pread(f, 4, 4096 * 1000).decode())
-else:
-    print(os.fstat(f).st_blocks)
-PY
-}
+# at DIR NAME LEVELS FILE WHAT: print FILE at the bottom of a chain (lib.sh deep_at)
+at() { deep_at "$@"; }
 
 mkdir "$STORE/deep" "$STORE/d65" "$STORE/long" "$STORE/plain"
 chain "$STORE/deep" d 2500 bottom || fail "making the deep bundle"
