@@ -18,15 +18,16 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The base of file name in dirfd (a reference in *b), for prefetch: 1, or 0 when the
- * file has none (*b NULL), or -errno. */
-static int base_of(struct vmb_layers *ls, int dirfd, const char *name, struct vmb_base **b,
-		   struct vmb_err *err)
+/* The remote image behind file name in dirfd, for prefetch: 0 with *ri (NULL when
+ * it has none) and *b (a reference to its base, or NULL; vmb_base_put), or -errno. */
+static int rimage_of(struct vmb_layers *ls, int dirfd, const char *name, struct vmb_base **b,
+		     struct vmb_rimage **ri, struct vmb_err *err)
 {
 	char id[VMB_BASE_ID_LEN + 1];
 	int fd, rc;
 
 	*b = NULL;
+	*ri = NULL;
 	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return vmb_err_sys(err, errno, "cannot open '%s'", name);
@@ -37,7 +38,8 @@ static int base_of(struct vmb_layers *ls, int dirfd, const char *name, struct vm
 	rc = vmb_layers_get(ls, id, b, err);
 	if (rc)
 		return vmb_err_prefix(err, "cannot prefetch '%s'", name);
-	return 1;
+	*ri = vmb_layers_remote_of(*b);
+	return 0;
 }
 
 int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
@@ -52,12 +54,8 @@ int vmb_prefetch_file(struct vmb_layers *ls, int dirfd, const char *name,
 	int rc;
 
 	*fetched = 0;
-	rc = base_of(ls, dirfd, name, &b, err);
-	if (rc <= 0)
-		return rc;
-	rc = 0;
-	ri = vmb_layers_remote_of(b);
-	if (!ri)
+	rc = rimage_of(ls, dirfd, name, &b, &ri, err);
+	if (rc || !ri)
 		goto out;
 	n = vmb_rimage_chunks(ri);
 	for (i = 0; i < n; i++)
@@ -99,12 +97,8 @@ int vmb_prefetch_kept(struct vmb_layers *ls, int dirfd, const char *name, uint64
 	int rc;
 
 	*kept = *total = 0;
-	rc = base_of(ls, dirfd, name, &b, err);
-	if (rc <= 0)
-		return rc;
-	rc = 0;
-	ri = vmb_layers_remote_of(b);
-	if (ri) {
+	rc = rimage_of(ls, dirfd, name, &b, &ri, err);
+	if (rc == 0 && ri) {
 		rc = vmb_rimage_info(ri, &inf, err);
 		if (rc == 0) {
 			*kept = inf.cached_bytes;
